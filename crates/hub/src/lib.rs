@@ -1,0 +1,243 @@
+//! Per-stream buffer hub: the publisher writes each frame once, every output reads it.
+//!
+//! One [`Stream`] per code holds the current track info, a GOP cache starting at the last
+//! keyframe, and a bounded ring ([`tokio::sync::broadcast`]) that readers consume at their own
+//! pace. The publisher never waits for a reader: a reader that falls a full ring behind loses
+//! frames, skips forward to the next keyframe, and the loss is counted per stream.
+
+mod stats;
+mod stream;
+
+pub use stats::{PublisherSnapshot, StreamStats};
+pub use stream::{Event, Publisher, Subscription};
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::broadcast;
+
+/// Longest accepted stream code.
+pub const MAX_CODE_LEN: usize = 128;
+
+/// Whether `code` is a valid stream code: `[A-Za-z0-9_-]{1,128}`.
+pub fn valid_code(code: &str) -> bool {
+    !code.is_empty()
+        && code.len() <= MAX_CODE_LEN
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Memory bounds of every stream.
+#[derive(Clone, Debug)]
+pub struct HubConfig {
+    /// Keep the frames since the last keyframe so a new reader starts at once.
+    pub gop_cache: bool,
+    /// Byte cap of one stream's GOP cache; a longer GOP disables the cache until the next one.
+    pub gop_cache_max_bytes: usize,
+    /// Frames a reader may fall behind before it skips to the next keyframe.
+    pub reader_queue_frames: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            gop_cache: true,
+            gop_cache_max_bytes: 16 << 20,
+            reader_queue_frames: 1024,
+        }
+    }
+}
+
+/// Who is publishing, as shown in stats and logs.
+#[derive(Clone, Debug)]
+pub struct PublisherMeta {
+    /// Ingest protocol, e.g. `rtmp`.
+    pub protocol: &'static str,
+    /// Remote address of the publisher's connection.
+    pub remote_addr: Option<SocketAddr>,
+}
+
+/// A change in which streams are live, for output managers that start per-stream work.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HubEvent {
+    /// A publisher started on `code`; `session` is unique across the process.
+    Published {
+        /// Stream code.
+        code: String,
+        /// Publish session id.
+        session: u64,
+    },
+    /// The publisher of `code` left.
+    Unpublished {
+        /// Stream code.
+        code: String,
+        /// Publish session id that ended.
+        session: u64,
+    },
+}
+
+/// Why a publish was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PublishError {
+    /// Another publisher holds the code.
+    #[error("stream {0:?} already has a publisher")]
+    AlreadyPublishing(String),
+    /// The code is not `[A-Za-z0-9_-]{1,128}`.
+    #[error("invalid stream code {0:?}")]
+    InvalidCode(String),
+}
+
+/// Registry of streams by code; cheap to clone and share.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct HubInner {
+    pub(crate) config: HubConfig,
+    streams: Mutex<HashMap<String, Arc<stream::Stream>>>,
+    next_session: AtomicU64,
+    events: broadcast::Sender<HubEvent>,
+}
+
+impl HubInner {
+    fn streams(&self) -> MutexGuard<'_, HashMap<String, Arc<stream::Stream>>> {
+        // A panic while holding this lock cannot leave the map half-updated (all updates are
+        // single inserts/removes), so a poisoned lock is safe to keep using.
+        self.streams.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Drops the registry entry once nobody publishes or reads, so codes do not leak.
+    pub(crate) fn release(&self, stream: &Arc<stream::Stream>) {
+        let mut map = self.streams();
+        if stream.is_unused()
+            && map
+                .get(stream.code())
+                .is_some_and(|s| Arc::ptr_eq(s, stream))
+        {
+            map.remove(stream.code());
+        }
+    }
+
+    pub(crate) fn emit(&self, event: HubEvent) {
+        // No listener is fine: outputs are optional.
+        let _ = self.events.send(event);
+    }
+}
+
+impl Hub {
+    /// Creates an empty hub.
+    pub fn new(config: HubConfig) -> Hub {
+        let (events, _) = broadcast::channel(1024);
+        Hub {
+            inner: Arc::new(HubInner {
+                config,
+                streams: Mutex::new(HashMap::new()),
+                next_session: AtomicU64::new(1),
+                events,
+            }),
+        }
+    }
+
+    /// The configuration the hub was built with.
+    pub fn config(&self) -> &HubConfig {
+        &self.inner.config
+    }
+
+    /// Runs `f` on the entry for `code` while the registry is locked, so a concurrent
+    /// [`HubInner::release`] cannot remove the entry between lookup and attach.
+    fn with_entry<T>(&self, code: &str, f: impl FnOnce(Arc<stream::Stream>) -> T) -> T {
+        let mut map = self.inner.streams();
+        let stream = map
+            .entry(code.to_owned())
+            .or_insert_with(|| stream::Stream::new(code, &self.inner.config))
+            .clone();
+        f(stream)
+    }
+
+    /// Claims `code` for a new publisher; refused while another publisher is live.
+    pub fn publish(&self, code: &str, meta: PublisherMeta) -> Result<Publisher, PublishError> {
+        if !valid_code(code) {
+            return Err(PublishError::InvalidCode(code.to_owned()));
+        }
+        let session = self.inner.next_session.fetch_add(1, Ordering::Relaxed);
+        let publisher = self.with_entry(code, |stream| {
+            stream::Publisher::claim(stream, self.inner.clone(), session, meta)
+        })?;
+        self.inner.emit(HubEvent::Published {
+            code: code.to_owned(),
+            session,
+        });
+        Ok(publisher)
+    }
+
+    /// Subscribes to `code`, live or not: a reader of an idle stream waits for its publisher.
+    pub fn subscribe(&self, code: &str, protocol: &'static str) -> Subscription {
+        self.with_entry(code, |stream| {
+            Subscription::attach(stream, self.inner.clone(), protocol)
+        })
+    }
+
+    /// Subscribes only if `code` has a publisher that announced its tracks.
+    pub fn subscribe_live(&self, code: &str, protocol: &'static str) -> Option<Subscription> {
+        let map = self.inner.streams();
+        let stream = map.get(code).filter(|s| s.is_live())?.clone();
+        let sub = Subscription::attach(stream, self.inner.clone(), protocol);
+        drop(map);
+        // The publisher may have left between the check and the attach.
+        sub.started_live().then_some(sub)
+    }
+
+    /// Whether `code` currently has a publisher that announced its tracks.
+    pub fn is_live(&self, code: &str) -> bool {
+        self.inner.streams().get(code).is_some_and(|s| s.is_live())
+    }
+
+    /// Stats of one stream, if the hub knows it.
+    pub fn stats(&self, code: &str) -> Option<StreamStats> {
+        let stream = self.inner.streams().get(code).cloned()?;
+        Some(stream.stats())
+    }
+
+    /// Stats of every stream the hub knows, sorted by code.
+    pub fn list(&self) -> Vec<StreamStats> {
+        let streams: Vec<_> = self.inner.streams().values().cloned().collect();
+        let mut out: Vec<_> = streams.iter().map(|s| s.stats()).collect();
+        out.sort_by(|a, b| a.code.cmp(&b.code));
+        out
+    }
+
+    /// Codes that have a live publisher now.
+    pub fn live_codes(&self) -> Vec<String> {
+        self.inner
+            .streams()
+            .values()
+            .filter(|s| s.is_live())
+            .map(|s| s.code().to_owned())
+            .collect()
+    }
+
+    /// Publish/unpublish notifications; a lagging listener should resync with [`Hub::live_codes`].
+    pub fn events(&self) -> broadcast::Receiver<HubEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Asks the publisher of `code` to stop; returns whether there was one.
+    pub fn kick_publisher(&self, code: &str) -> bool {
+        let Some(stream) = self.inner.streams().get(code).cloned() else {
+            return false;
+        };
+        stream.kick_publisher()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,137 @@
+//! Per-stream counters and a fixed-window bitrate meter.
+
+use media::MediaInfo;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Bitrates are averaged over this many whole seconds.
+const WINDOW_SECS: usize = 5;
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    pub(crate) frames_in: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+}
+
+/// Bytes per one-second bucket over the last [`WINDOW_SECS`] complete seconds.
+#[derive(Default)]
+pub(crate) struct RateMeter {
+    origin: Option<Instant>,
+    /// Index (seconds since origin) of `buckets[0]`'s second, modulo the ring.
+    current: u64,
+    buckets: [u64; WINDOW_SECS + 1],
+}
+
+impl RateMeter {
+    fn second(&mut self, now: Instant) -> u64 {
+        let origin = *self.origin.get_or_insert(now);
+        now.saturating_duration_since(origin).as_secs()
+    }
+
+    fn roll(&mut self, sec: u64) {
+        if sec <= self.current {
+            return;
+        }
+        let gap = (sec - self.current).min(self.buckets.len() as u64);
+        for i in 1..=gap {
+            let idx = ((self.current + i) % self.buckets.len() as u64) as usize;
+            self.buckets[idx] = 0;
+        }
+        self.current = sec;
+    }
+
+    pub(crate) fn add(&mut self, now: Instant, bytes: u64) {
+        let sec = self.second(now);
+        self.roll(sec);
+        let idx = (sec % self.buckets.len() as u64) as usize;
+        self.buckets[idx] += bytes;
+    }
+
+    /// Average over the complete seconds in the window (the running second is excluded so the
+    /// figure does not sag at the start of every second).
+    pub(crate) fn kbps(&mut self, now: Instant) -> u64 {
+        if self.origin.is_none() {
+            return 0;
+        }
+        let sec = self.second(now);
+        self.roll(sec);
+        let complete = sec.min(WINDOW_SECS as u64);
+        if complete == 0 {
+            return 0;
+        }
+        let cur = (sec % self.buckets.len() as u64) as usize;
+        let total: u64 = (0..self.buckets.len())
+            .filter(|&i| i != cur)
+            .map(|i| self.buckets[i])
+            .sum();
+        total * 8 / 1000 / complete
+    }
+}
+
+/// The publisher of a live stream.
+#[derive(Clone, Debug)]
+pub struct PublisherSnapshot {
+    /// Publish session id.
+    pub session: u64,
+    /// Ingest protocol.
+    pub protocol: &'static str,
+    /// Publisher's remote address.
+    pub remote_addr: Option<SocketAddr>,
+    /// Wall-clock start of the session.
+    pub started_at: SystemTime,
+    /// Time since the session started.
+    pub uptime: Duration,
+}
+
+/// A point-in-time view of one stream for the API and metrics.
+#[derive(Clone, Debug)]
+pub struct StreamStats {
+    /// Stream code.
+    pub code: String,
+    /// Whether a publisher is live and announced its tracks.
+    pub live: bool,
+    /// The current publisher, if any.
+    pub publisher: Option<PublisherSnapshot>,
+    /// Current tracks, if live.
+    pub info: Option<Arc<MediaInfo>>,
+    /// Readers per protocol.
+    pub readers: Vec<(&'static str, u32)>,
+    /// Frames in the GOP cache.
+    pub gop_cache_frames: usize,
+    /// Payload bytes in the GOP cache.
+    pub gop_cache_bytes: usize,
+    /// Ingest bitrate over the last few seconds.
+    pub bitrate_in_kbps: u64,
+    /// Bitrate sent to all readers over the last few seconds.
+    pub bitrate_out_kbps: u64,
+    /// Payload bytes written by publishers since the stream entry was created.
+    pub bytes_in: u64,
+    /// Bytes outputs reported as sent.
+    pub bytes_out: u64,
+    /// Frames written by publishers.
+    pub frames_in: u64,
+    /// Frames lost by slow readers.
+    pub frames_dropped: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meter_averages_complete_seconds() {
+        let t0 = Instant::now();
+        let mut m = RateMeter::default();
+        for s in 0..4u64 {
+            // 125 kB per second = 1000 kbit/s.
+            m.add(t0 + Duration::from_secs(s), 125_000);
+        }
+        assert_eq!(m.kbps(t0 + Duration::from_millis(3500)), 1000);
+        // Idle for longer than the window: back to zero.
+        assert_eq!(m.kbps(t0 + Duration::from_secs(20)), 0);
+    }
+}

@@ -1,0 +1,471 @@
+//! One stream: publisher slot, GOP cache, and the bounded ring its readers consume.
+
+use crate::stats::{Counters, PublisherSnapshot, RateMeter, StreamStats};
+use crate::{HubConfig, HubEvent, HubInner, PublishError, PublisherMeta};
+use media::{Frame, MediaInfo, TrackKind};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+/// What a reader receives, in order.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// Track info: first of every publish session, again when a codec configuration changes.
+    /// A new `session` means a republish: outputs mark a discontinuity.
+    Tracks {
+        /// The tracks and their decoder configurations.
+        info: Arc<MediaInfo>,
+        /// Publish session id; changes on republish.
+        session: u64,
+    },
+    /// One access unit.
+    Frame(Frame),
+    /// The publisher left; another `Tracks` follows if someone publishes again.
+    End,
+}
+
+#[derive(Clone, Debug)]
+enum Item {
+    Tracks { info: Arc<MediaInfo>, session: u64 },
+    Frame(Frame),
+    End,
+}
+
+struct PublisherSlot {
+    session: u64,
+    meta: PublisherMeta,
+    started_at: SystemTime,
+    started: Instant,
+    kill: CancellationToken,
+}
+
+#[derive(Default)]
+struct Gop {
+    frames: VecDeque<Frame>,
+    bytes: usize,
+    /// The current GOP outgrew the cap; cache nothing until the next keyframe.
+    overflow: bool,
+}
+
+struct State {
+    publisher: Option<PublisherSlot>,
+    info: Option<Arc<MediaInfo>>,
+    gop: Gop,
+    subscribers: usize,
+    readers: BTreeMap<&'static str, u32>,
+    rate_in: RateMeter,
+    rate_out: RateMeter,
+}
+
+pub(crate) struct Stream {
+    code: String,
+    gop_enabled: bool,
+    gop_max_bytes: usize,
+    tx: broadcast::Sender<Item>,
+    state: Mutex<State>,
+    counters: Counters,
+}
+
+impl Stream {
+    pub(crate) fn new(code: &str, config: &HubConfig) -> Arc<Stream> {
+        let (tx, _) = broadcast::channel(config.reader_queue_frames.max(16));
+        Arc::new(Stream {
+            code: code.to_owned(),
+            gop_enabled: config.gop_cache,
+            gop_max_bytes: config.gop_cache_max_bytes,
+            tx,
+            state: Mutex::new(State {
+                publisher: None,
+                info: None,
+                gop: Gop::default(),
+                subscribers: 0,
+                readers: BTreeMap::new(),
+                rate_in: RateMeter::default(),
+                rate_out: RateMeter::default(),
+            }),
+            counters: Counters::default(),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Every critical section leaves State consistent before anything that could panic, so
+        // a poisoned lock holds usable data.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn code(&self) -> &str {
+        &self.code
+    }
+
+    pub(crate) fn is_live(&self) -> bool {
+        let st = self.state();
+        st.publisher.is_some() && st.info.is_some()
+    }
+
+    pub(crate) fn is_unused(&self) -> bool {
+        let st = self.state();
+        st.publisher.is_none() && st.subscribers == 0
+    }
+
+    pub(crate) fn kick_publisher(&self) -> bool {
+        match &self.state().publisher {
+            Some(p) => {
+                p.kill.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(crate) fn stats(&self) -> StreamStats {
+        let mut st = self.state();
+        let now = Instant::now();
+        let publisher = st.publisher.as_ref().map(|p| PublisherSnapshot {
+            session: p.session,
+            protocol: p.meta.protocol,
+            remote_addr: p.meta.remote_addr,
+            started_at: p.started_at,
+            uptime: now.saturating_duration_since(p.started),
+        });
+        let bitrate_in_kbps = st.rate_in.kbps(now);
+        let bitrate_out_kbps = st.rate_out.kbps(now);
+        StreamStats {
+            code: self.code.clone(),
+            live: st.publisher.is_some() && st.info.is_some(),
+            publisher,
+            info: st.info.clone(),
+            readers: st.readers.iter().map(|(k, v)| (*k, *v)).collect(),
+            gop_cache_frames: st.gop.frames.len(),
+            gop_cache_bytes: st.gop.bytes,
+            bitrate_in_kbps,
+            bitrate_out_kbps,
+            bytes_in: self.counters.bytes_in.load(Ordering::Relaxed),
+            bytes_out: self.counters.bytes_out.load(Ordering::Relaxed),
+            frames_in: self.counters.frames_in.load(Ordering::Relaxed),
+            frames_dropped: self.counters.dropped.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The single writer of a stream. Dropping it ends the publish session.
+pub struct Publisher {
+    stream: Arc<Stream>,
+    hub: Arc<HubInner>,
+    session: u64,
+    kill: CancellationToken,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("code", &self.stream.code)
+            .field("session", &self.session)
+            .finish()
+    }
+}
+
+impl Publisher {
+    pub(crate) fn claim(
+        stream: Arc<Stream>,
+        hub: Arc<HubInner>,
+        session: u64,
+        meta: PublisherMeta,
+    ) -> Result<Publisher, PublishError> {
+        let kill = CancellationToken::new();
+        {
+            let mut st = stream.state();
+            if st.publisher.is_some() {
+                // The registry lock is held by the caller; the entry stays because it is live.
+                return Err(PublishError::AlreadyPublishing(stream.code.clone()));
+            }
+            st.publisher = Some(PublisherSlot {
+                session,
+                meta,
+                started_at: SystemTime::now(),
+                started: Instant::now(),
+                kill: kill.clone(),
+            });
+            st.info = None;
+            st.gop = Gop::default();
+        }
+        Ok(Publisher {
+            stream,
+            hub,
+            session,
+            kill,
+        })
+    }
+
+    /// Stream code this publisher writes.
+    pub fn code(&self) -> &str {
+        &self.stream.code
+    }
+
+    /// Process-unique id of this publish session.
+    pub fn session(&self) -> u64 {
+        self.session
+    }
+
+    /// Resolves when the control plane asks this publisher to stop (kick, stream disabled).
+    pub fn killed(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.kill.cancelled()
+    }
+
+    /// Announces (or changes) the tracks; readers see it before any later frame.
+    pub fn announce(&self, info: MediaInfo) {
+        let info = Arc::new(info);
+        let mut st = self.stream.state();
+        st.info = Some(info.clone());
+        // Frames cached under the old configuration cannot be decoded with the new one.
+        st.gop = Gop::default();
+        let _ = self.stream.tx.send(Item::Tracks {
+            info,
+            session: self.session,
+        });
+    }
+
+    /// Writes one frame to every reader without waiting for any of them.
+    pub fn write(&self, frame: Frame) {
+        let len = frame.payload.len();
+        let s = &self.stream;
+        s.counters.bytes_in.fetch_add(len as u64, Ordering::Relaxed);
+        s.counters.frames_in.fetch_add(1, Ordering::Relaxed);
+        let mut st = s.state();
+        st.rate_in.add(Instant::now(), len as u64);
+        if s.gop_enabled {
+            let has_video = st.info.as_ref().is_some_and(|i| i.video.is_some());
+            cache_frame(&mut st.gop, &frame, has_video, s.gop_max_bytes, &s.code);
+        }
+        // Sending under the state lock keeps the ring in the same order as the GOP snapshot
+        // a new reader takes; `send` only fails when nobody reads, which is fine.
+        let _ = s.tx.send(Item::Frame(frame));
+    }
+}
+
+fn cache_frame(gop: &mut Gop, frame: &Frame, has_video: bool, cap: usize, code: &str) {
+    if !has_video {
+        // Audio-only: every frame is a random access point, so a new reader starts live.
+        return;
+    }
+    if frame.track == TrackKind::Video && frame.keyframe {
+        gop.frames.clear();
+        gop.bytes = 0;
+        gop.overflow = false;
+    } else if gop.overflow || gop.frames.is_empty() {
+        // Nothing cached before the first keyframe: it could not be decoded.
+        return;
+    }
+    gop.bytes += frame.payload.len();
+    gop.frames.push_back(frame.clone());
+    if gop.bytes > cap {
+        tracing::warn!(
+            stream = code,
+            cap,
+            "GOP larger than the GOP cache cap; caching disabled until the next keyframe"
+        );
+        gop.frames.clear();
+        gop.bytes = 0;
+        gop.overflow = true;
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        {
+            let mut st = self.stream.state();
+            if st.publisher.as_ref().map(|p| p.session) == Some(self.session) {
+                st.publisher = None;
+                st.info = None;
+                st.gop = Gop::default();
+                let _ = self.stream.tx.send(Item::End);
+            }
+        }
+        self.hub.emit(HubEvent::Unpublished {
+            code: self.stream.code.clone(),
+            session: self.session,
+        });
+        self.hub.release(&self.stream);
+    }
+}
+
+/// One reader's bounded view of a stream.
+pub struct Subscription {
+    stream: Arc<Stream>,
+    hub: Arc<HubInner>,
+    protocol: &'static str,
+    rx: broadcast::Receiver<Item>,
+    backlog: VecDeque<Event>,
+    started_live: bool,
+    /// Lost frames: drop everything until the next video keyframe.
+    skipping: bool,
+    has_video: bool,
+    dropped: u64,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("code", &self.stream.code)
+            .field("protocol", &self.protocol)
+            .finish()
+    }
+}
+
+impl Subscription {
+    pub(crate) fn attach(stream: Arc<Stream>, hub: Arc<HubInner>, protocol: &'static str) -> Self {
+        let mut backlog = VecDeque::new();
+        let mut has_video = false;
+        let rx;
+        let started_live;
+        {
+            let mut st = stream.state();
+            st.subscribers += 1;
+            *st.readers.entry(protocol).or_insert(0) += 1;
+            rx = stream.tx.subscribe();
+            started_live = st.publisher.is_some() && st.info.is_some();
+            if let (Some(p), Some(info)) = (&st.publisher, &st.info) {
+                has_video = info.video.is_some();
+                backlog.push_back(Event::Tracks {
+                    info: info.clone(),
+                    session: p.session,
+                });
+                backlog.extend(st.gop.frames.iter().cloned().map(Event::Frame));
+            }
+        }
+        Subscription {
+            stream,
+            hub,
+            protocol,
+            rx,
+            backlog,
+            started_live,
+            skipping: false,
+            has_video,
+            dropped: 0,
+        }
+    }
+
+    pub(crate) fn started_live(&self) -> bool {
+        self.started_live
+    }
+
+    /// Stream code this subscription reads.
+    pub fn code(&self) -> &str {
+        &self.stream.code
+    }
+
+    /// Frames this reader lost by falling behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Counts bytes an output sent for this stream (for bitrate-out stats).
+    pub fn record_sent(&self, bytes: usize) {
+        self.stream
+            .counters
+            .bytes_out
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+        self.stream
+            .state()
+            .rate_out
+            .add(Instant::now(), bytes as u64);
+    }
+
+    /// Next event, waiting for one; `None` only if the stream was closed for good.
+    pub async fn recv(&mut self) -> Option<Event> {
+        loop {
+            if let Some(ev) = self.backlog.pop_front() {
+                return Some(ev);
+            }
+            let item = match self.rx.recv().await {
+                Ok(item) => item,
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    self.lost(n);
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            };
+            if let Some(ev) = self.filter(item) {
+                return Some(ev);
+            }
+        }
+    }
+
+    /// Next event if one is ready now; lets writers batch without waiting.
+    pub fn try_recv(&mut self) -> Option<Event> {
+        loop {
+            if let Some(ev) = self.backlog.pop_front() {
+                return Some(ev);
+            }
+            let item = match self.rx.try_recv() {
+                Ok(item) => item,
+                Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                    self.lost(n);
+                    continue;
+                }
+                Err(_) => return None,
+            };
+            if let Some(ev) = self.filter(item) {
+                return Some(ev);
+            }
+        }
+    }
+
+    fn lost(&mut self, n: u64) {
+        self.dropped += n;
+        self.stream.counters.dropped.fetch_add(n, Ordering::Relaxed);
+        self.skipping = self.has_video;
+        tracing::debug!(
+            stream = %self.stream.code,
+            protocol = self.protocol,
+            lost = n,
+            "slow reader lost frames; skipping to the next keyframe"
+        );
+    }
+
+    fn filter(&mut self, item: Item) -> Option<Event> {
+        match item {
+            Item::Tracks { info, session } => {
+                self.has_video = info.video.is_some();
+                // A new configuration needs a fresh keyframe anyway; frames before it would be
+                // undecodable, so resync like after a loss.
+                Some(Event::Tracks { info, session })
+            }
+            Item::End => {
+                self.skipping = false;
+                Some(Event::End)
+            }
+            Item::Frame(f) => {
+                if self.skipping {
+                    if f.track == TrackKind::Video && f.keyframe {
+                        self.skipping = false;
+                    } else {
+                        self.dropped += 1;
+                        self.stream.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                        return None;
+                    }
+                }
+                Some(Event::Frame(f))
+            }
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        {
+            let mut st = self.stream.state();
+            st.subscribers = st.subscribers.saturating_sub(1);
+            if let Some(n) = st.readers.get_mut(self.protocol) {
+                *n -= 1;
+                if *n == 0 {
+                    st.readers.remove(self.protocol);
+                }
+            }
+        }
+        self.hub.release(&self.stream);
+    }
+}

@@ -1,0 +1,245 @@
+use super::*;
+use bytes::Bytes;
+use media::{Frame, MediaInfo, OpaqueCodec, TrackKind, VideoCodec};
+
+fn meta() -> PublisherMeta {
+    PublisherMeta {
+        protocol: "test",
+        remote_addr: None,
+    }
+}
+
+fn video_info() -> MediaInfo {
+    MediaInfo {
+        video: Some(VideoCodec::Opaque {
+            codec: OpaqueCodec::FlvId(7),
+            sequence_header: None,
+        }),
+        audio: None,
+        framerate: None,
+    }
+}
+
+fn vframe(n: i64, key: bool) -> Frame {
+    Frame {
+        track: TrackKind::Video,
+        dts: n * 3000,
+        pts: n * 3000,
+        keyframe: key,
+        payload: Bytes::from(vec![n as u8; 100]),
+    }
+}
+
+fn expect_frame(ev: Option<Event>) -> Frame {
+    match ev {
+        Some(Event::Frame(f)) => f,
+        other => panic!("expected a frame, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn late_reader_starts_at_cached_keyframe() {
+    let hub = Hub::new(HubConfig::default());
+    let p = hub.publish("a", meta()).unwrap();
+    p.announce(video_info());
+    for n in 0..10 {
+        p.write(vframe(n, n % 4 == 0));
+    }
+    let mut s = hub.subscribe("a", "t");
+    assert!(matches!(s.recv().await, Some(Event::Tracks { .. })));
+    // Last keyframe was frame 8: reader gets 8 and 9 at once.
+    let f = expect_frame(s.recv().await);
+    assert!(f.keyframe);
+    assert_eq!(f.dts, 8 * 3000);
+    assert_eq!(expect_frame(s.recv().await).dts, 9 * 3000);
+    assert!(s.try_recv().is_none());
+    p.write(vframe(10, false));
+    assert_eq!(expect_frame(s.recv().await).dts, 10 * 3000);
+}
+
+#[tokio::test]
+async fn payload_is_shared_not_copied() {
+    let hub = Hub::new(HubConfig::default());
+    let p = hub.publish("a", meta()).unwrap();
+    p.announce(video_info());
+    let mut r1 = hub.subscribe("a", "t");
+    let mut r2 = hub.subscribe("a", "t");
+    let f = vframe(0, true);
+    let ptr = f.payload.as_ptr();
+    p.write(f);
+    for r in [&mut r1, &mut r2] {
+        assert!(matches!(r.recv().await, Some(Event::Tracks { .. })));
+        assert_eq!(expect_frame(r.recv().await).payload.as_ptr(), ptr);
+    }
+}
+
+#[tokio::test]
+async fn reader_waits_for_publisher() {
+    let hub = Hub::new(HubConfig::default());
+    let mut s = hub.subscribe("late", "t");
+    assert!(s.try_recv().is_none());
+    assert!(!hub.is_live("late"));
+    let p = hub.publish("late", meta()).unwrap();
+    p.announce(video_info());
+    p.write(vframe(0, true));
+    assert!(matches!(s.recv().await, Some(Event::Tracks { .. })));
+    assert!(expect_frame(s.recv().await).keyframe);
+}
+
+#[tokio::test]
+async fn second_publisher_refused_first_unaffected() {
+    let hub = Hub::new(HubConfig::default());
+    let p = hub.publish("a", meta()).unwrap();
+    p.announce(video_info());
+    let mut s = hub.subscribe("a", "t");
+    assert_eq!(
+        hub.publish("a", meta()).unwrap_err(),
+        PublishError::AlreadyPublishing("a".into())
+    );
+    p.write(vframe(0, true));
+    assert!(matches!(s.recv().await, Some(Event::Tracks { .. })));
+    assert!(expect_frame(s.recv().await).keyframe);
+    assert!(hub.is_live("a"));
+}
+
+#[tokio::test]
+async fn invalid_codes_refused() {
+    let hub = Hub::new(HubConfig::default());
+    for code in ["", "a/b", "a b", "ü", &"x".repeat(129)] {
+        assert!(matches!(
+            hub.publish(code, meta()),
+            Err(PublishError::InvalidCode(_))
+        ));
+    }
+    assert!(valid_code(&"x".repeat(128)));
+}
+
+#[tokio::test]
+async fn slow_reader_skips_to_next_keyframe_and_counts() {
+    let hub = Hub::new(HubConfig {
+        reader_queue_frames: 16,
+        ..HubConfig::default()
+    });
+    let p = hub.publish("a", meta()).unwrap();
+    p.announce(video_info());
+    let mut slow = hub.subscribe("a", "t");
+    assert!(matches!(slow.recv().await, Some(Event::Tracks { .. })));
+    // 40 frames overflow a 16-slot ring; keyframes every 10.
+    for n in 0..40 {
+        p.write(vframe(n, n % 10 == 0));
+    }
+    let first = expect_frame(slow.recv().await);
+    assert!(first.keyframe, "resumed on a keyframe");
+    assert_eq!(first.dts, 30 * 3000);
+    let mut rest = 0;
+    while slow.try_recv().is_some() {
+        rest += 1;
+    }
+    assert_eq!(rest, 9);
+    assert_eq!(slow.dropped(), 30);
+    assert_eq!(hub.stats("a").unwrap().frames_dropped, 30);
+}
+
+#[tokio::test]
+async fn end_and_republish_continue_readers() {
+    let hub = Hub::new(HubConfig::default());
+    let mut s = hub.subscribe("a", "t");
+    let p = hub.publish("a", meta()).unwrap();
+    let first_session = p.session();
+    p.announce(video_info());
+    p.write(vframe(0, true));
+    drop(p);
+    assert!(!hub.is_live("a"));
+    let p2 = hub.publish("a", meta()).unwrap();
+    p2.announce(video_info());
+    p2.write(vframe(0, true));
+
+    let Some(Event::Tracks { session, .. }) = s.recv().await else {
+        panic!("tracks first")
+    };
+    assert_eq!(session, first_session);
+    expect_frame(s.recv().await);
+    assert!(matches!(s.recv().await, Some(Event::End)));
+    let Some(Event::Tracks { session, .. }) = s.recv().await else {
+        panic!("tracks after republish")
+    };
+    assert_ne!(session, first_session);
+    assert!(expect_frame(s.recv().await).keyframe);
+}
+
+#[tokio::test]
+async fn gop_cache_cap_disables_until_next_keyframe() {
+    let hub = Hub::new(HubConfig {
+        gop_cache_max_bytes: 250,
+        ..HubConfig::default()
+    });
+    let p = hub.publish("a", meta()).unwrap();
+    p.announce(video_info());
+    for n in 0..5 {
+        p.write(vframe(n, n == 0));
+    }
+    assert_eq!(hub.stats("a").unwrap().gop_cache_frames, 0);
+    p.write(vframe(5, true));
+    assert_eq!(hub.stats("a").unwrap().gop_cache_frames, 1);
+}
+
+#[tokio::test]
+async fn registry_forgets_unused_streams() {
+    let hub = Hub::new(HubConfig::default());
+    let s = hub.subscribe("a", "t");
+    let p = hub.publish("a", meta()).unwrap();
+    assert_eq!(hub.list().len(), 1);
+    drop(p);
+    assert_eq!(hub.list().len(), 1, "reader still attached");
+    drop(s);
+    assert!(hub.list().is_empty());
+    assert!(hub.subscribe_live("a", "t").is_none());
+    assert!(hub.list().is_empty());
+}
+
+#[tokio::test]
+async fn stats_count_readers_per_protocol() {
+    let hub = Hub::new(HubConfig::default());
+    let p = hub.publish("a", meta()).unwrap();
+    p.announce(video_info());
+    let _r1 = hub.subscribe("a", "rtmp");
+    let _r2 = hub.subscribe("a", "rtmp");
+    let r3 = hub.subscribe_live("a", "hls").unwrap();
+    let st = hub.stats("a").unwrap();
+    assert_eq!(st.readers, vec![("hls", 1), ("rtmp", 2)]);
+    drop(r3);
+    assert_eq!(hub.stats("a").unwrap().readers, vec![("rtmp", 2)]);
+    assert_eq!(st.publisher.unwrap().protocol, "test");
+}
+
+#[tokio::test]
+async fn kick_cancels_publisher() {
+    let hub = Hub::new(HubConfig::default());
+    let p = hub.publish("a", meta()).unwrap();
+    assert!(hub.kick_publisher("a"));
+    p.killed().await;
+    assert!(!hub.kick_publisher("nope"));
+}
+
+#[tokio::test]
+async fn events_report_publish_and_unpublish() {
+    let hub = Hub::new(HubConfig::default());
+    let mut ev = hub.events();
+    let p = hub.publish("a", meta()).unwrap();
+    let session = p.session();
+    drop(p);
+    assert_eq!(
+        ev.recv().await.unwrap(),
+        HubEvent::Published {
+            code: "a".into(),
+            session
+        }
+    );
+    assert_eq!(
+        ev.recv().await.unwrap(),
+        HubEvent::Unpublished {
+            code: "a".into(),
+            session
+        }
+    );
+}

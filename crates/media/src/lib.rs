@@ -1,0 +1,192 @@
+//! Codec-neutral media model: frames, tracks and codec configurations.
+//!
+//! Every timestamp inside the hub uses one 90 kHz timebase ([`TIMEBASE`]); each protocol converts
+//! at its edge (RTMP milliseconds, MPEG-TS 90 kHz, MP4 track timescales). No I/O lives here.
+
+pub mod aac;
+pub mod avc;
+pub mod bits;
+
+use bytes::Bytes;
+use std::fmt;
+
+pub use aac::AacConfig;
+pub use avc::AvcConfig;
+
+/// Ticks per second of every hub timestamp.
+pub const TIMEBASE: i64 = 90_000;
+
+/// Converts milliseconds to hub ticks.
+pub const fn ms_to_ticks(ms: i64) -> i64 {
+    ms * (TIMEBASE / 1000)
+}
+
+/// Converts hub ticks to milliseconds, rounding toward negative infinity.
+pub const fn ticks_to_ms(ticks: i64) -> i64 {
+    ticks.div_euclid(TIMEBASE / 1000)
+}
+
+/// Which elementary stream a frame belongs to; a stream carries at most one of each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TrackKind {
+    /// The video track.
+    Video,
+    /// The audio track.
+    Audio,
+}
+
+/// One access unit, stored once and shared by every output.
+///
+/// Payload layout depends on the track's codec: H.264 is AVCC (NAL units prefixed by
+/// [`AvcConfig::nal_length_size`]-byte lengths), AAC is one raw access unit without ADTS, and an
+/// [`VideoCodec::Opaque`]/[`AudioCodec::Opaque`] track carries the whole FLV tag body untouched.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// Track this frame belongs to.
+    pub track: TrackKind,
+    /// Decode timestamp, [`TIMEBASE`] ticks.
+    pub dts: i64,
+    /// Presentation timestamp, [`TIMEBASE`] ticks (equal to `dts` when there is no reordering).
+    pub pts: i64,
+    /// A random access point: an IDR picture for video; every audio frame is one.
+    pub keyframe: bool,
+    /// Encoded data, shared by reference.
+    pub payload: Bytes,
+}
+
+impl fmt::Debug for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Frame")
+            .field("track", &self.track)
+            .field("dts", &self.dts)
+            .field("pts", &self.pts)
+            .field("keyframe", &self.keyframe)
+            .field("len", &self.payload.len())
+            .finish()
+    }
+}
+
+/// Video codec of a track with its decoder configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub enum VideoCodec {
+    /// H.264 / AVC.
+    H264(AvcConfig),
+    /// A codec the gateway does not parse: frames are whole FLV video tag bodies, passed through
+    /// to RTMP players untouched and skipped by outputs that need to understand them.
+    Opaque {
+        /// FLV codec id (low nibble of the first tag byte), or the Enhanced RTMP FourCC.
+        codec: OpaqueCodec,
+        /// The whole FLV tag body of the latest sequence header, if the codec has one.
+        sequence_header: Option<Bytes>,
+    },
+}
+
+/// Audio codec of a track with its decoder configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AudioCodec {
+    /// AAC (MPEG-4 audio).
+    Aac(AacConfig),
+    /// A codec the gateway does not parse; see [`VideoCodec::Opaque`].
+    Opaque {
+        /// FLV sound format id.
+        codec: OpaqueCodec,
+        /// The whole FLV tag body of the latest sequence header, if the codec has one.
+        sequence_header: Option<Bytes>,
+    },
+}
+
+/// Identity of a codec carried without parsing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpaqueCodec {
+    /// Legacy FLV codec id.
+    FlvId(u8),
+    /// Enhanced RTMP FourCC, e.g. `hvc1`.
+    FourCc([u8; 4]),
+}
+
+impl fmt::Display for OpaqueCodec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpaqueCodec::FlvId(id) => write!(f, "flv-codec-{id}"),
+            OpaqueCodec::FourCc(cc) => write!(f, "{}", String::from_utf8_lossy(cc)),
+        }
+    }
+}
+
+impl VideoCodec {
+    /// Short codec name for logs and stats (`h264`, `hvc1`, ...).
+    pub fn name(&self) -> String {
+        match self {
+            VideoCodec::H264(_) => "h264".into(),
+            VideoCodec::Opaque { codec, .. } => codec.to_string(),
+        }
+    }
+}
+
+impl AudioCodec {
+    /// Short codec name for logs and stats (`aac`, ...).
+    pub fn name(&self) -> String {
+        match self {
+            AudioCodec::Aac(_) => "aac".into(),
+            AudioCodec::Opaque { codec, .. } => codec.to_string(),
+        }
+    }
+}
+
+/// The tracks of one publish session as announced to outputs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MediaInfo {
+    /// The video track, if the stream has one.
+    pub video: Option<VideoCodec>,
+    /// The audio track, if the stream has one.
+    pub audio: Option<AudioCodec>,
+    /// Frame rate announced by the publisher (e.g. RTMP `onMetaData.framerate`), if any.
+    pub framerate: Option<f64>,
+}
+
+impl MediaInfo {
+    /// The H.264 configuration if the video track is H.264.
+    pub fn avc(&self) -> Option<&AvcConfig> {
+        match &self.video {
+            Some(VideoCodec::H264(c)) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The AAC configuration if the audio track is AAC.
+    pub fn aac(&self) -> Option<&AacConfig> {
+        match &self.audio {
+            Some(AudioCodec::Aac(c)) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+/// Errors from parsing codec configurations and bitstreams.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MediaError {
+    /// Input ended before a complete structure.
+    #[error("{what}: truncated at byte {offset}")]
+    Truncated {
+        /// The structure being parsed.
+        what: &'static str,
+        /// Byte offset where data ran out.
+        offset: usize,
+    },
+    /// A field holds a value the format does not allow.
+    #[error("{what}: {reason}")]
+    Invalid {
+        /// The structure being parsed.
+        what: &'static str,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// A valid structure this implementation does not handle.
+    #[error("{what}: unsupported {reason}")]
+    Unsupported {
+        /// The structure being parsed.
+        what: &'static str,
+        /// What is unsupported.
+        reason: String,
+    },
+}

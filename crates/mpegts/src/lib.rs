@@ -1,0 +1,1 @@
+//! mpegts (being written)
