@@ -1,1 +1,209 @@
-fn main() {}
+//! ferrocast: one process that takes live streams in and hands them out in every protocol.
+
+// The CLI speaks to the terminal (usage, config errors) before logging exists.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod config;
+
+use anyhow::{Context, Result};
+use config::Config;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+const USAGE: &str = "Usage: ferrocast [--config FILE]
+
+Live-media gateway: RTMP in; RTMP, HLS and MPEG-TS out.
+With no file, embedded defaults apply (see config.example.yaml); FERROCAST_* environment
+variables override both (FERROCAST_RTMP__LISTEN=0.0.0.0:1936).
+
+Options:
+  -c, --config FILE   YAML configuration file
+  -h, --help          this text
+  -V, --version       version";
+
+fn main() -> ExitCode {
+    let mut config_path: Option<PathBuf> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-c" | "--config" => match args.next() {
+                Some(p) => config_path = Some(p.into()),
+                None => return usage_error("--config needs a file"),
+            },
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            "-V" | "--version" => {
+                println!("ferrocast {}", env!("CARGO_PKG_VERSION"));
+                return ExitCode::SUCCESS;
+            }
+            other => return usage_error(&format!("unknown argument {other:?}")),
+        }
+    }
+    let config = match Config::load(config_path.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ferrocast: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ferrocast: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line an operator can act on, e.g. "cannot listen on 0.0.0.0:1935 for RTMP:
+            // Address already in use".
+            eprintln!("ferrocast: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn usage_error(msg: &str) -> ExitCode {
+    eprintln!("ferrocast: {msg}\n\n{USAGE}");
+    ExitCode::from(2)
+}
+
+fn init_logging(filter: &str) {
+    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| filter.to_owned());
+    let targets: tracing_subscriber::filter::Targets = spec.parse().unwrap_or_else(|e| {
+        eprintln!("ferrocast: bad log filter {spec:?} ({e}); using info");
+        tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO)
+    });
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_target(false))
+        .with(targets)
+        .init();
+}
+
+async fn bind(addr: std::net::SocketAddr, what: &str) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for {what}"))
+}
+
+async fn run(config: Config) -> Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+    let rtmp_listener = bind(config.rtmp.listen, "RTMP").await?;
+    let http_listener = bind(config.http.listen, "HTTP").await?;
+
+    let hub = hub::Hub::new(hub::HubConfig {
+        gop_cache: config.hub.gop_cache,
+        gop_cache_max_bytes: config.hub.gop_cache_max_bytes,
+        reader_queue_frames: config.hub.reader_queue_frames,
+    });
+    let hls = hls::HlsService::new(
+        hub.clone(),
+        hls::HlsConfig {
+            segment_duration: config.hls.segment_duration,
+            window: config.hls.window,
+            end_grace: config.hls.end_grace,
+            linger: config.hls.linger,
+            ..hls::HlsConfig::default()
+        },
+    );
+    let rtmp_server = rtmp::server::Server::new(
+        hub.clone(),
+        rtmp::server::ServerConfig {
+            session: rtmp::session::SessionConfig {
+                app: config.rtmp.app.clone(),
+                out_chunk_size: config.rtmp.chunk_size,
+                limits: rtmp::chunk::DecoderLimits {
+                    max_chunk_size: config.rtmp.max_incoming_chunk_size,
+                    max_message_size: config.rtmp.max_message_size,
+                    ..rtmp::chunk::DecoderLimits::default()
+                },
+            },
+            handshake_timeout: config.rtmp.handshake_timeout,
+            play_wait_timeout: config.rtmp.play_wait_timeout,
+            max_connections: config.rtmp.max_connections,
+        },
+    );
+
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    info!(
+        rtmp = %rtmp_listener.local_addr()?,
+        http = %http_listener.local_addr()?,
+        "ferrocast {} listening",
+        env!("CARGO_PKG_VERSION")
+    );
+    tasks.spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            if let Err(e) = rtmp_server.run(rtmp_listener, shutdown).await {
+                error!(error = %e, "rtmp server failed");
+            }
+        }
+    });
+    if config.hls.enabled {
+        tasks.spawn(hls.clone().run(shutdown.clone()));
+    }
+    let app = api::router(api::AppState {
+        hub: hub.clone(),
+        hls,
+    });
+    tasks.spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            let serve = axum::serve(http_listener, app)
+                .with_graceful_shutdown(async move { shutdown.cancelled().await });
+            if let Err(e) = serve.await {
+                error!(error = %e, "http server failed");
+            }
+        }
+    });
+    tasks.close();
+
+    wait_for_signal().await;
+    info!("shutting down");
+    shutdown.cancel();
+    if tokio::time::timeout(config.shutdown_grace, tasks.wait())
+        .await
+        .is_err()
+    {
+        warn!(grace = ?config.shutdown_grace, "sessions still open after the grace period; exiting");
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,1 +1,619 @@
-//! placeholder, being written
+//! FLV tag bodies (RTMP audio/video message payloads) <-> `media` types.
+//!
+//! Legacy layout per the FLV specification v10.1 (E.4.2 AUDIODATA, E.4.3 VIDEODATA); the video
+//! extended header per Enhanced RTMP v1. Bodies are sliced, never copied: an H.264 frame's
+//! payload is a view into the RTMP message buffer.
+
+use bytes::Bytes;
+use media::{AacConfig, Frame, OpaqueCodec, TrackKind, ms_to_ticks};
+
+/// FLV video codec id of H.264/AVC.
+pub const VIDEO_CODEC_AVC: u8 = 7;
+/// FLV sound format of AAC.
+pub const SOUND_FORMAT_AAC: u8 = 10;
+/// Enhanced RTMP v2 sound format announcing an audio FourCC ex-header.
+pub const SOUND_FORMAT_EX_HEADER: u8 = 9;
+
+/// AVCPacketType: AVCDecoderConfigurationRecord.
+pub const AVC_SEQUENCE_HEADER: u8 = 0;
+/// AVCPacketType: one or more NAL units.
+pub const AVC_NALU: u8 = 1;
+/// AVCPacketType: end of sequence.
+pub const AVC_END_OF_SEQUENCE: u8 = 2;
+/// AACPacketType: AudioSpecificConfig.
+pub const AAC_SEQUENCE_HEADER: u8 = 0;
+/// AACPacketType: raw AAC frame.
+pub const AAC_RAW: u8 = 1;
+
+const FRAME_TYPE_KEY: u8 = 1;
+const FRAME_TYPE_INTER: u8 = 2;
+const FRAME_TYPE_COMMAND: u8 = 5;
+/// Legacy codec id of the HEVC extension (Chinese CDNs, SRS, ffmpeg forks) that predates
+/// Enhanced RTMP; it keeps the AVC packet layout, so byte 1 tells sequence headers apart.
+const VIDEO_CODEC_HEVC_LEGACY: u8 = 12;
+const EX_PACKET_SEQUENCE_START: u8 = 0;
+const EX_PACKET_METADATA: u8 = 4;
+
+/// A parsed FLV video tag body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VideoTag {
+    /// H.264 decoder configuration (AVCDecoderConfigurationRecord).
+    AvcSequenceHeader(Bytes),
+    /// H.264 access unit in AVCC form.
+    AvcNalu {
+        /// An IDR / random access frame (FLV frame type 1).
+        keyframe: bool,
+        /// Composition time offset (pts - dts) in milliseconds, signed 24-bit.
+        cts_ms: i32,
+        /// Length-prefixed NAL units, a slice of the message payload.
+        data: Bytes,
+    },
+    /// H.264 end of sequence.
+    AvcEndOfSequence,
+    /// A codec we pass through without parsing (legacy ids other than 7, Enhanced RTMP FourCCs).
+    Opaque {
+        /// Which codec.
+        codec: OpaqueCodec,
+        /// A random access frame.
+        keyframe: bool,
+        /// The body carries the decoder configuration (Enhanced RTMP SequenceStart).
+        sequence_header: bool,
+        /// The whole tag body.
+        body: Bytes,
+    },
+    /// Video info/command frame (frame type 5, e.g. seek markers): carries no picture.
+    Command,
+}
+
+/// A parsed FLV audio tag body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AudioTag {
+    /// AAC AudioSpecificConfig.
+    AacSequenceHeader(Bytes),
+    /// One raw AAC access unit, a slice of the message payload.
+    AacRaw(Bytes),
+    /// A sound format we pass through without parsing.
+    Opaque {
+        /// Which codec.
+        codec: OpaqueCodec,
+        /// The body carries the decoder configuration (Enhanced RTMP audio SequenceStart).
+        sequence_header: bool,
+        /// The whole tag body.
+        body: Bytes,
+    },
+}
+
+/// Errors from parsing FLV tag bodies.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FlvError {
+    /// The body is shorter than its header.
+    #[error("flv {what}: {len} bytes, need {need}")]
+    Truncated {
+        /// Which header.
+        what: &'static str,
+        /// Body length.
+        len: usize,
+        /// Bytes required.
+        need: usize,
+    },
+    /// An AVC or AAC packet type outside the spec's values.
+    #[error("flv {what}: invalid packet type {packet_type} at byte 1")]
+    InvalidPacketType {
+        /// Which codec.
+        what: &'static str,
+        /// The packet type byte.
+        packet_type: u8,
+    },
+}
+
+fn need(what: &'static str, body: &Bytes, n: usize) -> Result<(), FlvError> {
+    if body.len() < n {
+        return Err(FlvError::Truncated {
+            what,
+            len: body.len(),
+            need: n,
+        });
+    }
+    Ok(())
+}
+
+/// Parses one FLV video tag body (an RTMP video message payload).
+pub fn parse_video_tag(body: &Bytes) -> Result<VideoTag, FlvError> {
+    need("video tag", body, 1)?;
+    let b0 = body[0];
+    if b0 & 0x80 != 0 {
+        return parse_ex_video_tag(body);
+    }
+    let frame_type = b0 >> 4;
+    let codec_id = b0 & 0x0f;
+    if frame_type == FRAME_TYPE_COMMAND {
+        return Ok(VideoTag::Command);
+    }
+    let keyframe = frame_type == FRAME_TYPE_KEY;
+    if codec_id != VIDEO_CODEC_AVC {
+        return Ok(VideoTag::Opaque {
+            codec: OpaqueCodec::FlvId(codec_id),
+            keyframe,
+            sequence_header: codec_id == VIDEO_CODEC_HEVC_LEGACY
+                && body.get(1) == Some(&AVC_SEQUENCE_HEADER),
+            body: body.clone(),
+        });
+    }
+    need("avc video tag", body, 5)?;
+    let packet_type = body[1];
+    // CompositionTime is SI24: shift into the top of an i32 and back to sign-extend.
+    let cts_ms = i32::from_be_bytes([body[2], body[3], body[4], 0]) >> 8;
+    match packet_type {
+        AVC_SEQUENCE_HEADER => Ok(VideoTag::AvcSequenceHeader(body.slice(5..))),
+        AVC_NALU => Ok(VideoTag::AvcNalu {
+            keyframe,
+            cts_ms,
+            data: body.slice(5..),
+        }),
+        AVC_END_OF_SEQUENCE => Ok(VideoTag::AvcEndOfSequence),
+        _ => Err(FlvError::InvalidPacketType {
+            what: "avc",
+            packet_type,
+        }),
+    }
+}
+
+/// Enhanced RTMP v1 ExVideoTagHeader: `1 | FrameType(3) | PacketType(4)`, then a FourCC.
+fn parse_ex_video_tag(body: &Bytes) -> Result<VideoTag, FlvError> {
+    need("enhanced video tag", body, 5)?;
+    let frame_type = (body[0] >> 4) & 0x07;
+    let packet_type = body[0] & 0x0f;
+    // A command frame carries a VideoCommand instead of a picture, unless it is metadata
+    // (e.g. HDR colour info) that players need, which travels on frame type 5 too.
+    if frame_type == FRAME_TYPE_COMMAND && packet_type != EX_PACKET_METADATA {
+        return Ok(VideoTag::Command);
+    }
+    let fourcc = [body[1], body[2], body[3], body[4]];
+    Ok(VideoTag::Opaque {
+        codec: OpaqueCodec::FourCc(fourcc),
+        keyframe: frame_type == FRAME_TYPE_KEY,
+        sequence_header: packet_type == EX_PACKET_SEQUENCE_START,
+        body: body.clone(),
+    })
+}
+
+/// Parses one FLV audio tag body (an RTMP audio message payload).
+pub fn parse_audio_tag(body: &Bytes) -> Result<AudioTag, FlvError> {
+    need("audio tag", body, 1)?;
+    let sound_format = body[0] >> 4;
+    match sound_format {
+        SOUND_FORMAT_AAC => {
+            need("aac audio tag", body, 2)?;
+            match body[1] {
+                AAC_SEQUENCE_HEADER => Ok(AudioTag::AacSequenceHeader(body.slice(2..))),
+                AAC_RAW => Ok(AudioTag::AacRaw(body.slice(2..))),
+                packet_type => Err(FlvError::InvalidPacketType {
+                    what: "aac",
+                    packet_type,
+                }),
+            }
+        }
+        // Enhanced RTMP v2 reuses the reserved sound format 9 for `9 | PacketType(4)` + FourCC
+        // (Opus, FLAC, AC-3 from OBS 30+ and ffmpeg 7+); pass it through like v1 video.
+        SOUND_FORMAT_EX_HEADER => {
+            need("enhanced audio tag", body, 5)?;
+            Ok(AudioTag::Opaque {
+                codec: OpaqueCodec::FourCc([body[1], body[2], body[3], body[4]]),
+                sequence_header: body[0] & 0x0f == EX_PACKET_SEQUENCE_START,
+                body: body.clone(),
+            })
+        }
+        _ => Ok(AudioTag::Opaque {
+            codec: OpaqueCodec::FlvId(sound_format),
+            sequence_header: false,
+            body: body.clone(),
+        }),
+    }
+}
+
+/// The 5-byte header of an H.264 video tag; `cts_ms` is clamped to the signed 24-bit range.
+pub fn avc_video_header(keyframe: bool, packet_type: u8, cts_ms: i32) -> [u8; 5] {
+    let frame_type = if keyframe {
+        FRAME_TYPE_KEY
+    } else {
+        FRAME_TYPE_INTER
+    };
+    let cts = cts_ms.clamp(-(1 << 23), (1 << 23) - 1).to_be_bytes();
+    [
+        (frame_type << 4) | VIDEO_CODEC_AVC,
+        packet_type,
+        cts[1],
+        cts[2],
+        cts[3],
+    ]
+}
+
+/// The 2-byte header of an AAC audio tag.
+///
+/// FLV spec E.4.2.1: for AAC the rate/size/type bits are fixed at 44 kHz, 16-bit, stereo
+/// whatever the stream is (the decoder reads the AudioSpecificConfig), which is also what
+/// ffmpeg's flvenc writes, so the first byte is always 0xAF; `_config` is kept in the signature
+/// for codecs where the bits matter.
+pub fn aac_audio_header(_config: &AacConfig, packet_type: u8) -> [u8; 2] {
+    [
+        (SOUND_FORMAT_AAC << 4) | (3 << 2) | (1 << 1) | 1,
+        packet_type,
+    ]
+}
+
+/// The 5-byte video tag header for an H.264 frame: keyframe flag and pts - dts in milliseconds.
+pub fn avc_frame_header(frame: &Frame) -> [u8; 5] {
+    let cts = media::ticks_to_ms(frame.pts - frame.dts);
+    let cts = i32::try_from(cts).unwrap_or(if cts < 0 { i32::MIN } else { i32::MAX });
+    avc_video_header(frame.keyframe, AVC_NALU, cts)
+}
+
+impl VideoTag {
+    /// The hub frame for a picture tag at decode time `dts_ms` (the extended RTMP timestamp);
+    /// `None` for sequence headers, end of sequence and command frames, which are not frames.
+    pub fn into_frame(self, dts_ms: i64) -> Option<Frame> {
+        match self {
+            VideoTag::AvcNalu {
+                keyframe,
+                cts_ms,
+                data,
+            } => Some(Frame {
+                track: TrackKind::Video,
+                dts: ms_to_ticks(dts_ms),
+                pts: ms_to_ticks(dts_ms + i64::from(cts_ms)),
+                keyframe,
+                payload: data,
+            }),
+            VideoTag::Opaque {
+                keyframe,
+                sequence_header: false,
+                body,
+                ..
+            } => Some(Frame {
+                track: TrackKind::Video,
+                dts: ms_to_ticks(dts_ms),
+                pts: ms_to_ticks(dts_ms),
+                keyframe,
+                payload: body,
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl AudioTag {
+    /// The hub frame for an audio tag at `dts_ms`; `None` for sequence headers.
+    pub fn into_frame(self, dts_ms: i64) -> Option<Frame> {
+        let payload = match self {
+            AudioTag::AacRaw(data) => data,
+            AudioTag::Opaque {
+                sequence_header: false,
+                body,
+                ..
+            } => body,
+            _ => return None,
+        };
+        Some(Frame {
+            track: TrackKind::Audio,
+            dts: ms_to_ticks(dts_ms),
+            pts: ms_to_ticks(dts_ms),
+            keyframe: true,
+            payload,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use media::AvcConfig;
+
+    const FLV: &[u8] = include_bytes!("../../../testdata/h264-aac-320x240.flv");
+
+    struct Tag {
+        tag_type: u8,
+        timestamp: u32,
+        body: Bytes,
+    }
+
+    /// Walks an FLV file: 9-byte header, PreviousTagSize0, then 11-byte tag headers + bodies.
+    fn read_flv(file: &'static [u8]) -> Vec<Tag> {
+        assert_eq!(&file[..3], b"FLV");
+        let file = Bytes::from_static(file);
+        let mut pos =
+            usize::try_from(u32::from_be_bytes(file[5..9].try_into().unwrap())).unwrap() + 4;
+        let mut tags = Vec::new();
+        while pos + 11 <= file.len() {
+            let h = &file[pos..pos + 11];
+            let size = usize::try_from(u32::from_be_bytes([0, h[1], h[2], h[3]])).unwrap();
+            let timestamp = u32::from_be_bytes([h[7], h[4], h[5], h[6]]);
+            let body = file.slice(pos + 11..pos + 11 + size);
+            let prev =
+                u32::from_be_bytes(file[pos + 11 + size..pos + 15 + size].try_into().unwrap());
+            assert_eq!(prev as usize, size + 11);
+            tags.push(Tag {
+                tag_type: h[0] & 0x1f,
+                timestamp,
+                body,
+            });
+            pos += 15 + size;
+        }
+        assert_eq!(pos, file.len());
+        tags
+    }
+
+    #[test]
+    fn ffmpeg_h264_aac_file() {
+        let tags = read_flv(FLV);
+        let video: Vec<_> = tags.iter().filter(|t| t.tag_type == 9).collect();
+        let audio: Vec<_> = tags.iter().filter(|t| t.tag_type == 8).collect();
+        assert_eq!(tags[0].tag_type, 18);
+
+        let VideoTag::AvcSequenceHeader(record) = parse_video_tag(&video[0].body).unwrap() else {
+            panic!("first video tag is not a sequence header")
+        };
+        let avc = AvcConfig::parse(record).unwrap();
+        assert_eq!((avc.width, avc.height), (320, 240));
+        assert_eq!(avc.nal_length_size, 4);
+
+        let mut frames = Vec::new();
+        for t in &video[1..] {
+            match parse_video_tag(&t.body).unwrap() {
+                VideoTag::AvcNalu {
+                    keyframe,
+                    cts_ms,
+                    data,
+                } => {
+                    assert!(!data.is_empty());
+                    // Zero-copy: the payload points into the tag body.
+                    assert_eq!(data.as_ptr(), t.body[5..].as_ptr());
+                    assert_eq!(keyframe, media::avc::avcc_contains_idr(&data, 4));
+                    frames.push((t.timestamp, keyframe, cts_ms));
+                }
+                VideoTag::AvcEndOfSequence => assert!(std::ptr::eq(*t, *video.last().unwrap())),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(frames.len(), 25);
+        let keys: Vec<usize> = frames
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.1)
+            .map(|(i, _)| i)
+            .collect();
+        // -g 25 over one second at 25 fps: a single GOP opened by the first frame.
+        assert_eq!(keys, [0]);
+        // x264 uses B-frames: some cts > 0, none negative, and pts (dts + cts) values are the
+        // 40 ms grid in presentation order, each used once.
+        assert!(frames.iter().any(|f| f.2 > 0));
+        assert!(frames.iter().all(|f| f.2 >= 0));
+        let mut pts: Vec<i64> = frames
+            .iter()
+            .map(|f| i64::from(f.0) + i64::from(f.2))
+            .collect();
+        pts.sort_unstable();
+        let first = pts[0];
+        for (i, p) in pts.iter().enumerate() {
+            assert_eq!(p - first, 40 * i as i64);
+        }
+
+        let AudioTag::AacSequenceHeader(asc) = parse_audio_tag(&audio[0].body).unwrap() else {
+            panic!("first audio tag is not a sequence header")
+        };
+        let aac = AacConfig::parse(asc).unwrap();
+        assert_eq!(aac.sample_rate, 44100);
+        assert_eq!(aac.channel_config, 1);
+        for t in &audio {
+            assert_eq!(
+                t.body[0], 0xAF,
+                "ffmpeg writes 0xAF for AAC whatever the layout"
+            );
+            assert_eq!(&t.body[..2], aac_audio_header(&aac, t.body[1]));
+        }
+        for t in &audio[1..] {
+            let tag = parse_audio_tag(&t.body).unwrap();
+            assert!(matches!(&tag, AudioTag::AacRaw(d) if !d.is_empty()));
+            let f = tag.into_frame(i64::from(t.timestamp)).unwrap();
+            assert_eq!(f.track, TrackKind::Audio);
+            assert_eq!(f.dts, ms_to_ticks(i64::from(t.timestamp)));
+        }
+    }
+
+    #[test]
+    fn headers_round_trip_on_real_tags() {
+        for t in read_flv(FLV).iter().filter(|t| t.tag_type == 9) {
+            let tag = parse_video_tag(&t.body).unwrap();
+            let (keyframe, packet_type, cts) = match &tag {
+                VideoTag::AvcSequenceHeader(_) => (true, AVC_SEQUENCE_HEADER, 0),
+                VideoTag::AvcNalu {
+                    keyframe, cts_ms, ..
+                } => (*keyframe, AVC_NALU, *cts_ms),
+                VideoTag::AvcEndOfSequence => (true, AVC_END_OF_SEQUENCE, 0),
+                _ => unreachable!(),
+            };
+            assert_eq!(avc_video_header(keyframe, packet_type, cts), t.body[..5]);
+            if let Some(f) = tag.into_frame(i64::from(t.timestamp)) {
+                assert_eq!(avc_frame_header(&f), t.body[..5]);
+            }
+        }
+    }
+
+    #[test]
+    fn avc_header_round_trip() {
+        for (key, pt, cts) in [
+            (true, AVC_NALU, 0),
+            (false, AVC_NALU, 80),
+            (false, AVC_NALU, -40),
+            (false, AVC_NALU, (1 << 23) - 1),
+            (false, AVC_NALU, -(1 << 23)),
+        ] {
+            let mut body = avc_video_header(key, pt, cts).to_vec();
+            body.extend_from_slice(&[0, 0, 0, 1, 0x65]);
+            let tag = parse_video_tag(&Bytes::from(body)).unwrap();
+            assert_eq!(
+                tag,
+                VideoTag::AvcNalu {
+                    keyframe: key,
+                    cts_ms: cts,
+                    data: Bytes::from_static(&[0, 0, 0, 1, 0x65])
+                }
+            );
+        }
+        // Out-of-range CTS is clamped, not wrapped.
+        assert_eq!(avc_video_header(false, 1, 1 << 30)[2..], [0x7f, 0xff, 0xff]);
+        assert_eq!(avc_video_header(false, 1, i32::MIN)[2..], [0x80, 0, 0]);
+        let body = Bytes::copy_from_slice(&avc_video_header(true, AVC_SEQUENCE_HEADER, 0));
+        assert_eq!(
+            parse_video_tag(&body).unwrap(),
+            VideoTag::AvcSequenceHeader(Bytes::new())
+        );
+        let body = Bytes::copy_from_slice(&avc_video_header(true, AVC_END_OF_SEQUENCE, 0));
+        assert_eq!(parse_video_tag(&body).unwrap(), VideoTag::AvcEndOfSequence);
+    }
+
+    #[test]
+    fn frame_conversion() {
+        let tag = VideoTag::AvcNalu {
+            keyframe: false,
+            cts_ms: 80,
+            data: Bytes::from_static(b"x"),
+        };
+        let f = tag.into_frame(1000).unwrap();
+        assert_eq!((f.dts, f.pts), (90_000, 97_200));
+        assert_eq!(avc_frame_header(&f), [0x27, 1, 0, 0, 80]);
+        assert_eq!(
+            VideoTag::AvcSequenceHeader(Bytes::new()).into_frame(0),
+            None
+        );
+        assert_eq!(VideoTag::Command.into_frame(0), None);
+        assert_eq!(
+            AudioTag::AacSequenceHeader(Bytes::new()).into_frame(0),
+            None
+        );
+    }
+
+    #[test]
+    fn enhanced_rtmp_video() {
+        // OBS 30 HEVC: SequenceStart keyframe, then CodedFramesX (packet type 3).
+        let seq = Bytes::from_static(&[0x90, b'h', b'v', b'c', b'1', 1, 2, 3]);
+        let tag = parse_video_tag(&seq).unwrap();
+        assert_eq!(
+            tag,
+            VideoTag::Opaque {
+                codec: OpaqueCodec::FourCc(*b"hvc1"),
+                keyframe: true,
+                sequence_header: true,
+                body: seq.clone()
+            }
+        );
+        assert_eq!(tag.into_frame(0), None);
+        let inter = Bytes::from_static(&[0xA3, b'a', b'v', b'0', b'1', 9]);
+        let tag = parse_video_tag(&inter).unwrap();
+        assert!(matches!(
+            &tag,
+            VideoTag::Opaque { codec: OpaqueCodec::FourCc(c), keyframe: false, sequence_header: false, body }
+                if c == b"av01" && body == &inter
+        ));
+        let f = tag.into_frame(40).unwrap();
+        assert_eq!(f.payload, inter);
+        // Command frame (not metadata) is ignored; metadata on frame type 5 passes through.
+        assert_eq!(
+            parse_video_tag(&Bytes::from_static(&[0xD1, b'h', b'v', b'c', b'1', 0])).unwrap(),
+            VideoTag::Command
+        );
+        assert!(matches!(
+            parse_video_tag(&Bytes::from_static(&[0xD4, b'h', b'v', b'c', b'1'])).unwrap(),
+            VideoTag::Opaque { .. }
+        ));
+        assert!(parse_video_tag(&Bytes::from_static(&[0x90, b'h', b'v', b'c'])).is_err());
+    }
+
+    #[test]
+    fn legacy_opaque_codecs() {
+        // VP6 (4) inter frame, legacy HEVC (12) sequence header, and a video info frame.
+        let vp6 = Bytes::from_static(&[0x24, 0, 1]);
+        assert_eq!(
+            parse_video_tag(&vp6).unwrap(),
+            VideoTag::Opaque {
+                codec: OpaqueCodec::FlvId(4),
+                keyframe: false,
+                sequence_header: false,
+                body: vp6.clone()
+            }
+        );
+        assert!(matches!(
+            parse_video_tag(&Bytes::from_static(&[0x1c, 0, 0, 0, 0])).unwrap(),
+            VideoTag::Opaque {
+                codec: OpaqueCodec::FlvId(12),
+                keyframe: true,
+                sequence_header: true,
+                ..
+            }
+        ));
+        assert_eq!(
+            parse_video_tag(&Bytes::from_static(&[0x57, 0])).unwrap(),
+            VideoTag::Command
+        );
+        // MP3 (2) and Opus via Enhanced RTMP v2 audio.
+        let mp3 = Bytes::from_static(&[0x2f, 0xff, 0xfb]);
+        assert_eq!(
+            parse_audio_tag(&mp3).unwrap(),
+            AudioTag::Opaque {
+                codec: OpaqueCodec::FlvId(2),
+                sequence_header: false,
+                body: mp3.clone()
+            }
+        );
+        assert!(matches!(
+            parse_audio_tag(&Bytes::from_static(&[0x90, b'O', b'p', b'u', b's', 1])).unwrap(),
+            AudioTag::Opaque { codec: OpaqueCodec::FourCc(c), sequence_header: true, .. } if &c == b"Opus"
+        ));
+    }
+
+    #[test]
+    fn invalid_packet_types() {
+        assert_eq!(
+            parse_video_tag(&Bytes::from_static(&[0x17, 3, 0, 0, 0])),
+            Err(FlvError::InvalidPacketType {
+                what: "avc",
+                packet_type: 3
+            })
+        );
+        assert_eq!(
+            parse_audio_tag(&Bytes::from_static(&[0xaf, 2])),
+            Err(FlvError::InvalidPacketType {
+                what: "aac",
+                packet_type: 2
+            })
+        );
+    }
+
+    #[test]
+    fn truncated_bodies_never_panic() {
+        assert!(parse_video_tag(&Bytes::new()).is_err());
+        assert!(parse_audio_tag(&Bytes::new()).is_err());
+        for len in 1..5 {
+            assert!(matches!(
+                parse_video_tag(&Bytes::copy_from_slice(&[0x17, 1, 0, 0][..len.min(4)])),
+                Err(FlvError::Truncated { need: 5, .. })
+            ));
+        }
+        assert!(parse_audio_tag(&Bytes::from_static(&[0xaf])).is_err());
+        for t in read_flv(FLV) {
+            for len in 0..t.body.len().min(64) {
+                let b = t.body.slice(..len);
+                let _ = parse_video_tag(&b);
+                let _ = parse_audio_tag(&b);
+            }
+        }
+        for b0 in 0..=u8::MAX {
+            for len in 0..8 {
+                let mut v = vec![b0];
+                v.extend((0..len).map(|i| i * 7));
+                let b = Bytes::from(v);
+                let _ = parse_video_tag(&b).map(|t| t.into_frame(0));
+                let _ = parse_audio_tag(&b).map(|t| t.into_frame(0));
+            }
+        }
+    }
+}

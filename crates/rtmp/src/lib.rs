@@ -1,10 +1,19 @@
-//! RTMP: a sans-I/O core (handshake, chunk stream, AMF0, messages, FLV <-> frames).
+//! RTMP: a sans-I/O core (handshake, chunk stream, AMF0, messages, FLV <-> frames) and, with the
+//! `server` feature, the tokio driver that connects it to the hub.
 //!
 //! Nothing in the core touches a socket: parsers take bytes and return values or
-//! `Ok(None)` when more input is needed, encoders append to an [`chunk::OutQueue`].
+//! `Ok(None)` when more input is needed, encoders append to a [`chunk::OutQueue`].
 
 pub mod amf0;
 pub mod chunk;
 pub mod flv;
 pub mod handshake;
+#[cfg(feature = "server")]
+pub mod ingest;
 pub mod message;
+#[cfg(feature = "server")]
+pub mod play;
+#[cfg(feature = "server")]
+pub mod server;
+#[cfg(feature = "server")]
+pub mod session;

@@ -1,0 +1,133 @@
+//! `/live/<code>/...`: HLS playlists and segments from memory, MPEG-TS as a chunked stream.
+
+use crate::AppState;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use hub::{Event, Subscription};
+use mpegts::TsMuxer;
+
+const M3U8: &str = "application/vnd.apple.mpegurl";
+const MP2T: &str = "video/mp2t";
+
+/// Dispatches on the file name: `index.m3u8`, `<seq>.ts`, `mpegts`.
+pub(crate) async fn serve(
+    State(state): State<AppState>,
+    Path((code, file)): Path<(String, String)>,
+) -> Response {
+    if !hub::valid_code(&code) {
+        return not_found();
+    }
+    match file.as_str() {
+        "index.m3u8" => match state.hls.playlist(&code) {
+            Some(text) => media_response(M3U8, "no-cache", Body::from(text)),
+            None => not_found(),
+        },
+        "mpegts" => match state.hub.subscribe_live(&code, "mpegts") {
+            Some(sub) => media_response(MP2T, "no-cache, no-store", ts_body(sub)),
+            None => not_found(),
+        },
+        f => match f.strip_suffix(".ts").and_then(|s| s.parse::<u64>().ok()) {
+            // A segment never changes once listed, so caches may keep it.
+            Some(seq) => match state.hls.segment(&code, seq) {
+                Some(data) => media_response(MP2T, "public, max-age=60", Body::from(data)),
+                None => not_found(),
+            },
+            None => not_found(),
+        },
+    }
+}
+
+fn media_response(content_type: &'static str, cache: &'static str, body: Body) -> Response {
+    let mut resp = body.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    // Browser players (hls.js) are usually served from another origin than the media.
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    resp
+}
+
+fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "stream or segment not found\n").into_response()
+}
+
+struct TsStream {
+    sub: Subscription,
+    mux: TsMuxer,
+    muxing: bool,
+    warned: bool,
+    ended: bool,
+}
+
+/// A chunked body that muxes the subscription to TS until the publisher leaves.
+fn ts_body(sub: Subscription) -> Body {
+    let state = TsStream {
+        sub,
+        mux: TsMuxer::new(),
+        muxing: false,
+        warned: false,
+        ended: false,
+    };
+    let stream = futures_util::stream::unfold(state, |mut st| async move {
+        let mut buf = BytesMut::new();
+        loop {
+            if st.ended {
+                return None;
+            }
+            let ev = match st.sub.recv().await {
+                Some(Event::End) | None => return None,
+                Some(ev) => ev,
+            };
+            st.push(ev, &mut buf);
+            // Take whatever else is ready so one chunk carries it.
+            while buf.len() < 256 << 10 {
+                match st.sub.try_recv() {
+                    Some(Event::End) => {
+                        st.ended = true;
+                        break;
+                    }
+                    Some(ev) => st.push(ev, &mut buf),
+                    None => break,
+                }
+            }
+            if !buf.is_empty() {
+                let chunk: Bytes = buf.split().freeze();
+                st.sub.record_sent(chunk.len());
+                return Some((Ok::<_, std::io::Error>(chunk), st));
+            }
+        }
+    });
+    Body::from_stream(stream)
+}
+
+impl TsStream {
+    fn push(&mut self, ev: Event, buf: &mut BytesMut) {
+        match ev {
+            Event::Tracks { info, .. } => {
+                let skipped = self.mux.set_tracks(&info);
+                if !skipped.is_empty() && !self.warned {
+                    self.warned = true;
+                    tracing::warn!(
+                        stream = self.sub.code(),
+                        ?skipped,
+                        "tracks not carried in MPEG-TS"
+                    );
+                }
+                self.mux.write_tables(buf);
+                self.muxing = true;
+            }
+            Event::Frame(f) if self.muxing => {
+                if let Err(e) = self.mux.write_frame(&f, buf) {
+                    tracing::debug!(stream = self.sub.code(), error = %e, "frame not muxed");
+                }
+            }
+            Event::Frame(_) | Event::End => {}
+        }
+    }
+}

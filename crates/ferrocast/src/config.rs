@@ -1,0 +1,355 @@
+//! Configuration: embedded defaults, an optional YAML file, then `FERROCAST_*` environment
+//! overrides. Unknown keys are errors naming the key, so a typo never silently does nothing.
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Deserializer};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Prefix of environment overrides; `__` separates nesting levels
+/// (`FERROCAST_RTMP__LISTEN=0.0.0.0:1936`, `FERROCAST_DATA_DIR=/var/lib/ferrocast`).
+pub const ENV_PREFIX: &str = "FERROCAST_";
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Directory for persistent state.
+    pub data_dir: PathBuf,
+    /// Log filter, e.g. `info` or `info,rtmp=debug`; `RUST_LOG` wins when set.
+    pub log: String,
+    /// Time allowed for sessions to close after SIGINT/SIGTERM.
+    #[serde(deserialize_with = "duration")]
+    pub shutdown_grace: Duration,
+    /// RTMP listener.
+    pub rtmp: RtmpConfig,
+    /// HTTP listener.
+    pub http: HttpConfig,
+    /// HLS output.
+    pub hls: HlsConfig,
+    /// Stream hub memory bounds.
+    pub hub: HubConfig,
+}
+
+/// `rtmp.*`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtmpConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Application name in `rtmp://host/<app>/<code>`.
+    pub app: String,
+    /// Chunk size we send with.
+    pub chunk_size: u32,
+    /// Largest chunk size a peer may announce.
+    pub max_incoming_chunk_size: u32,
+    /// Largest message a peer may send.
+    pub max_message_size: u32,
+    /// Time a client has to complete the handshake.
+    #[serde(deserialize_with = "duration")]
+    pub handshake_timeout: Duration,
+    /// Time a player waits for a stream that is not live yet.
+    #[serde(deserialize_with = "duration")]
+    pub play_wait_timeout: Duration,
+    /// Most RTMP connections at once.
+    pub max_connections: usize,
+}
+
+/// `http.*`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+}
+
+/// `hls.*`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HlsConfig {
+    /// Produce HLS at all.
+    pub enabled: bool,
+    /// Target segment duration; segments are cut at the first keyframe after it.
+    #[serde(deserialize_with = "duration")]
+    pub segment_duration: Duration,
+    /// Segments listed in the playlist.
+    pub window: usize,
+    /// How long after the publisher leaves the playlist waits for a republish before ENDLIST.
+    #[serde(deserialize_with = "duration")]
+    pub end_grace: Duration,
+    /// How long a finished playlist stays served.
+    #[serde(deserialize_with = "duration")]
+    pub linger: Duration,
+}
+
+/// `hub.*`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HubConfig {
+    /// Keep the current GOP so new readers start at once on a keyframe.
+    pub gop_cache: bool,
+    /// Byte cap of one stream's GOP cache.
+    pub gop_cache_max_bytes: usize,
+    /// Frames a reader may fall behind before it skips to the next keyframe.
+    pub reader_queue_frames: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            log: "info".into(),
+            shutdown_grace: Duration::from_secs(5),
+            rtmp: RtmpConfig::default(),
+            http: HttpConfig::default(),
+            hls: HlsConfig::default(),
+            hub: HubConfig::default(),
+        }
+    }
+}
+
+impl Default for RtmpConfig {
+    fn default() -> Self {
+        RtmpConfig {
+            listen: ([0, 0, 0, 0], 1935).into(),
+            app: "live".into(),
+            chunk_size: 4096,
+            max_incoming_chunk_size: 65536,
+            max_message_size: 8 << 20,
+            handshake_timeout: Duration::from_secs(5),
+            play_wait_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: ([0, 0, 0, 0], 8080).into(),
+        }
+    }
+}
+
+impl Default for HlsConfig {
+    fn default() -> Self {
+        HlsConfig {
+            enabled: true,
+            segment_duration: Duration::from_secs(2),
+            window: 6,
+            end_grace: Duration::from_secs(10),
+            linger: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            gop_cache: true,
+            gop_cache_max_bytes: 16 << 20,
+            reader_queue_frames: 1024,
+        }
+    }
+}
+
+/// Accepts seconds as a number (`2`, `0.5`) or a string with a unit (`500ms`, `5s`, `1m`).
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Num(f64),
+        Text(String),
+    }
+    let secs = match Raw::deserialize(d)? {
+        Raw::Num(n) => n,
+        Raw::Text(t) => parse_duration(&t).map_err(serde::de::Error::custom)?,
+    };
+    if !(0.0..=1e9).contains(&secs) {
+        return Err(serde::de::Error::custom(format!("bad duration {secs}")));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_duration(t: &str) -> Result<f64, String> {
+    let t = t.trim();
+    let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = t.strip_suffix('h') {
+        (n, 3600.0)
+    } else {
+        (t, 1.0)
+    };
+    num.trim()
+        .parse::<f64>()
+        .map(|v| v * scale)
+        .map_err(|_| format!("bad duration {t:?} (use seconds, or 500ms, 5s, 1m)"))
+}
+
+impl Config {
+    /// Loads defaults, then `file` if given, then environment overrides, then validates.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Config> {
+        let mut tree = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
+                let v: serde_json::Value = serde_saphyr::from_str(&text)
+                    .with_context(|| format!("config file {} is not valid YAML", path.display()))?;
+                if v.is_null() {
+                    serde_json::json!({})
+                } else {
+                    v
+                }
+            }
+            None => serde_json::json!({}),
+        };
+        apply_env(&mut tree, std::env::vars())?;
+        let config: Config = serde_json::from_value(tree).context("invalid configuration")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if !(128..=65536).contains(&self.rtmp.chunk_size) {
+            bail!(
+                "rtmp.chunk_size must be 128..=65536, got {}",
+                self.rtmp.chunk_size
+            );
+        }
+        if !(128..=(1 << 24)).contains(&self.rtmp.max_incoming_chunk_size) {
+            bail!("rtmp.max_incoming_chunk_size must be 128..=16777216");
+        }
+        if self.rtmp.max_message_size < 64 << 10 || self.rtmp.max_message_size > 1 << 28 {
+            bail!("rtmp.max_message_size must be 64 KiB..=256 MiB");
+        }
+        if !hub::valid_code(&self.rtmp.app) {
+            bail!("rtmp.app must match [A-Za-z0-9_-]{{1,128}}");
+        }
+        if self.hls.segment_duration < Duration::from_millis(100) {
+            bail!("hls.segment_duration must be at least 0.1 s");
+        }
+        if self.hls.window == 0 || self.hls.window > 100 {
+            bail!("hls.window must be 1..=100");
+        }
+        if self.hub.reader_queue_frames < 16 || self.hub.reader_queue_frames > 1 << 16 {
+            bail!("hub.reader_queue_frames must be 16..=65536");
+        }
+        Ok(())
+    }
+}
+
+/// Applies `FERROCAST_A__B=value` as `a.b: value`; the value is read as a YAML scalar.
+fn apply_env(
+    tree: &mut serde_json::Value,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<()> {
+    for (key, raw) in vars {
+        let Some(path) = key.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let parts: Vec<String> = path.split("__").map(|p| p.to_ascii_lowercase()).collect();
+        if parts.iter().any(|p| p.is_empty()) {
+            bail!("environment variable {key}: empty key segment");
+        }
+        let value: serde_json::Value =
+            serde_saphyr::from_str(&raw).unwrap_or_else(|_| serde_json::Value::String(raw.clone()));
+        let mut node = &mut *tree;
+        for (i, part) in parts.iter().enumerate() {
+            let serde_json::Value::Object(map) = node else {
+                bail!("environment variable {key}: {part:?} is not a section");
+            };
+            if i + 1 == parts.len() {
+                map.insert(part.clone(), value.clone());
+                break;
+            }
+            node = map
+                .entry(part.clone())
+                .or_insert_with(|| serde_json::json!({}));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from_yaml(y: &str) -> Result<Config> {
+        let mut tree: serde_json::Value = serde_saphyr::from_str(y)?;
+        apply_env(&mut tree, Vec::new())?;
+        let c: Config = serde_json::from_value(tree)?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    #[test]
+    fn defaults_match_the_documented_ones() {
+        let c = Config::default();
+        assert_eq!(c.rtmp.listen.port(), 1935);
+        assert_eq!(c.http.listen.port(), 8080);
+        assert_eq!(c.hls.segment_duration, Duration::from_secs(2));
+        assert_eq!(c.hls.window, 6);
+        assert_eq!(c.rtmp.chunk_size, 4096);
+        assert_eq!(c.rtmp.handshake_timeout, Duration::from_secs(5));
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = from_yaml("rtmp:\n  listn: 0.0.0.0:1\n").unwrap_err();
+        assert!(format!("{err:#}").contains("listn"), "{err:#}");
+        let err = from_yaml("bogus: 1\n").unwrap_err();
+        assert!(format!("{err:#}").contains("bogus"), "{err:#}");
+    }
+
+    #[test]
+    fn durations_accept_numbers_and_units() {
+        let c =
+            from_yaml("hls:\n  segment_duration: 4\nrtmp:\n  handshake_timeout: 500ms\n").unwrap();
+        assert_eq!(c.hls.segment_duration, Duration::from_secs(4));
+        assert_eq!(c.rtmp.handshake_timeout, Duration::from_millis(500));
+        assert!(from_yaml("hls:\n  segment_duration: soon\n").is_err());
+    }
+
+    #[test]
+    fn env_overrides_nested_keys() {
+        let mut tree = serde_json::json!({"rtmp": {"app": "live"}});
+        apply_env(
+            &mut tree,
+            vec![
+                ("FERROCAST_RTMP__LISTEN".into(), "127.0.0.1:1999".into()),
+                ("FERROCAST_HLS__WINDOW".into(), "3".into()),
+                ("FERROCAST_DATA_DIR".into(), "/tmp/x".into()),
+                ("OTHER".into(), "ignored".into()),
+            ],
+        )
+        .unwrap();
+        let c: Config = serde_json::from_value(tree).unwrap();
+        assert_eq!(c.rtmp.listen, "127.0.0.1:1999".parse().unwrap());
+        assert_eq!(c.hls.window, 3);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.rtmp.app, "live");
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        assert!(from_yaml("rtmp:\n  chunk_size: 0\n").is_err());
+        assert!(from_yaml("hls:\n  window: 0\n").is_err());
+        assert!(from_yaml("rtmp:\n  listen: nowhere\n").is_err());
+    }
+
+    #[test]
+    fn example_config_parses_and_matches_defaults() {
+        let text = include_str!("../../../config.example.yaml");
+        let c = from_yaml(text).unwrap();
+        let d = Config::default();
+        assert_eq!(c.rtmp.listen, d.rtmp.listen);
+        assert_eq!(c.hls.window, d.hls.window);
+        assert_eq!(c.hub.gop_cache_max_bytes, d.hub.gop_cache_max_bytes);
+    }
+}

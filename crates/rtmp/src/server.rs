@@ -1,0 +1,469 @@
+//! Tokio driver of the RTMP server: accept loop and one task per connection.
+//!
+//! All protocol logic lives in [`ServerSession`], [`Ingest`] and [`Play`]; this file only moves
+//! bytes between the socket and them, and between them and the hub.
+
+use crate::chunk::{DecoderLimits, OutQueue};
+use crate::ingest::{Ingest, IngestOutput};
+use crate::play::Play;
+use crate::session::{ServerSession, SessionConfig, SessionEvent};
+use bytes::BytesMut;
+use hub::{Event, Hub, PublishError, PublisherMeta, Subscription};
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+/// Queued output above which a player stops taking frames from the hub; the hub then drops
+/// frames for it and resyncs it at a keyframe instead of this queue growing.
+const MAX_PLAYER_QUEUE: usize = 4 << 20;
+/// How much a connection reads per syscall.
+const READ_CHUNK: usize = 16 << 10;
+/// iovecs handed to one `writev`.
+const MAX_IOVECS: usize = 64;
+
+/// Settings of the RTMP listener.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Session settings (application name, chunk size, decoder limits).
+    pub session: SessionConfig,
+    /// Time a client has to finish the handshake.
+    pub handshake_timeout: Duration,
+    /// Time a player waits for a publisher that is not live yet.
+    pub play_wait_timeout: Duration,
+    /// Most connections served at once.
+    pub max_connections: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            session: SessionConfig::default(),
+            handshake_timeout: Duration::from_secs(5),
+            play_wait_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// The RTMP server.
+#[derive(Clone, Debug)]
+pub struct Server {
+    hub: Hub,
+    config: Arc<ServerConfig>,
+}
+
+impl Server {
+    /// A server publishing into and playing from `hub`.
+    pub fn new(hub: Hub, config: ServerConfig) -> Self {
+        Server {
+            hub,
+            config: Arc::new(config),
+        }
+    }
+
+    /// Accepts connections until `shutdown`, then waits for every connection to close.
+    pub async fn run(self, listener: TcpListener, shutdown: CancellationToken) -> io::Result<()> {
+        let tracker = TaskTracker::new();
+        let permits = Arc::new(Semaphore::new(self.config.max_connections));
+        loop {
+            let (socket, peer) = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        warn!(error = %e, "rtmp accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                warn!(%peer, "rtmp connection limit reached; closing");
+                continue;
+            };
+            let conn = Conn::new(socket, peer, self.hub.clone(), self.config.clone());
+            let shutdown = shutdown.clone();
+            let span = info_span!("rtmp", %peer, code = tracing::field::Empty);
+            tracker.spawn(
+                async move {
+                    match conn.run(shutdown).await {
+                        Ok(()) => debug!("connection closed"),
+                        Err(ConnError::Io(e)) => debug!(error = %e, "connection ended"),
+                        Err(e) => warn!(error = %e, "connection closed on error"),
+                    }
+                    drop(permit);
+                }
+                .instrument(span),
+            );
+        }
+        tracker.close();
+        tracker.wait().await;
+        Ok(())
+    }
+}
+
+/// Why a connection ended.
+#[derive(Debug, thiserror::Error)]
+enum ConnError {
+    #[error("i/o: {0}")]
+    Io(#[from] io::Error),
+    #[error("{0}")]
+    Session(#[from] crate::session::SessionError),
+    #[error("{0}")]
+    Ingest(#[from] crate::ingest::IngestError),
+    #[error("handshake not finished within {0:?}")]
+    HandshakeTimeout(Duration),
+    #[error("read buffer over {0} bytes")]
+    ReadBuffer(usize),
+}
+
+enum Role {
+    Idle,
+    Publishing {
+        publisher: hub::Publisher,
+        ingest: Ingest,
+        stream_id: u32,
+    },
+    Playing {
+        sub: Subscription,
+        play: Play,
+        /// Give up if the stream is not live by then.
+        wait_deadline: Option<Instant>,
+    },
+}
+
+enum Wake {
+    Shutdown,
+    Readable,
+    Writable,
+    Hub(Option<Event>),
+    Killed,
+    Deadline,
+}
+
+struct Conn {
+    socket: TcpStream,
+    peer: SocketAddr,
+    hub: Hub,
+    config: Arc<ServerConfig>,
+    session: ServerSession,
+    rbuf: BytesMut,
+    role: Role,
+    /// Flush what is queued, then close (after a refusal).
+    closing: bool,
+    max_rbuf: usize,
+}
+
+static SEED: AtomicU64 = AtomicU64::new(0x9E37_79B9_7F4A_7C15);
+
+fn seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    t ^ SEED.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+}
+
+impl Conn {
+    fn new(socket: TcpStream, peer: SocketAddr, hub: Hub, config: Arc<ServerConfig>) -> Self {
+        let epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u32)
+            .unwrap_or(0);
+        let session = ServerSession::new(config.session.clone(), epoch, seed());
+        let limits: &DecoderLimits = &config.session.limits;
+        // One partial chunk plus one read: anything beyond means the decoder is not consuming.
+        let max_rbuf = limits.max_chunk_size as usize + 18 + READ_CHUNK * 2;
+        Conn {
+            socket,
+            peer,
+            hub,
+            config,
+            session,
+            rbuf: BytesMut::with_capacity(4096),
+            role: Role::Idle,
+            closing: false,
+            max_rbuf,
+        }
+    }
+
+    async fn run(mut self, shutdown: CancellationToken) -> Result<(), ConnError> {
+        // Without this, small control replies and frames wait out Nagle + delayed ACK (~40 ms).
+        self.socket.set_nodelay(true)?;
+        let handshake_deadline = Instant::now() + self.config.handshake_timeout;
+        loop {
+            self.flush()?;
+            if self.closing && self.session.out().is_empty() {
+                return Ok(());
+            }
+            match self.wait(&shutdown, handshake_deadline).await {
+                Wake::Shutdown => {
+                    debug!("server shutting down");
+                    return Ok(());
+                }
+                Wake::Deadline => {
+                    if !self.session.handshake_done() {
+                        return Err(ConnError::HandshakeTimeout(self.config.handshake_timeout));
+                    }
+                    if let Role::Playing { play, .. } = &self.role {
+                        let id = play.stream_id();
+                        info!("no publisher within the play wait timeout");
+                        self.session.reject_play(id, "stream not found");
+                        self.role = Role::Idle;
+                        self.closing = true;
+                    }
+                }
+                Wake::Readable => {
+                    if !self.read()? {
+                        return Ok(());
+                    }
+                }
+                Wake::Writable => {}
+                Wake::Killed => {
+                    info!("publisher kicked");
+                    return Ok(());
+                }
+                Wake::Hub(ev) => self.on_hub(ev),
+            }
+        }
+    }
+
+    async fn wait(&mut self, shutdown: &CancellationToken, handshake_deadline: Instant) -> Wake {
+        let want_write = !self.session.out().is_empty();
+        let queue = self.session.out().len_bytes();
+        let deadline = if !self.session.handshake_done() {
+            Some(handshake_deadline)
+        } else if let Role::Playing { wait_deadline, .. } = &self.role {
+            *wait_deadline
+        } else {
+            None
+        };
+        let socket = &self.socket;
+        let closing = self.closing;
+        // One future over the role: it is either a player's next hub event or a publisher's
+        // kick signal, never both.
+        let role_event = async {
+            match &mut self.role {
+                Role::Playing { sub, .. } if queue < MAX_PLAYER_QUEUE && !closing => {
+                    Wake::Hub(sub.recv().await)
+                }
+                Role::Publishing { publisher, .. } => {
+                    publisher.killed().await;
+                    Wake::Killed
+                }
+                _ => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => Wake::Shutdown,
+            _ = async { sleep_until(deadline.unwrap_or_else(Instant::now)).await }, if deadline.is_some() => Wake::Deadline,
+            r = socket.writable(), if want_write => { let _ = r; Wake::Writable }
+            r = socket.readable(), if !closing => { let _ = r; Wake::Readable }
+            w = role_event => w,
+        }
+    }
+
+    /// Reads what is available and feeds the session; `false` on EOF.
+    fn read(&mut self) -> Result<bool, ConnError> {
+        loop {
+            self.rbuf.reserve(READ_CHUNK);
+            match self.socket.try_read_buf(&mut self.rbuf) {
+                Ok(0) => return Ok(false),
+                Ok(_) => {
+                    if self.rbuf.len() > self.max_rbuf {
+                        return Err(ConnError::ReadBuffer(self.max_rbuf));
+                    }
+                    self.session.feed(&mut self.rbuf)?;
+                    self.events()?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn events(&mut self) -> Result<(), ConnError> {
+        let mut outputs = Vec::new();
+        while let Some(ev) = self.session.poll_event() {
+            match ev {
+                SessionEvent::Connected(info) => {
+                    debug!(app = %info.app, tc_url = ?info.tc_url, flash_ver = ?info.flash_ver, "connect");
+                }
+                SessionEvent::PublishRequest {
+                    stream_id, name, ..
+                } => self.on_publish(stream_id, &name),
+                SessionEvent::PlayRequest {
+                    stream_id, name, ..
+                } => self.on_play(stream_id, &name),
+                SessionEvent::Metadata(meta) => {
+                    if let Role::Publishing { ingest, .. } = &mut self.role {
+                        ingest.metadata(&meta, &mut outputs);
+                    }
+                }
+                SessionEvent::Audio { timestamp, payload } => {
+                    if let Role::Publishing { ingest, .. } = &mut self.role {
+                        ingest.audio(timestamp, &payload, &mut outputs)?;
+                    }
+                }
+                SessionEvent::Video { timestamp, payload } => {
+                    if let Role::Publishing { ingest, .. } = &mut self.role {
+                        ingest.video(timestamp, &payload, &mut outputs)?;
+                    }
+                }
+                SessionEvent::StreamClosed { stream_id } => self.on_stream_closed(stream_id),
+            }
+            if let Role::Publishing { publisher, .. } = &self.role {
+                for out in outputs.drain(..) {
+                    match out {
+                        IngestOutput::Announce(info) => {
+                            info!(
+                                video = ?info.video.as_ref().map(|v| v.name()),
+                                audio = ?info.audio.as_ref().map(|a| a.name()),
+                                "tracks announced"
+                            );
+                            publisher.announce(info)
+                        }
+                        IngestOutput::Frame(f) => publisher.write(f),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_publish(&mut self, stream_id: u32, name: &str) {
+        tracing::Span::current().record("code", name);
+        if !matches!(self.role, Role::Idle) {
+            self.session
+                .reject_publish(stream_id, "connection already publishing or playing");
+            self.closing = true;
+            return;
+        }
+        let meta = PublisherMeta {
+            protocol: "rtmp",
+            remote_addr: Some(self.peer),
+        };
+        match self.hub.publish(name, meta) {
+            Ok(publisher) => {
+                info!(session = publisher.session(), "publishing");
+                self.session.accept_publish(stream_id, name);
+                self.role = Role::Publishing {
+                    publisher,
+                    ingest: Ingest::new(),
+                    stream_id,
+                };
+            }
+            Err(e) => {
+                let why = match &e {
+                    PublishError::AlreadyPublishing(_) => "stream is already being published",
+                    PublishError::InvalidCode(_) => "invalid stream name",
+                };
+                warn!(error = %e, "publish refused");
+                self.session.reject_publish(stream_id, why);
+                self.closing = true;
+            }
+        }
+    }
+
+    fn on_play(&mut self, stream_id: u32, name: &str) {
+        tracing::Span::current().record("code", name);
+        if !matches!(self.role, Role::Idle) || !hub::valid_code(name) {
+            warn!("play refused: invalid name or connection busy");
+            self.session.reject_play(stream_id, "invalid stream name");
+            self.closing = true;
+            return;
+        }
+        info!("playing");
+        let sub = self.hub.subscribe(name, "rtmp");
+        self.role = Role::Playing {
+            sub,
+            play: Play::new(stream_id, name),
+            wait_deadline: Some(Instant::now() + self.config.play_wait_timeout),
+        };
+    }
+
+    fn on_stream_closed(&mut self, stream_id: u32) {
+        match &self.role {
+            Role::Publishing {
+                stream_id: id,
+                publisher,
+                ..
+            } if *id == stream_id => {
+                info!(session = publisher.session(), "unpublished");
+                let code = publisher.code().to_owned();
+                self.role = Role::Idle;
+                self.session.unpublished(stream_id, &code);
+            }
+            Role::Playing { play, .. } if play.stream_id() == stream_id => {
+                debug!("player closed its stream");
+                self.role = Role::Idle;
+            }
+            _ => {}
+        }
+    }
+
+    fn on_hub(&mut self, first: Option<Event>) {
+        let Role::Playing {
+            sub,
+            play,
+            wait_deadline,
+        } = &mut self.role
+        else {
+            return;
+        };
+        let mut next = first;
+        let mut sent = 0;
+        // Drain what is ready so one writev carries every frame that arrived together.
+        while let Some(ev) = next {
+            match ev {
+                Event::Tracks { info, session } => {
+                    *wait_deadline = None;
+                    play.tracks(&mut self.session, info, session);
+                }
+                Event::Frame(f) => sent += play.frame(&mut self.session, &f),
+                Event::End => play.end(&mut self.session),
+            }
+            if self.session.out().len_bytes() >= MAX_PLAYER_QUEUE {
+                break;
+            }
+            next = sub.try_recv();
+        }
+        if sent > 0 {
+            sub.record_sent(sent);
+        }
+    }
+
+    /// Writes as much queued output as the socket takes without blocking.
+    fn flush(&mut self) -> Result<(), ConnError> {
+        flush(&self.socket, self.session.out())
+    }
+}
+
+fn flush(socket: &TcpStream, out: &mut OutQueue) -> Result<(), ConnError> {
+    loop {
+        if out.is_empty() {
+            return Ok(());
+        }
+        let written = {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let n = out.io_slices(&mut slices);
+            match socket.try_write_vectored(&slices[..n]) {
+                Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero).into()),
+                Ok(written) => written,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+        };
+        out.advance(written);
+    }
+}

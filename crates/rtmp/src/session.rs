@@ -1,0 +1,655 @@
+//! Server side of one RTMP connection, sans I/O: bytes in, [`SessionEvent`]s and bytes out.
+//!
+//! The session answers everything that needs no outside decision (handshake, protocol control,
+//! `connect`, `createStream`, pings, acknowledgements) and hands the decisions that need the
+//! hub or the control plane (publish, play) to the driver as events.
+
+use crate::amf0::Amf0Value;
+use crate::chunk::{
+    ChunkDecoder, ChunkEncoder, DecoderLimits, MessageHeader, OutQueue, RawMessage,
+};
+use crate::handshake::{HandshakeStatus, ServerHandshake};
+use crate::message::{self, Command, Message, UserControl};
+use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
+
+/// Acknowledgement window we ask peers to use, and announce as our peer bandwidth.
+const WINDOW: u32 = 2_500_000;
+/// Events queued before the driver must drain them; a peer cannot grow this without bound
+/// because the driver drains after every `feed`.
+const MAX_EVENTS: usize = 1024;
+/// Message stream ids a client may create on one connection.
+const MAX_STREAMS: u32 = 16;
+
+/// Settings of a server session.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// The only application name accepted in `connect` (e.g. `live`).
+    pub app: String,
+    /// Chunk size we send with.
+    pub out_chunk_size: u32,
+    /// Limits applied to what the peer sends.
+    pub limits: DecoderLimits,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            app: "live".into(),
+            out_chunk_size: 4096,
+            limits: DecoderLimits::default(),
+        }
+    }
+}
+
+/// Where a session is in its life.
+#[derive(Debug)]
+enum Phase {
+    Handshake(ServerHandshake),
+    /// Handshake done, waiting for `connect`.
+    AwaitConnect,
+    /// `connect` accepted; streams may be created, published or played.
+    Connected,
+}
+
+/// A `connect` the session accepted.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ConnectInfo {
+    /// Application name without its query.
+    pub app: String,
+    /// Query arguments given after the app name (`live?token=x`).
+    pub app_args: Vec<(String, String)>,
+    /// `tcUrl` as the client sent it.
+    pub tc_url: Option<String>,
+    /// `flashVer` as the client sent it.
+    pub flash_ver: Option<String>,
+    /// `swfUrl` as the client sent it.
+    pub swf_url: Option<String>,
+    /// `pageUrl` as the client sent it.
+    pub page_url: Option<String>,
+}
+
+/// What the driver must act on.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SessionEvent {
+    /// `connect` was accepted.
+    Connected(ConnectInfo),
+    /// The client asks to publish; answer with [`ServerSession::accept_publish`] or
+    /// [`ServerSession::reject_publish`].
+    PublishRequest {
+        /// Message stream id the client publishes on.
+        stream_id: u32,
+        /// Stream name without its query.
+        name: String,
+        /// Query arguments after the stream name.
+        args: Vec<(String, String)>,
+    },
+    /// The client asks to play; answer with [`ServerSession::accept_play`] or
+    /// [`ServerSession::reject_play`].
+    PlayRequest {
+        /// Message stream id to play on.
+        stream_id: u32,
+        /// Stream name without its query.
+        name: String,
+        /// Query arguments after the stream name.
+        args: Vec<(String, String)>,
+    },
+    /// `@setDataFrame`/`onMetaData` from the publisher: the metadata object.
+    Metadata(Amf0Value),
+    /// An FLV audio tag body with its timestamp (ms).
+    Audio {
+        /// Message timestamp in milliseconds (wrapping).
+        timestamp: u32,
+        /// Tag body.
+        payload: Bytes,
+    },
+    /// An FLV video tag body with its timestamp (ms).
+    Video {
+        /// Message timestamp in milliseconds (wrapping).
+        timestamp: u32,
+        /// Tag body.
+        payload: Bytes,
+    },
+    /// The client stopped publishing or playing on `stream_id` (deleteStream, closeStream,
+    /// FCUnpublish).
+    StreamClosed {
+        /// Message stream id.
+        stream_id: u32,
+    },
+}
+
+/// A fatal protocol error; the connection must be closed.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// Bad handshake.
+    #[error("handshake: {0}")]
+    Handshake(#[from] crate::handshake::HandshakeError),
+    /// Bad chunk stream.
+    #[error("chunk stream: {0}")]
+    Chunk(#[from] crate::chunk::ChunkError),
+    /// Bad message payload.
+    #[error("message: {0}")]
+    Message(#[from] crate::message::MessageError),
+    /// `connect` named an application we do not serve.
+    #[error("connect to unknown app {0:?}")]
+    UnknownApp(String),
+    /// The peer broke the command protocol.
+    #[error("protocol: {0}")]
+    Protocol(String),
+}
+
+/// Server side of one RTMP connection.
+#[derive(Debug)]
+pub struct ServerSession {
+    config: SessionConfig,
+    phase: Phase,
+    decoder: ChunkDecoder,
+    encoder: ChunkEncoder,
+    out: OutQueue,
+    events: VecDeque<SessionEvent>,
+    next_stream_id: u32,
+    /// Window after which we owe the peer an acknowledgement (0 = none asked).
+    peer_ack_window: u32,
+    last_ack_sent: u64,
+}
+
+impl ServerSession {
+    /// Starts a session in the handshake phase.
+    pub fn new(config: SessionConfig, epoch_ms: u32, seed: u64) -> Self {
+        let decoder = ChunkDecoder::new(config.limits);
+        ServerSession {
+            config,
+            phase: Phase::Handshake(ServerHandshake::new(epoch_ms, seed)),
+            decoder,
+            encoder: ChunkEncoder::new(),
+            out: OutQueue::new(),
+            events: VecDeque::new(),
+            next_stream_id: message::MEDIA_STREAM_ID,
+            peer_ack_window: 0,
+            last_ack_sent: 0,
+        }
+    }
+
+    /// Whether the handshake is finished.
+    pub fn handshake_done(&self) -> bool {
+        !matches!(self.phase, Phase::Handshake(_))
+    }
+
+    /// Bytes waiting to be written to the peer.
+    pub fn out(&mut self) -> &mut OutQueue {
+        &mut self.out
+    }
+
+    /// Total bytes consumed from the peer after the handshake.
+    pub fn bytes_received(&self) -> u64 {
+        self.decoder.bytes_consumed()
+    }
+
+    /// Next event for the driver.
+    pub fn poll_event(&mut self) -> Option<SessionEvent> {
+        self.events.pop_front()
+    }
+
+    /// Consumes what it can from `input`; incomplete data stays for the next call.
+    pub fn feed(&mut self, input: &mut BytesMut) -> Result<(), SessionError> {
+        if let Phase::Handshake(hs) = &mut self.phase {
+            let status = hs.feed(input)?;
+            if let Some(reply) = hs.poll_transmit() {
+                self.out.push(reply);
+            }
+            if status != HandshakeStatus::Done {
+                return Ok(());
+            }
+            self.phase = Phase::AwaitConnect;
+        }
+        while self.events.len() < MAX_EVENTS {
+            let Some(raw) = self.decoder.decode(input)? else {
+                break;
+            };
+            self.on_message(raw)?;
+        }
+        self.maybe_ack();
+        Ok(())
+    }
+
+    fn maybe_ack(&mut self) {
+        if self.peer_ack_window == 0 {
+            return;
+        }
+        let received = self.decoder.bytes_consumed();
+        if received - self.last_ack_sent >= u64::from(self.peer_ack_window) {
+            self.last_ack_sent = received;
+            // The sequence number wraps at 2^32 by definition (spec 5.4.3).
+            let seq = received as u32;
+            self.send_control(message::TYPE_ACKNOWLEDGEMENT, message::acknowledgement(seq));
+        }
+    }
+
+    fn on_message(&mut self, raw: RawMessage) -> Result<(), SessionError> {
+        let msg = Message::parse(raw.type_id, &raw.payload)?;
+        match msg {
+            Message::SetChunkSize(size) => self.decoder.set_chunk_size(size)?,
+            Message::Abort { csid } => self.decoder.abort(csid),
+            Message::WindowAckSize(size) => self.peer_ack_window = size,
+            Message::Acknowledgement { .. } | Message::SetPeerBandwidth { .. } => {}
+            Message::UserControl(UserControl::PingRequest(t)) => {
+                let body = message::ping_response(t);
+                self.send_control(message::TYPE_USER_CONTROL, body);
+            }
+            Message::UserControl(_) => {}
+            Message::Audio(payload) => self.media(raw.timestamp, payload, true)?,
+            Message::Video(payload) => self.media(raw.timestamp, payload, false)?,
+            Message::Data { values } => self.on_data(values),
+            Message::Command(cmd) => self.on_command(raw.stream_id, cmd)?,
+            Message::Other { type_id, .. } => {
+                tracing::debug!(type_id, "ignoring RTMP message type");
+            }
+        }
+        Ok(())
+    }
+
+    fn media(&mut self, timestamp: u32, payload: Bytes, audio: bool) -> Result<(), SessionError> {
+        if !matches!(self.phase, Phase::Connected) {
+            return Err(SessionError::Protocol("media before connect".into()));
+        }
+        if payload.is_empty() {
+            // Some encoders send empty tags as keep-alives; there is nothing to forward.
+            return Ok(());
+        }
+        self.events.push_back(if audio {
+            SessionEvent::Audio { timestamp, payload }
+        } else {
+            SessionEvent::Video { timestamp, payload }
+        });
+        Ok(())
+    }
+
+    fn on_data(&mut self, values: Vec<Amf0Value>) {
+        // ffmpeg/OBS: ["@setDataFrame", "onMetaData", {..}]; some encoders: ["onMetaData", {..}].
+        let mut it = values.into_iter().peekable();
+        if it.peek().and_then(|v| v.as_str()) == Some("@setDataFrame") {
+            it.next();
+        }
+        if it.next().as_ref().and_then(|v| v.as_str()) != Some("onMetaData") {
+            return;
+        }
+        if let Some(obj) = it.next() {
+            self.events.push_back(SessionEvent::Metadata(obj));
+        }
+    }
+
+    fn on_command(&mut self, stream_id: u32, cmd: Command) -> Result<(), SessionError> {
+        match (&self.phase, cmd.name.as_str()) {
+            (Phase::AwaitConnect, "connect") => self.on_connect(cmd),
+            (Phase::AwaitConnect, name) => Err(SessionError::Protocol(format!(
+                "command {name:?} before connect"
+            ))),
+            (_, "connect") => Err(SessionError::Protocol("second connect".into())),
+            (_, "createStream") => {
+                if self.next_stream_id > MAX_STREAMS {
+                    return Err(SessionError::Protocol("too many streams".into()));
+                }
+                let id = self.next_stream_id;
+                self.next_stream_id += 1;
+                self.reply_result(cmd.transaction_id, Amf0Value::Null, vec![id.into()]);
+                Ok(())
+            }
+            (_, "releaseStream") | (_, "FCPublish") => {
+                // ffmpeg and OBS send these before publish and do not need an answer, but
+                // librtmp-based encoders log an error without one.
+                if cmd.transaction_id != 0.0 {
+                    self.reply_result(
+                        cmd.transaction_id,
+                        Amf0Value::Null,
+                        vec![Amf0Value::Undefined],
+                    );
+                }
+                Ok(())
+            }
+            (_, "publish") => {
+                let raw = cmd.arg(0).and_then(|v| v.as_str()).unwrap_or("").to_owned();
+                let (name, args) = split_query(&raw);
+                self.events.push_back(SessionEvent::PublishRequest {
+                    stream_id,
+                    name,
+                    args,
+                });
+                Ok(())
+            }
+            (_, "play") => {
+                let raw = cmd.arg(0).and_then(|v| v.as_str()).unwrap_or("").to_owned();
+                let (name, args) = split_query(&raw);
+                self.events.push_back(SessionEvent::PlayRequest {
+                    stream_id,
+                    name,
+                    args,
+                });
+                Ok(())
+            }
+            (_, "FCUnpublish") | (_, "closeStream") => {
+                self.events.push_back(SessionEvent::StreamClosed {
+                    stream_id: stream_id.max(1),
+                });
+                Ok(())
+            }
+            (_, "deleteStream") => {
+                let id = cmd
+                    .arg(0)
+                    .and_then(|v| v.as_f64())
+                    .filter(|n| *n >= 0.0 && *n <= f64::from(u32::MAX))
+                    .map(|n| n as u32)
+                    .unwrap_or(stream_id);
+                self.events
+                    .push_back(SessionEvent::StreamClosed { stream_id: id });
+                Ok(())
+            }
+            (_, "getStreamLength") => {
+                if cmd.transaction_id != 0.0 {
+                    self.reply_result(cmd.transaction_id, Amf0Value::Null, vec![0.0.into()]);
+                }
+                Ok(())
+            }
+            (_, "_checkbw")
+            | (_, "_result")
+            | (_, "_error")
+            | (_, "onBWDone")
+            | (_, "pause")
+            | (_, "receiveAudio")
+            | (_, "receiveVideo")
+            | (_, "seek") => Ok(()),
+            (_, other) => {
+                tracing::debug!(command = other, "ignoring unknown RTMP command");
+                Ok(())
+            }
+        }
+    }
+
+    fn on_connect(&mut self, cmd: Command) -> Result<(), SessionError> {
+        let field = |k: &str| {
+            cmd.object
+                .get(k)
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        };
+        let raw_app = field("app").unwrap_or_default();
+        let (app, app_args) = split_query(raw_app.trim_end_matches('/'));
+        if app != self.config.app {
+            let info = Amf0Value::object([
+                ("level", "error".into()),
+                ("code", "NetConnection.Connect.Rejected".into()),
+                ("description", format!("unknown application {app:?}").into()),
+            ]);
+            self.send_command(
+                message::CSID_COMMAND,
+                0,
+                "_error",
+                cmd.transaction_id,
+                Amf0Value::Null,
+                vec![info],
+            );
+            return Err(SessionError::UnknownApp(app));
+        }
+        self.send_control(
+            message::TYPE_WINDOW_ACK_SIZE,
+            message::window_ack_size(WINDOW),
+        );
+        self.send_control(
+            message::TYPE_SET_PEER_BANDWIDTH,
+            message::set_peer_bandwidth(WINDOW, message::LIMIT_DYNAMIC),
+        );
+        let size = self.config.out_chunk_size;
+        self.send_control(message::TYPE_SET_CHUNK_SIZE, message::set_chunk_size(size));
+        self.encoder.set_chunk_size(size);
+        let encoding = cmd
+            .object
+            .get("objectEncoding")
+            .and_then(|v| v.as_f64())
+            .unwrap_or(0.0);
+        let props = Amf0Value::object([
+            ("fmsVer", "FMS/3,0,1,123".into()),
+            ("capabilities", 31.0.into()),
+        ]);
+        let info = Amf0Value::object([
+            ("level", "status".into()),
+            ("code", "NetConnection.Connect.Success".into()),
+            ("description", "Connection succeeded.".into()),
+            ("objectEncoding", encoding.into()),
+        ]);
+        self.send_command(
+            message::CSID_COMMAND,
+            0,
+            "_result",
+            cmd.transaction_id,
+            props,
+            vec![info],
+        );
+        self.phase = Phase::Connected;
+        self.events.push_back(SessionEvent::Connected(ConnectInfo {
+            app,
+            app_args,
+            tc_url: field("tcUrl"),
+            flash_ver: field("flashVer"),
+            swf_url: field("swfUrl"),
+            page_url: field("pageUrl"),
+        }));
+        Ok(())
+    }
+
+    /// Confirms a publish: the client may start sending media.
+    pub fn accept_publish(&mut self, stream_id: u32, name: &str) {
+        self.send_user_control(message::user_control_stream_begin(stream_id));
+        self.on_status(
+            stream_id,
+            "status",
+            "NetStream.Publish.Start",
+            &format!("{name} is now published."),
+        );
+    }
+
+    /// Refuses a publish with `NetStream.Publish.BadName`; the driver closes afterwards.
+    pub fn reject_publish(&mut self, stream_id: u32, description: &str) {
+        self.on_status(stream_id, "error", "NetStream.Publish.BadName", description);
+    }
+
+    /// Confirms the end of a publish after `deleteStream`/`FCUnpublish`.
+    pub fn unpublished(&mut self, stream_id: u32, name: &str) {
+        self.on_status(
+            stream_id,
+            "status",
+            "NetStream.Unpublish.Success",
+            &format!("{name} is now unpublished."),
+        );
+    }
+
+    /// Starts playback on `stream_id`: StreamBegin, `Play.Reset`, `Play.Start`, sample access.
+    pub fn accept_play(&mut self, stream_id: u32, name: &str) {
+        self.send_user_control(message::user_control_stream_is_recorded(stream_id));
+        self.send_user_control(message::user_control_stream_begin(stream_id));
+        self.on_status(
+            stream_id,
+            "status",
+            "NetStream.Play.Reset",
+            &format!("Playing and resetting {name}."),
+        );
+        self.on_status(
+            stream_id,
+            "status",
+            "NetStream.Play.Start",
+            &format!("Started playing {name}."),
+        );
+        let access = message::data(&["|RtmpSampleAccess".into(), true.into(), true.into()]);
+        self.send_raw(
+            message::CSID_DATA,
+            0,
+            message::TYPE_DATA_AMF0,
+            stream_id,
+            &access,
+        );
+    }
+
+    /// Refuses a play with `NetStream.Play.StreamNotFound`; the driver closes afterwards.
+    pub fn reject_play(&mut self, stream_id: u32, description: &str) {
+        self.on_status(
+            stream_id,
+            "error",
+            "NetStream.Play.StreamNotFound",
+            description,
+        );
+    }
+
+    /// Tells a player the publisher left (`Play.UnpublishNotify`, StreamEOF).
+    pub fn play_unpublished(&mut self, stream_id: u32, name: &str) {
+        self.on_status(
+            stream_id,
+            "status",
+            "NetStream.Play.UnpublishNotify",
+            &format!("{name} is now unpublished."),
+        );
+        self.send_user_control(message::user_control_stream_eof(stream_id));
+    }
+
+    /// Tells a waiting player the publisher (re)started (`Play.PublishNotify`).
+    pub fn play_published(&mut self, stream_id: u32, name: &str) {
+        self.send_user_control(message::user_control_stream_begin(stream_id));
+        self.on_status(
+            stream_id,
+            "status",
+            "NetStream.Play.PublishNotify",
+            &format!("{name} is now published."),
+        );
+    }
+
+    /// Sends `onMetaData` to a player.
+    pub fn send_metadata(&mut self, stream_id: u32, metadata: Amf0Value) {
+        let body = message::data(&["onMetaData".into(), metadata]);
+        self.send_raw(
+            message::CSID_DATA,
+            0,
+            message::TYPE_DATA_AMF0,
+            stream_id,
+            &body,
+        );
+    }
+
+    /// Sends an audio or video message whose body is `prefix` (FLV tag header, a few bytes)
+    /// followed by `payload`, without copying `payload`.
+    pub fn send_media(
+        &mut self,
+        stream_id: u32,
+        video: bool,
+        timestamp: u32,
+        prefix: &[u8],
+        payload: &Bytes,
+    ) {
+        let header = MessageHeader {
+            csid: if video {
+                message::CSID_VIDEO
+            } else {
+                message::CSID_AUDIO
+            },
+            timestamp,
+            type_id: if video {
+                message::TYPE_VIDEO
+            } else {
+                message::TYPE_AUDIO
+            },
+            stream_id,
+        };
+        if let Err(e) = self
+            .encoder
+            .encode_with_prefix(&header, prefix, payload, &mut self.out)
+        {
+            // Only a frame over RTMP's 16 MiB message limit gets here; players skip it.
+            tracing::warn!(error = %e, "frame not sent over RTMP");
+        }
+    }
+
+    fn on_status(&mut self, stream_id: u32, level: &str, code: &str, description: &str) {
+        let body = message::on_status(level, code, description);
+        self.send_raw(
+            message::CSID_DATA,
+            0,
+            message::TYPE_COMMAND_AMF0,
+            stream_id,
+            &body,
+        );
+    }
+
+    fn reply_result(&mut self, txid: f64, object: Amf0Value, args: Vec<Amf0Value>) {
+        self.send_command(message::CSID_COMMAND, 0, "_result", txid, object, args);
+    }
+
+    fn send_command(
+        &mut self,
+        csid: u32,
+        stream_id: u32,
+        name: &str,
+        txid: f64,
+        object: Amf0Value,
+        args: Vec<Amf0Value>,
+    ) {
+        let body = message::command(name, txid, &object, &args);
+        self.send_raw(csid, 0, message::TYPE_COMMAND_AMF0, stream_id, &body);
+    }
+
+    fn send_user_control(&mut self, body: Bytes) {
+        self.send_control(message::TYPE_USER_CONTROL, body);
+    }
+
+    fn send_control(&mut self, type_id: u8, body: Bytes) {
+        self.send_raw(message::CSID_PROTOCOL, 0, type_id, 0, &body);
+    }
+
+    fn send_raw(&mut self, csid: u32, timestamp: u32, type_id: u8, stream_id: u32, body: &Bytes) {
+        let header = MessageHeader {
+            csid,
+            timestamp,
+            type_id,
+            stream_id,
+        };
+        if let Err(e) = self.encoder.encode(&header, body, &mut self.out) {
+            // Our own control messages are small and use fixed csids: this cannot happen.
+            tracing::error!(error = %e, "control message not encoded");
+        }
+    }
+}
+
+/// Splits `name?a=1&b=2` into the name and its decoded query pairs.
+pub fn split_query(raw: &str) -> (String, Vec<(String, String)>) {
+    let (name, query) = match raw.split_once('?') {
+        Some((n, q)) => (n, q),
+        None => (raw, ""),
+    };
+    let args = query
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => (percent_decode(k), percent_decode(v)),
+            None => (percent_decode(kv), String::new()),
+        })
+        .collect();
+    (name.to_owned(), args)
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match b[i] {
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
