@@ -1,1 +1,357 @@
-//! mpegts (being written)
+//! MPEG-TS muxer (ISO/IEC 13818-1): hub [`Frame`]s in, 188-byte transport packets out.
+//!
+//! Sans-I/O: [`TsMuxer`] appends packets to a caller's [`BytesMut`]; HLS segments, MPEG-TS over
+//! HTTP and SRT play drive it. One program (number 1) with H.264 on PID 0x100 and AAC (ADTS) on
+//! PID 0x101; PAT/PMT precede every video keyframe so any keyframe is a valid join point.
+
+mod crc;
+mod packet;
+
+#[cfg(test)]
+mod tests;
+
+pub use crc::crc32_mpeg2;
+
+use bytes::BytesMut;
+use media::avc::{self, NAL_AUD, NAL_IDR, NAL_PPS, NAL_SPS};
+use media::{
+    AacConfig, AudioCodec, AvcConfig, Frame, MediaError, MediaInfo, TrackKind, VideoCodec,
+};
+use packet::{Adaptation, write_pes_packets, write_section};
+
+/// Size of one transport packet.
+pub const PACKET_SIZE: usize = 188;
+/// PID of the program map table.
+pub const PMT_PID: u16 = 0x1000;
+/// PID of the H.264 elementary stream.
+pub const VIDEO_PID: u16 = 0x100;
+/// PID of the AAC elementary stream.
+pub const AUDIO_PID: u16 = 0x101;
+/// The single program's number.
+pub const PROGRAM_NUMBER: u16 = 1;
+/// `stream_type` of H.264 video (ISO/IEC 13818-1 Table 2-34).
+pub const STREAM_TYPE_H264: u8 = 0x1b;
+/// `stream_type` of AAC audio in ADTS framing.
+pub const STREAM_TYPE_AAC_ADTS: u8 = 0x0f;
+/// Added to every timestamp so streams starting at 0 (or with negative composition offsets)
+/// stay positive and DTS keeps a margin over PCR; ffmpeg's muxdelay + muxpreload is the same 1.4 s.
+pub const TIMESTAMP_OFFSET: i64 = 126_000;
+/// How far PCR runs behind the DTS it is derived from: buffering time a decoder is promised,
+/// ffmpeg's default `max_delay` of 0.7 s, also covering audio sent slightly ahead of video.
+pub const PCR_DELAY: i64 = 63_000;
+
+const PAT_PID: u16 = 0x0000;
+const TIMESTAMP_MASK: i64 = (1 << 33) - 1;
+/// Audio-only streams have no keyframe-driven table repetition; 0.5 s keeps joins fast at
+/// ~6 kbit/s of overhead.
+const AUDIO_ONLY_TABLE_INTERVAL: i64 = 45_000;
+/// A PCR jump larger than this (or backwards) is flagged as a discontinuity (13818-1 2.4.3.5).
+const PCR_JUMP_LIMIT: i64 = 10 * 90_000;
+/// Scratch buffers above this size are released after use so one huge frame does not pin
+/// memory for the stream's lifetime.
+const SCRATCH_KEEP: usize = 1 << 20;
+const AUD: [u8; 6] = [0, 0, 0, 1, NAL_AUD, 0xf0];
+
+/// Why a frame could not be muxed; nothing was written for it.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MuxError {
+    /// The payload is not valid for its codec (bad AVCC lengths, AAC too long for ADTS, ...).
+    #[error("{track:?} frame at dts {dts}: {source}")]
+    Payload {
+        /// Track of the frame.
+        track: TrackKind,
+        /// Hub DTS of the frame, to find it in a capture.
+        dts: i64,
+        /// What the codec layer objected to.
+        source: MediaError,
+    },
+}
+
+/// The elementary streams the PMT announces; compared to decide on a PMT version bump.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Programs {
+    video: bool,
+    audio: bool,
+}
+
+/// Frames-to-transport-stream muxer for one program.
+#[derive(Debug)]
+pub struct TsMuxer {
+    avc: Option<AvcConfig>,
+    aac: Option<AacConfig>,
+    programs: Programs,
+    /// `None` until the first `set_tracks`, so the first PMT is version 0.
+    pmt_version: Option<u8>,
+    /// Continuity counters: PAT, PMT, video, audio.
+    cc: [u8; 4],
+    last_pcr_dts: Option<i64>,
+    /// DTS at which tables were last written (audio-only repetition), `None` before the first.
+    last_tables_dts: Option<i64>,
+    tables_written: bool,
+    scratch: Vec<u8>,
+}
+
+impl Default for TsMuxer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TsMuxer {
+    /// Creates a muxer with no tracks; call [`TsMuxer::set_tracks`] before writing frames.
+    pub fn new() -> Self {
+        TsMuxer {
+            avc: None,
+            aac: None,
+            programs: Programs::default(),
+            pmt_version: None,
+            cc: [0; 4],
+            last_pcr_dts: None,
+            last_tables_dts: None,
+            tables_written: false,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Sets the tracks to mux; returns the names of tracks it cannot carry (they are skipped).
+    ///
+    /// The PMT version changes when the set of elementary streams changes, and the next frame
+    /// is preceded by fresh tables.
+    pub fn set_tracks(&mut self, info: &MediaInfo) -> Vec<String> {
+        let mut skipped = Vec::new();
+        self.avc = match &info.video {
+            Some(VideoCodec::H264(c)) => Some(c.clone()),
+            Some(other) => {
+                skipped.push(other.name());
+                None
+            }
+            None => None,
+        };
+        self.aac = match &info.audio {
+            Some(AudioCodec::Aac(c)) => Some(c.clone()),
+            Some(other) => {
+                skipped.push(other.name());
+                None
+            }
+            None => None,
+        };
+        let programs = Programs {
+            video: self.avc.is_some(),
+            audio: self.aac.is_some(),
+        };
+        match self.pmt_version {
+            None => self.pmt_version = Some(0),
+            Some(v) if programs != self.programs => self.pmt_version = Some((v + 1) & 0x1f),
+            Some(_) => {}
+        }
+        self.programs = programs;
+        self.tables_written = false;
+        skipped
+    }
+
+    /// Whether a frame of `track` would be muxed (its codec is supported and announced).
+    pub fn carries(&self, track: TrackKind) -> bool {
+        match track {
+            TrackKind::Video => self.avc.is_some(),
+            TrackKind::Audio => self.aac.is_some(),
+        }
+    }
+
+    /// Appends a PAT and a PMT (two packets).
+    pub fn write_tables(&mut self, out: &mut BytesMut) {
+        let mut pat = Vec::with_capacity(16);
+        pat.extend_from_slice(&PROGRAM_NUMBER.to_be_bytes());
+        pat.extend_from_slice(&(0xe000 | PMT_PID).to_be_bytes());
+        // transport_stream_id 1, as ffmpeg writes; PAT content never changes, so version 0.
+        write_section(out, PAT_PID, &mut self.cc[0], 0x00, 1, 0, &pat);
+
+        let pcr_pid = if self.programs.video {
+            VIDEO_PID
+        } else if self.programs.audio {
+            AUDIO_PID
+        } else {
+            // 13818-1 2.4.4.9: 0x1FFF means no PCR for this program.
+            0x1fff
+        };
+        let mut pmt = Vec::with_capacity(16);
+        pmt.extend_from_slice(&(0xe000 | pcr_pid).to_be_bytes());
+        pmt.extend_from_slice(&0xf000u16.to_be_bytes()); // program_info_length 0
+        for (present, stream_type, pid) in [
+            (self.programs.video, STREAM_TYPE_H264, VIDEO_PID),
+            (self.programs.audio, STREAM_TYPE_AAC_ADTS, AUDIO_PID),
+        ] {
+            if present {
+                pmt.push(stream_type);
+                pmt.extend_from_slice(&(0xe000 | pid).to_be_bytes());
+                pmt.extend_from_slice(&0xf000u16.to_be_bytes()); // ES_info_length 0
+            }
+        }
+        let version = self.pmt_version.unwrap_or(0);
+        write_section(
+            out,
+            PMT_PID,
+            &mut self.cc[1],
+            0x02,
+            PROGRAM_NUMBER,
+            version,
+            &pmt,
+        );
+        self.tables_written = true;
+    }
+
+    /// Appends one frame as a PES; frames of tracks that are not carried are ignored.
+    ///
+    /// On error nothing is appended.
+    pub fn write_frame(&mut self, frame: &Frame, out: &mut BytesMut) -> Result<(), MuxError> {
+        let result = match frame.track {
+            TrackKind::Video => self.write_video(frame, out),
+            TrackKind::Audio => self.write_audio(frame, out),
+        };
+        if self.scratch.capacity() > SCRATCH_KEEP {
+            self.scratch = Vec::new();
+        }
+        result.map_err(|source| MuxError::Payload {
+            track: frame.track,
+            dts: frame.dts,
+            source,
+        })
+    }
+
+    fn write_video(&mut self, frame: &Frame, out: &mut BytesMut) -> Result<(), MediaError> {
+        let Some(config) = &self.avc else {
+            return Ok(());
+        };
+        let nls = config.nal_length_size;
+        // One pass to validate and learn what the access unit already carries.
+        let (mut has_idr, mut has_sps) = (false, false);
+        for nal in avc::avcc_nal_units(&frame.payload, nls) {
+            match avc::nal_unit_type(nal?) {
+                NAL_IDR => has_idr = true,
+                NAL_SPS => has_sps = true,
+                _ => {}
+            }
+        }
+        let insert_config = (has_idr || frame.keyframe) && !has_sps;
+
+        let es = &mut self.scratch;
+        es.clear();
+        es.reserve(frame.payload.len() + 64);
+        write_pes_header(es, 0xe0, None, frame.pts, Some(frame.dts));
+        // H.222.0 2.14.1: every H.264 access unit in TS starts with an access unit delimiter.
+        es.extend_from_slice(&AUD);
+        if insert_config {
+            config.write_parameter_sets_annexb(es);
+        }
+        // Validated above, so errors cannot occur here; map_while keeps it panic-free anyway.
+        for nal in avc::avcc_nal_units(&frame.payload, nls).map_while(Result::ok) {
+            let kind = avc::nal_unit_type(nal);
+            // In-band AUDs would duplicate ours; in-band SPS/PPS are kept only when the frame
+            // brings its own SPS (then they, not the possibly stale config, are authoritative).
+            if kind == NAL_AUD || (insert_config && (kind == NAL_SPS || kind == NAL_PPS)) {
+                continue;
+            }
+            es.extend_from_slice(&[0, 0, 0, 1]);
+            es.extend_from_slice(nal);
+        }
+
+        if frame.keyframe || !self.tables_written {
+            self.write_tables(out);
+        }
+        let pcr = self.pcr_for(frame.dts);
+        let adaptation = Adaptation {
+            pcr: Some(pcr.0),
+            discontinuity: pcr.1,
+            random_access: frame.keyframe,
+        };
+        write_pes_packets(out, VIDEO_PID, &mut self.cc[2], adaptation, &self.scratch);
+        Ok(())
+    }
+
+    fn write_audio(&mut self, frame: &Frame, out: &mut BytesMut) -> Result<(), MediaError> {
+        let Some(config) = &self.aac else {
+            return Ok(());
+        };
+        let adts = config.adts_header(frame.payload.len())?;
+        let es = &mut self.scratch;
+        es.clear();
+        // adts_header bounds the ADTS frame to 8191 bytes, so PES_packet_length fits 16 bits.
+        let pes_len = 3 + 5 + adts.len() + frame.payload.len();
+        write_pes_header(es, 0xc0, u16::try_from(pes_len).ok(), frame.pts, None);
+        es.extend_from_slice(&adts);
+        es.extend_from_slice(&frame.payload);
+
+        let audio_only = !self.programs.video;
+        let tables_due = self
+            .last_tables_dts
+            .is_none_or(|last| frame.dts < last || frame.dts - last >= AUDIO_ONLY_TABLE_INTERVAL);
+        if !self.tables_written || (audio_only && tables_due) {
+            self.write_tables(out);
+            self.last_tables_dts = Some(frame.dts);
+        }
+        let adaptation = if audio_only {
+            let (pcr, discontinuity) = self.pcr_for(frame.dts);
+            Adaptation {
+                pcr: Some(pcr),
+                discontinuity,
+                random_access: true,
+            }
+        } else {
+            Adaptation::default()
+        };
+        write_pes_packets(out, AUDIO_PID, &mut self.cc[3], adaptation, &self.scratch);
+        Ok(())
+    }
+
+    /// PCR (90 kHz base) for a PES on the PCR PID, and whether the time base jumped.
+    fn pcr_for(&mut self, dts: i64) -> (u64, bool) {
+        let jumped = self
+            .last_pcr_dts
+            .is_some_and(|last| dts < last || dts - last > PCR_JUMP_LIMIT);
+        self.last_pcr_dts = Some(dts);
+        (ts33(dts.saturating_sub(PCR_DELAY)), jumped)
+    }
+}
+
+/// Hub timestamp to a 33-bit TS timestamp, offset by [`TIMESTAMP_OFFSET`].
+pub fn ts33(t: i64) -> u64 {
+    // Masking a two's-complement value keeps it modulo 2^33 (non-negative), so the cast is lossless.
+    (t.saturating_add(TIMESTAMP_OFFSET) & TIMESTAMP_MASK) as u64
+}
+
+/// Writes a PES header with PTS (and DTS when it differs) into `out`.
+fn write_pes_header(
+    out: &mut Vec<u8>,
+    stream_id: u8,
+    len: Option<u16>,
+    pts: i64,
+    dts: Option<i64>,
+) {
+    let dts = dts.filter(|&d| d != pts);
+    out.extend_from_slice(&[0, 0, 1, stream_id]);
+    // Video uses 0 (unbounded), allowed only for video (13818-1 2.4.3.7).
+    out.extend_from_slice(&len.unwrap_or(0).to_be_bytes());
+    // '10' marker, data_alignment_indicator: every PES starts an access unit.
+    out.push(0x84);
+    match dts {
+        Some(dts) => {
+            out.extend_from_slice(&[0xc0, 10]);
+            write_timestamp(out, 0b0011, ts33(pts));
+            write_timestamp(out, 0b0001, ts33(dts));
+        }
+        None => {
+            out.extend_from_slice(&[0x80, 5]);
+            write_timestamp(out, 0b0010, ts33(pts));
+        }
+    }
+}
+
+/// The 5-byte PTS/DTS field layout of 13818-1 2.4.3.7, with marker bits.
+fn write_timestamp(out: &mut Vec<u8>, prefix: u8, ts: u64) {
+    // Each shifted value is masked to at most 15 bits before narrowing, so no cast truncates.
+    let hi = ((ts >> 30) & 0x07) as u8;
+    let mid = ((ts >> 15) & 0x7fff) as u16;
+    let lo = (ts & 0x7fff) as u16;
+    out.push((prefix << 4) | (hi << 1) | 1);
+    out.extend_from_slice(&((mid << 1) | 1).to_be_bytes());
+    out.extend_from_slice(&((lo << 1) | 1).to_be_bytes());
+}

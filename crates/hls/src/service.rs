@@ -1,0 +1,316 @@
+//! Tokio driver: one segmenter task per published stream, and the store HTTP reads from.
+
+use crate::playlist::MediaPlaylist;
+use crate::segmenter::{Segment, Segmenter};
+use crate::{EXPIRED_SEGMENTS_KEPT, HlsConfig};
+use bytes::Bytes;
+use hub::{Event, Hub, HubEvent};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Decides whether HLS runs for a stream code.
+pub type EnabledFn = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// Cheap per-stream numbers for the API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HlsStreamStats {
+    /// `#EXT-X-MEDIA-SEQUENCE` of the current playlist, if any segment exists.
+    pub media_sequence: Option<u64>,
+    /// Segments held (listed plus recently expired).
+    pub segments: usize,
+    /// Bytes of segment data held.
+    pub bytes: usize,
+    /// `#EXT-X-TARGETDURATION` in seconds.
+    pub target_duration: u64,
+    /// Whether the playlist carries `#EXT-X-ENDLIST`.
+    pub ended: bool,
+}
+
+struct Entry {
+    playlist: MediaPlaylist,
+    /// Rendered once per change: requests outnumber segment updates by far.
+    rendered: Option<String>,
+}
+
+struct Inner {
+    hub: Hub,
+    config: HlsConfig,
+    enabled: RwLock<EnabledFn>,
+    store: Mutex<HashMap<String, Entry>>,
+    /// Codes with a running task; at most one task per code.
+    tasks: Mutex<HashSet<String>>,
+    tracker: TaskTracker,
+}
+
+/// Lock that tolerates poisoning: every critical section below is a single map update, so a
+/// panic elsewhere cannot leave the data half-changed.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// HLS output for every stream of a hub; cheap to clone.
+#[derive(Clone)]
+pub struct HlsService {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for HlsService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HlsService")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HlsService {
+    /// Creates the service; nothing happens until [`HlsService::run`].
+    pub fn new(hub: Hub, config: HlsConfig) -> Self {
+        HlsService {
+            inner: Arc::new(Inner {
+                hub,
+                config,
+                enabled: RwLock::new(Arc::new(|_: &str| true)),
+                store: Mutex::new(HashMap::new()),
+                tasks: Mutex::new(HashSet::new()),
+                tracker: TaskTracker::new(),
+            }),
+        }
+    }
+
+    /// Replaces the predicate deciding, at each publish, whether HLS runs for a code.
+    pub fn set_enabled(&self, enabled: EnabledFn) {
+        *self
+            .inner
+            .enabled
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = enabled;
+    }
+
+    /// Starts a task per published stream until `shutdown`, then waits for all of them.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut events = self.inner.hub.events();
+        // Streams published before we listened (and after a lag) are found by asking the hub.
+        self.resync(&shutdown);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                ev = events.recv() => match ev {
+                    Ok(HubEvent::Published { code, .. }) => self.ensure_task(&code, &shutdown),
+                    Ok(HubEvent::Unpublished { .. }) => {}
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::debug!(lost = n, "hls: hub events lagged; resyncing");
+                        self.resync(&shutdown);
+                    }
+                    // Cannot happen while we hold a Hub, which owns the sender.
+                    Err(RecvError::Closed) => break,
+                },
+            }
+        }
+        self.inner.tracker.close();
+        self.inner.tracker.wait().await;
+    }
+
+    fn resync(&self, shutdown: &CancellationToken) {
+        for stats in self.inner.hub.list() {
+            if stats.publisher.is_some() {
+                self.ensure_task(&stats.code, shutdown);
+            }
+        }
+    }
+
+    fn ensure_task(&self, code: &str, shutdown: &CancellationToken) {
+        let enabled = self
+            .inner
+            .enabled
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if !enabled(code) || !lock(&self.inner.tasks).insert(code.to_owned()) {
+            return;
+        }
+        let inner = self.inner.clone();
+        let code = code.to_owned();
+        let shutdown = shutdown.child_token();
+        self.inner.tracker.spawn(async move {
+            stream_task(&inner, &code, shutdown).await;
+        });
+    }
+
+    /// The playlist of `code`; `None` if unknown or no segment is complete yet.
+    pub fn playlist(&self, code: &str) -> Option<String> {
+        lock(&self.inner.store).get(code)?.rendered.clone()
+    }
+
+    /// Segment `seq` of `code`; `None` if unknown or expired.
+    pub fn segment(&self, code: &str, seq: u64) -> Option<Bytes> {
+        lock(&self.inner.store).get(code)?.playlist.segment(seq)
+    }
+
+    /// Stats of `code`, if it has an HLS entry.
+    pub fn stats(&self, code: &str) -> Option<HlsStreamStats> {
+        let store = lock(&self.inner.store);
+        let p = &store.get(code)?.playlist;
+        Some(HlsStreamStats {
+            media_sequence: p.media_sequence(),
+            segments: p.len(),
+            bytes: p.bytes(),
+            target_duration: p.target_duration(),
+            ended: p.is_ended(),
+        })
+    }
+
+    /// Codes that currently have an HLS entry, sorted.
+    pub fn codes(&self) -> Vec<String> {
+        let mut codes: Vec<String> = lock(&self.inner.store).keys().cloned().collect();
+        codes.sort();
+        codes
+    }
+}
+
+impl Inner {
+    fn new_entry(&self) -> Entry {
+        Entry {
+            playlist: MediaPlaylist::new(self.config.window, EXPIRED_SEGMENTS_KEPT),
+            rendered: None,
+        }
+    }
+
+    fn push_segment(&self, code: &str, segment: Segment) {
+        let mut store = lock(&self.store);
+        let entry = store
+            .entry(code.to_owned())
+            .or_insert_with(|| self.new_entry());
+        entry.playlist.push(segment);
+        entry.rendered = entry.playlist.render();
+    }
+
+    fn end(&self, code: &str) {
+        if let Some(entry) = lock(&self.store).get_mut(code) {
+            entry.playlist.end();
+            entry.rendered = entry.playlist.render();
+        }
+    }
+
+    fn has_publisher(&self, code: &str) -> bool {
+        self.hub.stats(code).is_some_and(|s| s.publisher.is_some())
+    }
+}
+
+/// Where a stream task is in its life.
+#[derive(Clone, Copy, Debug)]
+enum Phase {
+    /// A publisher is (or may be) sending; checked again at `idle_check`.
+    Live { idle_check: Instant },
+    /// The publisher left; ENDLIST at `deadline` unless it comes back.
+    Gone { deadline: Instant },
+    /// ENDLIST written; the entry is removed at `deadline` unless someone republishes.
+    Ended { deadline: Instant },
+}
+
+impl Phase {
+    fn deadline(self) -> Instant {
+        match self {
+            Phase::Live { idle_check } => idle_check,
+            Phase::Gone { deadline } | Phase::Ended { deadline } => deadline,
+        }
+    }
+}
+
+async fn stream_task(inner: &Inner, code: &str, shutdown: CancellationToken) {
+    let config = &inner.config;
+    let mut sub = inner.hub.subscribe(code, "hls");
+    let mut segmenter = Segmenter::new(config.segment_duration, config.max_segment_bytes);
+    let live = |now: Instant| Phase::Live {
+        idle_check: now + config.end_grace,
+    };
+    // Checked after subscribing: a publisher leaving later is seen as an End event.
+    let mut phase = if inner.has_publisher(code) {
+        live(Instant::now())
+    } else {
+        Phase::Gone {
+            deadline: Instant::now() + config.end_grace,
+        }
+    };
+    let mut warned_skipped = false;
+    tracing::debug!(stream = code, "hls: stream task started");
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                // No new task starts after shutdown, so this cannot remove a successor's mark.
+                lock(&inner.tasks).remove(code);
+                break;
+            }
+            _ = sleep_until(phase.deadline()) => {
+                let now = Instant::now();
+                phase = match phase {
+                    // Quiet for a grace period with nobody publishing: the End was lost
+                    // (reader lag) or never came; finish like after one.
+                    Phase::Live { .. } if !inner.has_publisher(code) => {
+                        if let Some(s) = segmenter.flush() {
+                            inner.push_segment(code, s);
+                        }
+                        Phase::Gone { deadline: now }
+                    }
+                    Phase::Live { .. } => live(now),
+                    Phase::Gone { .. } => {
+                        inner.end(code);
+                        tracing::debug!(stream = code, "hls: publisher gone; playlist ended");
+                        Phase::Ended { deadline: now + config.linger }
+                    }
+                    Phase::Ended { .. } => {
+                        // Decided under the task lock: a publish handled by `run` while we
+                        // are still registered is seen here as a present publisher.
+                        let mut tasks = lock(&inner.tasks);
+                        if inner.has_publisher(code) {
+                            Phase::Ended { deadline: now + config.end_grace }
+                        } else {
+                            lock(&inner.store).remove(code);
+                            tasks.remove(code);
+                            break;
+                        }
+                    }
+                };
+            }
+            ev = sub.recv() => {
+                let Some(ev) = ev else {
+                    lock(&inner.tasks).remove(code);
+                    break;
+                };
+                let now = Instant::now();
+                match (&ev, phase) {
+                    (Event::Tracks { .. }, Phase::Ended { .. }) => {
+                        // ENDLIST is final (RFC 8216 6.2.1): a comeback gets a fresh playlist;
+                        // sequence numbers continue so cached URIs never change meaning.
+                        let mut store = lock(&inner.store);
+                        store.insert(code.to_owned(), inner.new_entry());
+                        phase = live(now);
+                    }
+                    (Event::Tracks { .. }, _) | (Event::Frame(_), Phase::Live { .. }) => {
+                        phase = live(now);
+                    }
+                    (Event::End, Phase::Live { .. }) => {
+                        phase = Phase::Gone { deadline: now + config.end_grace };
+                    }
+                    _ => {}
+                }
+                let is_tracks = matches!(ev, Event::Tracks { .. });
+                if let Some(segment) = segmenter.push(ev) {
+                    inner.push_segment(code, segment);
+                }
+                if is_tracks && !segmenter.skipped_tracks().is_empty() && !warned_skipped {
+                    warned_skipped = true;
+                    tracing::warn!(
+                        stream = code,
+                        skipped = ?segmenter.skipped_tracks(),
+                        "hls: tracks with unsupported codecs are left out"
+                    );
+                }
+            }
+        }
+    }
+    tracing::debug!(stream = code, "hls: stream task stopped");
+}
