@@ -653,3 +653,340 @@ fn percent_decode(s: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::{Ingest, IngestOutput};
+    use crate::play::Play;
+    use media::{MediaInfo, TrackKind, VideoCodec};
+    use std::sync::Arc;
+
+    const C0C1: &[u8] = include_bytes!("../../../testdata/ffmpeg-c0c1.bin");
+    const PUBLISH: &[u8] = include_bytes!("../../../testdata/ffmpeg-publish.bin");
+
+    /// Everything queued in `out`, as one buffer.
+    fn drain(out: &mut OutQueue) -> BytesMut {
+        let mut buf = BytesMut::new();
+        while !out.is_empty() {
+            let mut slices = [std::io::IoSlice::new(&[]); 64];
+            let n = out.io_slices(&mut slices);
+            let len: usize = slices[..n].iter().map(|s| s.len()).sum();
+            for s in &slices[..n] {
+                buf.extend_from_slice(s);
+            }
+            out.advance(len);
+        }
+        buf
+    }
+
+    /// Messages the server sent after the handshake reply.
+    fn server_messages(s: &mut ServerSession, skip_handshake: bool) -> Vec<Message> {
+        let mut buf = drain(s.out());
+        if skip_handshake {
+            let _ = buf.split_to(3073);
+        }
+        let mut dec = ChunkDecoder::new(DecoderLimits::default());
+        let mut msgs = Vec::new();
+        while let Some(raw) = dec.decode(&mut buf).unwrap() {
+            let m = Message::parse(raw.type_id, &raw.payload).unwrap();
+            if let Message::SetChunkSize(n) = m {
+                dec.set_chunk_size(n).unwrap();
+            }
+            msgs.push(m);
+        }
+        assert!(buf.is_empty(), "trailing partial message");
+        msgs
+    }
+
+    fn status_codes(msgs: &[Message]) -> Vec<String> {
+        msgs.iter()
+            .filter_map(|m| match m {
+                Message::Command(c) if c.name == "onStatus" => c
+                    .arg(0)
+                    .and_then(|o| o.get("code"))
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn handshaken() -> ServerSession {
+        let mut s = ServerSession::new(SessionConfig::default(), 0, 1);
+        let mut input = BytesMut::from(C0C1);
+        input.extend_from_slice(&[0u8; 1536]);
+        s.feed(&mut input).unwrap();
+        assert!(s.handshake_done());
+        assert!(input.is_empty());
+        s
+    }
+
+    #[test]
+    fn ffmpeg_publish_capture_drives_a_full_session() {
+        let mut s = handshaken();
+        let mut input = BytesMut::from(PUBLISH);
+        // Feed in awkward pieces, as TCP would.
+        let mut events = Vec::new();
+        let mut pending = BytesMut::new();
+        while !input.is_empty() {
+            let n = input.len().min(333);
+            pending.extend_from_slice(&input.split_to(n));
+            s.feed(&mut pending).unwrap();
+            while let Some(ev) = s.poll_event() {
+                if let SessionEvent::PublishRequest {
+                    stream_id, name, ..
+                } = &ev
+                {
+                    s.accept_publish(*stream_id, name);
+                }
+                events.push(ev);
+            }
+        }
+        let Some(SessionEvent::Connected(info)) = events.first() else {
+            panic!("first event is connect: {events:?}")
+        };
+        assert_eq!(info.app, "live");
+        assert!(info.tc_url.as_deref().unwrap().ends_with("/live"));
+        assert!(events.iter().any(|e| matches!(e,
+            SessionEvent::PublishRequest { stream_id: 1, name, .. } if name == "x")));
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, SessionEvent::Metadata(_)))
+        );
+        let videos = events
+            .iter()
+            .filter(|e| matches!(e, SessionEvent::Video { .. }))
+            .count();
+        let audios = events
+            .iter()
+            .filter(|e| matches!(e, SessionEvent::Audio { .. }))
+            .count();
+        assert_eq!((videos, audios), (12, 46));
+        assert!(matches!(
+            events.last(),
+            Some(SessionEvent::StreamClosed { stream_id: 1 })
+        ));
+
+        let msgs = server_messages(&mut s, true);
+        assert!(msgs.contains(&Message::WindowAckSize(WINDOW)));
+        assert!(msgs.contains(&Message::SetChunkSize(4096)));
+        let results: Vec<_> = msgs
+            .iter()
+            .filter_map(|m| match m {
+                Message::Command(c) if c.name == "_result" => Some(c.transaction_id),
+                _ => None,
+            })
+            .collect();
+        // connect, releaseStream, FCPublish, createStream each get an answer.
+        assert_eq!(results.len(), 4, "{msgs:?}");
+        assert_eq!(status_codes(&msgs), vec!["NetStream.Publish.Start"]);
+    }
+
+    #[test]
+    fn capture_through_ingest_announces_h264_and_aac() {
+        let mut s = handshaken();
+        let mut input = BytesMut::from(PUBLISH);
+        s.feed(&mut input).unwrap();
+        let mut ingest = Ingest::new();
+        let mut out = Vec::new();
+        while let Some(ev) = s.poll_event() {
+            match ev {
+                SessionEvent::Metadata(m) => ingest.metadata(&m, &mut out),
+                SessionEvent::Video { timestamp, payload } => {
+                    ingest.video(timestamp, &payload, &mut out).unwrap()
+                }
+                SessionEvent::Audio { timestamp, payload } => {
+                    ingest.audio(timestamp, &payload, &mut out).unwrap()
+                }
+                _ => {}
+            }
+        }
+        let Some(IngestOutput::Announce(info)) = out.first() else {
+            panic!("tracks first: {out:?}")
+        };
+        let avc = info.avc().unwrap();
+        assert_eq!((avc.width, avc.height), (64, 48));
+        assert_eq!(info.aac().unwrap().sample_rate, 44100);
+        let frames: Vec<_> = out
+            .iter()
+            .filter_map(|o| match o {
+                IngestOutput::Frame(f) => Some(f),
+                _ => None,
+            })
+            .collect();
+        // 12 video tags = sequence header + 10 frames + ffmpeg's end-of-sequence tag;
+        // 46 audio tags = sequence header + 45 frames.
+        assert_eq!(frames.len(), 10 + 45, "sequence headers are not frames");
+        let first_video = frames.iter().find(|f| f.track == TrackKind::Video).unwrap();
+        assert!(first_video.keyframe);
+        for track in [TrackKind::Video, TrackKind::Audio] {
+            let dts: Vec<_> = frames
+                .iter()
+                .filter(|f| f.track == track)
+                .map(|f| f.dts)
+                .collect();
+            assert!(
+                dts.windows(2).all(|w| w[0] <= w[1]),
+                "{track:?} dts monotonic"
+            );
+        }
+        assert_eq!(
+            out.iter()
+                .filter(|o| matches!(o, IngestOutput::Announce(_)))
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn wrong_app_is_rejected_with_error() {
+        let mut s = handshaken();
+        let mut enc = ChunkEncoder::new();
+        let mut q = OutQueue::new();
+        let connect = message::command(
+            "connect",
+            1.0,
+            &Amf0Value::object([("app", "other".into())]),
+            &[],
+        );
+        let h = MessageHeader {
+            csid: 3,
+            timestamp: 0,
+            type_id: message::TYPE_COMMAND_AMF0,
+            stream_id: 0,
+        };
+        enc.encode(&h, &connect, &mut q).unwrap();
+        let mut input = drain(&mut q);
+        assert!(matches!(
+            s.feed(&mut input),
+            Err(SessionError::UnknownApp(app)) if app == "other"
+        ));
+        let msgs = server_messages(&mut s, true);
+        assert!(
+            msgs.iter()
+                .any(|m| matches!(m, Message::Command(c) if c.name == "_error"))
+        );
+    }
+
+    #[test]
+    fn app_query_is_split_off() {
+        let (name, args) = split_query("demo?key=a%20b&x&y=1+2");
+        assert_eq!(name, "demo");
+        assert_eq!(
+            args,
+            vec![
+                ("key".to_owned(), "a b".to_owned()),
+                ("x".to_owned(), String::new()),
+                ("y".to_owned(), "1 2".to_owned())
+            ]
+        );
+        assert_eq!(split_query("a%").0, "a%");
+        assert_eq!(split_query("k?v=%zz").1[0].1, "%zz");
+    }
+
+    #[test]
+    fn media_before_connect_is_a_protocol_error() {
+        let mut s = handshaken();
+        let mut enc = ChunkEncoder::new();
+        let mut q = OutQueue::new();
+        let h = MessageHeader {
+            csid: 6,
+            timestamp: 0,
+            type_id: message::TYPE_VIDEO,
+            stream_id: 1,
+        };
+        enc.encode(&h, &Bytes::from_static(&[0x17, 1, 0, 0, 0]), &mut q)
+            .unwrap();
+        let mut input = drain(&mut q);
+        assert!(matches!(s.feed(&mut input), Err(SessionError::Protocol(_))));
+    }
+
+    fn avc_info() -> Arc<MediaInfo> {
+        let record = Bytes::from_static(include_bytes!(
+            "../../../testdata/h264-320x240-baseline.avcc"
+        ));
+        Arc::new(MediaInfo {
+            video: Some(VideoCodec::H264(media::AvcConfig::parse(record).unwrap())),
+            audio: None,
+            framerate: Some(25.0),
+        })
+    }
+
+    fn video(dts_ms: i64, key: bool) -> media::Frame {
+        media::Frame {
+            track: TrackKind::Video,
+            dts: media::ms_to_ticks(dts_ms),
+            pts: media::ms_to_ticks(dts_ms + 80),
+            keyframe: key,
+            payload: Bytes::from_static(&[0, 0, 0, 2, 0x65, 0x88]),
+        }
+    }
+
+    #[test]
+    fn play_sends_status_metadata_headers_then_frames() {
+        let mut s = handshaken();
+        let _ = drain(s.out());
+        let mut play = Play::new(1, "demo");
+        play.tracks(&mut s, avc_info(), 7);
+        play.frame(&mut s, &video(1000, true));
+        let msgs = server_messages(&mut s, false);
+        assert_eq!(
+            status_codes(&msgs),
+            vec!["NetStream.Play.Reset", "NetStream.Play.Start"]
+        );
+        let meta = msgs.iter().find_map(|m| match m {
+            Message::Data { values } if values[0].as_str() == Some("onMetaData") => {
+                Some(values[1].clone())
+            }
+            _ => None,
+        });
+        let meta = meta.expect("onMetaData sent");
+        assert_eq!(meta.get("width").and_then(|v| v.as_f64()), Some(320.0));
+        let videos: Vec<_> = msgs
+            .iter()
+            .filter_map(|m| match m {
+                Message::Video(b) => Some(b.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(videos.len(), 2);
+        assert_eq!(&videos[0][..2], &[0x17, 0], "AVC sequence header first");
+        assert_eq!(
+            &videos[1][..5],
+            &[0x17, 1, 0, 0, 80],
+            "keyframe with 80 ms CTS"
+        );
+        assert_eq!(&videos[1][5..], &[0, 0, 0, 2, 0x65, 0x88]);
+    }
+
+    #[test]
+    fn play_keeps_timestamps_monotonic_across_republish() {
+        let mut s = handshaken();
+        let _ = drain(s.out());
+        let mut play = Play::new(1, "demo");
+        play.tracks(&mut s, avc_info(), 1);
+        play.frame(&mut s, &video(50_000, true));
+        play.end(&mut s);
+        // The new publisher starts its clock at zero.
+        play.tracks(&mut s, avc_info(), 2);
+        play.frame(&mut s, &video(0, true));
+        play.frame(&mut s, &video(40, false));
+
+        let mut buf = drain(s.out());
+        let mut dec = ChunkDecoder::new(DecoderLimits::default());
+        let mut stamps = Vec::new();
+        let mut codes = Vec::new();
+        while let Some(raw) = dec.decode(&mut buf).unwrap() {
+            match Message::parse(raw.type_id, &raw.payload).unwrap() {
+                Message::Video(b) if b[1] == 1 => stamps.push(raw.timestamp),
+                Message::SetChunkSize(n) => dec.set_chunk_size(n).unwrap(),
+                m => codes.extend(status_codes(&[m])),
+            }
+        }
+        assert_eq!(stamps, vec![50_000, 50_001, 50_041]);
+        assert!(codes.contains(&"NetStream.Play.UnpublishNotify".to_owned()));
+        assert!(codes.contains(&"NetStream.Play.PublishNotify".to_owned()));
+    }
+}

@@ -1,0 +1,17 @@
+# Multi-stage build: compile with the Rust toolchain, run on a slim Debian with only the binary.
+FROM rust:1.95-slim-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked -p ferrocast
+
+FROM debian:bookworm-slim
+RUN useradd --system --home /var/lib/ferrocast ferrocast \
+    && mkdir -p /var/lib/ferrocast && chown ferrocast /var/lib/ferrocast
+COPY --from=build /src/target/release/ferrocast /usr/local/bin/ferrocast
+COPY config.example.yaml /etc/ferrocast/config.example.yaml
+USER ferrocast
+ENV FERROCAST_DATA_DIR=/var/lib/ferrocast
+VOLUME /var/lib/ferrocast
+# RTMP, HTTP (API, HLS, MPEG-TS, health)
+EXPOSE 1935 8080
+ENTRYPOINT ["/usr/local/bin/ferrocast"]
