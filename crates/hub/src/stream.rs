@@ -377,7 +377,7 @@ impl Subscription {
     /// Next event, waiting for one; `None` only if the stream was closed for good.
     pub async fn recv(&mut self) -> Option<Event> {
         loop {
-            if let Some(ev) = self.backlog.pop_front() {
+            if let Some(ev) = self.pop_backlog() {
                 return Some(ev);
             }
             let item = match self.rx.recv().await {
@@ -397,7 +397,7 @@ impl Subscription {
     /// Next event if one is ready now; lets writers batch without waiting.
     pub fn try_recv(&mut self) -> Option<Event> {
         loop {
-            if let Some(ev) = self.backlog.pop_front() {
+            if let Some(ev) = self.pop_backlog() {
                 return Some(ev);
             }
             let item = match self.rx.try_recv() {
@@ -412,6 +412,16 @@ impl Subscription {
                 return Some(ev);
             }
         }
+    }
+
+    fn pop_backlog(&mut self) -> Option<Event> {
+        let ev = self.backlog.pop_front();
+        if ev.is_none() && self.backlog.capacity() > 0 {
+            // The GOP snapshot can be a few hundred entries; do not keep that capacity for the
+            // life of every reader.
+            self.backlog = VecDeque::new();
+        }
+        ev
     }
 
     fn lost(&mut self, n: u64) {

@@ -24,8 +24,11 @@ use tracing::{Instrument, debug, info, info_span, warn};
 /// Queued output above which a player stops taking frames from the hub; the hub then drops
 /// frames for it and resyncs it at a keyframe instead of this queue growing.
 const MAX_PLAYER_QUEUE: usize = 4 << 20;
-/// How much a connection reads per syscall.
-const READ_CHUNK: usize = 16 << 10;
+/// Read buffer growth for publishers, whose messages are large.
+const READ_CHUNK: usize = 64 << 10;
+/// Read buffer of everyone else: players only send acknowledgements and pings, and thousands
+/// of them must stay cheap.
+const SMALL_READ_CHUNK: usize = 2 << 10;
 /// iovecs handed to one `writev`.
 const MAX_IOVECS: usize = 64;
 
@@ -200,12 +203,16 @@ impl Conn {
         // Without this, small control replies and frames wait out Nagle + delayed ACK (~40 ms).
         self.socket.set_nodelay(true)?;
         let handshake_deadline = Instant::now() + self.config.handshake_timeout;
+        // Kept across iterations: re-creating it would lock the shared token's waiter list
+        // twice per frame for every player.
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
         loop {
             self.flush()?;
             if self.closing && self.session.out().is_empty() {
                 return Ok(());
             }
-            match self.wait(&shutdown, handshake_deadline).await {
+            match self.wait(cancelled.as_mut(), handshake_deadline).await {
                 Wake::Shutdown => {
                     debug!("server shutting down");
                     return Ok(());
@@ -237,7 +244,11 @@ impl Conn {
         }
     }
 
-    async fn wait(&mut self, shutdown: &CancellationToken, handshake_deadline: Instant) -> Wake {
+    async fn wait(
+        &mut self,
+        cancelled: std::pin::Pin<&mut tokio_util::sync::WaitForCancellationFuture<'_>>,
+        handshake_deadline: Instant,
+    ) -> Wake {
         let want_write = !self.session.out().is_empty();
         let queue = self.session.out().len_bytes();
         let deadline = if !self.session.handshake_done() {
@@ -265,7 +276,7 @@ impl Conn {
         };
         tokio::select! {
             biased;
-            _ = shutdown.cancelled() => Wake::Shutdown,
+            _ = cancelled => Wake::Shutdown,
             _ = async { sleep_until(deadline.unwrap_or_else(Instant::now)).await }, if deadline.is_some() => Wake::Deadline,
             r = socket.writable(), if want_write => { let _ = r; Wake::Writable }
             r = socket.readable(), if !closing => { let _ = r; Wake::Readable }
@@ -275,8 +286,15 @@ impl Conn {
 
     /// Reads what is available and feeds the session; `false` on EOF.
     fn read(&mut self) -> Result<bool, ConnError> {
-        loop {
-            self.rbuf.reserve(READ_CHUNK);
+        // Bounded so one fast peer cannot hold the worker thread; readiness stays set and the
+        // next wait returns at once.
+        for _ in 0..16 {
+            let grow = match self.role {
+                Role::Publishing { .. } => READ_CHUNK,
+                _ if !self.session.handshake_done() => 4 << 10,
+                _ => SMALL_READ_CHUNK,
+            };
+            self.rbuf.reserve(grow);
             match self.socket.try_read_buf(&mut self.rbuf) {
                 Ok(0) => return Ok(false),
                 Ok(_) => {
@@ -285,11 +303,19 @@ impl Conn {
                     }
                     self.session.feed(&mut self.rbuf)?;
                     self.events()?;
+                    if self.rbuf.is_empty()
+                        && self.rbuf.capacity() > SMALL_READ_CHUNK
+                        && !matches!(self.role, Role::Publishing { .. })
+                    {
+                        // The handshake needed 3 KiB; an idle player needs almost nothing.
+                        self.rbuf = BytesMut::new();
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
                 Err(e) => return Err(e.into()),
             }
         }
+        Ok(true)
     }
 
     fn events(&mut self) -> Result<(), ConnError> {
