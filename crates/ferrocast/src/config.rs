@@ -54,6 +54,11 @@ pub struct RtmpConfig {
     pub play_wait_timeout: Duration,
     /// Most RTMP connections at once.
     pub max_connections: usize,
+    /// Longest time a player's frames may wait to be merged into one write.
+    #[serde(deserialize_with = "duration")]
+    pub play_coalesce: Duration,
+    /// Readers of one stream at which the merge window reaches `play_coalesce`.
+    pub play_coalesce_readers: u64,
 }
 
 /// `http.*`
@@ -120,6 +125,8 @@ impl Default for RtmpConfig {
             handshake_timeout: Duration::from_secs(5),
             play_wait_timeout: Duration::from_secs(10),
             max_connections: 10_000,
+            play_coalesce: Duration::from_millis(20),
+            play_coalesce_readers: 200,
         }
     }
 }
@@ -229,6 +236,9 @@ impl Config {
         }
         if !hub::valid_code(&self.rtmp.app) {
             bail!("rtmp.app must match [A-Za-z0-9_-]{{1,128}}");
+        }
+        if self.rtmp.play_coalesce > Duration::from_millis(500) {
+            bail!("rtmp.play_coalesce must be at most 500ms");
         }
         if self.hls.segment_duration < Duration::from_millis(100) {
             bail!("hls.segment_duration must be at least 0.1 s");

@@ -140,6 +140,8 @@ async fn run(config: Config) -> Result<()> {
             handshake_timeout: config.rtmp.handshake_timeout,
             play_wait_timeout: config.rtmp.play_wait_timeout,
             max_connections: config.rtmp.max_connections,
+            play_coalesce_max: config.rtmp.play_coalesce,
+            play_coalesce_readers: config.rtmp.play_coalesce_readers,
         },
     );
 

@@ -15,6 +15,8 @@ pub(crate) struct Counters {
     pub(crate) bytes_out: AtomicU64,
     pub(crate) frames_in: AtomicU64,
     pub(crate) dropped: AtomicU64,
+    /// Mirror of the subscriber count, readable without the state lock.
+    pub(crate) readers: AtomicU64,
 }
 
 /// Bytes per one-second bucket over the last [`WINDOW_SECS`] complete seconds.

@@ -323,6 +323,7 @@ impl Subscription {
         {
             let mut st = stream.state();
             st.subscribers += 1;
+            stream.counters.readers.fetch_add(1, Ordering::Relaxed);
             *st.readers.entry(protocol).or_insert(0) += 1;
             rx = stream.tx.subscribe();
             started_live = st.publisher.is_some() && st.info.is_some();
@@ -355,6 +356,11 @@ impl Subscription {
     /// Stream code this subscription reads.
     pub fn code(&self) -> &str {
         &self.stream.code
+    }
+
+    /// Readers of this stream right now (all protocols), without taking a lock.
+    pub fn stream_readers(&self) -> u64 {
+        self.stream.counters.readers.load(Ordering::Relaxed)
     }
 
     /// Frames this reader lost by falling behind.
@@ -469,6 +475,7 @@ impl Drop for Subscription {
         {
             let mut st = self.stream.state();
             st.subscribers = st.subscribers.saturating_sub(1);
+            self.stream.counters.readers.fetch_sub(1, Ordering::Relaxed);
             if let Some(n) = st.readers.get_mut(self.protocol) {
                 *n -= 1;
                 if *n == 0 {

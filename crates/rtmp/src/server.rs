@@ -43,6 +43,10 @@ pub struct ServerConfig {
     pub play_wait_timeout: Duration,
     /// Most connections served at once.
     pub max_connections: usize,
+    /// Longest a player's frames may wait to be merged into one write (see [`coalesce_window`]).
+    pub play_coalesce_max: Duration,
+    /// Readers of a stream at which the merge window reaches `play_coalesce_max`.
+    pub play_coalesce_readers: u64,
 }
 
 impl Default for ServerConfig {
@@ -52,8 +56,24 @@ impl Default for ServerConfig {
             handshake_timeout: Duration::from_secs(5),
             play_wait_timeout: Duration::from_secs(10),
             max_connections: 10_000,
+            play_coalesce_max: Duration::from_millis(20),
+            play_coalesce_readers: 200,
         }
     }
+}
+
+/// How long a player may hold frames to merge them into one write.
+///
+/// Each write to a player costs a syscall plus the TCP and wake-up work behind it, and that,
+/// not the bytes, dominates CPU when one stream has hundreds of players. A lone player gets
+/// every frame at once; as readers grow the window grows linearly up to `max`, so the cost of
+/// many players is bounded while latency stays within `max`.
+pub fn coalesce_window(readers: u64, max: Duration, full_at: u64) -> Duration {
+    if readers <= 1 || full_at <= 1 || max.is_zero() {
+        return Duration::ZERO;
+    }
+    let fraction = ((readers - 1) as f64 / (full_at - 1) as f64).min(1.0);
+    max.mul_f64(fraction)
 }
 
 /// The RTMP server.
@@ -151,6 +171,7 @@ enum Wake {
     Hub(Option<Event>),
     Killed,
     Deadline,
+    FlushTimer,
 }
 
 struct Conn {
@@ -163,6 +184,9 @@ struct Conn {
     role: Role,
     /// Flush what is queued, then close (after a refusal).
     closing: bool,
+    /// Queued player output waits until then to be merged with what follows.
+    flush_at: Option<Instant>,
+    last_flush: Instant,
     max_rbuf: usize,
 }
 
@@ -195,6 +219,8 @@ impl Conn {
             rbuf: BytesMut::with_capacity(4096),
             role: Role::Idle,
             closing: false,
+            flush_at: None,
+            last_flush: Instant::now(),
             max_rbuf,
         }
     }
@@ -208,7 +234,10 @@ impl Conn {
         let cancelled = shutdown.cancelled();
         tokio::pin!(cancelled);
         loop {
-            self.flush()?;
+            if self.flush_at.is_none_or(|at| at <= Instant::now()) || self.closing {
+                self.flush_at = None;
+                self.flush()?;
+            }
             if self.closing && self.session.out().is_empty() {
                 return Ok(());
             }
@@ -234,7 +263,7 @@ impl Conn {
                         return Ok(());
                     }
                 }
-                Wake::Writable => {}
+                Wake::Writable | Wake::FlushTimer => {}
                 Wake::Killed => {
                     info!("publisher kicked");
                     return Ok(());
@@ -249,7 +278,9 @@ impl Conn {
         cancelled: std::pin::Pin<&mut tokio_util::sync::WaitForCancellationFuture<'_>>,
         handshake_deadline: Instant,
     ) -> Wake {
-        let want_write = !self.session.out().is_empty();
+        // While a merge timer runs, writability is irrelevant (and would spin).
+        let want_write = !self.session.out().is_empty() && self.flush_at.is_none();
+        let flush_at = self.flush_at;
         let queue = self.session.out().len_bytes();
         let deadline = if !self.session.handshake_done() {
             Some(handshake_deadline)
@@ -278,6 +309,7 @@ impl Conn {
             biased;
             _ = cancelled => Wake::Shutdown,
             _ = async { sleep_until(deadline.unwrap_or_else(Instant::now)).await }, if deadline.is_some() => Wake::Deadline,
+            _ = async { sleep_until(flush_at.unwrap_or_else(Instant::now)).await }, if flush_at.is_some() => Wake::FlushTimer,
             r = socket.writable(), if want_write => { let _ = r; Wake::Writable }
             r = socket.readable(), if !closing => { let _ = r; Wake::Readable }
             w = role_event => w,
@@ -467,10 +499,24 @@ impl Conn {
         if sent > 0 {
             sub.record_sent(sent);
         }
+        if self.flush_at.is_none() {
+            let window = coalesce_window(
+                sub.stream_readers(),
+                self.config.play_coalesce_max,
+                self.config.play_coalesce_readers,
+            );
+            let due = self.last_flush + window;
+            if !window.is_zero() && due > Instant::now() {
+                self.flush_at = Some(due);
+            }
+        }
     }
 
     /// Writes as much queued output as the socket takes without blocking.
     fn flush(&mut self) -> Result<(), ConnError> {
+        if !self.session.out().is_empty() {
+            self.last_flush = Instant::now();
+        }
         flush(&self.socket, self.session.out())
     }
 }
@@ -491,5 +537,25 @@ fn flush(socket: &TcpStream, out: &mut OutQueue) -> Result<(), ConnError> {
             }
         };
         out.advance(written);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coalesce_window_grows_with_readers_up_to_the_cap() {
+        let max = Duration::from_millis(20);
+        assert_eq!(coalesce_window(0, max, 200), Duration::ZERO);
+        assert_eq!(coalesce_window(1, max, 200), Duration::ZERO);
+        let mid = coalesce_window(100, max, 200);
+        assert!(
+            mid > Duration::from_millis(9) && mid < Duration::from_millis(11),
+            "{mid:?}"
+        );
+        assert_eq!(coalesce_window(200, max, 200), max);
+        assert_eq!(coalesce_window(5000, max, 200), max);
+        assert_eq!(coalesce_window(500, Duration::ZERO, 200), Duration::ZERO);
     }
 }
