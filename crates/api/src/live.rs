@@ -32,7 +32,10 @@ pub(crate) async fn serve(
         f => match f.strip_suffix(".ts").and_then(|s| s.parse::<u64>().ok()) {
             // A segment never changes once listed, so caches may keep it.
             Some(seq) => match state.hls.segment(&code, seq) {
-                Some(data) => media_response(MP2T, "public, max-age=60", Body::from(data)),
+                Some(data) => {
+                    state.hub.record_sent(&code, data.len());
+                    media_response(MP2T, "public, max-age=60", Body::from(data))
+                }
                 None => not_found(),
             },
             None => not_found(),

@@ -47,6 +47,7 @@ pub struct Segmenter {
     skipped: Vec<String>,
     open: Option<OpenSegment>,
     next_seq: u64,
+    first_seq: u64,
     discontinuity_pending: bool,
     /// Per track (video, audio): last DTS and last frame duration.
     last_dts: [Option<i64>; 2],
@@ -80,11 +81,19 @@ impl Segmenter {
             skipped: Vec::new(),
             open: None,
             next_seq: 0,
+            first_seq: 0,
             discontinuity_pending: false,
             last_dts: [None; 2],
             frame_duration: [0; 2],
             mux_errors: 0,
         }
+    }
+
+    /// Numbers segments from `seq` on instead of 0.
+    pub fn starting_at(mut self, seq: u64) -> Self {
+        self.next_seq = seq;
+        self.first_seq = seq;
+        self
     }
 
     /// Track names of the current session that HLS cannot carry (skipped).
@@ -129,7 +138,7 @@ impl Segmenter {
         let closed = self.close();
         if new_session || changed {
             // Nothing to mark before the very first segment.
-            self.discontinuity_pending = self.next_seq > 0;
+            self.discontinuity_pending = self.next_seq > self.first_seq;
             self.last_dts = [None; 2];
         }
         self.skipped = self.mux.set_tracks(&info);
@@ -147,7 +156,7 @@ impl Segmenter {
             let delta = frame.dts.saturating_sub(last);
             if !(-MAX_BACKWARD_JUMP..=MAX_FORWARD_JUMP).contains(&delta) {
                 closed = self.close();
-                self.discontinuity_pending = self.next_seq > 0;
+                self.discontinuity_pending = self.next_seq > self.first_seq;
                 self.last_dts = [None; 2];
             } else if delta > 0 && delta <= MAX_FRAME_DURATION {
                 self.frame_duration[ti] = delta;

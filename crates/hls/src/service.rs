@@ -223,7 +223,15 @@ impl Phase {
 async fn stream_task(inner: &Inner, code: &str, shutdown: CancellationToken) {
     let config = &inner.config;
     let mut sub = inner.hub.subscribe(code, "hls");
-    let mut segmenter = Segmenter::new(config.segment_duration, config.max_segment_bytes);
+    // A stream that comes back after its entry was removed must not reuse segment URIs a
+    // cache may still hold: start from the wall clock in tenths of a second. Segments last at
+    // least 0.1 s (config minimum), so no earlier playlist of this code can have got this far.
+    let first_seq = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| (d.as_millis() / 100) as u64)
+        .unwrap_or(0);
+    let mut segmenter =
+        Segmenter::new(config.segment_duration, config.max_segment_bytes).starting_at(first_seq);
     let live = |now: Instant| Phase::Live {
         idle_check: now + config.end_grace,
     };

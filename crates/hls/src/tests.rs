@@ -277,14 +277,17 @@ async fn service_segments_slides_republishes_ends_and_forgets() {
     );
     assert_eq!(first.segments.len(), 1);
     assert_eq!(first.segments[0].duration, 1.0);
-    assert!(starts_with_keyframe(&hls.segment("cam", 0).unwrap()));
+    // Numbering starts from the wall clock so a later playlist never reuses a URI.
+    let base = first.media_sequence;
+    assert!(base > 0);
+    assert!(starts_with_keyframe(&hls.segment("cam", base).unwrap()));
 
     write_frames(&publisher, 26..150, 25, 0).await;
     let p = parse(&hls.playlist("cam").unwrap());
-    assert_eq!(p.media_sequence, 2);
+    assert_eq!(p.media_sequence, base + 2);
     assert_eq!(p.segments.len(), 3);
     assert!(
-        hls.segment("cam", 0).is_some(),
+        hls.segment("cam", base).is_some(),
         "expired but still fetchable"
     );
 
@@ -317,7 +320,7 @@ async fn service_segments_slides_republishes_ends_and_forgets() {
     assert!(stats.ended && stats.segments == 6 && stats.target_duration == 1);
     tokio::time::sleep(Duration::from_secs(61)).await;
     assert!(hls.playlist("cam").is_none());
-    assert!(hls.segment("cam", 5).is_none());
+    assert!(hls.segment("cam", base + 5).is_none());
     assert!(hls.codes().is_empty());
 
     shutdown.cancel();
@@ -342,6 +345,7 @@ async fn service_comes_back_after_endlist_and_respects_the_predicate() {
         off.write(video(i, 25, 0));
     }
     assert_eq!(hls.codes(), ["cam"]);
+    let base = parse(&hls.playlist("cam").unwrap()).media_sequence;
     drop(publisher);
     tokio::time::sleep(Duration::from_secs(11)).await;
     assert!(parse(&hls.playlist("cam").unwrap()).end_list);
@@ -353,7 +357,7 @@ async fn service_comes_back_after_endlist_and_respects_the_predicate() {
     let p = parse(&hls.playlist("cam").unwrap());
     assert!(!p.end_list);
     // 51 frames made segments 0-1, the End closed 2.
-    assert_eq!(p.media_sequence, 3);
+    assert_eq!(p.media_sequence, base + 3);
     assert_eq!(p.segments.len(), 1);
 
     // Shutdown stops tasks while a publisher is still live.

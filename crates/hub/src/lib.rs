@@ -230,6 +230,14 @@ impl Hub {
         self.inner.events.subscribe()
     }
 
+    /// Counts bytes an output without a subscription (HLS over HTTP) sent for `code`.
+    pub fn record_sent(&self, code: &str, bytes: usize) {
+        let stream = self.inner.streams().get(code).cloned();
+        if let Some(stream) = stream {
+            stream.record_sent(bytes);
+        }
+    }
+
     /// Asks the publisher of `code` to stop; returns whether there was one.
     pub fn kick_publisher(&self, code: &str) -> bool {
         let Some(stream) = self.inner.streams().get(code).cloned() else {

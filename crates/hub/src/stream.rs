@@ -110,6 +110,13 @@ impl Stream {
         st.publisher.is_none() && st.subscribers == 0
     }
 
+    pub(crate) fn record_sent(&self, bytes: usize) {
+        self.counters
+            .bytes_out
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+        self.state().rate_out.add(Instant::now(), bytes as u64);
+    }
+
     pub(crate) fn kick_publisher(&self) -> bool {
         match &self.state().publisher {
             Some(p) => {
@@ -370,14 +377,7 @@ impl Subscription {
 
     /// Counts bytes an output sent for this stream (for bitrate-out stats).
     pub fn record_sent(&self, bytes: usize) {
-        self.stream
-            .counters
-            .bytes_out
-            .fetch_add(bytes as u64, Ordering::Relaxed);
-        self.stream
-            .state()
-            .rate_out
-            .add(Instant::now(), bytes as u64);
+        self.stream.record_sent(bytes);
     }
 
     /// Next event, waiting for one; `None` only if the stream was closed for good.
