@@ -52,6 +52,12 @@ pub struct RtmpConfig {
     /// Time a player waits for a stream that is not live yet.
     #[serde(deserialize_with = "duration")]
     pub play_wait_timeout: Duration,
+    /// A connection that neither publishes nor plays this long after the handshake is closed.
+    #[serde(deserialize_with = "duration")]
+    pub idle_timeout: Duration,
+    /// A publisher that sends nothing for this long is closed, freeing its stream code.
+    #[serde(deserialize_with = "duration")]
+    pub publisher_timeout: Duration,
     /// Most RTMP connections at once.
     pub max_connections: usize,
     /// Longest time a player's frames may wait to be merged into one write.
@@ -124,6 +130,8 @@ impl Default for RtmpConfig {
             max_message_size: 8 << 20,
             handshake_timeout: Duration::from_secs(5),
             play_wait_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(5),
+            publisher_timeout: Duration::from_secs(10),
             max_connections: 10_000,
             play_coalesce: Duration::from_millis(20),
             play_coalesce_readers: 200,

@@ -139,6 +139,8 @@ async fn run(config: Config) -> Result<()> {
             },
             handshake_timeout: config.rtmp.handshake_timeout,
             play_wait_timeout: config.rtmp.play_wait_timeout,
+            idle_timeout: config.rtmp.idle_timeout,
+            publisher_timeout: config.rtmp.publisher_timeout,
             max_connections: config.rtmp.max_connections,
             play_coalesce_max: config.rtmp.play_coalesce,
             play_coalesce_readers: config.rtmp.play_coalesce_readers,

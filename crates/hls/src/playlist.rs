@@ -38,9 +38,19 @@ impl MediaPlaylist {
         }
     }
 
+    /// Starts the target duration at the configured segment length, so it only changes if a
+    /// GOP is longer than that.
+    pub fn with_target(mut self, segment_duration: std::time::Duration) -> Self {
+        let ms = u64::try_from(segment_duration.as_millis()).unwrap_or(u64::MAX);
+        self.target_duration = self.target_duration.max((ms + 500) / 1000);
+        self
+    }
+
     /// Appends a finished segment, sliding the window and dropping the oldest expired one.
     pub fn push(&mut self, segment: Segment) {
-        self.target_duration = self.target_duration.max(extinf_ms(&segment).div_ceil(1000));
+        // RFC 8216 4.3.3.1 bounds EXTINF *rounded to the nearest integer*; rounding up would
+        // raise the target (which must not change) whenever one segment runs a little long.
+        self.target_duration = self.target_duration.max((extinf_ms(&segment) + 500) / 1000);
         self.segments.push_back(segment);
         if self.segments.len() > self.window {
             let left = self.segments.len() - self.window - 1;

@@ -48,6 +48,13 @@ pub struct Segmenter {
     open: Option<OpenSegment>,
     next_seq: u64,
     first_seq: u64,
+    /// Added to every timestamp so the output timeline stays continuous across a republish or
+    /// a clock jump (the new publisher's clock starts anywhere, usually at 0). Players that
+    /// honour EXT-X-DISCONTINUITY do not need it; ffmpeg's HLS reader and many TVs do.
+    offset: i64,
+    rebase: bool,
+    /// End of the last frame written, output timeline.
+    out_end: Option<i64>,
     discontinuity_pending: bool,
     /// Per track (video, audio): last DTS and last frame duration.
     last_dts: [Option<i64>; 2],
@@ -82,6 +89,9 @@ impl Segmenter {
             open: None,
             next_seq: 0,
             first_seq: 0,
+            offset: 0,
+            rebase: false,
+            out_end: None,
             discontinuity_pending: false,
             last_dts: [None; 2],
             frame_duration: [0; 2],
@@ -141,6 +151,7 @@ impl Segmenter {
             self.discontinuity_pending = self.next_seq > self.first_seq;
             self.last_dts = [None; 2];
         }
+        self.rebase |= new_session;
         self.skipped = self.mux.set_tracks(&info);
         self.info = Some(info);
         closed
@@ -158,6 +169,7 @@ impl Segmenter {
                 closed = self.close();
                 self.discontinuity_pending = self.next_seq > self.first_seq;
                 self.last_dts = [None; 2];
+                self.rebase = true;
             } else if delta > 0 && delta <= MAX_FRAME_DURATION {
                 self.frame_duration[ti] = delta;
             }
@@ -193,8 +205,27 @@ impl Segmenter {
                 discontinuity: std::mem::take(&mut self.discontinuity_pending),
             });
         }
+        if self.rebase {
+            self.rebase = false;
+            if let Some(end) = self.out_end {
+                self.offset = end - frame.dts;
+            }
+        }
+        let shifted;
+        let out = if self.offset == 0 {
+            frame
+        } else {
+            shifted = media::Frame {
+                dts: frame.dts.saturating_add(self.offset),
+                pts: frame.pts.saturating_add(self.offset),
+                ..frame.clone()
+            };
+            &shifted
+        };
+        let out_end = out.dts.saturating_add(self.frame_duration[ti]);
+        self.out_end = Some(self.out_end.map_or(out_end, |e| e.max(out_end)));
         if let Some(open) = self.open.as_mut() {
-            if self.mux.write_frame(frame, &mut open.buf).is_err() {
+            if self.mux.write_frame(out, &mut open.buf).is_err() {
                 // Counted and visible in stats; one bad frame must not end the stream.
                 self.mux_errors += 1;
             }

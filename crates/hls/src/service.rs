@@ -174,7 +174,8 @@ impl HlsService {
 impl Inner {
     fn new_entry(&self) -> Entry {
         Entry {
-            playlist: MediaPlaylist::new(self.config.window, EXPIRED_SEGMENTS_KEPT),
+            playlist: MediaPlaylist::new(self.config.window, EXPIRED_SEGMENTS_KEPT)
+                .with_target(self.config.segment_duration),
             rendered: None,
         }
     }

@@ -325,6 +325,7 @@ impl Subscription {
     pub(crate) fn attach(stream: Arc<Stream>, hub: Arc<HubInner>, protocol: &'static str) -> Self {
         let mut backlog = VecDeque::new();
         let mut has_video = false;
+        let mut skipping = false;
         let rx;
         let started_live;
         {
@@ -341,6 +342,9 @@ impl Subscription {
                     session: p.session,
                 });
                 backlog.extend(st.gop.frames.iter().cloned().map(Event::Frame));
+                // No cached GOP (cache off, or this GOP outgrew the cap): live frames from the
+                // middle of a GOP cannot be decoded, so wait for the next keyframe.
+                skipping = has_video && st.gop.frames.is_empty();
             }
         }
         Subscription {
@@ -350,7 +354,7 @@ impl Subscription {
             rx,
             backlog,
             started_live,
-            skipping: false,
+            skipping,
             has_video,
             dropped: 0,
         }

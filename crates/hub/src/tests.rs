@@ -243,3 +243,25 @@ async fn events_report_publish_and_unpublish() {
         }
     );
 }
+
+#[tokio::test]
+async fn without_cached_gop_a_reader_waits_for_the_next_keyframe() {
+    let hub = Hub::new(HubConfig {
+        gop_cache: false,
+        ..HubConfig::default()
+    });
+    let p = hub.publish("a", meta()).unwrap();
+    p.announce(video_info());
+    p.write(vframe(0, true));
+    p.write(vframe(1, false));
+    let mut s = hub.subscribe("a", "t");
+    assert!(matches!(s.recv().await, Some(Event::Tracks { .. })));
+    p.write(vframe(2, false));
+    p.write(vframe(3, true));
+    let f = expect_frame(s.recv().await);
+    assert!(
+        f.keyframe,
+        "delta frames before the first keyframe are skipped"
+    );
+    assert_eq!(f.dts, 3 * 3000);
+}

@@ -41,6 +41,10 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// Time a player waits for a publisher that is not live yet.
     pub play_wait_timeout: Duration,
+    /// A connection that neither publishes nor plays this long after the handshake is closed.
+    pub idle_timeout: Duration,
+    /// A publisher that sends nothing for this long is closed, freeing its stream code.
+    pub publisher_timeout: Duration,
     /// Most connections served at once.
     pub max_connections: usize,
     /// Longest a player's frames may wait to be merged into one write (see [`coalesce_window`]).
@@ -55,6 +59,8 @@ impl Default for ServerConfig {
             session: SessionConfig::default(),
             handshake_timeout: Duration::from_secs(5),
             play_wait_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(5),
+            publisher_timeout: Duration::from_secs(10),
             max_connections: 10_000,
             play_coalesce_max: Duration::from_millis(20),
             play_coalesce_readers: 200,
@@ -187,6 +193,9 @@ struct Conn {
     /// Queued player output waits until then to be merged with what follows.
     flush_at: Option<Instant>,
     last_flush: Instant,
+    /// When the connection last entered `Role::Idle`.
+    idle_since: Instant,
+    last_read: Instant,
     max_rbuf: usize,
 }
 
@@ -221,6 +230,8 @@ impl Conn {
             closing: false,
             flush_at: None,
             last_flush: Instant::now(),
+            idle_since: Instant::now(),
+            last_read: Instant::now(),
             max_rbuf,
         }
     }
@@ -247,15 +258,34 @@ impl Conn {
                     return Ok(());
                 }
                 Wake::Deadline => {
+                    let now = Instant::now();
                     if !self.session.handshake_done() {
                         return Err(ConnError::HandshakeTimeout(self.config.handshake_timeout));
                     }
-                    if let Role::Playing { play, .. } = &self.role {
-                        let id = play.stream_id();
-                        info!("no publisher within the play wait timeout");
-                        self.session.reject_play(id, "stream not found");
-                        self.role = Role::Idle;
-                        self.closing = true;
+                    match &self.role {
+                        Role::Playing {
+                            play,
+                            wait_deadline: Some(at),
+                            ..
+                        } if *at <= now => {
+                            let id = play.stream_id();
+                            info!("no publisher within the play wait timeout");
+                            self.session.reject_play(id, "stream not found");
+                            self.role = Role::Idle;
+                            self.idle_since = now;
+                            self.closing = true;
+                        }
+                        Role::Idle if self.idle_since + self.config.idle_timeout <= now => {
+                            info!(timeout = ?self.config.idle_timeout, "closing a connection that neither published nor played");
+                            return Ok(());
+                        }
+                        Role::Publishing { .. }
+                            if self.last_read + self.config.publisher_timeout <= now =>
+                        {
+                            warn!(timeout = ?self.config.publisher_timeout, "publisher sent nothing; closing");
+                            return Ok(());
+                        }
+                        _ => {}
                     }
                 }
                 Wake::Readable => {
@@ -284,10 +314,13 @@ impl Conn {
         let queue = self.session.out().len_bytes();
         let deadline = if !self.session.handshake_done() {
             Some(handshake_deadline)
-        } else if let Role::Playing { wait_deadline, .. } = &self.role {
-            *wait_deadline
         } else {
-            None
+            match &self.role {
+                Role::Playing { wait_deadline, .. } => *wait_deadline,
+                Role::Idle if !self.closing => Some(self.idle_since + self.config.idle_timeout),
+                Role::Publishing { .. } => Some(self.last_read + self.config.publisher_timeout),
+                Role::Idle => None,
+            }
         };
         let socket = &self.socket;
         let closing = self.closing;
@@ -330,6 +363,7 @@ impl Conn {
             match self.socket.try_read_buf(&mut self.rbuf) {
                 Ok(0) => return Ok(false),
                 Ok(_) => {
+                    self.last_read = Instant::now();
                     if self.rbuf.len() > self.max_rbuf {
                         return Err(ConnError::ReadBuffer(self.max_rbuf));
                     }
@@ -460,11 +494,13 @@ impl Conn {
                 info!(session = publisher.session(), "unpublished");
                 let code = publisher.code().to_owned();
                 self.role = Role::Idle;
+                self.idle_since = Instant::now();
                 self.session.unpublished(stream_id, &code);
             }
             Role::Playing { play, .. } if play.stream_id() == stream_id => {
                 debug!("player closed its stream");
                 self.role = Role::Idle;
+                self.idle_since = Instant::now();
             }
             _ => {}
         }

@@ -1,0 +1,78 @@
+//! Configuration errors: the binary refuses to start with a message an operator can act on.
+
+use crate::support::ScratchDir;
+use crate::support::proc::{Finished, run};
+use crate::support::server::{base_command, free_addrs};
+use std::net::TcpListener;
+use std::time::Duration;
+
+fn assert_clean_failure(out: &Finished, what: &str) {
+    assert!(out.exited(), "{what}: the binary did not exit within 15 s");
+    assert!(
+        !out.success(),
+        "{what}: the binary exited 0\nstdout:\n{}\nstderr:\n{}",
+        out.stdout,
+        out.stderr
+    );
+    for bad in ["panicked", "backtrace", "RUST_BACKTRACE"] {
+        assert!(
+            !out.stderr.contains(bad),
+            "{what}: stderr looks like a panic ({bad:?}):\n{}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn unknown_config_key_is_named_and_fatal() {
+    let dir = ScratchDir::new();
+    let file = dir.path().join("ferrocast.yaml");
+    let (rtmp, http) = free_addrs();
+    std::fs::write(
+        &file,
+        format!("rtmp:\n  listen: {rtmp}\n  handshake_timout: 3\nhttp:\n  listen: {http}\n"),
+    )
+    .expect("write config");
+    let out = run(
+        base_command(dir.path()).arg("--config").arg(&file),
+        Duration::from_secs(15),
+    );
+    assert_clean_failure(&out, "unknown key");
+    assert!(
+        out.stderr.contains("handshake_timout"),
+        "stderr does not name the unknown key:\n{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn port_in_use_is_a_one_line_error_naming_the_address() {
+    let dir = ScratchDir::new();
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken_addr = taken.local_addr().expect("addr");
+    let (free_a, free_b) = free_addrs();
+    for (what, rtmp, http) in [
+        ("RTMP port in use", taken_addr, free_a),
+        ("HTTP port in use", free_b, taken_addr),
+    ] {
+        let out = run(
+            base_command(dir.path())
+                .env("RUST_BACKTRACE", "1")
+                .env("FERROCAST_RTMP__LISTEN", rtmp.to_string())
+                .env("FERROCAST_HTTP__LISTEN", http.to_string()),
+            Duration::from_secs(15),
+        );
+        assert_clean_failure(&out, what);
+        let stderr = out.stderr.trim();
+        assert_eq!(
+            stderr.lines().count(),
+            1,
+            "{what}: expected a one-line error, got:\n{stderr}"
+        );
+        assert!(
+            stderr.contains(&taken_addr.to_string()),
+            "{what}: the error does not mention {taken_addr}:\n{stderr}"
+        );
+    }
+    drop(taken);
+}

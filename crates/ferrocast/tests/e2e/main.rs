@@ -1,0 +1,19 @@
+//! End-to-end tests: the real `ferrocast` binary, real ffmpeg publishers, real ffmpeg/ffprobe
+//! players over RTMP, HLS and MPEG-TS over HTTP, plus hand-crafted hostile RTMP bytes.
+//!
+//! Every test starts its own server on free 127.0.0.1 ports with its own data dir; fixtures are
+//! generated once (see `support::ffmpeg::Fixture`) and published with `-c copy`, so the suite
+//! runs on two cores. Needs `ffmpeg` and `ffprobe` on PATH (`scripts/test` installs them).
+
+// A failing test prints the tails of the server's and the clients' logs to the terminal.
+#![allow(clippy::print_stderr)]
+
+mod support;
+
+mod bad_input;
+mod config;
+mod hls;
+mod mpegts;
+mod publish;
+mod rtmp_play;
+mod shutdown;

@@ -1,0 +1,178 @@
+//! A minimal HTTP/1.1 GET client over `std::net::TcpStream`: enough for status, headers,
+//! fixed-length and chunked bodies, and reading a never-ending chunked stream piece by piece.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// A response whose body has not been read yet.
+#[derive(Debug)]
+pub struct Stream {
+    pub status: u16,
+    /// Header names lower-cased, in order.
+    pub headers: Vec<(String, String)>,
+    reader: BufReader<TcpStream>,
+    chunked: bool,
+    remaining: Option<usize>,
+    done: bool,
+}
+
+/// A complete response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    let name = name.to_ascii_lowercase();
+    headers
+        .iter()
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+impl Response {
+    /// First value of a header (case-insensitive name).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header(&self.headers, name)
+    }
+
+    /// The body as text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Sends `GET path` and reads the status line and headers; every read waits at most `timeout`.
+pub fn open(addr: SocketAddr, path: &str, timeout: Duration) -> io::Result<Stream> {
+    let mut sock = TcpStream::connect_timeout(&addr, timeout)?;
+    sock.set_read_timeout(Some(timeout))?;
+    sock.set_write_timeout(Some(timeout))?;
+    write!(
+        sock,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: ferrocast-e2e\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut reader = BufReader::new(sock);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse::<u16>().ok())
+        .ok_or_else(|| bad(format!("bad status line {line:?}")))?;
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Err(bad("connection closed inside the headers".into()));
+        }
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        let (k, v) = l
+            .split_once(':')
+            .ok_or_else(|| bad(format!("bad header line {l:?}")))?;
+        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+    }
+    let chunked = header(&headers, "transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    let remaining = header(&headers, "content-length").and_then(|v| v.parse().ok());
+    Ok(Stream {
+        status,
+        headers,
+        reader,
+        chunked,
+        remaining,
+        done: false,
+    })
+}
+
+/// `GET path` to completion.
+pub fn get(addr: SocketAddr, path: &str) -> io::Result<Response> {
+    let mut s = open(addr, path, Duration::from_secs(10))?;
+    let mut body = Vec::new();
+    while let Some(piece) = s.next_piece()? {
+        body.extend_from_slice(&piece);
+    }
+    Ok(Response {
+        status: s.status,
+        headers: s.headers,
+        body,
+    })
+}
+
+impl Stream {
+    /// First value of a header (case-insensitive name).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header(&self.headers, name)
+    }
+
+    /// The next piece of body (one chunk of a chunked body); `None` at a clean end: the
+    /// terminating zero-length chunk, the end of a Content-Length body, or EOF when neither
+    /// applies. An EOF inside a chunked body is an error.
+    pub fn next_piece(&mut self) -> io::Result<Option<Vec<u8>>> {
+        if self.done {
+            return Ok(None);
+        }
+        if self.chunked {
+            let mut line = String::new();
+            if self.reader.read_line(&mut line)? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "chunked body ended without its terminating chunk",
+                ));
+            }
+            let size_text = line.trim().split(';').next().unwrap_or("");
+            let size = usize::from_str_radix(size_text, 16)
+                .map_err(|_| bad(format!("bad chunk size line {line:?}")))?;
+            if size == 0 {
+                // Trailers (none expected) up to the empty line.
+                loop {
+                    line.clear();
+                    if self.reader.read_line(&mut line)? == 0 || line.trim().is_empty() {
+                        break;
+                    }
+                }
+                self.done = true;
+                return Ok(None);
+            }
+            let mut data = vec![0; size];
+            self.reader.read_exact(&mut data)?;
+            let mut crlf = [0; 2];
+            self.reader.read_exact(&mut crlf)?;
+            if &crlf != b"\r\n" {
+                return Err(bad("chunk not followed by CRLF".into()));
+            }
+            return Ok(Some(data));
+        }
+        let want = self.remaining.unwrap_or(64 << 10).min(64 << 10);
+        if want == 0 {
+            self.done = true;
+            return Ok(None);
+        }
+        let mut data = vec![0; want];
+        let n = self.reader.read(&mut data)?;
+        if n == 0 {
+            self.done = true;
+            return match self.remaining {
+                Some(left) if left > 0 => Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("body ended {left} bytes short of its Content-Length"),
+                )),
+                _ => Ok(None),
+            };
+        }
+        data.truncate(n);
+        if let Some(r) = &mut self.remaining {
+            *r -= n;
+        }
+        Ok(Some(data))
+    }
+}
+
+fn bad(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}

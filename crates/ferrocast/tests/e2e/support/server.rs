@@ -1,0 +1,332 @@
+//! The server under test and its publishers.
+
+use super::ffmpeg::{self, Fixture};
+use super::http;
+use super::proc::ChildGuard;
+use super::{ScratchDir, strip_ansi, wait_until};
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+/// How long a server gets to come up (first /healthz 200).
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+/// Attempts with fresh ports when another process grabbed one in between.
+const BIND_ATTEMPTS: usize = 5;
+
+/// Settings of a server to start, as dotted config keys (`hls.segment_duration`).
+#[derive(Debug, Default)]
+pub struct ServerBuilder {
+    settings: Vec<(String, String)>,
+}
+
+impl ServerBuilder {
+    /// Sets a config key through its environment override (`rtmp.handshake_timeout` ->
+    /// `FERROCAST_RTMP__HANDSHAKE_TIMEOUT`).
+    pub fn set(mut self, key: &str, value: impl ToString) -> Self {
+        self.settings.retain(|(k, _)| k != key);
+        self.settings.push((key.to_owned(), value.to_string()));
+        self
+    }
+
+    /// Starts the binary on free ports and waits until `/healthz` answers.
+    pub fn start(self) -> Server {
+        ffmpeg::require_tools();
+        let dir = ScratchDir::new();
+        for attempt in 1..=BIND_ATTEMPTS {
+            let (rtmp, http) = free_addrs();
+            let mut cmd = base_command(dir.path());
+            cmd.env("FERROCAST_RTMP__LISTEN", rtmp.to_string())
+                .env("FERROCAST_HTTP__LISTEN", http.to_string());
+            for (k, v) in &self.settings {
+                cmd.env(env_name(k), v);
+            }
+            let log = dir.path().join(format!("server-{attempt}.log"));
+            let mut child = ChildGuard::spawn("ferrocast", &mut cmd, &log);
+            let start = Instant::now();
+            let ready = loop {
+                if let Some(status) = child.try_status() {
+                    break Err(status);
+                }
+                if let Ok(r) = http::get(http, "/healthz")
+                    && r.status == 200
+                {
+                    assert!(r.text().contains("ok"), "/healthz answered {:?}", r.text());
+                    break Ok(());
+                }
+                assert!(
+                    start.elapsed() < STARTUP_TIMEOUT,
+                    "ferrocast did not answer /healthz within {STARTUP_TIMEOUT:?}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            match ready {
+                Ok(()) => {
+                    return Server {
+                        child,
+                        rtmp,
+                        http,
+                        dir,
+                    };
+                }
+                Err(status) => {
+                    let text = child.log();
+                    if text.contains("cannot listen") && attempt < BIND_ATTEMPTS {
+                        continue; // a port was taken between our probe and its bind
+                    }
+                    panic!("ferrocast exited at startup ({status}):\n{text}");
+                }
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+}
+
+/// The binary with a clean environment for config: no inherited `FERROCAST_*`/`RUST_LOG`,
+/// no colors, info logs (`FERROCAST_E2E_LOG` overrides, e.g. `info,rtmp=debug`).
+pub fn base_command(data_dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrocast"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("FERROCAST_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .env(
+            "FERROCAST_LOG",
+            std::env::var("FERROCAST_E2E_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .env("FERROCAST_DATA_DIR", data_dir.join("data"))
+        .current_dir(data_dir);
+    cmd
+}
+
+fn env_name(key: &str) -> String {
+    format!("FERROCAST_{}", key.replace('.', "__").to_ascii_uppercase())
+}
+
+/// Two distinct free ports on 127.0.0.1 (both held while the second is chosen).
+pub fn free_addrs() -> (SocketAddr, SocketAddr) {
+    let a = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let b = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    (
+        a.local_addr().expect("local_addr"),
+        b.local_addr().expect("local_addr"),
+    )
+}
+
+/// A running `ferrocast`; killed on drop (its log tail printed if the test fails).
+#[derive(Debug)]
+pub struct Server {
+    child: ChildGuard,
+    pub rtmp: SocketAddr,
+    pub http: SocketAddr,
+    dir: ScratchDir,
+}
+
+impl Server {
+    /// Defaults, plus 1 s HLS segments so tests see segments quickly.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default().set("hls.segment_duration", 1)
+    }
+
+    /// A server with [`Server::builder`] settings.
+    pub fn start() -> Server {
+        Server::builder().start()
+    }
+
+    pub fn rtmp_url(&self, code: &str) -> String {
+        format!("rtmp://{}/live/{code}", self.rtmp)
+    }
+
+    pub fn hls_url(&self, code: &str) -> String {
+        format!("http://{}/live/{code}/index.m3u8", self.http)
+    }
+
+    pub fn mpegts_url(&self, code: &str) -> String {
+        format!("http://{}/live/{code}/mpegts", self.http)
+    }
+
+    /// The test's private directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `GET path`; panics on a transport error.
+    pub fn get(&self, path: &str) -> http::Response {
+        http::get(self.http, path).unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    /// The parsed playlist of `code`, `None` on a non-200 answer.
+    pub fn playlist(&self, code: &str) -> Option<Playlist> {
+        let r = http::get(self.http, &format!("/live/{code}/index.m3u8")).ok()?;
+        (r.status == 200).then(|| Playlist::parse(&r.text()))
+    }
+
+    /// Polls the playlist of `code` until `ok` accepts it.
+    pub fn wait_playlist(
+        &self,
+        code: &str,
+        what: &str,
+        timeout: Duration,
+        mut ok: impl FnMut(&Playlist) -> bool,
+    ) -> Playlist {
+        wait_until(&format!("playlist of {code:?}: {what}"), timeout, || {
+            self.playlist(code).filter(|p| ok(p))
+        })
+    }
+
+    /// Waits until `code` is live (its MPEG-TS endpoint answers 200 instead of 404).
+    pub fn wait_live(&self, code: &str) {
+        let path = format!("/live/{code}/mpegts");
+        wait_until(
+            &format!("{code:?} to go live"),
+            Duration::from_secs(20),
+            || {
+                let s = http::open(self.http, &path, Duration::from_secs(5)).ok()?;
+                (s.status == 200).then_some(())
+            },
+        );
+    }
+
+    /// Starts publishing `fixture` to `code` over RTMP (looped, real time).
+    pub fn publish(&self, code: &str, fixture: Fixture) -> Publisher {
+        let file = fixture.path();
+        let log = self
+            .dir
+            .path()
+            .join(format!("publisher-{code}-{}.log", unique()));
+        let started = Instant::now();
+        let child = ChildGuard::spawn(
+            &format!("publisher {code}"),
+            &mut ffmpeg::publish_command(&file, &self.rtmp_url(code)),
+            &log,
+        );
+        Publisher { child, started }
+    }
+
+    /// The server log so far, without colors.
+    pub fn log(&self) -> String {
+        strip_ansi(&self.child.log())
+    }
+
+    /// Polls the server log until it contains `needle`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) {
+        wait_until(&format!("server log line {needle:?}"), timeout, || {
+            self.log().contains(needle).then_some(())
+        });
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.is_running()
+    }
+
+    /// The server process.
+    pub fn process(&mut self) -> &mut ChildGuard {
+        &mut self.child
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// An ffmpeg publisher; killed on drop.
+#[derive(Debug)]
+pub struct Publisher {
+    child: ChildGuard,
+    /// When the process was started (its media clock starts a little later).
+    pub started: Instant,
+}
+
+impl Publisher {
+    pub fn is_running(&mut self) -> bool {
+        self.child.is_running()
+    }
+
+    /// Stops it the way an operator would (SIGTERM: ffmpeg unpublishes and closes).
+    pub fn stop(&mut self) -> ExitStatus {
+        self.child.stop(Duration::from_secs(10))
+    }
+
+    /// What ffmpeg printed (errors only).
+    pub fn log(&self) -> String {
+        self.child.log()
+    }
+
+    /// Asserts the publisher is still running, with its log if not.
+    pub fn assert_running(&mut self, when: &str) {
+        assert!(
+            self.is_running(),
+            "publisher exited {when} ({:?}):\n{}",
+            self.child.try_status(),
+            self.log()
+        );
+    }
+}
+
+/// A media playlist as served.
+#[derive(Clone, Debug)]
+pub struct Playlist {
+    pub text: String,
+    pub target_duration: Option<u64>,
+    pub media_sequence: Option<u64>,
+    pub segments: Vec<PlaylistSegment>,
+    pub ended: bool,
+}
+
+/// One `#EXTINF` entry.
+#[derive(Clone, Debug)]
+pub struct PlaylistSegment {
+    /// Media sequence number (MEDIA-SEQUENCE + position).
+    pub seq: u64,
+    pub uri: String,
+    pub duration: f64,
+    /// Preceded by `#EXT-X-DISCONTINUITY`.
+    pub discontinuity: bool,
+}
+
+impl Playlist {
+    /// Parses the tags the server writes; unknown lines are ignored.
+    pub fn parse(text: &str) -> Playlist {
+        let mut p = Playlist {
+            text: text.to_owned(),
+            target_duration: None,
+            media_sequence: None,
+            segments: Vec::new(),
+            ended: false,
+        };
+        let mut duration = None;
+        let mut discontinuity = false;
+        for line in text.lines().map(str::trim) {
+            if let Some(v) = line.strip_prefix("#EXT-X-TARGETDURATION:") {
+                p.target_duration = v.parse().ok();
+            } else if let Some(v) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
+                p.media_sequence = v.parse().ok();
+            } else if let Some(v) = line.strip_prefix("#EXTINF:") {
+                duration = v.split(',').next().and_then(|d| d.parse::<f64>().ok());
+            } else if line == "#EXT-X-DISCONTINUITY" {
+                discontinuity = true;
+            } else if line == "#EXT-X-ENDLIST" {
+                p.ended = true;
+            } else if !line.is_empty() && !line.starts_with('#') {
+                let seq = p.media_sequence.unwrap_or(0) + p.segments.len() as u64;
+                p.segments.push(PlaylistSegment {
+                    seq,
+                    uri: line.to_owned(),
+                    duration: duration.take().unwrap_or(f64::NAN),
+                    discontinuity: std::mem::take(&mut discontinuity),
+                });
+            }
+        }
+        p
+    }
+
+    /// Sequence number of the newest listed segment.
+    pub fn last_seq(&self) -> Option<u64> {
+        self.segments.last().map(|s| s.seq)
+    }
+}
