@@ -25,7 +25,13 @@ pub(crate) async fn serve(
             Some(text) => media_response(M3U8, "no-cache", Body::from(text)),
             None => not_found(),
         },
-        "mpegts" => match state.hub.subscribe_live(&code, "mpegts") {
+        "mpegts" => match state.hub.subscribe_live(
+            &code,
+            hub::ReaderMeta {
+                protocol: "mpegts",
+                remote_addr: None,
+            },
+        ) {
             Some(sub) => media_response(MP2T, "no-cache, no-store", ts_body(sub)),
             None => not_found(),
         },

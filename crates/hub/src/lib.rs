@@ -5,16 +5,20 @@
 //! pace. The publisher never waits for a reader: a reader that falls a full ring behind loses
 //! frames, skips forward to the next keyframe, and the loss is counted per stream.
 
+mod admission;
+mod sessions;
 mod stats;
 mod stream;
 
+pub use admission::{AccessRequest, Action, Admission, AllowAll, Decision, DecisionFuture, Denied};
+pub use sessions::{ReaderMeta, SessionGuard, SessionRole, SessionSnapshot};
 pub use stats::{PublisherSnapshot, StreamStats};
 pub use stream::{Event, Publisher, Subscription};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use tokio::sync::broadcast;
 
 /// Longest accepted stream code.
@@ -106,6 +110,8 @@ pub(crate) struct HubInner {
     streams: Mutex<HashMap<String, Arc<stream::Stream>>>,
     next_session: AtomicU64,
     events: broadcast::Sender<HubEvent>,
+    pub(crate) sessions: sessions::Sessions,
+    admission: RwLock<Arc<dyn Admission>>,
 }
 
 impl HubInner {
@@ -127,6 +133,11 @@ impl HubInner {
         }
     }
 
+    /// A process-unique id for publish sessions and session registrations.
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+
     pub(crate) fn emit(&self, event: HubEvent) {
         // No listener is fine: outputs are optional.
         let _ = self.events.send(event);
@@ -143,6 +154,8 @@ impl Hub {
                 streams: Mutex::new(HashMap::new()),
                 next_session: AtomicU64::new(1),
                 events,
+                sessions: sessions::Sessions::default(),
+                admission: RwLock::new(Arc::new(AllowAll)),
             }),
         }
     }
@@ -168,7 +181,7 @@ impl Hub {
         if !valid_code(code) {
             return Err(PublishError::InvalidCode(code.to_owned()));
         }
-        let session = self.inner.next_session.fetch_add(1, Ordering::Relaxed);
+        let session = self.inner.next_id();
         let publisher = self.with_entry(code, |stream| {
             stream::Publisher::claim(stream, self.inner.clone(), session, meta)
         })?;
@@ -186,11 +199,31 @@ impl Hub {
         })
     }
 
-    /// Subscribes only if `code` has a publisher that announced its tracks.
-    pub fn subscribe_live(&self, code: &str, protocol: &'static str) -> Option<Subscription> {
+    /// Subscribes an external reader (listed in [`Hub::sessions`], kickable), live or not.
+    pub fn subscribe_reader(&self, code: &str, meta: ReaderMeta) -> Subscription {
+        let mut sub = self.subscribe(code, meta.protocol);
+        sub.set_session(SessionGuard::register(
+            &self.inner,
+            code,
+            meta.protocol,
+            SessionRole::Reader,
+            meta.remote_addr,
+        ));
+        sub
+    }
+
+    /// Subscribes an external reader only if `code` has a publisher that announced its tracks.
+    pub fn subscribe_live(&self, code: &str, meta: ReaderMeta) -> Option<Subscription> {
         let map = self.inner.streams();
         let stream = map.get(code).filter(|s| s.is_live())?.clone();
-        let sub = Subscription::attach(stream, self.inner.clone(), protocol);
+        let mut sub = Subscription::attach(stream, self.inner.clone(), meta.protocol);
+        sub.set_session(SessionGuard::register(
+            &self.inner,
+            code,
+            meta.protocol,
+            SessionRole::Reader,
+            meta.remote_addr,
+        ));
         drop(map);
         // The publisher may have left between the check and the attach.
         sub.started_live().then_some(sub)
@@ -236,6 +269,43 @@ impl Hub {
         if let Some(stream) = stream {
             stream.record_sent(bytes);
         }
+    }
+
+    /// Every registered publisher and reader, by id.
+    pub fn sessions(&self) -> Vec<SessionSnapshot> {
+        self.inner.sessions.list()
+    }
+
+    /// Kicks one session; `false` if the id is unknown.
+    pub fn kick_session(&self, id: u64) -> bool {
+        self.inner.sessions.kick(id)
+    }
+
+    /// Kicks the readers of `code` on `protocol` (every protocol if `None`); returns how many.
+    pub fn kick_readers(&self, code: &str, protocol: Option<&str>) -> usize {
+        self.inner.sessions.kick_where(|stream, proto, role| {
+            role == SessionRole::Reader && stream == code && protocol.is_none_or(|p| p == proto)
+        })
+    }
+
+    /// Installs the control plane's admission decisions.
+    pub fn set_admission(&self, admission: Arc<dyn Admission>) {
+        *self
+            .inner
+            .admission
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = admission;
+    }
+
+    /// Asks the installed [`Admission`] whether `request` may proceed.
+    pub fn authorize(&self, request: AccessRequest) -> DecisionFuture {
+        let admission = self
+            .inner
+            .admission
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        admission.check(request)
     }
 
     /// Asks the publisher of `code` to stop; returns whether there was one.

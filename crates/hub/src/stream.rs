@@ -1,5 +1,6 @@
 //! One stream: publisher slot, GOP cache, and the bounded ring its readers consume.
 
+use crate::sessions::{SessionGuard, SessionRole};
 use crate::stats::{Counters, PublisherSnapshot, RateMeter, StreamStats};
 use crate::{HubConfig, HubEvent, HubInner, PublishError, PublisherMeta};
 use media::{Frame, MediaInfo, TrackKind};
@@ -163,6 +164,7 @@ pub struct Publisher {
     hub: Arc<HubInner>,
     session: u64,
     kill: CancellationToken,
+    guard: SessionGuard,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -181,13 +183,23 @@ impl Publisher {
         session: u64,
         meta: PublisherMeta,
     ) -> Result<Publisher, PublishError> {
-        let kill = CancellationToken::new();
         {
-            let mut st = stream.state();
+            let st = stream.state();
             if st.publisher.is_some() {
                 // The registry lock is held by the caller; the entry stays because it is live.
                 return Err(PublishError::AlreadyPublishing(stream.code.clone()));
             }
+        }
+        let guard = SessionGuard::register(
+            &hub,
+            &stream.code,
+            meta.protocol,
+            SessionRole::Publisher,
+            meta.remote_addr,
+        );
+        let kill = guard.kill_token().clone();
+        {
+            let mut st = stream.state();
             st.publisher = Some(PublisherSlot {
                 session,
                 meta,
@@ -203,6 +215,7 @@ impl Publisher {
             hub,
             session,
             kill,
+            guard,
         })
     }
 
@@ -214,6 +227,16 @@ impl Publisher {
     /// Process-unique id of this publish session.
     pub fn session(&self) -> u64 {
         self.session
+    }
+
+    /// Id of this publisher in [`crate::Hub::sessions`].
+    pub fn session_id(&self) -> u64 {
+        self.guard.id()
+    }
+
+    /// The kick switch of this publisher (cancelled on kick, stream disabled or deleted).
+    pub fn kill_token(&self) -> CancellationToken {
+        self.kill.clone()
     }
 
     /// Resolves when the control plane asks this publisher to stop (kick, stream disabled).
@@ -240,6 +263,7 @@ impl Publisher {
         let s = &self.stream;
         s.counters.bytes_in.fetch_add(len as u64, Ordering::Relaxed);
         s.counters.frames_in.fetch_add(1, Ordering::Relaxed);
+        self.guard.add_bytes(len as u64);
         let mut st = s.state();
         st.rate_in.add(Instant::now(), len as u64);
         if s.gop_enabled {
@@ -310,6 +334,8 @@ pub struct Subscription {
     skipping: bool,
     has_video: bool,
     dropped: u64,
+    /// Set for external readers: listed in the sessions API and kickable.
+    session: Option<SessionGuard>,
 }
 
 impl std::fmt::Debug for Subscription {
@@ -357,6 +383,29 @@ impl Subscription {
             skipping,
             has_video,
             dropped: 0,
+            session: None,
+        }
+    }
+
+    pub(crate) fn set_session(&mut self, guard: SessionGuard) {
+        self.session = Some(guard);
+    }
+
+    /// Id in [`crate::Hub::sessions`] for external readers.
+    pub fn session_id(&self) -> Option<u64> {
+        self.session.as_ref().map(|g| g.id())
+    }
+
+    /// The kick switch of an external reader.
+    pub fn kill_token(&self) -> Option<CancellationToken> {
+        self.session.as_ref().map(|g| g.kill_token().clone())
+    }
+
+    /// Resolves when this reader is kicked through the API; never for internal readers.
+    pub async fn killed(&self) {
+        match &self.session {
+            Some(g) => g.kill_token().cancelled().await,
+            None => std::future::pending().await,
         }
     }
 
@@ -382,6 +431,9 @@ impl Subscription {
     /// Counts bytes an output sent for this stream (for bitrate-out stats).
     pub fn record_sent(&self, bytes: usize) {
         self.stream.record_sent(bytes);
+        if let Some(g) = &self.session {
+            g.add_bytes(bytes as u64);
+        }
     }
 
     /// Next event, waiting for one; `None` only if the stream was closed for good.

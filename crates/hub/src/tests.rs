@@ -9,6 +9,13 @@ fn meta() -> PublisherMeta {
     }
 }
 
+fn reader(protocol: &'static str) -> ReaderMeta {
+    ReaderMeta {
+        protocol,
+        remote_addr: Some(([127, 0, 0, 1], 5000).into()),
+    }
+}
+
 fn video_info() -> MediaInfo {
     MediaInfo {
         video: Some(VideoCodec::Opaque {
@@ -193,7 +200,7 @@ async fn registry_forgets_unused_streams() {
     assert_eq!(hub.list().len(), 1, "reader still attached");
     drop(s);
     assert!(hub.list().is_empty());
-    assert!(hub.subscribe_live("a", "t").is_none());
+    assert!(hub.subscribe_live("a", reader("t")).is_none());
     assert!(hub.list().is_empty());
 }
 
@@ -204,7 +211,7 @@ async fn stats_count_readers_per_protocol() {
     p.announce(video_info());
     let _r1 = hub.subscribe("a", "rtmp");
     let _r2 = hub.subscribe("a", "rtmp");
-    let r3 = hub.subscribe_live("a", "hls").unwrap();
+    let r3 = hub.subscribe_live("a", reader("hls")).unwrap();
     let st = hub.stats("a").unwrap();
     assert_eq!(st.readers, vec![("hls", 1), ("rtmp", 2)]);
     drop(r3);
@@ -264,4 +271,74 @@ async fn without_cached_gop_a_reader_waits_for_the_next_keyframe() {
         "delta frames before the first keyframe are skipped"
     );
     assert_eq!(f.dts, 3 * 3000);
+}
+
+#[tokio::test]
+async fn sessions_list_publishers_and_external_readers_and_kick_them() {
+    let hub = Hub::new(HubConfig::default());
+    let p = hub.publish("a", meta()).unwrap();
+    p.announce(video_info());
+    let internal = hub.subscribe("a", "hls");
+    let r = hub.subscribe_reader("a", reader("rtmp"));
+    let m = hub.subscribe_live("a", reader("mpegts")).unwrap();
+    p.write(vframe(0, true));
+    r.record_sent(1000);
+
+    let list = hub.sessions();
+    assert_eq!(list.len(), 3, "internal readers are not sessions: {list:?}");
+    let publisher = list
+        .iter()
+        .find(|s| s.role == SessionRole::Publisher)
+        .unwrap();
+    assert_eq!(publisher.id, p.session_id());
+    assert_eq!(publisher.bytes, 100);
+    let rtmp = list.iter().find(|s| s.protocol == "rtmp").unwrap();
+    assert_eq!((rtmp.id, rtmp.bytes), (r.session_id().unwrap(), 1000));
+    assert_eq!(rtmp.remote_addr, Some(([127, 0, 0, 1], 5000).into()));
+
+    assert!(hub.kick_session(r.session_id().unwrap()));
+    r.killed().await;
+    assert!(!hub.kick_session(9999));
+    assert_eq!(hub.kick_readers("a", Some("mpegts")), 1);
+    m.killed().await;
+    assert!(hub.kick_session(p.session_id()));
+    p.killed().await;
+    assert!(internal.session_id().is_none());
+
+    drop((r, m, p));
+    assert!(hub.sessions().is_empty());
+}
+
+#[tokio::test]
+async fn admission_defaults_to_allow_and_can_be_replaced() {
+    struct DenyPublish;
+    impl Admission for DenyPublish {
+        fn check(&self, r: AccessRequest) -> DecisionFuture {
+            Box::pin(async move {
+                match r.action {
+                    Action::Publish => Err(Denied::new("no")),
+                    Action::Play => Ok(format!("{}-renamed", r.code)),
+                }
+            })
+        }
+    }
+    let hub = Hub::new(HubConfig::default());
+    let req = |action| AccessRequest {
+        action,
+        code: "a".into(),
+        protocol: "rtmp",
+        remote_addr: None,
+        args: vec![("key".into(), "k".into())],
+    };
+    assert_eq!(hub.authorize(req(Action::Publish)).await, Ok("a".into()));
+    assert_eq!(req(Action::Play).arg("key"), Some("k"));
+    hub.set_admission(std::sync::Arc::new(DenyPublish));
+    assert_eq!(
+        hub.authorize(req(Action::Publish)).await,
+        Err(Denied::new("no"))
+    );
+    assert_eq!(
+        hub.authorize(req(Action::Play)).await,
+        Ok("a-renamed".into())
+    );
 }

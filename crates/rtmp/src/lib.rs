@@ -6,6 +6,7 @@
 
 pub mod amf0;
 pub mod chunk;
+pub mod client;
 pub mod flv;
 pub mod handshake;
 #[cfg(feature = "server")]

@@ -8,7 +8,9 @@ use crate::ingest::{Ingest, IngestOutput};
 use crate::play::Play;
 use crate::session::{ServerSession, SessionConfig, SessionEvent};
 use bytes::BytesMut;
-use hub::{Event, Hub, PublishError, PublisherMeta, Subscription};
+use hub::{
+    AccessRequest, Action, Event, Hub, PublishError, PublisherMeta, ReaderMeta, Subscription,
+};
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -193,6 +195,8 @@ struct Conn {
     /// Queued player output waits until then to be merged with what follows.
     flush_at: Option<Instant>,
     last_flush: Instant,
+    /// Kick switch of the current publish or play session.
+    kill: Option<CancellationToken>,
     /// When the connection last entered `Role::Idle`.
     idle_since: Instant,
     last_read: Instant,
@@ -230,6 +234,7 @@ impl Conn {
             closing: false,
             flush_at: None,
             last_flush: Instant::now(),
+            kill: None,
             idle_since: Instant::now(),
             last_read: Instant::now(),
             max_rbuf,
@@ -289,13 +294,13 @@ impl Conn {
                     }
                 }
                 Wake::Readable => {
-                    if !self.read()? {
+                    if !self.read().await? {
                         return Ok(());
                     }
                 }
                 Wake::Writable | Wake::FlushTimer => {}
                 Wake::Killed => {
-                    info!("publisher kicked");
+                    info!("session kicked by the control plane");
                     return Ok(());
                 }
                 Wake::Hub(ev) => self.on_hub(ev),
@@ -326,14 +331,17 @@ impl Conn {
         let closing = self.closing;
         // One future over the role: it is either a player's next hub event or a publisher's
         // kick signal, never both.
+        let kill = self.kill.clone();
+        let killed = async {
+            match &kill {
+                Some(k) => k.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
         let role_event = async {
             match &mut self.role {
                 Role::Playing { sub, .. } if queue < MAX_PLAYER_QUEUE && !closing => {
                     Wake::Hub(sub.recv().await)
-                }
-                Role::Publishing { publisher, .. } => {
-                    publisher.killed().await;
-                    Wake::Killed
                 }
                 _ => std::future::pending().await,
             }
@@ -341,6 +349,7 @@ impl Conn {
         tokio::select! {
             biased;
             _ = cancelled => Wake::Shutdown,
+            _ = killed => Wake::Killed,
             _ = async { sleep_until(deadline.unwrap_or_else(Instant::now)).await }, if deadline.is_some() => Wake::Deadline,
             _ = async { sleep_until(flush_at.unwrap_or_else(Instant::now)).await }, if flush_at.is_some() => Wake::FlushTimer,
             r = socket.writable(), if want_write => { let _ = r; Wake::Writable }
@@ -350,7 +359,7 @@ impl Conn {
     }
 
     /// Reads what is available and feeds the session; `false` on EOF.
-    fn read(&mut self) -> Result<bool, ConnError> {
+    async fn read(&mut self) -> Result<bool, ConnError> {
         // Bounded so one fast peer cannot hold the worker thread; readiness stays set and the
         // next wait returns at once.
         for _ in 0..16 {
@@ -368,7 +377,7 @@ impl Conn {
                         return Err(ConnError::ReadBuffer(self.max_rbuf));
                     }
                     self.session.feed(&mut self.rbuf)?;
-                    self.events()?;
+                    self.events().await?;
                     if self.rbuf.is_empty()
                         && self.rbuf.capacity() > SMALL_READ_CHUNK
                         && !matches!(self.role, Role::Publishing { .. })
@@ -384,7 +393,7 @@ impl Conn {
         Ok(true)
     }
 
-    fn events(&mut self) -> Result<(), ConnError> {
+    async fn events(&mut self) -> Result<(), ConnError> {
         let mut outputs = Vec::new();
         while let Some(ev) = self.session.poll_event() {
             match ev {
@@ -392,11 +401,15 @@ impl Conn {
                     debug!(app = %info.app, tc_url = ?info.tc_url, flash_ver = ?info.flash_ver, "connect");
                 }
                 SessionEvent::PublishRequest {
-                    stream_id, name, ..
-                } => self.on_publish(stream_id, &name),
+                    stream_id,
+                    name,
+                    args,
+                } => self.on_publish(stream_id, name, args).await,
                 SessionEvent::PlayRequest {
-                    stream_id, name, ..
-                } => self.on_play(stream_id, &name),
+                    stream_id,
+                    name,
+                    args,
+                } => self.on_play(stream_id, name, args).await,
                 SessionEvent::Metadata(meta) => {
                     if let Role::Publishing { ingest, .. } = &mut self.role {
                         ingest.metadata(&meta, &mut outputs);
@@ -433,22 +446,58 @@ impl Conn {
         Ok(())
     }
 
-    fn on_publish(&mut self, stream_id: u32, name: &str) {
-        tracing::Span::current().record("code", name);
+    /// Asks the control plane; the connection waits (only it) while a hook decides.
+    async fn authorize(
+        &self,
+        action: Action,
+        name: String,
+        args: Vec<(String, String)>,
+    ) -> hub::Decision {
+        self.hub
+            .authorize(AccessRequest {
+                action,
+                code: name,
+                protocol: "rtmp",
+                remote_addr: Some(self.peer),
+                args,
+            })
+            .await
+    }
+
+    async fn on_publish(&mut self, stream_id: u32, name: String, args: Vec<(String, String)>) {
+        tracing::Span::current().record("code", name.as_str());
         if !matches!(self.role, Role::Idle) {
             self.session
                 .reject_publish(stream_id, "connection already publishing or playing");
             self.closing = true;
             return;
         }
+        if !hub::valid_code(&name) {
+            warn!("publish refused: invalid stream name");
+            self.session
+                .reject_publish(stream_id, "invalid stream name");
+            self.closing = true;
+            return;
+        }
+        let code = match self.authorize(Action::Publish, name, args).await {
+            Ok(code) => code,
+            Err(denied) => {
+                warn!(reason = %denied, "publish refused");
+                self.session.reject_publish(stream_id, &denied.reason);
+                self.closing = true;
+                return;
+            }
+        };
+        tracing::Span::current().record("code", code.as_str());
         let meta = PublisherMeta {
             protocol: "rtmp",
             remote_addr: Some(self.peer),
         };
-        match self.hub.publish(name, meta) {
+        match self.hub.publish(&code, meta) {
             Ok(publisher) => {
                 info!(session = publisher.session(), "publishing");
-                self.session.accept_publish(stream_id, name);
+                self.session.accept_publish(stream_id, &code);
+                self.kill = Some(publisher.kill_token());
                 self.role = Role::Publishing {
                     publisher,
                     ingest: Ingest::new(),
@@ -467,19 +516,36 @@ impl Conn {
         }
     }
 
-    fn on_play(&mut self, stream_id: u32, name: &str) {
-        tracing::Span::current().record("code", name);
-        if !matches!(self.role, Role::Idle) || !hub::valid_code(name) {
+    async fn on_play(&mut self, stream_id: u32, name: String, args: Vec<(String, String)>) {
+        tracing::Span::current().record("code", name.as_str());
+        if !matches!(self.role, Role::Idle) || !hub::valid_code(&name) {
             warn!("play refused: invalid name or connection busy");
             self.session.reject_play(stream_id, "invalid stream name");
             self.closing = true;
             return;
         }
+        let code = match self.authorize(Action::Play, name, args).await {
+            Ok(code) => code,
+            Err(denied) => {
+                warn!(reason = %denied, "play refused");
+                self.session.reject_play(stream_id, &denied.reason);
+                self.closing = true;
+                return;
+            }
+        };
+        tracing::Span::current().record("code", code.as_str());
         info!("playing");
-        let sub = self.hub.subscribe(name, "rtmp");
+        let sub = self.hub.subscribe_reader(
+            &code,
+            ReaderMeta {
+                protocol: "rtmp",
+                remote_addr: Some(self.peer),
+            },
+        );
+        self.kill = sub.kill_token();
         self.role = Role::Playing {
             sub,
-            play: Play::new(stream_id, name),
+            play: Play::new(stream_id, &code),
             wait_deadline: Some(Instant::now() + self.config.play_wait_timeout),
         };
     }
@@ -494,12 +560,14 @@ impl Conn {
                 info!(session = publisher.session(), "unpublished");
                 let code = publisher.code().to_owned();
                 self.role = Role::Idle;
+                self.kill = None;
                 self.idle_since = Instant::now();
                 self.session.unpublished(stream_id, &code);
             }
             Role::Playing { play, .. } if play.stream_id() == stream_id => {
                 debug!("player closed its stream");
                 self.role = Role::Idle;
+                self.kill = None;
                 self.idle_since = Instant::now();
             }
             _ => {}
