@@ -5,7 +5,8 @@ use crate::segmenter::{Segment, Segmenter};
 use crate::{EXPIRED_SEGMENTS_KEPT, HlsConfig};
 use bytes::Bytes;
 use hub::{Event, Hub, HubEvent};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::{Instant, sleep_until};
@@ -41,9 +42,22 @@ struct Inner {
     config: HlsConfig,
     enabled: RwLock<EnabledFn>,
     store: Mutex<HashMap<String, Entry>>,
-    /// Codes with a running task; at most one task per code.
-    tasks: Mutex<HashSet<String>>,
+    /// Codes with a running task (at most one per code): the task's id and stop switch.
+    tasks: Mutex<HashMap<String, (u64, CancellationToken)>>,
+    next_task: AtomicU64,
+    /// The service's shutdown token once `run` started, parent of every task's token.
+    root: Mutex<Option<CancellationToken>>,
     tracker: TaskTracker,
+}
+
+impl Inner {
+    /// Forgets task `id` of `code`, unless a newer task already replaced it.
+    fn task_done(&self, code: &str, id: u64) {
+        let mut tasks = lock(&self.tasks);
+        if tasks.get(code).is_some_and(|(t, _)| *t == id) {
+            tasks.remove(code);
+        }
+    }
 }
 
 /// Lock that tolerates poisoning: every critical section below is a single map update, so a
@@ -75,7 +89,9 @@ impl HlsService {
                 config,
                 enabled: RwLock::new(Arc::new(|_: &str| true)),
                 store: Mutex::new(HashMap::new()),
-                tasks: Mutex::new(HashSet::new()),
+                tasks: Mutex::new(HashMap::new()),
+                next_task: AtomicU64::new(1),
+                root: Mutex::new(None),
                 tracker: TaskTracker::new(),
             }),
         }
@@ -92,6 +108,7 @@ impl HlsService {
 
     /// Starts a task per published stream until `shutdown`, then waits for all of them.
     pub async fn run(self, shutdown: CancellationToken) {
+        *lock(&self.inner.root) = Some(shutdown.clone());
         let mut events = self.inner.hub.events();
         // Streams published before we listened (and after a lag) are found by asking the hub.
         self.resync(&shutdown);
@@ -129,15 +146,46 @@ impl HlsService {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        if !enabled(code) || !lock(&self.inner.tasks).insert(code.to_owned()) {
+        if !enabled(code) {
             return;
+        }
+        let stop = shutdown.child_token();
+        let id = self.inner.next_task.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut tasks = lock(&self.inner.tasks);
+            if tasks.contains_key(code) {
+                return;
+            }
+            tasks.insert(code.to_owned(), (id, stop.clone()));
         }
         let inner = self.inner.clone();
         let code = code.to_owned();
-        let shutdown = shutdown.child_token();
         self.inner.tracker.spawn(async move {
-            stream_task(&inner, &code, shutdown).await;
+            stream_task(&inner, &code, id, stop).await;
         });
+    }
+
+    /// Stops HLS for `code` now and forgets its playlist (requests get 404), e.g. when the
+    /// stream's HLS output is switched off or the stream is deleted.
+    pub fn stop(&self, code: &str) {
+        if let Some((_, stop)) = lock(&self.inner.tasks).remove(code) {
+            stop.cancel();
+        }
+        lock(&self.inner.store).remove(code);
+    }
+
+    /// Starts HLS for `code` if it is live, enabled and not running (after a switch-on).
+    pub fn refresh(&self, code: &str) {
+        let root = lock(&self.inner.root).clone();
+        if let Some(root) = root
+            && self
+                .inner
+                .hub
+                .stats(code)
+                .is_some_and(|s| s.publisher.is_some())
+        {
+            self.ensure_task(code, &root);
+        }
     }
 
     /// The playlist of `code`; `None` if unknown or no segment is complete yet.
@@ -221,7 +269,7 @@ impl Phase {
     }
 }
 
-async fn stream_task(inner: &Inner, code: &str, shutdown: CancellationToken) {
+async fn stream_task(inner: &Inner, code: &str, id: u64, shutdown: CancellationToken) {
     let config = &inner.config;
     let mut sub = inner.hub.subscribe(code, "hls");
     // A stream that comes back after its entry was removed must not reuse segment URIs a
@@ -248,9 +296,9 @@ async fn stream_task(inner: &Inner, code: &str, shutdown: CancellationToken) {
     tracing::debug!(stream = code, "hls: stream task started");
     loop {
         tokio::select! {
+            biased;
             _ = shutdown.cancelled() => {
-                // No new task starts after shutdown, so this cannot remove a successor's mark.
-                lock(&inner.tasks).remove(code);
+                inner.task_done(code, id);
                 break;
             }
             _ = sleep_until(phase.deadline()) => {
@@ -278,7 +326,9 @@ async fn stream_task(inner: &Inner, code: &str, shutdown: CancellationToken) {
                             Phase::Ended { deadline: now + config.end_grace }
                         } else {
                             lock(&inner.store).remove(code);
-                            tasks.remove(code);
+                            if tasks.get(code).is_some_and(|(t, _)| *t == id) {
+                                tasks.remove(code);
+                            }
                             break;
                         }
                     }
@@ -286,7 +336,7 @@ async fn stream_task(inner: &Inner, code: &str, shutdown: CancellationToken) {
             }
             ev = sub.recv() => {
                 let Some(ev) = ev else {
-                    lock(&inner.tasks).remove(code);
+                    inner.task_done(code, id);
                     break;
                 };
                 let now = Instant::now();
@@ -308,7 +358,10 @@ async fn stream_task(inner: &Inner, code: &str, shutdown: CancellationToken) {
                 }
                 let is_tracks = matches!(ev, Event::Tracks { .. });
                 if let Some(segment) = segmenter.push(ev) {
-                    inner.push_segment(code, segment);
+                    // A stop() may have removed the entry meanwhile; do not bring it back.
+                    if !shutdown.is_cancelled() {
+                        inner.push_segment(code, segment);
+                    }
                 }
                 if is_tracks && !segmenter.skipped_tracks().is_empty() && !warned_skipped {
                     warned_skipped = true;

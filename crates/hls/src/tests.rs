@@ -532,3 +532,28 @@ fn republish_keeps_the_output_timeline_continuous() {
         "PTS continue frame by frame across the republish"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn stop_forgets_the_playlist_and_refresh_restarts_a_live_stream() {
+    let hub = Hub::new(HubConfig::default());
+    let hls = HlsService::new(hub.clone(), config());
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(hls.clone().run(shutdown.clone()));
+    tokio::task::yield_now().await;
+    let publisher = hub.publish("cam", meta()).unwrap();
+    publisher.announce(info());
+    write_frames(&publisher, 0..51, 25, 0).await;
+    assert!(hls.playlist("cam").is_some());
+
+    hls.stop("cam");
+    assert!(hls.playlist("cam").is_none());
+    write_frames(&publisher, 51..102, 25, 0).await;
+    assert!(hls.playlist("cam").is_none(), "a stopped stream stays off");
+
+    hls.refresh("cam");
+    write_frames(&publisher, 102..153, 25, 0).await;
+    assert!(hls.playlist("cam").is_some(), "refresh started a new task");
+
+    shutdown.cancel();
+    run.await.unwrap();
+}

@@ -24,7 +24,8 @@ const EXTENDED: u32 = 0xFF_FFFF;
 /// Largest chunk header: 3-byte basic + 11-byte fmt 0 + 4-byte extended timestamp.
 const MAX_HEADER_LEN: usize = 18;
 /// Scratch growth block for header bytes: one allocation serves hundreds of chunk headers.
-const SCRATCH_BLOCK: usize = 4096;
+/// Header bytes for dozens of frames; small because every player holds one.
+const SCRATCH_BLOCK: usize = 1024;
 
 /// One reassembled RTMP message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -705,6 +706,10 @@ impl OutQueue {
             }
             n -= front.len();
             self.pieces.pop_front();
+        }
+        if self.pieces.is_empty() && self.pieces.capacity() > 256 {
+            // A GOP burst needs hundreds of pieces once; steady play needs a few per write.
+            self.pieces.shrink_to(32);
         }
     }
 

@@ -585,11 +585,13 @@ impl Conn {
         };
         let mut next = first;
         let mut sent = 0;
+        let mut starting = false;
         // Drain what is ready so one writev carries every frame that arrived together.
         while let Some(ev) = next {
             match ev {
                 Event::Tracks { info, session } => {
                     *wait_deadline = None;
+                    starting = true;
                     play.tracks(&mut self.session, info, session);
                 }
                 Event::Frame(f) => sent += play.frame(&mut self.session, &f),
@@ -603,7 +605,9 @@ impl Conn {
         if sent > 0 {
             sub.record_sent(sent);
         }
-        if self.flush_at.is_none() {
+        // The first delivery (status, headers, the cached GOP) goes out at once: the viewer is
+        // waiting for a picture.
+        if self.flush_at.is_none() && !starting {
             let window = coalesce_window(
                 sub.stream_readers(),
                 self.config.play_coalesce_max,
