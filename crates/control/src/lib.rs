@@ -1,0 +1,379 @@
+//! The control plane: which streams exist, who may publish or play them, which outputs run.
+//!
+//! Configuration lives in the [`store::Store`] and is mirrored in memory, so every decision on
+//! the media path (publish, play, a segment request) is a map lookup and a database outage
+//! never stops live streams. Only API writes wait on the database; after a write succeeds the
+//! difference is applied to the running streams, touching nothing that did not change.
+
+mod validate;
+
+pub use validate::{Invalid, InvalidKind, validate};
+
+use hub::{AccessRequest, Action, Admission, DecisionFuture, Denied, Hub};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+use store::{PutOutcome, Store, StoreError, StreamRecord};
+
+/// Control-plane settings from the configuration file.
+#[derive(Clone, Debug)]
+pub struct ControlConfig {
+    /// Publishing to an unknown code creates a runtime stream (not persisted) instead of
+    /// being refused.
+    pub auto_create: bool,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig { auto_create: true }
+    }
+}
+
+/// Why a control-plane operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// No stream has that code.
+    #[error("stream {0:?} not found")]
+    NotFound(String),
+    /// A create found the code taken.
+    #[error("stream {0:?} already exists")]
+    Conflict(String),
+    /// The record breaks a rule.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// The database failed; nothing changed.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for ControlError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(code) => ControlError::Conflict(code),
+            e => ControlError::Store(e),
+        }
+    }
+}
+
+/// The output protocols a stream can switch on and off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// HLS.
+    Hls,
+    /// DASH.
+    Dash,
+    /// RTMP play.
+    Rtmp,
+    /// SRT play.
+    Srt,
+    /// RTSP play.
+    Rtsp,
+    /// MPEG-TS over HTTP.
+    Mpegts,
+}
+
+impl Output {
+    /// Every output.
+    pub const ALL: [Output; 6] = [
+        Output::Hls,
+        Output::Dash,
+        Output::Rtmp,
+        Output::Srt,
+        Output::Rtsp,
+        Output::Mpegts,
+    ];
+
+    /// The protocol name readers register under in the hub.
+    pub fn protocol(self) -> &'static str {
+        match self {
+            Output::Hls => "hls",
+            Output::Dash => "dash",
+            Output::Rtmp => "rtmp",
+            Output::Srt => "srt",
+            Output::Rtsp => "rtsp",
+            Output::Mpegts => "mpegts",
+        }
+    }
+
+    /// The output a reader protocol name belongs to.
+    pub fn from_protocol(p: &str) -> Option<Output> {
+        Output::ALL.into_iter().find(|o| o.protocol() == p)
+    }
+
+    fn enabled_in(self, p: &store::Protocols) -> bool {
+        match self {
+            Output::Hls => p.hls,
+            Output::Dash => p.dash,
+            Output::Rtmp => p.rtmp,
+            Output::Srt => p.srt,
+            Output::Rtsp => p.rtsp,
+            Output::Mpegts => p.mpegts,
+        }
+    }
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    hub: Hub,
+    hls: hls::HlsService,
+    config: ControlConfig,
+    streams: RwLock<HashMap<String, Arc<StreamRecord>>>,
+    /// Serialises writes so the in-memory mirror and the applied diff follow the store's order.
+    writes: tokio::sync::Mutex<()>,
+}
+
+/// The control plane; cheap to clone.
+#[derive(Clone)]
+pub struct Control {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control")
+            .field("store", &self.inner.store.kind())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Current time as Unix milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Control {
+    /// Loads every stream from `store` and installs the admission rules and output switches
+    /// on `hub` and `hls`.
+    pub async fn load(
+        store: Arc<dyn Store>,
+        hub: Hub,
+        hls: hls::HlsService,
+        config: ControlConfig,
+    ) -> Result<Control, StoreError> {
+        let records = store.list().await?;
+        let streams = records
+            .into_iter()
+            .map(|r| (r.code.clone(), Arc::new(r)))
+            .collect();
+        let control = Control {
+            inner: Arc::new(Inner {
+                store,
+                hub: hub.clone(),
+                hls: hls.clone(),
+                config,
+                streams: RwLock::new(streams),
+                writes: tokio::sync::Mutex::new(()),
+            }),
+        };
+        hub.set_admission(Arc::new(control.clone()));
+        let c = control.clone();
+        hls.set_enabled(Arc::new(move |code: &str| {
+            c.output_enabled(code, Output::Hls)
+        }));
+        Ok(control)
+    }
+
+    fn streams(&self) -> RwLockReadGuard<'_, HashMap<String, Arc<StreamRecord>>> {
+        // Whole-record inserts and removes only: a poisoned map is still consistent.
+        self.inner.streams.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn mirror(&self, code: &str, record: Option<Arc<StreamRecord>>) {
+        let mut map = self
+            .inner
+            .streams
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        match record {
+            Some(r) => map.insert(code.to_owned(), r),
+            None => map.remove(code),
+        };
+    }
+
+    /// The store's kind (`sqlite`, `postgres`).
+    pub fn store_kind(&self) -> &'static str {
+        self.inner.store.kind()
+    }
+
+    /// Checks the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.store.ping().await
+    }
+
+    /// The configured stream `code`, from memory.
+    pub fn get(&self, code: &str) -> Option<Arc<StreamRecord>> {
+        self.streams().get(code).cloned()
+    }
+
+    /// Every configured stream, by code, from memory.
+    pub fn list(&self) -> Vec<Arc<StreamRecord>> {
+        let mut v: Vec<_> = self.streams().values().cloned().collect();
+        v.sort_by(|a, b| a.code.cmp(&b.code));
+        v
+    }
+
+    /// Whether `output` may serve `code` (runtime streams have every output on).
+    pub fn output_enabled(&self, code: &str, output: Output) -> bool {
+        self.streams()
+            .get(code)
+            .is_none_or(|r| !r.disabled && output.enabled_in(&r.protocols))
+    }
+
+    /// Creates a stream; [`ControlError::Conflict`] if the code exists.
+    pub async fn create(&self, mut record: StreamRecord) -> Result<StreamRecord, ControlError> {
+        validate(&record)?;
+        let _w = self.inner.writes.lock().await;
+        let now = now_ms();
+        record.created_at_ms = now;
+        record.updated_at_ms = now;
+        self.inner.store.insert(&record).await?;
+        self.commit(None, record.clone());
+        Ok(record)
+    }
+
+    /// Creates or replaces a stream, applying the difference to the running stream.
+    pub async fn put(
+        &self,
+        mut record: StreamRecord,
+    ) -> Result<(StreamRecord, PutOutcome), ControlError> {
+        validate(&record)?;
+        let _w = self.inner.writes.lock().await;
+        let old = self.get(&record.code);
+        let now = now_ms();
+        record.created_at_ms = old.as_ref().map_or(now, |o| o.created_at_ms);
+        record.updated_at_ms = now.max(old.as_ref().map_or(0, |o| o.updated_at_ms + 1));
+        let outcome = self.inner.store.put(&record).await?;
+        self.commit(old, record.clone());
+        Ok((record, outcome))
+    }
+
+    /// Changes a stream with `edit` (PATCH), applying the difference to the running stream.
+    pub async fn update(
+        &self,
+        code: &str,
+        edit: impl FnOnce(&mut StreamRecord),
+    ) -> Result<StreamRecord, ControlError> {
+        let _w = self.inner.writes.lock().await;
+        let old = self
+            .get(code)
+            .ok_or_else(|| ControlError::NotFound(code.to_owned()))?;
+        let mut record = (*old).clone();
+        edit(&mut record);
+        record.code = old.code.clone();
+        validate(&record)?;
+        record.created_at_ms = old.created_at_ms;
+        record.updated_at_ms = now_ms().max(old.updated_at_ms + 1);
+        self.inner.store.put(&record).await?;
+        self.commit(Some(old), record.clone());
+        Ok(record)
+    }
+
+    /// Deletes a stream: its publisher and readers are disconnected and its outputs stop.
+    pub async fn delete(&self, code: &str) -> Result<(), ControlError> {
+        let _w = self.inner.writes.lock().await;
+        let known = self.get(code).is_some();
+        let deleted = self.inner.store.delete(code).await?;
+        if !known && !deleted && !self.inner.hub.is_live(code) {
+            return Err(ControlError::NotFound(code.to_owned()));
+        }
+        self.mirror(code, None);
+        let hub = &self.inner.hub;
+        hub.kick_publisher(code);
+        hub.kick_readers(code, None);
+        self.inner.hls.stop(code);
+        tracing::info!(stream = code, "stream deleted");
+        Ok(())
+    }
+
+    /// Stores `new` in memory and applies what changed since `old` to the running stream.
+    fn commit(&self, old: Option<Arc<StreamRecord>>, new: StreamRecord) {
+        let code = new.code.clone();
+        let new = Arc::new(new);
+        self.mirror(&code, Some(new.clone()));
+        let hub = &self.inner.hub;
+        let was_disabled = old.as_ref().is_some_and(|o| o.disabled);
+        if new.disabled && !was_disabled && hub.kick_publisher(&code) {
+            tracing::info!(stream = %code, "stream disabled; publisher disconnected");
+        }
+        let before = old.as_ref().map(|o| o.protocols).unwrap_or_default();
+        for output in Output::ALL {
+            let was = !was_disabled && output.enabled_in(&before);
+            let is = !new.disabled && output.enabled_in(&new.protocols);
+            match (was, is) {
+                (true, false) => {
+                    let kicked = hub.kick_readers(&code, Some(output.protocol()));
+                    if output == Output::Hls {
+                        self.inner.hls.stop(&code);
+                    }
+                    tracing::info!(stream = %code, output = output.protocol(), kicked, "output switched off");
+                }
+                (false, true) => {
+                    if output == Output::Hls {
+                        self.inner.hls.refresh(&code);
+                    }
+                    tracing::info!(stream = %code, output = output.protocol(), "output switched on");
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn decide(&self, req: &AccessRequest) -> Result<(), Denied> {
+        let record = self.get(&req.code);
+        match (req.action, record) {
+            (Action::Publish, None) if self.inner.config.auto_create => Ok(()),
+            (Action::Publish, None) => Err(Denied::new("unknown stream")),
+            (Action::Publish, Some(r)) => {
+                if r.disabled {
+                    return Err(Denied::new("stream disabled"));
+                }
+                match (&r.stream_key, req.arg("key")) {
+                    (None, _) => Ok(()),
+                    (Some(want), Some(got))
+                        if constant_time_eq(want.as_bytes(), got.as_bytes()) =>
+                    {
+                        Ok(())
+                    }
+                    _ => Err(Denied::new("invalid stream key")),
+                }
+            }
+            (Action::Play, None) => Ok(()),
+            (Action::Play, Some(r)) => {
+                if r.disabled {
+                    return Err(Denied::new("stream disabled"));
+                }
+                match Output::from_protocol(req.protocol) {
+                    Some(o) if !o.enabled_in(&r.protocols) => Err(Denied::new(format!(
+                        "{} output disabled for this stream",
+                        req.protocol
+                    ))),
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+}
+
+impl Admission for Control {
+    fn check(&self, request: AccessRequest) -> DecisionFuture {
+        let decision = self.decide(&request).map(|()| request.code);
+        Box::pin(std::future::ready(decision))
+    }
+}
+
+/// Compares secrets without an early exit, so timing reveals nothing about where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, x) in a.iter().enumerate() {
+        // Compare against the other side cyclically so the loop length depends only on `a`.
+        let y = if b.is_empty() { 0 } else { b[i % b.len()] };
+        diff |= usize::from(x ^ y);
+    }
+    diff == 0
+}
+
+#[cfg(test)]
+mod tests;

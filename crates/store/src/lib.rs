@@ -1,0 +1,90 @@
+//! Persistence of stream configurations.
+//!
+//! One small [`Store`] trait with a SQLite and a PostgreSQL implementation, both run through
+//! the same test suite. Writes happen off the media path: the control plane keeps the current
+//! configuration in memory and only the REST API waits on the store.
+
+mod codec;
+mod model;
+mod postgres;
+mod sqlite;
+#[cfg(any(test, feature = "test-suite"))]
+pub mod testing;
+#[cfg(test)]
+mod tests;
+
+pub use model::{Protocols, PushDestination, RetryPolicy, StreamRecord};
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+
+/// Opens and migrates the store a URL names: `sqlite://PATH` (file and directory created if
+/// missing) or `postgres://...` / `postgresql://...`.
+///
+/// Errors: [`StoreError::Setup`] for an unknown scheme, a malformed URL or a failed migration;
+/// [`StoreError::Unavailable`] when the database cannot be reached (within about five seconds).
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    // Only the scheme goes into the error: the rest of the URL may hold a password.
+    let scheme = url.split_once(':').map_or(url, |(scheme, _)| scheme);
+    match scheme.to_ascii_lowercase().as_str() {
+        "sqlite" => Ok(Arc::new(SqliteStore::open(url).await?)),
+        "postgres" | "postgresql" => Ok(Arc::new(PgStore::open(url).await?)),
+        _ => Err(StoreError::Setup(format!(
+            "unsupported database URL scheme {scheme:?}: expected sqlite://PATH or postgres://..."
+        ))),
+    }
+}
+
+/// What can go wrong talking to the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or refused the operation for a transient reason; the API
+    /// answers 503 and media keeps flowing.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A create found the code taken.
+    #[error("stream {0:?} already exists")]
+    Conflict(String),
+    /// A row could not be decoded (hand-edited or from a newer version).
+    #[error("stored data for {code:?} is invalid: {reason}")]
+    Corrupt {
+        /// Stream code of the bad row.
+        code: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The URL names no supported database, or migrations failed.
+    #[error("database setup: {0}")]
+    Setup(String),
+}
+
+/// Whether [`Store::put`] created the record or replaced an existing one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// No record had that code.
+    Created,
+    /// A record was replaced.
+    Replaced,
+}
+
+/// Stream configuration storage.
+pub trait Store: Send + Sync + 'static {
+    /// Every stream, ordered by code.
+    fn list(&self) -> BoxFuture<'_, Result<Vec<StreamRecord>, StoreError>>;
+    /// One stream.
+    fn get<'a>(&'a self, code: &'a str) -> BoxFuture<'a, Result<Option<StreamRecord>, StoreError>>;
+    /// Creates the record; [`StoreError::Conflict`] if the code exists.
+    fn insert<'a>(&'a self, record: &'a StreamRecord) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Creates or replaces the record (keeping the stored `created_at` on replace).
+    fn put<'a>(&'a self, record: &'a StreamRecord)
+    -> BoxFuture<'a, Result<PutOutcome, StoreError>>;
+    /// Deletes the record; `false` if there was none.
+    fn delete<'a>(&'a self, code: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// Checks the database answers.
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// `sqlite` or `postgres`, for logs and health.
+    fn kind(&self) -> &'static str;
+}

@@ -1,0 +1,159 @@
+//! PostgreSQL backend: shared configuration for several nodes.
+
+use std::{str::FromStr, time::Duration};
+
+use futures_util::future::BoxFuture;
+use sqlx::{
+    Connection, PgConnection, PgPool, Row,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+
+use crate::{
+    PutOutcome, Store, StoreError, StreamRecord,
+    codec::{
+        DELETE, Encoded, INSERT, SELECT_ALL, SELECT_ONE, decode_row, map_err, map_migrate_err,
+        map_open_err, upsert,
+    },
+};
+
+/// Bounds both waiting for a pooled connection and opening a new one (sqlx has no separate
+/// connect timeout): during an outage the API answers 503 after this long instead of hanging.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Only the REST API and start-up talk to the store; every node keeps its own small pool so a
+/// cluster stays far below the server's `max_connections`.
+const MAX_CONNECTIONS: u32 = 4;
+
+/// `xmax` is 0 for a row version this statement inserted and set when it updated an existing
+/// row: atomic under concurrent puts, unlike a SELECT-then-write.
+const UPSERT: &str = concat!(upsert!(), " RETURNING (xmax = 0) AS created");
+
+/// [`Store`] on PostgreSQL, migrated from `migrations/postgres/` at open.
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    pub(crate) pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects to `postgres://...` (or `postgresql://...`) and migrates. Fails with
+    /// [`StoreError::Unavailable`] after about five seconds if the server cannot be reached.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url).map_err(map_open_err)?;
+        Self::open_with(options).await
+    }
+
+    /// Like [`PgStore::open`] with options built in code (e.g. a `search_path` for tests or
+    /// multi-tenant schemas).
+    pub async fn open_with(options: PgConnectOptions) -> Result<Self, StoreError> {
+        // One connection of our own first: a pool that cannot connect only says "timed out",
+        // while this reports the cause (refused, bad password, unknown database) and fails at
+        // once when the server refuses.
+        let mut conn = tokio::time::timeout(ACQUIRE_TIMEOUT, PgConnection::connect_with(&options))
+            .await
+            .map_err(|_| {
+                StoreError::Unavailable(format!(
+                    "no answer from PostgreSQL within {ACQUIRE_TIMEOUT:?}"
+                ))
+            })?
+            .map_err(map_open_err)?;
+        // Several nodes may start together: the migrator takes an advisory lock, so only one
+        // applies each migration.
+        let migrated = sqlx::migrate!("../../migrations/postgres")
+            .run(&mut conn)
+            .await
+            .map_err(map_migrate_err);
+        // Best effort: the server drops the session anyway when the socket closes.
+        let _ = conn.close().await;
+        migrated?;
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(options);
+        Ok(PgStore { pool })
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+impl Store for PgStore {
+    fn list(&self) -> BoxFuture<'_, Result<Vec<StreamRecord>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query(SELECT_ALL)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| map_err(e, None))?;
+            rows.iter().map(decode_row).collect()
+        })
+    }
+
+    fn get<'a>(&'a self, code: &'a str) -> BoxFuture<'a, Result<Option<StreamRecord>, StoreError>> {
+        Box::pin(async move {
+            let row = sqlx::query(SELECT_ONE)
+                .bind(code)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| map_err(e, Some(code)))?;
+            row.as_ref().map(decode_row).transpose()
+        })
+    }
+
+    fn insert<'a>(&'a self, record: &'a StreamRecord) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let encoded = Encoded::new(record)?;
+            encoded
+                .bind(sqlx::query(INSERT))
+                .execute(&self.pool)
+                .await
+                .map_err(|e| map_err(e, Some(&record.code)))?;
+            Ok(())
+        })
+    }
+
+    fn put<'a>(
+        &'a self,
+        record: &'a StreamRecord,
+    ) -> BoxFuture<'a, Result<PutOutcome, StoreError>> {
+        Box::pin(async move {
+            let encoded = Encoded::new(record)?;
+            let err = |e| map_err(e, Some(&record.code));
+            let row = encoded
+                .bind(sqlx::query(UPSERT))
+                .fetch_one(&self.pool)
+                .await
+                .map_err(err)?;
+            let created: bool = row.try_get("created").map_err(err)?;
+            Ok(if created {
+                PutOutcome::Created
+            } else {
+                PutOutcome::Replaced
+            })
+        })
+    }
+
+    fn delete<'a>(&'a self, code: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let done = sqlx::query(DELETE)
+                .bind(code)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| map_err(e, Some(code)))?;
+            Ok(done.rows_affected() > 0)
+        })
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            sqlx::query("SELECT 1")
+                .execute(&self.pool)
+                .await
+                .map_err(|e| map_err(e, None))?;
+            Ok(())
+        })
+    }
+
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+}

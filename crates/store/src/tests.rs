@@ -1,0 +1,233 @@
+//! Backend tests: the shared suite on SQLite always and on PostgreSQL when
+//! `TEST_DATABASE_URL` is set, plus what only a real file or server can show.
+
+use std::{
+    path::PathBuf,
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use crate::{PgStore, SqliteStore, Store, StoreError, open, testing};
+
+/// A fresh directory under the system temp dir, removed on drop (also when a test panics).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "ferrocast-store-{name}-{}-{seq}-{nanos}",
+            std::process::id()
+        ));
+        TempDir(dir)
+    }
+
+    /// A database URL in a subdirectory that does not exist yet, so open must create it.
+    fn sqlite_url(&self) -> String {
+        format!("sqlite://{}", self.0.join("data/ferrocast.db").display())
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_conformance() {
+    let dir = TempDir::new("conformance");
+    let store = open(&dir.sqlite_url()).await.unwrap();
+    assert_eq!(store.kind(), "sqlite");
+    testing::conformance(store.as_ref()).await;
+}
+
+#[tokio::test]
+async fn sqlite_uses_wal_and_foreign_keys() {
+    let dir = TempDir::new("pragmas");
+    let store = SqliteStore::open(&dir.sqlite_url()).await.unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(fk, 1);
+    // 1 = NORMAL.
+    let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(sync, 1);
+}
+
+#[tokio::test]
+async fn sqlite_reopen_keeps_data() {
+    let dir = TempDir::new("reopen");
+    let record = testing::sample("kept");
+    {
+        let store = SqliteStore::open(&dir.sqlite_url()).await.unwrap();
+        store.insert(&record).await.unwrap();
+        store.close().await;
+    }
+    // Reopening also re-runs the migrator, which must find everything applied.
+    let store = open(&dir.sqlite_url()).await.unwrap();
+    assert_eq!(store.get("kept").await.unwrap(), Some(record.clone()));
+    assert_eq!(store.list().await.unwrap(), vec![record]);
+}
+
+#[tokio::test]
+async fn sqlite_corrupt_json_is_reported_with_its_code() {
+    let dir = TempDir::new("corrupt");
+    let store = SqliteStore::open(&dir.sqlite_url()).await.unwrap();
+    store.insert(&testing::sample("good")).await.unwrap();
+    store.insert(&testing::sample("bad")).await.unwrap();
+    sqlx::query("UPDATE streams SET push = '[{\"url\": 5}' WHERE code = 'bad'")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    assert_corrupt(&store, "bad", "push").await;
+    // The good row stays readable on its own.
+    assert!(store.get("good").await.unwrap().is_some());
+}
+
+/// `get` and `list` both report the bad row as `Corrupt`, naming its code and column.
+async fn assert_corrupt(store: &dyn Store, code: &str, column: &str) {
+    for result in [
+        store.get(code).await.map(|_| ()),
+        store.list().await.map(|_| ()),
+    ] {
+        match result {
+            Err(StoreError::Corrupt { code: c, reason }) => {
+                assert_eq!(c, code);
+                assert!(reason.contains(column), "{reason}");
+            }
+            other => panic!("{}: expected Corrupt, got {other:?}", store.kind()),
+        }
+    }
+}
+
+#[tokio::test]
+async fn unknown_scheme_is_a_setup_error() {
+    match open("mysql://user:hunter2@x/db").await {
+        Err(StoreError::Setup(msg)) => {
+            assert!(msg.contains("\"mysql\""), "{msg}");
+            assert!(!msg.contains("hunter2"), "the password leaked: {msg}");
+        }
+        other => panic!("expected Setup, got {:?}", other.map(|s| s.kind())),
+    }
+}
+
+#[tokio::test]
+async fn unreachable_postgres_fails_fast() {
+    let started = Instant::now();
+    let result = tokio::time::timeout(Duration::from_secs(20), open("postgres://127.0.0.1:1/x"))
+        .await
+        .expect("open hung");
+    match result {
+        Err(StoreError::Unavailable(_) | StoreError::Setup(_)) => {}
+        other => panic!("expected Unavailable, got {:?}", other.map(|s| s.kind())),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+/// A schema of its own per test run, dropped at the end, so parallel and repeated runs
+/// against one database never see each other's rows.
+struct PgSchema {
+    admin: sqlx::PgPool,
+    name: String,
+}
+
+impl PgSchema {
+    /// `None` (after saying so) when no test database is configured.
+    #[expect(clippy::print_stderr, reason = "the one-line skip note is the point")]
+    async fn create(test: &str) -> Option<(Self, String)> {
+        let Ok(url) = std::env::var("TEST_DATABASE_URL") else {
+            eprintln!("{test}: TEST_DATABASE_URL not set, skipping the PostgreSQL run");
+            return None;
+        };
+        let admin = sqlx::PgPool::connect(&url)
+            .await
+            .expect("TEST_DATABASE_URL reachable");
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let name = format!("test_{test}_{}_{nanos}", std::process::id());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA \"{name}\"")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let scoped = format!("{url}{sep}options[search_path]={name}");
+        Some((PgSchema { admin, name }, scoped))
+    }
+
+    async fn drop(self) {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA \"{}\" CASCADE",
+            self.name
+        )))
+        .execute(&self.admin)
+        .await
+        .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_conformance() {
+    let Some((schema, url)) = PgSchema::create("conformance").await else {
+        return;
+    };
+    let store = open(&url).await.unwrap();
+    assert_eq!(store.kind(), "postgres");
+    testing::conformance(store.as_ref()).await;
+    schema.drop().await;
+}
+
+#[tokio::test]
+async fn postgres_reopen_and_corrupt_json() {
+    let Some((schema, url)) = PgSchema::create("corrupt").await else {
+        return;
+    };
+    let record = testing::sample("bad");
+    {
+        let store = PgStore::open(&url).await.unwrap();
+        store.insert(&record).await.unwrap();
+        store.close().await;
+    }
+    let store = PgStore::open(&url).await.unwrap();
+    assert_eq!(store.get("bad").await.unwrap(), Some(record));
+    sqlx::query("UPDATE streams SET tags = 'not json' WHERE code = 'bad'")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    assert_corrupt(&store, "bad", "tags").await;
+    store.close().await;
+    schema.drop().await;
+}
+
+#[tokio::test]
+async fn postgres_wrong_password_is_a_setup_error() {
+    let Ok(url) = std::env::var("TEST_DATABASE_URL") else {
+        return;
+    };
+    let mut options: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+    options = options.password("certainly-wrong");
+    match PgStore::open_with(options).await {
+        Err(StoreError::Setup(msg)) => assert!(msg.contains("password"), "{msg}"),
+        other => panic!("expected Setup, got {other:?}"),
+    }
+}
