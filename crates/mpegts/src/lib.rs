@@ -283,7 +283,11 @@ impl TsMuxer {
         let audio_only = !self.programs.video;
         let tables_due = self
             .last_tables_dts
-            .is_none_or(|last| frame.dts < last || frame.dts - last >= AUDIO_ONLY_TABLE_INTERVAL);
+            // abs_diff: hub timestamps are arbitrary i64, and `dts - last` can overflow.
+            .is_none_or(|last| {
+                frame.dts < last
+                    || frame.dts.abs_diff(last) >= AUDIO_ONLY_TABLE_INTERVAL.unsigned_abs()
+            });
         if !self.tables_written || (audio_only && tables_due) {
             self.write_tables(out);
             self.last_tables_dts = Some(frame.dts);
@@ -306,7 +310,7 @@ impl TsMuxer {
     fn pcr_for(&mut self, dts: i64) -> (u64, bool) {
         let jumped = self
             .last_pcr_dts
-            .is_some_and(|last| dts < last || dts - last > PCR_JUMP_LIMIT);
+            .is_some_and(|last| dts < last || dts.abs_diff(last) > PCR_JUMP_LIMIT.unsigned_abs());
         self.last_pcr_dts = Some(dts);
         (ts33(dts.saturating_sub(PCR_DELAY)), jumped)
     }

@@ -1,0 +1,4 @@
+//! Property: see [`ferrocast_fuzz::rtmp_session`] (fuzz/src/lib.rs).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| ferrocast_fuzz::rtmp_session(data));

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Builds the seed corpora under fuzz/corpus/<target>/ from the real captures in ../testdata.
+# Deterministic and idempotent; corpus/ is git-ignored (libFuzzer grows it in place).
+# Layouts follow the doc comment of each target in src/lib.rs.
+set -euo pipefail
+cd "$(dirname "$0")"
+T=../testdata
+C=corpus
+mkdir -p "$C"/{rtmp_chunk_decode,rtmp_chunk_roundtrip,amf0_decode,amf0_roundtrip,rtmp_message_parse,flv_tags,rtmp_session,media_codec_config,ts_mux}
+
+# rtmp_chunk_decode: [piece size - 1][limits selector][chunk stream]
+for pub in ffmpeg-publish ffmpeg-publish-extts; do
+  { printf '\x7f\xff'; cat "$T/$pub.bin"; } > "$C/rtmp_chunk_decode/$pub-loose"
+  { printf '\x00\x15'; cat "$T/$pub.bin"; } > "$C/rtmp_chunk_decode/$pub-tight"
+done
+
+# amf0_*: real command and metadata bodies.
+for t in amf0_decode amf0_roundtrip; do
+  cp "$T/ffmpeg-connect.amf0" "$T/ffmpeg-onmetadata.amf0" "$C/$t/"
+done
+
+# rtmp_message_parse: [type id][payload]
+{ printf '\x14'; cat "$T/ffmpeg-connect.amf0"; } > "$C/rtmp_message_parse/connect"
+{ printf '\x12'; cat "$T/ffmpeg-onmetadata.amf0"; } > "$C/rtmp_message_parse/metadata"
+printf '\x01\x00\x00\x10\x00' > "$C/rtmp_message_parse/set-chunk-size"
+printf '\x04\x00\x06\x00\x00\x01\x00' > "$C/rtmp_message_parse/ping"
+printf '\x04\x00\x03\x00\x00\x00\x01\x00\x00\x0b\xb8' > "$C/rtmp_message_parse/buffer-length"
+printf '\x06\x00\x26\x25\xa0\x02' > "$C/rtmp_message_parse/peer-bandwidth"
+
+# rtmp_session: [8-byte seed][chunk stream after C2]
+for pub in ffmpeg-publish ffmpeg-publish-extts; do
+  { printf '\x00\x00\x00\x00\x00\x00\x00\x00'; cat "$T/$pub.bin"; } > "$C/rtmp_session/$pub-0"
+  { printf '\x01\x02\x03\x04\x05\x06\x07\x08'; cat "$T/$pub.bin"; } > "$C/rtmp_session/$pub-1"
+done
+
+# media_codec_config: raw configs and bitstreams; [nal length size][AVCC] for the frame.
+cp "$T"/*.avcc "$T"/*.asc "$T/h264-160x120-3frames.h264" "$C/media_codec_config/"
+head -c 9 "$T/sine-48k.aac" > "$C/media_codec_config/adts-header"
+{ printf '\x04'; cat "$T/h264-320x240-baseline-idr.avcc-frame"; } > "$C/media_codec_config/idr-frame"
+
+# flv_tags: [0 = video, 1 = audio][tag body] for the first tags of the FLV capture, plus the
+# standalone sequence headers.
+python3 - "$T/h264-aac-320x240.flv" "$C/flv_tags" <<'PY'
+import sys
+flv, out = open(sys.argv[1], 'rb').read(), sys.argv[2]
+pos, n = 9 + 4, {8: 0, 9: 0}
+while pos + 11 <= len(flv):
+    kind = flv[pos]; size = int.from_bytes(flv[pos + 1:pos + 4], 'big')
+    body = flv[pos + 11:pos + 11 + size]
+    if kind in n and n[kind] < 4 and len(body) <= 4096:
+        sel = b'\x01' if kind == 8 else b'\x00'
+        open(f"{out}/{'audio' if kind == 8 else 'video'}-{n[kind]}", 'wb').write(sel + body)
+        n[kind] += 1
+    pos += 11 + size + 4
+PY
+for f in "$T"/*.avcc; do
+  { printf '\x00\x17\x00\x00\x00\x00'; cat "$f"; } > "$C/flv_tags/seqhdr-$(basename "$f" .avcc)"
+done
+{ printf '\x01\xaf\x00'; cat "$T/aac-48k-stereo.asc"; } > "$C/flv_tags/aac-seqhdr"
+{ printf '\x00\x8c\x68\x76\x63\x31'; printf 'hevc'; } > "$C/flv_tags/enhanced-hvc1"
+
+# rtmp_chunk_roundtrip and ts_mux take structured (`arbitrary`) input: libFuzzer starts empty.
+echo "seed corpora written to $(pwd)/$C"
