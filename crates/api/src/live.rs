@@ -2,40 +2,59 @@
 
 use crate::AppState;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
-use hub::{Event, Subscription};
+use control::Output;
+use hub::{AccessRequest, Action, Event, ReaderMeta, Subscription};
 use mpegts::TsMuxer;
+use std::net::SocketAddr;
+use tokio_util::sync::CancellationToken;
 
 const M3U8: &str = "application/vnd.apple.mpegurl";
 const MP2T: &str = "video/mp2t";
+
+/// The client address when the server was started with connect info (tests may not be).
+pub(crate) struct Peer(Option<SocketAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Peer(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0),
+        ))
+    }
+}
 
 /// Dispatches on the file name: `index.m3u8`, `<seq>.ts`, `mpegts`.
 pub(crate) async fn serve(
     State(state): State<AppState>,
     Path((code, file)): Path<(String, String)>,
+    Peer(peer): Peer,
+    Query(args): Query<Vec<(String, String)>>,
 ) -> Response {
     if !hub::valid_code(&code) {
         return not_found();
     }
+    let hls_on = || state.control.output_enabled(&code, Output::Hls);
     match file.as_str() {
+        "index.m3u8" if !hls_on() => not_found(),
+        "mpegts" => mpegts(&state, code, peer, args).await,
         "index.m3u8" => match state.hls.playlist(&code) {
             Some(text) => media_response(M3U8, "no-cache", Body::from(text)),
             None => not_found(),
         },
-        "mpegts" => match state.hub.subscribe_live(
-            &code,
-            hub::ReaderMeta {
-                protocol: "mpegts",
-                remote_addr: None,
-            },
-        ) {
-            Some(sub) => media_response(MP2T, "no-cache, no-store", ts_body(sub)),
-            None => not_found(),
-        },
-        f => match f.strip_suffix(".ts").and_then(|s| s.parse::<u64>().ok()) {
+        f => match f
+            .strip_suffix(".ts")
+            .and_then(|s| s.parse::<u64>().ok())
+            .filter(|_| hls_on())
+        {
             // A segment never changes once listed, so caches may keep it.
             Some(seq) => match state.hls.segment(&code, seq) {
                 Some(data) => {
@@ -46,6 +65,43 @@ pub(crate) async fn serve(
             },
             None => not_found(),
         },
+    }
+}
+
+/// A long-lived reader: asks the control plane like any player, and is a kickable session.
+async fn mpegts(
+    state: &AppState,
+    code: String,
+    remote_addr: Option<SocketAddr>,
+    args: Vec<(String, String)>,
+) -> Response {
+    if !state.control.output_enabled(&code, Output::Mpegts) || !state.hub.is_live(&code) {
+        return not_found();
+    }
+    let decision = state
+        .hub
+        .authorize(AccessRequest {
+            action: Action::Play,
+            code,
+            protocol: "mpegts",
+            remote_addr,
+            args,
+        })
+        .await;
+    let code = match decision {
+        Ok(code) => code,
+        Err(denied) => {
+            tracing::info!(reason = %denied, "mpegts play refused");
+            return (StatusCode::FORBIDDEN, format!("{}\n", denied.reason)).into_response();
+        }
+    };
+    let meta = ReaderMeta {
+        protocol: "mpegts",
+        remote_addr,
+    };
+    match state.hub.subscribe_live(&code, meta) {
+        Some(sub) => media_response(MP2T, "no-cache, no-store", ts_body(sub)),
+        None => not_found(),
     }
 }
 
@@ -67,6 +123,7 @@ fn not_found() -> Response {
 }
 
 struct TsStream {
+    kill: CancellationToken,
     sub: Subscription,
     mux: TsMuxer,
     muxing: bool,
@@ -77,6 +134,7 @@ struct TsStream {
 /// A chunked body that muxes the subscription to TS until the publisher leaves.
 fn ts_body(sub: Subscription) -> Body {
     let state = TsStream {
+        kill: sub.kill_token().unwrap_or_default(),
         sub,
         mux: TsMuxer::new(),
         muxing: false,
@@ -89,9 +147,13 @@ fn ts_body(sub: Subscription) -> Body {
             if st.ended {
                 return None;
             }
-            let ev = match st.sub.recv().await {
-                Some(Event::End) | None => return None,
-                Some(ev) => ev,
+            let ev = tokio::select! {
+                ev = st.sub.recv() => match ev {
+                    Some(Event::End) | None => return None,
+                    Some(ev) => ev,
+                },
+                // Kicked through the API, or the output was switched off.
+                _ = st.kill.cancelled() => return None,
             };
             st.push(ev, &mut buf);
             // Take whatever else is ready so one chunk carries it.

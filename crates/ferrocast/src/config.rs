@@ -30,6 +30,42 @@ pub struct Config {
     pub hls: HlsConfig,
     /// Stream hub memory bounds.
     pub hub: HubConfig,
+    /// Where stream configuration is stored.
+    pub database: DatabaseConfig,
+    /// REST API settings.
+    pub api: ApiConfig,
+    /// Ingest policy.
+    pub ingest: IngestConfig,
+}
+
+/// `database.*`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` or `postgres://...`; empty means `sqlite://<data_dir>/ferrocast.db`.
+    pub url: String,
+}
+
+/// `api.*`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// When set, every `/api` call needs `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+}
+
+/// `ingest.*`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Publishing to an unknown code creates a runtime stream instead of being refused.
+    pub auto_create: bool,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig { auto_create: true }
+    }
 }
 
 /// `rtmp.*`
@@ -116,6 +152,20 @@ impl Default for Config {
             http: HttpConfig::default(),
             hls: HlsConfig::default(),
             hub: HubConfig::default(),
+            database: DatabaseConfig::default(),
+            api: ApiConfig::default(),
+            ingest: IngestConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// The database URL, defaulting to a SQLite file in `data_dir`.
+    pub fn database_url(&self) -> String {
+        if self.database.url.is_empty() {
+            format!("sqlite://{}/ferrocast.db", self.data_dir.display())
+        } else {
+            self.database.url.clone()
         }
     }
 }
@@ -241,6 +291,9 @@ impl Config {
         }
         if self.rtmp.max_message_size < 64 << 10 || self.rtmp.max_message_size > 1 << 28 {
             bail!("rtmp.max_message_size must be 64 KiB..=256 MiB");
+        }
+        if self.api.token.as_deref().is_some_and(|t| t.len() < 8) {
+            bail!("api.token must be at least 8 characters");
         }
         if !hub::valid_code(&self.rtmp.app) {
             bail!("rtmp.app must match [A-Za-z0-9_-]{{1,128}}");

@@ -7,8 +7,10 @@ mod config;
 
 use anyhow::{Context, Result};
 use config::Config;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -147,6 +149,26 @@ async fn run(config: Config) -> Result<()> {
         },
     );
 
+    let db_url = config.database_url();
+    let store = store::open(&db_url)
+        .await
+        .with_context(|| format!("cannot open the database {}", redact(&db_url)))?;
+    let control = control::Control::load(
+        store,
+        hub.clone(),
+        hls.clone(),
+        control::ControlConfig {
+            auto_create: config.ingest.auto_create,
+        },
+    )
+    .await
+    .context("cannot load stream configuration from the database")?;
+    info!(
+        store = control.store_kind(),
+        streams = control.list().len(),
+        "stream configuration loaded"
+    );
+
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
     info!(
@@ -169,12 +191,18 @@ async fn run(config: Config) -> Result<()> {
     let app = api::router(api::AppState {
         hub: hub.clone(),
         hls,
+        control,
+        api_token: config.api.token.as_deref().map(Arc::from),
+        requests: Arc::default(),
     });
     tasks.spawn({
         let shutdown = shutdown.clone();
         async move {
-            let serve = axum::serve(http_listener, app)
-                .with_graceful_shutdown(async move { shutdown.cancelled().await });
+            let serve = axum::serve(
+                http_listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { shutdown.cancelled().await });
             if let Err(e) = serve.await {
                 error!(error = %e, "http server failed");
             }
@@ -192,6 +220,20 @@ async fn run(config: Config) -> Result<()> {
         warn!(grace = ?config.shutdown_grace, "sessions still open after the grace period; exiting");
     }
     Ok(())
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
 }
 
 async fn wait_for_signal() {

@@ -13,6 +13,7 @@ mod stream;
 pub use admission::{AccessRequest, Action, Admission, AllowAll, Decision, DecisionFuture, Denied};
 pub use sessions::{ReaderMeta, SessionGuard, SessionRole, SessionSnapshot};
 pub use stats::{PublisherSnapshot, StreamStats};
+
 pub use stream::{Event, Publisher, Subscription};
 
 use std::collections::HashMap;
@@ -112,6 +113,25 @@ pub(crate) struct HubInner {
     events: broadcast::Sender<HubEvent>,
     pub(crate) sessions: sessions::Sessions,
     admission: RwLock<Arc<dyn Admission>>,
+    /// Counters of streams already removed from the registry, so totals never go down.
+    retired: Mutex<Totals>,
+}
+
+/// Process-wide counters since start, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Payload bytes received from publishers.
+    pub bytes_in: u64,
+    /// Bytes outputs reported as sent.
+    pub bytes_out: u64,
+    /// Frames received from publishers.
+    pub frames_in: u64,
+    /// Frames slow readers lost.
+    pub frames_dropped: u64,
+    /// Sessions registered.
+    pub sessions_opened: u64,
+    /// Sessions unregistered.
+    pub sessions_closed: u64,
 }
 
 impl HubInner {
@@ -130,6 +150,12 @@ impl HubInner {
                 .is_some_and(|s| Arc::ptr_eq(s, stream))
         {
             map.remove(stream.code());
+            let st = stream.stats();
+            let mut r = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+            r.bytes_in += st.bytes_in;
+            r.bytes_out += st.bytes_out;
+            r.frames_in += st.frames_in;
+            r.frames_dropped += st.frames_dropped;
         }
     }
 
@@ -156,6 +182,7 @@ impl Hub {
                 events,
                 sessions: sessions::Sessions::default(),
                 admission: RwLock::new(Arc::new(AllowAll)),
+                retired: Mutex::new(Totals::default()),
             }),
         }
     }
@@ -269,6 +296,21 @@ impl Hub {
         if let Some(stream) = stream {
             stream.record_sent(bytes);
         }
+    }
+
+    /// Counters since start, including streams no longer known.
+    pub fn totals(&self) -> Totals {
+        let mut t = *self.inner.retired.lock().unwrap_or_else(|e| e.into_inner());
+        for s in self.list() {
+            t.bytes_in += s.bytes_in;
+            t.bytes_out += s.bytes_out;
+            t.frames_in += s.frames_in;
+            t.frames_dropped += s.frames_dropped;
+        }
+        let (opened, closed) = self.inner.sessions.counts();
+        t.sessions_opened = opened;
+        t.sessions_closed = closed;
+        t
     }
 
     /// Every registered publisher and reader, by id.

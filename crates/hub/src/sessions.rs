@@ -68,12 +68,21 @@ struct Entry {
 #[derive(Default)]
 pub(crate) struct Sessions {
     map: Mutex<BTreeMap<u64, Entry>>,
+    opened: AtomicU64,
+    closed: AtomicU64,
 }
 
 impl Sessions {
     fn map(&self) -> MutexGuard<'_, BTreeMap<u64, Entry>> {
         // Inserts and removes only: a poisoned map is still consistent.
         self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        (
+            self.opened.load(Ordering::Relaxed),
+            self.closed.load(Ordering::Relaxed),
+        )
     }
 
     pub(crate) fn list(&self) -> Vec<SessionSnapshot> {
@@ -139,6 +148,7 @@ impl SessionGuard {
         let id = hub.next_id();
         let bytes = Arc::new(AtomicU64::new(0));
         let kill = CancellationToken::new();
+        hub.sessions.opened.fetch_add(1, Ordering::Relaxed);
         hub.sessions.map().insert(
             id,
             Entry {
@@ -178,5 +188,6 @@ impl SessionGuard {
 impl Drop for SessionGuard {
     fn drop(&mut self) {
         self.hub.sessions.map().remove(&self.id);
+        self.hub.sessions.closed.fetch_add(1, Ordering::Relaxed);
     }
 }

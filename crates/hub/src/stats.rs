@@ -79,6 +79,8 @@ impl RateMeter {
 pub struct PublisherSnapshot {
     /// Publish session id.
     pub session: u64,
+    /// Id in [`crate::Hub::sessions`], for kicking.
+    pub session_id: u64,
     /// Ingest protocol.
     pub protocol: &'static str,
     /// Publisher's remote address.

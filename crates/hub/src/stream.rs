@@ -37,6 +37,7 @@ enum Item {
 
 struct PublisherSlot {
     session: u64,
+    session_id: u64,
     meta: PublisherMeta,
     started_at: SystemTime,
     started: Instant,
@@ -133,6 +134,7 @@ impl Stream {
         let now = Instant::now();
         let publisher = st.publisher.as_ref().map(|p| PublisherSnapshot {
             session: p.session,
+            session_id: p.session_id,
             protocol: p.meta.protocol,
             remote_addr: p.meta.remote_addr,
             started_at: p.started_at,
@@ -202,6 +204,7 @@ impl Publisher {
             let mut st = stream.state();
             st.publisher = Some(PublisherSlot {
                 session,
+                session_id: guard.id(),
                 meta,
                 started_at: SystemTime::now(),
                 started: Instant::now(),

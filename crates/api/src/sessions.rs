@@ -1,0 +1,103 @@
+//! `/api/v1/sessions`: every publisher and reader on every protocol; kick any of them.
+
+use crate::AppState;
+use crate::error::{ApiError, ErrorBody};
+use crate::time::{rfc3339, system_ms};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+/// One connected publisher or reader.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionView {
+    id: u64,
+    stream: String,
+    protocol: String,
+    /// `publisher` or `reader`.
+    role: &'static str,
+    remote_addr: Option<String>,
+    started_at: String,
+    /// Payload bytes received (publisher) or sent (reader).
+    bytes: u64,
+}
+
+/// A page of sessions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionList {
+    data: Vec<SessionView>,
+    total: usize,
+}
+
+/// Filters for the session list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SessionQuery {
+    /// Only sessions of this stream code.
+    stream: Option<String>,
+    /// Only sessions of this protocol (`rtmp`, `mpegts`, ...).
+    protocol: Option<String>,
+}
+
+/// Lists sessions, oldest first.
+#[utoipa::path(
+    get,
+    path = "/sessions",
+    tag = "sessions",
+    params(SessionQuery),
+    responses(
+        (status = 200, description = "Sessions", body = SessionList),
+        (status = 400, description = "Bad filter", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+    )
+)]
+pub async fn list_sessions(
+    State(state): State<AppState>,
+    query: Result<Query<SessionQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<SessionList>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let data: Vec<SessionView> = state
+        .hub
+        .sessions()
+        .into_iter()
+        .filter(|s| q.stream.as_deref().is_none_or(|c| c == s.stream))
+        .filter(|s| q.protocol.as_deref().is_none_or(|p| p == s.protocol))
+        .map(|s| SessionView {
+            id: s.id,
+            stream: s.stream,
+            protocol: s.protocol.to_owned(),
+            role: s.role.as_str(),
+            remote_addr: s.remote_addr.map(|a| a.to_string()),
+            started_at: rfc3339(system_ms(s.started_at)),
+            bytes: s.bytes,
+        })
+        .collect();
+    let total = data.len();
+    Ok(Json(SessionList { data, total }))
+}
+
+/// Disconnects one session on any protocol.
+#[utoipa::path(
+    delete,
+    path = "/sessions/{id}",
+    tag = "sessions",
+    params(("id" = u64, Path, description = "Session id")),
+    responses(
+        (status = 204, description = "Kicked"),
+        (status = 400, description = "Invalid id", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+        (status = 404, description = "Unknown session", body = ErrorBody),
+    )
+)]
+pub async fn kick_session(
+    State(state): State<AppState>,
+    id: Result<Path<u64>, axum::extract::rejection::PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Path(id) = id.map_err(|_| ApiError::bad_request("id: expected a session number"))?;
+    if state.hub.kick_session(id) {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("session {id} not found")))
+    }
+}

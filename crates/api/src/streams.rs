@@ -1,0 +1,746 @@
+//! `/api/v1/streams`: stream configuration CRUD with each stream's runtime state.
+
+use crate::AppState;
+use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::time::{rfc3339, system_ms};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use hub::{SessionRole, StreamStats};
+use media::{AudioCodec, VideoCodec};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use store::{Protocols, PushDestination, RetryPolicy, StreamRecord};
+use utoipa::{IntoParams, ToSchema};
+
+// ---------------------------------------------------------------------------------------------
+// Request bodies
+
+/// Output switches; an omitted switch is on for PUT/POST and unchanged for PATCH.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProtocolsInput {
+    hls: Option<bool>,
+    dash: Option<bool>,
+    rtmp: Option<bool>,
+    srt: Option<bool>,
+    rtsp: Option<bool>,
+    mpegts: Option<bool>,
+}
+
+impl ProtocolsInput {
+    fn apply(&self, base: Protocols) -> Protocols {
+        Protocols {
+            hls: self.hls.unwrap_or(base.hls),
+            dash: self.dash.unwrap_or(base.dash),
+            rtmp: self.rtmp.unwrap_or(base.rtmp),
+            srt: self.srt.unwrap_or(base.srt),
+            rtsp: self.rtsp.unwrap_or(base.rtsp),
+            mpegts: self.mpegts.unwrap_or(base.mpegts),
+        }
+    }
+}
+
+/// Backoff between push attempts.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryInput {
+    /// First delay in seconds (default 1).
+    initial_s: Option<f64>,
+    /// Largest delay in seconds (default 30).
+    max_s: Option<f64>,
+}
+
+/// A push destination.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PushInput {
+    /// `rtmp://host[:1935]/app/key` or `rtmps://host[:443]/app/key`.
+    url: String,
+    /// Default true.
+    enabled: Option<bool>,
+    /// Connect and handshake budget in seconds (default 10).
+    timeout_s: Option<u32>,
+    retry: Option<RetryInput>,
+    /// Consecutive failed attempts before giving up; 0 (default) retries forever.
+    limit: Option<u32>,
+    comment: Option<String>,
+}
+
+impl PushInput {
+    fn into_record(self) -> PushDestination {
+        let retry = self.retry.unwrap_or_default();
+        let defaults = RetryPolicy::default();
+        PushDestination {
+            url: self.url,
+            enabled: self.enabled.unwrap_or(true),
+            timeout_s: self.timeout_s.unwrap_or(10),
+            retry: RetryPolicy {
+                initial_s: retry.initial_s.unwrap_or(defaults.initial_s),
+                max_s: retry.max_s.unwrap_or(defaults.max_s),
+            },
+            limit: self.limit.unwrap_or(0),
+            comment: self.comment.unwrap_or_default(),
+        }
+    }
+}
+
+/// A whole stream configuration (PUT replaces everything; omitted fields take defaults).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StreamInput {
+    /// Required for POST; for PUT, if given, it must equal the path.
+    code: Option<String>,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    tags: Vec<String>,
+    /// When set, publishing needs `?key=<stream_key>`.
+    stream_key: Option<String>,
+    #[serde(default)]
+    disabled: bool,
+    #[serde(default)]
+    protocols: ProtocolsInput,
+    #[serde(default)]
+    push: Vec<PushInput>,
+}
+
+impl StreamInput {
+    fn into_record(self, code: String) -> StreamRecord {
+        StreamRecord {
+            code,
+            name: self.name,
+            description: self.description,
+            tags: self.tags,
+            stream_key: self.stream_key,
+            disabled: self.disabled,
+            protocols: self.protocols.apply(Protocols::default()),
+            push: self.push.into_iter().map(PushInput::into_record).collect(),
+            created_at_ms: 0,
+            updated_at_ms: 0,
+        }
+    }
+}
+
+/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// A partial change: omitted fields are kept.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StreamPatch {
+    name: Option<String>,
+    description: Option<String>,
+    tags: Option<Vec<String>>,
+    /// A string sets the key, `null` removes it.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    stream_key: Option<Option<String>>,
+    disabled: Option<bool>,
+    protocols: Option<ProtocolsInput>,
+    /// Replaces the whole list.
+    push: Option<Vec<PushInput>>,
+}
+
+impl StreamPatch {
+    fn apply(self, r: &mut StreamRecord) {
+        if let Some(v) = self.name {
+            r.name = v;
+        }
+        if let Some(v) = self.description {
+            r.description = v;
+        }
+        if let Some(v) = self.tags {
+            r.tags = v;
+        }
+        if let Some(v) = self.stream_key {
+            r.stream_key = v;
+        }
+        if let Some(v) = self.disabled {
+            r.disabled = v;
+        }
+        if let Some(p) = self.protocols {
+            r.protocols = p.apply(r.protocols);
+        }
+        if let Some(v) = self.push {
+            r.push = v.into_iter().map(PushInput::into_record).collect();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Responses
+
+/// Output switches.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProtocolsView {
+    hls: bool,
+    dash: bool,
+    rtmp: bool,
+    srt: bool,
+    rtsp: bool,
+    mpegts: bool,
+}
+
+impl From<Protocols> for ProtocolsView {
+    fn from(p: Protocols) -> Self {
+        ProtocolsView {
+            hls: p.hls,
+            dash: p.dash,
+            rtmp: p.rtmp,
+            srt: p.srt,
+            rtsp: p.rtsp,
+            mpegts: p.mpegts,
+        }
+    }
+}
+
+/// Backoff between push attempts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RetryView {
+    initial_s: f64,
+    max_s: f64,
+}
+
+/// A configured push destination.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PushView {
+    /// The URL; in lists its stream key is masked.
+    url: String,
+    enabled: bool,
+    timeout_s: u32,
+    retry: RetryView,
+    limit: u32,
+    comment: String,
+}
+
+/// The current publisher.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PublisherView {
+    /// Kick with `DELETE /api/v1/sessions/{id}`.
+    session_id: u64,
+    protocol: String,
+    remote_addr: Option<String>,
+    started_at: String,
+    uptime_s: f64,
+}
+
+/// One track as the publisher sends it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TrackView {
+    /// `video` or `audio`.
+    kind: &'static str,
+    /// `h264`, `aac`, or the FLV codec id / FourCC of a passed-through codec.
+    codec: String,
+    profile: Option<String>,
+    level: Option<String>,
+    width: Option<u32>,
+    height: Option<u32>,
+    fps: Option<f64>,
+    sample_rate: Option<u32>,
+    channels: Option<u8>,
+}
+
+/// Live state of a stream.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RuntimeView {
+    /// `idle` or `live`.
+    status: &'static str,
+    publisher: Option<PublisherView>,
+    tracks: Vec<TrackView>,
+    /// Ingest bitrate over the last 5 s.
+    bitrate_in_kbps: u64,
+    /// Sum sent to all readers over the last 5 s.
+    bitrate_out_kbps: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+    /// Connected readers per protocol (HLS is stateless HTTP and is not counted here).
+    readers: BTreeMap<String, u32>,
+    readers_total: u32,
+    /// Frames slow readers skipped to catch up.
+    frames_dropped: u64,
+    /// Push destinations' state.
+    pushes: Vec<serde_json::Value>,
+}
+
+/// A stream: configuration and runtime state.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StreamView {
+    code: String,
+    name: String,
+    description: String,
+    tags: Vec<String>,
+    /// Only on `GET /api/v1/streams/{code}`; never in lists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_key: Option<String>,
+    has_stream_key: bool,
+    disabled: bool,
+    protocols: ProtocolsView,
+    push: Vec<PushView>,
+    /// False for a runtime stream created by publishing to an unknown code (not stored).
+    persistent: bool,
+    created_at: Option<String>,
+    updated_at: Option<String>,
+    runtime: RuntimeView,
+}
+
+/// A page of streams.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StreamList {
+    data: Vec<StreamView>,
+    total: usize,
+}
+
+/// Hides the stream key (last path segment and query) of a push URL.
+pub(crate) fn mask_url(url: &str) -> String {
+    let (base, _) = url.split_once('?').unwrap_or((url, ""));
+    match base.rsplit_once('/') {
+        Some((head, key))
+            if !key.is_empty() && head.contains("://") && head.matches('/').count() >= 3 =>
+        {
+            format!("{head}/****")
+        }
+        _ => base.to_owned(),
+    }
+}
+
+fn track_views(stats: &StreamStats) -> Vec<TrackView> {
+    let Some(info) = &stats.info else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if let Some(v) = &info.video {
+        out.push(match v {
+            VideoCodec::H264(c) => TrackView {
+                kind: "video",
+                codec: "h264".into(),
+                profile: Some(c.profile_name().into()),
+                level: Some(format!("{}.{}", c.level_idc / 10, c.level_idc % 10)),
+                width: Some(c.width),
+                height: Some(c.height),
+                fps: c.fps.or(info.framerate),
+                sample_rate: None,
+                channels: None,
+            },
+            other => TrackView {
+                kind: "video",
+                codec: other.name(),
+                profile: None,
+                level: None,
+                width: None,
+                height: None,
+                fps: info.framerate,
+                sample_rate: None,
+                channels: None,
+            },
+        });
+    }
+    if let Some(a) = &info.audio {
+        out.push(match a {
+            AudioCodec::Aac(c) => TrackView {
+                kind: "audio",
+                codec: "aac".into(),
+                profile: Some(
+                    match c.object_type {
+                        2 => "LC",
+                        5 => "HE-AAC",
+                        29 => "HE-AACv2",
+                        1 => "Main",
+                        _ => "other",
+                    }
+                    .into(),
+                ),
+                level: None,
+                width: None,
+                height: None,
+                fps: None,
+                sample_rate: Some(c.sample_rate),
+                channels: Some(c.channel_config),
+            },
+            other => TrackView {
+                kind: "audio",
+                codec: other.name(),
+                profile: None,
+                level: None,
+                width: None,
+                height: None,
+                fps: None,
+                sample_rate: None,
+                channels: None,
+            },
+        });
+    }
+    out
+}
+
+/// Readers per protocol of every stream, from the session registry (external readers only).
+fn readers_by_stream(state: &AppState) -> BTreeMap<String, BTreeMap<String, u32>> {
+    let mut out: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();
+    for s in state.hub.sessions() {
+        if s.role == SessionRole::Reader {
+            *out.entry(s.stream)
+                .or_default()
+                .entry(s.protocol.to_owned())
+                .or_default() += 1;
+        }
+    }
+    out
+}
+
+fn runtime(stats: Option<&StreamStats>, readers: Option<&BTreeMap<String, u32>>) -> RuntimeView {
+    let readers = readers.cloned().unwrap_or_default();
+    let readers_total = readers.values().sum();
+    match stats {
+        None => RuntimeView {
+            status: "idle",
+            publisher: None,
+            tracks: Vec::new(),
+            bitrate_in_kbps: 0,
+            bitrate_out_kbps: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            readers,
+            readers_total,
+            frames_dropped: 0,
+            pushes: Vec::new(),
+        },
+        Some(s) => RuntimeView {
+            status: if s.live { "live" } else { "idle" },
+            publisher: s.publisher.as_ref().map(|p| PublisherView {
+                session_id: p.session_id,
+                protocol: p.protocol.to_owned(),
+                remote_addr: p.remote_addr.map(|a| a.to_string()),
+                started_at: rfc3339(system_ms(p.started_at)),
+                uptime_s: (p.uptime.as_millis() as f64) / 1000.0,
+            }),
+            tracks: track_views(s),
+            bitrate_in_kbps: s.bitrate_in_kbps,
+            bitrate_out_kbps: s.bitrate_out_kbps,
+            bytes_in: s.bytes_in,
+            bytes_out: s.bytes_out,
+            readers,
+            readers_total,
+            frames_dropped: s.frames_dropped,
+            pushes: Vec::new(),
+        },
+    }
+}
+
+fn push_views(push: &[PushDestination], mask: bool) -> Vec<PushView> {
+    push.iter()
+        .map(|p| PushView {
+            url: if mask {
+                mask_url(&p.url)
+            } else {
+                p.url.clone()
+            },
+            enabled: p.enabled,
+            timeout_s: p.timeout_s,
+            retry: RetryView {
+                initial_s: p.retry.initial_s,
+                max_s: p.retry.max_s,
+            },
+            limit: p.limit,
+            comment: p.comment.clone(),
+        })
+        .collect()
+}
+
+/// Builds the view of a configured stream (`record`) or a runtime-only one (`None`).
+fn view(
+    code: &str,
+    record: Option<&StreamRecord>,
+    stats: Option<&StreamStats>,
+    readers: Option<&BTreeMap<String, u32>>,
+    single: bool,
+) -> StreamView {
+    let runtime = runtime(stats, readers);
+    match record {
+        Some(r) => StreamView {
+            code: r.code.clone(),
+            name: r.name.clone(),
+            description: r.description.clone(),
+            tags: r.tags.clone(),
+            stream_key: if single { r.stream_key.clone() } else { None },
+            has_stream_key: r.stream_key.is_some(),
+            disabled: r.disabled,
+            protocols: r.protocols.into(),
+            push: push_views(&r.push, !single),
+            persistent: true,
+            created_at: Some(rfc3339(r.created_at_ms)),
+            updated_at: Some(rfc3339(r.updated_at_ms)),
+            runtime,
+        },
+        None => StreamView {
+            code: code.to_owned(),
+            name: String::new(),
+            description: String::new(),
+            tags: Vec::new(),
+            stream_key: None,
+            has_stream_key: false,
+            disabled: false,
+            protocols: Protocols::default().into(),
+            push: Vec::new(),
+            persistent: false,
+            created_at: None,
+            updated_at: None,
+            runtime,
+        },
+    }
+}
+
+fn check_code(code: &str) -> Result<(), ApiError> {
+    if hub::valid_code(code) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "code: must match [A-Za-z0-9_-]{1,128}",
+        ))
+    }
+}
+
+fn single_view(state: &AppState, code: &str, record: Option<&StreamRecord>) -> StreamView {
+    let stats = state.hub.stats(code);
+    let readers = readers_by_stream(state);
+    view(code, record, stats.as_ref(), readers.get(code), true)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handlers
+
+/// Filter for the stream list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// `idle` or `live`.
+    status: Option<String>,
+}
+
+/// Lists configured streams and live runtime streams.
+#[utoipa::path(
+    get,
+    path = "/streams",
+    tag = "streams",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "Streams, by code", body = StreamList),
+        (status = 400, description = "Bad filter", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+    )
+)]
+pub async fn list_streams(
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<StreamList>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let want_live = match query.status.as_deref() {
+        None => None,
+        Some("live") => Some(true),
+        Some("idle") => Some(false),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "status: expected idle or live, got {other:?}"
+            )));
+        }
+    };
+    let records: Vec<Arc<StreamRecord>> = state.control.list();
+    let stats: BTreeMap<String, StreamStats> = state
+        .hub
+        .list()
+        .into_iter()
+        .map(|s| (s.code.clone(), s))
+        .collect();
+    let readers = readers_by_stream(&state);
+    let mut codes: BTreeSet<&str> = records.iter().map(|r| r.code.as_str()).collect();
+    // Auto-created streams exist only while live.
+    codes.extend(stats.values().filter(|s| s.live).map(|s| s.code.as_str()));
+    let by_code: BTreeMap<&str, &StreamRecord> = records
+        .iter()
+        .map(|r| (r.code.as_str(), r.as_ref()))
+        .collect();
+    let data: Vec<StreamView> = codes
+        .into_iter()
+        .map(|code| {
+            view(
+                code,
+                by_code.get(code).copied(),
+                stats.get(code),
+                readers.get(code),
+                false,
+            )
+        })
+        .filter(|v| want_live.is_none_or(|live| (v.runtime.status == "live") == live))
+        .collect();
+    let total = data.len();
+    Ok(Json(StreamList { data, total }))
+}
+
+/// One stream, with its stream key.
+#[utoipa::path(
+    get,
+    path = "/streams/{code}",
+    tag = "streams",
+    params(("code" = String, Path, description = "Stream code")),
+    responses(
+        (status = 200, description = "The stream", body = StreamView),
+        (status = 400, description = "Invalid code", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+        (status = 404, description = "Unknown stream", body = ErrorBody),
+    )
+)]
+pub async fn get_stream(
+    State(state): State<AppState>,
+    Path(code): Path<String>,
+) -> Result<Json<StreamView>, ApiError> {
+    check_code(&code)?;
+    let record = state.control.get(&code);
+    if record.is_none() && !state.hub.is_live(&code) {
+        return Err(ApiError::not_found(format!("stream {code:?} not found")));
+    }
+    Ok(Json(single_view(&state, &code, record.as_deref())))
+}
+
+/// Creates a stream; the code goes in the body.
+#[utoipa::path(
+    post,
+    path = "/streams",
+    tag = "streams",
+    request_body = StreamInput,
+    responses(
+        (status = 201, description = "Created", body = StreamView),
+        (status = 400, description = "Malformed body or code", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+        (status = 409, description = "The code exists", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "A rule is broken", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn create_stream(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<StreamInput>,
+) -> Result<Response, ApiError> {
+    let code = body
+        .code
+        .clone()
+        .ok_or_else(|| ApiError::bad_request("code: required"))?;
+    check_code(&code)?;
+    let record = state.control.create(body.into_record(code.clone())).await?;
+    let view = single_view(&state, &code, Some(&record));
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+/// Creates (201) or replaces (200) a stream; omitted fields take their defaults.
+#[utoipa::path(
+    put,
+    path = "/streams/{code}",
+    tag = "streams",
+    params(("code" = String, Path, description = "Stream code")),
+    request_body = StreamInput,
+    responses(
+        (status = 200, description = "Replaced", body = StreamView),
+        (status = 201, description = "Created", body = StreamView),
+        (status = 400, description = "Malformed body or code", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "A rule is broken", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn put_stream(
+    State(state): State<AppState>,
+    Path(code): Path<String>,
+    ApiJson(body): ApiJson<StreamInput>,
+) -> Result<Response, ApiError> {
+    check_code(&code)?;
+    if body.code.as_deref().is_some_and(|c| c != code) {
+        return Err(ApiError::bad_request("code: differs from the path"));
+    }
+    let (record, outcome) = state.control.put(body.into_record(code.clone())).await?;
+    let status = match outcome {
+        store::PutOutcome::Created => StatusCode::CREATED,
+        store::PutOutcome::Replaced => StatusCode::OK,
+    };
+    Ok((status, Json(single_view(&state, &code, Some(&record)))).into_response())
+}
+
+/// Changes some fields of a stream; omitted fields are kept.
+#[utoipa::path(
+    patch,
+    path = "/streams/{code}",
+    tag = "streams",
+    params(("code" = String, Path, description = "Stream code")),
+    request_body = StreamPatch,
+    responses(
+        (status = 200, description = "Changed", body = StreamView),
+        (status = 400, description = "Malformed body or code", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+        (status = 404, description = "Unknown stream", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "A rule is broken", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn patch_stream(
+    State(state): State<AppState>,
+    Path(code): Path<String>,
+    ApiJson(patch): ApiJson<StreamPatch>,
+) -> Result<Json<StreamView>, ApiError> {
+    check_code(&code)?;
+    let record = state.control.update(&code, |r| patch.apply(r)).await?;
+    Ok(Json(single_view(&state, &code, Some(&record))))
+}
+
+/// Deletes a stream; its publisher and readers are disconnected.
+#[utoipa::path(
+    delete,
+    path = "/streams/{code}",
+    tag = "streams",
+    params(("code" = String, Path, description = "Stream code")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Invalid code", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+        (status = 404, description = "Unknown stream", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn delete_stream(
+    State(state): State<AppState>,
+    Path(code): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    check_code(&code)?;
+    state.control.delete(&code).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_the_key_of_push_urls() {
+        assert_eq!(
+            mask_url("rtmp://a.rtmp.youtube.com/live2/abcd-efgh"),
+            "rtmp://a.rtmp.youtube.com/live2/****"
+        );
+        assert_eq!(
+            mask_url("rtmps://h:443/app/k?x=1"),
+            "rtmps://h:443/app/****"
+        );
+        assert_eq!(mask_url("rtmp://h/app"), "rtmp://h/app");
+    }
+}
