@@ -36,6 +36,44 @@ pub struct Config {
     pub api: ApiConfig,
     /// Ingest policy.
     pub ingest: IngestConfig,
+    /// RTMPS listener (off unless `rtmps.listen` is set).
+    pub rtmps: RtmpsConfig,
+    /// Outgoing TLS (rtmps:// pushes).
+    pub tls: TlsConfig,
+}
+
+/// `rtmps.*`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtmpsConfig {
+    /// Address to listen on; `null` (default) disables RTMPS.
+    pub listen: Option<SocketAddr>,
+    /// PEM certificate chain.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key.
+    pub key_file: Option<PathBuf>,
+    /// How often the two files are checked for changes (reloaded without a restart).
+    #[serde(deserialize_with = "duration")]
+    pub reload_interval: Duration,
+}
+
+impl Default for RtmpsConfig {
+    fn default() -> Self {
+        RtmpsConfig {
+            listen: None,
+            cert_file: None,
+            key_file: None,
+            reload_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `tls.*`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Extra CA certificate(s), PEM, trusted for rtmps:// pushes besides the platform's roots.
+    pub extra_ca_file: Option<PathBuf>,
 }
 
 /// `database.*`
@@ -155,6 +193,8 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             api: ApiConfig::default(),
             ingest: IngestConfig::default(),
+            rtmps: RtmpsConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -294,6 +334,11 @@ impl Config {
         }
         if self.api.token.as_deref().is_some_and(|t| t.len() < 8) {
             bail!("api.token must be at least 8 characters");
+        }
+        if self.rtmps.listen.is_some()
+            && (self.rtmps.cert_file.is_none() || self.rtmps.key_file.is_none())
+        {
+            bail!("rtmps.listen needs rtmps.cert_file and rtmps.key_file");
         }
         if !hub::valid_code(&self.rtmp.app) {
             bail!("rtmp.app must match [A-Za-z0-9_-]{{1,128}}");

@@ -110,6 +110,19 @@ async fn run(config: Config) -> Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
     let rtmp_listener = bind(config.rtmp.listen, "RTMP").await?;
+    let rtmps = match (
+        &config.rtmps.listen,
+        &config.rtmps.cert_file,
+        &config.rtmps.key_file,
+    ) {
+        (Some(addr), Some(cert), Some(key)) => {
+            let reloading = rtmp::tls::ReloadingCert::load(cert, key)
+                .context("cannot load the RTMPS certificate")?;
+            let tls = reloading.server_config()?;
+            Some((bind(*addr, "RTMPS").await?, reloading, tls))
+        }
+        _ => None,
+    };
     let http_listener = bind(config.http.listen, "HTTP").await?;
 
     let hub = hub::Hub::new(hub::HubConfig {
@@ -177,6 +190,19 @@ async fn run(config: Config) -> Result<()> {
         "ferrocast {} listening",
         env!("CARGO_PKG_VERSION")
     );
+    if let Some((listener, reloading, tls)) = rtmps {
+        info!(rtmps = %listener.local_addr()?, "RTMPS listening");
+        tasks.spawn(reloading.watch(config.rtmps.reload_interval, shutdown.clone()));
+        tasks.spawn({
+            let server = rtmp_server.clone();
+            let shutdown = shutdown.clone();
+            async move {
+                if let Err(e) = server.run_tls(listener, tls, shutdown).await {
+                    error!(error = %e, "rtmps server failed");
+                }
+            }
+        });
+    }
     tasks.spawn({
         let shutdown = shutdown.clone();
         async move {

@@ -18,3 +18,5 @@ pub mod play;
 pub mod server;
 #[cfg(feature = "server")]
 pub mod session;
+#[cfg(feature = "server")]
+pub mod tls;

@@ -11,12 +11,13 @@ use bytes::BytesMut;
 use hub::{
     AccessRequest, Action, Event, Hub, PublishError, PublisherMeta, ReaderMeta, Subscription,
 };
+use std::future::Future;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UnixStream};
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
@@ -84,6 +85,41 @@ pub fn coalesce_window(readers: u64, max: Duration, full_at: u64) -> Duration {
     max.mul_f64(fraction)
 }
 
+/// The readiness-based socket API the connection driver needs: plain TCP for RTMP, and one end
+/// of a Unix socket pair behind a TLS pump for RTMPS. Readiness plus `try_*` calls let one task
+/// wait on the socket, the hub and timers at once without splitting the socket.
+pub trait Socket: Send + Sync + 'static {
+    /// Waits until a read may make progress.
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send;
+    /// Waits until a write may make progress.
+    fn writable(&self) -> impl Future<Output = io::Result<()>> + Send;
+    /// Reads what is available without waiting.
+    fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize>;
+    /// Writes what the socket takes without waiting.
+    fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+}
+
+macro_rules! impl_socket {
+    ($t:ty) => {
+        impl Socket for $t {
+            fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
+                <$t>::readable(self)
+            }
+            fn writable(&self) -> impl Future<Output = io::Result<()>> + Send {
+                <$t>::writable(self)
+            }
+            fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
+                <$t>::try_read_buf(self, buf)
+            }
+            fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+                <$t>::try_write_vectored(self, bufs)
+            }
+        }
+    };
+}
+impl_socket!(TcpStream);
+impl_socket!(UnixStream);
+
 /// The RTMP server.
 #[derive(Clone, Debug)]
 pub struct Server {
@@ -121,16 +157,16 @@ impl Server {
                 warn!(%peer, "rtmp connection limit reached; closing");
                 continue;
             };
+            // Without this, small control replies and frames wait out Nagle + delayed ACK.
+            if let Err(e) = socket.set_nodelay(true) {
+                debug!(%peer, error = %e, "set_nodelay failed");
+            }
             let conn = Conn::new(socket, peer, self.hub.clone(), self.config.clone());
             let shutdown = shutdown.clone();
             let span = info_span!("rtmp", %peer, code = tracing::field::Empty);
             tracker.spawn(
                 async move {
-                    match conn.run(shutdown).await {
-                        Ok(()) => debug!("connection closed"),
-                        Err(ConnError::Io(e)) => debug!(error = %e, "connection ended"),
-                        Err(e) => warn!(error = %e, "connection closed on error"),
-                    }
+                    conn.serve(shutdown).await;
                     drop(permit);
                 }
                 .instrument(span),
@@ -139,6 +175,83 @@ impl Server {
         tracker.close();
         tracker.wait().await;
         Ok(())
+    }
+
+    /// Like [`Server::run`] for RTMPS: each connection's TLS is terminated by a pump task that
+    /// feeds the same RTMP driver through a Unix socket pair, so the plain-RTMP fast path stays
+    /// free of TLS and of a second code path.
+    pub async fn run_tls(
+        self,
+        listener: TcpListener,
+        tls: Arc<rustls::ServerConfig>,
+        shutdown: CancellationToken,
+    ) -> io::Result<()> {
+        let tracker = TaskTracker::new();
+        let permits = Arc::new(Semaphore::new(self.config.max_connections));
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        loop {
+            let (socket, peer) = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        warn!(error = %e, "rtmps accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                warn!(%peer, "rtmps connection limit reached; closing");
+                continue;
+            };
+            let _ = socket.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            let hub = self.hub.clone();
+            let config = self.config.clone();
+            let shutdown = shutdown.clone();
+            let span = info_span!("rtmps", %peer, code = tracing::field::Empty);
+            tracker.spawn(
+                async move {
+                    let handshake =
+                        tokio::time::timeout(config.handshake_timeout, acceptor.accept(socket));
+                    let tls = match handshake.await {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => {
+                            info!(error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            info!("TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let (inner, outer) = match UnixStream::pair() {
+                        Ok(p) => p,
+                        Err(e) => {
+                            warn!(error = %e, "cannot create a socket pair for RTMPS");
+                            return;
+                        }
+                    };
+                    let pump = tokio::spawn(pump_tls(tls, outer));
+                    Conn::new(inner, peer, hub, config).serve(shutdown).await;
+                    // The RTMP side closed; the pump sees EOF, sends close_notify and ends.
+                    let _ = pump.await;
+                    drop(permit);
+                }
+                .instrument(span),
+            );
+        }
+        tracker.close();
+        tracker.wait().await;
+        Ok(())
+    }
+}
+
+/// Copies between the TLS connection and the driver's end of the socket pair.
+async fn pump_tls(mut tls: tokio_rustls::server::TlsStream<TcpStream>, mut plain: UnixStream) {
+    if let Err(e) = tokio::io::copy_bidirectional(&mut tls, &mut plain).await {
+        debug!(error = %e, "rtmps pump ended");
     }
 }
 
@@ -182,8 +295,8 @@ enum Wake {
     FlushTimer,
 }
 
-struct Conn {
-    socket: TcpStream,
+struct Conn<S: Socket> {
+    socket: S,
     peer: SocketAddr,
     hub: Hub,
     config: Arc<ServerConfig>,
@@ -213,8 +326,8 @@ fn seed() -> u64 {
     t ^ SEED.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
 }
 
-impl Conn {
-    fn new(socket: TcpStream, peer: SocketAddr, hub: Hub, config: Arc<ServerConfig>) -> Self {
+impl<S: Socket> Conn<S> {
+    fn new(socket: S, peer: SocketAddr, hub: Hub, config: Arc<ServerConfig>) -> Self {
         let epoch = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u32)
@@ -241,9 +354,15 @@ impl Conn {
         }
     }
 
+    async fn serve(self, shutdown: CancellationToken) {
+        match self.run(shutdown).await {
+            Ok(()) => debug!("connection closed"),
+            Err(ConnError::Io(e)) => debug!(error = %e, "connection ended"),
+            Err(e) => warn!(error = %e, "connection closed on error"),
+        }
+    }
+
     async fn run(mut self, shutdown: CancellationToken) -> Result<(), ConnError> {
-        // Without this, small control replies and frames wait out Nagle + delayed ACK (~40 ms).
-        self.socket.set_nodelay(true)?;
         let handshake_deadline = Instant::now() + self.config.handshake_timeout;
         // Kept across iterations: re-creating it would lock the shared token's waiter list
         // twice per frame for every player.
@@ -629,7 +748,7 @@ impl Conn {
     }
 }
 
-fn flush(socket: &TcpStream, out: &mut OutQueue) -> Result<(), ConnError> {
+fn flush(socket: &impl Socket, out: &mut OutQueue) -> Result<(), ConnError> {
     loop {
         if out.is_empty() {
             return Ok(());
