@@ -1,0 +1,112 @@
+//! Splitting a push URL into what the RTMP client needs.
+
+/// A parsed `rtmp://host[:port]/app/name` or `rtmps://...` destination.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// TLS (`rtmps://`).
+    pub tls: bool,
+    /// Host name or address, without brackets; also the TLS server name.
+    pub host: String,
+    /// Port (default 1935, or 443 for rtmps).
+    pub port: u16,
+    /// Application: everything between the host and the last `/`.
+    pub app: String,
+    /// Stream name (the stream key), with any query.
+    pub name: String,
+    /// `tcUrl` for `connect`: `scheme://host[:port]/app`.
+    pub tc_url: String,
+}
+
+/// Parses a destination URL; the API has validated its shape already, so errors are rare.
+pub fn parse(url: &str) -> Result<Target, String> {
+    let (tls, rest) = if let Some(r) = url.strip_prefix("rtmps://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("rtmp://") {
+        (false, r)
+    } else {
+        return Err("scheme must be rtmp:// or rtmps://".into());
+    };
+    let (authority, path) = rest.split_once('/').ok_or("missing /app/stream")?;
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, after) = v6.split_once(']').ok_or("unclosed [ in host")?;
+        (h, after.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    let port = match port {
+        Some(p) => p
+            .parse::<u16>()
+            .map_err(|_| format!("invalid port {p:?}"))?,
+        None if tls => 443,
+        None => 1935,
+    };
+    if host.is_empty() {
+        return Err("empty host".into());
+    }
+    // Name = last segment (with its query); app = the rest, as nginx-rtmp and ffmpeg read it.
+    let (app, name) = path.rsplit_once('/').ok_or("missing /app/stream")?;
+    if app.is_empty() || name.is_empty() {
+        return Err("missing /app/stream".into());
+    }
+    let scheme = if tls { "rtmps" } else { "rtmp" };
+    Ok(Target {
+        tls,
+        host: host.to_owned(),
+        port,
+        app: app.to_owned(),
+        name: name.to_owned(),
+        tc_url: format!("{scheme}://{authority}/{app}"),
+    })
+}
+
+/// The URL with its stream key hidden, for status and logs.
+pub fn masked(url: &str) -> String {
+    let base = url.split_once('?').map_or(url, |(b, _)| b);
+    match base.rsplit_once('/') {
+        Some((head, key)) if !key.is_empty() && head.matches('/').count() >= 3 => {
+            format!("{head}/****")
+        }
+        _ => base.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_service_urls() {
+        let t = parse("rtmp://a.rtmp.youtube.com/live2/abcd-1234").unwrap();
+        assert_eq!(
+            (t.tls, t.host.as_str(), t.port),
+            (false, "a.rtmp.youtube.com", 1935)
+        );
+        assert_eq!((t.app.as_str(), t.name.as_str()), ("live2", "abcd-1234"));
+        assert_eq!(t.tc_url, "rtmp://a.rtmp.youtube.com/live2");
+        let t = parse("rtmps://live-api-s.facebook.com:443/rtmp/FB-1?s_bl=1").unwrap();
+        assert_eq!((t.tls, t.port, t.name.as_str()), (true, 443, "FB-1?s_bl=1"));
+        let t = parse("rtmps://h/app/inst/key").unwrap();
+        assert_eq!(
+            (t.port, t.app.as_str(), t.name.as_str()),
+            (443, "app/inst", "key")
+        );
+        let t = parse("rtmp://[::1]:1936/live/x").unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("::1", 1936));
+        for bad in [
+            "http://h/a/b",
+            "rtmp://h/onlyapp",
+            "rtmp://:1/a/b",
+            "rtmp://h:x/a/b",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn masks_keys() {
+        assert_eq!(masked("rtmp://h/live2/secret?x=1"), "rtmp://h/live2/****");
+    }
+}
