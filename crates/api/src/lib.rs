@@ -1,6 +1,7 @@
 //! HTTP surface of the gateway: the REST API under `/api/v1`, media delivery under `/live`,
 //! `/metrics` and `/healthz`.
 
+mod dash;
 mod error;
 mod live;
 mod metrics;
@@ -11,12 +12,13 @@ mod time;
 pub use error::ApiError;
 pub use metrics::RequestCounts;
 
+use ::dash::DashService;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use control::Control;
 use hls::HlsService;
 use hub::Hub;
@@ -36,6 +38,8 @@ pub struct AppState {
     pub hub: Hub,
     /// HLS playlists and segments.
     pub hls: HlsService,
+    /// DASH manifests and segments.
+    pub dash: DashService,
     /// Stream configuration and admission.
     pub control: Control,
     /// When set, every `/api` request needs `Authorization: Bearer <token>`.
@@ -82,6 +86,7 @@ fn api_v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             streams::patch_stream,
             streams::delete_stream
         ))
+        .routes(routes!(streams::retry_push))
         .routes(routes!(sessions::list_sessions))
         .routes(routes!(sessions::kick_session))
         .split_for_parts()
@@ -111,17 +116,26 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .fallback(api_not_found)
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(middleware::from_fn_with_state(state.clone(), authorize))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            metrics::count_requests,
-        ));
+        .method_not_allowed_fallback(api_method_not_allowed);
+    // axum's nest does not route `/api/v1/` (trailing slash) into the nested router; give it
+    // the same answer, behind the same layers.
+    let api_slash = Router::new().route("/api/v1/", any(api_not_found));
+    let layered = |r: Router<AppState>| {
+        r.layer(DefaultBodyLimit::max(MAX_BODY))
+            .layer(middleware::from_fn_with_state(state.clone(), authorize))
+            .layer(middleware::from_fn_with_state(
+                state.clone(),
+                metrics::count_requests,
+            ))
+    };
     Router::new()
-        .nest("/api/v1", api)
+        .nest("/api/v1", layered(api))
+        .merge(layered(api_slash))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics::metrics))
         .route("/live/{code}/{file}", get(live::serve))
+        // Outside /api so an api.token does not lock players out of clock sync.
+        .route(::dash::UTC_TIMING_PATH, get(time::serve))
         .with_state(state)
 }
 
@@ -129,16 +143,27 @@ async fn api_not_found() -> ApiError {
     ApiError::not_found("no such API route")
 }
 
+async fn api_method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this route",
+    )
+}
+
 /// Bearer-token check for `/api`; the token is compared in constant time.
 async fn authorize(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let Some(token) = &state.api_token else {
         return next.run(req).await;
     };
+    // The scheme name is case-insensitive (RFC 7235 2.1).
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
     if given.is_some_and(|g| control::constant_time_eq(g.as_bytes(), token.as_bytes())) {
         return next.run(req).await;
     }

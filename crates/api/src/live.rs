@@ -1,10 +1,11 @@
-//! `/live/<code>/...`: HLS playlists and segments from memory, MPEG-TS as a chunked stream.
+//! `/live/<code>/...`: HLS playlists and segments from memory (DASH files in `dash.rs`),
+//! MPEG-TS as a chunked stream.
 
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use control::Output;
@@ -38,6 +39,7 @@ pub(crate) async fn serve(
     Path((code, file)): Path<(String, String)>,
     Peer(peer): Peer,
     Query(args): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
 ) -> Response {
     if !hub::valid_code(&code) {
         return not_found();
@@ -46,6 +48,7 @@ pub(crate) async fn serve(
     match file.as_str() {
         "index.m3u8" if !hls_on() => not_found(),
         "mpegts" => mpegts(&state, code, peer, args).await,
+        f if crate::dash::is_dash_file(f) => crate::dash::serve(&state, &code, f, &headers),
         "index.m3u8" => match state.hls.playlist(&code) {
             Some(text) => media_response(M3U8, "no-cache", Body::from(text)),
             None => not_found(),
@@ -105,7 +108,11 @@ async fn mpegts(
     }
 }
 
-fn media_response(content_type: &'static str, cache: &'static str, body: Body) -> Response {
+pub(crate) fn media_response(
+    content_type: &'static str,
+    cache: &'static str,
+    body: Body,
+) -> Response {
     let mut resp = body.into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -118,7 +125,7 @@ fn media_response(content_type: &'static str, cache: &'static str, body: Body) -
     resp
 }
 
-fn not_found() -> Response {
+pub(crate) fn not_found() -> Response {
     (StatusCode::NOT_FOUND, "stream or segment not found\n").into_response()
 }
 

@@ -146,6 +146,36 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 
     let _ = writeln!(
         out,
+        "# HELP ferrocast_push_status Push destinations by state (1 for the current state).\n# TYPE ferrocast_push_status gauge"
+    );
+    if let Some(push) = state.control.push() {
+        for (code, st) in push.all_status() {
+            for s in [
+                push::PushState::Starting,
+                push::PushState::Active,
+                push::PushState::Reconnecting,
+                push::PushState::Failed,
+            ] {
+                let _ = writeln!(
+                    out,
+                    "ferrocast_push_status{{stream=\"{}\",url=\"{}\",status=\"{}\"}} {}",
+                    escape(&code),
+                    escape(&crate::streams::mask_url(&st.url)),
+                    s.as_str(),
+                    u8::from(st.state == s)
+                );
+            }
+            let _ = writeln!(
+                out,
+                "ferrocast_push_bytes_sent{{stream=\"{}\",url=\"{}\"}} {}",
+                escape(&code),
+                escape(&crate::streams::mask_url(&st.url)),
+                st.bytes_sent
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
         "# HELP ferrocast_api_requests_total API requests by route and status.\n# TYPE ferrocast_api_requests_total counter"
     );
     let counts = state

@@ -33,6 +33,7 @@ pub struct SessionList {
 /// Filters for the session list.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct SessionQuery {
     /// Only sessions of this stream code.
     stream: Option<String>,

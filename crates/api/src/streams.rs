@@ -269,8 +269,57 @@ pub struct RuntimeView {
     readers_total: u32,
     /// Frames slow readers skipped to catch up.
     frames_dropped: u64,
-    /// Push destinations' state.
-    pushes: Vec<serde_json::Value>,
+    /// State of each running push destination, in configuration order.
+    pushes: Vec<PushStatusView>,
+}
+
+/// One recorded push failure.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PushErrorView {
+    message: String,
+    at: String,
+}
+
+/// Live state of one push destination.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PushStatusView {
+    /// The destination with its stream key masked.
+    url: String,
+    /// `starting`, `active`, `reconnecting` or `failed`.
+    status: &'static str,
+    /// Attempts made since the stream went live (1 = first connection).
+    attempt: u64,
+    connected_at: Option<String>,
+    next_retry_at: Option<String>,
+    /// Up to five, newest first; includes the remote's onStatus code and description.
+    last_errors: Vec<PushErrorView>,
+    bytes_sent: u64,
+    bitrate_kbps: u64,
+    /// Frames skipped because the destination was slower than the stream.
+    frames_dropped: u64,
+}
+
+impl From<push::PushSnapshot> for PushStatusView {
+    fn from(s: push::PushSnapshot) -> Self {
+        PushStatusView {
+            url: mask_url(&s.url),
+            status: s.state.as_str(),
+            attempt: s.attempt,
+            connected_at: s.connected_at.map(|t| rfc3339(system_ms(t))),
+            next_retry_at: s.next_retry_at.map(|t| rfc3339(system_ms(t))),
+            last_errors: s
+                .last_errors
+                .into_iter()
+                .map(|e| PushErrorView {
+                    message: e.message,
+                    at: rfc3339(system_ms(e.at)),
+                })
+                .collect(),
+            bytes_sent: s.bytes_sent,
+            bitrate_kbps: s.bitrate_kbps,
+            frames_dropped: s.frames_dropped,
+        }
+    }
 }
 
 /// A stream: configuration and runtime state.
@@ -397,7 +446,12 @@ fn readers_by_stream(state: &AppState) -> BTreeMap<String, BTreeMap<String, u32>
     out
 }
 
-fn runtime(stats: Option<&StreamStats>, readers: Option<&BTreeMap<String, u32>>) -> RuntimeView {
+fn runtime(
+    stats: Option<&StreamStats>,
+    readers: Option<&BTreeMap<String, u32>>,
+    pushes: Vec<push::PushSnapshot>,
+) -> RuntimeView {
+    let pushes: Vec<PushStatusView> = pushes.into_iter().map(Into::into).collect();
     let readers = readers.cloned().unwrap_or_default();
     let readers_total = readers.values().sum();
     match stats {
@@ -412,7 +466,7 @@ fn runtime(stats: Option<&StreamStats>, readers: Option<&BTreeMap<String, u32>>)
             readers,
             readers_total,
             frames_dropped: 0,
-            pushes: Vec::new(),
+            pushes,
         },
         Some(s) => RuntimeView {
             status: if s.live { "live" } else { "idle" },
@@ -431,7 +485,7 @@ fn runtime(stats: Option<&StreamStats>, readers: Option<&BTreeMap<String, u32>>)
             readers,
             readers_total,
             frames_dropped: s.frames_dropped,
-            pushes: Vec::new(),
+            pushes,
         },
     }
 }
@@ -458,13 +512,19 @@ fn push_views(push: &[PushDestination], mask: bool) -> Vec<PushView> {
 
 /// Builds the view of a configured stream (`record`) or a runtime-only one (`None`).
 fn view(
+    state: &AppState,
     code: &str,
     record: Option<&StreamRecord>,
     stats: Option<&StreamStats>,
     readers: Option<&BTreeMap<String, u32>>,
     single: bool,
 ) -> StreamView {
-    let runtime = runtime(stats, readers);
+    let pushes = state
+        .control
+        .push()
+        .map(|p| p.status(code))
+        .unwrap_or_default();
+    let runtime = runtime(stats, readers, pushes);
     match record {
         Some(r) => StreamView {
             code: r.code.clone(),
@@ -512,7 +572,7 @@ fn check_code(code: &str) -> Result<(), ApiError> {
 fn single_view(state: &AppState, code: &str, record: Option<&StreamRecord>) -> StreamView {
     let stats = state.hub.stats(code);
     let readers = readers_by_stream(state);
-    view(code, record, stats.as_ref(), readers.get(code), true)
+    view(state, code, record, stats.as_ref(), readers.get(code), true)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -521,6 +581,7 @@ fn single_view(state: &AppState, code: &str, record: Option<&StreamRecord>) -> S
 /// Filter for the stream list.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// `idle` or `live`.
     status: Option<String>,
@@ -572,6 +633,7 @@ pub async fn list_streams(
         .into_iter()
         .map(|code| {
             view(
+                &state,
                 code,
                 by_code.get(code).copied(),
                 stats.get(code),
@@ -743,4 +805,63 @@ mod tests {
         );
         assert_eq!(mask_url("rtmp://h/app"), "rtmp://h/app");
     }
+}
+
+/// Retries a push destination now (failed, or waiting for its next attempt).
+#[utoipa::path(
+    post,
+    path = "/streams/{code}/push/{index}/retry",
+    tag = "streams",
+    params(
+        ("code" = String, Path, description = "Stream code"),
+        ("index" = usize, Path, description = "Position in the stream's push list"),
+    ),
+    responses(
+        (status = 202, description = "Retry started", body = PushStatusView),
+        (status = 400, description = "Invalid code or index", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+        (status = 404, description = "Unknown stream or index", body = ErrorBody),
+        (status = 409, description = "Nothing to retry: stream not live, destination disabled, or push not waiting", body = ErrorBody),
+    )
+)]
+pub async fn retry_push(
+    State(state): State<AppState>,
+    path: Result<Path<(String, usize)>, axum::extract::rejection::PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path((code, index)) =
+        path.map_err(|_| ApiError::bad_request("index: expected a non-negative number"))?;
+    check_code(&code)?;
+    let record = state
+        .control
+        .get(&code)
+        .ok_or_else(|| ApiError::not_found(format!("stream {code:?} not found")))?;
+    let dest = record.push.get(index).ok_or_else(|| {
+        ApiError::not_found(format!("stream {code:?} has no push destination {index}"))
+    })?;
+    let conflict = |m: &str| ApiError::new(StatusCode::CONFLICT, "conflict", m);
+    if !dest.enabled {
+        return Err(conflict("destination disabled"));
+    }
+    let manager = state
+        .control
+        .push()
+        .ok_or_else(|| conflict("push workers are not running"))?;
+    match manager.retry(&code, &dest.url) {
+        push::RetryOutcome::Started => {}
+        push::RetryOutcome::NotRunning => {
+            return Err(conflict("stream not live: no push is running"));
+        }
+        push::RetryOutcome::NotWaiting(state) => {
+            return Err(conflict(&format!(
+                "push is {}; only a reconnecting or failed push can be retried",
+                state.as_str()
+            )));
+        }
+    }
+    let status = manager
+        .status(&code)
+        .into_iter()
+        .find(|s| s.url == dest.url)
+        .map(PushStatusView::from);
+    Ok((StatusCode::ACCEPTED, Json(status)).into_response())
 }

@@ -1,6 +1,26 @@
 //! RFC 3339 timestamps without a date-time dependency (UTC only, millisecond precision).
 
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// `GET /time`: the server's clock for DASH players (`UTCTiming`, scheme
+/// `urn:mpeg:dash:utc:http-iso:2014`), so segment availability does not depend on the
+/// viewer's clock being right.
+pub(crate) async fn serve() -> Response {
+    let mut resp = rfc3339(system_ms(SystemTime::now())).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    resp
+}
 
 /// Unix milliseconds of a `SystemTime` (0 before the epoch).
 pub fn system_ms(t: SystemTime) -> i64 {

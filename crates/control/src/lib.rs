@@ -120,6 +120,10 @@ struct Inner {
     streams: RwLock<HashMap<String, Arc<StreamRecord>>>,
     /// Serialises writes so the in-memory mirror and the applied diff follow the store's order.
     writes: tokio::sync::Mutex<()>,
+    /// DASH output, once the binary wires it in ([`Control::set_dash`]).
+    dash: RwLock<Option<dash::DashService>>,
+    /// Push workers, once the binary wires them in.
+    push: RwLock<Option<push::PushManager>>,
 }
 
 /// The control plane; cheap to clone.
@@ -166,6 +170,8 @@ impl Control {
                 config,
                 streams: RwLock::new(streams),
                 writes: tokio::sync::Mutex::new(()),
+                dash: RwLock::new(None),
+                push: RwLock::new(None),
             }),
         };
         hub.set_admission(Arc::new(control.clone()));
@@ -174,6 +180,47 @@ impl Control {
             c.output_enabled(code, Output::Hls)
         }));
         Ok(control)
+    }
+
+    /// Hands each live stream's push destinations to `manager` and keeps it informed of
+    /// configuration changes.
+    pub fn set_push(&self, manager: push::PushManager) {
+        let c = self.clone();
+        manager.set_source(Arc::new(move |code: &str| {
+            c.get(code)
+                .filter(|r| !r.disabled)
+                .map(|r| r.push.clone())
+                .unwrap_or_default()
+        }));
+        *self.inner.push.write().unwrap_or_else(|e| e.into_inner()) = Some(manager);
+    }
+
+    /// The push manager, if wired.
+    pub fn push(&self) -> Option<push::PushManager> {
+        self.inner
+            .push
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Installs the DASH output switch on `dash` and stops/starts it when a stream's `dash`
+    /// protocol flips, like HLS.
+    pub fn set_dash(&self, dash: dash::DashService) {
+        let c = self.clone();
+        dash.set_enabled(Arc::new(move |code: &str| {
+            c.output_enabled(code, Output::Dash)
+        }));
+        *self.inner.dash.write().unwrap_or_else(|e| e.into_inner()) = Some(dash);
+    }
+
+    /// The DASH service, if wired in.
+    fn dash(&self) -> Option<dash::DashService> {
+        self.inner
+            .dash
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn streams(&self) -> RwLockReadGuard<'_, HashMap<String, Arc<StreamRecord>>> {
@@ -284,6 +331,12 @@ impl Control {
         hub.kick_publisher(code);
         hub.kick_readers(code, None);
         self.inner.hls.stop(code);
+        if let Some(dash) = self.dash() {
+            dash.stop(code);
+        }
+        if let Some(push) = self.push() {
+            push.reconcile(code);
+        }
         tracing::info!(stream = code, "stream deleted");
         Ok(())
     }
@@ -298,6 +351,10 @@ impl Control {
         if new.disabled && !was_disabled && hub.kick_publisher(&code) {
             tracing::info!(stream = %code, "stream disabled; publisher disconnected");
         }
+        if let Some(push) = self.push() {
+            // Diffed by URL and settings inside: untouched destinations keep their sessions.
+            push.reconcile(&code);
+        }
         let before = old.as_ref().map(|o| o.protocols).unwrap_or_default();
         for output in Output::ALL {
             let was = !was_disabled && output.enabled_in(&before);
@@ -308,11 +365,21 @@ impl Control {
                     if output == Output::Hls {
                         self.inner.hls.stop(&code);
                     }
+                    if output == Output::Dash
+                        && let Some(dash) = self.dash()
+                    {
+                        dash.stop(&code);
+                    }
                     tracing::info!(stream = %code, output = output.protocol(), kicked, "output switched off");
                 }
                 (false, true) => {
                     if output == Output::Hls {
                         self.inner.hls.refresh(&code);
+                    }
+                    if output == Output::Dash
+                        && let Some(dash) = self.dash()
+                    {
+                        dash.refresh(&code);
                     }
                     tracing::info!(stream = %code, output = output.protocol(), "output switched on");
                 }

@@ -28,6 +28,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// HLS output.
     pub hls: HlsConfig,
+    /// DASH output.
+    pub dash: DashConfig,
     /// Stream hub memory bounds.
     pub hub: HubConfig,
     /// Where stream configuration is stored.
@@ -168,6 +170,49 @@ pub struct HlsConfig {
     pub linger: Duration,
 }
 
+/// `dash.*`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DashConfig {
+    /// Produce DASH at all.
+    pub enabled: bool,
+    /// Target segment duration; segments are cut at the first keyframe after it.
+    #[serde(deserialize_with = "duration")]
+    pub segment_duration: Duration,
+    /// Segments per track listed in the MPD (the time-shift buffer).
+    pub window: usize,
+    /// How long after the publisher leaves the MPD waits for a republish before it ends.
+    #[serde(deserialize_with = "duration")]
+    pub end_grace: Duration,
+    /// How long an ended MPD stays served.
+    #[serde(deserialize_with = "duration")]
+    pub linger: Duration,
+    /// MPD `minimumUpdatePeriod`.
+    #[serde(deserialize_with = "duration")]
+    pub minimum_update_period: Duration,
+    /// MPD `suggestedPresentationDelay`.
+    #[serde(deserialize_with = "duration")]
+    pub suggested_presentation_delay: Duration,
+    /// MPD `minBufferTime`.
+    #[serde(deserialize_with = "duration")]
+    pub min_buffer_time: Duration,
+}
+
+impl Default for DashConfig {
+    fn default() -> Self {
+        DashConfig {
+            enabled: true,
+            segment_duration: Duration::from_secs(2),
+            window: 6,
+            end_grace: Duration::from_secs(10),
+            linger: Duration::from_secs(60),
+            minimum_update_period: Duration::from_secs(2),
+            suggested_presentation_delay: Duration::from_secs(6),
+            min_buffer_time: Duration::from_secs(2),
+        }
+    }
+}
+
 /// `hub.*`
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -189,6 +234,7 @@ impl Default for Config {
             rtmp: RtmpConfig::default(),
             http: HttpConfig::default(),
             hls: HlsConfig::default(),
+            dash: DashConfig::default(),
             hub: HubConfig::default(),
             database: DatabaseConfig::default(),
             api: ApiConfig::default(),
@@ -351,6 +397,15 @@ impl Config {
         }
         if self.hls.window == 0 || self.hls.window > 100 {
             bail!("hls.window must be 1..=100");
+        }
+        if self.dash.segment_duration < Duration::from_millis(100) {
+            bail!("dash.segment_duration must be at least 0.1 s");
+        }
+        if self.dash.window == 0 || self.dash.window > 100 {
+            bail!("dash.window must be 1..=100");
+        }
+        if self.dash.minimum_update_period < Duration::from_millis(100) {
+            bail!("dash.minimum_update_period must be at least 0.1 s");
         }
         if self.hub.reader_queue_frames < 16 || self.hub.reader_queue_frames > 1 << 16 {
             bail!("hub.reader_queue_frames must be 16..=65536");

@@ -18,7 +18,7 @@ use tracing::{error, info, warn};
 
 const USAGE: &str = "Usage: ferrocast [--config FILE]
 
-Live-media gateway: RTMP in; RTMP, HLS and MPEG-TS out.
+Live-media gateway: RTMP in; RTMP, HLS, DASH and MPEG-TS out.
 With no file, embedded defaults apply (see config.example.yaml); FERROCAST_* environment
 variables override both (FERROCAST_RTMP__LISTEN=0.0.0.0:1936).
 
@@ -140,6 +140,19 @@ async fn run(config: Config) -> Result<()> {
             ..hls::HlsConfig::default()
         },
     );
+    let dash = dash::DashService::new(
+        hub.clone(),
+        dash::DashConfig {
+            segment_duration: config.dash.segment_duration,
+            window: config.dash.window,
+            end_grace: config.dash.end_grace,
+            linger: config.dash.linger,
+            minimum_update_period: config.dash.minimum_update_period,
+            suggested_presentation_delay: config.dash.suggested_presentation_delay,
+            min_buffer_time: config.dash.min_buffer_time,
+            ..dash::DashConfig::default()
+        },
+    );
     let rtmp_server = rtmp::server::Server::new(
         hub.clone(),
         rtmp::server::ServerConfig {
@@ -176,6 +189,9 @@ async fn run(config: Config) -> Result<()> {
     )
     .await
     .context("cannot load stream configuration from the database")?;
+    control.set_dash(dash.clone());
+    let push = push::PushManager::new(hub.clone(), config.tls.extra_ca_file.as_deref());
+    control.set_push(push.clone());
     info!(
         store = control.store_kind(),
         streams = control.list().len(),
@@ -211,12 +227,17 @@ async fn run(config: Config) -> Result<()> {
             }
         }
     });
+    tasks.spawn(push.run(shutdown.clone()));
     if config.hls.enabled {
         tasks.spawn(hls.clone().run(shutdown.clone()));
+    }
+    if config.dash.enabled {
+        tasks.spawn(dash.clone().run(shutdown.clone()));
     }
     let app = api::router(api::AppState {
         hub: hub.clone(),
         hls,
+        dash,
         control,
         api_token: config.api.token.as_deref().map(Arc::from),
         requests: Arc::default(),

@@ -22,6 +22,17 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// What a manual retry did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetryOutcome {
+    /// The waiting worker tries again now.
+    Started,
+    /// The destination is connecting or active; nothing to retry.
+    NotWaiting(PushState),
+    /// No worker runs for it (stream not live, destination disabled or unknown).
+    NotRunning,
+}
+
 /// The destinations configured for a stream code.
 pub type SourceFn = Arc<dyn Fn(&str) -> Vec<PushDestination> + Send + Sync>;
 
@@ -246,19 +257,24 @@ impl PushManager {
         out
     }
 
-    /// Retries the destination with `url` of `code` now (failed or waiting); `false` if no
-    /// worker runs for it (stream not live, destination disabled).
-    pub fn retry(&self, code: &str, url: &str) -> bool {
+    /// Retries the destination with `url` of `code` now if it is waiting (reconnecting or
+    /// failed).
+    pub fn retry(&self, code: &str, url: &str) -> RetryOutcome {
         let workers = lock(&self.inner.workers);
         match workers
             .get(code)
             .and_then(|hs| hs.iter().find(|h| h.dest.url == url))
         {
-            Some(h) => {
-                h.retry.notify_one();
-                true
-            }
-            None => false,
+            Some(h) => match h.status.snapshot().state {
+                PushState::Reconnecting | PushState::Failed => {
+                    // Only a waiting worker consumes the permit; an unconditional notify would
+                    // linger and cut a future backoff short.
+                    h.retry.notify_one();
+                    RetryOutcome::Started
+                }
+                state => RetryOutcome::NotWaiting(state),
+            },
+            None => RetryOutcome::NotRunning,
         }
     }
 }

@@ -185,9 +185,12 @@ async fn destination_down_reconnects_with_backoff_then_fails_at_limit() {
     assert!(st.next_retry_at.is_none());
 
     // A manual retry tries again at once.
-    assert!(manager.retry("src", &url));
+    assert_eq!(manager.retry("src", &url), RetryOutcome::Started);
     wait_for("a fourth attempt", || manager.status("src")[0].attempt >= 4).await;
-    assert!(!manager.retry("src", "rtmp://elsewhere/a/b"));
+    assert_eq!(
+        manager.retry("src", "rtmp://elsewhere/a/b"),
+        RetryOutcome::NotRunning
+    );
     drop(p);
     stop.cancel();
 }

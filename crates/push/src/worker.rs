@@ -34,6 +34,8 @@ pub(crate) enum SessionError {
     Refused(String),
     #[error("remote closed the connection")]
     Closed,
+    #[error("destination accepted no data for {0:?}")]
+    Stalled(Duration),
     #[error("protocol error: {0}")]
     Protocol(String),
     #[error("TLS: {0}")]
@@ -118,6 +120,8 @@ impl Worker {
                 _ = stop.cancelled() => return,
                 _ = self.retry_now.notified() => {
                     failures = 0;
+                    // Visible at once: the manual attempt is under way.
+                    self.status.set_state(PushState::Reconnecting, None);
                 }
                 _ = async { sleep_until(wait_until.unwrap_or_else(Instant::now)).await }, if wait_until.is_some() => {}
             }
@@ -191,9 +195,13 @@ impl Worker {
         let mut needs_flush = false;
         let mut sub: Option<Subscription> = None;
         let mut mapper = Mapper::default();
+        // A destination that stops reading after accepting the publish would otherwise look
+        // active forever while every frame is dropped for it.
+        let mut last_progress = Instant::now();
         loop {
             if inflight.is_empty() {
                 inflight = std::mem::take(session.out());
+                last_progress = Instant::now();
             }
             let io_due = !inflight.is_empty() || needs_flush;
             let queued = inflight.len_bytes() + session.out().len_bytes();
@@ -214,10 +222,14 @@ impl Worker {
                 _ = sleep_until(deadline), if waiting_publish => {
                     return Err(SessionError::Timeout(budget));
                 }
+                _ = sleep_until(last_progress + budget), if !waiting_publish && !inflight.is_empty() => {
+                    return Err(SessionError::Stalled(budget));
+                }
                 r = write_step(&mut wr, &inflight), if io_due => {
                     match r? {
                         Step::Wrote(n) => {
                             inflight.advance(n);
+                            last_progress = Instant::now();
                             self.status.add_bytes(n as u64);
                             needs_flush = true;
                         }

@@ -707,9 +707,9 @@ impl OutQueue {
             n -= front.len();
             self.pieces.pop_front();
         }
-        if self.pieces.is_empty() && self.pieces.capacity() > 256 {
+        if self.pieces.is_empty() && self.pieces.capacity() > 128 {
             // A GOP burst needs hundreds of pieces once; steady play needs a few per write.
-            self.pieces.shrink_to(32);
+            self.pieces.shrink_to(16);
         }
     }
 

@@ -25,8 +25,12 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 /// Queued output above which a player stops taking frames from the hub; the hub then drops
-/// frames for it and resyncs it at a keyframe instead of this queue growing.
-const MAX_PLAYER_QUEUE: usize = 4 << 20;
+/// frames for it and resyncs it at a keyframe instead of this queue growing. Small enough that
+/// a joining player's GOP burst is paced by its socket rather than queued at once (the
+/// frames are shared, but the queue's bookkeeping is per player).
+const MAX_PLAYER_QUEUE: usize = 512 << 10;
+/// Hub events taken per wake-up, for the same reason.
+const MAX_BATCH: usize = 64;
 /// Read buffer growth for publishers, whose messages are large.
 const READ_CHUNK: usize = 64 << 10;
 /// Read buffer of everyone else: players only send acknowledgements and pings, and thousands
@@ -705,6 +709,7 @@ impl<S: Socket> Conn<S> {
         let mut next = first;
         let mut sent = 0;
         let mut starting = false;
+        let mut taken = 0;
         // Drain what is ready so one writev carries every frame that arrived together.
         while let Some(ev) = next {
             match ev {
@@ -716,7 +721,8 @@ impl<S: Socket> Conn<S> {
                 Event::Frame(f) => sent += play.frame(&mut self.session, &f),
                 Event::End => play.end(&mut self.session),
             }
-            if self.session.out().len_bytes() >= MAX_PLAYER_QUEUE {
+            taken += 1;
+            if self.session.out().len_bytes() >= MAX_PLAYER_QUEUE || taken >= MAX_BATCH {
                 break;
             }
             next = sub.try_recv();

@@ -1,0 +1,418 @@
+//! The dynamic MPD (ISO/IEC 23009-1, DASH-IF IOP live profile) over a sliding window of
+//! segments, and the in-memory store of those segments.
+
+use crate::segmenter::{MediaSegment, PeriodInfo};
+use bytes::Bytes;
+use media::TrackKind;
+use std::collections::VecDeque;
+use std::fmt::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Path of the clock endpoint the MPD's `UTCTiming` points at (DASH-IF IOP 4.7).
+pub const UTC_TIMING_PATH: &str = "/time";
+
+/// MPD timing settings.
+#[derive(Clone, Debug)]
+pub struct MpdTiming {
+    /// `minimumUpdatePeriod`.
+    pub minimum_update_period: Duration,
+    /// `suggestedPresentationDelay`.
+    pub suggested_presentation_delay: Duration,
+    /// `minBufferTime`.
+    pub min_buffer_time: Duration,
+}
+
+#[derive(Debug)]
+struct Stored {
+    period: u64,
+    time: u64,
+    duration: u64,
+    data: Bytes,
+}
+
+#[derive(Debug)]
+struct Period {
+    info: Arc<PeriodInfo>,
+    /// Highest observed bit rate per track (video, audio), for `@bandwidth`.
+    bandwidth: [u64; 2],
+}
+
+/// Sliding-window live manifest plus a few expired segments still fetchable.
+#[derive(Debug)]
+pub struct Manifest {
+    window: usize,
+    keep_expired: usize,
+    periods: VecDeque<Period>,
+    /// Per track (video, audio), oldest first; the last `window` are listed.
+    segments: [VecDeque<Stored>; 2],
+    /// Wall clock (Unix ms) of media time 0; fixed by the first segment.
+    availability_start_ms: Option<i64>,
+    /// Wall clock of the last change.
+    publish_ms: i64,
+    ended: bool,
+}
+
+fn index(t: TrackKind) -> usize {
+    match t {
+        TrackKind::Video => 0,
+        TrackKind::Audio => 1,
+    }
+}
+
+/// `xs:duration` with microsecond precision: `PT12.345678S`.
+fn xs_duration_us(us: u64) -> String {
+    let (s, frac) = (us / 1_000_000, us % 1_000_000);
+    if frac == 0 {
+        format!("PT{s}S")
+    } else {
+        let f = format!("{frac:06}");
+        format!("PT{s}.{}S", f.trim_end_matches('0'))
+    }
+}
+
+fn xs_duration(d: Duration) -> String {
+    xs_duration_us(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// Track ticks to microseconds.
+fn ticks_us(ticks: u64, timescale: u32) -> u64 {
+    let us = u128::from(ticks) * 1_000_000 / u128::from(timescale.max(1));
+    u64::try_from(us).unwrap_or(u64::MAX)
+}
+
+/// `frameRate` as DASH wants it: an integer or `N/1001`.
+fn frame_rate(fps: f64) -> String {
+    let ntsc = fps * 1001.0;
+    if (fps - fps.round()).abs() < 0.001 {
+        format!("{}", fps.round() as u64)
+    } else if (ntsc - ntsc.round()).abs() < 1.0 && (ntsc.round() as u64).is_multiple_of(1000) {
+        format!("{}/1001", ntsc.round() as u64)
+    } else {
+        format!("{}/1000", (fps * 1000.0).round() as u64)
+    }
+}
+
+/// `2026-11-21T13:31:00.123Z`.
+pub fn iso8601(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let milli = ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{milli:03}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
+impl Manifest {
+    /// Creates an empty manifest listing `window` segments per track and keeping
+    /// `keep_expired` more fetchable.
+    pub fn new(window: usize, keep_expired: usize) -> Self {
+        Manifest {
+            window: window.max(1),
+            keep_expired,
+            periods: VecDeque::new(),
+            segments: [VecDeque::new(), VecDeque::new()],
+            availability_start_ms: None,
+            publish_ms: 0,
+            ended: false,
+        }
+    }
+
+    /// Starts a period; segments pushed afterwards with its id belong to it.
+    pub fn start_period(&mut self, info: Arc<PeriodInfo>, now_ms: i64) {
+        self.ended = false;
+        self.publish_ms = now_ms;
+        self.periods.push_back(Period {
+            info,
+            bandwidth: [0; 2],
+        });
+    }
+
+    /// Adds a finished segment at wall-clock `now_ms` and slides the window.
+    pub fn push(&mut self, seg: MediaSegment, now_ms: i64) {
+        let ti = index(seg.track);
+        let Some(period) = self.periods.iter_mut().find(|p| p.info.id == seg.period) else {
+            return;
+        };
+        let timescale = match seg.track {
+            TrackKind::Video => period.info.video.as_ref(),
+            TrackKind::Audio => period.info.audio.as_ref(),
+        }
+        .map_or(1, |t| t.timescale);
+        let us = ticks_us(seg.duration, timescale).max(1);
+        let bps = (seg.data.len() as u64).saturating_mul(8_000_000) / us;
+        period.bandwidth[ti] = period.bandwidth[ti].max(bps);
+        if self.availability_start_ms.is_none() {
+            // Media time 0 is "now minus the media time this segment ends at": the segment
+            // was completed by a frame that arrived live, so the wall clock and the media
+            // timeline agree from here on (DASH-IF IOP 4.3.2.2).
+            let end_us = ticks_us(seg.time.saturating_add(seg.duration), timescale);
+            self.availability_start_ms =
+                Some(now_ms - i64::try_from(end_us / 1000).unwrap_or(i64::MAX));
+        }
+        self.publish_ms = now_ms;
+        let list = &mut self.segments[ti];
+        list.push_back(Stored {
+            period: seg.period,
+            time: seg.time,
+            duration: seg.duration,
+            data: seg.data,
+        });
+        while list.len() > self.window + self.keep_expired {
+            list.pop_front();
+        }
+        // Forget periods no stored segment refers to any more (never the newest).
+        while self.periods.len() > 1 {
+            let id = self.periods[0].info.id;
+            if self.segments.iter().flatten().any(|s| s.period == id) {
+                break;
+            }
+            self.periods.pop_front();
+        }
+    }
+
+    /// Marks the presentation finished: `mediaPresentationDuration`, no more updates.
+    pub fn end(&mut self, now_ms: i64) {
+        if !self.ended {
+            self.ended = true;
+            self.publish_ms = now_ms;
+        }
+    }
+
+    /// Whether [`Manifest::end`] was called since the last period started.
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Segments held, all tracks (listed and expired).
+    pub fn len(&self) -> usize {
+        self.segments.iter().map(VecDeque::len).sum()
+    }
+
+    /// Whether no segment exists yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes of segment data held.
+    pub fn bytes(&self) -> usize {
+        self.segments.iter().flatten().map(|s| s.data.len()).sum()
+    }
+
+    /// The init segment of `track` in `period`.
+    pub fn init(&self, track: TrackKind, period: u64) -> Option<Bytes> {
+        let p = self.periods.iter().find(|p| p.info.id == period)?;
+        match track {
+            TrackKind::Video => p.info.video.as_ref(),
+            TrackKind::Audio => p.info.audio.as_ref(),
+        }
+        .map(|t| t.init.clone())
+    }
+
+    /// A listed or recently expired segment.
+    pub fn segment(&self, track: TrackKind, period: u64, time: u64) -> Option<Bytes> {
+        self.segments[index(track)]
+            .iter()
+            .find(|s| s.period == period && s.time == time)
+            .map(|s| s.data.clone())
+    }
+
+    fn listed(&self, ti: usize) -> impl Iterator<Item = &Stored> {
+        let list = &self.segments[ti];
+        list.iter().skip(list.len().saturating_sub(self.window))
+    }
+
+    fn timescale(&self, ti: usize, period: u64) -> u32 {
+        self.periods
+            .iter()
+            .find(|p| p.info.id == period)
+            .and_then(|p| {
+                if ti == 0 {
+                    p.info.video.as_ref()
+                } else {
+                    p.info.audio.as_ref()
+                }
+            })
+            .map_or(1, |t| t.timescale)
+    }
+
+    /// Start and end (µs on the output timeline) of the listed segments of the main track.
+    fn listed_span_us(&self) -> Option<(u64, u64)> {
+        let ti = if self.segments[0].is_empty() { 1 } else { 0 };
+        let first = self.listed(ti).next()?;
+        let last = self.listed(ti).last()?;
+        Some((
+            ticks_us(first.time, self.timescale(ti, first.period)),
+            ticks_us(last.time + last.duration, self.timescale(ti, last.period)),
+        ))
+    }
+
+    /// The MPD text at wall-clock `now_ms`; `None` until the first segment exists.
+    pub fn render(&self, timing: &MpdTiming) -> Option<String> {
+        let ast = self.availability_start_ms?;
+        let (span_start, span_end) = self.listed_span_us()?;
+        let max_segment_us = (0..2)
+            .flat_map(|ti| {
+                self.listed(ti)
+                    .map(move |s| ticks_us(s.duration, self.timescale(ti, s.period)))
+            })
+            .max()
+            .unwrap_or(0);
+        let mut out = String::with_capacity(2048 + self.window * 80);
+        // Writing to a String cannot fail, so the fmt::Results below are ignored.
+        let _ = write!(
+            out,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+             <MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" \
+             profiles=\"urn:mpeg:dash:profile:isoff-live:2011\" type=\"dynamic\" \
+             availabilityStartTime=\"{}\" publishTime=\"{}\"",
+            iso8601(ast),
+            iso8601(self.publish_ms),
+        );
+        if self.ended {
+            let _ = write!(
+                out,
+                " mediaPresentationDuration=\"{}\"",
+                xs_duration_us(span_end)
+            );
+        } else {
+            let _ = write!(
+                out,
+                " minimumUpdatePeriod=\"{}\"",
+                xs_duration(timing.minimum_update_period)
+            );
+        }
+        let _ = writeln!(
+            out,
+            " timeShiftBufferDepth=\"{}\" suggestedPresentationDelay=\"{}\" \
+             maxSegmentDuration=\"{}\" minBufferTime=\"{}\">",
+            xs_duration_us(span_end.saturating_sub(span_start)),
+            xs_duration(timing.suggested_presentation_delay),
+            xs_duration_us(max_segment_us.div_ceil(1000) * 1000),
+            xs_duration(timing.min_buffer_time),
+        );
+        let shown: Vec<&Period> = self
+            .periods
+            .iter()
+            .enumerate()
+            .filter(|(i, p)| {
+                *i + 1 == self.periods.len()
+                    || (0..2).any(|ti| self.listed(ti).any(|s| s.period == p.info.id))
+            })
+            .map(|(_, p)| p)
+            .collect();
+        for p in shown {
+            self.render_period(p, &mut out);
+        }
+        let _ = write!(
+            out,
+            "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"{UTC_TIMING_PATH}\"/>\n</MPD>\n"
+        );
+        Some(out)
+    }
+
+    fn render_period(&self, p: &Period, out: &mut String) {
+        let info = &p.info;
+        let start_us = ticks_us(u64::try_from(info.start).unwrap_or(0), 90_000);
+        let _ = writeln!(
+            out,
+            "  <Period id=\"{}\" start=\"{}\">",
+            info.id,
+            xs_duration_us(start_us)
+        );
+        for (ti, desc) in [(0, info.video.as_ref()), (1, info.audio.as_ref())] {
+            let Some(desc) = desc else { continue };
+            let (kind, letter) = if ti == 0 {
+                ("video", 'v')
+            } else {
+                ("audio", 'a')
+            };
+            let pto = u128::from(u64::try_from(info.start).unwrap_or(0))
+                * u128::from(desc.timescale)
+                / 90_000;
+            let _ = writeln!(
+                out,
+                "    <AdaptationSet id=\"{ti}\" contentType=\"{kind}\" mimeType=\"{kind}/mp4\" \
+                 segmentAlignment=\"true\" startWithSAP=\"1\"{}>",
+                if ti == 1 { " lang=\"und\"" } else { "" }
+            );
+            let _ = writeln!(
+                out,
+                "      <SegmentTemplate timescale=\"{}\" presentationTimeOffset=\"{pto}\" \
+                 initialization=\"init-{letter}-{id}.mp4\" media=\"{letter}-{id}-$Time$.m4s\">\n\
+                 \x20       <SegmentTimeline>",
+                desc.timescale,
+                id = info.id,
+            );
+            let mut run: Option<(u64, u64, u64)> = None; // (t, d, r)
+            let mut next_t: Option<u64> = None;
+            let flush = |run: Option<(u64, u64, u64)>, explicit_t: bool, out: &mut String| {
+                if let Some((t, d, r)) = run {
+                    out.push_str("          <S");
+                    if explicit_t {
+                        let _ = write!(out, " t=\"{t}\"");
+                    }
+                    let _ = write!(out, " d=\"{d}\"");
+                    if r > 0 {
+                        let _ = write!(out, " r=\"{r}\"");
+                    }
+                    out.push_str("/>\n");
+                }
+            };
+            let mut run_explicit = true;
+            for s in self.listed(ti).filter(|s| s.period == info.id) {
+                let contiguous = next_t == Some(s.time);
+                match run {
+                    Some((_, d, ref mut r)) if contiguous && d == s.duration => *r += 1,
+                    _ => {
+                        flush(run, run_explicit, out);
+                        run_explicit = !contiguous;
+                        run = Some((s.time, s.duration, 0));
+                    }
+                }
+                next_t = Some(s.time + s.duration);
+            }
+            flush(run, run_explicit, out);
+            out.push_str("        </SegmentTimeline>\n      </SegmentTemplate>\n");
+            let bandwidth = p.bandwidth[ti].max(1);
+            if ti == 0 {
+                let _ = write!(
+                    out,
+                    "      <Representation id=\"v{}\" codecs=\"{}\" width=\"{}\" height=\"{}\" \
+                     sar=\"1:1\" bandwidth=\"{bandwidth}\"",
+                    info.id, desc.codecs, desc.width, desc.height
+                );
+                if let Some(fps) = desc.frame_rate {
+                    let _ = write!(out, " frameRate=\"{}\"", frame_rate(fps));
+                }
+                out.push_str("/>\n");
+            } else {
+                let _ = writeln!(
+                    out,
+                    "      <Representation id=\"a{}\" codecs=\"{}\" audioSamplingRate=\"{}\" \
+                     bandwidth=\"{bandwidth}\">\n\
+                     \x20       <AudioChannelConfiguration \
+                     schemeIdUri=\"urn:mpeg:dash:23003:3:audio_channel_configuration:2011\" \
+                     value=\"{}\"/>\n      </Representation>",
+                    info.id, desc.codecs, desc.sample_rate, desc.channels
+                );
+            }
+            out.push_str("    </AdaptationSet>\n");
+        }
+        out.push_str("  </Period>\n");
+    }
+}

@@ -1,0 +1,511 @@
+//! Sans-I/O segmenter: hub events in, fMP4 init and media segments out.
+//!
+//! Video is cut at the first keyframe once `segment_duration` has passed; audio is cut at the
+//! same instant (the first audio frame at or after the video cut starts the next audio
+//! segment), so both adaptation sets carry time-aligned segments. The output timeline starts
+//! at 0 and stays continuous across republishes and clock jumps, like the HLS segmenter; a
+//! republish whose codec configuration differs starts a new [`PeriodInfo`] (new init segments).
+
+use bytes::Bytes;
+use fmp4::{Sample, TrackCodec, TrackInfo};
+use hub::Event;
+use media::{MediaInfo, TrackKind};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A frame further back than this (or [`MAX_FORWARD_JUMP`] ahead) of the previous one on its
+/// track means the publisher's clock restarted: segments are closed and the timeline rebased.
+const MAX_BACKWARD_JUMP: i64 = media::TIMEBASE;
+const MAX_FORWARD_JUMP: i64 = 10 * media::TIMEBASE;
+/// A frame gap above this is not used to estimate frame duration.
+const MAX_FRAME_DURATION: i64 = media::TIMEBASE;
+/// Timescale of the video track: the hub's own, so no rounding happens.
+pub const VIDEO_TIMESCALE: u32 = 90_000;
+/// `track_ID` of the video track (one track per file).
+pub const VIDEO_TRACK_ID: u32 = 1;
+/// `track_ID` of the audio track.
+pub const AUDIO_TRACK_ID: u32 = 2;
+
+/// One adaptation set of a period: the init segment and what the MPD says about it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrackDesc {
+    /// `ftyp`+`moov`.
+    pub init: Bytes,
+    /// RFC 6381 codec string, e.g. `avc1.64001f`, `mp4a.40.2`.
+    pub codecs: String,
+    /// Ticks per second of this track's segment times.
+    pub timescale: u32,
+    /// Video size (0 for audio).
+    pub width: u32,
+    /// Video size (0 for audio).
+    pub height: u32,
+    /// Frames per second, if known.
+    pub frame_rate: Option<f64>,
+    /// Audio sampling rate (0 for video).
+    pub sample_rate: u32,
+    /// Audio channel configuration (0 for video).
+    pub channels: u8,
+}
+
+/// A period: a span of the timeline with one set of init segments.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeriodInfo {
+    /// Unique within the segmenter's life; part of every URL of the period.
+    pub id: u64,
+    /// Start on the output timeline, 90 kHz ticks.
+    pub start: i64,
+    /// The video adaptation set, if the stream has H.264 video.
+    pub video: Option<TrackDesc>,
+    /// The audio adaptation set, if the stream has AAC audio.
+    pub audio: Option<TrackDesc>,
+}
+
+/// One finished media segment of one track.
+#[derive(Clone, Debug)]
+pub struct MediaSegment {
+    /// Which adaptation set.
+    pub track: TrackKind,
+    /// [`PeriodInfo::id`] of its period.
+    pub period: u64,
+    /// `tfdt`: decode time of the first sample, track timescale (the `$Time$` in its URL).
+    pub time: u64,
+    /// Sum of its sample durations, track timescale.
+    pub duration: u64,
+    /// Samples in the `trun`.
+    pub samples: usize,
+    /// `styp`+`moof`+`mdat`.
+    pub data: Bytes,
+}
+
+/// What the segmenter produced for one input event.
+#[derive(Clone, Debug)]
+pub enum Output {
+    /// A new period starts; its segments follow.
+    Period(Arc<PeriodInfo>),
+    /// A finished segment.
+    Segment(MediaSegment),
+}
+
+#[derive(Debug)]
+struct Pending {
+    /// Output timeline, track timescale.
+    dts: i64,
+    cts: i32,
+    sync: bool,
+    data: Bytes,
+}
+
+#[derive(Debug, Default)]
+struct TrackBuf {
+    samples: Vec<Pending>,
+    bytes: usize,
+    /// mfhd sequence number of the next segment.
+    seq: u32,
+}
+
+/// Cuts a stream into per-track fMP4 segments. See the module docs.
+#[derive(Debug)]
+pub struct Segmenter {
+    target: i64,
+    max_bytes: usize,
+    next_period: u64,
+    info: Option<Arc<MediaInfo>>,
+    session: Option<u64>,
+    period: Option<Arc<PeriodInfo>>,
+    /// A period whose init segments are ready, announced with its first segment.
+    period_pending: bool,
+    /// Added to every timestamp (90 kHz) so the output timeline stays continuous.
+    offset: i64,
+    rebase: bool,
+    started: bool,
+    /// End of the last frame written, output timeline 90 kHz.
+    out_end: Option<i64>,
+    last_dts: [Option<i64>; 2],
+    frame_duration: [i64; 2],
+    video: TrackBuf,
+    audio: TrackBuf,
+    /// Start of the open video segment, output 90 kHz.
+    video_start: Option<i64>,
+    /// Start of the open audio segment (audio-only streams), output 90 kHz.
+    audio_start: Option<i64>,
+    /// The video was cut here (output 90 kHz); the audio segment closes at the first audio
+    /// frame at or after it.
+    audio_cut: Option<i64>,
+    /// Next audio decode time in the audio timescale: AAC frames last exactly
+    /// `samples_per_frame`, while RTMP timestamps carry millisecond jitter.
+    audio_clock: Option<i64>,
+    /// The timeline was rebased and no audio frame came since.
+    audio_rebased: bool,
+    encode_errors: u64,
+}
+
+fn track_index(t: TrackKind) -> usize {
+    match t {
+        TrackKind::Video => 0,
+        TrackKind::Audio => 1,
+    }
+}
+
+/// `ticks` (90 kHz) in a `timescale`, rounded to nearest.
+fn rescale(ticks: i64, timescale: u32) -> i64 {
+    let v = i128::from(ticks) * i128::from(timescale);
+    let d = i128::from(media::TIMEBASE);
+    i64::try_from((v + d / 2).div_euclid(d)).unwrap_or(i64::MAX)
+}
+
+impl Segmenter {
+    /// Creates a segmenter cutting after `segment_duration` (at `max_segment_bytes` in any
+    /// case); period ids count up from `first_period`.
+    pub fn new(segment_duration: Duration, max_segment_bytes: usize, first_period: u64) -> Self {
+        Segmenter {
+            target: i64::try_from(segment_duration.as_micros() * 9 / 100).unwrap_or(i64::MAX),
+            max_bytes: max_segment_bytes.max(1024),
+            next_period: first_period,
+            info: None,
+            session: None,
+            period: None,
+            period_pending: false,
+            offset: 0,
+            rebase: false,
+            started: false,
+            out_end: None,
+            last_dts: [None; 2],
+            frame_duration: [0; 2],
+            video: TrackBuf::default(),
+            audio: TrackBuf::default(),
+            video_start: None,
+            audio_start: None,
+            audio_cut: None,
+            audio_clock: None,
+            audio_rebased: false,
+            encode_errors: 0,
+        }
+    }
+
+    /// Segments that failed to encode (counted, never fatal).
+    pub fn encode_errors(&self) -> u64 {
+        self.encode_errors
+    }
+
+    /// The current period, once the tracks are known.
+    pub fn period(&self) -> Option<&Arc<PeriodInfo>> {
+        self.period.as_ref()
+    }
+
+    /// Makes the next `Tracks` event start a new period even with unchanged tracks (the
+    /// store that knew the current one was replaced).
+    pub fn restart_period(&mut self) {
+        self.period = None;
+    }
+
+    /// Feeds one hub event; returns what it completed.
+    pub fn push(&mut self, event: Event) -> Vec<Output> {
+        let mut out = Vec::new();
+        match event {
+            Event::Tracks { info, session } => self.tracks(info, session, &mut out),
+            Event::End => {
+                self.close_all(&mut out);
+                self.last_dts = [None; 2];
+            }
+            Event::Frame(frame) => self.frame(&frame, &mut out),
+        }
+        out
+    }
+
+    /// Closes the open segments at their estimated end (publisher gone, shutdown).
+    pub fn flush(&mut self) -> Vec<Output> {
+        let mut out = Vec::new();
+        self.close_all(&mut out);
+        out
+    }
+
+    fn tracks(&mut self, info: Arc<MediaInfo>, session: u64, out: &mut Vec<Output>) {
+        let new_session = self.session.is_some_and(|s| s != session);
+        let changed = self.info.as_ref().is_some_and(|old| **old != *info);
+        self.session = Some(session);
+        if !new_session && !changed && self.info.is_some() {
+            return;
+        }
+        self.close_all(out);
+        self.last_dts = [None; 2];
+        self.rebase |= new_session;
+        let video = info.avc().and_then(|avc| {
+            let track = TrackInfo {
+                track_id: VIDEO_TRACK_ID,
+                timescale: VIDEO_TIMESCALE,
+                codec: TrackCodec::Avc(avc.clone()),
+            };
+            let init = fmp4::init_segment(&track).ok()?;
+            Some(TrackDesc {
+                init,
+                codecs: avc.codec_string(),
+                timescale: VIDEO_TIMESCALE,
+                width: avc.width,
+                height: avc.height,
+                frame_rate: info.framerate.or(avc.fps).filter(|f| *f > 0.0),
+                sample_rate: 0,
+                channels: 0,
+            })
+        });
+        let audio = info.aac().and_then(|aac| {
+            let track = TrackInfo {
+                track_id: AUDIO_TRACK_ID,
+                timescale: aac.sample_rate,
+                codec: TrackCodec::Aac(aac.clone()),
+            };
+            if aac.sample_rate == 0 {
+                return None;
+            }
+            let init = fmp4::init_segment(&track).ok()?;
+            Some(TrackDesc {
+                init,
+                codecs: aac.codec_string(),
+                timescale: aac.sample_rate,
+                width: 0,
+                height: 0,
+                frame_rate: None,
+                sample_rate: aac.sample_rate,
+                channels: aac.channel_config,
+            })
+        });
+        let same = self
+            .period
+            .as_ref()
+            .is_some_and(|p| p.video == video && p.audio == audio);
+        if !same {
+            // Identical init segments continue the period: the decoder only sees a new IDR
+            // on a continuous timeline. Anything else needs new init segments, which players
+            // load only at a period boundary.
+            self.period = Some(Arc::new(PeriodInfo {
+                id: self.next_period,
+                start: 0,
+                video,
+                audio,
+            }));
+            self.next_period += 1;
+            self.period_pending = true;
+        }
+        self.info = Some(info);
+    }
+
+    fn carries(&self, track: TrackKind) -> bool {
+        self.period.as_ref().is_some_and(|p| match track {
+            TrackKind::Video => p.video.is_some(),
+            TrackKind::Audio => p.audio.is_some(),
+        })
+    }
+
+    fn frame(&mut self, frame: &media::Frame, out: &mut Vec<Output>) {
+        if !self.carries(frame.track) {
+            return;
+        }
+        let ti = track_index(frame.track);
+        if let Some(last) = self.last_dts[ti] {
+            let delta = frame.dts.saturating_sub(last);
+            if !(-MAX_BACKWARD_JUMP..=MAX_FORWARD_JUMP).contains(&delta) {
+                self.close_all(out);
+                self.last_dts = [None; 2];
+                self.rebase = true;
+            } else if delta > 0 && delta <= MAX_FRAME_DURATION {
+                self.frame_duration[ti] = delta;
+            }
+        }
+        let has_video = self.carries(TrackKind::Video);
+        let is_key = frame.track == TrackKind::Video && frame.keyframe;
+        if !self.started {
+            // Nothing before the first video keyframe (or audio frame, audio-only) decodes.
+            if has_video && !is_key {
+                return;
+            }
+            self.started = true;
+        }
+        if self.rebase || self.out_end.is_none() {
+            self.rebase = false;
+            // The audio clock is kept: the rebased audio lands within a frame of it and snaps
+            // to it, so audio stays gapless across a republish too.
+            self.offset = self.out_end.unwrap_or(0) - frame.dts;
+            self.audio_rebased = true;
+        }
+        let dts = frame.dts.saturating_add(self.offset);
+        let cts = frame.pts.saturating_sub(frame.dts);
+        self.last_dts[ti] = Some(frame.dts);
+        let end = dts.saturating_add(self.frame_duration[ti]);
+        self.out_end = Some(self.out_end.map_or(end, |e| e.max(end)));
+
+        match frame.track {
+            TrackKind::Video => {
+                let due = self.video_start.is_some_and(|start| {
+                    (is_key && dts.saturating_sub(start) >= self.target)
+                        || self.video.bytes >= self.max_bytes
+                });
+                if due {
+                    self.close_video(dts, out);
+                    if self.audio_cut.is_some() {
+                        // No audio frame reached the previous cut: close what there is.
+                        self.close_audio(out);
+                    }
+                    self.audio_cut = Some(dts);
+                }
+                if self.video_start.is_none() {
+                    self.video_start = Some(dts);
+                    self.mark_period_start(dts);
+                }
+                self.video.bytes += frame.payload.len();
+                self.video.samples.push(Pending {
+                    dts,
+                    cts: i32::try_from(cts).unwrap_or(0),
+                    sync: frame.keyframe,
+                    data: frame.payload.clone(),
+                });
+            }
+            TrackKind::Audio => {
+                let timescale = self.audio_timescale();
+                let spf = 1024;
+                let actual = rescale(dts, timescale);
+                // Right after a rebase (republish, clock jump) the new audio usually starts
+                // a few frames after the keyframe the timeline was rebased on (earlier
+                // frames were dropped): snapping it onto the running clock keeps the audio
+                // gapless at the cost of that small A/V offset. ffmpeg's DASH reader and some
+                // MSE players stumble on a gap in the audio timeline.
+                let tolerance = if self.audio_rebased {
+                    i64::from(timescale) / 2
+                } else {
+                    spf
+                };
+                self.audio_rebased = false;
+                let adts = match self.audio_clock {
+                    // Within tolerance of the expected time: keep the exact cadence. Further
+                    // off: follow the timestamps forward (a gap players skip), but never
+                    // backward, since overlapping audio makes MSE drop what was appended.
+                    Some(expected) if (actual - expected).abs() < tolerance => expected,
+                    Some(expected) => actual.max(expected),
+                    None => actual,
+                };
+                self.audio_clock = Some(adts + spf);
+                if has_video {
+                    if self.audio_cut.is_some_and(|cut| dts >= cut) {
+                        self.close_audio(out);
+                        self.audio_cut = None;
+                    }
+                } else {
+                    let due = self.audio_start.is_some_and(|start| {
+                        dts.saturating_sub(start) >= self.target
+                            || self.audio.bytes >= self.max_bytes
+                    });
+                    if due {
+                        self.close_audio(out);
+                    }
+                    if self.audio_start.is_none() {
+                        self.audio_start = Some(dts);
+                        self.mark_period_start(dts);
+                    }
+                }
+                self.audio.bytes += frame.payload.len();
+                self.audio.samples.push(Pending {
+                    dts: adts,
+                    cts: 0,
+                    sync: true,
+                    data: frame.payload.clone(),
+                });
+            }
+        }
+    }
+
+    fn audio_timescale(&self) -> u32 {
+        self.period
+            .as_ref()
+            .and_then(|p| p.audio.as_ref())
+            .map_or(48_000, |a| a.timescale)
+    }
+
+    /// Fixes the start of a period announced but not yet started.
+    fn mark_period_start(&mut self, start: i64) {
+        if self.period_pending
+            && let Some(p) = self.period.as_mut()
+        {
+            Arc::make_mut(p).start = start;
+        }
+    }
+
+    fn announce_period(&mut self, out: &mut Vec<Output>) {
+        if self.period_pending
+            && let Some(p) = &self.period
+        {
+            self.period_pending = false;
+            out.push(Output::Period(p.clone()));
+        }
+    }
+
+    /// Closes the open video segment, its last sample ending at `end` (output 90 kHz).
+    fn close_video(&mut self, end: i64, out: &mut Vec<Output>) {
+        self.video_start = None;
+        let samples = std::mem::take(&mut self.video.samples);
+        self.video.bytes = 0;
+        self.emit(TrackKind::Video, samples, end, out);
+    }
+
+    fn close_audio(&mut self, out: &mut Vec<Output>) {
+        self.audio_start = None;
+        let samples = std::mem::take(&mut self.audio.samples);
+        self.audio.bytes = 0;
+        let end = samples.last().map_or(0, |s| s.dts + 1024);
+        self.emit(TrackKind::Audio, samples, end, out);
+    }
+
+    fn close_all(&mut self, out: &mut Vec<Output>) {
+        // Whatever comes next (republish, clock jump) starts again at a keyframe.
+        self.started = false;
+        if let Some(last) = self.video.samples.last() {
+            let end = last.dts + self.frame_duration[0].max(1);
+            self.close_video(end, out);
+        }
+        self.close_audio(out);
+        self.audio_cut = None;
+    }
+
+    fn emit(&mut self, track: TrackKind, samples: Vec<Pending>, end: i64, out: &mut Vec<Output>) {
+        let Some(first) = samples.first() else {
+            return;
+        };
+        let Some(period) = self.period.as_ref().map(|p| p.id) else {
+            return;
+        };
+        let base = first.dts;
+        let ends = samples.iter().skip(1).map(|s| s.dts).chain([end]);
+        let fmp4_samples: Vec<Sample> = samples
+            .iter()
+            .zip(ends)
+            .map(|(s, next)| Sample {
+                duration: u32::try_from(next.saturating_sub(s.dts).max(0)).unwrap_or(u32::MAX),
+                cts_offset: s.cts,
+                sync: s.sync,
+                data: s.data.clone(),
+            })
+            .collect();
+        let duration: u64 = fmp4_samples.iter().map(|s| u64::from(s.duration)).sum();
+        let (buf, track_id) = match track {
+            TrackKind::Video => (&mut self.video, VIDEO_TRACK_ID),
+            TrackKind::Audio => (&mut self.audio, AUDIO_TRACK_ID),
+        };
+        buf.seq = buf.seq.wrapping_add(1);
+        let time = u64::try_from(base).unwrap_or(0);
+        match fmp4::media_segment(track_id, buf.seq, time, &fmp4_samples) {
+            Ok(data) => {
+                self.announce_period(out);
+                out.push(Output::Segment(MediaSegment {
+                    track,
+                    period,
+                    time,
+                    duration,
+                    samples: fmp4_samples.len(),
+                    data,
+                }));
+            }
+            Err(e) => {
+                // Counted and visible; one bad segment must not end the stream.
+                self.encode_errors += 1;
+                tracing::debug!(error = %e, "dash: segment not written");
+            }
+        }
+    }
+}

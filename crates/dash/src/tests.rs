@@ -1,0 +1,548 @@
+use crate::*;
+use bytes::Bytes;
+use hub::{Event, Hub, HubConfig, PublisherMeta};
+use media::{AacConfig, AudioCodec, AvcConfig, Frame, MediaInfo, TrackKind, VideoCodec};
+use mp4_atom::{Any, Decode, TrunSamples};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+const AVCC: &[u8] = include_bytes!("../../../testdata/h264-320x240-baseline.avcc");
+const AVCC_720P: &[u8] = include_bytes!("../../../testdata/h264-1280x720-high.avcc");
+const ASC: &[u8] = include_bytes!("../../../testdata/aac-48k-stereo.asc");
+const FLV: &[u8] = include_bytes!("../../../testdata/h264-aac-320x240.flv");
+/// 25 fps.
+const FRAME: i64 = 3600;
+const MS: i64 = 90;
+
+fn info_with(avcc: &'static [u8]) -> MediaInfo {
+    MediaInfo {
+        video: Some(VideoCodec::H264(
+            AvcConfig::parse(Bytes::from_static(avcc)).unwrap(),
+        )),
+        audio: Some(AudioCodec::Aac(
+            AacConfig::parse(Bytes::from_static(ASC)).unwrap(),
+        )),
+        framerate: Some(25.0),
+    }
+}
+
+fn info() -> MediaInfo {
+    info_with(AVCC)
+}
+
+fn tracks(session: u64) -> Event {
+    Event::Tracks {
+        info: Arc::new(info()),
+        session,
+    }
+}
+
+/// Synthetic video frame `i`, keyframe every `gop` frames, PTS one frame after DTS.
+fn video(i: i64, gop: i64, base: i64) -> Frame {
+    let key = i % gop == 0;
+    let nal: &'static [u8] = if key {
+        &[0, 0, 0, 2, 0x65, 0x88]
+    } else {
+        &[0, 0, 0, 2, 0x41, 0x9a]
+    };
+    Frame {
+        track: TrackKind::Video,
+        dts: base + i * FRAME,
+        pts: base + i * FRAME + FRAME,
+        keyframe: key,
+        payload: Bytes::from_static(nal),
+    }
+}
+
+/// AAC frame `n` at 48 kHz with RTMP's millisecond rounding (21 or 22 ms apart).
+fn audio(n: i64, base: i64) -> Frame {
+    let ms = n * 1024 * 1000 / 48_000;
+    Frame {
+        track: TrackKind::Audio,
+        dts: base + ms * MS,
+        pts: base + ms * MS,
+        keyframe: true,
+        payload: Bytes::from_static(&[0x21, 0x10, 0x04, 0x60, 0x8c, 0x1c]),
+    }
+}
+
+/// `secs` of interleaved video (GOP `gop`) and audio, in DTS order, from `base`.
+fn interleaved(secs: i64, gop: i64, base: i64) -> Vec<Frame> {
+    let mut frames: Vec<Frame> = (0..secs * 25).map(|i| video(i, gop, base)).collect();
+    frames.extend((0..secs * 48_000 / 1024).map(|n| audio(n, base)));
+    frames.sort_by_key(|f| f.dts);
+    frames
+}
+
+fn segments(out: &[Output], track: TrackKind) -> Vec<MediaSegment> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Segment(s) if s.track == track => Some(s.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// (tfdt, sample durations, sync flags) as mp4-atom reads them back.
+fn read_back(seg: &MediaSegment) -> (u64, Vec<u32>, Vec<bool>) {
+    let mut buf: &[u8] = &seg.data;
+    let mut moof = None;
+    while !buf.is_empty() {
+        if let Any::Moof(m) = Any::decode(&mut buf).expect("mp4-atom decodes the segment") {
+            moof = Some(m);
+        }
+    }
+    let moof = moof.expect("a moof");
+    let traf = &moof.traf[0];
+    let TrunSamples::Explicit(entries) = &traf.trun[0].samples else {
+        panic!("explicit trun")
+    };
+    (
+        traf.tfdt.as_ref().unwrap().base_media_decode_time,
+        entries.iter().map(|e| e.duration.unwrap()).collect(),
+        entries
+            .iter()
+            .map(|e| e.flags.unwrap() == fmp4::SYNC_SAMPLE_FLAGS)
+            .collect(),
+    )
+}
+
+fn run(frames: impl IntoIterator<Item = Frame>, seg: &mut Segmenter, out: &mut Vec<Output>) {
+    for f in frames {
+        out.extend(seg.push(Event::Frame(f)));
+    }
+}
+
+#[test]
+fn segments_cut_on_keyframes_with_aligned_audio_and_continuous_tfdt() {
+    let mut seg = Segmenter::new(Duration::from_secs(2), 1 << 20, 100);
+    let mut out = seg.push(tracks(1));
+    run(interleaved(12, 30, 0), &mut seg, &mut out);
+    out.extend(seg.push(Event::End));
+    let Some(Output::Period(p)) = out.first() else {
+        panic!("the period comes first: {out:?}")
+    };
+    assert_eq!((p.id, p.start), (100, 0));
+    let avc = AvcConfig::parse(Bytes::from_static(AVCC)).unwrap();
+    assert_eq!(p.video.as_ref().unwrap().codecs, avc.codec_string());
+    let v = segments(&out, TrackKind::Video);
+    let a = segments(&out, TrackKind::Audio);
+    // GOP 1.2 s, target 2 s: cuts at 2.4, 4.8, 7.2, 9.6, then the End at 12 s.
+    assert_eq!(v.len(), 5);
+    assert_eq!(a.len(), 5);
+    let mut video_samples = 0;
+    for (n, s) in v.iter().enumerate() {
+        let (tfdt, durations, sync) = read_back(s);
+        assert_eq!(tfdt, s.time, "tfdt is the segment time");
+        assert_eq!(
+            durations.iter().map(|&d| u64::from(d)).sum::<u64>(),
+            s.duration
+        );
+        assert_eq!(durations.len(), s.samples);
+        assert!(sync[0], "segment {n} starts with a sync sample");
+        assert_eq!(sync.iter().filter(|&&k| k).count(), s.samples.div_ceil(30));
+        video_samples += s.samples;
+        if n + 1 < v.len() {
+            assert_eq!(s.time + s.duration, v[n + 1].time, "tfdt continuity");
+            assert_eq!(s.duration, 216_000, "2.4 s at 90 kHz");
+        }
+    }
+    assert_eq!(video_samples, 300);
+    assert_eq!(v.last().map(|s| s.time + s.duration), Some(12 * 90_000));
+    let mut audio_samples = 0;
+    for (n, s) in a.iter().enumerate() {
+        let (tfdt, durations, _) = read_back(s);
+        assert_eq!(tfdt, s.time);
+        assert!(durations.iter().all(|&d| d == 1024), "exact AAC cadence");
+        assert_eq!(s.duration, 1024 * s.samples as u64);
+        audio_samples += s.samples;
+        if n + 1 < a.len() {
+            assert_eq!(s.time + s.duration, a[n + 1].time, "audio tfdt continuity");
+        }
+        // Aligned with video: both start within one AAC frame of each other.
+        let video_start_48k = v[n].time * 48_000 / 90_000;
+        assert!(
+            s.time.abs_diff(video_start_48k) <= 1024,
+            "audio segment {n} at {} vs video at {video_start_48k}",
+            s.time
+        );
+    }
+    assert_eq!(audio_samples, (12 * 48_000 / 1024) as usize);
+    assert_eq!(seg.encode_errors(), 0);
+}
+
+#[test]
+fn nothing_before_the_first_keyframe_and_timeline_starts_at_zero() {
+    let mut seg = Segmenter::new(Duration::from_secs(1), 1 << 20, 1);
+    seg.push(tracks(1));
+    let mut out = Vec::new();
+    // Starts mid-GOP at 50 s on the publisher's clock.
+    run(
+        (5..80).map(|i| video(i, 25, 50 * 90_000)),
+        &mut seg,
+        &mut out,
+    );
+    let v = segments(&out, TrackKind::Video);
+    assert_eq!(v.len(), 2);
+    assert_eq!(v[0].time, 0, "output timeline starts at 0");
+    assert_eq!(v[0].samples, 25);
+}
+
+#[test]
+fn republish_with_same_tracks_continues_the_period_and_timeline() {
+    let mut seg = Segmenter::new(Duration::from_secs(1), 1 << 20, 1);
+    let mut out = seg.push(tracks(1));
+    run(interleaved(4, 25, 90_000 * 30), &mut seg, &mut out);
+    out.extend(seg.push(Event::End));
+    out.extend(seg.push(tracks(2)));
+    run(interleaved(4, 25, 0), &mut seg, &mut out);
+    out.extend(seg.push(Event::End));
+    let periods = out
+        .iter()
+        .filter(|o| matches!(o, Output::Period(_)))
+        .count();
+    assert_eq!(periods, 1, "same init segments: one period");
+    for track in [TrackKind::Video, TrackKind::Audio] {
+        let s = segments(&out, track);
+        assert!(s.len() >= 7, "{track:?}: {}", s.len());
+        for w in s.windows(2) {
+            assert_eq!(w[0].time + w[0].duration, w[1].time, "{track:?} continuity");
+        }
+    }
+}
+
+#[test]
+fn republish_with_new_tracks_starts_a_new_period_at_the_previous_end() {
+    let mut seg = Segmenter::new(Duration::from_secs(1), 1 << 20, 7);
+    let mut out = seg.push(tracks(1));
+    run(interleaved(3, 25, 0), &mut seg, &mut out);
+    out.extend(seg.push(Event::End));
+    out.extend(seg.push(Event::Tracks {
+        info: Arc::new(info_with(AVCC_720P)),
+        session: 2,
+    }));
+    run(interleaved(3, 25, 0), &mut seg, &mut out);
+    out.extend(seg.push(Event::End));
+    let periods: Vec<Arc<PeriodInfo>> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Period(p) => Some(p.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(periods.len(), 2);
+    assert_eq!((periods[0].id, periods[1].id), (7, 8));
+    assert_eq!(periods[1].video.as_ref().unwrap().width, 1280);
+    let v = segments(&out, TrackKind::Video);
+    let first_of_second = v.iter().find(|s| s.period == 8).unwrap();
+    assert_eq!(periods[1].start, 3 * 90_000);
+    assert_eq!(first_of_second.time, 3 * 90_000);
+
+    // The MPD lists both periods; the second starts where the first's timeline ends.
+    let mut m = Manifest::new(10, 0);
+    feed(&mut m, out, 1_000_000);
+    let text = m.render(&timing()).unwrap();
+    let mpd = dash_mpd_core::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(mpd.periods.len(), 2, "{text}");
+    assert_eq!(mpd.periods[0].start, Some(Duration::ZERO));
+    assert_eq!(mpd.periods[1].start, Some(Duration::from_secs(3)));
+    let st = mpd.periods[1].adaptations[0]
+        .SegmentTemplate
+        .as_ref()
+        .unwrap();
+    assert_eq!(st.presentationTimeOffset, Some(270_000));
+    assert_eq!(st.initialization.as_deref(), Some("init-v-8.mp4"));
+    assert_eq!(
+        mpd.periods[1].adaptations[0].representations[0].width,
+        Some(1280)
+    );
+}
+
+fn timing() -> MpdTiming {
+    MpdTiming {
+        minimum_update_period: Duration::from_secs(2),
+        suggested_presentation_delay: Duration::from_secs(6),
+        min_buffer_time: Duration::from_secs(2),
+    }
+}
+
+fn feed(m: &mut Manifest, out: Vec<Output>, now_ms: i64) {
+    for o in out {
+        match o {
+            Output::Period(p) => m.start_period(p, now_ms),
+            Output::Segment(s) => m.push(s, now_ms),
+        }
+    }
+}
+
+#[test]
+fn mpd_parses_with_dash_mpd_core_and_has_what_players_need() {
+    let mut seg = Segmenter::new(Duration::from_secs(2), 1 << 20, 42);
+    let mut out = seg.push(tracks(1));
+    run(interleaved(20, 50, 0), &mut seg, &mut out);
+    let mut m = Manifest::new(4, 2);
+    assert!(
+        m.render(&timing()).is_none(),
+        "nothing before the first segment"
+    );
+    // The first segment (0..2 s) completes at wall clock 1_800_000_002_000 ms.
+    feed(&mut m, out, 1_800_000_002_000);
+    let text = m.render(&timing()).unwrap();
+    let mpd = dash_mpd_core::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(mpd.mpdtype.as_deref(), Some("dynamic"));
+    assert_eq!(
+        mpd.availabilityStartTime.unwrap().timestamp_millis(),
+        1_800_000_000_000
+    );
+    assert!(mpd.publishTime.is_some());
+    assert_eq!(mpd.minimumUpdatePeriod, Some(Duration::from_secs(2)));
+    assert_eq!(mpd.suggestedPresentationDelay, Some(Duration::from_secs(6)));
+    assert_eq!(mpd.minBufferTime, Some(Duration::from_secs(2)));
+    // The longest segment is an audio one, up to a frame over 2 s.
+    let max = mpd.maxSegmentDuration.unwrap();
+    assert!(
+        max >= Duration::from_secs(2) && max <= Duration::from_millis(2022),
+        "{max:?}"
+    );
+    // 19 s of video make 9 complete 2 s segments; 4 are listed.
+    assert_eq!(mpd.timeShiftBufferDepth, Some(Duration::from_secs(8)));
+    assert!(mpd.mediaPresentationDuration.is_none());
+    assert_eq!(mpd.UTCTiming.len(), 1);
+    assert_eq!(
+        mpd.UTCTiming[0].schemeIdUri,
+        "urn:mpeg:dash:utc:http-iso:2014"
+    );
+    assert_eq!(mpd.UTCTiming[0].value.as_deref(), Some("/time"));
+    assert_eq!(mpd.periods.len(), 1);
+    let p = &mpd.periods[0];
+    assert_eq!(p.id.as_deref(), Some("42"));
+    assert_eq!(p.adaptations.len(), 2);
+    let (v, a) = (&p.adaptations[0], &p.adaptations[1]);
+    assert_eq!(v.contentType.as_deref(), Some("video"));
+    assert_eq!(v.mimeType.as_deref(), Some("video/mp4"));
+    let vr = &v.representations[0];
+    let avc = AvcConfig::parse(Bytes::from_static(AVCC)).unwrap();
+    assert_eq!(vr.codecs.as_deref(), Some(avc.codec_string().as_str()));
+    assert_eq!((vr.width, vr.height), (Some(320), Some(240)));
+    assert_eq!(vr.frameRate.as_deref(), Some("25"));
+    assert!(vr.bandwidth.unwrap() > 0);
+    let st = v.SegmentTemplate.as_ref().unwrap();
+    assert_eq!(st.timescale, Some(90_000));
+    assert_eq!(st.media.as_deref(), Some("v-42-$Time$.m4s"));
+    let tl = &st.SegmentTimeline.as_ref().unwrap().segments;
+    // One run: t=5*2 s, d=2 s, repeated 3 more times.
+    assert_eq!(tl.len(), 1, "{text}");
+    assert_eq!(
+        (tl[0].t, tl[0].d, tl[0].r),
+        (Some(5 * 180_000), 180_000, Some(3))
+    );
+    assert_eq!(a.contentType.as_deref(), Some("audio"));
+    let ar = &a.representations[0];
+    assert_eq!(ar.codecs.as_deref(), Some("mp4a.40.2"));
+    assert_eq!(ar.audioSamplingRate.as_deref(), Some("48000"));
+    let at = a.SegmentTemplate.as_ref().unwrap();
+    assert_eq!(at.timescale, Some(48_000));
+    let s = &at.SegmentTimeline.as_ref().unwrap().segments;
+    let listed: u64 = s.iter().map(|s| s.d * (1 + s.r.unwrap_or(0) as u64)).sum();
+    // Audio durations are real (AAC frames), within a frame of each 2 s span.
+    assert!(listed.abs_diff(4 * 2 * 48_000) <= 4 * 1024, "{text}");
+
+    // Listed and expired segments are served; older ones are not.
+    assert!(m.segment(TrackKind::Video, 42, 8 * 180_000).is_some());
+    assert!(
+        m.segment(TrackKind::Video, 42, 3 * 180_000).is_some(),
+        "expired, kept"
+    );
+    assert!(m.segment(TrackKind::Video, 42, 2 * 180_000).is_none());
+    assert!(m.segment(TrackKind::Video, 43, 8 * 180_000).is_none());
+    assert!(m.init(TrackKind::Audio, 42).is_some());
+    assert!(m.init(TrackKind::Audio, 41).is_none());
+
+    m.end(1_800_000_030_000);
+    let text = m.render(&timing()).unwrap();
+    let mpd = dash_mpd_core::parse(&text).unwrap();
+    assert!(mpd.minimumUpdatePeriod.is_none());
+    assert_eq!(mpd.mediaPresentationDuration, Some(Duration::from_secs(18)));
+}
+
+#[test]
+fn iso8601_formats() {
+    assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
+    assert_eq!(iso8601(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    assert_eq!(iso8601(1_795_268_951_123), "2026-11-21T13:49:11.123Z");
+}
+
+fn meta() -> PublisherMeta {
+    PublisherMeta {
+        protocol: "test",
+        remote_addr: None,
+    }
+}
+
+async fn write_frames(publisher: &hub::Publisher, range: std::ops::Range<i64>, gop: i64) {
+    for i in range {
+        publisher.write(video(i, gop, 0));
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+}
+
+fn config() -> DashConfig {
+    DashConfig {
+        segment_duration: Duration::from_secs(1),
+        window: 3,
+        end_grace: Duration::from_secs(10),
+        linger: Duration::from_secs(60),
+        ..DashConfig::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn service_serves_mpd_ends_forgets_and_obeys_stop_and_refresh() {
+    let hub = Hub::new(HubConfig::default());
+    let dash = DashService::new(hub.clone(), config());
+    dash.set_enabled(Arc::new(|code: &str| code != "off"));
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(dash.clone().run(shutdown.clone()));
+    tokio::task::yield_now().await;
+
+    let publisher = hub.publish("cam", meta()).unwrap();
+    let off = hub.publish("off", meta()).unwrap();
+    off.announce(info());
+    publisher.announce(info());
+    write_frames(&publisher, 0..25, 25).await;
+    assert!(dash.mpd("cam").is_none(), "no segment complete yet");
+    write_frames(&publisher, 25..26, 25).await;
+    let text = dash.mpd("cam").expect("MPD after the first segment");
+    let mpd = dash_mpd_core::parse(&text).unwrap();
+    let period: u64 = mpd.periods[0].id.as_deref().unwrap().parse().unwrap();
+    assert!(dash.init("cam", TrackKind::Video, period).is_some());
+    assert!(dash.segment("cam", TrackKind::Video, period, 0).is_some());
+    assert!(dash.mpd("off").is_none(), "the predicate keeps DASH off");
+
+    write_frames(&publisher, 26..201, 25).await;
+    assert!(
+        dash.segment("cam", TrackKind::Video, period, 0).is_none(),
+        "slid out"
+    );
+    assert_eq!(dash.codes(), ["cam"]);
+
+    dash.stop("cam");
+    assert!(dash.mpd("cam").is_none());
+    write_frames(&publisher, 201..251, 25).await;
+    assert!(dash.mpd("cam").is_none(), "a stopped stream stays off");
+    dash.refresh("cam");
+    write_frames(&publisher, 251..302, 25).await;
+    assert!(dash.mpd("cam").is_some(), "refresh started a new task");
+
+    // Gone: the presentation ends after the grace, and is forgotten after the linger.
+    drop(publisher);
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let mpd = dash_mpd_core::parse(&dash.mpd("cam").unwrap()).unwrap();
+    assert!(mpd.mediaPresentationDuration.is_some() && mpd.minimumUpdatePeriod.is_none());
+    assert!(dash.stats("cam").unwrap().ended);
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    assert!(dash.mpd("cam").is_none());
+    shutdown.cancel();
+    run.await.unwrap();
+    drop(off);
+}
+
+/// Minimal FLV reader, as in the hls tests (rtmp::flv is another crate's concern).
+fn flv_frames(offset_ms: i64) -> (MediaInfo, Vec<Frame>) {
+    let u24 = |b: &[u8]| (usize::from(b[0]) << 16) | (usize::from(b[1]) << 8) | usize::from(b[2]);
+    let mut pos = 13;
+    let mut info = MediaInfo::default();
+    let mut frames = Vec::new();
+    while pos + 11 <= FLV.len() {
+        let len = u24(&FLV[pos + 1..]);
+        let ts = u24(&FLV[pos + 4..]) as i64 + offset_ms;
+        let body = Bytes::from_static(&FLV[pos + 11..pos + 11 + len]);
+        let kind = FLV[pos];
+        pos += 15 + len;
+        match (kind, body.get(1)) {
+            (9, Some(0)) => {
+                info.video = Some(VideoCodec::H264(AvcConfig::parse(body.slice(5..)).unwrap()))
+            }
+            (9, Some(1)) => {
+                let cts = ((u24(&body[2..]) as i32) << 8 >> 8) as i64;
+                frames.push(Frame {
+                    track: TrackKind::Video,
+                    dts: media::ms_to_ticks(ts),
+                    pts: media::ms_to_ticks(ts + cts),
+                    keyframe: body[0] >> 4 == 1,
+                    payload: body.slice(5..),
+                });
+            }
+            (8, Some(0)) => {
+                info.audio = Some(AudioCodec::Aac(AacConfig::parse(body.slice(2..)).unwrap()))
+            }
+            (8, Some(1)) => frames.push(Frame {
+                track: TrackKind::Audio,
+                dts: media::ms_to_ticks(ts),
+                pts: media::ms_to_ticks(ts),
+                keyframe: true,
+                payload: body.slice(2..),
+            }),
+            _ => {}
+        }
+    }
+    (info, frames)
+}
+
+/// ffmpeg decodes init + every segment of each track of a real stream without a word.
+#[test]
+#[allow(clippy::print_stderr)]
+fn ffmpeg_decodes_real_segments_cleanly() {
+    if Command::new("ffmpeg").arg("-version").output().is_err() {
+        eprintln!("note: ffmpeg not on PATH; skipping the external check");
+        return;
+    }
+    let (info, mut frames) = flv_frames(0);
+    frames.extend(flv_frames(1100).1);
+    frames.extend(flv_frames(2200).1);
+    let mut seg = Segmenter::new(Duration::from_secs(1), 1 << 20, 1);
+    let mut out = seg.push(Event::Tracks {
+        info: Arc::new(info),
+        session: 1,
+    });
+    run(frames, &mut seg, &mut out);
+    out.extend(seg.push(Event::End));
+    let Some(Output::Period(p)) = out.first().cloned() else {
+        panic!("period first")
+    };
+    for (track, desc, codec) in [
+        (TrackKind::Video, p.video.clone().unwrap(), "h264"),
+        (TrackKind::Audio, p.audio.clone().unwrap(), "aac"),
+    ] {
+        let segs = segments(&out, track);
+        assert!(segs.len() >= 2, "{track:?}");
+        let mut file = desc.init.to_vec();
+        for s in &segs {
+            file.extend_from_slice(&s.data);
+        }
+        let path =
+            std::env::temp_dir().join(format!("ferrocast-dash-{}-{codec}.mp4", std::process::id()));
+        std::fs::write(&path, &file).unwrap();
+        let decode = Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(&path)
+            .args(["-f", "null", "-"])
+            .output()
+            .unwrap();
+        let probe = Command::new("ffprobe")
+            .args(["-v", "error", "-show_streams", "-of", "compact"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert!(
+            decode.status.success() && decode.stderr.is_empty(),
+            "{codec}: {}",
+            String::from_utf8_lossy(&decode.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&probe.stdout);
+        assert!(stdout.contains(&format!("codec_name={codec}")), "{stdout}");
+    }
+}

@@ -1,0 +1,127 @@
+// Plays a DASH stream in headless Chromium with dash.js or Shaka Player and checks that
+// playback advances without an error event and at the expected video size.
+//
+//   node tests/browser/dash.mjs <mpd-url> <dashjs|shaka> [seconds] [width] [height]
+//
+// Prints one JSON line with what the player reported; exits 0 only when playback passed.
+// Chromium is Debian's (/usr/bin/chromium); the players come from node_modules here.
+import { chromium } from 'playwright-core';
+import { createServer } from 'node:http';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const [url, player = 'dashjs', secsArg = '10', wArg, hArg] = process.argv.slice(2);
+if (!url || !['dashjs', 'shaka'].includes(player)) {
+  console.error('usage: dash.mjs <mpd-url> <dashjs|shaka> [seconds] [width] [height]');
+  process.exit(2);
+}
+const seconds = Number(secsArg);
+const here = dirname(fileURLToPath(import.meta.url));
+const scripts = {
+  dashjs: join(here, 'node_modules/dashjs/dist/modern/umd/dash.all.min.js'),
+  shaka: join(here, 'node_modules/shaka-player/dist/shaka-player.compiled.js'),
+};
+
+const page = `<!doctype html><html><body>
+<video id="v" muted autoplay playsinline style="width:640px"></video>
+<script src="/player.js"></script>
+<script>
+window.report = { errors: [], events: [] };
+const video = document.getElementById('v');
+video.addEventListener('error', () => window.report.errors.push('video error: ' +
+  (video.error && video.error.code) + ' ' + (video.error && video.error.message)));
+const url = ${JSON.stringify(url)};
+if (${JSON.stringify(player)} === 'dashjs') {
+  const p = dashjs.MediaPlayer().create();
+  p.on(dashjs.MediaPlayer.events.ERROR, (e) => window.report.errors.push('dash.js: ' +
+    JSON.stringify(e.error || e).slice(0, 500)));
+  p.on(dashjs.MediaPlayer.events.PLAYBACK_ERROR, (e) => window.report.errors.push('dash.js playback: ' +
+    JSON.stringify(e).slice(0, 500)));
+  p.initialize(video, url, true);
+  window.player = p;
+} else {
+  shaka.polyfill.installAll();
+  const p = new shaka.Player();
+  p.addEventListener('error', (e) => window.report.errors.push('shaka: ' +
+    JSON.stringify(e.detail).slice(0, 500)));
+  p.attach(video).then(() => p.load(url)).catch((e) =>
+    window.report.errors.push('shaka load: ' + JSON.stringify(e).slice(0, 500)));
+  window.player = p;
+}
+</script></body></html>`;
+
+const server = createServer((req, res) => {
+  if (req.url === '/player.js') {
+    res.writeHead(200, { 'content-type': 'text/javascript' });
+    res.end(readFileSync(scripts[player]));
+  } else {
+    res.writeHead(200, { 'content-type': 'text/html' });
+    res.end(page);
+  }
+});
+await new Promise((r) => server.listen(0, '127.0.0.1', r));
+const origin = `http://127.0.0.1:${server.address().port}`;
+
+const profile = mkdtempSync(join(tmpdir(), 'ferrocast-chromium-'));
+let browser;
+let result = { player, url, ok: false };
+try {
+  // A fresh profile directory (playwright passes it as --user-data-dir).
+  browser = await chromium.launchPersistentContext(profile, {
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      '--autoplay-policy=no-user-gesture-required'],
+  });
+  const tab = browser.pages()[0] || await browser.newPage();
+  const console_ = [];
+  tab.on('console', (m) => { if (m.type() === 'error') console_.push(m.text().slice(0, 300)); });
+  const requests = [];
+  tab.on('requestfinished', async (r) => {
+    const resp = await r.response();
+    if (r.url().startsWith(url.slice(0, url.lastIndexOf('/')))) requests.push(`${resp && resp.status()} ${r.url().slice(url.lastIndexOf('/') + 1)}`);
+  });
+  await tab.goto(origin + '/');
+  // Wait for playback to start (first frame), at most 30 s.
+  const started = Date.now();
+  let t0 = null;
+  while (Date.now() - started < 30000) {
+    const s = await tab.evaluate(() => ({ t: document.getElementById('v').currentTime,
+      rs: document.getElementById('v').readyState, errors: window.report.errors.length }));
+    if (s.errors > 0) break;
+    if (s.t > 0 && s.rs >= 2) { t0 = s.t; break; }
+    await tab.waitForTimeout(250);
+  }
+  const startT = t0;
+  if (startT !== null) await tab.waitForTimeout(seconds * 1000);
+  const end = await tab.evaluate(() => {
+    const v = document.getElementById('v');
+    return { t: v.currentTime, width: v.videoWidth, height: v.videoHeight, paused: v.paused,
+      readyState: v.readyState, errors: window.report.errors,
+      buffered: v.buffered.length ? [v.buffered.start(0), v.buffered.end(v.buffered.length - 1)] : [] };
+  });
+  const mse = await tab.evaluate(() => ({
+    avc: MediaSource.isTypeSupported('video/mp4; codecs="avc1.64001f"'),
+    aac: MediaSource.isTypeSupported('audio/mp4; codecs="mp4a.40.2"'),
+  }));
+  const advanced = startT === null ? 0 : end.t - startT;
+  result = {
+    player, url, mse, startTime: startT, endTime: end.t, advanced,
+    width: end.width, height: end.height, paused: end.paused, buffered: end.buffered,
+    errors: end.errors, consoleErrors: console_.slice(0, 5),
+    requests: requests.slice(0, 8), requestCount: requests.length,
+  };
+  const sizeOk = !wArg || (end.width === Number(wArg) && end.height === Number(hArg));
+  result.ok = startT !== null && end.errors.length === 0 && advanced >= seconds * 0.8 && sizeOk;
+} catch (e) {
+  result.exception = String(e && e.stack || e);
+} finally {
+  if (browser) await browser.close();
+  server.close();
+  rmSync(profile, { recursive: true, force: true });
+}
+console.log(JSON.stringify(result));
+process.exit(result.ok ? 0 : 1);
