@@ -10,10 +10,15 @@
 
 mod support;
 
+mod api;
+mod api_live;
+mod api_persistence;
 mod bad_input;
 mod config;
+mod dash;
 mod hls;
 mod mpegts;
 mod publish;
+mod push;
 mod rtmp_play;
 mod shutdown;

@@ -1,5 +1,6 @@
-//! A minimal HTTP/1.1 GET client over `std::net::TcpStream`: enough for status, headers,
-//! fixed-length and chunked bodies, and reading a never-ending chunked stream piece by piece.
+//! A minimal HTTP/1.1 client over `std::net::TcpStream`: any method with extra headers and a
+//! body; enough for status, headers, fixed-length and chunked bodies, and reading a
+//! never-ending chunked stream piece by piece.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -47,13 +48,44 @@ impl Response {
 
 /// Sends `GET path` and reads the status line and headers; every read waits at most `timeout`.
 pub fn open(addr: SocketAddr, path: &str, timeout: Duration) -> io::Result<Stream> {
+    open_request(addr, "GET", path, &[], None, timeout)
+}
+
+/// Sends `method path` with extra `headers` and, if given, `body` (with its Content-Length),
+/// then reads the status line and headers; every read or write waits at most `timeout`.
+///
+/// A server may answer and close before it has read a large body (413): a failed body write
+/// is then ignored so the answer can still be read.
+pub fn open_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> io::Result<Stream> {
     let mut sock = TcpStream::connect_timeout(&addr, timeout)?;
     sock.set_read_timeout(Some(timeout))?;
     sock.set_write_timeout(Some(timeout))?;
-    write!(
-        sock,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: ferrocast-e2e\r\nConnection: close\r\n\r\n"
-    )?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: ferrocast-e2e\r\nConnection: close\r\n"
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if let Some(b) = body {
+        head.push_str(&format!("Content-Length: {}\r\n", b.len()));
+    }
+    head.push_str("\r\n");
+    sock.write_all(head.as_bytes())?;
+    if let Some(b) = body
+        && let Err(e) = sock.write_all(b)
+    {
+        match e.kind() {
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => {}
+            _ => return Err(e),
+        }
+    }
     let mut reader = BufReader::new(sock);
     let mut line = String::new();
     reader.read_line(&mut line)?;
@@ -92,7 +124,28 @@ pub fn open(addr: SocketAddr, path: &str, timeout: Duration) -> io::Result<Strea
 
 /// `GET path` to completion.
 pub fn get(addr: SocketAddr, path: &str) -> io::Result<Response> {
-    let mut s = open(addr, path, Duration::from_secs(10))?;
+    read_all(open(addr, path, Duration::from_secs(10))?)
+}
+
+/// `method path` with extra `headers` and an optional `body`, to completion.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> io::Result<Response> {
+    read_all(open_request(
+        addr,
+        method,
+        path,
+        headers,
+        body,
+        Duration::from_secs(10),
+    )?)
+}
+
+fn read_all(mut s: Stream) -> io::Result<Response> {
     let mut body = Vec::new();
     while let Some(piece) = s.next_piece()? {
         body.extend_from_slice(&piece);

@@ -1,11 +1,15 @@
 //! Harness of the end-to-end suite: the real `ferrocast` binary on private ports with a private
 //! data dir, real ffmpeg/ffprobe clients, a tiny HTTP client and a raw RTMP client.
 
+pub mod api;
 pub mod ffmpeg;
 pub mod http;
+pub mod nginx;
+pub mod pg;
 pub mod proc;
 pub mod raw_rtmp;
 pub mod server;
+pub mod tls;
 
 pub use ffmpeg::Fixture;
 pub use server::{Playlist, Publisher, Server};

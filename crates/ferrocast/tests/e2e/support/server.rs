@@ -35,42 +35,19 @@ impl ServerBuilder {
         let dir = ScratchDir::new();
         for attempt in 1..=BIND_ATTEMPTS {
             let (rtmp, http) = free_addrs();
-            let mut cmd = base_command(dir.path());
-            cmd.env("FERROCAST_RTMP__LISTEN", rtmp.to_string())
-                .env("FERROCAST_HTTP__LISTEN", http.to_string());
-            for (k, v) in &self.settings {
-                cmd.env(env_name(k), v);
-            }
             let log = dir.path().join(format!("server-{attempt}.log"));
-            let mut child = ChildGuard::spawn("ferrocast", &mut cmd, &log);
-            let start = Instant::now();
-            let ready = loop {
-                if let Some(status) = child.try_status() {
-                    break Err(status);
-                }
-                if let Ok(r) = http::get(http, "/healthz")
-                    && r.status == 200
-                {
-                    assert!(r.text().contains("ok"), "/healthz answered {:?}", r.text());
-                    break Ok(());
-                }
-                assert!(
-                    start.elapsed() < STARTUP_TIMEOUT,
-                    "ferrocast did not answer /healthz within {STARTUP_TIMEOUT:?}"
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            };
-            match ready {
-                Ok(()) => {
+            match spawn_ready(dir.path(), rtmp, http, &self.settings, &log) {
+                Ok(child) => {
                     return Server {
                         child,
                         rtmp,
                         http,
                         dir,
+                        settings: self.settings,
+                        starts: 1,
                     };
                 }
-                Err(status) => {
-                    let text = child.log();
+                Err((status, text)) => {
                     if text.contains("cannot listen") && attempt < BIND_ATTEMPTS {
                         continue; // a port was taken between our probe and its bind
                     }
@@ -80,6 +57,50 @@ impl ServerBuilder {
         }
         unreachable!("the last attempt returns or panics")
     }
+}
+
+/// Spawns the binary on `rtmp`/`http` and waits for its first `/healthz` 200; on an early
+/// exit returns the status and the log.
+fn spawn_ready(
+    dir: &Path,
+    rtmp: SocketAddr,
+    http: SocketAddr,
+    settings: &[(String, String)],
+    log: &Path,
+) -> Result<ChildGuard, (ExitStatus, String)> {
+    let mut cmd = base_command(dir);
+    cmd.env("FERROCAST_RTMP__LISTEN", rtmp.to_string())
+        .env("FERROCAST_HTTP__LISTEN", http.to_string());
+    for (k, v) in settings {
+        cmd.env(env_name(k), v);
+    }
+    let mut child = ChildGuard::spawn("ferrocast", &mut cmd, log);
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_status() {
+            return Err((status, child.log()));
+        }
+        if let Ok(r) = http::get(http, "/healthz")
+            && r.status == 200
+        {
+            assert!(r.text().contains("ok"), "/healthz answered {:?}", r.text());
+            return Ok(child);
+        }
+        assert!(
+            start.elapsed() < STARTUP_TIMEOUT,
+            "ferrocast did not answer /healthz within {STARTUP_TIMEOUT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// How [`Server::restart`] ends the running process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// SIGTERM, and wait for a clean exit (status 0).
+    Term,
+    /// SIGKILL: no shutdown code runs at all.
+    Kill,
 }
 
 /// The binary with a clean environment for config: no inherited `FERROCAST_*`/`RUST_LOG`,
@@ -123,6 +144,9 @@ pub struct Server {
     pub rtmp: SocketAddr,
     pub http: SocketAddr,
     dir: ScratchDir,
+    settings: Vec<(String, String)>,
+    /// Processes started so far (restarts included), to name their logs.
+    starts: usize,
 }
 
 impl Server {
@@ -220,6 +244,47 @@ impl Server {
 
     pub fn is_running(&mut self) -> bool {
         self.child.is_running()
+    }
+
+    /// Ends the process (`how`), then starts the binary again with the same settings, data
+    /// dir and ports, and waits until it answers `/healthz`.
+    pub fn restart(&mut self, how: Stop) {
+        match how {
+            Stop::Term => {
+                let status = self.child.stop(Duration::from_secs(15));
+                assert!(
+                    status.success(),
+                    "ferrocast exited with {status} after SIGTERM:\n{}",
+                    self.log()
+                );
+            }
+            Stop::Kill => {
+                self.child.signal("KILL");
+                let status = self.child.wait_timeout(Duration::from_secs(10));
+                assert!(status.is_some(), "ferrocast still running after SIGKILL");
+            }
+        }
+        self.starts += 1;
+        let log = self
+            .dir
+            .path()
+            .join(format!("server-run{}.log", self.starts));
+        // The listening sockets of the old process are gone; a bind race with another test is
+        // possible in principle, so retry a few times on "cannot listen".
+        for attempt in 1..=BIND_ATTEMPTS {
+            match spawn_ready(self.dir.path(), self.rtmp, self.http, &self.settings, &log) {
+                Ok(child) => {
+                    self.child = child;
+                    return;
+                }
+                Err((_, text)) if text.contains("cannot listen") && attempt < BIND_ATTEMPTS => {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err((status, text)) => {
+                    panic!("ferrocast exited at restart ({status}):\n{text}")
+                }
+            }
+        }
     }
 
     /// The server process.

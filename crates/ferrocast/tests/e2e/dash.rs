@@ -1,0 +1,354 @@
+//! DASH: MPD and segments over HTTP, content types and cache headers, 404s (unknown stream,
+//! expired segment, `dash` protocol off), ffmpeg decoding, a republish, and dash.js / Shaka
+//! Player in headless Chromium (`tests/browser/dash.mjs`).
+
+use crate::support::api::Api;
+use crate::support::ffmpeg;
+use crate::support::proc::run;
+use crate::support::{Fixture, Server, wait_until};
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+/// The MPD of `code` if it answers 200 and lists at least `video` video segments.
+fn mpd(server: &Server, code: &str, video: usize) -> Option<String> {
+    let r = server.get(&format!("/live/{code}/index.mpd"));
+    let text = r.text();
+    (r.status == 200 && video_segments(&text).len() >= video).then_some(text)
+}
+
+fn wait_mpd(server: &Server, code: &str, video: usize) -> String {
+    wait_until(
+        &format!("MPD of {code:?} with {video} video segments"),
+        Duration::from_secs(40),
+        || mpd(server, code, video),
+    )
+}
+
+fn attr<'a>(text: &'a str, after: &str, name: &str) -> Option<&'a str> {
+    let from = text.find(after)?;
+    let rest = &text[from..];
+    let start = rest.find(&format!(" {name}=\""))? + name.len() + 3;
+    let end = rest[start..].find('"')?;
+    Some(&rest[start..start + end])
+}
+
+/// (period id, start times) of the video `SegmentTimeline` of the last period.
+fn video_segments(text: &str) -> Vec<(String, u64)> {
+    let Some(v) = text.rfind("contentType=\"video\"") else {
+        return Vec::new();
+    };
+    let Some(media) = attr(text, &text[v..v + 20], "media") else {
+        return Vec::new();
+    };
+    let period = media
+        .strip_prefix("v-")
+        .and_then(|m| m.strip_suffix("-$Time$.m4s"))
+        .unwrap_or("")
+        .to_owned();
+    let body = &text[v..];
+    let body = &body[..body.find("</SegmentTimeline>").unwrap_or(0)];
+    let mut out = Vec::new();
+    let mut t = 0u64;
+    for s in body.split("<S ").skip(1) {
+        let num = |n: &str| {
+            s.split(&format!("{n}=\""))
+                .nth(1)
+                .and_then(|x| x.split('"').next())
+                .and_then(|x| x.parse::<u64>().ok())
+        };
+        if let Some(explicit) = num("t") {
+            t = explicit;
+        }
+        let d = num("d").unwrap_or(0);
+        for _ in 0..=num("r").unwrap_or(0) {
+            out.push((period.clone(), t));
+            t += d;
+        }
+    }
+    out
+}
+
+#[test]
+fn dash_mpd_segments_headers_decoding_and_404s() {
+    let server = Server::builder()
+        .set("dash.segment_duration", 1)
+        .set("dash.window", 2)
+        .start();
+    let _publisher = server.publish("dash", Fixture::Small);
+    let text = wait_mpd(&server, "dash", 2);
+    for needle in [
+        "type=\"dynamic\"",
+        "availabilityStartTime=",
+        "publishTime=",
+        "minimumUpdatePeriod=",
+        "timeShiftBufferDepth=",
+        "suggestedPresentationDelay=",
+        "maxSegmentDuration=",
+        "minBufferTime=",
+        "codecs=\"avc1.",
+        "codecs=\"mp4a.40.2\"",
+        "width=\"320\" height=\"240\"",
+        "frameRate=\"30\"",
+        "<SegmentTimeline>",
+        "urn:mpeg:dash:utc:http-iso:2014",
+    ] {
+        assert!(text.contains(needle), "MPD lacks {needle}:\n{text}");
+    }
+    assert_eq!(text.matches("<Period").count(), 1, "{text}");
+
+    let r = server.get("/live/dash/index.mpd");
+    assert_eq!(r.header("content-type"), Some("application/dash+xml"));
+    assert!(r.header("cache-control").unwrap_or("").contains("no-cache"));
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    // The clock players sync to.
+    let utc = attr(&text, "UTCTiming", "value").expect("UTCTiming value");
+    assert!(utc.ends_with("/time"), "{utc}");
+    let t = server.get("/time");
+    assert_eq!(t.status, 200);
+    assert_eq!(t.header("cache-control"), Some("no-cache"));
+    let now = t.text();
+    assert!(
+        now.len() == 24 && now.ends_with('Z') && now.as_bytes()[19] == b'.',
+        "/time answered {now:?}"
+    );
+
+    // Init and media segments: fMP4 boxes, right types, cacheable.
+    let segs = video_segments(&text);
+    let (period, time) = segs.last().cloned().expect("segments");
+    for (path, ctype, first_box) in [
+        (format!("init-v-{period}.mp4"), "video/mp4", b"ftyp"),
+        (format!("init-a-{period}.mp4"), "audio/mp4", b"ftyp"),
+        (format!("v-{period}-{time}.m4s"), "video/mp4", b"styp"),
+    ] {
+        let r = server.get(&format!("/live/dash/{path}"));
+        assert_eq!(r.status, 200, "GET {path}");
+        assert_eq!(r.header("content-type"), Some(ctype), "{path}");
+        assert!(r.header("cache-control").unwrap_or("").contains("max-age"));
+        assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+        assert_eq!(&r.body[4..8], first_box, "{path} starts with {first_box:?}");
+    }
+
+    // 404: unknown stream, unknown period, a time not on the timeline.
+    for path in [
+        "/live/nope/index.mpd".to_owned(),
+        format!("/live/nope/v-{period}-{time}.m4s"),
+        format!("/live/dash/init-v-{}.mp4", 1),
+        format!("/live/dash/v-{period}-{}.m4s", time + 1),
+        "/live/dash/x-1-2.m4s".to_owned(),
+    ] {
+        assert_eq!(server.get(&path).status, 404, "{path}");
+    }
+
+    // Decode 5 s of the live MPD: no error output, video and audio both present.
+    let d = ffmpeg::decode(
+        &format!("http://{}/live/dash/index.mpd", server.http),
+        5.0,
+        Duration::from_secs(40),
+    );
+    d.assert_clean("DASH decode");
+    d.assert_duration("DASH decode", 5.0, Fixture::FPS);
+
+    // Expired: the first segment leaves the window (2) and the few kept after it (3).
+    let (first_period, first_time) = segs[0].clone();
+    wait_until(
+        "the first segment to expire",
+        Duration::from_secs(30),
+        || {
+            let t = mpd(&server, "dash", 1)?;
+            (video_segments(&t)[0].1 > first_time + 6 * 90_000).then_some(())
+        },
+    );
+    assert_eq!(
+        server
+            .get(&format!("/live/dash/v-{first_period}-{first_time}.m4s"))
+            .status,
+        404,
+        "expired segment"
+    );
+}
+
+#[test]
+fn dash_off_for_a_stream_is_404_and_switching_it_on_starts_it() {
+    let server = Server::builder().set("dash.segment_duration", 1).start();
+    let api = Api::new(server.http);
+    api.put("streams/nodash", &json!({})).ok(201);
+    api.patch("streams/nodash", &json!({"protocols": {"dash": false}}))
+        .ok(200);
+    let _publisher = server.publish("nodash", Fixture::Small);
+    // HLS proves the stream is live and segmenting.
+    server.wait_playlist("nodash", "2 segments", Duration::from_secs(30), |p| {
+        p.segments.len() >= 2
+    });
+    assert_eq!(server.get("/live/nodash/index.mpd").status, 404);
+    api.patch("streams/nodash", &json!({"protocols": {"dash": true}}))
+        .ok(200);
+    let text = wait_mpd(&server, "nodash", 1);
+    let (period, time) = video_segments(&text)[0].clone();
+    assert_eq!(
+        server
+            .get(&format!("/live/nodash/v-{period}-{time}.m4s"))
+            .status,
+        200
+    );
+    api.patch("streams/nodash", &json!({"protocols": {"dash": false}}))
+        .ok(200);
+    assert_eq!(server.get("/live/nodash/index.mpd").status, 404);
+    assert_eq!(
+        server
+            .get(&format!("/live/nodash/v-{period}-{time}.m4s"))
+            .status,
+        404
+    );
+}
+
+/// A republish within `end_grace` continues the presentation: same period (same codec
+/// configuration), timeline going on, and ffmpeg decodes the stream after it.
+#[test]
+fn dash_republish_continues_the_timeline() {
+    let server = Server::builder()
+        .set("dash.segment_duration", 1)
+        .set("dash.end_grace", 20)
+        .start();
+    let mut first = server.publish("again", Fixture::Small);
+    let before = wait_mpd(&server, "again", 2);
+    let (period, last_before) = video_segments(&before).last().cloned().expect("segments");
+    first.stop();
+    let _second = server.publish("again", Fixture::Small);
+    let after = wait_until(
+        "3 segments after the republish",
+        Duration::from_secs(30),
+        || {
+            let t = mpd(&server, "again", 1)?;
+            let n = video_segments(&t)
+                .iter()
+                .filter(|(_, s)| *s > last_before + 3 * 90_000)
+                .count();
+            (n >= 3).then_some(t)
+        },
+    );
+    assert!(!after.contains("mediaPresentationDuration"), "{after}");
+    let segs = video_segments(&after);
+    assert!(segs.iter().all(|(p, _)| *p == period), "{after}");
+    assert!(segs.windows(2).all(|w| w[0].1 < w[1].1), "{after}");
+    // ffmpeg's DASH reader (dashdec) decodes a window spanning the republish only partly and
+    // prints "non monotonically increasing dts" for the audio, although the audio timeline is
+    // gapless and increasing (dash.js plays through it: see the browser test). Known gap;
+    // here ffmpeg reads the stream once the window lies after the republish.
+    let republish_at = segs
+        .iter()
+        .map(|(_, t)| *t)
+        .find(|t| *t > last_before)
+        .unwrap_or(last_before);
+    wait_until(
+        "the window to move past the republish",
+        Duration::from_secs(30),
+        || {
+            let t = mpd(&server, "again", 1)?;
+            (video_segments(&t)[0].1 > republish_at).then_some(())
+        },
+    );
+    let d = ffmpeg::decode(
+        &format!("http://{}/live/again/index.mpd", server.http),
+        3.0,
+        Duration::from_secs(30),
+    );
+    d.assert_clean("DASH decode after the republish");
+    d.assert_duration("DASH decode after the republish", 3.0, Fixture::FPS);
+}
+
+fn browser_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser/dash.mjs")
+}
+
+/// Whether the browser tests can run; without `FERROCAST_REQUIRE_BROWSER` a missing piece
+/// skips them with a note, with it the test fails.
+fn browser_ready() -> bool {
+    let dir = browser_script()
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let missing: Vec<&str> = [
+        (
+            "node",
+            Command::new("node").arg("--version").output().is_err(),
+        ),
+        (
+            "/usr/bin/chromium",
+            !std::path::Path::new("/usr/bin/chromium").exists(),
+        ),
+        (
+            "tests/browser/node_modules (npm ci --prefix tests/browser)",
+            !dir.join("node_modules/playwright-core").exists(),
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, m)| *m)
+    .map(|(n, _)| n)
+    .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("FERROCAST_REQUIRE_BROWSER").is_none(),
+        "FERROCAST_REQUIRE_BROWSER is set but {missing:?} missing (scripts/test installs them)"
+    );
+    eprintln!("note: skipping the DASH browser test: {missing:?} missing");
+    false
+}
+
+fn play(server: &Server, code: &str, player: &str, secs: u32) -> String {
+    let url = format!("http://{}/live/{code}/index.mpd", server.http);
+    let out = run(
+        Command::new("node").arg(browser_script()).args([
+            &url,
+            player,
+            &secs.to_string(),
+            "1280",
+            "720",
+        ]),
+        Duration::from_secs(u64::from(secs) + 90),
+    );
+    assert!(
+        out.success(),
+        "{player} did not play {url} cleanly:\n{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    out.stdout
+}
+
+#[test]
+fn dash_js_and_shaka_play_in_headless_chromium() {
+    if !browser_ready() {
+        return;
+    }
+    let server = Server::start();
+    let _publisher = server.publish("web", Fixture::Hd720);
+    wait_mpd(&server, "web", 2);
+    for player in ["dashjs", "shaka"] {
+        let report = play(&server, "web", player, 10);
+        eprintln!("{player}: {report}");
+    }
+}
+
+/// dash.js keeps playing (no error event, time advancing) while the publisher goes away
+/// and comes back.
+#[test]
+fn dash_js_keeps_playing_across_a_republish() {
+    if !browser_ready() {
+        return;
+    }
+    let server = Server::builder().set("dash.end_grace", 20).start();
+    let mut first = server.publish("web2", Fixture::Hd720);
+    wait_mpd(&server, "web2", 2);
+    std::thread::scope(|s| {
+        let player = s.spawn(|| play(&server, "web2", "dashjs", 20));
+        std::thread::sleep(Duration::from_secs(10));
+        first.stop();
+        let _second = server.publish("web2", Fixture::Hd720);
+        let report = player.join().expect("player thread");
+        eprintln!("dashjs across a republish: {report}");
+    });
+}
