@@ -228,6 +228,7 @@ async fn run(config: Config) -> Result<()> {
         }
     });
     tasks.spawn(push.run(shutdown.clone()));
+    tasks.spawn(hub.clone().run_sampler(shutdown.clone()));
     if config.hls.enabled {
         tasks.spawn(hls.clone().run(shutdown.clone()));
     }

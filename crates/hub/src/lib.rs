@@ -298,6 +298,26 @@ impl Hub {
         }
     }
 
+    /// Samples every stream's output counters; call about once a second so bitrates cover a
+    /// fixed window however rarely they are read.
+    pub fn sample_rates(&self) {
+        let streams: Vec<_> = self.inner.streams().values().cloned().collect();
+        for s in streams {
+            s.sample_rates();
+        }
+    }
+
+    /// Runs [`Hub::sample_rates`] every second until `shutdown`.
+    pub async fn run_sampler(self, shutdown: tokio_util::sync::CancellationToken) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => self.sample_rates(),
+            }
+        }
+    }
+
     /// Counters since start, including streams no longer known.
     pub fn totals(&self) -> Totals {
         let mut t = *self.inner.retired.lock().unwrap_or_else(|e| e.into_inner());

@@ -74,6 +74,42 @@ impl RateMeter {
     }
 }
 
+/// Bitrate from periodic samples of a running total, so writers only bump an atomic: many
+/// readers report bytes sent, and a lock there would be contended on every write.
+#[derive(Default)]
+pub(crate) struct Sampler {
+    samples: std::collections::VecDeque<(Instant, u64)>,
+}
+
+impl Sampler {
+    /// Records `total` if the last sample is about a second old.
+    pub(crate) fn sample(&mut self, now: Instant, total: u64) {
+        let due = self
+            .samples
+            .back()
+            .is_none_or(|(t, _)| now.saturating_duration_since(*t) >= Duration::from_millis(900));
+        if due {
+            self.samples.push_back((now, total));
+            while self.samples.len() > WINDOW_SECS + 1 {
+                self.samples.pop_front();
+            }
+        }
+    }
+
+    /// Average over the sampled window (up to [`WINDOW_SECS`] seconds).
+    pub(crate) fn kbps(&mut self, now: Instant, total: u64) -> u64 {
+        self.sample(now, total);
+        let Some(&(t0, b0)) = self.samples.front() else {
+            return 0;
+        };
+        let secs = now.saturating_duration_since(t0).as_secs_f64();
+        if secs < 0.5 {
+            return 0;
+        }
+        (total.saturating_sub(b0) as f64 * 8.0 / 1000.0 / secs) as u64
+    }
+}
+
 /// The publisher of a live stream.
 #[derive(Clone, Debug)]
 pub struct PublisherSnapshot {
@@ -125,6 +161,17 @@ pub struct StreamStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sampler_averages_over_its_window() {
+        let t0 = Instant::now();
+        let mut s = Sampler::default();
+        for sec in 0..4u64 {
+            s.sample(t0 + Duration::from_secs(sec), sec * 125_000);
+        }
+        assert_eq!(s.kbps(t0 + Duration::from_secs(4), 4 * 125_000), 1000);
+        assert_eq!(Sampler::default().kbps(t0, 10), 0);
+    }
 
     #[test]
     fn meter_averages_complete_seconds() {

@@ -1,7 +1,7 @@
 //! One stream: publisher slot, GOP cache, and the bounded ring its readers consume.
 
 use crate::sessions::{SessionGuard, SessionRole};
-use crate::stats::{Counters, PublisherSnapshot, RateMeter, StreamStats};
+use crate::stats::{Counters, PublisherSnapshot, RateMeter, Sampler, StreamStats};
 use crate::{HubConfig, HubEvent, HubInner, PublishError, PublisherMeta};
 use media::{Frame, MediaInfo, TrackKind};
 use std::collections::{BTreeMap, VecDeque};
@@ -59,7 +59,7 @@ struct State {
     subscribers: usize,
     readers: BTreeMap<&'static str, u32>,
     rate_in: RateMeter,
-    rate_out: RateMeter,
+    rate_out: Sampler,
 }
 
 pub(crate) struct Stream {
@@ -86,7 +86,7 @@ impl Stream {
                 subscribers: 0,
                 readers: BTreeMap::new(),
                 rate_in: RateMeter::default(),
-                rate_out: RateMeter::default(),
+                rate_out: Sampler::default(),
             }),
             counters: Counters::default(),
         })
@@ -116,7 +116,11 @@ impl Stream {
         self.counters
             .bytes_out
             .fetch_add(bytes as u64, Ordering::Relaxed);
-        self.state().rate_out.add(Instant::now(), bytes as u64);
+    }
+
+    pub(crate) fn sample_rates(&self) {
+        let total = self.counters.bytes_out.load(Ordering::Relaxed);
+        self.state().rate_out.sample(Instant::now(), total);
     }
 
     pub(crate) fn kick_publisher(&self) -> bool {
@@ -141,7 +145,8 @@ impl Stream {
             uptime: now.saturating_duration_since(p.started),
         });
         let bitrate_in_kbps = st.rate_in.kbps(now);
-        let bitrate_out_kbps = st.rate_out.kbps(now);
+        let bytes_out = self.counters.bytes_out.load(Ordering::Relaxed);
+        let bitrate_out_kbps = st.rate_out.kbps(now, bytes_out);
         StreamStats {
             code: self.code.clone(),
             live: st.publisher.is_some() && st.info.is_some(),

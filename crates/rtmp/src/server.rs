@@ -11,11 +11,11 @@ use bytes::BytesMut;
 use hub::{
     AccessRequest, Action, Event, Hub, PublishError, PublisherMeta, ReaderMeta, Subscription,
 };
-use std::future::Future;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream, UnixStream};
 use tokio::sync::Semaphore;
@@ -93,10 +93,11 @@ pub fn coalesce_window(readers: u64, max: Duration, full_at: u64) -> Duration {
 /// of a Unix socket pair behind a TLS pump for RTMPS. Readiness plus `try_*` calls let one task
 /// wait on the socket, the hub and timers at once without splitting the socket.
 pub trait Socket: Send + Sync + 'static {
-    /// Waits until a read may make progress.
-    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send;
-    /// Waits until a write may make progress.
-    fn writable(&self) -> impl Future<Output = io::Result<()>> + Send;
+    /// Polls until a read may make progress. The poll form keeps one waker slot per
+    /// direction instead of a waiter-list entry added and removed on every wake-up.
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    /// Polls until a write may make progress.
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     /// Reads what is available without waiting.
     fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize>;
     /// Writes what the socket takes without waiting.
@@ -106,11 +107,11 @@ pub trait Socket: Send + Sync + 'static {
 macro_rules! impl_socket {
     ($t:ty) => {
         impl Socket for $t {
-            fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
-                <$t>::readable(self)
+            fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                <$t>::poll_read_ready(self, cx)
             }
-            fn writable(&self) -> impl Future<Output = io::Result<()>> + Send {
-                <$t>::writable(self)
+            fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                <$t>::poll_write_ready(self, cx)
             }
             fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
                 <$t>::try_read_buf(self, buf)
@@ -312,8 +313,8 @@ struct Conn<S: Socket> {
     /// Queued player output waits until then to be merged with what follows.
     flush_at: Option<Instant>,
     last_flush: Instant,
-    /// Kick switch of the current publish or play session.
-    kill: Option<CancellationToken>,
+    /// Kick switch of the current publish or play session, as a future made once per role.
+    kill: Option<std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>>,
     /// When the connection last entered `Role::Idle`.
     idle_since: Instant,
     last_read: Instant,
@@ -368,8 +369,10 @@ impl<S: Socket> Conn<S> {
 
     async fn run(mut self, shutdown: CancellationToken) -> Result<(), ConnError> {
         let handshake_deadline = Instant::now() + self.config.handshake_timeout;
-        // Kept across iterations: re-creating it would lock the shared token's waiter list
-        // twice per frame for every player.
+        // A child token per connection: polling a token locks its tree node, and the root is
+        // shared by every connection. Pinned once: re-creating the future would register and
+        // deregister a waiter on every wake.
+        let shutdown = shutdown.child_token();
         let cancelled = shutdown.cancelled();
         tokio::pin!(cancelled);
         loop {
@@ -454,10 +457,9 @@ impl<S: Socket> Conn<S> {
         let closing = self.closing;
         // One future over the role: it is either a player's next hub event or a publisher's
         // kick signal, never both.
-        let kill = self.kill.clone();
         let killed = async {
-            match &kill {
-                Some(k) => k.cancelled().await,
+            match &mut self.kill {
+                Some(k) => k.as_mut().await,
                 None => std::future::pending().await,
             }
         };
@@ -475,8 +477,8 @@ impl<S: Socket> Conn<S> {
             _ = killed => Wake::Killed,
             _ = async { sleep_until(deadline.unwrap_or_else(Instant::now)).await }, if deadline.is_some() => Wake::Deadline,
             _ = async { sleep_until(flush_at.unwrap_or_else(Instant::now)).await }, if flush_at.is_some() => Wake::FlushTimer,
-            r = socket.writable(), if want_write => { let _ = r; Wake::Writable }
-            r = socket.readable(), if !closing => { let _ = r; Wake::Readable }
+            r = std::future::poll_fn(|cx| socket.poll_write_ready(cx)), if want_write => { let _ = r; Wake::Writable }
+            r = std::future::poll_fn(|cx| socket.poll_read_ready(cx)), if !closing => { let _ = r; Wake::Readable }
             w = role_event => w,
         }
     }
@@ -620,7 +622,7 @@ impl<S: Socket> Conn<S> {
             Ok(publisher) => {
                 info!(session = publisher.session(), "publishing");
                 self.session.accept_publish(stream_id, &code);
-                self.kill = Some(publisher.kill_token());
+                self.kill = Some(Box::pin(publisher.kill_token().cancelled_owned()));
                 self.role = Role::Publishing {
                     publisher,
                     ingest: Ingest::new(),
@@ -665,7 +667,7 @@ impl<S: Socket> Conn<S> {
                 remote_addr: Some(self.peer),
             },
         );
-        self.kill = sub.kill_token();
+        self.kill = sub.kill_token().map(|t| Box::pin(t.cancelled_owned()));
         self.role = Role::Playing {
             sub,
             play: Play::new(stream_id, &code),
