@@ -5,13 +5,16 @@ COPY . .
 RUN cargo build --release --locked -p ferrocast
 
 FROM debian:bookworm-slim
-RUN useradd --system --home /var/lib/ferrocast ferrocast \
+# ca-certificates: the platform roots rtmps:// pushes verify against.
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --home /var/lib/ferrocast ferrocast \
     && mkdir -p /var/lib/ferrocast && chown ferrocast /var/lib/ferrocast
 COPY --from=build /src/target/release/ferrocast /usr/local/bin/ferrocast
 COPY config.example.yaml /etc/ferrocast/config.example.yaml
 USER ferrocast
 ENV FERROCAST_DATA_DIR=/var/lib/ferrocast
 VOLUME /var/lib/ferrocast
-# RTMP, HTTP (API, HLS, MPEG-TS, health)
+# RTMP, HTTP (API, HLS, DASH, MPEG-TS, metrics, health); RTMPS when rtmps.listen is set
 EXPOSE 1935 8080
 ENTRYPOINT ["/usr/local/bin/ferrocast"]
