@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 T=../testdata
 C=corpus
-mkdir -p "$C"/{rtmp_chunk_decode,rtmp_chunk_roundtrip,amf0_decode,amf0_roundtrip,rtmp_message_parse,flv_tags,rtmp_session,media_codec_config,ts_mux}
+mkdir -p "$C"/{rtmp_chunk_decode,rtmp_chunk_roundtrip,amf0_decode,amf0_roundtrip,rtmp_message_parse,flv_tags,rtmp_session,media_codec_config,ts_mux,ts_demux}
 
 # rtmp_chunk_decode: [piece size - 1][limits selector][chunk stream]
 for pub in ffmpeg-publish ffmpeg-publish-extts; do
@@ -61,3 +61,7 @@ done
 
 # rtmp_chunk_roundtrip and ts_mux take structured (`arbitrary`) input: libFuzzer starts empty.
 echo "seed corpora written to $(pwd)/$C"
+
+# ts_demux: [piece-size seed][transport stream]
+{ printf '\x05'; cat "$T/ffmpeg-320x240.ts"; } > "$C/ts_demux/ffmpeg-320x240"
+{ printf '\x00'; head -c 18800 "$T/ffmpeg-320x240.ts"; } > "$C/ts_demux/ffmpeg-head"

@@ -41,6 +41,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("rtmp_session", rtmp_session),
     ("media_codec_config", media_codec_config),
     ("ts_mux", ts_mux),
+    ("ts_demux", ts_demux),
 ];
 
 /// xorshift64*: cheap, deterministic choices (piece sizes, driver decisions) from a fuzz seed.
@@ -1041,4 +1042,70 @@ pub fn ts_mux(data: &[u8]) {
         }
         checked = out.len();
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ts_demux
+
+/// Demuxes `data` (after a 1-byte piece-size seed) with `mpegts::TsDemuxer`, once whole and once
+/// in pseudo-random pieces of 1..=256*(seed+1) bytes. Checks: never panics; both runs give the
+/// same events and stats (chunking does not matter); no frame before the first `Tracks`; video
+/// payloads are valid AVCC with 4-byte lengths and no AUD/SPS/PPS; audio AUs fit an ADTS frame;
+/// every counted packet was fed.
+pub fn ts_demux(data: &[u8]) {
+    let Some((&seed, ts)) = data.split_first() else {
+        return;
+    };
+    let run = |pieces: Option<u64>| {
+        let mut d = mpegts::TsDemuxer::new();
+        let mut events = Vec::new();
+        let mut rest = ts;
+        let mut rng = Rng::new(pieces.unwrap_or(0));
+        while !rest.is_empty() {
+            let n = match pieces {
+                Some(s) => 1 + rng.below(256 * (s as usize + 1)),
+                None => rest.len(),
+            }
+            .min(rest.len());
+            d.push(&rest[..n]);
+            rest = &rest[n..];
+            while let Some(e) = d.poll_event() {
+                events.push(e);
+            }
+        }
+        d.flush();
+        while let Some(e) = d.poll_event() {
+            events.push(e);
+        }
+        (events, d.stats())
+    };
+    let (events, stats) = run(None);
+    // Every byte fed was either part of a packet or skipped.
+    assert_eq!(
+        stats.packets * mpegts::PACKET_SIZE as u64 + stats.skipped_bytes,
+        ts.len() as u64
+    );
+    let mut tracks = false;
+    for e in &events {
+        match e {
+            mpegts::DemuxEvent::Tracks(_) => tracks = true,
+            mpegts::DemuxEvent::Frame(f) => {
+                assert!(tracks, "frame before tracks");
+                assert!(!f.payload.is_empty());
+                match f.track {
+                    TrackKind::Video => {
+                        for nal in avc::avcc_nal_units(&f.payload, 4) {
+                            let t = avc::nal_unit_type(nal.expect("valid AVCC"));
+                            assert!(![avc::NAL_AUD, avc::NAL_SPS, avc::NAL_PPS].contains(&t));
+                        }
+                    }
+                    TrackKind::Audio => assert!(f.payload.len() < 8192 && f.dts == f.pts),
+                }
+            }
+            mpegts::DemuxEvent::Discontinuity { .. } => {}
+        }
+    }
+    let (chunked, chunked_stats) = run(Some(u64::from(seed)));
+    assert_eq!(events, chunked, "chunking changed the events");
+    assert_eq!(stats, chunked_stats, "chunking changed the stats");
 }

@@ -5,12 +5,14 @@
 //! PID 0x101; PAT/PMT precede every video keyframe so any keyframe is a valid join point.
 
 mod crc;
+pub mod demux;
 mod packet;
 
 #[cfg(test)]
 mod tests;
 
 pub use crc::crc32_mpeg2;
+pub use demux::{DemuxEvent, DemuxStats, TsDemuxer};
 
 use bytes::BytesMut;
 use media::avc::{self, NAL_AUD, NAL_IDR, NAL_PPS, NAL_SPS};

@@ -8,7 +8,7 @@ const FLV: &[u8] = include_bytes!("../../../testdata/h264-aac-320x240.flv");
 
 /// Minimal FLV reader for tests: the real one lives in `rtmp::flv`, which this crate must not
 /// depend on.
-fn flv_frames(flv: &[u8], offset_ms: i64) -> (MediaInfo, Vec<Frame>) {
+pub(crate) fn flv_frames(flv: &[u8], offset_ms: i64) -> (MediaInfo, Vec<Frame>) {
     let u24 = |b: &[u8]| (usize::from(b[0]) << 16) | (usize::from(b[1]) << 8) | usize::from(b[2]);
     let mut pos = u32::from_be_bytes(flv[5..9].try_into().unwrap()) as usize + 4;
     let mut info = MediaInfo::default();
@@ -51,13 +51,13 @@ fn flv_frames(flv: &[u8], offset_ms: i64) -> (MediaInfo, Vec<Frame>) {
 }
 
 /// Two copies of the capture back to back: two GOPs, B-frames, 44.1 kHz AAC.
-fn real_input() -> (MediaInfo, Vec<Frame>) {
+pub(crate) fn real_input() -> (MediaInfo, Vec<Frame>) {
     let (info, mut frames) = flv_frames(FLV, 0);
     frames.extend(flv_frames(FLV, 1100).1);
     (info, frames)
 }
 
-fn mux_all(info: &MediaInfo, frames: &[Frame]) -> BytesMut {
+pub(crate) fn mux_all(info: &MediaInfo, frames: &[Frame]) -> BytesMut {
     let mut mux = TsMuxer::new();
     assert!(mux.set_tracks(info).is_empty());
     let mut out = BytesMut::new();
