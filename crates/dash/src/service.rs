@@ -5,18 +5,15 @@ use crate::mpd::{Manifest, MpdTiming};
 use crate::segmenter::{Output, Segmenter};
 use crate::{DashConfig, EXPIRED_SEGMENTS_KEPT};
 use bytes::Bytes;
-use hub::{Event, Hub, HubEvent};
+use hub::outputs::{StreamTasks, TaskFn, TaskHandle};
+use hub::{Event, Hub};
 use media::TrackKind;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use tokio::sync::broadcast::error::RecvError;
+use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-/// Decides whether DASH runs for a stream code.
-pub type EnabledFn = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+pub use hub::outputs::EnabledFn;
 
 /// Cheap per-stream numbers for the API.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,24 +35,8 @@ struct Entry {
 struct Inner {
     hub: Hub,
     config: DashConfig,
-    enabled: RwLock<EnabledFn>,
     store: Mutex<HashMap<String, Entry>>,
-    /// Codes with a running task (at most one per code): the task's id and stop switch.
-    tasks: Mutex<HashMap<String, (u64, CancellationToken)>>,
-    next_task: AtomicU64,
-    /// The service's shutdown token once `run` started, parent of every task's token.
-    root: Mutex<Option<CancellationToken>>,
-    tracker: TaskTracker,
-}
-
-impl Inner {
-    /// Forgets task `id` of `code`, unless a newer task already replaced it.
-    fn task_done(&self, code: &str, id: u64) {
-        let mut tasks = lock(&self.tasks);
-        if tasks.get(code).is_some_and(|(t, _)| *t == id) {
-            tasks.remove(code);
-        }
-    }
+    tasks: StreamTasks,
 }
 
 /// Lock that tolerates poisoning: every critical section below is a single map update, so a
@@ -83,107 +64,39 @@ impl DashService {
     pub fn new(hub: Hub, config: DashConfig) -> Self {
         DashService {
             inner: Arc::new(Inner {
+                tasks: StreamTasks::new(hub.clone(), "dash"),
                 hub,
                 config,
-                enabled: RwLock::new(Arc::new(|_: &str| true)),
                 store: Mutex::new(HashMap::new()),
-                tasks: Mutex::new(HashMap::new()),
-                next_task: AtomicU64::new(1),
-                root: Mutex::new(None),
-                tracker: TaskTracker::new(),
             }),
         }
     }
 
     /// Replaces the predicate deciding, at each publish, whether DASH runs for a code.
     pub fn set_enabled(&self, enabled: EnabledFn) {
-        *self
-            .inner
-            .enabled
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = enabled;
+        self.inner.tasks.set_enabled(enabled);
+    }
+
+    fn task(&self) -> TaskFn {
+        let inner = self.inner.clone();
+        Arc::new(move |code, handle| Box::pin(stream_task(inner.clone(), code, handle)))
     }
 
     /// Starts a task per published stream until `shutdown`, then waits for all of them.
     pub async fn run(self, shutdown: CancellationToken) {
-        *lock(&self.inner.root) = Some(shutdown.clone());
-        let mut events = self.inner.hub.events();
-        // Streams published before we listened (and after a lag) are found by asking the hub.
-        self.resync(&shutdown);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                ev = events.recv() => match ev {
-                    Ok(HubEvent::Published { code, .. }) => self.ensure_task(&code, &shutdown),
-                    Ok(HubEvent::Unpublished { .. }) => {}
-                    Err(RecvError::Lagged(n)) => {
-                        tracing::debug!(lost = n, "dash: hub events lagged; resyncing");
-                        self.resync(&shutdown);
-                    }
-                    // Cannot happen while we hold a Hub, which owns the sender.
-                    Err(RecvError::Closed) => break,
-                },
-            }
-        }
-        self.inner.tracker.close();
-        self.inner.tracker.wait().await;
-    }
-
-    fn resync(&self, shutdown: &CancellationToken) {
-        for stats in self.inner.hub.list() {
-            if stats.publisher.is_some() {
-                self.ensure_task(&stats.code, shutdown);
-            }
-        }
-    }
-
-    fn ensure_task(&self, code: &str, shutdown: &CancellationToken) {
-        let enabled = self
-            .inner
-            .enabled
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        if !enabled(code) {
-            return;
-        }
-        let stop = shutdown.child_token();
-        let id = self.inner.next_task.fetch_add(1, Ordering::Relaxed);
-        {
-            let mut tasks = lock(&self.inner.tasks);
-            if tasks.contains_key(code) {
-                return;
-            }
-            tasks.insert(code.to_owned(), (id, stop.clone()));
-        }
-        let inner = self.inner.clone();
-        let code = code.to_owned();
-        self.inner.tracker.spawn(async move {
-            stream_task(&inner, &code, id, stop).await;
-        });
+        self.inner.tasks.run(self.task(), shutdown).await;
     }
 
     /// Stops DASH for `code` now and forgets its MPD and segments (requests get 404), e.g.
     /// when the stream's DASH output is switched off or the stream is deleted.
     pub fn stop(&self, code: &str) {
-        if let Some((_, stop)) = lock(&self.inner.tasks).remove(code) {
-            stop.cancel();
-        }
+        self.inner.tasks.stop(code);
         lock(&self.inner.store).remove(code);
     }
 
     /// Starts DASH for `code` if it is live, enabled and not running (after a switch-on).
     pub fn refresh(&self, code: &str) {
-        let root = lock(&self.inner.root).clone();
-        if let Some(root) = root
-            && self
-                .inner
-                .hub
-                .stats(code)
-                .is_some_and(|s| s.publisher.is_some())
-        {
-            self.ensure_task(code, &root);
-        }
+        self.inner.tasks.refresh(&self.task(), code);
     }
 
     /// The MPD of `code`; `None` if unknown or no segment is complete yet.
@@ -309,7 +222,10 @@ impl Phase {
     }
 }
 
-async fn stream_task(inner: &Inner, code: &str, id: u64, shutdown: CancellationToken) {
+async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
+    let inner = &*inner;
+    let code = code.as_str();
+    let shutdown = handle.stop.clone();
     let config = &inner.config;
     let mut sub = inner.hub.subscribe(code, "dash");
     // Period ids are in every URL: starting them from the wall clock in milliseconds means a
@@ -335,10 +251,7 @@ async fn stream_task(inner: &Inner, code: &str, id: u64, shutdown: CancellationT
     loop {
         tokio::select! {
             biased;
-            _ = shutdown.cancelled() => {
-                inner.task_done(code, id);
-                break;
-            }
+            _ = shutdown.cancelled() => break,
             _ = sleep_until(phase.deadline()) => {
                 let now = Instant::now();
                 phase = match phase {
@@ -355,26 +268,23 @@ async fn stream_task(inner: &Inner, code: &str, id: u64, shutdown: CancellationT
                         Phase::Ended { deadline: now + config.linger }
                     }
                     Phase::Ended { .. } => {
-                        // Decided under the task lock: a publish handled by `run` while we
-                        // are still registered is seen here as a present publisher.
-                        let mut tasks = lock(&inner.tasks);
-                        if inner.has_publisher(code) {
-                            Phase::Ended { deadline: now + config.end_grace }
-                        } else {
-                            lock(&inner.store).remove(code);
-                            if tasks.get(code).is_some_and(|(t, _)| *t == id) {
-                                tasks.remove(code);
-                            }
+                        // Decided under the registry lock: a publish handled by `run` at the
+                        // same moment either sees this task or starts a new one.
+                        let done = handle.retire_unless(
+                            || inner.has_publisher(code),
+                            || {
+                                lock(&inner.store).remove(code);
+                            },
+                        );
+                        if done {
                             break;
                         }
+                        Phase::Ended { deadline: now + config.end_grace }
                     }
                 };
             }
             ev = sub.recv() => {
-                let Some(ev) = ev else {
-                    inner.task_done(code, id);
-                    break;
-                };
+                let Some(ev) = ev else { break };
                 let now = Instant::now();
                 match (&ev, phase) {
                     (Event::Tracks { .. }, Phase::Ended { .. }) => {

@@ -6,6 +6,7 @@
 //! frames, skips forward to the next keyframe, and the loss is counted per stream.
 
 mod admission;
+pub mod outputs;
 mod sessions;
 mod stats;
 mod stream;
