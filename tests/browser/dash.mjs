@@ -115,7 +115,10 @@ try {
     requests: requests.slice(0, 8), requestCount: requests.length,
   };
   const sizeOk = !wArg || (end.width === Number(wArg) && end.height === Number(hArg));
-  result.ok = startT !== null && end.errors.length === 0 && advanced >= seconds * 0.8 && sizeOk;
+  // The check is that playback advances, not how fast: a live player starts behind the edge
+  // and may rebuffer briefly when a 2-core CI machine is busy, so 60 % of the window (6 s of
+  // 10) is required rather than nearly all of it.
+  result.ok = startT !== null && end.errors.length === 0 && advanced >= seconds * 0.6 && sizeOk;
 } catch (e) {
   result.exception = String(e && e.stack || e);
 } finally {
