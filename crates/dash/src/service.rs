@@ -5,8 +5,8 @@ use crate::mpd::{Manifest, MpdTiming};
 use crate::segmenter::{Output, Segmenter};
 use crate::{DashConfig, EXPIRED_SEGMENTS_KEPT};
 use bytes::Bytes;
-use hub::outputs::{StreamTasks, TaskFn, TaskHandle};
-use hub::{Event, Hub};
+use hub::Hub;
+use hub::outputs::{Due, Lifecycle, StreamTasks, TaskFn, TaskHandle};
 use media::TrackKind;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -202,26 +202,6 @@ impl Inner {
     }
 }
 
-/// Where a stream task is in its life.
-#[derive(Clone, Copy, Debug)]
-enum Phase {
-    /// A publisher is (or may be) sending; checked again at `idle_check`.
-    Live { idle_check: Instant },
-    /// The publisher left; the presentation ends at `deadline` unless it comes back.
-    Gone { deadline: Instant },
-    /// Ended; the entry is removed at `deadline` unless someone republishes.
-    Ended { deadline: Instant },
-}
-
-impl Phase {
-    fn deadline(self) -> Instant {
-        match self {
-            Phase::Live { idle_check } => idle_check,
-            Phase::Gone { deadline } | Phase::Ended { deadline } => deadline,
-        }
-    }
-}
-
 async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
     let inner = &*inner;
     let code = code.as_str();
@@ -236,38 +216,22 @@ async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
         config.max_segment_bytes,
         first_period,
     );
-    let live = |now: Instant| Phase::Live {
-        idle_check: now + config.end_grace,
-    };
-    // Checked after subscribing: a publisher leaving later is seen as an End event.
-    let mut phase = if inner.has_publisher(code) {
-        live(Instant::now())
-    } else {
-        Phase::Gone {
-            deadline: Instant::now() + config.end_grace,
-        }
-    };
+    let mut life = Lifecycle::new(inner.has_publisher(code), config.end_grace, config.linger);
     tracing::debug!(stream = code, "dash: stream task started");
     loop {
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
-            _ = sleep_until(phase.deadline()) => {
+            _ = sleep_until(life.deadline()) => {
                 let now = Instant::now();
-                phase = match phase {
-                    // Quiet for a grace period with nobody publishing: the End was lost
-                    // (reader lag) or never came; finish like after one.
-                    Phase::Live { .. } if !inner.has_publisher(code) => {
-                        inner.push_outputs(code, segmenter.flush());
-                        Phase::Gone { deadline: now }
-                    }
-                    Phase::Live { .. } => live(now),
-                    Phase::Gone { .. } => {
+                match life.on_deadline(now, inner.has_publisher(code)) {
+                    Due::Nothing => {}
+                    Due::Flush => inner.push_outputs(code, segmenter.flush()),
+                    Due::End => {
                         inner.end(code);
                         tracing::debug!(stream = code, "dash: publisher gone; presentation ended");
-                        Phase::Ended { deadline: now + config.linger }
                     }
-                    Phase::Ended { .. } => {
+                    Due::Retire => {
                         // Decided under the registry lock: a publish handled by `run` at the
                         // same moment either sees this task or starts a new one.
                         let done = handle.retire_unless(
@@ -279,31 +243,18 @@ async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
                         if done {
                             break;
                         }
-                        Phase::Ended { deadline: now + config.end_grace }
+                        life.keep(now);
                     }
-                };
+                }
             }
             ev = sub.recv() => {
                 let Some(ev) = ev else { break };
-                let now = Instant::now();
-                match (&ev, phase) {
-                    (Event::Tracks { .. }, Phase::Ended { .. }) => {
-                        // An ended presentation is final for players that saw it: a comeback
-                        // gets a fresh MPD; period ids continue so cached URLs never change
-                        // meaning.
-                        let mut store = lock(&inner.store);
-                        store.insert(code.to_owned(), inner.new_entry());
-                        // The fresh MPD needs its period announced again.
-                        segmenter.restart_period();
-                        phase = live(now);
-                    }
-                    (Event::Tracks { .. }, _) | (Event::Frame(_), Phase::Live { .. }) => {
-                        phase = live(now);
-                    }
-                    (Event::End, Phase::Live { .. }) => {
-                        phase = Phase::Gone { deadline: now + config.end_grace };
-                    }
-                    _ => {}
+                if life.on_event(&ev, Instant::now()) {
+                    // An ended presentation is final for players that saw it: a comeback
+                    // gets a fresh MPD whose period must be announced again; period ids
+                    // continue so cached URLs never change meaning.
+                    lock(&inner.store).insert(code.to_owned(), inner.new_entry());
+                    segmenter.restart_period();
                 }
                 let outputs = segmenter.push(ev);
                 // A stop() may have removed the entry meanwhile; do not bring it back.

@@ -4,7 +4,7 @@ use crate::playlist::MediaPlaylist;
 use crate::segmenter::{Segment, Segmenter};
 use crate::{EXPIRED_SEGMENTS_KEPT, HlsConfig};
 use bytes::Bytes;
-use hub::outputs::{StreamTasks, TaskFn, TaskHandle};
+use hub::outputs::{Due, Lifecycle, StreamTasks, TaskFn, TaskHandle};
 use hub::{Event, Hub};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -162,26 +162,6 @@ impl Inner {
     }
 }
 
-/// Where a stream task is in its life.
-#[derive(Clone, Copy, Debug)]
-enum Phase {
-    /// A publisher is (or may be) sending; checked again at `idle_check`.
-    Live { idle_check: Instant },
-    /// The publisher left; ENDLIST at `deadline` unless it comes back.
-    Gone { deadline: Instant },
-    /// ENDLIST written; the entry is removed at `deadline` unless someone republishes.
-    Ended { deadline: Instant },
-}
-
-impl Phase {
-    fn deadline(self) -> Instant {
-        match self {
-            Phase::Live { idle_check } => idle_check,
-            Phase::Gone { deadline } | Phase::Ended { deadline } => deadline,
-        }
-    }
-}
-
 async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
     let inner = &*inner;
     let code = code.as_str();
@@ -197,43 +177,27 @@ async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
         .unwrap_or(0);
     let mut segmenter =
         Segmenter::new(config.segment_duration, config.max_segment_bytes).starting_at(first_seq);
-    let live = |now: Instant| Phase::Live {
-        idle_check: now + config.end_grace,
-    };
-    // Checked after subscribing: a publisher leaving later is seen as an End event.
-    let mut phase = if inner.has_publisher(code) {
-        live(Instant::now())
-    } else {
-        Phase::Gone {
-            deadline: Instant::now() + config.end_grace,
-        }
-    };
+    let mut life = Lifecycle::new(inner.has_publisher(code), config.end_grace, config.linger);
     let mut warned_skipped = false;
     tracing::debug!(stream = code, "hls: stream task started");
     loop {
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
-            _ = sleep_until(phase.deadline()) => {
+            _ = sleep_until(life.deadline()) => {
                 let now = Instant::now();
-                phase = match phase {
-                    // Quiet for a grace period with nobody publishing: the End was lost
-                    // (reader lag) or never came; finish like after one.
-                    Phase::Live { .. } if !inner.has_publisher(code) => {
+                match life.on_deadline(now, inner.has_publisher(code)) {
+                    Due::Nothing => {}
+                    Due::Flush => {
                         if let Some(s) = segmenter.flush() {
                             inner.push_segment(code, s);
                         }
-                        Phase::Gone { deadline: now }
-                    }
-                    Phase::Live { .. } => live(now),
-                    Phase::Gone { .. } => {
+                    },
+                    Due::End => {
                         inner.end(code);
                         tracing::debug!(stream = code, "hls: publisher gone; playlist ended");
-                        Phase::Ended { deadline: now + config.linger }
                     }
-                    Phase::Ended { .. } => {
-                        // Decided under the task lock: a publish handled by `run` while we
-                        // are still registered is seen here as a present publisher.
+                    Due::Retire => {
                         // Decided under the registry lock: a publish handled by `run` at the
                         // same moment either sees this task or starts a new one.
                         let done = handle.retire_unless(
@@ -245,28 +209,16 @@ async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
                         if done {
                             break;
                         }
-                        Phase::Ended { deadline: now + config.end_grace }
+                        life.keep(now);
                     }
-                };
+                }
             }
             ev = sub.recv() => {
                 let Some(ev) = ev else { break };
-                let now = Instant::now();
-                match (&ev, phase) {
-                    (Event::Tracks { .. }, Phase::Ended { .. }) => {
-                        // ENDLIST is final (RFC 8216 6.2.1): a comeback gets a fresh playlist;
-                        // sequence numbers continue so cached URIs never change meaning.
-                        let mut store = lock(&inner.store);
-                        store.insert(code.to_owned(), inner.new_entry());
-                        phase = live(now);
-                    }
-                    (Event::Tracks { .. }, _) | (Event::Frame(_), Phase::Live { .. }) => {
-                        phase = live(now);
-                    }
-                    (Event::End, Phase::Live { .. }) => {
-                        phase = Phase::Gone { deadline: now + config.end_grace };
-                    }
-                    _ => {}
+                if life.on_event(&ev, Instant::now()) {
+                    // ENDLIST is final (RFC 8216 6.2.1): a comeback gets a fresh playlist;
+                    // sequence numbers continue so cached URIs never change meaning.
+                    lock(&inner.store).insert(code.to_owned(), inner.new_entry());
                 }
                 let is_tracks = matches!(ev, Event::Tracks { .. });
                 if let Some(segment) = segmenter.push(ev) {

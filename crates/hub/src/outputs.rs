@@ -2,13 +2,15 @@
 //! published, stoppable and restartable per code when its output is switched, all stopped
 //! and awaited at shutdown. The outputs differ only in what their task does.
 
-use crate::{Hub, HubEvent};
+use crate::{Event, Hub, HubEvent};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -203,5 +205,185 @@ impl StreamTasks {
         {
             self.ensure(task, code, &root);
         }
+    }
+}
+
+/// Where one stream of a packaged output (HLS, DASH) is in its life: live; gone, waiting
+/// `end_grace` for a republish; ended, still served for `linger`.
+#[derive(Clone, Copy, Debug)]
+enum Phase {
+    /// A publisher is (or may be) sending; checked again at `idle_check`.
+    Live { idle_check: Instant },
+    /// The publisher left; the presentation ends at `deadline` unless it comes back.
+    Gone { deadline: Instant },
+    /// Ended; the entry is removed at `deadline` unless someone republishes.
+    Ended { deadline: Instant },
+}
+
+/// What a stream task must do when [`Lifecycle::deadline`] passes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Due {
+    /// Nothing yet.
+    Nothing,
+    /// The publisher vanished without an End (lost to reader lag): close the open segment.
+    Flush,
+    /// The grace period passed with no republish: end the presentation.
+    End,
+    /// The linger passed: retire the task (see [`TaskHandle::retire_unless`]), or call
+    /// [`Lifecycle::keep`] if a publisher is back.
+    Retire,
+}
+
+/// The shared lifecycle of a packaged output's stream task, as a small state machine.
+#[derive(Debug)]
+pub struct Lifecycle {
+    phase: Phase,
+    end_grace: Duration,
+    linger: Duration,
+}
+
+impl Lifecycle {
+    /// Starts live if the stream has a publisher (checked after subscribing, so a later
+    /// departure arrives as an End event), else already gone.
+    pub fn new(live: bool, end_grace: Duration, linger: Duration) -> Self {
+        let now = Instant::now();
+        let phase = if live {
+            Phase::Live {
+                idle_check: now + end_grace,
+            }
+        } else {
+            Phase::Gone {
+                deadline: now + end_grace,
+            }
+        };
+        Lifecycle {
+            phase,
+            end_grace,
+            linger,
+        }
+    }
+
+    /// When [`Lifecycle::on_deadline`] is next due.
+    pub fn deadline(&self) -> Instant {
+        match self.phase {
+            Phase::Live { idle_check } => idle_check,
+            Phase::Gone { deadline } | Phase::Ended { deadline } => deadline,
+        }
+    }
+
+    fn live(&mut self, now: Instant) {
+        self.phase = Phase::Live {
+            idle_check: now + self.end_grace,
+        };
+    }
+
+    /// Advances at the deadline and says what to do.
+    pub fn on_deadline(&mut self, now: Instant, has_publisher: bool) -> Due {
+        match self.phase {
+            // Quiet for a grace period with nobody publishing: the End was lost (reader lag)
+            // or never came; finish like after one.
+            Phase::Live { .. } if !has_publisher => {
+                self.phase = Phase::Gone { deadline: now };
+                Due::Flush
+            }
+            Phase::Live { .. } => {
+                self.live(now);
+                Due::Nothing
+            }
+            Phase::Gone { .. } => {
+                self.phase = Phase::Ended {
+                    deadline: now + self.linger,
+                };
+                Due::End
+            }
+            Phase::Ended { .. } => Due::Retire,
+        }
+    }
+
+    /// A publisher is back as the task was about to retire: check again later.
+    pub fn keep(&mut self, now: Instant) {
+        self.phase = Phase::Ended {
+            deadline: now + self.end_grace,
+        };
+    }
+
+    /// Follows a hub event; `true` when a stream comes back after its presentation ended,
+    /// which needs a fresh playlist or manifest (an ended one is final for players).
+    pub fn on_event(&mut self, event: &Event, now: Instant) -> bool {
+        match (event, self.phase) {
+            (Event::Tracks { .. }, Phase::Ended { .. }) => {
+                self.live(now);
+                true
+            }
+            (Event::Tracks { .. }, _) | (Event::Frame(_), Phase::Live { .. }) => {
+                self.live(now);
+                false
+            }
+            (Event::End, Phase::Live { .. }) => {
+                self.phase = Phase::Gone {
+                    deadline: now + self.end_grace,
+                };
+                false
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use media::{Frame, MediaInfo, TrackKind};
+
+    fn frame() -> Event {
+        Event::Frame(Frame {
+            track: TrackKind::Video,
+            dts: 0,
+            pts: 0,
+            keyframe: true,
+            payload: Bytes::new(),
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lifecycle_goes_live_gone_ended_and_comes_back() {
+        let grace = Duration::from_secs(10);
+        let linger = Duration::from_secs(60);
+        let mut l = Lifecycle::new(true, grace, linger);
+        let t0 = Instant::now();
+        assert_eq!(l.deadline(), t0 + grace);
+        // Still publishing at the idle check: stay live.
+        assert_eq!(l.on_deadline(t0 + grace, true), Due::Nothing);
+        // The End event starts the grace period; its expiry ends the presentation.
+        assert!(!l.on_event(&Event::End, t0));
+        assert_eq!(l.deadline(), t0 + grace);
+        assert_eq!(l.on_deadline(t0 + grace, false), Due::End);
+        assert_eq!(l.deadline(), t0 + grace + linger);
+        // Frames alone do not revive an ended presentation; new tracks do, freshly.
+        assert!(!l.on_event(&frame(), t0 + grace));
+        let tracks = Event::Tracks {
+            info: std::sync::Arc::new(MediaInfo::default()),
+            session: 2,
+        };
+        assert!(l.on_event(&tracks, t0 + grace));
+        assert!(
+            !l.on_event(&tracks, t0 + grace),
+            "only after an end is it a comeback"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lost_end_is_detected_and_retirement_can_be_deferred() {
+        let grace = Duration::from_secs(10);
+        let mut l = Lifecycle::new(true, grace, Duration::from_secs(60));
+        let t0 = Instant::now();
+        assert_eq!(l.on_deadline(t0 + grace, false), Due::Flush);
+        assert_eq!(l.deadline(), t0 + grace, "ends right after the flush");
+        assert_eq!(l.on_deadline(t0 + grace, false), Due::End);
+        let t1 = l.deadline();
+        assert_eq!(l.on_deadline(t1, false), Due::Retire);
+        l.keep(t1);
+        assert_eq!(l.deadline(), t1 + grace);
     }
 }
