@@ -40,8 +40,41 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// RTMPS listener (off unless `rtmps.listen` is set).
     pub rtmps: RtmpsConfig,
+    /// RTSP play server.
+    pub rtsp: RtspConfig,
     /// Outgoing TLS (rtmps:// pushes).
     pub tls: TlsConfig,
+    /// SRT listener (ingest and play on one UDP port).
+    pub srt: SrtConfig,
+}
+
+/// `srt.*`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SrtConfig {
+    /// Whether the SRT listener runs.
+    pub enabled: bool,
+    /// UDP address to listen on.
+    pub listen: SocketAddr,
+    /// SRT latency, both directions: time SRT has to recover lost packets.
+    #[serde(deserialize_with = "duration")]
+    pub latency: Duration,
+    /// AES passphrase (10..=79 bytes) every caller must use; unencrypted when null.
+    pub passphrase: Option<String>,
+    /// Application name in stream ids (`publish:<app>/<code>`, `<app>/<code>`).
+    pub app: String,
+}
+
+impl Default for SrtConfig {
+    fn default() -> Self {
+        SrtConfig {
+            enabled: true,
+            listen: ([0, 0, 0, 0], 9000).into(),
+            latency: Duration::from_millis(120),
+            passphrase: None,
+            app: "live".into(),
+        }
+    }
 }
 
 /// `rtmps.*`
@@ -105,6 +138,32 @@ pub struct IngestConfig {
 impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig { auto_create: true }
+    }
+}
+
+/// `rtsp.*`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtspConfig {
+    /// Serve `rtsp://host/<app>/<code>` players.
+    pub enabled: bool,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Application name in `rtsp://host/<app>/<code>`.
+    pub app: String,
+    /// A session without any request or RTCP for this long is closed.
+    #[serde(deserialize_with = "duration")]
+    pub session_timeout: Duration,
+}
+
+impl Default for RtspConfig {
+    fn default() -> Self {
+        RtspConfig {
+            enabled: true,
+            listen: SocketAddr::from(([0, 0, 0, 0], 8554)),
+            app: "live".into(),
+            session_timeout: Duration::from_secs(60),
+        }
     }
 }
 
@@ -240,7 +299,9 @@ impl Default for Config {
             api: ApiConfig::default(),
             ingest: IngestConfig::default(),
             rtmps: RtmpsConfig::default(),
+            rtsp: RtspConfig::default(),
             tls: TlsConfig::default(),
+            srt: SrtConfig::default(),
         }
     }
 }
@@ -386,8 +447,22 @@ impl Config {
         {
             bail!("rtmps.listen needs rtmps.cert_file and rtmps.key_file");
         }
+        if let Some(p) = &self.srt.passphrase
+            && !(10..=79).contains(&p.len())
+        {
+            bail!("srt.passphrase must be 10..=79 bytes");
+        }
+        if !hub::valid_code(&self.srt.app) {
+            bail!("srt.app must match [A-Za-z0-9_-]{{1,128}}");
+        }
         if !hub::valid_code(&self.rtmp.app) {
             bail!("rtmp.app must match [A-Za-z0-9_-]{{1,128}}");
+        }
+        if !hub::valid_code(&self.rtsp.app) {
+            bail!("rtsp.app must match [A-Za-z0-9_-]{{1,128}}");
+        }
+        if self.rtsp.session_timeout < Duration::from_secs(5) {
+            bail!("rtsp.session_timeout must be at least 5s");
         }
         if self.rtmp.play_coalesce > Duration::from_millis(500) {
             bail!("rtmp.play_coalesce must be at most 500ms");

@@ -110,6 +110,14 @@ async fn run(config: Config) -> Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
     let rtmp_listener = bind(config.rtmp.listen, "RTMP").await?;
+    let srt_listener = if config.srt.enabled {
+        let l = srt::bind(config.srt.listen, config.srt.latency)
+            .await
+            .with_context(|| format!("cannot listen on {} for SRT", config.srt.listen))?;
+        Some(l)
+    } else {
+        None
+    };
     let rtmps = match (
         &config.rtmps.listen,
         &config.rtmps.cert_file,
@@ -122,6 +130,11 @@ async fn run(config: Config) -> Result<()> {
             Some((bind(*addr, "RTMPS").await?, reloading, tls))
         }
         _ => None,
+    };
+    let rtsp_listener = if config.rtsp.enabled {
+        Some(bind(config.rtsp.listen, "RTSP").await?)
+    } else {
+        None
     };
     let http_listener = bind(config.http.listen, "HTTP").await?;
 
@@ -227,6 +240,42 @@ async fn run(config: Config) -> Result<()> {
             }
         }
     });
+    if let Some(listener) = rtsp_listener {
+        info!(rtsp = %listener.local_addr()?, "RTSP listening");
+        let server = rtsp::listener::Server::new(
+            hub.clone(),
+            rtsp::listener::ServerConfig {
+                app: config.rtsp.app.clone(),
+                session_timeout: config.rtsp.session_timeout,
+                ..rtsp::listener::ServerConfig::default()
+            },
+        );
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(e) = server.run(listener, shutdown).await {
+                error!(error = %e, "rtsp server failed");
+            }
+        });
+    }
+    if let Some(listener) = srt_listener {
+        let server = srt::Server::new(
+            hub.clone(),
+            srt::ServerConfig {
+                app: config.srt.app.clone(),
+                latency: config.srt.latency,
+                passphrase: config.srt.passphrase.clone(),
+                publisher_timeout: config.rtmp.publisher_timeout,
+                ..srt::ServerConfig::default()
+            },
+        )?;
+        info!(srt = %listener.local_addr(), "SRT listening");
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(e) = server.run(listener, shutdown).await {
+                error!(error = %e, "srt server failed");
+            }
+        });
+    }
     tasks.spawn(push.run(shutdown.clone()));
     tasks.spawn(hub.clone().run_sampler(shutdown.clone()));
     if config.hls.enabled {

@@ -11,3 +11,8 @@ pub mod sdp;
 pub use rtcp::SenderReport;
 pub use rtp::{AacPacketizer, DEFAULT_MTU, H264Packetizer, RtpError, RtpHeader};
 pub use sdp::describe;
+
+#[cfg(feature = "server")]
+pub mod conn;
+#[cfg(feature = "server")]
+pub mod listener;

@@ -1,7 +1,7 @@
 //! RTCP sender report (RFC 3550 6.4.1) with an SDES CNAME chunk (6.5), as one compound packet.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// RTCP packet type of a sender report.
 const PT_SR: u8 = 200;
@@ -25,6 +25,59 @@ pub struct SenderReport {
     pub packet_count: u32,
     /// Payload octets sent since the start of the stream (wrapping).
     pub octet_count: u32,
+}
+
+/// Ticks per second of the hub's media clock.
+const MEDIA_HZ: i128 = 90_000;
+
+/// The wall-clock to media-clock mapping a session's sender reports announce.
+///
+/// A receiver that syncs tracks by RTCP (ffmpeg, VLC) re-derives every timestamp from the
+/// latest report, so the mapping must advance exactly with wall-clock time: reports stamped
+/// with the RTP time of whatever frame was sent last jump whenever the GOP-cache burst or a
+/// network stall makes sending run ahead of or behind real time, and the reader sees
+/// timestamps go backwards. The mapping is fixed at the first report, from how far ahead of
+/// wall-clock time the newest frames seen so far were, and both tracks share it, so their
+/// reports agree on one clock.
+#[derive(Clone, Debug)]
+pub struct MediaClock {
+    start: Instant,
+    start_wall: SystemTime,
+    /// Largest `pts - elapsed` seen: the live edge relative to `start`.
+    lead: Option<i64>,
+    /// `lead` frozen at the first report.
+    anchor: Option<i64>,
+}
+
+impl MediaClock {
+    /// A clock whose elapsed time counts from `start`, which `start_wall` names in wall time.
+    pub fn new(start: Instant, start_wall: SystemTime) -> Self {
+        MediaClock {
+            start,
+            start_wall,
+            lead: None,
+            anchor: None,
+        }
+    }
+
+    fn elapsed_ticks(&self, now: Instant) -> i64 {
+        let ticks =
+            now.saturating_duration_since(self.start).as_nanos() as i128 * MEDIA_HZ / 1_000_000_000;
+        i64::try_from(ticks).unwrap_or(i64::MAX)
+    }
+
+    /// Notes that a frame with 90 kHz `pts` was sent at `now`.
+    pub fn observe(&mut self, pts: i64, now: Instant) {
+        let lead = pts.saturating_sub(self.elapsed_ticks(now));
+        self.lead = Some(self.lead.map_or(lead, |l| l.max(lead)));
+    }
+
+    /// Wall-clock time and the 90 kHz media time it maps to at `now`; `None` before any frame.
+    pub fn at(&mut self, now: Instant) -> Option<(SystemTime, i64)> {
+        let anchor = *self.anchor.get_or_insert(self.lead?);
+        let wall = self.start_wall + now.saturating_duration_since(self.start);
+        Some((wall, self.elapsed_ticks(now).saturating_add(anchor)))
+    }
 }
 
 /// 64-bit NTP timestamp (RFC 3550 4): seconds since 1900 in the high word, fraction in the low.

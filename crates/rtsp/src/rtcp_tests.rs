@@ -82,3 +82,35 @@ fn sdes_padding_and_long_cname() {
     assert_eq!(bytes[28 + 9], 254, "cut before the 2-byte char");
     assert_eq!(bytes.len() % 4, 0);
 }
+
+#[test]
+fn media_clock_waits_for_a_frame() {
+    let t0 = Instant::now();
+    let mut clock = MediaClock::new(t0, SystemTime::UNIX_EPOCH);
+    assert_eq!(clock.at(t0 + Duration::from_secs(1)), None);
+}
+
+/// A GOP-cache burst followed by live frames: reports advance exactly with wall-clock time,
+/// whatever the frames sent between them, and the mapping is the one fixed at the first.
+#[test]
+fn media_clock_advances_with_wall_time_only() {
+    let t0 = Instant::now();
+    let wall0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+    let mut clock = MediaClock::new(t0, wall0);
+    // Two seconds of cached frames sent at once, 100 ms after start.
+    let burst = t0 + Duration::from_millis(100);
+    for pts in (0..=180_000).step_by(3_000) {
+        clock.observe(1_000_000 + pts, burst);
+    }
+    let (wall1, m1) = clock.at(burst).expect("frames seen");
+    assert_eq!(wall1, wall0 + Duration::from_millis(100));
+    assert_eq!(m1, 1_180_000);
+    // Live frames, and one that arrives early (a lead larger than before).
+    clock.observe(1_183_000, burst + Duration::from_millis(33));
+    clock.observe(1_300_000, burst + Duration::from_millis(40));
+    let (wall2, m2) = clock
+        .at(burst + Duration::from_secs(5))
+        .expect("frames seen");
+    assert_eq!(wall2, wall1 + Duration::from_secs(5));
+    assert_eq!(m2 - m1, 5 * 90_000);
+}

@@ -198,7 +198,7 @@ macro_rules! stream_accessors {
 }
 
 /// Reduces a timestamp modulo 2^32, as RTP timestamps wrap.
-fn wrap_u32(ts: i128) -> u32 {
+pub(crate) fn wrap_u32(ts: i128) -> u32 {
     // rem_euclid keeps negative timestamps in range; the result is < 2^32 so the cast is exact.
     ts.rem_euclid(1i128 << 32) as u32
 }

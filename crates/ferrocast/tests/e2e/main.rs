@@ -21,4 +21,6 @@ mod mpegts;
 mod publish;
 mod push;
 mod rtmp_play;
+mod rtsp;
 mod shutdown;
+mod srt;

@@ -70,7 +70,11 @@ fn spawn_ready(
 ) -> Result<ChildGuard, (ExitStatus, String)> {
     let mut cmd = base_command(dir);
     cmd.env("FERROCAST_RTMP__LISTEN", rtmp.to_string())
-        .env("FERROCAST_HTTP__LISTEN", http.to_string());
+        .env("FERROCAST_HTTP__LISTEN", http.to_string())
+        // SRT is on by default on UDP 9000; parallel servers each need their own port.
+        .env("FERROCAST_SRT__LISTEN", free_udp_addr().to_string())
+        // RTSP is on by default on TCP 8554; likewise (tests that use it set their own).
+        .env("FERROCAST_RTSP__LISTEN", free_addrs().0.to_string());
     for (k, v) in settings {
         cmd.env(env_name(k), v);
     }
@@ -135,6 +139,12 @@ pub fn free_addrs() -> (SocketAddr, SocketAddr) {
         a.local_addr().expect("local_addr"),
         b.local_addr().expect("local_addr"),
     )
+}
+
+/// A free UDP port on 127.0.0.1 (for `srt.listen`).
+pub fn free_udp_addr() -> SocketAddr {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp 127.0.0.1:0");
+    s.local_addr().expect("local_addr")
 }
 
 /// A running `ferrocast`; killed on drop (its log tail printed if the test fails).

@@ -1,0 +1,302 @@
+//! The SRT listener: one UDP port; each caller's stream id is routed, admitted and checked
+//! against the hub *before* the handshake completes, so a refused caller gets an SRT reject
+//! reason instead of a connection that is accepted and then dropped.
+
+use crate::route::{self, Route, RouteError};
+use crate::{Error, ingest, play};
+use futures_util::StreamExt;
+use hub::{AccessRequest, Action, Hub, PublishError, PublisherMeta, ReaderMeta};
+use srt_protocol::options::{ByteCount, KeySize, Passphrase};
+use srt_protocol::packet::{CoreRejectReason, RejectReason, ServerRejectReason};
+use srt_protocol::settings::KeySettings;
+use srt_tokio::{ConnectionRequest, SrtIncoming, SrtListener};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+/// Settings of the SRT listener.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Application name in stream ids (`<app>/<code>`), like `rtmp.app`.
+    pub app: String,
+    /// SRT latency (both directions); more latency gives more time to recover losses.
+    pub latency: Duration,
+    /// AES passphrase callers must use; `None` for unencrypted SRT.
+    pub passphrase: Option<String>,
+    /// A publisher that sends nothing for this long is closed, freeing its stream code.
+    pub publisher_timeout: Duration,
+    /// Most connections (including pending handshakes) served at once.
+    pub max_connections: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            app: "live".into(),
+            latency: Duration::from_millis(120),
+            passphrase: None,
+            publisher_timeout: Duration::from_secs(10),
+            max_connections: 1_000,
+        }
+    }
+}
+
+/// A bound SRT listener, ready for [`Server::run`].
+pub struct Listener {
+    // Dropping the listener stops its packet loop, so it is kept beside the incoming stream.
+    _listener: SrtListener,
+    incoming: SrtIncoming,
+    local_addr: SocketAddr,
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listener")
+            .field("local_addr", &self.local_addr)
+            .finish()
+    }
+}
+
+impl Listener {
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+}
+
+/// Send buffer of every connection (SRTO_SNDBUF), in bytes: libsrt's default of 8192 packets.
+///
+/// srt-protocol's own default (46 592 B, 32 packets) is smaller than the GOP-cache burst a new
+/// player gets, and srt-protocol 0.4.4 handles a full send buffer by evicting its oldest packet
+/// even when it was never sent, without moving its send cursor past it
+/// (`SendBuffer::push_data`): the unacked count then underflows, the sender waits for ACKs
+/// forever and rejects every ACK, so one packet reaches the player and then nothing. A buffer
+/// this size only fills if the peer stalls for seconds, and packets older than the latency
+/// window are dropped properly before that.
+const SEND_BUFFER_BYTES: u64 = 8192 * 1456;
+
+/// Binds the SRT listener on `addr` (separate from [`Server::run`] so that a port in use is
+/// reported at start-up).
+pub async fn bind(addr: SocketAddr, latency: Duration) -> io::Result<Listener> {
+    let builder = SrtListener::builder()
+        .latency(latency)
+        .set(|o| o.sender.buffer_size = ByteCount(SEND_BUFFER_BYTES));
+    let (listener, incoming) = builder.bind(addr).await?;
+    Ok(Listener {
+        _listener: listener,
+        incoming,
+        local_addr: addr,
+    })
+}
+
+/// The SRT server.
+#[derive(Clone, Debug)]
+pub struct Server {
+    hub: Hub,
+    config: Arc<ServerConfig>,
+    passphrase: Option<Passphrase>,
+}
+
+impl Server {
+    /// A server publishing into and playing from `hub`; fails on an invalid passphrase.
+    pub fn new(hub: Hub, config: ServerConfig) -> Result<Server, Error> {
+        let passphrase = match &config.passphrase {
+            None => None,
+            Some(p) => {
+                Some(Passphrase::try_from(p.clone()).map_err(|_| Error::Passphrase(p.len()))?)
+            }
+        };
+        Ok(Server {
+            hub,
+            config: Arc::new(config),
+            passphrase,
+        })
+    }
+
+    /// Serves callers until `shutdown`, then waits for every connection to close.
+    pub async fn run(
+        self,
+        mut listener: Listener,
+        shutdown: CancellationToken,
+    ) -> Result<(), Error> {
+        let tracker = TaskTracker::new();
+        let permits = Arc::new(Semaphore::new(self.config.max_connections));
+        loop {
+            let request = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = listener.incoming.incoming().next() => match r {
+                    Some(r) => r,
+                    None => break,
+                },
+            };
+            let peer = request.remote();
+            let permit = permits.clone().try_acquire_owned().ok();
+            let server = self.clone();
+            let shutdown = shutdown.clone();
+            let span = info_span!("srt", %peer, code = tracing::field::Empty);
+            // Admission may call an HTTP hook: never decide inside the accept loop.
+            tracker.spawn(
+                async move {
+                    if permit.is_none() {
+                        warn!("srt connection limit reached; rejecting");
+                        reject(request, ServerRejectReason::Overload.into()).await;
+                        return;
+                    }
+                    server.serve(request, peer, shutdown).await;
+                    drop(permit);
+                }
+                .instrument(span),
+            );
+        }
+        tracker.close();
+        tracker.wait().await;
+        // `SrtListener::close` unwraps its task's result and panics if that task died;
+        // dropping the listener stops it without that risk.
+        drop(listener);
+        Ok(())
+    }
+
+    async fn serve(
+        &self,
+        request: ConnectionRequest,
+        peer: SocketAddr,
+        shutdown: CancellationToken,
+    ) {
+        let stream_id = request.stream_id().map(|s| s.to_string());
+        let route = match route::parse(stream_id.as_deref(), &self.config.app) {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(stream_id = ?stream_id, error = %e, "srt stream id refused");
+                let why = match e {
+                    RouteError::WrongApp | RouteError::InvalidCode => ServerRejectReason::Notfound,
+                    RouteError::Unsupported => ServerRejectReason::BadMode,
+                    RouteError::Missing | RouteError::Malformed => ServerRejectReason::BadRequest,
+                };
+                reject(request, why.into()).await;
+                return;
+            }
+        };
+        let key = match (&self.passphrase, request.key_size()) {
+            (None, KeySize::Unspecified) => None,
+            (None, _) => {
+                warn!("srt caller wants encryption but no passphrase is configured");
+                reject(request, RejectReason::Core(CoreRejectReason::Unsecure)).await;
+                return;
+            }
+            // The size must be the request's own: srt-protocol panics on a mismatch
+            // (hsv5.rs `unimplemented!("Key size mismatch")`); libsrt callers send none.
+            (Some(p), size) => Some(KeySettings {
+                key_size: size,
+                passphrase: p.clone(),
+            }),
+        };
+        let Route { action, code, args } = route;
+        let code = match self
+            .hub
+            .authorize(AccessRequest {
+                action,
+                code,
+                protocol: "srt",
+                remote_addr: Some(peer),
+                args,
+            })
+            .await
+        {
+            Ok(code) => code,
+            Err(denied) => {
+                warn!(reason = %denied, ?action, "srt refused by admission");
+                reject(request, ServerRejectReason::Forbidden.into()).await;
+                return;
+            }
+        };
+        tracing::Span::current().record("code", code.as_str());
+        match action {
+            Action::Publish => self.publish(request, peer, code, key, shutdown).await,
+            Action::Play => self.play(request, peer, code, key, shutdown).await,
+        }
+    }
+
+    async fn publish(
+        &self,
+        request: ConnectionRequest,
+        peer: SocketAddr,
+        code: String,
+        key: Option<KeySettings>,
+        shutdown: CancellationToken,
+    ) {
+        // Checked before the handshake so a second publisher gets a reject reason; claimed
+        // only after it, so a caller with a wrong passphrase never marks the stream live.
+        if self.hub.is_live(&code) {
+            warn!("srt publish refused: stream already has a publisher");
+            reject(request, ServerRejectReason::Conflict.into()).await;
+            return;
+        }
+        let mut socket = match request.accept(key).await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "srt handshake failed (wrong passphrase?)");
+                return;
+            }
+        };
+        let meta = PublisherMeta {
+            protocol: "srt",
+            remote_addr: Some(peer),
+        };
+        let publisher = match self.hub.publish(&code, meta) {
+            Ok(p) => p,
+            Err(e @ (PublishError::AlreadyPublishing(_) | PublishError::InvalidCode(_))) => {
+                // Lost a race with another publisher during the handshake.
+                warn!(error = %e, "srt publish refused");
+                crate::MediaSocket::close(&mut socket).await;
+                return;
+            }
+        };
+        info!(session = publisher.session(), "srt publishing");
+        match ingest::run(socket, publisher, self.config.publisher_timeout, shutdown).await {
+            Ok(end) => info!(?end, "srt unpublished"),
+            Err(e) => info!(error = %e, "srt unpublished"),
+        }
+    }
+
+    async fn play(
+        &self,
+        request: ConnectionRequest,
+        peer: SocketAddr,
+        code: String,
+        key: Option<KeySettings>,
+        shutdown: CancellationToken,
+    ) {
+        let meta = ReaderMeta {
+            protocol: "srt",
+            remote_addr: Some(peer),
+        };
+        let Some(sub) = self.hub.subscribe_live(&code, meta) else {
+            warn!("srt play refused: stream not live");
+            reject(request, ServerRejectReason::Notfound.into()).await;
+            return;
+        };
+        let socket = match request.accept(key).await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "srt handshake failed (wrong passphrase?)");
+                return;
+            }
+        };
+        info!("srt playing");
+        match play::run(socket, sub, shutdown).await {
+            Ok(end) => info!(?end, "srt play ended"),
+            Err(e) => info!(error = %e, "srt play ended"),
+        }
+    }
+}
+
+async fn reject(request: ConnectionRequest, reason: RejectReason) {
+    if let Err(e) = request.reject(reason).await {
+        debug!(error = %e, "srt reject not delivered");
+    }
+}
