@@ -41,15 +41,29 @@ PIDS+=("$!")
 sleep 3
 HZ=$(getconf CLK_TCK)
 
-measure() { # label readers
-    sleep "$WARMUP"
-    local t0 t1
-    t0=$(ticks "$SERVER"); sleep "$DURATION"; t1=$(ticks "$SERVER")
-    python3 -c "import sys; cpu=($t1-$t0)/$HZ/$DURATION*100; n=$2; print(f'$1 readers={n:>3} server CPU {cpu:5.1f} % of one core, {cpu/n:5.2f} % per reader')"
+runtime() { # prints "readers-of-protocol bytes_out" from the API
+    curl -s "http://127.0.0.1:$HTTP/api/v1/streams/bench" | python3 -c \
+        'import json,sys; r=json.load(sys.stdin)["runtime"]; print(r["readers"].get(sys.argv[1], 0), r["bytes_out"])' "$1"
 }
 
-base0=$(ticks "$SERVER"); sleep 5; base1=$(ticks "$SERVER")
-python3 -c "print(f'no readers: server CPU {($base1-$base0)/$HZ/5*100:5.1f} % of one core (publisher, HLS, DASH)')"
+measure() { # label readers
+    sleep "$WARMUP"
+    local t0 t1 r0 r1
+    r0=$(runtime "$1"); t0=$(ticks "$SERVER"); sleep "$DURATION"; t1=$(ticks "$SERVER"); r1=$(runtime "$1")
+    python3 - "$1" "$2" "$t0" "$t1" "$HZ" "$DURATION" "$BASE" "$r0" "$r1" <<'PY'
+import sys
+label, n, t0, t1, hz, dur, base = sys.argv[1], int(sys.argv[2]), *map(float, sys.argv[3:8])
+(connected, b0), (_, b1) = (map(int, sys.argv[8].split())), (map(int, sys.argv[9].split()))
+cpu = (t1 - t0) / hz / dur * 100
+mbit = (b1 - b0) * 8 / dur / 1e6
+print(f"{label:4} readers={n:>3} (API: {connected} connected, {mbit:6.1f} Mbit/s out) server CPU "
+      f"{cpu:5.1f} % of one core, {(cpu - base) / n:5.3f} % per reader above the no-reader base")
+PY
+}
+
+base0=$(ticks "$SERVER"); sleep "$DURATION"; base1=$(ticks "$SERVER")
+BASE=$(python3 -c "print(($base1-$base0)/$HZ/$DURATION*100)")
+printf 'no readers: server CPU %.1f %% of one core (publisher, HLS, DASH)\n' "$BASE"
 for n in $READERS; do
     python3 "$ROOT/bench/rtsp_readers.py" "rtsp://127.0.0.1:$RTSP/live/bench" "$n" $((WARMUP + DURATION + 2)) >"$WORK/rtsp.out" &
     reader=$!
@@ -60,7 +74,7 @@ done
 for n in $READERS; do
     slt=()
     for _ in $(seq "$n"); do
-        srt-live-transmit -q "srt://127.0.0.1:$SRT?streamid=live/bench" file:///dev/null >/dev/null 2>&1 &
+        srt-live-transmit -q "srt://127.0.0.1:$SRT?streamid=live/bench" file://con >/dev/null 2>&1 &
         slt+=("$!")
     done
     measure srt "$n"
