@@ -673,10 +673,11 @@ const SESSION_MAX_EVENTS: usize = 1024;
 
 /// A `ServerSession` gets a valid handshake (ffmpeg's real C0+C1, then a C2) followed by the
 /// fuzz chunk stream, all split into pieces at input-seeded positions, with a driver that
-/// accepts or rejects publish/play requests, echoes media and metadata to players and drains
-/// the out queue in random amounts. Checks: never panics; one `feed` leaves at most
-/// `MAX_EVENTS` events; what one `feed` queues is bounded by a constant plus 32x the bytes it
-/// consumed (the session never amplifies without limit); S0+S1+S2 is 3073 bytes.
+/// accepts, renames or rejects `connect`, accepts or rejects publish/play requests, echoes
+/// media and metadata to players and drains the out queue in random amounts. Checks: never
+/// panics; one `feed` leaves at most `MAX_EVENTS` events; what one `feed` queues is bounded
+/// by a constant plus 32x the bytes it consumed (the session never amplifies without limit);
+/// S0+S1+S2 is 3073 bytes.
 ///
 /// Layout: `[8-byte little-endian seed][chunk stream after C2 ...]`.
 pub fn rtmp_session(data: &[u8]) {
@@ -764,7 +765,21 @@ pub fn rtmp_session(data: &[u8]) {
                         s.send_media(p, true, timestamp, &prefix, &payload);
                     }
                 }
-                SessionEvent::Connected(_) => {}
+                SessionEvent::ConnectRequest(info) => {
+                    // The admission refuses, allows as given, or renames to the served app.
+                    match rng.below(8) {
+                        0 => {
+                            s.reject_connect("no");
+                            return; // the driver flushes and closes
+                        }
+                        1..=3 => {
+                            if s.accept_connect(&info.app).is_err() {
+                                return;
+                            }
+                        }
+                        _ => s.accept_connect("live").expect("the configured app"),
+                    }
+                }
             }
         }
         assert!(

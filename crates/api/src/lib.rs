@@ -89,6 +89,8 @@ fn api_v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(streams::retry_push))
         .routes(routes!(sessions::list_sessions))
         .routes(routes!(sessions::kick_session))
+        .routes(routes!(sessions::kill_publisher))
+        .routes(routes!(sessions::close_publisher))
         .split_for_parts()
 }
 

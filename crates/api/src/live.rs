@@ -44,10 +44,28 @@ pub(crate) async fn serve(
     if !hub::valid_code(&code) {
         return not_found();
     }
+    if file == "mpegts" {
+        return mpegts(&state, code, peer, args).await;
+    }
+    // Every playlist, manifest and segment request is admitted like any other player; the
+    // installed admission caches HTTP decisions, so only a player's first request can wait on
+    // a hook.
+    let (protocol, output) = if crate::dash::is_dash_file(&file) {
+        ("dash", Output::Dash)
+    } else {
+        ("hls", Output::Hls)
+    };
+    // A switched-off output is absent (404), as before admission, not forbidden.
+    if !state.control.output_enabled(&code, output) {
+        return not_found();
+    }
+    let code = match admit(&state, code, protocol, peer, args).await {
+        Ok(code) => code,
+        Err(refused) => return refused,
+    };
     let hls_on = || state.control.output_enabled(&code, Output::Hls);
     match file.as_str() {
         "index.m3u8" if !hls_on() => not_found(),
-        "mpegts" => mpegts(&state, code, peer, args).await,
         f if crate::dash::is_dash_file(f) => crate::dash::serve(&state, &code, f, &headers),
         "index.m3u8" => match state.hls.playlist(&code) {
             Some(text) => media_response(M3U8, "no-cache", Body::from(text)),
@@ -71,6 +89,33 @@ pub(crate) async fn serve(
     }
 }
 
+/// Asks the installed admission whether this HTTP player may read `code`: the code to serve
+/// (a hook may rename it), or the 403 to send.
+async fn admit(
+    state: &AppState,
+    code: String,
+    protocol: &'static str,
+    remote_addr: Option<SocketAddr>,
+    args: Vec<(String, String)>,
+) -> Result<String, Response> {
+    let decision = state
+        .hub
+        .authorize(AccessRequest {
+            action: Action::Play,
+            code,
+            protocol,
+            remote_addr,
+            args,
+            client: None,
+        })
+        .await;
+    decision.map(|a| a.code).map_err(|denied| {
+        // Debug: a refused player retries every segment; the decision itself is logged once.
+        tracing::debug!(reason = %denied, protocol, "http play refused");
+        (StatusCode::FORBIDDEN, format!("{}\n", denied.reason)).into_response()
+    })
+}
+
 /// A long-lived reader: asks the control plane like any player, and is a kickable session.
 async fn mpegts(
     state: &AppState,
@@ -81,26 +126,15 @@ async fn mpegts(
     if !state.control.output_enabled(&code, Output::Mpegts) || !state.hub.is_live(&code) {
         return not_found();
     }
-    let decision = state
-        .hub
-        .authorize(AccessRequest {
-            action: Action::Play,
-            code,
-            protocol: "mpegts",
-            remote_addr,
-            args,
-        })
-        .await;
-    let code = match decision {
+    let code = match admit(state, code, "mpegts", remote_addr, args.clone()).await {
         Ok(code) => code,
-        Err(denied) => {
-            tracing::info!(reason = %denied, "mpegts play refused");
-            return (StatusCode::FORBIDDEN, format!("{}\n", denied.reason)).into_response();
-        }
+        Err(refused) => return refused,
     };
     let meta = ReaderMeta {
         protocol: "mpegts",
         remote_addr,
+        client: None,
+        args,
     };
     match state.hub.subscribe_live(&code, meta) {
         Some(sub) => media_response(MP2T, "no-cache, no-store", ts_body(sub)),

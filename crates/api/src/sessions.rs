@@ -21,6 +21,8 @@ pub struct SessionView {
     started_at: String,
     /// Payload bytes received (publisher) or sent (reader).
     bytes: u64,
+    /// Id an external system (the JWT callback) gave a publish session, if any.
+    external_id: Option<String>,
 }
 
 /// A page of sessions.
@@ -72,6 +74,7 @@ pub async fn list_sessions(
             remote_addr: s.remote_addr.map(|a| a.to_string()),
             started_at: rfc3339(system_ms(s.started_at)),
             bytes: s.bytes,
+            external_id: s.external_id,
         })
         .collect();
     let total = data.len();
@@ -100,5 +103,68 @@ pub async fn kick_session(
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!("session {id} not found")))
+    }
+}
+
+/// Which broadcast `close` may end.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CloseQuery {
+    /// The publisher session's `external_id` (given by the signed callback).
+    stream_id: String,
+}
+
+/// Disconnects the publisher of a stream (Redis `kill-session>CODE`).
+#[utoipa::path(
+    post,
+    path = "/streams/{code}/kill",
+    tag = "sessions",
+    params(("code" = String, Path, description = "Stream code")),
+    responses(
+        (status = 204, description = "Publisher disconnected"),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+        (status = 404, description = "No live publisher", body = ErrorBody),
+    )
+)]
+pub async fn kill_publisher(
+    State(state): State<AppState>,
+    Path(code): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if state.hub.kick_publisher(&code) {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!(
+            "stream {code:?} has no live publisher"
+        )))
+    }
+}
+
+/// Disconnects the publisher of a stream if its session is `stream_id` (Redis
+/// `close-stream>CODE|STREAM_ID`).
+#[utoipa::path(
+    post,
+    path = "/streams/{code}/close",
+    tag = "sessions",
+    params(("code" = String, Path, description = "Stream code"), CloseQuery),
+    responses(
+        (status = 204, description = "Publisher disconnected"),
+        (status = 400, description = "Missing stream_id", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+        (status = 404, description = "No live publisher with that stream_id", body = ErrorBody),
+    )
+)]
+pub async fn close_publisher(
+    State(state): State<AppState>,
+    Path(code): Path<String>,
+    query: Result<Query<CloseQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Query(q) = query.map_err(|_| ApiError::bad_request("stream_id: required"))?;
+    if state.hub.kick_publisher_with_id(&code, &q.stream_id) {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!(
+            "stream {code:?} has no live publisher with stream_id {:?}",
+            q.stream_id
+        )))
     }
 }

@@ -233,6 +233,8 @@ pub struct PublisherView {
     remote_addr: Option<String>,
     started_at: String,
     uptime_s: f64,
+    /// Id an external system (the JWT callback) gave this publish session, if any.
+    external_id: Option<String>,
 }
 
 /// One track as the publisher sends it.
@@ -476,6 +478,7 @@ fn runtime(
                 remote_addr: p.remote_addr.map(|a| a.to_string()),
                 started_at: rfc3339(system_ms(p.started_at)),
                 uptime_s: (p.uptime.as_millis() as f64) / 1000.0,
+                external_id: p.external_id.clone(),
             }),
             tracks: track_views(s),
             bitrate_in_kbps: s.bitrate_in_kbps,

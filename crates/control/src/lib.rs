@@ -9,7 +9,7 @@ mod validate;
 
 pub use validate::{Invalid, InvalidKind, validate};
 
-use hub::{AccessRequest, Action, Admission, DecisionFuture, Denied, Hub};
+use hub::{AccessRequest, Action, Admission, Admit, DecisionFuture, Denied, Hub};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -388,7 +388,9 @@ impl Control {
         }
     }
 
-    fn decide(&self, req: &AccessRequest) -> Result<(), Denied> {
+    /// The configured rules alone (stream known or auto-created, not disabled, stream key,
+    /// output enabled), so an admission that adds hooks can apply them first.
+    pub fn decide(&self, req: &AccessRequest) -> Result<(), Denied> {
         let record = self.get(&req.code);
         match (req.action, record) {
             (Action::Publish, None) if self.inner.config.auto_create => Ok(()),
@@ -426,7 +428,7 @@ impl Control {
 
 impl Admission for Control {
     fn check(&self, request: AccessRequest) -> DecisionFuture {
-        let decision = self.decide(&request).map(|()| request.code);
+        let decision = self.decide(&request).map(|()| Admit::new(request.code));
         Box::pin(std::future::ready(decision))
     }
 }

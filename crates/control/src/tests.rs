@@ -122,13 +122,14 @@ fn req(action: Action, code: &str, protocol: &'static str, key: Option<&str>) ->
         args: key
             .map(|k| vec![("key".into(), k.into())])
             .unwrap_or_default(),
+        client: None,
     }
 }
 
 fn meta() -> PublisherMeta {
     PublisherMeta {
         protocol: "rtmp",
-        remote_addr: None,
+        ..PublisherMeta::default()
     }
 }
 
@@ -139,7 +140,7 @@ async fn publish_rules_auto_create_disabled_and_stream_key() {
     assert_eq!(
         hub.authorize(req(Action::Publish, "new", "rtmp", None))
             .await,
-        Ok("new".into())
+        Ok(Admit::new("new"))
     );
 
     let mut r = record("keyed");
@@ -165,6 +166,21 @@ async fn publish_rules_auto_create_disabled_and_stream_key() {
         hub.authorize(req(Action::Publish, "keyed", "rtmp", Some("s3cret")))
             .await,
         Err(Denied::new("stream disabled"))
+    );
+    // The rules alone, as an admission with hooks applies them first.
+    assert_eq!(
+        e.control
+            .decide(&req(Action::Publish, "keyed", "rtmp", Some("s3cret"))),
+        Err(Denied::new("stream disabled"))
+    );
+    assert_eq!(
+        e.control.decide(&req(Action::Play, "keyed", "rtmp", None)),
+        Err(Denied::new("stream disabled"))
+    );
+    assert_eq!(
+        e.control
+            .decide(&req(Action::Publish, "other", "rtmp", None)),
+        Ok(())
     );
 
     let strict = env(false).await;
@@ -277,7 +293,7 @@ async fn live_changes_touch_only_what_changed() {
     let p = e.hub.publish("cam", meta()).unwrap();
     let reader = |proto| ReaderMeta {
         protocol: proto,
-        remote_addr: None,
+        ..ReaderMeta::default()
     };
     let rtmp = e.hub.subscribe_reader("cam", reader("rtmp"));
     let ts = e.hub.subscribe_reader("cam", reader("mpegts"));
@@ -323,7 +339,7 @@ async fn delete_disconnects_everyone() {
         "cam",
         ReaderMeta {
             protocol: "rtmp",
-            remote_addr: None,
+            ..ReaderMeta::default()
         },
     );
     e.control.delete("cam").await.unwrap();

@@ -377,7 +377,7 @@ fn iso8601_formats() {
 fn meta() -> PublisherMeta {
     PublisherMeta {
         protocol: "test",
-        remote_addr: None,
+        ..PublisherMeta::default()
     }
 }
 

@@ -46,6 +46,176 @@ pub struct Config {
     pub tls: TlsConfig,
     /// SRT listener (ingest and play on one UDP port).
     pub srt: SrtConfig,
+    /// nginx-rtmp style HTTP notifications (`on_publish`, `on_play`, ...).
+    pub hooks: HooksConfig,
+    /// Signed event callback (AgustinSRG rtmp-server's `CALLBACK_URL`).
+    pub callback: CallbackSection,
+    /// Who may publish and play, by address.
+    pub access: AccessConfig,
+    /// Connection limits checked at accept time.
+    pub limits: access::LimitsConfig,
+    /// Redis control channel (`kill-session>CODE`, `close-stream>CODE|ID`).
+    pub redis: RedisSection,
+}
+
+/// `hooks.*`: each `on_*` is an http(s) URL; unset events are not called.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HooksConfig {
+    /// Before an RTMP `connect` is answered.
+    pub on_connect: Option<String>,
+    /// Before a publish is accepted (every protocol).
+    pub on_publish: Option<String>,
+    /// Before a play is accepted (every protocol, HTTP included).
+    pub on_play: Option<String>,
+    /// After a publisher left.
+    pub on_publish_done: Option<String>,
+    /// After a player left.
+    pub on_play_done: Option<String>,
+    /// After either left.
+    pub on_done: Option<String>,
+    /// After an RTMP connection closed.
+    pub on_disconnect: Option<String>,
+    /// Every `update_interval` for each session.
+    pub on_update: Option<String>,
+    /// `post` (form body) or `get` (query string).
+    pub method: HookMethod,
+    /// Longest a hook may take; a timeout refuses.
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Period of `on_update`.
+    #[serde(deserialize_with = "duration")]
+    pub update_interval: Duration,
+    /// A failed `on_update` (timeout, unreachable) drops the session, not only a refusal.
+    pub update_strict: bool,
+    /// How long an HTTP player's decision is reused, so segment requests never wait on a hook.
+    #[serde(deserialize_with = "duration")]
+    pub cache_ttl: Duration,
+}
+
+impl Default for HooksConfig {
+    fn default() -> Self {
+        let n = hooks::NotifyConfig::default();
+        HooksConfig {
+            on_connect: None,
+            on_publish: None,
+            on_play: None,
+            on_publish_done: None,
+            on_play_done: None,
+            on_done: None,
+            on_disconnect: None,
+            on_update: None,
+            method: HookMethod::Post,
+            timeout: n.timeout,
+            update_interval: n.update_interval,
+            update_strict: n.update_strict,
+            cache_ttl: n.cache_ttl,
+        }
+    }
+}
+
+impl HooksConfig {
+    /// The hook client's view of this section.
+    pub fn notify(&self) -> hooks::NotifyConfig {
+        hooks::NotifyConfig {
+            on_connect: self.on_connect.clone(),
+            on_publish: self.on_publish.clone(),
+            on_play: self.on_play.clone(),
+            on_publish_done: self.on_publish_done.clone(),
+            on_play_done: self.on_play_done.clone(),
+            on_done: self.on_done.clone(),
+            on_disconnect: self.on_disconnect.clone(),
+            on_update: self.on_update.clone(),
+            method: match self.method {
+                HookMethod::Post => hooks::NotifyMethod::Post,
+                HookMethod::Get => hooks::NotifyMethod::Get,
+            },
+            timeout: self.timeout,
+            update_interval: self.update_interval,
+            update_strict: self.update_strict,
+            cache_ttl: self.cache_ttl,
+        }
+    }
+}
+
+/// `hooks.method`.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HookMethod {
+    /// Form-encoded body.
+    Post,
+    /// Arguments in the query string.
+    Get,
+}
+
+/// `callback.*`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallbackSection {
+    /// URL receiving `start`/`stop` events; unset disables the callback.
+    pub url: Option<String>,
+    /// HS256 secret the event tokens are signed with (required with `url`).
+    pub jwt_secret: Option<String>,
+    /// `sub` claim of the tokens.
+    pub subject: String,
+    /// `rtmp_host` claim: how the platform names this server.
+    pub rtmp_host: String,
+    /// Longest a `start` may take; a timeout refuses the publish.
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+}
+
+impl Default for CallbackSection {
+    fn default() -> Self {
+        CallbackSection {
+            url: None,
+            jwt_secret: None,
+            subject: "rtmp_event".into(),
+            rtmp_host: String::new(),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `access.*`: lists of IPs and CIDRs (`10.0.0.0/8`, `::1`, `*`); empty allows everyone.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessConfig {
+    /// Who may publish, on every protocol.
+    pub publish_allow: access::IpList,
+    /// Who may play, on every protocol.
+    pub play_allow: access::IpList,
+    /// Longest stream code accepted (AgustinSRG's `ID_MAX_LENGTH`), at most 128.
+    pub id_max_length: usize,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        AccessConfig {
+            publish_allow: access::IpList::default(),
+            play_allow: access::IpList::default(),
+            id_max_length: 128,
+        }
+    }
+}
+
+/// `redis.*`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisSection {
+    /// `redis://[:password@]host:port` or `rediss://...`; unset disables the channel.
+    pub url: Option<String>,
+    /// Channel to subscribe to.
+    pub channel: String,
+}
+
+impl Default for RedisSection {
+    fn default() -> Self {
+        RedisSection {
+            url: None,
+            channel: redisctl::DEFAULT_CHANNEL.into(),
+        }
+    }
 }
 
 /// `srt.*`
@@ -302,6 +472,11 @@ impl Default for Config {
             rtsp: RtspConfig::default(),
             tls: TlsConfig::default(),
             srt: SrtConfig::default(),
+            hooks: HooksConfig::default(),
+            callback: CallbackSection::default(),
+            access: AccessConfig::default(),
+            limits: access::LimitsConfig::default(),
+            redis: RedisSection::default(),
         }
     }
 }
@@ -420,7 +595,10 @@ impl Config {
             }
             None => serde_json::json!({}),
         };
-        apply_env(&mut tree, std::env::vars())?;
+        let vars: Vec<(String, String)> = std::env::vars().collect();
+        // FERROCAST_* is applied last, so it wins over the compatibility names.
+        apply_compat_env(&mut tree, &vars)?;
+        apply_env(&mut tree, vars)?;
         let config: Config = serde_json::from_value(tree).context("invalid configuration")?;
         config.validate()?;
         Ok(config)
@@ -482,11 +660,167 @@ impl Config {
         if self.dash.minimum_update_period < Duration::from_millis(100) {
             bail!("dash.minimum_update_period must be at least 0.1 s");
         }
+        if !(1..=128).contains(&self.access.id_max_length) {
+            bail!("access.id_max_length must be 1..=128");
+        }
+        let notify = self.hooks.notify();
+        notify.validate().context("hooks")?;
+        if self.callback.url.is_some()
+            && self
+                .callback
+                .jwt_secret
+                .as_deref()
+                .is_none_or(str::is_empty)
+        {
+            bail!("callback.url needs callback.jwt_secret");
+        }
+        if let Some(url) = &self.redis.url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
+            bail!("redis.url must start with redis:// or rediss://");
+        }
         if self.hub.reader_queue_frames < 16 || self.hub.reader_queue_frames > 1 << 16 {
             bail!("hub.reader_queue_frames must be 16..=65536");
         }
         Ok(())
     }
+}
+
+/// Sets `path` (`a.b`) in the config tree.
+fn set_path(tree: &mut serde_json::Value, path: &str, value: serde_json::Value) {
+    let mut node = tree;
+    let parts: Vec<&str> = path.split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        if !node.is_object() {
+            *node = serde_json::json!({});
+        }
+        let serde_json::Value::Object(map) = node else {
+            return;
+        };
+        if i + 1 == parts.len() {
+            map.insert((*part).to_owned(), value);
+            return;
+        }
+        node = map
+            .entry((*part).to_owned())
+            .or_insert_with(|| serde_json::json!({}));
+    }
+}
+
+/// AgustinSRG rtmp-server's `YES`/`NO` switches (also `true`/`1`).
+fn yes(v: &str) -> bool {
+    matches!(
+        v.trim().to_ascii_lowercase().as_str(),
+        "yes" | "true" | "1" | "on"
+    )
+}
+
+/// Maps the environment of AgustinSRG's rtmp-server onto this configuration, so its users can
+/// switch by changing the image name (see the README for the table).
+fn apply_compat_env(tree: &mut serde_json::Value, vars: &[(String, String)]) -> Result<()> {
+    let get = |name: &str| {
+        vars.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let port = |name: &str| -> Result<Option<u16>> {
+        get(name)
+            .map(|v| {
+                v.parse::<u16>()
+                    .with_context(|| format!("environment variable {name}: not a port: {v:?}"))
+            })
+            .transpose()
+    };
+    let number = |name: &str| -> Result<Option<u64>> {
+        get(name)
+            .map(|v| {
+                v.parse::<u64>()
+                    .with_context(|| format!("environment variable {name}: not a number: {v:?}"))
+            })
+            .transpose()
+    };
+    let bind: Option<std::net::IpAddr> = get("BIND_ADDRESS")
+        .map(|v| {
+            v.parse()
+                .with_context(|| format!("environment variable BIND_ADDRESS: not an IP: {v:?}"))
+        })
+        .transpose()?;
+    let host = bind.unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+    let rtmp_port = port("RTMP_PORT")?;
+    if rtmp_port.is_some() || bind.is_some() {
+        let addr = SocketAddr::new(host, rtmp_port.unwrap_or(1935));
+        set_path(tree, "rtmp.listen", addr.to_string().into());
+    }
+    if let Some(p) = port("SSL_PORT")? {
+        set_path(
+            tree,
+            "rtmps.listen",
+            SocketAddr::new(host, p).to_string().into(),
+        );
+    }
+    if let Some(v) = get("SSL_CERT") {
+        set_path(tree, "rtmps.cert_file", v.into());
+    }
+    if let Some(v) = get("SSL_KEY") {
+        set_path(tree, "rtmps.key_file", v.into());
+    }
+    if let Some(n) = number("SSL_CHECK_RELOAD_SECONDS")? {
+        set_path(tree, "rtmps.reload_interval", n.into());
+    }
+    if let Some(n) = number("RTMP_CHUNK_SIZE")? {
+        set_path(tree, "rtmp.chunk_size", n.into());
+    }
+    if let Some(n) = number("ID_MAX_LENGTH")? {
+        set_path(tree, "access.id_max_length", n.into());
+    }
+    if let Some(n) = number("MAX_IP_CONCURRENT_CONNECTIONS")? {
+        set_path(tree, "limits.max_connections_per_ip", n.into());
+    }
+    if let Some(v) = get("CONCURRENT_LIMIT_WHITELIST") {
+        set_path(tree, "limits.exempt", v.into());
+    }
+    if let Some(v) = get("RTMP_PLAY_WHITELIST") {
+        set_path(tree, "access.play_allow", v.into());
+    }
+    if let Some(mb) = number("GOP_CACHE_SIZE_MB")? {
+        if mb == 0 {
+            set_path(tree, "hub.gop_cache", false.into());
+        } else {
+            let bytes = mb.saturating_mul(1 << 20);
+            set_path(tree, "hub.gop_cache_max_bytes", bytes.into());
+        }
+    }
+    if let Some(v) = get("CALLBACK_URL") {
+        set_path(tree, "callback.url", v.into());
+    }
+    if let Some(v) = get("JWT_SECRET") {
+        set_path(tree, "callback.jwt_secret", v.into());
+    }
+    if let Some(v) = get("CUSTOM_JWT_SUBJECT") {
+        set_path(tree, "callback.subject", v.into());
+    }
+    if let Some(v) = get("RTMP_HOST") {
+        set_path(tree, "callback.rtmp_host", v.into());
+    }
+    if get("REDIS_USE").is_some_and(|v| yes(&v)) {
+        let host = get("REDIS_HOST").unwrap_or_else(|| "localhost".into());
+        let p = port("REDIS_PORT")?.unwrap_or(redisctl::DEFAULT_PORT);
+        let password = get("REDIS_PASSWORD");
+        let tls = get("REDIS_TLS").is_some_and(|v| yes(&v));
+        let url = redisctl::url_from_parts(&host, p, password.as_deref(), tls);
+        set_path(tree, "redis.url", url.into());
+        if let Some(c) = get("REDIS_CHANNEL") {
+            set_path(tree, "redis.channel", c.into());
+        }
+    }
+    // LOG_DEBUG=YES shows everything; LOG_REQUESTS=NO hides per-session lines (info).
+    if get("LOG_DEBUG").is_some_and(|v| yes(&v)) {
+        set_path(tree, "log", "debug".into());
+    } else if get("LOG_REQUESTS").is_some_and(|v| !yes(&v)) {
+        set_path(tree, "log", "warn".into());
+    }
+    Ok(())
 }
 
 /// Applies `FERROCAST_A__B=value` as `a.b: value`; the value is read as a YAML scalar.

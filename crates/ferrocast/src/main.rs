@@ -3,6 +3,7 @@
 // The CLI speaks to the terminal (usage, config errors) before logging exists.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod commands;
 mod config;
 
 use anyhow::{Context, Result};
@@ -166,6 +167,10 @@ async fn run(config: Config) -> Result<()> {
             ..dash::DashConfig::default()
         },
     );
+    // One limiter for every TCP listener, so per-address and global limits span protocols.
+    let limiter = (config.limits.max_connections.is_some()
+        || config.limits.max_connections_per_ip.is_some())
+    .then(|| access::ConnLimiter::new(config.limits.clone()));
     let rtmp_server = rtmp::server::Server::new(
         hub.clone(),
         rtmp::server::ServerConfig {
@@ -185,6 +190,7 @@ async fn run(config: Config) -> Result<()> {
             max_connections: config.rtmp.max_connections,
             play_coalesce_max: config.rtmp.play_coalesce,
             play_coalesce_readers: config.rtmp.play_coalesce_readers,
+            limiter: limiter.clone(),
         },
     );
 
@@ -211,8 +217,51 @@ async fn run(config: Config) -> Result<()> {
         "stream configuration loaded"
     );
 
+    let callback = match (&config.callback.url, &config.callback.jwt_secret) {
+        (Some(url), Some(secret)) => Some(hooks::CallbackConfig {
+            url: url.clone(),
+            jwt_secret: secret.clone(),
+            subject: config.callback.subject.clone(),
+            rtmp_host: config.callback.rtmp_host.clone(),
+            rtmp_port: config.rtmp.listen.port(),
+            timeout: config.callback.timeout,
+        }),
+        _ => None,
+    };
+    let gate = gate::Gate::new(
+        hub.clone(),
+        control.clone(),
+        gate::GateConfig {
+            app: config.rtmp.app.clone(),
+            max_code_len: config.access.id_max_length,
+            publish_allow: config.access.publish_allow.clone(),
+            play_allow: config.access.play_allow.clone(),
+            notify: config.hooks.notify(),
+            callback,
+        },
+    )
+    .context("invalid hooks or callback configuration")?;
+    // The gate wraps the control plane's rules with IP rules, hooks and the callback.
+    hub.set_admission(Arc::new(gate.clone()));
+    let redis = match &config.redis.url {
+        Some(url) => {
+            let sink = Arc::new(commands::Commands::new(hub.clone()));
+            let cfg = redisctl::RedisConfig {
+                url: url.clone(),
+                channel: config.redis.channel.clone(),
+            };
+            Some(redisctl::Listener::new(cfg, sink).context("invalid redis configuration")?)
+        }
+        None => None,
+    };
+
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
+    tasks.spawn(gate.clone().run_updates(shutdown.clone()));
+    if let Some(redis) = redis {
+        info!(channel = %config.redis.channel, "redis control channel enabled");
+        tasks.spawn(redis.run(shutdown.clone()));
+    }
     info!(
         rtmp = %rtmp_listener.local_addr()?,
         http = %http_listener.local_addr()?,
@@ -247,6 +296,7 @@ async fn run(config: Config) -> Result<()> {
             rtsp::listener::ServerConfig {
                 app: config.rtsp.app.clone(),
                 session_timeout: config.rtsp.session_timeout,
+                limiter: limiter.clone(),
                 ..rtsp::listener::ServerConfig::default()
             },
         );
@@ -316,6 +366,8 @@ async fn run(config: Config) -> Result<()> {
     {
         warn!(grace = ?config.shutdown_grace, "sessions still open after the grace period; exiting");
     }
+    // Sessions are closed, so their done notifications are queued: deliver them (bounded).
+    gate.close().await;
     Ok(())
 }
 

@@ -233,7 +233,7 @@ fn playlist_target_duration_never_decreases_and_discontinuity_sequence_counts() 
 fn meta() -> PublisherMeta {
     PublisherMeta {
         protocol: "test",
-        remote_addr: None,
+        ..PublisherMeta::default()
     }
 }
 

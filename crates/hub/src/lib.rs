@@ -11,8 +11,11 @@ mod sessions;
 mod stats;
 mod stream;
 
-pub use admission::{AccessRequest, Action, Admission, AllowAll, Decision, DecisionFuture, Denied};
-pub use sessions::{ReaderMeta, SessionGuard, SessionRole, SessionSnapshot};
+pub use admission::{
+    AccessRequest, Action, Admission, Admit, AllowAll, ClientInfo, ConnectFuture, Decision,
+    DecisionFuture, Denied,
+};
+pub use sessions::{ReaderMeta, SessionGuard, SessionInfo, SessionRole, SessionSnapshot};
 pub use stats::{PublisherSnapshot, StreamStats};
 
 pub use stream::{Event, Publisher, Subscription};
@@ -57,12 +60,18 @@ impl Default for HubConfig {
 }
 
 /// Who is publishing, as shown in stats and logs.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct PublisherMeta {
     /// Ingest protocol, e.g. `rtmp`.
     pub protocol: &'static str,
     /// Remote address of the publisher's connection.
     pub remote_addr: Option<SocketAddr>,
+    /// The connection the publisher came on (RTMP); `None` elsewhere.
+    pub client: Option<Arc<ClientInfo>>,
+    /// Query arguments of the publish request (`?key=...`).
+    pub args: Vec<(String, String)>,
+    /// Id an external system gave the session at admission ([`Admit::external_id`]).
+    pub external_id: Option<String>,
 }
 
 /// A change in which streams are live, for output managers that start per-stream work.
@@ -165,6 +174,14 @@ impl HubInner {
         self.next_session.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// The installed admission, cloned so no lock is held while it runs.
+    pub(crate) fn admission(&self) -> Arc<dyn Admission> {
+        self.admission
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     pub(crate) fn emit(&self, event: HubEvent) {
         // No listener is fine: outputs are optional.
         let _ = self.events.send(event);
@@ -210,9 +227,11 @@ impl Hub {
             return Err(PublishError::InvalidCode(code.to_owned()));
         }
         let session = self.inner.next_id();
-        let publisher = self.with_entry(code, |stream| {
+        let mut publisher = self.with_entry(code, |stream| {
             stream::Publisher::claim(stream, self.inner.clone(), session, meta)
         })?;
+        // Outside the registry lock: the admission may call back into the hub.
+        publisher.notify_opened();
         self.inner.emit(HubEvent::Published {
             code: code.to_owned(),
             session,
@@ -233,9 +252,8 @@ impl Hub {
         sub.set_session(SessionGuard::register(
             &self.inner,
             code,
-            meta.protocol,
             SessionRole::Reader,
-            meta.remote_addr,
+            meta.into(),
         ));
         sub
     }
@@ -245,16 +263,18 @@ impl Hub {
         let map = self.inner.streams();
         let stream = map.get(code).filter(|s| s.is_live())?.clone();
         let mut sub = Subscription::attach(stream, self.inner.clone(), meta.protocol);
+        drop(map);
+        // The publisher may have left between the check and the attach.
+        if !sub.started_live() {
+            return None;
+        }
         sub.set_session(SessionGuard::register(
             &self.inner,
             code,
-            meta.protocol,
             SessionRole::Reader,
-            meta.remote_addr,
+            meta.into(),
         ));
-        drop(map);
-        // The publisher may have left between the check and the attach.
-        sub.started_live().then_some(sub)
+        Some(sub)
     }
 
     /// Whether `code` currently has a publisher that announced its tracks.
@@ -360,15 +380,21 @@ impl Hub {
             .unwrap_or_else(|e| e.into_inner()) = admission;
     }
 
+    /// The installed [`Admission`], for the calls beyond [`Hub::authorize`] (RTMP `connect`
+    /// and disconnect). A clone: no hub lock is held while it runs.
+    pub fn admission(&self) -> Arc<dyn Admission> {
+        self.inner.admission()
+    }
+
     /// Asks the installed [`Admission`] whether `request` may proceed.
     pub fn authorize(&self, request: AccessRequest) -> DecisionFuture {
-        let admission = self
-            .inner
-            .admission
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        admission.check(request)
+        self.inner.admission().check(request)
+    }
+
+    /// A process-unique id for a protocol connection (nginx-rtmp's `clientid`); drawn from the
+    /// same counter as session ids, so it never equals one.
+    pub fn next_connection_id(&self) -> u64 {
+        self.inner.next_id()
     }
 
     /// Asks the publisher of `code` to stop; returns whether there was one.
@@ -377,6 +403,17 @@ impl Hub {
             return false;
         };
         stream.kick_publisher()
+    }
+
+    /// Disconnects the publisher of `code` only if its session carries `external_id`, so a
+    /// command meant for an earlier broadcast cannot end a newer one on the same code.
+    pub fn kick_publisher_with_id(&self, code: &str, external_id: &str) -> bool {
+        let session = self.sessions().into_iter().find(|s| {
+            s.role == SessionRole::Publisher
+                && s.stream == code
+                && s.external_id.as_deref() == Some(external_id)
+        });
+        session.is_some_and(|s| self.kick_session(s.id))
     }
 }
 

@@ -1,6 +1,6 @@
 //! Every publisher and external reader on every protocol, so the API can list and kick them.
 
-use crate::HubInner;
+use crate::{ClientInfo, HubInner, PublisherMeta};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,17 +28,22 @@ impl SessionRole {
 }
 
 /// Who a reader is, as shown in the sessions list.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct ReaderMeta {
     /// Output protocol, e.g. `rtmp`, `mpegts`.
     pub protocol: &'static str,
     /// Remote address of the reader's connection.
     pub remote_addr: Option<SocketAddr>,
+    /// The connection the reader came on (RTMP); `None` elsewhere.
+    pub client: Option<Arc<ClientInfo>>,
+    /// Query arguments of the play request (`?token=...`).
+    pub args: Vec<(String, String)>,
 }
 
-/// A point-in-time view of one session.
+/// One publisher or reader session, as listed by [`crate::Hub::sessions`] and handed to
+/// [`crate::Admission::session_opened`] / [`crate::Admission::session_closed`].
 #[derive(Clone, Debug)]
-pub struct SessionSnapshot {
+pub struct SessionInfo {
     /// Process-unique id (kick with [`crate::Hub::kick_session`]).
     pub id: u64,
     /// Stream code.
@@ -53,16 +58,64 @@ pub struct SessionSnapshot {
     pub started_at: SystemTime,
     /// Payload bytes received (publisher) or sent (reader).
     pub bytes: u64,
+    /// The connection the session came on (RTMP `connect` fields); `None` elsewhere.
+    pub client: Option<Arc<ClientInfo>>,
+    /// Query arguments of the publish or play request.
+    pub args: Vec<(String, String)>,
+    /// Id an external system gave a publish session at admission.
+    pub external_id: Option<String>,
+}
+
+/// A point-in-time view of one session (the list type of [`crate::Hub::sessions`]).
+pub type SessionSnapshot = SessionInfo;
+
+/// What a new registration knows about its session besides the stream and role.
+pub(crate) struct Who {
+    pub(crate) protocol: &'static str,
+    pub(crate) remote_addr: Option<SocketAddr>,
+    pub(crate) client: Option<Arc<ClientInfo>>,
+    pub(crate) args: Vec<(String, String)>,
+    pub(crate) external_id: Option<String>,
+}
+
+impl From<ReaderMeta> for Who {
+    fn from(m: ReaderMeta) -> Who {
+        Who {
+            protocol: m.protocol,
+            remote_addr: m.remote_addr,
+            client: m.client,
+            args: m.args,
+            external_id: None,
+        }
+    }
+}
+
+impl From<&PublisherMeta> for Who {
+    fn from(m: &PublisherMeta) -> Who {
+        Who {
+            protocol: m.protocol,
+            remote_addr: m.remote_addr,
+            client: m.client.clone(),
+            args: m.args.clone(),
+            external_id: m.external_id.clone(),
+        }
+    }
 }
 
 struct Entry {
-    stream: String,
-    protocol: &'static str,
-    role: SessionRole,
-    remote_addr: Option<SocketAddr>,
-    started_at: SystemTime,
+    /// Everything but `bytes`, which is read from the live counter.
+    info: SessionInfo,
     bytes: Arc<AtomicU64>,
     kill: CancellationToken,
+}
+
+impl Entry {
+    fn snapshot(&self) -> SessionInfo {
+        SessionInfo {
+            bytes: self.bytes.load(Ordering::Relaxed),
+            ..self.info.clone()
+        }
+    }
 }
 
 #[derive(Default)]
@@ -86,18 +139,7 @@ impl Sessions {
     }
 
     pub(crate) fn list(&self) -> Vec<SessionSnapshot> {
-        self.map()
-            .iter()
-            .map(|(id, e)| SessionSnapshot {
-                id: *id,
-                stream: e.stream.clone(),
-                protocol: e.protocol,
-                role: e.role,
-                remote_addr: e.remote_addr,
-                started_at: e.started_at,
-                bytes: e.bytes.load(Ordering::Relaxed),
-            })
-            .collect()
+        self.map().values().map(Entry::snapshot).collect()
     }
 
     pub(crate) fn kick(&self, id: u64) -> bool {
@@ -113,7 +155,10 @@ impl Sessions {
     pub(crate) fn kick_where(&self, f: impl Fn(&str, &'static str, SessionRole) -> bool) -> usize {
         let map = self.map();
         let mut n = 0;
-        for e in map.values().filter(|e| f(&e.stream, e.protocol, e.role)) {
+        for e in map
+            .values()
+            .filter(|e| f(&e.info.stream, e.info.protocol, e.info.role))
+        {
             e.kill.cancel();
             n += 1;
         }
@@ -122,11 +167,17 @@ impl Sessions {
 }
 
 /// Registration of one session; dropping it removes the session from the list.
+///
+/// The installed [`crate::Admission`] hears `session_opened` once the owner calls
+/// [`SessionGuard::notify_opened`] (after it released every hub lock) and `session_closed` on
+/// drop, only for sessions it heard opened.
 pub struct SessionGuard {
     id: u64,
     hub: Arc<HubInner>,
     bytes: Arc<AtomicU64>,
     kill: CancellationToken,
+    /// `session_opened` was delivered, so `session_closed` is owed.
+    opened: bool,
 }
 
 impl std::fmt::Debug for SessionGuard {
@@ -138,25 +189,34 @@ impl std::fmt::Debug for SessionGuard {
 }
 
 impl SessionGuard {
+    /// Lists a new session. Takes only the sessions-map lock, so callers may hold the stream
+    /// registry; the admission is told later by [`SessionGuard::notify_opened`].
     pub(crate) fn register(
         hub: &Arc<HubInner>,
         stream: &str,
-        protocol: &'static str,
         role: SessionRole,
-        remote_addr: Option<SocketAddr>,
+        who: Who,
     ) -> SessionGuard {
         let id = hub.next_id();
         let bytes = Arc::new(AtomicU64::new(0));
         let kill = CancellationToken::new();
         hub.sessions.opened.fetch_add(1, Ordering::Relaxed);
+        let info = SessionInfo {
+            id,
+            stream: stream.to_owned(),
+            protocol: who.protocol,
+            role,
+            remote_addr: who.remote_addr,
+            started_at: SystemTime::now(),
+            bytes: 0,
+            client: who.client,
+            args: who.args,
+            external_id: who.external_id,
+        };
         hub.sessions.map().insert(
             id,
             Entry {
-                stream: stream.to_owned(),
-                protocol,
-                role,
-                remote_addr,
-                started_at: SystemTime::now(),
+                info,
                 bytes: bytes.clone(),
                 kill: kill.clone(),
             },
@@ -166,6 +226,20 @@ impl SessionGuard {
             hub: hub.clone(),
             bytes,
             kill,
+            opened: false,
+        }
+    }
+
+    /// Tells the installed admission the session started. Call once, with no hub lock held:
+    /// the admission may call back into the hub.
+    pub(crate) fn notify_opened(&mut self) {
+        if self.opened {
+            return;
+        }
+        let info = self.hub.sessions.map().get(&self.id).map(Entry::snapshot);
+        if let Some(info) = info {
+            self.opened = true;
+            self.hub.admission().session_opened(&info);
         }
     }
 
@@ -187,7 +261,13 @@ impl SessionGuard {
 
 impl Drop for SessionGuard {
     fn drop(&mut self) {
-        self.hub.sessions.map().remove(&self.id);
+        // The map lock is released at the end of this statement, before the admission runs.
+        let entry = self.hub.sessions.map().remove(&self.id);
         self.hub.sessions.closed.fetch_add(1, Ordering::Relaxed);
+        if let Some(entry) = entry
+            && self.opened
+        {
+            self.hub.admission().session_closed(&entry.snapshot());
+        }
     }
 }

@@ -121,6 +121,8 @@ pub struct PublisherSnapshot {
     pub protocol: &'static str,
     /// Publisher's remote address.
     pub remote_addr: Option<SocketAddr>,
+    /// Id an external system gave the session at admission.
+    pub external_id: Option<String>,
     /// Wall-clock start of the session.
     pub started_at: SystemTime,
     /// Time since the session started.

@@ -141,6 +141,7 @@ impl Stream {
             session_id: p.session_id,
             protocol: p.meta.protocol,
             remote_addr: p.meta.remote_addr,
+            external_id: p.meta.external_id.clone(),
             started_at: p.started_at,
             uptime: now.saturating_duration_since(p.started),
         });
@@ -197,13 +198,8 @@ impl Publisher {
                 return Err(PublishError::AlreadyPublishing(stream.code.clone()));
             }
         }
-        let guard = SessionGuard::register(
-            &hub,
-            &stream.code,
-            meta.protocol,
-            SessionRole::Publisher,
-            meta.remote_addr,
-        );
+        let guard =
+            SessionGuard::register(&hub, &stream.code, SessionRole::Publisher, (&meta).into());
         let kill = guard.kill_token().clone();
         {
             let mut st = stream.state();
@@ -225,6 +221,10 @@ impl Publisher {
             kill,
             guard,
         })
+    }
+
+    pub(crate) fn notify_opened(&mut self) {
+        self.guard.notify_opened();
     }
 
     /// Stream code this publisher writes.
@@ -395,7 +395,9 @@ impl Subscription {
         }
     }
 
-    pub(crate) fn set_session(&mut self, guard: SessionGuard) {
+    /// Makes this an external reader; call with no hub lock held (the admission hears of it).
+    pub(crate) fn set_session(&mut self, mut guard: SessionGuard) {
+        guard.notify_opened();
         self.session = Some(guard);
     }
 

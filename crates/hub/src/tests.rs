@@ -5,7 +5,7 @@ use media::{Frame, MediaInfo, OpaqueCodec, TrackKind, VideoCodec};
 fn meta() -> PublisherMeta {
     PublisherMeta {
         protocol: "test",
-        remote_addr: None,
+        ..PublisherMeta::default()
     }
 }
 
@@ -13,6 +13,7 @@ fn reader(protocol: &'static str) -> ReaderMeta {
     ReaderMeta {
         protocol,
         remote_addr: Some(([127, 0, 0, 1], 5000).into()),
+        ..ReaderMeta::default()
     }
 }
 
@@ -317,7 +318,10 @@ async fn admission_defaults_to_allow_and_can_be_replaced() {
             Box::pin(async move {
                 match r.action {
                     Action::Publish => Err(Denied::new("no")),
-                    Action::Play => Ok(format!("{}-renamed", r.code)),
+                    Action::Play => Ok(Admit {
+                        code: format!("{}-renamed", r.code),
+                        external_id: Some("ext".into()),
+                    }),
                 }
             })
         }
@@ -329,8 +333,12 @@ async fn admission_defaults_to_allow_and_can_be_replaced() {
         protocol: "rtmp",
         remote_addr: None,
         args: vec![("key".into(), "k".into())],
+        client: None,
     };
-    assert_eq!(hub.authorize(req(Action::Publish)).await, Ok("a".into()));
+    assert_eq!(
+        hub.authorize(req(Action::Publish)).await,
+        Ok(Admit::new("a"))
+    );
     assert_eq!(req(Action::Play).arg("key"), Some("k"));
     hub.set_admission(std::sync::Arc::new(DenyPublish));
     assert_eq!(
@@ -339,6 +347,179 @@ async fn admission_defaults_to_allow_and_can_be_replaced() {
     );
     assert_eq!(
         hub.authorize(req(Action::Play)).await,
-        Ok("a-renamed".into())
+        Ok(Admit {
+            code: "a-renamed".into(),
+            external_id: Some("ext".into())
+        })
     );
+    // The defaults of the notification methods: allow the app as given, ignore the rest.
+    let client = std::sync::Arc::new(ClientInfo {
+        app: "live".into(),
+        ..ClientInfo::default()
+    });
+    let peer = ([127, 0, 0, 1], 1935).into();
+    let admission = hub.admission();
+    assert_eq!(
+        admission.connect(client.clone(), peer).await,
+        Ok("live".into())
+    );
+    admission.disconnect(client, peer);
+    assert_ne!(hub.next_connection_id(), hub.next_connection_id());
+}
+
+/// Records every notification; calls back into the hub to prove no hub lock is held.
+#[derive(Default)]
+struct Recorder {
+    hub: std::sync::OnceLock<Hub>,
+    log: std::sync::Mutex<Vec<(&'static str, SessionInfo)>>,
+}
+
+impl Recorder {
+    fn install(hub: &Hub) -> std::sync::Arc<Recorder> {
+        let r = std::sync::Arc::new(Recorder::default());
+        let _ = r.hub.set(hub.clone());
+        hub.set_admission(r.clone());
+        r
+    }
+
+    fn take(&self) -> Vec<(&'static str, SessionInfo)> {
+        std::mem::take(&mut *self.log.lock().unwrap())
+    }
+
+    fn record(&self, what: &'static str, s: &SessionInfo) {
+        if let Some(hub) = self.hub.get() {
+            // Each of these takes a hub lock: a deadlock here means a lock was held.
+            let _ = (
+                hub.sessions(),
+                hub.stats(&s.stream),
+                hub.list(),
+                hub.admission(),
+            );
+        }
+        self.log.lock().unwrap().push((what, s.clone()));
+    }
+}
+
+impl Admission for Recorder {
+    fn check(&self, r: AccessRequest) -> DecisionFuture {
+        Box::pin(std::future::ready(Ok(Admit::new(r.code))))
+    }
+    fn session_opened(&self, s: &SessionInfo) {
+        self.record("opened", s);
+    }
+    fn session_closed(&self, s: &SessionInfo) {
+        self.record("closed", s);
+    }
+}
+
+#[test]
+fn admission_hears_publisher_sessions_open_and_close_once() {
+    let hub = Hub::new(HubConfig::default());
+    let rec = Recorder::install(&hub);
+    let client = std::sync::Arc::new(ClientInfo {
+        connection_id: 42,
+        app: "live".into(),
+        ..ClientInfo::default()
+    });
+    let p = hub
+        .publish(
+            "cam",
+            PublisherMeta {
+                protocol: "rtmp",
+                remote_addr: Some(([10, 0, 0, 1], 4000).into()),
+                client: Some(client.clone()),
+                args: vec![("key".into(), "k".into())],
+                external_id: Some("jwt-7".into()),
+            },
+        )
+        .unwrap();
+    let log = rec.take();
+    assert_eq!(log.len(), 1, "{log:?}");
+    let (what, s) = &log[0];
+    assert_eq!(*what, "opened");
+    assert_eq!(s.id, p.session_id());
+    assert_eq!((s.stream.as_str(), s.protocol), ("cam", "rtmp"));
+    assert_eq!(s.role, SessionRole::Publisher);
+    assert_eq!(s.remote_addr, Some(([10, 0, 0, 1], 4000).into()));
+    assert_eq!(s.client.as_ref().map(|c| c.connection_id), Some(42));
+    assert_eq!(s.args, vec![("key".to_owned(), "k".to_owned())]);
+    assert_eq!(s.external_id.as_deref(), Some("jwt-7"));
+
+    // The list and the stream stats show the same session.
+    let listed = hub.sessions();
+    assert_eq!(listed[0].external_id.as_deref(), Some("jwt-7"));
+    assert_eq!(listed[0].args, s.args);
+    assert!(listed[0].client.is_some());
+    let stats = hub.stats("cam").unwrap();
+    assert_eq!(
+        stats.publisher.unwrap().external_id.as_deref(),
+        Some("jwt-7")
+    );
+
+    p.announce(video_info());
+    p.write(vframe(0, true));
+    // Kicked: the driver sees the token and drops its publisher; closed comes once, on drop.
+    assert!(hub.kick_publisher("cam"));
+    assert!(p.kill_token().is_cancelled());
+    assert!(rec.take().is_empty(), "a kick alone closes nothing");
+    let id = p.session_id();
+    drop(p);
+    let log = rec.take();
+    assert_eq!(log.len(), 1, "{log:?}");
+    let (what, s) = &log[0];
+    assert_eq!((*what, s.id, s.bytes), ("closed", id, 100));
+    assert_eq!(s.external_id.as_deref(), Some("jwt-7"));
+    assert!(hub.sessions().is_empty());
+
+    // A refused second publisher opens nothing.
+    let _p = hub.publish("cam", meta()).unwrap();
+    assert!(hub.publish("cam", meta()).is_err());
+    assert_eq!(rec.take().len(), 1);
+}
+
+#[test]
+fn admission_hears_reader_sessions_but_not_internal_readers() {
+    let hub = Hub::new(HubConfig::default());
+    let rec = Recorder::install(&hub);
+    // Not live: subscribe_live refuses without opening a session.
+    assert!(hub.subscribe_live("a", reader("srt")).is_none());
+    assert!(rec.take().is_empty());
+
+    let p = hub.publish("a", meta()).unwrap();
+    p.announce(video_info());
+    let _internal = hub.subscribe("a", "hls");
+    let r = hub.subscribe_reader(
+        "a",
+        ReaderMeta {
+            args: vec![("token".into(), "t".into())],
+            ..reader("rtmp")
+        },
+    );
+    let m = hub.subscribe_live("a", reader("mpegts")).unwrap();
+    let log = rec.take();
+    let opened: Vec<_> = log.iter().map(|(w, s)| (*w, s.protocol)).collect();
+    assert_eq!(
+        opened,
+        vec![("opened", "test"), ("opened", "rtmp"), ("opened", "mpegts")]
+    );
+    assert_eq!(log[1].1.id, r.session_id().unwrap());
+    assert_eq!(log[1].1.role, SessionRole::Reader);
+    assert_eq!(log[1].1.args, vec![("token".to_owned(), "t".to_owned())]);
+    assert_eq!(log[1].1.external_id, None);
+
+    r.record_sent(10);
+    assert_eq!(hub.kick_readers("a", Some("rtmp")), 1);
+    let id = r.session_id().unwrap();
+    drop(r);
+    drop(m);
+    let log = rec.take();
+    let closed: Vec<_> = log.iter().map(|(w, s)| (*w, s.protocol, s.bytes)).collect();
+    assert_eq!(
+        closed,
+        vec![("closed", "rtmp", 10), ("closed", "mpegts", 0)]
+    );
+    assert_eq!(log[0].1.id, id);
+    drop(p);
+    assert_eq!(rec.take().len(), 1);
+    assert!(rec.take().is_empty());
 }

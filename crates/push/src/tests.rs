@@ -78,7 +78,7 @@ async fn origin(dests: Vec<PushDestination>) -> (Hub, PushManager, CancellationT
 fn meta() -> PublisherMeta {
     PublisherMeta {
         protocol: "test",
-        remote_addr: None,
+        ..PublisherMeta::default()
     }
 }
 

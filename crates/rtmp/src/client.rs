@@ -737,6 +737,8 @@ mod tests {
         enum Answer {
             Accept,
             Reject,
+            /// Refuse `connect` itself, as an admission hook would.
+            RefuseConnect,
         }
 
         struct Pair {
@@ -790,31 +792,47 @@ mod tests {
             }
 
             fn feed_server(&mut self) {
-                if self.server_failed {
-                    return;
-                }
+                // Like the driver: after answering `connect`, feed again, since the session
+                // decoded nothing while the answer was pending.
+                while !self.server_failed && self.feed_server_once() {}
+            }
+
+            /// One feed and its events; whether a `connect` was accepted.
+            fn feed_server_once(&mut self) -> bool {
                 if self.server.feed(&mut self.s_in).is_err() {
                     // The driver would flush what is queued (e.g. `_error`) and close.
                     self.server_failed = true;
                 }
+                let mut accepted = false;
                 while let Some(e) = self.server.poll_event() {
                     match &e {
+                        SessionEvent::ConnectRequest(info) => match self.answer {
+                            Answer::RefuseConnect => {
+                                self.server.reject_connect("not allowed");
+                                self.server_failed = true;
+                            }
+                            _ => match self.server.accept_connect(&info.app) {
+                                Ok(()) => accepted = true,
+                                Err(_) => self.server_failed = true,
+                            },
+                        },
                         SessionEvent::PublishRequest {
                             stream_id, name, ..
                         } => match self.answer {
                             Answer::Accept => self.server.accept_publish(*stream_id, name),
-                            Answer::Reject => self.server.reject_publish(*stream_id, "taken"),
+                            _ => self.server.reject_publish(*stream_id, "taken"),
                         },
                         SessionEvent::PlayRequest {
                             stream_id, name, ..
                         } => match self.answer {
                             Answer::Accept => self.server.accept_play(*stream_id, name),
-                            Answer::Reject => self.server.reject_play(*stream_id, "none"),
+                            _ => self.server.reject_play(*stream_id, "none"),
                         },
                         _ => {}
                     }
                     self.server_events.push(e);
                 }
+                accepted
             }
         }
 
@@ -842,7 +860,7 @@ mod tests {
                     SessionEvent::PublishRequest { name, args, .. }
                         if name == "cam" && args == &[("key".to_owned(), "s3cret".to_owned())]
                 ));
-                let SessionEvent::Connected(info) = &p.server_events[0] else {
+                let SessionEvent::ConnectRequest(info) = &p.server_events[0] else {
                     panic!("no connect");
                 };
                 assert_eq!(info.app, "live");
@@ -1053,6 +1071,23 @@ mod tests {
             };
             assert_eq!(command, "connect");
             assert!(description.contains("nope"), "{description}");
+        }
+
+        #[test]
+        fn refused_connect_reports_the_reason() {
+            let mut p = Pair::new(ClientRole::Publish { name: "cam".into() }, "live");
+            p.answer = Answer::RefuseConnect;
+            p.pump(4096);
+            assert!(p.server_failed);
+            assert_eq!(p.client.state(), ClientState::Closed);
+            assert_eq!(
+                p.client_events,
+                vec![ClientEvent::Error {
+                    command: "connect".into(),
+                    description: "not allowed".into()
+                }]
+            );
+            assert_eq!(p.server_events.len(), 1, "nothing decoded past connect");
         }
 
         #[test]

@@ -6,11 +6,13 @@
 use crate::chunk::{DecoderLimits, OutQueue};
 use crate::ingest::{Ingest, IngestOutput};
 use crate::play::Play;
-use crate::session::{ServerSession, SessionConfig, SessionEvent};
+use crate::session::{ConnectInfo, ServerSession, SessionConfig, SessionEvent, split_query};
 use bytes::BytesMut;
 use hub::{
-    AccessRequest, Action, Event, Hub, PublishError, PublisherMeta, ReaderMeta, Subscription,
+    AccessRequest, Action, Admission, ClientInfo, Event, Hub, PublishError, PublisherMeta,
+    ReaderMeta, Subscription,
 };
+use std::future::Future;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -58,6 +60,8 @@ pub struct ServerConfig {
     pub play_coalesce_max: Duration,
     /// Readers of a stream at which the merge window reaches `play_coalesce_max`.
     pub play_coalesce_readers: u64,
+    /// Connection limits (global and per address), shared with the other TCP listeners.
+    pub limiter: Option<access::ConnLimiter>,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +75,23 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             play_coalesce_max: Duration::from_millis(20),
             play_coalesce_readers: 200,
+            limiter: None,
+        }
+    }
+}
+
+/// Checks `limiter` for a connection just accepted from `peer`; a refused one is dropped
+/// (closed) by the caller before any byte is read, and logged here.
+pub fn admit_connection(
+    limiter: Option<&access::ConnLimiter>,
+    peer: SocketAddr,
+    protocol: &str,
+) -> Result<Option<access::ConnGuard>, access::LimitError> {
+    match limiter.map(|l| l.try_acquire(peer.ip())).transpose() {
+        Ok(guard) => Ok(guard),
+        Err(e) => {
+            warn!(%peer, protocol, reason = %e, "connection refused by limits");
+            Err(e)
         }
     }
 }
@@ -162,17 +183,21 @@ impl Server {
                 warn!(%peer, "rtmp connection limit reached; closing");
                 continue;
             };
+            let Ok(limit) = admit_connection(self.config.limiter.as_ref(), peer, "rtmp") else {
+                continue;
+            };
             // Without this, small control replies and frames wait out Nagle + delayed ACK.
             if let Err(e) = socket.set_nodelay(true) {
                 debug!(%peer, error = %e, "set_nodelay failed");
             }
-            let conn = Conn::new(socket, peer, self.hub.clone(), self.config.clone());
+            let id = self.hub.next_connection_id();
+            let conn = Conn::new(socket, peer, id, self.hub.clone(), self.config.clone());
             let shutdown = shutdown.clone();
-            let span = info_span!("rtmp", %peer, code = tracing::field::Empty);
+            let span = info_span!("rtmp", %peer, conn = id, code = tracing::field::Empty);
             tracker.spawn(
                 async move {
                     conn.serve(shutdown).await;
-                    drop(permit);
+                    drop((permit, limit));
                 }
                 .instrument(span),
             );
@@ -210,12 +235,16 @@ impl Server {
                 warn!(%peer, "rtmps connection limit reached; closing");
                 continue;
             };
+            let Ok(limit) = admit_connection(self.config.limiter.as_ref(), peer, "rtmps") else {
+                continue;
+            };
             let _ = socket.set_nodelay(true);
             let acceptor = acceptor.clone();
             let hub = self.hub.clone();
             let config = self.config.clone();
             let shutdown = shutdown.clone();
-            let span = info_span!("rtmps", %peer, code = tracing::field::Empty);
+            let id = self.hub.next_connection_id();
+            let span = info_span!("rtmps", %peer, conn = id, code = tracing::field::Empty);
             tracker.spawn(
                 async move {
                     let handshake =
@@ -239,10 +268,12 @@ impl Server {
                         }
                     };
                     let pump = tokio::spawn(pump_tls(tls, outer));
-                    Conn::new(inner, peer, hub, config).serve(shutdown).await;
+                    Conn::new(inner, peer, id, hub, config)
+                        .serve(shutdown)
+                        .await;
                     // The RTMP side closed; the pump sees EOF, sends close_notify and ends.
                     let _ = pump.await;
-                    drop(permit);
+                    drop((permit, limit));
                 }
                 .instrument(span),
             );
@@ -273,6 +304,8 @@ enum ConnError {
     HandshakeTimeout(Duration),
     #[error("read buffer over {0} bytes")]
     ReadBuffer(usize),
+    #[error("server shutting down")]
+    Shutdown,
 }
 
 enum Role {
@@ -300,10 +333,64 @@ enum Wake {
     FlushTimer,
 }
 
+/// An RTMP connection whose `connect` the admission allowed. Dropping it tells the admission
+/// the connection closed, exactly once, whatever closed it: EOF, an error, a kick, shutdown,
+/// or the task being dropped.
+struct Connected {
+    admission: Arc<dyn Admission>,
+    client: Arc<ClientInfo>,
+    peer: SocketAddr,
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        self.admission.disconnect(self.client.clone(), self.peer);
+    }
+}
+
+/// What the admission sees of a `connect`: its fields, and the query arguments given with the
+/// app or in `tcUrl` (some encoders put `?token=` only in one of them), without repeats.
+fn client_info(connection_id: u64, info: ConnectInfo) -> ClientInfo {
+    let mut connect_args = info.app_args;
+    if let Some(tc_url) = info.tc_url.as_deref() {
+        for kv in split_query(tc_url).1 {
+            if !connect_args.contains(&kv) {
+                connect_args.push(kv);
+            }
+        }
+    }
+    ClientInfo {
+        connection_id,
+        app: info.app,
+        flash_ver: info.flash_ver.unwrap_or_default(),
+        swf_url: info.swf_url.unwrap_or_default(),
+        tc_url: info.tc_url.unwrap_or_default(),
+        page_url: info.page_url.unwrap_or_default(),
+        connect_args,
+    }
+}
+
+/// Waits for `decision` (an admission hook may take a while), or `None` if the server shuts
+/// down first, so a slow hook cannot hold up shutdown.
+async fn until_shutdown<T>(
+    shutdown: &CancellationToken,
+    decision: impl Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        biased;
+        _ = shutdown.cancelled() => None,
+        r = decision => Some(r),
+    }
+}
+
 struct Conn<S: Socket> {
     socket: S,
     peer: SocketAddr,
+    /// Process-unique connection id, given to the admission as `clientid`.
+    id: u64,
     hub: Hub,
+    /// This connection's shutdown signal (a child of the server's).
+    shutdown: CancellationToken,
     config: Arc<ServerConfig>,
     session: ServerSession,
     rbuf: BytesMut,
@@ -319,6 +406,9 @@ struct Conn<S: Socket> {
     idle_since: Instant,
     last_read: Instant,
     max_rbuf: usize,
+    /// Set once the admission allowed `connect`. Declared last so it drops last: the
+    /// admission hears the publish or play session close before the connection.
+    connected: Option<Connected>,
 }
 
 static SEED: AtomicU64 = AtomicU64::new(0x9E37_79B9_7F4A_7C15);
@@ -332,7 +422,7 @@ fn seed() -> u64 {
 }
 
 impl<S: Socket> Conn<S> {
-    fn new(socket: S, peer: SocketAddr, hub: Hub, config: Arc<ServerConfig>) -> Self {
+    fn new(socket: S, peer: SocketAddr, id: u64, hub: Hub, config: Arc<ServerConfig>) -> Self {
         let epoch = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u32)
@@ -344,7 +434,9 @@ impl<S: Socket> Conn<S> {
         Conn {
             socket,
             peer,
+            id,
             hub,
+            shutdown: CancellationToken::new(),
             config,
             session,
             rbuf: BytesMut::with_capacity(4096),
@@ -356,6 +448,7 @@ impl<S: Socket> Conn<S> {
             idle_since: Instant::now(),
             last_read: Instant::now(),
             max_rbuf,
+            connected: None,
         }
     }
 
@@ -363,6 +456,7 @@ impl<S: Socket> Conn<S> {
         match self.run(shutdown).await {
             Ok(()) => debug!("connection closed"),
             Err(ConnError::Io(e)) => debug!(error = %e, "connection ended"),
+            Err(ConnError::Shutdown) => debug!("server shut down during an admission decision"),
             Err(e) => warn!(error = %e, "connection closed on error"),
         }
     }
@@ -372,7 +466,8 @@ impl<S: Socket> Conn<S> {
         // A child token per connection: polling a token locks its tree node, and the root is
         // shared by every connection. Pinned once: re-creating the future would register and
         // deregister a waiter on every wake.
-        let shutdown = shutdown.child_token();
+        self.shutdown = shutdown.child_token();
+        let shutdown = self.shutdown.clone();
         let cancelled = shutdown.cancelled();
         tokio::pin!(cancelled);
         loop {
@@ -501,8 +596,7 @@ impl<S: Socket> Conn<S> {
                     if self.rbuf.len() > self.max_rbuf {
                         return Err(ConnError::ReadBuffer(self.max_rbuf));
                     }
-                    self.session.feed(&mut self.rbuf)?;
-                    self.events().await?;
+                    self.feed().await?;
                     if self.rbuf.is_empty()
                         && self.rbuf.capacity() > SMALL_READ_CHUNK
                         && !matches!(self.role, Role::Publishing { .. })
@@ -518,23 +612,35 @@ impl<S: Socket> Conn<S> {
         Ok(true)
     }
 
+    /// Feeds the session and acts on its events until it consumes nothing more: the session
+    /// decodes nothing while `connect` awaits the admission, so what the client sent behind it
+    /// is still in `rbuf` once it is answered.
+    async fn feed(&mut self) -> Result<(), ConnError> {
+        loop {
+            let before = self.rbuf.len();
+            self.session.feed(&mut self.rbuf)?;
+            self.events().await?;
+            if self.closing || self.rbuf.is_empty() || self.rbuf.len() == before {
+                return Ok(());
+            }
+        }
+    }
+
     async fn events(&mut self) -> Result<(), ConnError> {
         let mut outputs = Vec::new();
         while let Some(ev) = self.session.poll_event() {
             match ev {
-                SessionEvent::Connected(info) => {
-                    debug!(app = %info.app, tc_url = ?info.tc_url, flash_ver = ?info.flash_ver, "connect");
-                }
+                SessionEvent::ConnectRequest(info) => self.on_connect(info).await?,
                 SessionEvent::PublishRequest {
                     stream_id,
                     name,
                     args,
-                } => self.on_publish(stream_id, name, args).await,
+                } => self.on_publish(stream_id, name, args).await?,
                 SessionEvent::PlayRequest {
                     stream_id,
                     name,
                     args,
-                } => self.on_play(stream_id, name, args).await,
+                } => self.on_play(stream_id, name, args).await?,
                 SessionEvent::Metadata(meta) => {
                     if let Role::Publishing { ingest, .. } = &mut self.role {
                         ingest.metadata(&meta, &mut outputs);
@@ -571,52 +677,110 @@ impl<S: Socket> Conn<S> {
         Ok(())
     }
 
+    /// Asks the admission about `connect`; the connection waits (only it) while a hook decides.
+    async fn on_connect(&mut self, info: ConnectInfo) -> Result<(), ConnError> {
+        let client = Arc::new(client_info(self.id, info));
+        debug!(app = %client.app, tc_url = %client.tc_url, flash_ver = %client.flash_ver, "connect");
+        let admission = self.hub.admission();
+        let decision = until_shutdown(&self.shutdown, admission.connect(client.clone(), self.peer))
+            .await
+            .ok_or(ConnError::Shutdown)?;
+        let app = match decision {
+            Ok(app) => app,
+            Err(denied) => {
+                warn!(app = %client.app, reason = %denied, "connect refused by admission");
+                self.session.reject_connect(&denied.reason);
+                self.closing = true;
+                return Ok(());
+            }
+        };
+        let client = if app == client.app {
+            client
+        } else {
+            debug!(from = %client.app, to = %app, "admission renamed the app");
+            Arc::new(ClientInfo {
+                app: app.clone(),
+                ..ClientInfo::clone(&client)
+            })
+        };
+        // The admission allowed it, so it hears the disconnect even if the app is not ours.
+        self.connected = Some(Connected {
+            admission,
+            client,
+            peer: self.peer,
+        });
+        match self.session.accept_connect(&app) {
+            Ok(()) => self.idle_since = Instant::now(),
+            Err(e) => {
+                warn!(error = %e, "connect refused");
+                self.closing = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// The accepted connection's client info, for requests and sessions.
+    fn client(&self) -> Option<Arc<ClientInfo>> {
+        self.connected.as_ref().map(|c| c.client.clone())
+    }
+
     /// Asks the control plane; the connection waits (only it) while a hook decides.
     async fn authorize(
         &self,
         action: Action,
         name: String,
         args: Vec<(String, String)>,
-    ) -> hub::Decision {
-        self.hub
-            .authorize(AccessRequest {
-                action,
-                code: name,
-                protocol: "rtmp",
-                remote_addr: Some(self.peer),
-                args,
-            })
+    ) -> Result<hub::Decision, ConnError> {
+        let request = self.hub.authorize(AccessRequest {
+            action,
+            code: name,
+            protocol: "rtmp",
+            remote_addr: Some(self.peer),
+            args,
+            client: self.client(),
+        });
+        until_shutdown(&self.shutdown, request)
             .await
+            .ok_or(ConnError::Shutdown)
     }
 
-    async fn on_publish(&mut self, stream_id: u32, name: String, args: Vec<(String, String)>) {
+    async fn on_publish(
+        &mut self,
+        stream_id: u32,
+        name: String,
+        args: Vec<(String, String)>,
+    ) -> Result<(), ConnError> {
         tracing::Span::current().record("code", name.as_str());
         if !matches!(self.role, Role::Idle) {
             self.session
                 .reject_publish(stream_id, "connection already publishing or playing");
             self.closing = true;
-            return;
+            return Ok(());
         }
         if !hub::valid_code(&name) {
             warn!("publish refused: invalid stream name");
             self.session
                 .reject_publish(stream_id, "invalid stream name");
             self.closing = true;
-            return;
+            return Ok(());
         }
-        let code = match self.authorize(Action::Publish, name, args).await {
-            Ok(code) => code,
+        let admit = match self.authorize(Action::Publish, name, args.clone()).await? {
+            Ok(admit) => admit,
             Err(denied) => {
                 warn!(reason = %denied, "publish refused");
                 self.session.reject_publish(stream_id, &denied.reason);
                 self.closing = true;
-                return;
+                return Ok(());
             }
         };
+        let code = admit.code;
         tracing::Span::current().record("code", code.as_str());
         let meta = PublisherMeta {
             protocol: "rtmp",
             remote_addr: Some(self.peer),
+            client: self.client(),
+            args,
+            external_id: admit.external_id,
         };
         match self.hub.publish(&code, meta) {
             Ok(publisher) => {
@@ -639,23 +803,29 @@ impl<S: Socket> Conn<S> {
                 self.closing = true;
             }
         }
+        Ok(())
     }
 
-    async fn on_play(&mut self, stream_id: u32, name: String, args: Vec<(String, String)>) {
+    async fn on_play(
+        &mut self,
+        stream_id: u32,
+        name: String,
+        args: Vec<(String, String)>,
+    ) -> Result<(), ConnError> {
         tracing::Span::current().record("code", name.as_str());
         if !matches!(self.role, Role::Idle) || !hub::valid_code(&name) {
             warn!("play refused: invalid name or connection busy");
             self.session.reject_play(stream_id, "invalid stream name");
             self.closing = true;
-            return;
+            return Ok(());
         }
-        let code = match self.authorize(Action::Play, name, args).await {
-            Ok(code) => code,
+        let code = match self.authorize(Action::Play, name, args.clone()).await? {
+            Ok(admit) => admit.code,
             Err(denied) => {
                 warn!(reason = %denied, "play refused");
                 self.session.reject_play(stream_id, &denied.reason);
                 self.closing = true;
-                return;
+                return Ok(());
             }
         };
         tracing::Span::current().record("code", code.as_str());
@@ -665,6 +835,8 @@ impl<S: Socket> Conn<S> {
             ReaderMeta {
                 protocol: "rtmp",
                 remote_addr: Some(self.peer),
+                client: self.client(),
+                args,
             },
         );
         self.kill = sub.kill_token().map(|t| Box::pin(t.cancelled_owned()));
@@ -673,6 +845,7 @@ impl<S: Socket> Conn<S> {
             play: Play::new(stream_id, &code),
             wait_deadline: Some(Instant::now() + self.config.play_wait_timeout),
         };
+        Ok(())
     }
 
     fn on_stream_closed(&mut self, stream_id: u32) {
@@ -776,21 +949,4 @@ fn flush(socket: &impl Socket, out: &mut OutQueue) -> Result<(), ConnError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn coalesce_window_grows_with_readers_up_to_the_cap() {
-        let max = Duration::from_millis(20);
-        assert_eq!(coalesce_window(0, max, 200), Duration::ZERO);
-        assert_eq!(coalesce_window(1, max, 200), Duration::ZERO);
-        let mid = coalesce_window(100, max, 200);
-        assert!(
-            mid > Duration::from_millis(9) && mid < Duration::from_millis(11),
-            "{mid:?}"
-        );
-        assert_eq!(coalesce_window(200, max, 200), max);
-        assert_eq!(coalesce_window(5000, max, 200), max);
-        assert_eq!(coalesce_window(500, Duration::ZERO, 200), Duration::ZERO);
-    }
-}
+mod tests;

@@ -1,8 +1,8 @@
 //! Server side of one RTMP connection, sans I/O: bytes in, [`SessionEvent`]s and bytes out.
 //!
 //! The session answers everything that needs no outside decision (handshake, protocol control,
-//! `connect`, `createStream`, pings, acknowledgements) and hands the decisions that need the
-//! hub or the control plane (publish, play) to the driver as events.
+//! `createStream`, pings, acknowledgements) and hands the decisions that need the hub or the
+//! control plane (`connect`, publish, play) to the driver as events.
 
 use crate::amf0::Amf0Value;
 use crate::chunk::{
@@ -48,11 +48,21 @@ enum Phase {
     Handshake(ServerHandshake),
     /// Handshake done, waiting for `connect`.
     AwaitConnect,
+    /// `connect` received and handed to the driver; nothing more is decoded until it answers,
+    /// so what the client sent meanwhile waits, undecoded, in the caller's input buffer.
+    ConnectPending {
+        /// Transaction id of `connect`, to answer it.
+        transaction_id: f64,
+        /// `objectEncoding` the client asked for, echoed in `_result`.
+        object_encoding: f64,
+    },
     /// `connect` accepted; streams may be created, published or played.
     Connected,
+    /// `connect` refused; the driver flushes the `_error` and closes. Nothing more is decoded.
+    Refused,
 }
 
-/// A `connect` the session accepted.
+/// A `connect` the client sent, for the driver to decide on.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ConnectInfo {
     /// Application name without its query.
@@ -72,8 +82,9 @@ pub struct ConnectInfo {
 /// What the driver must act on.
 #[derive(Clone, Debug, PartialEq)]
 pub enum SessionEvent {
-    /// `connect` was accepted.
-    Connected(ConnectInfo),
+    /// The client sent `connect`; answer with [`ServerSession::accept_connect`] or
+    /// [`ServerSession::reject_connect`]. Until then [`ServerSession::feed`] decodes nothing.
+    ConnectRequest(ConnectInfo),
     /// The client asks to publish; answer with [`ServerSession::accept_publish`] or
     /// [`ServerSession::reject_publish`].
     PublishRequest {
@@ -175,6 +186,12 @@ impl ServerSession {
         !matches!(self.phase, Phase::Handshake(_))
     }
 
+    /// Whether [`ServerSession::feed`] can consume input now: not while a `connect` awaits the
+    /// driver's answer, nor after it was refused.
+    pub fn can_feed(&self) -> bool {
+        !matches!(self.phase, Phase::ConnectPending { .. } | Phase::Refused)
+    }
+
     /// Bytes waiting to be written to the peer.
     pub fn out(&mut self) -> &mut OutQueue {
         &mut self.out
@@ -190,7 +207,8 @@ impl ServerSession {
         self.events.pop_front()
     }
 
-    /// Consumes what it can from `input`; incomplete data stays for the next call.
+    /// Consumes what it can from `input`; incomplete data stays for the next call. While a
+    /// `connect` awaits its answer nothing is consumed: feed again after answering it.
     pub fn feed(&mut self, input: &mut BytesMut) -> Result<(), SessionError> {
         if let Phase::Handshake(hs) = &mut self.phase {
             let status = hs.feed(input)?;
@@ -202,7 +220,7 @@ impl ServerSession {
             }
             self.phase = Phase::AwaitConnect;
         }
-        while self.events.len() < MAX_EVENTS {
+        while self.events.len() < MAX_EVENTS && self.can_feed() {
             let Some(raw) = self.decoder.decode(input)? else {
                 break;
             };
@@ -284,6 +302,11 @@ impl ServerSession {
             (Phase::AwaitConnect, name) => Err(SessionError::Protocol(format!(
                 "command {name:?} before connect"
             ))),
+            // `feed` stops decoding in these phases; reaching here would be a bug, not a
+            // peer's fault, but it must not panic.
+            (Phase::ConnectPending { .. } | Phase::Refused | Phase::Handshake(_), name) => Err(
+                SessionError::Protocol(format!("command {name:?} while connect is undecided")),
+            ),
             (_, "connect") => Err(SessionError::Protocol("second connect".into())),
             (_, "createStream") => {
                 if self.next_stream_id > MAX_STREAMS {
@@ -373,21 +396,45 @@ impl ServerSession {
         };
         let raw_app = field("app").unwrap_or_default();
         let (app, app_args) = split_query(raw_app.trim_end_matches('/'));
+        let object_encoding = cmd
+            .object
+            .get("objectEncoding")
+            .and_then(|v| v.as_f64())
+            .unwrap_or(0.0);
+        self.phase = Phase::ConnectPending {
+            transaction_id: cmd.transaction_id,
+            object_encoding,
+        };
+        self.events
+            .push_back(SessionEvent::ConnectRequest(ConnectInfo {
+                app,
+                app_args,
+                tc_url: field("tcUrl"),
+                flash_ver: field("flashVer"),
+                swf_url: field("swfUrl"),
+                page_url: field("pageUrl"),
+            }));
+        Ok(())
+    }
+
+    /// Accepts the pending `connect` for `app` (the client's, or the name the admission gave
+    /// it): window, bandwidth and chunk size, then `_result` `NetConnection.Connect.Success`.
+    ///
+    /// An app other than the configured one is refused like [`ServerSession::reject_connect`]
+    /// and reported as [`SessionError::UnknownApp`]; the driver flushes and closes. Without a
+    /// pending `connect` this does nothing.
+    pub fn accept_connect(&mut self, app: &str) -> Result<(), SessionError> {
+        let Phase::ConnectPending {
+            transaction_id,
+            object_encoding,
+        } = self.phase
+        else {
+            tracing::debug!("accept_connect without a pending connect");
+            return Ok(());
+        };
         if app != self.config.app {
-            let info = Amf0Value::object([
-                ("level", "error".into()),
-                ("code", "NetConnection.Connect.Rejected".into()),
-                ("description", format!("unknown application {app:?}").into()),
-            ]);
-            self.send_command(
-                message::CSID_COMMAND,
-                0,
-                "_error",
-                cmd.transaction_id,
-                Amf0Value::Null,
-                vec![info],
-            );
-            return Err(SessionError::UnknownApp(app));
+            self.reject_connect(&format!("unknown application {app:?}"));
+            return Err(SessionError::UnknownApp(app.to_owned()));
         }
         self.send_control(
             message::TYPE_WINDOW_ACK_SIZE,
@@ -400,11 +447,6 @@ impl ServerSession {
         let size = self.config.out_chunk_size;
         self.send_control(message::TYPE_SET_CHUNK_SIZE, message::set_chunk_size(size));
         self.encoder.set_chunk_size(size);
-        let encoding = cmd
-            .object
-            .get("objectEncoding")
-            .and_then(|v| v.as_f64())
-            .unwrap_or(0.0);
         let props = Amf0Value::object([
             ("fmsVer", "FMS/3,0,1,123".into()),
             ("capabilities", 31.0.into()),
@@ -413,26 +455,42 @@ impl ServerSession {
             ("level", "status".into()),
             ("code", "NetConnection.Connect.Success".into()),
             ("description", "Connection succeeded.".into()),
-            ("objectEncoding", encoding.into()),
+            ("objectEncoding", object_encoding.into()),
         ]);
         self.send_command(
             message::CSID_COMMAND,
             0,
             "_result",
-            cmd.transaction_id,
+            transaction_id,
             props,
             vec![info],
         );
         self.phase = Phase::Connected;
-        self.events.push_back(SessionEvent::Connected(ConnectInfo {
-            app,
-            app_args,
-            tc_url: field("tcUrl"),
-            flash_ver: field("flashVer"),
-            swf_url: field("swfUrl"),
-            page_url: field("pageUrl"),
-        }));
         Ok(())
+    }
+
+    /// Refuses the pending `connect` with `_error` `NetConnection.Connect.Rejected` and
+    /// `reason` as its description; the driver flushes and closes. Without a pending
+    /// `connect` this does nothing.
+    pub fn reject_connect(&mut self, reason: &str) {
+        let Phase::ConnectPending { transaction_id, .. } = self.phase else {
+            tracing::debug!("reject_connect without a pending connect");
+            return;
+        };
+        let info = Amf0Value::object([
+            ("level", "error".into()),
+            ("code", "NetConnection.Connect.Rejected".into()),
+            ("description", reason.into()),
+        ]);
+        self.send_command(
+            message::CSID_COMMAND,
+            0,
+            "_error",
+            transaction_id,
+            Amf0Value::Null,
+            vec![info],
+        );
+        self.phase = Phase::Refused;
     }
 
     /// Confirms a publish: the client may start sending media.
@@ -722,6 +780,71 @@ mod tests {
         s
     }
 
+    /// Feeds everything in `input`, accepting `connect` as given, the way the driver does:
+    /// after answering a `connect` it feeds again, since nothing was decoded meanwhile.
+    fn feed_accepting(s: &mut ServerSession, input: &mut BytesMut) -> Vec<SessionEvent> {
+        let mut events = Vec::new();
+        loop {
+            let before = input.len();
+            s.feed(input).unwrap();
+            let mut answered = false;
+            while let Some(ev) = s.poll_event() {
+                if let SessionEvent::ConnectRequest(info) = &ev {
+                    s.accept_connect(&info.app).unwrap();
+                    answered = true;
+                }
+                events.push(ev);
+            }
+            if !answered && input.len() == before {
+                return events;
+            }
+        }
+    }
+
+    /// An encoded `connect` for `app`, with a transaction id of 1.
+    fn connect_bytes(app: &str) -> BytesMut {
+        let mut enc = ChunkEncoder::new();
+        let mut q = OutQueue::new();
+        let connect = message::command(
+            "connect",
+            1.0,
+            &Amf0Value::object([
+                ("app", app.into()),
+                ("tcUrl", format!("rtmp://h/{app}").into()),
+            ]),
+            &[],
+        );
+        let h = MessageHeader {
+            csid: 3,
+            timestamp: 0,
+            type_id: message::TYPE_COMMAND_AMF0,
+            stream_id: 0,
+        };
+        enc.encode(&h, &connect, &mut q).unwrap();
+        drain(&mut q)
+    }
+
+    /// `[name, transaction id, ...]` of every AMF0 command the server sent, decoded with the
+    /// amf0 module straight from the message bodies.
+    fn sent_commands(s: &mut ServerSession) -> Vec<Vec<Amf0Value>> {
+        let mut buf = drain(s.out());
+        let mut dec = ChunkDecoder::new(DecoderLimits::default());
+        let mut out = Vec::new();
+        while let Some(raw) = dec.decode(&mut buf).unwrap() {
+            match raw.type_id {
+                message::TYPE_SET_CHUNK_SIZE => {
+                    let n = u32::from_be_bytes(raw.payload[..4].try_into().unwrap());
+                    dec.set_chunk_size(n).unwrap();
+                }
+                message::TYPE_COMMAND_AMF0 => {
+                    out.push(crate::amf0::decode_all(&raw.payload).unwrap());
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
     #[test]
     fn ffmpeg_publish_capture_drives_a_full_session() {
         let mut s = handshaken();
@@ -732,8 +855,7 @@ mod tests {
         while !input.is_empty() {
             let n = input.len().min(333);
             pending.extend_from_slice(&input.split_to(n));
-            s.feed(&mut pending).unwrap();
-            while let Some(ev) = s.poll_event() {
+            for ev in feed_accepting(&mut s, &mut pending) {
                 if let SessionEvent::PublishRequest {
                     stream_id, name, ..
                 } = &ev
@@ -743,7 +865,8 @@ mod tests {
                 events.push(ev);
             }
         }
-        let Some(SessionEvent::Connected(info)) = events.first() else {
+        assert!(pending.is_empty());
+        let Some(SessionEvent::ConnectRequest(info)) = events.first() else {
             panic!("first event is connect: {events:?}")
         };
         assert_eq!(info.app, "live");
@@ -788,10 +911,11 @@ mod tests {
     fn capture_through_ingest_announces_h264_and_aac() {
         let mut s = handshaken();
         let mut input = BytesMut::from(PUBLISH);
-        s.feed(&mut input).unwrap();
+        let events = feed_accepting(&mut s, &mut input);
+        assert!(input.is_empty());
         let mut ingest = Ingest::new();
         let mut out = Vec::new();
-        while let Some(ev) = s.poll_event() {
+        for ev in events {
             match ev {
                 SessionEvent::Metadata(m) => ingest.metadata(&m, &mut out),
                 SessionEvent::Video { timestamp, payload } => {
@@ -841,33 +965,139 @@ mod tests {
     }
 
     #[test]
-    fn wrong_app_is_rejected_with_error() {
+    fn connect_waits_for_the_driver_and_commands_sent_meanwhile_wait_too() {
         let mut s = handshaken();
+        let _ = drain(s.out());
+        // connect, then createStream and publish pipelined behind it (no client waits for
+        // `_result` this way, but nothing forbids it).
+        let mut input = connect_bytes("live?token=t1");
         let mut enc = ChunkEncoder::new();
         let mut q = OutQueue::new();
-        let connect = message::command(
-            "connect",
-            1.0,
-            &Amf0Value::object([("app", "other".into())]),
-            &[],
-        );
-        let h = MessageHeader {
+        let h = |stream_id| MessageHeader {
             csid: 3,
             timestamp: 0,
             type_id: message::TYPE_COMMAND_AMF0,
-            stream_id: 0,
+            stream_id,
         };
-        enc.encode(&h, &connect, &mut q).unwrap();
-        let mut input = drain(&mut q);
+        let create = message::command("createStream", 2.0, &Amf0Value::Null, &[]);
+        enc.encode(&h(0), &create, &mut q).unwrap();
+        let publish = message::command("publish", 0.0, &Amf0Value::Null, &["cam".into()]);
+        enc.encode(&h(1), &publish, &mut q).unwrap();
+        let behind = drain(&mut q);
+        input.extend_from_slice(&behind);
+
+        s.feed(&mut input).unwrap();
+        let Some(SessionEvent::ConnectRequest(info)) = s.poll_event() else {
+            panic!("connect request expected")
+        };
+        assert_eq!(info.app, "live");
+        assert_eq!(info.app_args, vec![("token".into(), "t1".into())]);
+        assert_eq!(info.tc_url.as_deref(), Some("rtmp://h/live?token=t1"));
+        assert!(s.poll_event().is_none(), "nothing is decoded past connect");
+        assert_eq!(
+            &input[..],
+            &behind[..],
+            "the pipelined commands stay in the buffer"
+        );
+        assert!(!s.can_feed());
+        // Feeding while undecided is harmless and consumes nothing.
+        s.feed(&mut input).unwrap();
+        assert_eq!(input.len(), behind.len());
+        assert!(
+            s.out().is_empty(),
+            "connect is not answered by the session itself"
+        );
+
+        s.accept_connect("live").unwrap();
+        assert!(s.can_feed());
+        s.feed(&mut input).unwrap();
+        assert!(input.is_empty());
         assert!(matches!(
-            s.feed(&mut input),
+            s.poll_event(),
+            Some(SessionEvent::PublishRequest { stream_id: 1, name, .. }) if name == "cam"
+        ));
+        let cmds = sent_commands(&mut s);
+        let answers: Vec<_> = cmds
+            .iter()
+            .map(|c| (c[0].as_str().unwrap(), c[1].as_f64().unwrap()))
+            .collect();
+        assert_eq!(answers, vec![("_result", 1.0), ("_result", 2.0)]);
+        assert_eq!(
+            cmds[0][3].get("code").and_then(|v| v.as_str()),
+            Some("NetConnection.Connect.Success")
+        );
+    }
+
+    #[test]
+    fn rejected_connect_gets_error_and_no_result() {
+        let mut s = handshaken();
+        let _ = drain(s.out());
+        let mut input = connect_bytes("live");
+        s.feed(&mut input).unwrap();
+        assert!(matches!(
+            s.poll_event(),
+            Some(SessionEvent::ConnectRequest(_))
+        ));
+        s.reject_connect("token expired");
+        let cmds = sent_commands(&mut s);
+        assert_eq!(cmds.len(), 1, "{cmds:?}");
+        let c = &cmds[0];
+        assert_eq!(c[0].as_str(), Some("_error"));
+        assert_eq!(c[1].as_f64(), Some(1.0), "answers connect's transaction");
+        assert!(c[2].is_null());
+        assert_eq!(c[3].get("level").and_then(|v| v.as_str()), Some("error"));
+        assert_eq!(
+            c[3].get("code").and_then(|v| v.as_str()),
+            Some("NetConnection.Connect.Rejected")
+        );
+        assert_eq!(
+            c[3].get("description").and_then(|v| v.as_str()),
+            Some("token expired")
+        );
+        // Refused for good: a late accept or more input changes nothing.
+        s.accept_connect("live").unwrap();
+        let mut more = connect_bytes("live");
+        s.feed(&mut more).unwrap();
+        assert!(s.poll_event().is_none());
+        assert!(s.out().is_empty());
+    }
+
+    #[test]
+    fn wrong_app_is_rejected_with_error() {
+        let mut s = handshaken();
+        let _ = drain(s.out());
+        let mut input = connect_bytes("other");
+        s.feed(&mut input).unwrap();
+        let Some(SessionEvent::ConnectRequest(info)) = s.poll_event() else {
+            panic!("connect request expected")
+        };
+        // The admission let it through unchanged: still not our app.
+        assert!(matches!(
+            s.accept_connect(&info.app),
             Err(SessionError::UnknownApp(app)) if app == "other"
         ));
-        let msgs = server_messages(&mut s, true);
-        assert!(
-            msgs.iter()
-                .any(|m| matches!(m, Message::Command(c) if c.name == "_error"))
+        let cmds = sent_commands(&mut s);
+        assert_eq!(cmds.len(), 1);
+        assert_eq!(cmds[0][0].as_str(), Some("_error"));
+        assert_eq!(
+            cmds[0][3].get("code").and_then(|v| v.as_str()),
+            Some("NetConnection.Connect.Rejected")
         );
+    }
+
+    #[test]
+    fn app_renamed_by_the_admission_is_checked_not_the_clients() {
+        let mut s = handshaken();
+        let _ = drain(s.out());
+        let mut input = connect_bytes("legacy");
+        s.feed(&mut input).unwrap();
+        assert!(matches!(
+            s.poll_event(),
+            Some(SessionEvent::ConnectRequest(i)) if i.app == "legacy"
+        ));
+        s.accept_connect("live").unwrap();
+        let cmds = sent_commands(&mut s);
+        assert_eq!(cmds[0][0].as_str(), Some("_result"));
     }
 
     #[test]

@@ -525,10 +525,11 @@ impl Conn {
                 protocol: "rtsp",
                 remote_addr: Some(self.peer),
                 args: t.args.clone(),
+                client: None,
             })
             .await;
         let code = match decision {
-            Ok(code) => code,
+            Ok(admit) => admit.code,
             Err(denied) => {
                 debug!(reason = %denied, "rtsp play refused");
                 return Err(if self.hub.is_live(&t.code) {
@@ -541,6 +542,8 @@ impl Conn {
         let meta = ReaderMeta {
             protocol: "rtsp",
             remote_addr: Some(self.peer),
+            client: None,
+            args: t.args.clone(),
         };
         let mut sub = self
             .hub

@@ -20,6 +20,8 @@ pub struct ServerConfig {
     pub session_timeout: Duration,
     /// Connections served at once; more wait in the kernel's backlog.
     pub max_connections: usize,
+    /// Connection limits (global and per address), shared with the other TCP listeners.
+    pub limiter: Option<access::ConnLimiter>,
 }
 
 impl Default for ServerConfig {
@@ -28,6 +30,7 @@ impl Default for ServerConfig {
             app: "live".into(),
             session_timeout: Duration::from_secs(60),
             max_connections: 1024,
+            limiter: None,
         }
     }
 }
@@ -73,6 +76,19 @@ impl Server {
                     }
                 },
             };
+            let limit = match self
+                .config
+                .limiter
+                .as_ref()
+                .map(|l| l.try_acquire(peer.ip()))
+            {
+                None => None,
+                Some(Ok(guard)) => Some(guard),
+                Some(Err(e)) => {
+                    warn!(%peer, reason = %e, "rtsp connection refused by limits");
+                    continue;
+                }
+            };
             let cfg = ConnConfig {
                 app: self.config.app.clone(),
                 session_timeout: self.config.session_timeout,
@@ -85,7 +101,7 @@ impl Server {
                     if let Err(e) = conn::serve(socket, peer, hub, cfg, shutdown).await {
                         debug!(error = %e, "rtsp connection ended");
                     }
-                    drop(permit);
+                    drop((permit, limit));
                 }
                 .instrument(span),
             );

@@ -5,7 +5,7 @@
 use crate::route::{self, Route, RouteError};
 use crate::{Error, ingest, play};
 use futures_util::StreamExt;
-use hub::{AccessRequest, Action, Hub, PublishError, PublisherMeta, ReaderMeta};
+use hub::{AccessRequest, Action, Admit, Hub, PublishError, PublisherMeta, ReaderMeta};
 use srt_protocol::options::{ByteCount, KeySize, Passphrase};
 use srt_protocol::packet::{CoreRejectReason, RejectReason, ServerRejectReason};
 use srt_protocol::settings::KeySettings;
@@ -196,28 +196,35 @@ impl Server {
             }),
         };
         let Route { action, code, args } = route;
-        let code = match self
+        let admit = match self
             .hub
             .authorize(AccessRequest {
                 action,
                 code,
                 protocol: "srt",
                 remote_addr: Some(peer),
-                args,
+                args: args.clone(),
+                client: None,
             })
             .await
         {
-            Ok(code) => code,
+            Ok(admit) => admit,
             Err(denied) => {
                 warn!(reason = %denied, ?action, "srt refused by admission");
                 reject(request, ServerRejectReason::Forbidden.into()).await;
                 return;
             }
         };
-        tracing::Span::current().record("code", code.as_str());
+        tracing::Span::current().record("code", admit.code.as_str());
         match action {
-            Action::Publish => self.publish(request, peer, code, key, shutdown).await,
-            Action::Play => self.play(request, peer, code, key, shutdown).await,
+            Action::Publish => {
+                self.publish(request, peer, admit, args, key, shutdown)
+                    .await
+            }
+            Action::Play => {
+                self.play(request, peer, admit.code, args, key, shutdown)
+                    .await
+            }
         }
     }
 
@@ -225,10 +232,12 @@ impl Server {
         &self,
         request: ConnectionRequest,
         peer: SocketAddr,
-        code: String,
+        admit: Admit,
+        args: Vec<(String, String)>,
         key: Option<KeySettings>,
         shutdown: CancellationToken,
     ) {
+        let Admit { code, external_id } = admit;
         // Checked before the handshake so a second publisher gets a reject reason; claimed
         // only after it, so a caller with a wrong passphrase never marks the stream live.
         if self.hub.is_live(&code) {
@@ -246,6 +255,9 @@ impl Server {
         let meta = PublisherMeta {
             protocol: "srt",
             remote_addr: Some(peer),
+            client: None,
+            args,
+            external_id,
         };
         let publisher = match self.hub.publish(&code, meta) {
             Ok(p) => p,
@@ -268,12 +280,15 @@ impl Server {
         request: ConnectionRequest,
         peer: SocketAddr,
         code: String,
+        args: Vec<(String, String)>,
         key: Option<KeySettings>,
         shutdown: CancellationToken,
     ) {
         let meta = ReaderMeta {
             protocol: "srt",
             remote_addr: Some(peer),
+            client: None,
+            args,
         };
         let Some(sub) = self.hub.subscribe_live(&code, meta) else {
             warn!("srt play refused: stream not live");

@@ -1,0 +1,402 @@
+//! The driver against real sockets: what the admission hears of connects, sessions and
+//! disconnects, whatever ends the connection.
+
+use super::*;
+use crate::client::{ClientConfig, ClientEvent, ClientRole, ClientSession};
+use hub::{Admit, ConnectFuture, DecisionFuture, Denied, HubConfig, SessionInfo, SessionRole};
+use std::sync::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[test]
+fn coalesce_window_grows_with_readers_up_to_the_cap() {
+    let max = Duration::from_millis(20);
+    assert_eq!(coalesce_window(0, max, 200), Duration::ZERO);
+    assert_eq!(coalesce_window(1, max, 200), Duration::ZERO);
+    let mid = coalesce_window(100, max, 200);
+    assert!(
+        mid > Duration::from_millis(9) && mid < Duration::from_millis(11),
+        "{mid:?}"
+    );
+    assert_eq!(coalesce_window(200, max, 200), max);
+    assert_eq!(coalesce_window(5000, max, 200), max);
+    assert_eq!(coalesce_window(500, Duration::ZERO, 200), Duration::ZERO);
+}
+
+#[test]
+fn client_info_merges_app_and_tc_url_arguments() {
+    let info = ConnectInfo {
+        app: "live".into(),
+        app_args: vec![("token".into(), "a".into())],
+        tc_url: Some("rtmp://h:1935/live?token=a&user=b".into()),
+        flash_ver: Some("FMLE/3.0".into()),
+        swf_url: None,
+        page_url: Some("https://example.invalid/p".into()),
+    };
+    let c = client_info(9, info);
+    assert_eq!(c.connection_id, 9);
+    assert_eq!(c.app, "live");
+    assert_eq!(c.tc_url, "rtmp://h:1935/live?token=a&user=b");
+    assert_eq!((c.flash_ver.as_str(), c.swf_url.as_str()), ("FMLE/3.0", ""));
+    assert_eq!(c.page_url, "https://example.invalid/p");
+    assert_eq!(
+        c.connect_args,
+        vec![
+            ("token".to_owned(), "a".to_owned()),
+            ("user".to_owned(), "b".to_owned())
+        ]
+    );
+}
+
+/// How the recording admission answers `connect`.
+#[derive(Clone)]
+enum OnConnect {
+    Allow,
+    Rename(&'static str),
+    Refuse(&'static str),
+    /// Never answers (a hung hook).
+    Hang,
+}
+
+/// Records every call in order; publish gets an external id.
+struct Rec {
+    on_connect: OnConnect,
+    log: Mutex<Vec<String>>,
+    clients: Mutex<Vec<Arc<ClientInfo>>>,
+    requests: Mutex<Vec<AccessRequest>>,
+    sessions: Mutex<Vec<SessionInfo>>,
+}
+
+impl Rec {
+    fn new(on_connect: OnConnect) -> Arc<Rec> {
+        Arc::new(Rec {
+            on_connect,
+            log: Mutex::default(),
+            clients: Mutex::default(),
+            requests: Mutex::default(),
+            sessions: Mutex::default(),
+        })
+    }
+
+    fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn push(&self, what: String) {
+        self.log.lock().unwrap().push(what);
+    }
+
+    /// Waits until the log holds `what`; the server tells the admission after it closed the
+    /// socket, so the client may see EOF first.
+    async fn wait_for(&self, what: &str) {
+        for _ in 0..500 {
+            if self.log().iter().any(|l| l == what) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{what:?} never logged: {:?}", self.log());
+    }
+}
+
+impl Admission for Rec {
+    fn check(&self, r: AccessRequest) -> DecisionFuture {
+        self.push(format!("check {:?} {}", r.action, r.code));
+        let admit = Admit {
+            code: r.code.clone(),
+            external_id: (r.action == Action::Publish).then(|| "ext-1".to_owned()),
+        };
+        self.requests.lock().unwrap().push(r);
+        Box::pin(std::future::ready(Ok(admit)))
+    }
+
+    fn connect(&self, client: Arc<ClientInfo>, _peer: SocketAddr) -> ConnectFuture {
+        self.push(format!("connect {}", client.app));
+        self.clients.lock().unwrap().push(client.clone());
+        match self.on_connect.clone() {
+            OnConnect::Allow => Box::pin(std::future::ready(Ok(client.app.clone()))),
+            OnConnect::Rename(app) => Box::pin(std::future::ready(Ok(app.to_owned()))),
+            OnConnect::Refuse(why) => Box::pin(std::future::ready(Err(Denied::new(why)))),
+            OnConnect::Hang => Box::pin(std::future::pending()),
+        }
+    }
+
+    fn disconnect(&self, client: Arc<ClientInfo>, _peer: SocketAddr) {
+        self.push(format!("disconnect {}", client.app));
+        self.clients.lock().unwrap().push(client);
+    }
+
+    fn session_opened(&self, s: &SessionInfo) {
+        self.push(format!("opened {}", s.role.as_str()));
+        self.sessions.lock().unwrap().push(s.clone());
+    }
+
+    fn session_closed(&self, s: &SessionInfo) {
+        self.push(format!("closed {}", s.role.as_str()));
+    }
+}
+
+/// A server on a loopback port with `admission` installed.
+struct Fixture {
+    hub: Hub,
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<io::Result<()>>,
+}
+
+impl Fixture {
+    async fn start(admission: Arc<Rec>) -> Fixture {
+        let hub = Hub::new(HubConfig::default());
+        hub.set_admission(admission);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let server = Server::new(hub.clone(), ServerConfig::default());
+        let server = tokio::spawn(server.run(listener, shutdown.clone()));
+        Fixture {
+            hub,
+            addr,
+            shutdown,
+            server,
+        }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), self.server)
+            .await
+            .expect("server stops")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// The sans-I/O client over a real socket.
+struct Client {
+    tcp: TcpStream,
+    session: ClientSession,
+    rbuf: BytesMut,
+    events: Vec<ClientEvent>,
+    eof: bool,
+}
+
+impl Client {
+    async fn connect(addr: SocketAddr, app: &str, role: ClientRole) -> Client {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let config = ClientConfig::new(app, format!("rtmp://{addr}/{app}"));
+        Client {
+            tcp,
+            session: ClientSession::new(config, role, 0, 3),
+            rbuf: BytesMut::new(),
+            events: Vec::new(),
+            eof: false,
+        }
+    }
+
+    /// Moves bytes until `done` holds for the events so far or the server closes.
+    async fn run_until(&mut self, done: impl Fn(&[ClientEvent]) -> bool) {
+        let work = async {
+            loop {
+                let out = self.session.out();
+                while !out.is_empty() {
+                    let mut slices = [IoSlice::new(&[]); 16];
+                    let n = out.io_slices(&mut slices);
+                    let bytes: Vec<u8> =
+                        slices[..n].iter().flat_map(|s| s.iter().copied()).collect();
+                    out.advance(bytes.len());
+                    self.tcp.write_all(&bytes).await.unwrap();
+                }
+                if done(&self.events) {
+                    return;
+                }
+                match self.tcp.read_buf(&mut self.rbuf).await {
+                    Ok(0) | Err(_) => {
+                        self.eof = true;
+                        return;
+                    }
+                    Ok(_) => {}
+                }
+                if self.session.feed(&mut self.rbuf).is_err() {
+                    self.eof = true;
+                    return;
+                }
+                while let Some(e) = self.session.poll_event() {
+                    self.events.push(e);
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), work)
+            .await
+            .expect("client timed out");
+    }
+
+    /// Reads until the server closes the connection.
+    async fn until_eof(&mut self) {
+        self.run_until(|_| false).await;
+        assert!(self.eof);
+    }
+}
+
+fn has(events: &[ClientEvent], want: &ClientEvent) -> bool {
+    events.contains(want)
+}
+
+#[tokio::test]
+async fn publisher_connect_session_and_kick_reach_the_admission_once_each() {
+    let rec = Rec::new(OnConnect::Allow);
+    let fx = Fixture::start(rec.clone()).await;
+    let role = ClientRole::Publish {
+        name: "cam?key=k1".into(),
+    };
+    let mut c = Client::connect(fx.addr, "live?token=t1", role).await;
+    c.run_until(|e| has(e, &ClientEvent::Publishing)).await;
+
+    let client = rec.clients.lock().unwrap()[0].clone();
+    assert_eq!(client.app, "live");
+    assert!(client.connection_id > 0);
+    assert_eq!(client.flash_ver, "FMLE/3.0 (compatible; ferrocast)");
+    assert!(
+        client.tc_url.ends_with("/live?token=t1"),
+        "{}",
+        client.tc_url
+    );
+    assert_eq!(
+        client.connect_args,
+        vec![("token".to_owned(), "t1".to_owned())]
+    );
+    {
+        let requests = rec.requests.lock().unwrap();
+        let req = &requests[0];
+        assert_eq!((req.action, req.code.as_str()), (Action::Publish, "cam"));
+        assert_eq!(req.args, vec![("key".to_owned(), "k1".to_owned())]);
+        let req_client = req.client.as_ref().expect("RTMP requests carry the client");
+        assert!(Arc::ptr_eq(req_client, &client));
+    }
+    let opened = rec.sessions.lock().unwrap()[0].clone();
+    assert_eq!(opened.role, SessionRole::Publisher);
+    assert_eq!(opened.external_id.as_deref(), Some("ext-1"));
+    assert_eq!(opened.args, vec![("key".to_owned(), "k1".to_owned())]);
+    assert_eq!(
+        opened.client.as_ref().map(|c| c.connection_id),
+        Some(client.connection_id)
+    );
+    let listed = fx.hub.sessions();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].external_id.as_deref(), Some("ext-1"));
+
+    assert!(fx.hub.kick_publisher("cam"));
+    c.until_eof().await;
+    rec.wait_for("disconnect live").await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        rec.log(),
+        vec![
+            "connect live",
+            "check Publish cam",
+            "opened publisher",
+            "closed publisher",
+            "disconnect live"
+        ]
+    );
+    fx.stop().await;
+    assert_eq!(rec.log().len(), 5, "nothing more after shutdown");
+}
+
+#[tokio::test]
+async fn refused_connect_gets_the_reason_and_no_disconnect() {
+    let rec = Rec::new(OnConnect::Refuse("banned"));
+    let fx = Fixture::start(rec.clone()).await;
+    let role = ClientRole::Publish { name: "cam".into() };
+    let mut c = Client::connect(fx.addr, "live", role).await;
+    c.until_eof().await;
+    assert_eq!(
+        c.events,
+        vec![ClientEvent::Error {
+            command: "connect".into(),
+            description: "banned".into()
+        }]
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(rec.log(), vec!["connect live"]);
+    fx.stop().await;
+}
+
+#[tokio::test]
+async fn renamed_app_is_what_counts() {
+    // Renamed to ours: accepted, and the player's requests carry the new app.
+    let rec = Rec::new(OnConnect::Rename("live"));
+    let fx = Fixture::start(rec.clone()).await;
+    let role = ClientRole::Play {
+        name: "cam?tok=9".into(),
+    };
+    let mut c = Client::connect(fx.addr, "legacy", role).await;
+    // Nothing is published: the player waits, so keep its bytes moving in a task.
+    let player = tokio::spawn(async move { c.until_eof().await });
+    rec.wait_for("opened reader").await;
+    let reader = rec.sessions.lock().unwrap()[0].clone();
+    assert_eq!(reader.args, vec![("tok".to_owned(), "9".to_owned())]);
+    assert_eq!(reader.client.as_ref().unwrap().app, "live");
+    assert_eq!(reader.external_id, None);
+    // The player hangs up.
+    player.abort();
+    rec.wait_for("disconnect live").await;
+    assert_eq!(
+        rec.log(),
+        vec![
+            "connect legacy",
+            "check Play cam",
+            "opened reader",
+            "closed reader",
+            "disconnect live"
+        ]
+    );
+    fx.stop().await;
+
+    // Renamed to an app we do not serve: refused as unknown, but the admission allowed it,
+    // so it still hears the disconnect.
+    let rec = Rec::new(OnConnect::Rename("elsewhere"));
+    let fx = Fixture::start(rec.clone()).await;
+    let mut c = Client::connect(fx.addr, "live", ClientRole::Play { name: "x".into() }).await;
+    c.until_eof().await;
+    assert!(matches!(
+        &c.events[..],
+        [ClientEvent::Error { command, description }]
+            if command == "connect" && description.contains("elsewhere")
+    ));
+    rec.wait_for("disconnect elsewhere").await;
+    assert_eq!(rec.log(), vec!["connect live", "disconnect elsewhere"]);
+    fx.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_disconnects_idle_connections_and_does_not_wait_for_a_hung_hook() {
+    let rec = Rec::new(OnConnect::Allow);
+    let fx = Fixture::start(rec.clone()).await;
+    let mut c = Client::connect(fx.addr, "live", ClientRole::Play { name: "x".into() }).await;
+    c.run_until(|e| has(e, &ClientEvent::Connected)).await;
+    fx.stop().await;
+    assert_eq!(
+        rec.log()
+            .iter()
+            .filter(|l| l.starts_with("disconnect"))
+            .count(),
+        1
+    );
+
+    let rec = Rec::new(OnConnect::Hang);
+    let fx = Fixture::start(rec.clone()).await;
+    let mut c = Client::connect(fx.addr, "live", ClientRole::Play { name: "x".into() }).await;
+    let client = tokio::spawn(async move {
+        c.until_eof().await;
+        c
+    });
+    rec.wait_for("connect live").await;
+    // The hook never answers; shutdown must not wait for it.
+    fx.stop().await;
+    let c = client.await.unwrap();
+    assert!(c.events.is_empty(), "{:?}", c.events);
+    assert_eq!(
+        rec.log(),
+        vec!["connect live"],
+        "never allowed, so no disconnect"
+    );
+}
