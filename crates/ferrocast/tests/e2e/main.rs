@@ -17,6 +17,7 @@ mod bad_input;
 mod config;
 mod dash;
 mod hls;
+mod hooks;
 mod mpegts;
 mod publish;
 mod push;

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod ffmpeg;
+pub mod hook_server;
 pub mod http;
 pub mod nginx;
 pub mod pg;

@@ -15,9 +15,13 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 const BIND_ATTEMPTS: usize = 5;
 
 /// Settings of a server to start, as dotted config keys (`hls.segment_duration`).
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct ServerBuilder {
     settings: Vec<(String, String)>,
+    /// Raw environment variables (AgustinSRG-compatible names), set before the settings.
+    env: Vec<(String, String)>,
+    /// Give the RTMP port as `RTMP_PORT` instead of `FERROCAST_RTMP__LISTEN`.
+    rtmp_port_env: bool,
 }
 
 impl ServerBuilder {
@@ -29,6 +33,22 @@ impl ServerBuilder {
         self
     }
 
+    /// Sets a raw environment variable of the server process (`RTMP_PLAY_WHITELIST`); the
+    /// `set` keys (`FERROCAST_*`) still win where both apply.
+    pub fn env(mut self, name: &str, value: impl ToString) -> Self {
+        self.env.retain(|(k, _)| k != name);
+        self.env.push((name.to_owned(), value.to_string()));
+        self
+    }
+
+    /// Passes the RTMP port as AgustinSRG's `RTMP_PORT` (so the server listens on all
+    /// addresses) instead of `FERROCAST_RTMP__LISTEN`; [`Server::rtmp`] is still the address to
+    /// connect to.
+    pub fn rtmp_port_env(mut self) -> Self {
+        self.rtmp_port_env = true;
+        self
+    }
+
     /// Starts the binary on free ports and waits until `/healthz` answers.
     pub fn start(self) -> Server {
         ffmpeg::require_tools();
@@ -36,14 +56,14 @@ impl ServerBuilder {
         for attempt in 1..=BIND_ATTEMPTS {
             let (rtmp, http) = free_addrs();
             let log = dir.path().join(format!("server-{attempt}.log"));
-            match spawn_ready(dir.path(), rtmp, http, &self.settings, &log) {
+            match spawn_ready(dir.path(), rtmp, http, &self, &log) {
                 Ok(child) => {
                     return Server {
                         child,
                         rtmp,
                         http,
                         dir,
-                        settings: self.settings,
+                        launch: self,
                         starts: 1,
                     };
                 }
@@ -65,17 +85,24 @@ fn spawn_ready(
     dir: &Path,
     rtmp: SocketAddr,
     http: SocketAddr,
-    settings: &[(String, String)],
+    launch: &ServerBuilder,
     log: &Path,
 ) -> Result<ChildGuard, (ExitStatus, String)> {
     let mut cmd = base_command(dir);
-    cmd.env("FERROCAST_RTMP__LISTEN", rtmp.to_string())
-        .env("FERROCAST_HTTP__LISTEN", http.to_string())
+    if launch.rtmp_port_env {
+        cmd.env("RTMP_PORT", rtmp.port().to_string());
+    } else {
+        cmd.env("FERROCAST_RTMP__LISTEN", rtmp.to_string());
+    }
+    cmd.env("FERROCAST_HTTP__LISTEN", http.to_string())
         // SRT is on by default on UDP 9000; parallel servers each need their own port.
         .env("FERROCAST_SRT__LISTEN", free_udp_addr().to_string())
         // RTSP is on by default on TCP 8554; likewise (tests that use it set their own).
         .env("FERROCAST_RTSP__LISTEN", free_addrs().0.to_string());
-    for (k, v) in settings {
+    for (k, v) in &launch.env {
+        cmd.env(k, v);
+    }
+    for (k, v) in &launch.settings {
         cmd.env(env_name(k), v);
     }
     let mut child = ChildGuard::spawn("ferrocast", &mut cmd, log);
@@ -107,14 +134,47 @@ pub enum Stop {
     Kill,
 }
 
-/// The binary with a clean environment for config: no inherited `FERROCAST_*`/`RUST_LOG`,
-/// no colors, info logs (`FERROCAST_E2E_LOG` overrides, e.g. `info,rtmp=debug`).
+/// Environment variables of AgustinSRG's rtmp-server that the binary also reads; never
+/// inherited, so the host's environment cannot change a test's configuration.
+pub const COMPAT_ENV: [&str; 24] = [
+    "RTMP_PORT",
+    "BIND_ADDRESS",
+    "SSL_PORT",
+    "SSL_CERT",
+    "SSL_KEY",
+    "SSL_CHECK_RELOAD_SECONDS",
+    "RTMP_CHUNK_SIZE",
+    "ID_MAX_LENGTH",
+    "MAX_IP_CONCURRENT_CONNECTIONS",
+    "CONCURRENT_LIMIT_WHITELIST",
+    "RTMP_PLAY_WHITELIST",
+    "GOP_CACHE_SIZE_MB",
+    "CALLBACK_URL",
+    "JWT_SECRET",
+    "CUSTOM_JWT_SUBJECT",
+    "RTMP_HOST",
+    "REDIS_USE",
+    "REDIS_HOST",
+    "REDIS_PORT",
+    "REDIS_PASSWORD",
+    "REDIS_CHANNEL",
+    "REDIS_TLS",
+    "LOG_REQUESTS",
+    "LOG_DEBUG",
+];
+
+/// The binary with a clean environment for config: no inherited `FERROCAST_*`, `RUST_LOG` or
+/// [`COMPAT_ENV`] variables, no colors, info logs (`FERROCAST_E2E_LOG` overrides, e.g.
+/// `info,rtmp=debug`).
 pub fn base_command(data_dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrocast"));
     for (k, _) in std::env::vars() {
         if k.starts_with("FERROCAST_") {
             cmd.env_remove(k);
         }
+    }
+    for k in COMPAT_ENV {
+        cmd.env_remove(k);
     }
     cmd.env_remove("RUST_LOG")
         .env("NO_COLOR", "1")
@@ -154,7 +214,8 @@ pub struct Server {
     pub rtmp: SocketAddr,
     pub http: SocketAddr,
     dir: ScratchDir,
-    settings: Vec<(String, String)>,
+    /// What it was started with, for restarts.
+    launch: ServerBuilder,
     /// Processes started so far (restarts included), to name their logs.
     starts: usize,
 }
@@ -282,7 +343,7 @@ impl Server {
         // The listening sockets of the old process are gone; a bind race with another test is
         // possible in principle, so retry a few times on "cannot listen".
         for attempt in 1..=BIND_ATTEMPTS {
-            match spawn_ready(self.dir.path(), self.rtmp, self.http, &self.settings, &log) {
+            match spawn_ready(self.dir.path(), self.rtmp, self.http, &self.launch, &log) {
                 Ok(child) => {
                     self.child = child;
                     return;
