@@ -386,3 +386,6 @@ impl Admission for Gate {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
