@@ -10,6 +10,10 @@ use tracing::{debug, warn};
 
 /// Hub events muxed per wake-up, so one burst (the GOP cache) is paced by the socket.
 const MAX_BATCH: usize = 64;
+/// Pause before the first payload. srt-tokio sends the handshake response from its listener
+/// task and our data from the connection's task, so data can overtake the response; libsrt
+/// then drops it and logs "received DATA while HANDSHAKE expected" (ffmpeg prints that).
+const HANDSHAKE_HEAD_START: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Why a play ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,6 +86,7 @@ pub async fn run<S: MediaSocket>(
     let kill = sub.kill_token().unwrap_or_default();
     let mut player = Player::default();
     let mut out = BytesMut::with_capacity(64 << 10);
+    tokio::time::sleep(HANDSHAKE_HEAD_START).await;
     let end = 'outer: loop {
         let first = tokio::select! {
             _ = shutdown.cancelled() => break PlayEnd::Shutdown,

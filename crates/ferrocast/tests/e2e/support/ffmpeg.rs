@@ -220,6 +220,29 @@ impl Decoded {
         );
     }
 
+    /// Like [`Decoded::assert_clean`], but stderr lines containing one of `benign` are
+    /// allowed: transport libraries' own warnings that say nothing about the media.
+    pub fn assert_clean_except(&self, what: &str, benign: &[&str]) {
+        assert!(
+            self.run.success(),
+            "{what}: ffmpeg failed ({:?} after {:?}), stderr:\n{}",
+            self.run.status,
+            self.run.elapsed,
+            self.run.stderr
+        );
+        let errors: Vec<&str> = self
+            .run
+            .stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !benign.iter().any(|b| l.contains(b)))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{what}: ffmpeg printed errors while decoding:\n{}",
+            self.run.stderr
+        );
+    }
+
     /// Asserts at least `secs` seconds of output and a plausible video frame count for them.
     pub fn assert_duration(&self, what: &str, secs: f64, fps: f64) {
         let min_time = Duration::from_secs_f64(secs * 0.95);
