@@ -118,6 +118,10 @@ impl Ingest {
         let ms = self.clock.extend(timestamp);
         self.expect_video = true;
         match flv::parse_video_tag(body)? {
+            // The video twin of the empty AAC header above (extradata not known yet).
+            VideoTag::AvcSequenceHeader(record) if record.is_empty() => {
+                tracing::debug!("empty AVC sequence header ignored; waiting for the real one");
+            }
             VideoTag::AvcSequenceHeader(record) => {
                 let cfg = AvcConfig::parse(record)?;
                 self.set_video(VideoCodec::H264(cfg), out);
@@ -198,6 +202,12 @@ impl Ingest {
         let ms = self.clock.extend(timestamp);
         self.expect_audio = true;
         match flv::parse_audio_tag(body)? {
+            // ffmpeg `-c copy` from MPEG-TS sends an empty AAC sequence header first: the
+            // AudioSpecificConfig only exists once aac_adtstoasc has seen a packet, and a
+            // second, real header follows. nginx-rtmp and SRS ignore the empty one too.
+            AudioTag::AacSequenceHeader(asc) if asc.is_empty() => {
+                tracing::debug!("empty AAC sequence header ignored; waiting for the real one");
+            }
             AudioTag::AacSequenceHeader(asc) => {
                 let cfg = AacConfig::parse(asc)?;
                 self.set_audio(AudioCodec::Aac(cfg), out);
@@ -334,5 +344,32 @@ impl Ingest {
                 self.first_pending_ms = None;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `ffmpeg -i in.ts -c copy -f flv rtmp://...` sends empty sequence headers before the
+    /// real ones; they are skipped, not fatal, and the real ones then configure the tracks.
+    #[test]
+    fn empty_sequence_headers_from_ffmpeg_copy_are_skipped() {
+        let mut ingest = Ingest::new();
+        let mut out = Vec::new();
+        // AAC, sequence header, no AudioSpecificConfig.
+        ingest
+            .audio(0, &Bytes::from_static(&[0xAF, 0x00]), &mut out)
+            .expect("empty AAC header skipped");
+        // AVC keyframe, sequence header, composition time 0, no record.
+        ingest
+            .video(0, &Bytes::from_static(&[0x17, 0x00, 0, 0, 0]), &mut out)
+            .expect("empty AVC header skipped");
+        assert!(out.is_empty(), "{out:?}");
+        // The real AAC header (LC, 48 kHz, stereo) is taken.
+        ingest
+            .audio(0, &Bytes::from_static(&[0xAF, 0x00, 0x11, 0x90]), &mut out)
+            .expect("real AAC header");
+        assert!(ingest.audio.is_some());
     }
 }

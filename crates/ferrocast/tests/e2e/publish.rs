@@ -51,3 +51,35 @@ fn second_publisher_on_a_live_code_is_refused() {
     );
     first.assert_running("at the end");
 }
+
+/// `ffmpeg -i file.ts -c copy -f flv rtmp://...` (re-streaming a TS or HLS source) sends an
+/// empty AAC sequence header before the real one; the publish must survive it with audio.
+#[test]
+fn ts_source_copied_to_rtmp_keeps_both_tracks() {
+    let server = Server::start();
+    let ts = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../testdata/ffmpeg-320x240.ts"
+    );
+    let mut cmd = ffmpeg::ffmpeg();
+    cmd.args(["-re", "-stream_loop", "-1", "-i", ts]).args([
+        "-c",
+        "copy",
+        "-f",
+        "flv",
+        &server.rtmp_url("tscopy"),
+    ]);
+    let _publisher = crate::support::proc::ChildGuard::spawn(
+        "ts copy publisher",
+        &mut cmd,
+        &server.dir().join("tscopy.log"),
+    );
+    server.wait_live("tscopy");
+    let streams = ffmpeg::streams(&server.rtmp_url("tscopy"));
+    assert_eq!(stream_of(&streams, "video")["codec_name"], "h264");
+    assert_eq!(stream_of(&streams, "audio")["codec_name"], "aac");
+    assert!(
+        !server.log().contains("AudioSpecificConfig"),
+        "the empty sequence header was treated as an error"
+    );
+}
