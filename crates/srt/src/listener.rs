@@ -72,12 +72,10 @@ impl Listener {
 /// Send buffer of every connection (SRTO_SNDBUF), in bytes: libsrt's default of 8192 packets.
 ///
 /// srt-protocol's own default (46 592 B, 32 packets) is smaller than the GOP-cache burst a new
-/// player gets, and srt-protocol 0.4.4 handles a full send buffer by evicting its oldest packet
-/// even when it was never sent, without moving its send cursor past it
-/// (`SendBuffer::push_data`): the unacked count then underflows, the sender waits for ACKs
-/// forever and rejects every ACK, so one packet reaches the player and then nothing. A buffer
-/// this size only fills if the peer stalls for seconds, and packets older than the latency
-/// window are dropped properly before that.
+/// player gets, so most of the burst would be evicted from the buffer before it was sent.
+/// (Eviction used to stall the sender for good; vendor/srt-protocol fixes that.) A buffer this
+/// size only fills if the peer stalls for seconds, and packets older than the latency window
+/// are dropped properly before that.
 const SEND_BUFFER_BYTES: u64 = 8192 * 1456;
 
 /// Binds the SRT listener on `addr` (separate from [`Server::run`] so that a port in use is
@@ -188,8 +186,8 @@ impl Server {
                 reject(request, RejectReason::Core(CoreRejectReason::Unsecure)).await;
                 return;
             }
-            // The size must be the request's own: srt-protocol panics on a mismatch
-            // (hsv5.rs `unimplemented!("Key size mismatch")`); libsrt callers send none.
+            // The caller's own size: libsrt callers announce none (Unspecified) and send their
+            // key material, whose size the listener then takes.
             (Some(p), size) => Some(KeySettings {
                 key_size: size,
                 passphrase: p.clone(),

@@ -175,3 +175,36 @@ fn srt_passphrase() {
     decoded.assert_clean_except("ffmpeg playing encrypted srt", &LIBSRT_HANDSHAKE_RACE);
     decoded.assert_duration("ffmpeg playing encrypted srt", 5.0, Fixture::FPS);
 }
+
+/// Callers srt-protocol 0.4.4 used to panic on (key material sent to a listener without a
+/// passphrase; a congestion extension from `transtype=file`) are refused cleanly, and the
+/// listener keeps serving everyone else.
+#[test]
+fn mismatched_callers_do_not_take_the_listener_down() {
+    let (server, addr) = start(None);
+    for extra in ["&passphrase=correct-horse-battery", "&transtype=file"] {
+        let url = format!("srt://{addr}?streamid=publish:live/odd{extra}");
+        let mut c = ffmpeg::ffmpeg();
+        c.args(["-re", "-t", "2", "-i"])
+            .arg(Fixture::Small.path())
+            .args(["-c", "copy", "-f", "mpegts", &url]);
+        let r = run(&mut c, Duration::from_secs(15));
+        assert!(
+            r.exited() && !r.success(),
+            "{extra}: not refused:\n{}",
+            r.stderr
+        );
+    }
+    let _publisher = publish(&server, addr, "publish:live/after", "");
+    wait_streams(&server, "after");
+    let decoded = ffmpeg::decode(
+        &format!("srt://{addr}?streamid=live/after"),
+        3.0,
+        Duration::from_secs(20),
+    );
+    decoded.assert_clean_except(
+        "ffmpeg playing srt after odd callers",
+        &LIBSRT_HANDSHAKE_RACE,
+    );
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+}
