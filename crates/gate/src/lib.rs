@@ -140,7 +140,7 @@ impl Gate {
         }
     }
 
-    async fn update(&self, notifier: &Notifier, s: hub::SessionSnapshot) {
+    async fn update(&self, notifier: &Notifier, s: hub::SessionInfo) {
         let role = match s.role {
             SessionRole::Publisher => Role::Publish,
             SessionRole::Reader => Role::Play,

@@ -15,7 +15,7 @@ pub use admission::{
     AccessRequest, Action, Admission, Admit, AllowAll, ClientInfo, ConnectFuture, Decision,
     DecisionFuture, Denied,
 };
-pub use sessions::{ReaderMeta, SessionGuard, SessionInfo, SessionRole, SessionSnapshot};
+pub use sessions::{ReaderMeta, SessionGuard, SessionInfo, SessionRole};
 pub use stats::{PublisherSnapshot, StreamStats};
 
 pub use stream::{Event, Publisher, Subscription};
@@ -355,7 +355,7 @@ impl Hub {
     }
 
     /// Every registered publisher and reader, by id.
-    pub fn sessions(&self) -> Vec<SessionSnapshot> {
+    pub fn sessions(&self) -> Vec<SessionInfo> {
         self.inner.sessions.list()
     }
 

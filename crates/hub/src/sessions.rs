@@ -66,9 +66,6 @@ pub struct SessionInfo {
     pub external_id: Option<String>,
 }
 
-/// A point-in-time view of one session (the list type of [`crate::Hub::sessions`]).
-pub type SessionSnapshot = SessionInfo;
-
 /// What a new registration knows about its session besides the stream and role.
 pub(crate) struct Who {
     pub(crate) protocol: &'static str,
@@ -138,7 +135,7 @@ impl Sessions {
         )
     }
 
-    pub(crate) fn list(&self) -> Vec<SessionSnapshot> {
+    pub(crate) fn list(&self) -> Vec<SessionInfo> {
         self.map().values().map(Entry::snapshot).collect()
     }
 
