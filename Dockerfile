@@ -15,6 +15,8 @@ COPY config.example.yaml /etc/ferrocast/config.example.yaml
 USER ferrocast
 ENV FERROCAST_DATA_DIR=/var/lib/ferrocast
 VOLUME /var/lib/ferrocast
-# RTMP, HTTP (API, HLS, DASH, MPEG-TS, metrics, health); RTMPS when rtmps.listen is set
+# RTMP, HTTP (API, HLS, DASH, MPEG-TS, metrics, health); RTMPS when rtmps.listen is set.
+# The API answers only loopback by default, which inside a container is the container itself:
+# set FERROCAST_API__TOKEN (and/or FERROCAST_API__ALLOW) to manage it from outside.
 EXPOSE 1935 8080
 ENTRYPOINT ["/usr/local/bin/ferrocast"]

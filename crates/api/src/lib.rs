@@ -5,16 +5,21 @@ mod dash;
 mod error;
 mod live;
 mod metrics;
+pub mod server;
 mod sessions;
 mod streams;
+#[cfg(test)]
+mod tests;
 mod time;
 
 pub use error::ApiError;
 pub use metrics::RequestCounts;
+#[doc(hidden)]
+pub use streams::fuzz_stream_body;
 
 use ::dash::DashService;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -22,6 +27,7 @@ use axum::routing::{any, get};
 use control::Control;
 use hls::HlsService;
 use hub::Hub;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -42,8 +48,8 @@ pub struct AppState {
     pub dash: DashService,
     /// Stream configuration and admission.
     pub control: Control,
-    /// When set, every `/api` request needs `Authorization: Bearer <token>`.
-    pub api_token: Option<Arc<str>>,
+    /// Who may reach `/api` and `/metrics`.
+    pub admin: AdminAccess,
     /// API request counters for `/metrics`.
     pub requests: Arc<RequestCounts>,
 }
@@ -73,6 +79,46 @@ impl utoipa::Modify for BearerAuth {
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
     }
+}
+
+/// Who may reach the admin surface (`/api`, `/metrics`): by source network, then by token.
+#[derive(Clone, Debug)]
+pub struct AdminAccess {
+    token: Option<Arc<str>>,
+    allow: access::IpList,
+    /// The allow-list is the loopback default, not the operator's: a request that a local
+    /// reverse proxy forwarded is then not trusted as local.
+    implicit: bool,
+}
+
+impl AdminAccess {
+    /// `token` required when set; `allow` networks only (unset: loopback without a token,
+    /// everyone with one).
+    pub fn new(token: Option<&str>, allow: Option<access::IpList>) -> Self {
+        let implicit = allow.is_none();
+        let allow = allow.unwrap_or_else(|| {
+            if token.is_some() {
+                access::IpList::any()
+            } else {
+                loopback()
+            }
+        });
+        AdminAccess {
+            token: token.map(Arc::from),
+            allow,
+            implicit,
+        }
+    }
+
+    /// Loopback only, no token: what a server gets with no `api.*` settings.
+    pub fn local_only() -> Self {
+        Self::new(None, None)
+    }
+}
+
+fn loopback() -> access::IpList {
+    // Both literals are valid networks; parse cannot fail on them.
+    access::IpList::parse(["127.0.0.0/8", "::1/128"]).unwrap_or_else(|_| access::IpList::empty())
 }
 
 /// The `/api/v1` routes and their OpenAPI document, built from the same registrations so the
@@ -105,8 +151,32 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc
 }
 
-/// The whole HTTP router.
+/// The whole HTTP surface on one port: media, clock, health, API and metrics.
 pub fn router(state: AppState) -> Router {
+    media_router(state.clone()).merge(admin_router(state))
+}
+
+/// Media delivery, the DASH clock and `/healthz`: what players and load balancers reach.
+pub fn media_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/live/{code}/{file}", get(live::serve))
+        // Outside /api so an api.token does not lock players out of clock sync.
+        .route(::dash::UTC_TIMING_PATH, get(time::serve))
+        .with_state(state)
+}
+
+/// What `api.listen` serves: the admin surface and `/healthz`.
+pub fn admin_listener_router(state: AppState) -> Router {
+    admin_router(state.clone()).merge(
+        Router::new()
+            .route("/healthz", get(healthz))
+            .with_state(state),
+    )
+}
+
+/// `/api/v1` and `/metrics`, behind [`AdminAccess`].
+pub fn admin_router(state: AppState) -> Router {
     let (api, _) = api_v1();
     let doc = Arc::new(openapi());
     let api = api
@@ -130,14 +200,13 @@ pub fn router(state: AppState) -> Router {
                 metrics::count_requests,
             ))
     };
+    let metrics = Router::new()
+        .route("/metrics", get(metrics::metrics))
+        .layer(middleware::from_fn_with_state(state.clone(), authorize));
     Router::new()
         .nest("/api/v1", layered(api))
         .merge(layered(api_slash))
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics::metrics))
-        .route("/live/{code}/{file}", get(live::serve))
-        // Outside /api so an api.token does not lock players out of clock sync.
-        .route(::dash::UTC_TIMING_PATH, get(time::serve))
+        .merge(metrics)
         .with_state(state)
 }
 
@@ -153,9 +222,30 @@ async fn api_method_not_allowed() -> ApiError {
     )
 }
 
-/// Bearer-token check for `/api`; the token is compared in constant time.
+/// Admission to `/api` and `/metrics`: the source network first (403), then the bearer
+/// token (401), compared in constant time.
 async fn authorize(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(token) = &state.api_token else {
+    let admin = &state.admin;
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    // A request through a local reverse proxy carries the real client in these headers; the
+    // loopback default must not open the API to whoever the proxy serves.
+    let proxied = admin.implicit
+        && (req.headers().contains_key("forwarded")
+            || req.headers().contains_key("x-forwarded-for"));
+    let allowed = !proxied && peer.is_some_and(|ip| admin.allow.contains(ip.to_canonical()));
+    if !allowed {
+        tracing::warn!(peer = ?peer, path = %req.uri().path(), "admin request refused: address not allowed");
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this address may not use the API (see api.allow and api.token)",
+        )
+        .into_response();
+    }
+    let Some(token) = &admin.token else {
         return next.run(req).await;
     };
     // The scheme name is case-insensitive (RFC 7235 2.1).

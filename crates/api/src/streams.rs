@@ -69,6 +69,38 @@ pub struct PushInput {
     comment: Option<String>,
 }
 
+/// Push URLs are write-only: reads show them masked. A client that sends back what it read
+/// (GET, edit, PUT) means "keep this destination", so a masked URL that matches a configured
+/// one gets the real URL back; one that matches nothing is refused rather than pushed to a
+/// literal `****` key.
+fn restore_masked_urls(
+    inputs: &mut [PushInput],
+    old: Option<&StreamRecord>,
+) -> Result<(), ApiError> {
+    for (i, input) in inputs.iter_mut().enumerate() {
+        if !input.url.contains("****") {
+            continue;
+        }
+        let known = old
+            .into_iter()
+            .flat_map(|r| r.push.iter())
+            .find(|d| mask_url(&d.url) == input.url);
+        match known {
+            Some(d) => input.url = d.url.clone(),
+            None => {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "unprocessable",
+                    format!(
+                        "push[{i}].url: a masked URL that matches no configured destination; send the full URL"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl PushInput {
     fn into_record(self) -> PushDestination {
         let retry = self.retry.unwrap_or_default();
@@ -215,7 +247,8 @@ pub struct RetryView {
 /// A configured push destination.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PushView {
-    /// The URL; in lists its stream key is masked.
+    /// The URL with its key, query and credentials masked (write-only; sending it back
+    /// unchanged keeps the configured URL).
     url: String,
     enabled: bool,
     timeout_s: u32,
@@ -331,9 +364,7 @@ pub struct StreamView {
     name: String,
     description: String,
     tags: Vec<String>,
-    /// Only on `GET /api/v1/streams/{code}`; never in lists.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stream_key: Option<String>,
+    /// Whether publishing needs `?key=`; the key itself is write-only and never read back.
     has_stream_key: bool,
     disabled: bool,
     protocols: ProtocolsView,
@@ -352,17 +383,9 @@ pub struct StreamList {
     total: usize,
 }
 
-/// Hides the stream key (last path segment and query) of a push URL.
+/// Hides every secret of a push URL (key, query, credentials).
 pub(crate) fn mask_url(url: &str) -> String {
-    let (base, _) = url.split_once('?').unwrap_or((url, ""));
-    match base.rsplit_once('/') {
-        Some((head, key))
-            if !key.is_empty() && head.contains("://") && head.matches('/').count() >= 3 =>
-        {
-            format!("{head}/****")
-        }
-        _ => base.to_owned(),
-    }
+    push::url::masked(url)
 }
 
 fn track_views(stats: &StreamStats) -> Vec<TrackView> {
@@ -493,14 +516,10 @@ fn runtime(
     }
 }
 
-fn push_views(push: &[PushDestination], mask: bool) -> Vec<PushView> {
+fn push_views(push: &[PushDestination]) -> Vec<PushView> {
     push.iter()
         .map(|p| PushView {
-            url: if mask {
-                mask_url(&p.url)
-            } else {
-                p.url.clone()
-            },
+            url: mask_url(&p.url),
             enabled: p.enabled,
             timeout_s: p.timeout_s,
             retry: RetryView {
@@ -520,7 +539,6 @@ fn view(
     record: Option<&StreamRecord>,
     stats: Option<&StreamStats>,
     readers: Option<&BTreeMap<String, u32>>,
-    single: bool,
 ) -> StreamView {
     let pushes = state
         .control
@@ -534,11 +552,10 @@ fn view(
             name: r.name.clone(),
             description: r.description.clone(),
             tags: r.tags.clone(),
-            stream_key: if single { r.stream_key.clone() } else { None },
             has_stream_key: r.stream_key.is_some(),
             disabled: r.disabled,
             protocols: r.protocols.into(),
-            push: push_views(&r.push, !single),
+            push: push_views(&r.push),
             persistent: true,
             created_at: Some(rfc3339(r.created_at_ms)),
             updated_at: Some(rfc3339(r.updated_at_ms)),
@@ -549,7 +566,6 @@ fn view(
             name: String::new(),
             description: String::new(),
             tags: Vec::new(),
-            stream_key: None,
             has_stream_key: false,
             disabled: false,
             protocols: Protocols::default().into(),
@@ -575,7 +591,7 @@ fn check_code(code: &str) -> Result<(), ApiError> {
 fn single_view(state: &AppState, code: &str, record: Option<&StreamRecord>) -> StreamView {
     let stats = state.hub.stats(code);
     let readers = readers_by_stream(state);
-    view(state, code, record, stats.as_ref(), readers.get(code), true)
+    view(state, code, record, stats.as_ref(), readers.get(code))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -641,7 +657,6 @@ pub async fn list_streams(
                 by_code.get(code).copied(),
                 stats.get(code),
                 readers.get(code),
-                false,
             )
         })
         .filter(|v| want_live.is_none_or(|live| (v.runtime.status == "live") == live))
@@ -650,7 +665,7 @@ pub async fn list_streams(
     Ok(Json(StreamList { data, total }))
 }
 
-/// One stream, with its stream key.
+/// One stream (secrets masked: `has_stream_key`, push URLs without keys).
 #[utoipa::path(
     get,
     path = "/streams/{code}",
@@ -701,6 +716,8 @@ pub async fn create_stream(
         .clone()
         .ok_or_else(|| ApiError::bad_request("code: required"))?;
     check_code(&code)?;
+    let mut body = body;
+    restore_masked_urls(&mut body.push, None)?;
     let record = state.control.create(body.into_record(code.clone())).await?;
     let view = single_view(&state, &code, Some(&record));
     Ok((StatusCode::CREATED, Json(view)).into_response())
@@ -733,6 +750,8 @@ pub async fn put_stream(
     if body.code.as_deref().is_some_and(|c| c != code) {
         return Err(ApiError::bad_request("code: differs from the path"));
     }
+    let mut body = body;
+    restore_masked_urls(&mut body.push, state.control.get(&code).as_deref())?;
     let (record, outcome) = state.control.put(body.into_record(code.clone())).await?;
     let status = match outcome {
         store::PutOutcome::Created => StatusCode::CREATED,
@@ -765,6 +784,10 @@ pub async fn patch_stream(
     ApiJson(patch): ApiJson<StreamPatch>,
 ) -> Result<Json<StreamView>, ApiError> {
     check_code(&code)?;
+    let mut patch = patch;
+    if let Some(push) = patch.push.as_mut() {
+        restore_masked_urls(push, state.control.get(&code).as_deref())?;
+    }
     let record = state.control.update(&code, |r| patch.apply(r)).await?;
     Ok(Json(single_view(&state, &code, Some(&record))))
 }
@@ -792,6 +815,60 @@ pub async fn delete_stream(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Fuzzing entry point (`fuzz/`, target `api_stream_body`; not an API): `body` through the
+/// steps the POST (`method` "POST"), PUT and PATCH handlers take before the store, with
+/// `existing` as the stored stream `path_code`: JSON parse as `ApiJson` does (axum's
+/// `Json::from_bytes`), code checks, masked push URLs, building the record, and
+/// `control::validate`. Returns the record that would be stored, or the client's error
+/// (a body that does not parse is always a 400 here).
+#[doc(hidden)]
+pub fn fuzz_stream_body(
+    method: &str,
+    path_code: &str,
+    body: &[u8],
+    existing: Option<&StreamRecord>,
+) -> Result<StreamRecord, ApiError> {
+    fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+        Json::<T>::from_bytes(body)
+            .map(|Json(v)| v)
+            .map_err(|r| ApiError::bad_request(r.body_text()))
+    }
+    let invalid = |e: control::Invalid| ApiError::from(control::ControlError::from(e));
+    let record = match method {
+        "POST" | "PUT" => {
+            let mut body: StreamInput = json(body)?;
+            let code = if method == "POST" {
+                body.code
+                    .clone()
+                    .ok_or_else(|| ApiError::bad_request("code: required"))?
+            } else {
+                path_code.to_owned()
+            };
+            check_code(&code)?;
+            if body.code.as_deref().is_some_and(|c| c != code) {
+                return Err(ApiError::bad_request("code: differs from the path"));
+            }
+            let old = if method == "POST" { None } else { existing };
+            restore_masked_urls(&mut body.push, old)?;
+            body.into_record(code)
+        }
+        _ => {
+            let mut patch: StreamPatch = json(body)?;
+            check_code(path_code)?;
+            if let Some(push) = patch.push.as_mut() {
+                restore_masked_urls(push, existing)?;
+            }
+            let old = existing.ok_or_else(|| ApiError::bad_request("no such stream"))?;
+            let mut record = old.clone();
+            patch.apply(&mut record);
+            record.code = old.code.clone();
+            record
+        }
+    };
+    control::validate(&record).map_err(invalid)?;
+    Ok(record)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -804,7 +881,7 @@ mod tests {
         );
         assert_eq!(
             mask_url("rtmps://h:443/app/k?x=1"),
-            "rtmps://h:443/app/****"
+            "rtmps://h:443/app/****?****"
         );
         assert_eq!(mask_url("rtmp://h/app"), "rtmp://h/app");
     }

@@ -293,8 +293,14 @@ pub struct DatabaseConfig {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
-    /// When set, every `/api` call needs `Authorization: Bearer <token>`.
+    /// When set, every `/api` and `/metrics` call needs `Authorization: Bearer <token>`.
     pub token: Option<String>,
+    /// Networks whose clients may reach `/api` and `/metrics`. Unset: loopback only without a
+    /// token, everyone (with the token) when `token` is set.
+    pub allow: Option<access::IpList>,
+    /// A separate address for `/api` and `/metrics`; when set, the main HTTP port serves
+    /// media only.
+    pub listen: Option<SocketAddr>,
 }
 
 /// `ingest.*`
@@ -378,6 +384,18 @@ pub struct RtmpConfig {
 pub struct HttpConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// A request's headers must be complete within this, counted from the accept or from the
+    /// end of the previous response, so it also bounds how long an idle keep-alive connection
+    /// is kept.
+    #[serde(deserialize_with = "duration")]
+    pub header_timeout: Duration,
+    /// No byte received or sent for this long closes the connection (a player that stopped
+    /// reading a response, a body that stalls).
+    #[serde(deserialize_with = "duration")]
+    pub idle_timeout: Duration,
+    /// Most HTTP connections open at once from one address (`limits.exempt` lifts it); they
+    /// also count toward `limits.max_connections*`. `null` = no HTTP-only cap.
+    pub max_connections_per_ip: Option<usize>,
 }
 
 /// `hls.*`
@@ -515,6 +533,9 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: ([0, 0, 0, 0], 8080).into(),
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections_per_ip: Some(256),
         }
     }
 }
@@ -616,6 +637,9 @@ impl Config {
         }
         if self.rtmp.max_message_size < 64 << 10 || self.rtmp.max_message_size > 1 << 28 {
             bail!("rtmp.max_message_size must be 64 KiB..=256 MiB");
+        }
+        if self.http.header_timeout.is_zero() || self.http.idle_timeout.is_zero() {
+            bail!("http.header_timeout and http.idle_timeout must be above 0");
         }
         if self.api.token.as_deref().is_some_and(|t| t.len() < 8) {
             bail!("api.token must be at least 8 characters");

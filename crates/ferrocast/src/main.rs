@@ -8,7 +8,6 @@ mod config;
 
 use anyhow::{Context, Result};
 use config::Config;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -138,6 +137,10 @@ async fn run(config: Config) -> Result<()> {
         None
     };
     let http_listener = bind(config.http.listen, "HTTP").await?;
+    let api_listener = match config.api.listen {
+        Some(addr) => Some(bind(addr, "the API").await?),
+        None => None,
+    };
 
     let hub = hub::Hub::new(hub::HubConfig {
         gop_cache: config.hub.gop_cache,
@@ -334,27 +337,45 @@ async fn run(config: Config) -> Result<()> {
     if config.dash.enabled {
         tasks.spawn(dash.clone().run(shutdown.clone()));
     }
-    let app = api::router(api::AppState {
+    let state = api::AppState {
         hub: hub.clone(),
         hls,
         dash,
         control,
-        api_token: config.api.token.as_deref().map(Arc::from),
+        admin: api::AdminAccess::new(config.api.token.as_deref(), config.api.allow.clone()),
         requests: Arc::default(),
-    });
-    tasks.spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            let serve = axum::serve(
-                http_listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move { shutdown.cancelled().await });
-            if let Err(e) = serve.await {
-                error!(error = %e, "http server failed");
-            }
+    };
+    let http_config = api::server::HttpServerConfig {
+        header_timeout: config.http.header_timeout,
+        idle_timeout: config.http.idle_timeout,
+        shared: limiter.clone(),
+        http: config.http.max_connections_per_ip.map(|n| {
+            access::ConnLimiter::new(access::LimitsConfig {
+                max_connections: None,
+                max_connections_per_ip: Some(n),
+                exempt: config.limits.exempt.clone(),
+            })
+        }),
+    };
+    let app = match api_listener {
+        Some(listener) => {
+            info!(api = %listener.local_addr()?, "API listening");
+            tasks.spawn(api::server::serve(
+                listener,
+                api::admin_listener_router(state.clone()),
+                http_config.clone(),
+                shutdown.clone(),
+            ));
+            api::media_router(state)
         }
-    });
+        None => api::router(state),
+    };
+    tasks.spawn(api::server::serve(
+        http_listener,
+        app,
+        http_config,
+        shutdown.clone(),
+    ));
     tasks.close();
 
     wait_for_signal().await;

@@ -62,15 +62,37 @@ pub fn parse(url: &str) -> Result<Target, String> {
     })
 }
 
-/// The URL with its stream key hidden, for status and logs.
+/// The URL with every secret hidden, for the API, status and logs: the stream key (last path
+/// segment), the query (`?key=...` tokens) and a `user:password@`.
 pub fn masked(url: &str) -> String {
-    let base = url.split_once('?').map_or(url, |(b, _)| b);
-    match base.rsplit_once('/') {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let base = match base.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest
+                .split_once('/')
+                .map_or((rest, None), |(a, p)| (a, Some(p)));
+            // The last '@': one inside the password must not leak its tail.
+            let authority = match authority.rsplit_once('@') {
+                Some((_, host)) => format!("****@{host}"),
+                None => authority.to_owned(),
+            };
+            match path {
+                Some(p) => format!("{scheme}://{authority}/{p}"),
+                None => format!("{scheme}://{authority}"),
+            }
+        }
+        None => base.to_owned(),
+    };
+    let mut out = match base.rsplit_once('/') {
         Some((head, key)) if !key.is_empty() && head.matches('/').count() >= 3 => {
             format!("{head}/****")
         }
-        _ => base.to_owned(),
+        _ => base,
+    };
+    if !query.is_empty() {
+        out.push_str("?****");
     }
+    out
 }
 
 #[cfg(test)]
@@ -107,6 +129,21 @@ mod tests {
 
     #[test]
     fn masks_keys() {
-        assert_eq!(masked("rtmp://h/live2/secret?x=1"), "rtmp://h/live2/****");
+        assert_eq!(
+            masked("rtmp://h/live2/secret?x=1"),
+            "rtmp://h/live2/****?****"
+        );
+        assert_eq!(masked("rtmp://h/live2/secret"), "rtmp://h/live2/****");
+        assert_eq!(
+            masked("rtmps://bob:p@ss:w@h:443/app/k"),
+            "rtmps://****@h:443/app/****"
+        );
+        assert_eq!(masked("rtmp://token@h/app/k"), "rtmp://****@h/app/****");
+        assert_eq!(masked("rtmp://h/app"), "rtmp://h/app");
+        assert_eq!(masked("rtmp://h/app?sig=1"), "rtmp://h/app?****");
+        for secret in ["s3cr3t", "p@ss"] {
+            let url = format!("rtmp://u:{secret}@h/a/{secret}?k={secret}");
+            assert!(!masked(&url).contains(secret), "{}", masked(&url));
+        }
     }
 }

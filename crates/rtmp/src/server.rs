@@ -680,7 +680,12 @@ impl<S: Socket> Conn<S> {
     /// Asks the admission about `connect`; the connection waits (only it) while a hook decides.
     async fn on_connect(&mut self, info: ConnectInfo) -> Result<(), ConnError> {
         let client = Arc::new(client_info(self.id, info));
-        debug!(app = %client.app, tc_url = %client.tc_url, flash_ver = %client.flash_ver, "connect");
+        // tcUrl may carry ?key= tokens: log it without its query.
+        let tc_url = client
+            .tc_url
+            .split_once('?')
+            .map_or(client.tc_url.as_str(), |(b, _)| b);
+        debug!(app = %client.app, %tc_url, flash_ver = %client.flash_ver, "connect");
         let admission = self.hub.admission();
         let decision = until_shutdown(&self.shutdown, admission.connect(client.clone(), self.peer))
             .await

@@ -169,7 +169,8 @@ impl Server {
         let route = match route::parse(stream_id.as_deref(), &self.config.app) {
             Ok(r) => r,
             Err(e) => {
-                warn!(stream_id = ?stream_id, error = %e, "srt stream id refused");
+                let shown = stream_id.as_deref().map(route::redacted);
+                warn!(stream_id = ?shown, error = %e, "srt stream id refused");
                 let why = match e {
                     RouteError::WrongApp | RouteError::InvalidCode => ServerRejectReason::Notfound,
                     RouteError::Unsupported => ServerRejectReason::BadMode,

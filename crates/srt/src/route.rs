@@ -112,6 +112,24 @@ pub fn parse(stream_id: Option<&str>, app: &str) -> Result<Route, RouteError> {
     })
 }
 
+/// The stream id without its secrets, for logs: arguments after `?` and every `#!::` key
+/// but the resource and mode are dropped (`key=`, `u=`, `s=` carry credentials).
+pub fn redacted(stream_id: &str) -> String {
+    let id: String = stream_id.chars().take(256).collect();
+    if let Some(pairs) = id.strip_prefix("#!::") {
+        let kept: Vec<&str> = pairs
+            .split(',')
+            .filter(|kv| kv.starts_with("r=") || kv.starts_with("m="))
+            .map(|kv| kv.split_once('?').map_or(kv, |(base, _)| base))
+            .collect();
+        return format!("#!::{}", kept.join(","));
+    }
+    match id.split_once('?') {
+        Some((base, _)) => format!("{base}?****"),
+        None => id,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,5 +187,16 @@ mod tests {
             parse(Some("#!::r=live/x,t=file"), "live"),
             Err(RouteError::Unsupported)
         );
+    }
+
+    #[test]
+    fn redacts_credentials_for_logs() {
+        assert_eq!(redacted("publish:live/x?key=s3cret"), "publish:live/x?****");
+        assert_eq!(
+            redacted("#!::r=live/x,m=publish,key=s3cret,u=bob"),
+            "#!::r=live/x,m=publish"
+        );
+        assert_eq!(redacted("#!::r=live/x?key=s3cret"), "#!::r=live/x");
+        assert_eq!(redacted("live/x"), "live/x");
     }
 }

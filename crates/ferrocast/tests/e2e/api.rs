@@ -3,6 +3,7 @@
 
 use crate::support::Server;
 use crate::support::api::Api;
+use crate::support::http;
 use crate::support::proc::run;
 use serde_json::{Value, json};
 use std::process::Command;
@@ -138,14 +139,17 @@ fn post_creates_and_conflicts() {
 }
 
 #[test]
-fn get_one_shows_the_key_and_lists_hide_it_and_mask_push_urls() {
+fn secrets_are_write_only_in_get_one_and_in_lists() {
     let server = Server::start();
     let api = Api::new(server.http);
     api.put("streams/full", &full_stream("full")).ok(201);
     api.put("streams/bare", &json!({})).ok(201);
 
     let one = api.stream("full");
-    assert_eq!(one["stream_key"], "s3cr3t-key_1.~");
+    assert!(
+        one.get("stream_key").is_none(),
+        "the key is write-only: {one:#}"
+    );
     assert_eq!(one["has_stream_key"], true);
     let urls: Vec<&str> = one["push"]
         .as_array()
@@ -156,11 +160,11 @@ fn get_one_shows_the_key_and_lists_hide_it_and_mask_push_urls() {
     assert_eq!(
         urls,
         [
-            "rtmp://a.example/live2/primary-key",
-            "rtmps://b.example:443/app/second-key?x=1",
-            "rtmp://c.example:1936/app/third"
+            "rtmp://a.example/live2/****",
+            "rtmps://b.example:443/app/****?****",
+            "rtmp://c.example:1936/app/****"
         ],
-        "GET one shows push URLs in full"
+        "GET one masks push URLs too"
     );
 
     let list = api.get("streams");
@@ -186,7 +190,7 @@ fn get_one_shows_the_key_and_lists_hide_it_and_mask_push_urls() {
         masked,
         [
             "rtmp://a.example/live2/****",
-            "rtmps://b.example:443/app/****",
+            "rtmps://b.example:443/app/****?****",
             "rtmp://c.example:1936/app/****"
         ]
     );
@@ -242,7 +246,7 @@ fn patch_keeps_omitted_fields_and_null_clears_the_key() {
         .ok(200);
     assert_eq!(
         after["push"],
-        json!([{"url": "rtmp://d.example/app/k", "enabled": true, "timeout_s": 10,
+        json!([{"url": "rtmp://d.example/app/****", "enabled": true, "timeout_s": 10,
                 "retry": {"initial_s": 1.0, "max_s": 30.0}, "limit": 0, "comment": ""}]),
         "push defaults"
     );
@@ -475,7 +479,7 @@ fn body_without_json_content_type_is_415_and_oversized_body_is_413() {
 }
 
 #[test]
-fn token_guards_every_api_route_but_not_media_metrics_or_health() {
+fn token_guards_every_api_route_and_metrics_but_not_media_or_health() {
     let token = "e2e-secret-token";
     let server = Server::builder().set("api.token", token).start();
     let anon = Api::new(server.http);
@@ -532,9 +536,19 @@ fn token_guards_every_api_route_but_not_media_metrics_or_health() {
     assert_eq!(good.delete("streams/a").status, 204);
     assert!(good.get("openapi.json").ok(200)["openapi"].is_string());
 
-    // Media, metrics and health stay open.
+    // Metrics take the token too (Prometheus sends it with `authorization` in the scrape
+    // config); media and health stay open.
     assert_eq!(server.get("/healthz").status, 200);
-    let m = server.get("/metrics");
+    assert_eq!(server.get("/metrics").status, 401);
+    let auth = format!("Bearer {token}");
+    let m = http::request(
+        server.http,
+        "GET",
+        "/metrics",
+        &[("Authorization", &auth)],
+        None,
+    )
+    .expect("metrics");
     assert_eq!(m.status, 200);
     assert!(m.text().contains("ferrocast_streams_live"));
     for path in ["/live/b/index.m3u8", "/live/b/mpegts", "/live/b/0.ts"] {

@@ -18,6 +18,7 @@ mod config;
 mod dash;
 mod hls;
 mod hooks;
+mod http_limits;
 mod mpegts;
 mod publish;
 mod push;

@@ -1,0 +1,341 @@
+//! Admission to the admin surface, for every route the OpenAPI document lists, from loopback,
+//! from a remote address, through a local proxy, and with right and wrong tokens.
+
+use super::*;
+use axum::body::Body;
+use axum::http::{Method, Request};
+use std::net::IpAddr;
+use tower_service::Service;
+
+const TOKEN: &str = "right-token-123";
+const REMOTE: &str = "203.0.113.7";
+
+async fn state(admin: AdminAccess) -> AppState {
+    let hub = Hub::new(hub::HubConfig::default());
+    let hls = HlsService::new(hub.clone(), hls::HlsConfig::default());
+    let dash = DashService::new(hub.clone(), ::dash::DashConfig::default());
+    let store = store::open("sqlite::memory:")
+        .await
+        .expect("in-memory store");
+    let control = Control::load(store, hub.clone(), hls.clone(), Default::default())
+        .await
+        .expect("control");
+    AppState {
+        hub,
+        hls,
+        dash,
+        control,
+        admin,
+        requests: Arc::default(),
+    }
+}
+
+/// Every (method, path) of the admin surface: the OpenAPI routes with their parameters filled
+/// in, the document itself, and `/metrics`.
+fn admin_routes() -> Vec<(Method, String)> {
+    let doc = serde_json::to_value(openapi()).expect("document");
+    let mut out = vec![
+        (Method::GET, "/api/v1/openapi.json".to_owned()),
+        (Method::GET, "/metrics".to_owned()),
+        (Method::GET, "/api/v1/nowhere".to_owned()),
+    ];
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        let path = path
+            .replace("{code}", "demo")
+            .replace("{index}", "0")
+            .replace("{id}", "1");
+        for method in item.as_object().expect("path item").keys() {
+            out.push((
+                Method::from_bytes(method.to_uppercase().as_bytes()).unwrap(),
+                path.clone(),
+            ));
+        }
+    }
+    assert!(out.len() >= 12, "routes found: {out:?}");
+    out
+}
+
+async fn call(
+    app: &mut Router,
+    method: Method,
+    path: &str,
+    from: &str,
+    headers: &[(&str, &str)],
+) -> StatusCode {
+    let ip: IpAddr = from.parse().unwrap();
+    let mut req = Request::builder().method(method).uri(path);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let body = if path.starts_with("/api/v1/streams") {
+        req = req.header("content-type", "application/json");
+        Body::from(r#"{"code":"demo"}"#)
+    } else {
+        Body::empty()
+    };
+    let mut req = req.body(body).unwrap();
+    req.extensions_mut()
+        .insert(ConnectInfo(SocketAddr::new(ip, 40000)));
+    app.call(req).await.unwrap().status()
+}
+
+#[tokio::test]
+async fn without_a_token_only_loopback_reaches_the_api() {
+    let mut app = router(state(AdminAccess::local_only()).await);
+    for (method, path) in admin_routes() {
+        let remote = call(&mut app, method.clone(), &path, REMOTE, &[]).await;
+        assert_eq!(
+            remote,
+            StatusCode::FORBIDDEN,
+            "{method} {path} from {REMOTE}"
+        );
+        let mapped = call(&mut app, method.clone(), &path, "::ffff:203.0.113.7", &[]).await;
+        assert_eq!(
+            mapped,
+            StatusCode::FORBIDDEN,
+            "{method} {path} from mapped v4"
+        );
+        // A local reverse proxy forwarding a remote client is not a local client.
+        for header in ["x-forwarded-for", "forwarded"] {
+            let proxied = call(
+                &mut app,
+                method.clone(),
+                &path,
+                "127.0.0.1",
+                &[(header, "for=198.51.100.1")],
+            )
+            .await;
+            assert_eq!(
+                proxied,
+                StatusCode::FORBIDDEN,
+                "{method} {path} via a proxy ({header})"
+            );
+        }
+        for local in ["127.0.0.1", "::1", "127.1.2.3"] {
+            let got = call(&mut app, method.clone(), &path, local, &[]).await;
+            assert!(
+                got != StatusCode::FORBIDDEN && got != StatusCode::UNAUTHORIZED,
+                "{method} {path} from {local}: {got}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn with_a_token_every_route_needs_it_from_everywhere() {
+    let mut app = router(state(AdminAccess::new(Some(TOKEN), None)).await);
+    for (method, path) in admin_routes() {
+        for from in [REMOTE, "127.0.0.1"] {
+            let none = call(&mut app, method.clone(), &path, from, &[]).await;
+            assert_eq!(
+                none,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} from {from}, no token"
+            );
+            for wrong in [
+                "Bearer wrong-token-123",
+                "Bearer right-token-12",
+                "Basic cmlnaHQ=",
+                "Bearer",
+            ] {
+                let got = call(
+                    &mut app,
+                    method.clone(),
+                    &path,
+                    from,
+                    &[("authorization", wrong)],
+                )
+                .await;
+                assert_eq!(
+                    got,
+                    StatusCode::UNAUTHORIZED,
+                    "{method} {path} from {from} with {wrong:?}"
+                );
+            }
+            let auth = format!("bearer {TOKEN}");
+            let right = call(
+                &mut app,
+                method.clone(),
+                &path,
+                from,
+                &[("authorization", &auth)],
+            )
+            .await;
+            assert!(
+                right != StatusCode::FORBIDDEN && right != StatusCode::UNAUTHORIZED,
+                "{method} {path} from {from} with the token: {right}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_allow_list_opens_networks_and_still_takes_the_token() {
+    let allow = access::IpList::parse(["203.0.113.0/24"]).unwrap();
+    let mut app = router(state(AdminAccess::new(None, Some(allow.clone()))).await);
+    let ok = call(&mut app, Method::GET, "/api/v1/streams", REMOTE, &[]).await;
+    assert_eq!(ok, StatusCode::OK);
+    // Explicitly listed networks are the operator's word, proxied or not; loopback is not in it.
+    let local = call(&mut app, Method::GET, "/api/v1/streams", "127.0.0.1", &[]).await;
+    assert_eq!(local, StatusCode::FORBIDDEN);
+    let other = call(&mut app, Method::GET, "/metrics", "198.51.100.1", &[]).await;
+    assert_eq!(other, StatusCode::FORBIDDEN);
+
+    let mut app = router(state(AdminAccess::new(Some(TOKEN), Some(allow))).await);
+    let outside = call(
+        &mut app,
+        Method::GET,
+        "/api/v1/streams",
+        "198.51.100.1",
+        &[("authorization", &format!("Bearer {TOKEN}"))],
+    )
+    .await;
+    assert_eq!(
+        outside,
+        StatusCode::FORBIDDEN,
+        "the token does not open other networks"
+    );
+    let inside = call(&mut app, Method::GET, "/api/v1/streams", REMOTE, &[]).await;
+    assert_eq!(inside, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn media_clock_and_health_stay_public() {
+    let mut app = router(state(AdminAccess::new(Some(TOKEN), None)).await);
+    for path in [
+        "/healthz",
+        "/time",
+        "/live/demo/index.m3u8",
+        "/live/demo/index.mpd",
+    ] {
+        let got = call(&mut app, Method::GET, path, REMOTE, &[]).await;
+        assert!(
+            got == StatusCode::OK || got == StatusCode::NOT_FOUND,
+            "{path} from {REMOTE}: {got}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_media_router_has_no_admin_routes() {
+    let mut app = media_router(state(AdminAccess::local_only()).await);
+    for (method, path) in admin_routes() {
+        let got = call(&mut app, method.clone(), &path, "127.0.0.1", &[]).await;
+        assert!(
+            got == StatusCode::NOT_FOUND || got == StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path} on the media port: {got}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn secrets_are_write_only_on_every_read_path() {
+    let st = state(AdminAccess::local_only()).await;
+    let mut app = router(st.clone());
+    let body = serde_json::json!({
+        "stream_key": "k3y-s3cret",
+        "push": [
+            {"url": "rtmp://a.rtmp.youtube.com/live2/yt-s3cret"},
+            {"url": "rtmps://bob:pw-s3cret@live.example:443/app/fb-s3cret?sig=q-s3cret"},
+        ]
+    });
+    let mut seen = Vec::new();
+    for (method, path, body) in [
+        (Method::PUT, "/api/v1/streams/demo", Some(body.clone())),
+        (Method::GET, "/api/v1/streams/demo", None),
+        (Method::GET, "/api/v1/streams", None),
+        (
+            Method::PATCH,
+            "/api/v1/streams/demo",
+            Some(serde_json::json!({"name": "x"})),
+        ),
+        (Method::GET, "/api/v1/sessions", None),
+    ] {
+        let mut req = Request::builder().method(method.clone()).uri(path);
+        let body = match body {
+            Some(b) => {
+                req = req.header("content-type", "application/json");
+                Body::from(b.to_string())
+            }
+            None => Body::empty(),
+        };
+        let mut req = req.body(body).unwrap();
+        req.extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 1))));
+        let resp = app.call(req).await.unwrap();
+        assert!(
+            resp.status().is_success(),
+            "{method} {path}: {}",
+            resp.status()
+        );
+        let bytes = axum::body::to_bytes(resp.into_body(), MAX_BODY)
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        assert!(
+            !text.contains("s3cret"),
+            "{method} {path} leaks a secret: {text}"
+        );
+        seen.push(text);
+    }
+    let one: serde_json::Value = serde_json::from_str(&seen[1]).unwrap();
+    assert_eq!(one["has_stream_key"], true);
+    assert!(one.get("stream_key").is_none());
+    assert_eq!(
+        one["push"][0]["url"],
+        "rtmp://a.rtmp.youtube.com/live2/****"
+    );
+    assert_eq!(
+        one["push"][1]["url"],
+        "rtmps://****@live.example:443/app/****?****"
+    );
+
+    // GET, edit, PUT back: the masked URLs keep the configured destinations.
+    let mut back = one.clone();
+    for k in [
+        "runtime",
+        "persistent",
+        "created_at",
+        "updated_at",
+        "has_stream_key",
+    ] {
+        back.as_object_mut().unwrap().remove(k);
+    }
+    back["name"] = "renamed".into();
+    let mut req = Request::builder()
+        .method(Method::PUT)
+        .uri("/api/v1/streams/demo")
+        .header("content-type", "application/json")
+        .body(Body::from(back.to_string()))
+        .unwrap();
+    req.extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 1))));
+    let status = app.call(req).await.unwrap().status();
+    assert_eq!(status, StatusCode::OK);
+    let stored: Vec<String> = st
+        .control
+        .get("demo")
+        .map(|r| r.push.iter().map(|p| p.url.clone()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        stored,
+        vec![
+            "rtmp://a.rtmp.youtube.com/live2/yt-s3cret".to_owned(),
+            "rtmps://bob:pw-s3cret@live.example:443/app/fb-s3cret?sig=q-s3cret".to_owned()
+        ]
+    );
+
+    // A masked URL that matches nothing configured is refused, not pushed to "****".
+    let mut req = Request::builder()
+        .method(Method::PATCH)
+        .uri("/api/v1/streams/demo")
+        .header("content-type", "application/json")
+        .body(Body::from(
+            r#"{"push":[{"url":"rtmp://other.example/live2/****"}]}"#,
+        ))
+        .unwrap();
+    req.extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 1))));
+    let status = app.call(req).await.unwrap().status();
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+}
