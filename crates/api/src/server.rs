@@ -415,6 +415,8 @@ mod tests {
             listener,
             app,
             HttpServerConfig {
+                // Both shorter than the response: neither may cut a response that moves.
+                header_timeout: Duration::from_millis(300),
                 idle_timeout: Duration::from_millis(300),
                 ..HttpServerConfig::default()
             },
@@ -426,6 +428,6 @@ mod tests {
             .unwrap();
         let got = read_to_close(&mut s, Duration::from_secs(5)).await.unwrap();
         let ticks = String::from_utf8_lossy(&got).matches("tick").count();
-        assert_eq!(ticks, 8, "800 ms of output outlived a 300 ms idle timeout");
+        assert_eq!(ticks, 8, "800 ms of output outlived 300 ms header and idle timeouts");
     }
 }
