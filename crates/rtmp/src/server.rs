@@ -308,6 +308,9 @@ enum ConnError {
     Shutdown,
 }
 
+/// How long a closing player's last bytes may take to leave at shutdown.
+const GOODBYE_FLUSH: Duration = Duration::from_millis(500);
+
 enum Role {
     Idle,
     Publishing {
@@ -481,6 +484,7 @@ impl<S: Socket> Conn<S> {
             match self.wait(cancelled.as_mut(), handshake_deadline).await {
                 Wake::Shutdown => {
                     debug!("server shutting down");
+                    self.say_goodbye().await;
                     return Ok(());
                 }
                 Wake::Deadline => {
@@ -926,6 +930,26 @@ impl<S: Socket> Conn<S> {
     }
 
     /// Writes as much queued output as the socket takes without blocking.
+    /// At shutdown a player is told the stream ended (UnpublishNotify, StreamEOF), as when
+    /// its publisher leaves, so it ends cleanly rather than on a bare close; what is queued
+    /// gets [`GOODBYE_FLUSH`] to leave, so a stalled player cannot hold up the exit.
+    async fn say_goodbye(&mut self) {
+        if let Role::Playing { play, .. } = &mut self.role {
+            play.end(&mut self.session);
+        }
+        let deadline = Instant::now() + GOODBYE_FLUSH;
+        loop {
+            if self.flush().is_err() || self.session.out().is_empty() {
+                return;
+            }
+            let socket = &self.socket;
+            let ready = std::future::poll_fn(|cx| socket.poll_write_ready(cx));
+            if tokio::time::timeout_at(deadline, ready).await.is_err() {
+                return;
+            }
+        }
+    }
+
     fn flush(&mut self) -> Result<(), ConnError> {
         if !self.session.out().is_empty() {
             self.last_flush = Instant::now();

@@ -400,3 +400,56 @@ async fn shutdown_disconnects_idle_connections_and_does_not_wait_for_a_hung_hook
         "never allowed, so no disconnect"
     );
 }
+
+#[tokio::test]
+async fn shutdown_tells_players_the_stream_ended_before_closing() {
+    let rec = Rec::new(OnConnect::Allow);
+    let fx = Fixture::start(rec.clone()).await;
+    let publisher = fx
+        .hub
+        .publish(
+            "x",
+            hub::PublisherMeta {
+                protocol: "test",
+                ..hub::PublisherMeta::default()
+            },
+        )
+        .unwrap();
+    publisher.announce(media::MediaInfo {
+        video: Some(media::VideoCodec::Opaque {
+            codec: media::OpaqueCodec::FlvId(7),
+            sequence_header: None,
+        }),
+        audio: None,
+        framerate: None,
+    });
+    publisher.write(media::Frame {
+        track: media::TrackKind::Video,
+        dts: 0,
+        pts: 0,
+        keyframe: true,
+        payload: bytes::Bytes::from_static(&[0x17, 1, 0, 0, 0, 1, 2, 3]),
+    });
+    let mut c = Client::connect(fx.addr, "live", ClientRole::Play { name: "x".into() }).await;
+    c.run_until(|e| has(e, &ClientEvent::Playing)).await;
+    let client = tokio::spawn(async move {
+        c.until_eof().await;
+        c
+    });
+    // The publisher stays: only the shutdown can have ended the play.
+    fx.stop().await;
+    let c = client.await.unwrap();
+    let codes: Vec<&str> = c
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::Status { code, .. } => Some(code.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        codes.contains(&"NetStream.Play.UnpublishNotify"),
+        "no end-of-stream status before the close: {codes:?}"
+    );
+    drop(publisher);
+}
