@@ -22,6 +22,11 @@ pub struct Config {
     /// Time allowed for sessions to close after SIGINT/SIGTERM.
     #[serde(deserialize_with = "duration")]
     pub shutdown_grace: Duration,
+    /// After SIGTERM, how long HTTP keeps serving the ended playlists (`EXT-X-ENDLIST`) so
+    /// polling players see a clean end; at most half of `shutdown_grace`, skipped with no
+    /// playlist.
+    #[serde(deserialize_with = "duration")]
+    pub shutdown_drain: Duration,
     /// RTMP listener.
     pub rtmp: RtmpConfig,
     /// HTTP listener.
@@ -478,6 +483,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             log: "info".into(),
             shutdown_grace: Duration::from_secs(5),
+            shutdown_drain: Duration::from_secs(3),
             rtmp: RtmpConfig::default(),
             http: HttpConfig::default(),
             hls: HlsConfig::default(),

@@ -258,7 +258,11 @@ async fn run(config: Config) -> Result<()> {
         None => None,
     };
 
+    // Shutdown comes in two steps: `sessions` ends every media session (publishers, players,
+    // pushes) and the playlists, while HTTP keeps serving for `shutdown_drain` so HLS and
+    // DASH players fetch the ended playlist; then `shutdown` stops the rest.
     let shutdown = CancellationToken::new();
+    let sessions = shutdown.child_token();
     let tasks = TaskTracker::new();
     tasks.spawn(gate.clone().run_updates(shutdown.clone()));
     if let Some(redis) = redis {
@@ -276,7 +280,7 @@ async fn run(config: Config) -> Result<()> {
         tasks.spawn(reloading.watch(config.rtmps.reload_interval, shutdown.clone()));
         tasks.spawn({
             let server = rtmp_server.clone();
-            let shutdown = shutdown.clone();
+            let shutdown = sessions.clone();
             async move {
                 if let Err(e) = server.run_tls(listener, tls, shutdown).await {
                     error!(error = %e, "rtmps server failed");
@@ -285,7 +289,7 @@ async fn run(config: Config) -> Result<()> {
         });
     }
     tasks.spawn({
-        let shutdown = shutdown.clone();
+        let shutdown = sessions.clone();
         async move {
             if let Err(e) = rtmp_server.run(rtmp_listener, shutdown).await {
                 error!(error = %e, "rtmp server failed");
@@ -303,7 +307,7 @@ async fn run(config: Config) -> Result<()> {
                 ..rtsp::listener::ServerConfig::default()
             },
         );
-        let shutdown = shutdown.clone();
+        let shutdown = sessions.clone();
         tasks.spawn(async move {
             if let Err(e) = server.run(listener, shutdown).await {
                 error!(error = %e, "rtsp server failed");
@@ -322,14 +326,14 @@ async fn run(config: Config) -> Result<()> {
             },
         )?;
         info!(srt = %listener.local_addr(), "SRT listening");
-        let shutdown = shutdown.clone();
+        let shutdown = sessions.clone();
         tasks.spawn(async move {
             if let Err(e) = server.run(listener, shutdown).await {
                 error!(error = %e, "srt server failed");
             }
         });
     }
-    tasks.spawn(push.run(shutdown.clone()));
+    tasks.spawn(push.run(sessions.clone()));
     tasks.spawn(hub.clone().run_sampler(shutdown.clone()));
     if config.hls.enabled {
         tasks.spawn(hls.clone().run(shutdown.clone()));
@@ -337,6 +341,7 @@ async fn run(config: Config) -> Result<()> {
     if config.dash.enabled {
         tasks.spawn(dash.clone().run(shutdown.clone()));
     }
+    let hls_service = hls.clone();
     let state = api::AppState {
         hub: hub.clone(),
         hls,
@@ -380,11 +385,15 @@ async fn run(config: Config) -> Result<()> {
 
     wait_for_signal().await;
     info!("shutting down");
+    let started = tokio::time::Instant::now();
+    sessions.cancel();
+    hls_service.finish();
+    if !hls_service.codes().is_empty() {
+        tokio::time::sleep(config.shutdown_drain.min(config.shutdown_grace / 2)).await;
+    }
     shutdown.cancel();
-    if tokio::time::timeout(config.shutdown_grace, tasks.wait())
-        .await
-        .is_err()
-    {
+    let left = config.shutdown_grace.saturating_sub(started.elapsed());
+    if tokio::time::timeout(left, tasks.wait()).await.is_err() {
         warn!(grace = ?config.shutdown_grace, "sessions still open after the grace period; exiting");
     }
     // Sessions are closed, so their done notifications are queued: deliver them (bounded).

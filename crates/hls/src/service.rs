@@ -39,6 +39,8 @@ struct Inner {
     config: HlsConfig,
     store: Mutex<HashMap<String, Entry>>,
     tasks: StreamTasks,
+    /// Cancelled at shutdown: every playlist ends now, while HTTP still serves it.
+    finishing: CancellationToken,
 }
 
 /// Lock that tolerates poisoning: every critical section below is a single map update, so a
@@ -70,8 +72,16 @@ impl HlsService {
                 hub,
                 config,
                 store: Mutex::new(HashMap::new()),
+                finishing: CancellationToken::new(),
             }),
         }
+    }
+
+    /// Ends every playlist now (`EXT-X-ENDLIST`, open segment flushed) without waiting for
+    /// `end_grace`: the first step of a graceful shutdown, so players polling during the
+    /// drain see a clean end. Playlists stay served until `run`'s shutdown.
+    pub fn finish(&self) {
+        self.inner.finishing.cancel();
     }
 
     /// Replaces the predicate deciding, at each publish, whether HLS runs for a code.
@@ -179,12 +189,22 @@ async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
         Segmenter::new(config.segment_duration, config.max_segment_bytes).starting_at(first_seq);
     let mut life = Lifecycle::new(inner.has_publisher(code), config.end_grace, config.linger);
     let mut warned_skipped = false;
+    let mut finished = false;
     tracing::debug!(stream = code, "hls: stream task started");
     loop {
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
-            _ = sleep_until(life.deadline()) => {
+            // Ended for shutdown, ENDLIST is final: only the shutdown is awaited after this.
+            _ = inner.finishing.cancelled(), if !finished => {
+                finished = true;
+                if let Some(s) = segmenter.flush() {
+                    inner.push_segment(code, s);
+                }
+                inner.end(code);
+                tracing::debug!(stream = code, "hls: playlist ended for shutdown");
+            }
+            _ = sleep_until(life.deadline()), if !finished => {
                 let now = Instant::now();
                 match life.on_deadline(now, inner.has_publisher(code)) {
                     Due::Nothing => {}
@@ -213,7 +233,7 @@ async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
                     }
                 }
             }
-            ev = sub.recv() => {
+            ev = sub.recv(), if !finished => {
                 let Some(ev) = ev else { break };
                 if life.on_event(&ev, Instant::now()) {
                     // ENDLIST is final (RFC 8216 6.2.1): a comeback gets a fresh playlist;

@@ -329,6 +329,42 @@ async fn service_segments_slides_republishes_ends_and_forgets() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn finish_ends_every_playlist_at_once_and_keeps_serving_it() {
+    let hub = Hub::new(HubConfig::default());
+    let hls = HlsService::new(hub.clone(), config());
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(hls.clone().run(shutdown.clone()));
+    tokio::task::yield_now().await;
+    let publisher = hub.publish("cam", meta()).unwrap();
+    publisher.announce(info());
+    write_frames(&publisher, 0..40, 25, 0).await;
+    let before = parse(&hls.playlist("cam").unwrap());
+    assert_eq!(before.segments.len(), 1);
+    assert!(!before.end_list);
+
+    // The publisher is still there: shutdown must not wait for end_grace (10 s).
+    hls.finish();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let ended = parse(&hls.playlist("cam").unwrap());
+    assert!(ended.end_list, "ENDLIST right after finish");
+    assert_eq!(
+        ended.segments.len(),
+        2,
+        "the open segment is flushed, not lost"
+    );
+    write_frames(&publisher, 40..100, 25, 0).await;
+    assert_eq!(
+        parse(&hls.playlist("cam").unwrap()).segments.len(),
+        2,
+        "nothing is added after ENDLIST"
+    );
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert!(hls.playlist("cam").is_some(), "served until the shutdown");
+    shutdown.cancel();
+    run.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
 async fn service_comes_back_after_endlist_and_respects_the_predicate() {
     let hub = Hub::new(HubConfig::default());
     let hls = HlsService::new(hub.clone(), config());

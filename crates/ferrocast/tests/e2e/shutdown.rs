@@ -6,8 +6,9 @@ use crate::support::proc::{ChildGuard, read_lossy};
 use crate::support::{Fixture, Server, wait_until};
 use std::time::Duration;
 
-/// SIGTERM with a publisher, an RTMP player and an MPEG-TS reader attached: the process exits 0
-/// within `shutdown_grace`.
+/// SIGTERM with a publisher, an RTMP player, an HLS player and an MPEG-TS reader attached: the
+/// playlist ends (`EXT-X-ENDLIST`) while HTTP still serves it, and the process exits 0 within
+/// `shutdown_grace`.
 #[test]
 fn sigterm_with_publisher_and_players_exits_zero_within_grace() {
     let grace = Duration::from_secs(5);
@@ -35,7 +36,22 @@ fn sigterm_with_publisher_and_players_exits_zero_within_grace() {
         || (ffmpeg::parse_progress(&read_lossy(&progress)).0 > 0).then_some(()),
     );
 
+    server.wait_playlist("bye", "a segment", Duration::from_secs(20), |p| {
+        !p.segments.is_empty()
+    });
+
     server.process().signal("TERM");
+    // HTTP keeps serving for the drain: a polling HLS player sees the playlist end.
+    let endlist = wait_until(
+        "EXT-X-ENDLIST after SIGTERM",
+        Duration::from_secs(3),
+        || {
+            http::get(server.http, "/live/bye/index.m3u8")
+                .ok()
+                .filter(|r| r.status == 200 && r.text().contains("#EXT-X-ENDLIST"))
+        },
+    );
+    assert!(endlist.text().contains("#EXTINF"));
     let margin = Duration::from_secs(3);
     let status = server
         .process()
