@@ -3,11 +3,13 @@
 
 use crate::AppState;
 use crate::live::{media_response, not_found};
+use ::dash::{MpdClient, MpdClock};
 use axum::body::Body;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use control::Output;
 use media::TrackKind;
+use std::time::SystemTime;
 
 const MPD: &str = "application/dash+xml";
 
@@ -37,11 +39,19 @@ pub(crate) fn serve(state: &AppState, code: &str, file: &str, headers: &HeaderMa
         return not_found();
     }
     if file == "index.mpd" {
-        return match state.dash.mpd(code) {
-            Some(text) => {
-                let text = absolute_time_url(text, headers);
-                media_response(MPD, "no-cache", Body::from(text))
-            }
+        let user_agent = headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok());
+        let time_url = clock_url(headers);
+        let clock = MpdClock {
+            time_url: &time_url,
+            now_ms: crate::time::system_ms(SystemTime::now()),
+        };
+        return match state
+            .dash
+            .mpd(code, MpdClient::from_user_agent(user_agent), &clock)
+        {
+            Some(text) => media_response(MPD, "no-cache", Body::from(text)),
             None => not_found(),
         };
     }
@@ -74,23 +84,141 @@ pub(crate) fn serve(state: &AppState, code: &str, file: &str, headers: &HeaderMa
     not_found()
 }
 
-/// Makes the `UTCTiming` URL absolute (`//host/time`): dash.js fetches it relative to the
-/// page, not the MPD, so a player page served from another origin would miss the clock.
-fn absolute_time_url(text: String, headers: &HeaderMap) -> String {
-    let host = headers
-        .get(axum::http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| {
-            !h.is_empty()
-                && h.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
-        });
+/// The absolute URL of the server clock for the MPD's `UTCTiming`, as the player reached this
+/// server: `Forwarded: proto=..;host=..` (RFC 7239, first element), else `X-Forwarded-Proto`
+/// with `Host`, else `http://` + `Host`. It must be absolute: dash.js resolves it against the
+/// page (another origin for an embedded player) and GStreamer's dashdemux fetches it as given,
+/// failing on a protocol-relative `//host/time`. A header value that is not a plain scheme or
+/// host name falls back to the next source; with no usable host the path stays relative.
+fn clock_url(headers: &HeaderMap) -> String {
+    let forwarded = headers
+        .get(header::FORWARDED)
+        .and_then(|v| v.to_str().ok())
+        .map(forwarded_first)
+        .unwrap_or_default();
+    let host = forwarded
+        .1
+        .or_else(|| header_str(headers, header::HOST).filter(|h| valid_host(h)));
+    let proto = forwarded.0.or_else(|| {
+        header_str(headers, "x-forwarded-proto")
+            .and_then(|v| v.split(',').next())
+            .and_then(scheme)
+    });
     match host {
-        Some(host) => {
-            let from = format!("value=\"{}\"", ::dash::UTC_TIMING_PATH);
-            let to = format!("value=\"//{host}{}\"", ::dash::UTC_TIMING_PATH);
-            text.replacen(&from, &to, 1)
+        Some(host) => format!(
+            "{}://{host}{}",
+            proto.unwrap_or("http"),
+            ::dash::UTC_TIMING_PATH
+        ),
+        None => ::dash::UTC_TIMING_PATH.to_owned(),
+    }
+}
+
+fn header_str(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// `proto` and `host` of the first element of a `Forwarded` header (the proxy nearest the
+/// client), each only when valid.
+fn forwarded_first(value: &str) -> (Option<&'static str>, Option<&str>) {
+    let first = value.split(',').next().unwrap_or("");
+    let (mut proto, mut host) = (None, None);
+    for pair in first.split(';') {
+        let Some((name, v)) = pair.split_once('=') else {
+            continue;
+        };
+        let v = v.trim();
+        let v = v
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(v);
+        match name.trim().to_ascii_lowercase().as_str() {
+            "proto" => proto = scheme(v),
+            "host" if valid_host(v) => host = Some(v),
+            _ => {}
         }
-        None => text,
+    }
+    (proto, host)
+}
+
+/// `http` or `https`, any case; nothing else is a scheme a player can fetch the clock with.
+fn scheme(v: &str) -> Option<&'static str> {
+    match v.trim() {
+        s if s.eq_ignore_ascii_case("https") => Some("https"),
+        s if s.eq_ignore_ascii_case("http") => Some("http"),
+        _ => None,
+    }
+}
+
+/// A host name, IPv4 or bracketed IPv6 address, with an optional port: nothing that could
+/// end the attribute or change the URL's meaning (no `/`, `@`, `"`, spaces).
+fn valid_host(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 255
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn url(pairs: &[(&'static str, &'static str)]) -> String {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        clock_url(&h)
+    }
+
+    #[test]
+    fn clock_url_is_absolute_for_the_request() {
+        assert_eq!(
+            url(&[("host", "127.0.0.1:8080")]),
+            "http://127.0.0.1:8080/time"
+        );
+        assert_eq!(url(&[("host", "[::1]:8080")]), "http://[::1]:8080/time");
+        assert_eq!(
+            url(&[("host", "a.example"), ("x-forwarded-proto", "HTTPS, http")]),
+            "https://a.example/time"
+        );
+        assert_eq!(
+            url(&[
+                ("host", "internal:8080"),
+                (
+                    "forwarded",
+                    "for=1.2.3.4;proto=https;host=\"cdn.example\", proto=http"
+                )
+            ]),
+            "https://cdn.example/time"
+        );
+        // Forwarded without host keeps Host; its proto wins over X-Forwarded-Proto.
+        assert_eq!(
+            url(&[
+                ("host", "a.example"),
+                ("forwarded", "proto=https"),
+                ("x-forwarded-proto", "http")
+            ]),
+            "https://a.example/time"
+        );
+    }
+
+    #[test]
+    fn clock_url_ignores_odd_header_values() {
+        assert_eq!(
+            url(&[("host", "a.example"), ("x-forwarded-proto", "javascript")]),
+            "http://a.example/time"
+        );
+        assert_eq!(
+            url(&[
+                ("host", "a.example"),
+                ("forwarded", "proto=ftp;host=\"ev\"il/x\"")
+            ]),
+            "http://a.example/time"
+        );
+        assert_eq!(url(&[("host", "a.example/evil")]), "/time");
+        assert_eq!(url(&[("host", "a\"b")]), "/time");
+        assert_eq!(url(&[]), "/time");
     }
 }

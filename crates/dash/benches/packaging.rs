@@ -86,7 +86,9 @@ fn main() {
             }
             if listed {
                 // What the service does on every change: render the MPD once.
-                rendered += manifest.render(&timing).map_or(0, |t| t.len());
+                rendered += manifest
+                    .render_body(&timing, dash::MpdClient::Generic)
+                    .map_or(0, |t| t.len());
             }
             listed
         };

@@ -16,7 +16,7 @@ mod service;
 #[cfg(test)]
 mod tests;
 
-pub use mpd::{Manifest, MpdTiming, UTC_TIMING_PATH, iso8601};
+pub use mpd::{Manifest, MpdClient, MpdClock, MpdTiming, UTC_TIMING_PATH, finish_mpd, iso8601};
 pub use segmenter::{
     AUDIO_TRACK_ID, MediaSegment, Output, PeriodInfo, Segmenter, TrackDesc, VIDEO_TIMESCALE,
     VIDEO_TRACK_ID,

@@ -12,6 +12,86 @@ use std::time::Duration;
 /// Path of the clock endpoint the MPD's `UTCTiming` points at (DASH-IF IOP 4.7).
 pub const UTC_TIMING_PATH: &str = "/time";
 
+/// Which player asks for the MPD, for the few interop quirks that cannot be expressed in one
+/// document every player reads the same way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MpdClient {
+    /// dash.js, Shaka Player, ffmpeg and anything else: the plain sliding window.
+    #[default]
+    Generic,
+    /// GStreamer's `dashdemux` (legacy and `dashdemux2`, 1.21.2 and later). Its live seek
+    /// (`gst_mpd_client_stream_seek`, commit 8a9821e8 "Fix computing repeat_index when seeking
+    /// in stream with a start != 0 on the first fragment") computes the segment at the join
+    /// time `ts` as `(ts - S.start + first_S.start) / S.d`: with a sliding window whose first
+    /// `S` starts at presentation time `T`, it picks the segment `T` seconds in the future and
+    /// waits that long (minutes, growing with the stream's age) before it downloads anything.
+    /// The formula is right only when the timeline starts at the period start, so for it
+    /// the timeline opens with one `S` covering everything before the window (segments outside
+    /// the time-shift buffer are never requested, ISO/IEC 23009-1 5.3.9.6), and the
+    /// `suggestedPresentationDelay` it seeks back by is kept inside the listed window.
+    /// Not for other players: dash.js and Shaka Player take that long `S` for a real segment
+    /// (Shaka's live edge moves back by its duration; both request it).
+    GStreamer,
+}
+
+impl MpdClient {
+    /// The client a `User-Agent` header names (GStreamer's `souphttpsrc` sends
+    /// `GStreamer souphttpsrc <version> libsoup/<version>`).
+    pub fn from_user_agent(user_agent: Option<&str>) -> Self {
+        match user_agent {
+            Some(ua) if ua.contains("GStreamer") => MpdClient::GStreamer,
+            _ => MpdClient::Generic,
+        }
+    }
+}
+
+/// The clock a player synchronises to (DASH-IF IOP 4.7.2), filled in per request: the URL
+/// must be absolute for the request's host, and the direct value is the time of the answer.
+#[derive(Clone, Copy, Debug)]
+pub struct MpdClock<'a> {
+    /// `urn:mpeg:dash:utc:http-iso:2014` URL, e.g. `https://example.com/time`.
+    pub time_url: &'a str,
+    /// Server wall clock (Unix ms) for `urn:mpeg:dash:utc:direct:2014`.
+    pub now_ms: i64,
+}
+
+/// Appends the `UTCTiming` elements and closes the MPD started by [`Manifest::render_body`].
+///
+/// The HTTP clock comes first (players measure its round trip), the inline server time
+/// second as the fallback for players that cannot reach or parse the first: ISO/IEC
+/// 23009-1 5.8.4.11 lets an MPD list several, in the order of the publisher's preference;
+/// dash.js and Shaka Player try them in order, GStreamer takes the first it supports (it has
+/// no direct scheme).
+pub fn finish_mpd(body: &str, clock: &MpdClock<'_>) -> String {
+    let mut out = String::with_capacity(body.len() + 256);
+    out.push_str(body);
+    let _ = write!(
+        out,
+        "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"{}\"/>\n\
+         \x20 <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:direct:2014\" value=\"{}\"/>\n</MPD>\n",
+        xml_escape(clock.time_url),
+        iso8601(clock.now_ms),
+    );
+    out
+}
+
+/// Escapes the XML attribute metacharacters (the URL is built from validated headers, so this
+/// is a second line of defence).
+fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// MPD timing settings.
 #[derive(Clone, Debug)]
 pub struct MpdTiming {
@@ -261,8 +341,19 @@ impl Manifest {
         ))
     }
 
-    /// The MPD text at wall-clock `now_ms`; `None` until the first segment exists.
-    pub fn render(&self, timing: &MpdTiming) -> Option<String> {
+    /// The whole MPD for `client` with `clock`; `None` until the first segment exists.
+    pub fn render(
+        &self,
+        timing: &MpdTiming,
+        client: MpdClient,
+        clock: &MpdClock<'_>,
+    ) -> Option<String> {
+        Some(finish_mpd(&self.render_body(timing, client)?, clock))
+    }
+
+    /// The MPD for `client` up to its `UTCTiming` elements, which [`finish_mpd`] adds per
+    /// request; `None` until the first segment exists.
+    pub fn render_body(&self, timing: &MpdTiming, client: MpdClient) -> Option<String> {
         let ast = self.availability_start_ms?;
         let (span_start, span_end) = self.listed_span_us()?;
         let max_segment_us = (0..2)
@@ -296,12 +387,21 @@ impl Manifest {
                 xs_duration(timing.minimum_update_period)
             );
         }
+        let depth_us = span_end.saturating_sub(span_start);
+        let mut delay_us =
+            u64::try_from(timing.suggested_presentation_delay.as_micros()).unwrap_or(u64::MAX);
+        if client == MpdClient::GStreamer {
+            // dashdemux joins at `now - suggestedPresentationDelay` and needs a listed segment
+            // there (see MpdClient::GStreamer); the newest segment may end up to a segment
+            // duration before now.
+            delay_us = delay_us.min(depth_us.saturating_sub(max_segment_us));
+        }
         let _ = writeln!(
             out,
             " timeShiftBufferDepth=\"{}\" suggestedPresentationDelay=\"{}\" \
              maxSegmentDuration=\"{}\" minBufferTime=\"{}\">",
-            xs_duration_us(span_end.saturating_sub(span_start)),
-            xs_duration(timing.suggested_presentation_delay),
+            xs_duration_us(depth_us),
+            xs_duration_us(delay_us),
             xs_duration_us(max_segment_us.div_ceil(1000) * 1000),
             xs_duration(timing.min_buffer_time),
         );
@@ -316,16 +416,12 @@ impl Manifest {
             .map(|(_, p)| p)
             .collect();
         for p in shown {
-            self.render_period(p, &mut out);
+            self.render_period(p, client, &mut out);
         }
-        let _ = write!(
-            out,
-            "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"{UTC_TIMING_PATH}\"/>\n</MPD>\n"
-        );
         Some(out)
     }
 
-    fn render_period(&self, p: &Period, out: &mut String) {
+    fn render_period(&self, p: &Period, client: MpdClient, out: &mut String) {
         let info = &p.info;
         let start_us = ticks_us(u64::try_from(info.start).unwrap_or(0), 90_000);
         let _ = writeln!(
@@ -374,7 +470,19 @@ impl Manifest {
                 }
             };
             let mut run_explicit = true;
-            for s in self.listed(ti).filter(|s| s.period == info.id) {
+            let mut listed = self.listed(ti).filter(|s| s.period == info.id).peekable();
+            if client == MpdClient::GStreamer
+                && let Some(first) = listed.peek()
+                && let Ok(pto) = u64::try_from(pto)
+                && first.time > pto
+            {
+                // Everything before the window as one S from the period start (see
+                // MpdClient::GStreamer); it ends where the first listed segment starts.
+                let _ = writeln!(out, "          <S t=\"{pto}\" d=\"{}\"/>", first.time - pto);
+                next_t = Some(first.time);
+                run_explicit = false;
+            }
+            for s in listed {
                 let contiguous = next_t == Some(s.time);
                 match run {
                     Some((_, d, ref mut r)) if contiguous && d == s.duration => *r += 1,

@@ -1,7 +1,7 @@
 //! Tokio driver: one segmenter task per published stream, and the store HTTP reads from.
 //! Mirrors `hls::HlsService` (same lifecycle: live, gone for `end_grace`, ended for `linger`).
 
-use crate::mpd::{Manifest, MpdTiming};
+use crate::mpd::{Manifest, MpdClient, MpdClock, MpdTiming, finish_mpd};
 use crate::segmenter::{Output, Segmenter};
 use crate::{DashConfig, EXPIRED_SEGMENTS_KEPT};
 use bytes::Bytes;
@@ -28,8 +28,9 @@ pub struct DashStreamStats {
 
 struct Entry {
     manifest: Manifest,
-    /// Rendered once per change: requests outnumber segment updates by far.
-    rendered: Option<String>,
+    /// MPD bodies (generic, GStreamer), rendered once per change: requests outnumber segment
+    /// updates by far. The clock is added per request.
+    rendered: Option<[String; 2]>,
 }
 
 struct Inner {
@@ -99,9 +100,16 @@ impl DashService {
         self.inner.tasks.refresh(&self.task(), code);
     }
 
-    /// The MPD of `code`; `None` if unknown or no segment is complete yet.
-    pub fn mpd(&self, code: &str) -> Option<String> {
-        lock(&self.inner.store).get(code)?.rendered.clone()
+    /// The MPD of `code` for `client`, with `clock`; `None` if unknown or no segment is
+    /// complete yet.
+    pub fn mpd(&self, code: &str, client: MpdClient, clock: &MpdClock<'_>) -> Option<String> {
+        let store = lock(&self.inner.store);
+        let bodies = store.get(code)?.rendered.as_ref()?;
+        let body = match client {
+            MpdClient::Generic => &bodies[0],
+            MpdClient::GStreamer => &bodies[1],
+        };
+        Some(finish_mpd(body, clock))
     }
 
     /// The init segment of `track` in period `period` of `code`.
@@ -187,13 +195,21 @@ impl Inner {
                 }
             }
         }
-        entry.rendered = entry.manifest.render(&self.timing());
+        entry.rendered = self.render(&entry.manifest);
+    }
+
+    fn render(&self, manifest: &Manifest) -> Option<[String; 2]> {
+        let timing = self.timing();
+        Some([
+            manifest.render_body(&timing, MpdClient::Generic)?,
+            manifest.render_body(&timing, MpdClient::GStreamer)?,
+        ])
     }
 
     fn end(&self, code: &str) {
         if let Some(entry) = lock(&self.store).get_mut(code) {
             entry.manifest.end(now_ms());
-            entry.rendered = entry.manifest.render(&self.timing());
+            entry.rendered = self.render(&entry.manifest);
         }
     }
 

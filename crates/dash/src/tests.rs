@@ -243,7 +243,7 @@ fn republish_with_new_tracks_starts_a_new_period_at_the_previous_end() {
     // The MPD lists both periods; the second starts where the first's timeline ends.
     let mut m = Manifest::new(10, 0);
     feed(&mut m, out, 1_000_000);
-    let text = m.render(&timing()).unwrap();
+    let text = render(&m).unwrap();
     let mpd = dash_mpd_core::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(mpd.periods.len(), 2, "{text}");
     assert_eq!(mpd.periods[0].start, Some(Duration::ZERO));
@@ -268,6 +268,20 @@ fn timing() -> MpdTiming {
     }
 }
 
+const CLOCK: MpdClock<'static> = MpdClock {
+    time_url: "/time",
+    now_ms: 0,
+};
+
+/// The generic MPD with the clock at `/time` and the server time 0.
+fn render(m: &Manifest) -> Option<String> {
+    let clock = MpdClock {
+        time_url: "/time",
+        now_ms: 0,
+    };
+    m.render(&timing(), MpdClient::Generic, &clock)
+}
+
 fn feed(m: &mut Manifest, out: Vec<Output>, now_ms: i64) {
     for o in out {
         match o {
@@ -283,13 +297,10 @@ fn mpd_parses_with_dash_mpd_core_and_has_what_players_need() {
     let mut out = seg.push(tracks(1));
     run(interleaved(20, 50, 0), &mut seg, &mut out);
     let mut m = Manifest::new(4, 2);
-    assert!(
-        m.render(&timing()).is_none(),
-        "nothing before the first segment"
-    );
+    assert!(render(&m).is_none(), "nothing before the first segment");
     // The first segment (0..2 s) completes at wall clock 1_800_000_002_000 ms.
     feed(&mut m, out, 1_800_000_002_000);
-    let text = m.render(&timing()).unwrap();
+    let text = render(&m).unwrap();
     let mpd = dash_mpd_core::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(mpd.mpdtype.as_deref(), Some("dynamic"));
     assert_eq!(
@@ -309,12 +320,21 @@ fn mpd_parses_with_dash_mpd_core_and_has_what_players_need() {
     // 19 s of video make 9 complete 2 s segments; 4 are listed.
     assert_eq!(mpd.timeShiftBufferDepth, Some(Duration::from_secs(8)));
     assert!(mpd.mediaPresentationDuration.is_none());
-    assert_eq!(mpd.UTCTiming.len(), 1);
+    // The HTTP clock first, the inline server time as the fallback.
+    assert_eq!(mpd.UTCTiming.len(), 2);
     assert_eq!(
         mpd.UTCTiming[0].schemeIdUri,
         "urn:mpeg:dash:utc:http-iso:2014"
     );
     assert_eq!(mpd.UTCTiming[0].value.as_deref(), Some("/time"));
+    assert_eq!(
+        mpd.UTCTiming[1].schemeIdUri,
+        "urn:mpeg:dash:utc:direct:2014"
+    );
+    assert_eq!(
+        mpd.UTCTiming[1].value.as_deref(),
+        Some("1970-01-01T00:00:00.000Z")
+    );
     assert_eq!(mpd.periods.len(), 1);
     let p = &mpd.periods[0];
     assert_eq!(p.id.as_deref(), Some("42"));
@@ -361,7 +381,7 @@ fn mpd_parses_with_dash_mpd_core_and_has_what_players_need() {
     assert!(m.init(TrackKind::Audio, 41).is_none());
 
     m.end(1_800_000_030_000);
-    let text = m.render(&timing()).unwrap();
+    let text = render(&m).unwrap();
     let mpd = dash_mpd_core::parse(&text).unwrap();
     assert!(mpd.minimumUpdatePeriod.is_none());
     assert_eq!(mpd.mediaPresentationDuration, Some(Duration::from_secs(18)));
@@ -412,14 +432,22 @@ async fn service_serves_mpd_ends_forgets_and_obeys_stop_and_refresh() {
     off.announce(info());
     publisher.announce(info());
     write_frames(&publisher, 0..25, 25).await;
-    assert!(dash.mpd("cam").is_none(), "no segment complete yet");
+    assert!(
+        dash.mpd("cam", MpdClient::Generic, &CLOCK).is_none(),
+        "no segment complete yet"
+    );
     write_frames(&publisher, 25..26, 25).await;
-    let text = dash.mpd("cam").expect("MPD after the first segment");
+    let text = dash
+        .mpd("cam", MpdClient::Generic, &CLOCK)
+        .expect("MPD after the first segment");
     let mpd = dash_mpd_core::parse(&text).unwrap();
     let period: u64 = mpd.periods[0].id.as_deref().unwrap().parse().unwrap();
     assert!(dash.init("cam", TrackKind::Video, period).is_some());
     assert!(dash.segment("cam", TrackKind::Video, period, 0).is_some());
-    assert!(dash.mpd("off").is_none(), "the predicate keeps DASH off");
+    assert!(
+        dash.mpd("off", MpdClient::Generic, &CLOCK).is_none(),
+        "the predicate keeps DASH off"
+    );
 
     write_frames(&publisher, 26..201, 25).await;
     assert!(
@@ -429,21 +457,27 @@ async fn service_serves_mpd_ends_forgets_and_obeys_stop_and_refresh() {
     assert_eq!(dash.codes(), ["cam"]);
 
     dash.stop("cam");
-    assert!(dash.mpd("cam").is_none());
+    assert!(dash.mpd("cam", MpdClient::Generic, &CLOCK).is_none());
     write_frames(&publisher, 201..251, 25).await;
-    assert!(dash.mpd("cam").is_none(), "a stopped stream stays off");
+    assert!(
+        dash.mpd("cam", MpdClient::Generic, &CLOCK).is_none(),
+        "a stopped stream stays off"
+    );
     dash.refresh("cam");
     write_frames(&publisher, 251..302, 25).await;
-    assert!(dash.mpd("cam").is_some(), "refresh started a new task");
+    assert!(
+        dash.mpd("cam", MpdClient::Generic, &CLOCK).is_some(),
+        "refresh started a new task"
+    );
 
     // Gone: the presentation ends after the grace, and is forgotten after the linger.
     drop(publisher);
     tokio::time::sleep(Duration::from_secs(11)).await;
-    let mpd = dash_mpd_core::parse(&dash.mpd("cam").unwrap()).unwrap();
+    let mpd = dash_mpd_core::parse(&dash.mpd("cam", MpdClient::Generic, &CLOCK).unwrap()).unwrap();
     assert!(mpd.mediaPresentationDuration.is_some() && mpd.minimumUpdatePeriod.is_none());
     assert!(dash.stats("cam").unwrap().ended);
     tokio::time::sleep(Duration::from_secs(61)).await;
-    assert!(dash.mpd("cam").is_none());
+    assert!(dash.mpd("cam", MpdClient::Generic, &CLOCK).is_none());
     shutdown.cancel();
     run.await.unwrap();
     drop(off);
@@ -545,4 +579,108 @@ fn ffmpeg_decodes_real_segments_cleanly() {
         let stdout = String::from_utf8_lossy(&probe.stdout);
         assert!(stdout.contains(&format!("codec_name={codec}")), "{stdout}");
     }
+}
+
+/// The segment GStreamer's `dashdemux` (1.22) joins a live MPD at: it seeks to
+/// `now - suggestedPresentationDelay` with `gst_mpd_client_stream_seek`, whose repeat index is
+/// `(ts - S.start + first_S.start) / S.d`. Returns the `$Time$` it requests and `ts`, both in
+/// the track timescale (period start and presentationTimeOffset 0).
+fn gstreamer_join(text: &str, track: usize, now_ms: i64) -> (u64, u64) {
+    let mpd = dash_mpd_core::parse(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let ast = mpd.availabilityStartTime.unwrap().timestamp_millis();
+    let delay = mpd.suggestedPresentationDelay.unwrap();
+    let st = mpd.periods[0].adaptations[track]
+        .SegmentTemplate
+        .as_ref()
+        .unwrap();
+    let timescale = st.timescale.unwrap();
+    let since_ast_ms = u64::try_from(now_ms - ast).unwrap() - delay.as_millis() as u64;
+    let ts = since_ast_ms * timescale / 1000;
+    let mut entries = Vec::new(); // (start, d, r)
+    let mut start = 0;
+    for s in &st.SegmentTimeline.as_ref().unwrap().segments {
+        if let Some(t) = s.t.filter(|t| *t > 0) {
+            start = t;
+        }
+        let r = s.r.unwrap_or(0) as u64;
+        entries.push((start, s.d, r));
+        start += s.d * (r + 1);
+    }
+    let first = entries[0].0;
+    let &(start, d, _) = entries
+        .iter()
+        .find(|(start, d, r)| ts < start + d * (r + 1))
+        .expect("ts before the end of the timeline");
+    // Unsigned wrap-around as in C: (ts - start) may be "negative".
+    let repeat = ts.wrapping_sub(start).wrapping_add(first) / d;
+    (start + repeat * d, ts)
+}
+
+#[test]
+fn gstreamer_dashdemux_joins_the_live_window_at_a_listed_segment() {
+    let mut seg = Segmenter::new(Duration::from_secs(2), 1 << 20, 42);
+    let mut out = seg.push(tracks(1));
+    run(interleaved(60, 50, 0), &mut seg, &mut out);
+    let mut m = Manifest::new(6, 2);
+    // Media time 0 is wall clock 1_800_000_000_000; 29 segments of 2 s: the window holds
+    // 46..58 s and the player asks half a second after the newest segment was cut.
+    feed(&mut m, out, 1_800_000_002_000);
+    let now = 1_800_000_058_500;
+    let clock = MpdClock {
+        time_url: "http://127.0.0.1:8080/time",
+        now_ms: now,
+    };
+    let generic = m.render(&timing(), MpdClient::Generic, &clock).unwrap();
+    let gst = m.render(&timing(), MpdClient::GStreamer, &clock).unwrap();
+    let listed_video = |text: &str| -> Vec<u64> {
+        let mpd = dash_mpd_core::parse(text).unwrap();
+        let st = mpd.periods[0].adaptations[0]
+            .SegmentTemplate
+            .clone()
+            .unwrap();
+        let mut t = 0;
+        let mut all = Vec::new();
+        for s in st.SegmentTimeline.unwrap().segments {
+            t = s.t.unwrap_or(t);
+            for _ in 0..=s.r.unwrap_or(0) {
+                all.push(t);
+                t += s.d;
+            }
+        }
+        all
+    };
+    let window: Vec<u64> = (23..29).map(|i| i * 180_000).collect();
+    assert_eq!(listed_video(&generic), window, "{generic}");
+
+    // The plain window sends GStreamer 46 s into the future (the bug this works around).
+    let (time, ts) = gstreamer_join(&generic, 0, now);
+    assert!(time > ts + 40 * 90_000, "{time} vs {ts}");
+
+    // Its own MPD: one S from 0 to the window, then the window; the delay fits the window.
+    let mpd = dash_mpd_core::parse(&gst).unwrap_or_else(|e| panic!("{e}\n{gst}"));
+    assert!(mpd.suggestedPresentationDelay.unwrap() <= Duration::from_secs(10));
+    assert_eq!(mpd.timeShiftBufferDepth, Some(Duration::from_secs(12)));
+    assert_eq!(listed_video(&gst)[1..], window[..], "{gst}");
+    assert_eq!(listed_video(&gst)[0], 0, "{gst}");
+    for (track, timescale) in [(0, 90_000), (1, 48_000)] {
+        let (time, ts) = gstreamer_join(&gst, track, now);
+        let listed = listed_video(&gst);
+        if track == 0 {
+            assert!(window.contains(&time), "video joins at {time}:\n{gst}");
+        }
+        assert!(
+            time <= ts && ts - time < 3 * timescale,
+            "{track}: {time} {ts}"
+        );
+        assert!(
+            time >= window[0] * timescale / 90_000,
+            "{track} joins before the window at {time} ({listed:?})"
+        );
+    }
+    // Everything but the timelines' first S and the delay is the same document.
+    assert_eq!(
+        gst.lines().count(),
+        generic.lines().count() + 2,
+        "{generic}\n{gst}"
+    );
 }

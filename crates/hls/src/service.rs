@@ -172,19 +172,29 @@ impl Inner {
     }
 }
 
+/// Where a new playlist's media sequence starts.
+///
+/// A stream that comes back after its entry was removed must not reuse segment URIs a cache
+/// may still hold, so numbering starts from the wall clock in tenths of a second: segments
+/// last at least 0.1 s (config minimum), so no earlier playlist of this code can have got this
+/// far. The clock is taken modulo 2^30 (3.4 years) because GStreamer's m3u8 parser, and other
+/// players', read EXT-X-MEDIA-SEQUENCE as a signed 32-bit integer: raw Unix tenths (~1.8e10)
+/// overflow it and hlsdemux loses its place at every playlist refresh. A playlist then has
+/// 2^30 more segments before it reaches 2^31; the only reuse is across a wrap, 3.4 years
+/// apart, far beyond any cache lifetime.
+fn first_sequence(now: std::time::SystemTime) -> u64 {
+    now.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| (d.as_millis() / 100) as u64 % (1 << 30))
+        .unwrap_or(0)
+}
+
 async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
     let inner = &*inner;
     let code = code.as_str();
     let shutdown = handle.stop.clone();
     let config = &inner.config;
     let mut sub = inner.hub.subscribe(code, "hls");
-    // A stream that comes back after its entry was removed must not reuse segment URIs a
-    // cache may still hold: start from the wall clock in tenths of a second. Segments last at
-    // least 0.1 s (config minimum), so no earlier playlist of this code can have got this far.
-    let first_seq = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| (d.as_millis() / 100) as u64)
-        .unwrap_or(0);
+    let first_seq = first_sequence(std::time::SystemTime::now());
     let mut segmenter =
         Segmenter::new(config.segment_duration, config.max_segment_bytes).starting_at(first_seq);
     let mut life = Lifecycle::new(inner.has_publisher(code), config.end_grace, config.linger);
@@ -259,4 +269,26 @@ async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
         }
     }
     tracing::debug!(stream = code, "hls: stream task stopped");
+}
+
+#[cfg(test)]
+mod sequence_tests {
+    use super::first_sequence;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn first_sequence_fits_a_signed_32_bit_parser_for_decades() {
+        for year_secs in (0..130).map(|y| y * 31_557_600u64) {
+            let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000 + year_secs);
+            let seq = first_sequence(t);
+            // With 2^30 segments of room before i32::MAX.
+            assert!(seq < 1 << 30, "{seq}");
+        }
+        // Still tenths of a second apart between two starts (away from a wrap).
+        let t = UNIX_EPOCH + Duration::from_secs(1_790_000_000);
+        assert_eq!(
+            first_sequence(t + Duration::from_secs(7)) - first_sequence(t),
+            70
+        );
+    }
 }

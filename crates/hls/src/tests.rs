@@ -2,6 +2,7 @@ use crate::*;
 use bytes::Bytes;
 use hub::{Event, Hub, HubConfig, PublisherMeta};
 use media::{AacConfig, AudioCodec, AvcConfig, Frame, MediaInfo, TrackKind, VideoCodec};
+use std::collections::HashMap;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
@@ -592,4 +593,61 @@ async fn stop_forgets_the_playlist_and_refresh_restarts_a_live_stream() {
 
     shutdown.cancel();
     run.await.unwrap();
+}
+
+/// Continuity counters per PID of `ts`, checked across everything seen before (`last`):
+/// returns the breaks as (packet index, pid, expected, found).
+fn cc_breaks(ts: &[u8], last: &mut HashMap<u16, u8>) -> Vec<(usize, u16, u8, u8)> {
+    let mut breaks = Vec::new();
+    for (i, p) in ts.chunks(188).enumerate() {
+        let pid = u16::from_be_bytes([p[1] & 0x1f, p[2]]);
+        // 13818-1 2.4.3.3: the counter advances only with a payload.
+        if p[3] & 0x10 == 0 {
+            continue;
+        }
+        let cc = p[3] & 0x0f;
+        if let Some(prev) = last.insert(pid, cc) {
+            let expected = (prev + 1) & 0x0f;
+            if cc != expected {
+                breaks.push((i, pid, expected, cc));
+            }
+        }
+    }
+    breaks
+}
+
+/// Strict demuxers (GStreamer's tsdemux) read an HLS stream as one transport stream: the
+/// segments, concatenated, must keep every PID's continuity counter running, across keyframe
+/// cuts, size cuts and a republish alike.
+#[test]
+fn consecutive_segments_concatenated_have_continuous_cc_on_every_pid() {
+    for max_bytes in [1 << 20, 4 * 1024] {
+        let mut seg = Segmenter::new(Duration::from_secs(1), max_bytes);
+        let mut out = Vec::new();
+        for session in [1, 2] {
+            out.extend(seg.push(tracks(session)));
+            for i in 0..200 {
+                out.extend(seg.push(Event::Frame(video(i, 25, 0))));
+                out.extend(seg.push(Event::Frame(audio(i * FRAME))));
+            }
+            out.extend(seg.push(Event::End));
+        }
+        assert!(out.len() >= 8, "{} segments", out.len());
+        assert!(
+            out.iter().any(|s| s.discontinuity),
+            "the republish is marked"
+        );
+        let mut last = HashMap::new();
+        for s in &out {
+            let breaks = cc_breaks(&s.data, &mut last);
+            assert!(
+                breaks.is_empty(),
+                "segment {} (max_bytes {max_bytes}): CC breaks {breaks:?}",
+                s.seq
+            );
+        }
+        for pid in [0, mpegts::PMT_PID, mpegts::VIDEO_PID, mpegts::AUDIO_PID] {
+            assert!(last.contains_key(&pid), "pid {pid:#x} never seen");
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! expired segment, `dash` protocol off), ffmpeg decoding, a republish, and dash.js / Shaka
 //! Player in headless Chromium (`tests/browser/dash.mjs`).
 
+use crate::gstreamer;
 use crate::support::api::Api;
 use crate::support::ffmpeg;
 use crate::support::proc::run;
@@ -351,4 +352,47 @@ fn dash_js_keeps_playing_across_a_republish() {
         let report = player.join().expect("player thread");
         eprintln!("dashjs across a republish: {report}");
     });
+}
+
+/// GStreamer's `dashdemux` (1.22, Debian 12) joining a stream that has run for a while. It
+/// used to decode nothing for minutes: its live seek adds the start of the listed window to
+/// the join time, so it waited for a segment as far in the future as the stream was old
+/// (see `dash::MpdClient::GStreamer`), and it failed to fetch the protocol-relative
+/// `UTCTiming` URL (`//host/time`).
+#[test]
+fn gstreamer_dashdemux_decodes_video_and_audio_within_10s_of_joining() {
+    if !gstreamer::ready() {
+        return;
+    }
+    // Defaults: 2 s segments, 6 listed.
+    let server = Server::start();
+    let _publisher = server.publish("gst", Fixture::Small);
+    // Wait until the window starts 12 s into the stream: the old arithmetic would then have
+    // kept GStreamer waiting longer than the 10 s it gets.
+    wait_until(
+        "the DASH window to slide past 12 s",
+        Duration::from_secs(60),
+        || {
+            let t = mpd(&server, "gst", 1)?;
+            (video_segments(&t)[0].1 >= 12 * 90_000).then_some(())
+        },
+    );
+    let url = format!("http://{}/live/gst/index.mpd", server.http);
+    let played = gstreamer::play(&url, 10, Some("dashdemux:3"));
+    assert!(
+        played.video >= 60 && played.audio >= 40,
+        "GStreamer decoded {} video and {} audio buffers of {url} in 10 s:\n{}",
+        played.video,
+        played.audio,
+        played.log
+    );
+    let clock = played.lines_with("Failed to fetch time");
+    assert!(
+        clock.is_empty(),
+        "GStreamer could not read the clock: {clock:?}"
+    );
+    eprintln!(
+        "gstreamer dash: {} video, {} audio buffers in 10 s",
+        played.video, played.audio
+    );
 }

@@ -16,6 +16,7 @@ mod api_persistence;
 mod bad_input;
 mod config;
 mod dash;
+mod gstreamer;
 mod hls;
 mod hooks;
 mod http_limits;
