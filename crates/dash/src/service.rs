@@ -38,6 +38,8 @@ struct Inner {
     config: DashConfig,
     store: Mutex<HashMap<String, Entry>>,
     tasks: StreamTasks,
+    /// Cancelled at shutdown: every MPD turns static now, while HTTP still serves it.
+    finishing: CancellationToken,
 }
 
 /// Lock that tolerates poisoning: every critical section below is a single map update, so a
@@ -69,8 +71,16 @@ impl DashService {
                 hub,
                 config,
                 store: Mutex::new(HashMap::new()),
+                finishing: CancellationToken::new(),
             }),
         }
+    }
+
+    /// Ends every presentation now (open segments flushed, MPD static with its duration)
+    /// without waiting for `end_grace`: the first step of a graceful shutdown, so players
+    /// polling during the drain see a clean end. MPDs stay served until `run`'s shutdown.
+    pub fn finish(&self) {
+        self.inner.finishing.cancel();
     }
 
     /// Replaces the predicate deciding, at each publish, whether DASH runs for a code.
@@ -233,12 +243,20 @@ async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
         first_period,
     );
     let mut life = Lifecycle::new(inner.has_publisher(code), config.end_grace, config.linger);
+    let mut finished = false;
     tracing::debug!(stream = code, "dash: stream task started");
     loop {
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
-            _ = sleep_until(life.deadline()) => {
+            // Ended for shutdown, the MPD is static: only the shutdown is awaited after this.
+            _ = inner.finishing.cancelled(), if !finished => {
+                finished = true;
+                inner.push_outputs(code, segmenter.flush());
+                inner.end(code);
+                tracing::debug!(stream = code, "dash: presentation ended for shutdown");
+            }
+            _ = sleep_until(life.deadline()), if !finished => {
                 let now = Instant::now();
                 match life.on_deadline(now, inner.has_publisher(code)) {
                     Due::Nothing => {}
@@ -263,7 +281,7 @@ async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
                     }
                 }
             }
-            ev = sub.recv() => {
+            ev = sub.recv(), if !finished => {
                 let Some(ev) = ev else { break };
                 if life.on_event(&ev, Instant::now()) {
                     // An ended presentation is final for players that saw it: a comeback

@@ -483,6 +483,48 @@ async fn service_serves_mpd_ends_forgets_and_obeys_stop_and_refresh() {
     drop(off);
 }
 
+#[tokio::test(start_paused = true)]
+async fn finish_ends_every_presentation_at_once_and_keeps_serving_it() {
+    let hub = Hub::new(HubConfig::default());
+    let dash = DashService::new(hub.clone(), config());
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(dash.clone().run(shutdown.clone()));
+    tokio::task::yield_now().await;
+    let publisher = hub.publish("cam", meta()).unwrap();
+    publisher.announce(info());
+    write_frames(&publisher, 0..40, 25).await;
+    let live = dash_mpd_core::parse(&dash.mpd("cam", MpdClient::Generic, &CLOCK).unwrap()).unwrap();
+    assert!(live.minimumUpdatePeriod.is_some());
+
+    // The publisher is still there: shutdown must not wait for end_grace (10 s).
+    dash.finish();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let ended =
+        dash_mpd_core::parse(&dash.mpd("cam", MpdClient::Generic, &CLOCK).unwrap()).unwrap();
+    assert!(ended.minimumUpdatePeriod.is_none());
+    assert_eq!(
+        ended.mediaPresentationDuration,
+        Some(Duration::from_millis(1600)),
+        "the open segment is flushed"
+    );
+    write_frames(&publisher, 40..100, 25).await;
+    let later = dash.mpd("cam", MpdClient::Generic, &CLOCK).unwrap();
+    assert_eq!(
+        dash_mpd_core::parse(&later)
+            .unwrap()
+            .mediaPresentationDuration,
+        ended.mediaPresentationDuration,
+        "nothing is added after the end"
+    );
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert!(
+        dash.mpd("cam", MpdClient::Generic, &CLOCK).is_some(),
+        "served until the shutdown"
+    );
+    shutdown.cancel();
+    run.await.unwrap();
+}
+
 /// Minimal FLV reader, as in the hls tests (rtmp::flv is another crate's concern).
 fn flv_frames(offset_ms: i64) -> (MediaInfo, Vec<Frame>) {
     let u24 = |b: &[u8]| (usize::from(b[0]) << 16) | (usize::from(b[1]) << 8) | usize::from(b[2]);

@@ -342,6 +342,7 @@ async fn run(config: Config) -> Result<()> {
         tasks.spawn(dash.clone().run(shutdown.clone()));
     }
     let hls_service = hls.clone();
+    let dash_service = dash.clone();
     let state = api::AppState {
         hub: hub.clone(),
         hls,
@@ -388,7 +389,8 @@ async fn run(config: Config) -> Result<()> {
     let started = tokio::time::Instant::now();
     sessions.cancel();
     hls_service.finish();
-    if !hls_service.codes().is_empty() {
+    dash_service.finish();
+    if !hls_service.codes().is_empty() || !dash_service.codes().is_empty() {
         tokio::time::sleep(config.shutdown_drain.min(config.shutdown_grace / 2)).await;
     }
     shutdown.cancel();
