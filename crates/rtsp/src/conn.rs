@@ -4,13 +4,19 @@
 //! Messages are parsed by `rtsp-types` (sans-I/O); this file is the tokio glue around it and the
 //! packetizers of this crate. A slow TCP reader never blocks the publisher: frames wait in the
 //! hub's bounded per-reader queue, which skips to the next keyframe on overflow.
+//!
+//! Over UDP the GOP cache a reader starts with is paced ([`Pacer`]): sent at once it overflows
+//! the player's socket buffer and the kernel drops the packets. The frames waiting meanwhile
+//! stay in the hub's per-reader queue, so pacing delays only this reader.
 
+use crate::pace::Pacer;
+use crate::request::{self, TransportRequest};
 use crate::rtcp::{MediaClock, SenderReport};
 use crate::rtp::{AacPacketizer, DEFAULT_MTU, H264Packetizer};
 use crate::sdp::{self, AUDIO_PAYLOAD_TYPE, VIDEO_PAYLOAD_TYPE};
 use bytes::{BufMut, Bytes, BytesMut};
 use hub::{AccessRequest, Action, Event, Hub, ReaderMeta, Subscription};
-use media::{MediaInfo, TrackKind};
+use media::{Frame, MediaInfo, TrackKind};
 use rtsp_types::{Message, Method, ParseError, Response, StatusCode, Version, headers};
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -131,6 +137,16 @@ struct Track {
     packetizer: Packetizer,
     /// Whether a sender report went out for this track yet.
     reported: bool,
+    /// RTP packets handed to the socket.
+    sent: u64,
+    /// RTP or RTCP packets the kernel refused to send (UDP only; TCP errors end the session).
+    send_errors: u64,
+}
+
+impl Track {
+    fn is_udp(&self) -> bool {
+        matches!(self.transport, Transport::Udp { .. })
+    }
 }
 
 /// Lifecycle of the RTSP session on this connection.
@@ -169,6 +185,25 @@ struct Conn {
     /// Events taken from the subscription ahead of time (at PLAY, to learn the first
     /// frame's timestamp), delivered before anything newer.
     pending: VecDeque<Event>,
+    /// Schedule of the frames sent over UDP.
+    pacer: Pacer,
+    /// The frame the pacer holds back, and when it may go; nothing after it goes first.
+    held: Option<(std::time::Instant, Frame)>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        let [video, audio] = &self.tracks;
+        let sent = |t: &Option<Track>| t.as_ref().map_or(0, |t| t.sent);
+        let errors: u64 = self.tracks.iter().flatten().map(|t| t.send_errors).sum();
+        debug!(
+            video_packets = sent(video),
+            audio_packets = sent(audio),
+            send_errors = errors,
+            paced_frames = self.pacer.held(),
+            "rtsp session ended"
+        );
+    }
 }
 
 /// Serves one connection until the client leaves, times out, is kicked, or `shutdown`.
@@ -199,6 +234,8 @@ pub async fn serve(
         out: BytesMut::new(),
         clock: MediaClock::new(Instant::now().into_std(), SystemTime::now()),
         pending: VecDeque::new(),
+        pacer: Pacer::new(),
+        held: None,
     };
     let mut input = BytesMut::with_capacity(4096);
     let mut consumed_total: u64 = 0;
@@ -207,6 +244,7 @@ pub async fn serve(
     rtcp.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let playing = conn.state == State::Playing && conn.sub.is_some();
+        let held = conn.held.as_ref().map(|(at, _)| Instant::from_std(*at));
         let kill = conn.kill.clone();
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -255,18 +293,17 @@ pub async fn serve(
                     }
                 }
             }
-            ev = recv(&mut conn.pending, &mut conn.sub), if playing => {
+            ev = recv(&mut conn.pending, &mut conn.sub), if playing && held.is_none() => {
                 let Some(ev) = ev else { return Ok(()) };
                 conn.event(ev).await?;
-                // Drain what is already queued so each wake-up writes a batch.
-                for _ in 0..FRAME_BATCH {
-                    let next = match conn.pending.pop_front() {
-                        Some(ev) => Some(ev),
-                        None => conn.sub.as_mut().and_then(Subscription::try_recv),
-                    };
-                    let Some(ev) = next else { break };
-                    conn.event(ev).await?;
+                conn.drain().await?;
+                conn.flush().await?;
+            }
+            _ = sleep_until(held.unwrap_or(deadline)), if playing && held.is_some() => {
+                if let Some((_, frame)) = conn.held.take() {
+                    conn.send_frame(frame).await?;
                 }
+                conn.drain().await?;
                 conn.flush().await?;
             }
             _ = rtcp.tick(), if playing => {
@@ -284,6 +321,14 @@ async fn recv(pending: &mut VecDeque<Event>, sub: &mut Option<Subscription>) -> 
     match sub {
         Some(s) => s.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+/// Index in `Conn::tracks` (the SDP's trackID) of a frame's track.
+fn index_of(frame: &Frame) -> usize {
+    match frame.track {
+        TrackKind::Video => 0,
+        TrackKind::Audio => 1,
     }
 }
 
@@ -318,18 +363,6 @@ fn response(
     let mut out = Vec::with_capacity(256 + body.len());
     let _ = b.build(body).write(&mut out);
     out
-}
-
-/// Parses `client_port=a-b` / `interleaved=a-b` values.
-fn pair(v: &str) -> Option<(u16, u16)> {
-    let (a, b) = match v.split_once('-') {
-        Some((a, b)) => (a.trim().parse().ok()?, b.trim().parse().ok()?),
-        None => {
-            let a: u16 = v.trim().parse().ok()?;
-            (a, a.checked_add(1)?)
-        }
-    };
-    Some((a, b))
 }
 
 impl Conn {
@@ -484,18 +517,7 @@ impl Conn {
     /// Extracts app, code and track from the request URL.
     fn target(&self, req: &rtsp_types::Request<Vec<u8>>) -> Result<Target, StatusCode> {
         let url = req.request_uri().ok_or(StatusCode::BadRequest)?;
-        let mut parts = url.path().split('/').filter(|p| !p.is_empty());
-        let app = parts.next().ok_or(StatusCode::NotFound)?;
-        let code = parts.next().ok_or(StatusCode::NotFound)?;
-        if app != self.cfg.app || !hub::valid_code(code) {
-            return Err(StatusCode::NotFound);
-        }
-        let track = match parts.next() {
-            None => None,
-            Some("trackID=0") => Some(0),
-            Some("trackID=1") => Some(1),
-            Some(_) => return Err(StatusCode::NotFound),
-        };
+        let request::PathTarget { code, track } = request::path(url.path(), &self.cfg.app)?;
         let args = url
             .query_pairs()
             .take(32)
@@ -579,33 +601,12 @@ impl Conn {
             .map(|v| v.as_str().to_owned())
             .ok_or(StatusCode::BadRequest)?;
         // Clients may list alternatives; take the first one this server supports.
-        let mut chosen = None;
-        for spec in transport.split(',').take(8) {
-            let mut fields = spec.split(';').map(str::trim);
-            let proto = fields.next().unwrap_or_default();
-            let params: Vec<&str> = fields.take(16).collect();
-            let find = |key: &str| {
-                params
-                    .iter()
-                    .find_map(|p| p.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
-            };
-            if proto.eq_ignore_ascii_case("RTP/AVP/TCP") {
-                let (a, b) = match find("interleaved") {
-                    Some(v) => pair(v).ok_or(StatusCode::BadRequest)?,
-                    None => (index as u16 * 2, index as u16 * 2 + 1),
-                };
-                let a = u8::try_from(a).map_err(|_| StatusCode::BadRequest)?;
-                let b = u8::try_from(b).map_err(|_| StatusCode::BadRequest)?;
-                chosen = Some((
-                    Transport::Tcp { rtp: a, rtcp: b },
-                    format!("RTP/AVP/TCP;unicast;interleaved={a}-{b}"),
-                ));
-                break;
-            }
-            if proto.eq_ignore_ascii_case("RTP/AVP") || proto.eq_ignore_ascii_case("RTP/AVP/UDP") {
-                let Some((a, b)) = find("client_port").and_then(pair) else {
-                    continue;
-                };
+        let (transport, reply) = match request::transport(&transport, index)? {
+            TransportRequest::Interleaved { rtp: a, rtcp: b } => (
+                Transport::Tcp { rtp: a, rtcp: b },
+                format!("RTP/AVP/TCP;unicast;interleaved={a}-{b}"),
+            ),
+            TransportRequest::Udp { rtp: a, rtcp: b } => {
                 let ip: IpAddr = self.local.ip();
                 let rtp = UdpSocket::bind((ip, 0))
                     .await
@@ -618,7 +619,7 @@ impl Conn {
                     _ => return Err(StatusCode::InternalServerError),
                 };
                 let peer_ip = self.peer.ip();
-                chosen = Some((
+                (
                     Transport::Udp {
                         rtp,
                         rtcp,
@@ -626,11 +627,9 @@ impl Conn {
                         dest_rtcp: SocketAddr::new(peer_ip, b),
                     },
                     format!("RTP/AVP;unicast;client_port={a}-{b};server_port={sa}-{sb}"),
-                ));
-                break;
+                )
             }
-        }
-        let (transport, reply) = chosen.ok_or(StatusCode::UnsupportedTransport)?;
+        };
         let ssrc = u32::from_str_radix(&self.session_id[8..], 16).unwrap_or(1) ^ index as u32;
         let seq = (ssrc >> 7) as u16;
         let packetizer = match index {
@@ -654,6 +653,8 @@ impl Conn {
             transport,
             packetizer,
             reported: false,
+            sent: 0,
+            send_errors: 0,
         });
         if self.state == State::Init {
             self.state = State::Ready;
@@ -664,48 +665,83 @@ impl Conn {
         ])
     }
 
+    /// Handles what is already queued, so each wake-up writes a batch, until the pacer holds a
+    /// frame back.
+    async fn drain(&mut self) -> Result<(), ConnError> {
+        for _ in 0..FRAME_BATCH {
+            if self.held.is_some() {
+                break;
+            }
+            let next = match self.pending.pop_front() {
+                Some(ev) => Some(ev),
+                None => self.sub.as_mut().and_then(Subscription::try_recv),
+            };
+            let Some(ev) = next else { break };
+            self.event(ev).await?;
+        }
+        Ok(())
+    }
+
     /// One hub event while playing.
     async fn event(&mut self, ev: Event) -> Result<(), ConnError> {
         match ev {
-            Event::Tracks { info, .. } => self.info = Some(info),
+            Event::Tracks { info, .. } => {
+                self.info = Some(info);
+                // A new configuration (a republish) may restart the timestamps.
+                self.pacer.reset();
+            }
             // The publisher left: RTSP 1.0 has no in-band end of stream, so close the session.
             Event::End => return Err(ConnError::Io(std::io::ErrorKind::UnexpectedEof.into())),
             Event::Frame(frame) => {
-                let Some(info) = self.info.clone() else {
+                let Some(track) = self.tracks[index_of(&frame)].as_ref() else {
                     return Ok(());
                 };
-                let index = match frame.track {
-                    TrackKind::Video => 0,
-                    TrackKind::Audio => 1,
-                };
-                if self.tracks[index].is_none() {
+                // TCP has flow control; a UDP reader gets the GOP cache no faster than the
+                // pacer allows (see crate::pace).
+                if track.is_udp()
+                    && let Some(at) = self.pacer.schedule(frame.dts, std::time::Instant::now())
+                {
+                    self.held = Some((at, frame));
                     return Ok(());
                 }
-                self.clock.observe(frame.pts, std::time::Instant::now());
-                self.sender_reports(false).await?;
-                let Some(track) = self.tracks[index].as_mut() else {
-                    return Ok(());
-                };
-                let pushed = match (&mut track.packetizer, info.avc()) {
-                    (Packetizer::Video(p), Some(cfg)) => p.push(&frame, cfg),
-                    (Packetizer::Audio(p), _) => p.push(&frame),
-                    _ => return Ok(()),
-                };
-                if let Err(e) = pushed {
-                    debug!(error = %e, "rtsp frame dropped");
-                    return Ok(());
-                }
-                // Collected first: sending borrows the connection mutably.
-                let packets: Vec<Bytes> = std::iter::from_fn(|| track.packetizer.pull()).collect();
-                let mut sent = 0;
-                for pkt in packets {
-                    sent += pkt.len();
-                    self.send(index, false, pkt).await?;
-                }
-                if let Some(sub) = &self.sub {
-                    sub.record_sent(sent);
-                }
+                self.send_frame(frame).await?;
             }
+        }
+        Ok(())
+    }
+
+    /// Packetizes and sends one frame now.
+    async fn send_frame(&mut self, frame: Frame) -> Result<(), ConnError> {
+        let Some(info) = self.info.clone() else {
+            return Ok(());
+        };
+        let index = index_of(&frame);
+        if self.tracks[index].is_none() {
+            return Ok(());
+        }
+        self.clock.observe(frame.pts, std::time::Instant::now());
+        self.sender_reports(false).await?;
+        let Some(track) = self.tracks[index].as_mut() else {
+            return Ok(());
+        };
+        let pushed = match (&mut track.packetizer, info.avc()) {
+            (Packetizer::Video(p), Some(cfg)) => p.push(&frame, cfg),
+            (Packetizer::Audio(p), _) => p.push(&frame),
+            _ => return Ok(()),
+        };
+        if let Err(e) = pushed {
+            debug!(error = %e, "rtsp frame dropped");
+            return Ok(());
+        }
+        // Collected first: sending borrows the connection mutably.
+        let packets: Vec<Bytes> = std::iter::from_fn(|| track.packetizer.pull()).collect();
+        let mut sent = 0;
+        for pkt in packets {
+            sent += pkt.len();
+            self.send(index, false, pkt).await?;
+        }
+        if let Some(sub) = &self.sub {
+            sub.record_sent(sent);
         }
         Ok(())
     }
@@ -740,9 +776,20 @@ impl Conn {
                 } else {
                     (rtp, dest_rtp)
                 };
-                // UDP is lossy by design: a full socket buffer or ICMP error drops the packet.
-                let _ = sock.try_send_to(&pkt, *dest);
+                // Waiting for room in our socket buffer delays only this reader (a dropped
+                // packet would be a sequence gap at the player); an ICMP error from the client
+                // (its port closed) drops the packet, as UDP does.
+                let sent = match timeout(WRITE_TIMEOUT, sock.send_to(&pkt, *dest)).await {
+                    Ok(r) => r.is_ok(),
+                    Err(_) => return Err(ConnError::WriteTimeout),
+                };
+                if let Some(track) = self.tracks[index].as_mut() {
+                    track.send_errors += u64::from(!sent);
+                }
             }
+        }
+        if !is_rtcp && let Some(track) = self.tracks[index].as_mut() {
+            track.sent += 1;
         }
         Ok(())
     }

@@ -1,12 +1,12 @@
 //! Playing over RTSP with ffmpeg (TCP interleaved and UDP), plus hostile requests.
 
 use crate::support::ffmpeg::{self, Decoded, parse_progress};
-use crate::support::proc::run;
-use crate::support::server::free_addrs;
+use crate::support::proc::{ChildGuard, run};
+use crate::support::server::{free_addrs, free_udp_addr};
 use crate::support::{Fixture, Server};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
 
 /// A server whose RTSP port the test knows.
 fn start() -> (Server, SocketAddr) {
@@ -248,4 +248,288 @@ fn retina_receives_both_tracks() {
         }
         assert!(keyframes >= 1);
     });
+}
+
+/// A minimal RTSP client on `std` sockets: one request at a time, then the interleaved frames.
+struct RtspClient {
+    stream: TcpStream,
+    cseq: u32,
+    session: Option<String>,
+    buf: Vec<u8>,
+}
+
+impl RtspClient {
+    fn connect(addr: SocketAddr) -> RtspClient {
+        let stream = TcpStream::connect(addr).expect("connect rtsp");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("read timeout");
+        RtspClient {
+            stream,
+            cseq: 0,
+            session: None,
+            buf: Vec::new(),
+        }
+    }
+
+    fn fill(&mut self) {
+        let mut chunk = [0u8; 64 << 10];
+        let n = self.stream.read(&mut chunk).expect("read rtsp");
+        assert!(n > 0, "server closed the RTSP connection");
+        self.buf.extend_from_slice(&chunk[..n]);
+    }
+
+    /// Sends a request and returns the response head; fails the test unless it is 200.
+    fn request(&mut self, method: &str, url: &str, headers: &[(&str, &str)]) -> String {
+        self.cseq += 1;
+        let mut req = format!("{method} {url} RTSP/1.0\r\nCSeq: {}\r\n", self.cseq);
+        if let Some(s) = &self.session {
+            req.push_str(&format!("Session: {s}\r\n"));
+        }
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        self.stream.write_all(req.as_bytes()).expect("write rtsp");
+        let end = loop {
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            self.fill();
+        };
+        let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+        let header = |name: &str| {
+            head.lines().find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_owned())
+            })
+        };
+        let body_len: usize = header("Content-Length").map_or(0, |v| v.parse().expect("length"));
+        while self.buf.len() < end + body_len {
+            self.fill();
+        }
+        self.buf.drain(..end + body_len);
+        if let Some(s) = header("Session") {
+            self.session = Some(s.split(';').next().unwrap_or_default().to_owned());
+        }
+        assert!(head.starts_with("RTSP/1.0 200"), "{method} {url}:\n{head}");
+        head
+    }
+
+    /// The next interleaved frame after PLAY: channel and RTP/RTCP packet.
+    fn interleaved(&mut self) -> (u8, Vec<u8>) {
+        loop {
+            if self.buf.len() >= 4 {
+                assert_eq!(self.buf[0], b'$', "interleaved framing lost");
+                let len = usize::from(u16::from_be_bytes([self.buf[2], self.buf[3]]));
+                if self.buf.len() >= 4 + len {
+                    let channel = self.buf[1];
+                    let packet = self.buf[4..4 + len].to_vec();
+                    self.buf.drain(..4 + len);
+                    return (channel, packet);
+                }
+            }
+            self.fill();
+        }
+    }
+}
+
+/// Waits until a reader joining `code` now starts with about `into_gop` of GOP cache: watches
+/// the stream over RTSP/TCP for a keyframe that arrives live (the first one is the cached GOP's
+/// own), then sleeps `into_gop` past it. The stream's GOP must be longer than `into_gop`.
+fn wait_into_gop(addr: SocketAddr, code: &str, into_gop: Duration) {
+    let u = url(addr, code);
+    let mut c = RtspClient::connect(addr);
+    c.request("DESCRIBE", &u, &[("Accept", "application/sdp")]);
+    c.request(
+        "SETUP",
+        &format!("{u}/trackID=0"),
+        &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
+    );
+    c.request("PLAY", &u, &[]);
+    let mut keyframes = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while keyframes < 2 {
+        assert!(Instant::now() < deadline, "no live keyframe within 10 s");
+        let (channel, rtp) = c.interleaved();
+        // The packetizer sends the SPS, as a single NAL unit packet, before every IDR.
+        if channel == 0 && rtp.get(12).is_some_and(|b| b & 0x1f == 7) {
+            keyframes += 1;
+        }
+    }
+    let live_keyframe = Instant::now();
+    drop(c);
+    std::thread::sleep((live_keyframe + into_gop).saturating_duration_since(Instant::now()));
+}
+
+/// What a UDP reader of one track saw.
+#[derive(Debug, Default)]
+struct RtpTally {
+    packets: u64,
+    /// Places where the sequence number skipped.
+    gaps: u64,
+    /// Sequence numbers skipped in all.
+    lost: u64,
+    last_seq: Option<u16>,
+    first_ts: Option<u32>,
+    last_ts: u32,
+    /// Datagrams the kernel dropped because this socket's receive buffer was full.
+    kernel_drops: Option<u64>,
+}
+
+impl RtpTally {
+    fn add(&mut self, rtp: &[u8]) {
+        let (Some(seq), Some(ts)) = (rtp.get(2..4), rtp.get(4..8)) else {
+            return;
+        };
+        let seq = u16::from_be_bytes([seq[0], seq[1]]);
+        let ts = u32::from_be_bytes([ts[0], ts[1], ts[2], ts[3]]);
+        self.packets += 1;
+        if let Some(last) = self.last_seq {
+            let step = seq.wrapping_sub(last);
+            if step != 1 {
+                self.gaps += 1;
+                self.lost += u64::from(step.wrapping_sub(1));
+            }
+        }
+        self.last_seq = Some(seq);
+        self.first_ts.get_or_insert(ts);
+        self.last_ts = ts;
+    }
+}
+
+/// The `drops` column of `/proc/net/udp` for the socket bound to 127.0.0.1:`port`.
+fn kernel_udp_drops(port: u16) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/net/udp").ok()?;
+    let local = format!("0100007F:{port:04X}");
+    table.lines().skip(1).find_map(|l| {
+        let fields: Vec<&str> = l.split_whitespace().collect();
+        (fields.get(1) == Some(&local.as_str()))
+            .then(|| fields.last()?.parse().ok())
+            .flatten()
+    })
+}
+
+/// Plays `code` over RTSP/UDP for `secs` like a player does, counting RTP sequence gaps per
+/// track (video, audio), and returns the tallies and the time played.
+///
+/// The sockets keep the kernel's default receive buffer (`net.core.rmem_default`, 208 KiB of
+/// kernel memory: ~90 full-size packets), and are read every `READ_EVERY`, as a player reads
+/// between decoding: a tight loop on an idle machine can absorb bursts no real player can.
+fn play_udp_counting(addr: SocketAddr, code: &str, secs: f64) -> ([RtpTally; 2], Duration) {
+    const READ_EVERY: Duration = Duration::from_millis(20);
+    let u = url(addr, code);
+    let mut c = RtspClient::connect(addr);
+    c.request("DESCRIBE", &u, &[("Accept", "application/sdp")]);
+    let mut sockets = Vec::new();
+    for track in 0..2 {
+        let rtp = UdpSocket::bind("127.0.0.1:0").expect("bind rtp");
+        let rtcp = UdpSocket::bind("127.0.0.1:0").expect("bind rtcp");
+        rtp.set_nonblocking(true).expect("nonblocking");
+        let ports = format!(
+            "RTP/AVP;unicast;client_port={}-{}",
+            rtp.local_addr().expect("addr").port(),
+            rtcp.local_addr().expect("addr").port()
+        );
+        c.request(
+            "SETUP",
+            &format!("{u}/trackID={track}"),
+            &[("Transport", &ports)],
+        );
+        sockets.push((rtp, rtcp));
+    }
+    let start = Instant::now();
+    c.request("PLAY", &u, &[("Range", "npt=0.000-")]);
+    let mut tally: [RtpTally; 2] = Default::default();
+    let mut buf = [0u8; 2048];
+    while start.elapsed().as_secs_f64() < secs {
+        std::thread::sleep(READ_EVERY);
+        for (i, (rtp, _)) in sockets.iter().enumerate() {
+            while let Ok(n) = rtp.recv(&mut buf) {
+                tally[i].add(&buf[..n]);
+            }
+        }
+    }
+    let played = start.elapsed();
+    for (i, (rtp, _)) in sockets.iter().enumerate() {
+        tally[i].kernel_drops = kernel_udp_drops(rtp.local_addr().expect("addr").port());
+    }
+    c.request("TEARDOWN", &u, &[]);
+    (tally, played)
+}
+
+/// ffmpeg encoding live, as an SRT ingest does: 720p30 x264 zerolatency (several slices per
+/// frame), 2.5 Mbit/s, a keyframe every 2 s, AAC, in MPEG-TS over SRT.
+fn publish_srt_live_720p(server: &Server, srt: SocketAddr, code: &str) -> ChildGuard {
+    let mut c = ffmpeg::ffmpeg();
+    c.args(["-re", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-tune",
+            "zerolatency",
+        ])
+        .args(["-b:v", "2500k", "-g", "60", "-c:a", "aac", "-f", "mpegts"])
+        .arg(format!("srt://{srt}?streamid=publish:live/{code}"));
+    ChildGuard::spawn("srt publisher", &mut c, &server.dir().join("srt-720p.log"))
+}
+
+/// A reader joining over UDP late in a GOP gets the GOP cache (here ~1.3 s, ~400 kB, ~300
+/// packets) first. Sent at once, that burst overflowed the player's socket buffer: 252 video
+/// packets lost per join, every one a kernel receive-buffer drop at the client, and ffmpeg
+/// failing on the same macroblock every run. The catch-up is now paced (`rtsp::pace`).
+#[test]
+fn rtsp_udp_after_srt_ingest_has_no_sequence_gaps() {
+    let rtsp = free_addrs().0;
+    let srt = free_udp_addr();
+    let server = Server::builder()
+        .set("rtsp.listen", rtsp)
+        .set("srt.listen", srt)
+        .start();
+    let mut publisher = publish_srt_live_720p(&server, srt, "demo");
+    server.wait_live("demo");
+    let u = url(rtsp, "demo");
+
+    wait_into_gop(rtsp, "demo", Duration::from_millis(1_300));
+    let ([video, audio], played) = play_udp_counting(rtsp, "demo", 4.0);
+
+    // The join really started with a big backlog: media received beyond the time played.
+    let media = f64::from(
+        video
+            .last_ts
+            .wrapping_sub(video.first_ts.unwrap_or(video.last_ts)),
+    );
+    let backlog = media / 90_000.0 - played.as_secs_f64();
+    assert!(
+        backlog > 0.8,
+        "joined with only {backlog:.2} s of GOP cache; video {video:?}"
+    );
+    assert!(video.packets > 500, "video {video:?}");
+    assert!(audio.packets > 100, "audio {audio:?}");
+    for (name, t) in [("video", &video), ("audio", &audio)] {
+        assert_eq!(
+            t.gaps, 0,
+            "{name}: {} RTP packets lost in {} gaps (kernel receive-buffer drops: {:?}), \
+             after joining with {backlog:.2} s of GOP cache",
+            t.lost, t.gaps, t.kernel_drops
+        );
+    }
+
+    // ffmpeg asks for a 384 KiB receive buffer (the kernel books 768 KiB, ~330 packets), so it
+    // needs a later join (plus its own start-up) to be hit; unpaced, it printed `error while
+    // decoding MB 55 38, bytestream -18` in every run.
+    wait_into_gop(rtsp, "demo", Duration::from_millis(1_500));
+    let d = decode(&u, "udp", 4.0);
+    d.assert_clean("ffmpeg over RTSP/UDP after SRT ingest");
+    d.assert_duration("ffmpeg over RTSP/UDP after SRT ingest", 4.0, Fixture::FPS);
+    assert!(
+        publisher.is_running(),
+        "publisher stopped:\n{}",
+        publisher.log()
+    );
 }
