@@ -8,6 +8,14 @@ T=../testdata
 C=corpus
 mkdir -p "$C"/{rtmp_chunk_decode,rtmp_chunk_roundtrip,amf0_decode,amf0_roundtrip,rtmp_message_parse,flv_tags,rtmp_session,media_codec_config,ts_mux,ts_demux}
 
+# Curated seeds kept in git (seeds/<target>/, see seeds/README.md): real SRT datagrams and
+# RTSP request streams from ffmpeg / GStreamer, stream ids, SDP inputs from testdata configs.
+for dir in seeds/*/; do
+  t=$(basename "$dir")
+  mkdir -p "$C/$t"
+  cp "$dir"* "$C/$t/"
+done
+
 # rtmp_chunk_decode: [piece size - 1][limits selector][chunk stream]
 for pub in ffmpeg-publish ffmpeg-publish-extts; do
   { printf '\x7f\xff'; cat "$T/$pub.bin"; } > "$C/rtmp_chunk_decode/$pub-loose"

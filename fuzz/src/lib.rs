@@ -20,6 +20,16 @@ use rtmp::flv::{self, AudioTag, VideoTag};
 use rtmp::message::{self, Message};
 use rtmp::session::{ServerSession, SessionConfig, SessionEvent};
 
+#[cfg(feature = "api")]
+mod api;
+mod rtsp;
+mod srt;
+
+#[cfg(feature = "api")]
+pub use api::api_stream_body;
+pub use rtsp::{rtsp_request, rtsp_transport, sdp_describe};
+pub use srt::{srt_handshake, srt_listener, srt_packet, srt_stream_id};
+
 /// Real configurations from `testdata/` (see testdata/README.md).
 pub const AVC_BASELINE: &[u8] = include_bytes!("../../testdata/h264-320x240-baseline.avcc");
 /// AAC-LC 48 kHz stereo AudioSpecificConfig.
@@ -30,7 +40,21 @@ pub const FFMPEG_C0C1: &[u8] = include_bytes!("../../testdata/ffmpeg-c0c1.bin");
 /// A fuzz target's body.
 pub type Target = fn(&[u8]);
 
-/// Every target by name, for the replay test.
+/// Targets that need the `api` feature (see Cargo.toml).
+#[cfg(feature = "api")]
+const API_TARGETS: &[(&str, Target)] = &[("api_stream_body", api_stream_body)];
+#[cfg(not(feature = "api"))]
+const API_TARGETS: &[(&str, Target)] = &[];
+/// Names of the targets that need the `api` feature, so a replay without it can say what it
+/// skipped.
+pub const API_TARGET_NAMES: &[&str] = &["api_stream_body"];
+
+/// Every target built with this feature set: [`TARGETS`] plus the `api` ones when enabled.
+pub fn targets() -> impl Iterator<Item = &'static (&'static str, Target)> {
+    TARGETS.iter().chain(API_TARGETS)
+}
+
+/// Every target that builds without optional features, by name, for the replay test.
 pub const TARGETS: &[(&str, Target)] = &[
     ("rtmp_chunk_decode", rtmp_chunk_decode),
     ("rtmp_chunk_roundtrip", rtmp_chunk_roundtrip),
@@ -42,13 +66,20 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("media_codec_config", media_codec_config),
     ("ts_mux", ts_mux),
     ("ts_demux", ts_demux),
+    ("srt_packet", srt_packet),
+    ("srt_handshake", srt_handshake),
+    ("srt_stream_id", srt_stream_id),
+    ("srt_listener", srt_listener),
+    ("rtsp_request", rtsp_request),
+    ("rtsp_transport", rtsp_transport),
+    ("sdp_describe", sdp_describe),
 ];
 
 /// xorshift64*: cheap, deterministic choices (piece sizes, driver decisions) from a fuzz seed.
-struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         Rng(seed ^ 0x9E37_79B9_7F4A_7C15 | 1)
     }
 
@@ -60,7 +91,7 @@ impl Rng {
     }
 
     /// Uniform-ish in `0..n` (`n > 0`).
-    fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
 }

@@ -91,7 +91,17 @@ where
 pub struct DecompressLossList<I> {
     iterator: I,
 
-    loop_next_end: Option<(u32, u32)>,
+    loop_next_end: Option<(SeqNumber, SeqNumber)>,
+}
+
+/// ferrocast patch: the inclusive range a loss-list range entry (`start | 1 << 31`, `end`)
+/// stands for, or `None` when it is not a range a peer could mean: no end word, an end with
+/// the range bit set, or an end before the start (in modular order; such a range used to
+/// count up through the whole 32-bit space, and overflow). See FERROCAST-PATCHES.md.
+pub fn loss_range(start: u32, end: Option<u32>) -> Option<(SeqNumber, SeqNumber)> {
+    let start = SeqNumber::new_truncate(start & !(1 << 31));
+    let end = SeqNumber::new(end?).ok()?;
+    (end >= start).then_some((start, end))
 }
 
 impl<I: Iterator<Item = u32>> Iterator for DecompressLossList<I> {
@@ -103,13 +113,13 @@ impl<I: Iterator<Item = u32>> Iterator for DecompressLossList<I> {
                 // loop is over
                 self.loop_next_end = None;
 
-                Some(SeqNumber::new_truncate(next))
+                Some(next)
             }
             Some((next, end)) => {
                 // continue the loop
                 self.loop_next_end = Some((next + 1, end));
 
-                Some(SeqNumber::new_truncate(next))
+                Some(next)
             }
             None => {
                 // no current loop
@@ -117,17 +127,17 @@ impl<I: Iterator<Item = u32>> Iterator for DecompressLossList<I> {
 
                 // is this a loop start
                 if next & (1 << 31) != 0 {
-                    // set the first bit to zero
-                    let next_num = next & !(1 << 31);
-                    self.loop_next_end = Some((
-                        next_num + 1,
-                        match self.iterator.next() {
-                            Some(i) => i,
-                            None => panic!("unterminated loop while decompressing loss list"),
-                        },
-                    ));
-
-                    Some(SeqNumber::new_truncate(next_num))
+                    // ferrocast patch: an unterminated or inverted range used to panic or
+                    // overflow; it stands for its start alone.
+                    match loss_range(next, self.iterator.next()) {
+                        Some((start, end)) => {
+                            if start != end {
+                                self.loop_next_end = Some((start + 1, end));
+                            }
+                            Some(start)
+                        }
+                        None => Some(SeqNumber::new_truncate(next & !(1 << 31))),
+                    }
                 } else {
                     // no looping is possible
                     Some(SeqNumber::new_truncate(next))

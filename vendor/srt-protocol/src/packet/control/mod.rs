@@ -25,6 +25,8 @@ use crate::{
 use super::*;
 
 use loss_compression::{compress_loss_list, decompress_loss_list};
+// ferrocast patch: validates NAK ranges for the sender (protocol/sender/buffer.rs).
+pub use loss_compression::loss_range;
 
 /// A UDP packet carrying control information
 ///
@@ -591,7 +593,9 @@ impl ControlTypes {
                             let mut ext_hs = None;
                             let mut ext_km = None;
 
-                            while buf.remaining() > 4 {
+                            // ferrocast patch: was `> 4`, which dropped a last extension of
+                            // size 0 (an empty stream id), so parse and serialize disagreed.
+                            while buf.remaining() >= 4 {
                                 let pack_type = buf.get_u16();
 
                                 let pack_size_words = buf.get_u16();
@@ -942,8 +946,12 @@ impl Debug for CompressedLossList {
         let mut iter = self.0.iter();
         while let Some(a) = iter.next() {
             if a & 0x80000000 != 0 {
-                let b = iter.next().expect("Unterminated list");
-                write!(f, "{}..={},", a & 0x7fffffff, b)?;
+                // ferrocast patch: a peer's unterminated range used to panic here (only when
+                // debug logging formats the packet).
+                match iter.next() {
+                    Some(b) => write!(f, "{}..={},", a & 0x7fffffff, b)?,
+                    None => write!(f, "{}..?,", a & 0x7fffffff)?,
+                }
             } else {
                 write!(f, "{a},")?;
             }

@@ -275,6 +275,11 @@ fn le_bytes_to_string(le_bytes: &mut impl Buf) -> Result<String, PacketParseErro
     if le_bytes.remaining() % 4 != 0 {
         return Err(PacketParseError::NotEnoughData);
     }
+    // ferrocast patch: an empty string extension (size 0 words) used to panic reading its
+    // last word; it is an empty string.
+    if le_bytes.remaining() == 0 {
+        return Ok(String::new());
+    }
 
     let mut str_bytes = Vec::with_capacity(le_bytes.remaining());
 
@@ -365,6 +370,10 @@ impl SrtControlPacket {
                 )))
             }
             8 => {
+                // ferrocast patch: a group extension shorter than its one word used to panic.
+                if buf.remaining() < 4 {
+                    return Err(PacketParseError::NotEnoughData);
+                }
                 let ty = buf.get_u8().into();
                 let flags = GroupFlags::from_bits_truncate(buf.get_u8());
                 let weight = buf.get_u16_le();
@@ -431,7 +440,9 @@ impl SrtControlPacket {
             // 1 32-bit word packed with type, flags, and weight
             Group { .. } => 1,
             Filter(filter) => ((format!("{filter}").len() + 3) / 4) as u16, // TODO: not optimial performace, but probably okay
-            _ => unimplemented!("{:?}", self),
+            // ferrocast patch: was `unimplemented!`, reached by the receive statistics of an
+            // SRT control packet of subtype 0 from a peer; it serializes to nothing.
+            Reject => 0,
         }
     }
 }
@@ -519,6 +530,11 @@ impl KeyingMaterialMessage {
 
         // next 6 bits is reserved, then two bits of KF
         let key_flags = KeyFlags::from_bits_truncate(buf.get_u8() & 0b0000_0011);
+        // ferrocast patch: key material announcing neither key used to parse, and serializing
+        // it (the listener echoes a caller's KMREQ in its rejection) divided by zero.
+        if key_flags.is_empty() {
+            return Err(PacketParseError::BadSrtExtensionMessage);
+        }
 
         // second 32-bit word: keki
         let keki = buf.get_u32();

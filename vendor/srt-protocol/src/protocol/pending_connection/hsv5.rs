@@ -58,6 +58,13 @@ pub fn gen_access_control_response(
         settings.key_settings = Some(ks);
     }
 
+    // ferrocast patch: a caller announcing a maximum packet size of 0 made the sender split
+    // every message into empty packets forever (one datagram hung the connection's task);
+    // refuse sizes below libsrt's minimum MSS (76) as rogue, like other bad handshake data.
+    if with_hsv5.max_packet_size < PacketSize(76) {
+        return GenHsv5Result::Reject(ConnectionReject::Rejecting(CoreRejectReason::Rogue.into()));
+    }
+
     let hs = match incoming.ext_hs {
         Some(SrtControlPacket::HandshakeRequest(hs)) => hs,
         Some(_) => return GenHsv5Result::NotHandled(ConnectError::ExpectedHsReq),

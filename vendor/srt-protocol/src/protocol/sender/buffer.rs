@@ -171,11 +171,52 @@ impl SendBuffer {
         &mut self,
         nak: CompressedLossList,
     ) -> impl Iterator<Item = (Loss, Range<SeqNumber>)> + '_ {
-        LossIterator {
-            loss_list: nak.into_iter_decompressed(),
-            first: None,
-            buffer: self,
+        // ferrocast patch: this used to walk every sequence number of every range in the NAK,
+        // so one datagram with the range [x, x + 2^30] kept the connection's task busy for
+        // seconds (and an unterminated range panicked). Ranges are now split against the send
+        // window instead: only the numbers in [front, next_send), at most the buffer's
+        // length, are visited. Invalid ranges count as their start alone (`loss_range`).
+        let next_send = self.next_send;
+        let lo = self.front_packet().unwrap_or(next_send).min(next_send);
+        let mut out: Vec<(Loss, Range<SeqNumber>)> = Vec::new();
+        let mut push = |out: &mut Vec<(Loss, Range<SeqNumber>)>, loss, r: Range<SeqNumber>| {
+            match out.last_mut() {
+                Some((l, last)) if *l == loss && last.end == r.start => last.end = r.end,
+                _ => out.push((loss, r)),
+            }
+        };
+        let mut words = nak.iter_compressed();
+        while let Some(w) = words.next() {
+            let (start, end) = if w & (1 << 31) != 0 {
+                let single = SeqNumber::new_truncate(w & !(1 << 31));
+                let (s, e) = loss_range(w, words.next()).unwrap_or((single, single));
+                (s, e + 1)
+            } else {
+                let s = SeqNumber::new_truncate(w);
+                (s, s + 1)
+            };
+            let dropped_end = end.min(lo);
+            if start < dropped_end {
+                push(&mut out, Loss::Dropped, start..dropped_end);
+            }
+            let (a, b) = (start.max(lo), end.min(next_send));
+            if a < b {
+                let mut seq = a;
+                for _ in 0..(next_send - lo) {
+                    if seq == b {
+                        break;
+                    }
+                    self.lost_list.insert(seq);
+                    seq = seq + 1;
+                }
+                push(&mut out, Loss::Added, a..b);
+            }
+            let ignored_start = start.max(next_send);
+            if ignored_start < end {
+                push(&mut out, Loss::Ignored, ignored_start..end);
+            }
         }
+        out.into_iter()
     }
 
     pub fn next_snd_actions(

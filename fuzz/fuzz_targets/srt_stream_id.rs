@@ -1,0 +1,4 @@
+//! Property: see [`ferrocast_fuzz::srt_stream_id`] (fuzz/src/srt.rs).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| ferrocast_fuzz::srt_stream_id(data));
