@@ -14,6 +14,7 @@ mod api;
 mod api_live;
 mod api_persistence;
 mod bad_input;
+mod chaos;
 mod config;
 mod dash;
 mod gstreamer;
