@@ -428,6 +428,9 @@ mod tests {
             .unwrap();
         let got = read_to_close(&mut s, Duration::from_secs(5)).await.unwrap();
         let ticks = String::from_utf8_lossy(&got).matches("tick").count();
-        assert_eq!(ticks, 8, "800 ms of output outlived 300 ms header and idle timeouts");
+        assert_eq!(
+            ticks, 8,
+            "800 ms of output outlived 300 ms header and idle timeouts"
+        );
     }
 }

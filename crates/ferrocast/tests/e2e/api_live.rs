@@ -478,7 +478,10 @@ fn stream_key_and_disabled_control_publishing() {
         .patch("streams/sk", &json!({"stream_key": "new-key"}))
         .ok(200);
     assert_eq!(v["has_stream_key"], true);
-    assert!(v.get("stream_key").is_none(), "the key is write-only: {v:#}");
+    assert!(
+        v.get("stream_key").is_none(),
+        "the key is write-only: {v:#}"
+    );
     std::thread::sleep(Duration::from_secs(2));
     publisher.assert_running("after the stream key changed");
     let v = wait_stream(&api, "sk", "bytes to keep coming in", |v| {
