@@ -160,7 +160,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
                     out,
                     "ferrocast_push_status{{stream=\"{}\",url=\"{}\",status=\"{}\"}} {}",
                     escape(&code),
-                    escape(&crate::streams::mask_url(&st.url)),
+                    escape(&push::url::masked(&st.url)),
                     s.as_str(),
                     u8::from(st.state == s)
                 );
@@ -169,7 +169,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
                 out,
                 "ferrocast_push_bytes_sent{{stream=\"{}\",url=\"{}\"}} {}",
                 escape(&code),
-                escape(&crate::streams::mask_url(&st.url)),
+                escape(&push::url::masked(&st.url)),
                 st.bytes_sent
             );
         }

@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use hub::{SessionRole, StreamStats};
 use media::{AudioCodec, VideoCodec};
+use push::url::masked as mask_url;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -381,11 +382,6 @@ pub struct StreamView {
 pub struct StreamList {
     data: Vec<StreamView>,
     total: usize,
-}
-
-/// Hides every secret of a push URL (key, query, credentials).
-pub(crate) fn mask_url(url: &str) -> String {
-    push::url::masked(url)
 }
 
 fn track_views(stats: &StreamStats) -> Vec<TrackView> {

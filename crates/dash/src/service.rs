@@ -38,8 +38,6 @@ struct Inner {
     config: DashConfig,
     store: Mutex<HashMap<String, Entry>>,
     tasks: StreamTasks,
-    /// Cancelled at shutdown: every MPD turns static now, while HTTP still serves it.
-    finishing: CancellationToken,
 }
 
 /// Lock that tolerates poisoning: every critical section below is a single map update, so a
@@ -71,7 +69,6 @@ impl DashService {
                 hub,
                 config,
                 store: Mutex::new(HashMap::new()),
-                finishing: CancellationToken::new(),
             }),
         }
     }
@@ -80,7 +77,7 @@ impl DashService {
     /// without waiting for `end_grace`: the first step of a graceful shutdown, so players
     /// polling during the drain see a clean end. MPDs stay served until `run`'s shutdown.
     pub fn finish(&self) {
-        self.inner.finishing.cancel();
+        self.inner.tasks.finish();
     }
 
     /// Replaces the predicate deciding, at each publish, whether DASH runs for a code.
@@ -250,7 +247,7 @@ async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
             biased;
             _ = shutdown.cancelled() => break,
             // Ended for shutdown, the MPD is static: only the shutdown is awaited after this.
-            _ = inner.finishing.cancelled(), if !finished => {
+            _ = handle.finish.cancelled(), if !finished => {
                 finished = true;
                 inner.push_outputs(code, segmenter.flush());
                 inner.end(code);

@@ -39,8 +39,6 @@ struct Inner {
     config: HlsConfig,
     store: Mutex<HashMap<String, Entry>>,
     tasks: StreamTasks,
-    /// Cancelled at shutdown: every playlist ends now, while HTTP still serves it.
-    finishing: CancellationToken,
 }
 
 /// Lock that tolerates poisoning: every critical section below is a single map update, so a
@@ -72,7 +70,6 @@ impl HlsService {
                 hub,
                 config,
                 store: Mutex::new(HashMap::new()),
-                finishing: CancellationToken::new(),
             }),
         }
     }
@@ -81,7 +78,7 @@ impl HlsService {
     /// `end_grace`: the first step of a graceful shutdown, so players polling during the
     /// drain see a clean end. Playlists stay served until `run`'s shutdown.
     pub fn finish(&self) {
-        self.inner.finishing.cancel();
+        self.inner.tasks.finish();
     }
 
     /// Replaces the predicate deciding, at each publish, whether HLS runs for a code.
@@ -206,7 +203,7 @@ async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
             biased;
             _ = shutdown.cancelled() => break,
             // Ended for shutdown, ENDLIST is final: only the shutdown is awaited after this.
-            _ = inner.finishing.cancelled(), if !finished => {
+            _ = handle.finish.cancelled(), if !finished => {
                 finished = true;
                 if let Some(s) = segmenter.flush() {
                     inner.push_segment(code, s);

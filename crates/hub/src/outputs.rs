@@ -31,6 +31,8 @@ struct Inner {
     /// The shutdown token once `run` started, parent of every task's token.
     root: Mutex<Option<CancellationToken>>,
     tracker: TaskTracker,
+    /// Cancelled by [`StreamTasks::finish`]: every task ends its output now.
+    finishing: CancellationToken,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -45,6 +47,9 @@ pub struct TaskHandle {
     inner: Arc<Inner>,
     /// Cancelled by [`StreamTasks::stop`] or shutdown.
     pub stop: CancellationToken,
+    /// Cancelled by [`StreamTasks::finish`] (first step of a graceful shutdown): the task ends
+    /// its output at once and keeps serving it until `stop`.
+    pub finish: CancellationToken,
 }
 
 impl std::fmt::Debug for TaskHandle {
@@ -108,6 +113,7 @@ impl StreamTasks {
                 next: AtomicU64::new(1),
                 root: Mutex::new(None),
                 tracker: TaskTracker::new(),
+                finishing: CancellationToken::new(),
             }),
         }
     }
@@ -178,8 +184,15 @@ impl StreamTasks {
             id,
             inner: self.inner.clone(),
             stop,
+            finish: self.inner.finishing.clone(),
         };
         self.inner.tracker.spawn(task(code.to_owned(), handle));
+    }
+
+    /// Tells every task, running or started later, to end its output now (see
+    /// [`TaskHandle::finish`]).
+    pub fn finish(&self) {
+        self.inner.finishing.cancel();
     }
 
     /// Stops the task of `code`, if any; returns whether one ran.
