@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 T=../testdata
 C=corpus
-mkdir -p "$C"/{rtmp_chunk_decode,rtmp_chunk_roundtrip,amf0_decode,amf0_roundtrip,rtmp_message_parse,flv_tags,rtmp_session,media_codec_config,ts_mux,ts_demux}
+mkdir -p "$C"/{rtmp_chunk_decode,rtmp_chunk_roundtrip,amf0_decode,amf0_roundtrip,rtmp_message_parse,flv_tags,flv_stream,rtmp_session,media_codec_config,ts_mux,ts_demux}
 
 # Curated seeds kept in git (seeds/<target>/, see seeds/README.md): real SRT datagrams and
 # RTSP request streams from ffmpeg / GStreamer, stream ids, SDP inputs from testdata configs.
@@ -73,3 +73,7 @@ echo "seed corpora written to $(pwd)/$C"
 # ts_demux: [piece-size seed][transport stream]
 { printf '\x05'; cat "$T/ffmpeg-320x240.ts"; } > "$C/ts_demux/ffmpeg-320x240"
 { printf '\x00'; head -c 18800 "$T/ffmpeg-320x240.ts"; } > "$C/ts_demux/ffmpeg-head"
+
+# flv_stream: [piece size][an ffmpeg FLV file], whole and cut short.
+{ printf '\x00'; cat "$T/h264-aac-320x240.flv"; } > "$C/flv_stream/ffmpeg-whole"
+{ printf '\x0a'; head -c 3000 "$T/h264-aac-320x240.flv"; } > "$C/flv_stream/ffmpeg-cut"

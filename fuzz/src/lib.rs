@@ -1155,3 +1155,42 @@ pub fn ts_demux(data: &[u8]) {
     assert_eq!(events, chunked, "chunking changed the events");
     assert_eq!(stats, chunked_stats, "chunking changed the stats");
 }
+
+/// `flv_stream`: `[piece size][FLV byte stream]`. The FLV reader that takes ffmpeg's output
+/// back from a pipe must never panic, must give the same tags (or the same error) whether the
+/// bytes come whole or in pieces, and stays failed after an error.
+pub fn flv_stream(data: &[u8]) {
+    use rtmp::flv_stream::FlvReader;
+    let Some((&piece, stream)) = data.split_first() else {
+        return;
+    };
+    let read = |piece: usize| {
+        let mut r = FlvReader::new(1 << 16);
+        let mut tags = Vec::new();
+        let mut error = None;
+        for chunk in stream.chunks(piece.max(1)) {
+            r.push(chunk);
+            loop {
+                match r.next_tag() {
+                    Ok(Some(t)) => {
+                        assert!(t.body.len() <= 1 << 16);
+                        tags.push(t);
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        error.get_or_insert(e);
+                        break;
+                    }
+                }
+            }
+            if error.is_some() {
+                assert_eq!(r.next_tag(), Ok(None), "a failed reader stays failed");
+                break;
+            }
+        }
+        (tags, error)
+    };
+    let whole = read(stream.len());
+    let pieces = read(usize::from(piece) + 1);
+    assert_eq!(whole, pieces);
+}

@@ -6,6 +6,7 @@
 pub mod aac;
 pub mod avc;
 pub mod bits;
+pub mod crc;
 
 use bytes::Bytes;
 use std::fmt;

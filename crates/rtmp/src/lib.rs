@@ -8,6 +8,7 @@ pub mod amf0;
 pub mod chunk;
 pub mod client;
 pub mod flv;
+pub mod flv_stream;
 pub mod handshake;
 #[cfg(feature = "server")]
 pub mod ingest;
