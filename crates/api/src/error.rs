@@ -1,4 +1,6 @@
-//! One error shape for the whole API: `{"error": {"code": "...", "message": "..."}}`.
+//! One error shape for the whole API: `{"error": {"code": "...", "message": "...", "field":
+//! "..."}}`, where `field` (present only when one request field is at fault) lets a form show
+//! the message beside that field.
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
@@ -17,6 +19,8 @@ pub struct ApiError {
     pub code: &'static str,
     /// Human-readable explanation, naming the field where there is one.
     pub message: String,
+    /// Path of the request field at fault (`code`, `push[1].url`), when there is one.
+    pub field: Option<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -27,9 +31,13 @@ pub(crate) struct ErrorBody {
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct ErrorDetail {
     /// `bad_request`, `unauthorized`, `not_found`, `conflict`, `unsupported_media_type`,
-    /// `payload_too_large`, `unprocessable`, `unavailable`, `internal`.
+    /// `payload_too_large`, `too_many_requests`, `unprocessable`, `unavailable`, `internal`.
     code: &'static str,
     message: String,
+    /// Path of the request field at fault, e.g. `code`, `stream_key`, `push[1].retry.max_s`;
+    /// absent when the error is not about one field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<String>,
 }
 
 impl ApiError {
@@ -39,7 +47,30 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            field: None,
         }
+    }
+
+    /// An error about one request field: the message reads `field: reason`, as before
+    /// `field` existed, so clients that only show the message lose nothing.
+    pub fn field(
+        status: StatusCode,
+        code: &'static str,
+        field: impl Into<String>,
+        reason: impl std::fmt::Display,
+    ) -> Self {
+        let field = field.into();
+        ApiError {
+            status,
+            code,
+            message: format!("{field}: {reason}"),
+            field: Some(field),
+        }
+    }
+
+    /// 400 about one field.
+    pub fn bad_field(field: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        Self::field(StatusCode::BAD_REQUEST, "bad_request", field, reason)
     }
 
     /// 400.
@@ -62,6 +93,7 @@ impl IntoResponse for ApiError {
             error: ErrorDetail {
                 code: self.code,
                 message: self.message,
+                field: self.field,
             },
         };
         (self.status, Json(body)).into_response()
@@ -77,11 +109,12 @@ impl From<control::ControlError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
             }
             ControlError::Invalid(inv) => match inv.kind {
-                InvalidKind::Malformed => ApiError::bad_request(inv.to_string()),
-                InvalidKind::Semantic => ApiError::new(
+                InvalidKind::Malformed => ApiError::bad_field(inv.field, inv.reason),
+                InvalidKind::Semantic => ApiError::field(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "unprocessable",
-                    inv.to_string(),
+                    inv.field,
+                    inv.reason,
                 ),
             },
             ControlError::Store(s) => match s {
@@ -119,14 +152,48 @@ where
     }
 }
 
+/// The field a serde data error is about. axum renders it as `<prefix>: <path>: <error>` (the
+/// path from serde_path_to_error, absent at the top level), and a top-level unknown or missing
+/// field names itself in backquotes.
+fn data_error_field(message: &str) -> Option<String> {
+    let detail = message
+        .split_once("target type: ")
+        .map_or(message, |(_, d)| d);
+    let is_path = |p: &str| {
+        !p.is_empty()
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.[]".contains(&b))
+    };
+    let (path, error) = match detail.split_once(": ") {
+        Some((p, rest)) if is_path(p) => (Some(p), rest),
+        _ => (None, detail),
+    };
+    let named = ["unknown field `", "missing field `"]
+        .iter()
+        .find_map(|lead| {
+            let rest = error.strip_prefix(lead)?;
+            rest.split_once('`').map(|(name, _)| name)
+        });
+    // The path already ends with an unknown field's name; a missing one is named only in
+    // the message, at its parent's path.
+    match (path, named) {
+        (Some(p), Some(n)) if error.starts_with("missing") => Some(format!("{p}.{n}")),
+        (Some(p), _) => Some(p.to_owned()),
+        (None, n) => n.map(str::to_owned),
+    }
+}
+
 fn json_rejection(r: JsonRejection) -> ApiError {
     let message = r.body_text();
     match r {
-        JsonRejection::JsonDataError(_) | JsonRejection::JsonSyntaxError(_) => {
+        JsonRejection::JsonDataError(_) => {
             // axum says 422 for a type error; to clients a body that does not match the
             // schema is a bad request, and 422 is kept for rule violations.
-            ApiError::bad_request(message)
+            let mut e = ApiError::bad_request(message);
+            e.field = data_error_field(&e.message);
+            e
         }
+        JsonRejection::JsonSyntaxError(_) => ApiError::bad_request(message),
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
@@ -138,5 +205,87 @@ fn json_rejection(r: JsonRejection) -> ApiError {
             format!("request body over {} bytes", crate::MAX_BODY),
         ),
         other => ApiError::new(other.status(), "bad_request", message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        timeout_s: u32,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        code: String,
+        #[serde(default)]
+        push: Vec<Inner>,
+        #[serde(default)]
+        nested: Option<Inner>,
+    }
+
+    /// The field axum's own rejection text names, through the real `Json` extractor.
+    fn field_of(body: &str) -> Option<String> {
+        match Json::<Body>::from_bytes(body.as_bytes()) {
+            Err(r @ JsonRejection::JsonDataError(_)) => json_rejection(r).field,
+            other => panic!("expected a data error for {body}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn data_errors_name_the_field() {
+        assert_eq!(field_of(r#"{"code": 5}"#).as_deref(), Some("code"));
+        assert_eq!(
+            field_of(r#"{"code": "a", "push": [{"timeout_s": 1}, {"timeout_s": "x"}]}"#).as_deref(),
+            Some("push[1].timeout_s")
+        );
+        assert_eq!(
+            field_of(r#"{"code": "a", "bogus": 1}"#).as_deref(),
+            Some("bogus")
+        );
+        assert_eq!(field_of(r#"{"push": []}"#).as_deref(), Some("code"));
+        assert_eq!(
+            field_of(r#"{"code": "a", "push": [{}]}"#).as_deref(),
+            Some("push[0].timeout_s")
+        );
+        assert_eq!(
+            field_of(r#"{"code": "a", "nested": {"x": 1}}"#).as_deref(),
+            Some("nested.x")
+        );
+    }
+
+    #[test]
+    fn the_field_member_is_added_only_when_known() {
+        let body = |e: ApiError| {
+            serde_json::to_value(ErrorBody {
+                error: ErrorDetail {
+                    code: e.code,
+                    message: e.message,
+                    field: e.field,
+                },
+            })
+            .unwrap()
+        };
+        let plain = body(ApiError::not_found("no such stream"));
+        assert_eq!(
+            plain,
+            serde_json::json!({"error": {"code": "not_found", "message": "no such stream"}})
+        );
+        let field = body(ApiError::bad_field(
+            "code",
+            "must match [A-Za-z0-9_-]{1,128}",
+        ));
+        assert_eq!(field["error"]["field"], "code");
+        assert_eq!(
+            field["error"]["message"],
+            "code: must match [A-Za-z0-9_-]{1,128}"
+        );
     }
 }

@@ -1,8 +1,10 @@
 //! HTTP surface of the gateway: the REST API under `/api/v1`, media delivery under `/live`,
-//! `/metrics` and `/healthz`.
+//! `/metrics`, `/healthz`, and the dashboard (`web/`) at `/`.
 
+mod about;
 mod dash;
 mod error;
+mod events;
 mod live;
 mod metrics;
 pub mod server;
@@ -11,13 +13,16 @@ mod streams;
 #[cfg(test)]
 mod tests;
 mod time;
+mod web;
 
 pub use error::ApiError;
+pub use events::MAX_EVENT_STREAMS;
 pub use metrics::RequestCounts;
 #[doc(hidden)]
 pub use streams::fuzz_stream_body;
 
 use ::dash::DashService;
+use axum::Extension;
 use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -65,6 +70,7 @@ pub struct AppState {
     tags(
         (name = "streams", description = "Stream configuration with live runtime state"),
         (name = "sessions", description = "Publishers and readers on every protocol"),
+        (name = "server", description = "Version and listener addresses"),
     )
 )]
 struct ApiDoc;
@@ -137,6 +143,8 @@ fn api_v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(sessions::kick_session))
         .routes(routes!(sessions::kill_publisher))
         .routes(routes!(sessions::close_publisher))
+        .routes(routes!(events::events))
+        .routes(routes!(about::server_info))
         .split_for_parts()
 }
 
@@ -151,9 +159,20 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc
 }
 
-/// The whole HTTP surface on one port: media, clock, health, API and metrics.
+/// The whole HTTP surface on one port: media, clock, health, API, metrics and the dashboard.
 pub fn router(state: AppState) -> Router {
-    media_router(state.clone()).merge(admin_router(state))
+    media_router(state.clone())
+        .merge(admin_router(state))
+        .merge(dashboard_router())
+}
+
+/// The dashboard's files: `/` and, for any path no other route takes, the embedded file of
+/// that name. It goes with the API it calls (same origin, no CORS), so a media port without
+/// the API does not serve it.
+fn dashboard_router() -> Router {
+    Router::new()
+        .route("/", get(web::index))
+        .fallback(web::file)
 }
 
 /// Media delivery, the DASH clock and `/healthz`: what players and load balancers reach.
@@ -166,13 +185,17 @@ pub fn media_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// What `api.listen` serves: the admin surface and `/healthz`.
+/// What `api.listen` serves: the admin surface, `/healthz` and the dashboard.
 pub fn admin_listener_router(state: AppState) -> Router {
-    admin_router(state.clone()).merge(
-        Router::new()
-            .route("/healthz", get(healthz))
-            .with_state(state),
-    )
+    admin_router(state.clone())
+        .merge(
+            Router::new()
+                .route("/healthz", get(healthz))
+                .with_state(state),
+        )
+        .merge(dashboard_router())
+        // Tells `/api/v1/server` that media are on another listener.
+        .layer(Extension(about::AdminOnly))
 }
 
 /// `/api/v1` and `/metrics`, behind [`AdminAccess`].

@@ -7,12 +7,15 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
-/// API request counts by route template and status.
+/// API request counts by route template and status, and the event streams open now.
 #[derive(Debug, Default)]
 pub struct RequestCounts {
     counts: Mutex<BTreeMap<(String, u16), u64>>,
+    /// Open `GET /api/v1/events` streams (capped at [`crate::events::MAX_EVENT_STREAMS`]).
+    pub(crate) event_streams: Arc<AtomicUsize>,
 }
 
 impl RequestCounts {
@@ -191,6 +194,12 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             escape(&route)
         );
     }
+
+    let _ = writeln!(
+        out,
+        "# HELP ferrocast_api_event_streams Open API event streams (dashboards).\n# TYPE ferrocast_api_event_streams gauge\nferrocast_api_event_streams {}",
+        state.requests.event_streams.load(Ordering::Relaxed)
+    );
 
     let mut resp = out.into_response();
     resp.headers_mut().insert(

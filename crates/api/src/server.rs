@@ -22,6 +22,16 @@ use tokio_util::task::TaskTracker;
 use tower_service::Service;
 use tracing::{debug, warn};
 
+/// The listener's shutdown signal, in every request's extensions: a response that streams
+/// until its client leaves (`GET /api/v1/events`) must also end when the server stops, or the
+/// graceful close of its connection would wait for it until the grace period runs out.
+#[derive(Clone, Debug)]
+pub struct ShutdownSignal(pub CancellationToken);
+
+/// The local address of the listener a request came in on, in every request's extensions.
+#[derive(Clone, Copy, Debug)]
+pub struct LocalAddr(pub SocketAddr);
+
 /// Bounds of every HTTP connection.
 #[derive(Clone, Debug)]
 pub struct HttpServerConfig {
@@ -57,6 +67,7 @@ pub async fn serve(
 ) {
     let tracker = TaskTracker::new();
     let mut refused = RateLimitedLog::default();
+    let local = listener.local_addr().ok();
     loop {
         let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -82,6 +93,7 @@ pub async fn serve(
         tracker.spawn(connection(
             stream,
             peer,
+            local,
             app.clone(),
             config.clone(),
             guards,
@@ -112,6 +124,7 @@ fn admit(config: &HttpServerConfig, peer: SocketAddr) -> Result<Guards, access::
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
+    local: Option<SocketAddr>,
     app: Router,
     config: HttpServerConfig,
     _guards: Guards,
@@ -123,8 +136,13 @@ async fn connection(
         inner: stream,
         activity: Arc::clone(&activity),
     });
+    let signal = ShutdownSignal(shutdown.clone());
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
+        req.extensions_mut().insert(signal.clone());
+        if let Some(local) = local {
+            req.extensions_mut().insert(LocalAddr(local));
+        }
         // Router is always ready and cloning it is an Arc bump.
         let mut app = app.clone();
         async move { app.call(req).await }

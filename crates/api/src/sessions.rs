@@ -25,6 +25,20 @@ pub struct SessionView {
     external_id: Option<String>,
 }
 
+/// The API's view of a hub session.
+pub(crate) fn session_view(s: hub::SessionInfo) -> SessionView {
+    SessionView {
+        id: s.id,
+        stream: s.stream,
+        protocol: s.protocol.to_owned(),
+        role: s.role.as_str(),
+        remote_addr: s.remote_addr.map(|a| a.to_string()),
+        started_at: rfc3339(system_ms(s.started_at)),
+        bytes: s.bytes,
+        external_id: s.external_id,
+    }
+}
+
 /// A page of sessions.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SessionList {
@@ -66,16 +80,7 @@ pub async fn list_sessions(
         .into_iter()
         .filter(|s| q.stream.as_deref().is_none_or(|c| c == s.stream))
         .filter(|s| q.protocol.as_deref().is_none_or(|p| p == s.protocol))
-        .map(|s| SessionView {
-            id: s.id,
-            stream: s.stream,
-            protocol: s.protocol.to_owned(),
-            role: s.role.as_str(),
-            remote_addr: s.remote_addr.map(|a| a.to_string()),
-            started_at: rfc3339(system_ms(s.started_at)),
-            bytes: s.bytes,
-            external_id: s.external_id,
-        })
+        .map(session_view)
         .collect();
     let total = data.len();
     Ok(Json(SessionList { data, total }))

@@ -89,12 +89,11 @@ fn restore_masked_urls(
         match known {
             Some(d) => input.url = d.url.clone(),
             None => {
-                return Err(ApiError::new(
+                return Err(ApiError::field(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "unprocessable",
-                    format!(
-                        "push[{i}].url: a masked URL that matches no configured destination; send the full URL"
-                    ),
+                    format!("push[{i}].url"),
+                    "a masked URL that matches no configured destination; send the full URL",
                 ));
             }
         }
@@ -307,6 +306,26 @@ pub struct RuntimeView {
     frames_dropped: u64,
     /// State of each running push destination, in configuration order.
     pushes: Vec<PushStatusView>,
+    /// The last five minutes of bitrates, oldest first, one sample a second; only in the
+    /// responses about one stream (`GET /streams/{code}` and the writes), not in lists or
+    /// events, whose clients append the current figures themselves.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bitrate_history: Option<Vec<RateSampleView>>,
+}
+
+/// One point of a stream's bitrate history.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RateSampleView {
+    at: String,
+    in_kbps: u64,
+    out_kbps: u64,
+}
+
+impl RuntimeView {
+    /// Whether a publisher is live.
+    pub(crate) fn is_live(&self) -> bool {
+        self.status == "live"
+    }
 }
 
 /// One recorded push failure.
@@ -319,6 +338,9 @@ pub struct PushErrorView {
 /// Live state of one push destination.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PushStatusView {
+    /// Position of the destination in the stream's `push` list, for
+    /// `POST /streams/{code}/push/{index}/retry` (masked URLs can look alike).
+    index: Option<usize>,
     /// The destination with its stream key masked.
     url: String,
     /// `starting`, `active`, `reconnecting` or `failed`.
@@ -338,6 +360,7 @@ pub struct PushStatusView {
 impl From<push::PushSnapshot> for PushStatusView {
     fn from(s: push::PushSnapshot) -> Self {
         PushStatusView {
+            index: None,
             url: mask_url(&s.url),
             status: s.state.as_str(),
             attempt: s.attempt,
@@ -470,9 +493,8 @@ fn readers_by_stream(state: &AppState) -> BTreeMap<String, BTreeMap<String, u32>
 fn runtime(
     stats: Option<&StreamStats>,
     readers: Option<&BTreeMap<String, u32>>,
-    pushes: Vec<push::PushSnapshot>,
+    pushes: Vec<PushStatusView>,
 ) -> RuntimeView {
-    let pushes: Vec<PushStatusView> = pushes.into_iter().map(Into::into).collect();
     let readers = readers.cloned().unwrap_or_default();
     let readers_total = readers.values().sum();
     match stats {
@@ -488,6 +510,7 @@ fn runtime(
             readers_total,
             frames_dropped: 0,
             pushes,
+            bitrate_history: None,
         },
         Some(s) => RuntimeView {
             status: if s.live { "live" } else { "idle" },
@@ -508,6 +531,7 @@ fn runtime(
             readers_total,
             frames_dropped: s.frames_dropped,
             pushes,
+            bitrate_history: None,
         },
     }
 }
@@ -540,7 +564,14 @@ fn view(
         .control
         .push()
         .map(|p| p.status(code))
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| {
+            // Destinations are unique by URL (validation refuses duplicates).
+            let index = record.and_then(|r| r.push.iter().position(|d| d.url == s.url));
+            PushStatusView { index, ..s.into() }
+        })
+        .collect();
     let runtime = runtime(stats, readers, pushes);
     match record {
         Some(r) => StreamView {
@@ -574,12 +605,13 @@ fn view(
     }
 }
 
-fn check_code(code: &str) -> Result<(), ApiError> {
+pub(crate) fn check_code(code: &str) -> Result<(), ApiError> {
     if hub::valid_code(code) {
         Ok(())
     } else {
-        Err(ApiError::bad_request(
-            "code: must match [A-Za-z0-9_-]{1,128}",
+        Err(ApiError::bad_field(
+            "code",
+            "must match [A-Za-z0-9_-]{1,128}",
         ))
     }
 }
@@ -587,7 +619,54 @@ fn check_code(code: &str) -> Result<(), ApiError> {
 fn single_view(state: &AppState, code: &str, record: Option<&StreamRecord>) -> StreamView {
     let stats = state.hub.stats(code);
     let readers = readers_by_stream(state);
-    view(state, code, record, stats.as_ref(), readers.get(code))
+    let mut v = view(state, code, record, stats.as_ref(), readers.get(code));
+    let history = state.hub.bitrate_history(code);
+    v.runtime.bitrate_history = Some(
+        history
+            .into_iter()
+            .map(|s| RateSampleView {
+                at: rfc3339(system_ms(s.at)),
+                in_kbps: s.in_kbps,
+                out_kbps: s.out_kbps,
+            })
+            .collect(),
+    );
+    v
+}
+
+/// Configured streams and live runtime streams by code (only `only` when given), as the list
+/// and the event stream show them.
+pub(crate) fn stream_views(state: &AppState, only: Option<&str>) -> Vec<StreamView> {
+    let records: Vec<Arc<StreamRecord>> = match only {
+        Some(code) => state.control.get(code).into_iter().collect(),
+        None => state.control.list(),
+    };
+    let stats: Vec<StreamStats> = match only {
+        Some(code) => state.hub.stats(code).into_iter().collect(),
+        None => state.hub.list(),
+    };
+    let stats: BTreeMap<String, StreamStats> =
+        stats.into_iter().map(|s| (s.code.clone(), s)).collect();
+    let readers = readers_by_stream(state);
+    let mut codes: BTreeSet<&str> = records.iter().map(|r| r.code.as_str()).collect();
+    // Auto-created streams exist only while live.
+    codes.extend(stats.values().filter(|s| s.live).map(|s| s.code.as_str()));
+    let by_code: BTreeMap<&str, &StreamRecord> = records
+        .iter()
+        .map(|r| (r.code.as_str(), r.as_ref()))
+        .collect();
+    codes
+        .into_iter()
+        .map(|code| {
+            view(
+                state,
+                code,
+                by_code.get(code).copied(),
+                stats.get(code),
+                readers.get(code),
+            )
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -629,33 +708,9 @@ pub async fn list_streams(
             )));
         }
     };
-    let records: Vec<Arc<StreamRecord>> = state.control.list();
-    let stats: BTreeMap<String, StreamStats> = state
-        .hub
-        .list()
+    let data: Vec<StreamView> = stream_views(&state, None)
         .into_iter()
-        .map(|s| (s.code.clone(), s))
-        .collect();
-    let readers = readers_by_stream(&state);
-    let mut codes: BTreeSet<&str> = records.iter().map(|r| r.code.as_str()).collect();
-    // Auto-created streams exist only while live.
-    codes.extend(stats.values().filter(|s| s.live).map(|s| s.code.as_str()));
-    let by_code: BTreeMap<&str, &StreamRecord> = records
-        .iter()
-        .map(|r| (r.code.as_str(), r.as_ref()))
-        .collect();
-    let data: Vec<StreamView> = codes
-        .into_iter()
-        .map(|code| {
-            view(
-                &state,
-                code,
-                by_code.get(code).copied(),
-                stats.get(code),
-                readers.get(code),
-            )
-        })
-        .filter(|v| want_live.is_none_or(|live| (v.runtime.status == "live") == live))
+        .filter(|v| want_live.is_none_or(|live| v.runtime.is_live() == live))
         .collect();
     let total = data.len();
     Ok(Json(StreamList { data, total }))
@@ -710,7 +765,7 @@ pub async fn create_stream(
     let code = body
         .code
         .clone()
-        .ok_or_else(|| ApiError::bad_request("code: required"))?;
+        .ok_or_else(|| ApiError::bad_field("code", "required"))?;
     check_code(&code)?;
     let mut body = body;
     restore_masked_urls(&mut body.push, None)?;
@@ -744,7 +799,7 @@ pub async fn put_stream(
 ) -> Result<Response, ApiError> {
     check_code(&code)?;
     if body.code.as_deref().is_some_and(|c| c != code) {
-        return Err(ApiError::bad_request("code: differs from the path"));
+        return Err(ApiError::bad_field("code", "differs from the path"));
     }
     let mut body = body;
     restore_masked_urls(&mut body.push, state.control.get(&code).as_deref())?;
@@ -836,13 +891,13 @@ pub fn fuzz_stream_body(
             let code = if method == "POST" {
                 body.code
                     .clone()
-                    .ok_or_else(|| ApiError::bad_request("code: required"))?
+                    .ok_or_else(|| ApiError::bad_field("code", "required"))?
             } else {
                 path_code.to_owned()
             };
             check_code(&code)?;
             if body.code.as_deref().is_some_and(|c| c != code) {
-                return Err(ApiError::bad_request("code: differs from the path"));
+                return Err(ApiError::bad_field("code", "differs from the path"));
             }
             let old = if method == "POST" { None } else { existing };
             restore_masked_urls(&mut body.push, old)?;
@@ -938,6 +993,9 @@ pub async fn retry_push(
         .status(&code)
         .into_iter()
         .find(|s| s.url == dest.url)
-        .map(PushStatusView::from);
+        .map(|s| PushStatusView {
+            index: Some(index),
+            ..s.into()
+        });
     Ok((StatusCode::ACCEPTED, Json(status)).into_response())
 }

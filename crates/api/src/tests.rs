@@ -10,7 +10,7 @@ use tower_service::Service;
 const TOKEN: &str = "right-token-123";
 const REMOTE: &str = "203.0.113.7";
 
-async fn state(admin: AdminAccess) -> AppState {
+pub(crate) async fn state(admin: AdminAccess) -> AppState {
     let hub = Hub::new(hub::HubConfig::default());
     let hls = HlsService::new(hub.clone(), hls::HlsConfig::default());
     let dash = DashService::new(hub.clone(), ::dash::DashConfig::default());

@@ -6,6 +6,7 @@
 //! frames, skips forward to the next keyframe, and the loss is counted per stream.
 
 mod admission;
+mod listeners;
 pub mod outputs;
 mod sessions;
 mod stats;
@@ -15,8 +16,9 @@ pub use admission::{
     AccessRequest, Action, Admission, Admit, AllowAll, ClientInfo, ConnectFuture, Decision,
     DecisionFuture, Denied,
 };
+pub use listeners::{ListenerGuard, ListenerInfo};
 pub use sessions::{ReaderMeta, SessionGuard, SessionInfo, SessionRole};
-pub use stats::{PublisherSnapshot, StreamStats};
+pub use stats::{HISTORY_LEN, PublisherSnapshot, RateSample, StreamStats};
 
 pub use stream::{Event, Publisher, Subscription};
 
@@ -125,6 +127,7 @@ pub(crate) struct HubInner {
     admission: RwLock<Arc<dyn Admission>>,
     /// Counters of streams already removed from the registry, so totals never go down.
     retired: Mutex<Totals>,
+    listeners: Arc<listeners::Listeners>,
 }
 
 /// Process-wide counters since start, for metrics.
@@ -201,6 +204,7 @@ impl Hub {
                 sessions: sessions::Sessions::default(),
                 admission: RwLock::new(Arc::new(AllowAll)),
                 retired: Mutex::new(Totals::default()),
+                listeners: Arc::default(),
             }),
         }
     }
@@ -326,6 +330,23 @@ impl Hub {
         for s in streams {
             s.sample_rates();
         }
+    }
+
+    /// The last few minutes of `code`'s bitrates, oldest first, one sample per second of
+    /// [`Hub::run_sampler`]; empty when the hub does not know the stream.
+    pub fn bitrate_history(&self, code: &str) -> Vec<RateSample> {
+        let stream = self.inner.streams().get(code).cloned();
+        stream.map(|s| s.history()).unwrap_or_default()
+    }
+
+    /// Announces a running listener until the guard drops (see [`Hub::listeners`]).
+    pub fn announce_listener(&self, info: ListenerInfo) -> ListenerGuard {
+        self.inner.listeners.add(info)
+    }
+
+    /// Every announced listener, by protocol.
+    pub fn listeners(&self) -> Vec<ListenerInfo> {
+        self.inner.listeners.list()
     }
 
     /// Runs [`Hub::sample_rates`] every second until `shutdown`.

@@ -9,6 +9,10 @@ use std::time::{Duration, Instant, SystemTime};
 /// Bitrates are averaged over this many whole seconds.
 const WINDOW_SECS: usize = 5;
 
+/// Bitrate samples kept per stream: five minutes at the sampler's one-second cadence, enough
+/// for a dashboard graph that is full when it opens, and bounded whatever the uptime.
+pub const HISTORY_LEN: usize = 300;
+
 #[derive(Default)]
 pub(crate) struct Counters {
     pub(crate) bytes_in: AtomicU64,
@@ -110,6 +114,45 @@ impl Sampler {
     }
 }
 
+/// One point of a stream's bitrate history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateSample {
+    /// Wall-clock time of the sample.
+    pub at: SystemTime,
+    /// Ingest bitrate then (averaged like [`StreamStats::bitrate_in_kbps`]).
+    pub in_kbps: u64,
+    /// Output bitrate then (averaged like [`StreamStats::bitrate_out_kbps`]).
+    pub out_kbps: u64,
+}
+
+/// The last [`HISTORY_LEN`] samples, oldest first.
+#[derive(Default)]
+pub(crate) struct History {
+    samples: std::collections::VecDeque<(Instant, RateSample)>,
+}
+
+impl History {
+    /// Appends a sample unless the last one is under a second old (the sampler may be called
+    /// more often than once a second; the graph's time axis assumes a steady cadence).
+    pub(crate) fn push(&mut self, now: Instant, sample: RateSample) {
+        let due = self
+            .samples
+            .back()
+            .is_none_or(|(t, _)| now.saturating_duration_since(*t) >= Duration::from_millis(900));
+        if !due {
+            return;
+        }
+        if self.samples.len() == HISTORY_LEN {
+            self.samples.pop_front();
+        }
+        self.samples.push_back((now, sample));
+    }
+
+    pub(crate) fn to_vec(&self) -> Vec<RateSample> {
+        self.samples.iter().map(|(_, s)| *s).collect()
+    }
+}
+
 /// The publisher of a live stream.
 #[derive(Clone, Debug)]
 pub struct PublisherSnapshot {
@@ -173,6 +216,27 @@ mod tests {
         }
         assert_eq!(s.kbps(t0 + Duration::from_secs(4), 4 * 125_000), 1000);
         assert_eq!(Sampler::default().kbps(t0, 10), 0);
+    }
+
+    #[test]
+    fn history_is_bounded_and_keeps_a_steady_cadence() {
+        let t0 = Instant::now();
+        let mut h = History::default();
+        let sample = |n: u64| RateSample {
+            at: SystemTime::UNIX_EPOCH + Duration::from_secs(n),
+            in_kbps: n,
+            out_kbps: 2 * n,
+        };
+        for n in 0..(HISTORY_LEN as u64 + 10) {
+            h.push(t0 + Duration::from_secs(n), sample(n));
+            // A second call within the same second is not a new point.
+            h.push(t0 + Duration::from_millis(n * 1000 + 300), sample(9999));
+        }
+        let v = h.to_vec();
+        assert_eq!(v.len(), HISTORY_LEN);
+        assert_eq!(v[0].in_kbps, 10, "the oldest ten were dropped");
+        assert_eq!(v[HISTORY_LEN - 1].out_kbps, 2 * (HISTORY_LEN as u64 + 9));
+        assert!(v.iter().all(|s| s.in_kbps != 9999));
     }
 
     #[test]

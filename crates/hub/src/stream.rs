@@ -1,7 +1,9 @@
 //! One stream: publisher slot, GOP cache, and the bounded ring its readers consume.
 
 use crate::sessions::{SessionGuard, SessionRole};
-use crate::stats::{Counters, PublisherSnapshot, RateMeter, Sampler, StreamStats};
+use crate::stats::{
+    Counters, History, PublisherSnapshot, RateMeter, RateSample, Sampler, StreamStats,
+};
 use crate::{HubConfig, HubEvent, HubInner, PublishError, PublisherMeta};
 use media::{Frame, MediaInfo, TrackKind};
 use std::collections::{BTreeMap, VecDeque};
@@ -60,6 +62,7 @@ struct State {
     readers: BTreeMap<&'static str, u32>,
     rate_in: RateMeter,
     rate_out: Sampler,
+    history: History,
 }
 
 pub(crate) struct Stream {
@@ -87,6 +90,7 @@ impl Stream {
                 readers: BTreeMap::new(),
                 rate_in: RateMeter::default(),
                 rate_out: Sampler::default(),
+                history: History::default(),
             }),
             counters: Counters::default(),
         })
@@ -120,7 +124,23 @@ impl Stream {
 
     pub(crate) fn sample_rates(&self) {
         let total = self.counters.bytes_out.load(Ordering::Relaxed);
-        self.state().rate_out.sample(Instant::now(), total);
+        let now = Instant::now();
+        let mut st = self.state();
+        // kbps() samples the output counter too, so this is the one sample of this tick.
+        let out_kbps = st.rate_out.kbps(now, total);
+        let in_kbps = st.rate_in.kbps(now);
+        st.history.push(
+            now,
+            RateSample {
+                at: SystemTime::now(),
+                in_kbps,
+                out_kbps,
+            },
+        );
+    }
+
+    pub(crate) fn history(&self) -> Vec<RateSample> {
+        self.state().history.to_vec()
     }
 
     pub(crate) fn kick_publisher(&self) -> bool {

@@ -221,6 +221,40 @@ async fn stats_count_readers_per_protocol() {
 }
 
 #[tokio::test]
+async fn the_sampler_keeps_a_bitrate_history_per_stream() {
+    let hub = Hub::new(HubConfig::default());
+    assert!(hub.bitrate_history("a").is_empty(), "unknown stream");
+    let p = hub.publish("a", meta()).unwrap();
+    p.announce(video_info());
+    hub.sample_rates();
+    // A second call within the same second adds no point: the graph's cadence stays 1 s.
+    hub.sample_rates();
+    let h = hub.bitrate_history("a");
+    assert_eq!(h.len(), 1);
+    assert_eq!((h[0].in_kbps, h[0].out_kbps), (0, 0));
+    drop(p);
+    assert!(hub.bitrate_history("a").is_empty(), "gone with the stream");
+}
+
+#[test]
+fn listeners_are_announced_while_their_guard_lives() {
+    let hub = Hub::new(HubConfig::default());
+    let info = |protocol, port| ListenerInfo {
+        protocol,
+        addr: ([0, 0, 0, 0], port).into(),
+        app: "live".into(),
+    };
+    let rtmp = hub.announce_listener(info("rtmp", 1935));
+    let srt = hub.announce_listener(info("srt", 9000));
+    let _http = hub.announce_listener(info("http", 8080));
+    let names: Vec<_> = hub.listeners().iter().map(|l| l.protocol).collect();
+    assert_eq!(names, ["http", "rtmp", "srt"]);
+    drop(srt);
+    drop(rtmp);
+    assert_eq!(hub.listeners(), vec![info("http", 8080)]);
+}
+
+#[tokio::test]
 async fn kick_cancels_publisher() {
     let hub = Hub::new(HubConfig::default());
     let p = hub.publish("a", meta()).unwrap();

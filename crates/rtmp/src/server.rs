@@ -162,8 +162,23 @@ impl Server {
         }
     }
 
+    /// Tells the hub (and so the API's URL list) where this server listens, while it runs.
+    fn announce(
+        &self,
+        listener: &TcpListener,
+        protocol: &'static str,
+    ) -> Option<hub::ListenerGuard> {
+        let addr = listener.local_addr().ok()?;
+        Some(self.hub.announce_listener(hub::ListenerInfo {
+            protocol,
+            addr,
+            app: self.config.session.app.clone(),
+        }))
+    }
+
     /// Accepts connections until `shutdown`, then waits for every connection to close.
     pub async fn run(self, listener: TcpListener, shutdown: CancellationToken) -> io::Result<()> {
+        let _announced = self.announce(&listener, "rtmp");
         let tracker = TaskTracker::new();
         let permits = Arc::new(Semaphore::new(self.config.max_connections));
         loop {
@@ -216,6 +231,7 @@ impl Server {
         tls: Arc<rustls::ServerConfig>,
         shutdown: CancellationToken,
     ) -> io::Result<()> {
+        let _announced = self.announce(&listener, "rtmps");
         let tracker = TaskTracker::new();
         let permits = Arc::new(Semaphore::new(self.config.max_connections));
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);

@@ -53,6 +53,14 @@ impl Server {
 
     /// Accepts connections until `shutdown`, then waits for every connection to finish.
     pub async fn run(self, listener: TcpListener, shutdown: CancellationToken) -> io::Result<()> {
+        // Where clients find this server, for the API's URL list, while it runs.
+        let _announced = listener.local_addr().ok().map(|addr| {
+            self.hub.announce_listener(hub::ListenerInfo {
+                protocol: "rtsp",
+                addr,
+                app: self.config.app.clone(),
+            })
+        });
         let tracker = TaskTracker::new();
         let limit = Arc::new(Semaphore::new(self.config.max_connections.max(1)));
         loop {

@@ -122,6 +122,12 @@ impl Server {
         mut listener: Listener,
         shutdown: CancellationToken,
     ) -> Result<(), Error> {
+        // Where clients find this server, for the API's URL list, while it runs.
+        let _announced = self.hub.announce_listener(hub::ListenerInfo {
+            protocol: "srt",
+            addr: listener.local_addr(),
+            app: self.config.app.clone(),
+        });
         let tracker = TaskTracker::new();
         let permits = Arc::new(Semaphore::new(self.config.max_connections));
         loop {

@@ -265,7 +265,7 @@ fn browser_script() -> PathBuf {
 
 /// Whether the browser tests can run; without `FERROCAST_REQUIRE_BROWSER` a missing piece
 /// skips them with a note, with it the test fails.
-fn browser_ready() -> bool {
+pub(crate) fn browser_ready() -> bool {
     let dir = browser_script()
         .parent()
         .map(PathBuf::from)

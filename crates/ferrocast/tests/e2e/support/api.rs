@@ -133,8 +133,9 @@ impl Reply {
     }
 
     /// Asserts an error answer: `status`, a JSON content type, exactly
-    /// `{"error": {"code": code, "message": ...}}`, and a message containing every `needles`
-    /// entry (the field it names, typically). Returns the message.
+    /// `{"error": {"code": code, "message": ..., "field"?: ...}}` (a `field`, when present,
+    /// starts the message as `field: reason`), and a message containing every `needles` entry
+    /// (the field it names, typically). Returns the message.
     #[track_caller]
     pub fn error(&self, status: u16, code: &str, needles: &[&str]) -> String {
         assert_eq!(
@@ -166,15 +167,27 @@ impl Reply {
         let err = top["error"]
             .as_object()
             .unwrap_or_else(|| panic!("{}: `error` is not an object: {}", self.what, self.text));
-        let mut keys: Vec<&String> = err.keys().collect();
+        let mut keys: Vec<&String> = err.keys().filter(|k| *k != "field").collect();
         keys.sort();
         assert_eq!(
             keys,
             ["code", "message"],
-            "{}: error must have exactly code and message: {}",
+            "{}: error must have exactly code, message and an optional field: {}",
             self.what,
             self.text
         );
+        if let Some(field) = err.get("field") {
+            let field = field.as_str().unwrap_or_default();
+            let message = err["message"].as_str().unwrap_or_default();
+            assert!(
+                !field.is_empty()
+                    && (message.starts_with(&format!("{field}: "))
+                        || message.contains(&format!(" {field}: "))),
+                "{}: `field` must be named at the start of the message: {}",
+                self.what,
+                self.text
+            );
+        }
         assert_eq!(
             err["code"], code,
             "{}: error code: {}",

@@ -1,0 +1,368 @@
+// One stream: preview, live figures, bitrate graph, publish and playback URLs, pushes and
+// sessions. The configuration and history come from GET /streams/{code}; everything live from
+// the event stream filtered to this stream (which also carries its sessions).
+
+import { api, follow, server, ApiError } from './api.js';
+import {
+  h, fill, setText, streamHref, fmtKbps, fmtBytes, fmtDuration, fmtRelative, fmtTime,
+  fmtVideo, fmtAudio, badge, copyButton,
+} from './dom.js';
+import { BitrateChart } from './chart.js';
+import { Preview } from './player.js';
+
+export function mountStream(view, { code }, ctx) {
+  const enc = encodeURIComponent(code);
+  const title = h('h1', { text: code });
+  const codeChip = h('span', { class: 'code mono', text: code });
+  const stateBadge = h('span');
+  const actions = h('div', { class: 'actions' },
+    h('a', { class: 'button', href: 'golive.html?code=' + enc, text: 'Go live', dataset: { action: 'golive' } }),
+    h('a', { class: 'button', href: streamHref(code, 'edit'), text: 'Edit', dataset: { action: 'edit' } }),
+    h('button', { type: 'button', class: 'button danger', text: 'Delete', on: { click: remove } }));
+
+  // Preview
+  const video = h('video', { id: 'preview', muted: true, autoplay: true, playsinline: true, controls: true });
+  video.muted = true;
+  const overlay = h('div', { class: 'preview-overlay', text: 'Waiting for the gateway…' });
+  const playerStatus = h('p', { class: 'player-status muted' });
+  const kindButtons = {
+    hls: h('button', { type: 'button', class: 'seg', text: 'HLS', dataset: { kind: 'hls' } }),
+    dash: h('button', { type: 'button', class: 'seg', text: 'DASH', dataset: { kind: 'dash' } }),
+  };
+  let kind = sessionStorage.getItem('ferrocast.preview') || 'hls';
+  for (const [k, b] of Object.entries(kindButtons)) {
+    b.addEventListener('click', () => {
+      kind = k;
+      sessionStorage.setItem('ferrocast.preview', k);
+      refreshPreview();
+    });
+  }
+  const preview = new Preview(video, (text, isError) => {
+    setText(playerStatus, text);
+    playerStatus.classList.toggle('error', Boolean(isError));
+  });
+
+  // Live figures
+  const stats = h('dl', { class: 'stats' });
+  const statCells = {};
+  for (const [k, label] of [
+    ['state', 'State'], ['uptime', 'Uptime'], ['publisher', 'Publisher'], ['in', 'Bitrate in'],
+    ['out', 'Bitrate out'], ['video', 'Video'], ['audio', 'Audio'], ['readers', 'Readers'],
+    ['dropped', 'Dropped frames'], ['bytes', 'Received / sent'],
+  ]) {
+    statCells[k] = h('dd', { dataset: { stat: k } });
+    stats.append(h('div', {}, h('dt', { text: label }), statCells[k]));
+  }
+
+  // Graph
+  const canvas = h('canvas', { class: 'chart', 'aria-label': 'Bitrate over the last five minutes' });
+  const chart = new BitrateChart(canvas);
+
+  const urlBody = h('tbody');
+  const pushBody = h('tbody');
+  const pushEmpty = h('p', { class: 'muted', text: 'No push destinations. Add them in Edit.' });
+  const sessionBody = h('tbody');
+  const sessionNote = h('p', { class: 'muted' });
+
+  const page = h('div', { class: 'stream-page', hidden: true },
+    h('div', { class: 'page-head' },
+      h('div', { class: 'title-line' }, title, codeChip, stateBadge),
+      actions),
+    h('div', { class: 'grid' },
+      h('section', { class: 'card preview-card' },
+        h('div', { class: 'card-head' }, h('h2', { text: 'Preview' }),
+          h('div', { class: 'segmented', role: 'group', 'aria-label': 'Player' }, kindButtons.hls, kindButtons.dash)),
+        h('div', { class: 'preview' }, video, overlay),
+        playerStatus),
+      h('section', { class: 'card' }, h('div', { class: 'card-head' }, h('h2', { text: 'Live' })), stats),
+      h('section', { class: 'card wide' },
+        h('div', { class: 'card-head' }, h('h2', { text: 'Bitrate, last 5 minutes' }),
+          h('div', { class: 'legend' }, h('span', { class: 'key key-in', text: 'In' }), h('span', { class: 'key key-out', text: 'Out' }))),
+        canvas),
+      h('section', { class: 'card wide' },
+        h('div', { class: 'card-head' }, h('h2', { text: 'Publish and playback URLs' })),
+        h('div', { class: 'table-wrap' }, h('table', { class: 'table urls' },
+          h('thead', {}, h('tr', {}, h('th', { text: 'Use' }), h('th', { text: 'Protocol' }), h('th', { text: 'URL' }), h('th'))),
+          urlBody))),
+      h('section', { class: 'card wide' },
+        h('div', { class: 'card-head' }, h('h2', { text: 'Pushes' })),
+        h('div', { class: 'table-wrap' }, h('table', { class: 'table pushes' },
+          h('thead', {}, h('tr', {}, ['Destination', 'Status', 'Attempt', 'Connected', 'Next retry', 'Last error', 'Bitrate', ''].map((t) => h('th', { text: t })))),
+          pushBody)),
+        pushEmpty),
+      h('section', { class: 'card wide' },
+        h('div', { class: 'card-head' }, h('h2', { text: 'Sessions' })),
+        h('div', { class: 'table-wrap' }, h('table', { class: 'table sessions' },
+          h('thead', {}, h('tr', {}, ['Id', 'Role', 'Protocol', 'Remote address', 'Started', 'Bytes', ''].map((t) => h('th', { text: t })))),
+          sessionBody)),
+        sessionNote)));
+  const missing = h('div', { class: 'empty', hidden: true },
+    h('h1', { text: 'Stream not found' }),
+    h('p', { text: 'No stream with this code is configured or live.' }),
+    h('p', {}, h('a', { href: '#/', text: 'Back to the streams' }), ' · ',
+      h('a', { href: '#/new', text: 'Create it' })));
+  const loading = h('p', { class: 'muted', text: 'Loading…' });
+  fill(view, loading, missing, page);
+
+  let stream = null;
+  let info = null;
+  let stopFeed = null;
+  let closed = false;
+
+  function refreshPreview() {
+    if (!stream) return;
+    const live = stream.runtime.status === 'live';
+    const on = { hls: stream.protocols.hls, dash: stream.protocols.dash };
+    if (!on[kind] && on[kind === 'hls' ? 'dash' : 'hls']) kind = kind === 'hls' ? 'dash' : 'hls';
+    for (const [k, b] of Object.entries(kindButtons)) {
+      b.setAttribute('aria-pressed', String(k === kind));
+      b.disabled = !on[k];
+      b.title = on[k] ? '' : `${k.toUpperCase()} is off for this stream`;
+    }
+    let why = null;
+    if (stream.disabled) why = 'This stream is disabled.';
+    else if (!on.hls && !on.dash) why = 'HLS and DASH are both off for this stream.';
+    else if (!live) why = 'Idle — the preview starts when the stream goes live.';
+    overlay.hidden = !why;
+    if (why) {
+      setText(overlay, why);
+      preview.stop();
+      setText(playerStatus, '');
+      return;
+    }
+    preview.play(kind, mediaBase() + `/live/${enc}/` + (kind === 'hls' ? 'index.m3u8' : 'index.mpd'));
+  }
+
+  function mediaBase() {
+    const httpL = info && info.listeners.find((l) => l.protocol === 'http');
+    if (info && !info.media_here && httpL) return `${location.protocol}//${location.hostname}:${httpL.port}`;
+    return location.origin;
+  }
+
+  function renderUrls() {
+    if (!stream || !info) return;
+    const host = location.hostname;
+    const L = (p) => info.listeners.find((l) => l.protocol === p);
+    const key = stream.has_stream_key;
+    const rows = [];
+    const add = (use, proto, url, on = true) => rows.push({ use, proto, url, on });
+    for (const p of ['rtmp', 'rtmps']) {
+      const l = L(p);
+      if (!l) continue;
+      const base = `${p}://${host}:${l.port}/${l.app}/${code}`;
+      add('Publish', p.toUpperCase(), base + (key ? '?key=STREAM_KEY' : ''));
+      add('Play', p.toUpperCase(), base, stream.protocols.rtmp);
+    }
+    const srt = L('srt');
+    if (srt) {
+      add('Publish', 'SRT', `srt://${host}:${srt.port}?streamid=publish:${srt.app}/${code}` + (key ? '?key=STREAM_KEY' : ''));
+      add('Play', 'SRT', `srt://${host}:${srt.port}?streamid=${srt.app}/${code}`, stream.protocols.srt);
+    }
+    const rtsp = L('rtsp');
+    if (rtsp) add('Play', 'RTSP', `rtsp://${host}:${rtsp.port}/${rtsp.app}/${code}`, stream.protocols.rtsp);
+    const base = mediaBase() + `/live/${enc}/`;
+    add('Play', 'HLS', base + 'index.m3u8', stream.protocols.hls);
+    add('Play', 'DASH', base + 'index.mpd', stream.protocols.dash);
+    add('Play', 'MPEG-TS', base + 'mpegts', stream.protocols.mpegts);
+    const k = JSON.stringify(rows);
+    if (urlBody.dataset.key === k) return;
+    urlBody.dataset.key = k;
+    fill(urlBody, rows.map((r) => h('tr', { class: r.on ? '' : 'off', dataset: { proto: r.proto.toLowerCase(), use: r.use.toLowerCase() } },
+      h('td', { text: r.use }),
+      h('td', {}, r.proto, r.on ? null : h('span', { class: 'hint', text: ' off for this stream' })),
+      h('td', { class: 'url-cell' }, h('input', { class: 'mono url', value: r.url, readOnly: true, 'aria-label': `${r.use} ${r.proto} URL`, on: { focus: (e) => e.target.select() } })),
+      h('td', { class: 'cell-actions' }, copyButton(r.url)))));
+    if (key) {
+      urlBody.append(h('tr', { class: 'note' }, h('td', { colspan: 4 },
+        'Publishing needs the stream key in place of STREAM_KEY. It is write-only: if it is lost, set a new one in ',
+        h('a', { href: streamHref(code, 'edit'), text: 'Edit' }), '.')));
+    }
+  }
+
+  function renderStats() {
+    const rt = stream.runtime;
+    const live = rt.status === 'live';
+    const state = stream.disabled ? 'disabled' : rt.status;
+    fill(stateBadge, badge(state));
+    page.dataset.state = state;
+    setText(title, stream.name || code);
+    codeChip.hidden = !stream.name;
+    fill(statCells.state, badge(state));
+    setText(statCells.uptime, rt.publisher ? fmtDuration(rt.publisher.uptime_s) : '—');
+    setText(statCells.publisher, rt.publisher
+      ? `${rt.publisher.protocol}${rt.publisher.remote_addr ? ' from ' + rt.publisher.remote_addr : ''}` : '—');
+    setText(statCells.in, live ? fmtKbps(rt.bitrate_in_kbps) : '—');
+    setText(statCells.out, live ? fmtKbps(rt.bitrate_out_kbps) : '—');
+    const video = rt.tracks.find((t) => t.kind === 'video');
+    const audio = rt.tracks.find((t) => t.kind === 'audio');
+    setText(statCells.video, video ? fmtVideo(video) : '—');
+    setText(statCells.audio, audio ? fmtAudio(audio) : '—');
+    const readers = Object.entries(rt.readers);
+    const rk = JSON.stringify(rt.readers);
+    if (statCells.readers.dataset.key !== rk) {
+      statCells.readers.dataset.key = rk;
+      fill(statCells.readers, readers.length ? readers.map(([p, n]) => h('span', { class: 'chip', text: `${p} ${n}` })) : '0',
+        h('span', { class: 'hint', text: ' (HLS and DASH are not counted)' }));
+    }
+    setText(statCells.dropped, String(rt.frames_dropped));
+    setText(statCells.bytes, `${fmtBytes(rt.bytes_in)} / ${fmtBytes(rt.bytes_out)}`);
+  }
+
+  function renderPushes() {
+    const rt = stream.runtime;
+    pushEmpty.hidden = stream.push.length > 0;
+    const now = Date.now();
+    // Rows are rebuilt each second (relative times move); keep expanded error lists open.
+    const open = new Set([...pushBody.querySelectorAll('details[open]')].map((d) => d.closest('tr').dataset.index));
+    fill(pushBody, stream.push.map((dest, i) => {
+      const st = rt.pushes.find((p) => p.index === i);
+      let status;
+      if (!dest.enabled) status = badge('disabled');
+      else if (st) status = badge(st.status);
+      else status = badge('idle', rt.status === 'live' ? 'starting' : 'waits for live');
+      const canRetry = st && (st.status === 'reconnecting' || st.status === 'failed');
+      const err = st && st.last_errors[0];
+      return h('tr', { dataset: { index: String(i), status: st ? st.status : (dest.enabled ? 'idle' : 'disabled') } },
+        h('td', { class: 'dest' }, h('span', { class: 'mono', text: dest.url }),
+          dest.comment ? h('div', { class: 'hint', text: dest.comment }) : null),
+        h('td', {}, status),
+        h('td', { text: st ? String(st.attempt) : '—' }),
+        h('td', { text: st && st.connected_at ? fmtRelative(st.connected_at, now) : '—', title: st && st.connected_at ? fmtTime(st.connected_at) : '' }),
+        h('td', { text: st && st.next_retry_at ? fmtRelative(st.next_retry_at, now) : '—' }),
+        h('td', { class: 'errors' }, err
+          ? h('details', { open: open.has(String(i)) }, h('summary', { text: `${err.message} (${fmtRelative(err.at, now)})` }),
+            h('ul', {}, st.last_errors.map((e) => h('li', {}, h('time', { text: fmtTime(e.at) }), ' ', e.message))))
+          : '—'),
+        h('td', { text: st && st.status === 'active' ? fmtKbps(st.bitrate_kbps) : '—' }),
+        h('td', { class: 'cell-actions' }, h('button', {
+          type: 'button', class: 'button small', text: 'Retry now', disabled: !canRetry,
+          title: canRetry ? 'Connect again now instead of waiting' : 'Only a reconnecting or failed push can be retried',
+          on: { click: (e) => retry(i, e.target) },
+        })));
+    }));
+  }
+
+  // Rows by session id, updated in place: a Kick button must not be replaced under the cursor.
+  const sessionRows = new Map();
+  const noSessions = h('tr', {}, h('td', { colspan: 7, class: 'muted', text: 'No publisher or readers connected.' }));
+
+  function renderSessions(sessions, total) {
+    const now = Date.now();
+    const seen = new Set();
+    sessions.forEach((s, i) => {
+      seen.add(s.id);
+      let row = sessionRows.get(s.id);
+      if (!row) {
+        row = {
+          started: h('td', { title: fmtTime(s.started_at) }),
+          bytes: h('td'),
+        };
+        row.tr = h('tr', { dataset: { session: String(s.id), role: s.role } },
+          h('td', { class: 'mono', text: String(s.id) }),
+          h('td', {}, badge(s.role === 'publisher' ? 'live' : 'idle', s.role)),
+          h('td', { text: s.protocol }),
+          h('td', { class: 'mono', text: s.remote_addr || '—' }),
+          row.started,
+          row.bytes,
+          h('td', { class: 'cell-actions' }, h('button', {
+            type: 'button', class: 'button small danger', text: 'Kick', dataset: { kick: String(s.id) },
+            on: { click: (e) => kick(s.id, e.target) },
+          })));
+        sessionRows.set(s.id, row);
+      }
+      setText(row.started, fmtRelative(s.started_at, now));
+      setText(row.bytes, fmtBytes(s.bytes));
+      if (sessionBody.children[i] !== row.tr) sessionBody.insertBefore(row.tr, sessionBody.children[i] || null);
+    });
+    for (const [id, row] of sessionRows) {
+      if (!seen.has(id)) {
+        row.tr.remove();
+        sessionRows.delete(id);
+      }
+    }
+    if (sessions.length === 0) sessionBody.append(noSessions);
+    else noSessions.remove();
+    sessionNote.hidden = total <= sessions.length;
+    setText(sessionNote, `${total - sessions.length} more sessions not listed.`);
+  }
+
+  async function retry(index, button) {
+    button.disabled = true;
+    try {
+      await api('POST', `streams/${enc}/push/${index}/retry`);
+    } catch (e) {
+      ctx.showError(e);
+    }
+  }
+
+  async function kick(id, button) {
+    button.disabled = true;
+    button.textContent = 'Kicking…';
+    try {
+      await api('DELETE', `sessions/${id}`);
+    } catch (e) {
+      // Gone already: the next snapshot drops it anyway.
+      if (!(e instanceof ApiError && e.status === 404)) {
+        ctx.showError(e);
+        button.disabled = false;
+        button.textContent = 'Kick';
+      }
+    }
+  }
+
+  async function remove() {
+    if (!confirm(`Delete stream ${code}? Its publisher and readers are disconnected.`)) return;
+    try {
+      await api('DELETE', `streams/${enc}`);
+      location.hash = '#/';
+    } catch (e) {
+      ctx.showError(e);
+    }
+  }
+
+  function show(s) {
+    stream = s;
+    loading.hidden = true;
+    missing.hidden = Boolean(s);
+    page.hidden = !s;
+    if (!s) {
+      preview.stop();
+      return;
+    }
+    renderStats();
+    renderUrls();
+    renderPushes();
+    refreshPreview();
+  }
+
+  // The history first, so the graph is full at once; then live updates.
+  api('GET', `streams/${enc}`).then((s) => {
+    if (closed) return;
+    chart.reset(s.runtime.bitrate_history || []);
+    show(s);
+  }).catch((e) => {
+    if (closed) return;
+    if (e instanceof ApiError && e.status === 404) show(null);
+    else ctx.showError(e);
+  }).finally(() => {
+    if (closed) return;
+    stopFeed = follow('?stream=' + enc, (snap) => {
+      const s = snap.streams[0] || null;
+      if (s) chart.push(snap.at, s.runtime.bitrate_in_kbps, s.runtime.bitrate_out_kbps);
+      show(s);
+      renderSessions(snap.sessions || [], snap.sessions_total || 0);
+    }, ctx.feedState);
+  });
+  server().then((i) => {
+    info = i;
+    renderUrls();
+    refreshPreview();
+  }).catch((e) => ctx.showError(e));
+
+  return () => {
+    closed = true;
+    if (stopFeed) stopFeed();
+    preview.stop();
+    chart.destroy();
+  };
+}
