@@ -1,12 +1,15 @@
 //! CPU cost of DASH packaging for one 2.5 Mbit/s 720p30 + 128 kbit/s AAC stream, and the time
 //! from a keyframe's arrival to its segment being listed in the rendered MPD.
 //!
-//! `cargo bench -p dash --bench packaging` (std only, release build). Payload bytes are
+//! `cargo bench -p ferrocast-dash --bench packaging` (std only, release build). Payload bytes are
 //! synthetic but sized like x264 output at 2.5 Mbit/s (keyframes ~8x a P-frame); packaging
 //! cost depends on sizes and counts, not on the bits.
 
 // A benchmark reports on the terminal.
 #![allow(clippy::print_stdout)]
+
+// The package is ferrocast-dash; its dependents know it as `dash`, and so does this bench.
+extern crate ferrocast_dash as dash;
 
 use bytes::Bytes;
 use dash::{Manifest, MpdTiming, Output, Segmenter};

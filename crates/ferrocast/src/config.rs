@@ -2,7 +2,7 @@
 //! overrides. Unknown keys are errors naming the key, so a typo never silently does nothing.
 
 use anyhow::{Context, Result, bail};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,20 +12,23 @@ use std::time::Duration;
 pub const ENV_PREFIX: &str = "FERROCAST_";
 
 /// The whole configuration.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Directory for persistent state.
     pub data_dir: PathBuf,
-    /// Log filter, e.g. `info` or `info,rtmp=debug`; `RUST_LOG` wins when set.
+    /// Log filter, e.g. `info` or `info,ferrocast_rtmp=debug`; `RUST_LOG` wins when set.
     pub log: String,
+    /// `text` for people, `json` for machines: one object per line with the span fields
+    /// (peer, protocol, stream code, connection id).
+    pub log_format: LogFormat,
     /// Time allowed for sessions to close after SIGINT/SIGTERM.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub shutdown_grace: Duration,
     /// After SIGTERM, how long HTTP keeps serving the ended playlists (`EXT-X-ENDLIST`) so
     /// polling players see a clean end; at most half of `shutdown_grace`, skipped with no
     /// playlist.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub shutdown_drain: Duration,
     /// RTMP listener.
     pub rtmp: RtmpConfig,
@@ -61,40 +64,103 @@ pub struct Config {
     pub limits: access::LimitsConfig,
     /// Redis control channel (`kill-session>CODE`, `close-stream>CODE|ID`).
     pub redis: RedisSection,
+    /// Browser ingest: api.video's socket.io protocol and the native WebSocket path.
+    pub browser: BrowserSection,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// JSON lines.
+    Json,
+}
+
+/// `browser.*`
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrowserSection {
+    /// Whether `/socket.io/` and `/ws/publish/{code}` are served on the HTTP port.
+    pub enabled: bool,
+    /// The ffmpeg program (a name on PATH or a path).
+    pub ffmpeg: PathBuf,
+    /// Most ffmpeg children at once over both paths (api.video's `maxFfmpegInstances`).
+    pub max_ffmpeg: usize,
+    /// Largest media chunk accepted from a browser.
+    pub max_chunk_bytes: usize,
+    /// Most bytes queued for one ffmpeg before its session is ended.
+    pub max_pending_bytes: usize,
+    /// RTMP URL prefixes api.video clients may relay to (api.video's `rtmpUrlRegexp`);
+    /// empty: only this gateway.
+    pub relay_allow: Vec<String>,
+    /// Further host names of this gateway (`rtmp://NAME/live/CODE` publishes here).
+    pub local_hosts: Vec<String>,
+    /// Send ffmpeg's output to api.video clients as `ffmpegOutput` events.
+    pub send_ffmpeg_output: bool,
+    /// Put ffmpeg's last output lines in errors' `details`.
+    pub send_error_details: bool,
+}
+
+impl Default for BrowserSection {
+    fn default() -> Self {
+        let d = browser::BrowserConfig::default();
+        BrowserSection {
+            enabled: true,
+            ffmpeg: d.ffmpeg,
+            max_ffmpeg: d.max_ffmpeg,
+            max_chunk_bytes: d.max_chunk_bytes,
+            max_pending_bytes: d.max_pending_bytes,
+            relay_allow: d.relay_allow,
+            local_hosts: d.local_hosts,
+            send_ffmpeg_output: d.send_ffmpeg_output,
+            send_error_details: d.send_error_details,
+        }
+    }
 }
 
 /// `hooks.*`: each `on_*` is an http(s) URL; unset events are not called.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HooksConfig {
     /// Before an RTMP `connect` is answered.
+    #[serde(serialize_with = "ser_url_opt")]
     pub on_connect: Option<String>,
     /// Before a publish is accepted (every protocol).
+    #[serde(serialize_with = "ser_url_opt")]
     pub on_publish: Option<String>,
     /// Before a play is accepted (every protocol, HTTP included).
+    #[serde(serialize_with = "ser_url_opt")]
     pub on_play: Option<String>,
     /// After a publisher left.
+    #[serde(serialize_with = "ser_url_opt")]
     pub on_publish_done: Option<String>,
     /// After a player left.
+    #[serde(serialize_with = "ser_url_opt")]
     pub on_play_done: Option<String>,
     /// After either left.
+    #[serde(serialize_with = "ser_url_opt")]
     pub on_done: Option<String>,
     /// After an RTMP connection closed.
+    #[serde(serialize_with = "ser_url_opt")]
     pub on_disconnect: Option<String>,
     /// Every `update_interval` for each session.
+    #[serde(serialize_with = "ser_url_opt")]
     pub on_update: Option<String>,
     /// `post` (form body) or `get` (query string).
     pub method: HookMethod,
     /// Longest a hook may take; a timeout refuses.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub timeout: Duration,
     /// Period of `on_update`.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub update_interval: Duration,
     /// A failed `on_update` (timeout, unreachable) drops the session, not only a refusal.
     pub update_strict: bool,
     /// How long an HTTP player's decision is reused, so segment requests never wait on a hook.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub cache_ttl: Duration,
 }
 
@@ -144,7 +210,7 @@ impl HooksConfig {
 }
 
 /// `hooks.method`.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum HookMethod {
     /// Form-encoded body.
@@ -154,19 +220,21 @@ pub enum HookMethod {
 }
 
 /// `callback.*`
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CallbackSection {
     /// URL receiving `start`/`stop` events; unset disables the callback.
+    #[serde(serialize_with = "ser_url_opt")]
     pub url: Option<String>,
     /// HS256 secret the event tokens are signed with (required with `url`).
+    #[serde(serialize_with = "ser_secret")]
     pub jwt_secret: Option<String>,
     /// `sub` claim of the tokens.
     pub subject: String,
     /// `rtmp_host` claim: how the platform names this server.
     pub rtmp_host: String,
     /// Longest a `start` may take; a timeout refuses the publish.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub timeout: Duration,
 }
 
@@ -183,7 +251,7 @@ impl Default for CallbackSection {
 }
 
 /// `access.*`: lists of IPs and CIDRs (`10.0.0.0/8`, `::1`, `*`); empty allows everyone.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccessConfig {
     /// Who may publish, on every protocol.
@@ -205,10 +273,11 @@ impl Default for AccessConfig {
 }
 
 /// `redis.*`
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisSection {
     /// `redis://[:password@]host:port` or `rediss://...`; unset disables the channel.
+    #[serde(serialize_with = "ser_url_opt")]
     pub url: Option<String>,
     /// Channel to subscribe to.
     pub channel: String,
@@ -224,7 +293,7 @@ impl Default for RedisSection {
 }
 
 /// `srt.*`
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SrtConfig {
     /// Whether the SRT listener runs.
@@ -232,9 +301,10 @@ pub struct SrtConfig {
     /// UDP address to listen on.
     pub listen: SocketAddr,
     /// SRT latency, both directions: time SRT has to recover lost packets.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub latency: Duration,
     /// AES passphrase (10..=79 bytes) every caller must use; unencrypted when null.
+    #[serde(serialize_with = "ser_secret")]
     pub passphrase: Option<String>,
     /// Application name in stream ids (`publish:<app>/<code>`, `<app>/<code>`).
     pub app: String,
@@ -253,7 +323,7 @@ impl Default for SrtConfig {
 }
 
 /// `rtmps.*`
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RtmpsConfig {
     /// Address to listen on; `null` (default) disables RTMPS.
@@ -263,7 +333,7 @@ pub struct RtmpsConfig {
     /// PEM private key.
     pub key_file: Option<PathBuf>,
     /// How often the two files are checked for changes (reloaded without a restart).
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub reload_interval: Duration,
 }
 
@@ -279,7 +349,7 @@ impl Default for RtmpsConfig {
 }
 
 /// `tls.*`
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     /// Extra CA certificate(s), PEM, trusted for rtmps:// pushes besides the platform's roots.
@@ -287,18 +357,20 @@ pub struct TlsConfig {
 }
 
 /// `database.*`
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
     /// `sqlite://PATH` or `postgres://...`; empty means `sqlite://<data_dir>/ferrocast.db`.
+    #[serde(serialize_with = "ser_url")]
     pub url: String,
 }
 
 /// `api.*`
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
     /// When set, every `/api` and `/metrics` call needs `Authorization: Bearer <token>`.
+    #[serde(serialize_with = "ser_secret")]
     pub token: Option<String>,
     /// Networks whose clients may reach `/api` and `/metrics`. Unset: loopback only without a
     /// token, everyone (with the token) when `token` is set.
@@ -309,7 +381,7 @@ pub struct ApiConfig {
 }
 
 /// `ingest.*`
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestConfig {
     /// Publishing to an unknown code creates a runtime stream instead of being refused.
@@ -323,7 +395,7 @@ impl Default for IngestConfig {
 }
 
 /// `rtsp.*`
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RtspConfig {
     /// Serve `rtsp://host/<app>/<code>` players.
@@ -333,7 +405,7 @@ pub struct RtspConfig {
     /// Application name in `rtsp://host/<app>/<code>`.
     pub app: String,
     /// A session without any request or RTCP for this long is closed.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub session_timeout: Duration,
 }
 
@@ -349,7 +421,7 @@ impl Default for RtspConfig {
 }
 
 /// `rtmp.*`
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RtmpConfig {
     /// Address to listen on.
@@ -363,28 +435,28 @@ pub struct RtmpConfig {
     /// Largest message a peer may send.
     pub max_message_size: u32,
     /// Time a client has to complete the handshake.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub handshake_timeout: Duration,
     /// Time a player waits for a stream that is not live yet.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub play_wait_timeout: Duration,
     /// A connection that neither publishes nor plays this long after the handshake is closed.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub idle_timeout: Duration,
     /// A publisher that sends nothing for this long is closed, freeing its stream code.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub publisher_timeout: Duration,
     /// Most RTMP connections at once.
     pub max_connections: usize,
     /// Longest time a player's frames may wait to be merged into one write.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub play_coalesce: Duration,
     /// Readers of one stream at which the merge window reaches `play_coalesce`.
     pub play_coalesce_readers: u64,
 }
 
 /// `http.*`
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     /// Address to listen on.
@@ -392,11 +464,11 @@ pub struct HttpConfig {
     /// A request's headers must be complete within this, counted from the accept or from the
     /// end of the previous response, so it also bounds how long an idle keep-alive connection
     /// is kept.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub header_timeout: Duration,
     /// No byte received or sent for this long closes the connection (a player that stopped
     /// reading a response, a body that stalls).
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub idle_timeout: Duration,
     /// Most HTTP connections open at once from one address (`limits.exempt` lifts it); they
     /// also count toward `limits.max_connections*`. `null` = no HTTP-only cap.
@@ -404,49 +476,49 @@ pub struct HttpConfig {
 }
 
 /// `hls.*`
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HlsConfig {
     /// Produce HLS at all.
     pub enabled: bool,
     /// Target segment duration; segments are cut at the first keyframe after it.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub segment_duration: Duration,
     /// Segments listed in the playlist.
     pub window: usize,
     /// How long after the publisher leaves the playlist waits for a republish before ENDLIST.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub end_grace: Duration,
     /// How long a finished playlist stays served.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub linger: Duration,
 }
 
 /// `dash.*`
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DashConfig {
     /// Produce DASH at all.
     pub enabled: bool,
     /// Target segment duration; segments are cut at the first keyframe after it.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub segment_duration: Duration,
     /// Segments per track listed in the MPD (the time-shift buffer).
     pub window: usize,
     /// How long after the publisher leaves the MPD waits for a republish before it ends.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub end_grace: Duration,
     /// How long an ended MPD stays served.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub linger: Duration,
     /// MPD `minimumUpdatePeriod`.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub minimum_update_period: Duration,
     /// MPD `suggestedPresentationDelay`.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub suggested_presentation_delay: Duration,
     /// MPD `minBufferTime`.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub min_buffer_time: Duration,
 }
 
@@ -466,7 +538,7 @@ impl Default for DashConfig {
 }
 
 /// `hub.*`
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HubConfig {
     /// Keep the current GOP so new readers start at once on a keyframe.
@@ -482,6 +554,7 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("./data"),
             log: "info".into(),
+            log_format: LogFormat::Text,
             shutdown_grace: Duration::from_secs(5),
             shutdown_drain: Duration::from_secs(3),
             rtmp: RtmpConfig::default(),
@@ -501,6 +574,7 @@ impl Default for Config {
             access: AccessConfig::default(),
             limits: access::LimitsConfig::default(),
             redis: RedisSection::default(),
+            browser: BrowserSection::default(),
         }
     }
 }
@@ -569,6 +643,48 @@ impl Default for HubConfig {
 }
 
 /// Accepts seconds as a number (`2`, `0.5`) or a string with a unit (`500ms`, `5s`, `1m`).
+/// Durations print as seconds, the unit the file takes.
+fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+/// A secret prints as `"***"` when set: `--check-config` output may be pasted anywhere.
+fn ser_secret<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(_) => s.serialize_str("***"),
+        None => s.serialize_none(),
+    }
+}
+
+/// A URL prints without its password and query (tokens ride there).
+fn ser_url<S: serde::Serializer>(v: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&mask_url(v))
+}
+
+fn ser_url_opt<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(u) => s.serialize_str(&mask_url(u)),
+        None => s.serialize_none(),
+    }
+}
+
+/// `scheme://user:***@host/path?***`.
+pub fn mask_url(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, _)) => (b, "?***"),
+        None => (url, ""),
+    };
+    let masked = match (base.find("://"), base.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &base[scheme + 3..at];
+            let user = creds.split_once(':').map_or(creds, |(u, _)| u);
+            format!("{}{user}:***{}", &base[..scheme + 3], &base[at..])
+        }
+        _ => base.to_owned(),
+    };
+    masked + query
+}
+
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -626,7 +742,10 @@ impl Config {
         // FERROCAST_* is applied last, so it wins over the compatibility names.
         apply_compat_env(&mut tree, &vars)?;
         apply_env(&mut tree, vars)?;
-        let config: Config = serde_json::from_value(tree).context("invalid configuration")?;
+        // serde_path_to_error names the key (`rtmp.chunk_size: invalid type ...`).
+        let config: Config = serde_path_to_error::deserialize(tree)
+            .map_err(|e| anyhow::anyhow!("{}: {}", e.path(), e.inner()))
+            .context("invalid configuration")?;
         config.validate()?;
         Ok(config)
     }
@@ -646,6 +765,22 @@ impl Config {
         }
         if self.http.header_timeout.is_zero() || self.http.idle_timeout.is_zero() {
             bail!("http.header_timeout and http.idle_timeout must be above 0");
+        }
+        if self.browser.max_ffmpeg == 0 {
+            bail!(
+                "browser.max_ffmpeg must be at least 1 (set browser.enabled: false to turn it off)"
+            );
+        }
+        if !(64 << 10..=64 << 20).contains(&self.browser.max_chunk_bytes) {
+            bail!("browser.max_chunk_bytes must be 64 KiB..=64 MiB");
+        }
+        if self.browser.max_pending_bytes < self.browser.max_chunk_bytes {
+            bail!("browser.max_pending_bytes must be at least browser.max_chunk_bytes");
+        }
+        if let Some(p) = self.browser.relay_allow.iter().find(|p| {
+            !(p.starts_with("rtmp://") || p.starts_with("rtmps://")) || p.matches('/').count() < 3
+        }) {
+            bail!("browser.relay_allow entries are rtmp(s)://host/app/ prefixes, got {p:?}");
         }
         if self.api.token.as_deref().is_some_and(|t| t.len() < 8) {
             bail!("api.token must be at least 8 characters");
@@ -961,5 +1096,19 @@ mod tests {
         assert_eq!(c.rtmp.listen, d.rtmp.listen);
         assert_eq!(c.hls.window, d.hls.window);
         assert_eq!(c.hub.gop_cache_max_bytes, d.hub.gop_cache_max_bytes);
+        assert_eq!(c.browser.max_ffmpeg, d.browser.max_ffmpeg);
+        assert_eq!(c.browser.max_chunk_bytes, d.browser.max_chunk_bytes);
+        assert_eq!(c.browser.max_pending_bytes, d.browser.max_pending_bytes);
+    }
+
+    #[test]
+    fn browser_bounds_are_checked() {
+        assert!(from_yaml("browser:\n  max_ffmpeg: 0\n").is_err());
+        assert!(from_yaml("browser:\n  max_chunk_bytes: 10\n").is_err());
+        assert!(from_yaml("browser:\n  max_pending_bytes: 65536\n").is_err());
+        assert!(from_yaml("browser:\n  relay_allow: [\"http://x/\"]\n").is_err());
+        let c =
+            from_yaml("browser:\n  relay_allow: [\"rtmp://a.rtmp.youtube.com/live2/\"]\n").unwrap();
+        assert_eq!(c.browser.relay_allow.len(), 1);
     }
 }

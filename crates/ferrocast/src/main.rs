@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-const USAGE: &str = "Usage: ferrocast [--config FILE]
+const USAGE: &str = "Usage: ferrocast [--config FILE] | --check-config [FILE]
 
 Live-media gateway: RTMP in; RTMP, HLS, DASH and MPEG-TS out.
 With no file, embedded defaults apply (see config.example.yaml); FERROCAST_* environment
@@ -24,14 +24,25 @@ variables override both (FERROCAST_RTMP__LISTEN=0.0.0.0:1936).
 
 Options:
   -c, --config FILE   YAML configuration file
+  --check-config [FILE]
+                      validate FILE (or the defaults) with the environment overrides,
+                      print the effective configuration with secrets masked, and exit:
+                      0 when valid, 2 at the first error (naming its key)
   -h, --help          this text
   -V, --version       version";
 
 fn main() -> ExitCode {
     let mut config_path: Option<PathBuf> = None;
-    let mut args = std::env::args().skip(1);
+    let mut check = false;
+    let mut args = std::env::args().skip(1).peekable();
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "--check-config" => {
+                check = true;
+                if let Some(p) = args.next_if(|a| !a.starts_with('-')) {
+                    config_path = Some(p.into());
+                }
+            }
             "-c" | "--config" => match args.next() {
                 Some(p) => config_path = Some(p.into()),
                 None => return usage_error("--config needs a file"),
@@ -54,7 +65,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(&config.log);
+    if check {
+        return check_config(&config, config_path.as_deref());
+    }
+    init_logging(&config.log, config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -76,28 +90,78 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--check-config`: what `nginx -t` does. Loading already checked every value; this also
+/// opens the files the configuration names, then prints the result.
+fn check_config(config: &Config, path: Option<&std::path::Path>) -> ExitCode {
+    let what = path.map_or("the defaults".to_owned(), |p| p.display().to_string());
+    if let (Some(cert), Some(key)) = (&config.rtmps.cert_file, &config.rtmps.key_file)
+        && let Err(e) = rtmp::tls::ReloadingCert::load(cert, key)
+    {
+        eprintln!("ferrocast: {what}: rtmps.cert_file/rtmps.key_file: {e:#}");
+        return ExitCode::from(2);
+    }
+    if let Some(ca) = &config.tls.extra_ca_file
+        && let Err(e) = std::fs::metadata(ca)
+    {
+        eprintln!("ferrocast: {what}: tls.extra_ca_file {}: {e}", ca.display());
+        return ExitCode::from(2);
+    }
+    match serde_saphyr::to_string(config) {
+        Ok(yaml) => {
+            println!("# effective configuration of {what} with the environment (secrets masked)");
+            print!("{yaml}");
+            eprintln!("ferrocast: {what}: configuration is valid");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ferrocast: cannot print the configuration: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn usage_error(msg: &str) -> ExitCode {
     eprintln!("ferrocast: {msg}\n\n{USAGE}");
     ExitCode::from(2)
 }
 
-fn init_logging(filter: &str) {
+fn init_logging(filter: &str, format: config::LogFormat) {
+    use tracing_subscriber::util::SubscriberInitExt;
+    // `init` also installs the `log` bridge (tracing-log), so warnings that srt-protocol, sqlx
+    // and retina write through `log` reach the same output.
+    subscriber(filter, format, std::io::stderr).init();
+}
+
+/// The subscriber: the level filter (`RUST_LOG` wins over `log`), then text or JSON lines.
+fn subscriber<W>(
+    filter: &str,
+    format: config::LogFormat,
+    writer: W,
+) -> impl tracing::Subscriber + Send + Sync + 'static
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
     let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| filter.to_owned());
     let targets: tracing_subscriber::filter::Targets = spec.parse().unwrap_or_else(|e| {
         eprintln!("ferrocast: bad log filter {spec:?} ({e}); using info");
         tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO)
     });
+    use tracing_subscriber::Layer;
     use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_target(false)
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
-        )
-        .with(targets)
-        .init();
+    let layer = match format {
+        config::LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_target(false)
+            .with_writer(writer)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .boxed(),
+        config::LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .with_writer(writer)
+            .boxed(),
+    };
+    tracing_subscriber::registry().with(layer).with(targets)
 }
 
 async fn bind(addr: std::net::SocketAddr, what: &str) -> Result<TcpListener> {
@@ -146,6 +210,12 @@ async fn run(config: Config) -> Result<()> {
         gop_cache: config.hub.gop_cache,
         gop_cache_max_bytes: config.hub.gop_cache_max_bytes,
         reader_queue_frames: config.hub.reader_queue_frames,
+    });
+    // The media port, for the dashboard's playback URLs (it may differ from the API's).
+    let _http_announced = hub.announce_listener(hub::ListenerInfo {
+        protocol: "http",
+        addr: http_listener.local_addr()?,
+        app: String::new(),
     });
     let hls = hls::HlsService::new(
         hub.clone(),
@@ -200,7 +270,7 @@ async fn run(config: Config) -> Result<()> {
     let db_url = config.database_url();
     let store = store::open(&db_url)
         .await
-        .with_context(|| format!("cannot open the database {}", redact(&db_url)))?;
+        .with_context(|| format!("cannot open the database {}", config::mask_url(&db_url)))?;
     let control = control::Control::load(
         store,
         hub.clone(),
@@ -363,6 +433,24 @@ async fn run(config: Config) -> Result<()> {
             })
         }),
     };
+    let browser = config.browser.enabled.then(|| {
+        browser::BrowserIngest::new(
+            hub.clone(),
+            browser::BrowserConfig {
+                ffmpeg: config.browser.ffmpeg.clone(),
+                max_ffmpeg: config.browser.max_ffmpeg,
+                max_chunk_bytes: config.browser.max_chunk_bytes,
+                max_pending_bytes: config.browser.max_pending_bytes,
+                relay_allow: config.browser.relay_allow.clone(),
+                local_hosts: config.browser.local_hosts.clone(),
+                app: config.rtmp.app.clone(),
+                send_ffmpeg_output: config.browser.send_ffmpeg_output,
+                send_error_details: config.browser.send_error_details,
+                publisher_timeout: config.rtmp.publisher_timeout,
+            },
+            sessions.clone(),
+        )
+    });
     let app = match api_listener {
         Some(listener) => {
             info!(api = %listener.local_addr()?, "API listening");
@@ -375,6 +463,11 @@ async fn run(config: Config) -> Result<()> {
             api::media_router(state)
         }
         None => api::router(state),
+    };
+    // Browser publishers reach the media port, as RTMP publishers reach theirs.
+    let app = match &browser {
+        Some(b) => app.merge(b.router()),
+        None => app,
     };
     tasks.spawn(api::server::serve(
         http_listener,
@@ -398,23 +491,14 @@ async fn run(config: Config) -> Result<()> {
     if tokio::time::timeout(left, tasks.wait()).await.is_err() {
         warn!(grace = ?config.shutdown_grace, "sessions still open after the grace period; exiting");
     }
+    if let Some(b) = &browser {
+        // Each session kills and reaps its ffmpeg on the sessions token; wait for that.
+        let left = config.shutdown_grace.saturating_sub(started.elapsed());
+        let _ = tokio::time::timeout(left, b.wait()).await;
+    }
     // Sessions are closed, so their done notifications are queued: deliver them (bounded).
     gate.close().await;
     Ok(())
-}
-
-/// The URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let creds = &url[scheme + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
 }
 
 async fn wait_for_signal() {
@@ -437,5 +521,70 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// A log sink the test can read back.
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Sink {
+        type Writer = Sink;
+        fn make_writer(&'a self) -> Sink {
+            self.clone()
+        }
+    }
+
+    /// The only test here that installs a global subscriber (and the `log` bridge with it).
+    #[test]
+    fn dependency_log_lines_and_span_fields_reach_json_output() {
+        use tracing_subscriber::util::SubscriberInitExt;
+        let sink = Sink::default();
+        subscriber("info", config::LogFormat::Json, sink.clone())
+            .try_init()
+            .expect("first global subscriber");
+        // What srt-protocol's patched rejects and sqlx's slow statements do: `log`, not tracing.
+        log::warn!(target: "srt_protocol::protocol::handshake", "handshake from a stranger rejected");
+        log::debug!(target: "sqlx::query", "below the level: filtered");
+        let span = tracing::info_span!(
+            "rtmp",
+            peer = "192.0.2.7:50000",
+            conn = 42u64,
+            code = "demo"
+        );
+        span.in_scope(|| tracing::warn!("publish refused"));
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect();
+        let bridged = lines
+            .iter()
+            .find(|l| l["fields"]["message"] == "handshake from a stranger rejected")
+            .unwrap_or_else(|| panic!("the log::warn! line is missing:\n{text}"));
+        assert_eq!(bridged["level"], "WARN");
+        assert!(!text.contains("below the level"), "{text}");
+        let refused = lines
+            .iter()
+            .find(|l| l["fields"]["message"] == "publish refused")
+            .unwrap_or_else(|| panic!("the span line is missing:\n{text}"));
+        assert_eq!(refused["span"]["code"], "demo", "{refused}");
+        assert_eq!(refused["span"]["peer"], "192.0.2.7:50000", "{refused}");
+        assert_eq!(refused["span"]["conn"], 42, "{refused}");
     }
 }

@@ -2,6 +2,9 @@
 //! callsite's interest process-wide, so a capture installed by one test misses events when
 //! other tests run the same callsites on other threads at the same time.
 
+// The package is ferrocast-redisctl; its dependents know it as `redisctl`, and so does this test.
+extern crate ferrocast_redisctl as redisctl;
+
 mod common;
 
 use common::*;

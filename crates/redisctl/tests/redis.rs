@@ -1,6 +1,9 @@
 //! The listener against real servers: a private `redis-server` per test (skipped when the binary
 //! is absent), fake servers for failure paths, and `TEST_REDIS_URL` when set.
 
+// The package is ferrocast-redisctl; its dependents know it as `redisctl`, and so does this test.
+extern crate ferrocast_redisctl as redisctl;
+
 mod common;
 
 use common::*;

@@ -3,6 +3,9 @@
 //! Skipped when ffmpeg is not installed. The SDP is exactly what `DESCRIBE` returns, except that
 //! the `m=` ports (0, negotiated by `SETUP` in RTSP) are replaced by the test's UDP ports.
 
+// The package is ferrocast-rtsp; its dependents know it as `rtsp`, and so does this test.
+extern crate ferrocast_rtsp as rtsp;
+
 use bytes::Bytes;
 use media::{AacConfig, AudioCodec, AvcConfig, Frame, MediaInfo, TrackKind, VideoCodec};
 use rtsp::{AacPacketizer, DEFAULT_MTU, H264Packetizer};

@@ -3,6 +3,9 @@
 //! minimized inputs are in testdata/fuzz/). The vendored crate ships without its test
 //! dependencies, so its fixes are tested here, through the public API the SRT server uses.
 
+// The package is ferrocast-srt; its dependents know it as `srt`, and so does this test.
+extern crate ferrocast_srt as srt;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 

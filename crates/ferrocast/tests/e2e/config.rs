@@ -76,3 +76,57 @@ fn port_in_use_is_a_one_line_error_naming_the_address() {
     }
     drop(taken);
 }
+
+/// `--check-config` as `nginx -t`: the first error names its key and exits 2; a valid file
+/// prints the effective configuration, environment overrides applied and secrets masked.
+#[test]
+fn check_config_names_the_bad_key_and_masks_secrets() {
+    let dir = ScratchDir::new();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "hls:\n  window: many\n").expect("write");
+    let out = run(
+        base_command(dir.path()).arg("--check-config").arg(&bad),
+        Duration::from_secs(15),
+    );
+    assert_clean_failure(&out, "--check-config on a bad value");
+    assert_eq!(out.status.and_then(|s| s.code()), Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("hls.window"), "{}", out.stderr);
+
+    let good = dir.path().join("good.yaml");
+    std::fs::write(
+        &good,
+        "api:\n  token: api-secret-123\ndatabase:\n  url: postgres://gw:db-password@db/gw\n\
+         hooks:\n  on_publish: http://auth.example/publish?token=hook-secret\n",
+    )
+    .expect("write");
+    let out = run(
+        base_command(dir.path())
+            .env("FERROCAST_SRT__PASSPHRASE", "srt-passphrase-1")
+            .env("FERROCAST_RTMP__CHUNK_SIZE", "8192")
+            .arg("--check-config")
+            .arg(&good),
+        Duration::from_secs(15),
+    );
+    assert!(out.success(), "{}\n{}", out.stdout, out.stderr);
+    let effective: serde_json::Value =
+        serde_saphyr::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}:\n{}", out.stdout));
+    assert_eq!(
+        effective["rtmp"]["chunk_size"], 8192,
+        "the environment applies"
+    );
+    assert_eq!(effective["api"]["token"], "***");
+    assert_eq!(effective["srt"]["passphrase"], "***");
+    assert_eq!(effective["database"]["url"], "postgres://gw:***@db/gw");
+    for secret in [
+        "api-secret-123",
+        "db-password",
+        "hook-secret",
+        "srt-passphrase-1",
+    ] {
+        assert!(
+            !out.stdout.contains(secret),
+            "{secret} printed:\n{}",
+            out.stdout
+        );
+    }
+}

@@ -165,7 +165,7 @@ pub const COMPAT_ENV: [&str; 24] = [
 
 /// The binary with a clean environment for config: no inherited `FERROCAST_*`, `RUST_LOG` or
 /// [`COMPAT_ENV`] variables, no colors, info logs (`FERROCAST_E2E_LOG` overrides, e.g.
-/// `info,rtmp=debug`).
+/// `info,ferrocast_rtmp=debug`).
 pub fn base_command(data_dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrocast"));
     for (k, _) in std::env::vars() {
