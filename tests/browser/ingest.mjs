@@ -110,7 +110,9 @@ if (mode === 'apivideo') {
   target = `${origin}/golive.html?code=${encodeURIComponent(args[2])}&key=${encodeURIComponent(args[3])}&autostart=1${fpsArg ? '&fps=' + fpsArg : ''}`;
 } else if (mode === 'raw') {
   const [, , kind, name, rtmp = '', code = 'raw', chunk = '0'] = args;
-  seconds = 4;
+  // A holding tab keeps its transcode long enough for a second tab, started after it on a
+  // loaded machine, to meet the cap.
+  seconds = name === 'hold' && code === 'long' ? 15 : 4;
   html = page(`const ORIGIN = ${JSON.stringify(origin)}; const RTMP = ${JSON.stringify(rtmp)};
     const CODE = ${JSON.stringify(code)}; const CHUNK = ${Number(chunk)};
     ${cases[name]}`);

@@ -57,6 +57,41 @@ pub struct AppState {
     pub admin: AdminAccess,
     /// API request counters for `/metrics`.
     pub requests: Arc<RequestCounts>,
+    /// Whether the process takes traffic: `/readyz`.
+    pub readiness: Readiness,
+}
+
+/// Starting, ready, or draining, as `/readyz` reports it to load balancers.
+#[derive(Clone, Debug, Default)]
+pub struct Readiness(Arc<std::sync::atomic::AtomicU8>);
+
+const STARTING: u8 = 0;
+const READY: u8 = 1;
+const DRAINING: u8 = 2;
+
+impl Readiness {
+    /// The store is loaded and every listener is bound and serving.
+    pub fn set_ready(&self) {
+        let _ = self.0.compare_exchange(
+            STARTING,
+            READY,
+            std::sync::atomic::Ordering::AcqRel,
+            std::sync::atomic::Ordering::Acquire,
+        );
+    }
+
+    /// Shutdown began: sessions are ending, take no new ones. Never undone.
+    pub fn set_draining(&self) {
+        self.0.store(DRAINING, std::sync::atomic::Ordering::Release);
+    }
+
+    fn state(&self) -> &'static str {
+        match self.0.load(std::sync::atomic::Ordering::Acquire) {
+            READY => "ready",
+            DRAINING => "draining",
+            _ => "starting",
+        }
+    }
 }
 
 #[derive(OpenApi)]
@@ -179,6 +214,7 @@ fn dashboard_router() -> Router {
 pub fn media_router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/live/{code}/{file}", get(live::serve))
         // Outside /api so an api.token does not lock players out of clock sync.
         .route(::dash::UTC_TIMING_PATH, get(time::serve))
@@ -191,6 +227,7 @@ pub fn admin_listener_router(state: AppState) -> Router {
         .merge(
             Router::new()
                 .route("/healthz", get(healthz))
+                .route("/readyz", get(readyz))
                 .with_state(state),
         )
         .merge(dashboard_router())
@@ -291,6 +328,29 @@ async fn authorize(State(state): State<AppState>, req: Request, next: Next) -> R
     resp.headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     resp
+}
+
+/// Ready means: store loaded, listeners bound, not shutting down. The database is not part of
+/// it: media flows through a database outage, and a load balancer that pulled every node
+/// out for one would turn it into a full outage.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let status = state.readiness.state();
+    let listeners: Vec<serde_json::Value> = state
+        .hub
+        .listeners()
+        .into_iter()
+        .map(|l| serde_json::json!({"protocol": l.protocol, "address": l.addr.to_string()}))
+        .collect();
+    let code = if status == "ready" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        axum::Json(serde_json::json!({"status": status, "listeners": listeners})),
+    )
+        .into_response()
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {

@@ -27,6 +27,7 @@ pub(crate) async fn state(admin: AdminAccess) -> AppState {
         control,
         admin,
         requests: Arc::default(),
+        readiness: Default::default(),
     }
 }
 
@@ -338,4 +339,41 @@ async fn secrets_are_write_only_on_every_read_path() {
         .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 1))));
     let status = app.call(req).await.unwrap().status();
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn readyz_follows_startup_and_shutdown_while_healthz_stays_alive() {
+    let state = state(AdminAccess::local_only()).await;
+    let readiness = state.readiness.clone();
+    let app = crate::media_router(state);
+    let get = |path: &'static str| {
+        let mut app = app.clone();
+        async move {
+            let r = app
+                .call(Request::get(path).body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+            (
+                status,
+                serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+            )
+        }
+    };
+    let (code, body) = get("/readyz").await;
+    assert_eq!((code, body["status"].as_str()), (503, Some("starting")));
+    readiness.set_ready();
+    let (code, body) = get("/readyz").await;
+    assert_eq!((code, body["status"].as_str()), (200, Some("ready")));
+    readiness.set_draining();
+    readiness.set_ready();
+    let (code, body) = get("/readyz").await;
+    assert_eq!(
+        (code, body["status"].as_str()),
+        (503, Some("draining")),
+        "never undone"
+    );
+    let (code, _) = get("/healthz").await;
+    assert_eq!(code, 200, "alive while draining");
 }

@@ -413,6 +413,7 @@ async fn run(config: Config) -> Result<()> {
     }
     let hls_service = hls.clone();
     let dash_service = dash.clone();
+    let readiness = api::Readiness::default();
     let state = api::AppState {
         hub: hub.clone(),
         hls,
@@ -420,6 +421,7 @@ async fn run(config: Config) -> Result<()> {
         control,
         admin: api::AdminAccess::new(config.api.token.as_deref(), config.api.allow.clone()),
         requests: Arc::default(),
+        readiness: readiness.clone(),
     };
     let http_config = api::server::HttpServerConfig {
         header_timeout: config.http.header_timeout,
@@ -476,9 +478,12 @@ async fn run(config: Config) -> Result<()> {
         shutdown.clone(),
     ));
     tasks.close();
+    // Every listener is bound and the store loaded: load balancers may send traffic.
+    readiness.set_ready();
 
     wait_for_signal().await;
     info!("shutting down");
+    readiness.set_draining();
     let started = tokio::time::Instant::now();
     sessions.cancel();
     hls_service.finish();

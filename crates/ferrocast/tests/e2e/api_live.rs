@@ -373,15 +373,19 @@ fn runtime_sessions_kick_and_metrics_while_live() {
         "{m}"
     );
     assert!(
-        metric(&m, "ferrocast_bytes_in_total").is_some_and(|b| b > 0.0),
+        metric(&m, "ferrocast_received_bytes_total").is_some_and(|b| b > 0.0),
         "{m}"
     );
     assert!(
-        metric(&m, "ferrocast_bytes_out_total").is_some_and(|b| b > 0.0),
+        metric(&m, "ferrocast_sent_bytes_total").is_some_and(|b| b > 0.0),
         "{m}"
     );
     assert!(
-        metric(&m, r#"ferrocast_stream_bitrate_in_kbps{stream="rt"}"#).is_some_and(|b| b > 0.0),
+        metric(
+            &m,
+            r#"ferrocast_stream_received_bits_per_second{stream="rt"}"#
+        )
+        .is_some_and(|b| b > 0.0),
         "{m}"
     );
     assert!(

@@ -319,8 +319,9 @@ fn hostile_browsers_get_the_documented_errors_and_leave_nothing_behind() {
             "socket.io".into(),
             "hold".into(),
             "rtmp://127.0.0.1/live/first".into(),
+            "long".into(),
         ],
-        4,
+        15,
     );
     wait_until(
         "the first browser's ffmpeg",

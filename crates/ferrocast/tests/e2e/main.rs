@@ -23,6 +23,7 @@ mod gstreamer;
 mod hls;
 mod hooks;
 mod http_limits;
+mod metrics;
 mod mpegts;
 mod publish;
 mod push;
