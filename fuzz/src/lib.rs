@@ -62,6 +62,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("amf0_roundtrip", amf0_roundtrip),
     ("rtmp_message_parse", rtmp_message_parse),
     ("flv_tags", flv_tags),
+    ("flv_stream", flv_stream),
     ("rtmp_session", rtmp_session),
     ("media_codec_config", media_codec_config),
     ("ts_mux", ts_mux),

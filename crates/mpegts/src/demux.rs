@@ -776,13 +776,17 @@ impl TsDemuxer {
                 .checked_div(rate)
                 .unwrap_or(0);
             let pts = pes_pts.saturating_add(offset);
-            self.emit(Frame {
-                track: TrackKind::Audio,
-                dts: pts,
-                pts,
-                keyframe: true,
-                payload: Bytes::copy_from_slice(&data[pos + header_len..pos + frame_len]),
-            });
+            // A header announcing no raw data (frame_len == header_len) is legal ADTS but
+            // carries nothing to decode; outputs must never see an empty access unit.
+            if frame_len > header_len {
+                self.emit(Frame {
+                    track: TrackKind::Audio,
+                    dts: pts,
+                    pts,
+                    keyframe: true,
+                    payload: Bytes::copy_from_slice(&data[pos + header_len..pos + frame_len]),
+                });
+            }
             pos += frame_len;
             index += 1;
         }
@@ -915,6 +919,24 @@ mod tests {
         audio: Vec<Frame>,
         discontinuities: Vec<(u16, &'static str)>,
         stats: DemuxStats,
+    }
+
+    /// Fuzz reproducer `testdata/fuzz/ts_demux-empty-adts-frame.bin`: an ADTS header whose
+    /// frame length equals its own size is legal but carries no audio; it used to become an
+    /// empty access unit in the hub. It still counts for the timing of the frames after it.
+    #[test]
+    fn an_adts_header_without_raw_data_emits_no_frame() {
+        let cfg = AacConfig::parse(Bytes::from_static(&[0x11, 0x90])).expect("AAC-LC 48 kHz");
+        let mut data = cfg.adts_header(0).expect("header").to_vec();
+        data.extend_from_slice(&cfg.adts_header(4).expect("header"));
+        data.extend_from_slice(&[1, 2, 3, 4]);
+        let mut d = TsDemuxer::new();
+        d.audio_frames(&data, 0);
+        let frames: Vec<&Frame> = d.pending.iter().collect();
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        assert_eq!(&frames[0].payload[..], &[1, 2, 3, 4]);
+        assert_eq!(frames[0].pts, 1024 * media::TIMEBASE / 48_000);
+        assert_eq!(d.stats.pes_errors, 0);
     }
 
     /// Demuxes `ts` fed in pieces of 1..=max_piece bytes (1316 = one SRT payload when fixed).
