@@ -47,6 +47,10 @@ export function testPattern(width, height, fps, audio) {
     osc.start();
     dest.stream.getAudioTracks().forEach((t) => out.addTrack(t));
   }
-  out.stopExtra = () => { clearInterval(timer); if (ac) ac.close(); };
+  out.stopExtra = () => {
+    clearInterval(timer);
+    // Teardown can run twice (stop, then the socket's close): close the context once.
+    if (ac && ac.state !== 'closed') ac.close().catch(() => {});
+  };
   return out;
 }

@@ -20,6 +20,9 @@ import { fileURLToPath } from 'node:url';
 const args = process.argv.slice(2).filter((a) => !a.startsWith('--'));
 const closeTab = process.argv.includes('--close');
 const fpsArg = (process.argv.find((a) => a.startsWith('--fps=')) || '').slice(6);
+const sourceArg = (process.argv.find((a) => a.startsWith('--source=')) || '').slice(9);
+// --screenshot=PATH: a PNG of the page before it stops (docs/screenshots/golive.png).
+const shotArg = (process.argv.find((a) => a.startsWith('--screenshot=')) || '').slice(13);
 const [mode, origin] = args;
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -107,7 +110,7 @@ if (mode === 'apivideo') {
   html = apivideo(args[2], seconds);
 } else if (mode === 'golive') {
   seconds = Number(args[4] || 10);
-  target = `${origin}/golive.html?code=${encodeURIComponent(args[2])}&key=${encodeURIComponent(args[3])}&autostart=1${fpsArg ? '&fps=' + fpsArg : ''}`;
+  target = `${origin}/golive.html?code=${encodeURIComponent(args[2])}&key=${encodeURIComponent(args[3])}&autostart=1${fpsArg ? '&fps=' + fpsArg : ''}${sourceArg ? '&source=' + sourceArg : ''}`;
 } else if (mode === 'raw') {
   const [, , kind, name, rtmp = '', code = 'raw', chunk = '0'] = args;
   // A holding tab keeps its transcode long enough for a second tab, started after it on a
@@ -166,6 +169,11 @@ try {
     await tab.waitForTimeout(300);
   } else {
     await tab.waitForTimeout(seconds * 1000);
+  }
+  if (shotArg) {
+    await tab.setViewportSize({ width: 1280, height: 900 });
+    await tab.waitForTimeout(500);
+    await tab.screenshot({ path: shotArg, fullPage: false });
   }
   let report = await tab.evaluate(() => window.report || null);
   if (mode === 'apivideo' && !closeTab) {
