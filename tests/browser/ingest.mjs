@@ -160,12 +160,15 @@ try {
   tab.on('console', (m) => logs.push(m.text().slice(0, 300)));
   tab.on('pageerror', (e) => logs.push('pageerror: ' + String(e).slice(0, 300)));
   await tab.goto(target);
-  if (mode === 'raw' && args[3] !== 'hold') {
-    // A hostile case is over once the gateway answered (an error or a close); a loaded
-    // machine may take a while to start ffmpeg, so wait for that rather than a fixed time.
-    await tab.waitForFunction(() => window.report &&
-      (window.report.errors.length > 0 || window.report.events.length > 0),
-    null, { timeout: 20000, polling: 100 }).catch(() => {});
+  if (mode === 'raw' && !(args[3] === 'hold' && args[5] === 'long')) {
+    // A hostile case is over once the gateway answered (an error, a close, or the ack of a
+    // start that holds); a loaded machine may take a while to start Chromium and ffmpeg, so
+    // wait for that rather than a fixed time.
+    const holds = args[3] === 'hold';
+    await tab.waitForFunction((holds) => window.report &&
+      (window.report.errors.length > 0 || window.report.events.length > 0 ||
+        (holds && window.report.acks.length > 0)),
+    holds, { timeout: 20000, polling: 100 }).catch(() => {});
     await tab.waitForTimeout(300);
   } else {
     await tab.waitForTimeout(seconds * 1000);

@@ -82,6 +82,20 @@ fn wait_no_ffmpeg(server: &mut Server, when: &str) {
     );
 }
 
+/// Like `Server::wait_live`, with room for a loaded machine: Chromium's capture and encoder
+/// and the tab's ffmpeg all start before the first frame reaches the hub.
+fn wait_live(server: &Server, code: &str) {
+    let path = format!("/live/{code}/mpegts");
+    wait_until(
+        &format!("{code:?} to go live from a browser"),
+        Duration::from_secs(60),
+        || {
+            let s = crate::support::http::open(server.http, &path, Duration::from_secs(5)).ok()?;
+            (s.status == 200).then_some(())
+        },
+    );
+}
+
 fn errors(report: &Value) -> Vec<Value> {
     report["errors"].as_array().cloned().unwrap_or_default()
 }
@@ -124,7 +138,7 @@ fn api_video_client_publishes_h264_and_aac_to_rtmp_and_hls() {
     let origin = format!("http://{}", server.http);
     let target = "rtmp://127.0.0.1/live/tab?key=k3y-tab".to_owned();
     let publishing = page_in_background(vec!["apivideo".into(), origin, target, "30".into()], 30);
-    server.wait_live("tab");
+    wait_live(&server, "tab");
     assert_eq!(ffmpeg_children(&mut server), 1, "one transcode for one tab");
     let sessions = Api::new(server.http).sessions("");
     assert!(
@@ -171,7 +185,7 @@ fn go_live_page_publishes_webcodecs_h264_untouched_for_20_s() {
         ],
         26,
     );
-    server.wait_live("golive");
+    wait_live(&server, "golive");
     // Passed through: the browser's own Constrained Baseline, not a server-side x264 Main.
     assert_h264_aac(&server.rtmp_url("golive"), Some("Constrained Baseline"));
     assert_eq!(
