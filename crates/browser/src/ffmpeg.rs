@@ -25,6 +25,36 @@ const LINES_QUEUE: usize = 64;
 /// How long a child that was told to stop (stdin closed) may take to flush before it is killed.
 pub const FLUSH_GRACE: Duration = Duration::from_secs(3);
 
+/// An ffmpeg command line that reads `input` options and stdin, encodes with `codecs`, and
+/// writes FLV to `output`, flushing every packet: both browser paths use this shape.
+pub fn flv_command(input: &[&str], codecs: &[String], output: &str) -> Vec<String> {
+    let head = [
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "warning",
+        "-fflags",
+        "+nobuffer",
+    ];
+    // Each packet leaves at once instead of waiting for a 32 KiB buffer to fill.
+    let tail = [
+        "-flush_packets",
+        "1",
+        "-f",
+        "flv",
+        "-flvflags",
+        "no_duration_filesize",
+    ];
+    head.iter()
+        .chain(input)
+        .chain(&["-i", "pipe:0"])
+        .map(|s| s.to_string())
+        .chain(codecs.iter().cloned())
+        .chain(tail.iter().map(|s| s.to_string()))
+        .chain([output.to_owned()])
+        .collect()
+}
+
 /// Called once a chunk is written to stdin (or could not be).
 pub type Done = Box<dyn FnOnce(Result<(), String>) + Send>;
 

@@ -228,11 +228,5 @@ fn peer_of(parts: &axum::http::request::Parts) -> Option<SocketAddr> {
 
 /// The `Host` header's host, without the port.
 fn host_of(parts: &axum::http::request::Parts) -> Option<String> {
-    let host = parts.headers.get(axum::http::header::HOST)?.to_str().ok()?;
-    let host = if let Some(v6) = host.strip_prefix('[') {
-        v6.split_once(']')?.0
-    } else {
-        host.split(':').next()?
-    };
-    Some(host.to_ascii_lowercase())
+    target::host_of(parts.headers.get(axum::http::header::HOST)?.to_str().ok()?)
 }

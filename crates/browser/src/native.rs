@@ -508,39 +508,14 @@ fn media(feed: &mut Feed, audio: &mut Option<Audio>, mut data: Bytes) -> Result<
 
 /// The audio ffmpeg: Ogg Opus in, AAC in FLV out, nothing buffered that need not be.
 pub fn audio_args(channels: u8) -> Vec<String> {
-    [
-        "-hide_banner",
-        "-nostdin",
-        "-loglevel",
-        "warning",
-        "-fflags",
-        "+nobuffer",
-        "-probesize",
-        "4096",
-        "-analyzeduration",
-        "0",
-        "-f",
-        "ogg",
-        "-i",
-        "pipe:0",
-        "-vn",
-        "-c:a",
-        "aac",
-        "-b:a",
-        "128k",
-        "-ar",
-        "48000",
-        "-ac",
-        &channels.to_string(),
-        "-flush_packets",
-        "1",
-        "-f",
-        "flv",
-        "-flvflags",
-        "no_duration_filesize",
+    let codecs = ["-vn", "-c:a", "aac", "-b:a", "128k", "-ar", "48000", "-ac"]
+        .map(str::to_owned)
+        .into_iter()
+        .chain([channels.to_string()])
+        .collect::<Vec<_>>();
+    ffmpeg::flv_command(
+        &["-probesize", "4096", "-analyzeduration", "0", "-f", "ogg"],
+        &codecs,
         "pipe:1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    )
 }

@@ -126,16 +126,7 @@ impl StartConfig {
 pub fn ffmpeg_args(s: &Start, output: &str) -> Vec<String> {
     let fr = s.framerate.to_string();
     let vb = s.video_bitrate.to_string();
-    [
-        "-hide_banner",
-        "-nostdin",
-        "-loglevel",
-        "warning",
-        "-stats",
-        "-fflags",
-        "+nobuffer",
-        "-i",
-        "pipe:0",
+    let codecs = [
         "-c:v",
         "libx264",
         "-preset",
@@ -166,18 +157,10 @@ pub fn ffmpeg_args(s: &Start, output: &str) -> Vec<String> {
         &s.audio_bitrate.to_string(),
         "-ar",
         &s.audio_sample_rate.to_string(),
-        // Each packet leaves at once instead of waiting for a 32 KiB buffer to fill.
-        "-flush_packets",
-        "1",
-        "-f",
-        "flv",
-        "-flvflags",
-        "no_duration_filesize",
-        output,
     ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    .map(str::to_owned);
+    // -stats: api.video clients may ask for ffmpeg's progress lines (ffmpegOutput).
+    ffmpeg::flv_command(&["-stats"], &codecs, output)
 }
 
 /// The `/socket.io/` route.

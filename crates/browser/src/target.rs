@@ -108,7 +108,7 @@ pub fn masked(url: &str) -> String {
 }
 
 /// The host of `host[:port]` or `[v6]:port`, lowercased; `None` when empty or with userinfo.
-fn host_of(authority: &str) -> Option<String> {
+pub(crate) fn host_of(authority: &str) -> Option<String> {
     if authority.is_empty() || authority.contains('@') {
         return None;
     }
