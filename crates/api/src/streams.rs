@@ -13,7 +13,9 @@ use push::url::masked as mask_url;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use store::{Protocols, PushDestination, RetryPolicy, StreamRecord};
+use store::{
+    Failover, InputSpec, Protocols, PushDestination, RetryPolicy, RtspTransport, StreamRecord,
+};
 use utoipa::{IntoParams, ToSchema};
 
 // ---------------------------------------------------------------------------------------------
@@ -119,6 +121,103 @@ impl PushInput {
     }
 }
 
+/// A source of the stream; lower `priority` is preferred.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InputInput {
+    /// `publish://` (an encoder pushes), `rtmp(s)://`, `rtsp(s)://`, `srt://host:port?streamid=`
+    /// (caller), `udp://[group]:port?localaddr=`, `http(s)://` MPEG-TS or `.m3u8`, `file:///path`.
+    url: String,
+    /// Default: the position in the list.
+    priority: Option<u32>,
+    /// Default true.
+    enabled: Option<bool>,
+    /// RTSP only: `tcp` (default) or `udp`.
+    #[schema(value_type = Option<String>)]
+    rtsp_transport: Option<RtspTransport>,
+    comment: Option<String>,
+}
+
+impl InputInput {
+    fn into_record(self, index: usize) -> InputSpec {
+        InputSpec {
+            url: self.url,
+            priority: self.priority.unwrap_or(index as u32),
+            enabled: self.enabled.unwrap_or(true),
+            rtsp_transport: self.rtsp_transport.unwrap_or_default(),
+            comment: self.comment.unwrap_or_default(),
+        }
+    }
+}
+
+fn input_records(inputs: Vec<InputInput>) -> Vec<InputSpec> {
+    inputs
+        .into_iter()
+        .enumerate()
+        .map(|(i, input)| input.into_record(i))
+        .collect()
+}
+
+/// Input URLs are write-only like push URLs: a masked URL sent back keeps the configured one.
+fn restore_masked_inputs(
+    inputs: &mut [InputInput],
+    old: Option<&StreamRecord>,
+) -> Result<(), ApiError> {
+    for (i, input) in inputs.iter_mut().enumerate() {
+        if !input.url.contains("****") {
+            continue;
+        }
+        let known = old
+            .into_iter()
+            .flat_map(|r| r.inputs.iter())
+            .find(|d| ::inputs::url::masked(&d.url) == input.url);
+        match known {
+            Some(d) => input.url = d.url.clone(),
+            None => {
+                return Err(ApiError::field(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "unprocessable",
+                    format!("inputs[{i}].url"),
+                    "a masked URL that matches no configured input; send the full URL",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Health and switching rules; omitted fields take their defaults.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FailoverInput {
+    /// An input silent this long is down (default 30, at least 1).
+    packet_timeout_s: Option<f64>,
+    /// A preferred input must be healthy this long before the stream returns to it (default 10).
+    failback_after_s: Option<f64>,
+    /// Pull only while the stream has readers (default false).
+    on_demand: Option<bool>,
+    /// With `on_demand`, stop pulling after this long without readers (default 10).
+    close_after_s: Option<f64>,
+    /// Reconnect backoff of pulled inputs (default 1 to 10 s).
+    retry: Option<RetryInput>,
+}
+
+impl FailoverInput {
+    fn apply(self, base: Failover) -> Failover {
+        let retry = self.retry.unwrap_or_default();
+        Failover {
+            packet_timeout_s: self.packet_timeout_s.unwrap_or(base.packet_timeout_s),
+            failback_after_s: self.failback_after_s.unwrap_or(base.failback_after_s),
+            on_demand: self.on_demand.unwrap_or(base.on_demand),
+            close_after_s: self.close_after_s.unwrap_or(base.close_after_s),
+            retry: RetryPolicy {
+                initial_s: retry.initial_s.unwrap_or(base.retry.initial_s),
+                max_s: retry.max_s.unwrap_or(base.retry.max_s),
+            },
+        }
+    }
+}
+
 /// A whole stream configuration (PUT replaces everything; omitted fields take defaults).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -139,6 +238,11 @@ pub struct StreamInput {
     protocols: ProtocolsInput,
     #[serde(default)]
     push: Vec<PushInput>,
+    /// Sources by priority; empty (default) means whoever publishes to the code.
+    #[serde(default)]
+    inputs: Vec<InputInput>,
+    #[serde(default)]
+    failover: FailoverInput,
 }
 
 impl StreamInput {
@@ -152,6 +256,8 @@ impl StreamInput {
             disabled: self.disabled,
             protocols: self.protocols.apply(Protocols::default()),
             push: self.push.into_iter().map(PushInput::into_record).collect(),
+            inputs: input_records(self.inputs),
+            failover: self.failover.apply(Failover::default()),
             created_at_ms: 0,
             updated_at_ms: 0,
         }
@@ -182,6 +288,10 @@ pub struct StreamPatch {
     protocols: Option<ProtocolsInput>,
     /// Replaces the whole list.
     push: Option<Vec<PushInput>>,
+    /// Replaces the whole list.
+    inputs: Option<Vec<InputInput>>,
+    /// Changes only the fields given.
+    failover: Option<FailoverInput>,
 }
 
 impl StreamPatch {
@@ -206,6 +316,12 @@ impl StreamPatch {
         }
         if let Some(v) = self.push {
             r.push = v.into_iter().map(PushInput::into_record).collect();
+        }
+        if let Some(v) = self.inputs {
+            r.inputs = input_records(v);
+        }
+        if let Some(f) = self.failover {
+            r.failover = f.apply(r.failover);
         }
     }
 }
@@ -255,6 +371,61 @@ pub struct PushView {
     retry: RetryView,
     limit: u32,
     comment: String,
+}
+
+/// A configured input.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InputView {
+    /// The URL with credentials, keys and secret query values masked (write-only; sending it
+    /// back unchanged keeps the configured URL).
+    url: String,
+    /// `publish`, `rtmp`, `rtsp`, `srt`, `udp`, `http-ts`, `hls` or `file`.
+    kind: &'static str,
+    priority: u32,
+    enabled: bool,
+    /// `tcp` or `udp`.
+    #[schema(value_type = String)]
+    rtsp_transport: RtspTransport,
+    comment: String,
+}
+
+/// Health and switching rules.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FailoverView {
+    packet_timeout_s: f64,
+    failback_after_s: f64,
+    on_demand: bool,
+    close_after_s: f64,
+    retry: RetryView,
+}
+
+fn input_views(inputs: &[InputSpec]) -> Vec<InputView> {
+    inputs
+        .iter()
+        .map(|i| InputView {
+            url: ::inputs::url::masked(&i.url),
+            kind: ::inputs::url::kind(&i.url).map_or("unknown", |k| k.as_str()),
+            priority: i.priority,
+            enabled: i.enabled,
+            rtsp_transport: i.rtsp_transport,
+            comment: i.comment.clone(),
+        })
+        .collect()
+}
+
+impl From<&Failover> for FailoverView {
+    fn from(f: &Failover) -> Self {
+        FailoverView {
+            packet_timeout_s: f.packet_timeout_s,
+            failback_after_s: f.failback_after_s,
+            on_demand: f.on_demand,
+            close_after_s: f.close_after_s,
+            retry: RetryView {
+                initial_s: f.retry.initial_s,
+                max_s: f.retry.max_s,
+            },
+        }
+    }
 }
 
 /// The current publisher.
@@ -393,6 +564,8 @@ pub struct StreamView {
     disabled: bool,
     protocols: ProtocolsView,
     push: Vec<PushView>,
+    inputs: Vec<InputView>,
+    failover: FailoverView,
     /// False for a runtime stream created by publishing to an unknown code (not stored).
     persistent: bool,
     created_at: Option<String>,
@@ -583,6 +756,8 @@ fn view(
             disabled: r.disabled,
             protocols: r.protocols.into(),
             push: push_views(&r.push),
+            inputs: input_views(&r.inputs),
+            failover: (&r.failover).into(),
             persistent: true,
             created_at: Some(rfc3339(r.created_at_ms)),
             updated_at: Some(rfc3339(r.updated_at_ms)),
@@ -597,6 +772,8 @@ fn view(
             disabled: false,
             protocols: Protocols::default().into(),
             push: Vec::new(),
+            inputs: Vec::new(),
+            failover: (&Failover::default()).into(),
             persistent: false,
             created_at: None,
             updated_at: None,
@@ -769,6 +946,7 @@ pub async fn create_stream(
     check_code(&code)?;
     let mut body = body;
     restore_masked_urls(&mut body.push, None)?;
+    restore_masked_inputs(&mut body.inputs, None)?;
     let record = state.control.create(body.into_record(code.clone())).await?;
     let view = single_view(&state, &code, Some(&record));
     Ok((StatusCode::CREATED, Json(view)).into_response())
@@ -802,7 +980,9 @@ pub async fn put_stream(
         return Err(ApiError::bad_field("code", "differs from the path"));
     }
     let mut body = body;
-    restore_masked_urls(&mut body.push, state.control.get(&code).as_deref())?;
+    let old = state.control.get(&code);
+    restore_masked_urls(&mut body.push, old.as_deref())?;
+    restore_masked_inputs(&mut body.inputs, old.as_deref())?;
     let (record, outcome) = state.control.put(body.into_record(code.clone())).await?;
     let status = match outcome {
         store::PutOutcome::Created => StatusCode::CREATED,
@@ -836,8 +1016,12 @@ pub async fn patch_stream(
 ) -> Result<Json<StreamView>, ApiError> {
     check_code(&code)?;
     let mut patch = patch;
+    let old = state.control.get(&code);
     if let Some(push) = patch.push.as_mut() {
-        restore_masked_urls(push, state.control.get(&code).as_deref())?;
+        restore_masked_urls(push, old.as_deref())?;
+    }
+    if let Some(inputs) = patch.inputs.as_mut() {
+        restore_masked_inputs(inputs, old.as_deref())?;
     }
     let record = state.control.update(&code, |r| patch.apply(r)).await?;
     Ok(Json(single_view(&state, &code, Some(&record))))
@@ -901,6 +1085,7 @@ pub fn fuzz_stream_body(
             }
             let old = if method == "POST" { None } else { existing };
             restore_masked_urls(&mut body.push, old)?;
+            restore_masked_inputs(&mut body.inputs, old)?;
             body.into_record(code)
         }
         _ => {
@@ -908,6 +1093,9 @@ pub fn fuzz_stream_body(
             check_code(path_code)?;
             if let Some(push) = patch.push.as_mut() {
                 restore_masked_urls(push, existing)?;
+            }
+            if let Some(inputs) = patch.inputs.as_mut() {
+                restore_masked_inputs(inputs, existing)?;
             }
             let old = existing.ok_or_else(|| ApiError::bad_request("no such stream"))?;
             let mut record = old.clone();

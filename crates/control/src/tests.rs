@@ -81,6 +81,8 @@ fn record(code: &str) -> StreamRecord {
         disabled: false,
         protocols: Protocols::default(),
         push: vec![],
+        inputs: vec![],
+        failover: store::Failover::default(),
         created_at_ms: 0,
         updated_at_ms: 0,
     }

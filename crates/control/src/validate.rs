@@ -109,6 +109,53 @@ pub fn validate(r: &StreamRecord) -> Result<(), Invalid> {
         }
         max_chars(&f("comment"), &p.comment, 1024)?;
     }
+    validate_inputs(r)
+}
+
+fn validate_inputs(r: &StreamRecord) -> Result<(), Invalid> {
+    if r.inputs.len() > 16 {
+        return Err(semantic("inputs", "at most 16 inputs"));
+    }
+    for (i, input) in r.inputs.iter().enumerate() {
+        let f = |name: &str| format!("inputs[{i}].{name}");
+        let kind = inputs::url::kind(&input.url).map_err(|e| malformed(f("url"), e))?;
+        if r.inputs[..i].iter().any(|q| q.url == input.url) {
+            return Err(semantic(f("url"), "duplicate input"));
+        }
+        if kind == inputs::url::Kind::Publish
+            && r.inputs[..i].iter().any(|q| q.url.starts_with("publish:"))
+        {
+            return Err(semantic(f("url"), "only one publish:// input"));
+        }
+        if input.priority > 1000 {
+            return Err(semantic(f("priority"), "must be 0 to 1000"));
+        }
+        max_chars(&f("comment"), &input.comment, 1024)?;
+    }
+    let fo = &r.failover;
+    let range = |field: &str, v: f64, lo: f64, hi: f64| {
+        if v.is_finite() && (lo..=hi).contains(&v) {
+            Ok(())
+        } else {
+            Err(semantic(
+                format!("failover.{field}"),
+                format!("must be {lo} to {hi} seconds"),
+            ))
+        }
+    };
+    range("packet_timeout_s", fo.packet_timeout_s, 1.0, 3600.0)?;
+    range("failback_after_s", fo.failback_after_s, 0.0, 86_400.0)?;
+    range("close_after_s", fo.close_after_s, 1.0, 86_400.0)?;
+    range("retry.initial_s", fo.retry.initial_s, 0.1, 3600.0)?;
+    if !(fo.retry.max_s.is_finite()
+        && fo.retry.max_s >= fo.retry.initial_s
+        && fo.retry.max_s <= 3600.0)
+    {
+        return Err(semantic(
+            "failover.retry.max_s",
+            "must be at least retry.initial_s and at most 3600",
+        ));
+    }
     Ok(())
 }
 

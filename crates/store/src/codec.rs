@@ -9,7 +9,7 @@ use crate::{StoreError, StreamRecord};
 // spelled the same in both. Macros rather than consts so PostgreSQL can `concat!` a RETURNING.
 macro_rules! columns {
     () => {
-        "code, name, description, tags, stream_key, disabled, protocols, push, created_at, updated_at"
+        "code, name, description, tags, stream_key, disabled, protocols, push, created_at, updated_at, inputs, failover"
     };
 }
 macro_rules! upsert {
@@ -17,11 +17,12 @@ macro_rules! upsert {
         concat!(
             "INSERT INTO streams (",
             $crate::codec::columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (code) DO UPDATE SET ",
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (code) DO UPDATE SET ",
             // created_at is deliberately absent: a replace keeps the original.
             "name = excluded.name, description = excluded.description, tags = excluded.tags, ",
             "stream_key = excluded.stream_key, disabled = excluded.disabled, ",
-            "protocols = excluded.protocols, push = excluded.push, updated_at = excluded.updated_at"
+            "protocols = excluded.protocols, push = excluded.push, updated_at = excluded.updated_at, ",
+            "inputs = excluded.inputs, failover = excluded.failover"
         )
     };
 }
@@ -32,7 +33,7 @@ pub(crate) const SELECT_ONE: &str = concat!("SELECT ", columns!(), " FROM stream
 pub(crate) const INSERT: &str = concat!(
     "INSERT INTO streams (",
     columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
 );
 pub(crate) const DELETE: &str = "DELETE FROM streams WHERE code = $1";
 
@@ -42,6 +43,8 @@ pub(crate) struct Encoded<'a> {
     tags: String,
     protocols: String,
     push: String,
+    inputs: String,
+    failover: String,
 }
 
 impl<'a> Encoded<'a> {
@@ -59,10 +62,12 @@ impl<'a> Encoded<'a> {
             tags: json(serde_json::to_string(&record.tags), "tags")?,
             protocols: json(serde_json::to_string(&record.protocols), "protocols")?,
             push: json(serde_json::to_string(&record.push), "push")?,
+            inputs: json(serde_json::to_string(&record.inputs), "inputs")?,
+            failover: json(serde_json::to_string(&record.failover), "failover")?,
         })
     }
 
-    /// Binds `$1..$10` in `columns!()` order.
+    /// Binds `$1..$12` in `columns!()` order.
     pub(crate) fn bind<'q, DB>(
         &self,
         query: Query<'q, DB, DB::Arguments>,
@@ -86,6 +91,8 @@ impl<'a> Encoded<'a> {
             .bind(self.push.as_str())
             .bind(r.created_at_ms)
             .bind(r.updated_at_ms)
+            .bind(self.inputs.as_str())
+            .bind(self.failover.as_str())
     }
 }
 
@@ -114,6 +121,8 @@ where
     let tags: String = row.try_get("tags").map_err(sql)?;
     let protocols: String = row.try_get("protocols").map_err(sql)?;
     let push: String = row.try_get("push").map_err(sql)?;
+    let inputs: String = row.try_get("inputs").map_err(sql)?;
+    let failover: String = row.try_get("failover").map_err(sql)?;
     Ok(StreamRecord {
         name: row.try_get("name").map_err(sql)?,
         description: row.try_get("description").map_err(sql)?,
@@ -122,6 +131,8 @@ where
         disabled: row.try_get("disabled").map_err(sql)?,
         protocols: serde_json::from_str(&protocols).map_err(|e| json("protocols", e))?,
         push: serde_json::from_str(&push).map_err(|e| json("push", e))?,
+        inputs: serde_json::from_str(&inputs).map_err(|e| json("inputs", e))?,
+        failover: serde_json::from_str(&failover).map_err(|e| json("failover", e))?,
         created_at_ms: row.try_get("created_at").map_err(sql)?,
         updated_at_ms: row.try_get("updated_at").map_err(sql)?,
         code,

@@ -13,7 +13,9 @@ pub mod testing;
 #[cfg(test)]
 mod tests;
 
-pub use model::{Protocols, PushDestination, RetryPolicy, StreamRecord};
+pub use model::{
+    Failover, InputSpec, Protocols, PushDestination, RetryPolicy, RtspTransport, StreamRecord,
+};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 

@@ -21,6 +21,12 @@ pub struct StreamRecord {
     pub protocols: Protocols,
     /// Remote destinations the stream is pushed to.
     pub push: Vec<PushDestination>,
+    /// Sources of the stream, tried by priority; empty means "whoever publishes".
+    #[serde(default)]
+    pub inputs: Vec<InputSpec>,
+    /// How the stream chooses among its inputs.
+    #[serde(default)]
+    pub failover: Failover,
     /// Creation time, Unix ms.
     pub created_at_ms: i64,
     /// Last change, Unix ms.
@@ -89,6 +95,78 @@ impl Default for RetryPolicy {
         RetryPolicy {
             initial_s: 1.0,
             max_s: 30.0,
+        }
+    }
+}
+
+/// One source of a stream: an encoder publishing to the gateway (`publish://`) or a source
+/// the gateway pulls (`rtmp://`, `rtmps://`, `rtsp://`, `rtsps://`, `srt://` caller, `udp://`
+/// MPEG-TS, `http(s)://` MPEG-TS or HLS `.m3u8`, `file://` looped).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct InputSpec {
+    /// Where the media comes from; credentials and keys in it are write-only in the API.
+    pub url: String,
+    /// Lower is preferred; equal priorities keep list order.
+    pub priority: u32,
+    /// A disabled input is never started.
+    pub enabled: bool,
+    /// RTSP only: `tcp` (interleaved, the default), `udp`.
+    pub rtsp_transport: RtspTransport,
+    /// Free text.
+    pub comment: String,
+}
+
+impl Default for InputSpec {
+    fn default() -> Self {
+        InputSpec {
+            url: String::new(),
+            priority: 0,
+            enabled: true,
+            rtsp_transport: RtspTransport::Tcp,
+            comment: String::new(),
+        }
+    }
+}
+
+/// How RTP travels for an `rtsp://` input.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RtspTransport {
+    /// Interleaved on the RTSP connection: works through NAT and firewalls.
+    #[default]
+    Tcp,
+    /// RTP/RTCP over UDP ports the gateway picks.
+    Udp,
+}
+
+/// Health and switching rules of a stream with inputs (Open-Streamer and MediaMTX names).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Failover {
+    /// An input that delivers nothing for this long is down, seconds (>= 1).
+    pub packet_timeout_s: f64,
+    /// A preferred input must stay healthy this long before the stream returns to it, seconds.
+    pub failback_after_s: f64,
+    /// Pull only while someone reads the stream (MediaMTX `sourceOnDemand`).
+    pub on_demand: bool,
+    /// With `on_demand`, stop pulling after this long without readers, seconds.
+    pub close_after_s: f64,
+    /// Reconnect backoff of pulled inputs.
+    pub retry: RetryPolicy,
+}
+
+impl Default for Failover {
+    fn default() -> Self {
+        Failover {
+            packet_timeout_s: 30.0,
+            failback_after_s: 10.0,
+            on_demand: false,
+            close_after_s: 10.0,
+            retry: RetryPolicy {
+                initial_s: 1.0,
+                max_s: 10.0,
+            },
         }
     }
 }

@@ -3,7 +3,10 @@
 
 use futures_util::future::join_all;
 
-use crate::{Protocols, PushDestination, PutOutcome, RetryPolicy, Store, StoreError, StreamRecord};
+use crate::{
+    Failover, InputSpec, Protocols, PushDestination, PutOutcome, RetryPolicy, RtspTransport, Store,
+    StoreError, StreamRecord,
+};
 
 /// A record with every field set to something non-default.
 pub fn sample(code: &str) -> StreamRecord {
@@ -43,6 +46,32 @@ pub fn sample(code: &str) -> StreamRecord {
                 comment: String::new(),
             },
         ],
+        inputs: vec![
+            InputSpec {
+                url: "rtsp://user:pa%40ss@cam.example:554/stream1".to_owned(),
+                priority: 0,
+                enabled: true,
+                rtsp_transport: RtspTransport::Udp,
+                comment: "lobby camera".to_owned(),
+            },
+            InputSpec {
+                url: "publish://".to_owned(),
+                priority: 5,
+                enabled: false,
+                rtsp_transport: RtspTransport::Tcp,
+                comment: String::new(),
+            },
+        ],
+        failover: Failover {
+            packet_timeout_s: 1.5,
+            failback_after_s: 20.0,
+            on_demand: true,
+            close_after_s: 3.0,
+            retry: RetryPolicy {
+                initial_s: 0.25,
+                max_s: 5.0,
+            },
+        },
         created_at_ms: 1_763_700_000_000,
         updated_at_ms: 1_763_700_000_500,
     }
@@ -59,6 +88,8 @@ pub fn minimal(code: &str) -> StreamRecord {
         disabled: false,
         protocols: Protocols::default(),
         push: Vec::new(),
+        inputs: Vec::new(),
+        failover: Failover::default(),
         created_at_ms: 0,
         updated_at_ms: 0,
     }
