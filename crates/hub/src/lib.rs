@@ -121,6 +121,12 @@ impl std::fmt::Debug for Hub {
 pub(crate) struct HubInner {
     pub(crate) config: HubConfig,
     streams: Mutex<HashMap<String, Arc<stream::Stream>>>,
+    /// Codes whose publishers feed a private stream that an input supervisor reads
+    /// ([`Hub::intake`]) instead of the stream readers see.
+    intakes: Mutex<HashMap<String, Arc<stream::Stream>>>,
+    /// Last time a reader asked for each code whose source starts on demand
+    /// ([`Intake::set_on_demand`]); other codes are not recorded, so the map stays bounded.
+    demand: Mutex<HashMap<String, Option<std::time::Instant>>>,
     next_session: AtomicU64,
     events: broadcast::Sender<HubEvent>,
     pub(crate) sessions: sessions::Sessions,
@@ -148,6 +154,15 @@ pub struct Totals {
 }
 
 impl HubInner {
+    fn demand(&self) -> MutexGuard<'_, HashMap<String, Option<std::time::Instant>>> {
+        self.demand.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn intakes(&self) -> MutexGuard<'_, HashMap<String, Arc<stream::Stream>>> {
+        // Single inserts and removes only: a poisoned map is consistent.
+        self.intakes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn streams(&self) -> MutexGuard<'_, HashMap<String, Arc<stream::Stream>>> {
         // A panic while holding this lock cannot leave the map half-updated (all updates are
         // single inserts/removes), so a poisoned lock is safe to keep using.
@@ -199,6 +214,8 @@ impl Hub {
             inner: Arc::new(HubInner {
                 config,
                 streams: Mutex::new(HashMap::new()),
+                intakes: Mutex::new(HashMap::new()),
+                demand: Mutex::new(HashMap::new()),
                 next_session: AtomicU64::new(1),
                 events,
                 sessions: sessions::Sessions::default(),
@@ -226,11 +243,31 @@ impl Hub {
     }
 
     /// Claims `code` for a new publisher; refused while another publisher is live.
+    ///
+    /// While an [`Intake`] holds `code`, the publisher writes to the intake's private stream:
+    /// an encoder becomes one input among several and the supervisor decides what readers see.
     pub fn publish(&self, code: &str, meta: PublisherMeta) -> Result<Publisher, PublishError> {
         if !valid_code(code) {
             return Err(PublishError::InvalidCode(code.to_owned()));
         }
         let session = self.inner.next_id();
+        let intake = self.inner.intakes().get(code).cloned();
+        if let Some(stream) = intake {
+            let mut publisher =
+                stream::Publisher::claim(stream, self.inner.clone(), session, meta)?.into_intake();
+            publisher.notify_opened();
+            return Ok(publisher);
+        }
+        self.publish_visible(code, session, meta)
+    }
+
+    /// Claims the stream readers see, whatever intake holds the code.
+    fn publish_visible(
+        &self,
+        code: &str,
+        session: u64,
+        meta: PublisherMeta,
+    ) -> Result<Publisher, PublishError> {
         let mut publisher = self.with_entry(code, |stream| {
             stream::Publisher::claim(stream, self.inner.clone(), session, meta)
         })?;
@@ -243,6 +280,24 @@ impl Hub {
         Ok(publisher)
     }
 
+    /// Routes the publishers of `code` to a private stream read only through the returned
+    /// [`Intake`], until it is dropped. Refused while another intake holds the code.
+    pub fn intake(&self, code: &str) -> Result<Intake, PublishError> {
+        if !valid_code(code) {
+            return Err(PublishError::InvalidCode(code.to_owned()));
+        }
+        let mut intakes = self.inner.intakes();
+        if intakes.contains_key(code) {
+            return Err(PublishError::AlreadyPublishing(code.to_owned()));
+        }
+        let stream = stream::Stream::new(code, &self.inner.config);
+        intakes.insert(code.to_owned(), stream.clone());
+        Ok(Intake {
+            stream,
+            hub: self.inner.clone(),
+        })
+    }
+
     /// Subscribes to `code`, live or not: a reader of an idle stream waits for its publisher.
     pub fn subscribe(&self, code: &str, protocol: &'static str) -> Subscription {
         self.with_entry(code, |stream| {
@@ -250,8 +305,37 @@ impl Hub {
         })
     }
 
+    /// A reader asked for `code` (a playlist, a play request): starts and keeps alive a
+    /// source that runs on demand. Free for other codes.
+    pub fn touch(&self, code: &str) {
+        if let Some(t) = self.inner.demand().get_mut(code) {
+            *t = Some(std::time::Instant::now());
+        }
+    }
+
+    /// Whether `code`'s source starts when a reader asks, so a request may wait for it.
+    pub fn on_demand(&self, code: &str) -> bool {
+        self.inner.demand().contains_key(code)
+    }
+
+    /// When a reader last asked for an on-demand `code`.
+    pub fn last_demand(&self, code: &str) -> Option<std::time::Instant> {
+        self.inner.demand().get(code).copied().flatten()
+    }
+
+    /// External readers (players, not internal outputs) of `code` right now.
+    pub fn reader_sessions(&self, code: &str) -> usize {
+        self.inner
+            .sessions
+            .list()
+            .iter()
+            .filter(|s| s.role == SessionRole::Reader && s.stream == code)
+            .count()
+    }
+
     /// Subscribes an external reader (listed in [`Hub::sessions`], kickable), live or not.
     pub fn subscribe_reader(&self, code: &str, meta: ReaderMeta) -> Subscription {
+        self.touch(code);
         let mut sub = self.subscribe(code, meta.protocol);
         sub.set_session(SessionGuard::register(
             &self.inner,
@@ -264,6 +348,7 @@ impl Hub {
 
     /// Subscribes an external reader only if `code` has a publisher that announced its tracks.
     pub fn subscribe_live(&self, code: &str, meta: ReaderMeta) -> Option<Subscription> {
+        self.touch(code);
         let map = self.inner.streams();
         let stream = map.get(code).filter(|s| s.is_live())?.clone();
         let mut sub = Subscription::attach(stream, self.inner.clone(), meta.protocol);
@@ -435,6 +520,70 @@ impl Hub {
                 && s.external_id.as_deref() == Some(external_id)
         });
         session.is_some_and(|s| self.kick_session(s.id))
+    }
+}
+
+/// The publish side of a stream whose readers see what an input supervisor chooses: while it
+/// lives, encoders publishing to the code write here (see [`Hub::publish`]).
+pub struct Intake {
+    stream: Arc<stream::Stream>,
+    hub: Arc<HubInner>,
+}
+
+impl std::fmt::Debug for Intake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Intake")
+            .field("code", &self.stream.code())
+            .finish()
+    }
+}
+
+impl Intake {
+    /// Reads what encoders publish to the code, GOP cache first, like any reader.
+    pub fn subscribe(&self) -> Subscription {
+        Subscription::attach(self.stream.clone(), self.hub.clone(), "intake")
+    }
+
+    /// Claims the stream readers see, for the supervisor that owns this intake.
+    pub fn publish(&self, meta: PublisherMeta) -> Result<Publisher, PublishError> {
+        let hub = Hub {
+            inner: self.hub.clone(),
+        };
+        let session = self.hub.next_id();
+        hub.publish_visible(self.stream.code(), session, meta)
+    }
+
+    /// Makes readers' requests for the code start its source ([`Hub::touch`]); the demand
+    /// record lives as long as this intake.
+    pub fn set_on_demand(&self, on: bool) {
+        let mut demand = self.hub.demand();
+        if on {
+            demand.entry(self.stream.code().to_owned()).or_insert(None);
+        } else {
+            demand.remove(self.stream.code());
+        }
+    }
+
+    /// Whether an encoder publishes to the code right now.
+    pub fn has_publisher(&self) -> bool {
+        self.stream.stats().publisher.is_some()
+    }
+}
+
+impl Drop for Intake {
+    fn drop(&mut self) {
+        {
+            let mut intakes = self.hub.intakes();
+            if intakes
+                .get(self.stream.code())
+                .is_some_and(|s| Arc::ptr_eq(s, &self.stream))
+            {
+                intakes.remove(self.stream.code());
+                self.hub.demand().remove(self.stream.code());
+            }
+        }
+        // The encoder reconnects and then publishes to the stream itself.
+        self.stream.kick_publisher();
     }
 }
 

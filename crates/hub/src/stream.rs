@@ -193,6 +193,8 @@ pub struct Publisher {
     session: u64,
     kill: CancellationToken,
     guard: SessionGuard,
+    /// Writes to an [`crate::Intake`]: no hub events, no registry entry.
+    intake: bool,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -240,7 +242,13 @@ impl Publisher {
             session,
             kill,
             guard,
+            intake: false,
         })
+    }
+
+    pub(crate) fn into_intake(mut self) -> Publisher {
+        self.intake = true;
+        self
     }
 
     pub(crate) fn notify_opened(&mut self) {
@@ -283,6 +291,27 @@ impl Publisher {
             info,
             session: self.session,
         });
+    }
+
+    /// Starts a new publish session on the same claim, as when another source takes over:
+    /// readers see `Tracks` with a new session (a discontinuity) and never an `End`, and
+    /// per-session outputs (pushes) restart as after a republish.
+    pub fn switch_session(&mut self, info: MediaInfo) {
+        let session = self.hub.next_id();
+        {
+            let mut st = self.stream.state();
+            if let Some(p) = st.publisher.as_mut().filter(|p| p.session == self.session) {
+                p.session = session;
+            }
+        }
+        self.session = session;
+        self.announce(info);
+        if !self.intake {
+            self.hub.emit(HubEvent::Published {
+                code: self.stream.code.clone(),
+                session,
+            });
+        }
     }
 
     /// Writes one frame to every reader without waiting for any of them.
@@ -341,6 +370,9 @@ impl Drop for Publisher {
                 st.gop = Gop::default();
                 let _ = self.stream.tx.send(Item::End);
             }
+        }
+        if self.intake {
+            return;
         }
         self.hub.emit(HubEvent::Unpublished {
             code: self.stream.code.clone(),

@@ -557,3 +557,85 @@ fn admission_hears_reader_sessions_but_not_internal_readers() {
     assert_eq!(rec.take().len(), 1);
     assert!(rec.take().is_empty());
 }
+
+#[tokio::test]
+async fn an_intake_takes_publishers_of_its_code_away_from_readers() {
+    let hub = Hub::new(HubConfig::default());
+    let intake = hub.intake("in").unwrap();
+    assert!(hub.intake("in").is_err(), "one intake per code");
+    let mut events = hub.events();
+    let mut from_encoder = intake.subscribe();
+    let encoder = hub.publish("in", meta()).unwrap();
+    encoder.announce(video_info());
+    encoder.write(vframe(0, true));
+    assert!(intake.has_publisher());
+    // The encoder feeds the intake, not the stream readers see, and no hub event fires.
+    assert!(!hub.is_live("in"));
+    assert!(events.try_recv().is_err());
+    assert!(matches!(
+        from_encoder.recv().await,
+        Some(Event::Tracks { .. })
+    ));
+    assert!(expect_frame(from_encoder.recv().await).keyframe);
+    // The supervisor claims the visible stream through the intake.
+    let visible = intake.publish(meta()).unwrap();
+    visible.announce(video_info());
+    assert!(hub.is_live("in"));
+    assert!(matches!(
+        events.try_recv(),
+        Ok(HubEvent::Published { ref code, .. }) if code == "in"
+    ));
+    drop(encoder);
+    assert!(matches!(from_encoder.recv().await, Some(Event::End)));
+    assert!(
+        hub.is_live("in"),
+        "the encoder leaving ends nothing readers see"
+    );
+    // Without the intake, publishing reaches the stream directly again; the intake's
+    // publisher is kicked so it reconnects there.
+    let encoder2 = hub.publish("in", meta()).unwrap();
+    let kill = encoder2.kill_token();
+    drop(intake);
+    assert!(kill.is_cancelled());
+    drop(visible);
+    drop(encoder2);
+    assert!(hub.publish("in", meta()).is_ok());
+}
+
+#[tokio::test]
+async fn a_switched_session_continues_without_an_end() {
+    let hub = Hub::new(HubConfig::default());
+    let mut p = hub.publish("sw", meta()).unwrap();
+    p.announce(video_info());
+    p.write(vframe(0, true));
+    let first = p.session();
+    let mut s = hub.subscribe("sw", "t");
+    let mut events = hub.events();
+    p.switch_session(video_info());
+    assert_ne!(p.session(), first);
+    p.write(vframe(1, true));
+    let mut seen = Vec::new();
+    while let Some(ev) = s.try_recv() {
+        seen.push(ev);
+    }
+    assert!(matches!(seen[0], Event::Tracks { session, .. } if session == first));
+    assert!(matches!(seen[1], Event::Frame(_)));
+    assert!(matches!(seen[2], Event::Tracks { session, .. } if session != first));
+    assert!(matches!(seen[3], Event::Frame(ref f) if f.dts == 3000));
+    assert!(!seen.iter().any(|e| matches!(e, Event::End)));
+    // Per-session outputs (pushes) hear of the new session like a republish.
+    assert!(matches!(
+        events.try_recv(),
+        Ok(HubEvent::Published { session, .. }) if session == p.session()
+    ));
+    // A late reader starts at the new session's keyframe.
+    let mut late = hub.subscribe("sw", "t");
+    assert!(
+        matches!(late.recv().await, Some(Event::Tracks { session, .. }) if session == p.session())
+    );
+    assert_eq!(expect_frame(late.recv().await).dts, 3000);
+    assert_eq!(
+        hub.stats("sw").unwrap().publisher.unwrap().session,
+        p.session()
+    );
+}
