@@ -2,21 +2,27 @@
 //! `/metrics`, `/healthz`, and the dashboard (`web/`) at `/`.
 
 mod about;
+mod config;
 mod dash;
+mod docs;
 mod error;
 mod events;
+mod inputs;
 mod live;
 mod metrics;
 pub mod server;
 mod sessions;
 mod streams;
+mod templates;
 #[cfg(test)]
 mod tests;
 mod time;
 mod web;
+mod webhooks;
 
+pub use self::events::MAX_EVENT_STREAMS;
+pub use config::EffectiveConfig;
 pub use error::ApiError;
-pub use events::MAX_EVENT_STREAMS;
 pub use metrics::RequestCounts;
 #[doc(hidden)]
 pub use streams::fuzz_stream_body;
@@ -59,6 +65,10 @@ pub struct AppState {
     pub requests: Arc<RequestCounts>,
     /// Whether the process takes traffic: `/readyz`.
     pub readiness: Readiness,
+    /// What `/api/v1/config` shows.
+    pub config: EffectiveConfig,
+    /// The event sinks of `/api/v1/hooks` (and the bus they read).
+    pub webhooks: ::events::Webhooks,
 }
 
 /// Starting, ready, or draining, as `/readyz` reports it to load balancers.
@@ -104,8 +114,10 @@ impl Readiness {
     security(("bearer" = [])),
     tags(
         (name = "streams", description = "Stream configuration with live runtime state"),
+        (name = "templates", description = "Stream settings that new and auto-published streams start from"),
         (name = "sessions", description = "Publishers and readers on every protocol"),
         (name = "server", description = "Version and listener addresses"),
+        (name = "hooks", description = "Event sinks: signed, batched HTTP webhooks and JSON-lines files"),
     )
 )]
 struct ApiDoc;
@@ -169,17 +181,39 @@ fn api_v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(streams::list_streams, streams::create_stream))
         .routes(routes!(
             streams::get_stream,
+            streams::upsert_stream,
             streams::put_stream,
             streams::patch_stream,
             streams::delete_stream
         ))
         .routes(routes!(streams::retry_push))
+        .routes(routes!(
+            templates::list_templates,
+            templates::create_template
+        ))
+        .routes(routes!(
+            templates::get_template,
+            templates::put_template,
+            templates::patch_template,
+            templates::delete_template
+        ))
+        .routes(routes!(config::get_config))
+        .routes(routes!(inputs::switch_input))
+        .routes(routes!(inputs::restart_inputs))
         .routes(routes!(sessions::list_sessions))
         .routes(routes!(sessions::kick_session))
         .routes(routes!(sessions::kill_publisher))
         .routes(routes!(sessions::close_publisher))
         .routes(routes!(events::events))
         .routes(routes!(about::server_info))
+        .routes(routes!(webhooks::list_hooks, webhooks::create_hook))
+        .routes(routes!(
+            webhooks::get_hook,
+            webhooks::put_hook,
+            webhooks::patch_hook,
+            webhooks::delete_hook
+        ))
+        .routes(routes!(webhooks::test_hook))
         .split_for_parts()
 }
 
@@ -207,6 +241,14 @@ pub fn router(state: AppState) -> Router {
 fn dashboard_router() -> Router {
     Router::new()
         .route("/", get(web::index))
+        .route("/api/docs", get(docs::page))
+        .route("/api/docs/", get(docs::slash))
+        .route("/api/docs/openapi.json", get(docs::spec))
+        // Where Open-Streamer serves its reference and document.
+        .route("/swagger", get(docs::slash))
+        .route("/swagger/", get(docs::slash))
+        .route("/swagger/index.html", get(docs::slash))
+        .route("/swagger/doc.json", get(docs::spec))
         .fallback(web::file)
 }
 

@@ -64,6 +64,12 @@ pub(crate) async fn serve(
         Err(refused) => return refused,
     };
     let hls_on = || state.control.output_enabled(&code, Output::Hls);
+    state.hub.touch(&code);
+    if file == "index.m3u8" {
+        wait_on_demand(&state, &code, || state.hls.playlist(&code).is_some()).await;
+    } else if crate::dash::is_dash_file(&file) && file.ends_with(".mpd") {
+        wait_on_demand(&state, &code, || state.hub.is_live(&code)).await;
+    }
     match file.as_str() {
         "index.m3u8" if !hls_on() => not_found(),
         f if crate::dash::is_dash_file(f) => crate::dash::serve(&state, &code, f, &headers),
@@ -86,6 +92,25 @@ pub(crate) async fn serve(
             },
             None => not_found(),
         },
+    }
+}
+
+/// How long a request for an on-demand stream waits for its source (MediaMTX's
+/// `sourceOnDemandStartTimeout` default).
+const ON_DEMAND_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Holds a request for a stream whose source starts on demand until `ready` (the request
+/// itself started the source), rather than answering 404 to the first viewer.
+async fn wait_on_demand(state: &AppState, code: &str, ready: impl Fn() -> bool) {
+    if ready() || !state.hub.on_demand(code) {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + ON_DEMAND_WAIT;
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        if ready() {
+            return;
+        }
     }
 }
 
@@ -123,13 +148,17 @@ async fn mpegts(
     remote_addr: Option<SocketAddr>,
     args: Vec<(String, String)>,
 ) -> Response {
-    if !state.control.output_enabled(&code, Output::Mpegts) || !state.hub.is_live(&code) {
+    if !state.control.output_enabled(&code, Output::Mpegts)
+        || !(state.hub.is_live(&code) || state.hub.on_demand(&code))
+    {
         return not_found();
     }
     let code = match admit(state, code, "mpegts", remote_addr, args.clone()).await {
         Ok(code) => code,
         Err(refused) => return refused,
     };
+    state.hub.touch(&code);
+    wait_on_demand(state, &code, || state.hub.is_live(&code)).await;
     let meta = ReaderMeta {
         protocol: "mpegts",
         remote_addr,

@@ -355,8 +355,51 @@ fn snapshot(state: &AppState) -> Snapshot {
             state.requests.event_streams.load(Ordering::Relaxed) as f64,
         ),
     );
+    f.extend(webhook_families(&state.webhooks));
     f.extend(process::families());
     Snapshot(f)
+}
+
+/// The event bus and each sink of `/api/v1/hooks`, labelled by sink id.
+fn webhook_families(hooks: &::events::Webhooks) -> Vec<Family> {
+    let mut queued = Family::gauge(
+        "ferrocast_webhook_events_queued",
+        "Events waiting in each event sink's queue.",
+    );
+    let mut in_flight = Family::gauge(
+        "ferrocast_webhook_events_in_flight",
+        "Events in the batch each event sink is delivering or retrying.",
+    );
+    let mut delivered = Family::counter(
+        "ferrocast_webhook_events_delivered",
+        "Events each event sink delivered.",
+    );
+    let mut failed = Family::counter(
+        "ferrocast_webhook_events_failed",
+        "Events in batches each event sink gave up on after its retries.",
+    );
+    let mut dropped = Family::counter(
+        "ferrocast_webhook_events_dropped",
+        "Events each event sink dropped because its queue was full (oldest first).",
+    );
+    let mut retries = Family::counter(
+        "ferrocast_webhook_retries",
+        "Delivery attempts each event sink retried.",
+    );
+    for s in hooks.stats() {
+        let l = vec![("hook", s.id.clone()), ("kind", s.kind.to_owned())];
+        queued.add(l.clone(), s.queued as f64);
+        in_flight.add(l.clone(), s.in_flight as f64);
+        delivered.add(l.clone(), s.delivered as f64);
+        failed.add(l.clone(), s.failed as f64);
+        dropped.add(l.clone(), s.dropped as f64);
+        retries.add(l, s.retries as f64);
+    }
+    let emitted = Family::counter("ferrocast_events", "Events emitted on the event bus.")
+        .with(vec![], hooks.bus().emitted() as f64);
+    vec![
+        emitted, queued, in_flight, delivered, failed, dropped, retries,
+    ]
 }
 
 /// The standard `process_*` metrics, read from `/proc/self` (Linux; none elsewhere).

@@ -34,7 +34,7 @@ pub struct ProtocolsInput {
 }
 
 impl ProtocolsInput {
-    fn apply(&self, base: Protocols) -> Protocols {
+    pub(crate) fn apply(&self, base: Protocols) -> Protocols {
         Protocols {
             hls: self.hls.unwrap_or(base.hls),
             dash: self.dash.unwrap_or(base.dash),
@@ -76,7 +76,7 @@ pub struct PushInput {
 /// (GET, edit, PUT) means "keep this destination", so a masked URL that matches a configured
 /// one gets the real URL back; one that matches nothing is refused rather than pushed to a
 /// literal `****` key.
-fn restore_masked_urls(
+pub(crate) fn restore_masked_urls(
     inputs: &mut [PushInput],
     old: Option<&StreamRecord>,
 ) -> Result<(), ApiError> {
@@ -104,7 +104,7 @@ fn restore_masked_urls(
 }
 
 impl PushInput {
-    fn into_record(self) -> PushDestination {
+    pub(crate) fn into_record(self) -> PushDestination {
         let retry = self.retry.unwrap_or_default();
         let defaults = RetryPolicy::default();
         PushDestination {
@@ -150,7 +150,7 @@ impl InputInput {
     }
 }
 
-fn input_records(inputs: Vec<InputInput>) -> Vec<InputSpec> {
+pub(crate) fn input_records(inputs: Vec<InputInput>) -> Vec<InputSpec> {
     inputs
         .into_iter()
         .enumerate()
@@ -159,7 +159,7 @@ fn input_records(inputs: Vec<InputInput>) -> Vec<InputSpec> {
 }
 
 /// Input URLs are write-only like push URLs: a masked URL sent back keeps the configured one.
-fn restore_masked_inputs(
+pub(crate) fn restore_masked_inputs(
     inputs: &mut [InputInput],
     old: Option<&StreamRecord>,
 ) -> Result<(), ApiError> {
@@ -203,7 +203,7 @@ pub struct FailoverInput {
 }
 
 impl FailoverInput {
-    fn apply(self, base: Failover) -> Failover {
+    pub(crate) fn apply(self, base: Failover) -> Failover {
         let retry = self.retry.unwrap_or_default();
         Failover {
             packet_timeout_s: self.packet_timeout_s.unwrap_or(base.packet_timeout_s),
@@ -265,7 +265,7 @@ impl StreamInput {
 }
 
 /// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
-fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+pub(crate) fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de>,
@@ -324,6 +324,111 @@ impl StreamPatch {
             r.failover = f.apply(r.failover);
         }
     }
+}
+
+/// A stream to create (`POST /streams`, the code in the body) or to create or merge into
+/// (`POST /streams/{code}`). An omitted field comes from `template` when one is named, else
+/// from the stream merged into (configured, or a runtime stream made from a template), else
+/// takes its default.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StreamCreate {
+    /// Required for `POST /streams`; for `POST /streams/{code}`, if given, it must equal the
+    /// path.
+    code: Option<String>,
+    /// A template (`/api/v1/templates`) whose settings (tags, stream_key when set, protocols,
+    /// push, inputs, failover) fill the fields this body omits. The stream copies them: later
+    /// changes to the template do not reach it.
+    template: Option<String>,
+    name: Option<String>,
+    description: Option<String>,
+    tags: Option<Vec<String>>,
+    /// A string sets the key, `null` removes it; when set, publishing needs `?key=`.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    stream_key: Option<Option<String>>,
+    disabled: Option<bool>,
+    /// An omitted switch keeps its value (on for a new stream without a template).
+    protocols: Option<ProtocolsInput>,
+    /// Replaces the whole list.
+    push: Option<Vec<PushInput>>,
+    /// Replaces the whole list; empty means whoever publishes to the code.
+    inputs: Option<Vec<InputInput>>,
+    /// Changes only the fields given.
+    failover: Option<FailoverInput>,
+}
+
+impl StreamCreate {
+    /// The code and template named, and the rest as a change to the starting record.
+    fn split(self) -> (Option<String>, Option<String>, StreamPatch) {
+        let patch = StreamPatch {
+            name: self.name,
+            description: self.description,
+            tags: self.tags,
+            stream_key: self.stream_key,
+            disabled: self.disabled,
+            protocols: self.protocols,
+            push: self.push,
+            inputs: self.inputs,
+            failover: self.failover,
+        };
+        (self.code, self.template, patch)
+    }
+}
+
+/// A stream with every field at its default, the start of a create without a template.
+fn default_record(code: &str) -> StreamRecord {
+    StreamRecord {
+        code: code.to_owned(),
+        name: String::new(),
+        description: String::new(),
+        tags: Vec::new(),
+        stream_key: None,
+        disabled: false,
+        protocols: Protocols::default(),
+        push: Vec::new(),
+        inputs: Vec::new(),
+        failover: Failover::default(),
+        created_at_ms: 0,
+        updated_at_ms: 0,
+    }
+}
+
+/// The template `name`, or a 422 naming the `template` field.
+fn find_template(state: &AppState, name: &str) -> Result<Arc<store::TemplateRecord>, ApiError> {
+    state.control.template(name).ok_or_else(|| {
+        ApiError::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unprocessable",
+            "template",
+            format!("no template named {name:?} (see GET /api/v1/templates)"),
+        )
+    })
+}
+
+/// Puts what `t` carries into `r`, as a create from it does: the stream key only when the
+/// template sets one, so applying a template never drops a stream's key.
+fn overlay_template(r: &mut StreamRecord, t: &store::TemplateRecord) {
+    let from = control::stream_from_template(t, &r.code);
+    r.tags = from.tags;
+    if from.stream_key.is_some() {
+        r.stream_key = from.stream_key;
+    }
+    r.protocols = from.protocols;
+    r.push = from.push;
+    r.inputs = from.inputs;
+    r.failover = from.failover;
+}
+
+/// Fills in masked URLs of `patch` from `old` (see [`restore_masked_urls`]).
+fn restore_patch_urls(patch: &mut StreamPatch, old: Option<&StreamRecord>) -> Result<(), ApiError> {
+    if let Some(push) = patch.push.as_mut() {
+        restore_masked_urls(push, old)?;
+    }
+    if let Some(inputs) = patch.inputs.as_mut() {
+        restore_masked_inputs(inputs, old)?;
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -399,7 +504,7 @@ pub struct FailoverView {
     retry: RetryView,
 }
 
-fn input_views(inputs: &[InputSpec]) -> Vec<InputView> {
+pub(crate) fn input_views(inputs: &[InputSpec]) -> Vec<InputView> {
     inputs
         .iter()
         .map(|i| InputView {
@@ -477,6 +582,9 @@ pub struct RuntimeView {
     frames_dropped: u64,
     /// State of each running push destination, in configuration order.
     pushes: Vec<PushStatusView>,
+    /// The inputs' state and switch history, for a stream with inputs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inputs: Option<crate::inputs::InputsRuntimeView>,
     /// The last five minutes of bitrates, oldest first, one sample a second; only in the
     /// responses about one stream (`GET /streams/{code}` and the writes), not in lists or
     /// events, whose clients append the current figures themselves.
@@ -568,6 +676,10 @@ pub struct StreamView {
     failover: FailoverView,
     /// False for a runtime stream created by publishing to an unknown code (not stored).
     persistent: bool,
+    /// For a runtime stream made from a template by a publish: the template's name. Absent
+    /// otherwise, so a configured stream's view still goes back unchanged in a PUT.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    template: Option<String>,
     created_at: Option<String>,
     updated_at: Option<String>,
     runtime: RuntimeView,
@@ -683,6 +795,7 @@ fn runtime(
             readers_total,
             frames_dropped: 0,
             pushes,
+            inputs: None,
             bitrate_history: None,
         },
         Some(s) => RuntimeView {
@@ -704,12 +817,13 @@ fn runtime(
             readers_total,
             frames_dropped: s.frames_dropped,
             pushes,
+            inputs: None,
             bitrate_history: None,
         },
     }
 }
 
-fn push_views(push: &[PushDestination]) -> Vec<PushView> {
+pub(crate) fn push_views(push: &[PushDestination]) -> Vec<PushView> {
     push.iter()
         .map(|p| PushView {
             url: mask_url(&p.url),
@@ -745,7 +859,10 @@ fn view(
             PushStatusView { index, ..s.into() }
         })
         .collect();
-    let runtime = runtime(stats, readers, pushes);
+    let mut runtime = runtime(stats, readers, pushes);
+    runtime.inputs = crate::inputs::runtime(state, code);
+    // A record is configured unless a template made it for a publish.
+    let template = record.and_then(|_| state.control.runtime_template(code));
     match record {
         Some(r) => StreamView {
             code: r.code.clone(),
@@ -758,7 +875,8 @@ fn view(
             push: push_views(&r.push),
             inputs: input_views(&r.inputs),
             failover: (&r.failover).into(),
-            persistent: true,
+            persistent: template.is_none(),
+            template,
             created_at: Some(rfc3339(r.created_at_ms)),
             updated_at: Some(rfc3339(r.updated_at_ms)),
             runtime,
@@ -775,6 +893,7 @@ fn view(
             inputs: Vec::new(),
             failover: (&Failover::default()).into(),
             persistent: false,
+            template: None,
             created_at: None,
             updated_at: None,
             runtime,
@@ -816,7 +935,12 @@ fn single_view(state: &AppState, code: &str, record: Option<&StreamRecord>) -> S
 pub(crate) fn stream_views(state: &AppState, only: Option<&str>) -> Vec<StreamView> {
     let records: Vec<Arc<StreamRecord>> = match only {
         Some(code) => state.control.get(code).into_iter().collect(),
-        None => state.control.list(),
+        // Runtime streams made from templates are listed until they are reaped.
+        None => {
+            let mut all = state.control.list();
+            all.extend(state.control.runtime_streams());
+            all
+        }
     };
     let stats: Vec<StreamStats> = match only {
         Some(code) => state.hub.stats(code).into_iter().collect(),
@@ -918,12 +1042,13 @@ pub async fn get_stream(
     Ok(Json(single_view(&state, &code, record.as_deref())))
 }
 
-/// Creates a stream; the code goes in the body.
+/// Creates a stream; the code goes in the body. With `template`, the fields the body omits
+/// come from that template.
 #[utoipa::path(
     post,
     path = "/streams",
     tag = "streams",
-    request_body = StreamInput,
+    request_body = StreamCreate,
     responses(
         (status = 201, description = "Created", body = StreamView),
         (status = 400, description = "Malformed body or code", body = ErrorBody),
@@ -931,24 +1056,106 @@ pub async fn get_stream(
         (status = 409, description = "The code exists", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 422, description = "A rule is broken", body = ErrorBody),
+        (status = 422, description = "A rule is broken, or no such template", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]
 pub async fn create_stream(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<StreamInput>,
+    ApiJson(body): ApiJson<StreamCreate>,
 ) -> Result<Response, ApiError> {
-    let code = body
-        .code
-        .clone()
-        .ok_or_else(|| ApiError::bad_field("code", "required"))?;
+    let (code, template, mut patch) = body.split();
+    let code = code.ok_or_else(|| ApiError::bad_field("code", "required"))?;
     check_code(&code)?;
-    let mut body = body;
-    restore_masked_urls(&mut body.push, None)?;
-    restore_masked_inputs(&mut body.inputs, None)?;
-    let record = state.control.create(body.into_record(code.clone())).await?;
+    let mut record = match &template {
+        Some(name) => control::stream_from_template(&*find_template(&state, name)?, &code),
+        None => default_record(&code),
+    };
+    // A masked URL copied from the template's view means that template destination.
+    restore_patch_urls(&mut patch, Some(&record))?;
+    patch.apply(&mut record);
+    let record = state.control.create(record).await?;
     let view = single_view(&state, &code, Some(&record));
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+/// Creates (201) or merges into (200) the stream `code`, as Open-Streamer's clients expect.
+///
+/// A field the body gives replaces the stream's as PATCH does (lists whole, `protocols` and
+/// `failover` field by field); an omitted one is kept. A new stream starts from `template`
+/// when one is named, else from the runtime stream of that code a template made (which this
+/// stores), else from the defaults. On an existing stream, `template` applies the template's
+/// settings first, then the body's.
+#[utoipa::path(
+    post,
+    path = "/streams/{code}",
+    tag = "streams",
+    params(("code" = String, Path, description = "Stream code")),
+    request_body = StreamCreate,
+    responses(
+        (status = 200, description = "Merged into the existing stream", body = StreamView),
+        (status = 201, description = "Created", body = StreamView),
+        (status = 400, description = "Malformed body or code", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+        (status = 404, description = "Deleted while being merged into; retry", body = ErrorBody),
+        (status = 409, description = "Created meanwhile; retry", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "A rule is broken, or no such template", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn upsert_stream(
+    State(state): State<AppState>,
+    Path(code): Path<String>,
+    ApiJson(body): ApiJson<StreamCreate>,
+) -> Result<Response, ApiError> {
+    check_code(&code)?;
+    let (body_code, template, patch) = body.split();
+    if body_code.as_deref().is_some_and(|c| c != code) {
+        return Err(ApiError::bad_field("code", "differs from the path"));
+    }
+    let template = template
+        .map(|name| find_template(&state, &name))
+        .transpose()?;
+    upsert(&state, code, template, patch).await
+}
+
+/// Creates (201) or merges into (200) the stream `code`: see [`upsert_stream`].
+async fn upsert(
+    state: &AppState,
+    code: String,
+    template: Option<Arc<store::TemplateRecord>>,
+    mut patch: StreamPatch,
+) -> Result<Response, ApiError> {
+    let runtime = state.control.runtime_template(&code).is_some();
+    if let Some(old) = state.control.get(&code).filter(|_| !runtime) {
+        let mut base = (*old).clone();
+        if let Some(t) = &template {
+            overlay_template(&mut base, t);
+        }
+        restore_patch_urls(&mut patch, Some(&base))?;
+        let record = state
+            .control
+            .update(&code, |r| {
+                if let Some(t) = &template {
+                    overlay_template(r, t);
+                }
+                patch.apply(r);
+            })
+            .await?;
+        let view = single_view(state, &code, Some(&record));
+        return Ok((StatusCode::OK, Json(view)).into_response());
+    }
+    let mut record = match (&template, state.control.get(&code)) {
+        (Some(t), _) => control::stream_from_template(t, &code),
+        (None, Some(made)) => (*made).clone(),
+        (None, None) => default_record(&code),
+    };
+    restore_patch_urls(&mut patch, Some(&record))?;
+    patch.apply(&mut record);
+    let record = state.control.create(record).await?;
+    let view = single_view(state, &code, Some(&record));
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
@@ -991,7 +1198,8 @@ pub async fn put_stream(
     Ok((status, Json(single_view(&state, &code, Some(&record)))).into_response())
 }
 
-/// Changes some fields of a stream; omitted fields are kept.
+/// Changes some fields of a stream; omitted fields are kept. A runtime stream (made by a
+/// publish) is stored with the change (201).
 #[utoipa::path(
     patch,
     path = "/streams/{code}",
@@ -1000,6 +1208,7 @@ pub async fn put_stream(
     request_body = StreamPatch,
     responses(
         (status = 200, description = "Changed", body = StreamView),
+        (status = 201, description = "A runtime stream (made by a publish) stored with the change", body = StreamView),
         (status = 400, description = "Malformed body or code", body = ErrorBody),
         (status = 401, description = "Missing or wrong API token", body = ErrorBody),
         (status = 404, description = "Unknown stream", body = ErrorBody),
@@ -1013,8 +1222,15 @@ pub async fn patch_stream(
     State(state): State<AppState>,
     Path(code): Path<String>,
     ApiJson(patch): ApiJson<StreamPatch>,
-) -> Result<Json<StreamView>, ApiError> {
+) -> Result<Response, ApiError> {
     check_code(&code)?;
+    // A runtime stream (made by a publish, from a template or not) is stored with the change,
+    // as the dashboard's "saving stores it" promises: the create-or-merge of POST.
+    let made_by_publish = state.control.runtime_template(&code).is_some()
+        || (state.control.get(&code).is_none() && state.hub.is_live(&code));
+    if made_by_publish {
+        return upsert(&state, code, None, patch).await;
+    }
     let mut patch = patch;
     let old = state.control.get(&code);
     if let Some(push) = patch.push.as_mut() {
@@ -1024,7 +1240,7 @@ pub async fn patch_stream(
         restore_masked_inputs(inputs, old.as_deref())?;
     }
     let record = state.control.update(&code, |r| patch.apply(r)).await?;
-    Ok(Json(single_view(&state, &code, Some(&record))))
+    Ok(Json(single_view(&state, &code, Some(&record))).into_response())
 }
 
 /// Deletes a stream; its publisher and readers are disconnected.
@@ -1070,22 +1286,33 @@ pub fn fuzz_stream_body(
     }
     let invalid = |e: control::Invalid| ApiError::from(control::ControlError::from(e));
     let record = match method {
-        "POST" | "PUT" => {
+        "POST" => {
+            // As `create_stream` with no templates configured.
+            let (code, template, mut patch) = json::<StreamCreate>(body)?.split();
+            let code = code.ok_or_else(|| ApiError::bad_field("code", "required"))?;
+            check_code(&code)?;
+            if let Some(name) = template {
+                return Err(ApiError::field(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "unprocessable",
+                    "template",
+                    format!("no template named {name:?}"),
+                ));
+            }
+            let mut record = default_record(&code);
+            restore_patch_urls(&mut patch, Some(&record))?;
+            patch.apply(&mut record);
+            record
+        }
+        "PUT" => {
             let mut body: StreamInput = json(body)?;
-            let code = if method == "POST" {
-                body.code
-                    .clone()
-                    .ok_or_else(|| ApiError::bad_field("code", "required"))?
-            } else {
-                path_code.to_owned()
-            };
+            let code = path_code.to_owned();
             check_code(&code)?;
             if body.code.as_deref().is_some_and(|c| c != code) {
                 return Err(ApiError::bad_field("code", "differs from the path"));
             }
-            let old = if method == "POST" { None } else { existing };
-            restore_masked_urls(&mut body.push, old)?;
-            restore_masked_inputs(&mut body.inputs, old)?;
+            restore_masked_urls(&mut body.push, existing)?;
+            restore_masked_inputs(&mut body.inputs, existing)?;
             body.into_record(code)
         }
         _ => {

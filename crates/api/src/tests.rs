@@ -17,6 +17,15 @@ pub(crate) async fn state(admin: AdminAccess) -> AppState {
     let store = store::open("sqlite::memory:")
         .await
         .expect("in-memory store");
+    let webhooks = ::events::Webhooks::new(
+        ::events::EventBus::default(),
+        store.clone(),
+        ::events::Settings {
+            file_dir: std::env::temp_dir()
+                .join(format!("ferrocast-api-events-{}", std::process::id())),
+            ..Default::default()
+        },
+    );
     let control = Control::load(store, hub.clone(), hls.clone(), Default::default())
         .await
         .expect("control");
@@ -28,6 +37,8 @@ pub(crate) async fn state(admin: AdminAccess) -> AppState {
         admin,
         requests: Arc::default(),
         readiness: Default::default(),
+        config: Default::default(),
+        webhooks,
     }
 }
 
@@ -44,6 +55,7 @@ fn admin_routes() -> Vec<(Method, String)> {
         let path = path
             .replace("{code}", "demo")
             .replace("{index}", "0")
+            .replace("{name}", "demo")
             .replace("{id}", "1");
         for method in item.as_object().expect("path item").keys() {
             out.push((

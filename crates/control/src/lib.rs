@@ -5,8 +5,10 @@
 //! never stops live streams. Only API writes wait on the database; after a write succeeds the
 //! difference is applied to the running streams, touching nothing that did not change.
 
+mod templates;
 mod validate;
 
+pub use templates::{RUNTIME_IDLE_TIMEOUT, TemplateError, stream_from_template, validate_template};
 pub use validate::{Invalid, InvalidKind, validate};
 
 use hub::{AccessRequest, Action, Admission, Admit, DecisionFuture, Denied, Hub};
@@ -124,6 +126,10 @@ struct Inner {
     dash: RwLock<Option<dash::DashService>>,
     /// Push workers, once the binary wires them in.
     push: RwLock<Option<push::PushManager>>,
+    /// Input supervisors, once the binary wires them in.
+    inputs: RwLock<Option<inputs::InputManager>>,
+    /// Templates and the runtime streams made from them.
+    templates: templates::Templates,
 }
 
 /// The control plane; cheap to clone.
@@ -158,6 +164,7 @@ impl Control {
         config: ControlConfig,
     ) -> Result<Control, StoreError> {
         let records = store.list().await?;
+        let templates = store.list_templates().await?;
         let streams = records
             .into_iter()
             .map(|r| (r.code.clone(), Arc::new(r)))
@@ -172,6 +179,8 @@ impl Control {
                 writes: tokio::sync::Mutex::new(()),
                 dash: RwLock::new(None),
                 push: RwLock::new(None),
+                inputs: RwLock::new(None),
+                templates: templates::Templates::new(templates),
             }),
         };
         hub.set_admission(Arc::new(control.clone()));
@@ -193,6 +202,20 @@ impl Control {
                 .unwrap_or_default()
         }));
         *self.inner.push.write().unwrap_or_else(|e| e.into_inner()) = Some(manager);
+    }
+
+    /// Hands streams with inputs to `manager`, which then follows every configuration change.
+    pub fn set_inputs(&self, manager: inputs::InputManager) {
+        *self.inner.inputs.write().unwrap_or_else(|e| e.into_inner()) = Some(manager);
+    }
+
+    /// The input manager, if wired.
+    pub fn inputs(&self) -> Option<inputs::InputManager> {
+        self.inner
+            .inputs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The push manager, if wired.
@@ -250,9 +273,12 @@ impl Control {
         self.inner.store.ping().await
     }
 
-    /// The configured stream `code`, from memory.
+    /// The stream `code`, from memory: configured, or a runtime stream made from a template.
     pub fn get(&self, code: &str) -> Option<Arc<StreamRecord>> {
-        self.streams().get(code).cloned()
+        self.streams()
+            .get(code)
+            .cloned()
+            .or_else(|| self.runtime_record(code))
     }
 
     /// Every configured stream, by code, from memory.
@@ -262,10 +288,10 @@ impl Control {
         v
     }
 
-    /// Whether `output` may serve `code` (runtime streams have every output on).
+    /// Whether `output` may serve `code` (runtime streams without a template have every
+    /// output on).
     pub fn output_enabled(&self, code: &str, output: Output) -> bool {
-        self.streams()
-            .get(code)
+        self.get(code)
             .is_none_or(|r| !r.disabled && output.enabled_in(&r.protocols))
     }
 
@@ -304,8 +330,11 @@ impl Control {
         edit: impl FnOnce(&mut StreamRecord),
     ) -> Result<StreamRecord, ControlError> {
         let _w = self.inner.writes.lock().await;
+        // Configured streams only: a runtime stream becomes one through `put` or `create`.
         let old = self
+            .streams()
             .get(code)
+            .cloned()
             .ok_or_else(|| ControlError::NotFound(code.to_owned()))?;
         let mut record = (*old).clone();
         edit(&mut record);
@@ -327,6 +356,15 @@ impl Control {
             return Err(ControlError::NotFound(code.to_owned()));
         }
         self.mirror(code, None);
+        self.forget_runtime(code);
+        self.shut_down(code);
+        tracing::info!(stream = code, "stream deleted");
+        Ok(())
+    }
+
+    /// Stops everything `code` runs (publisher, readers, outputs, pushes, inputs): after a
+    /// delete, or when an idle runtime stream is reaped.
+    fn shut_down(&self, code: &str) {
         let hub = &self.inner.hub;
         hub.kick_publisher(code);
         hub.kick_readers(code, None);
@@ -337,15 +375,23 @@ impl Control {
         if let Some(push) = self.push() {
             push.reconcile(code);
         }
-        tracing::info!(stream = code, "stream deleted");
-        Ok(())
+        if let Some(inputs) = self.inputs() {
+            inputs.reconcile(code, None);
+        }
     }
 
     /// Stores `new` in memory and applies what changed since `old` to the running stream.
     fn commit(&self, old: Option<Arc<StreamRecord>>, new: StreamRecord) {
-        let code = new.code.clone();
         let new = Arc::new(new);
-        self.mirror(&code, Some(new.clone()));
+        self.mirror(&new.code, Some(new.clone()));
+        // A configured stream replaces a runtime one of the same code.
+        self.forget_runtime(&new.code);
+        self.apply(old, new);
+    }
+
+    /// Applies what changed since `old` to the running stream `new`, configured or runtime.
+    fn apply(&self, old: Option<Arc<StreamRecord>>, new: Arc<StreamRecord>) {
+        let code = new.code.clone();
         let hub = &self.inner.hub;
         let was_disabled = old.as_ref().is_some_and(|o| o.disabled);
         if new.disabled && !was_disabled && hub.kick_publisher(&code) {
@@ -354,6 +400,10 @@ impl Control {
         if let Some(push) = self.push() {
             // Diffed by URL and settings inside: untouched destinations keep their sessions.
             push.reconcile(&code);
+        }
+        if let Some(inputs) = self.inputs() {
+            // Diffed by URL inside: inputs that did not change keep their connections.
+            inputs.reconcile(&code, Some(&new));
         }
         let before = old.as_ref().map(|o| o.protocols).unwrap_or_default();
         for output in Output::ALL {
@@ -393,21 +443,22 @@ impl Control {
     pub fn decide(&self, req: &AccessRequest) -> Result<(), Denied> {
         let record = self.get(&req.code);
         match (req.action, record) {
-            (Action::Publish, None) if self.inner.config.auto_create => Ok(()),
-            (Action::Publish, None) => Err(Denied::new("unknown stream")),
+            (Action::Publish, None) => self.admit_unknown(req),
             (Action::Publish, Some(r)) => {
+                self.touch_runtime(&req.code);
                 if r.disabled {
                     return Err(Denied::new("stream disabled"));
                 }
-                match (&r.stream_key, req.arg("key")) {
-                    (None, _) => Ok(()),
-                    (Some(want), Some(got))
-                        if constant_time_eq(want.as_bytes(), got.as_bytes()) =>
-                    {
-                        Ok(())
-                    }
-                    _ => Err(Denied::new("invalid stream key")),
+                let accepts_publish = r.inputs.is_empty()
+                    || r.inputs
+                        .iter()
+                        .any(|i| i.enabled && i.url.to_ascii_lowercase().starts_with("publish:"));
+                if !accepts_publish {
+                    return Err(Denied::new(
+                        "this stream pulls its inputs and has no enabled publish:// input",
+                    ));
                 }
+                check_key(r.stream_key.as_deref(), req)
             }
             (Action::Play, None) => Ok(()),
             (Action::Play, Some(r)) => {
@@ -430,6 +481,15 @@ impl Admission for Control {
     fn check(&self, request: AccessRequest) -> DecisionFuture {
         let decision = self.decide(&request).map(|()| Admit::new(request.code));
         Box::pin(std::future::ready(decision))
+    }
+}
+
+/// The stream key rule: no key wanted, or `?key=` equal to it.
+fn check_key(want: Option<&str>, req: &AccessRequest) -> Result<(), Denied> {
+    match (want, req.arg("key")) {
+        (None, _) => Ok(()),
+        (Some(want), Some(got)) if constant_time_eq(want.as_bytes(), got.as_bytes()) => Ok(()),
+        _ => Err(Denied::new("invalid stream key")),
     }
 }
 

@@ -58,6 +58,8 @@ pub struct Config {
     pub hooks: HooksConfig,
     /// Signed event callback (AgustinSRG rtmp-server's `CALLBACK_URL`).
     pub callback: CallbackSection,
+    /// The event bus and the defaults of its sinks (`/api/v1/hooks`).
+    pub events: EventsSection,
     /// Who may publish and play, by address.
     pub access: AccessConfig,
     /// Connection limits checked at accept time.
@@ -118,6 +120,92 @@ impl Default for BrowserSection {
             send_ffmpeg_output: d.send_ffmpeg_output,
             send_error_details: d.send_error_details,
         }
+    }
+}
+
+/// `events.*`: the event bus's node name and what `/api/v1/hooks` sinks get by default.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsSection {
+    /// `node` of every event; empty: the host name.
+    pub node: String,
+    /// File sinks write under this directory; empty: `<data_dir>/events`.
+    pub file_dir: Option<PathBuf>,
+    /// Events queued per sink before the oldest are dropped, for sinks that do not say.
+    pub queue_max: u32,
+    /// Most events in one delivery, for sinks that do not say.
+    pub batch_max: u32,
+    /// Longest an event waits for its batch to fill, for sinks that do not say.
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
+    pub batch_delay: Duration,
+    /// Time allowed for one delivery attempt, for sinks that do not say.
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
+    pub timeout: Duration,
+    /// At shutdown, time allowed to deliver what the sinks still hold.
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
+    pub shutdown_flush: Duration,
+}
+
+impl Default for EventsSection {
+    fn default() -> Self {
+        let d = events::Settings::default();
+        EventsSection {
+            node: String::new(),
+            file_dir: None,
+            queue_max: d.defaults.queue_max,
+            batch_max: d.defaults.batch_max,
+            batch_delay: Duration::from_millis(u64::from(d.defaults.batch_delay_ms)),
+            timeout: Duration::from_millis(u64::from(d.defaults.timeout_ms)),
+            shutdown_flush: d.shutdown_flush,
+        }
+    }
+}
+
+impl EventsSection {
+    /// The node name events carry: the configured one, else the host name.
+    pub fn node(&self) -> Option<String> {
+        if self.node.is_empty() {
+            events::host_name()
+        } else {
+            Some(self.node.clone())
+        }
+    }
+
+    /// The sinks' settings, with `data_dir` for the default file directory.
+    pub fn settings(&self, data_dir: &std::path::Path) -> events::Settings {
+        events::Settings {
+            file_dir: self
+                .file_dir
+                .clone()
+                .unwrap_or_else(|| data_dir.join("events")),
+            defaults: events::HookDefaults {
+                batch_max: self.batch_max,
+                batch_delay_ms: self.batch_delay.as_millis() as u32,
+                queue_max: self.queue_max,
+                timeout_ms: self.timeout.as_millis() as u32,
+            },
+            shutdown_flush: self.shutdown_flush,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        // The same bounds as a sink's own settings (`events::validate`).
+        if !(1..=1_000_000).contains(&self.queue_max) {
+            bail!("events.queue_max must be 1..=1000000");
+        }
+        if !(1..=10_000).contains(&self.batch_max) {
+            bail!("events.batch_max must be 1..=10000");
+        }
+        if self.batch_delay > Duration::from_secs(60) {
+            bail!("events.batch_delay must be at most 60s");
+        }
+        if self.timeout < Duration::from_millis(100) || self.timeout > Duration::from_secs(60) {
+            bail!("events.timeout must be 0.1s..=60s");
+        }
+        if self.shutdown_flush > Duration::from_secs(60) {
+            bail!("events.shutdown_flush must be at most 60s");
+        }
+        Ok(())
     }
 }
 
@@ -386,11 +474,18 @@ pub struct ApiConfig {
 pub struct IngestConfig {
     /// Publishing to an unknown code creates a runtime stream instead of being refused.
     pub auto_create: bool,
+    /// How long a runtime stream made from a template (a publish to a code matching its
+    /// prefix) lives without a publisher or a reader.
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
+    pub runtime_idle: Duration,
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        IngestConfig { auto_create: true }
+        IngestConfig {
+            auto_create: true,
+            runtime_idle: control::RUNTIME_IDLE_TIMEOUT,
+        }
     }
 }
 
@@ -571,6 +666,7 @@ impl Default for Config {
             srt: SrtConfig::default(),
             hooks: HooksConfig::default(),
             callback: CallbackSection::default(),
+            events: EventsSection::default(),
             access: AccessConfig::default(),
             limits: access::LimitsConfig::default(),
             redis: RedisSection::default(),
@@ -580,6 +676,15 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The effective configuration as JSON with secrets masked, as `--check-config` prints it
+    /// and `GET /api/v1/config` shows it.
+    pub fn masked_json(&self) -> serde_json::Value {
+        // The masking lives in the Serialize impls (`ser_secret`, `ser_url`).
+        serde_json::to_value(self).unwrap_or_else(
+            |e| serde_json::json!({ "error": format!("cannot show the configuration: {e}") }),
+        )
+    }
+
     /// The database URL, defaulting to a SQLite file in `data_dir`.
     pub fn database_url(&self) -> String {
         if self.database.url.is_empty() {
@@ -830,6 +935,7 @@ impl Config {
         }
         let notify = self.hooks.notify();
         notify.validate().context("hooks")?;
+        self.events.validate()?;
         if self.callback.url.is_some()
             && self
                 .callback
@@ -843,6 +949,9 @@ impl Config {
             && !(url.starts_with("redis://") || url.starts_with("rediss://"))
         {
             bail!("redis.url must start with redis:// or rediss://");
+        }
+        if self.ingest.runtime_idle < Duration::from_secs(1) {
+            bail!("ingest.runtime_idle must be at least 1s");
         }
         if self.hub.reader_queue_frames < 16 || self.hub.reader_queue_frames > 1 << 16 {
             bail!("hub.reader_queue_frames must be 16..=65536");
@@ -1099,6 +1208,70 @@ mod tests {
         assert_eq!(c.browser.max_ffmpeg, d.browser.max_ffmpeg);
         assert_eq!(c.browser.max_chunk_bytes, d.browser.max_chunk_bytes);
         assert_eq!(c.browser.max_pending_bytes, d.browser.max_pending_bytes);
+    }
+
+    /// `GET /api/v1/config` gets what this prints, masked once more by the API: with every
+    /// secret the configuration can hold set, none of them comes out.
+    #[test]
+    fn the_api_view_of_the_configuration_has_no_secret() {
+        let mut c = Config::default();
+        c.api.token = Some("api-token-s3cret".into());
+        c.callback.url = Some("https://cb.example/rtmp?sig=cb-query-s3cret".into());
+        c.callback.jwt_secret = Some("jwt-s3cret".into());
+        c.srt.passphrase = Some("srt-pass-s3cret".into());
+        c.database.url = "postgres://gw:db-pw-s3cret@db.example/gw?sslpassword=db-q-s3cret".into();
+        c.redis.url = Some("rediss://:redis-pw-s3cret@cache.example:6380".into());
+        c.hooks.on_publish = Some("https://hook-user:hook-pw-s3cret@auth.example/p".into());
+        c.hooks.on_play = Some("https://auth.example/play?token=hook-q-s3cret".into());
+        c.rtmps.key_file = Some("/etc/ferrocast/tls/key.pem".into());
+        c.validate().unwrap();
+        let shown = api::EffectiveConfig::new(c.masked_json());
+        let text = shown.value().to_string();
+        for secret in [
+            "api-token-s3cret",
+            "cb-query-s3cret",
+            "jwt-s3cret",
+            "srt-pass-s3cret",
+            "db-pw-s3cret",
+            "db-q-s3cret",
+            "redis-pw-s3cret",
+            "hook-pw-s3cret",
+            "hook-q-s3cret",
+        ] {
+            assert!(!text.contains(secret), "{secret} shown: {text}");
+        }
+        let v = shown.value();
+        assert_eq!(v["api"]["token"], "***");
+        assert_eq!(v["srt"]["passphrase"], "***");
+        assert_eq!(v["callback"]["jwt_secret"], "***");
+        assert_eq!(v["database"]["url"], "postgres://gw:***@db.example/gw?***");
+        // What is not secret is there, as the file would write it.
+        assert_eq!(v["rtmp"]["listen"], "0.0.0.0:1935");
+        assert_eq!(v["rtmps"]["key_file"], "/etc/ferrocast/tls/key.pem");
+        assert_eq!(v["ingest"]["runtime_idle"], 30.0);
+        assert_eq!(v["hls"]["segment_duration"], 2.0);
+        // And it reads back as a configuration (the masks aside).
+        let back: Config = serde_json::from_value(c.masked_json()).unwrap();
+        assert_eq!(back.ingest.runtime_idle, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn events_defaults_and_bounds() {
+        let c = Config::default();
+        let s = c.events.settings(std::path::Path::new("/var/lib/f"));
+        assert_eq!(s.file_dir, PathBuf::from("/var/lib/f/events"));
+        assert_eq!(s.defaults, events::HookDefaults::default());
+        let c = from_yaml(
+            "events:\n  node: edge-1\n  file_dir: /tmp/ev\n  queue_max: 50\n  batch_delay: 250ms\n",
+        )
+        .unwrap();
+        assert_eq!(c.events.node().as_deref(), Some("edge-1"));
+        let s = c.events.settings(std::path::Path::new("/x"));
+        assert_eq!(s.file_dir, PathBuf::from("/tmp/ev"));
+        assert_eq!((s.defaults.queue_max, s.defaults.batch_delay_ms), (50, 250));
+        assert!(from_yaml("events:\n  queue_max: 0\n").is_err());
+        assert!(from_yaml("events:\n  timeout: 5ms\n").is_err());
+        assert!(from_yaml("events:\n  bogus: 1\n").is_err());
     }
 
     #[test]

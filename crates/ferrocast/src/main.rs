@@ -272,7 +272,7 @@ async fn run(config: Config) -> Result<()> {
         .await
         .with_context(|| format!("cannot open the database {}", config::mask_url(&db_url)))?;
     let control = control::Control::load(
-        store,
+        store.clone(),
         hub.clone(),
         hls.clone(),
         control::ControlConfig {
@@ -284,6 +284,27 @@ async fn run(config: Config) -> Result<()> {
     control.set_dash(dash.clone());
     let push = push::PushManager::new(hub.clone(), config.tls.extra_ca_file.as_deref());
     control.set_push(push.clone());
+    // The event bus and its sinks (`/api/v1/hooks`); the sources are wired below.
+    let bus = events::EventBus::new(config.events.node());
+    let webhooks = events::Webhooks::new(
+        bus.clone(),
+        store.clone(),
+        config.events.settings(&config.data_dir),
+    );
+    let hooks_loaded = webhooks
+        .load()
+        .await
+        .context("cannot load event hooks from the database")?;
+    push.set_state_observer(events::sources::push_observer(bus.clone()));
+    let inputs = inputs::InputManager::new(
+        hub.clone(),
+        inputs::DriverConfig {
+            ffmpeg: config.browser.ffmpeg.clone(),
+            ..inputs::DriverConfig::default()
+        },
+    );
+    inputs.set_notifier(events::sources::inputs_notifier(bus.clone()));
+    control.set_inputs(inputs.clone());
     info!(
         store = control.store_kind(),
         streams = control.list().len(),
@@ -315,7 +336,11 @@ async fn run(config: Config) -> Result<()> {
     )
     .context("invalid hooks or callback configuration")?;
     // The gate wraps the control plane's rules with IP rules, hooks and the callback.
-    hub.set_admission(Arc::new(gate.clone()));
+    // The wrapper turns the sessions the gate hears of into session.opened/closed events.
+    hub.set_admission(events::sources::observe_sessions(
+        Arc::new(gate.clone()),
+        bus.clone(),
+    ));
     let redis = match &config.redis.url {
         Some(url) => {
             let sink = Arc::new(commands::Commands::new(hub.clone()));
@@ -404,6 +429,21 @@ async fn run(config: Config) -> Result<()> {
         });
     }
     tasks.spawn(push.run(sessions.clone()));
+    info!(hooks = hooks_loaded, "event hooks loaded");
+    // Until `shutdown`, after `sessions`: the publishers that end in the drain still report.
+    tasks.spawn(events::sources::follow_hub(
+        hub.clone(),
+        bus.clone(),
+        shutdown.clone(),
+    ));
+    // Runtime streams made from templates go after `ingest.runtime_idle` without anyone.
+    tasks.spawn(
+        control
+            .clone()
+            .run_reaper(config.ingest.runtime_idle, shutdown.clone()),
+    );
+    inputs.start(&control.list(), sessions.clone());
+    tasks.spawn(inputs.run());
     tasks.spawn(hub.clone().run_sampler(shutdown.clone()));
     if config.hls.enabled {
         tasks.spawn(hls.clone().run(shutdown.clone()));
@@ -422,6 +462,8 @@ async fn run(config: Config) -> Result<()> {
         admin: api::AdminAccess::new(config.api.token.as_deref(), config.api.allow.clone()),
         requests: Arc::default(),
         readiness: readiness.clone(),
+        config: api::EffectiveConfig::new(config.masked_json()),
+        webhooks: webhooks.clone(),
     };
     let http_config = api::server::HttpServerConfig {
         header_timeout: config.http.header_timeout,
@@ -501,8 +543,9 @@ async fn run(config: Config) -> Result<()> {
         let left = config.shutdown_grace.saturating_sub(started.elapsed());
         let _ = tokio::time::timeout(left, b.wait()).await;
     }
-    // Sessions are closed, so their done notifications are queued: deliver them (bounded).
-    gate.close().await;
+    // Sessions are closed, so their done notifications and events are queued: deliver them
+    // (each bounded).
+    tokio::join!(gate.close(), webhooks.close());
     Ok(())
 }
 

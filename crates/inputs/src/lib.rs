@@ -1,3 +1,304 @@
 //! Sources a stream pulls, and the choice among a stream's inputs.
+//!
+//! A stream with `inputs` gets a supervisor ([`supervisor`]) that owns the hub publisher of
+//! its code. Encoders publishing to the code reach it through the hub's intake as the
+//! `publish://` input; pulled inputs run one driver each ([`drivers`]) behind a reconnect
+//! loop ([`worker`]). The supervisor forwards the best healthy input to the hub and switches
+//! by priority when one goes silent, failing back once the preferred one is healthy again.
+//! The hub never learns where media came from.
 
+pub mod drivers;
+mod flv;
+pub mod source;
+pub mod status;
+mod supervisor;
 pub mod url;
+mod worker;
+
+pub use drivers::DriverConfig;
+pub use status::{ErrorRecord, InputSnapshot, InputState, StreamInputs, SwitchRecord};
+
+use hub::Hub;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use store::{Failover, InputSpec, StreamRecord};
+use supervisor::{Command, Supervisor};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// What happened to a stream's inputs, for webhooks and logs. Inputs are named by index,
+/// priority and masked URL.
+#[derive(Clone, Debug, PartialEq)]
+pub enum InputEvent {
+    /// An input that was delivering stopped.
+    Down {
+        /// Stream code.
+        code: String,
+        /// Position in the stream's `inputs`.
+        index: usize,
+        /// Its priority.
+        priority: u32,
+        /// Its URL, masked.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// Readers now see another input (or none).
+    Switched {
+        /// Stream code.
+        code: String,
+        /// (index, priority, masked URL) before.
+        from: Option<(usize, u32, String)>,
+        /// (index, priority, masked URL) now; `None` when every input is down.
+        to: Option<(usize, u32, String)>,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Entry points of the fuzz targets in `fuzz/`; not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::source::SourceEvent;
+
+    /// The HLS playlist parser on any text: every segment has a URI, and sequence numbers are
+    /// consecutive from `EXT-X-MEDIA-SEQUENCE`.
+    pub fn hls_playlist(data: &[u8]) {
+        let text = String::from_utf8_lossy(data);
+        if let Ok(crate::drivers::hls::Playlist::Media(m)) = crate::drivers::hls::parse(&text) {
+            for (i, seg) in m.segments.iter().enumerate() {
+                assert!(!seg.uri.is_empty() && !seg.uri.starts_with('#'));
+                assert_eq!(seg.seq, m.media_sequence.saturating_add(i as u64));
+            }
+        }
+    }
+
+    /// An fMP4 init segment then media segments through the HLS pull's demuxer: frames only
+    /// after tracks, payloads within the input, per-track decode times never decreasing
+    /// within one segment.
+    pub fn fmp4_segments(init: &[u8], segments: &[&[u8]]) {
+        let Ok(mut feed) = crate::drivers::fmp4::Fmp4Feed::new(init) else {
+            return;
+        };
+        let mut tracks = false;
+        for seg in segments {
+            let Ok(events) = feed.segment(seg) else {
+                continue;
+            };
+            let mut last = [i64::MIN; 2];
+            for ev in events {
+                match ev {
+                    SourceEvent::Tracks(_) => tracks = true,
+                    SourceEvent::Frame(f) => {
+                        assert!(tracks, "a frame before the tracks");
+                        assert!(f.payload.len() <= seg.len());
+                        let t = usize::from(f.track == media::TrackKind::Audio);
+                        assert!(f.dts >= last[t], "dts went back within a segment");
+                        last[t] = f.dts;
+                    }
+                    SourceEvent::Down(_) => unreachable!("a demuxer does not end inputs"),
+                }
+            }
+        }
+    }
+}
+
+/// Receives [`InputEvent`]s; must not block.
+pub type Notifier = Arc<dyn Fn(InputEvent) + Send + Sync>;
+
+/// Why a switch or restart request failed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ControlError {
+    /// The stream has no inputs (or is not running them).
+    #[error("stream {0:?} has no running inputs")]
+    NoInputs(String),
+    /// The request cannot be honoured now.
+    #[error("{0}")]
+    Refused(String),
+}
+
+struct Handle {
+    inputs: Vec<InputSpec>,
+    failover: Failover,
+    cmds: mpsc::Sender<Command>,
+    shared: Arc<Mutex<StreamInputs>>,
+    stop: CancellationToken,
+}
+
+struct Inner {
+    hub: Hub,
+    config: Arc<DriverConfig>,
+    notify: Mutex<Option<Notifier>>,
+    root: Mutex<Option<CancellationToken>>,
+    streams: Mutex<HashMap<String, Handle>>,
+    tracker: TaskTracker,
+}
+
+/// Runs a supervisor for every stream that has inputs; cheap to clone.
+#[derive(Clone)]
+pub struct InputManager {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for InputManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InputManager").finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Whole-value updates only: a poisoned lock holds consistent data.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl InputManager {
+    /// A manager publishing into `hub`.
+    pub fn new(hub: Hub, config: DriverConfig) -> Self {
+        InputManager {
+            inner: Arc::new(Inner {
+                hub,
+                config: Arc::new(config),
+                notify: Mutex::new(None),
+                root: Mutex::new(None),
+                streams: Mutex::new(HashMap::new()),
+                tracker: TaskTracker::new(),
+            }),
+        }
+    }
+
+    /// Where input events go.
+    pub fn set_notifier(&self, notify: Notifier) {
+        *lock(&self.inner.notify) = Some(notify);
+    }
+
+    /// Starts the supervisors of `records`; later changes arrive through
+    /// [`InputManager::reconcile`]. Supervisors stop when `shutdown` is cancelled.
+    pub fn start(&self, records: &[Arc<StreamRecord>], shutdown: CancellationToken) {
+        *lock(&self.inner.root) = Some(shutdown);
+        for r in records {
+            self.reconcile(&r.code, Some(r));
+        }
+    }
+
+    /// Waits for the shutdown given to [`InputManager::start`], then for every supervisor
+    /// (and its drivers) to finish.
+    pub async fn run(self) {
+        let root = lock(&self.inner.root).clone();
+        if let Some(root) = root {
+            root.cancelled().await;
+        }
+        let handles: Vec<Handle> = lock(&self.inner.streams).drain().map(|(_, h)| h).collect();
+        for h in handles {
+            h.stop.cancel();
+        }
+        self.inner.tracker.close();
+        self.inner.tracker.wait().await;
+    }
+
+    /// Applies a stream's configuration: starts, reconfigures or stops its supervisor.
+    /// `None` (deleted) or a disabled stream or one without inputs has none.
+    pub fn reconcile(&self, code: &str, record: Option<&StreamRecord>) {
+        let Some(root) = lock(&self.inner.root).clone() else {
+            return;
+        };
+        let wanted = record.filter(|r| !r.disabled && !r.inputs.is_empty());
+        let mut streams = lock(&self.inner.streams);
+        let Some(r) = wanted else {
+            if let Some(h) = streams.remove(code) {
+                h.stop.cancel();
+                tracing::info!(stream = code, "inputs stopped");
+            }
+            return;
+        };
+        if let Some(h) = streams.get_mut(code) {
+            if h.inputs != r.inputs || h.failover != r.failover {
+                h.inputs = r.inputs.clone();
+                h.failover = r.failover;
+                // The channel only fills if the supervisor is stuck; then a restart of the
+                // stream applies the change anyway.
+                let _ = h.cmds.try_send(Command::Reconfigure {
+                    inputs: r.inputs.clone(),
+                    failover: r.failover,
+                });
+            }
+            return;
+        }
+        let intake = match self.inner.hub.intake(code) {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!(stream = code, error = %e, "cannot take the stream's intake");
+                return;
+            }
+        };
+        let (cmds, rx) = mpsc::channel(16);
+        let shared = Arc::new(Mutex::new(StreamInputs::default()));
+        let stop = root.child_token();
+        let supervisor = Supervisor::new(
+            code.to_owned(),
+            self.inner.hub.clone(),
+            intake,
+            r.inputs.clone(),
+            r.failover,
+            self.inner.config.clone(),
+            shared.clone(),
+            lock(&self.inner.notify).clone(),
+            rx,
+        );
+        tracing::info!(stream = code, inputs = r.inputs.len(), "inputs started");
+        self.inner.tracker.spawn(supervisor.run(stop.clone()));
+        streams.insert(
+            code.to_owned(),
+            Handle {
+                inputs: r.inputs.clone(),
+                failover: r.failover,
+                cmds,
+                shared,
+                stop,
+            },
+        );
+    }
+
+    /// The state of `code`'s inputs, if it runs any.
+    pub fn status(&self, code: &str) -> Option<StreamInputs> {
+        let streams = lock(&self.inner.streams);
+        let h = streams.get(code)?;
+        let s = lock(&h.shared).clone();
+        Some(s)
+    }
+
+    /// Whether `code` runs inputs (its publishers go through the supervisor).
+    pub fn has(&self, code: &str) -> bool {
+        lock(&self.inner.streams).contains_key(code)
+    }
+
+    fn sender(&self, code: &str) -> Result<mpsc::Sender<Command>, ControlError> {
+        lock(&self.inner.streams)
+            .get(code)
+            .map(|h| h.cmds.clone())
+            .ok_or_else(|| ControlError::NoInputs(code.to_owned()))
+    }
+
+    /// Makes the input with `priority` active until it goes down; returns its index.
+    pub async fn switch(&self, code: &str, priority: u32) -> Result<usize, ControlError> {
+        let (reply, rx) = oneshot::channel();
+        self.sender(code)?
+            .send(Command::Switch { priority, reply })
+            .await
+            .map_err(|_| ControlError::NoInputs(code.to_owned()))?;
+        rx.await
+            .map_err(|_| ControlError::NoInputs(code.to_owned()))?
+            .map_err(ControlError::Refused)
+    }
+
+    /// Stops and starts every input of `code` again.
+    pub async fn restart(&self, code: &str) -> Result<(), ControlError> {
+        let (reply, rx) = oneshot::channel();
+        self.sender(code)?
+            .send(Command::Restart { reply })
+            .await
+            .map_err(|_| ControlError::NoInputs(code.to_owned()))?;
+        rx.await
+            .map_err(|_| ControlError::NoInputs(code.to_owned()))
+    }
+}

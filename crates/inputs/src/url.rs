@@ -214,6 +214,21 @@ pub fn masked(url: &str) -> String {
     out
 }
 
+/// `text` with every URL in it masked (for ffmpeg's messages, which quote their input).
+pub fn masked_text(text: &str) -> String {
+    text.split(' ')
+        .map(|word| {
+            if word.contains("://") {
+                let start = word.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(0);
+                format!("{}{}", &word[..start], masked(&word[start..]))
+            } else {
+                word.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@ mod status;
 pub mod url;
 mod worker;
 
-pub use status::{PushError, PushSnapshot, PushState, Status};
+pub use status::{PushError, PushSnapshot, PushState, StateChange, StateObserver, Status};
 
 use hub::{Hub, HubEvent};
 use std::collections::HashMap;
@@ -48,6 +48,8 @@ struct Inner {
     tls: Option<Arc<rustls::ClientConfig>>,
     tls_error: Option<String>,
     source: RwLock<SourceFn>,
+    /// Hears every destination's state changes (the event bus).
+    observer: RwLock<Option<StateObserver>>,
     workers: Mutex<HashMap<String, Vec<Handle>>>,
     root: Mutex<Option<CancellationToken>>,
     tracker: TaskTracker,
@@ -87,6 +89,7 @@ impl PushManager {
                 tls,
                 tls_error,
                 source: RwLock::new(Arc::new(|_: &str| Vec::new())),
+                observer: RwLock::new(None),
                 workers: Mutex::new(HashMap::new()),
                 root: Mutex::new(None),
                 tracker: TaskTracker::new(),
@@ -97,6 +100,16 @@ impl PushManager {
     /// Sets where each code's destinations come from (the control plane).
     pub fn set_source(&self, source: SourceFn) {
         *self.inner.source.write().unwrap_or_else(|e| e.into_inner()) = source;
+    }
+
+    /// Sets who hears every push state change (`starting`, `active`, `reconnecting`,
+    /// `failed`); destinations started from now on report to it.
+    pub fn set_state_observer(&self, observer: StateObserver) {
+        *self
+            .inner
+            .observer
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(observer);
     }
 
     fn destinations(&self, code: &str) -> Vec<PushDestination> {
@@ -211,7 +224,14 @@ impl PushManager {
             if kept.iter().any(|h| &h.dest == dest) {
                 continue;
             }
-            let status = Arc::new(Status::new(&dest.url));
+            let observer = self
+                .inner
+                .observer
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+                .map(|o| (code.to_owned(), o));
+            let status = Arc::new(Status::observed(&dest.url, observer));
             let stop = root.child_token();
             let retry = Arc::new(Notify::new());
             let w = worker::Worker {

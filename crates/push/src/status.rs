@@ -1,8 +1,8 @@
 //! The state a push destination shows in the API and metrics.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 /// Errors kept per destination, newest first.
@@ -67,6 +67,28 @@ pub struct PushSnapshot {
     pub frames_dropped: u64,
 }
 
+/// A destination's state changed (see [`crate::PushManager::set_state_observer`]).
+#[derive(Clone, Debug)]
+pub struct StateChange {
+    /// Stream code.
+    pub code: String,
+    /// The destination URL with its key masked ([`crate::url::masked`]).
+    pub url: String,
+    /// The new state.
+    pub state: PushState,
+    /// The state before; `None` when the worker just started.
+    pub previous: Option<PushState>,
+    /// The attempt the worker is on.
+    pub attempt: u64,
+    /// The newest recorded error, if any.
+    pub error: Option<String>,
+    /// When the next attempt starts, while reconnecting.
+    pub next_retry_at: Option<SystemTime>,
+}
+
+/// Told of every state change; called on the worker's task, so it must not block.
+pub type StateObserver = Arc<dyn Fn(&StateChange) + Send + Sync>;
+
 struct Inner {
     state: PushState,
     attempt: u64,
@@ -85,11 +107,16 @@ pub struct Status {
     inner: Mutex<Inner>,
     bytes: AtomicU64,
     dropped: AtomicU64,
+    /// The stream code and who hears of state changes.
+    observer: Option<(String, StateObserver)>,
 }
 
 impl Status {
-    pub(crate) fn new(url: &str) -> Status {
-        Status {
+    /// A status whose changes `observer` hears (with the stream code); it hears `Starting`
+    /// at once.
+    pub(crate) fn observed(url: &str, observer: Option<(String, StateObserver)>) -> Status {
+        let status = Status {
+            observer,
             url: url.to_owned(),
             inner: Mutex::new(Inner {
                 state: PushState::Starting,
@@ -103,7 +130,33 @@ impl Status {
             }),
             bytes: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
-        }
+        };
+        status.tell(None);
+        status
+    }
+
+    /// Tells the observer the current state, unless it equals `previous`.
+    fn tell(&self, previous: Option<PushState>) {
+        let Some((code, observer)) = &self.observer else {
+            return;
+        };
+        let change = {
+            let s = self.lock();
+            if previous == Some(s.state) {
+                return;
+            }
+            StateChange {
+                code: code.clone(),
+                url: crate::url::masked(&self.url),
+                state: s.state,
+                previous,
+                attempt: s.attempt,
+                error: s.errors.front().map(|e| e.message.clone()),
+                next_retry_at: s.next_retry_at,
+            }
+        };
+        // Outside the lock: the observer may read this status.
+        observer(&change);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -128,18 +181,28 @@ impl Status {
     }
 
     pub(crate) fn set_active(&self) {
-        let mut s = self.lock();
-        s.state = PushState::Active;
-        s.activated = true;
-        s.connected_at = Some(SystemTime::now());
-        s.next_retry_at = None;
+        let previous = {
+            let mut s = self.lock();
+            let previous = s.state;
+            s.state = PushState::Active;
+            s.activated = true;
+            s.connected_at = Some(SystemTime::now());
+            s.next_retry_at = None;
+            previous
+        };
+        self.tell(Some(previous));
     }
 
     pub(crate) fn set_state(&self, state: PushState, next_retry_at: Option<SystemTime>) {
-        let mut s = self.lock();
-        s.state = state;
-        s.next_retry_at = next_retry_at;
-        s.connected_at = None;
+        let previous = {
+            let mut s = self.lock();
+            let previous = s.state;
+            s.state = state;
+            s.next_retry_at = next_retry_at;
+            s.connected_at = None;
+            previous
+        };
+        self.tell(Some(previous));
     }
 
     pub(crate) fn record_error(&self, message: String) {
@@ -180,5 +243,52 @@ impl Status {
             bitrate_kbps: s.rate_kbps,
             frames_dropped: self.dropped.load(Ordering::Relaxed),
         }
+    }
+}
+
+#[cfg(test)]
+mod observer_tests {
+    use super::*;
+
+    #[test]
+    fn the_observer_hears_each_change_once_with_the_masked_url_and_last_error() {
+        let heard = Arc::new(Mutex::new(Vec::<StateChange>::new()));
+        let sink = heard.clone();
+        let observer: StateObserver = Arc::new(move |c: &StateChange| {
+            sink.lock().unwrap().push(c.clone());
+        });
+        let st = Status::observed("rtmp://h/app/s3cret", Some(("cam".to_owned(), observer)));
+        st.begin_attempt();
+        st.set_active();
+        st.record_error("remote closed the connection".into());
+        st.set_state(PushState::Reconnecting, Some(SystemTime::now()));
+        // Same state again (a manual retry under way): nothing new to tell.
+        st.set_state(PushState::Reconnecting, None);
+        st.begin_attempt();
+        st.set_state(PushState::Failed, None);
+        let heard = heard.lock().unwrap();
+        let states: Vec<(Option<PushState>, PushState)> =
+            heard.iter().map(|c| (c.previous, c.state)).collect();
+        assert_eq!(
+            states,
+            [
+                (None, PushState::Starting),
+                (Some(PushState::Starting), PushState::Active),
+                (Some(PushState::Active), PushState::Reconnecting),
+                (Some(PushState::Reconnecting), PushState::Failed),
+            ]
+        );
+        assert!(
+            heard
+                .iter()
+                .all(|c| c.code == "cam" && c.url == "rtmp://h/app/****")
+        );
+        assert_eq!(heard[1].error, None);
+        assert_eq!(
+            heard[2].error.as_deref(),
+            Some("remote closed the connection")
+        );
+        assert!(heard[2].next_retry_at.is_some());
+        assert_eq!(heard[3].attempt, 2);
     }
 }

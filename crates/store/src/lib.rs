@@ -8,16 +8,24 @@ mod codec;
 mod model;
 mod postgres;
 mod sqlite;
+mod templates;
 #[cfg(any(test, feature = "test-suite"))]
 pub mod testing;
 #[cfg(test)]
 mod tests;
+mod webhooks;
 
 pub use model::{
     Failover, InputSpec, Protocols, PushDestination, RetryPolicy, RtspTransport, StreamRecord,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+pub use templates::TemplateRecord;
+#[cfg(any(test, feature = "test-suite"))]
+pub use templates::testing as templates_testing;
+#[cfg(any(test, feature = "test-suite"))]
+pub use webhooks::testing as hooks_testing;
+pub use webhooks::{HookKind, HookRecord};
 
 use std::sync::Arc;
 
@@ -61,6 +69,9 @@ pub enum StoreError {
     /// The URL names no supported database, or migrations failed.
     #[error("database setup: {0}")]
     Setup(String),
+    /// Another template already has this prefix.
+    #[error("template prefix {0:?} is taken")]
+    PrefixTaken(String),
 }
 
 /// Whether [`Store::put`] created the record or replaced an existing one.
@@ -89,4 +100,72 @@ pub trait Store: Send + Sync + 'static {
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
     /// `sqlite` or `postgres`, for logs and health.
     fn kind(&self) -> &'static str;
+
+    // Event sinks (`/api/v1/hooks`). Both backends implement these; the defaults keep no
+    // sinks, so test fakes that only care about streams need not.
+
+    /// Every event sink, ordered by id.
+    fn list_hooks(&self) -> BoxFuture<'_, Result<Vec<HookRecord>, StoreError>> {
+        Box::pin(std::future::ready(Ok(Vec::new())))
+    }
+    /// One event sink.
+    fn get_hook<'a>(
+        &'a self,
+        _id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<HookRecord>, StoreError>> {
+        Box::pin(std::future::ready(Ok(None)))
+    }
+    /// Creates the sink; [`StoreError::Conflict`] if the id exists.
+    fn insert_hook<'a>(&'a self, _record: &'a HookRecord) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(std::future::ready(Err(no_hooks())))
+    }
+    /// Creates or replaces the sink (keeping the stored `created_at` on replace).
+    fn put_hook<'a>(
+        &'a self,
+        _record: &'a HookRecord,
+    ) -> BoxFuture<'a, Result<PutOutcome, StoreError>> {
+        Box::pin(std::future::ready(Err(no_hooks())))
+    }
+    /// Deletes the sink; `false` if there was none.
+    fn delete_hook<'a>(&'a self, _id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(std::future::ready(Ok(false)))
+    }
+
+    // Stream templates (`/api/v1/templates`). Both backends implement these; the defaults keep
+    // none, so test fakes that only care about streams need not.
+
+    /// Every template, ordered by name.
+    fn list_templates(&self) -> BoxFuture<'_, Result<Vec<TemplateRecord>, StoreError>> {
+        Box::pin(std::future::ready(Ok(Vec::new())))
+    }
+    /// Creates the template: [`StoreError::Conflict`] if the name exists,
+    /// [`StoreError::PrefixTaken`] if another template has its prefix.
+    fn insert_template<'a>(
+        &'a self,
+        _record: &'a TemplateRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(std::future::ready(Err(no_templates())))
+    }
+    /// Creates or replaces the template (keeping the stored `created_at` on replace);
+    /// [`StoreError::PrefixTaken`] if another template has its prefix.
+    fn put_template<'a>(
+        &'a self,
+        _record: &'a TemplateRecord,
+    ) -> BoxFuture<'a, Result<PutOutcome, StoreError>> {
+        Box::pin(std::future::ready(Err(no_templates())))
+    }
+    /// Deletes the template; `false` if there was none.
+    fn delete_template<'a>(&'a self, _name: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(std::future::ready(Ok(false)))
+    }
+}
+
+/// What a store without template support answers to a template write.
+fn no_templates() -> StoreError {
+    StoreError::Setup("this store does not keep templates".to_owned())
+}
+
+/// What a store without sink support answers to a sink write.
+fn no_hooks() -> StoreError {
+    StoreError::Setup("this store does not keep event sinks".to_owned())
 }

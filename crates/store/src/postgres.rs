@@ -156,4 +156,50 @@ impl Store for PgStore {
     fn kind(&self) -> &'static str {
         "postgres"
     }
+
+    // Event sinks: see crate::webhooks.
+    fn list_hooks(&self) -> BoxFuture<'_, Result<Vec<crate::HookRecord>, StoreError>> {
+        self.hooks_list()
+    }
+    fn get_hook<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<crate::HookRecord>, StoreError>> {
+        self.hooks_get(id)
+    }
+    fn insert_hook<'a>(
+        &'a self,
+        record: &'a crate::HookRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.hooks_insert(record)
+    }
+    fn put_hook<'a>(
+        &'a self,
+        record: &'a crate::HookRecord,
+    ) -> BoxFuture<'a, Result<PutOutcome, StoreError>> {
+        self.hooks_put(record)
+    }
+    fn delete_hook<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.hooks_delete(id)
+    }
+
+    // Templates: see crate::templates.
+    fn list_templates(&self) -> BoxFuture<'_, Result<Vec<crate::TemplateRecord>, StoreError>> {
+        Box::pin(crate::templates::postgres::list(&self.pool))
+    }
+    fn insert_template<'a>(
+        &'a self,
+        record: &'a crate::TemplateRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(crate::templates::postgres::insert(&self.pool, record))
+    }
+    fn put_template<'a>(
+        &'a self,
+        record: &'a crate::TemplateRecord,
+    ) -> BoxFuture<'a, Result<PutOutcome, StoreError>> {
+        Box::pin(crate::templates::postgres::put(&self.pool, record))
+    }
+    fn delete_template<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(crate::templates::postgres::delete(&self.pool, name))
+    }
 }

@@ -231,3 +231,41 @@ async fn postgres_wrong_password_is_a_setup_error() {
         other => panic!("expected Setup, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_template_conformance() {
+    let dir = TempDir::new("templates");
+    let store = open(&dir.sqlite_url()).await.unwrap();
+    crate::templates_testing::conformance(store.as_ref()).await;
+    // Templates and streams live side by side.
+    testing::conformance(store.as_ref()).await;
+}
+
+#[tokio::test]
+async fn sqlite_corrupt_template_is_reported_with_its_name() {
+    let dir = TempDir::new("corrupt-template");
+    let store = SqliteStore::open(&dir.sqlite_url()).await.unwrap();
+    let t = crate::templates_testing::sample_template("cams", Some("cam-"));
+    store.insert_template(&t).await.unwrap();
+    sqlx::query("UPDATE templates SET inputs = '[{' WHERE name = 'cams'")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    match store.list_templates().await {
+        Err(StoreError::Corrupt { code, reason }) => {
+            assert!(code.contains("cams"), "{code}");
+            assert!(reason.contains("inputs"), "{reason}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_template_conformance() {
+    let Some((schema, url)) = PgSchema::create("templates").await else {
+        return;
+    };
+    let store = open(&url).await.unwrap();
+    crate::templates_testing::conformance(store.as_ref()).await;
+    schema.drop().await;
+}

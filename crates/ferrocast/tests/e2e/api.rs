@@ -579,9 +579,16 @@ fn bearer_scheme_is_case_insensitive() {
 }
 
 /// Every route with the methods it answers, as registered.
-const ROUTES: [(&str, &[&str]); 4] = [
+const ROUTES: [(&str, &[&str]); 5] = [
     ("/api/v1/streams", &["get", "post"]),
-    ("/api/v1/streams/{code}", &["get", "put", "patch", "delete"]),
+    (
+        "/api/v1/streams/{code}",
+        &["get", "post", "put", "patch", "delete"],
+    ),
+    (
+        "/api/v1/templates/{name}",
+        &["get", "put", "patch", "delete"],
+    ),
     ("/api/v1/sessions", &["get"]),
     ("/api/v1/sessions/{id}", &["delete"]),
 ];

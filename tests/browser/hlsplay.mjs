@@ -1,0 +1,109 @@
+// Plays an HLS stream with hls.js in headless Chromium for a while and reports how playback
+// advanced, sampled every 250 ms, so a test can check that a source switch upstream caused
+// no fatal error and no long stall.
+//
+//   node tests/browser/hlsplay.mjs <m3u8-url> [seconds]
+//
+// Prints one JSON line; exits 0 when playback started and no fatal hls.js error occurred.
+import { chromium } from 'playwright-core';
+import { createServer } from 'node:http';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const [url, secsArg = '15'] = process.argv.slice(2);
+if (!url) {
+  console.error('usage: hlsplay.mjs <m3u8-url> [seconds]');
+  process.exit(2);
+}
+const seconds = Number(secsArg);
+const here = dirname(fileURLToPath(import.meta.url));
+const hlsjs = readFileSync(join(here, 'node_modules/hls.js/dist/hls.min.js'));
+
+const page = `<!doctype html><html><body>
+<video id="v" muted autoplay playsinline style="width:320px"></video>
+<script src="/hls.js"></script>
+<script>
+window.report = { fatal: [], nonFatal: 0, discontinuities: 0 };
+const video = document.getElementById('v');
+const hls = new Hls({ liveSyncDurationCount: 3 });
+hls.on(Hls.Events.ERROR, (_, d) => {
+  if (d.fatal) window.report.fatal.push(d.type + ': ' + d.details);
+  else window.report.nonFatal += 1;
+});
+hls.on(Hls.Events.FRAG_CHANGED, (_, d) => {
+  if (d.frag && d.frag.cc !== window.lastCc) {
+    if (window.lastCc !== undefined) window.report.discontinuities += 1;
+    window.lastCc = d.frag.cc;
+  }
+});
+hls.loadSource(${JSON.stringify(url)});
+hls.attachMedia(video);
+</script></body></html>`;
+
+const server = createServer((req, res) => {
+  if (req.url === '/hls.js') {
+    res.writeHead(200, { 'content-type': 'text/javascript' });
+    res.end(hlsjs);
+  } else {
+    res.writeHead(200, { 'content-type': 'text/html' });
+    res.end(page);
+  }
+});
+await new Promise((r) => server.listen(0, '127.0.0.1', r));
+const origin = `http://127.0.0.1:${server.address().port}`;
+const profile = mkdtempSync(join(tmpdir(), 'ferrocast-chromium-'));
+let browser;
+let result = { url, ok: false };
+try {
+  browser = await chromium.launchPersistentContext(profile, {
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      '--autoplay-policy=no-user-gesture-required'],
+  });
+  const tab = browser.pages()[0] || await browser.newPage();
+  await tab.goto(origin + '/');
+  const samples = [];
+  const t0 = Date.now();
+  let started = null;
+  while (Date.now() - t0 < (seconds + 30) * 1000) {
+    const s = await tab.evaluate(() => {
+      const v = document.getElementById('v');
+      const q = v.getVideoPlaybackQuality ? v.getVideoPlaybackQuality() : {};
+      return { t: v.currentTime, frames: q.totalVideoFrames || 0, fatal: window.report.fatal.length };
+    });
+    const now = Date.now();
+    if (started === null && s.t > 0) started = now;
+    if (started !== null) samples.push({ at: (now - started) / 1000, t: s.t, frames: s.frames });
+    if (s.fatal > 0) break;
+    if (started !== null && now - started >= seconds * 1000) break;
+    await tab.waitForTimeout(250);
+  }
+  // The longest wall-clock stretch during which currentTime did not move.
+  let longestStall = 0;
+  let since = null;
+  for (let i = 1; i < samples.length; i++) {
+    if (samples[i].t > samples[i - 1].t) { since = null; continue; }
+    since = since ?? samples[i - 1].at;
+    longestStall = Math.max(longestStall, samples[i].at - since);
+  }
+  const report = await tab.evaluate(() => window.report);
+  const last = samples[samples.length - 1] || { t: 0, frames: 0, at: 0 };
+  result = {
+    url, started: started !== null, played: last.t - (samples[0] ? samples[0].t : 0),
+    wall: last.at, frames: last.frames, longestStall, fatal: report.fatal,
+    nonFatal: report.nonFatal, discontinuities: report.discontinuities,
+  };
+  result.ok = started !== null && report.fatal.length === 0;
+} catch (e) {
+  result.exception = String(e && e.stack || e);
+} finally {
+  if (browser) await browser.close();
+  server.close();
+  rmSync(profile, { recursive: true, force: true });
+}
+console.log(JSON.stringify(result));
+process.exit(result.ok ? 0 : 1);
