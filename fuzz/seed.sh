@@ -77,3 +77,21 @@ echo "seed corpora written to $(pwd)/$C"
 # flv_stream: [piece size][an ffmpeg FLV file], whole and cut short.
 { printf '\x00'; cat "$T/h264-aac-320x240.flv"; } > "$C/flv_stream/ffmpeg-whole"
 { printf '\x0a'; head -c 3000 "$T/h264-aac-320x240.flv"; } > "$C/flv_stream/ffmpeg-cut"
+
+# hls_playlist: playlists as ffmpeg and hls.js's test streams write them.
+mkdir -p "$C/hls_playlist"
+printf '#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:41\n#EXTINF:2.000000,\nindex41.ts\n#EXT-X-DISCONTINUITY\n#EXTINF:1.500000,\nindex42.ts\n' > "$C/hls_playlist/live-ts"
+printf '#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-MAP:URI="init.mp4"\n#EXTINF:1.000000,\nindex0.m4s\n#EXT-X-ENDLIST\n' > "$C/hls_playlist/vod-fmp4"
+printf '#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=800000,RESOLUTION=640x360,CODECS="avc1.4d401e,mp4a.40.2"\nlow/index.m3u8\n#EXT-X-STREAM-INF:BANDWIDTH=2500000\nhigh/index.m3u8\n' > "$C/hls_playlist/master"
+
+# fmp4_segment: [u32 BE length][init] then [u32 BE length][segment]... from ffmpeg's fMP4 HLS.
+mkdir -p "$C/fmp4_segment"
+python3 - "$T/hls-fmp4" "$C/fmp4_segment" <<'PY'
+import sys
+src, out = sys.argv[1], sys.argv[2]
+parts = [open(f"{src}/{n}", 'rb').read() for n in ("init.mp4", "seg0.m4s", "seg1.m4s")]
+def framed(ps):
+    return b''.join(len(p).to_bytes(4, 'big') + p for p in ps)
+open(f"{out}/init-seg0-seg1", 'wb').write(framed(parts))
+open(f"{out}/init-seg1", 'wb').write(framed([parts[0], parts[2]]))
+PY

@@ -1,7 +1,7 @@
 //! REST API request bodies (`/api/v1/streams`): the JSON a client PUTs, POSTs or PATCHes,
 //! through `api::fuzz_stream_body` (the handlers' steps before the store).
 
-use store::{Protocols, PushDestination, RetryPolicy, StreamRecord};
+use store::{Failover, InputSpec, Protocols, PushDestination, RetryPolicy, StreamRecord};
 
 /// Stream code in the request path.
 const PATH_CODE: &str = "cam-1";
@@ -24,6 +24,18 @@ fn existing() -> StreamRecord {
             limit: 0,
             comment: String::new(),
         }],
+        inputs: vec![
+            InputSpec {
+                url: "rtsp://admin:pw@10.0.0.9:554/Streaming/101".to_owned(),
+                ..InputSpec::default()
+            },
+            InputSpec {
+                url: "publish://".to_owned(),
+                priority: 1,
+                ..InputSpec::default()
+            },
+        ],
+        failover: Failover::default(),
         created_at_ms: 1,
         updated_at_ms: 2,
     }

@@ -318,6 +318,7 @@ pub fn rtmp_chunk_roundtrip(data: &[u8]) {
     );
     let mut last_ts = 0u32;
     let mut total = 0usize;
+    let mut chunks = 0usize;
     for op in input.ops.iter().take(64) {
         match op {
             RoundtripOp::SetChunkSize(raw) => {
@@ -344,12 +345,15 @@ pub fn rtmp_chunk_roundtrip(data: &[u8]) {
                 payload.truncate(65_536);
                 let extra = usize::from(m.extra_len.unwrap_or(0)).min(65_536 - payload.len());
                 payload.extend((0..extra).map(|i| i as u8));
-                // At most ~4096 chunks per message: chunk size 1 with 64 KiB messages only
-                // repeats the same path 65536 times and starves the fuzzer.
-                payload.truncate(enc.chunk_size() as usize * 4096);
+                // At most ~1024 chunks per message and 4096 per input: chunk size 1 with
+                // 64 KiB messages only repeats the same path 65536 times, and the per-chunk
+                // work (under coverage tracing) is what bounds the fuzzer's speed.
+                let chunk_size = enc.chunk_size() as usize;
+                payload.truncate(chunk_size * 1024);
                 let prefix = &m.prefix[..m.prefix.len().min(16)];
                 total += payload.len();
-                if total > 1 << 20 {
+                chunks += (prefix.len() + payload.len()).div_ceil(chunk_size).max(1);
+                if total > 1 << 20 || chunks > 4096 {
                     break;
                 }
                 let header = MessageHeader {
@@ -1194,4 +1198,30 @@ pub fn flv_stream(data: &[u8]) {
     let whole = read(stream.len());
     let pieces = read(usize::from(piece) + 1);
     assert_eq!(whole, pieces);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inputs: HLS pull
+
+/// The HLS pull's M3U8 parser on any text: no panic; every media segment has a URI and the
+/// sequence numbers run on from `EXT-X-MEDIA-SEQUENCE`.
+pub fn hls_playlist(data: &[u8]) {
+    inputs::fuzzing::hls_playlist(data);
+}
+
+/// An fMP4 init segment and media segments, framed as `[u32 BE length][bytes]` records (the
+/// first is the init), through the HLS pull's demuxer: no panic, frames only after tracks,
+/// payloads within the input, decode times per track never decreasing within a segment.
+pub fn fmp4_segment(data: &[u8]) {
+    let mut parts = Vec::new();
+    let mut rest = data;
+    while rest.len() >= 4 && parts.len() < 8 {
+        let n = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        let n = n.min(rest.len() - 4);
+        parts.push(&rest[4..4 + n]);
+        rest = &rest[4 + n..];
+    }
+    if let Some((init, segments)) = parts.split_first() {
+        inputs::fuzzing::fmp4_segments(init, segments);
+    }
 }
