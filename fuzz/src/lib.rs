@@ -74,6 +74,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("rtsp_request", rtsp_request),
     ("rtsp_transport", rtsp_transport),
     ("sdp_describe", sdp_describe),
+    ("hls_playlist", hls_playlist),
+    ("fmp4_segment", fmp4_segment),
 ];
 
 /// xorshift64*: cheap, deterministic choices (piece sizes, driver decisions) from a fuzz seed.

@@ -2,7 +2,7 @@
 """A stand-in IP camera for the input e2e tests: GStreamer's RTSP server (not ours) serving
 H.264 + AAC test patterns at rtsp://127.0.0.1:PORT/cam, optionally behind Basic auth.
 
-Usage: camera.py PORT [USER:PASSWORD]
+Usage: camera.py PORT [USER:PASSWORD | digest:USER:PASSWORD]
 Needs Debian's python3-gi, gir1.2-gst-rtsp-server-1.0, gstreamer1.0-plugins-{good,ugly},
 gstreamer1.0-libav (scripts/test installs them)."""
 
@@ -11,8 +11,9 @@ import sys
 import gi
 
 gi.require_version("Gst", "1.0")
+gi.require_version("GstRtsp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
 PIPELINE = (
     "( videotestsrc is-live=true pattern=ball "
@@ -35,11 +36,17 @@ def main() -> None:
     factory.set_launch(PIPELINE)
     factory.set_shared(True)
     if len(sys.argv) > 2:
-        user, password = sys.argv[2].split(":", 1)
+        spec = sys.argv[2]
+        digest = spec.startswith("digest:")
+        user, password = spec.removeprefix("digest:").split(":", 1)
         auth = GstRtspServer.RTSPAuth()
         token = GstRtspServer.RTSPToken()
         token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "user")
-        auth.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password), token)
+        if digest:
+            auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
+            auth.add_digest(user, password, token)
+        else:
+            auth.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password), token)
         server.set_auth(auth)
         permissions = GstRtspServer.RTSPPermissions()
         permissions.add_permission_for_role("user", "media.factory.access", True)

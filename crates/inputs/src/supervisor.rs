@@ -170,11 +170,15 @@ impl Clock {
             self.offset = newest + SWITCH_GAP - f.dts;
         }
         let mut dts = f.dts + self.offset;
-        if let Some(last) = self.last[ti]
-            && (dts < last - MAX_BACKWARD || dts > last + MAX_FORWARD)
-        {
-            self.offset += last + SWITCH_GAP - dts;
-            dts = last + SWITCH_GAP;
+        if let Some(last) = self.last[ti] {
+            if dts < last - MAX_BACKWARD || dts > last + MAX_FORWARD {
+                self.offset += last + SWITCH_GAP - dts;
+                dts = last + SWITCH_GAP;
+            } else if dts <= last {
+                // A small step back or a repeat within a source (sloppy muxers): outputs
+                // need increasing decode times, so this frame alone is nudged forward.
+                dts = last + 1;
+            }
         }
         let cts = f.pts - f.dts;
         f.dts = dts;
@@ -1024,6 +1028,11 @@ mod tests {
         assert_eq!(d.dts, b.dts + SWITCH_GAP);
         let e = c.map(frame(40, false));
         assert_eq!(e.dts - d.dts, 40 * 90);
+        // A repeat or a small step back is nudged past the last one.
+        let f = c.map(frame(40, false));
+        assert_eq!(f.dts, e.dts + 1);
+        let g = c.map(frame(20, false));
+        assert_eq!(g.dts, f.dts + 1);
     }
 
     #[test]

@@ -175,6 +175,21 @@ fn rtsp_camera_with_basic_auth_over_udp() {
 }
 
 #[test]
+fn rtsp_camera_with_digest_auth() {
+    let server = server();
+    let api = Api::new(server.http);
+    let port = free_port();
+    let _cam = camera(&server, port, Some("digest:viewer:s3cret"));
+    create(
+        &api,
+        "digest",
+        json!([{ "url": format!("rtsp://viewer:s3cret@127.0.0.1:{port}/cam") }]),
+    );
+    wait_active(&api, "digest", 0, Duration::from_secs(20));
+    assert_plays_hls(&server, "digest", 2.0, 25.0);
+}
+
+#[test]
 fn srt_caller_pulls_from_srt_live_transmit() {
     let server = server();
     let api = Api::new(server.http);
@@ -401,6 +416,12 @@ fn failover_keeps_players_playing_and_fails_back() {
     // The stream starts on whichever input delivers first (the file may win the race) and
     // settles on the primary within failback_after.
     wait_active(&api, "fo", 0, Duration::from_secs(20));
+    // A push of the stream to another code of the same gateway: it restarts on each switch.
+    api.patch(
+        "/api/v1/streams/fo",
+        &json!({"push": [{"url": server.rtmp_url("fo-copy")}]}),
+    )
+    .ok(200);
     let settled = inputs(&api, "fo")["history"].as_array().map_or(0, Vec::len);
     server.wait_playlist("fo", "three segments", Duration::from_secs(20), |p| {
         p.segments.len() >= 3
@@ -412,6 +433,20 @@ fn failover_keeps_players_playing_and_fails_back() {
         let url = url.clone();
         std::thread::spawn(move || ffmpeg::decode(&url, 16.0, Duration::from_secs(60)))
     };
+    let rtmp_reader = {
+        let url = server.rtmp_url("fo");
+        std::thread::spawn(move || ffmpeg::decode(&url, 14.0, Duration::from_secs(60)))
+    };
+    let push_connected = |api: &Api| {
+        api.stream("fo")["runtime"]["pushes"][0]["connected_at"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let pushed_before = wait_until("the push to connect", Duration::from_secs(15), || {
+        let at = push_connected(&api);
+        (!at.is_empty()).then_some(at)
+    });
     let browser = browser_ready().then(|| {
         let script =
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser/hlsplay.mjs");
@@ -446,6 +481,10 @@ fn failover_keeps_players_playing_and_fails_back() {
         "switched {switched:.1} s after the primary died"
     );
     wait_active(&api, "fo", 1, Duration::from_secs(5));
+    // The push started again with the backup, as after a republish.
+    wait_until("the push to reconnect", Duration::from_secs(10), || {
+        (push_connected(&api) > pushed_before).then_some(())
+    });
     server.wait_playlist("fo", "a discontinuity", Duration::from_secs(15), |p| {
         p.text.contains("#EXT-X-DISCONTINUITY")
     });
@@ -490,6 +529,17 @@ fn failover_keeps_players_playing_and_fails_back() {
         ],
     );
     decoded.assert_duration("ffmpeg reading HLS across two switches", 16.0, 25.0);
+    // RTMP players stay connected: the sequence headers come again and timestamps go on.
+    let rtmp = rtmp_reader.join().expect("rtmp reader thread");
+    rtmp.assert_clean_except(
+        "ffmpeg playing RTMP across two switches",
+        &[
+            "Non-monotonous DTS",
+            "non monotonically increasing dts",
+            "Packet corrupt",
+        ],
+    );
+    rtmp.assert_duration("ffmpeg playing RTMP across two switches", 14.0, 25.0);
     if let Some(b) = browser {
         let run = b.join().expect("browser thread");
         let report: Value = run

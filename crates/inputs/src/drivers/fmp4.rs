@@ -169,6 +169,24 @@ impl Fmp4Feed {
             track.next_dts = next;
         }
 
+        // A fragment whose tfdt goes back behind the previous one of the same track (a broken
+        // packager, two trafs of one track) would hand outputs decreasing decode times: its
+        // samples are dropped rather than reordered, as a player would skip them.
+        for list in [&mut run.video, &mut run.audio] {
+            let mut last = i64::MIN;
+            let before = list.len();
+            list.retain(|f| {
+                let keep = f.dts >= last;
+                last = last.max(f.dts);
+                keep
+            });
+            if list.len() < before {
+                tracing::debug!(
+                    dropped = before - list.len(),
+                    "fMP4 samples behind their track's clock"
+                );
+            }
+        }
         let mut out = Vec::with_capacity(run.video.len() + run.audio.len() + 1);
         if !self.announced {
             out.push(SourceEvent::Tracks(self.info.clone()));
@@ -1202,5 +1220,22 @@ mod tests {
         // The feed still works after all that.
         let mut feed = Fmp4Feed::new(INIT).unwrap();
         assert_eq!(feed.segment(SEG0).unwrap().len(), 71);
+    }
+
+    #[test]
+    fn a_fragment_behind_its_track_never_sends_decode_times_back() {
+        // Found by the fmp4_segment fuzz target: [u32 BE length][init][u32 BE length][segment].
+        let data: &[u8] =
+            include_bytes!("../../../../testdata/fuzz/fmp4_segment-tfdt-backwards.bin");
+        let mut parts = Vec::new();
+        let mut rest = data;
+        while rest.len() >= 4 {
+            let n = (u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize)
+                .min(rest.len() - 4);
+            parts.push(&rest[4..4 + n]);
+            rest = &rest[4 + n..];
+        }
+        let (init, segments) = parts.split_first().unwrap();
+        crate::fuzzing::fmp4_segments(init, segments);
     }
 }
