@@ -280,6 +280,12 @@ impl Supervisor {
                     Some(cmd) => self.on_command(cmd),
                     None => break,
                 },
+                // The stream's publisher kicked through the API (`DELETE /sessions/{id}`):
+                // for pulled inputs that means "reconnect the sources".
+                _ = kicked(self.publisher.as_ref()) => {
+                    tracing::info!(stream = %self.code, "publisher kicked: restarting the inputs");
+                    self.restart("kicked");
+                }
                 _ = tick.tick() => {
                     self.check_demand();
                     self.evaluate(Instant::now());
@@ -618,16 +624,7 @@ impl Supervisor {
                 let _ = reply.send(r);
             }
             Command::Restart { reply } => {
-                for i in 0..self.lanes.len() {
-                    self.stop_lane(i);
-                }
-                self.pinned = None;
-                let from = self.active.take();
-                drop(self.publisher.take());
-                self.record(from, None, "restart".into());
-                for i in 0..self.lanes.len() {
-                    self.start_lane(i);
-                }
+                self.restart("restart");
                 let _ = reply.send(());
             }
             Command::Reconfigure { inputs, failover } => {
@@ -674,6 +671,20 @@ impl Supervisor {
                 self.evaluate(now);
                 self.publish_snapshot();
             }
+        }
+    }
+
+    /// Stops and starts every input; readers see the stream end and come back.
+    fn restart(&mut self, reason: &str) {
+        for i in 0..self.lanes.len() {
+            self.stop_lane(i);
+        }
+        self.pinned = None;
+        let from = self.active.take();
+        drop(self.publisher.take());
+        self.record(from, None, reason.into());
+        for i in 0..self.lanes.len() {
+            self.start_lane(i);
         }
     }
 
@@ -733,6 +744,14 @@ impl Supervisor {
             history: self.history.iter().cloned().collect(),
         };
         *self.shared.lock().unwrap_or_else(|e| e.into_inner()) = snapshot;
+    }
+}
+
+/// Resolves when `publisher` is kicked; never without one.
+async fn kicked(publisher: Option<&Publisher>) {
+    match publisher {
+        Some(p) => p.killed().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -1015,6 +1034,27 @@ mod tests {
             .collect();
         assert_eq!(frames.len(), 5, "the cached GOP is replayed");
         assert!(frames[0].keyframe);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_restart_ends_the_session_and_starts_over() {
+        let mut e = env(failover());
+        e.send(0, SourceEvent::Tracks(info(0)));
+        e.feed(0, 0, 500);
+        assert!(e.hub.is_live("s"));
+        let old = e.sup.lanes[0].id;
+        let (reply, mut rx) = oneshot::channel();
+        e.sup.on_command(Command::Restart { reply });
+        assert!(rx.try_recv().is_ok());
+        assert!(!e.hub.is_live("s"), "readers see the end");
+        assert_eq!(e.sup.active, None);
+        assert_ne!(e.sup.lanes[0].id, old, "events of the old run are ignored");
+        e.sup.on_event(Tagged {
+            lane: old,
+            event: SourceEvent::Tracks(info(0)),
+        });
+        assert!(e.sup.lanes[0].info.is_none(), "a stale event");
+        assert_eq!(e.reasons().last().map(String::as_str), Some("restart"));
     }
 
     #[test]
