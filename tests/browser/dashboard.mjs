@@ -5,11 +5,16 @@
 //
 //   node tests/browser/dashboard.mjs --base http://127.0.0.1:8080 --rtmp rtmp://127.0.0.1:1935
 //        --fixture hd720.mp4 [--token TOKEN] [--screenshots DIR]
+//   node tests/browser/dashboard.mjs --base http://127.0.0.1:8080 --inputs-udp udp://127.0.0.1:PORT
+//        --fixture small.mp4 [--screenshots DIR]
 //
 // With --token the gateway has api.token set: the script checks that the page asks for it
-// (a wrong one first) and then runs a short check of the list. Prints one JSON line with
-// every step; exits 0 only when all passed. ffmpeg children are this script's own and are
-// killed before it exits. Chromium is Debian's (/usr/bin/chromium).
+// (a wrong one first) and then runs a short check of the list. With --inputs-udp it creates,
+// through the form, a stream pulling two inputs (that UDP address, fed here by ffmpeg, and the
+// fixture as a looped file), checks their states in the Inputs card, switches to the backup,
+// sees the primary go down and a refused switch, restarts the inputs and edits the stream.
+// Prints one JSON line with every step; exits 0 only when all passed. ffmpeg children are
+// this script's own and are killed before it exits. Chromium is Debian's (/usr/bin/chromium).
 import { chromium } from 'playwright-core';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
@@ -18,8 +23,8 @@ import { join } from 'node:path';
 
 const args = {};
 for (let i = 2; i < process.argv.length; i += 2) args[process.argv[i].replace(/^--/, '')] = process.argv[i + 1];
-if (!args.base || (!args.token && (!args.rtmp || !args.fixture))) {
-  console.error('usage: dashboard.mjs --base URL (--rtmp URL --fixture FILE | --token T) [--screenshots DIR]');
+if (!args.base || (!args.token && !args.fixture) || (!args.token && !args['inputs-udp'] && !args.rtmp)) {
+  console.error('usage: dashboard.mjs --base URL (--rtmp URL --fixture FILE | --inputs-udp URL --fixture FILE | --token T) [--screenshots DIR]');
   process.exit(2);
 }
 const base = args.base.replace(/\/$/, '');
@@ -294,6 +299,8 @@ async function mainRun() {
   }), 30000);
   await until('the reader in the live figures', () => page.evaluate(() =>
     document.querySelector('[data-stat=readers]').textContent.includes('rtmp 1')), 10000);
+  // Clicks scrolled the page: the sticky top bar belongs at the top of the picture.
+  await page.evaluate(() => window.scrollTo(0, 0));
   await page.waitForTimeout(1500);
   await shot('stream', { fullPage: true });
   // The list with a reader connected, then back to the stream.
@@ -345,6 +352,203 @@ async function mainRun() {
   await stop(publisher);
 }
 
+/** The Inputs card's rows as the page shows them. */
+function inputRows() {
+  return page.evaluate(() => {
+    const card = document.querySelector('.inputs-card');
+    if (!card || card.hidden) return null;
+    return [...card.querySelectorAll('.inputs tbody tr')].map((tr) => ({
+      index: Number(tr.dataset.index),
+      priority: tr.querySelector('[data-col=priority]').textContent,
+      url: tr.querySelector('[data-col=source] .mono').textContent,
+      kind: tr.querySelector('[data-col=kind]').textContent,
+      state: tr.dataset.state,
+      active: tr.dataset.active === 'true' && tr.getAttribute('aria-current') === 'true',
+      badges: [...tr.querySelectorAll('[data-col=state] .badge')].map((b) => b.className.replace('badge badge-', '') + ':' + b.textContent),
+      attempts: tr.querySelector('[data-col=attempts]').textContent,
+      packet: tr.querySelector('[data-col=packet]').textContent,
+      bitrate: tr.querySelector('[data-col=bitrate]').textContent,
+      switchable: !tr.querySelector('button[data-switch]').disabled,
+    }));
+  });
+}
+
+/** The switch history as shown, newest first. */
+function historyRows() {
+  return page.evaluate(() => [...document.querySelectorAll('.inputs-card .history tbody tr')].map((tr) => ({
+    from: tr.dataset.from, to: tr.dataset.to, reason: tr.dataset.reason,
+    time: tr.children[0].textContent, text: tr.children[1].textContent,
+  })));
+}
+
+async function inputsRun() {
+  const CODE2 = 'feeds';
+  const udp = args['inputs-udp'];
+  const file = 'file://' + args.fixture;
+  ffmpeg(['-re', '-stream_loop', '-1', '-i', args.fixture, '-c', 'copy', '-f', 'mpegts', `${udp}?pkt_size=1316`], 'udp sender');
+
+  await page.goto(base + '/#/new');
+  await page.waitForSelector('input[name=code]');
+  // The API reference is one click away, served by the gateway itself.
+  const docsHref = await page.getAttribute('a[data-nav=apidocs]', 'href');
+  const docs = await fetch(new URL(docsHref, base + '/'));
+  if (docsHref !== '/api/docs' || docs.status !== 200 || !(docs.headers.get('content-type') || '').startsWith('text/html')) {
+    throw new Error(`API reference link ${docsHref}: ${docs.status}`);
+  }
+  step('nav links the API reference', { href: docsHref });
+
+  // Create through the form: inputs with a field error first, then the failover settings.
+  const failoverHidden = await page.evaluate(() => document.querySelector('details.failover').hidden);
+  if (!failoverHidden) throw new Error('failover settings shown without inputs');
+  await page.fill('input[name=code]', CODE2);
+  await page.fill('input[name=name]', 'Feeds');
+  await page.click('text=Add input');
+  const first = page.locator('.input-row').nth(0);
+  await first.locator('[data-sub=url] input').fill('ftp://example.com/feed.ts');
+  await page.click('button[type=submit]');
+  const urlError = await until('the input URL error beside the field', () => page.evaluate(() => {
+    const row = document.querySelector('.input-row');
+    const e = row.querySelector('[data-error-for="url"]');
+    return !e.hidden && row.querySelector('[data-sub=url] input').getAttribute('aria-invalid') === 'true' ? e.textContent : null;
+  }), 10000);
+  if (!/scheme/.test(urlError)) throw new Error('input URL error: ' + urlError);
+  step('field error beside inputs[0].url', { message: urlError });
+  await first.locator('[data-sub=url] input').fill(udp);
+  await page.click('text=Add input');
+  const second = page.locator('.input-row').nth(1);
+  // The RTSP transport is offered for rtsp:// sources only.
+  await second.locator('[data-sub=url] input').fill('rtsp://127.0.0.1:9/cam');
+  const rtspShown = await page.evaluate(() => [...document.querySelectorAll('.input-row .input-rtsp')].map((e) => !e.hidden));
+  if (JSON.stringify(rtspShown) !== '[false,true]') throw new Error('RTSP transport shown: ' + JSON.stringify(rtspShown));
+  await second.locator('[data-sub=url] input').fill(file);
+  await second.locator('[data-sub=priority] input').fill('5');
+  await second.locator('[data-sub=comment] input').fill('looped file');
+  await page.click('details.failover summary');
+  await page.fill('input[name=packet_timeout_s]', '2');
+  await page.fill('input[name=failback_after_s]', '3');
+  await page.fill('input[name=failover-retry-initial]', '0.5');
+  await page.fill('input[name=failover-retry-max]', '2');
+  await page.click('button[type=submit]');
+  await until('the new stream page', () => page.evaluate((c) => location.hash === '#/streams/' + c, CODE2), 10000);
+  const created = (await api('GET', `streams/${CODE2}`)).json;
+  const cfg = created.inputs.map((i) => [i.url, i.kind, i.priority, i.enabled, i.comment]);
+  if (JSON.stringify(cfg) !== JSON.stringify([[udp, 'udp', 0, true, ''], [file, 'file', 5, true, 'looped file']])
+    || created.failover.packet_timeout_s !== 2 || created.failover.failback_after_s !== 3
+    || created.failover.retry.initial_s !== 0.5 || created.failover.retry.max_s !== 2) {
+    throw new Error('stored inputs: ' + JSON.stringify({ inputs: created.inputs, failover: created.failover }));
+  }
+  step('created with two inputs through the form', { rtspShown });
+
+  // Both up; the stream settles on the primary (the file may deliver first, then it fails back).
+  const listed = await until('both inputs up and the primary active', async () => {
+    const rows = await inputRows();
+    return rows && rows.length === 2 && rows[0].state === 'up' && rows[0].active
+      && rows[1].state === 'up' && !rows[1].active ? rows : null;
+  }, 40000);
+  const [p, b] = listed;
+  if (p.url !== udp || p.kind !== 'udp' || p.priority !== '0' || b.url !== file || b.kind !== 'file' || b.priority !== '5') {
+    throw new Error('rows: ' + JSON.stringify(listed));
+  }
+  if (!p.badges.includes('up:up') || !p.badges.includes('current:active') || b.badges.join() !== 'up:up') {
+    throw new Error('badges: ' + JSON.stringify(listed.map((r) => r.badges)));
+  }
+  if (p.switchable || !b.switchable) throw new Error('switch buttons: ' + JSON.stringify(listed));
+  if (!/ago$/.test(p.packet) || p.bitrate === '—') throw new Error('live figures: ' + JSON.stringify(p));
+  step('inputs card lists both, primary active', { rows: listed });
+
+  // Switch to the backup: the page follows the event stream; a history row says why.
+  const before = (await historyRows()).length;
+  await page.click('.inputs tr[data-index="1"] button[data-switch]');
+  const switched = await until('the backup active and pinned, with a manual switch on top', async () => {
+    const rows = await inputRows();
+    const hist = await historyRows();
+    return rows[1].active && !rows[0].active && rows[1].badges.includes('pinned:pinned')
+      && hist.length > before && hist[0].reason === 'manual' && hist[0].from === '0' && hist[0].to === '1'
+      ? { rows, top: hist[0] } : null;
+  }, 15000);
+  if (switched.top.text !== 'priority 0 (udp) → priority 5 (file)') throw new Error('history row: ' + JSON.stringify(switched.top));
+  const pinNote = await page.textContent('.inputs-status');
+  if (!pinNote.includes('Pinned to priority 5')) throw new Error('pin note: ' + pinNote);
+  const afterSwitch = (await api('GET', `streams/${CODE2}`)).json.runtime.inputs;
+  if (afterSwitch.active !== 1 || afterSwitch.pinned !== 1) throw new Error('API after the switch: ' + JSON.stringify(afterSwitch));
+  step('switched to the backup from the page', { top: switched.top, pinNote });
+  if (shots) {
+    // The preview shows a picture in the screenshot.
+    await until('a preview frame', () => page.evaluate(() => {
+      const v = document.getElementById('preview');
+      return v && v.readyState >= 2 && v.currentTime > 0;
+    }), 30000);
+    // Clicking scrolled the page: the sticky top bar belongs at the top of the picture.
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await page.waitForTimeout(1500);
+    await shot('stream-inputs', { fullPage: true });
+  }
+
+  // The list says the stream runs on its backup.
+  await page.click('a[data-nav="streams"]');
+  const via = await until('the backup named in the list', () => page.evaluate((c) => {
+    const el = document.querySelector(`tr[data-code="${c}"] td.col-state .via`);
+    return el && el.textContent.includes('via file (backup)') && el.classList.contains('warn') ? el.textContent.trim() : null;
+  }, CODE2), 10000);
+  step('list shows the backup in use', { via });
+  await page.goBack();
+  await until('the inputs card again', async () => (await inputRows()) !== null, 10000);
+
+  // The primary's source stops: it goes down (red), its button is disabled, and a switch to
+  // it anyway (as from a page a second behind) is refused with the server's reason.
+  for (const c of [...children]) if (c.what === 'udp sender') await stop(c);
+  const down = await until('the primary down', async () => {
+    const rows = await inputRows();
+    return rows && rows[0].state !== 'up' && !rows[0].switchable ? rows[0] : null;
+  }, 15000);
+  if (!down.badges.some((x) => /^(down|retrying|connecting):/.test(x))) throw new Error('down badge: ' + JSON.stringify(down));
+  await page.evaluate(() => {
+    const button = document.querySelector('.inputs tr[data-index="0"] button[data-switch]');
+    button.disabled = false;
+    button.click();
+  });
+  const refused = await until('the refusal beside the inputs', () => page.evaluate(() => {
+    const e = document.querySelector('.inputs-card .action-error');
+    return e && !e.hidden ? e.textContent : null;
+  }), 10000);
+  if (!/not delivering media/.test(refused)) throw new Error('refusal: ' + refused);
+  step('a switch to a down input is refused with the reason', { state: down.state, badges: down.badges, refused });
+
+  // Restart (confirmed in a dialog): every input starts again, the backup takes over unpinned.
+  await page.click('button[data-action=restart-inputs]');
+  const restarted = await until('a restart in the history and the backup active again', async () => {
+    const rows = await inputRows();
+    const hist = await historyRows();
+    const r = hist.findIndex((x) => x.reason === 'restart');
+    return r > 0 && hist[0].to === '1' && rows[1].active && rows[1].state === 'up'
+      && !rows[1].badges.includes('pinned:pinned') ? hist.slice(0, r + 1) : null;
+  }, 20000);
+  step('restart inputs from the page', { history: restarted });
+
+  // Edit: the inputs and failover settings come back in the form and are kept as they were.
+  await page.click('a[data-action=edit]');
+  await page.waitForSelector('.input-row');
+  const form = await page.evaluate(() => ({
+    rows: [...document.querySelectorAll('.input-row')].map((r) => [
+      r.querySelector('[data-sub=url] input').value, r.querySelector('[data-sub=priority] input').value,
+      r.querySelector('[data-sub=comment] input').value]),
+    packet: document.querySelector('input[name=packet_timeout_s]').value,
+    onDemand: document.querySelector('input[name=on_demand]').checked,
+  }));
+  if (JSON.stringify(form.rows) !== JSON.stringify([[udp, '0', ''], [file, '5', 'looped file']]) || form.packet !== '2' || form.onDemand) {
+    throw new Error('edit form: ' + JSON.stringify(form));
+  }
+  await page.fill('input[name=name]', 'Feeds with failover');
+  await page.click('button[type=submit]');
+  await until('back on the stream page', () => page.evaluate((c) => location.hash === '#/streams/' + c, CODE2), 10000);
+  const edited = (await api('GET', `streams/${CODE2}`)).json;
+  if (edited.name !== 'Feeds with failover' || JSON.stringify(edited.inputs) !== JSON.stringify(created.inputs)
+    || JSON.stringify(edited.failover) !== JSON.stringify(created.failover)) {
+    throw new Error('after edit: ' + JSON.stringify(edited));
+  }
+  step('edited; inputs and failover kept', { form });
+}
+
 const profile = mkdtempSync(join(tmpdir(), 'ferrocast-dashboard-'));
 let browser;
 const consoleErrors = [];
@@ -364,6 +568,7 @@ try {
   const external = [];
   page.on('request', (r) => { if (!r.url().startsWith(base) && !r.url().startsWith('blob:') && !r.url().startsWith('data:')) external.push(r.url()); });
   if (args.token) await tokenRun();
+  else if (args['inputs-udp']) await inputsRun();
   else await mainRun();
   if (external.length) throw new Error('requests outside the gateway: ' + external.slice(0, 3).join(', '));
   // Expected noise: players log failed fetches while a stream is idle (404 playlists).

@@ -1,6 +1,7 @@
 // Create and edit a stream. Errors from the API that name a field (`error.field`, e.g.
-// `push[1].url`) are shown beside that field; others above the buttons. The stream key is
-// write-only: the form can set, generate or remove it, never read it back.
+// `push[1].url`, `inputs[0].priority`, `failover.packet_timeout_s`) are shown beside that
+// field; others above the buttons. The stream key is write-only: the form can set, generate
+// or remove it, never read it back.
 
 import { api, ApiError } from './api.js';
 import { h, fill, streamHref, copyButton } from './dom.js';
@@ -116,6 +117,73 @@ export function mountForm(view, { code }, ctx) {
     return row;
   }
 
+  // Inputs (sources the gateway pulls, by priority) and their failover settings.
+  const inputList = h('div', { class: 'input-list' });
+  const inputRows = [];
+  const isRtsp = (url) => /^rtsps?:\/\//i.test(url.trim());
+  function addInput(p) {
+    const d = p || {};
+    const row = { el: null, inputs: {} };
+    const i = () => inputRows.indexOf(row);
+    const err = (k) => h('span', { class: 'field-error', hidden: true, dataset: { errorFor: k } });
+    const sub = (k, label, control) => h('label', { class: 'field', dataset: { sub: k } },
+      h('span', { class: 'label', text: label }), control, err(k));
+    const url = h('input', { class: 'mono', placeholder: 'rtsp://camera/stream, udp://:5000, srt://host:port, file:///path', value: d.url || '', autocomplete: 'off', spellcheck: 'false' });
+    const priority = h('input', { type: 'number', min: 0, max: 1000, step: 1, value: d.priority ?? '', placeholder: String(inputRows.length) });
+    const comment = h('input', { value: d.comment || '', placeholder: 'e.g. Backup encoder' });
+    const enabled = h('input', { type: 'checkbox', checked: d.enabled !== false });
+    const transport = h('select', {},
+      h('option', { value: 'tcp', text: 'TCP (interleaved)' }),
+      h('option', { value: 'udp', text: 'UDP' }));
+    transport.value = d.rtsp_transport === 'udp' ? 'udp' : 'tcp';
+    const rtsp = h('div', { class: 'input-rtsp', hidden: !isRtsp(url.value) }, sub('rtsp_transport', 'RTSP transport', transport));
+    url.addEventListener('input', () => { rtsp.hidden = !isRtsp(url.value); });
+    Object.assign(row.inputs, { url, priority, comment, enabled, rtsp_transport: transport });
+    row.el = h('div', { class: 'input-row' },
+      h('div', { class: 'input-main' },
+        sub('url', 'Source URL', url),
+        sub('priority', 'Priority', priority),
+        sub('comment', 'Comment', comment),
+        h('label', { class: 'check' }, enabled, ' Enabled'),
+        h('button', { type: 'button', class: 'button small danger', text: 'Remove', on: { click: () => {
+          inputRows.splice(i(), 1);
+          row.el.remove();
+          syncFailover();
+        } } })),
+      rtsp);
+    inputRows.push(row);
+    inputList.append(row.el);
+    syncFailover();
+    return row;
+  }
+
+  const numInput = (name, props) => h('input', Object.assign({ type: 'number', name, step: 'any' }, props));
+  const failoverInputs = {
+    packet_timeout_s: numInput('packet_timeout_s', { min: 1, max: 3600, placeholder: '30' }),
+    failback_after_s: numInput('failback_after_s', { min: 0, max: 86400, placeholder: '10' }),
+    'retry.initial_s': numInput('failover-retry-initial', { min: 0.1, max: 3600, placeholder: '1' }),
+    'retry.max_s': numInput('failover-retry-max', { min: 0.1, max: 3600, placeholder: '10' }),
+    close_after_s: numInput('close_after_s', { min: 1, max: 86400, placeholder: '10' }),
+  };
+  const onDemandInput = h('input', { type: 'checkbox', name: 'on_demand' });
+  const fo = (k, label, help) => field('failover.' + k, label, failoverInputs[k], help);
+  const failoverBlock = h('details', { class: 'advanced failover', dataset: { field: 'failover' } },
+    h('summary', { text: 'Failover and reconnects' }),
+    h('div', { class: 'row4' },
+      fo('packet_timeout_s', 'Down after silence (s)'),
+      fo('failback_after_s', 'Fail back after (s)'),
+      fo('retry.initial_s', 'First reconnect after (s)'),
+      fo('retry.max_s', 'Longest wait (s)')),
+    h('div', { class: 'row4' },
+      h('label', { class: 'check', dataset: { field: 'failover.on_demand' } }, onDemandInput, ' On demand: pull only while someone watches'),
+      fo('close_after_s', 'Stop after no reader (s)')),
+    h('p', { class: 'help', text: 'A preferred input must stay healthy for the fail-back time before the stream returns to it. An empty field keeps its current value, or the default for a new stream (30, 10, 1, 10 and 10 s).' }),
+    h('span', { class: 'field-error', hidden: true, dataset: { errorFor: 'failover' } }));
+  function syncFailover() {
+    failoverBlock.hidden = inputRows.length === 0;
+  }
+  syncFailover();
+
   const formError = h('div', { class: 'form-error', role: 'alert', hidden: true });
   const saveButton = h('button', { type: 'submit', class: 'button primary', text: editing ? 'Save changes' : 'Create stream' });
   const form = h('form', { class: 'card form', novalidate: true },
@@ -129,6 +197,13 @@ export function mountForm(view, { code }, ctx) {
       field('tags', 'Tags', tagsInput),
       h('label', { class: 'check', dataset: { field: 'disabled' } }, disabledInput, ' Disabled: refuse publishers and players')),
     h('section', {}, h('h2', { text: 'Security' }), keyField),
+    h('section', { dataset: { field: 'inputs' } },
+      h('h2', { text: 'Inputs' }),
+      h('p', { class: 'help', text: 'Sources the gateway pulls, lower priority first; when the active one goes silent it switches to the next. Without inputs, whoever publishes to the code is the source; add publish:// to keep an encoder as one of the inputs. Saved URLs are shown with their secrets masked; leave them as they are to keep them.' }),
+      inputList,
+      h('span', { class: 'field-error', hidden: true, dataset: { errorFor: 'inputs' } }),
+      failoverBlock,
+      h('button', { type: 'button', class: 'button', text: 'Add input', on: { click: () => addInput().inputs.url.focus() } })),
     h('section', {},
       h('h2', { text: 'Outputs' }),
       h('div', { class: 'switches', dataset: { field: 'protocols' } }, PROTOCOLS.map(([k, label, help]) => h('label', { class: 'switch', title: help },
@@ -162,6 +237,14 @@ export function mountForm(view, { code }, ctx) {
       disabledInput.checked = s.disabled;
       for (const [k] of PROTOCOLS) protoInputs[k].checked = s.protocols[k];
       for (const p of s.push) addPush(p);
+      for (const p of s.inputs || []) addInput(p);
+      if (s.failover) {
+        for (const [k, input] of Object.entries(failoverInputs)) {
+          const v = k.startsWith('retry.') ? s.failover.retry[k.slice(6)] : s.failover[k];
+          input.value = v ?? '';
+        }
+        onDemandInput.checked = s.failover.on_demand;
+      }
       setKeyModes(s.has_stream_key);
       form.hidden = false;
       if (!s.persistent) {
@@ -185,10 +268,11 @@ export function mountForm(view, { code }, ctx) {
 
   /** Where an API field path is shown: the exact control, or the closest parent path's. */
   function locate(path) {
-    const m = /^push\[(\d+)\]\.?(.*)$/.exec(path);
-    if (m && pushRows[Number(m[1])]) {
-      const row = pushRows[Number(m[1])];
-      let sub = m[2];
+    const m = /^(push|inputs)\[(\d+)\]\.?(.*)$/.exec(path);
+    const rows = m && (m[1] === 'push' ? pushRows : inputRows);
+    if (m && rows[Number(m[2])]) {
+      const row = rows[Number(m[2])];
+      let sub = m[3];
       while (sub && !row.inputs[sub]) sub = sub.replace(/(\.[^.]*|\[\d+\])$/, '');
       sub = sub || 'url';
       return { control: row.inputs[sub], error: row.el.querySelector(`[data-error-for="${sub}"]`) };
@@ -257,6 +341,29 @@ export function mountForm(view, { code }, ctx) {
         return p;
       }),
     };
+    b.inputs = inputRows.map((r) => {
+      const url = r.inputs.url.value.trim();
+      const p = { url, enabled: r.inputs.enabled.checked, comment: r.inputs.comment.value };
+      const priority = num(r.inputs.priority);
+      if (priority !== undefined) p.priority = priority;
+      if (isRtsp(url)) p.rtsp_transport = r.inputs.rtsp_transport.value;
+      return p;
+    });
+    if (inputRows.length) {
+      const f = { on_demand: onDemandInput.checked };
+      for (const k of ['packet_timeout_s', 'failback_after_s', 'close_after_s']) {
+        const v = num(failoverInputs[k]);
+        if (v !== undefined) f[k] = v;
+      }
+      const initial = num(failoverInputs['retry.initial_s']);
+      const max = num(failoverInputs['retry.max_s']);
+      if (initial !== undefined || max !== undefined) {
+        f.retry = {};
+        if (initial !== undefined) f.retry.initial_s = initial;
+        if (max !== undefined) f.retry.max_s = max;
+      }
+      b.failover = f;
+    }
     if (keyMode === 'set') b.stream_key = keyInput.value.trim();
     else if (keyMode === 'remove') b.stream_key = null;
     if (!editing) b.code = codeInput.value.trim();

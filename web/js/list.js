@@ -88,6 +88,24 @@ function put(row, name, key, build) {
   fill(row.cells[name], build());
 }
 
+/** For a stream with pulled inputs: which one readers see, and whether it is a backup. */
+function inputSummary(s) {
+  const ri = s.runtime.inputs;
+  if (!ri) return null;
+  const up = ri.inputs.filter((i) => i.state === 'up').length;
+  const counts = `${up} of ${ri.inputs.length} inputs up`;
+  const act = ri.inputs.find((i) => i.index === ri.active);
+  if (!act) return { text: counts, backup: false, title: 'No input delivers media' };
+  const best = Math.min(...ri.inputs.filter((i) => i.enabled).map((i) => i.priority));
+  const backup = act.priority > best;
+  const pinned = ri.pinned === act.index;
+  return {
+    text: `via ${act.kind}${backup ? ' (backup)' : ''}`,
+    backup,
+    title: `Input ${act.index}, priority ${act.priority}${pinned ? ', pinned by a switch' : ''}; ${counts}`,
+  };
+}
+
 function update(row, s) {
   const rt = s.runtime;
   const c = row.cells;
@@ -95,8 +113,11 @@ function update(row, s) {
   c.code.hidden = !s.name;
   const state = s.disabled ? 'disabled' : rt.status;
   row.tr.dataset.state = state;
-  put(row, 'state', [state, s.persistent], () => [badge(state),
-    s.persistent ? null : h('span', { class: 'hint', title: 'Created by publishing; not stored', text: ' auto' })]);
+  const via = inputSummary(s);
+  // One element: on narrow screens the cell is a flex row of label and value.
+  put(row, 'state', [state, s.persistent, via], () => h('span', {}, badge(state),
+    s.persistent ? null : h('span', { class: 'hint', title: 'Created by publishing; not stored', text: ' auto' }),
+    via ? h('span', { class: 'hint via' + (via.backup ? ' warn' : ''), title: via.title, text: ' ' + via.text }) : null));
   setText(c.uptime, rt.publisher ? fmtDuration(rt.publisher.uptime_s) : '—');
   setText(c.in, rt.status === 'live' ? fmtKbps(rt.bitrate_in_kbps) : '—');
   setText(c.out, rt.status === 'live' ? fmtKbps(rt.bitrate_out_kbps) : '—');

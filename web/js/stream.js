@@ -1,6 +1,7 @@
-// One stream: preview, live figures, bitrate graph, publish and playback URLs, pushes and
-// sessions. The configuration and history come from GET /streams/{code}; everything live from
-// the event stream filtered to this stream (which also carries its sessions).
+// One stream: preview, live figures, pulled inputs with failover, bitrate graph, publish and
+// playback URLs, pushes and sessions. The configuration and history come from
+// GET /streams/{code}; everything live from the event stream filtered to this stream (which
+// also carries its sessions).
 
 import { api, follow, server, ApiError } from './api.js';
 import {
@@ -64,6 +65,37 @@ export function mountStream(view, { code }, ctx) {
   const sessionBody = h('tbody');
   const sessionNote = h('p', { class: 'muted' });
 
+  // Inputs: shown only for a stream with configured inputs.
+  const inputBody = h('tbody');
+  const inputNote = h('p', { class: 'hint inputs-note' });
+  const inputStatus = h('p', { class: 'hint inputs-status', hidden: true });
+  const inputErrorText = h('span');
+  const inputError = h('div', { class: 'form-error action-error', role: 'alert', hidden: true },
+    inputErrorText,
+    h('button', { type: 'button', class: 'link-button', text: 'Dismiss', on: { click: () => { inputError.hidden = true; } } }));
+  const restartButton = h('button', {
+    type: 'button', class: 'button small', text: 'Restart inputs', dataset: { action: 'restart-inputs' },
+    title: 'Stop and start every input again', on: { click: restartInputs },
+  });
+  const historyBody = h('tbody');
+  const historyWrap = h('div', { class: 'table-wrap history-wrap', tabindex: '0', role: 'region', 'aria-label': 'Switch history, newest first' },
+    h('table', { class: 'table history' },
+      h('thead', {}, h('tr', {}, ['Time', 'From → to', 'Reason'].map((t) => h('th', { scope: 'col', text: t })))),
+      historyBody));
+  const historyEmpty = h('p', { class: 'muted', text: 'No switches yet.' });
+  const inputsCard = h('section', { class: 'card wide inputs-card', hidden: true, 'aria-labelledby': 'inputs-title' },
+    h('div', { class: 'card-head' }, h('h2', { id: 'inputs-title', text: 'Inputs' }), restartButton),
+    inputNote,
+    inputStatus,
+    h('div', { class: 'table-wrap' }, h('table', { class: 'table inputs' },
+      h('thead', {}, h('tr', {}, ['Priority', 'Source', 'Kind', 'State', 'Attempts', 'Last packet', 'Bitrate', 'Last error', '']
+        .map((t) => h('th', { scope: 'col', text: t })))),
+      inputBody)),
+    inputError,
+    h('h3', { class: 'subhead', text: 'Switch history' }),
+    historyWrap,
+    historyEmpty);
+
   const page = h('div', { class: 'stream-page', hidden: true },
     h('div', { class: 'page-head' },
       h('div', { class: 'title-line' }, title, codeChip, stateBadge),
@@ -75,6 +107,7 @@ export function mountStream(view, { code }, ctx) {
         h('div', { class: 'preview' }, video, overlay),
         playerStatus),
       h('section', { class: 'card' }, h('div', { class: 'card-head' }, h('h2', { text: 'Live' })), stats),
+      inputsCard,
       h('section', { class: 'card wide' },
         h('div', { class: 'card-head' }, h('h2', { text: 'Bitrate, last 5 minutes' }),
           h('div', { class: 'legend' }, h('span', { class: 'key key-in', text: 'In' }), h('span', { class: 'key key-out', text: 'Out' }))),
@@ -145,7 +178,12 @@ export function mountStream(view, { code }, ctx) {
     const L = (p) => info.listeners.find((l) => l.protocol === p);
     const key = stream.has_stream_key;
     const rows = [];
-    const add = (use, proto, url, on = true) => rows.push({ use, proto, url, on });
+    // A stream whose inputs are all pulled refuses encoders: no Publish rows for it.
+    const publishes = !stream.inputs.length
+      || stream.inputs.some((i) => i.enabled && i.kind === 'publish');
+    const add = (use, proto, url, on = true) => {
+      if (use !== 'Publish' || publishes) rows.push({ use, proto, url, on });
+    };
     for (const p of ['rtmp', 'rtmps']) {
       const l = L(p);
       if (!l) continue;
@@ -242,6 +280,217 @@ export function mountStream(view, { code }, ctx) {
     }));
   }
 
+  // Input rows by index, updated in place (like the sessions): the Switch button must not be
+  // replaced under the cursor, and an opened error list stays open.
+  const inputRows = new Map();
+  // The input a switch was asked for: from the click until the event stream shows it active
+  // (`until` is Infinity while the request is in flight).
+  let switching = null;
+  let restarting = false;
+
+  function inputRow(i) {
+    let row = inputRows.get(i);
+    if (row) return row;
+    const td = (col, props, ...kids) => h('td', Object.assign({ dataset: { col } }, props || {}), ...kids);
+    const c = {
+      priority: td('priority', { class: 'num' }),
+      url: h('span', { class: 'mono' }),
+      comment: h('div', { class: 'hint' }),
+      kind: td('kind'),
+      badges: h('span', { class: 'badges' }),
+      retry: h('span', { class: 'hint' }),
+      attempts: td('attempts', { class: 'num' }),
+      packet: td('packet', { class: 'num' }),
+      bitrate: td('bitrate', { class: 'num' }),
+      errSummary: h('summary'),
+      errList: h('ul'),
+      errNone: h('span', { text: '—' }),
+      button: h('button', {
+        type: 'button', class: 'button small', text: 'Switch to', dataset: { switch: String(i) },
+        on: { click: () => switchTo(i) },
+      }),
+    };
+    c.errDetails = h('details', {}, c.errSummary, c.errList);
+    row = {
+      c,
+      key: {},
+      tr: h('tr', { dataset: { index: String(i) } },
+        c.priority,
+        td('source', { class: 'dest' }, c.url, c.comment),
+        c.kind,
+        td('state', {}, c.badges, c.retry),
+        c.attempts,
+        c.packet,
+        c.bitrate,
+        td('error', { class: 'errors' }, c.errDetails, c.errNone),
+        h('td', { class: 'cell-actions' }, c.button)),
+    };
+    inputRows.set(i, row);
+    return row;
+  }
+
+  /** "priority 1 (file)" for input `idx` of the configuration; "none" for null. */
+  function inputLabel(idx, none) {
+    if (idx === null || idx === undefined) return none;
+    const conf = stream.inputs[idx];
+    return conf ? `priority ${conf.priority} (${conf.kind})` : `input ${idx}`;
+  }
+
+  const secs = (n) => `${Math.round(n * 10) / 10} s`;
+
+  function renderInputs() {
+    const conf = stream.inputs || [];
+    inputsCard.hidden = conf.length === 0;
+    const rt = stream.runtime.inputs || null;
+    const now = Date.now();
+    if (switching && ((rt && rt.active === switching.index) || now > switching.until)) switching = null;
+
+    const f = stream.failover;
+    setText(inputNote, `Lower priority is preferred. An input silent for ${secs(f.packet_timeout_s)} is down; `
+      + `the stream returns to a preferred input after ${secs(f.failback_after_s)} of health; `
+      + `reconnects wait ${secs(f.retry.initial_s)} to ${secs(f.retry.max_s)}.`
+      + (f.on_demand ? ` On demand: pulled only while someone watches, stopped ${secs(f.close_after_s)} after the last reader.` : ''));
+    let status = '';
+    if (!rt) status = stream.disabled ? 'The stream is disabled: its inputs are not pulled.' : 'The inputs are not running.';
+    else if (rt.pinned !== null && rt.pinned !== undefined) {
+      status = `Pinned to ${inputLabel(rt.pinned)} by a switch: no failback until it goes down.`;
+    } else if (rt.active === null || rt.active === undefined) {
+      status = f.on_demand && rt.inputs.every((x) => x.state === 'stopped')
+        ? 'On demand: the inputs are pulled when someone watches.'
+        : 'No input delivers media.';
+    }
+    inputStatus.hidden = !status;
+    setText(inputStatus, status);
+    restartButton.disabled = !rt || restarting;
+    setText(restartButton, restarting ? 'Restarting…' : 'Restart inputs');
+
+    conf.forEach((cfg, i) => {
+      const st = rt ? rt.inputs.find((x) => x.index === i) : null;
+      const row = inputRow(i);
+      const c = row.c;
+      if (inputBody.children[i] !== row.tr) inputBody.insertBefore(row.tr, inputBody.children[i] || null);
+      const state = st ? st.state : 'stopped';
+      const active = Boolean(rt && rt.active === i);
+      const pinned = Boolean(rt && rt.pinned === i);
+      row.tr.dataset.state = state;
+      row.tr.dataset.active = String(active);
+      row.tr.dataset.priority = String(cfg.priority);
+      row.tr.classList.toggle('current', active);
+      row.tr.classList.toggle('off', !cfg.enabled);
+      if (active) row.tr.setAttribute('aria-current', 'true');
+      else row.tr.removeAttribute('aria-current');
+      setText(c.priority, String(cfg.priority));
+      setText(c.url, cfg.url);
+      setText(c.comment, cfg.comment);
+      c.comment.hidden = !cfg.comment;
+      setText(c.kind, cfg.kind);
+      const k = JSON.stringify([state, cfg.enabled, active, pinned, Boolean(rt)]);
+      if (row.key.state !== k) {
+        row.key.state = k;
+        let main;
+        if (!rt) main = badge('stopped', 'not running');
+        else if (!cfg.enabled) main = badge('stopped', 'disabled');
+        else main = badge(state);
+        fill(c.badges, main,
+          active ? h('span', { class: 'badge badge-current', text: 'active', title: 'Readers see this input now' }) : null,
+          pinned ? h('span', { class: 'badge badge-pinned', text: 'pinned', title: 'Chosen by a switch; kept until it goes down' }) : null);
+      }
+      const retryAt = st && st.state === 'retrying' && st.next_retry_at;
+      setText(c.retry, retryAt ? ` retry ${fmtRelative(retryAt, now)}` : '');
+      setText(c.attempts, st ? String(st.attempts) : '—');
+      setText(c.packet, st && st.last_packet_at ? fmtRelative(st.last_packet_at, now) : '—');
+      c.packet.title = st && st.last_packet_at ? fmtTime(st.last_packet_at) : '';
+      setText(c.bitrate, st && st.state === 'up' ? fmtKbps(st.bitrate_kbps) : '—');
+      const errors = st ? st.last_errors : [];
+      c.errDetails.hidden = errors.length === 0;
+      c.errNone.hidden = errors.length > 0;
+      if (errors.length) {
+        setText(c.errSummary, `${errors[0].message} (${fmtRelative(errors[0].at, now)})`);
+        const ek = JSON.stringify(errors);
+        if (row.key.errors !== ek) {
+          row.key.errors = ek;
+          fill(c.errList, errors.map((e) => h('li', {}, h('time', { datetime: e.at, text: fmtTime(e.at) }), ' ', e.message)));
+        }
+      }
+
+      // The switch API names an input by priority: a shared one is ambiguous.
+      const shared = conf.some((o, j) => j !== i && o.enabled && o.priority === cfg.priority);
+      let why = '';
+      if (!rt) why = 'The inputs are not running';
+      else if (active) why = 'Readers see this input now';
+      else if (!cfg.enabled) why = 'This input is disabled';
+      else if (shared) why = `Another input shares priority ${cfg.priority}: give each a priority of its own to switch by hand`;
+      else if (state !== 'up') why = 'Only an input that delivers media can be chosen';
+      c.button.disabled = Boolean(why) || switching !== null;
+      c.button.title = why || 'Make this input active and keep it until it goes down';
+      c.button.setAttribute('aria-label', `Switch to priority ${cfg.priority} (${cfg.url})`);
+      setText(c.button, switching && switching.index === i ? 'Switching…' : 'Switch to');
+    });
+    for (const [i, row] of inputRows) {
+      if (i >= conf.length) {
+        row.tr.remove();
+        inputRows.delete(i);
+      }
+    }
+
+    // The API keeps the last 32 switches, oldest first; newest first here.
+    const hist = rt ? rt.history.slice().reverse() : [];
+    historyWrap.hidden = hist.length === 0;
+    historyEmpty.hidden = hist.length > 0;
+    const hk = JSON.stringify([hist, conf.map((x) => [x.priority, x.kind])]);
+    if (historyBody.dataset.key !== hk) {
+      historyBody.dataset.key = hk;
+      fill(historyBody, hist.map((e) => h('tr', { dataset: { reason: e.reason, from: String(e.from ?? ''), to: String(e.to ?? '') } },
+        h('td', { class: 'num', dataset: { at: e.at }, title: fmtTime(e.at) }),
+        h('td', {}, inputLabel(e.from, '—'), ' → ', inputLabel(e.to, 'none')),
+        h('td', { class: 'reason', text: e.reason }))));
+    }
+    for (const td of historyBody.querySelectorAll('td[data-at]')) setText(td, fmtRelative(td.dataset.at, now));
+  }
+
+  function inputFailure(what, e) {
+    // A refusal (409: the input delivers no media, or the stream runs no inputs) stays beside
+    // the inputs; the banner would be cleared by the next live update.
+    if (e instanceof ApiError && e.status >= 400 && e.status < 500) {
+      setText(inputErrorText, `${what}: ${e.message}`);
+      inputError.hidden = false;
+    } else {
+      ctx.showError(e);
+    }
+  }
+
+  async function switchTo(i) {
+    const cfg = stream.inputs[i];
+    if (!cfg || switching) return;
+    switching = { index: i, until: Infinity };
+    inputError.hidden = true;
+    renderInputs();
+    try {
+      await api('POST', `streams/${enc}/switch`, { priority: cfg.priority });
+      // The event stream shows the new active input within a second.
+      if (switching) switching.until = Date.now() + 5000;
+    } catch (e) {
+      switching = null;
+      inputFailure(`Switch to priority ${cfg.priority} refused`, e);
+    }
+    if (stream && !closed) renderInputs();
+  }
+
+  async function restartInputs() {
+    if (!confirm(`Restart every input of ${code}? They reconnect; readers see the stream end and resume.`)) return;
+    restarting = true;
+    inputError.hidden = true;
+    renderInputs();
+    try {
+      await api('POST', `streams/${enc}/restart`);
+    } catch (e) {
+      inputFailure('Restart refused', e);
+    } finally {
+      restarting = false;
+      if (stream && !closed) renderInputs();
+    }
+  }
+
   // Rows by session id, updated in place: a Kick button must not be replaced under the cursor.
   const sessionRows = new Map();
   const noSessions = h('tr', {}, h('td', { colspan: 7, class: 'muted', text: 'No publisher or readers connected.' }));
@@ -331,6 +580,7 @@ export function mountStream(view, { code }, ctx) {
     }
     renderStats();
     renderUrls();
+    renderInputs();
     renderPushes();
     refreshPreview();
   }

@@ -3,7 +3,10 @@
 //! (field errors shown beside the fields first), publish 1280x720 to it with ffmpeg, see it
 //! live in the list at that resolution, play the preview with HLS and DASH, see its push to
 //! a second path of the same gateway go `active`, kick a reader, take it idle and back, and
-//! edit it; and, with `api.token`, the page asking for the token once.
+//! edit it; with `api.token`, the page asking for the token once; and a stream pulling two
+//! inputs (UDP MPEG-TS from ffmpeg, and a looped file) created through the form, their states
+//! in the Inputs card, a switch to the backup from the page, the primary going down, a
+//! refused switch, a restart, and an edit that keeps both.
 //!
 //! `FERROCAST_DASHBOARD_SCREENSHOTS=DIR` also saves a screenshot of each page into DIR (how
 //! `docs/screenshots/` is made).
@@ -11,6 +14,7 @@
 use crate::dash::browser_ready;
 use crate::support::api::Api;
 use crate::support::proc::run;
+use crate::support::server::free_udp_addr;
 use crate::support::{Fixture, Server};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -129,4 +133,63 @@ fn dashboard_asks_for_the_api_token_once() {
     drive(&server, &["--token".into(), TOKEN.into()]);
     // The page used the header, never the URL: nothing in the log carries the token.
     assert!(!server.log().contains(TOKEN));
+}
+
+#[test]
+fn dashboard_inputs_card_shows_states_and_switches_in_chromium() {
+    if !browser_ready() {
+        return;
+    }
+    let server = Server::start();
+    // The script feeds this address with ffmpeg, and stops it to take the primary down.
+    let udp = free_udp_addr();
+    let report = drive(
+        &server,
+        &[
+            "--inputs-udp".into(),
+            format!("udp://{udp}"),
+            "--fixture".into(),
+            Fixture::Small.path().display().to_string(),
+        ],
+    );
+    assert!(
+        step(&report, "field error beside inputs[0].url")["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("unsupported scheme"))
+    );
+    let top = &step(&report, "switched to the backup from the page")["top"];
+    assert_eq!(top["from"], "0");
+    assert_eq!(top["to"], "1");
+    assert_eq!(top["reason"], "manual");
+    assert!(
+        step(
+            &report,
+            "a switch to a down input is refused with the reason"
+        )["refused"]
+            .as_str()
+            .is_some_and(|m| m.contains("not delivering media"))
+    );
+    eprintln!(
+        "dashboard inputs: {} steps in {} ms",
+        report["steps"].as_array().map_or(0, Vec::len),
+        report["elapsed_ms"]
+    );
+
+    // What the page did, as any API client sees it: the manual switch and the restart are in
+    // the history, and the stream runs on the backup, no longer pinned.
+    let api = Api::new(server.http);
+    let s = api.stream("feeds");
+    assert_eq!(s["name"], "Feeds with failover");
+    assert_eq!(s["inputs"][1]["priority"], 5);
+    assert_eq!(s["failover"]["packet_timeout_s"], 2.0);
+    let inputs = &s["runtime"]["inputs"];
+    assert_eq!(inputs["active"], 1, "{inputs:#}");
+    assert_eq!(inputs["pinned"], Value::Null, "{inputs:#}");
+    let reasons: Vec<&str> = inputs["history"]
+        .as_array()
+        .map(|h| h.iter().filter_map(|r| r["reason"].as_str()).collect())
+        .unwrap_or_default();
+    let manual = reasons.iter().position(|r| *r == "manual");
+    let restart = reasons.iter().position(|r| *r == "restart");
+    assert!(manual.is_some() && restart > manual, "history: {inputs:#}");
 }
