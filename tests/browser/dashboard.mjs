@@ -68,12 +68,20 @@ async function stop(child) {
   if (child.exitCode === null) child.kill('SIGKILL');
 }
 
-/** Polls `fn` in the page (or node) until it returns a truthy value. */
+/** Polls `fn` in the page (or node) until it returns a truthy value. A throw counts as
+ *  "not yet": the page renders from the event stream, so an element may not exist on the
+ *  first look. */
 async function until(what, fn, timeoutMs = 30000) {
   const t0 = Date.now();
   let last;
   while (Date.now() - t0 < timeoutMs) {
-    last = await fn();
+    try {
+      last = await fn();
+    } catch (e) {
+      last = `error: ${String(e && e.message || e).slice(0, 300)}`;
+      await new Promise((r) => setTimeout(r, 250));
+      continue;
+    }
     if (last) return last;
     await new Promise((r) => setTimeout(r, 250));
   }
@@ -306,7 +314,8 @@ async function mainRun() {
   // The list with a reader connected, then back to the stream.
   await page.click('a[data-nav="streams"]');
   await until('the reader in the list', () => page.evaluate((code) =>
-    document.querySelector(`tr[data-code="${code}"] td.col-readers`).textContent.includes('rtmp 1'), CODE), 10000);
+    // The list renders from the event stream: the row may not exist yet on the first look.
+    (document.querySelector(`tr[data-code="${code}"] td.col-readers`)?.textContent ?? '').includes('rtmp 1'), CODE), 10000);
   await page.waitForTimeout(1200);
   await shot('streams');
   await page.goBack();

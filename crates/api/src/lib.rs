@@ -7,6 +7,7 @@ mod dash;
 mod docs;
 mod error;
 mod events;
+mod flv;
 mod inputs;
 mod live;
 mod metrics;
@@ -258,6 +259,8 @@ pub fn media_router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/live/{code}/{file}", get(live::serve))
+        // HTTP-FLV, and WS-FLV with an Upgrade: `/live/<code>.flv`.
+        .route("/live/{file}", get(flv::serve))
         // Outside /api so an api.token does not lock players out of clock sync.
         .route(::dash::UTC_TIMING_PATH, get(time::serve))
         .with_state(state)

@@ -101,7 +101,7 @@ const ON_DEMAND_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Holds a request for a stream whose source starts on demand until `ready` (the request
 /// itself started the source), rather than answering 404 to the first viewer.
-async fn wait_on_demand(state: &AppState, code: &str, ready: impl Fn() -> bool) {
+pub(crate) async fn wait_on_demand(state: &AppState, code: &str, ready: impl Fn() -> bool) {
     if ready() || !state.hub.on_demand(code) {
         return;
     }
@@ -116,7 +116,7 @@ async fn wait_on_demand(state: &AppState, code: &str, ready: impl Fn() -> bool) 
 
 /// Asks the installed admission whether this HTTP player may read `code`: the code to serve
 /// (a hook may rename it), or the 403 to send.
-async fn admit(
+pub(crate) async fn admit(
     state: &AppState,
     code: String,
     protocol: &'static str,

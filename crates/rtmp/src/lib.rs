@@ -8,6 +8,8 @@ pub mod amf0;
 pub mod chunk;
 pub mod client;
 pub mod flv;
+#[cfg(feature = "server")]
+pub mod flv_mux;
 pub mod flv_stream;
 pub mod handshake;
 #[cfg(feature = "server")]

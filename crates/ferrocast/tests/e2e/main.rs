@@ -19,6 +19,7 @@ mod chaos;
 mod config;
 mod dash;
 mod dashboard;
+mod flv;
 mod gstreamer;
 mod hls;
 mod hooks;
