@@ -1050,9 +1050,18 @@ fn connection_limits_at_accept() {
             .set("rtmp.idle_timeout", "30s")
     };
     let server = quiet(Server::builder().set("limits.max_connections_per_ip", 2)).start();
-    let mut a = connect(server.rtmp);
-    let mut b = connect(server.rtmp);
-    std::thread::sleep(Duration::from_millis(300));
+    // The harness's readiness probe may hold a slot for a moment after the start: take each
+    // slot with a connection that stays open.
+    let held = |what: &str| {
+        wait_until(what, Duration::from_secs(10), || {
+            let mut s = connect(server.rtmp);
+            closed_within(&mut s, Duration::from_millis(300))
+                .is_none()
+                .then_some(s)
+        })
+    };
+    let mut a = held("the first slot");
+    let mut b = held("the second slot");
     let mut c = connect(server.rtmp);
     let sent = closed_within(&mut c, Duration::from_secs(3))
         .expect("a third connection from one address was not closed");
@@ -1096,8 +1105,14 @@ fn connection_limits_at_accept() {
     c.connect_app("live", &format!("rtmp://{}/live", server.rtmp));
 
     let server = quiet(Server::builder().set("limits.max_connections", 1)).start();
-    let mut a = connect(server.rtmp);
-    std::thread::sleep(Duration::from_millis(300));
+    // The harness's own readiness probe may still hold the one slot for a moment after the
+    // start: take the slot with a connection that stays open.
+    let mut a = wait_until("the one connection slot", Duration::from_secs(10), || {
+        let mut a = connect(server.rtmp);
+        closed_within(&mut a, Duration::from_millis(300))
+            .is_none()
+            .then_some(a)
+    });
     let mut b = connect(server.rtmp);
     assert!(
         closed_within(&mut b, Duration::from_secs(3)).is_some(),
