@@ -103,12 +103,11 @@ pub(crate) async fn serve(
         Some(key) => {
             let on_upgrade = hyper::upgrade::on(&mut req);
             let span = debug_span!("flv", protocol = "ws-flv", peer = ?peer, stream = %code);
-            // The upgraded connection outlives this request, so it needs a task of its own.
-            // AppState has no task tracker to hand it to; its owners are the session's kill
-            // token, the listener's shutdown signal and the hub (End plus the republish
-            // grace), each of which ends it within WS_CLOSE_TIMEOUT, and a viewer that stops
-            // taking bytes is cut after WS_SEND_TIMEOUT.
-            tokio::spawn(
+            // The upgraded connection outlives this request: it becomes a task of the
+            // process's tracker, ended by the session's kill token, the listener's shutdown
+            // signal or the hub (End plus the republish grace) within WS_CLOSE_TIMEOUT, and a
+            // viewer that stops taking bytes is cut after WS_SEND_TIMEOUT.
+            state.tasks.spawn(
                 async move {
                     match on_upgrade.await {
                         Ok(io) => ws_session(TokioIo::new(io), source).await,

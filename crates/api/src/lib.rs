@@ -70,6 +70,9 @@ pub struct AppState {
     pub config: EffectiveConfig,
     /// The event sinks of `/api/v1/hooks` (and the bus they read).
     pub webhooks: ::events::Webhooks,
+    /// Work a request hands off and outlives it (upgraded WebSocket viewers); the binary
+    /// waits for it, within the shutdown grace.
+    pub tasks: tokio_util::task::TaskTracker,
 }
 
 /// Starting, ready, or draining, as `/readyz` reports it to load balancers.

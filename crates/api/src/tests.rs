@@ -30,6 +30,7 @@ pub(crate) async fn state(admin: AdminAccess) -> AppState {
         .await
         .expect("control");
     AppState {
+        tasks: tokio_util::task::TaskTracker::new(),
         hub,
         hls,
         dash,

@@ -464,6 +464,7 @@ async fn run(config: Config) -> Result<()> {
         readiness: readiness.clone(),
         config: api::EffectiveConfig::new(config.masked_json()),
         webhooks: webhooks.clone(),
+        tasks: tasks.clone(),
     };
     let http_config = api::server::HttpServerConfig {
         header_timeout: config.http.header_timeout,
