@@ -42,12 +42,15 @@ pub type Target = fn(&[u8]);
 
 /// Targets that need the `api` feature (see Cargo.toml).
 #[cfg(feature = "api")]
-const API_TARGETS: &[(&str, Target)] = &[("api_stream_body", api_stream_body)];
+const API_TARGETS: &[(&str, Target)] = &[
+    ("api_stream_body", api_stream_body),
+    ("ws_flv_client", ws_flv_client),
+];
 #[cfg(not(feature = "api"))]
 const API_TARGETS: &[(&str, Target)] = &[];
 /// Names of the targets that need the `api` feature, so a replay without it can say what it
 /// skipped.
-pub const API_TARGET_NAMES: &[&str] = &["api_stream_body"];
+pub const API_TARGET_NAMES: &[&str] = &["api_stream_body", "ws_flv_client"];
 
 /// Every target built with this feature set: [`TARGETS`] plus the `api` ones when enabled.
 pub fn targets() -> impl Iterator<Item = &'static (&'static str, Target)> {
@@ -1226,4 +1229,15 @@ pub fn fmp4_segment(data: &[u8]) {
     if let Some((init, segments)) = parts.split_first() {
         inputs::fuzzing::fmp4_segments(init, segments);
     }
+}
+
+/// What a WS-FLV viewer sends back (masked frames: pings, pongs, closes, data it may send),
+/// through the server's client-frame reader in pieces of `1 + data[0]` bytes: no panic, at
+/// most one frame header and one control payload held, pings answered with <= 125 bytes.
+#[cfg(feature = "api")]
+pub fn ws_flv_client(data: &[u8]) {
+    let [split, frames @ ..] = data else {
+        return;
+    };
+    ::api::fuzz_ws_client_frames(frames, 1 + usize::from(*split));
 }

@@ -14,6 +14,26 @@
 
 mod ws;
 
+/// The WS-FLV client-frame reader on any bytes in any split: never panics, holds at most
+/// one frame header and one control payload, answers only pings and closes. For `fuzz/`;
+/// not an API.
+#[doc(hidden)]
+pub fn fuzz_ws_client_frames(data: &[u8], split: usize) {
+    let mut r = ws::ClientFrames::default();
+    for piece in data.chunks(split.max(1)) {
+        r.buf().extend_from_slice(piece);
+        loop {
+            match r.next() {
+                Ok(Some(ws::ClientFrame::Ping(p))) => assert!(p.len() <= 125),
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(_) => return,
+            }
+        }
+        assert!(r.buffered() <= 14 + 125, "{} bytes held", r.buffered());
+    }
+}
+
 use crate::AppState;
 use crate::live::{admit, media_response, not_found, wait_on_demand};
 use axum::body::Body;

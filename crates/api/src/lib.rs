@@ -24,8 +24,9 @@ mod webhooks;
 pub use self::events::MAX_EVENT_STREAMS;
 pub use config::EffectiveConfig;
 pub use error::ApiError;
-pub use metrics::RequestCounts;
 #[doc(hidden)]
+pub use flv::fuzz_ws_client_frames;
+pub use metrics::RequestCounts;
 pub use streams::fuzz_stream_body;
 
 use ::dash::DashService;

@@ -63,6 +63,11 @@ impl ClientFrames {
         &mut self.buf
     }
 
+    /// Bytes held: a partial frame header and at most one control payload.
+    pub(crate) fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
     /// The next frame that needs an answer, `Ok(None)` when more bytes are needed.
     pub(crate) fn next(&mut self) -> Result<Option<ClientFrame>, WsError> {
         loop {
