@@ -325,12 +325,10 @@ impl Hub {
 
     /// External readers (players, not internal outputs) of `code` right now.
     pub fn reader_sessions(&self, code: &str) -> usize {
+        // Asked every supervisor tick: counted in place, no snapshot of every session.
         self.inner
             .sessions
-            .list()
-            .iter()
-            .filter(|s| s.role == SessionRole::Reader && s.stream == code)
-            .count()
+            .count_where(|stream, _, role| role == SessionRole::Reader && stream == code)
     }
 
     /// Subscribes an external reader (listed in [`Hub::sessions`], kickable), live or not.

@@ -149,6 +149,14 @@ impl Sessions {
         }
     }
 
+    /// Sessions matching `f`, counted under the lock without copying any of them.
+    pub(crate) fn count_where(&self, f: impl Fn(&str, &'static str, SessionRole) -> bool) -> usize {
+        self.map()
+            .values()
+            .filter(|e| f(&e.info.stream, e.info.protocol, e.info.role))
+            .count()
+    }
+
     pub(crate) fn kick_where(&self, f: impl Fn(&str, &'static str, SessionRole) -> bool) -> usize {
         let map = self.map();
         let mut n = 0;

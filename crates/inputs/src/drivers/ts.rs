@@ -41,30 +41,28 @@ impl TsFeed {
     }
 
     fn events(&mut self) -> Vec<SourceEvent> {
-        let mut v = Vec::new();
-        while let Some(ev) = self.demux.poll_event() {
-            match ev {
-                DemuxEvent::Tracks(info) => v.push(SourceEvent::Tracks(info)),
-                DemuxEvent::Frame(frame) => v.push(SourceEvent::Frame(frame)),
-                DemuxEvent::Discontinuity { pid, reason } => {
-                    tracing::debug!(pid, reason, "input ts discontinuity")
-                }
-            }
-        }
-        v
+        std::iter::from_fn(|| self.next_event()).collect()
     }
 
+    /// Forwards what is ready without collecting it: this runs once per datagram.
     async fn drain(&mut self, out: &Emitter) -> Result<(), InputError> {
-        while let Some(ev) = self.demux.poll_event() {
-            match ev {
-                DemuxEvent::Tracks(info) => out.tracks(info).await?,
-                DemuxEvent::Frame(frame) => out.frame(frame).await?,
+        while let Some(ev) = self.next_event() {
+            out.send(ev).await?;
+        }
+        Ok(())
+    }
+
+    /// The next demuxer event the supervisor cares about.
+    fn next_event(&mut self) -> Option<SourceEvent> {
+        loop {
+            match self.demux.poll_event()? {
+                DemuxEvent::Tracks(info) => return Some(SourceEvent::Tracks(info)),
+                DemuxEvent::Frame(frame) => return Some(SourceEvent::Frame(frame)),
                 DemuxEvent::Discontinuity { pid, reason } => {
                     tracing::debug!(pid, reason, "input ts discontinuity")
                 }
             }
         }
-        Ok(())
     }
 }
 
