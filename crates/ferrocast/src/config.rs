@@ -548,6 +548,8 @@ pub struct RtmpConfig {
     pub play_coalesce: Duration,
     /// Readers of one stream at which the merge window reaches `play_coalesce`.
     pub play_coalesce_readers: u64,
+    /// Players one fan-out task writes; a larger audience is split over more tasks.
+    pub play_group_size: usize,
 }
 
 /// `http.*`
@@ -710,6 +712,7 @@ impl Default for RtmpConfig {
             max_connections: 10_000,
             play_coalesce: Duration::from_millis(20),
             play_coalesce_readers: 200,
+            play_group_size: 512,
         }
     }
 }

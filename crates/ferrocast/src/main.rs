@@ -263,6 +263,7 @@ async fn run(config: Config) -> Result<()> {
             max_connections: config.rtmp.max_connections,
             play_coalesce_max: config.rtmp.play_coalesce,
             play_coalesce_readers: config.rtmp.play_coalesce_readers,
+            play_group_size: config.rtmp.play_group_size,
             limiter: limiter.clone(),
         },
     );

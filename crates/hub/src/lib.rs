@@ -20,7 +20,7 @@ pub use listeners::{ListenerGuard, ListenerInfo};
 pub use sessions::{ReaderMeta, SessionGuard, SessionInfo, SessionRole};
 pub use stats::{HISTORY_LEN, PublisherSnapshot, RateSample, StreamStats};
 
-pub use stream::{Event, Publisher, Subscription};
+pub use stream::{Event, Publisher, Seat, SentMeter, Subscription};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -342,6 +342,26 @@ impl Hub {
             meta.into(),
         ));
         sub
+    }
+
+    /// Seats an external reader of `code` (listed, counted, kickable) whose frames a fan-out
+    /// task reads for it through [`Hub::subscribe_fanout`].
+    pub fn seat(&self, code: &str, meta: ReaderMeta) -> Seat {
+        self.touch(code);
+        let protocol = meta.protocol;
+        let guard = SessionGuard::register(&self.inner, code, SessionRole::Reader, meta.into());
+        self.with_entry(code, |stream| {
+            Seat::take(stream, self.inner.clone(), protocol, guard)
+        })
+        .opened()
+    }
+
+    /// Subscribes a fan-out task that writes for seated readers: it keeps the stream alive
+    /// but is not a reader itself, so the readers count stays the count of viewers.
+    pub fn subscribe_fanout(&self, code: &str, protocol: &'static str) -> Subscription {
+        self.with_entry(code, |stream| {
+            Subscription::attach_as(stream, self.inner.clone(), protocol, false)
+        })
     }
 
     /// Subscribes an external reader only if `code` has a publisher that announced its tracks.

@@ -258,6 +258,11 @@ impl SessionGuard {
         self.bytes.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// The counter behind [`SessionGuard::add_bytes`], for a writer in another task.
+    pub fn bytes_counter(&self) -> Arc<AtomicU64> {
+        self.bytes.clone()
+    }
+
     /// The kick switch of this session.
     pub fn kill_token(&self) -> &CancellationToken {
         &self.kill

@@ -396,6 +396,8 @@ pub struct Subscription {
     dropped: u64,
     /// Set for external readers: listed in the sessions API and kickable.
     session: Option<SessionGuard>,
+    /// Counted in the stream's readers (every output but a fan-out that feeds [`Seat`]s).
+    counted: bool,
 }
 
 impl std::fmt::Debug for Subscription {
@@ -409,6 +411,15 @@ impl std::fmt::Debug for Subscription {
 
 impl Subscription {
     pub(crate) fn attach(stream: Arc<Stream>, hub: Arc<HubInner>, protocol: &'static str) -> Self {
+        Self::attach_as(stream, hub, protocol, true)
+    }
+
+    pub(crate) fn attach_as(
+        stream: Arc<Stream>,
+        hub: Arc<HubInner>,
+        protocol: &'static str,
+        counted: bool,
+    ) -> Self {
         let mut backlog = VecDeque::new();
         let mut has_video = false;
         let mut skipping = false;
@@ -417,8 +428,9 @@ impl Subscription {
         {
             let mut st = stream.state();
             st.subscribers += 1;
-            stream.counters.readers.fetch_add(1, Ordering::Relaxed);
-            *st.readers.entry(protocol).or_insert(0) += 1;
+            if counted {
+                count_reader(&stream, &mut st, protocol);
+            }
             rx = stream.tx.subscribe();
             started_live = st.publisher.is_some() && st.info.is_some();
             if let (Some(p), Some(info)) = (&st.publisher, &st.info) {
@@ -444,6 +456,7 @@ impl Subscription {
             has_video,
             dropped: 0,
             session: None,
+            counted,
         }
     }
 
@@ -593,14 +606,128 @@ impl Drop for Subscription {
         {
             let mut st = self.stream.state();
             st.subscribers = st.subscribers.saturating_sub(1);
-            self.stream.counters.readers.fetch_sub(1, Ordering::Relaxed);
-            if let Some(n) = st.readers.get_mut(self.protocol) {
-                *n -= 1;
-                if *n == 0 {
-                    st.readers.remove(self.protocol);
-                }
+            if self.counted {
+                uncount_reader(&self.stream, &mut st, self.protocol);
             }
         }
         self.hub.release(&self.stream);
+    }
+}
+
+fn count_reader(stream: &Stream, st: &mut State, protocol: &'static str) {
+    stream.counters.readers.fetch_add(1, Ordering::Relaxed);
+    *st.readers.entry(protocol).or_insert(0) += 1;
+}
+
+fn uncount_reader(stream: &Stream, st: &mut State, protocol: &'static str) {
+    stream.counters.readers.fetch_sub(1, Ordering::Relaxed);
+    if let Some(n) = st.readers.get_mut(protocol) {
+        *n -= 1;
+        if *n == 0 {
+            st.readers.remove(protocol);
+        }
+    }
+}
+
+/// A reader that takes no events itself: a fan-out task (one per stream and protocol) reads
+/// the stream once for many seated readers. It counts as a reader, is listed in the sessions
+/// API and can be kicked, like a [`Subscription`].
+pub struct Seat {
+    stream: Arc<Stream>,
+    hub: Arc<HubInner>,
+    protocol: &'static str,
+    session: SessionGuard,
+}
+
+impl std::fmt::Debug for Seat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Seat")
+            .field("code", &self.stream.code)
+            .field("protocol", &self.protocol)
+            .finish()
+    }
+}
+
+impl Seat {
+    pub(crate) fn take(
+        stream: Arc<Stream>,
+        hub: Arc<HubInner>,
+        protocol: &'static str,
+        session: SessionGuard,
+    ) -> Self {
+        {
+            let mut st = stream.state();
+            st.subscribers += 1;
+            count_reader(&stream, &mut st, protocol);
+        }
+        Seat {
+            stream,
+            hub,
+            protocol,
+            session,
+        }
+    }
+
+    /// Tells the admission the session started; call with no hub lock held.
+    pub(crate) fn opened(mut self) -> Self {
+        self.session.notify_opened();
+        self
+    }
+
+    /// Id in [`crate::Hub::sessions`].
+    pub fn session_id(&self) -> u64 {
+        self.session.id()
+    }
+
+    /// The kick switch.
+    pub fn kill_token(&self) -> CancellationToken {
+        self.session.kill_token().clone()
+    }
+
+    /// Stream code.
+    pub fn code(&self) -> &str {
+        &self.stream.code
+    }
+
+    /// What the fan-out task counts this reader's output with.
+    pub fn meter(&self) -> SentMeter {
+        SentMeter {
+            stream: self.stream.clone(),
+            session: self.session.bytes_counter(),
+        }
+    }
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        {
+            let mut st = self.stream.state();
+            st.subscribers = st.subscribers.saturating_sub(1);
+            uncount_reader(&self.stream, &mut st, self.protocol);
+        }
+        self.hub.release(&self.stream);
+    }
+}
+
+/// Counts bytes sent to one seated reader, in its session and in the stream's output.
+#[derive(Clone)]
+pub struct SentMeter {
+    stream: Arc<Stream>,
+    session: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl std::fmt::Debug for SentMeter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SentMeter")
+            .field("code", &self.stream.code)
+            .finish()
+    }
+}
+
+impl SentMeter {
+    /// Adds `bytes` sent.
+    pub fn record(&self, bytes: usize) {
+        self.stream.record_sent(bytes);
+        self.session.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 }

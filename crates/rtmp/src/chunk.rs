@@ -458,6 +458,10 @@ struct OutStream {
 pub struct ChunkEncoder {
     chunk_size: u32,
     streams: Vec<OutStream>,
+    /// Never compress headers: two writers share one connection (a player's fan-out task and
+    /// its connection task), and the peer's per-chunk-stream state must not depend on which
+    /// of them wrote last.
+    full_headers: bool,
 }
 
 impl Default for ChunkEncoder {
@@ -472,6 +476,7 @@ impl ChunkEncoder {
         Self {
             chunk_size: DEFAULT_CHUNK_SIZE,
             streams: Vec::new(),
+            full_headers: false,
         }
     }
 
@@ -484,6 +489,12 @@ impl ChunkEncoder {
     /// size. Values are clamped to 1..=0x7FFFFFFF (the only ones the message can carry).
     pub fn set_chunk_size(&mut self, size: u32) {
         self.chunk_size = size.clamp(1, 0x7FFF_FFFF);
+    }
+
+    /// With `on`, every message starts with a fmt 0 header, so the peer's decoding of it
+    /// depends on no earlier message.
+    pub fn set_full_headers(&mut self, on: bool) {
+        self.full_headers = on;
     }
 
     /// Appends `payload` as chunks to `out`; nothing is queued on error.
@@ -522,7 +533,8 @@ impl ChunkEncoder {
             _ => return Err(EncodeError::PayloadTooLarge(total)),
         };
         let idx = self.streams.iter().position(|s| s.csid == csid);
-        let (fmt, field) = match idx.map(|i| &self.streams[i]) {
+        let previous = idx.map(|i| &self.streams[i]).filter(|_| !self.full_headers);
+        let (fmt, field) = match previous {
             // Deltas only go forward and within one message stream; anything else restarts the
             // chunk stream with an absolute fmt 0 header (this also covers 2^32 wraparound).
             Some(p) if p.stream_id == header.stream_id && header.timestamp >= p.timestamp => {
@@ -598,6 +610,64 @@ impl ChunkEncoder {
         }
         Ok(())
     }
+}
+
+/// One whole message as one contiguous buffer of chunks: a fmt 0 header, then fmt 3
+/// continuations. It depends on no chunk-stream state, so one encoding can be written to every
+/// player whose chunk size, stream id and timestamp match; the payload is copied once here
+/// instead of being referenced from each player's queue.
+pub fn encode_standalone(
+    header: &MessageHeader,
+    prefix: &[u8],
+    payload: &[u8],
+    chunk_size: u32,
+) -> Result<Bytes, EncodeError> {
+    let csid = header.csid;
+    if !(MIN_CSID..=MAX_CSID).contains(&csid) {
+        return Err(EncodeError::InvalidCsid(csid));
+    }
+    let total = prefix.len() + payload.len();
+    let length = match u32::try_from(total) {
+        Ok(l) if l <= MAX_MESSAGE_LENGTH => l,
+        _ => return Err(EncodeError::PayloadTooLarge(total)),
+    };
+    let chunk = chunk_size.clamp(1, 0x7FFF_FFFF) as usize;
+    let extended = header.timestamp >= EXTENDED;
+    let mut h = [0u8; MAX_HEADER_LEN];
+    let mut n = put_basic(&mut h, 0, csid);
+    h[n..n + 3].copy_from_slice(&header.timestamp.min(EXTENDED).to_be_bytes()[1..]);
+    h[n + 3..n + 6].copy_from_slice(&length.to_be_bytes()[1..]);
+    h[n + 6] = header.type_id;
+    h[n + 7..n + 11].copy_from_slice(&header.stream_id.to_le_bytes());
+    n += 11;
+    if extended {
+        h[n..n + 4].copy_from_slice(&header.timestamp.to_be_bytes());
+        n += 4;
+    }
+    let mut c = [0u8; 7];
+    let mut m = put_basic(&mut c, 3, csid);
+    if extended {
+        c[m..m + 4].copy_from_slice(&header.timestamp.to_be_bytes());
+        m += 4;
+    }
+    let continuations = total.saturating_sub(1) / chunk;
+    let mut buf = BytesMut::with_capacity(n + total + continuations * m);
+    buf.extend_from_slice(&h[..n]);
+    let mut room = chunk;
+    for part in [prefix, payload] {
+        let mut rest = part;
+        while !rest.is_empty() {
+            if room == 0 {
+                buf.extend_from_slice(&c[..m]);
+                room = chunk;
+            }
+            let take = rest.len().min(room);
+            buf.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            room -= take;
+        }
+    }
+    Ok(buf.freeze())
 }
 
 /// Writes a basic header for a csid already checked to lie in 2..=65599; returns its length.
@@ -711,6 +781,13 @@ impl OutQueue {
             // A GOP burst needs hundreds of pieces once; steady play needs a few per write.
             self.pieces.shrink_to(16);
         }
+    }
+
+    /// Moves everything queued in `other` behind what is queued here.
+    pub fn append(&mut self, other: &mut OutQueue) {
+        self.len += other.len;
+        other.len = 0;
+        self.pieces.append(&mut other.pieces);
     }
 
     /// Removes everything queued.
@@ -1575,5 +1652,84 @@ mod tests {
             );
             round_trip(&msgs, &[1, 333]);
         }
+    }
+}
+
+#[cfg(test)]
+mod standalone_tests {
+    use super::*;
+
+    /// A standalone encoding decodes to the same message as the stateful encoder's, after any
+    /// earlier message on the same chunk stream (fmt 0 needs no history).
+    #[test]
+    fn standalone_encoding_decodes_like_the_stateful_one() {
+        for &(chunk, len, ts) in &[
+            (128u32, 0usize, 0u32),
+            (128, 1, 40),
+            (128, 128, 80),
+            (128, 129, 120),
+            (4096, 10_000, 0x00FF_FFFE),
+            (4096, 10_000, 0x0100_0000),
+            (3, 17, 7),
+            (60_000, 70_000, 0xFFFF_FFFF),
+        ] {
+            let payload: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+            let prefix = [0x17u8, 1, 0, 0, 0];
+            let header = MessageHeader {
+                csid: 6,
+                timestamp: ts,
+                type_id: 9,
+                stream_id: 1,
+            };
+            // An earlier message on the same csid, so a compressed header would be wrong.
+            let mut enc = ChunkEncoder::new();
+            enc.set_chunk_size(chunk);
+            let mut q = OutQueue::new();
+            let earlier = MessageHeader {
+                timestamp: 5,
+                ..header
+            };
+            enc.encode(&earlier, &Bytes::from_static(b"abc"), &mut q)
+                .unwrap();
+            let mut wire = BytesMut::new();
+            while !q.is_empty() {
+                let taken = {
+                    let mut slices = [IoSlice::new(&[]); 256];
+                    let n = q.io_slices(&mut slices);
+                    for s in &slices[..n] {
+                        wire.extend_from_slice(s);
+                    }
+                    slices[..n].iter().map(|s| s.len()).sum::<usize>()
+                };
+                q.advance(taken);
+            }
+            let one = encode_standalone(&header, &prefix, &payload, chunk).unwrap();
+            wire.extend_from_slice(&one);
+
+            let mut dec = ChunkDecoder::new(DecoderLimits {
+                max_message_size: 1 << 20,
+                ..DecoderLimits::default()
+            });
+            dec.set_chunk_size(chunk).unwrap();
+            let first = dec.decode(&mut wire).unwrap().expect("first message");
+            assert_eq!(&first.payload[..], b"abc");
+            let m = dec.decode(&mut wire).unwrap().expect("standalone message");
+            assert!(wire.is_empty(), "chunk {chunk} len {len}: bytes left over");
+            assert_eq!((m.csid, m.timestamp, m.type_id, m.stream_id), (6, ts, 9, 1));
+            let mut want = prefix.to_vec();
+            want.extend_from_slice(&payload);
+            assert_eq!(&m.payload[..], &want[..], "chunk {chunk} len {len}");
+        }
+    }
+
+    #[test]
+    fn standalone_encoding_refuses_what_the_stateful_one_refuses() {
+        let h = MessageHeader {
+            csid: 1,
+            timestamp: 0,
+            type_id: 9,
+            stream_id: 1,
+        };
+        assert!(encode_standalone(&h, &[], b"x", 128).is_err());
     }
 }

@@ -2,8 +2,7 @@
 
 use crate::amf0::Amf0Value;
 use crate::flv;
-use crate::session::ServerSession;
-use bytes::Bytes;
+use crate::session::MessageWriter;
 use media::{AudioCodec, Frame, MediaInfo, TrackKind, VideoCodec, ticks_to_ms};
 use std::sync::Arc;
 
@@ -45,13 +44,18 @@ impl Play {
         self.started
     }
 
+    /// Publish session of the tracks last sent, if any.
+    pub fn session(&self) -> Option<u64> {
+        self.session
+    }
+
     /// Message stream id this player plays on.
     pub fn stream_id(&self) -> u32 {
         self.stream_id
     }
 
     /// New or changed tracks: status messages, metadata, then sequence headers.
-    pub fn tracks(&mut self, s: &mut ServerSession, info: Arc<MediaInfo>, session: u64) {
+    pub fn tracks(&mut self, s: &mut MessageWriter, info: Arc<MediaInfo>, session: u64) {
         if !self.started {
             self.started = true;
             s.accept_play(self.stream_id, &self.name);
@@ -88,8 +92,40 @@ impl Play {
     }
 
     /// One frame; returns the bytes of payload queued.
-    pub fn frame(&mut self, s: &mut ServerSession, frame: &Frame) -> usize {
-        let Some(info) = &self.info else { return 0 };
+    pub fn frame(&mut self, s: &mut MessageWriter, frame: &Frame) -> usize {
+        let Some(m) = self.map(frame) else { return 0 };
+        s.send_media(
+            self.stream_id,
+            m.video,
+            m.timestamp,
+            m.prefix(),
+            &frame.payload,
+        );
+        frame.payload.len()
+    }
+
+    /// How `frame` goes out to this player (timestamp, tag header), advancing its clock;
+    /// `None` if the frame's track is not being played.
+    pub fn map(&mut self, frame: &Frame) -> Option<Mapped> {
+        let info = self.info.as_ref()?;
+        let (video, prefix, len) = match frame.track {
+            TrackKind::Video => match info.video.as_ref()? {
+                VideoCodec::H264(_) => {
+                    let cts = ticks_to_ms(frame.pts - frame.dts);
+                    let cts = cts.clamp(-(1 << 23), (1 << 23) - 1) as i32;
+                    let h = flv::avc_video_header(frame.keyframe, CODED_FRAME, cts);
+                    (true, pad(&h), h.len())
+                }
+                VideoCodec::Opaque { .. } => (true, [0; 5], 0),
+            },
+            TrackKind::Audio => match info.audio.as_ref()? {
+                AudioCodec::Aac(cfg) => {
+                    let h = flv::aac_audio_header(cfg, CODED_FRAME);
+                    (false, pad(&h), h.len())
+                }
+                AudioCodec::Opaque { .. } => (false, [0; 5], 0),
+            },
+        };
         let ms = ticks_to_ms(frame.dts);
         if self.rebase {
             self.rebase = false;
@@ -100,44 +136,47 @@ impl Play {
         }
         let out_ms = ms + self.offset_ms;
         self.last_ms = Some(out_ms);
-        // RTMP timestamps are 32-bit and wrap by definition.
-        let ts = out_ms as u32;
-        let empty = Bytes::new();
-        match frame.track {
-            TrackKind::Video => match &info.video {
-                Some(VideoCodec::H264(_)) => {
-                    let cts = ticks_to_ms(frame.pts - frame.dts);
-                    let cts = cts.clamp(-(1 << 23), (1 << 23) - 1) as i32;
-                    let h = flv::avc_video_header(frame.keyframe, CODED_FRAME, cts);
-                    s.send_media(self.stream_id, true, ts, &h, &frame.payload);
-                }
-                Some(VideoCodec::Opaque { .. }) => {
-                    s.send_media(self.stream_id, true, ts, &[], &frame.payload)
-                }
-                None => return 0,
-            },
-            TrackKind::Audio => match &info.audio {
-                Some(AudioCodec::Aac(cfg)) => {
-                    let h = flv::aac_audio_header(cfg, CODED_FRAME);
-                    s.send_media(self.stream_id, false, ts, &h, &frame.payload);
-                }
-                Some(AudioCodec::Opaque { .. }) => {
-                    s.send_media(self.stream_id, false, ts, &[], &frame.payload)
-                }
-                None => return 0,
-            },
-        }
-        let _ = empty;
-        frame.payload.len()
+        Some(Mapped {
+            video,
+            // RTMP timestamps are 32-bit and wrap by definition.
+            timestamp: out_ms as u32,
+            prefix,
+            prefix_len: len as u8,
+        })
     }
 
     /// The publisher left.
-    pub fn end(&mut self, s: &mut ServerSession) {
+    pub fn end(&mut self, s: &mut MessageWriter) {
         if self.started {
             s.play_unpublished(self.stream_id, &self.name);
         }
         self.info = None;
     }
+}
+
+/// A frame as one player receives it: the message's timestamp and its FLV tag header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mapped {
+    /// Video (else audio) message.
+    pub video: bool,
+    /// RTMP timestamp in ms.
+    pub timestamp: u32,
+    prefix: [u8; 5],
+    prefix_len: u8,
+}
+
+impl Mapped {
+    /// The FLV tag header that precedes the payload.
+    pub fn prefix(&self) -> &[u8] {
+        &self.prefix[..self.prefix_len as usize]
+    }
+}
+
+fn pad(h: &[u8]) -> [u8; 5] {
+    let mut p = [0; 5];
+    let n = h.len().min(5);
+    p[..n].copy_from_slice(&h[..n]);
+    p
 }
 
 /// `onMetaData` for players, built from the hub's view of the tracks.

@@ -155,8 +155,7 @@ pub struct ServerSession {
     config: SessionConfig,
     phase: Phase,
     decoder: ChunkDecoder,
-    encoder: ChunkEncoder,
-    out: OutQueue,
+    w: MessageWriter,
     events: VecDeque<SessionEvent>,
     next_stream_id: u32,
     /// Window after which we owe the peer an acknowledgement (0 = none asked).
@@ -172,8 +171,7 @@ impl ServerSession {
             config,
             phase: Phase::Handshake(ServerHandshake::new(epoch_ms, seed)),
             decoder,
-            encoder: ChunkEncoder::new(),
-            out: OutQueue::new(),
+            w: MessageWriter::new(),
             events: VecDeque::new(),
             next_stream_id: message::MEDIA_STREAM_ID,
             peer_ack_window: 0,
@@ -194,7 +192,17 @@ impl ServerSession {
 
     /// Bytes waiting to be written to the peer.
     pub fn out(&mut self) -> &mut OutQueue {
-        &mut self.out
+        &mut self.w.out
+    }
+
+    /// The outgoing side: what players' [`crate::play::Play`] writes through.
+    pub fn writer(&mut self) -> &mut MessageWriter {
+        &mut self.w
+    }
+
+    /// Outgoing chunk size agreed at `connect`.
+    pub fn out_chunk_size(&self) -> u32 {
+        self.w.encoder.chunk_size()
     }
 
     /// Total bytes consumed from the peer after the handshake.
@@ -213,7 +221,7 @@ impl ServerSession {
         if let Phase::Handshake(hs) = &mut self.phase {
             let status = hs.feed(input)?;
             if let Some(reply) = hs.poll_transmit() {
-                self.out.push(reply);
+                self.w.out.push(reply);
             }
             if status != HandshakeStatus::Done {
                 return Ok(());
@@ -446,7 +454,7 @@ impl ServerSession {
         );
         let size = self.config.out_chunk_size;
         self.send_control(message::TYPE_SET_CHUNK_SIZE, message::set_chunk_size(size));
-        self.encoder.set_chunk_size(size);
+        self.w.encoder.set_chunk_size(size);
         let props = Amf0Value::object([
             ("fmsVer", "FMS/3,0,1,123".into()),
             ("capabilities", 31.0.into()),
@@ -517,6 +525,113 @@ impl ServerSession {
             "NetStream.Unpublish.Success",
             &format!("{name} is now unpublished."),
         );
+    }
+
+    /// Starts playback on `stream_id`: StreamBegin, `Play.Reset`, `Play.Start`, sample access.
+    pub fn accept_play(&mut self, stream_id: u32, name: &str) {
+        self.w.accept_play(stream_id, name);
+    }
+
+    /// Refuses a play with `NetStream.Play.StreamNotFound`; the driver closes afterwards.
+    pub fn reject_play(&mut self, stream_id: u32, description: &str) {
+        self.w.reject_play(stream_id, description);
+    }
+
+    /// Tells a player the publisher left (`Play.UnpublishNotify`, StreamEOF).
+    pub fn play_unpublished(&mut self, stream_id: u32, name: &str) {
+        self.w.play_unpublished(stream_id, name);
+    }
+
+    /// Tells a waiting player the publisher (re)started (`Play.PublishNotify`).
+    pub fn play_published(&mut self, stream_id: u32, name: &str) {
+        self.w.play_published(stream_id, name);
+    }
+
+    /// Sends `onMetaData` to a player.
+    pub fn send_metadata(&mut self, stream_id: u32, metadata: Amf0Value) {
+        self.w.send_metadata(stream_id, metadata);
+    }
+
+    /// Sends an audio or video message (see [`MessageWriter::send_media`]).
+    pub fn send_media(
+        &mut self,
+        stream_id: u32,
+        video: bool,
+        timestamp: u32,
+        prefix: &[u8],
+        payload: &Bytes,
+    ) {
+        self.w
+            .send_media(stream_id, video, timestamp, prefix, payload);
+    }
+
+    fn on_status(&mut self, stream_id: u32, level: &str, code: &str, description: &str) {
+        self.w.on_status(stream_id, level, code, description);
+    }
+
+    fn reply_result(&mut self, txid: f64, object: Amf0Value, args: Vec<Amf0Value>) {
+        self.w.reply_result(txid, object, args);
+    }
+
+    fn send_command(
+        &mut self,
+        csid: u32,
+        stream_id: u32,
+        name: &str,
+        txid: f64,
+        object: Amf0Value,
+        args: Vec<Amf0Value>,
+    ) {
+        self.w
+            .send_command(csid, stream_id, name, txid, object, args);
+    }
+
+    fn send_user_control(&mut self, body: Bytes) {
+        self.w.send_user_control(body);
+    }
+
+    fn send_control(&mut self, type_id: u8, body: Bytes) {
+        self.w.send_control(type_id, body);
+    }
+}
+
+/// The outgoing half of a connection: a chunk encoder and the bytes it queued. Players of a
+/// stream are written by the stream's fan-out task through one of these each, apart from the
+/// connection task that reads their commands.
+#[derive(Debug, Default)]
+pub struct MessageWriter {
+    encoder: ChunkEncoder,
+    out: OutQueue,
+}
+
+impl MessageWriter {
+    /// A writer with chunk size 128 and nothing queued.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A writer for a connection whose outgoing chunk size is already `chunk_size`, that
+    /// starts every message with a full header (see [`ChunkEncoder::set_full_headers`]).
+    pub fn full_headers(chunk_size: u32) -> Self {
+        let mut w = Self::new();
+        w.encoder.set_chunk_size(chunk_size);
+        w.encoder.set_full_headers(true);
+        w
+    }
+
+    /// Makes every later message start with a full header.
+    pub fn set_full_headers(&mut self) {
+        self.encoder.set_full_headers(true);
+    }
+
+    /// Outgoing chunk size.
+    pub fn chunk_size(&self) -> u32 {
+        self.encoder.chunk_size()
+    }
+
+    /// Bytes queued for the peer.
+    pub fn out(&mut self) -> &mut OutQueue {
+        &mut self.out
     }
 
     /// Starts playback on `stream_id`: StreamBegin, `Play.Reset`, `Play.Start`, sample access.
@@ -622,7 +737,7 @@ impl ServerSession {
         }
     }
 
-    fn on_status(&mut self, stream_id: u32, level: &str, code: &str, description: &str) {
+    pub fn on_status(&mut self, stream_id: u32, level: &str, code: &str, description: &str) {
         let body = message::on_status(level, code, description);
         self.send_raw(
             message::CSID_DATA,
@@ -633,11 +748,11 @@ impl ServerSession {
         );
     }
 
-    fn reply_result(&mut self, txid: f64, object: Amf0Value, args: Vec<Amf0Value>) {
+    pub(crate) fn reply_result(&mut self, txid: f64, object: Amf0Value, args: Vec<Amf0Value>) {
         self.send_command(message::CSID_COMMAND, 0, "_result", txid, object, args);
     }
 
-    fn send_command(
+    pub fn send_command(
         &mut self,
         csid: u32,
         stream_id: u32,
@@ -650,15 +765,22 @@ impl ServerSession {
         self.send_raw(csid, 0, message::TYPE_COMMAND_AMF0, stream_id, &body);
     }
 
-    fn send_user_control(&mut self, body: Bytes) {
+    pub fn send_user_control(&mut self, body: Bytes) {
         self.send_control(message::TYPE_USER_CONTROL, body);
     }
 
-    fn send_control(&mut self, type_id: u8, body: Bytes) {
+    pub fn send_control(&mut self, type_id: u8, body: Bytes) {
         self.send_raw(message::CSID_PROTOCOL, 0, type_id, 0, &body);
     }
 
-    fn send_raw(&mut self, csid: u32, timestamp: u32, type_id: u8, stream_id: u32, body: &Bytes) {
+    pub fn send_raw(
+        &mut self,
+        csid: u32,
+        timestamp: u32,
+        type_id: u8,
+        stream_id: u32,
+        body: &Bytes,
+    ) {
         let header = MessageHeader {
             csid,
             timestamp,
@@ -1145,8 +1267,8 @@ mod tests {
         let mut s = handshaken();
         let _ = drain(s.out());
         let mut play = Play::new(1, "demo");
-        play.tracks(&mut s, avc_info(), 7);
-        play.frame(&mut s, &video(1000, true));
+        play.tracks(s.writer(), avc_info(), 7);
+        play.frame(s.writer(), &video(1000, true));
         let msgs = server_messages(&mut s, false);
         assert_eq!(
             status_codes(&msgs),
@@ -1182,13 +1304,13 @@ mod tests {
         let mut s = handshaken();
         let _ = drain(s.out());
         let mut play = Play::new(1, "demo");
-        play.tracks(&mut s, avc_info(), 1);
-        play.frame(&mut s, &video(50_000, true));
-        play.end(&mut s);
+        play.tracks(s.writer(), avc_info(), 1);
+        play.frame(s.writer(), &video(50_000, true));
+        play.end(s.writer());
         // The new publisher starts its clock at zero.
-        play.tracks(&mut s, avc_info(), 2);
-        play.frame(&mut s, &video(0, true));
-        play.frame(&mut s, &video(40, false));
+        play.tracks(s.writer(), avc_info(), 2);
+        play.frame(s.writer(), &video(0, true));
+        play.frame(s.writer(), &video(40, false));
 
         let mut buf = drain(s.out());
         let mut dec = ChunkDecoder::new(DecoderLimits::default());

@@ -138,6 +138,7 @@ impl Admission for Rec {
 /// A server on a loopback port with `admission` installed.
 struct Fixture {
     hub: Hub,
+    fanout: Arc<Registry>,
     addr: SocketAddr,
     shutdown: CancellationToken,
     server: tokio::task::JoinHandle<io::Result<()>>,
@@ -151,9 +152,11 @@ impl Fixture {
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
         let server = Server::new(hub.clone(), ServerConfig::default());
+        let fanout = server.fanout.clone();
         let server = tokio::spawn(server.run(listener, shutdown.clone()));
         Fixture {
             hub,
+            fanout,
             addr,
             shutdown,
             server,
@@ -452,4 +455,219 @@ async fn shutdown_tells_players_the_stream_ended_before_closing() {
         "no end-of-stream status before the close: {codes:?}"
     );
     drop(publisher);
+}
+
+fn opaque_video() -> media::MediaInfo {
+    media::MediaInfo {
+        video: Some(media::VideoCodec::Opaque {
+            codec: media::OpaqueCodec::FlvId(7),
+            sequence_header: None,
+        }),
+        audio: None,
+        framerate: None,
+    }
+}
+
+/// An opaque FLV video tag body of `len` bytes whose last 4 bytes carry `n`.
+fn numbered(n: u32, key: bool, len: usize) -> media::Frame {
+    let mut body = vec![if key { 0x17 } else { 0x27 }; len.max(8)];
+    let end = body.len();
+    body[end - 4..].copy_from_slice(&n.to_be_bytes());
+    media::Frame {
+        track: media::TrackKind::Video,
+        dts: i64::from(n) * 90 * 40,
+        pts: i64::from(n) * 90 * 40,
+        keyframe: key,
+        payload: bytes::Bytes::from(body),
+    }
+}
+
+fn frame_numbers(events: &[ClientEvent]) -> Vec<u32> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::Video { payload, .. } if payload.len() >= 8 => {
+                let end = payload.len();
+                Some(u32::from_be_bytes(payload[end - 4..].try_into().unwrap()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn status_codes(events: &[ClientEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::Status { code, .. } => Some(code.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn wait_until(what: &str, f: impl Fn() -> bool) {
+    for _ in 0..500 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{what} never happened");
+}
+
+fn rtmp_readers(hub: &Hub) -> u32 {
+    let stats = hub.stats("x").unwrap();
+    stats
+        .readers
+        .iter()
+        .find(|(p, _)| *p == "rtmp")
+        .map_or(0, |(_, n)| *n)
+}
+
+fn test_publisher(hub: &Hub, code: &str) -> hub::Publisher {
+    hub.publish(
+        code,
+        hub::PublisherMeta {
+            protocol: "test",
+            ..hub::PublisherMeta::default()
+        },
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn players_of_a_stream_share_one_writer_and_get_the_gop_then_every_frame() {
+    let fx = Fixture::start(Rec::new(OnConnect::Allow)).await;
+    let publisher = test_publisher(&fx.hub, "x");
+    publisher.announce(opaque_video());
+    // A GOP bigger than one chunk per frame, so chunking is exercised.
+    for n in 0..5 {
+        publisher.write(numbered(n, n == 0, 10_000));
+    }
+    let mut players = Vec::new();
+    for _ in 0..3 {
+        let mut c = Client::connect(fx.addr, "live", ClientRole::Play { name: "x".into() }).await;
+        c.run_until(|e| frame_numbers(e).len() >= 5).await;
+        assert_eq!(
+            frame_numbers(&c.events),
+            [0, 1, 2, 3, 4],
+            "cached GOP first"
+        );
+        players.push(c);
+    }
+    assert_eq!(fx.fanout.tasks(), 1, "one writer for the stream");
+    assert_eq!(rtmp_readers(&fx.hub), 3);
+    for n in 5..40 {
+        publisher.write(numbered(n, n % 10 == 0, 300 + n as usize * 97));
+    }
+    for c in &mut players {
+        c.run_until(|e| frame_numbers(e).len() >= 40).await;
+        assert_eq!(frame_numbers(&c.events), (0..40).collect::<Vec<_>>());
+        let stamps: Vec<u32> = c
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                ClientEvent::Video { timestamp, .. } => Some(*timestamp),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(stamps, (0..40).map(|n| n * 40).collect::<Vec<_>>());
+    }
+    drop(players);
+    wait_until("the writer retires", || fx.fanout.tasks() == 0).await;
+    wait_until("readers leave", || {
+        fx.hub.stats("x").unwrap().readers.is_empty()
+    })
+    .await;
+    drop(publisher);
+    fx.stop().await;
+}
+
+#[tokio::test]
+async fn a_stalled_player_neither_stalls_the_others_nor_grows_without_bound() {
+    let fx = Fixture::start(Rec::new(OnConnect::Allow)).await;
+    let publisher = test_publisher(&fx.hub, "x");
+    publisher.announce(opaque_video());
+    publisher.write(numbered(0, true, 1000));
+    let mut stalled = Client::connect(fx.addr, "live", ClientRole::Play { name: "x".into() }).await;
+    stalled.run_until(|e| !frame_numbers(e).is_empty()).await;
+    let mut live = Client::connect(fx.addr, "live", ClientRole::Play { name: "x".into() }).await;
+    live.run_until(|e| !frame_numbers(e).is_empty()).await;
+    // 30 MB through a player that reads nothing: far beyond its socket buffers and the
+    // writer's ring.
+    let last = 1500;
+    for n in 1..=last {
+        publisher.write(numbered(n, n % 50 == 0, 20_000));
+        if n % 20 == 0 {
+            live.run_until(|e| frame_numbers(e).last() == Some(&n))
+                .await;
+        }
+    }
+    let got = frame_numbers(&live.events);
+    assert_eq!(
+        got,
+        (0..=last).collect::<Vec<_>>(),
+        "the reading player lost nothing"
+    );
+    // The stalled one is still connected and resumes at a keyframe when it reads again.
+    publisher.write(numbered(last + 1, true, 1000));
+    publisher.write(numbered(last + 2, false, 1000));
+    stalled
+        .run_until(|e| frame_numbers(e).last() == Some(&(last + 2)))
+        .await;
+    let seen = frame_numbers(&stalled.events);
+    assert!(seen.len() < got.len(), "the stalled player skipped frames");
+    let mut resumed = seen.clone();
+    resumed.dedup();
+    assert_eq!(resumed, seen, "no frame twice");
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "in order: {seen:?}");
+    drop(publisher);
+    fx.stop().await;
+}
+
+#[tokio::test]
+async fn kicked_player_is_closed_and_republish_is_announced_to_the_rest() {
+    let fx = Fixture::start(Rec::new(OnConnect::Allow)).await;
+    let publisher = test_publisher(&fx.hub, "x");
+    publisher.announce(opaque_video());
+    publisher.write(numbered(0, true, 100));
+    let mut a = Client::connect(fx.addr, "live", ClientRole::Play { name: "x".into() }).await;
+    a.run_until(|e| !frame_numbers(e).is_empty()).await;
+    let mut b = Client::connect(fx.addr, "live", ClientRole::Play { name: "x".into() }).await;
+    b.run_until(|e| !frame_numbers(e).is_empty()).await;
+    let session = fx
+        .hub
+        .sessions()
+        .into_iter()
+        .find(|s| s.role == SessionRole::Reader)
+        .unwrap();
+    assert!(fx.hub.kick_session(session.id));
+    // One of them is kicked; find out which by who sees EOF.
+    let (mut kicked, mut kept) = (a, b);
+    let closed = tokio::time::timeout(Duration::from_secs(2), kicked.tcp.readable()).await;
+    assert!(closed.is_ok());
+    kicked.run_until(|_| false).await;
+    if !kicked.eof {
+        std::mem::swap(&mut kicked, &mut kept);
+        kicked.until_eof().await;
+    }
+    drop(publisher);
+    let publisher = test_publisher(&fx.hub, "x");
+    publisher.announce(opaque_video());
+    publisher.write(numbered(1, true, 100));
+    kept.run_until(|e| frame_numbers(e).last() == Some(&1))
+        .await;
+    let codes = status_codes(&kept.events);
+    let unpublished = codes
+        .iter()
+        .position(|c| c == "NetStream.Play.UnpublishNotify")
+        .expect("told of the unpublish");
+    let published = codes
+        .iter()
+        .position(|c| c == "NetStream.Play.PublishNotify")
+        .expect("told of the republish");
+    assert!(unpublished < published, "{codes:?}");
+    assert_eq!(rtmp_readers(&fx.hub), 1);
+    drop(publisher);
+    fx.stop().await;
 }
