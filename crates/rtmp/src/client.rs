@@ -336,6 +336,14 @@ impl ClientSession {
         self.send_media(video, timestamp, &[], body);
     }
 
+    /// Sends a command on the play or publish stream, as players send `pause`,
+    /// `receiveAudio` and `receiveVideo`; dropped before the stream exists.
+    pub fn stream_command(&mut self, name: &str, args: Vec<Amf0Value>) {
+        if let Some(stream_id) = self.stream_id() {
+            self.send_command(message::CSID_COMMAND, stream_id, name, args);
+        }
+    }
+
     /// Ends the session politely: `FCUnpublish` + `deleteStream` for a publisher,
     /// `deleteStream` for a player. The driver should flush [`Self::out`] and close.
     pub fn close(&mut self) {

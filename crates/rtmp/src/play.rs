@@ -145,6 +145,14 @@ impl Play {
         })
     }
 
+    /// The player stopped its play (`deleteStream`, `closeStream`).
+    pub fn stop(&mut self, s: &mut MessageWriter) {
+        if self.started {
+            s.play_stopped(self.stream_id, &self.name);
+        }
+        self.info = None;
+    }
+
     /// The publisher left.
     pub fn end(&mut self, s: &mut MessageWriter) {
         if self.started {

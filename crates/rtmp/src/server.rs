@@ -8,7 +8,7 @@ use crate::ingest::{Ingest, IngestOutput};
 use crate::play::Play;
 use crate::session::{ConnectInfo, ServerSession, SessionConfig, SessionEvent, split_query};
 use bytes::BytesMut;
-use fanout::{Joiner, Membership, Registry};
+use fanout::{Change, Joiner, Membership, Registry};
 use hub::{
     AccessRequest, Action, Admission, ClientInfo, Hub, PublishError, PublisherMeta, ReaderMeta,
     Seat,
@@ -634,11 +634,15 @@ impl<S: Socket> Conn<S> {
                         return Err(ConnError::ReadBuffer(self.max_rbuf));
                     }
                     self.feed().await?;
+                    let playing = matches!(self.role, Role::Playing { .. });
                     if self.rbuf.is_empty()
-                        && self.rbuf.capacity() > SMALL_READ_CHUNK
-                        && !matches!(self.role, Role::Publishing { .. })
+                        && (playing
+                            || self.rbuf.capacity() > SMALL_READ_CHUNK
+                                && !matches!(self.role, Role::Publishing { .. }))
                     {
-                        // The handshake needed 3 KiB; an idle player needs almost nothing.
+                        // The handshake needed 3 KiB; a player sends an acknowledgement every
+                        // few seconds, so its buffer is better allocated per read than kept
+                        // by each of thousands of players.
                         self.rbuf = BytesMut::new();
                     }
                 }
@@ -694,6 +698,28 @@ impl<S: Socket> Conn<S> {
                     }
                 }
                 SessionEvent::StreamClosed { stream_id } => self.on_stream_closed(stream_id).await,
+                SessionEvent::Pause { stream_id, paused } => {
+                    if self.playing_on(stream_id) {
+                        debug!(paused, "player paused or unpaused");
+                        self.session.play_paused(stream_id, paused);
+                        let change = if paused {
+                            Change::Pause
+                        } else {
+                            Change::Resume
+                        };
+                        self.forward(Some(change)).await?;
+                    }
+                }
+                SessionEvent::Receive {
+                    stream_id,
+                    video,
+                    on,
+                } => {
+                    if self.playing_on(stream_id) {
+                        debug!(video, on, "player chose its tracks");
+                        self.forward(Some(Change::Receive { video, on })).await?;
+                    }
+                }
             }
             if let Role::Publishing { publisher, .. } = &self.role {
                 for out in outputs.drain(..) {
@@ -947,7 +973,9 @@ impl<S: Socket> Conn<S> {
             }
             Role::Playing { stream_id: id, .. } if *id == stream_id => {
                 debug!("player closed its stream");
-                self.stop_playing().await;
+                if let Some(mut play) = self.stop_playing().await {
+                    play.stop(self.session.writer());
+                }
             }
             _ => {}
         }
@@ -976,13 +1004,24 @@ impl<S: Socket> Conn<S> {
 
     /// Writes what is queued, or hands it to the fan-out task while playing.
     async fn flush(&mut self) -> Result<(), ConnError> {
-        if let Role::Playing { member, .. } = &self.role {
-            if !member.forward(self.session.out()).await {
-                return Err(io::Error::from(io::ErrorKind::BrokenPipe).into());
-            }
-            return Ok(());
+        if matches!(self.role, Role::Playing { .. }) {
+            return self.forward(None).await;
         }
         flush(&*self.socket, self.session.out())
+    }
+
+    /// Hands what is queued and a playback `change` to the player's fan-out task.
+    async fn forward(&mut self, change: Option<Change>) -> Result<(), ConnError> {
+        if let Role::Playing { member, .. } = &self.role
+            && !member.forward(self.session.out(), change).await
+        {
+            return Err(io::Error::from(io::ErrorKind::BrokenPipe).into());
+        }
+        Ok(())
+    }
+
+    fn playing_on(&self, stream_id: u32) -> bool {
+        matches!(self.role, Role::Playing { stream_id: id, .. } if id == stream_id)
     }
 }
 

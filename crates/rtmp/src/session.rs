@@ -121,6 +121,22 @@ pub enum SessionEvent {
         /// Tag body.
         payload: Bytes,
     },
+    /// A player's `pause` (`true`) or unpause (`false`).
+    Pause {
+        /// Message stream id.
+        stream_id: u32,
+        /// Paused after this command.
+        paused: bool,
+    },
+    /// A player's `receiveAudio` / `receiveVideo`.
+    Receive {
+        /// Message stream id.
+        stream_id: u32,
+        /// Video (else audio).
+        video: bool,
+        /// Whether the player wants that track.
+        on: bool,
+    },
     /// The client stopped publishing or playing on `stream_id` (deleteStream, closeStream,
     /// FCUnpublish).
     StreamClosed {
@@ -380,14 +396,28 @@ impl ServerSession {
                 }
                 Ok(())
             }
-            (_, "_checkbw")
-            | (_, "_result")
-            | (_, "_error")
-            | (_, "onBWDone")
-            | (_, "pause")
-            | (_, "receiveAudio")
-            | (_, "receiveVideo")
-            | (_, "seek") => Ok(()),
+            (_, "_checkbw") | (_, "_result") | (_, "_error") | (_, "onBWDone") | (_, "seek") => {
+                Ok(())
+            }
+            (_, "pause") => {
+                // `pause <txid> null <pause: bool> <position ms>`; `pauseRaw` is not sent by
+                // any player still in use.
+                let paused = cmd.arg(0).and_then(|v| v.as_bool()).unwrap_or(true);
+                self.events.push_back(SessionEvent::Pause {
+                    stream_id: stream_id.max(1),
+                    paused,
+                });
+                Ok(())
+            }
+            (_, name @ ("receiveAudio" | "receiveVideo")) => {
+                let on = cmd.arg(0).and_then(|v| v.as_bool()).unwrap_or(true);
+                self.events.push_back(SessionEvent::Receive {
+                    stream_id: stream_id.max(1),
+                    video: name == "receiveVideo",
+                    on,
+                });
+                Ok(())
+            }
             (_, other) => {
                 tracing::debug!(command = other, "ignoring unknown RTMP command");
                 Ok(())
@@ -552,6 +582,11 @@ impl ServerSession {
         self.w.send_metadata(stream_id, metadata);
     }
 
+    /// Answers a player's pause or unpause (see [`MessageWriter::play_paused`]).
+    pub fn play_paused(&mut self, stream_id: u32, paused: bool) {
+        self.w.play_paused(stream_id, paused);
+    }
+
     /// Sends an audio or video message (see [`MessageWriter::send_media`]).
     pub fn send_media(
         &mut self,
@@ -679,6 +714,33 @@ impl MessageWriter {
             &format!("{name} is now unpublished."),
         );
         self.send_user_control(message::user_control_stream_eof(stream_id));
+    }
+
+    /// Tells a player its play ended at its own request (`deleteStream`, `closeStream`):
+    /// StreamEOF and `NetStream.Play.Stop`, as nginx-rtmp sends.
+    pub fn play_stopped(&mut self, stream_id: u32, name: &str) {
+        self.send_user_control(message::user_control_stream_eof(stream_id));
+        self.on_status(
+            stream_id,
+            "status",
+            "NetStream.Play.Stop",
+            &format!("Stopped playing {name}."),
+        );
+    }
+
+    /// `NetStream.Pause.Notify`, or StreamBegin and `NetStream.Unpause.Notify`.
+    pub fn play_paused(&mut self, stream_id: u32, paused: bool) {
+        if paused {
+            self.on_status(stream_id, "status", "NetStream.Pause.Notify", "Paused live");
+        } else {
+            self.send_user_control(message::user_control_stream_begin(stream_id));
+            self.on_status(
+                stream_id,
+                "status",
+                "NetStream.Unpause.Notify",
+                "Unpaused live",
+            );
+        }
     }
 
     /// Tells a waiting player the publisher (re)started (`Play.PublishNotify`).

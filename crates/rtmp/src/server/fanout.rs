@@ -73,8 +73,20 @@ enum Cmd {
     },
     Control {
         id: u64,
+        change: Option<Change>,
         out: OutQueue,
     },
+}
+
+/// A player's own playback controls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Change {
+    /// `pause`: nothing more is sent until unpaused.
+    Pause,
+    /// Unpause: resumes live, at the current GOP's keyframe.
+    Resume,
+    /// `receiveAudio` / `receiveVideo`; video comes back at a keyframe.
+    Receive { video: bool, on: bool },
 }
 
 /// What a player that leaves its fan-out task takes back to its connection.
@@ -152,6 +164,10 @@ impl Registry {
             chunk_size: joiner.chunk_size,
             cursor: 0,
             skipping: false,
+            paused: false,
+            audio: true,
+            video: true,
+            video_key: false,
             blocked: false,
             ready: false,
             unmetered: 0,
@@ -237,16 +253,21 @@ impl Membership {
         self.gone.clone()
     }
 
-    /// Sends the connection's own replies out behind what is queued; `false` if the fan-out
-    /// task no longer has this player.
-    pub(super) async fn forward(&self, out: &mut OutQueue) -> bool {
-        if out.is_empty() {
+    /// Sends the connection's own replies out behind what is queued, applying `change`
+    /// first (so a pause status is the last thing before the pause, an unpause status the
+    /// first thing after); `false` if the fan-out task no longer has this player.
+    pub(super) async fn forward(&self, out: &mut OutQueue, change: Option<Change>) -> bool {
+        if out.is_empty() && change.is_none() {
             return true;
         }
         let out = std::mem::take(out);
         self.shared
             .tx
-            .send(Cmd::Control { id: self.id, out })
+            .send(Cmd::Control {
+                id: self.id,
+                change,
+                out,
+            })
             .await
             .is_ok()
             && !self.gone.is_cancelled()
@@ -294,6 +315,14 @@ struct Member {
     cursor: u64,
     /// Waiting for a video keyframe (joined without a GOP, or fell behind).
     skipping: bool,
+    /// The player paused: its cursor stays until it unpauses.
+    paused: bool,
+    /// The player wants audio (`receiveAudio`).
+    audio: bool,
+    /// The player wants video (`receiveVideo`).
+    video: bool,
+    /// Video was switched back on: its next video frame must be a keyframe.
+    video_key: bool,
     /// The socket would block: wait for writability.
     blocked: bool,
     /// Became writable since the last flush.
@@ -512,9 +541,16 @@ impl Group {
                     }
                 }
             }
-            Cmd::Control { id, mut out } => {
+            Cmd::Control {
+                id,
+                change,
+                mut out,
+            } => {
                 if let Some(i) = self.members.iter().position(|m| m.id == id) {
                     let m = &mut self.members[i];
+                    if let Some(change) = change {
+                        apply(&self.ring, m, change);
+                    }
                     m.w.out().append(&mut out);
                     if m.w.out().len_bytes() > MAX_PLAYER_BACKLOG {
                         warn!("player's replies pile up behind a stalled socket; dropping it");
@@ -667,8 +703,40 @@ fn pump(ring: &mut Ring, m: &mut Member) -> bool {
     true
 }
 
+fn apply(ring: &Ring, m: &mut Member, change: Change) {
+    match change {
+        Change::Pause => m.paused = true,
+        Change::Resume if m.paused => {
+            // Live has moved on: start again where a new player would, unless that is behind
+            // what this one was already sent (a pause within one GOP): never go back in time.
+            m.paused = false;
+            match ring.start {
+                Some(start) if start > m.cursor => {
+                    m.cursor = start;
+                    m.skipping = false;
+                }
+                Some(_) => {}
+                None if m.cursor < ring.first => {}
+                None => {
+                    m.cursor = ring.end();
+                    m.skipping = ring.has_video();
+                }
+            }
+        }
+        Change::Resume => {}
+        Change::Receive { video: false, on } => m.audio = on,
+        Change::Receive { video: true, on } => {
+            m.video_key = on && !m.video;
+            m.video = on;
+        }
+    }
+}
+
 /// Queues the player's next events, up to [`FILL_BYTES`].
 fn fill(ring: &mut Ring, m: &mut Member) {
+    if m.paused {
+        return;
+    }
     let end = ring.end();
     if m.cursor < ring.first {
         // Fell off the ring: resume at a keyframe, with the tracks of whatever session is
@@ -695,11 +763,20 @@ fn fill(ring: &mut Ring, m: &mut Member) {
                 m.skipping = false;
             }
             Event::Frame(f) => {
+                let video = f.track == TrackKind::Video;
                 if m.skipping {
-                    if !(f.track == TrackKind::Video && f.keyframe) {
+                    if !(video && f.keyframe) {
                         continue;
                     }
                     m.skipping = false;
+                }
+                if video {
+                    if !m.video || m.video_key && !f.keyframe {
+                        continue;
+                    }
+                    m.video_key = false;
+                } else if !m.audio {
+                    continue;
                 }
                 let Some(mapped) = m.play.map(f) else {
                     continue;

@@ -671,3 +671,87 @@ async fn kicked_player_is_closed_and_republish_is_announced_to_the_rest() {
     drop(publisher);
     fx.stop().await;
 }
+
+/// Video frame numbers and status codes in the order the player saw them.
+fn timeline(events: &[ClientEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::Status { code, .. } => Some(code.clone()),
+            ClientEvent::Video { .. } => frame_numbers(std::slice::from_ref(e))
+                .first()
+                .map(|n| n.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn saw(events: &[ClientEvent], code: &str) -> bool {
+    status_codes(events).iter().any(|c| c == code)
+}
+
+#[tokio::test]
+async fn nginx_rtmp_player_controls_pause_receive_video_and_play_stop() {
+    use crate::amf0::Amf0Value;
+    let fx = Fixture::start(Rec::new(OnConnect::Allow)).await;
+    let publisher = test_publisher(&fx.hub, "x");
+    publisher.announce(opaque_video());
+    publisher.write(numbered(0, true, 100));
+    let mut c = Client::connect(fx.addr, "live", ClientRole::Play { name: "x".into() }).await;
+    c.run_until(|e| frame_numbers(e) == [0]).await;
+
+    // pause: nothing is sent until unpause, which resumes where the player was (same GOP).
+    c.session
+        .stream_command("pause", vec![true.into(), Amf0Value::Number(0.0)]);
+    c.run_until(|e| saw(e, "NetStream.Pause.Notify")).await;
+    for n in 1..=3 {
+        publisher.write(numbered(n, false, 100));
+    }
+    c.session
+        .stream_command("pause", vec![false.into(), Amf0Value::Number(40.0)]);
+    c.run_until(|e| frame_numbers(e).last() == Some(&3)).await;
+    let t = timeline(&c.events);
+    let paused = t
+        .iter()
+        .position(|x| x == "NetStream.Pause.Notify")
+        .unwrap();
+    let resumed = t
+        .iter()
+        .position(|x| x == "NetStream.Unpause.Notify")
+        .unwrap();
+    assert_eq!(
+        resumed,
+        paused + 1,
+        "nothing between pause and unpause: {t:?}"
+    );
+    assert_eq!(&t[resumed + 1..], ["1", "2", "3"], "{t:?}");
+
+    // receiveVideo false: no video; true again: from the next keyframe on. A pause and
+    // unpause after each command proves the server applied it.
+    c.session.stream_command("receiveVideo", vec![false.into()]);
+    c.session
+        .stream_command("pause", vec![true.into(), Amf0Value::Number(0.0)]);
+    c.session
+        .stream_command("pause", vec![false.into(), Amf0Value::Number(0.0)]);
+    c.run_until(|e| status_codes(e).len() >= 6).await;
+    publisher.write(numbered(4, false, 100));
+    publisher.write(numbered(5, true, 100));
+    c.session.stream_command("receiveVideo", vec![true.into()]);
+    c.session
+        .stream_command("pause", vec![true.into(), Amf0Value::Number(0.0)]);
+    c.session
+        .stream_command("pause", vec![false.into(), Amf0Value::Number(0.0)]);
+    c.run_until(|e| status_codes(e).len() >= 8).await;
+    publisher.write(numbered(6, false, 100));
+    publisher.write(numbered(7, true, 100));
+    publisher.write(numbered(8, false, 100));
+    c.run_until(|e| frame_numbers(e).last() == Some(&8)).await;
+    assert_eq!(frame_numbers(&c.events), [0, 1, 2, 3, 7, 8]);
+
+    // deleteStream: StreamEOF and NetStream.Play.Stop, and the player is no reader any more.
+    c.session.close();
+    c.run_until(|e| saw(e, "NetStream.Play.Stop")).await;
+    wait_until("the reader leaves", || rtmp_readers(&fx.hub) == 0).await;
+    drop(publisher);
+    fx.stop().await;
+}
