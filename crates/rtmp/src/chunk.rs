@@ -408,8 +408,13 @@ impl ChunkDecoder {
             payload,
         };
         if whole {
-            // Single-chunk message: hand out the input's own memory.
-            return Ok(Step::Message(message(input.split_to(data_len).freeze())));
+            // Copied, not sliced: a slice would keep the whole read block (64 KiB for a
+            // publisher) alive for as long as any output holds the frame, and the GOP cache
+            // and the players' rings hold frames for seconds. One copy at ingest is the only
+            // one the frame gets.
+            let payload = Bytes::copy_from_slice(&input[..data_len]);
+            input.advance(data_len);
+            return Ok(Step::Message(message(payload)));
         }
         // Grow with the data actually received, never by the declared length: a peer could
         // declare many large messages and send nothing.
@@ -612,16 +617,24 @@ impl ChunkEncoder {
     }
 }
 
-/// One whole message as one contiguous buffer of chunks: a fmt 0 header, then fmt 3
-/// continuations. It depends on no chunk-stream state, so one encoding can be written to every
-/// player whose chunk size, stream id and timestamp match; the payload is copied once here
-/// instead of being referenced from each player's queue.
+/// One whole message as chunks that depend on no chunk-stream state: a fmt 0 header, then fmt 3
+/// continuations. So one encoding can be written to every player whose chunk size, stream id
+/// and timestamp match. The pieces are the headers (a few bytes, allocated here) and slices of
+/// `payload`, which is not copied.
 pub fn encode_standalone(
     header: &MessageHeader,
     prefix: &[u8],
-    payload: &[u8],
+    payload: &Bytes,
     chunk_size: u32,
-) -> Result<Bytes, EncodeError> {
+) -> Result<Vec<Bytes>, EncodeError> {
+    let chunk = chunk_size.clamp(1, 0x7FFF_FFFF) as usize;
+    if !prefix.is_empty() && prefix.len() >= chunk {
+        // Only with absurdly small chunk sizes: the prefix would span chunks, so join once.
+        let mut joined = Vec::with_capacity(prefix.len() + payload.len());
+        joined.extend_from_slice(prefix);
+        joined.extend_from_slice(payload);
+        return encode_standalone(header, &[], &Bytes::from(joined), chunk_size);
+    }
     let csid = header.csid;
     if !(MIN_CSID..=MAX_CSID).contains(&csid) {
         return Err(EncodeError::InvalidCsid(csid));
@@ -631,7 +644,6 @@ pub fn encode_standalone(
         Ok(l) if l <= MAX_MESSAGE_LENGTH => l,
         _ => return Err(EncodeError::PayloadTooLarge(total)),
     };
-    let chunk = chunk_size.clamp(1, 0x7FFF_FFFF) as usize;
     let extended = header.timestamp >= EXTENDED;
     let mut h = [0u8; MAX_HEADER_LEN];
     let mut n = put_basic(&mut h, 0, csid);
@@ -644,30 +656,33 @@ pub fn encode_standalone(
         h[n..n + 4].copy_from_slice(&header.timestamp.to_be_bytes());
         n += 4;
     }
-    let mut c = [0u8; 7];
-    let mut m = put_basic(&mut c, 3, csid);
-    if extended {
-        c[m..m + 4].copy_from_slice(&header.timestamp.to_be_bytes());
-        m += 4;
+    let mut head = Vec::with_capacity(n + prefix.len());
+    head.extend_from_slice(&h[..n]);
+    head.extend_from_slice(prefix);
+    let first = payload.len().min(chunk - prefix.len());
+    let mut pieces = Vec::with_capacity(2 + 2 * (payload.len() - first).div_ceil(chunk));
+    pieces.push(Bytes::from(head));
+    if first > 0 {
+        pieces.push(payload.slice(..first));
     }
-    let continuations = total.saturating_sub(1) / chunk;
-    let mut buf = BytesMut::with_capacity(n + total + continuations * m);
-    buf.extend_from_slice(&h[..n]);
-    let mut room = chunk;
-    for part in [prefix, payload] {
-        let mut rest = part;
-        while !rest.is_empty() {
-            if room == 0 {
-                buf.extend_from_slice(&c[..m]);
-                room = chunk;
-            }
-            let take = rest.len().min(room);
-            buf.extend_from_slice(&rest[..take]);
-            rest = &rest[take..];
-            room -= take;
+    if first < payload.len() {
+        let mut c = [0u8; 7];
+        let mut m = put_basic(&mut c, 3, csid);
+        if extended {
+            // ffmpeg, librtmp and OBS expect the extended field repeated on fmt 3 chunks.
+            c[m..m + 4].copy_from_slice(&header.timestamp.to_be_bytes());
+            m += 4;
+        }
+        let cont = Bytes::copy_from_slice(&c[..m]);
+        let mut pos = first;
+        while pos < payload.len() {
+            let end = payload.len().min(pos + chunk);
+            pieces.push(cont.clone());
+            pieces.push(payload.slice(pos..end));
+            pos = end;
         }
     }
-    Ok(buf.freeze())
+    Ok(pieces)
 }
 
 /// Writes a basic header for a csid already checked to lie in 2..=65599; returns its length.
@@ -1173,7 +1188,7 @@ mod tests {
     }
 
     #[test]
-    fn single_chunk_payload_is_zero_copy() {
+    fn payloads_own_their_memory_and_keep_no_read_buffer_alive() {
         let msgs = vec![
             msg(3, 0, 20, 0, &[1; 100]),
             msg(4, 0, 8, 1, &[2; 128]),
@@ -1186,12 +1201,12 @@ mod tests {
         let a = dec.decode(&mut input).unwrap().unwrap();
         let b = dec.decode(&mut input).unwrap().unwrap();
         let c = dec.decode(&mut input).unwrap().unwrap();
-        assert!(range.contains(&(a.payload.as_ptr() as usize)));
-        assert!(range.contains(&(b.payload.as_ptr() as usize)));
-        assert!(
-            !range.contains(&(c.payload.as_ptr() as usize)),
-            "multi-chunk is reassembled"
-        );
+        for m in [&a, &b, &c] {
+            assert!(
+                !range.contains(&(m.payload.as_ptr() as usize)),
+                "a frame must not pin the read buffer"
+            );
+        }
         assert_eq!([a, b, c], msgs.as_slice());
     }
 
@@ -1703,8 +1718,10 @@ mod standalone_tests {
                 };
                 q.advance(taken);
             }
-            let one = encode_standalone(&header, &prefix, &payload, chunk).unwrap();
-            wire.extend_from_slice(&one);
+            let payload = Bytes::from(payload);
+            for piece in encode_standalone(&header, &prefix, &payload, chunk).unwrap() {
+                wire.extend_from_slice(&piece);
+            }
 
             let mut dec = ChunkDecoder::new(DecoderLimits {
                 max_message_size: 1 << 20,
@@ -1730,6 +1747,6 @@ mod standalone_tests {
             type_id: 9,
             stream_id: 1,
         };
-        assert!(encode_standalone(&h, &[], b"x", 128).is_err());
+        assert!(encode_standalone(&h, &[], &Bytes::from_static(b"x"), 128).is_err());
     }
 }

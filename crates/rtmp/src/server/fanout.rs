@@ -38,10 +38,6 @@ use tracing::{Instrument, debug, info_span, warn};
 const FILL_BYTES: usize = 256 << 10;
 /// A player whose own replies pile up beyond this behind a stalled socket is dropped.
 const MAX_PLAYER_BACKLOG: usize = 2 << 20;
-/// Events kept behind the live edge beyond the current GOP, as slack for slow players.
-const RING_SLACK: u64 = 256;
-/// Hard bounds of the ring, whatever the GOP.
-const RING_MAX_EVENTS: usize = 8192;
 /// Hub events and commands taken per wake-up, so one busy stream cannot hold a worker.
 const MAX_BATCH: usize = 64;
 /// Commands waiting for a fan-out task (joins, leaves, replies of its players).
@@ -225,9 +221,10 @@ impl Registry {
                 events: VecDeque::new(),
                 first: 0,
                 bytes: 0,
-                // Room for the largest GOP the hub caches, and its slack.
-                max_bytes: hc.gop_cache_max_bytes.saturating_mul(2),
+                max_events: hc.reader_queue_frames.max(16),
+                max_bytes: hc.gop_cache_max_bytes,
                 start: None,
+                lowest: 0,
                 gop_cache: hc.gop_cache,
                 current: None,
             },
@@ -344,8 +341,9 @@ struct Key {
 
 struct Entry {
     event: Event,
-    /// Encodings made of this frame so far, one per key (in practice one).
-    encoded: Vec<(Key, Bytes)>,
+    /// Encodings made of this frame so far, one per key (in practice one): chunk headers and
+    /// slices of the frame's payload, so the ring holds no second copy of the stream.
+    encoded: Vec<(Key, Arc<[Bytes]>)>,
 }
 
 /// The stream's recent events, shared by every player of the task.
@@ -354,9 +352,14 @@ struct Ring {
     /// Sequence number of `events[0]`.
     first: u64,
     bytes: usize,
+    /// Hard bounds, whatever the GOP and the players need: the lag a player is allowed,
+    /// the same as every other output gets from the hub.
+    max_events: usize,
     max_bytes: usize,
     /// Where a joining player starts: the current GOP's keyframe, when the ring holds it.
     start: Option<u64>,
+    /// The lowest player cursor at the last flush: events from there on are still needed.
+    lowest: u64,
     gop_cache: bool,
     /// The live tracks and publish session.
     current: Option<(Arc<MediaInfo>, u64)>,
@@ -398,13 +401,16 @@ impl Ring {
             event,
             encoded: Vec::new(),
         });
-        // Keep the GOP for joiners plus some slack for slow players, within hard bounds.
-        let keep_from = self
-            .start
-            .unwrap_or(u64::MAX)
-            .min(self.end().saturating_sub(RING_SLACK));
+        self.trim(self.lowest);
+    }
+
+    /// Drops what neither a joiner (the current GOP) nor a player (`lowest` cursor) still
+    /// needs, and anything beyond the hard bounds: a player that far behind skips ahead.
+    fn trim(&mut self, lowest: u64) {
+        self.lowest = lowest;
+        let keep_from = self.start.unwrap_or(u64::MAX).min(lowest);
         while let Some(front) = self.events.front() {
-            let over = self.events.len() > RING_MAX_EVENTS || self.bytes > self.max_bytes;
+            let over = self.events.len() > self.max_events || self.bytes > self.max_bytes;
             if self.first >= keep_from && !over {
                 break;
             }
@@ -422,6 +428,7 @@ impl Ring {
 
     fn clear(&mut self) {
         self.first = self.end();
+        self.lowest = self.first;
         self.events.clear();
         self.bytes = 0;
         self.start = None;
@@ -600,7 +607,10 @@ impl Group {
 
     /// Writes to each chosen player what it has not been sent, as far as its socket takes it.
     fn flush(&mut self, pick: impl Fn(&Member) -> bool) {
+        // Only a pass over every player knows the lowest cursor.
+        let pick_all = self.members.iter().all(&pick);
         self.last_flush = Instant::now();
+        let mut lowest = self.ring.end();
         let mut i = 0;
         while i < self.members.len() {
             let m = &mut self.members[i];
@@ -616,7 +626,11 @@ impl Group {
                     continue;
                 }
             }
+            lowest = lowest.min(self.members[i].cursor);
             i += 1;
+        }
+        if pick_all {
+            self.ring.trim(lowest);
         }
     }
 
@@ -786,25 +800,28 @@ fn fill(ring: &mut Ring, m: &mut Member) {
                     stream_id: m.play.stream_id(),
                     chunk_size: m.chunk_size,
                 };
-                let bytes = match entry.encoded.iter().find(|(k, _)| *k == key) {
-                    Some((_, b)) => b.clone(),
+                let pieces = match entry.encoded.iter().find(|(k, _)| *k == key) {
+                    Some((_, p)) => p.clone(),
                     None => match encode(&key, f) {
-                        Some(b) => {
-                            entry.encoded.push((key, b.clone()));
-                            b
+                        Some(p) => {
+                            entry.encoded.push((key, p.clone()));
+                            p
                         }
                         None => continue,
                     },
                 };
                 m.unmetered += f.payload.len();
-                m.w.out().push(bytes);
+                let out = m.w.out();
+                for piece in pieces.iter() {
+                    out.push(piece.clone());
+                }
             }
         }
     }
 }
 
 /// One frame as one message of whole chunks, for every player with `key`.
-fn encode(key: &Key, f: &Frame) -> Option<Bytes> {
+fn encode(key: &Key, f: &Frame) -> Option<Arc<[Bytes]>> {
     let header = MessageHeader {
         csid: if key.mapped.video {
             message::CSID_VIDEO
@@ -820,7 +837,7 @@ fn encode(key: &Key, f: &Frame) -> Option<Bytes> {
         stream_id: key.stream_id,
     };
     match encode_standalone(&header, key.mapped.prefix(), &f.payload, key.chunk_size) {
-        Ok(b) => Some(b),
+        Ok(pieces) => Some(pieces.into()),
         Err(e) => {
             // Only a frame over RTMP's 16 MiB message limit gets here; players skip it.
             warn!(error = %e, "frame not sent over RTMP");
