@@ -2,8 +2,10 @@
 //! (SRT → MPEG-TS demux → hub) or play (hub → MPEG-TS mux → SRT).
 //!
 //! The SRT implementation (`srt-tokio`, dormant since 2024) sits behind [`MediaSocket`], so
-//! ingest and play are tested without it and it can be replaced without touching them.
+//! ingest and play are tested without it and it can be replaced without touching them. Players
+//! of one stream share one TS mux ([`feed`]).
 
+pub mod feed;
 pub mod ingest;
 pub mod listener;
 pub mod play;
@@ -22,7 +24,7 @@ use std::time::Duration;
 pub const TS_PER_PAYLOAD: usize = 7;
 /// Bytes in one SRT payload.
 pub const PAYLOAD_SIZE: usize = TS_PER_PAYLOAD * 188;
-/// Longest a send may wait on the SRT sender queue; a peer that stalls longer is dropped.
+/// Longest a batch may wait on the SRT sender queue; a peer that stalls longer is dropped.
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest a graceful close may take before the socket is simply dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -45,8 +47,8 @@ pub enum Error {
 pub trait MediaSocket: Send {
     /// Next payload from the peer; `None` once the connection is closed.
     fn recv(&mut self) -> impl Future<Output = Option<io::Result<Bytes>>> + Send;
-    /// Queues one payload (at most [`PAYLOAD_SIZE`] bytes) for sending.
-    fn send(&mut self, payload: Bytes) -> impl Future<Output = io::Result<()>> + Send;
+    /// Queues payloads (each at most [`PAYLOAD_SIZE`] bytes) for sending, in order.
+    fn send_batch(&mut self, payloads: &[Bytes]) -> impl Future<Output = io::Result<()>> + Send;
     /// Closes the connection, flushing what is queued as far as the peer allows.
     fn close(&mut self) -> impl Future<Output = ()> + Send;
 }
@@ -57,10 +59,20 @@ impl MediaSocket for srt_tokio::SrtSocket {
         self.next().await.map(|r| r.map(|(_, b)| b))
     }
 
-    async fn send(&mut self, payload: Bytes) -> io::Result<()> {
+    async fn send_batch(&mut self, payloads: &[Bytes]) -> io::Result<()> {
         use futures_util::SinkExt;
+        // One source time per batch: the payloads of a burst were muxed together, and
+        // srt-tokio stamps each packet from it (TSBPD) anyway.
         let now = std::time::Instant::now();
-        match tokio::time::timeout(SEND_TIMEOUT, SinkExt::send(self, (now, payload))).await {
+        // `feed` queues without flushing, so the connection task is woken once per batch
+        // instead of once per payload; the queue (128 items) still bounds what is in flight.
+        let queue = async {
+            for p in payloads {
+                SinkExt::feed(self, (now, p.clone())).await?;
+            }
+            SinkExt::flush(self).await
+        };
+        match tokio::time::timeout(SEND_TIMEOUT, queue).await {
             Ok(r) => r,
             Err(_) => Err(io::Error::new(
                 io::ErrorKind::TimedOut,

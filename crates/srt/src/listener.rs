@@ -2,6 +2,7 @@
 //! against the hub *before* the handshake completes, so a refused caller gets an SRT reject
 //! reason instead of a connection that is accepted and then dropped.
 
+use crate::feed::Feeds;
 use crate::route::{self, Route, RouteError};
 use crate::{Error, ingest, play};
 use futures_util::StreamExt;
@@ -98,6 +99,9 @@ pub struct Server {
     hub: Hub,
     config: Arc<ServerConfig>,
     passphrase: Option<Passphrase>,
+    /// Every connection and every stream's shared mux; `run` waits for all of them.
+    tracker: TaskTracker,
+    feeds: Feeds,
 }
 
 impl Server {
@@ -109,10 +113,13 @@ impl Server {
                 Some(Passphrase::try_from(p.clone()).map_err(|_| Error::Passphrase(p.len()))?)
             }
         };
+        let tracker = TaskTracker::new();
         Ok(Server {
+            feeds: Feeds::new(hub.clone(), tracker.clone()),
             hub,
             config: Arc::new(config),
             passphrase,
+            tracker,
         })
     }
 
@@ -128,7 +135,7 @@ impl Server {
             addr: listener.local_addr(),
             app: self.config.app.clone(),
         });
-        let tracker = TaskTracker::new();
+        let tracker = self.tracker.clone();
         let permits = Arc::new(Semaphore::new(self.config.max_connections));
         loop {
             let request = tokio::select! {
@@ -295,11 +302,12 @@ impl Server {
             client: None,
             args,
         };
-        let Some(sub) = self.hub.subscribe_live(&code, meta) else {
+        // Checked before the handshake so a caller of an idle code gets a reject reason.
+        if !self.hub.is_live(&code) {
             warn!("srt play refused: stream not live");
             reject(request, ServerRejectReason::Notfound.into()).await;
             return;
-        };
+        }
         let socket = match request.accept(key).await {
             Ok(s) => s,
             Err(e) => {
@@ -307,8 +315,12 @@ impl Server {
                 return;
             }
         };
+        // Seated only after the handshake, so a caller with a wrong passphrase is never
+        // counted as a reader. The feed muxes once for every player of the stream.
+        let seat = self.hub.seat(&code, meta);
+        let feed = self.feeds.join(&code);
         info!("srt playing");
-        match play::run(socket, sub, shutdown).await {
+        match play::run(socket, seat, feed, shutdown).await {
             Ok(end) => info!(?end, "srt play ended"),
             Err(e) => info!(error = %e, "srt play ended"),
         }

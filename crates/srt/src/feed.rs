@@ -1,0 +1,764 @@
+//! One MPEG-TS mux per stream, shared by every SRT player of it.
+//!
+//! The first player of a code starts a feed: a task that reads the hub once, muxes each event
+//! into 188-byte packets and hands the same [`Bytes`] to every player through a bounded
+//! broadcast ring, so fifty players cost one mux, not fifty. The feed keeps the TS since the
+//! last keyframe, so a player that joins later starts at a keyframe with PAT/PMT first, as a
+//! hub subscriber starts at the GOP cache. A player that falls behind the ring skips to the
+//! next keyframe; nobody waits for it. The feed stops when its last player leaves.
+
+use crate::PAYLOAD_SIZE;
+use bytes::{Bytes, BytesMut};
+use hub::{Event, Hub, Subscription};
+use media::TrackKind;
+use mpegts::{PACKET_SIZE, TsMuxer};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use tokio::sync::broadcast;
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, info_span, warn};
+
+/// Hub events muxed per wake-up of the feed task, so the ring is locked once per burst.
+const MAX_BATCH: usize = 64;
+/// Longest a frame's last partial payload waits for the next frame's TS to fill it; small
+/// next to the SRT latency (120 ms by default), and about the gap between audio and video
+/// frames, so most tails are filled.
+const PACK_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
+/// Muxed TS of a GOP is its frames plus PES/TS headers (about 2 %, more for small audio
+/// frames); the feed's cache gets this much room over the hub's GOP cap.
+const TS_OVERHEAD_PERCENT: usize = 25;
+
+/// What players receive from a feed, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Item {
+    /// The transport packets of one hub event: whole 188-byte packets.
+    Ts {
+        /// The packets, shared by every player.
+        data: Bytes,
+        /// Starts with PAT/PMT and a keyframe (audio-only: with PAT/PMT): a decoder can start
+        /// here, so joiners and players that fell behind resume here.
+        sync: bool,
+    },
+    /// The publisher left.
+    End,
+}
+
+/// Where the mux is: waiting for tracks, then for a keyframe (a decoder cannot start
+/// elsewhere), then muxing everything.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum MuxState {
+    #[default]
+    NoTracks,
+    WaitKeyframe,
+    Muxing,
+}
+
+/// Hub events in, TS items out: the sans-I/O core of a feed.
+#[derive(Debug, Default)]
+pub(crate) struct StreamMux {
+    mux: TsMuxer,
+    state: MuxState,
+    warned: bool,
+}
+
+impl StreamMux {
+    /// The TS for one hub event, if it yields any.
+    pub(crate) fn push(&mut self, ev: &Event) -> Option<Item> {
+        match ev {
+            Event::Tracks { info, .. } => {
+                let skipped = self.mux.set_tracks(info);
+                if !skipped.is_empty() && !self.warned {
+                    self.warned = true;
+                    warn!(?skipped, "tracks not carried over srt");
+                }
+                // `set_tracks` makes the muxer write PAT/PMT before the next frame it muxes.
+                self.state = if self.mux.carries(TrackKind::Video) {
+                    MuxState::WaitKeyframe
+                } else {
+                    MuxState::Muxing
+                };
+                None
+            }
+            Event::Frame(f) => {
+                let video_key = f.track == TrackKind::Video && f.keyframe;
+                if self.state == MuxState::WaitKeyframe && video_key {
+                    self.state = MuxState::Muxing;
+                }
+                if self.state != MuxState::Muxing || !self.mux.carries(f.track) {
+                    return None;
+                }
+                let mut out =
+                    BytesMut::with_capacity(f.payload.len() + f.payload.len() / 32 + 1024);
+                if let Err(e) = self.mux.write_frame(f, &mut out) {
+                    debug!(error = %e, "frame not muxed");
+                    return None;
+                }
+                if out.is_empty() {
+                    return None;
+                }
+                let data = out.freeze();
+                // With video only a keyframe is a start; without, any point with tables is.
+                let sync =
+                    starts_with_pat(&data) && (video_key || !self.mux.carries(TrackKind::Video));
+                Some(Item::Ts { data, sync })
+            }
+            Event::End => {
+                // A republish starts over: new tracks, tables, and a keyframe to wait for.
+                self.mux = TsMuxer::new();
+                self.state = MuxState::NoTracks;
+                Some(Item::End)
+            }
+        }
+    }
+}
+
+fn starts_with_pat(ts: &[u8]) -> bool {
+    // PID is the low 13 bits of bytes 1..3; the PAT's PID is 0.
+    ts.len() >= PACKET_SIZE
+        && ts[0] == 0x47
+        && (u16::from(ts[1] & 0x1f) << 8 | u16::from(ts[2])) == 0
+}
+
+/// Packs TS items into whole [`PAYLOAD_SIZE`] payloads. A frame's TS rarely ends on a payload
+/// boundary; sending its tail as a short payload costs a whole SRT packet (and per-packet
+/// work in every player's connection), so the tail waits for the next frame, at most
+/// [`PACK_WAIT`]. The tail is copied once here, never per player.
+#[derive(Debug, Default)]
+pub(crate) struct Packer {
+    pending: BytesMut,
+    /// The pending TS starts at a sync point.
+    pending_sync: bool,
+}
+
+impl Packer {
+    /// Appends to `out` the whole payloads `item` completes; its tail is kept.
+    pub(crate) fn pack(&mut self, item: Item, out: &mut Vec<Item>) {
+        let (mut data, sync) = match item {
+            Item::Ts { data, sync } => (data, sync),
+            Item::End => {
+                out.extend(self.flush());
+                out.push(Item::End);
+                return;
+            }
+        };
+        // A sync item must start its payload with PAT/PMT, so nothing goes in front of it.
+        if sync {
+            out.extend(self.flush());
+        }
+        if !self.pending.is_empty() {
+            let take = (PAYLOAD_SIZE - self.pending.len()).min(data.len());
+            self.pending.extend_from_slice(&data.split_to(take));
+            if self.pending.len() < PAYLOAD_SIZE {
+                return;
+            }
+            out.extend(self.flush());
+        }
+        let whole = data.len() - data.len() % PAYLOAD_SIZE;
+        if whole > 0 {
+            out.push(Item::Ts {
+                data: data.split_to(whole),
+                sync,
+            });
+        }
+        if !data.is_empty() {
+            self.pending_sync = sync && whole == 0;
+            self.pending.extend_from_slice(&data);
+        }
+    }
+
+    /// The waiting tail as an item of its own.
+    pub(crate) fn flush(&mut self) -> Option<Item> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        let sync = std::mem::take(&mut self.pending_sync);
+        Some(Item::Ts {
+            data: self.pending.split().freeze(),
+            sync,
+        })
+    }
+
+    /// Whether a tail is waiting.
+    pub(crate) fn is_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+}
+
+/// The shared side of a feed: the broadcast ring and the TS since the last sync point.
+#[derive(Debug)]
+pub(crate) struct Ring {
+    tx: broadcast::Sender<Item>,
+    /// Items from the last sync point on; empty while there is none or it outgrew the cap.
+    gop: VecDeque<Item>,
+    gop_bytes: usize,
+    gop_cap: usize,
+    /// The current GOP outgrew the cap: cache nothing until the next sync point.
+    overflow: bool,
+}
+
+impl Ring {
+    /// A ring of `capacity` items whose GOP cache holds at most `gop_cap` bytes of TS.
+    pub(crate) fn new(capacity: usize, gop_cap: usize) -> Ring {
+        let (tx, _) = broadcast::channel(capacity.max(16));
+        Ring {
+            tx,
+            gop: VecDeque::new(),
+            gop_bytes: 0,
+            gop_cap,
+            overflow: false,
+        }
+    }
+
+    /// Hands `item` to every player and keeps it for later joiners when it belongs to the
+    /// current GOP.
+    pub(crate) fn publish(&mut self, item: Item) {
+        match &item {
+            Item::Ts { data, sync } => {
+                if *sync {
+                    self.clear_gop();
+                }
+                let cached = !self.gop.is_empty() || *sync;
+                if cached && !self.overflow {
+                    if self.gop_bytes + data.len() > self.gop_cap {
+                        self.clear_gop();
+                        self.overflow = true;
+                    } else {
+                        self.gop_bytes += data.len();
+                        self.gop.push_back(item.clone());
+                    }
+                }
+            }
+            Item::End => self.clear_gop(),
+        }
+        // Err means no player right now; the item is still cached above.
+        let _ = self.tx.send(item);
+    }
+
+    fn clear_gop(&mut self) {
+        self.gop.clear();
+        self.gop_bytes = 0;
+        self.overflow = false;
+    }
+
+    /// A player's view: the cached GOP, then everything published from now on.
+    pub(crate) fn join(&self) -> Cursor {
+        Cursor {
+            backlog: self.gop.iter().cloned().collect(),
+            // Without a cached GOP, the next sync point is the first thing a decoder can use.
+            skipping: self.gop.is_empty(),
+            rx: self.tx.subscribe(),
+            dropped: 0,
+        }
+    }
+}
+
+/// One player's position in a feed.
+#[derive(Debug)]
+pub struct Cursor {
+    backlog: VecDeque<Item>,
+    rx: broadcast::Receiver<Item>,
+    /// Lost items (or joined without a GOP): drop everything until the next sync point.
+    skipping: bool,
+    dropped: u64,
+}
+
+impl Cursor {
+    /// Next item, waiting for one; `None` once the feed is gone.
+    pub async fn recv(&mut self) -> Option<Item> {
+        loop {
+            if let Some(item) = self.backlog.pop_front() {
+                return Some(item);
+            }
+            let item = match self.rx.recv().await {
+                Ok(item) => item,
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    self.lost(n);
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            };
+            if let Some(item) = self.filter(item) {
+                return Some(item);
+            }
+        }
+    }
+
+    /// Next item if one is ready now; lets the player batch without waiting.
+    pub fn try_recv(&mut self) -> Option<Item> {
+        loop {
+            if let Some(item) = self.backlog.pop_front() {
+                return Some(item);
+            }
+            let item = match self.rx.try_recv() {
+                Ok(item) => item,
+                Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                    self.lost(n);
+                    continue;
+                }
+                Err(_) => return None,
+            };
+            if let Some(item) = self.filter(item) {
+                return Some(item);
+            }
+        }
+    }
+
+    /// Items this player lost by falling behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    fn lost(&mut self, n: u64) {
+        self.dropped += n;
+        self.skipping = true;
+        debug!(
+            lost = n,
+            "slow srt player lost TS; skipping to the next keyframe"
+        );
+    }
+
+    fn filter(&mut self, item: Item) -> Option<Item> {
+        match item {
+            Item::Ts { sync: false, .. } if self.skipping => None,
+            Item::Ts { .. } => {
+                self.skipping = false;
+                Some(item)
+            }
+            Item::End => Some(item),
+        }
+    }
+}
+
+/// Stops the feed task when the last player's [`FeedReader`] is dropped.
+#[derive(Debug)]
+struct Shared {
+    ring: Arc<Mutex<Ring>>,
+    _stop: DropGuard,
+}
+
+/// A player's hold on its stream's feed: its cursor, and a share that keeps the feed running.
+#[derive(Debug)]
+pub struct FeedReader {
+    _feed: Arc<Shared>,
+    /// Where this player is in the feed.
+    pub cursor: Cursor,
+}
+
+/// The running feeds by stream code.
+#[derive(Clone, Debug)]
+pub(crate) struct Feeds {
+    hub: Hub,
+    tracker: TaskTracker,
+    feeds: Arc<Mutex<HashMap<String, Weak<Shared>>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Critical sections here leave the data consistent before anything that could panic.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Feeds {
+    /// Feeds reading `hub`; their tasks run on `tracker`.
+    pub(crate) fn new(hub: Hub, tracker: TaskTracker) -> Feeds {
+        Feeds {
+            hub,
+            tracker,
+            feeds: Arc::default(),
+        }
+    }
+
+    /// Joins the feed of `code`, starting it if this is its first player.
+    pub(crate) fn join(&self, code: &str) -> FeedReader {
+        let mut feeds = lock(&self.feeds);
+        if let Some(shared) = feeds.get(code).and_then(Weak::upgrade) {
+            let cursor = lock(&shared.ring).join();
+            return FeedReader {
+                _feed: shared,
+                cursor,
+            };
+        }
+        feeds.retain(|_, f| f.strong_count() > 0);
+        let config = self.hub.config();
+        let capacity = config.reader_queue_frames;
+        let gop_cap = config.gop_cache_max_bytes / 100 * (100 + TS_OVERHEAD_PERCENT);
+        let ring = Arc::new(Mutex::new(Ring::new(capacity, gop_cap)));
+        let stop = CancellationToken::new();
+        let shared = Arc::new(Shared {
+            ring: ring.clone(),
+            _stop: stop.clone().drop_guard(),
+        });
+        feeds.insert(code.to_owned(), Arc::downgrade(&shared));
+        // Joined before the task starts, so this player sees the feed from its first item.
+        let cursor = lock(&ring).join();
+        let sub = self.hub.subscribe_fanout(code, "srt");
+        let span = info_span!("srt feed", code);
+        self.tracker.spawn(run(sub, ring, stop).instrument(span));
+        FeedReader {
+            _feed: shared,
+            cursor,
+        }
+    }
+}
+
+/// Reads the hub once for every player of the stream until the last one leaves.
+async fn run(mut sub: Subscription, ring: Arc<Mutex<Ring>>, stop: CancellationToken) {
+    let mut mux = StreamMux::default();
+    let mut packer = Packer::default();
+    let mut items = Vec::with_capacity(MAX_BATCH);
+    let mut flush_at = tokio::time::Instant::now();
+    debug!("srt feed started");
+    loop {
+        let first = tokio::select! {
+            _ = stop.cancelled() => break,
+            ev = sub.recv() => match ev {
+                Some(ev) => Some(ev),
+                None => break,
+            },
+            _ = tokio::time::sleep_until(flush_at), if packer.is_pending() => None,
+        };
+        let waiting = packer.is_pending();
+        match first {
+            Some(ev) => {
+                if let Some(item) = mux.push(&ev) {
+                    packer.pack(item, &mut items);
+                }
+                for _ in 1..MAX_BATCH {
+                    match sub.try_recv() {
+                        Some(ev) => {
+                            if let Some(item) = mux.push(&ev) {
+                                packer.pack(item, &mut items);
+                            }
+                        }
+                        None => break,
+                    }
+                }
+            }
+            None => items.extend(packer.flush()),
+        }
+        if packer.is_pending() && !waiting {
+            flush_at = tokio::time::Instant::now() + PACK_WAIT;
+        }
+        if !items.is_empty() {
+            let mut ring = lock(&ring);
+            for item in items.drain(..) {
+                ring.publish(item);
+            }
+        }
+    }
+    // Players hold the ring (and its sender) too, so they would not notice this task is gone:
+    // a hub stream closed for good must end them like an unpublish.
+    lock(&ring).publish(Item::End);
+    debug!("srt feed stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use media::{AacConfig, AvcConfig, Frame, MediaInfo};
+
+    /// A real capture (x264 + AAC, 320x240); only its decoder configurations are used.
+    const FLV: &[u8] = include_bytes!("../../../testdata/h264-aac-320x240.flv");
+
+    /// The AVC and AAC sequence headers of [`FLV`].
+    fn configs() -> (AvcConfig, AacConfig) {
+        let u24 = |b: &[u8]| usize::from(b[0]) << 16 | usize::from(b[1]) << 8 | usize::from(b[2]);
+        let mut pos = 9 + 4;
+        let (mut avc, mut aac) = (None, None);
+        while pos + 11 <= FLV.len() && (avc.is_none() || aac.is_none()) {
+            let len = u24(&FLV[pos + 1..]);
+            let body = Bytes::from_static(&FLV[pos + 11..pos + 11 + len]);
+            match (FLV[pos], body[1]) {
+                (9, 0) => avc = Some(AvcConfig::parse(body.slice(5..)).expect("avcC")),
+                (8, 0) => aac = Some(AacConfig::parse(body.slice(2..)).expect("ASC")),
+                _ => {}
+            }
+            pos += 11 + len + 4;
+        }
+        (avc.expect("no avcC"), aac.expect("no ASC"))
+    }
+
+    fn info(video: bool) -> Event {
+        let (avc, aac) = configs();
+        Event::Tracks {
+            info: Arc::new(MediaInfo {
+                video: video.then_some(media::VideoCodec::H264(avc)),
+                audio: Some(media::AudioCodec::Aac(aac)),
+                ..Default::default()
+            }),
+            session: 1,
+        }
+    }
+
+    fn video(dts: i64, keyframe: bool, len: usize) -> Event {
+        // One AVCC NAL unit (4-byte length): IDR or non-IDR slice.
+        let mut p = vec![0u8; 4 + len];
+        p[..4].copy_from_slice(&(len as u32).to_be_bytes());
+        p[4] = if keyframe { 0x65 } else { 0x41 };
+        Event::Frame(Frame {
+            track: TrackKind::Video,
+            dts,
+            pts: dts,
+            keyframe,
+            payload: Bytes::from(p),
+        })
+    }
+
+    fn audio(dts: i64) -> Event {
+        Event::Frame(Frame {
+            track: TrackKind::Audio,
+            dts,
+            pts: dts,
+            keyframe: true,
+            payload: Bytes::from(vec![0x21; 200]),
+        })
+    }
+
+    fn pids(data: &[u8]) -> Vec<u16> {
+        data.chunks(PACKET_SIZE)
+            .map(|p| u16::from(p[1] & 0x1f) << 8 | u16::from(p[2]))
+            .collect()
+    }
+
+    fn feed(mux: &mut StreamMux, ring: &mut Ring, events: impl IntoIterator<Item = Event>) {
+        for ev in events {
+            if let Some(item) = mux.push(&ev) {
+                ring.publish(item);
+            }
+        }
+    }
+
+    fn drain(c: &mut Cursor) -> Vec<Item> {
+        std::iter::from_fn(|| c.try_recv()).collect()
+    }
+
+    fn data(item: &Item) -> &Bytes {
+        match item {
+            Item::Ts { data, .. } => data,
+            Item::End => panic!("End where TS was expected"),
+        }
+    }
+
+    #[test]
+    fn waits_for_a_keyframe_and_starts_it_with_tables() {
+        let mut mux = StreamMux::default();
+        assert_eq!(mux.push(&video(0, false, 100)), None, "no tracks yet");
+        assert_eq!(mux.push(&info(true)), None);
+        assert_eq!(mux.push(&audio(0)), None, "audio before the first keyframe");
+        assert_eq!(mux.push(&video(3000, false, 100)), None);
+        let Some(Item::Ts { data, sync: true }) = mux.push(&video(6000, true, 3000)) else {
+            panic!("keyframe not a sync item");
+        };
+        assert_eq!(data.len() % PACKET_SIZE, 0);
+        assert_eq!(&pids(&data)[..3], &[0, mpegts::PMT_PID, mpegts::VIDEO_PID]);
+        let Some(Item::Ts { sync: false, .. }) = mux.push(&audio(6000)) else {
+            panic!("audio after the keyframe not muxed");
+        };
+    }
+
+    #[test]
+    fn readers_get_identical_shared_packets() {
+        let mut mux = StreamMux::default();
+        let mut ring = Ring::new(64, 1 << 20);
+        let mut a = ring.join();
+        let mut b = ring.join();
+        feed(
+            &mut mux,
+            &mut ring,
+            [
+                info(true),
+                video(0, true, 5000),
+                audio(0),
+                video(3000, false, 900),
+            ],
+        );
+        let (ia, ib) = (drain(&mut a), drain(&mut b));
+        assert_eq!(ia.len(), 3);
+        assert_eq!(ia, ib);
+        for (x, y) in ia.iter().zip(&ib) {
+            // The same allocation, not an equal copy.
+            assert_eq!(data(x).as_ptr(), data(y).as_ptr());
+        }
+    }
+
+    #[test]
+    fn late_joiner_starts_at_the_last_keyframe_with_tables_first() {
+        let mut mux = StreamMux::default();
+        let mut ring = Ring::new(64, 1 << 20);
+        feed(
+            &mut mux,
+            &mut ring,
+            [
+                info(true),
+                video(0, true, 2000),
+                audio(0),
+                video(3000, false, 500),
+            ],
+        );
+        feed(&mut mux, &mut ring, [video(6000, true, 2000), audio(6000)]);
+        let mut late = ring.join();
+        feed(&mut mux, &mut ring, [video(9000, false, 500)]);
+        let items = drain(&mut late);
+        assert_eq!(items.len(), 3, "GOP (keyframe, audio) then live");
+        let Item::Ts { data, sync: true } = &items[0] else {
+            panic!("joiner did not start at a sync item");
+        };
+        assert_eq!(&pids(data)[..2], &[0, mpegts::PMT_PID]);
+        assert!(matches!(items[1], Item::Ts { sync: false, .. }));
+    }
+
+    #[test]
+    fn joiner_without_a_cached_gop_waits_for_the_next_keyframe() {
+        let mut mux = StreamMux::default();
+        // A GOP cap smaller than one keyframe: nothing is ever cached.
+        let mut ring = Ring::new(64, 100);
+        feed(&mut mux, &mut ring, [info(true), video(0, true, 2000)]);
+        let mut c = ring.join();
+        feed(&mut mux, &mut ring, [audio(0), video(3000, false, 500)]);
+        assert!(
+            drain(&mut c).is_empty(),
+            "mid-GOP TS handed to a new player"
+        );
+        feed(&mut mux, &mut ring, [video(6000, true, 2000), audio(6000)]);
+        let items = drain(&mut c);
+        assert_eq!(items.len(), 2);
+        assert!(matches!(items[0], Item::Ts { sync: true, .. }));
+    }
+
+    #[test]
+    fn slow_reader_skips_to_the_next_keyframe_without_holding_others() {
+        let mut mux = StreamMux::default();
+        let mut ring = Ring::new(16, 1 << 20);
+        let mut slow = ring.join();
+        let mut fast = ring.join();
+        feed(&mut mux, &mut ring, [info(true), video(0, true, 1000)]);
+        let mut fast_got = drain(&mut fast);
+        // Far more than the ring holds, while `slow` reads nothing.
+        for i in 1..40 {
+            feed(&mut mux, &mut ring, [video(i * 3000, false, 300)]);
+            fast_got.extend(drain(&mut fast));
+        }
+        feed(
+            &mut mux,
+            &mut ring,
+            [video(40 * 3000, true, 1000), audio(0)],
+        );
+        fast_got.extend(drain(&mut fast));
+        assert_eq!(fast_got.len(), 42, "the fast reader lost nothing");
+        assert_eq!(fast.dropped(), 0);
+
+        let got = drain(&mut slow);
+        assert!(slow.dropped() > 0);
+        assert_eq!(got.len(), 2, "resumed at the keyframe: {got:?}");
+        assert!(matches!(got[0], Item::Ts { sync: true, .. }));
+        assert_eq!(got[0], fast_got[40]);
+    }
+
+    #[test]
+    fn republish_ends_players_and_restarts_at_a_keyframe() {
+        let mut mux = StreamMux::default();
+        let mut ring = Ring::new(64, 1 << 20);
+        feed(&mut mux, &mut ring, [info(true), video(0, true, 1000)]);
+        let mut c = ring.join();
+        feed(&mut mux, &mut ring, [Event::End]);
+        assert_eq!(drain(&mut c).last(), Some(&Item::End));
+        // Nothing of the old session is handed to a player that joins after it.
+        let mut next = ring.join();
+        feed(
+            &mut mux,
+            &mut ring,
+            [info(true), video(0, false, 100), video(3000, true, 1000)],
+        );
+        let items = drain(&mut next);
+        assert_eq!(items.len(), 1);
+        assert!(matches!(items[0], Item::Ts { sync: true, .. }));
+    }
+
+    #[test]
+    fn audio_only_syncs_at_tables() {
+        let mut mux = StreamMux::default();
+        assert_eq!(mux.push(&info(false)), None);
+        let Some(Item::Ts { data, sync: true }) = mux.push(&audio(0)) else {
+            panic!("first audio frame is not a sync item");
+        };
+        assert_eq!(&pids(&data)[..2], &[0, mpegts::PMT_PID]);
+        assert!(matches!(
+            mux.push(&audio(1920)),
+            Some(Item::Ts { sync: false, .. })
+        ));
+    }
+
+    #[test]
+    fn packer_fills_payloads_and_starts_sync_points_fresh() {
+        let mut mux = StreamMux::default();
+        let mut packer = Packer::default();
+        let (mut muxed, mut packed) = (Vec::new(), Vec::new());
+        let events = [
+            info(true),
+            video(0, true, 5000),
+            audio(0),
+            video(3000, false, 900),
+        ];
+        let more = [
+            audio(1920),
+            video(6000, true, 4000),
+            audio(3840),
+            Event::End,
+        ];
+        for ev in events.into_iter().chain(more) {
+            if let Some(item) = mux.push(&ev) {
+                muxed.push(item.clone());
+                packer.pack(item, &mut packed);
+            }
+        }
+        // The End flushed the tail, so nothing was lost or reordered.
+        assert!(!packer.is_pending());
+        let bytes = |items: &[Item]| -> Vec<u8> {
+            items
+                .iter()
+                .filter_map(|i| match i {
+                    Item::Ts { data, .. } => Some(data.to_vec()),
+                    Item::End => None,
+                })
+                .flatten()
+                .collect()
+        };
+        assert_eq!(bytes(&packed), bytes(&muxed));
+        assert_eq!(packed.last(), Some(&Item::End));
+        let ts: Vec<_> = packed.iter().filter(|i| **i != Item::End).collect();
+        // Only the tails before a sync point and before the End are short.
+        let short = ts
+            .iter()
+            .filter(|i| !data(i).len().is_multiple_of(PAYLOAD_SIZE))
+            .count();
+        assert!(short <= 2, "{short} short payloads");
+        let syncs: Vec<_> = ts
+            .iter()
+            .filter(|i| matches!(i, Item::Ts { sync: true, .. }))
+            .collect();
+        assert_eq!(syncs.len(), 2);
+        for s in syncs {
+            assert_eq!(&pids(data(s))[..2], &[0, mpegts::PMT_PID]);
+        }
+    }
+
+    #[tokio::test]
+    async fn feed_stops_with_its_last_player() {
+        let hub = Hub::new(hub::HubConfig::default());
+        let tracker = TaskTracker::new();
+        let feeds = Feeds::new(hub, tracker.clone());
+        let a = feeds.join("x");
+        let b = feeds.join("x");
+        assert_eq!(tracker.len(), 1, "one feed for both players");
+        drop(a);
+        tokio::task::yield_now().await;
+        assert_eq!(tracker.len(), 1, "still one player");
+        drop(b);
+        tracker.close();
+        tokio::time::timeout(std::time::Duration::from_secs(5), tracker.wait())
+            .await
+            .expect("feed task did not stop");
+        let _c = feeds.join("x");
+        assert_eq!(tracker.len(), 1, "a new player starts a new feed");
+    }
+}
