@@ -710,7 +710,7 @@ impl Default for RtmpConfig {
             idle_timeout: Duration::from_secs(5),
             publisher_timeout: Duration::from_secs(10),
             max_connections: 10_000,
-            play_coalesce: Duration::from_millis(20),
+            play_coalesce: Duration::from_millis(10),
             play_coalesce_readers: 200,
             play_group_size: 512,
         }
