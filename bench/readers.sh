@@ -4,6 +4,7 @@
 #
 #   bench/readers.sh                      # N in 1 50, 20 s window, 5 s warmup
 #   READERS="1 10 50" DURATION=30 bench/readers.sh
+#   PROTOCOLS=srt READERS=50 BIN=/tmp/ferrocast-before bench/readers.sh   # one protocol, a given binary
 #
 # Readers: bench/rtsp_readers.py (all RTSP players in one Python process) and one
 # srt-live-transmit per SRT player writing to /dev/null; both are cheap next to the server.
@@ -13,6 +14,8 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 READERS="${READERS:-1 50}"
 DURATION="${DURATION:-20}"
 WARMUP="${WARMUP:-5}"
+PROTOCOLS="${PROTOCOLS:-rtsp srt}"
+BIN="${BIN:-}"
 WORK="$(mktemp -d /tmp/ferrocast-readers.XXXXXX)"
 PIDS=()
 cleanup() {
@@ -24,7 +27,10 @@ trap cleanup EXIT
 port() { python3 -c 'import socket,sys; s=socket.socket(socket.AF_INET, getattr(socket, sys.argv[1])); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' "$1"; }
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-(cd "$ROOT" && cargo build --release -q -p ferrocast)
+if [[ -z "$BIN" ]]; then
+    (cd "$ROOT" && cargo build --release -q -p ferrocast)
+    BIN="$ROOT/target/release/ferrocast"
+fi
 ffmpeg -v error -f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i sine=frequency=440:sample_rate=48000 \
     -t 30 -c:v libx264 -preset veryfast -b:v 2500k -maxrate 2500k -bufsize 5000k -g 60 \
     -c:a aac -b:a 128k -f flv "$WORK/in.flv"
@@ -33,7 +39,7 @@ RTMP=$(port SOCK_STREAM); HTTP=$(port SOCK_STREAM); RTSP=$(port SOCK_STREAM); SR
 FERROCAST_DATA_DIR="$WORK/data" FERROCAST_LOG=warn \
 FERROCAST_RTMP__LISTEN=127.0.0.1:$RTMP FERROCAST_HTTP__LISTEN=127.0.0.1:$HTTP \
 FERROCAST_RTSP__LISTEN=127.0.0.1:$RTSP FERROCAST_SRT__LISTEN=127.0.0.1:$SRT \
-    "$ROOT/target/release/ferrocast" 2>"$WORK/server.log" &
+    "$BIN" 2>"$WORK/server.log" &
 SERVER=$!; PIDS+=("$SERVER")
 sleep 1
 ffmpeg -v error -re -stream_loop -1 -i "$WORK/in.flv" -c copy -f flv "rtmp://127.0.0.1:$RTMP/live/bench" &
@@ -65,6 +71,7 @@ base0=$(ticks "$SERVER"); sleep "$DURATION"; base1=$(ticks "$SERVER")
 BASE=$(python3 -c "print(($base1-$base0)/$HZ/$DURATION*100)")
 printf 'no readers: server CPU %.1f %% of one core (publisher, HLS, DASH)\n' "$BASE"
 for n in $READERS; do
+    [[ " $PROTOCOLS " == *" rtsp "* ]] || break
     python3 "$ROOT/bench/rtsp_readers.py" "rtsp://127.0.0.1:$RTSP/live/bench" "$n" $((WARMUP + DURATION + 2)) >"$WORK/rtsp.out" &
     reader=$!
     measure rtsp "$n"
@@ -72,12 +79,38 @@ for n in $READERS; do
     echo "    rtsp bytes received: $(cat "$WORK/rtsp.out")"
 done
 for n in $READERS; do
+    [[ " $PROTOCOLS " == *" srt "* ]] || break
     slt=()
-    for _ in $(seq "$n"); do
-        srt-live-transmit -q "srt://127.0.0.1:$SRT?streamid=live/bench" file://con >/dev/null 2>&1 &
+    for i in $(seq "$n"); do
+        # Statistics every 1000 packets: their loss and drop counters show whether delivery was clean.
+        srt-live-transmit -q -s:1000 -pf:json -statsout:"$WORK/srt.$n.$i.stats" \
+            "srt://127.0.0.1:$SRT?streamid=live/bench" file://con >/dev/null 2>/dev/null &
         slt+=("$!")
     done
     measure srt "$n"
     kill "${slt[@]}" 2>/dev/null || true
     wait "${slt[@]}" 2>/dev/null || true
+    python3 - "$WORK" "$n" <<'PY'
+import glob, json, sys
+work, n = sys.argv[1], sys.argv[2]
+lost = dropped = received = rexmit = belated = 0
+for f in glob.glob(f"{work}/srt.{n}.*.stats"):
+    # One JSON object per report; srt-live-transmit clears the counters after each.
+    for line in open(f):
+        line = line.strip().rstrip(",")
+        if not line.startswith("{"):
+            continue
+        try:
+            recv = json.loads(line).get("recv", {})
+        except ValueError:
+            continue
+        lost += recv.get("packetsLost", 0)
+        dropped += recv.get("packetsDropped", 0)
+        received += recv.get("packets", 0)
+        rexmit += recv.get("packetsRetransmitted", 0)
+        belated += recv.get("packetsBelated", 0)
+# Lost packets that were retransmitted in time are not dropped: `dropped` is what players missed.
+print(f"    srt: {received} packets received, {lost} lost, {dropped} dropped (all readers); "
+      f"{rexmit} retransmitted, {belated} belated (duplicates or too late)")
+PY
 done

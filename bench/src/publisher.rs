@@ -3,11 +3,12 @@
 
 use crate::conn::{Conn, ConnError, Target};
 use crate::flv::{self, TAG_SCRIPT, TAG_VIDEO, Tag};
+use crate::workers::Tap;
 use bytes::Bytes;
 use rtmp::amf0::{self, Amf0Value};
 use rtmp::client::{ClientEvent, ClientRole};
 use std::collections::{HashMap, VecDeque};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::time::{Instant, sleep_until, timeout};
 
@@ -29,10 +30,18 @@ pub struct SendLog {
 }
 
 impl SendLog {
-    fn record(&mut self, track: usize, ts: u32, at: Instant) {
-        let key = (track as u8, ts);
+    /// Logs a message about to be written at `at`; returns its sequence number on its track.
+    fn record(&mut self, track: usize, ts: u32, at: Instant) -> u64 {
         let seq = self.next_seq[track];
-        self.next_seq[track] += 1;
+        self.insert(track, ts, at, seq);
+        seq
+    }
+
+    /// Logs a message numbered elsewhere (a worker process copying the parent's log). Records
+    /// of one track must come in order.
+    pub fn insert(&mut self, track: usize, ts: u32, at: Instant, seq: u64) {
+        let key = (track as u8, ts);
+        self.next_seq[track] = self.next_seq[track].max(seq + 1);
         self.map.insert(key, (at, seq));
         self.order.push_back((key, at));
         while let Some(&(k, t)) = self.order.front() {
@@ -65,24 +74,37 @@ pub struct PublishReport {
     pub error: Option<String>,
 }
 
-/// Publishes `tags` until `stop`, then closes politely.
+/// Publishes `tags` until `stop`, then closes politely. Every send record also goes to `tap`
+/// when players run in worker processes.
 pub async fn run(
     target: Target,
-    tags: Vec<Tag>,
+    tags: Arc<[Tag]>,
     log: &RwLock<SendLog>,
+    tap: Option<Tap>,
     stop: Instant,
 ) -> PublishReport {
     let mut report = PublishReport::default();
-    if let Err(e) = publish(&target, &tags, log, stop, &mut report).await {
+    let out = Out {
+        log,
+        tap: tap.as_ref(),
+    };
+    if let Err(e) = publish(&target, &tags, out, stop, &mut report).await {
         report.error = Some(e);
     }
     report
 }
 
+/// Where send records go.
+#[derive(Clone, Copy)]
+struct Out<'a> {
+    log: &'a RwLock<SendLog>,
+    tap: Option<&'a Tap>,
+}
+
 async fn publish(
     target: &Target,
     tags: &[Tag],
-    log: &RwLock<SendLog>,
+    out: Out<'_>,
     stop: Instant,
     report: &mut PublishReport,
 ) -> Result<(), String> {
@@ -141,7 +163,7 @@ async fn publish(
                 }
             }
             report.max_lateness = report.max_lateness.max(Instant::now() - due);
-            send_tag(&mut conn, tag, ts, log, report).await?;
+            send_tag(&mut conn, tag, ts, out, report).await?;
         }
         first_pass = false;
         offset = offset.wrapping_add(span + LOOP_GAP_MS);
@@ -180,7 +202,7 @@ async fn send_tag(
     conn: &mut Conn,
     tag: &Tag,
     ts: u32,
-    log: &RwLock<SendLog>,
+    out: Out<'_>,
     report: &mut PublishReport,
 ) -> Result<(), String> {
     if tag.kind == TAG_SCRIPT {
@@ -200,8 +222,10 @@ async fn send_tag(
         // Logged before the write: under load a player may otherwise receive the message
         // before the publisher task gets to log it.
         let track = if video { VIDEO } else { AUDIO };
-        if let Ok(mut l) = log.write() {
-            l.record(track, ts, Instant::now());
+        let at = Instant::now();
+        let seq = out.log.write().map(|mut l| l.record(track, ts, at));
+        if let (Some(tap), Ok(seq)) = (out.tap, seq) {
+            tap.record(track, ts, seq, at);
         }
     }
     conn.flush()
@@ -213,11 +237,23 @@ async fn send_tag(
 }
 
 /// Loads an FLV file.
-pub fn load(path: &str) -> Result<Vec<Tag>, String> {
+pub fn load(path: &str) -> Result<Arc<[Tag]>, String> {
     let data = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
     let tags = flv::read_tags(&Bytes::from(data)).map_err(|e| format!("{path}: {e}"))?;
     if !tags.iter().any(|t| t.kind == TAG_VIDEO) {
         return Err(format!("{path}: no video tags"));
     }
-    Ok(tags)
+    Ok(tags.into())
+}
+
+/// Time between the first two keyframes (the GOP length), used to spread the starts of many
+/// publishers evenly over one GOP.
+pub fn keyframe_interval(tags: &[Tag]) -> Option<Duration> {
+    let mut keys = tags
+        .iter()
+        .filter(|t| t.kind == TAG_VIDEO && !t.is_sequence_header() && flv::is_keyframe(&t.body))
+        .map(|t| t.timestamp);
+    let first = keys.next()?;
+    let second = keys.find(|&ts| ts > first)?;
+    Some(Duration::from_millis(u64::from(second - first)))
 }
