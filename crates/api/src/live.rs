@@ -3,9 +3,9 @@
 
 use crate::AppState;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use control::Output;
@@ -39,7 +39,9 @@ pub(crate) async fn serve(
     Path((code, file)): Path<(String, String)>,
     Peer(peer): Peer,
     Query(args): Query<Vec<(String, String)>>,
-    headers: HeaderMap,
+    // The whole request rather than a `HeaderMap`, whose extractor clones every header: only
+    // an MPD request reads a few of them.
+    request: Request,
 ) -> Response {
     if !hub::valid_code(&code) {
         return not_found();
@@ -50,7 +52,8 @@ pub(crate) async fn serve(
     // Every playlist, manifest and segment request is admitted like any other player; the
     // installed admission caches HTTP decisions, so only a player's first request can wait on
     // a hook.
-    let (protocol, output) = if crate::dash::is_dash_file(&file) {
+    let dash = crate::dash::is_dash_file(&file);
+    let (protocol, output) = if dash {
         ("dash", Output::Dash)
     } else {
         ("hls", Output::Hls)
@@ -63,35 +66,40 @@ pub(crate) async fn serve(
         Ok(code) => code,
         Err(refused) => return refused,
     };
-    let hls_on = || state.control.output_enabled(&code, Output::Hls);
     state.hub.touch(&code);
-    if file == "index.m3u8" {
-        wait_on_demand(&state, &code, || state.hls.playlist(&code).is_some()).await;
-    } else if crate::dash::is_dash_file(&file) && file.ends_with(".mpd") {
-        wait_on_demand(&state, &code, || state.hub.is_live(&code)).await;
+    if dash {
+        if file.ends_with(".mpd") {
+            wait_on_demand(&state, &code, || state.hub.is_live(&code)).await;
+        }
+        return crate::dash::serve(&state, &code, &file, request.headers());
     }
-    match file.as_str() {
-        "index.m3u8" if !hls_on() => not_found(),
-        f if crate::dash::is_dash_file(f) => crate::dash::serve(&state, &code, f, &headers),
-        "index.m3u8" => match state.hls.playlist(&code) {
+    if !state.control.output_enabled(&code, Output::Hls) {
+        return not_found();
+    }
+    if file == "index.m3u8" {
+        // Looked up once: the rendered playlist is shared `Bytes`, so this is a reference
+        // count, not a copy.
+        let mut playlist = state.hls.playlist(&code);
+        if playlist.is_none() && state.hub.on_demand(&code) {
+            wait_on_demand(&state, &code, || state.hls.playlist(&code).is_some()).await;
+            playlist = state.hls.playlist(&code);
+        }
+        return match playlist {
             Some(text) => media_response(M3U8, "no-cache", Body::from(text)),
             None => not_found(),
-        },
-        f => match f
-            .strip_suffix(".ts")
-            .and_then(|s| s.parse::<u64>().ok())
-            .filter(|_| hls_on())
-        {
-            // A segment never changes once listed, so caches may keep it.
-            Some(seq) => match state.hls.segment(&code, seq) {
-                Some(data) => {
-                    state.hub.record_sent(&code, data.len());
-                    media_response(MP2T, "public, max-age=60", Body::from(data))
-                }
-                None => not_found(),
-            },
-            None => not_found(),
-        },
+        };
+    }
+    match file
+        .strip_suffix(".ts")
+        .and_then(|s| s.parse::<u64>().ok())
+        .and_then(|seq| state.hls.segment(&code, seq))
+    {
+        // A segment never changes once listed, so caches may keep it.
+        Some(data) => {
+            state.hub.record_sent(&code, data.len());
+            media_response(MP2T, "public, max-age=60", Body::from(data))
+        }
+        None => not_found(),
     }
 }
 

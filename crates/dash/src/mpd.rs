@@ -63,22 +63,20 @@ pub struct MpdClock<'a> {
 /// dash.js and Shaka Player try them in order, GStreamer takes the first it supports (it has
 /// no direct scheme).
 pub fn finish_mpd(body: &str, clock: &MpdClock<'_>) -> String {
-    let mut out = String::with_capacity(body.len() + 256);
+    // One allocation per request: the body is shared, only this tail differs.
+    let mut out = String::with_capacity(body.len() + 192 + clock.time_url.len() * 2);
     out.push_str(body);
-    let _ = write!(
-        out,
-        "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"{}\"/>\n\
-         \x20 <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:direct:2014\" value=\"{}\"/>\n</MPD>\n",
-        xml_escape(clock.time_url),
-        iso8601(clock.now_ms),
-    );
+    out.push_str("  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"");
+    push_xml_escaped(&mut out, clock.time_url);
+    out.push_str("\"/>\n  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:direct:2014\" value=\"");
+    write_iso8601(&mut out, clock.now_ms);
+    out.push_str("\"/>\n</MPD>\n");
     out
 }
 
-/// Escapes the XML attribute metacharacters (the URL is built from validated headers, so this
-/// is a second line of defence).
-fn xml_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
+/// Appends `s` with the XML attribute metacharacters escaped (the URL is built from validated
+/// headers, so this is a second line of defence).
+fn push_xml_escaped(out: &mut String, s: &str) {
     for c in s.chars() {
         match c {
             '&' => out.push_str("&amp;"),
@@ -89,7 +87,6 @@ fn xml_escape(s: &str) -> String {
             c => out.push(c),
         }
     }
-    out
 }
 
 /// MPD timing settings.
@@ -175,6 +172,13 @@ fn frame_rate(fps: f64) -> String {
 
 /// `2026-11-21T13:31:00.123Z`.
 pub fn iso8601(ms: i64) -> String {
+    let mut out = String::with_capacity(24);
+    write_iso8601(&mut out, ms);
+    out
+}
+
+/// Appends [`iso8601`]`(ms)` to `out`.
+fn write_iso8601(out: &mut String, ms: i64) {
     let secs = ms.div_euclid(1000);
     let milli = ms.rem_euclid(1000);
     let days = secs.div_euclid(86_400);
@@ -189,12 +193,14 @@ pub fn iso8601(ms: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
+    // Writing to a String cannot fail.
+    let _ = write!(
+        out,
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{milli:03}Z",
         sod / 3600,
         sod % 3600 / 60,
         sod % 60
-    )
+    );
 }
 
 impl Manifest {

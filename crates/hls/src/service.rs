@@ -30,8 +30,9 @@ pub struct HlsStreamStats {
 
 struct Entry {
     playlist: MediaPlaylist,
-    /// Rendered once per change: requests outnumber segment updates by far.
-    rendered: Option<String>,
+    /// Rendered once per change and shared by every request (a reference count, no copy):
+    /// requests outnumber segment updates by far.
+    rendered: Option<Bytes>,
 }
 
 struct Inner {
@@ -109,7 +110,7 @@ impl HlsService {
     }
 
     /// The playlist of `code`; `None` if unknown or no segment is complete yet.
-    pub fn playlist(&self, code: &str) -> Option<String> {
+    pub fn playlist(&self, code: &str) -> Option<Bytes> {
         lock(&self.inner.store).get(code)?.rendered.clone()
     }
 
@@ -154,13 +155,13 @@ impl Inner {
             .entry(code.to_owned())
             .or_insert_with(|| self.new_entry());
         entry.playlist.push(segment);
-        entry.rendered = entry.playlist.render();
+        entry.rendered = entry.playlist.render().map(Bytes::from);
     }
 
     fn end(&self, code: &str) {
         if let Some(entry) = lock(&self.store).get_mut(code) {
             entry.playlist.end();
-            entry.rendered = entry.playlist.render();
+            entry.rendered = entry.playlist.render().map(Bytes::from);
         }
     }
 

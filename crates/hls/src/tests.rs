@@ -179,10 +179,15 @@ fn segment(seq: u64, ms: u64, discontinuity: bool) -> Segment {
     }
 }
 
-fn parse(text: &str) -> m3u8_rs::MediaPlaylist {
-    match m3u8_rs::parse_playlist_res(text.as_bytes()) {
+/// Accepts the rendered `String` and the served `Bytes` alike.
+fn parse(text: impl AsRef<[u8]>) -> m3u8_rs::MediaPlaylist {
+    let text = text.as_ref();
+    match m3u8_rs::parse_playlist_res(text) {
         Ok(m3u8_rs::Playlist::MediaPlaylist(p)) => p,
-        other => panic!("not a media playlist: {other:?}\n{text}"),
+        other => panic!(
+            "not a media playlist: {other:?}\n{}",
+            String::from_utf8_lossy(text)
+        ),
     }
 }
 
@@ -274,7 +279,7 @@ async fn service_segments_slides_republishes_ends_and_forgets() {
     assert!(hls.playlist("cam").is_none(), "no segment complete yet");
     write_frames(&publisher, 25..26, 25, 0).await;
     let first = parse(
-        &hls.playlist("cam")
+        hls.playlist("cam")
             .expect("first playlist after one segment"),
     );
     assert_eq!(first.segments.len(), 1);
@@ -285,7 +290,7 @@ async fn service_segments_slides_republishes_ends_and_forgets() {
     assert!(starts_with_keyframe(&hls.segment("cam", base).unwrap()));
 
     write_frames(&publisher, 26..150, 25, 0).await;
-    let p = parse(&hls.playlist("cam").unwrap());
+    let p = parse(hls.playlist("cam").unwrap());
     assert_eq!(p.media_sequence, base + 2);
     assert_eq!(p.segments.len(), 3);
     assert!(
@@ -299,7 +304,7 @@ async fn service_segments_slides_republishes_ends_and_forgets() {
     let publisher = hub.publish("cam", meta()).unwrap();
     publisher.announce(info());
     write_frames(&publisher, 0..51, 25, 0).await;
-    let text = hls.playlist("cam").unwrap();
+    let text = String::from_utf8(hls.playlist("cam").unwrap().to_vec()).unwrap();
     let p = parse(&text);
     assert!(!p.end_list);
     let last_two: Vec<bool> = p.segments.iter().map(|s| s.discontinuity).collect();
@@ -308,15 +313,15 @@ async fn service_segments_slides_republishes_ends_and_forgets() {
     assert!(p.segments.iter().all(|s| s.duration == 1.0), "{text}");
 
     write_frames(&publisher, 51..151, 25, 0).await;
-    let p = parse(&hls.playlist("cam").unwrap());
+    let p = parse(hls.playlist("cam").unwrap());
     assert_eq!(p.discontinuity_sequence, 1);
 
     // Gone: ENDLIST after the grace, removal after the linger.
     drop(publisher);
     tokio::time::sleep(Duration::from_secs(9)).await;
-    assert!(!parse(&hls.playlist("cam").unwrap()).end_list);
+    assert!(!parse(hls.playlist("cam").unwrap()).end_list);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let ended = parse(&hls.playlist("cam").unwrap());
+    let ended = parse(hls.playlist("cam").unwrap());
     assert!(ended.end_list);
     let stats = hls.stats("cam").unwrap();
     assert!(stats.ended && stats.segments == 6 && stats.target_duration == 1);
@@ -339,14 +344,14 @@ async fn finish_ends_every_playlist_at_once_and_keeps_serving_it() {
     let publisher = hub.publish("cam", meta()).unwrap();
     publisher.announce(info());
     write_frames(&publisher, 0..40, 25, 0).await;
-    let before = parse(&hls.playlist("cam").unwrap());
+    let before = parse(hls.playlist("cam").unwrap());
     assert_eq!(before.segments.len(), 1);
     assert!(!before.end_list);
 
     // The publisher is still there: shutdown must not wait for end_grace (10 s).
     hls.finish();
     tokio::time::sleep(Duration::from_millis(10)).await;
-    let ended = parse(&hls.playlist("cam").unwrap());
+    let ended = parse(hls.playlist("cam").unwrap());
     assert!(ended.end_list, "ENDLIST right after finish");
     assert_eq!(
         ended.segments.len(),
@@ -355,7 +360,7 @@ async fn finish_ends_every_playlist_at_once_and_keeps_serving_it() {
     );
     write_frames(&publisher, 40..100, 25, 0).await;
     assert_eq!(
-        parse(&hls.playlist("cam").unwrap()).segments.len(),
+        parse(hls.playlist("cam").unwrap()).segments.len(),
         2,
         "nothing is added after ENDLIST"
     );
@@ -383,16 +388,16 @@ async fn service_comes_back_after_endlist_and_respects_the_predicate() {
         off.write(video(i, 25, 0));
     }
     assert_eq!(hls.codes(), ["cam"]);
-    let base = parse(&hls.playlist("cam").unwrap()).media_sequence;
+    let base = parse(hls.playlist("cam").unwrap()).media_sequence;
     drop(publisher);
     tokio::time::sleep(Duration::from_secs(11)).await;
-    assert!(parse(&hls.playlist("cam").unwrap()).end_list);
+    assert!(parse(hls.playlist("cam").unwrap()).end_list);
 
     // Back during the linger: a fresh playlist without ENDLIST, numbering continues.
     let publisher = hub.publish("cam", meta()).unwrap();
     publisher.announce(info());
     write_frames(&publisher, 0..26, 25, 0).await;
-    let p = parse(&hls.playlist("cam").unwrap());
+    let p = parse(hls.playlist("cam").unwrap());
     assert!(!p.end_list);
     // 51 frames made segments 0-1, the End closed 2.
     assert_eq!(p.media_sequence, base + 3);
