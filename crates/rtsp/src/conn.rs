@@ -5,16 +5,22 @@
 //! packetizers of this crate. A slow TCP reader never blocks the publisher: frames wait in the
 //! hub's bounded per-reader queue, which skips to the next keyframe on overflow.
 //!
+//! Frames are packetized once per stream ([`crate::share`]) and every reader sends the same
+//! packet bodies; a reader only rewrites the packet heads ([`RtpSender`]) and writes heads and
+//! shared bodies together with `writev` ([`OutQueue`]).
+//!
 //! Over UDP the GOP cache a reader starts with is paced ([`Pacer`]): sent at once it overflows
 //! the player's socket buffer and the kernel drops the packets. The frames waiting meanwhile
 //! stay in the hub's per-reader queue, so pacing delays only this reader.
 
+use crate::out::OutQueue;
 use crate::pace::Pacer;
 use crate::request::{self, TransportRequest};
 use crate::rtcp::{MediaClock, SenderReport};
-use crate::rtp::{AacPacketizer, DEFAULT_MTU, H264Packetizer};
-use crate::sdp::{self, AUDIO_PAYLOAD_TYPE, VIDEO_PAYLOAD_TYPE};
-use bytes::{BufMut, Bytes, BytesMut};
+use crate::rtp::{FRAMING_LEN, MAX_HEAD_LEN, RtpFrame, RtpSender, rtp_timestamp};
+use crate::sdp;
+use crate::share::{SharedPacketizers, StreamPacketizer};
+use bytes::{Bytes, BytesMut};
 use hub::{AccessRequest, Action, Event, Hub, ReaderMeta, Subscription};
 use media::{Frame, MediaInfo, TrackKind};
 use rtsp_types::{Message, Method, ParseError, Response, StatusCode, Version, headers};
@@ -47,6 +53,18 @@ const MAX_PENDING: usize = 16;
 /// How far before the first frame the announced timelines start (90 kHz): the first frame
 /// of the other track may be a little earlier than the first frame seen.
 const RTPTIME_LEAD: i64 = 90_000 / 2;
+/// Queued TCP output that is written at once rather than after the current batch; bounds the
+/// queue (what it holds beyond this is references to shared packet bodies, not copies).
+const OUT_FLUSH: usize = 64 << 10;
+/// Slices handed to one `writev` (Linux takes up to 1024).
+const MAX_IOV: usize = 512;
+/// RTP clock rate of H.264 (RFC 6184 8.2.1).
+const VIDEO_CLOCK_RATE: u32 = 90_000;
+/// Readers of a stream from which a TCP reader's audio waits for the next video frame instead
+/// of being written on its own (see [`Conn::flush_media`]).
+const COALESCE_READERS: usize = 8;
+/// Longest audio waits for a video frame to be written with.
+const AUDIO_HOLD: Duration = Duration::from_millis(40);
 
 /// Per-connection settings.
 #[derive(Clone, Debug)]
@@ -55,6 +73,8 @@ pub struct ConnConfig {
     pub app: String,
     /// Idle time after which the session is closed.
     pub session_timeout: Duration,
+    /// The packetizers shared by every connection of the server.
+    pub packetizers: SharedPacketizers,
 }
 
 /// Why a connection ended abnormally.
@@ -79,8 +99,8 @@ pub enum ConnError {
 
 /// Where one track's packets go.
 enum Transport {
-    /// Interleaved in the RTSP connection (RFC 2326 10.12).
-    Tcp { rtp: u8, rtcp: u8 },
+    /// Interleaved in the RTSP connection (RFC 2326 10.12); the RTP channel is the sender's.
+    Tcp { rtcp: u8 },
     /// A UDP port pair of the server, sending to the client's pair.
     Udp {
         rtp: UdpSocket,
@@ -90,51 +110,12 @@ enum Transport {
     },
 }
 
-enum Packetizer {
-    Video(H264Packetizer),
-    Audio(AacPacketizer),
-}
-
-impl Packetizer {
-    fn pull(&mut self) -> Option<Bytes> {
-        match self {
-            Packetizer::Video(p) => p.pull(),
-            Packetizer::Audio(p) => p.pull(),
-        }
-    }
-    fn next_sequence(&self) -> u16 {
-        match self {
-            Packetizer::Video(p) => p.next_sequence(),
-            Packetizer::Audio(p) => p.next_sequence(),
-        }
-    }
-    /// RTP timestamp of the 90 kHz media time `pts` in this track's clock.
-    fn rtp_timestamp(&self, pts: i64) -> u32 {
-        match self {
-            Packetizer::Video(_) => crate::rtp::wrap_u32(i128::from(pts)),
-            Packetizer::Audio(p) => p.rtp_timestamp(pts),
-        }
-    }
-
-    /// The sender report for media time `pts` at wall time `ntp_time`.
-    fn report(&self, ntp_time: SystemTime, pts: i64) -> SenderReport {
-        let (ssrc, packets, octets) = match self {
-            Packetizer::Video(p) => (p.ssrc(), p.packet_count(), p.octet_count()),
-            Packetizer::Audio(p) => (p.ssrc(), p.packet_count(), p.octet_count()),
-        };
-        SenderReport {
-            ssrc,
-            ntp_time,
-            rtp_timestamp: self.rtp_timestamp(pts),
-            packet_count: packets,
-            octet_count: octets,
-        }
-    }
-}
-
 struct Track {
     transport: Transport,
-    packetizer: Packetizer,
+    /// This reader's sequence numbers, SSRC, timestamp offset and RTCP counts.
+    sender: RtpSender,
+    /// RTP clock rate announced in the SDP.
+    clock_rate: u32,
     /// Whether a sender report went out for this track yet.
     reported: bool,
     /// RTP packets handed to the socket.
@@ -146,6 +127,22 @@ struct Track {
 impl Track {
     fn is_udp(&self) -> bool {
         matches!(self.transport, Transport::Udp { .. })
+    }
+
+    /// This reader's RTP timestamp of the 90 kHz media time `pts`.
+    fn rtp_timestamp(&self, pts: i64) -> u32 {
+        self.sender.timestamp(rtp_timestamp(pts, self.clock_rate))
+    }
+
+    /// The sender report for media time `pts` at wall time `ntp_time`.
+    fn report(&self, ntp_time: SystemTime, pts: i64) -> SenderReport {
+        SenderReport {
+            ssrc: self.sender.ssrc(),
+            ntp_time,
+            rtp_timestamp: self.rtp_timestamp(pts),
+            packet_count: self.sender.packet_count(),
+            octet_count: self.sender.octet_count(),
+        }
     }
 }
 
@@ -180,7 +177,18 @@ struct Conn {
     kill: CancellationToken,
     info: Option<Arc<MediaInfo>>,
     tracks: [Option<Track>; 2],
-    out: BytesMut,
+    /// The stream's shared packetizer for the current track set, held while playing.
+    packets: Option<Arc<StreamPacketizer>>,
+    /// TCP output: responses, RTCP, and RTP heads with their shared bodies.
+    out: OutQueue,
+    /// One UDP datagram being assembled (a head and a shared body).
+    datagram: Vec<u8>,
+    /// The newest frame in `out` is audio.
+    audio_queued: bool,
+    /// When queued audio is written even if no video frame came to carry it.
+    flush_at: Option<Instant>,
+    /// RTP bytes queued or sent and not yet added to the stream's statistics.
+    unrecorded: usize,
     clock: MediaClock,
     /// Events taken from the subscription ahead of time (at PLAY, to learn the first
     /// frame's timestamp), delivered before anything newer.
@@ -231,7 +239,12 @@ pub async fn serve(
         kill: CancellationToken::new(),
         info: None,
         tracks: [None, None],
-        out: BytesMut::new(),
+        packets: None,
+        out: OutQueue::new(),
+        datagram: Vec::new(),
+        audio_queued: false,
+        flush_at: None,
+        unrecorded: 0,
         clock: MediaClock::new(Instant::now().into_std(), SystemTime::now()),
         pending: VecDeque::new(),
         pacer: Pacer::new(),
@@ -239,20 +252,30 @@ pub async fn serve(
     };
     let mut input = BytesMut::with_capacity(4096);
     let mut consumed_total: u64 = 0;
-    let mut deadline = Instant::now() + conn.cfg.session_timeout;
     let mut rtcp = tokio::time::interval(RTCP_INTERVAL);
     rtcp.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The loop wakes for every frame of the stream, so the futures that wait all session
+    // (shutdown, kick, idle timeout) live across iterations: made anew each time, each would
+    // register with its token or the timer wheel and deregister on every frame. Polling a
+    // token locks it; a child token per connection keeps readers off the server's one lock.
+    let shutdown = shutdown.child_token();
+    let stop = shutdown.cancelled();
+    tokio::pin!(stop);
+    let kill = conn.kill.clone().cancelled_owned();
+    tokio::pin!(kill);
+    let idle = sleep_until(Instant::now() + conn.cfg.session_timeout);
+    tokio::pin!(idle);
     loop {
         let playing = conn.state == State::Playing && conn.sub.is_some();
         let held = conn.held.as_ref().map(|(at, _)| Instant::from_std(*at));
-        let kill = conn.kill.clone();
+        let flush_at = conn.flush_at;
         tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            _ = kill.cancelled() => {
+            _ = &mut stop => return Ok(()),
+            _ = &mut kill => {
                 debug!("rtsp reader kicked");
                 return Ok(());
             }
-            _ = sleep_until(deadline) => {
+            _ = &mut idle => {
                 debug!("rtsp session timed out");
                 return Ok(());
             }
@@ -260,7 +283,7 @@ pub async fn serve(
                 if r? == 0 {
                     return Ok(());
                 }
-                deadline = Instant::now() + conn.cfg.session_timeout;
+                idle.as_mut().reset(Instant::now() + conn.cfg.session_timeout);
                 loop {
                     match Message::<Vec<u8>>::parse(&input[..]) {
                         Ok((msg, used)) => {
@@ -271,9 +294,11 @@ pub async fn serve(
                                     if !conn.request(req).await? {
                                         return Ok(());
                                     }
+                                    // DESCRIBE or SETUP may have swapped in the reader's token.
+                                    kill.set(conn.kill.clone().cancelled_owned());
                                 }
                                 // RTCP receiver reports on the interleaved channels: they only
-                                // prove the client is alive, which the deadline above recorded.
+                                // prove the client is alive, which the idle reset above recorded.
                                 Message::Data(_) | Message::Response(_) => {}
                             }
                         }
@@ -286,7 +311,7 @@ pub async fn serve(
                         Err(ParseError::Error) => {
                             // The stream cannot be resynchronised after garbage: answer and close.
                             let resp = response(StatusCode::BadRequest, None, &[], Vec::new());
-                            conn.out.put_slice(&resp);
+                            conn.out.push_bytes(Bytes::from(resp));
                             let _ = conn.flush().await;
                             return Err(ConnError::Malformed { offset: consumed_total });
                         }
@@ -297,13 +322,16 @@ pub async fn serve(
                 let Some(ev) = ev else { return Ok(()) };
                 conn.event(ev).await?;
                 conn.drain().await?;
-                conn.flush().await?;
+                conn.flush_media().await?;
             }
-            _ = sleep_until(held.unwrap_or(deadline)), if playing && held.is_some() => {
+            _ = sleep_while_some(held), if playing && held.is_some() => {
                 if let Some((_, frame)) = conn.held.take() {
                     conn.send_frame(frame).await?;
                 }
                 conn.drain().await?;
+                conn.flush_media().await?;
+            }
+            _ = sleep_while_some(flush_at), if flush_at.is_some() => {
                 conn.flush().await?;
             }
             _ = rtcp.tick(), if playing => {
@@ -311,6 +339,15 @@ pub async fn serve(
                 conn.flush().await?;
             }
         }
+    }
+}
+
+/// Sleeps until `at`, or forever without one. Unlike a `Sleep` made for a disabled branch,
+/// it costs nothing until polled.
+async fn sleep_while_some(at: Option<Instant>) {
+    match at {
+        Some(at) => sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -332,18 +369,23 @@ fn index_of(frame: &Frame) -> usize {
     }
 }
 
-/// A session id that is hard to guess for another client: time and a counter, hashed.
-fn session_id() -> String {
+/// 64 bits that are hard to guess for another client: time and a counter, hashed.
+fn random_u64() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let t = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
-    // splitmix64 finaliser: spreads the bits so consecutive ids do not look consecutive.
+    // splitmix64 finaliser: spreads the bits so consecutive values do not look consecutive.
     let mut z = t ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    format!("{:016X}", z ^ (z >> 31))
+    z ^ (z >> 31)
+}
+
+/// A session id that is hard to guess for another client.
+fn session_id() -> String {
+    format!("{:016X}", random_u64())
 }
 
 /// Serializes a response; writing into a `Vec` cannot fail.
@@ -419,18 +461,13 @@ impl Conn {
                     let mut info = Vec::new();
                     for (i, t) in self.tracks.iter().enumerate() {
                         if let Some(t) = t {
-                            let mut entry = format!(
-                                "url={base}/trackID={i};seq={}",
-                                t.packetizer.next_sequence()
-                            );
+                            let mut entry =
+                                format!("url={base}/trackID={i};seq={}", t.sender.next_sequence());
                             // rtptime is where the reader's timeline starts, and strict readers
                             // (retina) refuse packets before it; it is optional (RFC 2326
                             // 12.33), so it is left out when no frame is known yet.
                             if let Some(pts) = start {
-                                entry.push_str(&format!(
-                                    ";rtptime={}",
-                                    t.packetizer.rtp_timestamp(pts)
-                                ));
+                                entry.push_str(&format!(";rtptime={}", t.rtp_timestamp(pts)));
                             }
                             info.push(entry);
                         }
@@ -451,6 +488,9 @@ impl Conn {
                 if self.state == State::Playing {
                     self.state = State::Ready;
                 }
+                // Taken again at the next frame played; meanwhile the stream's last reader
+                // may leave and free it.
+                self.packets = None;
                 (
                     StatusCode::Ok,
                     vec![(headers::SESSION, self.session_header())],
@@ -468,7 +508,7 @@ impl Conn {
             _ => (StatusCode::NotImplemented, vec![], vec![], true),
         };
         let resp = response(status, cseq, &extra, body);
-        self.out.put_slice(&resp);
+        self.out.push_bytes(Bytes::from(resp));
         self.flush().await?;
         Ok(keep)
     }
@@ -601,9 +641,10 @@ impl Conn {
             .map(|v| v.as_str().to_owned())
             .ok_or(StatusCode::BadRequest)?;
         // Clients may list alternatives; take the first one this server supports.
-        let (transport, reply) = match request::transport(&transport, index)? {
+        let (transport, channel, reply) = match request::transport(&transport, index)? {
             TransportRequest::Interleaved { rtp: a, rtcp: b } => (
-                Transport::Tcp { rtp: a, rtcp: b },
+                Transport::Tcp { rtcp: b },
+                a,
                 format!("RTP/AVP/TCP;unicast;interleaved={a}-{b}"),
             ),
             TransportRequest::Udp { rtp: a, rtcp: b } => {
@@ -626,32 +667,29 @@ impl Conn {
                         dest_rtp: SocketAddr::new(peer_ip, a),
                         dest_rtcp: SocketAddr::new(peer_ip, b),
                     },
+                    0,
                     format!("RTP/AVP;unicast;client_port={a}-{b};server_port={sa}-{sb}"),
                 )
             }
         };
-        let ssrc = u32::from_str_radix(&self.session_id[8..], 16).unwrap_or(1) ^ index as u32;
-        let seq = (ssrc >> 7) as u16;
-        let packetizer = match index {
-            0 => {
-                if info.avc().is_none() {
-                    return Err(StatusCode::NotFound);
-                }
-                Packetizer::Video(
-                    H264Packetizer::new(VIDEO_PAYLOAD_TYPE, ssrc, DEFAULT_MTU).with_sequence(seq),
-                )
-            }
-            _ => {
-                let aac = info.aac().ok_or(StatusCode::NotFound)?;
-                Packetizer::Audio(
-                    AacPacketizer::new(AUDIO_PAYLOAD_TYPE, ssrc, aac, DEFAULT_MTU)
-                        .with_sequence(seq),
-                )
-            }
+        let clock_rate = match index {
+            0 => info
+                .avc()
+                .map(|_| VIDEO_CLOCK_RATE)
+                .ok_or(StatusCode::NotFound)?,
+            _ => info
+                .aac()
+                .map(|a| a.sample_rate)
+                .ok_or(StatusCode::NotFound)?,
         };
+        let ssrc = u32::from_str_radix(&self.session_id[8..], 16).unwrap_or(1) ^ index as u32;
+        // RFC 3550 5.1: random first sequence number and timestamp, per reader and track.
+        let r = random_u64();
+        let sender = RtpSender::new(ssrc, r as u16, (r >> 32) as u32).with_channel(channel);
         self.tracks[index] = Some(Track {
             transport,
-            packetizer,
+            sender,
+            clock_rate,
             reported: false,
             sent: 0,
             send_errors: 0,
@@ -686,7 +724,21 @@ impl Conn {
     async fn event(&mut self, ev: Event) -> Result<(), ConnError> {
         match ev {
             Event::Tracks { info, .. } => {
+                // RTSP 1.0 cannot announce a new clock rate mid-session; closing makes the
+                // player DESCRIBE again and learn it.
+                if let (Some(track), Some(aac)) = (&self.tracks[1], info.aac())
+                    && aac.sample_rate != track.clock_rate
+                {
+                    debug!(
+                        from = track.clock_rate,
+                        to = aac.sample_rate,
+                        "rtsp audio clock rate changed; closing the session"
+                    );
+                    return Err(ConnError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+                }
                 self.info = Some(info);
+                // Packets of the new track set come from its own shared packetizer.
+                self.packets = None;
                 // A new configuration (a republish) may restart the timestamps.
                 self.pacer.reset();
             }
@@ -710,86 +762,108 @@ impl Conn {
         Ok(())
     }
 
-    /// Packetizes and sends one frame now.
+    /// The shared packets of `frame`, from the stream's packetizer for the current track set.
+    fn shared_packets(&mut self, frame: &Frame) -> Option<Arc<RtpFrame>> {
+        let info = self.info.as_ref()?;
+        let current = self
+            .packets
+            .as_ref()
+            .is_some_and(|p| Arc::ptr_eq(p.info(), info));
+        if !current {
+            let code = self.code.as_deref()?;
+            self.packets = Some(self.cfg.packetizers.get(code, info));
+        }
+        self.packets.as_ref()?.packets(frame)
+    }
+
+    /// Sends one frame now: queued for the next flush (TCP) or sent (UDP).
     async fn send_frame(&mut self, frame: Frame) -> Result<(), ConnError> {
-        let Some(info) = self.info.clone() else {
-            return Ok(());
-        };
         let index = index_of(&frame);
         if self.tracks[index].is_none() {
             return Ok(());
         }
         self.clock.observe(frame.pts, std::time::Instant::now());
         self.sender_reports(false).await?;
+        let Some(rtp) = self.shared_packets(&frame) else {
+            return Ok(());
+        };
         let Some(track) = self.tracks[index].as_mut() else {
             return Ok(());
         };
-        let pushed = match (&mut track.packetizer, info.avc()) {
-            (Packetizer::Video(p), Some(cfg)) => p.push(&frame, cfg),
-            (Packetizer::Audio(p), _) => p.push(&frame),
-            _ => return Ok(()),
-        };
-        if let Err(e) = pushed {
-            debug!(error = %e, "rtsp frame dropped");
-            return Ok(());
-        }
-        // Collected first: sending borrows the connection mutably.
-        let packets: Vec<Bytes> = std::iter::from_fn(|| track.packetizer.pull()).collect();
         let mut sent = 0;
-        for pkt in packets {
-            sent += pkt.len();
-            self.send(index, false, pkt).await?;
+        let udp = track.is_udp();
+        match &track.transport {
+            Transport::Tcp { .. } => {
+                for packet in rtp.packets() {
+                    sent += self.out.push_rtp(&mut track.sender, packet);
+                    track.sent += 1;
+                }
+                self.audio_queued = frame.track == TrackKind::Audio;
+            }
+            Transport::Udp {
+                rtp: sock,
+                dest_rtp,
+                ..
+            } => {
+                let mut head = [0u8; MAX_HEAD_LEN];
+                for packet in rtp.packets() {
+                    let len = track.sender.head(packet, &mut head);
+                    // tokio has no vectored send_to; one datagram's copy is small next to the
+                    // system call that sends it.
+                    self.datagram.clear();
+                    self.datagram.extend_from_slice(&head[FRAMING_LEN..len]);
+                    self.datagram.extend_from_slice(packet.body());
+                    // Waiting for room in our socket buffer delays only this reader (a dropped
+                    // packet would be a sequence gap at the player); an ICMP error from the
+                    // client (its port closed) drops the packet, as UDP does.
+                    let ok = match timeout(WRITE_TIMEOUT, sock.send_to(&self.datagram, *dest_rtp))
+                        .await
+                    {
+                        Ok(r) => r.is_ok(),
+                        Err(_) => return Err(ConnError::WriteTimeout),
+                    };
+                    track.send_errors += u64::from(!ok);
+                    track.sent += 1;
+                    sent += self.datagram.len();
+                }
+            }
         }
-        if let Some(sub) = &self.sub {
-            sub.record_sent(sent);
+        self.unrecorded += sent;
+        if udp {
+            self.record_sent();
+        } else if self.out.len() > OUT_FLUSH {
+            self.flush().await?;
         }
         Ok(())
     }
 
-    /// Queues (TCP) or sends (UDP) one RTP or RTCP packet of track `index`.
-    async fn send(&mut self, index: usize, is_rtcp: bool, pkt: Bytes) -> Result<(), ConnError> {
-        let Some(track) = self.tracks[index].as_ref() else {
+    /// Adds the bytes sent since the last call to the stream's and session's counters: once a
+    /// write, not once a frame, as every reader of the stream updates the same counter.
+    fn record_sent(&mut self) {
+        if self.unrecorded > 0
+            && let Some(sub) = &self.sub
+        {
+            sub.record_sent(self.unrecorded);
+        }
+        self.unrecorded = 0;
+    }
+
+    /// Queues (TCP) or sends (UDP) one RTCP packet of track `index`.
+    async fn send_rtcp(&mut self, index: usize, pkt: Bytes) -> Result<(), ConnError> {
+        let Some(track) = self.tracks[index].as_mut() else {
             return Ok(());
         };
         match &track.transport {
-            Transport::Tcp { rtp, rtcp } => {
-                let Ok(len) = u16::try_from(pkt.len()) else {
-                    return Ok(());
-                };
-                self.out.put_u8(b'$');
-                self.out.put_u8(if is_rtcp { *rtcp } else { *rtp });
-                self.out.put_u16(len);
-                self.out.put_slice(&pkt);
-                // Bound the local buffer: flush once it holds a few packets' worth.
-                if self.out.len() > 64 << 10 {
-                    self.flush().await?;
-                }
-            }
+            Transport::Tcp { rtcp } => self.out.push_rtcp(*rtcp, pkt),
             Transport::Udp {
-                rtp,
-                rtcp,
-                dest_rtp,
-                dest_rtcp,
+                rtcp, dest_rtcp, ..
             } => {
-                let (sock, dest) = if is_rtcp {
-                    (rtcp, dest_rtcp)
-                } else {
-                    (rtp, dest_rtp)
-                };
-                // Waiting for room in our socket buffer delays only this reader (a dropped
-                // packet would be a sequence gap at the player); an ICMP error from the client
-                // (its port closed) drops the packet, as UDP does.
-                let sent = match timeout(WRITE_TIMEOUT, sock.send_to(&pkt, *dest)).await {
+                let ok = match timeout(WRITE_TIMEOUT, rtcp.send_to(&pkt, *dest_rtcp)).await {
                     Ok(r) => r.is_ok(),
                     Err(_) => return Err(ConnError::WriteTimeout),
                 };
-                if let Some(track) = self.tracks[index].as_mut() {
-                    track.send_errors += u64::from(!sent);
-                }
+                track.send_errors += u64::from(!ok);
             }
-        }
-        if !is_rtcp && let Some(track) = self.tracks[index].as_mut() {
-            track.sent += 1;
         }
         Ok(())
     }
@@ -815,20 +889,56 @@ impl Conn {
                 continue;
             }
             track.reported = true;
-            let sr = track.packetizer.report(wall, pts);
-            self.send(index, true, sr.to_bytes("ferrocast")).await?;
+            let sr = track.report(wall, pts);
+            self.send_rtcp(index, sr.to_bytes("ferrocast")).await?;
         }
         Ok(())
     }
 
-    async fn flush(&mut self) -> Result<(), ConnError> {
-        if self.out.is_empty() {
+    /// Writes the media queued by the frames just handled, unless it ends in audio that can
+    /// wait for the next video frame.
+    ///
+    /// A write costs a system call and a TCP segment (on loopback, also the receive path and
+    /// the player's wake-up), and these, not the bytes, are most of a reader's cost. A stream
+    /// has about 1.5 audio frames per video frame, so when its audience is large
+    /// ([`COALESCE_READERS`]) audio rides with the next video frame: about half the writes, for
+    /// at most [`AUDIO_HOLD`] (one frame interval at 25 fps and up) of added audio delay. A
+    /// small audience, audio-only streams and UDP readers are written at once as before.
+    async fn flush_media(&mut self) -> Result<(), ConnError> {
+        let large = self
+            .packets
+            .as_ref()
+            .is_some_and(|p| Arc::strong_count(p) >= COALESCE_READERS);
+        // Video must come through this queue too, or nothing would carry the audio.
+        let video = self.tracks[0].as_ref().is_some_and(|t| !t.is_udp())
+            && self.info.as_ref().is_some_and(|i| i.avc().is_some());
+        if self.audio_queued && large && video && self.out.len() < OUT_FLUSH {
+            if self.flush_at.is_none() {
+                self.flush_at = Some(Instant::now() + AUDIO_HOLD);
+            }
             return Ok(());
         }
-        let data = self.out.split();
-        match timeout(WRITE_TIMEOUT, self.writer.write_all(&data)).await {
-            Ok(r) => Ok(r?),
-            Err(_) => Err(ConnError::WriteTimeout),
+        self.flush().await
+    }
+
+    /// Writes everything queued, heads and shared bodies gathered by `writev`.
+    async fn flush(&mut self) -> Result<(), ConnError> {
+        self.flush_at = None;
+        self.audio_queued = false;
+        self.record_sent();
+        while !self.out.is_empty() {
+            let slices = self.out.io_slices(MAX_IOV);
+            // The timeout is per write: a client that still reads, however slowly, stays.
+            let written = match timeout(WRITE_TIMEOUT, self.writer.write_vectored(&slices)).await {
+                Ok(r) => r?,
+                Err(_) => return Err(ConnError::WriteTimeout),
+            };
+            drop(slices);
+            if written == 0 {
+                return Err(ConnError::Io(std::io::ErrorKind::WriteZero.into()));
+            }
+            self.out.advance(written);
         }
+        Ok(())
     }
 }

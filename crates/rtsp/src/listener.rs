@@ -1,6 +1,8 @@
 //! Tokio accept loop of the RTSP server: one task per connection, all owned by a tracker.
 
 use crate::conn::{self, ConnConfig};
+use crate::rtp::DEFAULT_MTU;
+use crate::share::SharedPacketizers;
 use hub::Hub;
 use std::io;
 use std::sync::Arc;
@@ -40,14 +42,18 @@ impl Default for ServerConfig {
 pub struct Server {
     hub: Hub,
     config: Arc<ServerConfig>,
+    packetizers: SharedPacketizers,
 }
 
 impl Server {
     /// A server reading streams from `hub`.
     pub fn new(hub: Hub, config: ServerConfig) -> Self {
+        // A reader at most a hub ring behind still finds its frames packetized.
+        let packetizers = SharedPacketizers::new(hub.config().reader_queue_frames, DEFAULT_MTU);
         Server {
             hub,
             config: Arc::new(config),
+            packetizers,
         }
     }
 
@@ -100,6 +106,7 @@ impl Server {
             let cfg = ConnConfig {
                 app: self.config.app.clone(),
                 session_timeout: self.config.session_timeout,
+                packetizers: self.packetizers.clone(),
             };
             let hub = self.hub.clone();
             let shutdown = shutdown.clone();

@@ -1,8 +1,15 @@
 //! RTP (RFC 3550) header writer and packetizers for H.264 (RFC 6184) and AAC (RFC 3640).
 //!
-//! Packetizers follow a push/pull contract, the inverse of retina's depacketizers: [`push`] one
-//! access unit, then [`pull`] until `None`, one RTP packet (header included) per call. Packets of
-//! one access unit share a single allocation, so the per-frame cost is one `BytesMut`.
+//! Packetizing is split in two so a stream is packetized once however many readers it has:
+//! [`packetize_h264`] and [`packetize_aac`] turn one access unit into an [`RtpFrame`], packet
+//! heads as templates and payloads as slices of the frame itself (nothing of the media is
+//! copied), and each reader's [`RtpSender`] writes its own sequence number, SSRC and timestamp
+//! offset into a copy of a head, which goes on the wire in front of the shared payload.
+//!
+//! [`H264Packetizer`] and [`AacPacketizer`] wrap both halves for one receiver with a push/pull
+//! contract, the inverse of retina's depacketizers: [`push`] one access unit, then [`pull`]
+//! until `None`, one contiguous RTP packet (header included) per call. Packets of one access
+//! unit share a single allocation, so the per-frame cost is one `BytesMut`.
 //!
 //! [`push`]: H264Packetizer::push
 //! [`pull`]: H264Packetizer::pull
@@ -85,13 +92,375 @@ impl RtpHeader {
     }
 }
 
-/// State shared by both packetizers: header fields, the output queue and RTCP counters.
+/// Largest accepted payload size: the length field of interleaved framing (RFC 2326 10.12) is
+/// 16 bits and counts the RTP header too.
+const MAX_MTU: usize = u16::MAX as usize - RtpHeader::LEN;
+
+/// Bytes of interleaved framing (RFC 2326 10.12: `$`, channel, 16-bit length) in front of an
+/// RTP packet sent on the RTSP connection.
+pub const FRAMING_LEN: usize = 4;
+
+/// Longest packet head of an [`RtpFrame`]: framing, RTP header and the longest payload header
+/// (AAC's AU-headers-length and one AU-header).
+pub const MAX_HEAD_LEN: usize = FRAMING_LEN + RtpHeader::LEN + AAC_HEADER_LEN;
+
+fn clamp_mtu(mtu: usize) -> usize {
+    mtu.clamp(MIN_MTU, MAX_MTU)
+}
+
+/// Reduces a timestamp modulo 2^32, as RTP timestamps wrap.
+pub(crate) fn wrap_u32(ts: i128) -> u32 {
+    // rem_euclid keeps negative timestamps in range; the result is < 2^32 so the cast is exact.
+    ts.rem_euclid(1i128 << 32) as u32
+}
+
+/// RTP timestamp at `clock_rate` of the 90 kHz media time `pts`: rounded to nearest, modulo
+/// 2^32, and exact at 90 kHz.
+///
+/// Computed from the absolute time each call (never accumulated), so 44.1 kHz streams whose
+/// 90 kHz pts are themselves rounded do not drift.
+pub fn rtp_timestamp(pts: i64, clock_rate: u32) -> u32 {
+    let timebase = i128::from(TIMEBASE);
+    let scaled = i128::from(pts) * i128::from(clock_rate);
+    wrap_u32((scaled + timebase / 2).div_euclid(timebase))
+}
+
+/// One access unit packetized once, for any number of receivers.
+///
+/// Every packet is a head and a body. The head is a template: interleaved framing (channel 0),
+/// the RTP header (sequence number and SSRC 0, the timestamp in the track's clock without any
+/// receiver's offset) and the FU-A or AAC payload header. The body is a slice of the frame's
+/// payload or of the configuration's parameter sets, so building an `RtpFrame` copies no media
+/// and every receiver sends the same bytes. Receivers rewrite a copy of each head with
+/// [`RtpSender::head`].
+#[derive(Clone, Debug, Default)]
+pub struct RtpFrame {
+    timestamp: u32,
+    /// The heads of all packets, back to back.
+    heads: Vec<u8>,
+    packets: Vec<Part>,
+}
+
+#[derive(Clone, Debug)]
+struct Part {
+    /// Where this packet's head starts in `RtpFrame::heads`.
+    head_start: u32,
+    head_len: u8,
+    body: Bytes,
+}
+
+/// One packet of an [`RtpFrame`].
+#[derive(Clone, Copy, Debug)]
+pub struct SharedPacket<'a> {
+    head: &'a [u8],
+    body: &'a Bytes,
+}
+
+impl<'a> SharedPacket<'a> {
+    /// Framing, RTP header and payload header as templates (at most [`MAX_HEAD_LEN`] bytes).
+    pub fn head(&self) -> &'a [u8] {
+        self.head
+    }
+
+    /// The rest of the RTP payload, the same `Bytes` for every receiver.
+    pub fn body(&self) -> &'a Bytes {
+        self.body
+    }
+
+    /// RTP payload octets (payload header and body), as sender reports count them.
+    pub fn payload_len(&self) -> usize {
+        self.head.len() - FRAMING_LEN - RtpHeader::LEN + self.body.len()
+    }
+
+    /// Size of the RTP packet, header included, without interleaved framing.
+    pub fn rtp_len(&self) -> usize {
+        self.head.len() - FRAMING_LEN + self.body.len()
+    }
+
+    /// Whether the marker bit is set: the last packet of the access unit.
+    pub fn marker(&self) -> bool {
+        self.head[FRAMING_LEN + 1] & 0x80 != 0
+    }
+}
+
+impl RtpFrame {
+    fn new(timestamp: u32, packets: usize) -> Self {
+        RtpFrame {
+            timestamp,
+            heads: Vec::with_capacity(packets * (FRAMING_LEN + RtpHeader::LEN + 2)),
+            packets: Vec::with_capacity(packets),
+        }
+    }
+
+    /// RTP timestamp of the access unit in the track's clock, before any receiver's offset.
+    pub fn timestamp(&self) -> u32 {
+        self.timestamp
+    }
+
+    /// Number of packets.
+    pub fn len(&self) -> usize {
+        self.packets.len()
+    }
+
+    /// Whether the access unit produced no packet (it held only dropped NAL units).
+    pub fn is_empty(&self) -> bool {
+        self.packets.is_empty()
+    }
+
+    /// The packets in sending order.
+    pub fn packets(&self) -> impl ExactSizeIterator<Item = SharedPacket<'_>> + '_ {
+        self.packets.iter().map(|p| {
+            let start = p.head_start as usize;
+            SharedPacket {
+                head: &self.heads[start..start + usize::from(p.head_len)],
+                body: &p.body,
+            }
+        })
+    }
+
+    fn push(&mut self, payload_type: u8, marker: bool, payload_header: &[u8], body: Bytes) {
+        let head_start = self.heads.len();
+        // The MTU clamp keeps every packet within the 16-bit length.
+        let rtp_len = RtpHeader::LEN + payload_header.len() + body.len();
+        self.heads.put_u8(b'$');
+        self.heads.put_u8(0);
+        self.heads
+            .put_u16(u16::try_from(rtp_len).unwrap_or(u16::MAX));
+        RtpHeader {
+            payload_type,
+            marker,
+            sequence: 0,
+            timestamp: self.timestamp,
+            ssrc: 0,
+        }
+        .write(&mut self.heads);
+        self.heads.put_slice(payload_header);
+        self.packets.push(Part {
+            // A frame's heads stay far below 4 GiB: at most ~20 bytes per packet of >= 64.
+            head_start: u32::try_from(head_start).unwrap_or(u32::MAX),
+            head_len: (FRAMING_LEN + RtpHeader::LEN + payload_header.len()) as u8,
+            body,
+        });
+    }
+}
+
+/// RFC 6184 packetization-mode=1 of one AVCC access unit: single NAL unit packets and FU-A, at
+/// most `mtu` payload bytes each (clamped to 64..=65523).
+///
+/// Before an IDR the SPS and PPS of `config` are sent, and in-band copies of them are skipped,
+/// so a player joining at this keyframe can always decode; in-band parameter sets that differ
+/// from `config` are forwarded, since they are a newer configuration. Access unit delimiters
+/// are dropped (RFC 6184 leaves them optional and they only cost packets). A malformed payload
+/// is an error and nothing of it is packetized.
+pub fn packetize_h264(
+    frame: &Frame,
+    config: &AvcConfig,
+    payload_type: u8,
+    mtu: usize,
+) -> Result<RtpFrame, RtpError> {
+    let mtu = clamp_mtu(mtu);
+    let mut nals: Vec<Bytes> = Vec::new();
+    let mut idr = false;
+    for nal in avc::avcc_nal_units(&frame.payload, config.nal_length_size) {
+        let nal = nal.map_err(|source| RtpError::Avcc {
+            pts: frame.pts,
+            source,
+        })?;
+        match avc::nal_unit_type(nal) {
+            NAL_AUD => {}
+            NAL_SPS if config.sps.iter().any(|s| s.as_ref() == nal) => {}
+            NAL_PPS if config.pps.iter().any(|p| p.as_ref() == nal) => {}
+            t => {
+                idr |= t == NAL_IDR;
+                // `nal` was cut from this very payload, which is all `slice_ref` asks.
+                nals.push(frame.payload.slice_ref(nal));
+            }
+        }
+    }
+    let params = config
+        .sps
+        .iter()
+        .chain(&config.pps)
+        .filter(|b| idr && !b.is_empty())
+        .cloned();
+    let all: Vec<Bytes> = params.chain(nals).collect();
+    let packets = all
+        .iter()
+        .map(|nal| {
+            if nal.len() <= mtu {
+                1
+            } else {
+                (nal.len() - 1).div_ceil(mtu - 2)
+            }
+        })
+        .sum();
+    let mut out = RtpFrame::new(wrap_u32(i128::from(frame.pts)), packets);
+    let count = all.len();
+    for (i, nal) in all.into_iter().enumerate() {
+        let last_nal = i + 1 == count;
+        if nal.len() <= mtu {
+            // RFC 6184 5.6: single NAL unit packet, the NAL unit is the payload.
+            out.push(payload_type, last_nal, &[], nal);
+            continue;
+        }
+        // RFC 6184 5.8: FU-A. The indicator keeps F and NRI, the FU header carries the
+        // original type; the original NAL header byte itself is not repeated. The NAL is
+        // longer than the MTU here, so it has a header byte.
+        let nal_header = nal[0];
+        let indicator = (nal_header & 0xe0) | NAL_FU_A;
+        let mut start = 1;
+        while start < nal.len() {
+            let end = (start + mtu - 2).min(nal.len());
+            let last = end == nal.len();
+            let fu_header =
+                (u8::from(start == 1) << 7) | (u8::from(last) << 6) | (nal_header & 0x1f);
+            out.push(
+                payload_type,
+                last_nal && last,
+                &[indicator, fu_header],
+                nal.slice(start..end),
+            );
+            start = end;
+        }
+    }
+    Ok(out)
+}
+
+/// RFC 3640 AAC-hbr packetization (`sizeLength=13; indexLength=3; indexDeltaLength=3`) of one
+/// raw AAC access unit, in an RTP clock of `sample_rate`.
+///
+/// One access unit per packet. An AU larger than the MTU is fragmented per RFC 3640 3.2.3: every
+/// fragment repeats the AU-header carrying the whole AU's size, and only the last one has the
+/// marker bit. An AU larger than 8191 bytes cannot be described by the 13-bit AU-size and is
+/// refused with [`RtpError::AacTooLarge`].
+pub fn packetize_aac(
+    frame: &Frame,
+    sample_rate: u32,
+    payload_type: u8,
+    mtu: usize,
+) -> Result<RtpFrame, RtpError> {
+    let au = &frame.payload;
+    if au.is_empty() {
+        return Err(RtpError::AacEmpty { pts: frame.pts });
+    }
+    if au.len() > AAC_MAX_AU {
+        return Err(RtpError::AacTooLarge {
+            pts: frame.pts,
+            size: au.len(),
+        });
+    }
+    let per_packet = clamp_mtu(mtu) - AAC_HEADER_LEN;
+    let mut out = RtpFrame::new(
+        rtp_timestamp(frame.pts, sample_rate),
+        au.len().div_ceil(per_packet),
+    );
+    // AU-headers-length counts bits: one 16-bit AU-header. AU-size in the top 13 bits of the
+    // AU-header, AU-index 0 in the low 3; the size check above keeps the shift within 16 bits.
+    let [size_hi, size_lo] = ((au.len() as u16) << 3).to_be_bytes();
+    let payload_header = [0, 16, size_hi, size_lo];
+    let mut start = 0;
+    while start < au.len() {
+        let end = (start + per_packet).min(au.len());
+        out.push(
+            payload_type,
+            end == au.len(),
+            &payload_header,
+            au.slice(start..end),
+        );
+        start = end;
+    }
+    Ok(out)
+}
+
+/// One receiver's RTP stream of a track: the header fields that differ between receivers of the
+/// same [`RtpFrame`]s, and the counts its RTCP sender reports need.
+#[derive(Clone, Debug)]
+pub struct RtpSender {
+    ssrc: u32,
+    next_sequence: u16,
+    timestamp_offset: u32,
+    channel: u8,
+    packet_count: u32,
+    octet_count: u32,
+}
+
+impl RtpSender {
+    /// A sender with SSRC `ssrc` whose first packet gets sequence number `sequence` and whose
+    /// timestamps run `timestamp_offset` ahead of the track clock.
+    ///
+    /// RFC 3550 5.1 asks for random initial values of both; the caller chooses them.
+    pub fn new(ssrc: u32, sequence: u16, timestamp_offset: u32) -> Self {
+        RtpSender {
+            ssrc,
+            next_sequence: sequence,
+            timestamp_offset,
+            channel: 0,
+            packet_count: 0,
+            octet_count: 0,
+        }
+    }
+
+    /// Sets the interleaved channel (RFC 2326 10.12) written into the framing of each head.
+    pub fn with_channel(mut self, channel: u8) -> Self {
+        self.channel = channel;
+        self
+    }
+
+    /// The SSRC written into every packet.
+    pub fn ssrc(&self) -> u32 {
+        self.ssrc
+    }
+
+    /// The next packet's sequence number (for the `RTP-Info` header of a `PLAY` response).
+    pub fn next_sequence(&self) -> u16 {
+        self.next_sequence
+    }
+
+    /// Packets written so far (wrapping), for RTCP sender reports.
+    pub fn packet_count(&self) -> u32 {
+        self.packet_count
+    }
+
+    /// Payload octets written so far (wrapping), for RTCP sender reports.
+    pub fn octet_count(&self) -> u32 {
+        self.octet_count
+    }
+
+    /// This receiver's RTP timestamp for `timestamp` in the track's clock.
+    pub fn timestamp(&self, timestamp: u32) -> u32 {
+        timestamp.wrapping_add(self.timestamp_offset)
+    }
+
+    /// Writes `packet`'s head as this receiver sends it into `out` and returns its length,
+    /// framing included (UDP sends from [`FRAMING_LEN`] on); counts the packet for sender
+    /// reports and advances the sequence number.
+    pub fn head(&mut self, packet: SharedPacket<'_>, out: &mut [u8; MAX_HEAD_LEN]) -> usize {
+        // Heads only come from an RtpFrame, which never makes one longer than MAX_HEAD_LEN.
+        let len = packet.head.len();
+        out[..len].copy_from_slice(packet.head);
+        out[1] = self.channel;
+        let rtp = &mut out[FRAMING_LEN..FRAMING_LEN + RtpHeader::LEN];
+        rtp[2..4].copy_from_slice(&self.next_sequence.to_be_bytes());
+        let timestamp = u32::from_be_bytes([rtp[4], rtp[5], rtp[6], rtp[7]]);
+        rtp[4..8].copy_from_slice(&self.timestamp(timestamp).to_be_bytes());
+        rtp[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
+        self.next_sequence = self.next_sequence.wrapping_add(1);
+        // RFC 3550 6.4.1: counts wrap; octets are payload only, without the RTP header.
+        self.packet_count = self.packet_count.wrapping_add(1);
+        self.octet_count = self
+            .octet_count
+            .wrapping_add(u32::try_from(packet.payload_len()).unwrap_or(u32::MAX));
+        len
+    }
+}
+
+/// One receiver's state in the push/pull packetizers: its header fields, output queue and RTCP
+/// counters.
 #[derive(Debug)]
 struct Stream {
     payload_type: u8,
-    ssrc: u32,
     mtu: usize,
-    next_sequence: u16,
+    sender: RtpSender,
     queue: VecDeque<Bytes>,
     packet_count: u32,
     octet_count: u32,
@@ -103,9 +472,8 @@ impl Stream {
     fn new(payload_type: u8, ssrc: u32, mtu: usize) -> Self {
         Stream {
             payload_type,
-            ssrc,
-            mtu: mtu.max(MIN_MTU),
-            next_sequence: 0,
+            mtu: clamp_mtu(mtu),
+            sender: RtpSender::new(ssrc, 0, 0),
             queue: VecDeque::new(),
             packet_count: 0,
             octet_count: 0,
@@ -114,24 +482,22 @@ impl Stream {
         }
     }
 
-    /// Writes the header of the next packet into `buf` and advances the sequence number.
-    fn header(&mut self, buf: &mut BytesMut, timestamp: u32, marker: bool) {
-        RtpHeader {
-            payload_type: self.payload_type,
-            marker,
-            sequence: self.next_sequence,
-            timestamp,
-            ssrc: self.ssrc,
+    /// Queues the packets of `frame` as contiguous RTP packets, or counts the error.
+    fn enqueue(&mut self, frame: Result<RtpFrame, RtpError>) -> Result<(), RtpError> {
+        let frame = frame.inspect_err(|_| self.dropped += 1)?;
+        let total = frame.packets().map(|p| p.rtp_len()).sum();
+        let mut buf = BytesMut::with_capacity(total);
+        let mut head = [0u8; MAX_HEAD_LEN];
+        for packet in frame.packets() {
+            let len = self.sender.head(packet, &mut head);
+            buf.put_slice(&head[FRAMING_LEN..len]);
+            buf.put_slice(packet.body());
+            // `split` hands out the written bytes and keeps the spare capacity for the next
+            // packet, so all packets of one access unit share one allocation.
+            self.queue.push_back(buf.split().freeze());
         }
-        .write(buf);
-        self.next_sequence = self.next_sequence.wrapping_add(1);
-    }
-
-    /// Moves everything written to `buf` so far into the queue as one packet.
-    fn finish_packet(&mut self, buf: &mut BytesMut) {
-        // `split` hands out the written bytes and keeps the spare capacity for the next packet,
-        // so all packets of one access unit share one allocation.
-        self.queue.push_back(buf.split().freeze());
+        self.last_timestamp = Some(frame.timestamp());
+        Ok(())
     }
 
     fn pull(&mut self) -> Option<Bytes> {
@@ -151,21 +517,21 @@ macro_rules! stream_accessors {
     () => {
         /// Starts the sequence at `seq` (RFC 3550 recommends a random start; the caller chooses).
         pub fn with_sequence(mut self, seq: u16) -> Self {
-            self.stream.next_sequence = seq;
+            self.stream.sender.next_sequence = seq;
             self
         }
 
         /// The next packet's sequence number (for the `RTP-Info` header of a `PLAY` response).
         pub fn next_sequence(&self) -> u16 {
-            self.stream.next_sequence
+            self.stream.sender.next_sequence
         }
 
         /// The SSRC written into every packet.
         pub fn ssrc(&self) -> u32 {
-            self.stream.ssrc
+            self.stream.sender.ssrc
         }
 
-        /// Maximum RTP payload per packet actually used (the requested MTU, at least 64).
+        /// Maximum RTP payload per packet actually used (the requested MTU within 64..=65523).
         pub fn mtu(&self) -> usize {
             self.stream.mtu
         }
@@ -197,13 +563,7 @@ macro_rules! stream_accessors {
     };
 }
 
-/// Reduces a timestamp modulo 2^32, as RTP timestamps wrap.
-pub(crate) fn wrap_u32(ts: i128) -> u32 {
-    // rem_euclid keeps negative timestamps in range; the result is < 2^32 so the cast is exact.
-    ts.rem_euclid(1i128 << 32) as u32
-}
-
-/// RFC 6184 packetization-mode=1 H.264 packetizer: single NAL unit packets and FU-A.
+/// RFC 6184 packetization-mode=1 H.264 packetizer for one receiver (see [`packetize_h264`]).
 #[derive(Debug)]
 pub struct H264Packetizer {
     stream: Stream,
@@ -221,105 +581,18 @@ impl H264Packetizer {
 
     stream_accessors!();
 
-    /// Packetizes one AVCC access unit; its packets are then available from [`pull`](Self::pull).
-    ///
-    /// Before an IDR the SPS and PPS of `config` are sent, and in-band copies of them are
-    /// skipped, so a player joining at this keyframe can always decode; in-band parameter sets
-    /// that differ from `config` are forwarded, since they are a newer configuration. Access
-    /// unit delimiters are dropped (RFC 6184 leaves them optional and they only cost packets).
-    /// On a malformed payload nothing of the frame is queued.
+    /// Packetizes one AVCC access unit as [`packetize_h264`] does; its packets are then
+    /// available from [`pull`](Self::pull). On a malformed payload nothing of the frame is
+    /// queued.
     pub fn push(&mut self, frame: &Frame, config: &AvcConfig) -> Result<(), RtpError> {
-        let mut nals: Vec<&[u8]> = Vec::new();
-        let mut idr = false;
-        for nal in avc::avcc_nal_units(&frame.payload, config.nal_length_size) {
-            let nal = match nal {
-                Ok(nal) => nal,
-                Err(source) => {
-                    self.stream.dropped += 1;
-                    return Err(RtpError::Avcc {
-                        pts: frame.pts,
-                        source,
-                    });
-                }
-            };
-            match avc::nal_unit_type(nal) {
-                NAL_AUD => {}
-                NAL_SPS if config.sps.iter().any(|s| s.as_ref() == nal) => {}
-                NAL_PPS if config.pps.iter().any(|p| p.as_ref() == nal) => {}
-                t => {
-                    idr |= t == NAL_IDR;
-                    nals.push(nal);
-                }
-            }
-        }
-        let params: Vec<&[u8]> = if idr {
-            config
-                .sps
-                .iter()
-                .chain(&config.pps)
-                .map(|b| b.as_ref())
-                .filter(|b| !b.is_empty())
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let timestamp = wrap_u32(i128::from(frame.pts));
-        self.stream.last_timestamp = Some(timestamp);
-
-        let all: Vec<&[u8]> = params.into_iter().chain(nals).collect();
-        let mtu = self.stream.mtu;
-        let capacity: usize = all
-            .iter()
-            .map(|nal| {
-                if nal.len() <= mtu {
-                    RtpHeader::LEN + nal.len()
-                } else {
-                    let fragments = (nal.len() - 1).div_ceil(mtu - 2);
-                    fragments * (RtpHeader::LEN + 2) + nal.len() - 1
-                }
-            })
-            .sum();
-        let mut buf = BytesMut::with_capacity(capacity);
-        let count = all.len();
-        for (i, nal) in all.into_iter().enumerate() {
-            let last_nal = i + 1 == count;
-            if nal.len() <= mtu {
-                // RFC 6184 5.6: single NAL unit packet, the NAL unit is the payload.
-                self.stream.header(&mut buf, timestamp, last_nal);
-                buf.put_slice(nal);
-                self.stream.finish_packet(&mut buf);
-                continue;
-            }
-            // RFC 6184 5.8: FU-A. The indicator keeps F and NRI, the FU header carries the
-            // original type; the original NAL header byte itself is not repeated.
-            let (&nal_header, body) = match nal.split_first() {
-                Some(split) => split,
-                None => continue,
-            };
-            let indicator = (nal_header & 0xe0) | NAL_FU_A;
-            let mut chunks = body.chunks(mtu - 2).peekable();
-            let mut start = true;
-            while let Some(chunk) = chunks.next() {
-                let end = chunks.peek().is_none();
-                let fu_header = (u8::from(start) << 7) | (u8::from(end) << 6) | (nal_header & 0x1f);
-                self.stream.header(&mut buf, timestamp, last_nal && end);
-                buf.put_u8(indicator);
-                buf.put_u8(fu_header);
-                buf.put_slice(chunk);
-                self.stream.finish_packet(&mut buf);
-                start = false;
-            }
-        }
-        Ok(())
+        let s = &mut self.stream;
+        s.enqueue(packetize_h264(frame, config, s.payload_type, s.mtu))
     }
 }
 
-/// RFC 3640 AAC-hbr packetizer (`sizeLength=13; indexLength=3; indexDeltaLength=3`).
+/// RFC 3640 AAC-hbr packetizer for one receiver (see [`packetize_aac`]).
 ///
-/// One access unit per packet. An AU larger than the MTU is fragmented per RFC 3640 3.2.3: every
-/// fragment repeats the AU-header carrying the whole AU's size, and only the last one has the
-/// marker bit. An AU larger than 8191 bytes cannot be described by the 13-bit AU-size and is
-/// dropped with [`RtpError::AacTooLarge`] (counted in [`dropped`](Self::dropped)).
+/// Refused access units are counted in [`dropped`](Self::dropped).
 #[derive(Debug)]
 pub struct AacPacketizer {
     stream: Stream,
@@ -337,51 +610,21 @@ impl AacPacketizer {
 
     stream_accessors!();
 
-    /// RTP timestamp for a 90 kHz `pts`: `pts * rate / 90000` rounded to nearest, modulo 2^32.
-    ///
-    /// Computed from the absolute pts each time (never accumulated), so 44.1 kHz streams whose
-    /// 90 kHz pts are themselves rounded do not drift.
+    /// RTP timestamp for a 90 kHz `pts` (see [`rtp_timestamp`]).
     pub fn rtp_timestamp(&self, pts: i64) -> u32 {
-        let timebase = i128::from(TIMEBASE);
-        let scaled = i128::from(pts) * i128::from(self.sample_rate);
-        wrap_u32((scaled + timebase / 2).div_euclid(timebase))
+        rtp_timestamp(pts, self.sample_rate)
     }
 
     /// Packetizes one raw AAC access unit; its packets are then available from
     /// [`pull`](Self::pull).
     pub fn push(&mut self, frame: &Frame) -> Result<(), RtpError> {
-        let au = frame.payload.as_ref();
-        if au.is_empty() {
-            self.stream.dropped += 1;
-            return Err(RtpError::AacEmpty { pts: frame.pts });
-        }
-        if au.len() > AAC_MAX_AU {
-            self.stream.dropped += 1;
-            return Err(RtpError::AacTooLarge {
-                pts: frame.pts,
-                size: au.len(),
-            });
-        }
-        let timestamp = self.rtp_timestamp(frame.pts);
-        self.stream.last_timestamp = Some(timestamp);
-        let per_packet = self.stream.mtu - AAC_HEADER_LEN;
-        let fragments = au.len().div_ceil(per_packet);
-        let mut buf =
-            BytesMut::with_capacity(fragments * (RtpHeader::LEN + AAC_HEADER_LEN) + au.len());
-        // AU-size in the top 13 bits, AU-index 0 in the low 3; the size check above keeps the
-        // shift within 16 bits.
-        let au_header = (au.len() as u16) << 3;
-        let mut chunks = au.chunks(per_packet).peekable();
-        while let Some(chunk) = chunks.next() {
-            let last = chunks.peek().is_none();
-            self.stream.header(&mut buf, timestamp, last);
-            // AU-headers-length counts bits: one 16-bit AU-header.
-            buf.put_u16(16);
-            buf.put_u16(au_header);
-            buf.put_slice(chunk);
-            self.stream.finish_packet(&mut buf);
-        }
-        Ok(())
+        let s = &mut self.stream;
+        s.enqueue(packetize_aac(
+            frame,
+            self.sample_rate,
+            s.payload_type,
+            s.mtu,
+        ))
     }
 }
 

@@ -412,3 +412,98 @@ fn header_layout() {
     .write(&mut buf);
     assert_eq!(buf, [0x80, 0xff, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
 }
+
+#[test]
+fn shared_frame_bodies_are_slices_of_the_frame() {
+    let cfg = config();
+    let frame = Frame {
+        track: TrackKind::Video,
+        dts: 0,
+        pts: 0,
+        keyframe: true,
+        payload: Bytes::from_static(IDR_FRAME),
+    };
+    let rtp = packetize_h264(&frame, &cfg, 96, DEFAULT_MTU).unwrap();
+    let range = frame.payload.as_ptr_range();
+    let params = rtp
+        .packets()
+        .take_while(|p| !range.contains(&p.body().as_ptr()) && p.head().len() == FRAMING_LEN + 12);
+    assert_eq!(params.count(), 2, "the configuration's SPS and PPS first");
+    for p in rtp.packets().skip(2) {
+        assert!(range.contains(&p.body().as_ptr()), "no copy of the media");
+        assert!(p.body().as_ptr_range().end <= range.end);
+    }
+}
+
+#[test]
+fn senders_rewrite_only_their_fields_of_shared_heads() {
+    let cfg = config();
+    let frame = Frame {
+        track: TrackKind::Video,
+        dts: 0,
+        pts: 7200,
+        keyframe: true,
+        payload: Bytes::from_static(IDR_FRAME),
+    };
+    let rtp = packetize_h264(&frame, &cfg, 96, DEFAULT_MTU).unwrap();
+    let mut a = RtpSender::new(0xaaaa_aaaa, 65_535, 0).with_channel(4);
+    let mut b = RtpSender::new(0xbbbb_bbbb, 1000, u32::MAX - 100);
+    let mut head = [0u8; MAX_HEAD_LEN];
+    let (mut pa, mut pb) = (Vec::new(), Vec::new());
+    for p in rtp.packets() {
+        let len = a.head(p, &mut head);
+        assert_eq!(&head[..2], &[b'$', 4]);
+        assert_eq!(
+            usize::from(u16::from_be_bytes([head[2], head[3]])),
+            p.rtp_len()
+        );
+        pa.push([&head[FRAMING_LEN..len], p.body()].concat());
+        let len = b.head(p, &mut head);
+        assert_eq!(head[1], 0);
+        pb.push([&head[FRAMING_LEN..len], p.body()].concat());
+    }
+    let (pa, pb): (Vec<Packet>, Vec<Packet>) = (
+        pa.iter().map(|p| parse(p)).collect(),
+        pb.iter().map(|p| parse(p)).collect(),
+    );
+    check_seq(&pa, 65_535);
+    check_seq(&pb, 1000);
+    check_au(&pa, 7200, 0xaaaa_aaaa);
+    // 7200 plus an offset of 2^32 - 101 wraps to 7099.
+    assert!(pb.iter().all(|p| p.ssrc == 0xbbbb_bbbb && p.ts == 7099));
+    for (x, y) in pa.iter().zip(&pb) {
+        assert_eq!((x.marker, x.pt, &x.payload), (y.marker, y.pt, &y.payload));
+    }
+    // Sender report counts: packets, and payload octets without the RTP header.
+    let octets: usize = pa.iter().map(|p| p.payload.len()).sum();
+    assert_eq!(a.packet_count(), pa.len() as u32);
+    assert_eq!(a.octet_count(), octets as u32);
+    assert_eq!(
+        (b.packet_count(), b.octet_count()),
+        (a.packet_count(), a.octet_count())
+    );
+    assert_eq!(a.next_sequence(), (pa.len() - 1) as u16);
+    assert_eq!(b.timestamp(0), u32::MAX - 100);
+}
+
+#[test]
+fn packetizers_and_shared_frames_make_the_same_packets() {
+    let aac = aac_config();
+    let frame = aac_frame((0..3000u32).map(|i| i as u8).collect(), 1920);
+    let mut p = AacPacketizer::new(97, 5, &aac, 1000).with_sequence(9);
+    p.push(&frame).unwrap();
+    let pulled: Vec<Bytes> = std::iter::from_fn(|| p.pull()).collect();
+    let rtp = packetize_aac(&frame, aac.sample_rate, 97, 1000).unwrap();
+    let mut s = RtpSender::new(5, 9, 0);
+    let mut head = [0u8; MAX_HEAD_LEN];
+    let shared: Vec<Vec<u8>> = rtp
+        .packets()
+        .map(|pk| {
+            let len = s.head(pk, &mut head);
+            [&head[FRAMING_LEN..len], pk.body()].concat()
+        })
+        .collect();
+    assert_eq!(pulled, shared);
+    assert_eq!(rtp_timestamp(1920, 48_000), 1024);
+    assert_eq!(rtp_timestamp(-1, 90_000), u32::MAX);
+}

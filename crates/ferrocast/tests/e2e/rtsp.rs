@@ -1,5 +1,6 @@
 //! Playing over RTSP with ffmpeg (TCP interleaved and UDP), plus hostile requests.
 
+use crate::support::api::Api;
 use crate::support::ffmpeg::{self, Decoded, parse_progress};
 use crate::support::proc::{ChildGuard, run};
 use crate::support::server::{free_addrs, free_udp_addr};
@@ -334,6 +335,167 @@ impl RtspClient {
             self.fill();
         }
     }
+}
+
+/// One RTP stream of a reader as it arrived: SSRC, sequence numbers and timestamps of the RTP
+/// packets, and the sender reports' SSRC and RTP timestamps.
+#[derive(Default)]
+struct ReaderTrack {
+    ssrc: Vec<u32>,
+    seq: Vec<u16>,
+    ts: Vec<u32>,
+    report_ssrc: Vec<u32>,
+    report_ts: Vec<u32>,
+}
+
+/// DESCRIBE, SETUP of both tracks over TCP and PLAY; returns the client, the SSRCs the SETUP
+/// replies announced, and the PLAY reply's RTP-Info.
+fn play_tcp(addr: SocketAddr, code: &str) -> (RtspClient, [u32; 2], String) {
+    let u = url(addr, code);
+    let mut c = RtspClient::connect(addr);
+    c.request("DESCRIBE", &u, &[("Accept", "application/sdp")]);
+    let mut ssrc = [0u32; 2];
+    for (i, channels) in ["0-1", "2-3"].iter().enumerate() {
+        let head = c.request(
+            "SETUP",
+            &format!("{u}/trackID={i}"),
+            &[(
+                "Transport",
+                &format!("RTP/AVP/TCP;unicast;interleaved={channels}"),
+            )],
+        );
+        let hex = head
+            .split("ssrc=")
+            .nth(1)
+            .and_then(|v| v.get(..8))
+            .unwrap_or_else(|| panic!("no ssrc in the SETUP reply:\n{head}"));
+        ssrc[i] = u32::from_str_radix(hex, 16).expect("hex ssrc");
+    }
+    let head = c.request("PLAY", &u, &[]);
+    let info = head
+        .lines()
+        .find_map(|l| l.strip_prefix("RTP-Info: "))
+        .unwrap_or_else(|| panic!("no RTP-Info:\n{head}"))
+        .to_owned();
+    (c, ssrc, info)
+}
+
+/// Reads `packets` interleaved packets into per-track tallies (channels 0-1 video, 2-3 audio).
+fn read_tracks(c: &mut RtspClient, packets: usize) -> [ReaderTrack; 2] {
+    let mut tracks: [ReaderTrack; 2] = Default::default();
+    for _ in 0..packets {
+        let (channel, p) = c.interleaved();
+        let t = &mut tracks[usize::from(channel / 2)];
+        let word = |at: usize| u32::from_be_bytes([p[at], p[at + 1], p[at + 2], p[at + 3]]);
+        if channel % 2 == 0 {
+            t.seq.push(u16::from_be_bytes([p[2], p[3]]));
+            t.ts.push(word(4));
+            t.ssrc.push(word(8));
+        } else if p[1] == 200 {
+            // RTCP SR: SSRC at 4, NTP time at 8, RTP timestamp at 16.
+            t.report_ssrc.push(word(4));
+            t.report_ts.push(word(16));
+        }
+    }
+    tracks
+}
+
+/// Readers of one stream share its packets but not their RTP streams: each gets the SSRC its
+/// SETUP announced, its own contiguous sequence numbers from the RTP-Info `seq`, timestamps on
+/// its own base, and sender reports on that base; kicking one ends only that one.
+#[test]
+fn readers_sharing_packets_keep_their_own_rtp_streams_and_one_can_be_kicked() {
+    let (server, addr) = start();
+    let _publisher = server.publish("pair", Fixture::Small);
+    server.wait_live("pair");
+    let (mut a, ssrc_a, info_a) = play_tcp(addr, "pair");
+    let (mut b, ssrc_b, info_b) = play_tcp(addr, "pair");
+    assert_ne!(ssrc_a, ssrc_b, "each reader its own SSRCs");
+    let got = [read_tracks(&mut a, 600), read_tracks(&mut b, 600)];
+    for (reader, (ssrc, info)) in [(ssrc_a, &info_a), (ssrc_b, &info_b)].iter().enumerate() {
+        for (i, t) in got[reader].iter().enumerate() {
+            let what = format!("reader {reader} track {i}");
+            assert!(t.seq.len() > 10, "{what}: {} packets", t.seq.len());
+            assert!(t.ssrc.iter().all(|s| *s == ssrc[i]), "{what}: SSRC");
+            for w in t.seq.windows(2) {
+                assert_eq!(w[1], w[0].wrapping_add(1), "{what}: sequence gap");
+            }
+            let entry = info
+                .split(',')
+                .find(|e| e.contains(&format!("trackID={i};")))
+                .unwrap_or_else(|| panic!("{what}: not in RTP-Info {info}"));
+            let field = |name: &str| -> u32 {
+                entry
+                    .split(';')
+                    .find_map(|f| f.strip_prefix(name))
+                    .unwrap_or_else(|| panic!("{what}: no {name} in {entry}"))
+                    .parse()
+                    .expect("number")
+            };
+            assert_eq!(u32::from(t.seq[0]), field("seq="), "{what}: first seq");
+            // Timestamps run from the announced start (a second or two of GOP cache and live
+            // media, at most 48 kHz), wherever the random base put it.
+            let start = field("rtptime=");
+            for ts in &t.ts {
+                let since = ts.wrapping_sub(start);
+                assert!(
+                    since < 48_000 * 30,
+                    "{what}: timestamp {ts} vs rtptime {start}"
+                );
+            }
+            assert!(!t.report_ts.is_empty(), "{what}: no sender report");
+            assert!(
+                t.report_ssrc.iter().all(|s| *s == ssrc[i]),
+                "{what}: SR SSRC"
+            );
+            let first = t.report_ts[0];
+            // Within a few seconds of some packet: a report on another base would be anywhere
+            // in the 32-bit range.
+            let near =
+                t.ts.iter()
+                    .any(|ts| ts.wrapping_sub(first).wrapping_add(48_000 * 5) < 48_000 * 10);
+            assert!(
+                near,
+                "{what}: SR timestamp {first} off this reader's timeline"
+            );
+        }
+    }
+
+    // Kick reader a through the API: it is closed, b keeps playing.
+    let api = Api::new(server.http);
+    let port_a = a.stream.local_addr().expect("local addr").port();
+    let sessions = api.get("sessions").ok(200);
+    let id = sessions["data"]
+        .as_array()
+        .and_then(|all| {
+            all.iter().find(|s| {
+                s["protocol"] == "rtsp"
+                    && s["remote_addr"]
+                        .as_str()
+                        .is_some_and(|r| r.ends_with(&format!(":{port_a}")))
+            })
+        })
+        .and_then(|s| s["id"].as_u64())
+        .unwrap_or_else(|| panic!("reader a not among the sessions: {sessions:#}"));
+    assert_eq!(api.delete(&format!("sessions/{id}")).status, 204);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut chunk = [0u8; 64 << 10];
+    loop {
+        match a.stream.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => assert!(
+                Instant::now() < deadline,
+                "the kicked reader still receives"
+            ),
+        }
+    }
+    let after = read_tracks(&mut b, 100);
+    let last = got[1][0].seq.last().copied().expect("video packets");
+    assert_eq!(
+        after[0].seq.first().copied(),
+        Some(last.wrapping_add(1)),
+        "reader b plays on without a gap"
+    );
 }
 
 /// Waits until a reader joining `code` now starts with about `into_gop` of GOP cache: watches
