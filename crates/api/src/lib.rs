@@ -263,6 +263,7 @@ pub fn media_router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/live/{code}/{file}", get(live::serve))
+        .route("/{code}/mpegts", get(live::serve_mpegts))
         // HTTP-FLV, and WS-FLV with an Upgrade: `/live/<code>.flv`.
         .route("/live/{file}", get(flv::serve))
         // Outside /api so an api.token does not lock players out of clock sync.

@@ -174,9 +174,29 @@ async fn mpegts(
         args,
     };
     match state.hub.subscribe_live(&code, meta) {
-        Some(sub) => media_response(MP2T, "no-cache, no-store", ts_body(sub)),
+        Some(sub) => {
+            let mut resp = media_response(MP2T, "no-cache, no-store", ts_body(sub));
+            // An endless body: a reverse proxy (nginx) must pass it on as it comes, not buffer
+            // it. Open-Streamer sends this too.
+            resp.headers_mut()
+                .insert("x-accel-buffering", HeaderValue::from_static("no"));
+            resp
+        }
         None => not_found(),
     }
+}
+
+/// Open-Streamer's MPEG-TS path, `/<code>/mpegts`: the same stream as `/live/<code>/mpegts`.
+pub(crate) async fn serve_mpegts(
+    State(state): State<AppState>,
+    Path(code): Path<String>,
+    Peer(peer): Peer,
+    Query(args): Query<Vec<(String, String)>>,
+) -> Response {
+    if !hub::valid_code(&code) {
+        return not_found();
+    }
+    mpegts(&state, code, peer, args).await
 }
 
 pub(crate) fn media_response(

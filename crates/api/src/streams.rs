@@ -64,9 +64,14 @@ pub struct PushInput {
     url: String,
     /// Default true.
     enabled: Option<bool>,
-    /// Connect and handshake budget in seconds (default 10).
+    /// Connect and handshake budget in seconds (default 10). Open-Streamer's `timeout_sec`
+    /// is accepted for it.
+    #[serde(alias = "timeout_sec")]
     timeout_s: Option<u32>,
     retry: Option<RetryInput>,
+    /// Open-Streamer's fixed delay between attempts, in seconds: a `retry` whose first and
+    /// largest delays are both this. An explicit `retry` wins.
+    retry_timeout_sec: Option<f64>,
     /// Consecutive failed attempts before giving up; 0 (default) retries forever.
     limit: Option<u32>,
     comment: Option<String>,
@@ -105,7 +110,13 @@ pub(crate) fn restore_masked_urls(
 
 impl PushInput {
     pub(crate) fn into_record(self) -> PushDestination {
-        let retry = self.retry.unwrap_or_default();
+        let retry = self.retry.unwrap_or(match self.retry_timeout_sec {
+            Some(fixed) => RetryInput {
+                initial_s: Some(fixed),
+                max_s: Some(fixed),
+            },
+            None => RetryInput::default(),
+        });
         let defaults = RetryPolicy::default();
         PushDestination {
             url: self.url,

@@ -390,3 +390,56 @@ async fn readyz_follows_startup_and_shutdown_while_healthz_stays_alive() {
     let (code, _) = get("/healthz").await;
     assert_eq!(code, 200, "alive while draining");
 }
+
+#[tokio::test]
+async fn open_streamer_push_fields_timeout_sec_and_retry_timeout_sec_are_accepted() {
+    let st = state(AdminAccess::local_only()).await;
+    let mut app = router(st.clone());
+    let body = serde_json::json!({
+        "push": [
+            {"url": "rtmp://a.example/live/k1", "timeout_sec": 7, "retry_timeout_sec": 5},
+            {"url": "rtmp://b.example/live/k2", "retry_timeout_sec": 5,
+             "retry": {"initial_s": 2, "max_s": 9}},
+        ]
+    });
+    for (method, body) in [(Method::PUT, Some(body.to_string())), (Method::GET, None)] {
+        let mut req = Request::builder()
+            .method(method.clone())
+            .uri("/api/v1/streams/demo");
+        let b = match body {
+            Some(b) => {
+                req = req.header("content-type", "application/json");
+                Body::from(b)
+            }
+            None => Body::empty(),
+        };
+        let mut req = req.body(b).unwrap();
+        req.extensions_mut()
+            .insert(ConnectInfo(SocketAddr::new([127, 0, 0, 1].into(), 40000)));
+        let res = app.call(req).await.unwrap();
+        assert!(res.status().is_success(), "{method}: {}", res.status());
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let push = &v["push"];
+        assert_eq!(push[0]["timeout_s"], 7, "{v}");
+        assert_eq!(push[0]["retry"]["initial_s"], 5.0);
+        assert_eq!(push[0]["retry"]["max_s"], 5.0);
+        assert_eq!(push[1]["timeout_s"], 10, "the default");
+        assert_eq!(push[1]["retry"]["initial_s"], 2.0, "an explicit retry wins");
+        assert_eq!(push[1]["retry"]["max_s"], 9.0);
+    }
+    // The alias and the name together are one field given twice.
+    let twice = r#"{"push":[{"url":"rtmp://a.example/live/k","timeout_s":1,"timeout_sec":2}]}"#;
+    let mut req = Request::builder()
+        .method(Method::PUT)
+        .uri("/api/v1/streams/demo2")
+        .header("content-type", "application/json")
+        .body(Body::from(twice))
+        .unwrap();
+    req.extensions_mut()
+        .insert(ConnectInfo(SocketAddr::new([127, 0, 0, 1].into(), 40000)));
+    let res = app.call(req).await.unwrap();
+    assert!(res.status().is_client_error(), "{}", res.status());
+}

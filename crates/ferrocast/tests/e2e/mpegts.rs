@@ -135,3 +135,25 @@ fn mpegts_response_ends_cleanly_when_the_publisher_stops() {
         "code no longer live"
     );
 }
+
+/// Open-Streamer's path and proxy header: `/<code>/mpegts` serves the same stream, and the
+/// endless body tells nginx in front not to buffer it.
+#[test]
+fn open_streamer_mpegts_path_and_no_proxy_buffering() {
+    let server = Server::start();
+    let _publisher = server.publish("os", Fixture::Small);
+    server.wait_live("os");
+    for path in ["/os/mpegts", "/live/os/mpegts"] {
+        let mut s = http::open(server.http, path, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        assert_eq!(s.status, 200, "{path}");
+        assert_eq!(s.header("content-type"), Some("video/mp2t"), "{path}");
+        assert_eq!(s.header("x-accel-buffering"), Some("no"), "{path}");
+        let piece = s.next_piece().expect("read").expect("data");
+        assert_eq!(piece[0], 0x47, "{path}: not TS");
+    }
+    assert_eq!(server.get("/nobody/mpegts").status, 404);
+    let url = format!("http://{}/os/mpegts", server.http);
+    let d = ffmpeg::decode(&url, 3.0, Duration::from_secs(40));
+    d.assert_clean("Open-Streamer MPEG-TS path");
+}
