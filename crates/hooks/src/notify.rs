@@ -6,7 +6,9 @@
 //! - 2xx admits. 3xx with `Location` renames: the new stream name (`on_publish`, `on_play`) or
 //!   the new app (`on_connect`). Anything else, and a call that fails or times out, refuses.
 //! - `on_update` is repeated every `notify_update_timeout` (30 s); with `notify_update_strict`
-//!   off only an error ends the session (3xx passes), with it on anything but 2xx does.
+//!   off only an error reply (4xx, 5xx) ends the session: 3xx passes, and so does a call that
+//!   timed out or found the server unreachable, as our configuration documents (nginx-rtmp
+//!   drops the session on those). With it on, anything but 2xx ends the session.
 //! - The `*_done` and `disconnect` replies are ignored.
 //! - The call is bounded by the netcall timeout, 10 s by default.
 //!
@@ -270,6 +272,17 @@ impl Notifier {
                 status,
                 location.as_deref(),
             ),
+            // A periodic update that could not be asked keeps the session unless strict: a
+            // hook server that is down for a moment must not drop every live stream.
+            Err(failure) if event == HookEvent::Update && !self.inner.config.update_strict => {
+                tracing::warn!(
+                    hook = event.directive(),
+                    call = args.call(),
+                    ?failure,
+                    "hook failed; session kept (update_strict off)"
+                );
+                HookReply::Allow
+            }
             Err(failure) => HookReply::Refuse(match failure {
                 Failure::Timeout => format!("{} timed out", event.directive()),
                 Failure::Unreachable(why) => format!("{} unreachable: {why}", event.directive()),

@@ -424,3 +424,38 @@ fn redirect_names() {
     }
     assert_eq!(redirect_name(&"n".repeat(257)), None);
 }
+
+/// nginx-rtmp's `notify_update_strict off`, as documented in config.example.yaml: an update
+/// that timed out or found no server keeps the session; with strict on it ends it.
+#[tokio::test]
+async fn nginx_rtmp_update_strict_off_survives_a_failed_or_timed_out_update() {
+    let args = HookArgs::update(&session(), Role::Publish, "demo", Duration::ZERO, 0, "");
+    let slow = TestServer::start(Reply::status(200).delay(Duration::from_secs(30))).await;
+    let unreachable = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/update", l.local_addr().unwrap())
+    };
+    for (url, what) in [
+        (slow.url("/update"), "timed out"),
+        (unreachable, "unreachable"),
+    ] {
+        for strict in [false, true] {
+            let notifier = Notifier::new(NotifyConfig {
+                on_update: Some(url.clone()),
+                timeout: Duration::from_millis(300),
+                update_strict: strict,
+                ..NotifyConfig::default()
+            })
+            .unwrap();
+            let reply = notifier.decide(HookEvent::Update, &args).await;
+            if strict {
+                assert!(
+                    matches!(reply, HookReply::Refuse(_)),
+                    "{what}, strict: {reply:?}"
+                );
+            } else {
+                assert_eq!(reply, HookReply::Allow, "{what}, lenient");
+            }
+        }
+    }
+}
