@@ -140,6 +140,7 @@ pub(crate) async fn admit(
             remote_addr,
             args,
             client: None,
+            command: Default::default(),
         })
         .await;
     decision.map(|a| a.code).map_err(|denied| {

@@ -196,6 +196,7 @@ impl BrowserIngest {
             remote_addr: peer,
             args: args.clone(),
             client: None,
+            command: Default::default(),
         });
         let admit = tokio::select! {
             d = decision => d.map_err(|d| d.reason)?,

@@ -125,6 +125,7 @@ fn req(action: Action, code: &str, protocol: &'static str, key: Option<&str>) ->
             .map(|k| vec![("key".into(), k.into())])
             .unwrap_or_default(),
         client: None,
+        command: Default::default(),
     }
 }
 

@@ -149,7 +149,13 @@ impl Gate {
             .duration_since(s.started_at)
             .unwrap_or_default();
         let session = self.session(s.protocol, s.client.as_deref(), s.remote_addr, s.id);
-        let timestamp_ms = u32::try_from(elapsed.as_millis()).unwrap_or(u32::MAX);
+        // nginx-rtmp sends the session's RTMP clock (`s->current_time`): the stream's media
+        // time, which is what a platform compares across updates to see a stalled encoder.
+        let timestamp_ms = self
+            .inner
+            .hub
+            .media_time(&s.stream)
+            .map_or(0, |dts| (dts.max(0) / HUB_TICKS_PER_MS) as u32);
         let args = HookArgs::update(
             &session,
             role,
@@ -190,6 +196,7 @@ impl Gate {
                 s.swfurl.clone_from(&c.swf_url);
                 s.tcurl.clone_from(&c.tc_url);
                 s.pageurl.clone_from(&c.page_url);
+                s.epoch = c.epoch;
                 s.query = query(&c.connect_args);
                 s
             }
@@ -252,9 +259,19 @@ impl Gate {
             if n.enabled(event) {
                 let session = self.session(req.protocol, req.client.as_deref(), req.remote_addr, 0);
                 let q = query(&req.args);
+                let c = &req.command;
                 let args = match req.action {
-                    Action::Publish => HookArgs::publish(&session, &req.code, "live", &q),
-                    Action::Play => HookArgs::play(&session, &req.code, &q),
+                    Action::Publish => {
+                        let kind = c.publish_type.as_deref().unwrap_or("live");
+                        HookArgs::publish(&session, &req.code, kind, &q)
+                    }
+                    Action::Play => {
+                        let mut a = HookArgs::play(&session, &req.code, &q);
+                        a.set("start", &nginx_uint(c.start.unwrap_or(0.0)))
+                            .set("duration", &nginx_uint(c.duration.unwrap_or(0.0)))
+                            .set("reset", if c.reset == Some(true) { "1" } else { "0" });
+                        a
+                    }
                 };
                 match n.decide(event, &args).await {
                     HookReply::Allow => {}
@@ -296,6 +313,19 @@ impl Gate {
         Ok(admit)
     }
 }
+
+/// A play command's number as nginx-rtmp formats it: `(ngx_uint_t) v->start` on x86-64, so
+/// ffmpeg's default start of -2000 reaches the hook as 18446744073709549616, fractions cut.
+fn nginx_uint(v: f64) -> String {
+    if v.is_finite() {
+        ((v as i64) as u64).to_string()
+    } else {
+        "0".into()
+    }
+}
+
+/// The hub's 90 kHz clock, in ticks per millisecond.
+const HUB_TICKS_PER_MS: i64 = 90;
 
 /// Cache key part meaning "any query from this address".
 const ANY: &str = "\u{0}any";

@@ -31,6 +31,7 @@ fn request(action: Action, code: &str, protocol: &'static str, from: &str) -> Ac
         remote_addr: Some(from.parse().expect("socket address")),
         args: Vec::new(),
         client: None,
+        command: Default::default(),
     }
 }
 

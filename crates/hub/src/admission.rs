@@ -32,6 +32,22 @@ pub struct ClientInfo {
     pub page_url: String,
     /// Query arguments given with the app at connect (`live?token=x`, or in tcUrl).
     pub connect_args: Vec<(String, String)>,
+    /// The server's RTMP handshake epoch in ms (nginx-rtmp's `epoch`); 0 elsewhere.
+    pub epoch: u32,
+}
+
+/// What an RTMP `publish` or `play` command carried besides the stream name; nginx-rtmp's
+/// hooks send it (`type`; `start`, `duration`, `reset`). Empty for other protocols.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CommandArgs {
+    /// `publish` type: `live`, `record` or `append`.
+    pub publish_type: Option<String>,
+    /// `play` start (ms; -2 live or recorded, -1 live only, as the client sent it).
+    pub start: Option<f64>,
+    /// `play` duration (ms; -1 to the end).
+    pub duration: Option<f64>,
+    /// `play` reset flag.
+    pub reset: Option<bool>,
 }
 
 /// One request to publish or play, with everything a decision may use.
@@ -50,6 +66,8 @@ pub struct AccessRequest {
     /// The connection the request came on, where the protocol has one (RTMP); `None` for
     /// SRT, RTSP and HTTP.
     pub client: Option<Arc<ClientInfo>>,
+    /// The RTMP command's own arguments (see [`CommandArgs`]).
+    pub command: CommandArgs,
 }
 
 impl AccessRequest {

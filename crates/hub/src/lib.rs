@@ -13,8 +13,8 @@ mod stats;
 mod stream;
 
 pub use admission::{
-    AccessRequest, Action, Admission, Admit, AllowAll, ClientInfo, ConnectFuture, Decision,
-    DecisionFuture, Denied,
+    AccessRequest, Action, Admission, Admit, AllowAll, ClientInfo, CommandArgs, ConnectFuture,
+    Decision, DecisionFuture, Denied,
 };
 pub use listeners::{ListenerGuard, ListenerInfo};
 pub use sessions::{ReaderMeta, SessionGuard, SessionInfo, SessionRole};
@@ -387,6 +387,12 @@ impl Hub {
     /// Whether `code` currently has a publisher that announced its tracks.
     pub fn is_live(&self, code: &str) -> bool {
         self.inner.streams().get(code).is_some_and(|s| s.is_live())
+    }
+
+    /// The stream's clock: decode time (hub ticks) of the newest frame its publisher wrote,
+    /// as nginx-rtmp's `timestamp` in `on_update`. `None` before the first frame.
+    pub fn media_time(&self, code: &str) -> Option<i64> {
+        self.inner.streams().get(code)?.media_time()
     }
 
     /// Stats of one stream, if the hub knows it.

@@ -3,7 +3,7 @@
 use media::MediaInfo;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Bitrates are averaged over this many whole seconds.
@@ -18,6 +18,8 @@ pub(crate) struct Counters {
     pub(crate) bytes_in: AtomicU64,
     pub(crate) bytes_out: AtomicU64,
     pub(crate) frames_in: AtomicU64,
+    /// Decode time of the last frame written (hub ticks); meaningful once `frames_in` > 0.
+    pub(crate) last_dts: AtomicI64,
     pub(crate) dropped: AtomicU64,
     /// Mirror of the subscriber count, readable without the state lock.
     pub(crate) readers: AtomicU64,

@@ -153,6 +153,12 @@ impl Stream {
         }
     }
 
+    /// Decode time of the newest frame, if any was written.
+    pub(crate) fn media_time(&self) -> Option<i64> {
+        (self.counters.frames_in.load(Ordering::Relaxed) > 0)
+            .then(|| self.counters.last_dts.load(Ordering::Relaxed))
+    }
+
     pub(crate) fn stats(&self) -> StreamStats {
         let mut st = self.state();
         let now = Instant::now();
@@ -320,6 +326,7 @@ impl Publisher {
         let s = &self.stream;
         s.counters.bytes_in.fetch_add(len as u64, Ordering::Relaxed);
         s.counters.frames_in.fetch_add(1, Ordering::Relaxed);
+        s.counters.last_dts.store(frame.dts, Ordering::Relaxed);
         self.guard.add_bytes(len as u64);
         let mut st = s.state();
         st.rate_in.add(Instant::now(), len as u64);

@@ -368,6 +368,7 @@ async fn admission_defaults_to_allow_and_can_be_replaced() {
         remote_addr: None,
         args: vec![("key".into(), "k".into())],
         client: None,
+        command: Default::default(),
     };
     assert_eq!(
         hub.authorize(req(Action::Publish)).await,

@@ -10,8 +10,8 @@ use crate::session::{ConnectInfo, ServerSession, SessionConfig, SessionEvent, sp
 use bytes::BytesMut;
 use fanout::{Change, Joiner, Membership, Registry};
 use hub::{
-    AccessRequest, Action, Admission, ClientInfo, Hub, PublishError, PublisherMeta, ReaderMeta,
-    Seat,
+    AccessRequest, Action, Admission, ClientInfo, CommandArgs, Hub, PublishError, PublisherMeta,
+    ReaderMeta, Seat,
 };
 use std::future::Future;
 use std::io::{self, IoSlice};
@@ -372,13 +372,18 @@ enum Wake {
     Deadline,
 }
 
-/// An RTMP connection whose `connect` the admission allowed. Dropping it tells the admission
-/// the connection closed, exactly once, whatever closed it: EOF, an error, a kick, shutdown,
-/// or the task being dropped.
+/// An RTMP connection past its handshake. Dropping it tells the admission the connection
+/// closed, exactly once, whatever closed it (EOF, an error, a refusal, a kick, shutdown, the
+/// task being dropped), and whether or not its `connect` was allowed or even sent: nginx-rtmp
+/// fires `on_disconnect` for every session. Connections that never finish the handshake are
+/// not RTMP clients yet (port probes, floods) and stay silent.
 struct Connected {
     admission: Arc<dyn Admission>,
+    /// What `connect` said; only the connection id and epoch before it arrives.
     client: Arc<ClientInfo>,
     peer: SocketAddr,
+    /// Whether the admission allowed `connect`: requests carry the client only then.
+    admitted: bool,
 }
 
 impl Drop for Connected {
@@ -389,7 +394,7 @@ impl Drop for Connected {
 
 /// What the admission sees of a `connect`: its fields, and the query arguments given with the
 /// app or in `tcUrl` (some encoders put `?token=` only in one of them), without repeats.
-fn client_info(connection_id: u64, info: ConnectInfo) -> ClientInfo {
+fn client_info(connection_id: u64, epoch: u32, info: ConnectInfo) -> ClientInfo {
     let mut connect_args = info.app_args;
     if let Some(tc_url) = info.tc_url.as_deref() {
         for kv in split_query(tc_url).1 {
@@ -406,6 +411,7 @@ fn client_info(connection_id: u64, info: ConnectInfo) -> ClientInfo {
         tc_url: info.tc_url.unwrap_or_default(),
         page_url: info.page_url.unwrap_or_default(),
         connect_args,
+        epoch,
     }
 }
 
@@ -427,6 +433,8 @@ struct Conn<S: Socket> {
     peer: SocketAddr,
     /// Process-unique connection id, given to the admission as `clientid`.
     id: u64,
+    /// The handshake epoch (ms), nginx-rtmp's `epoch`.
+    epoch: u32,
     hub: Hub,
     /// This connection's shutdown signal (a child of the server's).
     shutdown: CancellationToken,
@@ -443,8 +451,8 @@ struct Conn<S: Socket> {
     idle_since: Instant,
     last_read: Instant,
     max_rbuf: usize,
-    /// Set once the admission allowed `connect`. Declared last so it drops last: the
-    /// admission hears the publish or play session close before the connection.
+    /// Set once the handshake is done. Declared last so it drops last: the admission hears
+    /// the publish or play session close before the connection.
     connected: Option<Connected>,
 }
 
@@ -472,6 +480,7 @@ impl<S: Socket> Conn<S> {
             .map(|d| d.as_millis() as u32)
             .unwrap_or(0);
         let session = ServerSession::new(config.session.clone(), epoch, seed());
+        let epoch_ms = epoch;
         let limits: &DecoderLimits = &config.session.limits;
         // One partial chunk plus one read: anything beyond means the decoder is not consuming.
         let max_rbuf = limits.max_chunk_size as usize + 18 + READ_CHUNK * 2;
@@ -479,6 +488,7 @@ impl<S: Socket> Conn<S> {
             socket: Arc::new(socket),
             peer,
             id,
+            epoch: epoch_ms,
             hub,
             shutdown: CancellationToken::new(),
             config,
@@ -660,6 +670,18 @@ impl<S: Socket> Conn<S> {
         loop {
             let before = self.rbuf.len();
             self.session.feed(&mut self.rbuf)?;
+            if self.connected.is_none() && self.session.handshake_done() {
+                self.connected = Some(Connected {
+                    admission: self.hub.admission(),
+                    client: Arc::new(ClientInfo {
+                        connection_id: self.id,
+                        epoch: self.epoch,
+                        ..ClientInfo::default()
+                    }),
+                    peer: self.peer,
+                    admitted: false,
+                });
+            }
             self.events().await?;
             if self.closing || self.rbuf.is_empty() || self.rbuf.len() == before {
                 return Ok(());
@@ -676,12 +698,30 @@ impl<S: Socket> Conn<S> {
                     stream_id,
                     name,
                     args,
-                } => self.on_publish(stream_id, name, args).await?,
+                    kind,
+                } => {
+                    let command = CommandArgs {
+                        publish_type: kind,
+                        ..CommandArgs::default()
+                    };
+                    self.on_publish(stream_id, name, args, command).await?
+                }
                 SessionEvent::PlayRequest {
                     stream_id,
                     name,
                     args,
-                } => self.on_play(stream_id, name, args).await?,
+                    start,
+                    duration,
+                    reset,
+                } => {
+                    let command = CommandArgs {
+                        start,
+                        duration,
+                        reset,
+                        ..CommandArgs::default()
+                    };
+                    self.on_play(stream_id, name, args, command).await?
+                }
                 SessionEvent::Metadata(meta) => {
                     if let Role::Publishing { ingest, .. } = &mut self.role {
                         ingest.metadata(&meta, &mut outputs);
@@ -742,7 +782,7 @@ impl<S: Socket> Conn<S> {
 
     /// Asks the admission about `connect`; the connection waits (only it) while a hook decides.
     async fn on_connect(&mut self, info: ConnectInfo) -> Result<(), ConnError> {
-        let client = Arc::new(client_info(self.id, info));
+        let client = Arc::new(client_info(self.id, self.epoch, info));
         // tcUrl may carry ?key= tokens: log it without its query.
         let tc_url = client
             .tc_url
@@ -750,6 +790,14 @@ impl<S: Socket> Conn<S> {
             .map_or(client.tc_url.as_str(), |(b, _)| b);
         debug!(app = %client.app, %tc_url, flash_ver = %client.flash_ver, "connect");
         let admission = self.hub.admission();
+        let connected = self.connected.get_or_insert_with(|| Connected {
+            admission: admission.clone(),
+            client: client.clone(),
+            peer: self.peer,
+            admitted: false,
+        });
+        // A refused or unanswered connect still ends in a disconnect with what it said.
+        connected.client = client.clone();
         let decision = until_shutdown(&self.shutdown, admission.connect(client.clone(), self.peer))
             .await
             .ok_or(ConnError::Shutdown)?;
@@ -762,21 +810,19 @@ impl<S: Socket> Conn<S> {
                 return Ok(());
             }
         };
-        let client = if app == client.app {
-            client
-        } else {
+        if app != client.app {
             debug!(from = %client.app, to = %app, "admission renamed the app");
-            Arc::new(ClientInfo {
+            let renamed = Arc::new(ClientInfo {
                 app: app.clone(),
                 ..ClientInfo::clone(&client)
-            })
-        };
-        // The admission allowed it, so it hears the disconnect even if the app is not ours.
-        self.connected = Some(Connected {
-            admission,
-            client,
-            peer: self.peer,
-        });
+            });
+            if let Some(c) = &mut self.connected {
+                c.client = renamed;
+            }
+        }
+        if let Some(c) = &mut self.connected {
+            c.admitted = true;
+        }
         match self.session.accept_connect(&app) {
             Ok(()) => self.idle_since = Instant::now(),
             Err(e) => {
@@ -789,7 +835,10 @@ impl<S: Socket> Conn<S> {
 
     /// The accepted connection's client info, for requests and sessions.
     fn client(&self) -> Option<Arc<ClientInfo>> {
-        self.connected.as_ref().map(|c| c.client.clone())
+        self.connected
+            .as_ref()
+            .filter(|c| c.admitted)
+            .map(|c| c.client.clone())
     }
 
     /// Asks the control plane; the connection waits (only it) while a hook decides.
@@ -798,6 +847,7 @@ impl<S: Socket> Conn<S> {
         action: Action,
         name: String,
         args: Vec<(String, String)>,
+        command: CommandArgs,
     ) -> Result<hub::Decision, ConnError> {
         let request = self.hub.authorize(AccessRequest {
             action,
@@ -806,6 +856,7 @@ impl<S: Socket> Conn<S> {
             remote_addr: Some(self.peer),
             args,
             client: self.client(),
+            command,
         });
         until_shutdown(&self.shutdown, request)
             .await
@@ -817,6 +868,7 @@ impl<S: Socket> Conn<S> {
         stream_id: u32,
         name: String,
         args: Vec<(String, String)>,
+        command: CommandArgs,
     ) -> Result<(), ConnError> {
         tracing::Span::current().record("code", name.as_str());
         if !matches!(self.role, Role::Idle) {
@@ -832,7 +884,10 @@ impl<S: Socket> Conn<S> {
             self.closing = true;
             return Ok(());
         }
-        let admit = match self.authorize(Action::Publish, name, args.clone()).await? {
+        let admit = match self
+            .authorize(Action::Publish, name, args.clone(), command)
+            .await?
+        {
             Ok(admit) => admit,
             Err(denied) => {
                 warn!(reason = %denied, "publish refused");
@@ -879,6 +934,7 @@ impl<S: Socket> Conn<S> {
         stream_id: u32,
         name: String,
         args: Vec<(String, String)>,
+        command: CommandArgs,
     ) -> Result<(), ConnError> {
         tracing::Span::current().record("code", name.as_str());
         if !matches!(self.role, Role::Idle) || !hub::valid_code(&name) {
@@ -887,7 +943,10 @@ impl<S: Socket> Conn<S> {
             self.closing = true;
             return Ok(());
         }
-        let code = match self.authorize(Action::Play, name, args.clone()).await? {
+        let code = match self
+            .authorize(Action::Play, name, args.clone(), command)
+            .await?
+        {
             Ok(admit) => admit.code,
             Err(denied) => {
                 warn!(reason = %denied, "play refused");

@@ -94,6 +94,8 @@ pub enum SessionEvent {
         name: String,
         /// Query arguments after the stream name.
         args: Vec<(String, String)>,
+        /// Publish type, when given: `live`, `record` or `append`.
+        kind: Option<String>,
     },
     /// The client asks to play; answer with [`ServerSession::accept_play`] or
     /// [`ServerSession::reject_play`].
@@ -104,6 +106,12 @@ pub enum SessionEvent {
         name: String,
         /// Query arguments after the stream name.
         args: Vec<(String, String)>,
+        /// `start`, `duration` and `reset` of the play command, when given.
+        start: Option<f64>,
+        /// See `start`.
+        duration: Option<f64>,
+        /// See `start`.
+        reset: Option<bool>,
     },
     /// `@setDataFrame`/`onMetaData` from the publisher: the metadata object.
     Metadata(Amf0Value),
@@ -356,10 +364,12 @@ impl ServerSession {
             (_, "publish") => {
                 let raw = cmd.arg(0).and_then(|v| v.as_str()).unwrap_or("").to_owned();
                 let (name, args) = split_query(&raw);
+                let kind = cmd.arg(1).and_then(|v| v.as_str()).map(str::to_owned);
                 self.events.push_back(SessionEvent::PublishRequest {
                     stream_id,
                     name,
                     args,
+                    kind,
                 });
                 Ok(())
             }
@@ -370,6 +380,11 @@ impl ServerSession {
                     stream_id,
                     name,
                     args,
+                    start: cmd.arg(1).and_then(|v| v.as_f64()),
+                    duration: cmd.arg(2).and_then(|v| v.as_f64()),
+                    reset: cmd
+                        .arg(3)
+                        .and_then(|v| v.as_bool().or_else(|| v.as_f64().map(|n| n != 0.0))),
                 });
                 Ok(())
             }

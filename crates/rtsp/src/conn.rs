@@ -588,6 +588,7 @@ impl Conn {
                 remote_addr: Some(self.peer),
                 args: t.args.clone(),
                 client: None,
+                command: Default::default(),
             })
             .await;
         let code = match decision {

@@ -217,6 +217,7 @@ impl Server {
                 remote_addr: Some(peer),
                 args: args.clone(),
                 client: None,
+                command: Default::default(),
             })
             .await
         {

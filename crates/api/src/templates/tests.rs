@@ -74,6 +74,7 @@ impl Client {
             remote_addr: None,
             args: Vec::new(),
             client: None,
+            command: Default::default(),
         })
     }
 }

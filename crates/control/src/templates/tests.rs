@@ -216,6 +216,7 @@ fn publish_req(code: &str, key: Option<&str>) -> AccessRequest {
             .map(|k| vec![("key".into(), k.into())])
             .unwrap_or_default(),
         client: None,
+        command: Default::default(),
     }
 }
 

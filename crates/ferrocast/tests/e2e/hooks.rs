@@ -223,6 +223,11 @@ fn nginx_rtmp_arguments_for_a_publisher_and_a_player() {
     assert_rtmp_session(&play, "play");
     assert_eq!(play.arg("name"), Some("cam"), "{play:#?}");
     assert_eq!(play.arg("token"), Some("abc"), "{play:#?}");
+    // ffmpeg plays with start = -2000 (live or recorded) and no duration or reset; nginx-rtmp
+    // sends `(ngx_uint_t) start`.
+    assert_eq!(play.arg("start"), Some("18446744073709549616"), "{play:#?}");
+    assert_eq!(play.arg("duration"), Some("0"), "{play:#?}");
+    assert_eq!(play.arg("reset"), Some("0"), "{play:#?}");
     let player_id = clientid(&play);
     assert_ne!(player_id, publisher_id, "two connections share a clientid");
 
@@ -261,8 +266,9 @@ fn nginx_rtmp_arguments_for_a_publisher_and_a_player() {
     for c in &connects {
         assert_rtmp_session(c, "connect");
         assert!(
-            c.arg("epoch").is_some_and(|e| e.parse::<u64>().is_ok()),
-            "connect without a numeric epoch: {c:#?}"
+            c.arg("epoch")
+                .is_some_and(|e| e.parse::<u32>().is_ok_and(|e| e > 0)),
+            "connect without the handshake epoch: {c:#?}"
         );
     }
     assert_eq!(
@@ -448,6 +454,8 @@ fn on_play_reply_allows_renames_or_refuses() {
 }
 
 /// `on_connect`: 403 refuses the connection before any publish; 302 renames the application.
+/// nginx-rtmp sends `on_disconnect` for every session, so the refused connection and one that
+/// never sent `connect` are reported too.
 #[test]
 fn on_connect_refuses_or_renames_the_application() {
     let hooks = HookServer::start();
@@ -456,7 +464,7 @@ fn on_connect_refuses_or_renames_the_application() {
         "alias" => Reply::redirect("live"),
         _ => Reply::status(403),
     });
-    let server = hooked(&hooks, &["on_connect", "on_publish"]).start();
+    let server = hooked(&hooks, &["on_connect", "on_publish", "on_disconnect"]).start();
     let mut main = spawn_publisher(&server, "main");
     wait_api_live(&server, "main");
 
@@ -476,6 +484,27 @@ fn on_connect_refuses_or_renames_the_application() {
             .all(|c| c.arg("name") != Some("x")),
         "a refused connection reached on_publish"
     );
+    // `connect` carries no clientid (as in nginx-rtmp): the app names the refused session.
+    let gone = hooks.wait_call(
+        "/on_disconnect",
+        |d| d.arg("app") == Some("blocked"),
+        Duration::from_secs(5),
+    );
+    assert_eq!(gone.call(), "disconnect", "{gone:#?}");
+    assert_eq!(gone.arg("addr"), Some("127.0.0.1"), "{gone:#?}");
+
+    // A client that shakes hands and leaves without `connect`.
+    let mut raw = RawClient::connect(server.rtmp);
+    raw.handshake();
+    let left = Instant::now();
+    drop(raw);
+    let silent = hooks.wait_call(
+        "/on_disconnect",
+        |d| d.at >= left && d.arg("app") == Some(""),
+        Duration::from_secs(5),
+    );
+    assert_eq!(silent.arg("addr"), Some("127.0.0.1"), "{silent:#?}");
+    assert_ne!(silent.arg("clientid"), gone.arg("clientid"), "{silent:#?}");
     assert_untouched(&server, "main", &mut main, true);
 
     // 302 Location: live -> the `alias` app is served as `live`.
@@ -526,12 +555,11 @@ fn on_update_reports_and_a_refusal_drops_the_publisher() {
             .unwrap_or_else(|_| panic!("time is not a number: {c:#?}"))
     };
     let t0 = time(&first);
-    assert!(
-        first
-            .arg("timestamp")
-            .is_some_and(|v| v.parse::<u64>().is_ok()),
-        "{first:#?}"
-    );
+    let timestamp = |c: &Call| -> i64 {
+        c.must("timestamp")
+            .parse()
+            .unwrap_or_else(|_| panic!("timestamp is not a number: {c:#?}"))
+    };
     // Periodic: a later call for the same publisher, with a later `time`.
     let later = hooks.wait_call(
         "/on_update",
@@ -543,6 +571,15 @@ fn on_update_reports_and_a_refusal_drops_the_publisher() {
         "time went backwards: {t0} then {later:#?}"
     );
     assert_eq!(clientid(&later), clientid(&first));
+    // `timestamp` is the stream's clock (ffmpeg -re: media time advances with the wall clock),
+    // not a wall-clock count of its own.
+    let (ts0, ts1) = (timestamp(&first), timestamp(&later));
+    let wall = (later.at - first.at).as_millis() as i64;
+    assert!(
+        ts1 > ts0 && (ts1 - ts0 - wall).abs() < 1500,
+        "stream time moved {} ms in {wall} ms of wall time: {first:#?} {later:#?}",
+        ts1 - ts0
+    );
 
     hooks.reply_with("/on_update", |c| {
         if c.arg("name") == Some("u") {

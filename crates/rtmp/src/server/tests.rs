@@ -32,7 +32,7 @@ fn client_info_merges_app_and_tc_url_arguments() {
         swf_url: None,
         page_url: Some("https://example.invalid/p".into()),
     };
-    let c = client_info(9, info);
+    let c = client_info(9, 0, info);
     assert_eq!(c.connection_id, 9);
     assert_eq!(c.app, "live");
     assert_eq!(c.tc_url, "rtmp://h:1935/live?token=a&user=b");
@@ -305,7 +305,7 @@ async fn publisher_connect_session_and_kick_reach_the_admission_once_each() {
 }
 
 #[tokio::test]
-async fn refused_connect_gets_the_reason_and_no_disconnect() {
+async fn refused_connect_gets_the_reason_and_a_disconnect() {
     let rec = Rec::new(OnConnect::Refuse("banned"));
     let fx = Fixture::start(rec.clone()).await;
     let role = ClientRole::Publish { name: "cam".into() };
@@ -318,9 +318,38 @@ async fn refused_connect_gets_the_reason_and_no_disconnect() {
             description: "banned".into()
         }]
     );
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(rec.log(), vec!["connect live"]);
+    // nginx-rtmp reports every session's end, admitted or not.
+    rec.wait_for("disconnect live").await;
+    assert_eq!(rec.log(), vec!["connect live", "disconnect live"]);
     fx.stop().await;
+}
+
+#[tokio::test]
+async fn a_handshake_without_connect_still_disconnects() {
+    let rec = Rec::new(OnConnect::Allow);
+    let fx = Fixture::start(rec.clone()).await;
+    let mut s = tokio::net::TcpStream::connect(fx.addr).await.unwrap();
+    let mut hs = crate::handshake::ClientHandshake::new(0, 7);
+    let mut rbuf = bytes::BytesMut::new();
+    s.write_all(&hs.poll_transmit().unwrap()).await.unwrap();
+    while !hs.is_done() {
+        s.read_buf(&mut rbuf).await.unwrap();
+        hs.feed(&mut rbuf).unwrap();
+        if let Some(c2) = hs.poll_transmit() {
+            s.write_all(&c2).await.unwrap();
+        }
+    }
+    drop(s);
+    rec.wait_for("disconnect ").await;
+    assert_eq!(rec.log(), vec!["disconnect "]);
+
+    // Half a handshake is not a client: nothing to report.
+    let mut s = tokio::net::TcpStream::connect(fx.addr).await.unwrap();
+    s.write_all(&[3u8; 100]).await.unwrap();
+    drop(s);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    fx.stop().await;
+    assert_eq!(rec.log(), vec!["disconnect "]);
 }
 
 #[tokio::test]
@@ -399,8 +428,8 @@ async fn shutdown_disconnects_idle_connections_and_does_not_wait_for_a_hung_hook
     assert!(c.events.is_empty(), "{:?}", c.events);
     assert_eq!(
         rec.log(),
-        vec!["connect live"],
-        "never allowed, so no disconnect"
+        vec!["connect live", "disconnect live"],
+        "never answered, but the session still ended"
     );
 }
 
