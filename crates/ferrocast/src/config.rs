@@ -250,6 +250,9 @@ pub struct HooksConfig {
     /// How long an HTTP player's decision is reused, so segment requests never wait on a hook.
     #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub cache_ttl: Duration,
+    /// nginx-rtmp's `notify_relay_redirect`: an `rtmp://` redirect renames the local stream
+    /// to the MD5 hex of the URL.
+    pub relay_redirect: bool,
 }
 
 impl Default for HooksConfig {
@@ -269,6 +272,7 @@ impl Default for HooksConfig {
             update_interval: n.update_interval,
             update_strict: n.update_strict,
             cache_ttl: n.cache_ttl,
+            relay_redirect: n.relay_redirect,
         }
     }
 }
@@ -293,6 +297,7 @@ impl HooksConfig {
             update_interval: self.update_interval,
             update_strict: self.update_strict,
             cache_ttl: self.cache_ttl,
+            relay_redirect: self.relay_redirect,
         }
     }
 }

@@ -336,6 +336,10 @@ async fn run(config: Config) -> Result<()> {
         },
     )
     .context("invalid hooks or callback configuration")?;
+    gate.set_relays(Arc::new(Relays {
+        inputs: inputs.clone(),
+        push: push.clone(),
+    }));
     // The gate wraps the control plane's rules with IP rules, hooks and the callback.
     // The wrapper turns the sessions the gate hears of into session.opened/closed events.
     hub.set_admission(events::sources::observe_sessions(
@@ -571,6 +575,25 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
+    }
+}
+
+/// A hook's `rtmp://` redirect carried out by the input and push managers.
+struct Relays {
+    inputs: inputs::InputManager,
+    push: push::PushManager,
+}
+
+impl gate::Relays for Relays {
+    fn pull(&self, code: &str, url: &str) -> Result<(), String> {
+        // As long as an on-demand input waits for readers (MediaMTX's default).
+        let close_after =
+            std::time::Duration::from_secs_f64(store::Failover::default().close_after_s);
+        self.inputs.relay_pull(code, url, close_after)
+    }
+
+    fn push(&self, code: &str, url: &str) -> Result<(), String> {
+        self.push.relay_push(code, url)
     }
 }
 

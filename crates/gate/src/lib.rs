@@ -49,6 +49,15 @@ pub struct GateConfig {
     pub callback: Option<CallbackConfig>,
 }
 
+/// Who carries out a hook's relay redirect (nginx-rtmp's relay push and pull): the input and
+/// push managers, wired in by the binary.
+pub trait Relays: Send + Sync {
+    /// Pulls `url` into `code` for its players; an error refuses the play.
+    fn pull(&self, code: &str, url: &str) -> Result<(), String>;
+    /// Pushes the next publish session of `code` to `url`; an error refuses the publish.
+    fn push(&self, code: &str, url: &str) -> Result<(), String>;
+}
+
 /// Cache key of an HTTP decision: stream, client address, and the client's query.
 type HttpKey = (String, Option<IpAddr>, String);
 
@@ -79,6 +88,7 @@ struct Inner {
     notifier: Option<Notifier>,
     callback: Option<Callback>,
     http_cache: DecisionCache<HttpKey, Decision>,
+    relays: std::sync::RwLock<Option<Arc<dyn Relays>>>,
 }
 
 impl Gate {
@@ -105,8 +115,57 @@ impl Gate {
                 notifier,
                 callback,
                 http_cache: DecisionCache::new(cache_ttl, HTTP_CACHE_ENTRIES),
+                relays: std::sync::RwLock::new(None),
             }),
         })
+    }
+
+    /// Installs who carries out relay redirects; without it they refuse.
+    pub fn set_relays(&self, relays: Arc<dyn Relays>) {
+        *self.inner.relays.write().unwrap_or_else(|e| e.into_inner()) = Some(relays);
+    }
+
+    /// Carries out a hook's `rtmp://` redirect; returns the local stream code.
+    fn relay(&self, req: &AccessRequest, url: &str) -> Result<String, Denied> {
+        let relays = self
+            .inner
+            .relays
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some(relays) = relays else {
+            return Err(Denied::new("relay redirects are not available"));
+        };
+        let relay_redirect = self
+            .inner
+            .notifier
+            .as_ref()
+            .is_some_and(|n| n.config().relay_redirect);
+        // nginx-rtmp's notify_relay_redirect: the local name is the URL's MD5, so relays to
+        // different origins never meet in one stream.
+        let code = if relay_redirect {
+            use md5::Digest;
+            let digest = md5::Md5::digest(url.as_bytes());
+            digest.iter().map(|b| format!("{b:02x}")).collect()
+        } else {
+            req.code.clone()
+        };
+        let done = match req.action {
+            Action::Publish => {
+                if self.inner.hub.is_live(&code) {
+                    return Err(Denied::new("stream is already being published"));
+                }
+                relays.push(&code, url)
+            }
+            Action::Play => relays.pull(&code, url),
+        };
+        match done {
+            Ok(()) => Ok(code),
+            Err(e) => {
+                warn!(stream = %req.code, error = %e, "relay redirect refused");
+                Err(Denied::new(format!("relay failed: {e}")))
+            }
+        }
     }
 
     /// Calls `on_update` for every session each `update_interval` until `shutdown`; a refusal
@@ -283,6 +342,10 @@ impl Gate {
                         info!(from = %req.code, to = %name, "stream renamed by {}", event.directive());
                         admit.code = name;
                     }
+                    HookReply::Relay(url) => {
+                        admit.code = self.relay(req, &url)?;
+                        info!(stream = %req.code, local = %admit.code, "relay by {}", event.directive());
+                    }
                     HookReply::Refuse(reason) => return Err(Denied::new(reason)),
                 }
             }
@@ -365,6 +428,8 @@ impl Admission for Gate {
                     Ok(app)
                 }
                 HookReply::Refuse(reason) => Err(Denied::new(reason)),
+                // Only on_publish and on_play relay; the notifier never says so for connect.
+                HookReply::Relay(_) => Err(Denied::new("on_connect cannot relay")),
             }
         })
     }

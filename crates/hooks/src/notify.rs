@@ -12,11 +12,14 @@
 //! - The `*_done` and `disconnect` replies are ignored.
 //! - The call is bounded by the netcall timeout, 10 s by default.
 //!
+//! - A `Location` of `rtmp://host/app/name` (or `rtmps://`) from `on_publish` or `on_play` is a
+//!   relay, not a rename ([`HookReply::Relay`]): the caller pushes the publisher there, or
+//!   pulls the stream from there for the player; with `notify_relay_redirect` the local stream
+//!   is renamed to the MD5 hex of the URL, as nginx-rtmp does.
+//!
 //! Deliberate differences: nginx-rtmp treats a 3xx without `Location` as "go on unchanged";
 //! we refuse, since a hook that meant to rename and forgot the header should not silently
-//! admit. A `Location` of `rtmp://host/app/name` makes nginx-rtmp relay (push or pull, name
-//! hashed with `notify_relay_redirect`); we do not relay from a hook and take the URL's last path
-//! segment as the new name. Redirects are never followed.
+//! admit. Other URLs rename to their last path segment. Redirects are never followed.
 
 mod args;
 
@@ -135,6 +138,9 @@ pub struct NotifyConfig {
     pub update_strict: bool,
     /// How long an HTTP-delivery decision is reused per client token (30 s; zero disables).
     pub cache_ttl: Duration,
+    /// `notify_relay_redirect`: a relay redirect renames the local stream to the MD5 hex of
+    /// the URL, so relays to different URLs never share a stream.
+    pub relay_redirect: bool,
 }
 
 impl Default for NotifyConfig {
@@ -153,6 +159,7 @@ impl Default for NotifyConfig {
             update_interval: Duration::from_secs(30),
             update_strict: false,
             cache_ttl: Duration::from_secs(30),
+            relay_redirect: false,
         }
     }
 }
@@ -210,6 +217,9 @@ pub enum HookReply {
     Allow,
     /// Go on under this name (the app, for `on_connect`).
     Redirect(String),
+    /// `on_publish` / `on_play` redirected to an `rtmp://` or `rtmps://` URL: relay the
+    /// stream there (publish) or from there (play).
+    Relay(String),
     /// Refuse; the reason is for logs and may be shown to the client.
     Refuse(String),
 }
@@ -295,6 +305,11 @@ impl Notifier {
             }
             HookReply::Redirect(name) => {
                 tracing::info!(hook = event.directive(), call = args.call(), %name, "hook redirected");
+            }
+            HookReply::Relay(url) => {
+                // The path holds the stream key: log where, not what.
+                let host = url_host(url);
+                tracing::info!(hook = event.directive(), call = args.call(), %host, "hook asked for a relay");
             }
             HookReply::Allow => {}
         }
@@ -401,6 +416,11 @@ fn reply_for(event: HookEvent, strict: bool, status: u16, location: Option<&str>
         }
         300..=399 => match location {
             None => HookReply::Refuse(format!("{hook} returned {status} without Location")),
+            Some(url)
+                if matches!(event, HookEvent::Publish | HookEvent::Play) && is_rtmp_url(url) =>
+            {
+                HookReply::Relay(url.trim().to_owned())
+            }
             Some(location) => match redirect_name(location) {
                 Some(name) => HookReply::Redirect(name),
                 None => HookReply::Refuse(format!("{hook} redirected to an invalid name")),
@@ -408,6 +428,24 @@ fn reply_for(event: HookEvent, strict: bool, status: u16, location: Option<&str>
         },
         _ => HookReply::Refuse(format!("{hook} returned {status}")),
     }
+}
+
+/// `scheme://host:port` of a URL, without credentials, path or query.
+fn url_host(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return String::new();
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    format!("{scheme}://{host}")
+}
+
+/// nginx-rtmp compares the first seven bytes with `rtmp://`, ignoring case; `rtmps://` is
+/// ours (TLS relays).
+fn is_rtmp_url(location: &str) -> bool {
+    let l = location.trim().as_bytes();
+    let starts = |p: &[u8]| l.len() > p.len() && l[..p.len()].eq_ignore_ascii_case(p);
+    starts(b"rtmp://") || starts(b"rtmps://")
 }
 
 /// The new name a `Location` value asks for: the value itself, or the last path segment (percent

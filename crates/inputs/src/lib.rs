@@ -21,6 +21,7 @@ pub use status::{ErrorRecord, InputSnapshot, InputState, StreamInputs, SwitchRec
 use hub::Hub;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 use store::{Failover, InputSpec, StreamRecord};
 use supervisor::{Command, Supervisor};
 use tokio::sync::{mpsc, oneshot};
@@ -119,6 +120,8 @@ pub enum ControlError {
 }
 
 struct Handle {
+    /// A hook's relay pull rather than the stream's configured inputs.
+    relay: bool,
     inputs: Vec<InputSpec>,
     failover: Failover,
     cmds: mpsc::Sender<Command>,
@@ -204,6 +207,14 @@ impl InputManager {
         };
         let wanted = record.filter(|r| !r.disabled && !r.inputs.is_empty());
         let mut streams = lock(&self.inner.streams);
+        if let Some(h) = streams.get(code).filter(|h| h.relay) {
+            // A relay pull lives until its readers leave, unless inputs are configured now.
+            if wanted.is_none() {
+                return;
+            }
+            h.stop.cancel();
+            streams.remove(code);
+        }
         let Some(r) = wanted else {
             if let Some(h) = streams.remove(code) {
                 h.stop.cancel();
@@ -250,6 +261,7 @@ impl InputManager {
         streams.insert(
             code.to_owned(),
             Handle {
+                relay: false,
                 inputs: r.inputs.clone(),
                 failover: r.failover,
                 cmds,
@@ -257,6 +269,72 @@ impl InputManager {
                 stop,
             },
         );
+    }
+
+    /// nginx-rtmp's relay pull, asked by a hook's `rtmp://` redirect of `on_play`: pulls `url`
+    /// into `code` while it has readers (at least `close_after`), then forgets it. Nothing is
+    /// started when `code` is live or runs inputs already: its players get that.
+    pub fn relay_pull(&self, code: &str, url: &str, close_after: Duration) -> Result<(), String> {
+        if url::kind(url)? != url::Kind::Rtmp {
+            return Err("a relay pulls rtmp:// or rtmps:// only".into());
+        }
+        let Some(root) = lock(&self.inner.root).clone() else {
+            return Err("inputs are not running".into());
+        };
+        let mut streams = lock(&self.inner.streams);
+        if streams.contains_key(code) || self.inner.hub.is_live(code) {
+            return Ok(());
+        }
+        let intake = self.inner.hub.intake(code).map_err(|e| e.to_string())?;
+        let inputs = vec![InputSpec {
+            url: url.to_owned(),
+            comment: "relay pull (hook redirect)".into(),
+            ..InputSpec::default()
+        }];
+        let failover = Failover {
+            on_demand: true,
+            close_after_s: close_after.as_secs_f64(),
+            ..Failover::default()
+        };
+        let (cmds, rx) = mpsc::channel(16);
+        let shared = Arc::new(Mutex::new(StreamInputs::default()));
+        let stop = root.child_token();
+        let supervisor = Supervisor::new(
+            code.to_owned(),
+            self.inner.hub.clone(),
+            intake,
+            inputs.clone(),
+            failover,
+            self.inner.config.clone(),
+            shared.clone(),
+            lock(&self.inner.notify).clone(),
+            rx,
+        )
+        .relay(close_after);
+        tracing::info!(stream = code, url = %url::masked(url), "relay pull started");
+        let inner = self.inner.clone();
+        let token = stop.clone();
+        let owned = code.to_owned();
+        self.inner.tracker.spawn(async move {
+            supervisor.run(token).await;
+            // Forget it, unless configured inputs replaced it meanwhile.
+            let mut streams = lock(&inner.streams);
+            if streams.get(&owned).is_some_and(|h| h.relay) {
+                streams.remove(&owned);
+            }
+        });
+        streams.insert(
+            code.to_owned(),
+            Handle {
+                relay: true,
+                inputs,
+                failover,
+                cmds,
+                shared,
+                stop,
+            },
+        );
+        Ok(())
     }
 
     /// The state of `code`'s inputs, if it runs any.

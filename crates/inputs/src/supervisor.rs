@@ -210,6 +210,9 @@ pub(crate) struct Supervisor {
     stop: CancellationToken,
     /// Pulled inputs run (always, unless the stream pulls on demand and nobody reads).
     pulling: bool,
+    /// A hook's relay pull: it counts as wanted until then, since the player that caused it
+    /// may not be reading yet, and the supervisor ends once nobody wants it.
+    relay_until: Option<Instant>,
 }
 
 impl Supervisor {
@@ -246,7 +249,16 @@ impl Supervisor {
             tasks: TaskTracker::new(),
             stop: CancellationToken::new(),
             pulling: false,
+            relay_until: None,
         }
+    }
+
+    /// Makes this a relay pull (nginx-rtmp's pull on a hook's `rtmp://` redirect): on demand,
+    /// wanted for `grace` from now, and ended, not idled, once no reader wants it.
+    pub(crate) fn relay(mut self, grace: Duration) -> Supervisor {
+        self.failover.on_demand = true;
+        self.relay_until = Some(Instant::now() + grace);
+        self
     }
 
     fn timeout(&self) -> Duration {
@@ -288,6 +300,10 @@ impl Supervisor {
                 }
                 _ = tick.tick() => {
                     self.check_demand();
+                    if self.relay_until.is_some() && !self.pulling {
+                        tracing::info!(stream = %self.code, "relay pull ended: no reader");
+                        break;
+                    }
                     self.evaluate(Instant::now());
                     self.publish_snapshot();
                 }
@@ -342,6 +358,7 @@ impl Supervisor {
     /// not pulled and are always taken.
     fn check_demand(&mut self) {
         let wanted = !self.failover.on_demand
+            || self.relay_until.is_some_and(|t| Instant::now() < t)
             || self.hub.reader_sessions(&self.code) > 0
             || self.hub.last_demand(&self.code).is_some_and(|t| {
                 t.elapsed() < Duration::from_secs_f64(self.failover.close_after_s.max(0.0))

@@ -43,8 +43,22 @@ struct Handle {
     retry: Arc<Notify>,
 }
 
+/// A push a hook asked for with an `rtmp://` redirect of `on_publish` (nginx-rtmp's relay
+/// push): it belongs to the next publish session of its code, and only to that one.
+struct Relay {
+    dest: PushDestination,
+    asked: std::time::Instant,
+    /// The publish session it was given to, once that session went live.
+    session: Option<u64>,
+}
+
+/// How long a relay waits for its publisher to go live before it is forgotten (a publish
+/// refused after the hook answered never does).
+const RELAY_CLAIM: std::time::Duration = std::time::Duration::from_secs(30);
+
 struct Inner {
     hub: Hub,
+    relays: Mutex<HashMap<String, Relay>>,
     tls: Option<Arc<rustls::ClientConfig>>,
     tls_error: Option<String>,
     source: RwLock<SourceFn>,
@@ -86,6 +100,7 @@ impl PushManager {
         PushManager {
             inner: Arc::new(Inner {
                 hub,
+                relays: Mutex::new(HashMap::new()),
                 tls,
                 tls_error,
                 source: RwLock::new(Arc::new(|_: &str| Vec::new())),
@@ -119,7 +134,60 @@ impl PushManager {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        source(code).into_iter().filter(|d| d.enabled).collect()
+        let mut dests: Vec<PushDestination> =
+            source(code).into_iter().filter(|d| d.enabled).collect();
+        if let Some(r) = lock(&self.inner.relays).get(code)
+            && r.session.is_some()
+            && !dests.iter().any(|d| d.url == r.dest.url)
+        {
+            dests.push(r.dest.clone());
+        }
+        dests
+    }
+
+    /// nginx-rtmp's relay push, asked by a hook's `rtmp://` redirect of `on_publish`: the
+    /// publish session of `code` that goes live next is also pushed to `url`, for as long as
+    /// it lasts, with the usual visible state.
+    pub fn relay_push(&self, code: &str, url: &str) -> Result<(), String> {
+        url::parse(url)?;
+        let dest = PushDestination {
+            url: url.to_owned(),
+            enabled: true,
+            timeout_s: 10,
+            retry: store::RetryPolicy::default(),
+            limit: 0,
+            comment: "relay push (hook redirect)".into(),
+        };
+        tracing::info!(stream = code, url = %url::masked(url), "relay push requested");
+        lock(&self.inner.relays).insert(
+            code.to_owned(),
+            Relay {
+                dest,
+                asked: std::time::Instant::now(),
+                session: None,
+            },
+        );
+        Ok(())
+    }
+
+    /// Gives a waiting relay to the publish `session` that just went live on `code`, and
+    /// forgets one that belonged to an earlier session.
+    fn claim_relay(&self, code: &str, session: u64) {
+        let mut relays = lock(&self.inner.relays);
+        let keep = match relays.get_mut(code) {
+            None => return,
+            Some(r) => match r.session {
+                None if r.asked.elapsed() < RELAY_CLAIM => {
+                    r.session = Some(session);
+                    true
+                }
+                Some(s) => s == session,
+                None => false,
+            },
+        };
+        if !keep {
+            relays.remove(code);
+        }
     }
 
     /// Follows the hub until `shutdown`, then stops every worker and waits for them.
@@ -131,13 +199,20 @@ impl PushManager {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 ev = events.recv() => match ev {
-                    Ok(HubEvent::Published { code, .. }) => self.start(&code),
+                    Ok(HubEvent::Published { code, session }) => {
+                        self.claim_relay(&code, session);
+                        self.start(&code);
+                    }
                     Ok(HubEvent::Unpublished { code, .. }) => {
                         // Ignore a stale event if the code is live again already.
                         if !self.inner.hub.is_live(&code)
                             && self.inner.hub.stats(&code).is_none_or(|s| s.publisher.is_none())
                         {
                             self.stop_all(&code);
+                            let mut relays = lock(&self.inner.relays);
+                            if relays.get(&code).is_some_and(|r| r.session.is_some()) {
+                                relays.remove(&code);
+                            }
                         }
                     }
                     Err(RecvError::Lagged(_)) => self.resync(),

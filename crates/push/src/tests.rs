@@ -328,3 +328,23 @@ fn backoff_grows_exponentially_with_jitter_up_to_the_cap() {
         }
     }
 }
+
+#[test]
+fn a_relay_push_belongs_to_the_next_publish_session_only() {
+    let m = PushManager::new(Hub::new(HubConfig::default()), None);
+    let url = "rtmp://origin.example/live/k";
+    assert!(m.relay_push("c", "http://nope/x").is_err());
+    m.relay_push("c", url).unwrap();
+    // Waiting for its publisher: not pushed to yet.
+    assert!(m.destinations("c").is_empty());
+    m.claim_relay("c", 7);
+    let dests = m.destinations("c");
+    assert_eq!(dests.len(), 1);
+    assert_eq!(dests[0].url, url);
+    assert!(m.destinations("other").is_empty());
+    // The same session again (a resync) keeps it; a later session without a redirect drops it.
+    m.claim_relay("c", 7);
+    assert_eq!(m.destinations("c").len(), 1);
+    m.claim_relay("c", 8);
+    assert!(m.destinations("c").is_empty());
+}

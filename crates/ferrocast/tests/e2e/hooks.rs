@@ -528,6 +528,80 @@ fn on_connect_refuses_or_renames_the_application() {
     assert_untouched(&server, "main", &mut main, true);
 }
 
+/// nginx-rtmp's relay redirect: an `rtmp://` Location from `on_play` pulls the stream from
+/// that URL for the player (and stops once nobody plays), from `on_publish` pushes the
+/// publisher there; with `relay_redirect` the local stream is named by the URL's MD5.
+#[test]
+fn nginx_rtmp_relay_redirects_pull_and_push() {
+    let origin = Server::builder().start();
+    let mut source = spawn_publisher(&origin, "src");
+    wait_api_live(&origin, "src");
+
+    let hooks = HookServer::start();
+    let pull_from = origin.rtmp_url("src");
+    let push_to = format!("rtmp://{}/live/pushed", origin.rtmp);
+    {
+        let (pull_from, push_to) = (pull_from.clone(), push_to.clone());
+        hooks.reply_with("/on_play", move |c| match c.arg("name") {
+            Some("relayed") => Reply::redirect(&pull_from),
+            _ => Reply::ok(),
+        });
+        hooks.reply_with("/on_publish", move |c| match c.arg("name") {
+            Some("out") => Reply::redirect(&push_to),
+            _ => Reply::ok(),
+        });
+    }
+    let edge = hooked(&hooks, &["on_play", "on_publish"]).start();
+
+    // Pull: the player asks the edge for a name the edge has never seen.
+    assert_plays(&edge.rtmp_url("relayed"), "a relay-pulled stream");
+    edge.wait_log("relay pull started", Duration::from_secs(5));
+    // Nobody plays any more: the pull ends within close_after (10 s) and a tick.
+    edge.wait_log("relay pull ended: no reader", Duration::from_secs(25));
+    wait_until(
+        "the origin to lose its relay reader",
+        Duration::from_secs(10),
+        || {
+            let rt = &Api::new(origin.http).stream("src")["runtime"];
+            (rt["readers"]["rtmp"].as_u64().unwrap_or(0) == 0).then_some(())
+        },
+    );
+
+    // Push: the publisher of `out` on the edge also reaches the origin as `pushed`.
+    let mut out = spawn_publisher(&edge, "out");
+    wait_api_live(&edge, "out");
+    let push = wait_until(
+        "the relay push to be active",
+        Duration::from_secs(20),
+        || {
+            let p = Api::new(edge.http).stream("out")["runtime"]["pushes"][0].clone();
+            (p["status"] == "active").then_some(p)
+        },
+    );
+    let masked = format!("rtmp://{}/live/****", origin.rtmp);
+    assert_eq!(push["url"].as_str(), Some(masked.as_str()), "{push:#}");
+    assert_plays(
+        &origin.rtmp_url("pushed"),
+        "the relay-pushed stream on the origin",
+    );
+    // The relay belongs to that publish session: it ends with it.
+    out.stop(Duration::from_secs(5));
+    wait_api_not_live(&origin, "pushed", Duration::from_secs(20));
+    assert_untouched(&origin, "src", &mut source, false);
+
+    // notify_relay_redirect: the local name is the MD5 of the URL.
+    let hashed = hooked(&hooks, &["on_play"])
+        .set("hooks.relay_redirect", true)
+        .start();
+    assert_plays(&hashed.rtmp_url("relayed"), "a hashed relay");
+    let md5: String = {
+        use md5::Digest;
+        let d = md5::Md5::digest(pull_from.as_bytes());
+        d.iter().map(|b| format!("{b:02x}")).collect()
+    };
+    hashed.wait_log(&format!("local={md5}"), Duration::from_secs(5));
+}
+
 /// `on_update` arrives every `update_interval` with `call=update_publish` and `time`; with
 /// `update_strict`, a 403 drops that publisher and only that one.
 #[test]

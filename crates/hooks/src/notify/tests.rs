@@ -173,7 +173,6 @@ async fn redirect_renames_with_a_bare_name_or_a_url() {
     let args = HookArgs::publish(&session(), "demo", "live", "");
     for (location, name) in [
         ("renamed", "renamed"),
-        ("rtmp://origin.example/live/from_url", "from_url"),
         ("http://hooks.example/live/n%C3%A9?x=1", "né"),
         ("/live/from_path", "from_path"),
     ] {
@@ -185,6 +184,35 @@ async fn redirect_renames_with_a_bare_name_or_a_url() {
     let reply = Reply::status(301).header("Location", "otherapp");
     let (decision, _) = one_call(HookEvent::Connect, &connect, reply).await;
     assert_eq!(decision, HookReply::Redirect("otherapp".into()));
+    // on_connect has no relay: an rtmp:// URL renames the app to its last segment.
+    let reply = Reply::status(302).header("Location", "rtmp://origin.example/app2");
+    let (decision, _) = one_call(HookEvent::Connect, &connect, reply).await;
+    assert_eq!(decision, HookReply::Redirect("app2".into()));
+}
+
+#[tokio::test]
+async fn rtmp_location_is_a_relay_for_publish_and_play() {
+    let publish = HookArgs::publish(&session(), "demo", "live", "");
+    let play = HookArgs::play(&session(), "demo", "");
+    for (event, args) in [(HookEvent::Publish, &publish), (HookEvent::Play, &play)] {
+        for location in [
+            "rtmp://origin.example/live/src",
+            "RTMP://origin.example:1936/app/key?token=1",
+            " rtmps://edge.example/live/x ",
+        ] {
+            let reply = Reply::status(302).header("Location", location);
+            let (decision, _) = one_call(event, args, reply).await;
+            assert_eq!(
+                decision,
+                HookReply::Relay(location.trim().into()),
+                "{location}"
+            );
+        }
+    }
+    assert_eq!(
+        url_host("rtmp://u:p@h.example:1935/app/key?x"),
+        "rtmp://h.example:1935"
+    );
 }
 
 #[tokio::test]
@@ -195,7 +223,7 @@ async fn redirect_without_location_or_to_a_bad_name_refuses() {
         decision,
         HookReply::Refuse("on_play returned 302 without Location".into())
     );
-    for location in ["rtmp://origin.example", "/live/", "a/b?c", "..", "%2E%2E"] {
+    for location in ["http://origin.example", "/live/", "a/b?c", "..", "%2E%2E"] {
         let reply = Reply::status(307).header("Location", location);
         let (decision, _) = one_call(HookEvent::Play, &args, reply).await;
         assert_eq!(
