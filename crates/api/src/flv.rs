@@ -37,7 +37,7 @@ pub fn fuzz_ws_client_frames(data: &[u8], split: usize) {
 use crate::AppState;
 use crate::live::{admit, media_response, not_found, wait_on_demand};
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -75,9 +75,9 @@ const WS_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// `GET /live/<code>.flv`, plain or with a WebSocket Upgrade.
 pub(crate) async fn serve(
-    State(state): State<AppState>,
-    Path(file): Path<String>,
-    Query(args): Query<Vec<(String, String)>>,
+    state: AppState,
+    file: &str,
+    args: Vec<(String, String)>,
     mut req: Request,
 ) -> Response {
     let Some(code) = file.strip_suffix(".flv").filter(|c| hub::valid_code(c)) else {

@@ -262,10 +262,11 @@ pub fn media_router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/live/{code}/{file}", get(live::serve))
+        // `/live/<code>/<file>` and HTTP-FLV / WS-FLV `/live/<code>.flv`; codes may hold `/`.
+        .route("/live/{*path}", get(live::route))
+        // Open-Streamer's; a namespaced `/<a>/<b>/mpegts` is rewritten to `/live/...` first
+        // (see [`server::canonical_path`]).
         .route("/{code}/mpegts", get(live::serve_mpegts))
-        // HTTP-FLV, and WS-FLV with an Upgrade: `/live/<code>.flv`.
-        .route("/live/{file}", get(flv::serve))
         // Outside /api so an api.token does not lock players out of clock sync.
         .route(::dash::UTC_TIMING_PATH, get(time::serve))
         .with_state(state)

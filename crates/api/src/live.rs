@@ -33,14 +33,32 @@ impl<S: Send + Sync> FromRequestParts<S> for Peer {
     }
 }
 
-/// Dispatches on the file name: `index.m3u8`, `<seq>.ts`, `mpegts`.
-pub(crate) async fn serve(
+/// `/live/<path>`: `<code>.flv` (HTTP-FLV and WS-FLV) or `<code>/<file>`, where the code may
+/// hold namespaces (`/live/region/north/news/index.m3u8`).
+pub(crate) async fn route(
     State(state): State<AppState>,
-    Path((code, file)): Path<(String, String)>,
+    Path(path): Path<String>,
     Peer(peer): Peer,
     Query(args): Query<Vec<(String, String)>>,
     // The whole request rather than a `HeaderMap`, whose extractor clones every header: only
     // an MPD request reads a few of them.
+    request: Request,
+) -> Response {
+    match path.rsplit_once('/') {
+        Some((code, file)) if !file.ends_with(".flv") => {
+            serve(state, code.to_owned(), file.to_owned(), peer, args, request).await
+        }
+        _ => crate::flv::serve(state, &path, args, request).await,
+    }
+}
+
+/// Dispatches on the file name: `index.m3u8`, `<seq>.ts`, `mpegts`.
+async fn serve(
+    state: AppState,
+    code: String,
+    file: String,
+    peer: Option<SocketAddr>,
+    args: Vec<(String, String)>,
     request: Request,
 ) -> Response {
     if !hub::valid_code(&code) {

@@ -104,6 +104,58 @@ pub async fn serve(
     tracker.wait().await;
 }
 
+/// The route a request with a namespaced stream code (`region/north/news`) takes, where the
+/// router's one-segment `{code}` cannot see it; `None` for every other request.
+///
+/// Open-Streamer's clients put such codes in paths unescaped: the API's
+/// `/api/v1/streams/<code>[/restart|/switch|/push/<n>/retry]` gets the code's slashes escaped
+/// (so `restart` and `switch` are reserved as a code's last name, as there), and MPEG-TS's
+/// `/<code>/mpegts` becomes `/live/<code>/mpegts`.
+pub fn canonical_path(path: &str) -> Option<String> {
+    const STREAMS: &str = "/api/v1/streams/";
+    if let Some(rest) = path.strip_prefix(STREAMS) {
+        if !rest.contains('/') {
+            return None;
+        }
+        let (code, tail) = split_action(rest);
+        if !code.contains('/') {
+            return None;
+        }
+        return Some(format!("{STREAMS}{}{tail}", code.replace('/', "%2F")));
+    }
+    let code = path.strip_prefix('/')?.strip_suffix("/mpegts")?;
+    let first = code.split('/').next().unwrap_or_default();
+    (code.contains('/') && first != "live" && first != "api")
+        .then(|| format!("/live/{code}/mpegts"))
+}
+
+/// `(code, "/action...")` of a stream API path after `/streams/`.
+fn split_action(rest: &str) -> (&str, &str) {
+    for action in ["/restart", "/switch"] {
+        if let Some(code) = rest.strip_suffix(action) {
+            return (code, &rest[code.len()..]);
+        }
+    }
+    // `/push/<n>/retry`
+    if let Some(head) = rest.strip_suffix("/retry")
+        && let Some((code, n)) = head.rsplit_once("/push/")
+        && !n.is_empty()
+        && n.bytes().all(|b| b.is_ascii_digit())
+    {
+        return (code, &rest[code.len()..]);
+    }
+    (rest, "")
+}
+
+fn canonical_uri(uri: &hyper::Uri) -> Option<hyper::Uri> {
+    let path = canonical_path(uri.path())?;
+    let pq = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    pq.parse().ok()
+}
+
 /// Places taken in the limiters; released when the connection ends.
 type Guards = (Option<access::ConnGuard>, Option<access::ConnGuard>);
 
@@ -138,6 +190,9 @@ async fn connection(
     });
     let signal = ShutdownSignal(shutdown.clone());
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        if let Some(uri) = canonical_uri(req.uri()) {
+            *req.uri_mut() = uri;
+        }
         req.extensions_mut().insert(ConnectInfo(peer));
         req.extensions_mut().insert(signal.clone());
         if let Some(local) = local {
@@ -292,6 +347,46 @@ mod tests {
     use super::*;
     use axum::routing::get;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn open_streamer_namespaced_paths() {
+        let c = |p: &str| canonical_path(p);
+        assert_eq!(
+            c("/api/v1/streams/region/north/news").as_deref(),
+            Some("/api/v1/streams/region%2Fnorth%2Fnews")
+        );
+        assert_eq!(
+            c("/api/v1/streams/a/b/restart").as_deref(),
+            Some("/api/v1/streams/a%2Fb/restart")
+        );
+        assert_eq!(
+            c("/api/v1/streams/a/b/switch").as_deref(),
+            Some("/api/v1/streams/a%2Fb/switch")
+        );
+        assert_eq!(
+            c("/api/v1/streams/a/b/push/2/retry").as_deref(),
+            Some("/api/v1/streams/a%2Fb/push/2/retry")
+        );
+        assert_eq!(c("/a/b/c/mpegts").as_deref(), Some("/live/a/b/c/mpegts"));
+        // Single names and everything else route as they are.
+        for p in [
+            "/api/v1/streams/cam",
+            "/api/v1/streams/cam/restart",
+            "/api/v1/streams/cam/push/0/retry",
+            "/cam/mpegts",
+            "/live/a/b/mpegts",
+            "/live/a/index.m3u8",
+            "/api/v1/sessions",
+            "/",
+        ] {
+            assert_eq!(c(p), None, "{p}");
+        }
+        let uri: hyper::Uri = "/x/y/mpegts?token=1".parse().unwrap();
+        assert_eq!(
+            canonical_uri(&uri).unwrap().to_string(),
+            "/live/x/y/mpegts?token=1"
+        );
+    }
 
     async fn start(config: HttpServerConfig) -> (SocketAddr, CancellationToken) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -918,7 +918,7 @@ pub(crate) fn check_code(code: &str) -> Result<(), ApiError> {
     } else {
         Err(ApiError::bad_field(
             "code",
-            "must match [A-Za-z0-9_-]{1,128}",
+            "must match [A-Za-z0-9_/-]{1,128}, with / only between names",
         ))
     }
 }

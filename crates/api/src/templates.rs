@@ -223,7 +223,7 @@ pub struct TemplateList {
 }
 
 fn check_name(name: &str) -> Result<(), ApiError> {
-    if hub::valid_code(name) {
+    if hub::valid_name(name) {
         Ok(())
     } else {
         Err(ApiError::bad_field(

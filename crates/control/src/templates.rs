@@ -85,7 +85,7 @@ fn accepts_publishers(inputs: &[store::InputSpec]) -> bool {
 /// Checks every field of `t`: its name and prefix, then its stream settings by the rules of
 /// streams (errors name the same fields, e.g. `push[0].url`).
 pub fn validate_template(t: &TemplateRecord) -> Result<(), Invalid> {
-    if !hub::valid_code(&t.name) {
+    if !hub::valid_name(&t.name) {
         return Err(invalid(
             "name",
             "must match [A-Za-z0-9_-]{1,128}",
@@ -93,10 +93,11 @@ pub fn validate_template(t: &TemplateRecord) -> Result<(), Invalid> {
         ));
     }
     if let Some(prefix) = &t.prefix {
-        if !hub::valid_code(prefix) {
+        // A namespace prefix (`region/`) takes every code under it.
+        if !hub::valid_code(prefix.strip_suffix('/').unwrap_or(prefix)) {
             return Err(invalid(
                 "prefix",
-                "must match [A-Za-z0-9_-]{1,128} (the start of the stream codes it takes)",
+                "must match [A-Za-z0-9_/-]{1,128} (the start of the stream codes it takes)",
                 InvalidKind::Malformed,
             ));
         }

@@ -53,7 +53,10 @@ fn max_chars(field: &str, s: &str, max: usize) -> Result<(), Invalid> {
 /// Checks every field of `r`.
 pub fn validate(r: &StreamRecord) -> Result<(), Invalid> {
     if !hub::valid_code(&r.code) {
-        return Err(malformed("code", "must match [A-Za-z0-9_-]{1,128}"));
+        return Err(malformed(
+            "code",
+            "must match [A-Za-z0-9_/-]{1,128}, with / only between names",
+        ));
     }
     max_chars("name", &r.name, 256)?;
     max_chars("description", &r.description, 4096)?;

@@ -908,13 +908,13 @@ impl Config {
         {
             bail!("srt.passphrase must be 10..=79 bytes");
         }
-        if !hub::valid_code(&self.srt.app) {
+        if !hub::valid_name(&self.srt.app) {
             bail!("srt.app must match [A-Za-z0-9_-]{{1,128}}");
         }
-        if !hub::valid_code(&self.rtmp.app) {
+        if !hub::valid_name(&self.rtmp.app) {
             bail!("rtmp.app must match [A-Za-z0-9_-]{{1,128}}");
         }
-        if !hub::valid_code(&self.rtsp.app) {
+        if !hub::valid_name(&self.rtsp.app) {
             bail!("rtsp.app must match [A-Za-z0-9_-]{{1,128}}");
         }
         if self.rtsp.session_timeout < Duration::from_secs(5) {

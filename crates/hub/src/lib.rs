@@ -31,11 +31,18 @@ use tokio::sync::broadcast;
 /// Longest accepted stream code.
 pub const MAX_CODE_LEN: usize = 128;
 
-/// Whether `code` is a valid stream code: `[A-Za-z0-9_-]{1,128}`.
+/// Whether `code` is a valid stream code: up to 128 of `[A-Za-z0-9_/-]`, where `/` separates
+/// namespaces (`region/north/news`, as Open-Streamer allows): never first, last or doubled.
 pub fn valid_code(code: &str) -> bool {
-    !code.is_empty()
-        && code.len() <= MAX_CODE_LEN
-        && code
+    code.len() <= MAX_CODE_LEN && code.split('/').all(valid_name)
+}
+
+/// Whether `name` is one path segment of a code, an application or a template name:
+/// `[A-Za-z0-9_-]{1,128}`.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_CODE_LEN
+        && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }

@@ -113,13 +113,25 @@ async fn second_publisher_refused_first_unaffected() {
 #[tokio::test]
 async fn invalid_codes_refused() {
     let hub = Hub::new(HubConfig::default());
-    for code in ["", "a/b", "a b", "ü", &"x".repeat(129)] {
+    for code in [
+        "",
+        "/a",
+        "a/",
+        "a//b",
+        "a/../b",
+        "a b",
+        "ü",
+        &"x".repeat(129),
+    ] {
         assert!(matches!(
             hub.publish(code, meta()),
             Err(PublishError::InvalidCode(_))
         ));
     }
     assert!(valid_code(&"x".repeat(128)));
+    assert!(valid_code("region/north/news"));
+    assert!(!valid_name("region/north"));
+    assert!(hub.publish("a/b-c/d_1", meta()).is_ok());
 }
 
 #[tokio::test]

@@ -700,6 +700,7 @@ impl<S: Socket> Conn<S> {
                     args,
                     kind,
                 } => {
+                    let name = self.namespaced(name);
                     let command = CommandArgs {
                         publish_type: kind,
                         ..CommandArgs::default()
@@ -714,6 +715,7 @@ impl<S: Socket> Conn<S> {
                     duration,
                     reset,
                 } => {
+                    let name = self.namespaced(name);
                     let command = CommandArgs {
                         start,
                         duration,
@@ -831,6 +833,21 @@ impl<S: Socket> Conn<S> {
             }
         }
         Ok(())
+    }
+
+    /// The stream code a publish or play name means: under app `live/<ns>`, `<ns>/<name>`
+    /// (Open-Streamer's namespaced codes); the name itself under `live`.
+    fn namespaced(&self, name: String) -> String {
+        let ns = self.client().and_then(|c| {
+            c.app
+                .strip_prefix(self.config.session.app.as_str())
+                .and_then(|rest| rest.strip_prefix('/'))
+                .map(str::to_owned)
+        });
+        match ns {
+            Some(ns) if !name.is_empty() => format!("{ns}/{name}"),
+            _ => name,
+        }
     }
 
     /// The accepted connection's client info, for requests and sessions.

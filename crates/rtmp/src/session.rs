@@ -485,7 +485,14 @@ impl ServerSession {
             tracing::debug!("accept_connect without a pending connect");
             return Ok(());
         };
-        if app != self.config.app {
+        // `live/<namespace>`: encoders split `rtmp://host/live/region/north/news` into that app
+        // and the last segment; the stream is the namespaced code `region/north/news`.
+        let ours = app == self.config.app
+            || app
+                .strip_prefix(self.config.app.as_str())
+                .and_then(|rest| rest.strip_prefix('/'))
+                .is_some_and(valid_namespace);
+        if !ours {
             self.reject_connect(&format!("unknown application {app:?}"));
             return Err(SessionError::UnknownApp(app.to_owned()));
         }
@@ -895,6 +902,16 @@ fn percent_decode(s: &str) -> String {
     percent_encoding::percent_decode_str(&plus)
         .decode_utf8_lossy()
         .into_owned()
+}
+
+/// `a/b/c` of `[A-Za-z0-9_-]` names (the hub's code rule; the sans-I/O core has no hub).
+fn valid_namespace(ns: &str) -> bool {
+    ns.len() <= 128
+        && ns.split('/').all(|n| {
+            !n.is_empty()
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        })
 }
 
 #[cfg(test)]

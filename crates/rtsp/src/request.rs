@@ -78,7 +78,8 @@ pub fn transport(header: &str, track: usize) -> Result<TransportRequest, StatusC
     Err(StatusCode::UnsupportedTransport)
 }
 
-/// The path of a request URL: `/<app>/<code>[/trackID=<0|1>]` (empty segments ignored).
+/// The path of a request URL: `/<app>/<code>[/trackID=<0|1>]`, where the code may hold
+/// namespaces (`/live/region/north/news`); a leading slash may be doubled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PathTarget<'a> {
     /// Stream code (valid per [`hub::valid_code`]).
@@ -89,18 +90,23 @@ pub struct PathTarget<'a> {
 
 /// Parses a request path for application `app`; anything else is a 404.
 pub fn path<'a>(path: &'a str, app: &str) -> Result<PathTarget<'a>, StatusCode> {
-    let mut parts = path.split('/').filter(|p| !p.is_empty());
-    let a = parts.next().ok_or(StatusCode::NotFound)?;
-    let code = parts.next().ok_or(StatusCode::NotFound)?;
-    if a != app || !hub::valid_code(code) {
+    let path = path.trim_start_matches('/');
+    let path = path.strip_suffix('/').unwrap_or(path);
+    let (a, rest) = path.split_once('/').ok_or(StatusCode::NotFound)?;
+    if a != app {
         return Err(StatusCode::NotFound);
     }
-    let track = match parts.next() {
-        None => None,
-        Some("trackID=0") => Some(0),
-        Some("trackID=1") => Some(1),
-        Some(_) => return Err(StatusCode::NotFound),
+    // Some clients double the slash after the application.
+    let rest = rest.trim_start_matches('/');
+    let (code, track) = match rest.rsplit_once('/') {
+        Some((code, "trackID=0")) => (code, Some(0)),
+        Some((code, "trackID=1")) => (code, Some(1)),
+        Some((_, t)) if t.starts_with("trackID=") => return Err(StatusCode::NotFound),
+        _ => (rest, None),
     };
+    if !hub::valid_code(code) {
+        return Err(StatusCode::NotFound);
+    }
     Ok(PathTarget { code, track })
 }
 
@@ -171,6 +177,16 @@ mod tests {
             Err(StatusCode::NotFound)
         );
         assert_eq!(path("/other/cam-1", "live"), Err(StatusCode::NotFound));
+        // Open-Streamer's namespaced codes.
+        assert_eq!(
+            path("/live/region/north/news/trackID=0", "live"),
+            Ok(PathTarget {
+                code: "region/north/news",
+                track: Some(0)
+            })
+        );
+        assert_eq!(path("/live/a/b/", "live").map(|t| t.code), Ok("a/b"));
+        assert_eq!(path("/live/a//b", "live"), Err(StatusCode::NotFound));
         assert_eq!(path("/live/a.b", "live"), Err(StatusCode::NotFound));
     }
 }

@@ -170,8 +170,13 @@ mod tests {
             Err(RouteError::InvalidCode)
         );
         assert_eq!(
-            parse(Some("live/a/b"), "live"),
+            parse(Some("live/a//b"), "live"),
             Err(RouteError::InvalidCode)
+        );
+        // Open-Streamer's namespaced codes.
+        assert_eq!(
+            parse(Some("live/region/north/news"), "live").map(|r| r.code),
+            Ok("region/north/news".to_owned())
         );
         assert_eq!(parse(Some("live/"), "live"), Err(RouteError::InvalidCode));
         assert_eq!(

@@ -187,7 +187,7 @@ async fn templates_crud_with_masked_secrets_and_named_errors() {
         (
             Method::POST,
             "/api/v1/templates",
-            json!({"name": "x", "prefix": "a/b"}),
+            json!({"name": "x", "prefix": "a//b"}),
             StatusCode::BAD_REQUEST,
             Some("prefix"),
         ),

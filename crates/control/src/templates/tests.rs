@@ -242,7 +242,7 @@ async fn templates_are_validated_stored_and_reloaded() {
     for (name, prefix, field) in [
         ("bad name", None, "name"),
         ("", None, "name"),
-        ("ok", Some("bad/prefix"), "prefix"),
+        ("ok", Some("bad//prefix"), "prefix"),
         ("ok", Some(""), "prefix"),
     ] {
         match e.control.create_template(template(name, prefix)).await {

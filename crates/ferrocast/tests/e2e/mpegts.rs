@@ -157,3 +157,64 @@ fn open_streamer_mpegts_path_and_no_proxy_buffering() {
     let d = ffmpeg::decode(&url, 3.0, Duration::from_secs(40));
     d.assert_clean("Open-Streamer MPEG-TS path");
 }
+
+/// Open-Streamer's namespaced codes (`region/north/news`, up to 128 characters): created over
+/// its unescaped API path, published over RTMP as `live/<code>`, and played over every
+/// protocol by the same code.
+#[test]
+fn open_streamer_namespaced_codes_on_every_protocol() {
+    use crate::support::api::Api;
+    use crate::support::server::{free_addrs, free_udp_addr};
+    use serde_json::json;
+
+    let srt = free_udp_addr();
+    let rtsp = free_addrs().0;
+    let server = Server::builder()
+        .set("srt.listen", srt)
+        .set("rtsp.listen", rtsp)
+        .start();
+    let api = Api::new(server.http);
+    let code = "region/north/news";
+    // Open-Streamer's upsert, with the code's slashes as they are.
+    let r = api.post(&format!("streams/{code}"), &json!({"name": "North news"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.json["code"], code, "{}", r.text);
+    let r = api.get(&format!("streams/{code}"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["name"], "North news");
+    // Escaped works too; a doubled or trailing slash is not a code.
+    assert_eq!(api.get("streams/region%2Fnorth%2Fnews").status, 200);
+    let bad = api.post("streams/a//b", &json!({}));
+    assert_eq!(bad.status, 400, "{}", bad.text);
+
+    // ffmpeg splits rtmp://host/live/region/north/news into app `live/region/north` and name
+    // `news`.
+    let _publisher = server.publish(code, Fixture::Small);
+    server.wait_live(code);
+    let live = api.stream(code);
+    assert_eq!(live["runtime"]["status"], "live", "{live:#}");
+
+    let srt_url = format!("srt://{srt}?streamid=live/{code}");
+    let rtsp_url = format!("rtsp://{rtsp}/live/{code}");
+    let flv_url = format!("http://{}/live/{code}.flv", server.http);
+    let os_ts = format!("http://{}/{code}/mpegts", server.http);
+    for url in [
+        server.rtmp_url(code),
+        server.hls_url(code),
+        server.mpegts_url(code),
+        os_ts,
+        flv_url,
+        srt_url,
+        rtsp_url,
+    ] {
+        ffmpeg::decode(&url, 2.0, Duration::from_secs(40)).assert_clean(&url);
+    }
+    let s = http::open(
+        server.http,
+        &format!("/{code}/mpegts"),
+        Duration::from_secs(10),
+    )
+    .expect("GET the namespaced mpegts path");
+    assert_eq!(s.status, 200);
+    assert_eq!(s.header("x-accel-buffering"), Some("no"));
+}

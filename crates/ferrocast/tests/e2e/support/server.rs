@@ -291,7 +291,7 @@ impl Server {
         let log = self
             .dir
             .path()
-            .join(format!("publisher-{code}-{}.log", unique()));
+            .join(format!("publisher-{}-{}.log", code.replace('/', "_"), unique()));
         let started = Instant::now();
         let child = ChildGuard::spawn(
             &format!("publisher {code}"),
