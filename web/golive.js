@@ -369,8 +369,8 @@ async function goLive(ev) {
   $('error').hidden = true;
   const opts = readForm();
   const codeError = $('code-error');
-  codeError.hidden = /^[A-Za-z0-9_-]{1,128}$/.test(opts.code);
-  codeError.textContent = 'letters, digits, _ and - (at most 128)';
+  codeError.hidden = opts.code.length <= 128 && /^[A-Za-z0-9_-]+(\/[A-Za-z0-9_-]+)*$/.test(opts.code);
+  codeError.textContent = 'letters, digits, _ and -, with / between names (at most 128)';
   if (!codeError.hidden) return;
   if (!window.VideoEncoder || !window.MediaStreamTrackProcessor) {
     showError({ name: 'UNSUPPORTED', message: 'this browser lacks WebCodecs; use Chromium, Chrome or Edge over https or localhost' });

@@ -152,6 +152,87 @@ where
     }
 }
 
+/// [`ApiJson`] for the endpoints Open-Streamer's clients call (`POST /streams/{code}`,
+/// `/switch`): a field this API does not know (a response's `runtime` sent back, a newer
+/// console's `playback_policy`) is dropped with a warning, as that server does, instead of
+/// refusing the body. A known field of the wrong type is still a 400 naming it.
+pub struct LenientJson<T>(pub T);
+
+/// Unknown fields dropped from one body at most; past that the body is refused.
+const MAX_IGNORED: usize = 64;
+
+impl<S, T> FromRequest<S> for LenientJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let path = req.uri().path().to_owned();
+        let ApiJson(mut value) = ApiJson::<serde_json::Value>::from_request(req, state).await?;
+        let mut ignored = Vec::new();
+        loop {
+            match serde_path_to_error::deserialize::<_, T>(&value) {
+                Ok(v) => {
+                    if !ignored.is_empty() {
+                        tracing::warn!(%path, fields = ?ignored, "ignored unknown fields in a request body");
+                    }
+                    return Ok(LenientJson(v));
+                }
+                Err(e) => {
+                    let field = e.path().to_string();
+                    let reason = e.inner().to_string();
+                    if reason.starts_with("unknown field")
+                        && ignored.len() < MAX_IGNORED
+                        && remove_at(&mut value, e.path())
+                    {
+                        ignored.push(field);
+                        continue;
+                    }
+                    // A missing field is reported at its parent's path.
+                    let missing = reason
+                        .strip_prefix("missing field `")
+                        .and_then(|r| r.split_once('`'))
+                        .map(|(name, _)| name);
+                    let field = match (field.as_str(), missing) {
+                        (".", Some(name)) => name.to_owned(),
+                        (_, Some(name)) => format!("{field}.{name}"),
+                        _ => field,
+                    };
+                    return Err(if field == "." {
+                        ApiError::bad_request(reason)
+                    } else {
+                        ApiError::bad_field(field, reason)
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Removes the member `path` ends with; `false` if the path does not lead to one.
+fn remove_at(value: &mut serde_json::Value, path: &serde_path_to_error::Path) -> bool {
+    use serde_path_to_error::Segment;
+    let segments: Vec<&Segment> = path.iter().collect();
+    let Some((Segment::Map { key }, parents)) = segments.split_last() else {
+        return false;
+    };
+    let mut v = value;
+    for s in parents {
+        let next = match s {
+            Segment::Seq { index } => v.get_mut(*index),
+            Segment::Map { key } => v.get_mut(key.as_str()),
+            _ => None,
+        };
+        match next {
+            Some(n) => v = n,
+            None => return false,
+        }
+    }
+    v.as_object_mut().is_some_and(|o| o.remove(key).is_some())
+}
+
 /// The field a serde data error is about. axum renders it as `<prefix>: <path>: <error>` (the
 /// path from serde_path_to_error, absent at the top level), and a top-level unknown or missing
 /// field names itself in backquotes.
@@ -259,6 +340,43 @@ mod tests {
             field_of(r#"{"code": "a", "nested": {"x": 1}}"#).as_deref(),
             Some("nested.x")
         );
+    }
+
+    async fn lenient(body: &str) -> Result<Body, ApiError> {
+        let req = Request::builder()
+            .method("POST")
+            .uri("/api/v1/streams/x")
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body.to_owned()))
+            .unwrap();
+        LenientJson::<Body>::from_request(req, &())
+            .await
+            .map(|j| j.0)
+    }
+
+    #[tokio::test]
+    async fn lenient_bodies_drop_unknown_fields_and_keep_type_errors() {
+        let b = lenient(
+            r#"{"code": "a", "runtime": {"status": "live"}, "playback_policy": "public",
+                "push": [{"timeout_s": 3, "comment": "x"}], "nested": {"timeout_s": 1, "y": 2}}"#,
+        )
+        .await
+        .unwrap();
+        assert_eq!(b.code, "a");
+        assert_eq!(b.push[0].timeout_s, 3);
+        let e = lenient(r#"{"code": "a", "push": [{"timeout_s": "x", "other": 1}]}"#)
+            .await
+            .unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            e.field.as_deref(),
+            Some("push[0].timeout_s"),
+            "{}",
+            e.message
+        );
+        let e = lenient(r#"{"runtime": 1}"#).await.unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("code"), "{}", e.message);
+        assert!(lenient("[1").await.is_err());
     }
 
     #[test]

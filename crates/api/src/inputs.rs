@@ -2,7 +2,7 @@
 //! and the manual switch and restart.
 
 use crate::AppState;
-use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::error::{ApiError, ErrorBody, LenientJson};
 use crate::streams::check_code;
 use crate::time::{rfc3339, system_ms};
 use axum::Json;
@@ -172,7 +172,7 @@ fn control_error(e: inputs::ControlError) -> ApiError {
 pub async fn switch_input(
     State(state): State<AppState>,
     Path(code): Path<String>,
-    ApiJson(body): ApiJson<SwitchInput>,
+    LenientJson(body): LenientJson<SwitchInput>,
 ) -> Result<Json<Option<InputsRuntimeView>>, ApiError> {
     let m = manager(&state, &code)?;
     m.switch(&code, body.priority)

@@ -1,7 +1,7 @@
 //! `/api/v1/streams`: stream configuration CRUD with each stream's runtime state.
 
 use crate::AppState;
-use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::error::{ApiError, ApiJson, ErrorBody, LenientJson};
 use crate::time::{rfc3339, system_ms};
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -1119,7 +1119,8 @@ pub async fn create_stream(
 pub async fn upsert_stream(
     State(state): State<AppState>,
     Path(code): Path<String>,
-    ApiJson(body): ApiJson<StreamCreate>,
+    // Open-Streamer's endpoint: its clients' extra fields are dropped with a warning.
+    LenientJson(body): LenientJson<StreamCreate>,
 ) -> Result<Response, ApiError> {
     check_code(&code)?;
     let (body_code, template, patch) = body.split();

@@ -52,7 +52,7 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// The `/ws/publish/{code}` route.
 pub fn router(b: BrowserIngest) -> Router {
     Router::new()
-        .route("/ws/publish/{code}", get(upgrade))
+        .route("/ws/publish/{*code}", get(upgrade))
         .with_state(b)
 }
 

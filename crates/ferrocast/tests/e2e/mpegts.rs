@@ -186,6 +186,19 @@ fn open_streamer_namespaced_codes_on_every_protocol() {
     assert_eq!(api.get("streams/region%2Fnorth%2Fnews").status, 200);
     let bad = api.post("streams/a//b", &json!({}));
     assert_eq!(bad.status, 400, "{}", bad.text);
+    // Its console sends fields this API has no use for (and GET's `runtime` back): dropped
+    // with a warning, not refused; a known field of the wrong type still is.
+    let r = api.post(
+        &format!("streams/{code}"),
+        &json!({"name": "North", "playback_policy": "public", "runtime": {"status": "idle"},
+                "push": [{"url": "rtmp://127.0.0.1:9/live/k", "enabled": false, "flag": 1}]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["name"], "North", "{}", r.text);
+    server.wait_log("ignored unknown fields", Duration::from_secs(5));
+    let r = api.post(&format!("streams/{code}"), &json!({"name": 5}));
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.json["error"]["field"], "name", "{}", r.text);
 
     // ffmpeg splits rtmp://host/live/region/north/news into app `live/region/north` and name
     // `news`.

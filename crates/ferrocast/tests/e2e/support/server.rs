@@ -288,10 +288,11 @@ impl Server {
     /// Starts publishing `fixture` to `code` over RTMP (looped, real time).
     pub fn publish(&self, code: &str, fixture: Fixture) -> Publisher {
         let file = fixture.path();
-        let log = self
-            .dir
-            .path()
-            .join(format!("publisher-{}-{}.log", code.replace('/', "_"), unique()));
+        let log = self.dir.path().join(format!(
+            "publisher-{}-{}.log",
+            code.replace('/', "_"),
+            unique()
+        ));
         let started = Instant::now();
         let child = ChildGuard::spawn(
             &format!("publisher {code}"),
