@@ -108,8 +108,9 @@ pub async fn serve(
 /// router's one-segment `{code}` cannot see it; `None` for every other request.
 ///
 /// Open-Streamer's clients put such codes in paths unescaped: the API's
-/// `/api/v1/streams/<code>[/restart|/switch|/push/<n>/retry]` gets the code's slashes escaped
-/// (so `restart` and `switch` are reserved as a code's last name, as there), and MPEG-TS's
+/// `/api/v1/streams/<code>[/restart|/switch|/kill|/close|/push/<n>/retry]` gets the code's
+/// slashes escaped (so those words are reserved as a code's last name, as `restart` and
+/// `switch` are there), and MPEG-TS's
 /// `/<code>/mpegts` becomes `/live/<code>/mpegts`.
 pub fn canonical_path(path: &str) -> Option<String> {
     const STREAMS: &str = "/api/v1/streams/";
@@ -129,9 +130,12 @@ pub fn canonical_path(path: &str) -> Option<String> {
         .then(|| format!("/live/{code}/mpegts"))
 }
 
+/// The one-name routes under `/api/v1/streams/{code}/` (a test checks them against the API).
+const STREAM_ACTIONS: [&str; 4] = ["/restart", "/switch", "/kill", "/close"];
+
 /// `(code, "/action...")` of a stream API path after `/streams/`.
 fn split_action(rest: &str) -> (&str, &str) {
-    for action in ["/restart", "/switch"] {
+    for action in STREAM_ACTIONS {
         if let Some(code) = rest.strip_suffix(action) {
             return (code, &rest[code.len()..]);
         }
@@ -380,6 +384,19 @@ mod tests {
             "/",
         ] {
             assert_eq!(c(p), None, "{p}");
+        }
+        // Every route under a stream, as the API declares them.
+        for path in crate::openapi().paths.paths.keys() {
+            let Some(tail) = path.strip_prefix("/api/v1/streams/{code}") else {
+                continue;
+            };
+            let tail = tail.replace("{index}", "3");
+            let want = format!("/api/v1/streams/a%2Fb{tail}");
+            assert_eq!(
+                c(&format!("/api/v1/streams/a/b{tail}")).as_deref(),
+                Some(want.as_str()),
+                "{path}"
+            );
         }
         let uri: hyper::Uri = "/x/y/mpegts?token=1".parse().unwrap();
         assert_eq!(

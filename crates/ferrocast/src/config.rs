@@ -989,6 +989,38 @@ fn set_path(tree: &mut serde_json::Value, path: &str, value: serde_json::Value) 
     }
 }
 
+/// The variables of AgustinSRG's rtmp-server; any of them set means its defaults apply.
+const COMPAT_VARS: &[&str] = &[
+    "RTMP_PORT",
+    "BIND_ADDRESS",
+    "SSL_PORT",
+    "SSL_CERT",
+    "SSL_KEY",
+    "SSL_CHECK_RELOAD_SECONDS",
+    "RTMP_CHUNK_SIZE",
+    "ID_MAX_LENGTH",
+    "MAX_IP_CONCURRENT_CONNECTIONS",
+    "CONCURRENT_LIMIT_WHITELIST",
+    "RTMP_PLAY_WHITELIST",
+    "GOP_CACHE_SIZE_MB",
+    "CALLBACK_URL",
+    "JWT_SECRET",
+    "CUSTOM_JWT_SUBJECT",
+    "RTMP_HOST",
+    "REDIS_USE",
+];
+
+/// Sets `path` only where the configuration file left it unset.
+fn set_default(tree: &mut serde_json::Value, path: &str, value: serde_json::Value) {
+    let mut node = &*tree;
+    for part in path.split('.') {
+        match node.get(part) {
+            Some(next) => node = next,
+            None => return set_path(tree, path, value),
+        }
+    }
+}
+
 /// AgustinSRG rtmp-server's `YES`/`NO` switches (also `true`/`1`).
 fn yes(v: &str) -> bool {
     matches!(
@@ -1084,6 +1116,21 @@ fn apply_compat_env(tree: &mut serde_json::Value, vars: &[(String, String)]) -> 
     }
     if let Some(v) = get("RTMP_HOST") {
         set_path(tree, "callback.rtmp_host", v.into());
+    }
+    // That server's own defaults, where its users rely on them, unless the file (or the
+    // variable) says otherwise: 4 connections per IP, a 256 MB GOP cache, and RTMPS on 443
+    // once a certificate and key are given.
+    if COMPAT_VARS.iter().any(|name| get(name).is_some()) {
+        if get("MAX_IP_CONCURRENT_CONNECTIONS").is_none() {
+            set_default(tree, "limits.max_connections_per_ip", 4.into());
+        }
+        if get("GOP_CACHE_SIZE_MB").is_none() {
+            set_default(tree, "hub.gop_cache_max_bytes", (256u64 << 20).into());
+        }
+        if get("SSL_PORT").is_none() && get("SSL_CERT").is_some() && get("SSL_KEY").is_some() {
+            let addr = SocketAddr::new(host, 443);
+            set_default(tree, "rtmps.listen", addr.to_string().into());
+        }
     }
     if get("REDIS_USE").is_some_and(|v| yes(&v)) {
         let host = get("REDIS_HOST").unwrap_or_else(|| "localhost".into());
@@ -1196,6 +1243,36 @@ mod tests {
         assert_eq!(c.hls.window, 3);
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
         assert_eq!(c.rtmp.app, "live");
+    }
+
+    #[test]
+    fn agustinsrg_variables_bring_its_defaults_unless_the_file_says_otherwise() {
+        let vars = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        let load = |mut tree: serde_json::Value, v: &[(&str, &str)]| -> Config {
+            apply_compat_env(&mut tree, &vars(v)).unwrap();
+            serde_json::from_value(tree).unwrap()
+        };
+        let plain = load(serde_json::json!({}), &[]);
+        let compat = load(
+            serde_json::json!({}),
+            &[("SSL_CERT", "/c.pem"), ("SSL_KEY", "/k.pem")],
+        );
+        assert_eq!(compat.limits.max_connections_per_ip, Some(4));
+        assert_ne!(plain.limits.max_connections_per_ip, Some(4));
+        assert_eq!(compat.hub.gop_cache_max_bytes, 256 << 20);
+        assert_eq!(compat.rtmps.listen, Some("0.0.0.0:443".parse().unwrap()));
+        // The file and the variables themselves win.
+        let mine = load(
+            serde_json::json!({"limits": {"max_connections_per_ip": 50}}),
+            &[("CALLBACK_URL", "http://x"), ("GOP_CACHE_SIZE_MB", "8")],
+        );
+        assert_eq!(mine.limits.max_connections_per_ip, Some(50));
+        assert_eq!(mine.hub.gop_cache_max_bytes, 8 << 20);
+        assert_eq!(mine.rtmps.listen, plain.rtmps.listen);
     }
 
     #[test]

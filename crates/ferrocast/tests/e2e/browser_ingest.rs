@@ -129,11 +129,21 @@ fn assert_h264_aac(url: &str, profile: Option<&str>) {
     assert_eq!(stream_of(&s, "audio")["codec_name"], "aac", "{url}");
 }
 
+/// One api.video test at a time: each runs Chromium's camera and a real-time 720p x264
+/// transcode, and two of them beside the rest of the suite starved a 2-core machine past the
+/// page's 30 s publishing window.
+static TRANSCODING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_transcode() -> std::sync::MutexGuard<'static, ()> {
+    TRANSCODING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn api_video_client_publishes_h264_and_aac_to_rtmp_and_hls() {
     if !browser_ready() {
         return;
     }
+    let _one = one_transcode();
     let mut server = server_with_stream("tab", "k3y-tab");
     let origin = format!("http://{}", server.http);
     let target = "rtmp://127.0.0.1/live/tab?key=k3y-tab".to_owned();
@@ -412,6 +422,7 @@ fn api_video_relay_goes_only_where_the_allow_list_says() {
     if !browser_ready() {
         return;
     }
+    let _one = one_transcode();
     let nginx = Nginx::start();
     let dead = crate::support::server::free_addrs().0;
     let mut server = Server::builder()

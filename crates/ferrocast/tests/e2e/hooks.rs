@@ -1490,6 +1490,23 @@ fn agustinsrg_environment_variables() {
         "publish of a 9-character code with ID_MAX_LENGTH=8",
     );
     assert_untouched(&server, "envcam", &mut cam, false);
+    // Its default of 4 connections per IP: beside the publisher three more are taken and the
+    // next is closed at once. Retried while the clients above may still hold their slots.
+    wait_until(
+        "exactly 4 connections from one address",
+        Duration::from_secs(10),
+        || {
+            let mut held = Vec::new();
+            while held.len() < 8 {
+                let mut s = connect(server.rtmp);
+                if closed_within(&mut s, Duration::from_millis(300)).is_some() {
+                    break;
+                }
+                held.push(s);
+            }
+            (held.len() == 3).then_some(())
+        },
+    );
 
     // FERROCAST_* wins: its RTMP address, subject and play list, whatever the old names say.
     let elsewhere = free_addrs().0.port();
