@@ -242,33 +242,60 @@ impl InputManager {
                 return;
             }
         };
+        tracing::info!(stream = code, inputs = r.inputs.len(), "inputs started");
+        let handle = self.spawn(&root, code, intake, r.inputs.clone(), r.failover, None);
+        streams.insert(code.to_owned(), handle);
+    }
+
+    /// Runs a supervisor for `code` under `root`. With `relay` (a grace period) it is a relay
+    /// pull, forgotten once it ends.
+    fn spawn(
+        &self,
+        root: &CancellationToken,
+        code: &str,
+        intake: hub::Intake,
+        inputs: Vec<InputSpec>,
+        failover: Failover,
+        relay: Option<Duration>,
+    ) -> Handle {
         let (cmds, rx) = mpsc::channel(16);
         let shared = Arc::new(Mutex::new(StreamInputs::default()));
         let stop = root.child_token();
-        let supervisor = Supervisor::new(
+        let mut supervisor = Supervisor::new(
             code.to_owned(),
             self.inner.hub.clone(),
             intake,
-            r.inputs.clone(),
-            r.failover,
+            inputs.clone(),
+            failover,
             self.inner.config.clone(),
             shared.clone(),
             lock(&self.inner.notify).clone(),
             rx,
         );
-        tracing::info!(stream = code, inputs = r.inputs.len(), "inputs started");
-        self.inner.tracker.spawn(supervisor.run(stop.clone()));
-        streams.insert(
-            code.to_owned(),
-            Handle {
-                relay: false,
-                inputs: r.inputs.clone(),
-                failover: r.failover,
-                cmds,
-                shared,
-                stop,
-            },
-        );
+        if let Some(grace) = relay {
+            supervisor = supervisor.relay(grace);
+        }
+        let inner = self.inner.clone();
+        let owned = code.to_owned();
+        let token = stop.clone();
+        self.inner.tracker.spawn(async move {
+            supervisor.run(token).await;
+            if relay.is_some() {
+                // Forget it, unless configured inputs replaced it meanwhile.
+                let mut streams = lock(&inner.streams);
+                if streams.get(&owned).is_some_and(|h| h.relay) {
+                    streams.remove(&owned);
+                }
+            }
+        });
+        Handle {
+            relay: relay.is_some(),
+            inputs,
+            failover,
+            cmds,
+            shared,
+            stop,
+        }
     }
 
     /// nginx-rtmp's relay pull, asked by a hook's `rtmp://` redirect of `on_play`: pulls `url`
@@ -296,44 +323,9 @@ impl InputManager {
             close_after_s: close_after.as_secs_f64(),
             ..Failover::default()
         };
-        let (cmds, rx) = mpsc::channel(16);
-        let shared = Arc::new(Mutex::new(StreamInputs::default()));
-        let stop = root.child_token();
-        let supervisor = Supervisor::new(
-            code.to_owned(),
-            self.inner.hub.clone(),
-            intake,
-            inputs.clone(),
-            failover,
-            self.inner.config.clone(),
-            shared.clone(),
-            lock(&self.inner.notify).clone(),
-            rx,
-        )
-        .relay(close_after);
         tracing::info!(stream = code, url = %url::masked(url), "relay pull started");
-        let inner = self.inner.clone();
-        let token = stop.clone();
-        let owned = code.to_owned();
-        self.inner.tracker.spawn(async move {
-            supervisor.run(token).await;
-            // Forget it, unless configured inputs replaced it meanwhile.
-            let mut streams = lock(&inner.streams);
-            if streams.get(&owned).is_some_and(|h| h.relay) {
-                streams.remove(&owned);
-            }
-        });
-        streams.insert(
-            code.to_owned(),
-            Handle {
-                relay: true,
-                inputs,
-                failover,
-                cmds,
-                shared,
-                stop,
-            },
-        );
+        let handle = self.spawn(&root, code, intake, inputs, failover, Some(close_after));
+        streams.insert(code.to_owned(), handle);
         Ok(())
     }
 
