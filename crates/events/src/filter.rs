@@ -95,7 +95,10 @@ impl Filter {
             let p = Pattern::parse(raw);
             let ok = match &p {
                 Pattern::Exact(code) => hub::valid_code(code),
-                Pattern::Prefix(prefix) => prefix.is_empty() || hub::valid_code(prefix),
+                // `region/*` takes a whole namespace.
+                Pattern::Prefix(prefix) => {
+                    prefix.is_empty() || hub::valid_code(prefix.strip_suffix('/').unwrap_or(prefix))
+                }
             };
             if !ok {
                 return Err(bad(
@@ -181,7 +184,8 @@ mod tests {
             (vec![""], vec![], "events", 0),
             (vec!["é"], vec![], "events", 0),
             (vec![], vec!["ok", "a b"], "streams", 1),
-            (vec![], vec!["a/b*"], "streams", 0),
+            (vec![], vec!["a//b*"], "streams", 0),
+            (vec![], vec!["/a*"], "streams", 0),
             (vec![], vec![""], "streams", 0),
         ] {
             let err = Filter::new(&strings(&types), &strings(&streams)).unwrap_err();
@@ -192,5 +196,7 @@ mod tests {
         // Every known type and a bare "*" stream prefix pass.
         let all: Vec<String> = EventKind::ALL.iter().map(|k| k.as_str().into()).collect();
         assert!(Filter::new(&all, &strings(&["*"])).is_ok());
+        // Namespaced codes, whole or by namespace.
+        assert!(Filter::new(&[], &strings(&["region/north/news", "region/*", "reg*"])).is_ok());
     }
 }
