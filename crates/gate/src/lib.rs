@@ -89,6 +89,9 @@ struct Inner {
     callback: Option<Callback>,
     http_cache: DecisionCache<HttpKey, Decision>,
     relays: std::sync::RwLock<Option<Arc<dyn Relays>>>,
+    /// Local code -> URL of relay pulls admitted for HTTP players, as long as their decisions
+    /// are cached: a cached decision must restart a pull that ended meanwhile.
+    http_relays: DecisionCache<String, String>,
 }
 
 impl Gate {
@@ -116,6 +119,7 @@ impl Gate {
                 callback,
                 http_cache: DecisionCache::new(cache_ttl, HTTP_CACHE_ENTRIES),
                 relays: std::sync::RwLock::new(None),
+                http_relays: DecisionCache::new(cache_ttl, HTTP_CACHE_ENTRIES),
             }),
         })
     }
@@ -287,7 +291,7 @@ impl Gate {
         let q = query(&req.args);
         let key = (req.code.clone(), ip, q.clone());
         if let Some(d) = self.inner.http_cache.get(&key) {
-            return d;
+            return self.renew_relay(d);
         }
         if q.is_empty()
             && let Some(d) = self
@@ -295,7 +299,7 @@ impl Gate {
                 .http_cache
                 .get(&(req.code.clone(), ip, ANY.into()))
         {
-            return d;
+            return self.renew_relay(d);
         }
         let decision = self.hooks(&req).await;
         if decision.is_ok() {
@@ -305,6 +309,25 @@ impl Gate {
         }
         self.inner.http_cache.insert(key, decision.clone());
         decision
+    }
+
+    /// A cached HTTP decision that admitted a relay pull: the pull may have ended since
+    /// (nobody read for a while), so ask for it again; a running one is left alone.
+    fn renew_relay(&self, d: Decision) -> Decision {
+        if let Ok(admit) = &d
+            && let Some(url) = self.inner.http_relays.get(&admit.code)
+        {
+            let relays = self
+                .inner
+                .relays
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            if let Some(Err(e)) = relays.map(|r| r.pull(&admit.code, &url)) {
+                warn!(stream = %admit.code, error = %e, "relay pull could not restart");
+            }
+        }
+        d
     }
 
     /// The hook and callback part of a decision.
@@ -344,6 +367,9 @@ impl Gate {
                     }
                     HookReply::Relay(url) => {
                         admit.code = self.relay(req, &url)?;
+                        if req.action == Action::Play && HTTP_PROTOCOLS.contains(&req.protocol) {
+                            self.inner.http_relays.insert(admit.code.clone(), url);
+                        }
                         info!(stream = %req.code, local = %admit.code, "relay by {}", event.directive());
                     }
                     HookReply::Refuse(reason) => return Err(Denied::new(reason)),

@@ -551,7 +551,9 @@ fn nginx_rtmp_relay_redirects_pull_and_push() {
             _ => Reply::ok(),
         });
     }
-    let edge = hooked(&hooks, &["on_play", "on_publish"]).start();
+    let edge = hooked(&hooks, &["on_play", "on_publish"])
+        .set("hooks.cache_ttl", "60s")
+        .start();
 
     // Pull: the player asks the edge for a name the edge has never seen.
     assert_plays(&edge.rtmp_url("relayed"), "a relay-pulled stream");
@@ -565,6 +567,29 @@ fn nginx_rtmp_relay_redirects_pull_and_push() {
             let rt = &Api::new(origin.http).stream("src")["runtime"];
             (rt["readers"]["rtmp"].as_u64().unwrap_or(0) == 0).then_some(())
         },
+    );
+
+    // HLS players are admitted once and then ride the cached decision: when their pull has
+    // ended, their next request starts it again.
+    let ended = |edge: &Server| edge.log().matches("relay pull ended").count();
+    for round in 1..=2 {
+        wait_until(
+            "an HLS playlist through the relay",
+            Duration::from_secs(40),
+            || edge.playlist("relayed").filter(|p| !p.segments.is_empty()),
+        );
+        wait_until("the HLS relay pull to end", Duration::from_secs(30), || {
+            (ended(&edge) > round).then_some(())
+        });
+    }
+    let hls_hooks = hooks
+        .calls("/on_play")
+        .iter()
+        .filter(|c| c.arg("protocol") == Some("hls"))
+        .count();
+    assert_eq!(
+        hls_hooks, 1,
+        "the second pull came from the cached decision"
     );
 
     // Push: the publisher of `out` on the edge also reaches the origin as `pushed`.
