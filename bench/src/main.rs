@@ -2,6 +2,7 @@
 //! reports first-frame time, delivery latency, loss, and the server's CPU and memory.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod cli;
 mod conn;
 mod flv;
 mod player;
@@ -16,6 +17,7 @@ use crate::conn::Target;
 use crate::player::{PHASE_DONE, PHASE_MEASURE, PHASE_WARMUP, PlayerReport, Shared};
 use crate::publisher::{PublishReport, SendLog};
 use crate::workers::{Plan, Workers, stream_of};
+use cli::{count, number};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, RwLock};
@@ -71,25 +73,15 @@ fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
-        let num = |name: &str, v: String| {
-            v.parse::<f64>()
-                .ok()
-                .filter(|n| n.is_finite() && *n >= 0.0)
-                .ok_or_else(|| format!("{name}: not a non-negative number: {v:?}"))
-        };
-        let count = |name: &str, v: String| {
-            v.parse::<usize>()
-                .map_err(|_| format!("{name}: not a count: {v:?}"))
-        };
         match arg.as_str() {
             "--url" => url = Some(value("--url")?),
             "--input" => input = Some(value("--input")?),
             "--players" => players = Some(count("--players", value("--players")?)?),
             "--streams" => streams = count("--streams", value("--streams")?)?,
             "--procs" => procs = count("--procs", value("--procs")?)?,
-            "--duration" => duration = num("--duration", value("--duration")?)?,
-            "--warmup" => warmup = num("--warmup", value("--warmup")?)?,
-            "--ramp-ms" => ramp_ms = num("--ramp-ms", value("--ramp-ms")?)?,
+            "--duration" => duration = number("--duration", value("--duration")?)?,
+            "--warmup" => warmup = number("--warmup", value("--warmup")?)?,
+            "--ramp-ms" => ramp_ms = number("--ramp-ms", value("--ramp-ms")?)?,
             "--server-pid" => {
                 let v = value("--server-pid")?;
                 server_pid = Some(
@@ -137,15 +129,9 @@ fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("--worker") {
         return worker::main();
     }
-    let args = match parse_args() {
+    let args = match cli::args("ferrocast-bench", USAGE, parse_args) {
         Ok(a) => a,
-        Err(e) => {
-            if !e.is_empty() {
-                eprintln!("ferrocast-bench: {e}");
-            }
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -4,12 +4,15 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 // Shared with the RTMP tool as files rather than a library target.
+#[path = "../cli.rs"]
+mod cli;
 #[path = "../http/mod.rs"]
 mod http;
 #[path = "../procfs.rs"]
 mod procfs;
 
 use crate::http::player::{self, ClientReport, Ctx, KINDS, Mode, Reload};
+use cli::{count, number};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -72,24 +75,14 @@ fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
-        let num = |name: &str, v: String| {
-            v.parse::<f64>()
-                .ok()
-                .filter(|n| n.is_finite() && *n >= 0.0)
-                .ok_or_else(|| format!("{name}: not a non-negative number: {v:?}"))
-        };
-        let int = |name: &str, v: String| {
-            v.parse::<usize>()
-                .map_err(|_| format!("{name}: not a count: {v:?}"))
-        };
         match arg.as_str() {
             "--url" => url = Some(value("--url")?),
-            "--clients" => clients = Some(int("--clients", value("--clients")?)?),
-            "--duration" => duration = num("--duration", value("--duration")?)?,
-            "--warmup" => warmup = num("--warmup", value("--warmup")?)?,
-            "--ramp-ms" => ramp_ms = num("--ramp-ms", value("--ramp-ms")?)?,
-            "--timeout" => timeout = num("--timeout", value("--timeout")?)?,
-            "--threads" => threads = Some(int("--threads", value("--threads")?)?.max(1)),
+            "--clients" => clients = Some(count("--clients", value("--clients")?)?),
+            "--duration" => duration = number("--duration", value("--duration")?)?,
+            "--warmup" => warmup = number("--warmup", value("--warmup")?)?,
+            "--ramp-ms" => ramp_ms = number("--ramp-ms", value("--ramp-ms")?)?,
+            "--timeout" => timeout = number("--timeout", value("--timeout")?)?,
+            "--threads" => threads = Some(count("--threads", value("--threads")?)?.max(1)),
             "--server-pid" => {
                 let v = value("--server-pid")?;
                 server_pid = Some(
@@ -158,15 +151,9 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
+    let args = match cli::args("ferrocast-http", USAGE, parse_args) {
         Ok(a) => a,
-        Err(e) => {
-            if !e.is_empty() {
-                eprintln!("ferrocast-http: {e}");
-            }
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(t) = args.threads {

@@ -7,10 +7,13 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 // The bench tool's thin tokio driver, shared as a file rather than a library target.
+#[path = "../cli.rs"]
+mod cli;
 #[path = "../conn.rs"]
 mod conn;
 
 use crate::conn::{Conn, ConnError, Target};
+use cli::{count, number};
 use rtmp::client::{ClientEvent, ClientRole, ClientState, MAX_EVENTS};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -55,24 +58,12 @@ fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
-        let num = |name: &str, v: String| {
-            v.parse::<f64>()
-                .ok()
-                .filter(|n| n.is_finite() && *n >= 0.0)
-                .ok_or_else(|| format!("{name}: not a non-negative number: {v:?}"))
-        };
         match arg.as_str() {
             "--url" => url = Some(value("--url")?),
-            "--players" => {
-                let v = value("--players")?;
-                players = Some(
-                    v.parse::<usize>()
-                        .map_err(|_| format!("--players: {v:?}"))?,
-                );
-            }
-            "--duration" => duration = num("--duration", value("--duration")?)?,
-            "--ramp-ms" => ramp_ms = num("--ramp-ms", value("--ramp-ms")?)?,
-            "--report-every" => report_every = num("--report-every", value("--report-every")?)?,
+            "--players" => players = Some(count("--players", value("--players")?)?),
+            "--duration" => duration = number("--duration", value("--duration")?)?,
+            "--ramp-ms" => ramp_ms = number("--ramp-ms", value("--ramp-ms")?)?,
+            "--report-every" => report_every = number("--report-every", value("--report-every")?)?,
             "--reconnect" => reconnect = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
@@ -96,15 +87,9 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
+    let args = match cli::args("ferrocast-players", USAGE, parse_args) {
         Ok(a) => a,
-        Err(e) => {
-            if !e.is_empty() {
-                eprintln!("ferrocast-players: {e}");
-            }
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
