@@ -88,7 +88,8 @@ struct Inner {
     notifier: Option<Notifier>,
     callback: Option<Callback>,
     http_cache: DecisionCache<HttpKey, Decision>,
-    relays: std::sync::RwLock<Option<Arc<dyn Relays>>>,
+    /// Set once at startup (the managers exist before the gate, the gate before them runs).
+    relays: std::sync::OnceLock<Arc<dyn Relays>>,
     /// Local code -> URL of relay pulls admitted for HTTP players, as long as their decisions
     /// are cached: a cached decision must restart a pull that ended meanwhile.
     http_relays: DecisionCache<String, String>,
@@ -118,7 +119,7 @@ impl Gate {
                 notifier,
                 callback,
                 http_cache: DecisionCache::new(cache_ttl, HTTP_CACHE_ENTRIES),
-                relays: std::sync::RwLock::new(None),
+                relays: std::sync::OnceLock::new(),
                 http_relays: DecisionCache::new(cache_ttl, HTTP_CACHE_ENTRIES),
             }),
         })
@@ -126,18 +127,14 @@ impl Gate {
 
     /// Installs who carries out relay redirects; without it they refuse.
     pub fn set_relays(&self, relays: Arc<dyn Relays>) {
-        *self.inner.relays.write().unwrap_or_else(|e| e.into_inner()) = Some(relays);
+        if self.inner.relays.set(relays).is_err() {
+            warn!("relay handler already installed; keeping the first");
+        }
     }
 
     /// Carries out a hook's `rtmp://` redirect; returns the local stream code.
     fn relay(&self, req: &AccessRequest, url: &str) -> Result<String, Denied> {
-        let relays = self
-            .inner
-            .relays
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let Some(relays) = relays else {
+        let Some(relays) = self.inner.relays.get() else {
             return Err(Denied::new("relay redirects are not available"));
         };
         let relay_redirect = self
@@ -316,16 +313,9 @@ impl Gate {
     fn renew_relay(&self, d: Decision) -> Decision {
         if let Ok(admit) = &d
             && let Some(url) = self.inner.http_relays.get(&admit.code)
+            && let Some(Err(e)) = self.inner.relays.get().map(|r| r.pull(&admit.code, &url))
         {
-            let relays = self
-                .inner
-                .relays
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            if let Some(Err(e)) = relays.map(|r| r.pull(&admit.code, &url)) {
-                warn!(stream = %admit.code, error = %e, "relay pull could not restart");
-            }
+            warn!(stream = %admit.code, error = %e, "relay pull could not restart");
         }
         d
     }

@@ -522,21 +522,10 @@ impl ChunkEncoder {
         out: &mut OutQueue,
     ) -> Result<(), EncodeError> {
         if !prefix.is_empty() && prefix.len() >= self.chunk_size as usize {
-            // Only with absurdly small chunk sizes: the prefix would span chunks, so join once.
-            let mut joined = Vec::with_capacity(prefix.len() + payload.len());
-            joined.extend_from_slice(prefix);
-            joined.extend_from_slice(payload);
-            return self.encode_with_prefix(header, &[], &Bytes::from(joined), out);
+            return self.encode_with_prefix(header, &[], &joined(prefix, payload), out);
         }
         let csid = header.csid;
-        if !(MIN_CSID..=MAX_CSID).contains(&csid) {
-            return Err(EncodeError::InvalidCsid(csid));
-        }
-        let total = prefix.len() + payload.len();
-        let length = match u32::try_from(total) {
-            Ok(l) if l <= MAX_MESSAGE_LENGTH => l,
-            _ => return Err(EncodeError::PayloadTooLarge(total)),
-        };
+        let length = checked_length(csid, prefix.len() + payload.len())?;
         let idx = self.streams.iter().position(|s| s.csid == csid);
         let previous = idx.map(|i| &self.streams[i]).filter(|_| !self.full_headers);
         let (fmt, field) = match previous {
@@ -617,6 +606,27 @@ impl ChunkEncoder {
     }
 }
 
+/// `prefix` then `payload` in one buffer: only for chunk sizes so small (under the few bytes of
+/// an FLV tag header) that the prefix would span chunks.
+fn joined(prefix: &[u8], payload: &Bytes) -> Bytes {
+    let mut joined = Vec::with_capacity(prefix.len() + payload.len());
+    joined.extend_from_slice(prefix);
+    joined.extend_from_slice(payload);
+    Bytes::from(joined)
+}
+
+/// The message length field for a body of `total` bytes on chunk stream `csid`, or why the
+/// message cannot be sent.
+fn checked_length(csid: u32, total: usize) -> Result<u32, EncodeError> {
+    if !(MIN_CSID..=MAX_CSID).contains(&csid) {
+        return Err(EncodeError::InvalidCsid(csid));
+    }
+    match u32::try_from(total) {
+        Ok(l) if l <= MAX_MESSAGE_LENGTH => Ok(l),
+        _ => Err(EncodeError::PayloadTooLarge(total)),
+    }
+}
+
 /// One whole message as chunks that depend on no chunk-stream state: a fmt 0 header, then fmt 3
 /// continuations. So one encoding can be written to every player whose chunk size, stream id
 /// and timestamp match. The pieces are the headers (a few bytes, allocated here) and slices of
@@ -629,21 +639,10 @@ pub fn encode_standalone(
 ) -> Result<Vec<Bytes>, EncodeError> {
     let chunk = chunk_size.clamp(1, 0x7FFF_FFFF) as usize;
     if !prefix.is_empty() && prefix.len() >= chunk {
-        // Only with absurdly small chunk sizes: the prefix would span chunks, so join once.
-        let mut joined = Vec::with_capacity(prefix.len() + payload.len());
-        joined.extend_from_slice(prefix);
-        joined.extend_from_slice(payload);
-        return encode_standalone(header, &[], &Bytes::from(joined), chunk_size);
+        return encode_standalone(header, &[], &joined(prefix, payload), chunk_size);
     }
     let csid = header.csid;
-    if !(MIN_CSID..=MAX_CSID).contains(&csid) {
-        return Err(EncodeError::InvalidCsid(csid));
-    }
-    let total = prefix.len() + payload.len();
-    let length = match u32::try_from(total) {
-        Ok(l) if l <= MAX_MESSAGE_LENGTH => l,
-        _ => return Err(EncodeError::PayloadTooLarge(total)),
-    };
+    let length = checked_length(csid, prefix.len() + payload.len())?;
     let extended = header.timestamp >= EXTENDED;
     let mut h = [0u8; MAX_HEADER_LEN];
     let mut n = put_basic(&mut h, 0, csid);
