@@ -28,20 +28,14 @@ WORK="$(mktemp -d /tmp/ferrocast-http.XXXXXX)"
 OUT="${OUT:-$WORK/results}"
 mkdir -p "$OUT"
 
-SERVER_PID=""
+# stop_pid, free_port and wait_listen; this script's start_* below take HTTP ports too and
+# replace lib.sh's.
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 PUB_PID=""
-stop_pid() { # pid
-    if [[ -n "$1" ]] && kill -0 "$1" 2>/dev/null; then
-        kill -TERM "$1" 2>/dev/null || true
-        # Bounded wait, then force.
-        for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$1" 2>/dev/null || true
-        wait "$1" 2>/dev/null || true
-    fi
-}
 stop_all() {
     stop_pid "$PUB_PID"; PUB_PID=""
-    stop_pid "$SERVER_PID"; SERVER_PID=""
+    stop_server
 }
 cleanup() {
     stop_all
@@ -53,17 +47,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-wait_listen() { # port
-    for _ in $(seq 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    echo "server did not listen on port $1" >&2
-    return 1
-}
 # Waits until the playlist at $1 lists at least $2 segments (a player joins 3 from the end).
 wait_playlist() { # url min_segments
     for _ in $(seq 300); do

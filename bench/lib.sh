@@ -1,4 +1,4 @@
-# Shared by bench/run.sh, bench/scale.sh and bench/streams.sh; sourced, not run.
+# Shared by bench/run.sh, bench/scale.sh, bench/streams.sh and bench/http.sh; sourced, not run.
 #
 # The sourcing script sets ROOT (the repository) and WORK (a scratch directory) first, and
 # calls bench_cleanup from its EXIT trap. Knobs read here:
@@ -10,14 +10,18 @@ SERVER_PID=""
 FERROCAST="${FERROCAST:-$ROOT/target/release/ferrocast}"
 BENCH="$ROOT/target/release/ferrocast-bench"
 
-stop_server() {
-    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
+stop_pid() { # pid
+    if [[ -n "$1" ]] && kill -0 "$1" 2>/dev/null; then
+        kill -TERM "$1" 2>/dev/null || true
         # Bounded wait, then force.
-        for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$1" 2>/dev/null || true
+        wait "$1" 2>/dev/null || true
     fi
+}
+
+stop_server() {
+    stop_pid "$SERVER_PID"
     SERVER_PID=""
 }
 
