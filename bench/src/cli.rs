@@ -31,3 +31,15 @@ pub fn args<A>(
         ExitCode::from(2)
     })
 }
+
+/// The report value at JSON `pointer` for a text table: floats to one decimal, `-` if absent.
+pub fn shown(v: &serde_json::Value, pointer: &str) -> String {
+    match v.pointer(pointer) {
+        Some(serde_json::Value::Number(n)) => match n.as_f64() {
+            Some(x) if n.is_f64() => format!("{x:.1}"),
+            _ => n.to_string(),
+        },
+        Some(serde_json::Value::String(s)) => s.clone(),
+        _ => "-".into(),
+    }
+}

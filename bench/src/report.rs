@@ -225,16 +225,7 @@ pub fn summarize(
 }
 
 pub fn print_text(v: &serde_json::Value) {
-    let f = |p: &str| -> String {
-        match v.pointer(p) {
-            Some(serde_json::Value::Number(n)) => match n.as_f64() {
-                Some(x) if n.is_f64() => format!("{x:.1}"),
-                _ => n.to_string(),
-            },
-            Some(serde_json::Value::String(s)) => s.clone(),
-            _ => "-".into(),
-        }
-    };
+    let f = |p: &str| crate::cli::shown(v, p);
     println!(
         "ferrocast-bench  {}  streams {} x players {}  procs {}  window {} s after {} s warmup",
         f("/url"),

@@ -366,16 +366,7 @@ fn summarize(
 }
 
 fn print_text(v: &serde_json::Value) {
-    let f = |p: &str| -> String {
-        match v.pointer(p) {
-            Some(serde_json::Value::Number(n)) => match n.as_f64() {
-                Some(x) if n.is_f64() => format!("{x:.1}"),
-                _ => n.to_string(),
-            },
-            Some(serde_json::Value::String(s)) => s.clone(),
-            _ => "-".into(),
-        }
-    };
+    let f = |p: &str| cli::shown(v, p);
     println!(
         "ferrocast-http  {}  {}  clients {} (active {})  window {} s",
         f("/mode"),

@@ -8,6 +8,8 @@
 
 // The bench tool's thin tokio driver, shared as a file rather than a library target.
 #[path = "../cli.rs"]
+// The report formatter in it is for the tools that print reports.
+#[allow(dead_code)]
 mod cli;
 #[path = "../conn.rs"]
 mod conn;
