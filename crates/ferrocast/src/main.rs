@@ -244,9 +244,12 @@ async fn run(config: Config) -> Result<()> {
     let limiter = (config.limits.max_connections.is_some()
         || config.limits.max_connections_per_ip.is_some())
     .then(|| access::ConnLimiter::new(config.limits.clone()));
-    let rtmp_server = rtmp::server::Server::new(
-        hub.clone(),
-        rtmp::server::ServerConfig {
+    // The gateway is one user of the embeddable server: its publishers go into the hub
+    // through the admission, and players come from the hub.
+    let rtmp_server = rtmp::server::Server::builder()
+        .hub(hub.clone())
+        .handle_new_client(rtmp::server::handler::HubPublishing::new(hub.clone()))
+        .config(rtmp::server::ServerConfig {
             session: rtmp::session::SessionConfig {
                 app: config.rtmp.app.clone(),
                 out_chunk_size: config.rtmp.chunk_size,
@@ -265,8 +268,9 @@ async fn run(config: Config) -> Result<()> {
             play_coalesce_readers: config.rtmp.play_coalesce_readers,
             play_group_size: config.rtmp.play_group_size,
             limiter: limiter.clone(),
-        },
-    );
+            ..rtmp::server::ServerConfig::default()
+        })
+        .build();
 
     let db_url = config.database_url();
     let store = store::open(&db_url)

@@ -3,6 +3,10 @@
 //!
 //! Nothing in the core touches a socket: parsers take bytes and return values or
 //! `Ok(None)` when more input is needed, encoders append to a [`chunk::OutQueue`].
+//!
+//! The server embeds in other programs: `server::Server::builder()` with a
+//! `handle_new_client` callback gets every published stream as frames (see
+//! `server::handler` and `examples/record.rs`). The gateway is one user of that API.
 
 pub mod amf0;
 pub mod chunk;
@@ -23,3 +27,4 @@ pub mod server;
 pub mod session;
 #[cfg(feature = "server")]
 pub mod tls;
+pub mod url;

@@ -4,15 +4,16 @@
 //! bytes between the socket and them, and between them and the hub.
 
 use crate::chunk::{DecoderLimits, OutQueue};
-use crate::ingest::{Ingest, IngestOutput};
+use crate::ingest::Ingest;
 use crate::play::Play;
 use crate::session::{ConnectInfo, ServerSession, SessionConfig, SessionEvent, split_query};
 use bytes::BytesMut;
 use fanout::{Change, Joiner, Membership, Registry};
-use hub::{
-    AccessRequest, Action, Admission, ClientInfo, CommandArgs, Hub, PublishError, PublisherMeta,
-    ReaderMeta, Seat,
+use handler::{
+    Accepted, Client, ClientEnd, ClientHandler, HubPublishing, NewClient, NewClientHandler, Refused,
 };
+use hub::{AccessRequest, Action, Admission, ClientInfo, CommandArgs, Hub, ReaderMeta, Seat};
+use std::any::Any;
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
@@ -28,6 +29,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 mod fanout;
+pub mod handler;
 
 /// Read buffer growth for publishers, whose messages are large.
 const READ_CHUNK: usize = 64 << 10;
@@ -48,6 +50,9 @@ pub struct ServerConfig {
     pub play_wait_timeout: Duration,
     /// A connection that neither publishes nor plays this long after the handshake is closed.
     pub idle_timeout: Duration,
+    /// A publisher whose data no consumer demands this long after its `publish` is closed
+    /// (see [`handler::Client::demand`]).
+    pub client_timeout: Duration,
     /// A publisher that sends nothing for this long is closed, freeing its stream code.
     pub publisher_timeout: Duration,
     /// Most connections served at once.
@@ -69,6 +74,7 @@ impl Default for ServerConfig {
             handshake_timeout: Duration::from_secs(5),
             play_wait_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(5),
+            client_timeout: Duration::from_secs(5),
             publisher_timeout: Duration::from_secs(10),
             max_connections: 10_000,
             play_coalesce_max: Duration::from_millis(10),
@@ -156,21 +162,35 @@ impl_socket!(TcpStream);
 impl_socket!(UnixStream);
 
 /// The RTMP server.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Server {
     hub: Hub,
     config: Arc<ServerConfig>,
     fanout: Arc<Registry>,
+    /// What becomes of publishers.
+    publishing: Arc<dyn NewClientHandler>,
+    /// Whether `play` is served (from the hub); an embedded server without a hub refuses it.
+    play: bool,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("config", &self.config)
+            .field("play", &self.play)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Server {
-    /// A server publishing into and playing from `hub`.
+    /// A server publishing into and playing from `hub`: the builder with [`Builder::hub`].
     pub fn new(hub: Hub, config: ServerConfig) -> Self {
-        Server {
-            hub,
-            config: Arc::new(config),
-            fanout: Arc::new(Registry::new()),
-        }
+        Server::builder().config(config).hub(hub).build()
+    }
+
+    /// A builder: an embedded server by default, the gateway's with [`Builder::hub`].
+    pub fn builder() -> Builder {
+        Builder::default()
     }
 
     /// Tells the hub (and so the API's URL list) where this server listens, while it runs.
@@ -217,14 +237,7 @@ impl Server {
                 debug!(%peer, error = %e, "set_nodelay failed");
             }
             let id = self.hub.next_connection_id();
-            let conn = Conn::new(
-                socket,
-                peer,
-                id,
-                self.hub.clone(),
-                self.config.clone(),
-                self.fanout.clone(),
-            );
+            let conn = Conn::new(socket, peer, id, &self);
             let shutdown = shutdown.clone();
             let span = info_span!("rtmp", %peer, conn = id, code = tracing::field::Empty);
             tracker.spawn(
@@ -274,9 +287,8 @@ impl Server {
             };
             let _ = socket.set_nodelay(true);
             let acceptor = acceptor.clone();
-            let hub = self.hub.clone();
+            let server = self.clone();
             let config = self.config.clone();
-            let fanout = self.fanout.clone();
             let shutdown = shutdown.clone();
             let id = self.hub.next_connection_id();
             let span = info_span!("rtmps", %peer, conn = id, code = tracing::field::Empty);
@@ -303,9 +315,7 @@ impl Server {
                         }
                     };
                     let pump = tokio::spawn(pump_tls(tls, outer));
-                    Conn::new(inner, peer, id, hub, config, fanout)
-                        .serve(shutdown)
-                        .await;
+                    Conn::new(inner, peer, id, &server).serve(shutdown).await;
                     // The RTMP side closed; the pump sees EOF, sends close_notify and ends.
                     let _ = pump.await;
                     drop((permit, limit));
@@ -316,6 +326,174 @@ impl Server {
         tracker.close();
         tracker.wait().await;
         Ok(())
+    }
+}
+
+/// Builds a [`Server`]: the bind address, RTMPS, `client_timeout` and what becomes of each
+/// publishing client.
+///
+/// ```no_run
+/// use ferrocast_rtmp::server::Server;
+/// use ferrocast_rtmp::server::handler::{Accepted, ClientHandler, NewClient, Refused};
+/// use ferrocast_rtmp::ingest::IngestOutput;
+///
+/// struct Count(u64);
+/// impl ClientHandler for Count {
+///     fn data_available(&mut self, data: IngestOutput) {
+///         if let IngestOutput::Frame(_) = data {
+///             self.0 += 1;
+///         }
+///     }
+///     fn delete_stream(&mut self) {
+///         println!("{} frames", self.0);
+///     }
+/// }
+///
+/// # async fn run() -> std::io::Result<()> {
+/// let server = Server::builder()
+///     .bind("127.0.0.1:1935".parse().unwrap())
+///     .handle_new_client(|new: NewClient| async move {
+///         if new.app != "live" {
+///             return Err(Refused::new("unknown application"));
+///         }
+///         new.client.demand();
+///         Ok(Accepted::new(Count(0)))
+///     })
+///     .start()
+///     .await?;
+/// println!("listening on port {}", server.port());
+/// server.stop().await
+/// # }
+/// ```
+pub struct Builder {
+    config: ServerConfig,
+    hub: Option<Hub>,
+    publishing: Option<Arc<dyn NewClientHandler>>,
+    bind: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        let mut config = ServerConfig::default();
+        // An embedded server takes any application; the gateway configures its own.
+        config.session.app = String::new();
+        Builder {
+            config,
+            hub: None,
+            publishing: None,
+            bind: SocketAddr::from(([0, 0, 0, 0], 1935)),
+            tls: None,
+        }
+    }
+}
+
+impl Builder {
+    /// Every setting at once; an empty `session.app` accepts any application.
+    pub fn config(mut self, config: ServerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Where [`Builder::start`] listens (default `0.0.0.0:1935`; port 0 picks a free one).
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.bind = addr;
+        self
+    }
+
+    /// Serves RTMPS with this TLS configuration (see [`crate::tls::ReloadingCert`] for
+    /// certificate files reloaded when they change).
+    pub fn tls(mut self, tls: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// How long a publishing client may wait for a consumer's demand before it is closed
+    /// (default 5 s).
+    pub fn client_timeout(mut self, timeout: Duration) -> Self {
+        self.config.client_timeout = timeout;
+        self
+    }
+
+    /// What becomes of each client that asks to publish.
+    pub fn handle_new_client(mut self, handler: impl NewClientHandler) -> Self {
+        self.publishing = Some(Arc::new(handler));
+        self
+    }
+
+    /// Plays from `hub`, and publishes into it unless [`Builder::handle_new_client`] says
+    /// otherwise (the gateway's setup).
+    pub fn hub(mut self, hub: Hub) -> Self {
+        self.hub = Some(hub);
+        self
+    }
+
+    /// The server, to run on a listener of the caller's ([`Server::run`], [`Server::run_tls`]).
+    /// Without a handler or a hub, every publish is refused.
+    pub fn build(self) -> Server {
+        let play = self.hub.is_some();
+        let hub = self
+            .hub
+            .unwrap_or_else(|| Hub::new(hub::HubConfig::default()));
+        let publishing = self.publishing.unwrap_or_else(|| {
+            if play {
+                Arc::new(HubPublishing::new(hub.clone()))
+            } else {
+                Arc::new(|_: NewClient| async { Err(Refused::new("publishing is not served")) })
+            }
+        });
+        Server {
+            hub,
+            config: Arc::new(self.config),
+            fanout: Arc::new(Registry::new()),
+            publishing,
+            play,
+        }
+    }
+
+    /// Binds, and serves in a task of its own until [`RunningServer::stop`].
+    pub async fn start(self) -> io::Result<RunningServer> {
+        let listener = TcpListener::bind(self.bind).await?;
+        let addr = listener.local_addr()?;
+        let tls = self.tls.clone();
+        let server = self.build();
+        let shutdown = CancellationToken::new();
+        let task = match tls {
+            Some(tls) => tokio::spawn(server.run_tls(listener, tls, shutdown.clone())),
+            None => tokio::spawn(server.run(listener, shutdown.clone())),
+        };
+        Ok(RunningServer {
+            addr,
+            shutdown,
+            task,
+        })
+    }
+}
+
+/// A server started by [`Builder::start`].
+#[derive(Debug)]
+pub struct RunningServer {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<io::Result<()>>,
+}
+
+impl RunningServer {
+    /// The port it listens on (the one picked when bound to port 0).
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, closes every connection (publishers' handlers hear
+    /// `connection_closed`) and waits for them.
+    pub async fn stop(self) -> io::Result<()> {
+        self.shutdown.cancel();
+        self.task.await.map_err(io::Error::other)?
     }
 }
 
@@ -349,9 +527,16 @@ const GOODBYE_FLUSH: Duration = Duration::from_millis(500);
 enum Role {
     Idle,
     Publishing {
-        publisher: hub::Publisher,
-        ingest: Ingest,
+        handler: Handled,
+        end: ClientEnd,
+        ingest: Box<Ingest>,
         stream_id: u32,
+        /// The name the client publishes as.
+        name: String,
+        /// Whether a consumer demanded the data: the publish is acknowledged then.
+        flowing: bool,
+        /// Closed if nothing demands its data by then.
+        demand_deadline: Instant,
     },
     Playing {
         /// The player's fan-out task writes its media; declared first so the player leaves
@@ -370,6 +555,24 @@ enum Wake {
     Writable,
     Killed,
     Deadline,
+    /// A consumer demanded the publisher's data.
+    Demanded,
+    /// A message for the publisher's handler.
+    Info(Box<dyn Any + Send>),
+}
+
+/// A publisher's handler, told `connection_closed` when dropped unless its stream was deleted.
+struct Handled {
+    handler: Box<dyn ClientHandler>,
+    deleted: bool,
+}
+
+impl Drop for Handled {
+    fn drop(&mut self) {
+        if !self.deleted {
+            self.handler.connection_closed();
+        }
+    }
 }
 
 /// An RTMP connection past its handshake. Dropping it tells the admission the connection
@@ -440,13 +643,15 @@ struct Conn<S: Socket> {
     shutdown: CancellationToken,
     config: Arc<ServerConfig>,
     fanout: Arc<Registry>,
+    publishing: Arc<dyn NewClientHandler>,
+    play: bool,
     session: ServerSession,
     rbuf: BytesMut,
     role: Role,
     /// Flush what is queued, then close (after a refusal).
     closing: bool,
     /// Kick switch of the current publish or play session, as a future made once per role.
-    kill: Option<std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>>,
+    kill: Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>>,
     /// When the connection last entered `Role::Idle`.
     idle_since: Instant,
     last_read: Instant,
@@ -467,14 +672,8 @@ fn seed() -> u64 {
 }
 
 impl<S: Socket> Conn<S> {
-    fn new(
-        socket: S,
-        peer: SocketAddr,
-        id: u64,
-        hub: Hub,
-        config: Arc<ServerConfig>,
-        fanout: Arc<Registry>,
-    ) -> Self {
+    fn new(socket: S, peer: SocketAddr, id: u64, server: &Server) -> Self {
+        let config = server.config.clone();
         let epoch = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u32)
@@ -489,10 +688,12 @@ impl<S: Socket> Conn<S> {
             peer,
             id,
             epoch: epoch_ms,
-            hub,
+            hub: server.hub.clone(),
             shutdown: CancellationToken::new(),
             config,
-            fanout,
+            fanout: server.fanout.clone(),
+            publishing: server.publishing.clone(),
+            play: server.play,
             session,
             rbuf: BytesMut::with_capacity(4096),
             role: Role::Idle,
@@ -560,7 +761,15 @@ impl<S: Socket> Conn<S> {
                             info!(timeout = ?self.config.idle_timeout, "closing a connection that neither published nor played");
                             return Ok(());
                         }
-                        Role::Publishing { .. }
+                        Role::Publishing {
+                            flowing: false,
+                            demand_deadline,
+                            ..
+                        } if *demand_deadline <= now => {
+                            info!(timeout = ?self.config.client_timeout, "no consumer demanded the publisher's data; closing");
+                            return Ok(());
+                        }
+                        Role::Publishing { flowing: true, .. }
                             if self.last_read + self.config.publisher_timeout <= now =>
                         {
                             warn!(timeout = ?self.config.publisher_timeout, "publisher sent nothing; closing");
@@ -575,6 +784,25 @@ impl<S: Socket> Conn<S> {
                     }
                 }
                 Wake::Writable => {}
+                Wake::Demanded => {
+                    if let Role::Publishing {
+                        flowing,
+                        stream_id,
+                        name,
+                        ..
+                    } = &mut self.role
+                    {
+                        debug!("a consumer demanded the data; publish acknowledged");
+                        *flowing = true;
+                        self.session.accept_publish(*stream_id, name);
+                        self.last_read = Instant::now();
+                    }
+                }
+                Wake::Info(message) => {
+                    if let Role::Publishing { handler, .. } = &mut self.role {
+                        handler.handler.info(message);
+                    }
+                }
                 Wake::Killed => {
                     match &self.role {
                         Role::Playing { seat, .. } if !seat.kill_token().is_cancelled() => {
@@ -602,12 +830,56 @@ impl<S: Socket> Conn<S> {
             match &self.role {
                 Role::Playing { wait_deadline, .. } => *wait_deadline,
                 Role::Idle if !self.closing => Some(self.idle_since + self.config.idle_timeout),
+                Role::Publishing {
+                    flowing: false,
+                    demand_deadline,
+                    ..
+                } => Some(*demand_deadline),
                 Role::Publishing { .. } => Some(self.last_read + self.config.publisher_timeout),
                 Role::Idle => None,
             }
         };
         let socket = &self.socket;
         let closing = self.closing;
+        // A publisher is read only once its data is demanded, and while its handler is ready.
+        let (mut handler, end, flowing) = match &mut self.role {
+            Role::Publishing {
+                handler,
+                end,
+                flowing,
+                ..
+            } => (Some(&mut handler.handler), Some(end), *flowing),
+            _ => (None, None, true),
+        };
+        let (shared, info) = match end {
+            Some(end) => {
+                let ClientEnd { shared, info } = end;
+                (Some(&*shared), Some(info))
+            }
+            None => (None, None),
+        };
+        let demanded = async {
+            match shared {
+                Some(shared) if !flowing => handler::demanded(shared).await,
+                _ => std::future::pending().await,
+            }
+        };
+        let info = async {
+            match info {
+                Some(rx) => match rx.recv().await {
+                    Some(message) => message,
+                    // Every `Client` handle is gone: nothing more can come.
+                    None => std::future::pending().await,
+                },
+                None => std::future::pending().await,
+            }
+        };
+        let readable = async {
+            if let Some(h) = handler.as_mut() {
+                std::future::poll_fn(|cx| h.poll_ready(cx)).await;
+            }
+            std::future::poll_fn(|cx| socket.poll_read_ready(cx)).await
+        };
         // The role's end signal: a publisher's kick, or a player's kick or removal.
         let killed = async {
             match &mut self.kill {
@@ -620,8 +892,10 @@ impl<S: Socket> Conn<S> {
             _ = cancelled => Wake::Shutdown,
             _ = killed => Wake::Killed,
             _ = async { sleep_until(deadline.unwrap_or_else(Instant::now)).await }, if deadline.is_some() => Wake::Deadline,
+            _ = demanded => Wake::Demanded,
+            message = info => Wake::Info(message),
             r = std::future::poll_fn(|cx| socket.poll_write_ready(cx)), if want_write => { let _ = r; Wake::Writable }
-            r = std::future::poll_fn(|cx| socket.poll_read_ready(cx)), if !closing => { let _ = r; Wake::Readable }
+            r = readable, if !closing && flowing => { let _ = r; Wake::Readable }
         }
     }
 
@@ -725,7 +999,11 @@ impl<S: Socket> Conn<S> {
                     self.on_play(stream_id, name, args, command).await?
                 }
                 SessionEvent::Metadata(meta) => {
-                    if let Role::Publishing { ingest, .. } = &mut self.role {
+                    if let Role::Publishing {
+                        ingest, handler, ..
+                    } = &mut self.role
+                    {
+                        handler.handler.metadata(&meta);
                         ingest.metadata(&meta, &mut outputs);
                     }
                 }
@@ -763,19 +1041,9 @@ impl<S: Socket> Conn<S> {
                     }
                 }
             }
-            if let Role::Publishing { publisher, .. } = &self.role {
+            if let Role::Publishing { handler, .. } = &mut self.role {
                 for out in outputs.drain(..) {
-                    match out {
-                        IngestOutput::Announce(info) => {
-                            info!(
-                                video = ?info.video.as_ref().map(|v| v.name()),
-                                audio = ?info.audio.as_ref().map(|a| a.name()),
-                                "tracks announced"
-                            );
-                            publisher.announce(info)
-                        }
-                        IngestOutput::Frame(f) => publisher.write(f),
-                    }
+                    handler.handler.data_available(out);
                 }
             }
         }
@@ -860,7 +1128,7 @@ impl<S: Socket> Conn<S> {
 
     /// Asks the control plane; the connection waits (only it) while a hook decides.
     async fn authorize(
-        &self,
+        &mut self,
         action: Action,
         name: String,
         args: Vec<(String, String)>,
@@ -901,48 +1169,69 @@ impl<S: Socket> Conn<S> {
             self.closing = true;
             return Ok(());
         }
-        let admit = match self
-            .authorize(Action::Publish, name, args.clone(), command)
-            .await?
-        {
-            Ok(admit) => admit,
-            Err(denied) => {
-                warn!(reason = %denied, "publish refused");
-                self.session.reject_publish(stream_id, &denied.reason);
+        let connect = self.client().unwrap_or_else(|| {
+            Arc::new(ClientInfo {
+                connection_id: self.id,
+                epoch: self.epoch,
+                ..ClientInfo::default()
+            })
+        });
+        let (client, end) = Client::new(self.id, self.peer);
+        let new = NewClient {
+            client,
+            app: connect.app.clone(),
+            stream_key: name.clone(),
+            args,
+            command,
+            connect,
+        };
+        let decision = self.publishing.handle_new_client(new);
+        let accepted = until_shutdown(&self.shutdown, decision)
+            .await
+            .ok_or(ConnError::Shutdown)?;
+        let Accepted {
+            handler,
+            name: renamed,
+        } = match accepted {
+            Ok(accepted) => accepted,
+            Err(Refused(reason)) => {
+                warn!(%reason, "publish refused");
+                self.session.reject_publish(stream_id, &reason);
                 self.closing = true;
                 return Ok(());
             }
         };
-        let code = admit.code;
-        tracing::Span::current().record("code", code.as_str());
-        let meta = PublisherMeta {
-            protocol: "rtmp",
-            remote_addr: Some(self.peer),
-            client: self.client(),
-            args,
-            external_id: admit.external_id,
-        };
-        match self.hub.publish(&code, meta) {
-            Ok(publisher) => {
-                info!(session = publisher.session(), "publishing");
-                self.session.accept_publish(stream_id, &code);
-                self.kill = Some(Box::pin(publisher.kill_token().cancelled_owned()));
-                self.role = Role::Publishing {
-                    publisher,
-                    ingest: Ingest::new(),
-                    stream_id,
-                };
+        let name = renamed.unwrap_or(name);
+        tracing::Span::current().record("code", name.as_str());
+        let close = end.close_token();
+        let kill = handler.kill_token();
+        self.kill = Some(Box::pin(async move {
+            match kill {
+                Some(kill) => tokio::select! {
+                    _ = close.cancelled() => {}
+                    _ = kill.cancelled() => {}
+                },
+                None => close.cancelled().await,
             }
-            Err(e) => {
-                let why = match &e {
-                    PublishError::AlreadyPublishing(_) => "stream is already being published",
-                    PublishError::InvalidCode(_) => "invalid stream name",
-                };
-                warn!(error = %e, "publish refused");
-                self.session.reject_publish(stream_id, why);
-                self.closing = true;
-            }
+        }));
+        let flowing = end.is_demanded();
+        if flowing {
+            self.session.accept_publish(stream_id, &name);
+        } else {
+            debug!("publish waits for a consumer's demand");
         }
+        self.role = Role::Publishing {
+            handler: Handled {
+                handler,
+                deleted: false,
+            },
+            end,
+            ingest: Box::default(),
+            stream_id,
+            name,
+            flowing,
+            demand_deadline: Instant::now() + self.config.client_timeout,
+        };
         Ok(())
     }
 
@@ -954,6 +1243,13 @@ impl<S: Socket> Conn<S> {
         command: CommandArgs,
     ) -> Result<(), ConnError> {
         tracing::Span::current().record("code", name.as_str());
+        if !self.play {
+            warn!("play refused: this server only takes publishers");
+            self.session
+                .reject_play(stream_id, "play is not served here");
+            self.closing = true;
+            return Ok(());
+        }
         if !matches!(self.role, Role::Idle) || !hub::valid_code(&name) {
             warn!("play refused: invalid name or connection busy");
             self.session.reject_play(stream_id, "invalid stream name");
@@ -1035,17 +1331,17 @@ impl<S: Socket> Conn<S> {
 
     async fn on_stream_closed(&mut self, stream_id: u32) {
         match &self.role {
-            Role::Publishing {
-                stream_id: id,
-                publisher,
-                ..
-            } if *id == stream_id => {
-                info!(session = publisher.session(), "unpublished");
-                let code = publisher.code().to_owned();
-                self.role = Role::Idle;
+            Role::Publishing { stream_id: id, .. } if *id == stream_id => {
+                if let Role::Publishing {
+                    mut handler, name, ..
+                } = std::mem::replace(&mut self.role, Role::Idle)
+                {
+                    handler.deleted = true;
+                    handler.handler.delete_stream();
+                    self.session.unpublished(stream_id, &name);
+                }
                 self.kill = None;
                 self.idle_since = Instant::now();
-                self.session.unpublished(stream_id, &code);
             }
             Role::Playing { stream_id: id, .. } if *id == stream_id => {
                 debug!("player closed its stream");

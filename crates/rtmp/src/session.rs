@@ -24,7 +24,7 @@ const MAX_STREAMS: u32 = 16;
 /// Settings of a server session.
 #[derive(Clone, Debug)]
 pub struct SessionConfig {
-    /// The only application name accepted in `connect` (e.g. `live`).
+    /// The only application name accepted in `connect` (e.g. `live`); empty takes any.
     pub app: String,
     /// Chunk size we send with.
     pub out_chunk_size: u32,
@@ -487,7 +487,10 @@ impl ServerSession {
         };
         // `live/<namespace>`: encoders split `rtmp://host/live/region/north/news` into that app
         // and the last segment; the stream is the namespaced code `region/north/news`.
-        let ours = app == self.config.app
+        // An empty configured app (an embedded server) takes any valid one.
+        let any = self.config.app.is_empty() && valid_namespace(app);
+        let ours = any
+            || app == self.config.app
             || app
                 .strip_prefix(self.config.app.as_str())
                 .and_then(|rest| rest.strip_prefix('/'))
