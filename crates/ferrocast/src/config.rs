@@ -528,6 +528,15 @@ pub struct RtmpConfig {
     pub listen: SocketAddr,
     /// Application name in `rtmp://host/<app>/<code>`.
     pub app: String,
+    /// How RTMP URLs name streams.
+    pub url_scheme: UrlScheme,
+    /// A ping request goes to every connection this often; 0 = never.
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
+    pub ping_interval: Duration,
+    /// A player that sends nothing, not even a ping response, for this long is closed;
+    /// 0 = never.
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
+    pub player_read_timeout: Duration,
     /// Chunk size we send with.
     pub chunk_size: u32,
     /// Largest chunk size a peer may announce.
@@ -555,6 +564,18 @@ pub struct RtmpConfig {
     pub play_coalesce_readers: u64,
     /// Players one fan-out task writes; a larger audience is split over more tasks.
     pub play_group_size: usize,
+}
+
+/// `rtmp.url_scheme`: how the path of an RTMP URL names a stream.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum UrlScheme {
+    /// `rtmp://HOST/<app>/<code>`, tokens in the query (`?key=`).
+    #[default]
+    AppName,
+    /// AgustinSRG rtmp-server's `rtmp://HOST/<channel>/<key>`: the channel is the stream code
+    /// and players must give the publisher's key.
+    ChannelKey,
 }
 
 /// `http.*`
@@ -647,6 +668,8 @@ pub struct HubConfig {
     pub gop_cache: bool,
     /// Byte cap of one stream's GOP cache.
     pub gop_cache_max_bytes: usize,
+    /// A GOP over the cap loses its oldest frames rather than the whole cache.
+    pub gop_cache_evict_oldest: bool,
     /// Frames a reader may fall behind before it skips to the next keyframe.
     pub reader_queue_frames: usize,
 }
@@ -707,6 +730,9 @@ impl Default for RtmpConfig {
         RtmpConfig {
             listen: ([0, 0, 0, 0], 1935).into(),
             app: "live".into(),
+            url_scheme: UrlScheme::AppName,
+            ping_interval: Duration::ZERO,
+            player_read_timeout: Duration::ZERO,
             chunk_size: 4096,
             max_incoming_chunk_size: 65536,
             max_message_size: 8 << 20,
@@ -750,6 +776,7 @@ impl Default for HubConfig {
         HubConfig {
             gop_cache: true,
             gop_cache_max_bytes: 16 << 20,
+            gop_cache_evict_oldest: false,
             reader_queue_frames: 1024,
         }
     }
@@ -1002,6 +1029,7 @@ const COMPAT_VARS: &[&str] = &[
     "MAX_IP_CONCURRENT_CONNECTIONS",
     "CONCURRENT_LIMIT_WHITELIST",
     "RTMP_PLAY_WHITELIST",
+    "PLAY_ALLOWED_FROM",
     "GOP_CACHE_SIZE_MB",
     "CALLBACK_URL",
     "JWT_SECRET",
@@ -1094,7 +1122,8 @@ fn apply_compat_env(tree: &mut serde_json::Value, vars: &[(String, String)]) -> 
     if let Some(v) = get("CONCURRENT_LIMIT_WHITELIST") {
         set_path(tree, "limits.exempt", v.into());
     }
-    if let Some(v) = get("RTMP_PLAY_WHITELIST") {
+    // `PLAY_ALLOWED_FROM` is the name its example compose file uses.
+    if let Some(v) = get("RTMP_PLAY_WHITELIST").or_else(|| get("PLAY_ALLOWED_FROM")) {
         set_path(tree, "access.play_allow", v.into());
     }
     if let Some(mb) = number("GOP_CACHE_SIZE_MB")? {
@@ -1118,9 +1147,14 @@ fn apply_compat_env(tree: &mut serde_json::Value, vars: &[(String, String)]) -> 
         set_path(tree, "callback.rtmp_host", v.into());
     }
     // That server's own defaults, where its users rely on them, unless the file (or the
-    // variable) says otherwise: 4 connections per IP, a 256 MB GOP cache, and RTMPS on 443
-    // once a certificate and key are given.
+    // variable) says otherwise: its `/CHANNEL/KEY` URLs, 4 connections per IP, a 256 MB GOP
+    // cache that evicts its oldest packets, a 30 s ping with a 60 s read deadline, and RTMPS
+    // on 443 once a certificate and key are given.
     if COMPAT_VARS.iter().any(|name| get(name).is_some()) {
+        set_default(tree, "rtmp.url_scheme", "channel_key".into());
+        set_default(tree, "rtmp.ping_interval", 30.into());
+        set_default(tree, "rtmp.player_read_timeout", 60.into());
+        set_default(tree, "hub.gop_cache_evict_oldest", true.into());
         if get("MAX_IP_CONCURRENT_CONNECTIONS").is_none() {
             set_default(tree, "limits.max_connections_per_ip", 4.into());
         }
@@ -1265,12 +1299,19 @@ mod tests {
         assert_ne!(plain.limits.max_connections_per_ip, Some(4));
         assert_eq!(compat.hub.gop_cache_max_bytes, 256 << 20);
         assert_eq!(compat.rtmps.listen, Some("0.0.0.0:443".parse().unwrap()));
+        assert_eq!(compat.rtmp.url_scheme, UrlScheme::ChannelKey);
+        assert_eq!(plain.rtmp.url_scheme, UrlScheme::AppName);
+        assert!(compat.hub.gop_cache_evict_oldest && !plain.hub.gop_cache_evict_oldest);
+        assert_eq!(compat.rtmp.ping_interval, Duration::from_secs(30));
+        assert_eq!(compat.rtmp.player_read_timeout, Duration::from_secs(60));
+        assert_eq!(plain.rtmp.ping_interval, Duration::ZERO);
         // The file and the variables themselves win.
         let mine = load(
-            serde_json::json!({"limits": {"max_connections_per_ip": 50}}),
+            serde_json::json!({"limits": {"max_connections_per_ip": 50}, "rtmp": {"url_scheme": "app_name"}}),
             &[("CALLBACK_URL", "http://x"), ("GOP_CACHE_SIZE_MB", "8")],
         );
         assert_eq!(mine.limits.max_connections_per_ip, Some(50));
+        assert_eq!(mine.rtmp.url_scheme, UrlScheme::AppName);
         assert_eq!(mine.hub.gop_cache_max_bytes, 8 << 20);
         assert_eq!(mine.rtmps.listen, plain.rtmps.listen);
     }

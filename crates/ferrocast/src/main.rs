@@ -164,6 +164,11 @@ where
     tracing_subscriber::registry().with(layer).with(targets)
 }
 
+/// A configured period where 0 means never.
+fn nonzero(d: std::time::Duration) -> Option<std::time::Duration> {
+    (!d.is_zero()).then_some(d)
+}
+
 async fn bind(addr: std::net::SocketAddr, what: &str) -> Result<TcpListener> {
     TcpListener::bind(addr)
         .await
@@ -209,6 +214,7 @@ async fn run(config: Config) -> Result<()> {
     let hub = hub::Hub::new(hub::HubConfig {
         gop_cache: config.hub.gop_cache,
         gop_cache_max_bytes: config.hub.gop_cache_max_bytes,
+        gop_cache_evict_oldest: config.hub.gop_cache_evict_oldest,
         reader_queue_frames: config.hub.reader_queue_frames,
     });
     // The media port, for the dashboard's playback URLs (it may differ from the API's).
@@ -250,8 +256,18 @@ async fn run(config: Config) -> Result<()> {
         .hub(hub.clone())
         .handle_new_client(rtmp::server::handler::HubPublishing::new(hub.clone()))
         .config(rtmp::server::ServerConfig {
+            url_scheme: match config.rtmp.url_scheme {
+                config::UrlScheme::AppName => rtmp::server::UrlScheme::AppName,
+                config::UrlScheme::ChannelKey => rtmp::server::UrlScheme::ChannelKey,
+            },
+            ping_interval: nonzero(config.rtmp.ping_interval),
+            player_read_timeout: nonzero(config.rtmp.player_read_timeout),
             session: rtmp::session::SessionConfig {
-                app: config.rtmp.app.clone(),
+                // `/CHANNEL/KEY`: every valid application is a channel.
+                app: match config.rtmp.url_scheme {
+                    config::UrlScheme::AppName => config.rtmp.app.clone(),
+                    config::UrlScheme::ChannelKey => String::new(),
+                },
                 out_chunk_size: config.rtmp.chunk_size,
                 limits: rtmp::chunk::DecoderLimits {
                     max_chunk_size: config.rtmp.max_incoming_chunk_size,

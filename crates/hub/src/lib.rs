@@ -31,6 +31,17 @@ use tokio::sync::broadcast;
 /// Longest accepted stream code.
 pub const MAX_CODE_LEN: usize = 128;
 
+/// Compares secrets without an early exit, so timing reveals nothing about where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, x) in a.iter().enumerate() {
+        // Compare against the other side cyclically so the loop length depends only on `a`.
+        let y = if b.is_empty() { 0 } else { b[i % b.len()] };
+        diff |= usize::from(x ^ y);
+    }
+    diff == 0
+}
+
 /// Whether `code` is a valid stream code: up to 128 of `[A-Za-z0-9_/-]`, where `/` separates
 /// namespaces (`region/north/news`, as Open-Streamer allows): never first, last or doubled.
 pub fn valid_code(code: &str) -> bool {
@@ -52,8 +63,13 @@ pub fn valid_name(name: &str) -> bool {
 pub struct HubConfig {
     /// Keep the frames since the last keyframe so a new reader starts at once.
     pub gop_cache: bool,
-    /// Byte cap of one stream's GOP cache; a longer GOP disables the cache until the next one.
+    /// Byte cap of one stream's GOP cache; a longer GOP disables the cache until the next one,
+    /// unless `gop_cache_evict_oldest`.
     pub gop_cache_max_bytes: usize,
+    /// A GOP over the cap loses its oldest frames instead of the whole cache (AgustinSRG
+    /// rtmp-server's behaviour): new readers then start mid-GOP, and decoders catch up at the
+    /// next keyframe.
+    pub gop_cache_evict_oldest: bool,
     /// Frames a reader may fall behind before it skips to the next keyframe.
     pub reader_queue_frames: usize,
 }
@@ -63,6 +79,7 @@ impl Default for HubConfig {
         HubConfig {
             gop_cache: true,
             gop_cache_max_bytes: 16 << 20,
+            gop_cache_evict_oldest: false,
             reader_queue_frames: 1024,
         }
     }
@@ -499,6 +516,24 @@ impl Hub {
     /// Kicks one session; `false` if the id is unknown.
     pub fn kick_session(&self, id: u64) -> bool {
         self.inner.sessions.kick(id)
+    }
+
+    /// The value of the query argument `name` the live publisher of `code` gave, if any.
+    pub fn publisher_arg(&self, code: &str, name: &str) -> Option<String> {
+        self.inner.sessions.publisher_arg(code, name)
+    }
+
+    /// Kicks the readers of `code` on `protocol` whose query arguments fail `keep`; returns
+    /// how many.
+    pub fn kick_readers_unless(
+        &self,
+        code: &str,
+        protocol: &str,
+        keep: impl Fn(&[(String, String)]) -> bool,
+    ) -> usize {
+        self.inner
+            .sessions
+            .kick_readers_unless(code, protocol, keep)
     }
 
     /// Kicks the readers of `code` on `protocol` (every protocol if `None`); returns how many.

@@ -157,6 +157,34 @@ impl Sessions {
             .count()
     }
 
+    pub(crate) fn publisher_arg(&self, code: &str, name: &str) -> Option<String> {
+        self.map()
+            .values()
+            .find(|e| e.info.role == SessionRole::Publisher && e.info.stream == code)
+            .and_then(|e| e.info.args.iter().find(|(k, _)| k == name))
+            .map(|(_, v)| v.clone())
+    }
+
+    pub(crate) fn kick_readers_unless(
+        &self,
+        code: &str,
+        protocol: &str,
+        keep: impl Fn(&[(String, String)]) -> bool,
+    ) -> usize {
+        let map = self.map();
+        let mut n = 0;
+        for e in map.values().filter(|e| {
+            e.info.role == SessionRole::Reader
+                && e.info.stream == code
+                && e.info.protocol == protocol
+                && !keep(&e.info.args)
+        }) {
+            e.kill.cancel();
+            n += 1;
+        }
+        n
+    }
+
     pub(crate) fn kick_where(&self, f: impl Fn(&str, &'static str, SessionRole) -> bool) -> usize {
         let map = self.map();
         let mut n = 0;

@@ -69,6 +69,7 @@ pub(crate) struct Stream {
     code: String,
     gop_enabled: bool,
     gop_max_bytes: usize,
+    gop_evict: bool,
     tx: broadcast::Sender<Item>,
     state: Mutex<State>,
     counters: Counters,
@@ -81,6 +82,7 @@ impl Stream {
             code: code.to_owned(),
             gop_enabled: config.gop_cache,
             gop_max_bytes: config.gop_cache_max_bytes,
+            gop_evict: config.gop_cache_evict_oldest,
             tx,
             state: Mutex::new(State {
                 publisher: None,
@@ -332,7 +334,11 @@ impl Publisher {
         st.rate_in.add(Instant::now(), len as u64);
         if s.gop_enabled {
             let has_video = st.info.as_ref().is_some_and(|i| i.video.is_some());
-            cache_frame(&mut st.gop, &frame, has_video, s.gop_max_bytes, &s.code);
+            let cap = GopCap {
+                bytes: s.gop_max_bytes,
+                evict: s.gop_evict,
+            };
+            cache_frame(&mut st.gop, &frame, has_video, cap, &s.code);
         }
         // Sending under the state lock keeps the ring in the same order as the GOP snapshot
         // a new reader takes; `send` only fails when nobody reads, which is fine.
@@ -340,7 +346,15 @@ impl Publisher {
     }
 }
 
-fn cache_frame(gop: &mut Gop, frame: &Frame, has_video: bool, cap: usize, code: &str) {
+/// The GOP cache's bound, and what happens past it.
+#[derive(Clone, Copy)]
+struct GopCap {
+    bytes: usize,
+    /// Drop the oldest frames (else the whole GOP, until the next keyframe).
+    evict: bool,
+}
+
+fn cache_frame(gop: &mut Gop, frame: &Frame, has_video: bool, cap: GopCap, code: &str) {
     if !has_video {
         // Audio-only: every frame is a random access point, so a new reader starts live.
         return;
@@ -355,7 +369,14 @@ fn cache_frame(gop: &mut Gop, frame: &Frame, has_video: bool, cap: usize, code: 
     }
     gop.bytes += frame.payload.len();
     gop.frames.push_back(frame.clone());
-    if gop.bytes > cap {
+    if gop.bytes > cap.bytes && cap.evict {
+        while gop.bytes > cap.bytes
+            && let Some(old) = gop.frames.pop_front()
+        {
+            gop.bytes -= old.payload.len();
+        }
+    } else if gop.bytes > cap.bytes {
+        let cap = cap.bytes;
         tracing::warn!(
             stream = code,
             cap,

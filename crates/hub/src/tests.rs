@@ -204,6 +204,31 @@ async fn gop_cache_cap_disables_until_next_keyframe() {
 }
 
 #[tokio::test]
+async fn agustinsrg_gop_cache_evicts_its_oldest_frames_past_the_cap() {
+    let hub = Hub::new(HubConfig {
+        gop_cache_max_bytes: 250,
+        gop_cache_evict_oldest: true,
+        ..HubConfig::default()
+    });
+    let p = hub.publish("a", meta()).unwrap();
+    p.announce(video_info());
+    for n in 0..5 {
+        p.write(vframe(n, n == 0));
+    }
+    let st = hub.stats("a").unwrap();
+    assert!(st.gop_cache_bytes <= 250, "{} bytes", st.gop_cache_bytes);
+    assert!(st.gop_cache_frames > 0, "the newest frames are kept");
+    // A new reader gets those newest frames at once, as that server sends them.
+    let mut r = hub.subscribe("a", "t");
+    assert!(matches!(r.recv().await, Some(Event::Tracks { .. })));
+    let first = expect_frame(r.recv().await);
+    assert!(!first.keyframe);
+    assert_eq!(first.dts, (5 - st.gop_cache_frames as i64) * 3000);
+    p.write(vframe(5, true));
+    assert_eq!(hub.stats("a").unwrap().gop_cache_frames, 1);
+}
+
+#[tokio::test]
 async fn registry_forgets_unused_streams() {
     let hub = Hub::new(HubConfig::default());
     let s = hub.subscribe("a", "t");

@@ -31,6 +31,9 @@ use tracing::{Instrument, debug, info, info_span, warn};
 mod fanout;
 pub mod handler;
 
+/// Query arguments of a publish or play, in the client's order.
+type Args = Vec<(String, String)>;
+
 /// Read buffer growth for publishers, whose messages are large.
 const READ_CHUNK: usize = 64 << 10;
 /// Read buffer of everyone else: players only send acknowledgements and pings, and thousands
@@ -39,9 +42,29 @@ const SMALL_READ_CHUNK: usize = 2 << 10;
 /// iovecs handed to one `writev`.
 const MAX_IOVECS: usize = 64;
 
+/// How the path of an RTMP URL names a stream.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UrlScheme {
+    /// `rtmp://HOST/<app>/<code>`: the configured application, the stream code as the name
+    /// (tokens go in the query: `?key=`).
+    #[default]
+    AppName,
+    /// AgustinSRG rtmp-server's `rtmp://HOST/<channel>/<key>`: the application is the stream
+    /// and the name its key, given to the admission as the `key` argument. A player must give
+    /// the publisher's key.
+    ChannelKey,
+}
+
 /// Settings of the RTMP listener.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
+    /// How URLs name streams.
+    pub url_scheme: UrlScheme,
+    /// Sends every connection a ping request this often (`None`: never).
+    pub ping_interval: Option<Duration>,
+    /// A player that sends nothing, not even a ping response, for this long is closed
+    /// (`None`: never; write errors still end dead players).
+    pub player_read_timeout: Option<Duration>,
     /// Session settings (application name, chunk size, decoder limits).
     pub session: SessionConfig,
     /// Time a client has to finish the handshake.
@@ -70,6 +93,9 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
+            url_scheme: UrlScheme::AppName,
+            ping_interval: None,
+            player_read_timeout: None,
             session: SessionConfig::default(),
             handshake_timeout: Duration::from_secs(5),
             play_wait_timeout: Duration::from_secs(10),
@@ -655,6 +681,10 @@ struct Conn<S: Socket> {
     /// When the connection last entered `Role::Idle`.
     idle_since: Instant,
     last_read: Instant,
+    /// When the connection was accepted (ping timestamps count from it).
+    started: Instant,
+    /// When the next ping request goes out, once `connect` was accepted.
+    next_ping: Option<Instant>,
     max_rbuf: usize,
     /// Set once the handshake is done. Declared last so it drops last: the admission hears
     /// the publish or play session close before the connection.
@@ -701,6 +731,8 @@ impl<S: Socket> Conn<S> {
             kill: None,
             idle_since: Instant::now(),
             last_read: Instant::now(),
+            started: Instant::now(),
+            next_ping: None,
             max_rbuf,
             connected: None,
         }
@@ -739,6 +771,23 @@ impl<S: Socket> Conn<S> {
                     let now = Instant::now();
                     if !self.session.handshake_done() {
                         return Err(ConnError::HandshakeTimeout(self.config.handshake_timeout));
+                    }
+                    if let (Some(at), Some(every)) = (self.next_ping, self.config.ping_interval)
+                        && at <= now
+                    {
+                        let ms = now.duration_since(self.started).as_millis() as u32;
+                        let ping = crate::message::UserControl::PingRequest(ms);
+                        self.session
+                            .writer()
+                            .send_user_control(crate::message::user_control(&ping));
+                        self.next_ping = Some(now + every);
+                    }
+                    if let (Role::Playing { .. }, Some(limit)) =
+                        (&self.role, self.config.player_read_timeout)
+                        && self.last_read + limit <= now
+                    {
+                        info!(timeout = ?limit, "player sent nothing, not even a ping response; closing");
+                        return Ok(());
                     }
                     match &mut self.role {
                         Role::Playing {
@@ -839,6 +888,12 @@ impl<S: Socket> Conn<S> {
                 Role::Idle => None,
             }
         };
+        let read_deadline = match (&self.role, self.config.player_read_timeout) {
+            (Role::Playing { .. }, Some(limit)) => Some(self.last_read + limit),
+            _ => None,
+        };
+        let ping = self.next_ping.filter(|_| !self.closing);
+        let deadline = [deadline, ping, read_deadline].into_iter().flatten().min();
         let socket = &self.socket;
         let closing = self.closing;
         // A publisher is read only once its data is demanded, and while its handler is ready.
@@ -974,7 +1029,15 @@ impl<S: Socket> Conn<S> {
                     args,
                     kind,
                 } => {
-                    let name = self.namespaced(name);
+                    let (name, args) = match self.route(name, args) {
+                        Ok(routed) => routed,
+                        Err(why) => {
+                            warn!(why, "publish refused");
+                            self.session.reject_publish(stream_id, why);
+                            self.closing = true;
+                            continue;
+                        }
+                    };
                     let command = CommandArgs {
                         publish_type: kind,
                         ..CommandArgs::default()
@@ -989,7 +1052,15 @@ impl<S: Socket> Conn<S> {
                     duration,
                     reset,
                 } => {
-                    let name = self.namespaced(name);
+                    let (name, args) = match self.route(name, args) {
+                        Ok(routed) => routed,
+                        Err(why) => {
+                            warn!(why, "play refused");
+                            self.session.reject_play(stream_id, why);
+                            self.closing = true;
+                            continue;
+                        }
+                    };
                     let command = CommandArgs {
                         start,
                         duration,
@@ -1094,13 +1165,44 @@ impl<S: Socket> Conn<S> {
             c.admitted = true;
         }
         match self.session.accept_connect(&app) {
-            Ok(()) => self.idle_since = Instant::now(),
+            Ok(()) => {
+                self.idle_since = Instant::now();
+                self.next_ping = self
+                    .config
+                    .ping_interval
+                    .map(|every| self.idle_since + every);
+            }
             Err(e) => {
                 warn!(error = %e, "connect refused");
                 self.closing = true;
             }
         }
         Ok(())
+    }
+
+    /// The stream code and arguments a publish or play means under the URL scheme: with
+    /// [`UrlScheme::ChannelKey`] the app is the stream and the name its `key` argument.
+    fn route(
+        &self,
+        name: String,
+        mut args: Vec<(String, String)>,
+    ) -> Result<(String, Args), &'static str> {
+        match self.config.url_scheme {
+            UrlScheme::AppName => Ok((self.namespaced(name), args)),
+            UrlScheme::ChannelKey => {
+                let channel = self.client().map(|c| c.app.clone()).unwrap_or_default();
+                if !hub::valid_name(&channel) {
+                    return Err("invalid channel");
+                }
+                if !hub::valid_name(&name) {
+                    return Err("Invalid stream key provided");
+                }
+                // The path's key wins over a `?key=` in the query.
+                args.retain(|(k, _)| k != "key");
+                args.push(("key".into(), name));
+                Ok((channel, args))
+            }
+        }
     }
 
     /// The stream code a publish or play name means: under app `live/<ns>`, `<ns>/<name>`
@@ -1214,6 +1316,19 @@ impl<S: Socket> Conn<S> {
                 None => close.cancelled().await,
             }
         }));
+        if self.config.url_scheme == UrlScheme::ChannelKey
+            && let Some(key) = args_key(&self.hub, &name)
+        {
+            // Players left from an earlier publisher must hold this one's key.
+            let kicked = self.hub.kick_readers_unless(&name, "rtmp", |theirs| {
+                theirs
+                    .iter()
+                    .any(|(k, v)| k == "key" && hub::constant_time_eq(v.as_bytes(), key.as_bytes()))
+            });
+            if kicked > 0 {
+                info!(kicked, "players without the new publisher's key dropped");
+            }
+        }
         let flowing = end.is_demanded();
         if flowing {
             self.session.accept_publish(stream_id, &name);
@@ -1269,6 +1384,29 @@ impl<S: Socket> Conn<S> {
             }
         };
         tracing::Span::current().record("code", code.as_str());
+        if self.config.url_scheme == UrlScheme::ChannelKey {
+            let key = args
+                .iter()
+                .find(|(k, _)| k == "key")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            match self.publisher_key(&code).await? {
+                Some(theirs) if hub::constant_time_eq(key.as_bytes(), theirs.as_bytes()) => {}
+                Some(_) => {
+                    warn!("play refused: not the publisher's key");
+                    self.session
+                        .reject_play(stream_id, "Invalid stream key provided");
+                    self.closing = true;
+                    return Ok(());
+                }
+                None => {
+                    info!("no publisher within the play wait timeout");
+                    self.session.reject_play(stream_id, "stream not found");
+                    self.closing = true;
+                    return Ok(());
+                }
+            }
+        }
         info!("playing");
         let seat = self.hub.seat(
             &code,
@@ -1305,6 +1443,29 @@ impl<S: Socket> Conn<S> {
             wait_deadline: Some(Instant::now() + self.config.play_wait_timeout),
         };
         Ok(())
+    }
+
+    /// The key the publisher of `code` gave, waiting up to the play wait timeout for one to go
+    /// live: a player's key is checked against it before any media flows.
+    async fn publisher_key(&mut self, code: &str) -> Result<Option<String>, ConnError> {
+        let mut events = self.hub.events();
+        let deadline = Instant::now() + self.config.play_wait_timeout;
+        let wait = async {
+            loop {
+                if let Some(key) = self.hub.publisher_arg(code, "key") {
+                    return Some(key);
+                }
+                match tokio::time::timeout_at(deadline, events.recv()).await {
+                    Err(_) => return None,
+                    Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
+                    // Lagged or another stream's event: look again.
+                    Ok(_) => {}
+                }
+            }
+        };
+        until_shutdown(&self.shutdown, wait)
+            .await
+            .ok_or(ConnError::Shutdown)
     }
 
     /// Takes the player back from its fan-out task, with what it had not written, so this
@@ -1395,6 +1556,11 @@ impl<S: Socket> Conn<S> {
     fn playing_on(&self, stream_id: u32) -> bool {
         matches!(self.role, Role::Playing { stream_id: id, .. } if id == stream_id)
     }
+}
+
+/// The `key` argument of the live publisher of `code`.
+fn args_key(hub: &Hub, code: &str) -> Option<String> {
+    hub.publisher_arg(code, "key")
 }
 
 fn flush(socket: &impl Socket, out: &mut OutQueue) -> Result<(), ConnError> {

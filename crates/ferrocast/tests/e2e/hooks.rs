@@ -1481,8 +1481,14 @@ fn redis_commands_with_test_redis_url() {
 // ---------------------------------------------------------------------------------------------
 // AgustinSRG environment variables
 
+/// `rtmp://HOST/<channel>/<key>` on `server`'s RTMP port: AgustinSRG rtmp-server's URLs.
+fn channel_url(server: &Server, channel: &str, key: &str) -> String {
+    format!("rtmp://{}/{channel}/{key}", server.rtmp)
+}
+
 /// `RTMP_PORT`, `RTMP_PLAY_WHITELIST`, `ID_MAX_LENGTH`, `CALLBACK_URL` + `JWT_SECRET` +
-/// `CUSTOM_JWT_SUBJECT` + `RTMP_HOST` configure the server; `FERROCAST_*` wins over them.
+/// `CUSTOM_JWT_SUBJECT` + `RTMP_HOST` configure the server, with that server's
+/// `/CHANNEL/KEY` URLs; `FERROCAST_*` wins over them.
 #[test]
 fn agustinsrg_environment_variables() {
     let hooks = HookServer::start();
@@ -1496,9 +1502,14 @@ fn agustinsrg_environment_variables() {
         .env("CUSTOM_JWT_SUBJECT", "compat-subject")
         .env("RTMP_HOST", "compat-host")
         .start();
-    let mut cam = spawn_publisher(&server, "envcam");
+    let url = channel_url(&server, "envcam", "camkey");
+    let mut cam = publisher_to(&server, &url, "publisher-envcam");
     wait_api_live(&server, "envcam");
     let start = verified_event(&wait_event(&hooks, "start", "envcam"), "s3cret");
+    assert_eq!(
+        start["key"], "camkey",
+        "the key is the URL's second segment: {start:#}"
+    );
     assert_eq!(start["sub"], "compat-subject", "{start:#}");
     assert_eq!(start["rtmp_host"], "compat-host", "{start:#}");
     assert_eq!(
@@ -1506,13 +1517,10 @@ fn agustinsrg_environment_variables() {
         Some(u64::from(server.rtmp.port())),
         "rtmp_port is RTMP_PORT: {start:#}"
     );
+    assert_refused(&probe(&url), "play with RTMP_PLAY_WHITELIST=10.0.0.0/8");
     assert_refused(
-        &probe(&server.rtmp_url("envcam")),
-        "play with RTMP_PLAY_WHITELIST=10.0.0.0/8",
-    );
-    assert_refused(
-        &publish_once(&server.rtmp_url("ninechars")),
-        "publish of a 9-character code with ID_MAX_LENGTH=8",
+        &publish_once(&channel_url(&server, "ninechars", "k")),
+        "publish of a 9-character channel with ID_MAX_LENGTH=8",
     );
     assert_untouched(&server, "envcam", &mut cam, false);
     // Its default of 4 connections per IP: beside the publisher three more are taken and the
@@ -1533,7 +1541,8 @@ fn agustinsrg_environment_variables() {
         },
     );
 
-    // FERROCAST_* wins: its RTMP address, subject and play list, whatever the old names say.
+    // FERROCAST_* wins: its RTMP address, subject, play list and URL scheme, whatever the old
+    // names say.
     let elsewhere = free_addrs().0.port();
     let server = Server::builder()
         .env("RTMP_PORT", elsewhere)
@@ -1543,12 +1552,168 @@ fn agustinsrg_environment_variables() {
         .env("CUSTOM_JWT_SUBJECT", "compat-subject")
         .set("callback.subject", "ferrocast-subject")
         .set("access.play_allow", "*")
+        .set("rtmp.url_scheme", "app_name")
         .start();
     let _p = spawn_publisher(&server, "winner");
     wait_api_live(&server, "winner");
     let start = verified_event(&wait_event(&hooks, "start", "winner"), "s3cret");
     assert_eq!(start["sub"], "ferrocast-subject", "{start:#}");
     assert_plays(&server.rtmp_url("winner"), "play with access.play_allow *");
+}
+
+/// The example compose file of AgustinSRG rtmp-server's README, run against the gateway, and
+/// that server's documented behaviour point by point.
+#[test]
+fn agustinsrg_compose_file_environment() {
+    let server = Server::builder()
+        .rtmp_port_env()
+        .env("PLAY_ALLOWED_FROM", "*")
+        .env("CONCURRENT_LIMIT_WHITELIST", "*")
+        .env("REDIS_USE", "NO")
+        .env("RTMP_CHUNK_SIZE", 5000)
+        .env("LOG_REQUESTS", "YES")
+        .env("LOG_DEBUG", "NO")
+        .env("GOP_CACHE_SIZE_MB", 0)
+        .start();
+    // 1. `rtmp://HOST/CHANNEL/KEY`: the channel is the stream.
+    let url = channel_url(&server, "show", "s3cret-key");
+    let mut p = publisher_to(&server, &url, "publisher-show");
+    wait_api_live(&server, "show");
+    // 2. Players use the same URL; the publisher's key plays (anyone: PLAY_ALLOWED_FROM=*),
+    // with the configured chunk size.
+    let out = run(
+        ffmpeg::ffprobe()
+            .args(["-loglevel", "debug", "-show_streams"])
+            .arg(&url),
+        Duration::from_secs(20),
+    );
+    assert!(out.success(), "play with the key: {}", out.stderr);
+    assert!(out.stdout.contains("\"h264\""), "{}", out.stdout);
+    assert!(
+        out.stderr.contains("chunk size = 5000"),
+        "RTMP_CHUNK_SIZE=5000 not announced:\n{}",
+        out.stderr
+    );
+    // 3. Another key, or none, is refused.
+    assert_refused(
+        &probe(&channel_url(&server, "show", "wrong-key")),
+        "play with a wrong key",
+    );
+    assert_refused(
+        &probe(&format!("rtmp://{}/show", server.rtmp)),
+        "play without a key",
+    );
+    // 4. Keys and channels are `[A-Za-z0-9_-]`.
+    assert_refused(
+        &publish_once(&format!("rtmp://{}/bad.channel/k", server.rtmp)),
+        "publish to a channel with a dot",
+    );
+    // 5. One publisher per channel, whatever its key.
+    assert_refused(
+        &publish_once(&channel_url(&server, "show", "other-key")),
+        "second publisher of a live channel",
+    );
+    assert_untouched(&server, "show", &mut p, false);
+    // 6. CONCURRENT_LIMIT_WHITELIST=* lifts its 4-per-IP default.
+    let held: Vec<_> = (0..6).map(|_| connect(server.rtmp)).collect();
+    for mut s in held {
+        assert!(
+            closed_within(&mut s, Duration::from_millis(300)).is_none(),
+            "a connection over 4 from one address was closed despite the whitelist"
+        );
+    }
+    // 7. The stream plays over HLS under the channel's name.
+    let hls = run(
+        ffmpeg::ffprobe().args(["-show_streams", &server.hls_url("show")]),
+        Duration::from_secs(30),
+    );
+    assert!(hls.success(), "HLS of the channel: {}", hls.stderr);
+    // 8. Players that came before the publisher wait for it, and are checked against its key
+    // when it arrives.
+    let waiting = |key: &'static str| {
+        let url = channel_url(&server, "late", key);
+        std::thread::spawn(move || probe(&url))
+    };
+    let wrong = waiting("not-the-key");
+    let right = waiting("late-key");
+    std::thread::sleep(Duration::from_secs(1));
+    let _late = publisher_to(&server, &channel_url(&server, "late", "late-key"), "late");
+    assert_refused(&wrong.join().unwrap(), "waiting player with another key");
+    let right = right.join().unwrap();
+    assert!(
+        right.success(),
+        "waiting player with the key: {}",
+        right.stderr
+    );
+}
+
+/// Its keepalive: a ping every 30 s and a 60 s read deadline for players (shortened here
+/// through `FERROCAST_*`): a player that answers (ffmpeg) plays on; a silent one is closed.
+#[test]
+fn agustinsrg_ping_and_player_read_deadline() {
+    let server = Server::builder()
+        .env("RTMP_CHUNK_SIZE", 4096)
+        .set("rtmp.ping_interval", 1)
+        .set("rtmp.player_read_timeout", 3)
+        .start();
+    let url = channel_url(&server, "keep", "k1");
+    let _p = publisher_to(&server, &url, "publisher-keep");
+    wait_api_live(&server, "keep");
+
+    let mut silent = RawClient::connect(server.rtmp);
+    silent.handshake();
+    silent.connect_app("keep", &format!("rtmp://{}/keep", server.rtmp));
+    let create = rtmp::message::command("createStream", 2.0, &rtmp::amf0::Amf0Value::Null, &[]);
+    silent.send(
+        rtmp::message::CSID_COMMAND,
+        rtmp::message::TYPE_COMMAND_AMF0,
+        0,
+        &create,
+    );
+    let play = rtmp::message::command("play", 3.0, &rtmp::amf0::Amf0Value::Null, &["k1".into()]);
+    silent.send(
+        rtmp::message::CSID_COMMAND,
+        rtmp::message::TYPE_COMMAND_AMF0,
+        1,
+        &play,
+    );
+    let started = Instant::now();
+    let mut pinged = false;
+    while !pinged && started.elapsed() < Duration::from_secs(3) {
+        let Some(m) = silent.next_message(Duration::from_secs(3)) else {
+            break;
+        };
+        pinged = m.type_id == rtmp::message::TYPE_USER_CONTROL
+            && matches!(
+                rtmp::message::Message::parse(m.type_id, &m.payload),
+                Ok(rtmp::message::Message::UserControl(
+                    rtmp::message::UserControl::PingRequest(_)
+                ))
+            );
+    }
+    assert!(
+        pinged,
+        "no ping request within 3 s with rtmp.ping_interval 1"
+    );
+    silent.expect_closed(Duration::from_secs(10));
+    let total = started.elapsed();
+    assert!(
+        total >= Duration::from_secs(2),
+        "a silent player closed after {total:?}, before its read deadline"
+    );
+
+    // ffmpeg answers pings: it plays well past the read deadline.
+    let out = run(
+        ffmpeg::ffmpeg().args(["-v", "error", "-i", &url, "-t", "8", "-f", "null", "-"]),
+        Duration::from_secs(30),
+    );
+    assert!(out.success(), "ffmpeg player: {}", out.stderr);
+    // The GOP cache arrives at once, so the wall time is a little under 8 s.
+    assert!(
+        out.elapsed >= Duration::from_secs(5),
+        "played only {:?}",
+        out.elapsed
+    );
 }
 
 /// The Redis commands' REST twins: `kill` ends a stream's publisher; `close` only when the

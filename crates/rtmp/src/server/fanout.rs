@@ -226,6 +226,7 @@ impl Registry {
                 start: None,
                 lowest: 0,
                 gop_cache: hc.gop_cache,
+                evict_oldest: hc.gop_cache_evict_oldest,
                 current: None,
             },
             members: Vec::new(),
@@ -361,6 +362,9 @@ struct Ring {
     /// The lowest player cursor at the last flush: events from there on are still needed.
     lowest: u64,
     gop_cache: bool,
+    /// A GOP past the bounds keeps its newest frames for joiners (see
+    /// `hub::HubConfig::gop_cache_evict_oldest`).
+    evict_oldest: bool,
     /// The live tracks and publish session.
     current: Option<(Arc<MediaInfo>, u64)>,
 }
@@ -421,8 +425,9 @@ impl Ring {
             self.first += 1;
         }
         if self.start.is_some_and(|s| s < self.first) {
-            // This GOP outgrew the bounds: joiners wait for the next keyframe.
-            self.start = None;
+            // This GOP outgrew the bounds: joiners wait for the next keyframe, or start from
+            // its newest frames.
+            self.start = self.evict_oldest.then_some(self.first);
         }
     }
 

@@ -136,7 +136,7 @@ pub enum Stop {
 
 /// Environment variables of AgustinSRG's rtmp-server that the binary also reads; never
 /// inherited, so the host's environment cannot change a test's configuration.
-pub const COMPAT_ENV: [&str; 24] = [
+pub const COMPAT_ENV: [&str; 25] = [
     "RTMP_PORT",
     "BIND_ADDRESS",
     "SSL_PORT",
@@ -148,6 +148,7 @@ pub const COMPAT_ENV: [&str; 24] = [
     "MAX_IP_CONCURRENT_CONNECTIONS",
     "CONCURRENT_LIMIT_WHITELIST",
     "RTMP_PLAY_WHITELIST",
+    "PLAY_ALLOWED_FROM",
     "GOP_CACHE_SIZE_MB",
     "CALLBACK_URL",
     "JWT_SECRET",
