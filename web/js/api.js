@@ -7,7 +7,11 @@
 const TOKEN_KEY = 'ferrocast.api-token';
 const BASE = '/api/v1/';
 
-/** An API failure: HTTP status, the API's error code and message, and the field at fault. */
+/**
+ * An API failure: HTTP status, the API's error code (`NOT_FOUND`, `INVALID_BODY`, ...: the
+ * server's one uppercase set; `NETWORK` and `HTTP_<status>` when it gave none) and message, and
+ * the field at fault.
+ */
 export class ApiError extends Error {
   constructor(status, code, message, field) {
     super(message);
@@ -89,7 +93,7 @@ export async function api(method, path, body) {
         cache: 'no-store',
       });
     } catch (e) {
-      throw new ApiError(0, 'network', 'Cannot reach the gateway (' + e.message + ').');
+      throw new ApiError(0, 'NETWORK', 'Cannot reach the gateway (' + e.message + ').');
     }
     if (resp.status === 401) {
       await askToken(Boolean(sent));
@@ -105,7 +109,7 @@ export async function api(method, path, body) {
     }
     if (!resp.ok) {
       const e = (data && data.error) || {};
-      throw new ApiError(resp.status, e.code || 'http_' + resp.status,
+      throw new ApiError(resp.status, e.code || 'HTTP_' + resp.status,
         e.message || text || resp.statusText, e.field);
     }
     return data;
@@ -170,7 +174,7 @@ export function follow(query, onSnapshot, onState) {
           } catch {
             e = {};
           }
-          throw new ApiError(resp.status, e.code || 'http_' + resp.status,
+          throw new ApiError(resp.status, e.code || 'HTTP_' + resp.status,
             e.message || resp.statusText);
         }
         const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();

@@ -1,6 +1,11 @@
 //! One error shape for the whole API: `{"error": {"code": "...", "message": "...", "field":
 //! "..."}}`, where `field` (present only when one request field is at fault) lets a form show
 //! the message beside that field.
+//!
+//! `code` is one set for every endpoint, [`ErrorCode`]. Where Open-Streamer answers the same
+//! situation, the code is its name for it (`NOT_FOUND`, `INVALID_BODY`, `INVALID_CODE`,
+//! `SWITCH_FAILED`, ...), so its clients' branches keep working; the situations it lacks get
+//! codes in the same style. The HTTP status stays this API's own.
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
@@ -10,13 +15,76 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+/// The machine-readable `code` of an error body, one set for the whole API; the `code` of
+/// `ErrorDetail` lists them with their HTTP statuses.
+// Each variant says its status and, where Open-Streamer has the code, how that server uses it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    /// 400: the body is not JSON or does not fit the schema (a wrong type, a missing member,
+    /// a field the endpoint does not know). Open-Streamer: 400, a body that does not decode.
+    InvalidBody,
+    /// 400: a query parameter is malformed, unknown or missing. Open-Streamer: 400, e.g. an
+    /// unknown `?status=` filter.
+    InvalidQuery,
+    /// 400: a stream code is malformed, missing, or differs from the path. Open-Streamer: 400
+    /// on `POST /streams/{code}`.
+    InvalidCode,
+    /// 400: a template name is malformed, missing, or differs from the path. Open-Streamer:
+    /// 400, its template code.
+    InvalidTemplateCode,
+    /// 400: an id in the path (hook id, session number, push index) is malformed.
+    /// Open-Streamer: 400, a watermark id.
+    InvalidId,
+    /// 400 (malformed) or 422 (a rule is broken): a template prefix. Open-Streamer: 400.
+    InvalidPrefix,
+    /// 400 (a malformed value: a URL of the wrong scheme) or 422 (a well-formed value that
+    /// breaks a rule: out of range, duplicate); `field` names the field. Open-Streamer: 422,
+    /// its configuration's validation.
+    ValidationFailed,
+    /// 401: no API token, or a wrong one.
+    Unauthorized,
+    /// 403: this address may not use the API.
+    Forbidden,
+    /// 404: no such stream, template, hook, session, push destination or API route.
+    /// Open-Streamer: 404, the same.
+    NotFound,
+    /// 405: the route does not take this method.
+    MethodNotAllowed,
+    /// 409: a create found the stream code, template name or hook id taken. Open-Streamer:
+    /// 409, a VOD mount that exists.
+    AlreadyExists,
+    /// 409: another template has the prefix. Open-Streamer: 409.
+    PrefixOverlap,
+    /// 409: a manual input switch was refused (no input has that priority, it delivers no
+    /// media, the stream runs no inputs). Open-Streamer: 400.
+    SwitchFailed,
+    /// 409: an input restart of a disabled stream. Open-Streamer: 400, a restart of one.
+    StreamDisabled,
+    /// 409: the stream's state does not allow it now (a push that is not waiting to retry, a
+    /// restart of a stream that runs no inputs).
+    Conflict,
+    /// 413: the body is over the API's limit. Open-Streamer: 400, its YAML configuration.
+    BodyTooLarge,
+    /// 415: a JSON body without `Content-Type: application/json`.
+    UnsupportedMediaType,
+    /// 429: too many open event streams.
+    TooManyRequests,
+    /// 500: the database failed; nothing changed. Open-Streamer: 500, the same.
+    StoreError,
+    /// 500: anything else that failed inside.
+    Internal,
+    /// 503: the database is unreachable; nothing changed, media keeps flowing, retry later.
+    Unavailable,
+}
+
 /// An API failure with its HTTP status.
 #[derive(Debug)]
 pub struct ApiError {
     /// HTTP status.
     pub status: StatusCode,
     /// Stable machine-readable code.
-    pub code: &'static str,
+    pub code: ErrorCode,
     /// Human-readable explanation, naming the field where there is one.
     pub message: String,
     /// Path of the request field at fault (`code`, `push[1].url`), when there is one.
@@ -30,9 +98,14 @@ pub(crate) struct ErrorBody {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct ErrorDetail {
-    /// `bad_request`, `unauthorized`, `not_found`, `conflict`, `unsupported_media_type`,
-    /// `payload_too_large`, `too_many_requests`, `unprocessable`, `unavailable`, `internal`.
-    code: &'static str,
+    /// One set for the whole API; Open-Streamer's name where it has the situation:
+    /// `INVALID_BODY`, `INVALID_QUERY`, `INVALID_CODE`, `INVALID_TEMPLATE_CODE`, `INVALID_ID`,
+    /// `INVALID_PREFIX`, `VALIDATION_FAILED` (400; the last two also 422), `UNAUTHORIZED`
+    /// (401), `FORBIDDEN` (403), `NOT_FOUND` (404), `METHOD_NOT_ALLOWED` (405),
+    /// `ALREADY_EXISTS`, `PREFIX_OVERLAP`, `SWITCH_FAILED`, `STREAM_DISABLED`, `CONFLICT`
+    /// (409), `BODY_TOO_LARGE` (413), `UNSUPPORTED_MEDIA_TYPE` (415), `TOO_MANY_REQUESTS`
+    /// (429), `STORE_ERROR`, `INTERNAL` (500), `UNAVAILABLE` (503: database down).
+    code: ErrorCode,
     message: String,
     /// Path of the request field at fault, e.g. `code`, `stream_key`, `push[1].retry.max_s`;
     /// absent when the error is not about one field.
@@ -42,7 +115,7 @@ pub(crate) struct ErrorDetail {
 
 impl ApiError {
     /// An error with an explicit status and code.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -55,7 +128,7 @@ impl ApiError {
     /// `field` existed, so clients that only show the message lose nothing.
     pub fn field(
         status: StatusCode,
-        code: &'static str,
+        code: ErrorCode,
         field: impl Into<String>,
         reason: impl std::fmt::Display,
     ) -> Self {
@@ -69,25 +142,86 @@ impl ApiError {
     }
 
     /// 400 about one field.
-    pub fn bad_field(field: impl Into<String>, reason: impl std::fmt::Display) -> Self {
-        Self::field(StatusCode::BAD_REQUEST, "bad_request", field, reason)
+    pub fn bad_field(
+        code: ErrorCode,
+        field: impl Into<String>,
+        reason: impl std::fmt::Display,
+    ) -> Self {
+        Self::field(StatusCode::BAD_REQUEST, code, field, reason)
     }
 
     /// 400.
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
-    /// 404.
+    /// 400 `INVALID_QUERY`, about the query string.
+    pub fn invalid_query(message: impl Into<String>) -> Self {
+        Self::bad_request(ErrorCode::InvalidQuery, message)
+    }
+
+    /// 404 `NOT_FOUND`.
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
+    }
+
+    /// 409 `CONFLICT`: the state does not allow it now.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, ErrorCode::Conflict, message)
+    }
+
+    /// 409 `ALREADY_EXISTS`: a create found the name taken.
+    pub fn already_exists(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, ErrorCode::AlreadyExists, message)
+    }
+
+    /// 422 `VALIDATION_FAILED` about one field: well-formed, but it breaks a rule.
+    pub fn unprocessable(field: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        Self::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::ValidationFailed,
+            field,
+            reason,
+        )
+    }
+
+    /// A broken rule of a stream or template: 400 when malformed, 422 when semantic. A
+    /// stream code at fault is `INVALID_CODE`, anything else `code`.
+    pub(crate) fn invalid(inv: control::Invalid, code: ErrorCode) -> Self {
+        let status = match inv.kind {
+            control::InvalidKind::Malformed => StatusCode::BAD_REQUEST,
+            control::InvalidKind::Semantic => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        let code = if inv.field == "code" {
+            ErrorCode::InvalidCode
+        } else {
+            code
+        };
+        Self::field(status, code, inv.field, inv.reason)
+    }
+
+    /// A database failure: 503 `UNAVAILABLE` when it is unreachable (`unaffected` names what
+    /// the outage leaves alone), else 500 `STORE_ERROR`.
+    pub(crate) fn store(e: &store::StoreError, unaffected: &str) -> Self {
+        match e {
+            store::StoreError::Unavailable(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                format!("{e}; {unaffected} are not affected, retry the change later"),
+            ),
+            other => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::StoreError,
+                other.to_string(),
+            ),
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
-            tracing::warn!(status = %self.status, message = %self.message, "api error");
+            tracing::warn!(status = %self.status, code = ?self.code, message = %self.message, "api error");
         }
         let body = ErrorBody {
             error: ErrorDetail {
@@ -102,33 +236,12 @@ impl IntoResponse for ApiError {
 
 impl From<control::ControlError> for ApiError {
     fn from(e: control::ControlError) -> Self {
-        use control::{ControlError, InvalidKind};
+        use control::ControlError;
         match e {
             ControlError::NotFound(_) => ApiError::not_found(e.to_string()),
-            ControlError::Conflict(_) => {
-                ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
-            }
-            ControlError::Invalid(inv) => match inv.kind {
-                InvalidKind::Malformed => ApiError::bad_field(inv.field, inv.reason),
-                InvalidKind::Semantic => ApiError::field(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "unprocessable",
-                    inv.field,
-                    inv.reason,
-                ),
-            },
-            ControlError::Store(s) => match s {
-                store::StoreError::Unavailable(_) => ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    format!("{s}; live streams are not affected, retry the change later"),
-                ),
-                other => ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    other.to_string(),
-                ),
-            },
+            ControlError::Conflict(_) => ApiError::already_exists(e.to_string()),
+            ControlError::Invalid(inv) => ApiError::invalid(inv, ErrorCode::ValidationFailed),
+            ControlError::Store(s) => ApiError::store(&s, "live streams"),
         }
     }
 }
@@ -201,9 +314,9 @@ where
                         _ => field,
                     };
                     return Err(if field == "." {
-                        ApiError::bad_request(reason)
+                        ApiError::bad_request(ErrorCode::InvalidBody, reason)
                     } else {
-                        ApiError::bad_field(field, reason)
+                        ApiError::bad_field(ErrorCode::InvalidBody, field, reason)
                     });
                 }
             }
@@ -270,22 +383,22 @@ fn json_rejection(r: JsonRejection) -> ApiError {
         JsonRejection::JsonDataError(_) => {
             // axum says 422 for a type error; to clients a body that does not match the
             // schema is a bad request, and 422 is kept for rule violations.
-            let mut e = ApiError::bad_request(message);
+            let mut e = ApiError::bad_request(ErrorCode::InvalidBody, message);
             e.field = data_error_field(&e.message);
             e
         }
-        JsonRejection::JsonSyntaxError(_) => ApiError::bad_request(message),
+        JsonRejection::JsonSyntaxError(_) => ApiError::bad_request(ErrorCode::InvalidBody, message),
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "expected Content-Type: application/json",
         ),
         other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            ErrorCode::BodyTooLarge,
             format!("request body over {} bytes", crate::MAX_BODY),
         ),
-        other => ApiError::new(other.status(), "bad_request", message),
+        other => ApiError::new(other.status(), ErrorCode::InvalidBody, message),
     }
 }
 
@@ -394,9 +507,10 @@ mod tests {
         let plain = body(ApiError::not_found("no such stream"));
         assert_eq!(
             plain,
-            serde_json::json!({"error": {"code": "not_found", "message": "no such stream"}})
+            serde_json::json!({"error": {"code": "NOT_FOUND", "message": "no such stream"}})
         );
         let field = body(ApiError::bad_field(
+            ErrorCode::InvalidCode,
             "code",
             "must match [A-Za-z0-9_-]{1,128}",
         ));

@@ -7,7 +7,7 @@
 //! or the listener shuts down ([`crate::server::ShutdownSignal`]).
 
 use crate::AppState;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::sessions::{SessionView, session_view};
 use crate::streams::{StreamView, check_code, stream_views};
 use crate::time::{rfc3339, system_ms};
@@ -165,14 +165,14 @@ pub async fn events(
     signal: Option<Extension<crate::server::ShutdownSignal>>,
     query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(q) = query.map_err(|e| ApiError::invalid_query(e.body_text()))?;
     if let Some(code) = &q.stream {
         check_code(code)?;
     }
     let slot = Slot::take(&state.requests.event_streams).ok_or_else(|| {
         ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
-            "too_many_requests",
+            ErrorCode::TooManyRequests,
             format!("{MAX_EVENT_STREAMS} event streams are open; close one and retry"),
         )
     })?;

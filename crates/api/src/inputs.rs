@@ -2,7 +2,7 @@
 //! and the manual switch and restart.
 
 use crate::AppState;
-use crate::error::{ApiError, ErrorBody, LenientJson};
+use crate::error::{ApiError, ErrorBody, ErrorCode, LenientJson};
 use crate::streams::check_code;
 use crate::time::{rfc3339, system_ms};
 use axum::Json;
@@ -131,26 +131,30 @@ pub struct SwitchInput {
     priority: u32,
 }
 
-fn manager(state: &AppState, code: &str) -> Result<inputs::InputManager, ApiError> {
+/// The manager running `code`'s inputs. Without one the request is refused (409) with the
+/// code `refused` picks for the stream.
+fn manager(
+    state: &AppState,
+    code: &str,
+    refused: impl FnOnce(&store::StreamRecord) -> ErrorCode,
+) -> Result<inputs::InputManager, ApiError> {
     check_code(code)?;
-    if state.control.get(code).is_none() {
+    let Some(record) = state.control.get(code) else {
         return Err(ApiError::not_found(format!("stream {code:?} not found")));
+    };
+    if let Some(m) = state.control.inputs().filter(|m| m.has(code)) {
+        return Ok(m);
     }
-    state
-        .control
-        .inputs()
-        .filter(|m| m.has(code))
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                "the stream runs no inputs (none configured, or it is disabled)",
-            )
-        })
-}
-
-fn control_error(e: inputs::ControlError) -> ApiError {
-    ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
+    let message = if record.disabled {
+        "the stream is disabled, so it runs no inputs"
+    } else {
+        "the stream runs no inputs (none configured)"
+    };
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        refused(&record),
+        message,
+    ))
 }
 
 /// Makes the input with `priority` active now and keeps it until it goes down (failback is
@@ -166,7 +170,7 @@ fn control_error(e: inputs::ControlError) -> ApiError {
         (status = 400, description = "Malformed body or code", body = ErrorBody),
         (status = 401, description = "Missing or wrong API token", body = ErrorBody),
         (status = 404, description = "Unknown stream", body = ErrorBody),
-        (status = 409, description = "No such input, it delivers no media, or the stream runs no inputs", body = ErrorBody),
+        (status = 409, description = "SWITCH_FAILED: no such input, it delivers no media, or the stream runs no inputs", body = ErrorBody),
     )
 )]
 pub async fn switch_input(
@@ -174,10 +178,11 @@ pub async fn switch_input(
     Path(code): Path<String>,
     LenientJson(body): LenientJson<SwitchInput>,
 ) -> Result<Json<Option<InputsRuntimeView>>, ApiError> {
-    let m = manager(&state, &code)?;
-    m.switch(&code, body.priority)
-        .await
-        .map_err(control_error)?;
+    let m = manager(&state, &code, |_| ErrorCode::SwitchFailed)?;
+    m.switch(&code, body.priority).await.map_err(|e| {
+        // Open-Streamer's clients branch on SWITCH_FAILED for every refused switch.
+        ApiError::new(StatusCode::CONFLICT, ErrorCode::SwitchFailed, e.to_string())
+    })?;
     Ok(Json(runtime(&state, &code)))
 }
 
@@ -192,14 +197,22 @@ pub async fn switch_input(
         (status = 400, description = "Invalid code", body = ErrorBody),
         (status = 401, description = "Missing or wrong API token", body = ErrorBody),
         (status = 404, description = "Unknown stream", body = ErrorBody),
-        (status = 409, description = "The stream runs no inputs", body = ErrorBody),
+        (status = 409, description = "CONFLICT: the stream runs no inputs; STREAM_DISABLED: it is disabled", body = ErrorBody),
     )
 )]
 pub async fn restart_inputs(
     State(state): State<AppState>,
     Path(code): Path<String>,
 ) -> Result<(StatusCode, Json<Option<InputsRuntimeView>>), ApiError> {
-    let m = manager(&state, &code)?;
-    m.restart(&code).await.map_err(control_error)?;
+    let m = manager(&state, &code, |r| {
+        if r.disabled {
+            ErrorCode::StreamDisabled
+        } else {
+            ErrorCode::Conflict
+        }
+    })?;
+    m.restart(&code)
+        .await
+        .map_err(|e| ApiError::conflict(e.to_string()))?;
     Ok((StatusCode::ACCEPTED, Json(runtime(&state, &code))))
 }

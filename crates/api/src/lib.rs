@@ -23,7 +23,7 @@ mod webhooks;
 
 pub use self::events::MAX_EVENT_STREAMS;
 pub use config::EffectiveConfig;
-pub use error::ApiError;
+pub use error::{ApiError, ErrorCode};
 #[doc(hidden)]
 pub use flv::fuzz_ws_client_frames;
 pub use metrics::RequestCounts;
@@ -328,7 +328,7 @@ async fn api_not_found() -> ApiError {
 async fn api_method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "method not allowed on this route",
     )
 }
@@ -351,7 +351,7 @@ async fn authorize(State(state): State<AppState>, req: Request, next: Next) -> R
         tracing::warn!(peer = ?peer, path = %req.uri().path(), "admin request refused: address not allowed");
         return ApiError::new(
             StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
             "this address may not use the API (see api.allow and api.token)",
         )
         .into_response();
@@ -372,7 +372,7 @@ async fn authorize(State(state): State<AppState>, req: Request, next: Next) -> R
     }
     let mut resp = ApiError::new(
         StatusCode::UNAUTHORIZED,
-        "unauthorized",
+        ErrorCode::Unauthorized,
         "missing or wrong API token (Authorization: Bearer <api.token>)",
     )
     .into_response();

@@ -1,7 +1,7 @@
 //! `/api/v1/sessions`: every publisher and reader on every protocol; kick any of them.
 
 use crate::AppState;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::time::{rfc3339, system_ms};
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -73,7 +73,7 @@ pub async fn list_sessions(
     State(state): State<AppState>,
     query: Result<Query<SessionQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<SessionList>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(q) = query.map_err(|e| ApiError::invalid_query(e.body_text()))?;
     let data: Vec<SessionView> = state
         .hub
         .sessions()
@@ -103,7 +103,9 @@ pub async fn kick_session(
     State(state): State<AppState>,
     id: Result<Path<u64>, axum::extract::rejection::PathRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let Path(id) = id.map_err(|_| ApiError::bad_request("id: expected a session number"))?;
+    let Path(id) = id.map_err(|_| {
+        ApiError::bad_field(ErrorCode::InvalidId, "id", "expected a session number")
+    })?;
     if state.hub.kick_session(id) {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -163,7 +165,8 @@ pub async fn close_publisher(
     Path(code): Path<String>,
     query: Result<Query<CloseQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let Query(q) = query.map_err(|_| ApiError::bad_request("stream_id: required"))?;
+    let Query(q) =
+        query.map_err(|_| ApiError::bad_field(ErrorCode::InvalidQuery, "stream_id", "required"))?;
     if state.hub.kick_publisher_with_id(&code, &q.stream_id) {
         Ok(StatusCode::NO_CONTENT)
     } else {

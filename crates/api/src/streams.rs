@@ -1,7 +1,7 @@
 //! `/api/v1/streams`: stream configuration CRUD with each stream's runtime state.
 
 use crate::AppState;
-use crate::error::{ApiError, ApiJson, ErrorBody, LenientJson};
+use crate::error::{ApiError, ApiJson, ErrorBody, ErrorCode, LenientJson};
 use crate::time::{rfc3339, system_ms};
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -96,9 +96,7 @@ pub(crate) fn restore_masked_urls(
         match known {
             Some(d) => input.url = d.url.clone(),
             None => {
-                return Err(ApiError::field(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "unprocessable",
+                return Err(ApiError::unprocessable(
                     format!("push[{i}].url"),
                     "a masked URL that matches no configured destination; send the full URL",
                 ));
@@ -185,9 +183,7 @@ pub(crate) fn restore_masked_inputs(
         match known {
             Some(d) => input.url = d.url.clone(),
             None => {
-                return Err(ApiError::field(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "unprocessable",
+                return Err(ApiError::unprocessable(
                     format!("inputs[{i}].url"),
                     "a masked URL that matches no configured input; send the full URL",
                 ));
@@ -408,9 +404,7 @@ fn default_record(code: &str) -> StreamRecord {
 /// The template `name`, or a 422 naming the `template` field.
 fn find_template(state: &AppState, name: &str) -> Result<Arc<store::TemplateRecord>, ApiError> {
     state.control.template(name).ok_or_else(|| {
-        ApiError::field(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unprocessable",
+        ApiError::unprocessable(
             "template",
             format!("no template named {name:?} (see GET /api/v1/templates)"),
         )
@@ -917,6 +911,7 @@ pub(crate) fn check_code(code: &str) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::bad_field(
+            ErrorCode::InvalidCode,
             "code",
             "must match [A-Za-z0-9_/-]{1,128}, with / only between names",
         ))
@@ -1009,15 +1004,17 @@ pub async fn list_streams(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<StreamList>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(query) = query.map_err(|e| ApiError::invalid_query(e.body_text()))?;
     let want_live = match query.status.as_deref() {
         None => None,
         Some("live") => Some(true),
         Some("idle") => Some(false),
         Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "status: expected idle or live, got {other:?}"
-            )));
+            return Err(ApiError::bad_field(
+                ErrorCode::InvalidQuery,
+                "status",
+                format!("expected idle or live, got {other:?}"),
+            ));
         }
     };
     let data: Vec<StreamView> = stream_views(&state, None)
@@ -1076,7 +1073,8 @@ pub async fn create_stream(
     ApiJson(body): ApiJson<StreamCreate>,
 ) -> Result<Response, ApiError> {
     let (code, template, mut patch) = body.split();
-    let code = code.ok_or_else(|| ApiError::bad_field("code", "required"))?;
+    let code =
+        code.ok_or_else(|| ApiError::bad_field(ErrorCode::InvalidCode, "code", "required"))?;
     check_code(&code)?;
     let mut record = match &template {
         Some(name) => control::stream_from_template(&*find_template(&state, name)?, &code),
@@ -1125,7 +1123,11 @@ pub async fn upsert_stream(
     check_code(&code)?;
     let (body_code, template, patch) = body.split();
     if body_code.as_deref().is_some_and(|c| c != code) {
-        return Err(ApiError::bad_field("code", "differs from the path"));
+        return Err(ApiError::bad_field(
+            ErrorCode::InvalidCode,
+            "code",
+            "differs from the path",
+        ));
     }
     let template = template
         .map(|name| find_template(&state, &name))
@@ -1196,7 +1198,11 @@ pub async fn put_stream(
 ) -> Result<Response, ApiError> {
     check_code(&code)?;
     if body.code.as_deref().is_some_and(|c| c != code) {
-        return Err(ApiError::bad_field("code", "differs from the path"));
+        return Err(ApiError::bad_field(
+            ErrorCode::InvalidCode,
+            "code",
+            "differs from the path",
+        ));
     }
     let mut body = body;
     let old = state.control.get(&code);
@@ -1294,19 +1300,18 @@ pub fn fuzz_stream_body(
     fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         Json::<T>::from_bytes(body)
             .map(|Json(v)| v)
-            .map_err(|r| ApiError::bad_request(r.body_text()))
+            .map_err(|r| ApiError::bad_request(ErrorCode::InvalidBody, r.body_text()))
     }
     let invalid = |e: control::Invalid| ApiError::from(control::ControlError::from(e));
     let record = match method {
         "POST" => {
             // As `create_stream` with no templates configured.
             let (code, template, mut patch) = json::<StreamCreate>(body)?.split();
-            let code = code.ok_or_else(|| ApiError::bad_field("code", "required"))?;
+            let code = code
+                .ok_or_else(|| ApiError::bad_field(ErrorCode::InvalidCode, "code", "required"))?;
             check_code(&code)?;
             if let Some(name) = template {
-                return Err(ApiError::field(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "unprocessable",
+                return Err(ApiError::unprocessable(
                     "template",
                     format!("no template named {name:?}"),
                 ));
@@ -1321,7 +1326,11 @@ pub fn fuzz_stream_body(
             let code = path_code.to_owned();
             check_code(&code)?;
             if body.code.as_deref().is_some_and(|c| c != code) {
-                return Err(ApiError::bad_field("code", "differs from the path"));
+                return Err(ApiError::bad_field(
+                    ErrorCode::InvalidCode,
+                    "code",
+                    "differs from the path",
+                ));
             }
             restore_masked_urls(&mut body.push, existing)?;
             restore_masked_inputs(&mut body.inputs, existing)?;
@@ -1336,7 +1345,7 @@ pub fn fuzz_stream_body(
             if let Some(inputs) = patch.inputs.as_mut() {
                 restore_masked_inputs(inputs, existing)?;
             }
-            let old = existing.ok_or_else(|| ApiError::bad_request("no such stream"))?;
+            let old = existing.ok_or_else(|| ApiError::not_found("no such stream"))?;
             let mut record = old.clone();
             patch.apply(&mut record);
             record.code = old.code.clone();
@@ -1386,8 +1395,13 @@ pub async fn retry_push(
     State(state): State<AppState>,
     path: Result<Path<(String, usize)>, axum::extract::rejection::PathRejection>,
 ) -> Result<Response, ApiError> {
-    let Path((code, index)) =
-        path.map_err(|_| ApiError::bad_request("index: expected a non-negative number"))?;
+    let Path((code, index)) = path.map_err(|_| {
+        ApiError::bad_field(
+            ErrorCode::InvalidId,
+            "index",
+            "expected a non-negative number",
+        )
+    })?;
     check_code(&code)?;
     let record = state
         .control
@@ -1396,7 +1410,7 @@ pub async fn retry_push(
     let dest = record.push.get(index).ok_or_else(|| {
         ApiError::not_found(format!("stream {code:?} has no push destination {index}"))
     })?;
-    let conflict = |m: &str| ApiError::new(StatusCode::CONFLICT, "conflict", m);
+    let conflict = |m: &str| ApiError::conflict(m);
     if !dest.enabled {
         return Err(conflict("destination disabled"));
     }

@@ -6,7 +6,7 @@
 //! both together.
 
 use crate::AppState;
-use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::error::{ApiError, ApiJson, ErrorBody, ErrorCode};
 use crate::streams::{
     FailoverInput, FailoverView, InputInput, InputView, ProtocolsInput, ProtocolsView, PushInput,
     PushView, input_records, input_views, nullable, push_views, restore_masked_inputs,
@@ -17,7 +17,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use control::{ControlError, TemplateError};
+use control::TemplateError;
 use serde::{Deserialize, Serialize};
 use store::{Failover, Protocols, PutOutcome, StreamRecord, TemplateRecord};
 use utoipa::ToSchema;
@@ -26,9 +26,7 @@ impl From<TemplateError> for ApiError {
     fn from(e: TemplateError) -> Self {
         match e {
             TemplateError::NotFound(_) => ApiError::not_found(e.to_string()),
-            TemplateError::Conflict(_) => {
-                ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
-            }
+            TemplateError::Conflict(_) => ApiError::already_exists(e.to_string()),
             TemplateError::PrefixTaken { prefix, by } => {
                 let owner = if by.is_empty() {
                     "another template".to_owned()
@@ -37,14 +35,22 @@ impl From<TemplateError> for ApiError {
                 };
                 ApiError::field(
                     StatusCode::CONFLICT,
-                    "conflict",
+                    ErrorCode::PrefixOverlap,
                     "prefix",
                     format!("{prefix:?} is already the prefix of {owner}"),
                 )
             }
-            // Same shapes as for streams: 400 malformed, 422 semantic, 503 store down.
-            TemplateError::Invalid(inv) => ControlError::Invalid(inv).into(),
-            TemplateError::Store(s) => ControlError::Store(s).into(),
+            // Same shapes as for streams: 400 malformed, 422 semantic, 503 store down; the
+            // name and the prefix have Open-Streamer's codes of their own.
+            TemplateError::Invalid(inv) => {
+                let code = match inv.field.as_str() {
+                    "name" => ErrorCode::InvalidTemplateCode,
+                    "prefix" => ErrorCode::InvalidPrefix,
+                    _ => ErrorCode::ValidationFailed,
+                };
+                ApiError::invalid(inv, code)
+            }
+            TemplateError::Store(s) => ApiError::store(&s, "live streams"),
         }
     }
 }
@@ -227,6 +233,7 @@ fn check_name(name: &str) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::bad_field(
+            ErrorCode::InvalidTemplateCode,
             "name",
             "must match [A-Za-z0-9_-]{1,128}",
         ))
@@ -279,7 +286,7 @@ pub async fn create_template(
     let name = body
         .name
         .clone()
-        .ok_or_else(|| ApiError::bad_field("name", "required"))?;
+        .ok_or_else(|| ApiError::bad_field(ErrorCode::InvalidTemplateCode, "name", "required"))?;
     check_name(&name)?;
     restore_urls(Some(&mut body.push), Some(&mut body.inputs), None)?;
     let t = state
@@ -341,7 +348,11 @@ pub async fn put_template(
 ) -> Result<Response, ApiError> {
     check_name(&name)?;
     if body.name.as_deref().is_some_and(|n| n != name) {
-        return Err(ApiError::bad_field("name", "differs from the path"));
+        return Err(ApiError::bad_field(
+            ErrorCode::InvalidTemplateCode,
+            "name",
+            "differs from the path",
+        ));
     }
     let mut body = body;
     let old = state.control.template(&name);

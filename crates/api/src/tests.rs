@@ -443,3 +443,138 @@ async fn open_streamer_push_fields_timeout_sec_and_retry_timeout_sec_are_accepte
     let res = app.call(req).await.unwrap();
     assert!(res.status().is_client_error(), "{}", res.status());
 }
+
+/// Open-Streamer's clients branch on the error body's `code`: where that server has the
+/// situation, the body carries its name for it (and a `field` where one is at fault).
+#[tokio::test]
+async fn open_streamer_error_codes_in_the_body() {
+    let st = state(AdminAccess::local_only()).await;
+    // Inputs run as in the binary, so a switch reaches the stream's supervisor.
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let inputs = ::inputs::InputManager::new(st.hub.clone(), Default::default());
+    inputs.start(&[], shutdown.clone());
+    st.control.set_inputs(inputs);
+    let mut app = router(st);
+    let mut send = async |method: Method, path: &str, body: Option<&str>| {
+        let mut req = Request::builder().method(method).uri(path);
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        let mut req = req
+            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned())))
+            .unwrap();
+        req.extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
+        let res = app.call(req).await.unwrap();
+        let status = res.status().as_u16();
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        (status, v)
+    };
+    let error = |(status, v): (u16, serde_json::Value)| {
+        let e = &v["error"];
+        (
+            status,
+            e["code"].as_str().map(str::to_owned),
+            e["field"].as_str().map(str::to_owned),
+        )
+    };
+    let s = |x: &str| Some(x.to_owned());
+
+    let got = send(Method::GET, "/api/v1/streams/nobody", None).await;
+    assert_eq!(error(got), (404, s("NOT_FOUND"), None), "unknown stream");
+    let got = send(Method::POST, "/api/v1/streams/cam", Some(r#"{"name": "#)).await;
+    assert_eq!(error(got), (400, s("INVALID_BODY"), None), "malformed JSON");
+    let got = send(
+        Method::POST,
+        "/api/v1/streams/cam",
+        Some(r#"{"disabled": "yes"}"#),
+    )
+    .await;
+    assert_eq!(
+        error(got),
+        (400, s("INVALID_BODY"), s("disabled")),
+        "a known field of the wrong type"
+    );
+    let got = send(Method::POST, "/api/v1/streams/bad.code", Some("{}")).await;
+    assert_eq!(
+        error(got),
+        (400, s("INVALID_CODE"), s("code")),
+        "invalid code"
+    );
+    let got = send(Method::GET, "/api/v1/streams?status=bogus", None).await;
+    assert_eq!(error(got), (400, s("INVALID_QUERY"), s("status")));
+    let got = send(
+        Method::POST,
+        "/api/v1/streams/cam",
+        Some(r#"{"stream_key": "", "runtime": {}}"#),
+    )
+    .await;
+    assert_eq!(
+        error(got),
+        (422, s("VALIDATION_FAILED"), s("stream_key")),
+        "a rule is broken"
+    );
+
+    let cam = r#"{"inputs": [{"url": "publish://", "priority": 1}]}"#;
+    let (status, _) = send(Method::POST, "/api/v1/streams/cam", Some(cam)).await;
+    assert_eq!(status, 201);
+    let got = send(Method::POST, "/api/v1/streams", Some(r#"{"code": "cam"}"#)).await;
+    assert_eq!(error(got), (409, s("ALREADY_EXISTS"), None));
+    let got = send(
+        Method::POST,
+        "/api/v1/streams/cam/switch",
+        Some(r#"{"priority": 7}"#),
+    )
+    .await;
+    // Open-Streamer answers 400; this API keeps 409 for a refused switch.
+    assert_eq!(
+        error(got),
+        (409, s("SWITCH_FAILED"), None),
+        "no input has priority 7"
+    );
+    let got = send(Method::POST, "/api/v1/streams/cam/switch", Some("[")).await;
+    assert_eq!(error(got), (400, s("INVALID_BODY"), None));
+    let got = send(
+        Method::POST,
+        "/api/v1/streams/nobody/switch",
+        Some(r#"{"priority": 1}"#),
+    )
+    .await;
+    assert_eq!(error(got), (404, s("NOT_FOUND"), None));
+
+    let (status, _) = send(
+        Method::PATCH,
+        "/api/v1/streams/cam",
+        Some(r#"{"disabled": true}"#),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let got = send(Method::POST, "/api/v1/streams/cam/restart", None).await;
+    assert_eq!(error(got), (409, s("STREAM_DISABLED"), None));
+    shutdown.cancel();
+}
+
+/// Every code the API can answer is listed where the OpenAPI document describes `code`.
+#[test]
+fn the_error_code_list_in_the_document_is_complete() {
+    let doc = serde_json::to_value(openapi()).expect("document");
+    let schemas = &doc["components"]["schemas"];
+    let codes: Vec<&str> = schemas["ErrorCode"]["enum"]
+        .as_array()
+        .unwrap_or_else(|| panic!("ErrorCode schema: {}", schemas["ErrorCode"]))
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert!(codes.contains(&"SWITCH_FAILED"), "{codes:?}");
+    let detail = schemas["ErrorDetail"].to_string();
+    for code in codes {
+        assert_eq!(code, code.to_uppercase());
+        assert!(
+            detail.contains(&format!("`{code}`")),
+            "{code} missing from ErrorDetail.code's description: {detail}"
+        );
+    }
+}

@@ -6,7 +6,7 @@
 //! URLs show without their password and query, as push URLs do.
 
 use crate::AppState;
-use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::error::{ApiError, ApiJson, ErrorBody, ErrorCode};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -91,9 +91,7 @@ fn restore_url(url: String, old: Option<&HookRecord>) -> Result<String, ApiError
     }
     match old.filter(|r| r.kind == HookKind::Http) {
         Some(r) if events::masked_url(&r.target) == url => Ok(r.target.clone()),
-        _ => Err(ApiError::field(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unprocessable",
+        _ => Err(ApiError::unprocessable(
             "url",
             "a masked URL that matches no configured one; send the full URL",
         )),
@@ -108,27 +106,45 @@ impl HookInput {
         old: Option<&HookRecord>,
     ) -> Result<HookRecord, ApiError> {
         let kind = match (self.kind.as_deref(), &self.url, &self.path) {
-            (Some(k), _, _) => HookKind::parse(k)
-                .ok_or_else(|| ApiError::bad_field("kind", "expected http or file"))?,
+            (Some(k), _, _) => HookKind::parse(k).ok_or_else(|| {
+                ApiError::bad_field(ErrorCode::ValidationFailed, "kind", "expected http or file")
+            })?,
             (None, None, Some(_)) => HookKind::File,
             (None, _, _) => HookKind::Http,
         };
         let target = match kind {
             HookKind::Http => {
                 if self.path.is_some() {
-                    return Err(ApiError::bad_field("path", "only for kind file"));
+                    return Err(ApiError::bad_field(
+                        ErrorCode::ValidationFailed,
+                        "path",
+                        "only for kind file",
+                    ));
                 }
-                let url = self
-                    .url
-                    .ok_or_else(|| ApiError::bad_field("url", "required for kind http"))?;
+                let url = self.url.ok_or_else(|| {
+                    ApiError::bad_field(
+                        ErrorCode::ValidationFailed,
+                        "url",
+                        "required for kind http",
+                    )
+                })?;
                 restore_url(url, old)?
             }
             HookKind::File => {
                 if self.url.is_some() {
-                    return Err(ApiError::bad_field("url", "only for kind http"));
+                    return Err(ApiError::bad_field(
+                        ErrorCode::ValidationFailed,
+                        "url",
+                        "only for kind http",
+                    ));
                 }
-                self.path
-                    .ok_or_else(|| ApiError::bad_field("path", "required for kind file"))?
+                self.path.ok_or_else(|| {
+                    ApiError::bad_field(
+                        ErrorCode::ValidationFailed,
+                        "path",
+                        "required for kind file",
+                    )
+                })?
             }
         };
         Ok(HookRecord {
@@ -154,7 +170,11 @@ impl HookPatch {
     /// Checks what can be checked before the change is applied (a masked URL).
     fn prepare(&mut self, old: &HookRecord) -> Result<(), ApiError> {
         if self.url.is_some() && self.path.is_some() {
-            return Err(ApiError::bad_field("path", "give url or path, not both"));
+            return Err(ApiError::bad_field(
+                ErrorCode::ValidationFailed,
+                "path",
+                "give url or path, not both",
+            ));
         }
         if let Some(url) = self.url.take() {
             self.url = Some(restore_url(url, Some(old))?);
@@ -324,23 +344,14 @@ impl From<HookError> for ApiError {
     fn from(e: HookError) -> Self {
         match e {
             HookError::NotFound(_) => ApiError::not_found(e.to_string()),
-            HookError::Conflict(_) => {
-                ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
-            }
-            HookError::Invalid(inv) => ApiError::field(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "unprocessable",
-                inv.field,
-                inv.reason,
+            HookError::Conflict(_) => ApiError::already_exists(e.to_string()),
+            HookError::Invalid(inv) => ApiError::unprocessable(inv.field, inv.reason),
+            HookError::Store(ref s) => ApiError::store(s, "running hooks"),
+            HookError::Client(_) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
+                e.to_string(),
             ),
-            HookError::Store(store::StoreError::Unavailable(_)) => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                format!("{e}; running hooks are not affected, retry the change later"),
-            ),
-            HookError::Store(_) | HookError::Client(_) => {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-            }
         }
     }
 }
@@ -349,7 +360,11 @@ fn check_id(id: &str) -> Result<(), ApiError> {
     if events::valid_id(id) {
         Ok(())
     } else {
-        Err(ApiError::bad_field("id", "must match [A-Za-z0-9_-]{1,64}"))
+        Err(ApiError::bad_field(
+            ErrorCode::InvalidId,
+            "id",
+            "must match [A-Za-z0-9_-]{1,64}",
+        ))
     }
 }
 
@@ -454,7 +469,11 @@ pub async fn put_hook(
 ) -> Result<Response, ApiError> {
     check_id(&id)?;
     if body.id.as_deref().is_some_and(|i| i != id) {
-        return Err(ApiError::bad_field("id", "differs from the path"));
+        return Err(ApiError::bad_field(
+            ErrorCode::InvalidId,
+            "id",
+            "differs from the path",
+        ));
     }
     let old = state.webhooks.get(&id).map(|s| s.record);
     let defaults = state.webhooks.settings().defaults;

@@ -125,7 +125,7 @@ async fn hooks_round_trip_with_write_only_secrets_and_masked_urls() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, body) = call(&mut app, "GET", &format!("/api/v1/hooks/{id}"), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(body["error"]["code"], "not_found");
+    assert_eq!(body["error"]["code"], "NOT_FOUND");
     let (status, _) = call(&mut app, "DELETE", &format!("/api/v1/hooks/{id}"), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }

@@ -78,7 +78,7 @@ fn put_creates_then_replaces_keeping_created_at() {
 
     // A code in the body must match the path.
     api.put("streams/cam", &json!({"code": "other"}))
-        .error(400, "bad_request", &["code"]);
+        .error(400, "INVALID_CODE", &["code"]);
 
     let replaced = api
         .put(
@@ -123,7 +123,7 @@ fn post_creates_and_conflicts() {
     assert_eq!(v["persistent"], true);
 
     api.post("streams", &json!({"code": "new-1", "name": "intruder"}))
-        .error(409, "conflict", &["new-1"]);
+        .error(409, "ALREADY_EXISTS", &["new-1"]);
     assert_eq!(
         api.stream("new-1")["name"],
         "first",
@@ -131,9 +131,9 @@ fn post_creates_and_conflicts() {
     );
 
     api.post("streams", &json!({"name": "no code"}))
-        .error(400, "bad_request", &["code"]);
+        .error(400, "INVALID_CODE", &["code"]);
     api.post("streams", &json!({"code": "bad code"}))
-        .error(400, "bad_request", &["code"]);
+        .error(400, "INVALID_CODE", &["code"]);
     let list = api.get("streams").ok(200);
     assert_eq!(list["total"], 1, "{list:#}");
 }
@@ -252,7 +252,7 @@ fn patch_keeps_omitted_fields_and_null_clears_the_key() {
     );
 
     api.patch("streams/nobody", &json!({"name": "x"}))
-        .error(404, "not_found", &["nobody"]);
+        .error(404, "NOT_FOUND", &["nobody"]);
 }
 
 #[test]
@@ -264,9 +264,9 @@ fn delete_then_404_and_unknown_api_routes_are_404_json() {
     let r = api.delete("streams/gone");
     assert_eq!(r.status, 204, "DELETE: {}", r.text);
     assert!(r.text.is_empty(), "204 with a body: {:?}", r.text);
-    api.get("streams/gone").error(404, "not_found", &["gone"]);
+    api.get("streams/gone").error(404, "NOT_FOUND", &["gone"]);
     api.delete("streams/gone")
-        .error(404, "not_found", &["gone"]);
+        .error(404, "NOT_FOUND", &["gone"]);
     assert_eq!(api.get("streams").ok(200)["total"], 0);
 
     for path in [
@@ -276,10 +276,10 @@ fn delete_then_404_and_unknown_api_routes_are_404_json() {
         "streamz?status=live",
         "streams/",
     ] {
-        api.get(path).error(404, "not_found", &[]);
+        api.get(path).error(404, "NOT_FOUND", &[]);
     }
     api.call("POST", "nope", Some(&json!({})))
-        .error(404, "not_found", &[]);
+        .error(404, "NOT_FOUND", &[]);
 }
 
 /// The API root with a trailing slash is an unknown route under /api/v1 like any other: a
@@ -288,8 +288,8 @@ fn delete_then_404_and_unknown_api_routes_are_404_json() {
 fn api_root_with_trailing_slash_is_a_json_404() {
     let server = Server::start();
     let api = Api::new(server.http);
-    api.get("/api/v1").error(404, "not_found", &[]);
-    api.get("/api/v1/").error(404, "not_found", &[]);
+    api.get("/api/v1").error(404, "NOT_FOUND", &[]);
+    api.get("/api/v1/").error(404, "NOT_FOUND", &[]);
 }
 
 #[test]
@@ -300,9 +300,9 @@ fn list_filter_rejects_a_bogus_status() {
     assert_eq!(api.get("streams?status=idle").ok(200)["total"], 1);
     assert_eq!(api.get("streams?status=live").ok(200)["total"], 0);
     api.get("streams?status=bogus")
-        .error(400, "bad_request", &["status", "bogus"]);
+        .error(400, "INVALID_QUERY", &["status", "bogus"]);
     api.get("sessions?bogus=1")
-        .error(400, "bad_request", &["bogus"]);
+        .error(400, "INVALID_QUERY", &["bogus"]);
     assert_eq!(api.sessions("?stream=a&protocol=rtmp").len(), 0);
 }
 
@@ -314,37 +314,37 @@ fn malformed_bodies_are_400_naming_the_field() {
 
     // Wrong types, on PUT, POST and PATCH, top-level and nested.
     api.put("streams/s", &json!({"disabled": "yes"}))
-        .error(400, "bad_request", &["disabled"]);
+        .error(400, "INVALID_BODY", &["disabled"]);
     api.post("streams", &json!({"code": "t", "tags": "news"}))
-        .error(400, "bad_request", &["tags"]);
+        .error(400, "INVALID_BODY", &["tags"]);
     api.patch("streams/s", &json!({"protocols": {"hls": 1}}))
-        .error(400, "bad_request", &["hls"]);
+        .error(400, "INVALID_BODY", &["hls"]);
     api.patch(
         "streams/s",
         &json!({"push": [{"url": "rtmp://h/a/b", "timeout_s": -1}]}),
     )
-    .error(400, "bad_request", &["timeout_s"]);
+    .error(400, "INVALID_BODY", &["timeout_s"]);
 
     // Unknown fields, top-level and nested.
     api.put("streams/s", &json!({"nmae": "typo"}))
-        .error(400, "bad_request", &["nmae"]);
+        .error(400, "INVALID_BODY", &["nmae"]);
     api.patch("streams/s", &json!({"protocols": {"webrtc": true}}))
-        .error(400, "bad_request", &["webrtc"]);
+        .error(400, "INVALID_BODY", &["webrtc"]);
     api.post(
         "streams",
         &json!({"code": "t", "push": [{"url": "rtmp://h/a/b", "retry": {"jitter": 1}}]}),
     )
-    .error(400, "bad_request", &["jitter"]);
+    .error(400, "INVALID_BODY", &["jitter"]);
 
     // Invalid code in the path, on every method.
     let long = "a".repeat(129);
     for path in ["streams/bad%20code".to_owned(), format!("streams/{long}")] {
-        api.get(&path).error(400, "bad_request", &["code"]);
+        api.get(&path).error(400, "INVALID_CODE", &["code"]);
         api.put(&path, &json!({}))
-            .error(400, "bad_request", &["code"]);
+            .error(400, "INVALID_CODE", &["code"]);
         api.patch(&path, &json!({}))
-            .error(400, "bad_request", &["code"]);
-        api.delete(&path).error(400, "bad_request", &["code"]);
+            .error(400, "INVALID_CODE", &["code"]);
+        api.delete(&path).error(400, "INVALID_CODE", &["code"]);
     }
     // 128 characters is still a valid code.
     api.put(&format!("streams/{}", &long[..128]), &json!({}))
@@ -352,12 +352,12 @@ fn malformed_bodies_are_400_naming_the_field() {
 
     // A push URL that is not rtmp(s):// is malformed (400), on PUT and PATCH.
     api.put("streams/s", &json!({"push": [{"url": "http://h/app/key"}]}))
-        .error(400, "bad_request", &["push[0].url", "rtmp"]);
+        .error(400, "VALIDATION_FAILED", &["push[0].url", "rtmp"]);
     api.patch(
         "streams/s",
         &json!({"push": [{"url": "rtmp://h/app/k"}, {"url": "srt://h:1/x/y"}]}),
     )
-    .error(400, "bad_request", &["push[1].url"]);
+    .error(400, "VALIDATION_FAILED", &["push[1].url"]);
 
     // Malformed JSON.
     let r = api.raw(
@@ -366,7 +366,7 @@ fn malformed_bodies_are_400_naming_the_field() {
         &[("Content-Type", "application/json")],
         Some(b"{\"name\": "),
     );
-    r.error(400, "bad_request", &[]);
+    r.error(400, "INVALID_BODY", &[]);
 
     // Nothing above changed the stream.
     let s = api.stream("s");
@@ -405,26 +405,26 @@ fn rule_violations_are_422_naming_the_field_and_change_nothing() {
     ];
     for (body, field) in &cases {
         api.put("streams/s", body)
-            .error(422, "unprocessable", &[field]);
+            .error(422, "VALIDATION_FAILED", &[field]);
         api.patch("streams/s", body)
-            .error(422, "unprocessable", &[field]);
+            .error(422, "VALIDATION_FAILED", &[field]);
         let mut post = body.clone();
         post["code"] = json!("fresh");
         api.post("streams", &post)
-            .error(422, "unprocessable", &[field]);
+            .error(422, "VALIDATION_FAILED", &[field]);
     }
     api.put(
         "streams/s",
         &json!({"push": [{"url": "rtmp://h/app/k"}, {"url": "rtmp://h/app/k"}]}),
     )
-    .error(422, "unprocessable", &["push[1].url", "duplicate"]);
+    .error(422, "VALIDATION_FAILED", &["push[1].url", "duplicate"]);
 
     assert_eq!(
         api.stream("s"),
         before,
         "a refused write changed the stream"
     );
-    api.get("streams/fresh").error(404, "not_found", &[]);
+    api.get("streams/fresh").error(404, "NOT_FOUND", &[]);
 }
 
 #[test]
@@ -446,7 +446,7 @@ fn body_without_json_content_type_is_415_and_oversized_body_is_413() {
         ] {
             api.raw(method, path, headers, Some(body)).error(
                 415,
-                "unsupported_media_type",
+                "UNSUPPORTED_MEDIA_TYPE",
                 &["Content-Type", "application/json"],
             );
         }
@@ -473,7 +473,7 @@ fn body_without_json_content_type_is_415_and_oversized_body_is_413() {
             &[("Content-Type", "application/json")],
             Some(big.as_bytes()),
         )
-        .error(413, "payload_too_large", &["bytes"]);
+        .error(413, "BODY_TOO_LARGE", &["bytes"]);
     }
     assert_eq!(api.stream("s")["name"], "x");
 }
@@ -504,7 +504,7 @@ fn token_guards_every_api_route_and_metrics_but_not_media_or_health() {
     for (method, path, body) in calls {
         for client in [&anon, &wrong, &prefix] {
             let r = client.call(method, path, body);
-            r.error(401, "unauthorized", &["token"]);
+            r.error(401, "UNAUTHORIZED", &["token"]);
             assert_eq!(
                 r.header("www-authenticate"),
                 Some("Bearer"),
@@ -518,7 +518,7 @@ fn token_guards_every_api_route_and_metrics_but_not_media_or_health() {
             format!("bearer{token}"),
         ] {
             anon.raw(method, path, &[("Authorization", &auth)], None)
-                .error(401, "unauthorized", &[]);
+                .error(401, "UNAUTHORIZED", &[]);
         }
     }
     // Nothing was created by the refused calls.
@@ -532,7 +532,7 @@ fn token_guards_every_api_route_and_metrics_but_not_media_or_health() {
     assert_eq!(good.get("streams").ok(200)["total"], 2);
     good.get("sessions").ok(200);
     good.delete("sessions/424242")
-        .error(404, "not_found", &["424242"]);
+        .error(404, "NOT_FOUND", &["424242"]);
     assert_eq!(good.delete("streams/a").status, 204);
     assert!(good.get("openapi.json").ok(200)["openapi"].is_string());
 
@@ -804,7 +804,7 @@ fn metrics_count_api_requests_by_route_template() {
     let api = Api::new(server.http);
     for code in ["x1", "x2", "x3"] {
         api.get(&format!("streams/{code}"))
-            .error(404, "not_found", &[]);
+            .error(404, "NOT_FOUND", &[]);
     }
     api.put("streams/y", &json!({})).ok(201);
     let m = server.get("/metrics");

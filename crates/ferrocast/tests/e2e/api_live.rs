@@ -354,7 +354,7 @@ fn runtime_sessions_kick_and_metrics_while_live() {
     assert_eq!(codes(""), ["idle", "rt"]);
 
     // /metrics while both readers are attached.
-    api.get("streams/missing").error(404, "not_found", &[]);
+    api.get("streams/missing").error(404, "NOT_FOUND", &[]);
     let m = server.get("/metrics").text();
     assert_eq!(metric(&m, "ferrocast_streams_live"), Some(1.0), "{m}");
     assert_eq!(
@@ -408,7 +408,7 @@ fn runtime_sessions_kick_and_metrics_while_live() {
     });
     api.delete(&format!("sessions/{rtmp_reader}")).error(
         404,
-        "not_found",
+        "NOT_FOUND",
         &[&rtmp_reader.to_string()],
     );
 
@@ -429,10 +429,10 @@ fn runtime_sessions_kick_and_metrics_while_live() {
     // Bad and unknown ids.
     for bad in ["abc", "-1", "1.5", "99999999999999999999999"] {
         api.delete(&format!("sessions/{bad}"))
-            .error(400, "bad_request", &["id"]);
+            .error(400, "INVALID_ID", &["id"]);
     }
     api.delete("sessions/987654321")
-        .error(404, "not_found", &["987654321"]);
+        .error(404, "NOT_FOUND", &["987654321"]);
 }
 
 /// A stream key is required and checked; changing it keeps the current publisher; disabling
@@ -537,7 +537,7 @@ fn auto_create_off_refuses_unknown_codes_but_not_configured_ones() {
         server.log().contains("unknown stream"),
         "no refusal reason in the log"
     );
-    api.get("streams/unknown").error(404, "not_found", &[]);
+    api.get("streams/unknown").error(404, "NOT_FOUND", &[]);
 
     let mut publisher = server.publish("known", Fixture::Small);
     server.wait_live("known");

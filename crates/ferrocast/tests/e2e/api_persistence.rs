@@ -75,7 +75,7 @@ fn restart_after_sigterm_keeps_every_field() {
 
     server.restart(Stop::Term);
     assert_same(&before, &snapshot(&api), "after SIGTERM and restart");
-    api.get("streams/deleted").error(404, "not_found", &[]);
+    api.get("streams/deleted").error(404, "NOT_FOUND", &[]);
 
     // The restarted server keeps working on the loaded state.
     let v = api
@@ -83,7 +83,7 @@ fn restart_after_sigterm_keeps_every_field() {
         .ok(200);
     assert_eq!(v["created_at"], before[1]["created_at"]);
     api.post("streams", &json!({"code": "full"}))
-        .error(409, "conflict", &["full"]);
+        .error(409, "ALREADY_EXISTS", &["full"]);
 }
 
 #[test]
@@ -105,7 +105,7 @@ fn kill_9_right_after_writes_keeps_them() {
     // A delete right before a kill stays deleted.
     assert_eq!(api.delete("streams/last").status, 204);
     server.restart(Stop::Kill);
-    api.get("streams/last").error(404, "not_found", &[]);
+    api.get("streams/last").error(404, "NOT_FOUND", &[]);
     assert_eq!(snapshot(&api).len(), before.len() - 1);
 }
 
@@ -120,7 +120,7 @@ fn postgres_crud_and_restart() {
     let api = Api::new(server.http);
     create_streams(&api);
     api.post("streams", &json!({"code": "full"}))
-        .error(409, "conflict", &["full"]);
+        .error(409, "ALREADY_EXISTS", &["full"]);
     let before = snapshot(&api);
     assert_eq!(before.len(), 3);
     // The rows are in this test's schema and nowhere else.
@@ -190,7 +190,7 @@ fn postgres_outage_fails_writes_with_503_while_media_flows() {
         api.delete("streams/live"),
     ];
     for r in &writes {
-        r.error(503, "unavailable", &["database"]);
+        r.error(503, "UNAVAILABLE", &["database"]);
     }
 
     // Nothing changed, reads still answer from memory, and media never stopped.
@@ -201,7 +201,7 @@ fn postgres_outage_fails_writes_with_503_while_media_flows() {
         "a failed write changed the stream"
     );
     assert_eq!(after["runtime"]["status"], "live");
-    api.get("streams/new").error(404, "not_found", &[]);
+    api.get("streams/new").error(404, "NOT_FOUND", &[]);
     assert_eq!(api.get("streams").ok(200)["total"], 1);
     let n = frames();
     wait_until(

@@ -472,7 +472,7 @@ fn postgres_away_while_live_answers_503_and_recovers_by_itself() {
             "streams/live",
             &json!({"description": format!("outage {n}")}),
         )
-        .error(503, "unavailable", &["database"]);
+        .error(503, "UNAVAILABLE", &["database"]);
     }
     assert_eq!(
         api.stream("live")["runtime"]["status"],

@@ -267,7 +267,7 @@ fn pushes_to_nginx_rtmp_with_right_codecs_and_timestamps_from_zero() {
         || (closes() > before).then_some(()),
     );
     api.post(&format!("streams/{SRC}/push/0/retry"), &json!({}))
-        .error(409, "conflict", &["disabled"]);
+        .error(409, "CONFLICT", &["disabled"]);
     // Removed: nothing runs either.
     api.patch(&format!("streams/{SRC}"), &json!({"push": []}))
         .ok(200);
@@ -461,7 +461,7 @@ fn destination_down_from_the_start_backs_off_then_fails_at_limit() {
         "not newest first: {p:#}"
     );
     api.post(&format!("streams/{SRC}/push/1/retry"), &json!({}))
-        .error(404, "not_found", &["push"]);
+        .error(404, "NOT_FOUND", &["push"]);
 }
 
 /// The destination (a second ferrocast) is killed mid-stream: `reconnecting` with the error,

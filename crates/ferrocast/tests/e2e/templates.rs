@@ -172,12 +172,12 @@ fn streams_start_from_templates_and_post_to_a_code_creates_or_merges() {
     assert_eq!(s["persistent"], true);
     assert!(s.get("template").is_none(), "only runtime streams name one");
     api.post("streams", &json!({"code": "s2", "template": "nope"}))
-        .error(422, "unprocessable", &["template"]);
+        .error(422, "VALIDATION_FAILED", &["template"]);
     // Without a template POST /streams is what it was: defaults, and 409 on a taken code.
     let plain = api.post("streams", &json!({"code": "s2"})).ok(201);
     assert_eq!(plain["protocols"]["dash"], true);
     api.post("streams", &json!({"code": "s2"}))
-        .error(409, "conflict", &[]);
+        .error(409, "ALREADY_EXISTS", &[]);
 
     // POST /streams/{code}: 201 on create, 200 on merge (omitted fields kept).
     let created = api.post("streams/s3", &json!({"name": "Three"})).ok(201);
@@ -215,31 +215,31 @@ fn streams_start_from_templates_and_post_to_a_code_creates_or_merges() {
         .ok(200);
     assert_eq!(again["push"], applied["push"]);
     api.post("streams/s4", &json!({"code": "other"}))
-        .error(400, "bad_request", &["code"]);
+        .error(400, "INVALID_CODE", &["code"]);
     // Open-Streamer's endpoint drops unknown fields (its clients send some); ours refuse them.
     api.post("streams/s4", &json!({"bogus": 1})).ok(201);
     api.patch("streams/s4", &json!({"bogus": 1}))
-        .error(400, "bad_request", &["bogus"]);
+        .error(400, "INVALID_BODY", &["bogus"]);
 
     // Template CRUD rules.
     api.post("templates", &json!({"name": "studio"}))
-        .error(409, "conflict", &[]);
+        .error(409, "ALREADY_EXISTS", &[]);
     api.put("templates/cams", &json!({"prefix": "cam-"}))
         .ok(201);
     api.post("templates", &json!({"name": "thief", "prefix": "cam-"}))
-        .error(409, "conflict", &["prefix", "cams"]);
+        .error(409, "PREFIX_OVERLAP", &["prefix", "cams"]);
     api.post("templates", &json!({"name": "bad", "prefix": "no//slash"}))
-        .error(400, "bad_request", &["prefix"]);
+        .error(400, "INVALID_PREFIX", &["prefix"]);
     api.post(
         "templates",
         &json!({"name": "pull", "prefix": "p-", "inputs": [{"url": "rtsp://cam.example/1"}]}),
     )
-    .error(422, "unprocessable", &["prefix"]);
+    .error(422, "INVALID_PREFIX", &["prefix"]);
     api.post(
         "templates",
         &json!({"name": "badpush", "push": [{"url": "http://x/y/z"}]}),
     )
-    .error(400, "bad_request", &["push[0].url"]);
+    .error(400, "VALIDATION_FAILED", &["push[0].url"]);
     let patched = api
         .patch(
             "templates/cams",
@@ -254,7 +254,7 @@ fn streams_start_from_templates_and_post_to_a_code_creates_or_merges() {
     assert_eq!(list["total"], 2);
     api.delete("templates/studio").ok(204);
     api.get("templates/studio")
-        .error(404, "not_found", &["studio"]);
+        .error(404, "NOT_FOUND", &["studio"]);
     // Streams made from it keep what they copied.
     let s1 = api.stream("s1");
     assert_eq!(
@@ -305,7 +305,7 @@ fn config_is_shown_without_secrets_and_the_api_reference_is_served() {
         .set("ingest.runtime_idle", 7)
         .start();
     let anon = Api::new(server.http);
-    anon.get("config").error(401, "unauthorized", &[]);
+    anon.get("config").error(401, "UNAUTHORIZED", &[]);
     let api = anon.with_token(TOKEN);
     let r = api.get("config");
     assert_eq!(r.header("cache-control"), Some("no-store"));
