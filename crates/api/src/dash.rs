@@ -5,7 +5,7 @@ use crate::AppState;
 use crate::live::{media_response, not_found};
 use ::dash::{MpdClient, MpdClock};
 use axum::body::Body;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use control::Output;
 use media::TrackKind;
@@ -13,9 +13,58 @@ use std::time::SystemTime;
 
 const MPD: &str = "application/dash+xml";
 
-/// Whether `file` is one of the DASH names (so the caller can route it here).
+const M3U8: &str = "application/vnd.apple.mpegurl";
+
+/// Whether `file` is one of the DASH names (so the caller can route it here); the segments
+/// and parts are shared with HLS over CMAF.
 pub(crate) fn is_dash_file(file: &str) -> bool {
     file == "index.mpd" || file.ends_with(".m4s") || file.starts_with("init-")
+}
+
+/// Whether `file` is a playlist of HLS over the DASH packager's CMAF segments.
+pub(crate) fn is_cmaf_playlist(file: &str) -> bool {
+    matches!(file, ::dash::MULTIVARIANT | "cmaf-v.m3u8" | "cmaf-a.m3u8")
+}
+
+/// Serves an HLS-over-CMAF playlist of `code`, holding a blocking reload (`_HLS_msn`,
+/// `_HLS_part`) until the playlist has what it asks for.
+pub(crate) async fn serve_hls(
+    state: &AppState,
+    code: &str,
+    file: &str,
+    directives: &[(String, String)],
+) -> Response {
+    let track = match file {
+        "cmaf-v.m3u8" => TrackKind::Video,
+        "cmaf-a.m3u8" => TrackKind::Audio,
+        _ => {
+            return match state.dash.hls_multivariant(code) {
+                Some(text) => media_response(M3U8, "no-cache", Body::from(text)),
+                None => not_found(),
+            };
+        }
+    };
+    let request = match ::dash::HlsRequest::parse(directives) {
+        Ok(r) => r,
+        Err(why) => return plain(StatusCode::BAD_REQUEST, why),
+    };
+    match state.dash.hls_media(code, track, request).await {
+        ::dash::HlsAnswer::Playlist(text) => media_response(M3U8, "no-cache", Body::from(text)),
+        ::dash::HlsAnswer::NotFound => not_found(),
+        ::dash::HlsAnswer::BadRequest(why) => plain(StatusCode::BAD_REQUEST, why),
+        ::dash::HlsAnswer::Timeout => plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the requested segment or part did not come in time",
+        ),
+    }
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response {
+    let mut r = Response::new(Body::from(text));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
 }
 
 fn track(letter: &str) -> Option<TrackKind> {
@@ -34,7 +83,12 @@ fn content_type(track: TrackKind) -> &'static str {
 }
 
 /// Serves a DASH file of `code`; 404 when DASH is off for it, unknown, or expired.
-pub(crate) fn serve(state: &AppState, code: &str, file: &str, headers: &HeaderMap) -> Response {
+pub(crate) async fn serve(
+    state: &AppState,
+    code: &str,
+    file: &str,
+    headers: &HeaderMap,
+) -> Response {
     if !state.control.output_enabled(code, Output::Dash) {
         return not_found();
     }
@@ -64,6 +118,26 @@ pub(crate) fn serve(state: &AppState, code: &str, file: &str, headers: &HeaderMa
         // Init segments never change for a period id, so caches may keep them.
         return match state.dash.init(code, track, period) {
             Some(data) => media_response(content_type(track), "public, max-age=60", data.into()),
+            None => not_found(),
+        };
+    }
+    // A part: `{v,a}-<period>-<segment time>-p<index>.m4s`.
+    if let Some(rest) = file.strip_suffix(".m4s")
+        && let Some((rest, part)) = rest.rsplit_once("-p")
+        && let Some((letter, rest)) = rest.split_once('-')
+        && let Some((period, segment)) = rest.split_once('-')
+        && let (Some(track), Ok(period), Ok(segment), Ok(part)) = (
+            track(letter),
+            period.parse::<u64>(),
+            segment.parse::<u64>(),
+            part.parse::<u32>(),
+        )
+    {
+        return match state.dash.part(code, track, period, segment, part).await {
+            Some(data) => {
+                state.hub.record_sent(code, data.len());
+                media_response(content_type(track), "public, max-age=60", data.into())
+            }
             None => not_found(),
         };
     }

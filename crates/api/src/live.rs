@@ -71,15 +71,23 @@ async fn serve(
     // installed admission caches HTTP decisions, so only a player's first request can wait on
     // a hook.
     let dash = crate::dash::is_dash_file(&file);
+    let cmaf_hls = crate::dash::is_cmaf_playlist(&file);
     let (protocol, output) = if dash {
         ("dash", Output::Dash)
     } else {
         ("hls", Output::Hls)
     };
-    // A switched-off output is absent (404), as before admission, not forbidden.
-    if !state.control.output_enabled(&code, output) {
+    // A switched-off output is absent (404), as before admission, not forbidden. HLS over
+    // CMAF comes from the DASH packager, so it needs both.
+    if !state.control.output_enabled(&code, output)
+        || cmaf_hls && !state.control.output_enabled(&code, Output::Dash)
+    {
         return not_found();
     }
+    // LL-HLS delivery directives change with every reload: kept out of the admission, whose
+    // decisions are cached per query.
+    let (directives, args): (Vec<_>, Vec<_>) =
+        args.into_iter().partition(|(k, _)| k.starts_with("_HLS_"));
     let code = match admit(&state, code, protocol, peer, args).await {
         Ok(code) => code,
         Err(refused) => return refused,
@@ -89,7 +97,16 @@ async fn serve(
         if file.ends_with(".mpd") {
             wait_on_demand(&state, &code, || state.hub.is_live(&code)).await;
         }
-        return crate::dash::serve(&state, &code, &file, request.headers());
+        return crate::dash::serve(&state, &code, &file, request.headers()).await;
+    }
+    if cmaf_hls {
+        if file == ::dash::MULTIVARIANT {
+            wait_on_demand(&state, &code, || {
+                state.dash.hls_multivariant(&code).is_some()
+            })
+            .await;
+        }
+        return crate::dash::serve_hls(&state, &code, &file, &directives).await;
     }
     if !state.control.output_enabled(&code, Output::Hls) {
         return not_found();

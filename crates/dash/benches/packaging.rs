@@ -1,5 +1,7 @@
-//! CPU cost of DASH packaging for one 2.5 Mbit/s 720p30 + 128 kbit/s AAC stream, and the time
-//! from a keyframe's arrival to its segment being listed in the rendered MPD.
+//! CPU cost of CMAF packaging (DASH, and HLS over the same segments in 250 ms LL-HLS parts) for
+//! one 2.5 Mbit/s 720p30 + 128 kbit/s AAC stream; the time from a keyframe's arrival to its
+//! segment being listed in the rendered MPD, and from the frame that closes a part to that
+//! part being listed in a rendered LL-HLS playlist.
 //!
 //! `cargo bench -p ferrocast-dash --bench packaging` (std only, release build). Payload bytes are
 //! synthetic but sized like x264 output at 2.5 Mbit/s (keyframes ~8x a P-frame); packaging
@@ -12,7 +14,7 @@
 extern crate ferrocast_dash as dash;
 
 use bytes::Bytes;
-use dash::{Manifest, MpdTiming, Output, Segmenter};
+use dash::{HlsRequest, HlsTiming, Manifest, MpdTiming, Output, Segmenter};
 use hub::Event;
 use media::{AacConfig, AudioCodec, AvcConfig, Frame, MediaInfo, TrackKind, VideoCodec};
 use std::sync::Arc;
@@ -69,10 +71,17 @@ fn main() {
         min_buffer_time: Duration::from_secs(2),
     };
 
+    let hls = HlsTiming {
+        segment_duration: Duration::from_secs(2),
+        part_duration: Some(Duration::from_millis(250)),
+    };
     for round in 0..3 {
-        let mut seg = Segmenter::new(Duration::from_secs(2), 32 << 20, 1);
+        let mut seg = Segmenter::new(Duration::from_secs(2), 32 << 20, 1)
+            .with_parts(Duration::from_millis(250));
         let mut manifest = Manifest::new(6, 3);
         let mut latencies = Vec::new();
+        let mut part_latencies = Vec::new();
+        let mut playlists = 0usize;
         let mut bytes = 0usize;
         let mut rendered = 0usize;
         let start = Instant::now();
@@ -81,6 +90,7 @@ fn main() {
             for o in out {
                 match o {
                     Output::Period(p) => manifest.start_period(p, 0),
+                    Output::Part(p) => manifest.push_part(p, 1_000),
                     Output::Segment(s) => {
                         bytes += s.data.len();
                         manifest.push(s, 1_000);
@@ -106,26 +116,42 @@ fn main() {
             let is_key = f.keyframe && f.track == TrackKind::Video;
             let t0 = Instant::now();
             let out = seg.push(Event::Frame(f.clone()));
+            let video_part = out
+                .iter()
+                .any(|o| matches!(o, Output::Part(p) if p.track == TrackKind::Video));
             let listed = apply(out, &mut manifest);
             if is_key && listed {
                 latencies.push(t0.elapsed());
             }
+            if video_part {
+                // What a held blocking reload does once the part is in: render the playlist.
+                let text = manifest.hls_media(TrackKind::Video, &hls, &HlsRequest::default());
+                playlists += text.map_or(0, |t| t.len());
+                part_latencies.push(t0.elapsed());
+            }
         }
         let cpu = start.elapsed();
         latencies.sort();
-        let pct = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+        part_latencies.sort();
+        let pct = |v: &[Duration], q: f64| v[((v.len() - 1) as f64 * q) as usize];
         println!(
             "round {round}: {secs} s of 2.5 Mbit/s 720p30 + AAC packaged in {:.1} ms \
-             = {:.3}% of one core; {} MB of segments, {} KB of MPD renders; \
-             keyframe -> listed in MPD: median {:?}, p99 {:?}, max {:?} ({} cuts)",
+             = {:.3}% of one core; {} MB of segments, {} KB of MPD and {} KB of playlist renders; \
+             keyframe -> listed in MPD: median {:?}, p99 {:?}, max {:?} ({} cuts); \
+             part closed -> listed in LL-HLS playlist: median {:?}, p99 {:?}, max {:?} ({} parts)",
             cpu.as_secs_f64() * 1000.0,
             cpu.as_secs_f64() / secs as f64 * 100.0,
             bytes >> 20,
             rendered >> 10,
-            pct(0.5),
-            pct(0.99),
+            playlists >> 10,
+            pct(&latencies, 0.5),
+            pct(&latencies, 0.99),
             latencies[latencies.len() - 1],
-            latencies.len()
+            latencies.len(),
+            pct(&part_latencies, 0.5),
+            pct(&part_latencies, 0.99),
+            part_latencies[part_latencies.len() - 1],
+            part_latencies.len()
         );
     }
 }

@@ -8,7 +8,11 @@
 //! URLs, relative to the MPD: `init-v-<period>.mp4`, `init-a-<period>.mp4`,
 //! `v-<period>-<time>.m4s`, `a-<period>-<time>.m4s` (`<time>` is the segment's `tfdt`, the
 //! `$Time$` of the `SegmentTemplate`; DASH-IF IOP 4.4.2 recommends `$Time$` with a timeline).
+//!
+//! The same segments are served as HLS with fMP4 (CMAF), Low-Latency HLS when segments are
+//! published in parts: see the `hls` module. One packaging per stream serves both.
 
+mod hls;
 mod mpd;
 mod segmenter;
 mod service;
@@ -16,12 +20,13 @@ mod service;
 #[cfg(test)]
 mod tests;
 
+pub use hls::{HlsRequest, HlsTiming, MULTIVARIANT};
 pub use mpd::{Manifest, MpdClient, MpdClock, MpdTiming, UTC_TIMING_PATH, finish_mpd, iso8601};
 pub use segmenter::{
-    AUDIO_TRACK_ID, MediaSegment, Output, PeriodInfo, Segmenter, TrackDesc, VIDEO_TIMESCALE,
-    VIDEO_TRACK_ID,
+    AUDIO_TRACK_ID, MediaPart, MediaSegment, Output, PeriodInfo, Segmenter, TrackDesc,
+    VIDEO_TIMESCALE, VIDEO_TRACK_ID,
 };
-pub use service::{DashService, DashStreamStats, EnabledFn};
+pub use service::{DashService, DashStreamStats, EnabledFn, HlsAnswer};
 
 use std::time::Duration;
 
@@ -50,6 +55,9 @@ pub struct DashConfig {
     pub suggested_presentation_delay: Duration,
     /// MPD `minBufferTime`.
     pub min_buffer_time: Duration,
+    /// Segments are also published in parts of about this long while they are written, for
+    /// Low-Latency HLS (`None`: whole segments only).
+    pub part_duration: Option<Duration>,
 }
 
 impl Default for DashConfig {
@@ -63,6 +71,7 @@ impl Default for DashConfig {
             minimum_update_period: Duration::from_secs(2),
             suggested_presentation_delay: Duration::from_secs(6),
             min_buffer_time: Duration::from_secs(2),
+            part_duration: Some(Duration::from_millis(250)),
         }
     }
 }

@@ -101,18 +101,34 @@ pub struct MpdTiming {
 }
 
 #[derive(Debug)]
-struct Stored {
-    period: u64,
-    time: u64,
-    duration: u64,
-    data: Bytes,
+pub(crate) struct Stored {
+    pub(crate) period: u64,
+    pub(crate) time: u64,
+    pub(crate) duration: u64,
+    pub(crate) data: Bytes,
 }
 
+/// A part of a recent or open segment (LL-HLS).
 #[derive(Debug)]
-struct Period {
-    info: Arc<PeriodInfo>,
+pub(crate) struct StoredPart {
+    pub(crate) period: u64,
+    /// `time` of its segment.
+    pub(crate) segment: u64,
+    pub(crate) index: u32,
+    pub(crate) duration: u64,
+    pub(crate) independent: bool,
+    pub(crate) data: Bytes,
+}
+
+/// Finished segments per track whose parts stay listed and fetchable (RFC 8216bis 4.4.4.9:
+/// parts older than three target durations are removed from the playlist).
+const PART_SEGMENTS_KEPT: usize = 3;
+
+#[derive(Debug)]
+pub(crate) struct Period {
+    pub(crate) info: Arc<PeriodInfo>,
     /// Highest observed bit rate per track (video, audio), for `@bandwidth`.
-    bandwidth: [u64; 2],
+    pub(crate) bandwidth: [u64; 2],
 }
 
 /// Sliding-window live manifest plus a few expired segments still fetchable.
@@ -120,17 +136,23 @@ struct Period {
 pub struct Manifest {
     window: usize,
     keep_expired: usize,
-    periods: VecDeque<Period>,
+    pub(crate) periods: VecDeque<Period>,
     /// Per track (video, audio), oldest first; the last `window` are listed.
-    segments: [VecDeque<Stored>; 2],
+    pub(crate) segments: [VecDeque<Stored>; 2],
+    /// Media sequence number of `segments[t][0]`.
+    pub(crate) first_seq: [u64; 2],
+    /// Discontinuity sequence of `segments[t][0]` (period changes dropped before it).
+    pub(crate) first_disc: [u64; 2],
+    /// Parts of the open segment and of the last few finished ones, per track, in order.
+    pub(crate) parts: [VecDeque<StoredPart>; 2],
     /// Wall clock (Unix ms) of media time 0; fixed by the first segment.
-    availability_start_ms: Option<i64>,
+    pub(crate) availability_start_ms: Option<i64>,
     /// Wall clock of the last change.
     publish_ms: i64,
-    ended: bool,
+    pub(crate) ended: bool,
 }
 
-fn index(t: TrackKind) -> usize {
+pub(crate) fn index(t: TrackKind) -> usize {
     match t {
         TrackKind::Video => 0,
         TrackKind::Audio => 1,
@@ -153,13 +175,13 @@ fn xs_duration(d: Duration) -> String {
 }
 
 /// Track ticks to microseconds.
-fn ticks_us(ticks: u64, timescale: u32) -> u64 {
+pub(crate) fn ticks_us(ticks: u64, timescale: u32) -> u64 {
     let us = u128::from(ticks) * 1_000_000 / u128::from(timescale.max(1));
     u64::try_from(us).unwrap_or(u64::MAX)
 }
 
 /// `frameRate` as DASH wants it: an integer or `N/1001`.
-fn frame_rate(fps: f64) -> String {
+pub(crate) fn frame_rate(fps: f64) -> String {
     let ntsc = fps * 1001.0;
     if (fps - fps.round()).abs() < 0.001 {
         format!("{}", fps.round() as u64)
@@ -212,6 +234,9 @@ impl Manifest {
             keep_expired,
             periods: VecDeque::new(),
             segments: [VecDeque::new(), VecDeque::new()],
+            first_seq: [0; 2],
+            first_disc: [0; 2],
+            parts: [VecDeque::new(), VecDeque::new()],
             availability_start_ms: None,
             publish_ms: 0,
             ended: false,
@@ -259,7 +284,27 @@ impl Manifest {
             data: seg.data,
         });
         while list.len() > self.window + self.keep_expired {
-            list.pop_front();
+            if let Some(gone) = list.pop_front() {
+                self.first_seq[ti] += 1;
+                if list.front().is_some_and(|next| next.period != gone.period) {
+                    self.first_disc[ti] += 1;
+                }
+            }
+        }
+        // Parts of segments older than the last few finished ones go.
+        let keep_from = list
+            .iter()
+            .rev()
+            .nth(PART_SEGMENTS_KEPT - 1)
+            .map(|s| (s.period, s.time));
+        if let Some((period, time)) = keep_from {
+            let parts = &mut self.parts[ti];
+            while parts
+                .front()
+                .is_some_and(|p| (p.period, p.segment) < (period, time))
+            {
+                parts.pop_front();
+            }
         }
         // Forget periods no stored segment refers to any more (never the newest).
         while self.periods.len() > 1 {
@@ -269,6 +314,27 @@ impl Manifest {
             }
             self.periods.pop_front();
         }
+    }
+
+    /// Adds a part of a segment still being written.
+    pub fn push_part(&mut self, part: crate::MediaPart, now_ms: i64) {
+        self.publish_ms = now_ms;
+        self.parts[index(part.track)].push_back(StoredPart {
+            period: part.period,
+            segment: part.segment,
+            index: part.index,
+            duration: part.duration,
+            independent: part.independent,
+            data: part.data,
+        });
+    }
+
+    /// A part of a recent or open segment.
+    pub fn part(&self, track: TrackKind, period: u64, segment: u64, part: u32) -> Option<Bytes> {
+        self.parts[index(track)]
+            .iter()
+            .find(|p| p.period == period && p.segment == segment && p.index == part)
+            .map(|p| p.data.clone())
     }
 
     /// Marks the presentation finished: `mediaPresentationDuration`, no more updates.
@@ -296,7 +362,13 @@ impl Manifest {
 
     /// Bytes of segment data held.
     pub fn bytes(&self) -> usize {
-        self.segments.iter().flatten().map(|s| s.data.len()).sum()
+        let parts: usize = self.parts.iter().flatten().map(|p| p.data.len()).sum();
+        self.segments
+            .iter()
+            .flatten()
+            .map(|s| s.data.len())
+            .sum::<usize>()
+            + parts
     }
 
     /// The init segment of `track` in `period`.
@@ -317,12 +389,12 @@ impl Manifest {
             .map(|s| s.data.clone())
     }
 
-    fn listed(&self, ti: usize) -> impl Iterator<Item = &Stored> {
+    pub(crate) fn listed(&self, ti: usize) -> impl Iterator<Item = &Stored> {
         let list = &self.segments[ti];
         list.iter().skip(list.len().saturating_sub(self.window))
     }
 
-    fn timescale(&self, ti: usize, period: u64) -> u32 {
+    pub(crate) fn timescale(&self, ti: usize, period: u64) -> u32 {
         self.periods
             .iter()
             .find(|p| p.info.id == period)

@@ -77,13 +77,45 @@ pub struct MediaSegment {
     pub data: Bytes,
 }
 
+/// One part of a segment still being written: a CMAF chunk, an LL-HLS `EXT-X-PART`.
+#[derive(Clone, Debug)]
+pub struct MediaPart {
+    /// Which adaptation set.
+    pub track: TrackKind,
+    /// [`PeriodInfo::id`] of its period.
+    pub period: u64,
+    /// `time` of the segment it belongs to (its first part's).
+    pub segment: u64,
+    /// Its place in the segment, from 0.
+    pub index: u32,
+    /// `tfdt`, track timescale.
+    pub time: u64,
+    /// Sum of its sample durations, track timescale.
+    pub duration: u64,
+    /// Starts with a sync sample (a video keyframe; every audio part).
+    pub independent: bool,
+    /// `moof`+`mdat`.
+    pub data: Bytes,
+}
+
 /// What the segmenter produced for one input event.
 #[derive(Clone, Debug)]
 pub enum Output {
     /// A new period starts; its segments follow.
     Period(Arc<PeriodInfo>),
+    /// A part of the open segment of a track (only with [`Segmenter::with_parts`]); the
+    /// finished segment, made of its parts, follows as a [`Output::Segment`].
+    Part(MediaPart),
     /// A finished segment.
     Segment(MediaSegment),
+}
+
+/// One encoded `moof`+`mdat`.
+struct Fragment {
+    data: Bytes,
+    time: u64,
+    duration: u64,
+    independent: bool,
 }
 
 #[derive(Debug)]
@@ -99,14 +131,32 @@ struct Pending {
 struct TrackBuf {
     samples: Vec<Pending>,
     bytes: usize,
-    /// mfhd sequence number of the next segment.
+    /// mfhd sequence number of the last fragment.
     seq: u32,
+    /// `samples[part_from..]` are in no fragment yet.
+    part_from: usize,
+    /// The open segment's fragments so far.
+    fragments: Vec<Bytes>,
+    fragments_duration: u64,
+}
+
+impl TrackBuf {
+    /// Empties the open segment (the fragment sequence number goes on).
+    fn clear(&mut self) {
+        self.samples.clear();
+        self.bytes = 0;
+        self.part_from = 0;
+        self.fragments.clear();
+        self.fragments_duration = 0;
+    }
 }
 
 /// Cuts a stream into per-track fMP4 segments. See the module docs.
 #[derive(Debug)]
 pub struct Segmenter {
     target: i64,
+    /// Part duration (90 kHz); 0 = whole segments only.
+    part_target: i64,
     max_bytes: usize,
     next_period: u64,
     info: Option<Arc<MediaInfo>>,
@@ -159,6 +209,7 @@ impl Segmenter {
     pub fn new(segment_duration: Duration, max_segment_bytes: usize, first_period: u64) -> Self {
         Segmenter {
             target: i64::try_from(segment_duration.as_micros() * 9 / 100).unwrap_or(i64::MAX),
+            part_target: 0,
             max_bytes: max_segment_bytes.max(1024),
             next_period: first_period,
             info: None,
@@ -180,6 +231,13 @@ impl Segmenter {
             audio_rebased: false,
             encode_errors: 0,
         }
+    }
+
+    /// Also publishes each segment in parts of about `part` while it is written (low-latency
+    /// HLS and DASH). A part ends at the first frame past `part`, so it is never shorter.
+    pub fn with_parts(mut self, part: Duration) -> Self {
+        self.part_target = i64::try_from(part.as_micros() * 9 / 100).unwrap_or(0);
+        self
     }
 
     /// Segments that failed to encode (counted, never fatal).
@@ -349,6 +407,18 @@ impl Segmenter {
                 if self.video_start.is_none() {
                     self.video_start = Some(dts);
                     self.mark_period_start(dts);
+                } else if self.part_target > 0
+                    && self
+                        .video
+                        .samples
+                        .get(self.video.part_from)
+                        .is_some_and(|first| {
+                            // Cut before the part would outgrow the target: a part may not be
+                            // longer than the playlist's PART-TARGET.
+                            dts - first.dts + self.frame_duration[0].max(1) > self.part_target
+                        })
+                {
+                    self.cut_part(TrackKind::Video, dts, out);
                 }
                 self.video.bytes += frame.payload.len();
                 self.video.samples.push(Pending {
@@ -400,6 +470,17 @@ impl Segmenter {
                         self.mark_period_start(dts);
                     }
                 }
+                if self.part_target > 0 {
+                    let part = rescale(self.part_target, timescale);
+                    if self
+                        .audio
+                        .samples
+                        .get(self.audio.part_from)
+                        .is_some_and(|first| adts - first.dts + spf > part)
+                    {
+                        self.cut_part(TrackKind::Audio, adts, out);
+                    }
+                }
                 self.audio.bytes += frame.payload.len();
                 self.audio.samples.push(Pending {
                     dts: adts,
@@ -439,17 +520,13 @@ impl Segmenter {
     /// Closes the open video segment, its last sample ending at `end` (output 90 kHz).
     fn close_video(&mut self, end: i64, out: &mut Vec<Output>) {
         self.video_start = None;
-        let samples = std::mem::take(&mut self.video.samples);
-        self.video.bytes = 0;
-        self.emit(TrackKind::Video, samples, end, out);
+        self.finish_segment(TrackKind::Video, end, out);
     }
 
     fn close_audio(&mut self, out: &mut Vec<Output>) {
         self.audio_start = None;
-        let samples = std::mem::take(&mut self.audio.samples);
-        self.audio.bytes = 0;
-        let end = samples.last().map_or(0, |s| s.dts + 1024);
-        self.emit(TrackKind::Audio, samples, end, out);
+        let end = self.audio.samples.last().map_or(0, |s| s.dts + 1024);
+        self.finish_segment(TrackKind::Audio, end, out);
     }
 
     fn close_all(&mut self, out: &mut Vec<Output>) {
@@ -463,16 +540,21 @@ impl Segmenter {
         self.audio_cut = None;
     }
 
-    fn emit(&mut self, track: TrackKind, samples: Vec<Pending>, end: i64, out: &mut Vec<Output>) {
-        let Some(first) = samples.first() else {
-            return;
-        };
-        let Some(period) = self.period.as_ref().map(|p| p.id) else {
-            return;
-        };
-        let base = first.dts;
-        let ends = samples.iter().skip(1).map(|s| s.dts).chain([end]);
-        let fmp4_samples: Vec<Sample> = samples
+    fn buf(&mut self, track: TrackKind) -> (&mut TrackBuf, u32) {
+        match track {
+            TrackKind::Video => (&mut self.video, VIDEO_TRACK_ID),
+            TrackKind::Audio => (&mut self.audio, AUDIO_TRACK_ID),
+        }
+    }
+
+    /// Encodes the samples of `track`'s open segment not in a fragment yet as one `moof` +
+    /// `mdat`, its last sample ending at `end` (track timescale).
+    fn fragment(&mut self, track: TrackKind, end: i64) -> Option<Fragment> {
+        let (buf, track_id) = self.buf(track);
+        let pending = &buf.samples[buf.part_from.min(buf.samples.len())..];
+        let first = pending.first()?;
+        let ends = pending.iter().skip(1).map(|s| s.dts).chain([end]);
+        let samples: Vec<Sample> = pending
             .iter()
             .zip(ends)
             .map(|(s, next)| Sample {
@@ -482,30 +564,95 @@ impl Segmenter {
                 data: s.data.clone(),
             })
             .collect();
-        let duration: u64 = fmp4_samples.iter().map(|s| u64::from(s.duration)).sum();
-        let (buf, track_id) = match track {
-            TrackKind::Video => (&mut self.video, VIDEO_TRACK_ID),
-            TrackKind::Audio => (&mut self.audio, AUDIO_TRACK_ID),
-        };
+        let duration: u64 = samples.iter().map(|s| u64::from(s.duration)).sum();
+        let time = u64::try_from(first.dts).unwrap_or(0);
+        let independent = first.sync;
+        buf.part_from = buf.samples.len();
         buf.seq = buf.seq.wrapping_add(1);
-        let time = u64::try_from(base).unwrap_or(0);
-        match fmp4::media_segment(track_id, buf.seq, time, &fmp4_samples) {
+        match fmp4::media_fragment(track_id, buf.seq, time, &samples) {
             Ok(data) => {
-                self.announce_period(out);
-                out.push(Output::Segment(MediaSegment {
-                    track,
-                    period,
+                buf.fragments.push(data.clone());
+                buf.fragments_duration += duration;
+                Some(Fragment {
+                    data,
                     time,
                     duration,
-                    samples: fmp4_samples.len(),
-                    data,
-                }));
+                    independent,
+                })
             }
             Err(e) => {
-                // Counted and visible; one bad segment must not end the stream.
+                // Counted and visible; one bad fragment must not end the stream.
                 self.encode_errors += 1;
-                tracing::debug!(error = %e, "dash: segment not written");
+                tracing::debug!(error = %e, "dash: fragment not written");
+                None
             }
         }
+    }
+
+    /// Publishes what `track` gathered since its last part as a part (LL-HLS `EXT-X-PART`,
+    /// a CMAF chunk), the last sample ending at `end` (track timescale).
+    fn cut_part(&mut self, track: TrackKind, end: i64, out: &mut Vec<Output>) {
+        let Some(period) = self.period.as_ref().map(|p| p.id) else {
+            return;
+        };
+        let (buf, _) = self.buf(track);
+        let Some(segment) = buf
+            .samples
+            .first()
+            .map(|s| u64::try_from(s.dts).unwrap_or(0))
+        else {
+            return;
+        };
+        let index = u32::try_from(buf.fragments.len()).unwrap_or(u32::MAX);
+        if let Some(f) = self.fragment(track, end) {
+            self.announce_period(out);
+            out.push(Output::Part(MediaPart {
+                track,
+                period,
+                segment,
+                index,
+                time: f.time,
+                duration: f.duration,
+                independent: f.independent,
+                data: f.data,
+            }));
+        }
+    }
+
+    /// Closes `track`'s open segment, its last sample ending at `end` (track timescale): the
+    /// last part, then the whole segment made of every part.
+    fn finish_segment(&mut self, track: TrackKind, end: i64, out: &mut Vec<Output>) {
+        let period = self.period.as_ref().map(|p| p.id);
+        let parts = self.part_target > 0;
+        let (buf, _) = self.buf(track);
+        let Some(first) = buf.samples.first().map(|s| s.dts) else {
+            buf.clear();
+            return;
+        };
+        let count = buf.samples.len();
+        if parts {
+            self.cut_part(track, end, out);
+        } else {
+            self.fragment(track, end);
+        }
+        let (buf, _) = self.buf(track);
+        let fragments = std::mem::take(&mut buf.fragments);
+        let duration = buf.fragments_duration;
+        buf.clear();
+        let Some(period) = period else {
+            return;
+        };
+        if fragments.is_empty() {
+            return;
+        }
+        self.announce_period(out);
+        out.push(Output::Segment(MediaSegment {
+            track,
+            period,
+            time: u64::try_from(first).unwrap_or(0),
+            duration,
+            samples: count,
+            data: fmp4::segment_of(&fragments),
+        }));
     }
 }

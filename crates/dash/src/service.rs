@@ -1,6 +1,7 @@
 //! Tokio driver: one segmenter task per published stream, and the store HTTP reads from.
 //! Mirrors `hls::HlsService` (same lifecycle: live, gone for `end_grace`, ended for `linger`).
 
+use crate::hls::{HlsRequest, HlsTiming};
 use crate::mpd::{Manifest, MpdClient, MpdClock, MpdTiming, finish_mpd};
 use crate::segmenter::{Output, Segmenter};
 use crate::{DashConfig, EXPIRED_SEGMENTS_KEPT};
@@ -31,6 +32,21 @@ struct Entry {
     /// MPD bodies (generic, GStreamer), rendered once per change: requests outnumber segment
     /// updates by far. The clock is added per request.
     rendered: Option<[String; 2]>,
+    /// Bumped at every change; blocking playlist reloads and part requests wait on it.
+    changed: tokio::sync::watch::Sender<()>,
+}
+
+/// How an LL-HLS media playlist request is answered.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HlsAnswer {
+    /// The playlist.
+    Playlist(String),
+    /// No such stream or track (404).
+    NotFound,
+    /// A malformed directive or one too far ahead (400).
+    BadRequest(&'static str),
+    /// What was asked did not come within three target durations (503).
+    Timeout,
 }
 
 struct Inner {
@@ -119,6 +135,126 @@ impl DashService {
         Some(finish_mpd(body, clock))
     }
 
+    fn timing(&self) -> HlsTiming {
+        HlsTiming {
+            segment_duration: self.inner.config.segment_duration,
+            part_duration: self.inner.config.part_duration,
+        }
+    }
+
+    /// Waits until `ready` holds for `code`'s manifest, or `deadline`; `None` when the stream
+    /// is unknown, else whether it became ready.
+    async fn wait_for(
+        &self,
+        code: &str,
+        deadline: tokio::time::Instant,
+        ready: impl Fn(&Manifest) -> bool,
+    ) -> Option<bool> {
+        loop {
+            let mut changed = {
+                let store = lock(&self.inner.store);
+                let entry = store.get(code)?;
+                if ready(&entry.manifest) {
+                    return Some(true);
+                }
+                entry.changed.subscribe()
+            };
+            match tokio::time::timeout_at(deadline, changed.changed()).await {
+                Err(_) => return Some(false),
+                // Changed, or the entry was replaced (its sender dropped): look again.
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        }
+    }
+
+    /// The CMAF HLS multivariant playlist of `code`; `None` if unknown or no segment yet.
+    pub fn hls_multivariant(&self, code: &str) -> Option<String> {
+        lock(&self.inner.store)
+            .get(code)?
+            .manifest
+            .hls_multivariant()
+    }
+
+    /// The CMAF HLS media playlist of `track`, once it satisfies `request`'s blocking
+    /// directives (held for at most three target durations, RFC 8216bis 6.2.5.2).
+    pub async fn hls_media(&self, code: &str, track: TrackKind, request: HlsRequest) -> HlsAnswer {
+        let timing = self.timing();
+        if request.msn.is_some() {
+            let too_far = match lock(&self.inner.store).get(code) {
+                None => return HlsAnswer::NotFound,
+                Some(e) => e.manifest.hls_too_far(track, &request),
+            };
+            if too_far {
+                return HlsAnswer::BadRequest("_HLS_msn is more than one segment ahead");
+            }
+            let hold = timing
+                .segment_duration
+                .max(std::time::Duration::from_secs(1))
+                * 3;
+            let deadline = tokio::time::Instant::now() + hold;
+            match self
+                .wait_for(code, deadline, |m| m.hls_ready(track, &request))
+                .await
+            {
+                None => return HlsAnswer::NotFound,
+                Some(false) => return HlsAnswer::Timeout,
+                Some(true) => {}
+            }
+        }
+        let store = lock(&self.inner.store);
+        match store
+            .get(code)
+            .and_then(|e| e.manifest.hls_media(track, &timing, &request))
+        {
+            Some(text) => HlsAnswer::Playlist(text),
+            None => HlsAnswer::NotFound,
+        }
+    }
+
+    /// A part of a recent or open segment; a request for the part being written (the one a
+    /// playlist's `EXT-X-PRELOAD-HINT` names) is held until it is complete.
+    pub async fn part(
+        &self,
+        code: &str,
+        track: TrackKind,
+        period: u64,
+        segment: u64,
+        part: u32,
+    ) -> Option<Bytes> {
+        let hold = self
+            .inner
+            .config
+            .part_duration
+            .unwrap_or_default()
+            .max(std::time::Duration::from_millis(500))
+            * 6;
+        let deadline = tokio::time::Instant::now() + hold;
+        let found = |m: &Manifest| m.part(track, period, segment, part).is_some();
+        let pending = |m: &Manifest| m.hls_part_pending(track, period, segment, part);
+        let wait = {
+            let store = lock(&self.inner.store);
+            let m = &store.get(code)?.manifest;
+            if let Some(data) = m.part(track, period, segment, part) {
+                return Some(data);
+            }
+            pending(m)
+        };
+        if !wait {
+            return None;
+        }
+        if self
+            .wait_for(code, deadline, |m| found(m) || !pending(m))
+            .await?
+        {
+            return lock(&self.inner.store)
+                .get(code)?
+                .manifest
+                .part(track, period, segment, part);
+        }
+        None
+    }
+
     /// The init segment of `track` in period `period` of `code`.
     pub fn init(&self, code: &str, track: TrackKind, period: u64) -> Option<Bytes> {
         lock(&self.inner.store)
@@ -167,6 +303,7 @@ impl Inner {
         Entry {
             manifest: Manifest::new(self.config.window, EXPIRED_SEGMENTS_KEPT),
             rendered: None,
+            changed: tokio::sync::watch::Sender::new(()),
         }
     }
 
@@ -187,9 +324,13 @@ impl Inner {
         let entry = store
             .entry(code.to_owned())
             .or_insert_with(|| self.new_entry());
+        // Parts change the HLS playlists (rendered per request) but not the MPD.
+        let mut mpd_changed = false;
         for output in outputs {
+            mpd_changed |= !matches!(output, Output::Part(_));
             match output {
                 Output::Period(info) => entry.manifest.start_period(info, now),
+                Output::Part(part) => entry.manifest.push_part(part, now),
                 Output::Segment(seg) => {
                     tracing::debug!(
                         stream = code,
@@ -202,7 +343,10 @@ impl Inner {
                 }
             }
         }
-        entry.rendered = self.render(&entry.manifest);
+        if mpd_changed {
+            entry.rendered = self.render(&entry.manifest);
+        }
+        entry.changed.send_replace(());
     }
 
     fn render(&self, manifest: &Manifest) -> Option<[String; 2]> {
@@ -217,6 +361,7 @@ impl Inner {
         if let Some(entry) = lock(&self.store).get_mut(code) {
             entry.manifest.end(now_ms());
             entry.rendered = self.render(&entry.manifest);
+            entry.changed.send_replace(());
         }
     }
 
@@ -239,6 +384,9 @@ async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
         config.max_segment_bytes,
         first_period,
     );
+    if let Some(part) = config.part_duration {
+        segmenter = segmenter.with_parts(part);
+    }
     let mut life = Lifecycle::new(inner.has_publisher(code), config.end_grace, config.linger);
     let mut finished = false;
     tracing::debug!(stream = code, "dash: stream task started");

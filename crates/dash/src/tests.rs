@@ -286,6 +286,7 @@ fn feed(m: &mut Manifest, out: Vec<Output>, now_ms: i64) {
     for o in out {
         match o {
             Output::Period(p) => m.start_period(p, now_ms),
+            Output::Part(p) => m.push_part(p, now_ms),
             Output::Segment(s) => m.push(s, now_ms),
         }
     }
@@ -725,4 +726,226 @@ fn gstreamer_dashdemux_joins_the_live_window_at_a_listed_segment() {
         generic.lines().count() + 2,
         "{generic}\n{gst}"
     );
+}
+
+fn parts(out: &[Output], track: TrackKind) -> Vec<MediaPart> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Part(p) if p.track == track => Some(p.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Frames of `secs` seconds (GOP of 2 s) through a segmenter publishing 500 ms parts.
+fn with_parts(secs: i64) -> Vec<Output> {
+    let mut seg =
+        Segmenter::new(Duration::from_secs(2), 1 << 20, 1).with_parts(Duration::from_millis(500));
+    let mut out = seg.push(tracks(1));
+    run(interleaved(secs, 50, 0), &mut seg, &mut out);
+    out.extend(seg.flush());
+    out
+}
+
+#[test]
+fn parts_make_up_their_segment_and_stay_within_the_part_target() {
+    let out = with_parts(7);
+    for (track, limit) in [(TrackKind::Video, 45_000), (TrackKind::Audio, 24_000)] {
+        let segs = segments(&out, track);
+        let parts = parts(&out, track);
+        assert!(segs.len() >= 3, "{track:?}: {} segments", segs.len());
+        for s in &segs {
+            let mine: Vec<_> = parts
+                .iter()
+                .filter(|p| p.period == s.period && p.segment == s.time)
+                .collect();
+            assert!(
+                mine.len() >= 2,
+                "{track:?} segment at {}: {} parts",
+                s.time,
+                mine.len()
+            );
+            for (i, p) in mine.iter().enumerate() {
+                assert_eq!(p.index as usize, i, "parts in order");
+                assert!(
+                    p.duration <= limit,
+                    "{track:?} part of {} ticks",
+                    p.duration
+                );
+            }
+            assert!(
+                mine[0].independent,
+                "a segment starts with an independent part"
+            );
+            assert_eq!(mine[0].time, s.time);
+            assert_eq!(mine.iter().map(|p| p.duration).sum::<u64>(), s.duration);
+            // The segment is its parts behind one styp, byte for byte.
+            let styp = fmp4::styp();
+            assert_eq!(&s.data[..styp.len()], &styp[..]);
+            let joined: Vec<u8> = mine.iter().flat_map(|p| p.data.to_vec()).collect();
+            assert_eq!(&s.data[styp.len()..], &joined[..]);
+        }
+    }
+    // A part never precedes the period it belongs to.
+    let first_period = out.iter().position(|o| matches!(o, Output::Period(_)));
+    let first_part = out.iter().position(|o| matches!(o, Output::Part(_)));
+    assert!(first_period < first_part);
+}
+
+fn manifest_of(out: Vec<Output>, window: usize) -> Manifest {
+    let mut m = Manifest::new(window, EXPIRED_SEGMENTS_KEPT);
+    feed(&mut m, out, 1_000_000);
+    m
+}
+
+const LL: HlsTiming = HlsTiming {
+    segment_duration: Duration::from_secs(2),
+    part_duration: Some(Duration::from_millis(500)),
+};
+
+#[test]
+fn ll_hls_playlists_list_parts_hint_the_next_and_answer_blocking_reloads() {
+    // 7 s: three finished segments and the open one's parts (flush not called).
+    let mut seg =
+        Segmenter::new(Duration::from_secs(2), 1 << 20, 1).with_parts(Duration::from_millis(500));
+    let mut out = seg.push(tracks(1));
+    run(interleaved(7, 50, 0), &mut seg, &mut out);
+    let m = manifest_of(out, 6);
+
+    let master = m.hls_multivariant().unwrap();
+    assert!(
+        master.contains("#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\""),
+        "{master}"
+    );
+    assert!(master.contains("URI=\"cmaf-a.m3u8\""), "{master}");
+    assert!(master.contains("RESOLUTION=320x240"), "{master}");
+    assert!(
+        master.contains("CODECS=\"avc1.42c00d,mp4a.40.2\"") || master.contains(",mp4a.40.2\""),
+        "{master}"
+    );
+    assert!(master.contains("AUDIO=\"audio\"\ncmaf-v.m3u8"), "{master}");
+
+    let v = m
+        .hls_media(TrackKind::Video, &LL, &HlsRequest::default())
+        .unwrap();
+    assert!(v.contains("#EXT-X-VERSION:9"), "{v}");
+    assert!(v.contains("#EXT-X-TARGETDURATION:2\n"), "{v}");
+    assert!(
+        v.contains(
+            "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.500,CAN-SKIP-UNTIL=12.000"
+        ),
+        "{v}"
+    );
+    assert!(v.contains("#EXT-X-PART-INF:PART-TARGET=0.500"), "{v}");
+    assert!(v.contains("#EXT-X-MAP:URI=\"init-v-1.mp4\""), "{v}");
+    assert_eq!(v.matches("#EXTINF:").count(), 3, "{v}");
+    assert!(
+        v.contains("#EXT-X-PART:DURATION=0.480,URI=\"v-1-0-p0.m4s\",INDEPENDENT=YES"),
+        "{v}"
+    );
+    // The open segment (from 6 s) lists its parts after the last EXTINF, then the hint.
+    let open = v.split("v-1-360000.m4s\n").nth(1).unwrap();
+    assert!(open.starts_with("#EXT-X-PART:DURATION="), "{v}");
+    assert!(
+        open.contains("URI=\"v-1-540000-p0.m4s\",INDEPENDENT=YES"),
+        "{v}"
+    );
+    assert!(
+        open.trim_end()
+            .ends_with("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"v-1-540000-p2.m4s\""),
+        "{v}"
+    );
+
+    // Blocking reload: msn 3 is the open segment, with parts 0 and 1 so far.
+    let ask = |msn, part| HlsRequest {
+        msn: Some(msn),
+        part,
+        skip: false,
+    };
+    assert!(m.hls_ready(TrackKind::Video, &ask(2, None)));
+    assert!(!m.hls_ready(TrackKind::Video, &ask(3, None)));
+    assert!(m.hls_ready(TrackKind::Video, &ask(3, Some(1))));
+    assert!(!m.hls_ready(TrackKind::Video, &ask(3, Some(2))));
+    assert!(!m.hls_too_far(TrackKind::Video, &ask(4, Some(0))));
+    assert!(m.hls_too_far(TrackKind::Video, &ask(5, None)));
+    // The hinted part may be waited for; one further ahead may not.
+    assert!(m.hls_part_pending(TrackKind::Video, 1, 540_000, 2));
+    assert!(!m.hls_part_pending(TrackKind::Video, 1, 540_000, 3));
+    assert!(m.part(TrackKind::Video, 1, 540_000, 1).is_some());
+    assert!(m.part(TrackKind::Video, 1, 540_000, 2).is_none());
+}
+
+#[test]
+fn ll_hls_delta_updates_skip_what_is_older_than_can_skip_until() {
+    let mut seg =
+        Segmenter::new(Duration::from_secs(1), 1 << 20, 1).with_parts(Duration::from_millis(500));
+    let mut out = seg.push(tracks(1));
+    run(interleaved(20, 25, 0), &mut seg, &mut out);
+    let m = manifest_of(out, 30);
+    let timing = HlsTiming {
+        segment_duration: Duration::from_secs(1),
+        ..LL
+    };
+    let full = m
+        .hls_media(TrackKind::Video, &timing, &HlsRequest::default())
+        .unwrap();
+    let delta = m
+        .hls_media(
+            TrackKind::Video,
+            &timing,
+            &HlsRequest {
+                skip: true,
+                ..HlsRequest::default()
+            },
+        )
+        .unwrap();
+    // CAN-SKIP-UNTIL is 6 target durations: 6 s of 19 s listed stay.
+    let skipped: usize = delta
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-SKIP:SKIPPED-SEGMENTS="))
+        .expect("a skip tag")
+        .parse()
+        .unwrap();
+    assert_eq!(
+        full.matches("#EXTINF:").count(),
+        delta.matches("#EXTINF:").count() + skipped
+    );
+    assert!(delta.matches("#EXTINF:").count() >= 6, "{delta}");
+    // The media sequence still names the first segment, skipped or not.
+    let seq = |t: &str| {
+        t.lines()
+            .find(|l| l.starts_with("#EXT-X-MEDIA-SEQUENCE"))
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(seq(&full), seq(&delta));
+}
+
+#[test]
+fn ll_hls_directives_parse_as_rfc_8216bis_says() {
+    let args = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        HlsRequest::parse(&args(&[("_HLS_msn", "12"), ("_HLS_part", "3"), ("x", "1")])),
+        Ok(HlsRequest {
+            msn: Some(12),
+            part: Some(3),
+            skip: false
+        })
+    );
+    assert!(
+        HlsRequest::parse(&args(&[("_HLS_skip", "v2")]))
+            .unwrap()
+            .skip
+    );
+    assert!(
+        !HlsRequest::parse(&args(&[("_HLS_skip", "NO")]))
+            .unwrap()
+            .skip
+    );
+    assert!(HlsRequest::parse(&args(&[("_HLS_part", "1")])).is_err());
+    assert!(HlsRequest::parse(&args(&[("_HLS_msn", "x")])).is_err());
 }

@@ -643,6 +643,11 @@ pub struct DashConfig {
     /// MPD `minBufferTime`.
     #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub min_buffer_time: Duration,
+    /// Segments are also published in parts of about this long while they are written: the
+    /// parts of Low-Latency HLS over the same CMAF segments (`cmaf.m3u8`); 0 = whole
+    /// segments only.
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
+    pub part_duration: Duration,
 }
 
 impl Default for DashConfig {
@@ -656,6 +661,7 @@ impl Default for DashConfig {
             minimum_update_period: Duration::from_secs(2),
             suggested_presentation_delay: Duration::from_secs(6),
             min_buffer_time: Duration::from_secs(2),
+            part_duration: Duration::from_millis(250),
         }
     }
 }

@@ -243,6 +243,7 @@ async fn run(config: Config) -> Result<()> {
             minimum_update_period: config.dash.minimum_update_period,
             suggested_presentation_delay: config.dash.suggested_presentation_delay,
             min_buffer_time: config.dash.min_buffer_time,
+            part_duration: nonzero(config.dash.part_duration),
             ..dash::DashConfig::default()
         },
     );

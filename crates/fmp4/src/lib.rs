@@ -2,7 +2,8 @@
 //!
 //! [`init_segment`] writes `ftyp` + `moov` (with `mvex`/`trex`, empty sample tables) for an
 //! H.264 or AAC track; [`media_segment`] writes `styp` + `moof` (`mfhd`, `traf` with `tfhd`,
-//! `tfdt`, `trun`) + `mdat`. The box structures are encoded by `mp4-atom`; sample payloads are
+//! `tfdt`, `trun`) + `mdat`, and [`media_fragment`] one `moof` + `mdat` chunk of a segment
+//! that grows in parts (low-latency HLS and DASH), joined by [`segment_of`]. The box structures are encoded by `mp4-atom`; sample payloads are
 //! appended to the `mdat` unchanged (H.264 stays AVCC with the config's NAL length size, AAC
 //! stays raw access units). Nothing here does I/O or reads a clock.
 
@@ -263,6 +264,43 @@ pub fn media_segment(
     base_decode_time: u64,
     samples: &[Sample],
 ) -> Result<Bytes, Fmp4Error> {
+    let fragment = media_fragment(track_id, sequence_number, base_decode_time, samples)?;
+    Ok(segment_of(&[fragment]))
+}
+
+/// The `styp` that opens every media segment.
+pub fn styp() -> Bytes {
+    let styp = Styp {
+        major_brand: b"msdh".into(),
+        minor_version: 0,
+        compatible_brands: vec![b"msdh".into(), b"msix".into()],
+    };
+    let mut head = Vec::with_capacity(32);
+    // A fixed box of four-character codes always encodes.
+    let _ = encode_into(&styp, &mut head);
+    Bytes::from(head)
+}
+
+/// A media segment made of CMAF chunks ([`media_fragment`]s, in order) behind one `styp`.
+pub fn segment_of(fragments: &[Bytes]) -> Bytes {
+    let styp = styp();
+    let len = styp.len() + fragments.iter().map(Bytes::len).sum::<usize>();
+    let mut out = BytesMut::with_capacity(len);
+    out.extend_from_slice(&styp);
+    for f in fragments {
+        out.extend_from_slice(f);
+    }
+    out.freeze()
+}
+
+/// A `moof`+`mdat` fragment (a CMAF chunk, an LL-HLS part) holding `samples` of track
+/// `track_id`, the first decoded at `base_decode_time` (track ticks).
+pub fn media_fragment(
+    track_id: u32,
+    sequence_number: u32,
+    base_decode_time: u64,
+    samples: &[Sample],
+) -> Result<Bytes, Fmp4Error> {
     if samples.is_empty() {
         return Err(Fmp4Error::Empty);
     }
@@ -302,14 +340,6 @@ pub fn media_segment(
             ..Traf::default()
         }],
     };
-    let styp = Styp {
-        major_brand: b"msdh".into(),
-        minor_version: 0,
-        compatible_brands: vec![b"msdh".into(), b"msix".into()],
-    };
-    let mut head = Vec::with_capacity(64 + samples.len() * 16);
-    encode_into(&styp, &mut head)?;
-    let moof_start = head.len();
     // The data offset (moof start to the first mdat payload byte) depends on the moof's own
     // size, which does not depend on the offset's value: encode once to measure.
     let mut probe = Vec::with_capacity(32 + samples.len() * 16);
@@ -318,8 +348,9 @@ pub fn media_segment(
     if let Some(trun) = moof.traf.get_mut(0).and_then(|t| t.trun.get_mut(0)) {
         trun.data_offset = Some(i32::try_from(offset).map_err(|_| Fmp4Error::TooLarge(offset))?);
     }
+    let mut head = Vec::with_capacity(probe.len());
     encode_into(&moof, &mut head)?;
-    debug_assert_eq!(head.len() - moof_start, probe.len());
+    debug_assert_eq!(head.len(), probe.len());
     let mdat_size = payload + 8;
     let mdat_size32 = u32::try_from(mdat_size).map_err(|_| Fmp4Error::TooLarge(mdat_size))?;
     let mut out = BytesMut::with_capacity(head.len() + mdat_size);

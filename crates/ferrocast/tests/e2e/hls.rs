@@ -2,7 +2,8 @@
 
 use crate::gstreamer;
 use crate::support::ffmpeg;
-use crate::support::{Fixture, Playlist, Server};
+use crate::support::proc::run;
+use crate::support::{Fixture, Playlist, Server, wait_until};
 use std::time::Duration;
 
 const SEGMENT_SECS: f64 = 1.0;
@@ -292,5 +293,140 @@ fn gstreamer_hlsdemux_plays_without_continuity_warnings() {
     eprintln!(
         "gstreamer hls: {} video, {} audio buffers in 10 s",
         played.video, played.audio
+    );
+}
+
+/// The body of `url`, or its status when not 200.
+fn get(server: &Server, path: &str) -> Result<String, u16> {
+    let r = server.get(path);
+    if r.status == 200 {
+        Ok(r.text())
+    } else {
+        Err(r.status)
+    }
+}
+
+/// HLS over the DASH packager's CMAF segments: ffmpeg decodes the multivariant playlist
+/// (video plus the audio rendition), a blocking reload waits for the part it names, a
+/// preload-hinted part is served once written, and hls.js in its low-latency mode plays from
+/// parts without a fatal error or a stall.
+#[test]
+fn ll_hls_over_cmaf_plays_in_ffmpeg_and_hls_js_low_latency_mode() {
+    let server = Server::builder().set("dash.part_duration", 0.25).start();
+    let _publisher = server.publish("ll", Fixture::Small);
+    let master = wait_until("the multivariant playlist", Duration::from_secs(30), || {
+        get(&server, "/live/ll/cmaf.m3u8").ok()
+    });
+    assert!(master.contains("#EXT-X-MEDIA:TYPE=AUDIO"), "{master}");
+    assert!(master.contains("RESOLUTION=320x240"), "{master}");
+    let media = get(&server, "/live/ll/cmaf-v.m3u8").expect("the video playlist");
+    assert!(
+        media.contains("#EXT-X-PART-INF:PART-TARGET=0.250"),
+        "{media}"
+    );
+    assert!(media.contains("CAN-BLOCK-RELOAD=YES"), "{media}");
+    let hint = media
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\""))
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("no preload hint:\n{media}"))
+        .to_owned();
+    // The hinted part does not exist yet: its request is held until it does.
+    let part = server.get(&format!("/live/ll/{hint}"));
+    assert_eq!(part.status, 200, "{hint}");
+    assert!(
+        part.body.windows(4).any(|w| w == b"moof"),
+        "a part is a moof + mdat"
+    );
+
+    // Blocking reload of the part after the hinted one.
+    let seq: u64 = media
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    let next = seq + media.matches("#EXTINF:").count() as u64;
+    let reload = get(
+        &server,
+        &format!("/live/ll/cmaf-v.m3u8?_HLS_msn={next}&_HLS_part=0"),
+    )
+    .expect("a blocking reload");
+    // It holds the first part of segment `next`: that segment finished, or is open.
+    let listed_to = reload
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap()
+        + reload.matches("#EXTINF:").count() as u64;
+    assert!(
+        listed_to > next
+            || reload
+                .split("#EXTINF:")
+                .last()
+                .unwrap()
+                .contains("-p0.m4s\""),
+        "{reload}"
+    );
+    assert_eq!(
+        server
+            .get(&format!("/live/ll/cmaf-v.m3u8?_HLS_msn={}", next + 5))
+            .status,
+        400,
+        "too far ahead"
+    );
+    assert_eq!(server.get("/live/ll/cmaf-v.m3u8?_HLS_part=1").status, 400);
+
+    // ffmpeg plays the multivariant playlist: both tracks decode.
+    let out = run(
+        ffmpeg::ffmpeg().args([
+            "-v",
+            "error",
+            "-i",
+            &format!("http://{}/live/ll/cmaf.m3u8", server.http),
+            "-t",
+            "3",
+            "-f",
+            "null",
+            "-",
+        ]),
+        Duration::from_secs(60),
+    );
+    assert!(out.success(), "ffmpeg on cmaf.m3u8: {}", out.stderr);
+
+    if !crate::dash::browser_ready() {
+        return;
+    }
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/browser/hlslatency.mjs");
+    let run = run(
+        std::process::Command::new("node")
+            .arg(script)
+            .arg(format!("http://{}/live/ll/cmaf.m3u8", server.http))
+            .arg("10")
+            .arg("ll"),
+        Duration::from_secs(120),
+    );
+    let report: serde_json::Value = run
+        .stdout
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("hls.js printed no report:\n{}\n{}", run.stdout, run.stderr));
+    assert_eq!(report["ok"], true, "{report:#}");
+    assert!(
+        report["parts"].as_u64().unwrap_or(0) > 10,
+        "hls.js loaded parts: {report:#}"
+    );
+    assert!(
+        report["blockingReloads"].as_u64().unwrap_or(0) > 0,
+        "hls.js reloaded with _HLS_msn: {report:#}"
+    );
+    assert!(
+        report["played"].as_f64().unwrap_or(0.0) >= 7.0,
+        "{report:#}"
+    );
+    assert!(
+        report["longestStall"].as_f64().unwrap_or(99.0) < 1.5,
+        "{report:#}"
     );
 }

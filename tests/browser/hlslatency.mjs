@@ -1,0 +1,129 @@
+// Plays an HLS stream with hls.js in headless Chromium and reports its live latency: the
+// wall clock minus the program date time of the frame on screen (`hls.playingDate`), sampled
+// every 250 ms once playback has run for a few seconds. With `ll` hls.js runs in its
+// low-latency mode (parts, blocking reloads, preload hints); without, as a classic player.
+//
+//   node tests/browser/hlslatency.mjs <m3u8-url> [seconds] [ll|classic]
+//
+// Prints one JSON line; exits 0 when playback started and no fatal hls.js error occurred.
+import { chromium } from 'playwright-core';
+import { createServer } from 'node:http';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const [url, secsArg = '15', mode = 'll'] = process.argv.slice(2);
+if (!url) {
+  console.error('usage: hlslatency.mjs <m3u8-url> [seconds] [ll|classic]');
+  process.exit(2);
+}
+const seconds = Number(secsArg);
+const lowLatency = mode === 'll';
+const here = dirname(fileURLToPath(import.meta.url));
+const hlsjs = readFileSync(join(here, 'node_modules/hls.js/dist/hls.min.js'));
+
+const page = `<!doctype html><html><body>
+<video id="v" muted autoplay playsinline style="width:320px"></video>
+<script src="/hls.js"></script>
+<script>
+window.report = { fatal: [], nonFatal: 0, nonFatalDetails: [], parts: 0, fragments: 0, blockingReloads: 0 };
+const video = document.getElementById('v');
+// Catching up to the target latency after start-up, as low-latency deployments configure it.
+const hls = new Hls({ lowLatencyMode: ${lowLatency}, maxLiveSyncPlaybackRate: ${lowLatency ? 1.5 : 1} });
+window.hls = hls;
+hls.on(Hls.Events.ERROR, (_, d) => {
+  if (d.fatal) window.report.fatal.push(d.type + ': ' + d.details);
+  else {
+    window.report.nonFatal += 1;
+    if (window.report.nonFatalDetails.length < 5) window.report.nonFatalDetails.push(d.details + (d.url ? ' ' + d.url.split('/').pop() : ''));
+  }
+});
+hls.on(Hls.Events.FRAG_LOADED, (_, d) => {
+  if (d.part) window.report.parts += 1; else window.report.fragments += 1;
+});
+hls.on(Hls.Events.LEVEL_LOADED, (_, d) => {
+  if (d.details && d.details.canBlockReload && /_HLS_msn=/.test(d.details.url)) {
+    window.report.blockingReloads += 1;
+  }
+});
+hls.loadSource(${JSON.stringify(url)});
+hls.attachMedia(video);
+</script></body></html>`;
+
+const server = createServer((req, res) => {
+  if (req.url === '/hls.js') {
+    res.writeHead(200, { 'content-type': 'text/javascript' });
+    res.end(hlsjs);
+  } else {
+    res.writeHead(200, { 'content-type': 'text/html' });
+    res.end(page);
+  }
+});
+await new Promise((r) => server.listen(0, '127.0.0.1', r));
+const origin = `http://127.0.0.1:${server.address().port}`;
+const profile = mkdtempSync(join(tmpdir(), 'ferrocast-chromium-'));
+let browser;
+let result = { url, ok: false };
+try {
+  browser = await chromium.launchPersistentContext(profile, {
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      '--autoplay-policy=no-user-gesture-required'],
+  });
+  const tab = browser.pages()[0] || await browser.newPage();
+  await tab.goto(origin + '/');
+  const samples = [];
+  const latencies = [];
+  const t0 = Date.now();
+  let started = null;
+  while (Date.now() - t0 < (seconds + 30) * 1000) {
+    const s = await tab.evaluate(() => {
+      const v = document.getElementById('v');
+      const q = v.getVideoPlaybackQuality ? v.getVideoPlaybackQuality() : {};
+      const pd = window.hls.playingDate;
+      return {
+        t: v.currentTime, frames: q.totalVideoFrames || 0, fatal: window.report.fatal.length,
+        latency: pd ? (Date.now() - pd.getTime()) / 1000 : null,
+      };
+    });
+    const now = Date.now();
+    if (started === null && s.t > 0) started = now;
+    if (started !== null) samples.push({ at: (now - started) / 1000, t: s.t, frames: s.frames });
+    // Past the start-up, where players settle on their target.
+    if (started !== null && now - started > 4000 && s.latency !== null) latencies.push(s.latency);
+    if (s.fatal > 0) break;
+    if (started !== null && now - started >= seconds * 1000) break;
+    await tab.waitForTimeout(250);
+  }
+  // The longest wall-clock stretch during which currentTime did not move.
+  let longestStall = 0;
+  let since = null;
+  for (let i = 1; i < samples.length; i++) {
+    if (samples[i].t > samples[i - 1].t) { since = null; continue; }
+    since = since ?? samples[i - 1].at;
+    longestStall = Math.max(longestStall, samples[i].at - since);
+  }
+  const report = await tab.evaluate(() => window.report);
+  const last = samples[samples.length - 1] || { t: 0, frames: 0, at: 0 };
+  const sorted = [...latencies].sort((a, b) => a - b);
+  const pick = (q) => sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] : null;
+  result = {
+    url, mode, started: started !== null, played: last.t - (samples[0] ? samples[0].t : 0),
+    wall: last.at, frames: last.frames, longestStall, fatal: report.fatal,
+    nonFatal: report.nonFatal, nonFatalDetails: report.nonFatalDetails, parts: report.parts, fragments: report.fragments,
+    blockingReloads: report.blockingReloads,
+    latency: { samples: sorted.length, p50: pick(0.5), p90: pick(0.9), min: sorted[0] ?? null },
+  };
+  result.ok = started !== null && report.fatal.length === 0;
+} catch (e) {
+  result.exception = String(e && e.stack || e);
+} finally {
+  if (browser) await browser.close();
+  server.close();
+  rmSync(profile, { recursive: true, force: true });
+}
+console.log(JSON.stringify(result));
+process.exit(result.ok ? 0 : 1);
