@@ -81,7 +81,8 @@ try {
   tab.on('console', (m) => { if (m.type() === 'error') console_.push(m.text().slice(0, 300)); });
   const requests = [];
   tab.on('requestfinished', async (r) => {
-    const resp = await r.response();
+    // A request that finishes while the browser closes has no response to read any more.
+    const resp = await r.response().catch(() => null);
     if (r.url().startsWith(url.slice(0, url.lastIndexOf('/')))) requests.push(`${resp && resp.status()} ${r.url().slice(url.lastIndexOf('/') + 1)}`);
   });
   await tab.goto(origin + '/');
