@@ -1,8 +1,14 @@
 // Plays an HLS stream with hls.js in headless Chromium for a while and reports how playback
 // advanced, sampled every 250 ms, so a test can check that a source switch upstream caused
-// no fatal error and no long stall.
+// no fatal error and no long stall. It also reports the live latency where the playlist has
+// program date times: the wall clock minus the date of the frame shown (`hls.playingDate`),
+// once playback has run 4 s.
 //
-//   node tests/browser/hlsplay.mjs <m3u8-url> [seconds]
+//   node tests/browser/hlsplay.mjs <m3u8-url> [seconds] [default|ll|classic]
+//
+// `ll` runs hls.js in its low-latency mode (parts, blocking reloads, preload hints), catching
+// up to the target latency at up to 1.5x as low-latency deployments configure it; `classic`
+// turns that mode off; `default` keeps 3 segments behind the live edge.
 //
 // Prints one JSON line; exits 0 when playback started and no fatal hls.js error occurred.
 import { chromium } from 'playwright-core';
@@ -12,12 +18,17 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const [url, secsArg = '15'] = process.argv.slice(2);
+const [url, secsArg = '15', mode = 'default'] = process.argv.slice(2);
 if (!url) {
-  console.error('usage: hlsplay.mjs <m3u8-url> [seconds]');
+  console.error('usage: hlsplay.mjs <m3u8-url> [seconds] [default|ll|classic]');
   process.exit(2);
 }
 const seconds = Number(secsArg);
+const config = {
+  default: { liveSyncDurationCount: 3 },
+  ll: { lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5 },
+  classic: { lowLatencyMode: false },
+}[mode];
 const here = dirname(fileURLToPath(import.meta.url));
 const hlsjs = readFileSync(join(here, 'node_modules/hls.js/dist/hls.min.js'));
 
@@ -25,12 +36,23 @@ const page = `<!doctype html><html><body>
 <video id="v" muted autoplay playsinline style="width:320px"></video>
 <script src="/hls.js"></script>
 <script>
-window.report = { fatal: [], nonFatal: 0, discontinuities: 0 };
+window.report = { fatal: [], nonFatal: 0, nonFatalDetails: [], discontinuities: 0, parts: 0,
+  fragments: 0, blockingReloads: 0 };
 const video = document.getElementById('v');
-const hls = new Hls({ liveSyncDurationCount: 3 });
+const hls = new Hls(${JSON.stringify(config)});
+window.hls = hls;
 hls.on(Hls.Events.ERROR, (_, d) => {
   if (d.fatal) window.report.fatal.push(d.type + ': ' + d.details);
-  else window.report.nonFatal += 1;
+  else {
+    window.report.nonFatal += 1;
+    if (window.report.nonFatalDetails.length < 5) window.report.nonFatalDetails.push(d.details);
+  }
+});
+hls.on(Hls.Events.FRAG_LOADED, (_, d) => {
+  if (d.part) window.report.parts += 1; else window.report.fragments += 1;
+});
+hls.on(Hls.Events.LEVEL_LOADED, (_, d) => {
+  if (d.details && /_HLS_msn=/.test(d.details.url)) window.report.blockingReloads += 1;
 });
 hls.on(Hls.Events.FRAG_CHANGED, (_, d) => {
   if (d.frag && d.frag.cc !== window.lastCc) {
@@ -67,17 +89,21 @@ try {
   const tab = browser.pages()[0] || await browser.newPage();
   await tab.goto(origin + '/');
   const samples = [];
+  const latencies = [];
   const t0 = Date.now();
   let started = null;
   while (Date.now() - t0 < (seconds + 30) * 1000) {
     const s = await tab.evaluate(() => {
       const v = document.getElementById('v');
       const q = v.getVideoPlaybackQuality ? v.getVideoPlaybackQuality() : {};
-      return { t: v.currentTime, frames: q.totalVideoFrames || 0, fatal: window.report.fatal.length };
+      const pd = window.hls.playingDate;
+      return { t: v.currentTime, frames: q.totalVideoFrames || 0, fatal: window.report.fatal.length,
+        latency: pd ? (Date.now() - pd.getTime()) / 1000 : null };
     });
     const now = Date.now();
     if (started === null && s.t > 0) started = now;
     if (started !== null) samples.push({ at: (now - started) / 1000, t: s.t, frames: s.frames });
+    if (started !== null && now - started > 4000 && s.latency !== null) latencies.push(s.latency);
     if (s.fatal > 0) break;
     if (started !== null && now - started >= seconds * 1000) break;
     await tab.waitForTimeout(250);
@@ -92,10 +118,15 @@ try {
   }
   const report = await tab.evaluate(() => window.report);
   const last = samples[samples.length - 1] || { t: 0, frames: 0, at: 0 };
+  const sorted = [...latencies].sort((a, b) => a - b);
+  const pick = (q) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] : null);
   result = {
-    url, started: started !== null, played: last.t - (samples[0] ? samples[0].t : 0),
+    url, mode, started: started !== null, played: last.t - (samples[0] ? samples[0].t : 0),
     wall: last.at, frames: last.frames, longestStall, fatal: report.fatal,
-    nonFatal: report.nonFatal, discontinuities: report.discontinuities,
+    nonFatal: report.nonFatal, nonFatalDetails: report.nonFatalDetails,
+    discontinuities: report.discontinuities, parts: report.parts, fragments: report.fragments,
+    blockingReloads: report.blockingReloads,
+    latency: { samples: sorted.length, p50: pick(0.5), p90: pick(0.9), min: sorted[0] ?? null },
   };
   result.ok = started !== null && report.fatal.length === 0;
 } catch (e) {

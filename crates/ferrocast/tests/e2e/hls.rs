@@ -397,7 +397,7 @@ fn ll_hls_over_cmaf_plays_in_ffmpeg_and_hls_js_low_latency_mode() {
         return;
     }
     let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/browser/hlslatency.mjs");
+        .join("../../tests/browser/hlsplay.mjs");
     let run = run(
         std::process::Command::new("node")
             .arg(script)
