@@ -216,17 +216,7 @@ fn play(url: &str, player: &str, secs: u32) -> Value {
             .args([url, &secs.to_string(), player]),
         Duration::from_secs(u64::from(secs) + 60),
     );
-    let report: Value = run
-        .stdout
-        .lines()
-        .last()
-        .and_then(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| {
-            panic!(
-                "{player} printed no report for {url}:\n{}\n{}",
-                run.stdout, run.stderr
-            )
-        });
+    let report = run.json_report(&format!("{player} on {url}"));
     assert_eq!(report["ok"], true, "{player} on {url}: {report:#}");
     report
 }

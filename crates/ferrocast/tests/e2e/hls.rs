@@ -406,12 +406,7 @@ fn ll_hls_over_cmaf_plays_in_ffmpeg_and_hls_js_low_latency_mode() {
             .arg("ll"),
         Duration::from_secs(120),
     );
-    let report: serde_json::Value = run
-        .stdout
-        .lines()
-        .last()
-        .and_then(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| panic!("hls.js printed no report:\n{}\n{}", run.stdout, run.stderr));
+    let report = run.json_report("hls.js");
     assert_eq!(report["ok"], true, "{report:#}");
     assert!(
         report["parts"].as_u64().unwrap_or(0) > 10,

@@ -542,12 +542,7 @@ fn failover_keeps_players_playing_and_fails_back() {
     rtmp.assert_duration("ffmpeg playing RTMP across two switches", 14.0, 25.0);
     if let Some(b) = browser {
         let run = b.join().expect("browser thread");
-        let report: Value = run
-            .stdout
-            .lines()
-            .last()
-            .and_then(|l| serde_json::from_str(l).ok())
-            .unwrap_or_else(|| panic!("hls.js printed no report:\n{}\n{}", run.stdout, run.stderr));
+        let report = run.json_report("hls.js");
         assert_eq!(report["ok"], true, "{report:#}");
         assert!(
             report["played"].as_f64().unwrap_or(0.0) >= 12.0,

@@ -133,6 +133,22 @@ pub struct Finished {
 }
 
 impl Finished {
+    /// The JSON report a browser script prints as its last line; panics, showing its output,
+    /// when there is none.
+    #[track_caller]
+    pub fn json_report(&self, what: &str) -> serde_json::Value {
+        self.stdout
+            .lines()
+            .last()
+            .and_then(|l| serde_json::from_str(l).ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "{what} printed no report:\n{}\n{}",
+                    self.stdout, self.stderr
+                )
+            })
+    }
+
     /// Whether it exited by itself with status 0.
     pub fn success(&self) -> bool {
         self.status.is_some_and(|s| s.success())
