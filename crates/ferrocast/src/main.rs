@@ -261,6 +261,12 @@ async fn run(config: Config) -> Result<()> {
                 config::UrlScheme::AppName => rtmp::server::UrlScheme::AppName,
                 config::UrlScheme::ChannelKey => rtmp::server::UrlScheme::ChannelKey,
             },
+            // Addresses listed by name (not `*`, not empty: both mean "anyone may play") are
+            // trusted to play without the key.
+            play_key_exempt: {
+                let list = &config.access.play_allow;
+                (!list.is_empty() && !list.is_any()).then(|| list.clone())
+            },
             ping_interval: nonzero(config.rtmp.ping_interval),
             player_read_timeout: nonzero(config.rtmp.player_read_timeout),
             session: rtmp::session::SessionConfig {

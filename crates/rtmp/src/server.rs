@@ -60,6 +60,9 @@ pub enum UrlScheme {
 pub struct ServerConfig {
     /// How URLs name streams.
     pub url_scheme: UrlScheme,
+    /// With [`UrlScheme::ChannelKey`], players from these addresses need not give the
+    /// publisher's key (AgustinSRG's `RTMP_PLAY_WHITELIST`, e.g. the HLS encoders that pull).
+    pub play_key_exempt: Option<access::IpList>,
     /// Sends every connection a ping request this often (`None`: never).
     pub ping_interval: Option<Duration>,
     /// A player that sends nothing, not even a ping response, for this long is closed
@@ -94,6 +97,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             url_scheme: UrlScheme::AppName,
+            play_key_exempt: None,
             ping_interval: None,
             player_read_timeout: None,
             session: SessionConfig::default(),
@@ -1384,7 +1388,12 @@ impl<S: Socket> Conn<S> {
             }
         };
         tracing::Span::current().record("code", code.as_str());
-        if self.config.url_scheme == UrlScheme::ChannelKey {
+        let exempt = self
+            .config
+            .play_key_exempt
+            .as_ref()
+            .is_some_and(|list| list.contains(self.peer.ip()));
+        if self.config.url_scheme == UrlScheme::ChannelKey && !exempt {
             let key = args
                 .iter()
                 .find(|(k, _)| k == "key")

@@ -1647,6 +1647,23 @@ fn agustinsrg_compose_file_environment() {
     );
 }
 
+/// Players whose address is listed in `RTMP_PLAY_WHITELIST` need not give the key; with no
+/// whitelist everyone must.
+#[test]
+fn agustinsrg_whitelisted_players_need_no_key() {
+    let server = Server::builder()
+        .rtmp_port_env()
+        .env("RTMP_PLAY_WHITELIST", "127.0.0.1")
+        .start();
+    let url = channel_url(&server, "trusted", "k1");
+    let _p = publisher_to(&server, &url, "publisher-trusted");
+    wait_api_live(&server, "trusted");
+    assert_plays(
+        &channel_url(&server, "trusted", "any-key"),
+        "a whitelisted player with another key",
+    );
+}
+
 /// Its keepalive: a ping every 30 s and a 60 s read deadline for players (shortened here
 /// through `FERROCAST_*`): a player that answers (ffmpeg) plays on; a silent one is closed.
 #[test]
