@@ -523,13 +523,12 @@ impl Hub {
         self.inner.sessions.publisher_arg(code, name)
     }
 
-    /// Kicks the readers of `code` on `protocol` whose query arguments fail `keep`; returns
-    /// how many.
+    /// Kicks the readers of `code` on `protocol` that fail `keep`; returns how many.
     pub fn kick_readers_unless(
         &self,
         code: &str,
         protocol: &str,
-        keep: impl Fn(&[(String, String)]) -> bool,
+        keep: impl Fn(&SessionInfo) -> bool,
     ) -> usize {
         self.inner
             .sessions

@@ -169,7 +169,7 @@ impl Sessions {
         &self,
         code: &str,
         protocol: &str,
-        keep: impl Fn(&[(String, String)]) -> bool,
+        keep: impl Fn(&SessionInfo) -> bool,
     ) -> usize {
         let map = self.map();
         let mut n = 0;
@@ -177,7 +177,7 @@ impl Sessions {
             e.info.role == SessionRole::Reader
                 && e.info.stream == code
                 && e.info.protocol == protocol
-                && !keep(&e.info.args)
+                && !keep(&e.info)
         }) {
             e.kill.cancel();
             n += 1;

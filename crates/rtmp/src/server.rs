@@ -1323,11 +1323,18 @@ impl<S: Socket> Conn<S> {
         if self.config.url_scheme == UrlScheme::ChannelKey
             && let Some(key) = args_key(&self.hub, &name)
         {
-            // Players left from an earlier publisher must hold this one's key.
-            let kicked = self.hub.kick_readers_unless(&name, "rtmp", |theirs| {
-                theirs
-                    .iter()
-                    .any(|(k, v)| k == "key" && hub::constant_time_eq(v.as_bytes(), key.as_bytes()))
+            // Players left from an earlier publisher must hold this one's key, unless their
+            // address needs none.
+            let exempt = self.config.play_key_exempt.clone();
+            let kicked = self.hub.kick_readers_unless(&name, "rtmp", |reader| {
+                let trusted = reader
+                    .remote_addr
+                    .zip(exempt.as_ref())
+                    .is_some_and(|(addr, list)| list.contains(addr.ip()));
+                trusted
+                    || reader.args.iter().any(|(k, v)| {
+                        k == "key" && hub::constant_time_eq(v.as_bytes(), key.as_bytes())
+                    })
             });
             if kicked > 0 {
                 info!(kicked, "players without the new publisher's key dropped");
