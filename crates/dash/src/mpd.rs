@@ -4,6 +4,7 @@
 use crate::segmenter::{MediaSegment, PeriodInfo};
 use bytes::Bytes;
 use media::TrackKind;
+pub use media::iso8601;
 use std::collections::VecDeque;
 use std::fmt::Write;
 use std::sync::Arc;
@@ -69,7 +70,7 @@ pub fn finish_mpd(body: &str, clock: &MpdClock<'_>) -> String {
     out.push_str("  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"");
     push_xml_escaped(&mut out, clock.time_url);
     out.push_str("\"/>\n  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:direct:2014\" value=\"");
-    write_iso8601(&mut out, clock.now_ms);
+    media::write_iso8601(&mut out, clock.now_ms);
     out.push_str("\"/>\n</MPD>\n");
     out
 }
@@ -190,39 +191,6 @@ pub(crate) fn frame_rate(fps: f64) -> String {
     } else {
         format!("{}/1000", (fps * 1000.0).round() as u64)
     }
-}
-
-/// `2026-11-21T13:31:00.123Z`.
-pub fn iso8601(ms: i64) -> String {
-    let mut out = String::with_capacity(24);
-    write_iso8601(&mut out, ms);
-    out
-}
-
-/// Appends [`iso8601`]`(ms)` to `out`.
-fn write_iso8601(out: &mut String, ms: i64) {
-    let secs = ms.div_euclid(1000);
-    let milli = ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    // Writing to a String cannot fail.
-    let _ = write!(
-        out,
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{milli:03}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    );
 }
 
 impl Manifest {

@@ -131,9 +131,20 @@ impl MediaPlaylist {
                 self.discontinuity_sequence
             );
         }
+        let mut dated = None;
         for s in self.listed() {
             if s.discontinuity {
                 out.push_str("#EXT-X-DISCONTINUITY\n");
+            }
+            // After the first and every discontinuity; between them the dates follow from the
+            // durations (RFC 8216 4.3.2.6). Players use them to measure their latency.
+            if let Some(ms) = s.program_ms
+                && (dated.is_none() || s.discontinuity)
+            {
+                out.push_str("#EXT-X-PROGRAM-DATE-TIME:");
+                media::write_iso8601(&mut out, ms);
+                out.push('\n');
+                dated = Some(ms);
             }
             let ms = extinf_ms(s);
             let _ = write!(

@@ -25,6 +25,9 @@ pub struct Segment {
     pub discontinuity: bool,
     /// Transport stream, starting with PAT/PMT and (with video) a keyframe.
     pub data: Bytes,
+    /// Wall clock (Unix ms) of its first frame, `EXT-X-PROGRAM-DATE-TIME`: set by whoever
+    /// has a clock (the segmenter has none).
+    pub program_ms: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -246,6 +249,7 @@ impl Segmenter {
             duration: ticks_to_duration(open.end_dts.saturating_sub(open.first_dts)),
             discontinuity: open.discontinuity,
             data: open.buf.freeze(),
+            program_ms: None,
         })
     }
 }

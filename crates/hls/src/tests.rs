@@ -172,6 +172,7 @@ fn segmenter_bounds_segments_without_keyframes() {
 
 fn segment(seq: u64, ms: u64, discontinuity: bool) -> Segment {
     Segment {
+        program_ms: None,
         seq,
         duration: Duration::from_millis(ms),
         discontinuity,
@@ -655,4 +656,28 @@ fn consecutive_segments_concatenated_have_continuous_cc_on_every_pid() {
             assert!(last.contains_key(&pid), "pid {pid:#x} never seen");
         }
     }
+}
+
+#[test]
+fn playlist_dates_its_first_segment_and_every_discontinuity() {
+    let mut p = MediaPlaylist::new(6, 0);
+    for (seq, disc) in [(0, false), (1, false), (2, true), (3, false)] {
+        let mut s = segment(seq, 2000, disc);
+        s.program_ms = Some(1_796_400_000_000 + seq as i64 * 2000);
+        p.push(s);
+    }
+    let text = p.render().unwrap();
+    let dates: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:"))
+        .collect();
+    assert_eq!(
+        dates,
+        ["2026-12-04T16:00:00.000Z", "2026-12-04T16:00:04.000Z"],
+        "{text}"
+    );
+    // m3u8-rs reads the dates onto the segments they precede.
+    let parsed = parse(&text);
+    assert!(parsed.segments[0].program_date_time.is_some());
+    assert!(parsed.segments[2].program_date_time.is_some());
 }

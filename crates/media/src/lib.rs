@@ -191,3 +191,39 @@ pub enum MediaError {
         reason: String,
     },
 }
+
+/// Unix milliseconds as an ISO 8601 UTC date: `2026-11-21T13:31:00.123Z` (MPD times, HLS
+/// `EXT-X-PROGRAM-DATE-TIME`).
+pub fn iso8601(ms: i64) -> String {
+    let mut out = String::with_capacity(24);
+    write_iso8601(&mut out, ms);
+    out
+}
+
+/// Appends [`iso8601`]`(ms)` to `out`.
+pub fn write_iso8601(out: &mut String, ms: i64) {
+    let secs = ms.div_euclid(1000);
+    let milli = ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    // Writing to a String cannot fail.
+    let _ = std::fmt::Write::write_fmt(
+        out,
+        format_args!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{milli:03}Z",
+            sod / 3600,
+            sod % 3600 / 60,
+            sod % 60
+        ),
+    );
+}
