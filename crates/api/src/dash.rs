@@ -7,6 +7,7 @@ use ::dash::{MpdClient, MpdClock};
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
+use bytes::Bytes;
 use control::Output;
 use media::TrackKind;
 use std::time::SystemTime;
@@ -148,9 +149,17 @@ pub(crate) async fn serve(
             (track(letter), period.parse::<u64>(), time.parse::<u64>())
     {
         return match state.dash.segment(code, track, period, time) {
-            Some(data) => {
-                state.hub.record_sent(code, data.len());
-                media_response(content_type(track), "public, max-age=60", data.into())
+            Some(pieces) => {
+                // The segment's buffers as they are (its parts'), one after the other.
+                let len: usize = pieces.iter().map(Bytes::len).sum();
+                state.hub.record_sent(code, len);
+                let body = Body::from_stream(futures_util::stream::iter(
+                    pieces.into_iter().map(Ok::<_, std::convert::Infallible>),
+                ));
+                let mut resp = media_response(content_type(track), "public, max-age=60", body);
+                resp.headers_mut()
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+                resp
             }
             None => not_found(),
         };

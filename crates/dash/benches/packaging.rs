@@ -92,7 +92,7 @@ fn main() {
                     Output::Period(p) => manifest.start_period(p, 0),
                     Output::Part(p) => manifest.push_part(p, 1_000),
                     Output::Segment(s) => {
-                        bytes += s.data.len();
+                        bytes += s.data.iter().map(|b| b.len()).sum::<usize>();
                         manifest.push(s, 1_000);
                     }
                 }

@@ -70,7 +70,7 @@ fn secs(us: u64) -> String {
 
 impl Manifest {
     /// The parts after the last finished segment of `ti`: the open segment's.
-    fn open_parts(&self, ti: usize) -> impl Iterator<Item = &StoredPart> {
+    pub(crate) fn open_parts(&self, ti: usize) -> impl Iterator<Item = &StoredPart> {
         let last = self.segments[ti].back().map(|s| (s.period, s.time));
         self.parts[ti]
             .iter()
@@ -207,17 +207,13 @@ impl Manifest {
         // are expired but still counted.
         let stored = &self.segments[ti];
         let hidden = stored.len() - listed.len();
-        let mut disc = self.first_disc[ti];
-        for pair in stored
+        let changes = stored
             .iter()
-            .take(hidden + 1)
-            .collect::<Vec<_>>()
-            .windows(2)
-        {
-            if pair[0].period != pair[1].period {
-                disc += 1;
-            }
-        }
+            .zip(stored.iter().skip(1))
+            .take(hidden)
+            .filter(|(a, b)| a.period != b.period)
+            .count();
+        let disc = self.first_disc[ti] + changes as u64;
         let mut out = String::with_capacity(512 + listed.len() * 160);
         let version = if part_us.is_some() { 9 } else { 7 };
         let _ = writeln!(

@@ -106,7 +106,13 @@ pub(crate) struct Stored {
     pub(crate) period: u64,
     pub(crate) time: u64,
     pub(crate) duration: u64,
-    pub(crate) data: Bytes,
+    /// The segment's pieces ([`crate::MediaSegment::data`]).
+    pub(crate) data: Vec<Bytes>,
+}
+
+/// Bytes in a segment's pieces.
+pub(crate) fn pieces_len(pieces: &[Bytes]) -> usize {
+    pieces.iter().map(Bytes::len).sum()
 }
 
 /// A part of a recent or open segment (LL-HLS).
@@ -233,7 +239,7 @@ impl Manifest {
         }
         .map_or(1, |t| t.timescale);
         let us = ticks_us(seg.duration, timescale).max(1);
-        let bps = (seg.data.len() as u64).saturating_mul(8_000_000) / us;
+        let bps = (pieces_len(&seg.data) as u64).saturating_mul(8_000_000) / us;
         period.bandwidth[ti] = period.bandwidth[ti].max(bps);
         if self.availability_start_ms.is_none() {
             // Media time 0 is "now minus the media time this segment ends at": the segment
@@ -330,13 +336,17 @@ impl Manifest {
 
     /// Bytes of segment data held.
     pub fn bytes(&self) -> usize {
-        let parts: usize = self.parts.iter().flatten().map(|p| p.data.len()).sum();
+        // A finished segment's parts are its own buffers: only the open ones add.
+        let open: usize = (0..2)
+            .flat_map(|ti| self.open_parts(ti))
+            .map(|p| p.data.len())
+            .sum();
         self.segments
             .iter()
             .flatten()
-            .map(|s| s.data.len())
+            .map(|s| pieces_len(&s.data))
             .sum::<usize>()
-            + parts
+            + open
     }
 
     /// The init segment of `track` in `period`.
@@ -349,8 +359,8 @@ impl Manifest {
         .map(|t| t.init.clone())
     }
 
-    /// A listed or recently expired segment.
-    pub fn segment(&self, track: TrackKind, period: u64, time: u64) -> Option<Bytes> {
+    /// A listed or recently expired segment, as its pieces (refcounted, not copied).
+    pub fn segment(&self, track: TrackKind, period: u64, time: u64) -> Option<Vec<Bytes>> {
         self.segments[index(track)]
             .iter()
             .find(|s| s.period == period && s.time == time)

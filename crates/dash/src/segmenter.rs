@@ -73,8 +73,9 @@ pub struct MediaSegment {
     pub duration: u64,
     /// Samples in the `trun`.
     pub samples: usize,
-    /// `styp`+`moof`+`mdat`.
-    pub data: Bytes,
+    /// `styp`, then its `moof`+`mdat` fragments: the very buffers its parts were published
+    /// as, so a segment never copies its media again and parts and segment share memory.
+    pub data: Vec<Bytes>,
 }
 
 /// One part of a segment still being written: a CMAF chunk, an LL-HLS `EXT-X-PART`.
@@ -652,7 +653,7 @@ impl Segmenter {
             time: u64::try_from(first).unwrap_or(0),
             duration,
             samples: count,
-            data: fmp4::segment_of(&fragments),
+            data: std::iter::once(fmp4::styp()).chain(fragments).collect(),
         }));
     }
 }

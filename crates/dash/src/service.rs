@@ -265,7 +265,13 @@ impl DashService {
 
     /// The media segment of `track` starting at `time` (its `$Time$`) in `period`; `None` if
     /// unknown or expired.
-    pub fn segment(&self, code: &str, track: TrackKind, period: u64, time: u64) -> Option<Bytes> {
+    pub fn segment(
+        &self,
+        code: &str,
+        track: TrackKind,
+        period: u64,
+        time: u64,
+    ) -> Option<Vec<Bytes>> {
         lock(&self.inner.store)
             .get(code)?
             .manifest

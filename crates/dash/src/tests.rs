@@ -85,9 +85,15 @@ fn segments(out: &[Output], track: TrackKind) -> Vec<MediaSegment> {
         .collect()
 }
 
+/// A segment's pieces as one buffer, as a player receives it.
+fn joined(seg: &MediaSegment) -> Vec<u8> {
+    seg.data.concat()
+}
+
 /// (tfdt, sample durations, sync flags) as mp4-atom reads them back.
 fn read_back(seg: &MediaSegment) -> (u64, Vec<u32>, Vec<bool>) {
-    let mut buf: &[u8] = &seg.data;
+    let whole = joined(seg);
+    let mut buf: &[u8] = &whole;
     let mut moof = None;
     while !buf.is_empty() {
         if let Any::Moof(m) = Any::decode(&mut buf).expect("mp4-atom decodes the segment") {
@@ -597,7 +603,7 @@ fn ffmpeg_decodes_real_segments_cleanly() {
         assert!(segs.len() >= 2, "{track:?}");
         let mut file = desc.init.to_vec();
         for s in &segs {
-            file.extend_from_slice(&s.data);
+            file.extend_from_slice(&joined(s));
         }
         let path =
             std::env::temp_dir().join(format!("ferrocast-dash-{}-{codec}.mp4", std::process::id()));
@@ -781,9 +787,10 @@ fn parts_make_up_their_segment_and_stay_within_the_part_target() {
             assert_eq!(mine.iter().map(|p| p.duration).sum::<u64>(), s.duration);
             // The segment is its parts behind one styp, byte for byte.
             let styp = fmp4::styp();
-            assert_eq!(&s.data[..styp.len()], &styp[..]);
-            let joined: Vec<u8> = mine.iter().flat_map(|p| p.data.to_vec()).collect();
-            assert_eq!(&s.data[styp.len()..], &joined[..]);
+            let whole = joined(s);
+            assert_eq!(&whole[..styp.len()], &styp[..]);
+            let parts: Vec<u8> = mine.iter().flat_map(|p| p.data.to_vec()).collect();
+            assert_eq!(&whole[styp.len()..], &parts[..]);
         }
     }
     // A part never precedes the period it belongs to.

@@ -1321,7 +1321,7 @@ impl<S: Socket> Conn<S> {
             }
         }));
         if self.config.url_scheme == UrlScheme::ChannelKey
-            && let Some(key) = args_key(&self.hub, &name)
+            && let Some(key) = self.hub.publisher_arg(&name, "key")
         {
             // Players left from an earlier publisher must hold this one's key, unless their
             // address needs none.
@@ -1572,11 +1572,6 @@ impl<S: Socket> Conn<S> {
     fn playing_on(&self, stream_id: u32) -> bool {
         matches!(self.role, Role::Playing { stream_id: id, .. } if id == stream_id)
     }
-}
-
-/// The `key` argument of the live publisher of `code`.
-fn args_key(hub: &Hub, code: &str) -> Option<String> {
-    hub.publisher_arg(code, "key")
 }
 
 fn flush(socket: &impl Socket, out: &mut OutQueue) -> Result<(), ConnError> {
