@@ -210,6 +210,9 @@ pub(crate) struct Supervisor {
     stop: CancellationToken,
     /// Pulled inputs run (always, unless the stream pulls on demand and nobody reads).
     pulling: bool,
+    /// When an on-demand pull last went live: `close_after` counts from then as well, since
+    /// the reader that asked (an HLS playlist request) waited for it and only reads after.
+    live_since: Option<Instant>,
     /// A hook's relay pull: it counts as wanted until then, since the player that caused it
     /// may not be reading yet, and the supervisor ends once nobody wants it.
     relay_until: Option<Instant>,
@@ -249,6 +252,7 @@ impl Supervisor {
             tasks: TaskTracker::new(),
             stop: CancellationToken::new(),
             pulling: false,
+            live_since: None,
             relay_until: None,
         }
     }
@@ -357,12 +361,15 @@ impl Supervisor {
     /// for the stream and stop after `close_after` without one. Encoders (`publish://`) are
     /// not pulled and are always taken.
     fn check_demand(&mut self) {
+        let close_after = Duration::from_secs_f64(self.failover.close_after_s.max(0.0));
         let wanted = !self.failover.on_demand
             || self.relay_until.is_some_and(|t| Instant::now() < t)
             || self.hub.reader_sessions(&self.code) > 0
-            || self.hub.last_demand(&self.code).is_some_and(|t| {
-                t.elapsed() < Duration::from_secs_f64(self.failover.close_after_s.max(0.0))
-            });
+            || self
+                .hub
+                .last_demand(&self.code)
+                .is_some_and(|t| t.elapsed() < close_after)
+            || self.live_since.is_some_and(|t| t.elapsed() < close_after);
         if wanted == self.pulling {
             return;
         }
@@ -561,6 +568,9 @@ impl Supervisor {
         }
         self.clock.rebase = true;
         let from = self.active.replace(to);
+        if from.is_none() {
+            self.live_since = Some(Instant::now());
+        }
         if let Some(p) = &self.publisher {
             for f in self.lanes[to].gop.frames.iter().cloned() {
                 p.write(self.clock.map(f));
