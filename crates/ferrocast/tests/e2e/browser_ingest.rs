@@ -129,21 +129,11 @@ fn assert_h264_aac(url: &str, profile: Option<&str>) {
     assert_eq!(stream_of(&s, "audio")["codec_name"], "aac", "{url}");
 }
 
-/// One api.video test at a time: each runs Chromium's camera and a real-time 720p x264
-/// transcode, and two of them beside the rest of the suite starved a 2-core machine past the
-/// page's 30 s publishing window.
-static TRANSCODING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn one_transcode() -> std::sync::MutexGuard<'static, ()> {
-    TRANSCODING.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 #[test]
 fn api_video_client_publishes_h264_and_aac_to_rtmp_and_hls() {
-    if !browser_ready() {
+    let Some(_browser) = browser_ready() else {
         return;
-    }
-    let _one = one_transcode();
+    };
     let mut server = server_with_stream("tab", "k3y-tab");
     let origin = format!("http://{}", server.http);
     let target = "rtmp://127.0.0.1/live/tab?key=k3y-tab".to_owned();
@@ -179,9 +169,9 @@ fn api_video_client_publishes_h264_and_aac_to_rtmp_and_hls() {
 
 #[test]
 fn go_live_page_publishes_webcodecs_h264_untouched_for_20_s() {
-    if !browser_ready() {
+    let Some(_browser) = browser_ready() else {
         return;
-    }
+    };
     let mut server = server_with_stream("golive", "k3y-go");
     let origin = format!("http://{}", server.http);
     let publishing = page_in_background(
@@ -223,9 +213,9 @@ fn go_live_page_publishes_webcodecs_h264_untouched_for_20_s() {
 
 #[test]
 fn a_wrong_stream_key_is_refused_with_a_clear_error_in_the_page() {
-    if !browser_ready() {
+    let Some(_browser) = browser_ready() else {
         return;
-    }
+    };
     let mut server = server_with_stream("locked", "right-key");
     let origin = format!("http://{}", server.http);
     let r = page(&["golive", &origin, "locked", "wrong-key", "4"], 4);
@@ -253,9 +243,9 @@ fn a_wrong_stream_key_is_refused_with_a_clear_error_in_the_page() {
 
 #[test]
 fn hostile_browsers_get_the_documented_errors_and_leave_nothing_behind() {
-    if !browser_ready() {
+    let Some(_browser) = browser_ready() else {
         return;
-    }
+    };
     let mut server = Server::builder()
         .set("browser.max_ffmpeg", 1)
         .set("browser.max_chunk_bytes", 65536)
@@ -419,10 +409,9 @@ fn hostile_browsers_get_the_documented_errors_and_leave_nothing_behind() {
 /// when `browser.relay_allow` lists it; a dead target is reported as the client expects.
 #[test]
 fn api_video_relay_goes_only_where_the_allow_list_says() {
-    if !browser_ready() {
+    let Some(_browser) = browser_ready() else {
         return;
-    }
-    let _one = one_transcode();
+    };
     let nginx = Nginx::start();
     let dead = crate::support::server::free_addrs().0;
     let mut server = Server::builder()

@@ -45,11 +45,19 @@ fn drive(server: &Server, args: &[String]) -> Value {
         .rev()
         .find_map(|l| serde_json::from_str(l).ok())
         .unwrap_or(Value::Null);
+    // The error and the last step passed come first: CI shows only part of a long report.
+    let last_step = report["steps"]
+        .as_array()
+        .and_then(|s| s.last())
+        .map(|s| s["step"].to_string())
+        .unwrap_or_default();
     assert!(
         out.success() && report["ok"] == true,
-        "dashboard run failed ({:?} after {:?}):\n{}\n{}\n--- server log ---\n{}",
+        "dashboard run failed ({:?} after {:?}): {} (after step {last_step})\n{}\n{}\n\
+         --- server log ---\n{}",
         out.status,
         out.elapsed,
+        report["error"].as_str().unwrap_or("no error in the report"),
         serde_json::to_string_pretty(&report).unwrap_or_default(),
         out.stderr,
         crate::support::proc::tail(&server.log(), 40)
@@ -66,9 +74,9 @@ fn step<'a>(report: &'a Value, name: &str) -> &'a Value {
 
 #[test]
 fn dashboard_create_publish_play_push_kick_in_chromium() {
-    if !browser_ready() {
+    let Some(_browser) = browser_ready() else {
         return;
-    }
+    };
     let server = Server::start();
     // The embedded files from the real binary: the page, a player, revalidation.
     let index = server.get("/");
@@ -126,9 +134,9 @@ fn dashboard_create_publish_play_push_kick_in_chromium() {
 
 #[test]
 fn dashboard_asks_for_the_api_token_once() {
-    if !browser_ready() {
+    let Some(_browser) = browser_ready() else {
         return;
-    }
+    };
     let server = Server::builder().set("api.token", TOKEN).start();
     drive(&server, &["--token".into(), TOKEN.into()]);
     // The page used the header, never the URL: nothing in the log carries the token.
@@ -137,9 +145,9 @@ fn dashboard_asks_for_the_api_token_once() {
 
 #[test]
 fn dashboard_inputs_card_shows_states_and_switches_in_chromium() {
-    if !browser_ready() {
+    let Some(_browser) = browser_ready() else {
         return;
-    }
+    };
     let server = Server::start();
     // The script feeds this address with ffmpeg, and stops it to take the primary down.
     let udp = free_udp_addr();

@@ -8,7 +8,7 @@ use crate::support::api::Api;
 use crate::support::ffmpeg::{self, stream_of};
 use crate::support::http;
 use crate::support::proc::{self, ChildGuard, read_lossy};
-use crate::support::{Fixture, Server, wait_until};
+use crate::support::{Fixture, HeavySlot, Server, wait_until};
 use rtmp::flv_stream::{FlvReader, FlvTag, TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
@@ -184,11 +184,10 @@ fn flv_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser/flvplay.mjs")
 }
 
-/// The browser tests need mpegts.js and flv.js too (`npm ci --prefix tests/browser`).
-fn players_ready() -> bool {
-    if !browser_ready() {
-        return false;
-    }
+/// The heavy-client slot when the FLV players can run: the browser tests need mpegts.js and
+/// flv.js too (`npm ci --prefix tests/browser`).
+fn players_ready() -> Option<HeavySlot> {
+    let slot = browser_ready()?;
     let modules = flv_script()
         .parent()
         .map(|d| d.join("node_modules"))
@@ -198,14 +197,14 @@ fn players_ready() -> bool {
         .filter(|m| !modules.join(m).exists())
         .collect();
     if missing.is_empty() {
-        return true;
+        return Some(slot);
     }
     assert!(
         std::env::var_os("FERROCAST_REQUIRE_BROWSER").is_none(),
         "FERROCAST_REQUIRE_BROWSER is set but {missing:?} missing (npm ci --prefix tests/browser)"
     );
     eprintln!("note: skipping the FLV browser test: {missing:?} missing");
-    false
+    None
 }
 
 /// Plays `url` for `secs` with `player` (`mpegts` or `flvjs`); the report, which must say ok.
@@ -223,9 +222,9 @@ fn play(url: &str, player: &str, secs: u32) -> Value {
 
 #[test]
 fn mpegts_js_and_flv_js_play_http_flv_and_ws_flv() {
-    if !players_ready() {
+    let Some(_browser) = players_ready() else {
         return;
-    }
+    };
     let server = Server::start();
     let _publisher = server.publish("web", Fixture::Small);
     server.wait_live("web");
@@ -466,6 +465,7 @@ fn kicking_an_flv_reader_ends_its_response() {
 /// away, the response ends cleanly after the republish grace.
 #[test]
 fn flv_readers_keep_playing_across_a_republish() {
+    let browser_slot = players_ready();
     let server = Server::builder().set("dash.enabled", false).start();
     let mut first = server.publish("again", Fixture::Small);
     server.wait_live("again");
@@ -475,7 +475,7 @@ fn flv_readers_keep_playing_across_a_republish() {
         let url = url.clone();
         std::thread::spawn(move || ffmpeg::decode(&url, 14.0, Duration::from_secs(60)))
     };
-    let browser = players_ready().then(|| {
+    let browser = browser_slot.as_ref().map(|_| {
         let url = ws_url(&server, "again");
         std::thread::spawn(move || play(&url, "mpegts", 16))
     });

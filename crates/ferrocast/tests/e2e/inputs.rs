@@ -393,6 +393,7 @@ fn wait_switch(
 
 #[test]
 fn failover_keeps_players_playing_and_fails_back() {
+    let browser_slot = browser_ready();
     let server = server();
     let api = Api::new(server.http);
     let udp = free_udp_addr();
@@ -447,7 +448,7 @@ fn failover_keeps_players_playing_and_fails_back() {
         let at = push_connected(&api);
         (!at.is_empty()).then_some(at)
     });
-    let browser = browser_ready().then(|| {
+    let browser = browser_slot.as_ref().map(|_| {
         let script =
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser/hlsplay.mjs");
         let url = url.clone();

@@ -17,7 +17,25 @@ pub use server::{Playlist, Publisher, Server};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
+
+/// Held for the whole of a test that runs a CPU-heavy client: headless Chromium (decoding
+/// video, or encoding its camera) or a live 720p x264 encode. On a 2-core CI machine two of
+/// them beside the rest of the suite starved the players: ffmpeg fell out of a 2-segment DASH
+/// window, a UDP reader overflowed its socket buffer, the dashboard's steps timed out.
+pub struct HeavySlot {
+    _guard: MutexGuard<'static, ()>,
+}
+
+/// Waits for the heavy-client slot (see [`HeavySlot`]); take it before starting the server,
+/// so that the wait never eats into a test's own timing.
+pub fn heavy_slot() -> HeavySlot {
+    static SLOT: Mutex<()> = Mutex::new(());
+    HeavySlot {
+        _guard: SLOT.lock().unwrap_or_else(PoisonError::into_inner),
+    }
+}
 
 /// Root of everything the suite writes: fixtures (kept between runs) and per-test dirs.
 pub fn scratch_root() -> PathBuf {
