@@ -4,6 +4,9 @@
 //   node tests/browser/dash.mjs <mpd-url> <dashjs|shaka> [seconds] [width] [height]
 //
 // Prints one JSON line with what the player reported; exits 0 only when playback passed.
+// The report includes the live latency the player measured each second of the window
+// (dash.js `getCurrentLiveLatency`, Shaka `getStats().liveLatency`), its stalls (`waiting`
+// events after the start), and whether dash.js ran in its low-latency mode.
 // Chromium is Debian's (/usr/bin/chromium); the players come from node_modules here.
 import { chromium } from 'playwright-core';
 import { createServer } from 'node:http';
@@ -28,8 +31,9 @@ const page = `<!doctype html><html><body>
 <video id="v" muted autoplay playsinline style="width:640px"></video>
 <script src="/player.js"></script>
 <script>
-window.report = { errors: [], events: [] };
+window.report = { errors: [], events: [], waiting: 0 };
 const video = document.getElementById('v');
+video.addEventListener('waiting', () => { if (video.currentTime > 0) window.report.waiting++; });
 video.addEventListener('error', () => window.report.errors.push('video error: ' +
   (video.error && video.error.code) + ' ' + (video.error && video.error.message)));
 const url = ${JSON.stringify(url)};
@@ -97,7 +101,21 @@ try {
     await tab.waitForTimeout(250);
   }
   const startT = t0;
-  if (startT !== null) await tab.waitForTimeout(seconds * 1000);
+  const latencies = [];
+  if (startT !== null) {
+    for (let i = 0; i < seconds; i++) {
+      await tab.waitForTimeout(1000);
+      const l = await tab.evaluate(() => {
+        const p = window.player;
+        const v = p.getCurrentLiveLatency ? p.getCurrentLiveLatency() : p.getStats().liveLatency;
+        return Number.isFinite(v) ? v : null;
+      });
+      if (l !== null) latencies.push(Math.round(l * 1000) / 1000);
+    }
+  }
+  const sorted = [...latencies].sort((a, b) => a - b);
+  const lowLatencyMode = await tab.evaluate(() =>
+    window.player.getLowLatencyModeEnabled ? window.player.getLowLatencyModeEnabled() : null);
   const end = await tab.evaluate(() => {
     const v = document.getElementById('v');
     return { t: v.currentTime, width: v.videoWidth, height: v.videoHeight, paused: v.paused,
@@ -112,6 +130,8 @@ try {
   result = {
     player, url, mse, startTime: startT, endTime: end.t, advanced,
     width: end.width, height: end.height, paused: end.paused, buffered: end.buffered,
+    latencies, latencyP50: sorted.length ? sorted[Math.floor(sorted.length / 2)] : null,
+    lowLatencyMode, stalls: await tab.evaluate(() => window.report.waiting),
     errors: end.errors, consoleErrors: console_.slice(0, 5),
     requests: requests.slice(0, 8), requestCount: requests.length,
   };

@@ -1,25 +1,32 @@
-//! `/live/<code>/...` DASH files: `index.mpd`, `init-{v,a}-<period>.mp4`,
-//! `{v,a}-<period>-<time>.m4s`, all from the [`::dash::DashService`] store.
+//! `/live/<code>/...` DASH files: `index.mpd`, the low-latency `index-ll.mpd`,
+//! `init-{v,a}-<period>.mp4`, `{v,a}-<period>-<time>.m4s` (the segment being written goes out
+//! with chunked transfer, part by part), all from the [`::dash::DashService`] store.
 
 use crate::AppState;
 use crate::live::{media_response, not_found};
-use ::dash::{MpdClient, MpdClock};
+use ::dash::{GrowingSegment, MpdClient, MpdClock, SegmentBody, SegmentCut};
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use bytes::Bytes;
 use control::Output;
+use futures_util::TryStreamExt;
 use media::TrackKind;
 use std::time::SystemTime;
 
 const MPD: &str = "application/dash+xml";
+
+/// The low-latency MPD (OvenMediaEngine serves its own as `manifest_ll.mpd`).
+const LOW_LATENCY_MPD: &str = "index-ll.mpd";
 
 const M3U8: &str = "application/vnd.apple.mpegurl";
 
 /// Whether `file` is one of the DASH names (so the caller can route it here); the segments
 /// and parts are shared with HLS over CMAF.
 pub(crate) fn is_dash_file(file: &str) -> bool {
-    file == "index.mpd" || file.ends_with(".m4s") || file.starts_with("init-")
+    matches!(file, "index.mpd" | LOW_LATENCY_MPD)
+        || file.ends_with(".m4s")
+        || file.starts_with("init-")
 }
 
 /// Whether `file` is a playlist of HLS over the DASH packager's CMAF segments.
@@ -93,19 +100,20 @@ pub(crate) async fn serve(
     if !state.control.output_enabled(code, Output::Dash) {
         return not_found();
     }
-    if file == "index.mpd" {
+    if file == "index.mpd" || file == LOW_LATENCY_MPD {
         let user_agent = headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok());
+        let client = match file {
+            LOW_LATENCY_MPD => MpdClient::LowLatency,
+            _ => MpdClient::from_user_agent(user_agent),
+        };
         let time_url = clock_url(headers);
         let clock = MpdClock {
             time_url: &time_url,
             now_ms: crate::time::system_ms(SystemTime::now()),
         };
-        return match state
-            .dash
-            .mpd(code, MpdClient::from_user_agent(user_agent), &clock)
-        {
+        return match state.dash.mpd(code, client, &clock) {
             Some(text) => media_response(MPD, "no-cache", Body::from(text)),
             None => not_found(),
         };
@@ -148,8 +156,8 @@ pub(crate) async fn serve(
         && let (Some(track), Ok(period), Ok(time)) =
             (track(letter), period.parse::<u64>(), time.parse::<u64>())
     {
-        return match state.dash.segment(code, track, period, time) {
-            Some(pieces) => {
+        return match state.dash.segment_body(code, track, period, time) {
+            Some(SegmentBody::Complete(pieces)) => {
                 // The segment's buffers as they are (its parts'), one after the other.
                 let len: usize = pieces.iter().map(Bytes::len).sum();
                 state.hub.record_sent(code, len);
@@ -161,10 +169,45 @@ pub(crate) async fn serve(
                     .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
                 resp
             }
+            Some(SegmentBody::Growing(growing)) => growing_response(state, code, track, growing),
             None => not_found(),
         };
     }
     not_found()
+}
+
+/// The segment being written, sent part by part as they are cut (chunked transfer: no
+/// length). It ends with the segment; a segment that cannot complete cuts the connection, so
+/// neither the player nor a cache takes the short body for the whole segment. Caches may keep
+/// the finished response like any segment's: its bytes are the same.
+fn growing_response(
+    state: &AppState,
+    code: &str,
+    track: TrackKind,
+    growing: GrowingSegment,
+) -> Response {
+    let hub = state.hub.clone();
+    let code = code.to_owned();
+    let pieces = futures_util::stream::try_unfold(growing, move |mut growing| {
+        let hub = hub.clone();
+        let code = code.clone();
+        async move {
+            let Some(pieces) = growing.next().await? else {
+                return Ok(None);
+            };
+            hub.record_sent(&code, pieces.iter().map(Bytes::len).sum());
+            Ok::<_, SegmentCut>(Some((
+                futures_util::stream::iter(pieces.into_iter().map(Ok::<_, SegmentCut>)),
+                growing,
+            )))
+        }
+    })
+    .try_flatten();
+    media_response(
+        content_type(track),
+        "public, max-age=60",
+        Body::from_stream(pieces),
+    )
 }
 
 /// The absolute URL of the server clock for the MPD's `UTCTiming`, as the player reached this

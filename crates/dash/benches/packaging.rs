@@ -69,6 +69,7 @@ fn main() {
         minimum_update_period: Duration::from_secs(2),
         suggested_presentation_delay: Duration::from_secs(6),
         min_buffer_time: Duration::from_secs(2),
+        part_duration: Some(Duration::from_millis(250)),
     };
 
     let hls = HlsTiming {

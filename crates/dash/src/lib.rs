@@ -21,12 +21,17 @@ mod service;
 mod tests;
 
 pub use hls::{HlsRequest, HlsTiming, MULTIVARIANT};
-pub use mpd::{Manifest, MpdClient, MpdClock, MpdTiming, UTC_TIMING_PATH, finish_mpd, iso8601};
+pub use mpd::{
+    Manifest, MpdClient, MpdClock, MpdTiming, UTC_TIMING_PATH, finish_mpd, iso8601,
+    low_latency_target,
+};
 pub use segmenter::{
     AUDIO_TRACK_ID, MediaPart, MediaSegment, Output, PeriodInfo, Segmenter, TrackDesc,
     VIDEO_TIMESCALE, VIDEO_TRACK_ID,
 };
-pub use service::{DashService, DashStreamStats, EnabledFn, HlsAnswer};
+pub use service::{
+    DashService, DashStreamStats, EnabledFn, GrowingSegment, HlsAnswer, SegmentBody, SegmentCut,
+};
 
 use std::time::Duration;
 

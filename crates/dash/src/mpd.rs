@@ -33,6 +33,13 @@ pub enum MpdClient {
     /// Not for other players: dash.js and Shaka Player take that long `S` for a real segment
     /// (Shaka's live edge moves back by its duration; both request it).
     GStreamer,
+    /// A low-latency player (dash.js, Shaka Player's `lowLatencyMode`) reading `index-ll.mpd`,
+    /// chosen by the URL rather than the `User-Agent`: the segment being written is listed
+    /// (with the previous segment's duration as its expected one) as soon as its first part
+    /// exists, `availabilityTimeOffset` makes it available from then, and its request is
+    /// answered with chunked transfer, each part sent as it is cut (DASH-IF low-latency
+    /// modes for DASH). A `ServiceDescription` gives the latency to aim for.
+    LowLatency,
 }
 
 impl MpdClient {
@@ -99,6 +106,16 @@ pub struct MpdTiming {
     pub suggested_presentation_delay: Duration,
     /// `minBufferTime`.
     pub min_buffer_time: Duration,
+    /// Part (CMAF chunk) length; the low-latency MPD exists only with parts.
+    pub part_duration: Option<Duration>,
+}
+
+/// Target latency of the low-latency MPD's `ServiceDescription`: six parts (1.5 s with the
+/// default 250 ms), at least a second. dash.js reloads the MPD at most once a second, and the
+/// segment being written is listed only from its first part on, so about a second is as low
+/// as a player reading a `SegmentTimeline` can go without stalling.
+pub fn low_latency_target(part: Duration) -> Duration {
+    (part * 6).max(Duration::from_secs(1))
 }
 
 #[derive(Debug)]
@@ -168,12 +185,17 @@ pub(crate) fn index(t: TrackKind) -> usize {
 
 /// `xs:duration` with microsecond precision: `PT12.345678S`.
 fn xs_duration_us(us: u64) -> String {
+    format!("PT{}S", seconds_us(us))
+}
+
+/// Seconds as an `xs:double` with microsecond precision: `1.75`.
+fn seconds_us(us: u64) -> String {
     let (s, frac) = (us / 1_000_000, us % 1_000_000);
     if frac == 0 {
-        format!("PT{s}S")
+        s.to_string()
     } else {
         let f = format!("{frac:06}");
-        format!("PT{s}.{}S", f.trim_end_matches('0'))
+        format!("{s}.{}", f.trim_end_matches('0'))
     }
 }
 
@@ -411,6 +433,11 @@ impl Manifest {
     /// request; `None` until the first segment exists.
     pub fn render_body(&self, timing: &MpdTiming, client: MpdClient) -> Option<String> {
         let ast = self.availability_start_ms?;
+        let low_latency = match (client, timing.part_duration) {
+            (MpdClient::LowLatency, Some(part)) => Some(part),
+            (MpdClient::LowLatency, None) => return None,
+            _ => None,
+        };
         let (span_start, span_end) = self.listed_span_us()?;
         let max_segment_us = (0..2)
             .flat_map(|ti| {
@@ -425,8 +452,13 @@ impl Manifest {
             out,
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
              <MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" \
-             profiles=\"urn:mpeg:dash:profile:isoff-live:2011\" type=\"dynamic\" \
+             profiles=\"urn:mpeg:dash:profile:isoff-live:2011{}\" type=\"dynamic\" \
              availabilityStartTime=\"{}\" publishTime=\"{}\"",
+            if low_latency.is_some() {
+                ",http://www.dashif.org/guidelines/low-latency-live-v5"
+            } else {
+                ""
+            },
             iso8601(ast),
             iso8601(self.publish_ms),
         );
@@ -437,15 +469,20 @@ impl Manifest {
                 xs_duration_us(span_end)
             );
         } else {
-            let _ = write!(
-                out,
-                " minimumUpdatePeriod=\"{}\"",
-                xs_duration(timing.minimum_update_period)
-            );
+            // A low-latency player must hear of each new segment within about a second of its
+            // start (dash.js reloads at most once a second anyway).
+            let period = match low_latency {
+                Some(_) => timing.minimum_update_period.min(Duration::from_secs(1)),
+                None => timing.minimum_update_period,
+            };
+            let _ = write!(out, " minimumUpdatePeriod=\"{}\"", xs_duration(period));
         }
         let depth_us = span_end.saturating_sub(span_start);
-        let mut delay_us =
-            u64::try_from(timing.suggested_presentation_delay.as_micros()).unwrap_or(u64::MAX);
+        let delay = match low_latency {
+            Some(part) => low_latency_target(part),
+            None => timing.suggested_presentation_delay,
+        };
+        let mut delay_us = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
         if client == MpdClient::GStreamer {
             // dashdemux joins at `now - suggestedPresentationDelay` and needs a listed segment
             // there (see MpdClient::GStreamer); the newest segment may end up to a segment
@@ -461,6 +498,18 @@ impl Manifest {
             xs_duration_us(max_segment_us.div_ceil(1000) * 1000),
             xs_duration(timing.min_buffer_time),
         );
+        if let Some(part) = low_latency {
+            let target = low_latency_target(part).as_millis();
+            let _ = writeln!(
+                out,
+                "  <ServiceDescription id=\"0\">\n\
+                 \x20   <Latency target=\"{target}\" min=\"{}\" max=\"{}\"/>\n\
+                 \x20   <PlaybackRate min=\"0.92\" max=\"1.08\"/>\n\
+                 \x20 </ServiceDescription>",
+                target / 2,
+                target * 2
+            );
+        }
         let shown: Vec<&Period> = self
             .periods
             .iter()
@@ -472,12 +521,38 @@ impl Manifest {
             .map(|(_, p)| p)
             .collect();
         for p in shown {
-            self.render_period(p, client, &mut out);
+            self.render_period(p, client, low_latency, &mut out);
         }
         Some(out)
     }
 
-    fn render_period(&self, p: &Period, client: MpdClient, out: &mut String) {
+    /// The segment of `ti` being written in `period`, for the low-latency MPD: its start and
+    /// expected duration (the previous segment's, or `part` past what it already holds when it
+    /// runs longer), once its first part exists.
+    fn open_segment(&self, ti: usize, period: u64, part: Duration) -> Option<(u64, u64)> {
+        let mut parts = self
+            .open_parts(ti)
+            .filter(|p| p.period == period)
+            .peekable();
+        let start = parts.peek()?.segment;
+        let held: u64 = parts.map(|p| p.duration).sum();
+        let timescale = u64::from(self.timescale(ti, period));
+        let part_ticks = u64::try_from(part.as_micros()).unwrap_or(0) * timescale / 1_000_000;
+        let expected = self
+            .listed(ti)
+            .filter(|s| s.period == period)
+            .last()
+            .map_or(part_ticks * 4, |s| s.duration);
+        Some((start, expected.max(held + part_ticks)))
+    }
+
+    fn render_period(
+        &self,
+        p: &Period,
+        client: MpdClient,
+        low_latency: Option<Duration>,
+        out: &mut String,
+    ) {
         let info = &p.info;
         let start_us = ticks_us(u64::try_from(info.start).unwrap_or(0), 90_000);
         let _ = writeln!(
@@ -502,14 +577,34 @@ impl Manifest {
                  segmentAlignment=\"true\" startWithSAP=\"1\"{}>",
                 if ti == 1 { " lang=\"und\"" } else { "" }
             );
-            let _ = writeln!(
+            let open = low_latency.and_then(|part| {
+                let (start, expected) = self.open_segment(ti, info.id, part)?;
+                Some((start, expected, part))
+            });
+            let _ = write!(
                 out,
                 "      <SegmentTemplate timescale=\"{}\" presentationTimeOffset=\"{pto}\" \
-                 initialization=\"init-{letter}-{id}.mp4\" media=\"{letter}-{id}-$Time$.m4s\">\n\
-                 \x20       <SegmentTimeline>",
+                 initialization=\"init-{letter}-{id}.mp4\" media=\"{letter}-{id}-$Time$.m4s\"",
                 desc.timescale,
                 id = info.id,
             );
+            if let Some(part) = low_latency {
+                // Available one part after it starts: the rest arrives over chunked transfer.
+                let expected_us = match open {
+                    Some((_, d, _)) => ticks_us(d, desc.timescale),
+                    None => self
+                        .listed(ti)
+                        .last()
+                        .map_or(0, |s| ticks_us(s.duration, desc.timescale)),
+                };
+                let part_us = u64::try_from(part.as_micros()).unwrap_or(0);
+                let _ = write!(
+                    out,
+                    " availabilityTimeOffset=\"{}\" availabilityTimeComplete=\"false\"",
+                    seconds_us(expected_us.saturating_sub(part_us))
+                );
+            }
+            out.push_str(">\n        <SegmentTimeline>\n");
             let mut run: Option<(u64, u64, u64)> = None; // (t, d, r)
             let mut next_t: Option<u64> = None;
             let flush = |run: Option<(u64, u64, u64)>, explicit_t: bool, out: &mut String| {
@@ -551,6 +646,9 @@ impl Manifest {
                 next_t = Some(s.time + s.duration);
             }
             flush(run, run_explicit, out);
+            if let Some((start, expected, _)) = open {
+                let _ = writeln!(out, "          <S t=\"{start}\" d=\"{expected}\"/>");
+            }
             out.push_str("        </SegmentTimeline>\n      </SegmentTemplate>\n");
             let bandwidth = p.bandwidth[ti].max(1);
             if ti == 0 {

@@ -2,7 +2,7 @@
 //! Mirrors `hls::HlsService` (same lifecycle: live, gone for `end_grace`, ended for `linger`).
 
 use crate::hls::{HlsRequest, HlsTiming};
-use crate::mpd::{Manifest, MpdClient, MpdClock, MpdTiming, finish_mpd};
+use crate::mpd::{Manifest, MpdClient, MpdClock, MpdTiming, finish_mpd, index};
 use crate::segmenter::{Output, Segmenter};
 use crate::{DashConfig, EXPIRED_SEGMENTS_KEPT};
 use bytes::Bytes;
@@ -29,11 +29,107 @@ pub struct DashStreamStats {
 
 struct Entry {
     manifest: Manifest,
-    /// MPD bodies (generic, GStreamer), rendered once per change: requests outnumber segment
-    /// updates by far. The clock is added per request.
-    rendered: Option<[String; 2]>,
+    /// MPD bodies (generic, GStreamer, low-latency), rendered once per change: requests
+    /// outnumber segment updates by far. The clock is added per request.
+    rendered: [Option<String>; 3],
     /// Bumped at every change; blocking playlist reloads and part requests wait on it.
     changed: tokio::sync::watch::Sender<()>,
+}
+
+/// A media segment as it is served.
+#[derive(Debug)]
+pub enum SegmentBody {
+    /// A finished segment: its pieces, refcounted, not copied.
+    Complete(Vec<Bytes>),
+    /// The segment being written (the low-latency MPD lists it from its first part on): its
+    /// pieces come from [`GrowingSegment::next`] as its parts are cut.
+    Growing(GrowingSegment),
+}
+
+/// The growing segment could not be completed (the stream went away, or no part came in
+/// time): the response must be cut rather than ended, so no cache keeps a short copy.
+#[derive(Debug)]
+pub struct SegmentCut;
+
+impl std::fmt::Display for SegmentCut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the segment being written was not completed")
+    }
+}
+
+impl std::error::Error for SegmentCut {}
+
+/// The open segment of a track, read while it is written.
+#[derive(Debug)]
+pub struct GrowingSegment {
+    service: DashService,
+    code: String,
+    track: TrackKind,
+    period: u64,
+    time: u64,
+    /// Parts sent so far; the `styp` goes out first, with the first batch.
+    sent: usize,
+    started: bool,
+    done: bool,
+}
+
+impl GrowingSegment {
+    /// The next pieces, waiting for the next part when none is new: `Ok(None)` once the
+    /// whole segment was given.
+    pub async fn next(&mut self) -> Result<Option<Vec<Bytes>>, SegmentCut> {
+        if self.done {
+            return Ok(None);
+        }
+        // Parts come every part duration while media flows; much longer means it stopped.
+        let patience = self
+            .service
+            .inner
+            .config
+            .part_duration
+            .unwrap_or_default()
+            .saturating_mul(8)
+            .max(std::time::Duration::from_secs(3));
+        loop {
+            let mut changed = {
+                let store = lock(&self.service.inner.store);
+                let entry = store.get(&self.code).ok_or(SegmentCut)?;
+                let m = &entry.manifest;
+                let mut out = Vec::new();
+                if !self.started {
+                    out.push(fmp4::styp());
+                    self.started = true;
+                }
+                if let Some(pieces) = m.segment(self.track, self.period, self.time) {
+                    // Finished: whatever its parts did not give yet (its own `styp` went first).
+                    out.extend(pieces.into_iter().skip(1 + self.sent));
+                    self.done = true;
+                    return Ok(Some(out));
+                }
+                let before = out.len();
+                out.extend(
+                    m.open_parts(index(self.track))
+                        .filter(|p| p.period == self.period && p.segment == self.time)
+                        .skip(self.sent)
+                        .map(|p| p.data.clone()),
+                );
+                self.sent += out.len() - before;
+                if !out.is_empty() {
+                    return Ok(Some(out));
+                }
+                if m.is_ended() {
+                    return Err(SegmentCut);
+                }
+                entry.changed.subscribe()
+            };
+            let deadline = Instant::now() + patience;
+            match tokio::time::timeout_at(deadline, changed.changed()).await {
+                Err(_) => return Err(SegmentCut),
+                Ok(Ok(())) => {}
+                // The entry was replaced (a restart): look again, it will not have the segment.
+                Ok(Err(_)) => {}
+            }
+        }
+    }
 }
 
 /// How an LL-HLS media playlist request is answered.
@@ -127,11 +223,7 @@ impl DashService {
     /// complete yet.
     pub fn mpd(&self, code: &str, client: MpdClient, clock: &MpdClock<'_>) -> Option<String> {
         let store = lock(&self.inner.store);
-        let bodies = store.get(code)?.rendered.as_ref()?;
-        let body = match client {
-            MpdClient::Generic => &bodies[0],
-            MpdClient::GStreamer => &bodies[1],
-        };
+        let body = store.get(code)?.rendered[rendered_index(client)].as_ref()?;
         Some(finish_mpd(body, clock))
     }
 
@@ -278,6 +370,37 @@ impl DashService {
             .segment(track, period, time)
     }
 
+    /// The media segment of `track` starting at `time` in `period`: whole when finished,
+    /// growing when it is the one being written and already has a part; `None` if unknown
+    /// or expired.
+    pub fn segment_body(
+        &self,
+        code: &str,
+        track: TrackKind,
+        period: u64,
+        time: u64,
+    ) -> Option<SegmentBody> {
+        let store = lock(&self.inner.store);
+        let m = &store.get(code)?.manifest;
+        if let Some(pieces) = m.segment(track, period, time) {
+            return Some(SegmentBody::Complete(pieces));
+        }
+        m.open_parts(index(track))
+            .any(|p| p.period == period && p.segment == time)
+            .then(|| {
+                SegmentBody::Growing(GrowingSegment {
+                    service: self.clone(),
+                    code: code.to_owned(),
+                    track,
+                    period,
+                    time,
+                    sent: 0,
+                    started: false,
+                    done: false,
+                })
+            })
+    }
+
     /// Stats of `code`, if it has a DASH entry.
     pub fn stats(&self, code: &str) -> Option<DashStreamStats> {
         let store = lock(&self.inner.store);
@@ -297,6 +420,15 @@ impl DashService {
     }
 }
 
+/// Where [`Entry::rendered`] keeps the MPD body of `client`.
+fn rendered_index(client: MpdClient) -> usize {
+    match client {
+        MpdClient::Generic => 0,
+        MpdClient::GStreamer => 1,
+        MpdClient::LowLatency => 2,
+    }
+}
+
 /// Wall clock as Unix milliseconds.
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -308,7 +440,7 @@ impl Inner {
     fn new_entry(&self) -> Entry {
         Entry {
             manifest: Manifest::new(self.config.window, EXPIRED_SEGMENTS_KEPT),
-            rendered: None,
+            rendered: [None, None, None],
             changed: tokio::sync::watch::Sender::new(()),
         }
     }
@@ -318,6 +450,7 @@ impl Inner {
             minimum_update_period: self.config.minimum_update_period,
             suggested_presentation_delay: self.config.suggested_presentation_delay,
             min_buffer_time: self.config.min_buffer_time,
+            part_duration: self.config.part_duration,
         }
     }
 
@@ -330,10 +463,11 @@ impl Inner {
         let entry = store
             .entry(code.to_owned())
             .or_insert_with(|| self.new_entry());
-        // Parts change the HLS playlists (rendered per request) but not the MPD.
+        // Parts change the HLS playlists (rendered per request) but not the MPD, except the
+        // first of a segment, which lists it in the low-latency MPD.
         let mut mpd_changed = false;
         for output in outputs {
-            mpd_changed |= !matches!(output, Output::Part(_));
+            mpd_changed |= !matches!(&output, Output::Part(p) if p.index > 0);
             match output {
                 Output::Period(info) => entry.manifest.start_period(info, now),
                 Output::Part(part) => entry.manifest.push_part(part, now),
@@ -355,12 +489,14 @@ impl Inner {
         entry.changed.send_replace(());
     }
 
-    fn render(&self, manifest: &Manifest) -> Option<[String; 2]> {
+    fn render(&self, manifest: &Manifest) -> [Option<String>; 3] {
         let timing = self.timing();
-        Some([
-            manifest.render_body(&timing, MpdClient::Generic)?,
-            manifest.render_body(&timing, MpdClient::GStreamer)?,
-        ])
+        [
+            MpdClient::Generic,
+            MpdClient::GStreamer,
+            MpdClient::LowLatency,
+        ]
+        .map(|client| manifest.render_body(&timing, client))
     }
 
     fn end(&self, code: &str) {

@@ -271,6 +271,7 @@ fn timing() -> MpdTiming {
         minimum_update_period: Duration::from_secs(2),
         suggested_presentation_delay: Duration::from_secs(6),
         min_buffer_time: Duration::from_secs(2),
+        part_duration: Some(Duration::from_millis(500)),
     }
 }
 
@@ -955,4 +956,138 @@ fn ll_hls_directives_parse_as_rfc_8216bis_says() {
     );
     assert!(HlsRequest::parse(&args(&[("_HLS_part", "1")])).is_err());
     assert!(HlsRequest::parse(&args(&[("_HLS_msn", "x")])).is_err());
+}
+
+/// The video `SegmentTimeline`'s last `S` of `mpd` as (t, d).
+fn last_video_s(mpd: &str) -> (u64, u64) {
+    let video = mpd.split("contentType=\"audio\"").next().unwrap();
+    let s = video.rsplit("<S t=\"").next().unwrap();
+    let (t, rest) = s.split_once('"').unwrap();
+    let d = rest
+        .split("d=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    (t.parse().unwrap(), d.parse().unwrap())
+}
+
+#[test]
+fn low_latency_mpd_lists_the_open_segment_available_one_part_in() {
+    // 7 s: segments at 0, 2 and 4 s, and the open one from 6 s with parts 0 and 1.
+    let mut seg =
+        Segmenter::new(Duration::from_secs(2), 1 << 20, 1).with_parts(Duration::from_millis(500));
+    let mut out = seg.push(tracks(1));
+    run(interleaved(7, 50, 0), &mut seg, &mut out);
+    let m = manifest_of(out, 6);
+    let ll = m
+        .render(&timing(), MpdClient::LowLatency, &CLOCK)
+        .expect("LL MPD");
+    let generic = render(&m).unwrap();
+    assert!(
+        ll.contains("http://www.dashif.org/guidelines/low-latency-live-v5"),
+        "{ll}"
+    );
+    // Six parts of 500 ms.
+    assert!(
+        ll.contains("<Latency target=\"3000\" min=\"1500\" max=\"6000\"/>"),
+        "{ll}"
+    );
+    assert!(ll.contains("suggestedPresentationDelay=\"PT3S\""), "{ll}");
+    assert!(ll.contains("minimumUpdatePeriod=\"PT1S\""), "{ll}");
+    // Expected 2 s like the segment before it, available 0.5 s after it starts (audio
+    // segments hold whole AAC frames: 2.005 s).
+    assert!(
+        ll.contains("availabilityTimeOffset=\"1.5\" availabilityTimeComplete=\"false\""),
+        "{ll}"
+    );
+    assert!(
+        ll.contains("availabilityTimeOffset=\"1.505333\" availabilityTimeComplete=\"false\""),
+        "{ll}"
+    );
+    assert_eq!(last_video_s(&ll), (540_000, 180_000));
+    // The plain MPD lists finished segments only.
+    assert!(!generic.contains("availabilityTimeOffset"), "{generic}");
+    assert!(!generic.contains("ServiceDescription"), "{generic}");
+    assert!(!generic.contains("t=\"540000\""), "{generic}");
+    dash_mpd_core::parse(&ll).expect("the LL MPD parses");
+    // Without parts there is no low-latency MPD.
+    let whole = MpdTiming {
+        part_duration: None,
+        ..timing()
+    };
+    assert!(m.render(&whole, MpdClient::LowLatency, &CLOCK).is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_segment_being_written_is_served_part_by_part_and_ends_whole() {
+    let hub = Hub::new(HubConfig::default());
+    let dash = DashService::new(hub.clone(), config());
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(dash.clone().run(shutdown.clone()));
+    tokio::task::yield_now().await;
+    let publisher = hub.publish("cam", meta()).unwrap();
+    publisher.announce(info());
+    // The first segment (1 s), and 320 ms of the second: its first 250 ms part.
+    write_frames(&publisher, 0..33, 25).await;
+    let ll = dash
+        .mpd("cam", MpdClient::LowLatency, &CLOCK)
+        .expect("LL MPD");
+    let (open, _) = last_video_s(&ll);
+    let period: u64 = dash_mpd_core::parse(&ll).unwrap().periods[0]
+        .id
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        dash.segment("cam", TrackKind::Video, period, open)
+            .is_none()
+    );
+    let Some(SegmentBody::Growing(mut growing)) =
+        dash.segment_body("cam", TrackKind::Video, period, open)
+    else {
+        panic!("segment at {open} is not growing");
+    };
+    let first = growing.next().await.unwrap().unwrap();
+    assert_eq!(first[0], fmp4::styp());
+    assert!(first.len() >= 2, "styp and the first part");
+    // Read while the publisher writes the rest of it and the start of the next.
+    let read = async {
+        let mut pieces = first.clone();
+        let mut batches = 1;
+        while let Some(more) = growing.next().await.unwrap() {
+            pieces.extend(more);
+            batches += 1;
+        }
+        (pieces, batches)
+    };
+    let ((pieces, batches), ()) = tokio::join!(read, write_frames(&publisher, 33..60, 25));
+    assert!(batches >= 3, "parts came one after the other: {batches}");
+    let whole: Vec<u8> = dash
+        .segment("cam", TrackKind::Video, period, open)
+        .expect("finished")
+        .concat();
+    assert_eq!(pieces.concat(), whole, "the chunks make up the segment");
+
+    // A segment that cannot complete cuts the response.
+    write_frames(&publisher, 60..68, 25).await;
+    let ll = dash.mpd("cam", MpdClient::LowLatency, &CLOCK).unwrap();
+    let (open, _) = last_video_s(&ll);
+    let Some(SegmentBody::Growing(mut growing)) =
+        dash.segment_body("cam", TrackKind::Video, period, open)
+    else {
+        panic!("segment at {open} is not growing");
+    };
+    assert!(growing.next().await.unwrap().is_some());
+    dash.stop("cam");
+    assert!(growing.next().await.is_err());
+    // Neither an unknown time nor an unknown stream grows.
+    assert!(
+        dash.segment_body("cam", TrackKind::Video, period, open + 1)
+            .is_none()
+    );
+    shutdown.cancel();
+    run.await.unwrap();
 }

@@ -644,8 +644,8 @@ pub struct DashConfig {
     #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub min_buffer_time: Duration,
     /// Segments are also published in parts of about this long while they are written: the
-    /// parts of Low-Latency HLS over the same CMAF segments (`cmaf.m3u8`); 0 = whole
-    /// segments only.
+    /// parts of Low-Latency HLS over the same CMAF segments (`cmaf.m3u8`) and the chunks of
+    /// low-latency DASH (`index-ll.mpd`); 0 = whole segments only.
     #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub part_duration: Duration,
 }

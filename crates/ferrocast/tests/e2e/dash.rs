@@ -5,12 +5,13 @@
 use crate::gstreamer;
 use crate::support::api::Api;
 use crate::support::ffmpeg;
+use crate::support::http;
 use crate::support::proc::run;
 use crate::support::{Fixture, HeavySlot, Server, heavy_slot, wait_until};
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The MPD of `code` if it answers 200 and lists at least `video` video segments.
 fn mpd(server: &Server, code: &str, video: usize) -> Option<String> {
@@ -398,4 +399,106 @@ fn gstreamer_dashdemux_decodes_video_and_audio_within_10s_of_joining() {
         "gstreamer dash: {} video, {} audio buffers in 10 s",
         played.video, played.audio
     );
+}
+
+/// Low-latency DASH (`index-ll.mpd`): the segment being written is listed from its first part
+/// on, with `availabilityTimeOffset` and a `ServiceDescription`; its request is answered with
+/// chunked transfer, part by part while it is written, and the pieces make up exactly the
+/// finished segment; dash.js plays it in its low-latency mode.
+#[test]
+fn low_latency_dash_sends_the_open_segment_part_by_part_and_dash_js_plays_it() {
+    let browser = browser_ready();
+    let server = Server::builder().set("dash.segment_duration", 1).start();
+    let _publisher = server.publish("ll", Fixture::Hd720);
+    wait_mpd(&server, "ll", 2);
+    let ll_mpd = || {
+        let r = server.get("/live/ll/index-ll.mpd");
+        assert_eq!(r.status, 200, "index-ll.mpd");
+        assert_eq!(r.header("content-type"), Some("application/dash+xml"));
+        r.text()
+    };
+    let text = ll_mpd();
+    for needle in [
+        "availabilityTimeComplete=\"false\"",
+        "availabilityTimeOffset=\"",
+        "<ServiceDescription id=\"0\">",
+        "<Latency target=\"1500\" min=\"750\" max=\"3000\"/>",
+        "http://www.dashif.org/guidelines/low-latency-live-v5",
+    ] {
+        assert!(text.contains(needle), "LL MPD lacks {needle}:\n{text}");
+    }
+
+    // Catch a segment that has just begun, so most of it is still to be written.
+    let before = video_segments(&ll_mpd()).last().cloned().expect("segments");
+    let (generic, (period, time)) = wait_until(
+        "the LL MPD to list a new open segment",
+        Duration::from_secs(10),
+        || {
+            let generic = server.get("/live/ll/index.mpd").text();
+            let last = video_segments(&ll_mpd()).last().cloned()?;
+            (last != before).then_some((generic, last))
+        },
+    );
+    assert!(
+        !video_segments(&generic).contains(&(period.clone(), time)),
+        "the open segment is listed in index.mpd too:\n{generic}"
+    );
+    let path = format!("/live/ll/v-{period}-{time}.m4s");
+    let t0 = Instant::now();
+    let mut stream = http::open(server.http, &path, Duration::from_secs(10)).expect(&path);
+    assert_eq!(stream.status, 200, "{path}");
+    assert!(stream.header("content-length").is_none(), "{path}");
+    assert!(
+        stream
+            .header("transfer-encoding")
+            .is_some_and(|v| v.contains("chunked")),
+        "{path}"
+    );
+    let mut pieces = Vec::new();
+    let mut first = None;
+    while let Some(piece) = stream.next_piece().expect("chunked body") {
+        first.get_or_insert(t0.elapsed());
+        pieces.push(piece);
+    }
+    let (first, last) = (first.expect("a first piece"), t0.elapsed());
+    // 250 ms parts of a 1 s segment: the later ones arrive as they are cut.
+    assert!(
+        pieces.len() >= 3 && last - first >= Duration::from_millis(400),
+        "{} pieces, the first after {first:?}, the last after {last:?}",
+        pieces.len()
+    );
+    let whole = server.get(&path);
+    assert_eq!(whole.status, 200);
+    assert_eq!(
+        whole.header("content-length"),
+        Some(whole.body.len().to_string().as_str())
+    );
+    assert_eq!(
+        pieces.concat(),
+        whole.body,
+        "the chunks make up the finished segment"
+    );
+    assert_eq!(&whole.body[4..8], b"styp");
+
+    let Some(_browser) = browser else {
+        return;
+    };
+    let url = format!("http://{}/live/ll/index-ll.mpd", server.http);
+    let out = run(
+        Command::new("node")
+            .arg(browser_script())
+            .args([&url, "dashjs", "15", "1280", "720"]),
+        Duration::from_secs(120),
+    );
+    let report = out.json_report("dash.mjs on index-ll.mpd");
+    eprintln!("dash.js on index-ll.mpd: {report}");
+    assert!(
+        out.success(),
+        "dash.js did not play {url}: {report}\n{}",
+        out.stderr
+    );
+    assert_eq!(report["lowLatencyMode"], true, "{report}");
+    // dash.js aims at the ServiceDescription's 1.5 s; a busy 2-core machine may add some.
+    let p50 = report["latencyP50"].as_f64().unwrap_or(99.0);
+    assert!(p50 < 3.5, "dash.js live latency p50 {p50} s: {report}");
 }
