@@ -426,14 +426,40 @@ fn config() -> DashConfig {
     }
 }
 
+/// A hub and a DASH service running on it with [`config`].
+struct Running {
+    hub: Hub,
+    dash: DashService,
+    shutdown: CancellationToken,
+    run: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    async fn start() -> Running {
+        let hub = Hub::new(HubConfig::default());
+        let dash = DashService::new(hub.clone(), config());
+        let shutdown = CancellationToken::new();
+        let run = tokio::spawn(dash.clone().run(shutdown.clone()));
+        tokio::task::yield_now().await;
+        Running {
+            hub,
+            dash,
+            shutdown,
+            run,
+        }
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn service_serves_mpd_ends_forgets_and_obeys_stop_and_refresh() {
-    let hub = Hub::new(HubConfig::default());
-    let dash = DashService::new(hub.clone(), config());
+    let Running {
+        hub,
+        dash,
+        shutdown,
+        run,
+    } = Running::start().await;
+    // Decided at each publish: none yet.
     dash.set_enabled(Arc::new(|code: &str| code != "off"));
-    let shutdown = CancellationToken::new();
-    let run = tokio::spawn(dash.clone().run(shutdown.clone()));
-    tokio::task::yield_now().await;
 
     let publisher = hub.publish("cam", meta()).unwrap();
     let off = hub.publish("off", meta()).unwrap();
@@ -493,11 +519,12 @@ async fn service_serves_mpd_ends_forgets_and_obeys_stop_and_refresh() {
 
 #[tokio::test(start_paused = true)]
 async fn finish_ends_every_presentation_at_once_and_keeps_serving_it() {
-    let hub = Hub::new(HubConfig::default());
-    let dash = DashService::new(hub.clone(), config());
-    let shutdown = CancellationToken::new();
-    let run = tokio::spawn(dash.clone().run(shutdown.clone()));
-    tokio::task::yield_now().await;
+    let Running {
+        hub,
+        dash,
+        shutdown,
+        run,
+    } = Running::start().await;
     let publisher = hub.publish("cam", meta()).unwrap();
     publisher.announce(info());
     write_frames(&publisher, 0..40, 25).await;
@@ -985,27 +1012,19 @@ fn low_latency_mpd_lists_the_open_segment_available_one_part_in() {
         .render(&timing(), MpdClient::LowLatency, &CLOCK)
         .expect("LL MPD");
     let generic = render(&m).unwrap();
-    assert!(
-        ll.contains("http://www.dashif.org/guidelines/low-latency-live-v5"),
-        "{ll}"
-    );
-    // Six parts of 500 ms.
-    assert!(
-        ll.contains("<Latency target=\"3000\" min=\"1500\" max=\"6000\"/>"),
-        "{ll}"
-    );
-    assert!(ll.contains("suggestedPresentationDelay=\"PT3S\""), "{ll}");
-    assert!(ll.contains("minimumUpdatePeriod=\"PT1S\""), "{ll}");
-    // Expected 2 s like the segment before it, available 0.5 s after it starts (audio
-    // segments hold whole AAC frames: 2.005 s).
-    assert!(
-        ll.contains("availabilityTimeOffset=\"1.5\" availabilityTimeComplete=\"false\""),
-        "{ll}"
-    );
-    assert!(
-        ll.contains("availabilityTimeOffset=\"1.505333\" availabilityTimeComplete=\"false\""),
-        "{ll}"
-    );
+    for needle in [
+        "http://www.dashif.org/guidelines/low-latency-live-v5",
+        // Six parts of 500 ms.
+        "<Latency target=\"3000\" min=\"1500\" max=\"6000\"/>",
+        "suggestedPresentationDelay=\"PT3S\"",
+        "minimumUpdatePeriod=\"PT1S\"",
+        // Expected 2 s like the segment before it, available 0.5 s after it starts (audio
+        // segments hold whole AAC frames: 2.005 s).
+        "availabilityTimeOffset=\"1.5\" availabilityTimeComplete=\"false\"",
+        "availabilityTimeOffset=\"1.505333\" availabilityTimeComplete=\"false\"",
+    ] {
+        assert!(ll.contains(needle), "no {needle} in\n{ll}");
+    }
     assert_eq!(last_video_s(&ll), (540_000, 180_000));
     // The plain MPD lists finished segments only.
     assert!(!generic.contains("availabilityTimeOffset"), "{generic}");
@@ -1022,11 +1041,12 @@ fn low_latency_mpd_lists_the_open_segment_available_one_part_in() {
 
 #[tokio::test(start_paused = true)]
 async fn the_segment_being_written_is_served_part_by_part_and_ends_whole() {
-    let hub = Hub::new(HubConfig::default());
-    let dash = DashService::new(hub.clone(), config());
-    let shutdown = CancellationToken::new();
-    let run = tokio::spawn(dash.clone().run(shutdown.clone()));
-    tokio::task::yield_now().await;
+    let Running {
+        hub,
+        dash,
+        shutdown,
+        run,
+    } = Running::start().await;
     let publisher = hub.publish("cam", meta()).unwrap();
     publisher.announce(info());
     // The first segment (1 s), and 320 ms of the second: its first 250 ms part.
