@@ -1400,13 +1400,14 @@ impl<S: Socket> Conn<S> {
             .play_key_exempt
             .as_ref()
             .is_some_and(|list| list.contains(self.peer.ip()));
-        if self.config.url_scheme == UrlScheme::ChannelKey && !exempt {
-            let key = args
-                .iter()
+        let key_check = (self.config.url_scheme == UrlScheme::ChannelKey && !exempt).then(|| {
+            args.iter()
                 .find(|(k, _)| k == "key")
                 .map(|(_, v)| v.clone())
-                .unwrap_or_default();
-            match self.publisher_key(&code).await? {
+                .unwrap_or_default()
+        });
+        if let Some(key) = &key_check {
+            match self.hub.publisher_arg(&code, "key") {
                 Some(theirs) if hub::constant_time_eq(key.as_bytes(), theirs.as_bytes()) => {}
                 Some(_) => {
                     warn!("play refused: not the publisher's key");
@@ -1415,9 +1416,14 @@ impl<S: Socket> Conn<S> {
                     self.closing = true;
                     return Ok(());
                 }
+                // Not live yet: the player waits like any other, and the publisher's arrival
+                // drops it unless it holds the key (see the publish path), before any media.
+                // Waiting here instead would leave this connection unread for the whole wait.
+                None if self.hub.stats(&code).is_none_or(|s| s.publisher.is_none()) => {}
                 None => {
-                    info!("no publisher within the play wait timeout");
-                    self.session.reject_play(stream_id, "stream not found");
+                    warn!("play refused: the live publisher gave no key");
+                    self.session
+                        .reject_play(stream_id, "Invalid stream key provided");
                     self.closing = true;
                     return Ok(());
                 }
@@ -1433,6 +1439,19 @@ impl<S: Socket> Conn<S> {
                 args,
             },
         );
+        // A publisher that went live between the check above and this seat may have kicked
+        // the waiting players before this one was among them: look once more.
+        if let Some(key) = &key_check
+            && let Some(theirs) = self.hub.publisher_arg(&code, "key")
+            && !hub::constant_time_eq(key.as_bytes(), theirs.as_bytes())
+        {
+            warn!("play refused: not the publisher's key");
+            drop(seat);
+            self.session
+                .reject_play(stream_id, "Invalid stream key provided");
+            self.closing = true;
+            return Ok(());
+        }
         // From here on this task and the fan-out task both write to the socket.
         self.session.writer().set_full_headers();
         let joiner = Joiner {
@@ -1459,29 +1478,6 @@ impl<S: Socket> Conn<S> {
             wait_deadline: Some(Instant::now() + self.config.play_wait_timeout),
         };
         Ok(())
-    }
-
-    /// The key the publisher of `code` gave, waiting up to the play wait timeout for one to go
-    /// live: a player's key is checked against it before any media flows.
-    async fn publisher_key(&mut self, code: &str) -> Result<Option<String>, ConnError> {
-        let mut events = self.hub.events();
-        let deadline = Instant::now() + self.config.play_wait_timeout;
-        let wait = async {
-            loop {
-                if let Some(key) = self.hub.publisher_arg(code, "key") {
-                    return Some(key);
-                }
-                match tokio::time::timeout_at(deadline, events.recv()).await {
-                    Err(_) => return None,
-                    Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
-                    // Lagged or another stream's event: look again.
-                    Ok(_) => {}
-                }
-            }
-        };
-        until_shutdown(&self.shutdown, wait)
-            .await
-            .ok_or(ConnError::Shutdown)
     }
 
     /// Takes the player back from its fan-out task, with what it had not written, so this

@@ -1677,39 +1677,10 @@ fn agustinsrg_ping_and_player_read_deadline() {
     let _p = publisher_to(&server, &url, "publisher-keep");
     wait_api_live(&server, "keep");
 
-    let mut silent = RawClient::connect(server.rtmp);
-    silent.handshake();
-    silent.connect_app("keep", &format!("rtmp://{}/keep", server.rtmp));
-    let create = rtmp::message::command("createStream", 2.0, &rtmp::amf0::Amf0Value::Null, &[]);
-    silent.send(
-        rtmp::message::CSID_COMMAND,
-        rtmp::message::TYPE_COMMAND_AMF0,
-        0,
-        &create,
-    );
-    let play = rtmp::message::command("play", 3.0, &rtmp::amf0::Amf0Value::Null, &["k1".into()]);
-    silent.send(
-        rtmp::message::CSID_COMMAND,
-        rtmp::message::TYPE_COMMAND_AMF0,
-        1,
-        &play,
-    );
+    let mut silent = silent_player(&server, "keep", "k1");
     let started = Instant::now();
-    let mut pinged = false;
-    while !pinged && started.elapsed() < Duration::from_secs(3) {
-        let Some(m) = silent.next_message(Duration::from_secs(3)) else {
-            break;
-        };
-        pinged = m.type_id == rtmp::message::TYPE_USER_CONTROL
-            && matches!(
-                rtmp::message::Message::parse(m.type_id, &m.payload),
-                Ok(rtmp::message::Message::UserControl(
-                    rtmp::message::UserControl::PingRequest(_)
-                ))
-            );
-    }
     assert!(
-        pinged,
+        pinged_within(&mut silent, Duration::from_secs(3)),
         "no ping request within 3 s with rtmp.ping_interval 1"
     );
     silent.expect_closed(Duration::from_secs(10));
@@ -1731,6 +1702,57 @@ fn agustinsrg_ping_and_player_read_deadline() {
         "played only {:?}",
         out.elapsed
     );
+
+    // A player waiting for a channel that is not live yet is served like any connection
+    // meanwhile (it used to wait inside its play command, unread and never pinged).
+    let mut waiting = silent_player(&server, "notyet", "k2");
+    assert!(
+        pinged_within(&mut waiting, Duration::from_secs(3)),
+        "a player waiting for its publisher got no ping request within 3 s"
+    );
+}
+
+/// A raw client that connects to `channel`, plays it with `key`, and then sends nothing.
+fn silent_player(server: &Server, channel: &str, key: &str) -> RawClient {
+    let mut c = RawClient::connect(server.rtmp);
+    c.handshake();
+    c.connect_app(channel, &format!("rtmp://{}/{channel}", server.rtmp));
+    let create = rtmp::message::command("createStream", 2.0, &rtmp::amf0::Amf0Value::Null, &[]);
+    c.send(
+        rtmp::message::CSID_COMMAND,
+        rtmp::message::TYPE_COMMAND_AMF0,
+        0,
+        &create,
+    );
+    let play = rtmp::message::command("play", 3.0, &rtmp::amf0::Amf0Value::Null, &[key.into()]);
+    c.send(
+        rtmp::message::CSID_COMMAND,
+        rtmp::message::TYPE_COMMAND_AMF0,
+        1,
+        &play,
+    );
+    c
+}
+
+/// Whether the server sends `c` a ping request within `limit`.
+fn pinged_within(c: &mut RawClient, limit: Duration) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        let Some(m) = c.next_message(limit) else {
+            return false;
+        };
+        if m.type_id == rtmp::message::TYPE_USER_CONTROL
+            && matches!(
+                rtmp::message::Message::parse(m.type_id, &m.payload),
+                Ok(rtmp::message::Message::UserControl(
+                    rtmp::message::UserControl::PingRequest(_)
+                ))
+            )
+        {
+            return true;
+        }
+    }
+    false
 }
 
 /// The Redis commands' REST twins: `kill` ends a stream's publisher; `close` only when the

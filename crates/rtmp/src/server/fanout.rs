@@ -619,7 +619,9 @@ impl Group {
         let mut i = 0;
         while i < self.members.len() {
             let m = &mut self.members[i];
-            if !m.alive.load(Ordering::Relaxed) {
+            // A kicked player gets nothing more, even before its connection has heard of it:
+            // a publish kicks the waiting players without its key before its media flows.
+            if !m.alive.load(Ordering::Relaxed) || m.gone.is_cancelled() {
                 self.remove(i);
                 continue;
             }
