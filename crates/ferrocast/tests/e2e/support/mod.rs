@@ -21,9 +21,10 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Held for the whole of a test that runs a CPU-heavy client: headless Chromium (decoding
-/// video, or encoding its camera) or a live 720p x264 encode. On a 2-core CI machine two of
-/// them beside the rest of the suite starved the players: ffmpeg fell out of a 2-segment DASH
-/// window, a UDP reader overflowed its socket buffer, the dashboard's steps timed out.
+/// video, or encoding its camera), or ffmpeg decoding 720p from UDP, which cannot wait. On a
+/// 2-core CI machine several of them beside the rest of the suite starved the players: ffmpeg
+/// fell out of a 2-segment DASH window, a UDP reader overflowed its socket buffer, the
+/// dashboard's steps timed out.
 pub struct HeavySlot {
     _guard: MutexGuard<'static, ()>,
 }
