@@ -77,6 +77,17 @@ impl Manifest {
             .filter(move |p| last.is_none_or(|l| (p.period, p.segment) > l))
     }
 
+    /// The parts of the open segment of `track` that starts at `time` in `period`, in order.
+    pub(crate) fn parts_of(
+        &self,
+        track: TrackKind,
+        period: u64,
+        time: u64,
+    ) -> impl Iterator<Item = &StoredPart> {
+        self.open_parts(index(track))
+            .filter(move |p| p.period == period && p.segment == time)
+    }
+
     /// Media sequence number of the segment being written on `ti` (one past the last one).
     fn next_msn(&self, ti: usize) -> u64 {
         self.first_seq[ti] + self.segments[ti].len() as u64

@@ -2,7 +2,7 @@
 //! Mirrors `hls::HlsService` (same lifecycle: live, gone for `end_grace`, ended for `linger`).
 
 use crate::hls::{HlsRequest, HlsTiming};
-use crate::mpd::{Manifest, MpdClient, MpdClock, MpdTiming, finish_mpd, index};
+use crate::mpd::{Manifest, MpdClient, MpdClock, MpdTiming, finish_mpd};
 use crate::segmenter::{Output, Segmenter};
 use crate::{DashConfig, EXPIRED_SEGMENTS_KEPT};
 use bytes::Bytes;
@@ -89,17 +89,17 @@ impl GrowingSegment {
             .unwrap_or_default()
             .saturating_mul(8)
             .max(std::time::Duration::from_secs(3));
+        let (track, period, time) = (self.track, self.period, self.time);
         loop {
-            let mut changed = {
+            let sent = {
                 let store = lock(&self.service.inner.store);
-                let entry = store.get(&self.code).ok_or(SegmentCut)?;
-                let m = &entry.manifest;
+                let m = &store.get(&self.code).ok_or(SegmentCut)?.manifest;
                 let mut out = Vec::new();
                 if !self.started {
                     out.push(fmp4::styp());
                     self.started = true;
                 }
-                if let Some(pieces) = m.segment(self.track, self.period, self.time) {
+                if let Some(pieces) = m.segment(track, period, time) {
                     // Finished: whatever its parts did not give yet (its own `styp` went first).
                     out.extend(pieces.into_iter().skip(1 + self.sent));
                     self.done = true;
@@ -107,8 +107,7 @@ impl GrowingSegment {
                 }
                 let before = out.len();
                 out.extend(
-                    m.open_parts(index(self.track))
-                        .filter(|p| p.period == self.period && p.segment == self.time)
+                    m.parts_of(track, period, time)
                         .skip(self.sent)
                         .map(|p| p.data.clone()),
                 );
@@ -119,14 +118,16 @@ impl GrowingSegment {
                 if m.is_ended() {
                     return Err(SegmentCut);
                 }
-                entry.changed.subscribe()
+                self.sent
             };
             let deadline = Instant::now() + patience;
-            match tokio::time::timeout_at(deadline, changed.changed()).await {
-                Err(_) => return Err(SegmentCut),
-                Ok(Ok(())) => {}
-                // The entry was replaced (a restart): look again, it will not have the segment.
-                Ok(Err(_)) => {}
+            let news = |m: &Manifest| {
+                m.is_ended()
+                    || m.segment(track, period, time).is_some()
+                    || m.parts_of(track, period, time).nth(sent).is_some()
+            };
+            if self.service.wait_for(&self.code, deadline, news).await != Some(true) {
+                return Err(SegmentCut);
             }
         }
     }
@@ -385,20 +386,18 @@ impl DashService {
         if let Some(pieces) = m.segment(track, period, time) {
             return Some(SegmentBody::Complete(pieces));
         }
-        m.open_parts(index(track))
-            .any(|p| p.period == period && p.segment == time)
-            .then(|| {
-                SegmentBody::Growing(GrowingSegment {
-                    service: self.clone(),
-                    code: code.to_owned(),
-                    track,
-                    period,
-                    time,
-                    sent: 0,
-                    started: false,
-                    done: false,
-                })
+        m.parts_of(track, period, time).next().is_some().then(|| {
+            SegmentBody::Growing(GrowingSegment {
+                service: self.clone(),
+                code: code.to_owned(),
+                track,
+                period,
+                time,
+                sent: 0,
+                started: false,
+                done: false,
             })
+        })
     }
 
     /// Stats of `code`, if it has a DASH entry.
@@ -429,13 +428,6 @@ fn rendered_index(client: MpdClient) -> usize {
     }
 }
 
-/// Wall clock as Unix milliseconds.
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 impl Inner {
     fn new_entry(&self) -> Entry {
         Entry {
@@ -458,7 +450,7 @@ impl Inner {
         if outputs.is_empty() {
             return;
         }
-        let now = now_ms();
+        let now = media::unix_ms_now();
         let mut store = lock(&self.store);
         let entry = store
             .entry(code.to_owned())
@@ -501,7 +493,7 @@ impl Inner {
 
     fn end(&self, code: &str) {
         if let Some(entry) = lock(&self.store).get_mut(code) {
-            entry.manifest.end(now_ms());
+            entry.manifest.end(media::unix_ms_now());
             entry.rendered = self.render(&entry.manifest);
             entry.changed.send_replace(());
         }
@@ -520,7 +512,7 @@ async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
     let mut sub = inner.hub.subscribe(code, "dash");
     // Period ids are in every URL: starting them from the wall clock in milliseconds means a
     // stream that comes back after its entry was removed never reuses a URL a cache may hold.
-    let first_period = u64::try_from(now_ms()).unwrap_or(0);
+    let first_period = u64::try_from(media::unix_ms_now()).unwrap_or(0);
     let mut segmenter = Segmenter::new(
         config.segment_duration,
         config.max_segment_bytes,

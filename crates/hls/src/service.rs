@@ -152,9 +152,7 @@ impl Inner {
     fn push_segment(&self, code: &str, mut segment: Segment) {
         // The segment is complete when the frame after it arrives, live: it began its
         // duration ago.
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let now = media::unix_ms_now();
         let took = i64::try_from(segment.duration.as_millis()).unwrap_or(0);
         segment.program_ms = Some(now - took);
         let mut store = lock(&self.store);

@@ -192,6 +192,13 @@ pub enum MediaError {
     },
 }
 
+/// The wall clock now as Unix milliseconds, the unit of [`iso8601`] (0 before 1970).
+pub fn unix_ms_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Unix milliseconds as an ISO 8601 UTC date: `2026-11-21T13:31:00.123Z` (MPD times, HLS
 /// `EXT-X-PROGRAM-DATE-TIME`).
 pub fn iso8601(ms: i64) -> String {

@@ -93,6 +93,21 @@ pub struct ServerConfig {
     pub limiter: Option<access::ConnLimiter>,
 }
 
+impl ServerConfig {
+    /// Whether a player from `ip` need not give the publisher's key (`play_key_exempt`).
+    fn needs_no_key(&self, ip: std::net::IpAddr) -> bool {
+        self.play_key_exempt
+            .as_ref()
+            .is_some_and(|list| list.contains(ip))
+    }
+}
+
+/// Whether `args` carry the publisher's `key` (compared in constant time).
+fn holds_key(args: &[(String, String)], key: &str) -> bool {
+    args.iter()
+        .any(|(k, v)| k == "key" && hub::constant_time_eq(v.as_bytes(), key.as_bytes()))
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
@@ -1325,16 +1340,12 @@ impl<S: Socket> Conn<S> {
         {
             // Players left from an earlier publisher must hold this one's key, unless their
             // address needs none.
-            let exempt = self.config.play_key_exempt.clone();
+            let config = &self.config;
             let kicked = self.hub.kick_readers_unless(&name, "rtmp", |reader| {
-                let trusted = reader
+                reader
                     .remote_addr
-                    .zip(exempt.as_ref())
-                    .is_some_and(|(addr, list)| list.contains(addr.ip()));
-                trusted
-                    || reader.args.iter().any(|(k, v)| {
-                        k == "key" && hub::constant_time_eq(v.as_bytes(), key.as_bytes())
-                    })
+                    .is_some_and(|addr| config.needs_no_key(addr.ip()))
+                    || holds_key(&reader.args, &key)
             });
             if kicked > 0 {
                 info!(kicked, "players without the new publisher's key dropped");
@@ -1395,20 +1406,11 @@ impl<S: Socket> Conn<S> {
             }
         };
         tracing::Span::current().record("code", code.as_str());
-        let exempt = self
-            .config
-            .play_key_exempt
-            .as_ref()
-            .is_some_and(|list| list.contains(self.peer.ip()));
-        let key_check = (self.config.url_scheme == UrlScheme::ChannelKey && !exempt).then(|| {
-            args.iter()
-                .find(|(k, _)| k == "key")
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default()
-        });
-        if let Some(key) = &key_check {
+        let check_key = self.config.url_scheme == UrlScheme::ChannelKey
+            && !self.config.needs_no_key(self.peer.ip());
+        if check_key {
             match self.hub.publisher_arg(&code, "key") {
-                Some(theirs) if hub::constant_time_eq(key.as_bytes(), theirs.as_bytes()) => {}
+                Some(theirs) if holds_key(&args, &theirs) => {}
                 Some(_) => {
                     warn!("play refused: not the publisher's key");
                     self.session
@@ -1430,6 +1432,7 @@ impl<S: Socket> Conn<S> {
             }
         }
         info!("playing");
+        let recheck = check_key.then(|| args.clone());
         let seat = self.hub.seat(
             &code,
             ReaderMeta {
@@ -1441,9 +1444,9 @@ impl<S: Socket> Conn<S> {
         );
         // A publisher that went live between the check above and this seat may have kicked
         // the waiting players before this one was among them: look once more.
-        if let Some(key) = &key_check
+        if let Some(args) = &recheck
             && let Some(theirs) = self.hub.publisher_arg(&code, "key")
-            && !hub::constant_time_eq(key.as_bytes(), theirs.as_bytes())
+            && !holds_key(args, &theirs)
         {
             warn!("play refused: not the publisher's key");
             drop(seat);
