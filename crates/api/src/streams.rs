@@ -556,7 +556,8 @@ pub struct PublisherView {
 pub struct TrackView {
     /// `video` or `audio`.
     kind: &'static str,
-    /// `h264`, `aac`, or the FLV codec id / FourCC of a passed-through codec.
+    /// `h264`, `h265`, `av1`, `aac`, `opus`, or the FLV codec id / FourCC of a passed-through
+    /// codec.
     codec: String,
     profile: Option<String>,
     level: Option<String>,
@@ -565,6 +566,11 @@ pub struct TrackView {
     fps: Option<f64>,
     sample_rate: Option<u32>,
     channels: Option<u8>,
+    /// Outputs that carry this track (`rtmp`, `flv`, `hls`, `hls-fmp4`, `ll-hls`, `dash`,
+    /// `srt`, `ts`, `rtsp`).
+    outputs: Vec<&'static str>,
+    /// Outputs that cannot carry this codec and leave the track out.
+    skipped_by: Vec<&'static str>,
 }
 
 /// Live state of a stream.
@@ -697,43 +703,93 @@ pub struct StreamList {
     total: usize,
 }
 
+/// Every output protocol, in the order the runtime API lists them.
+const OUTPUTS: [&str; 9] = [
+    "rtmp", "flv", "hls", "hls-fmp4", "ll-hls", "dash", "srt", "ts", "rtsp",
+];
+
+/// The outputs that carry a track of codec `codec` (a [`VideoCodec::name`] or
+/// [`AudioCodec::name`]). MPEG-TS (HLS, SRT, TS over HTTP) has H.264, H.265 and AAC; fMP4
+/// (DASH, CMAF HLS) adds AV1 and Opus; RTSP has H.264, H.265, AAC and Opus; FLV carries
+/// everything, codecs the gateway does not model included.
+fn carried_by(codec: &str) -> Vec<&'static str> {
+    let fmp4 = ["hls-fmp4", "ll-hls", "dash"];
+    OUTPUTS
+        .into_iter()
+        .filter(|o| match codec {
+            "h264" | "h265" | "aac" => true,
+            "av1" => fmp4.contains(o) || matches!(*o, "rtmp" | "flv"),
+            "opus" => fmp4.contains(o) || matches!(*o, "rtmp" | "flv" | "rtsp"),
+            _ => matches!(*o, "rtmp" | "flv"),
+        })
+        .collect()
+}
+
+fn track_view(kind: &'static str, codec: String) -> TrackView {
+    let outputs = carried_by(&codec);
+    let skipped_by = OUTPUTS
+        .into_iter()
+        .filter(|o| !outputs.contains(o))
+        .collect();
+    TrackView {
+        kind,
+        codec,
+        profile: None,
+        level: None,
+        width: None,
+        height: None,
+        fps: None,
+        sample_rate: None,
+        channels: None,
+        outputs,
+        skipped_by,
+    }
+}
+
 fn track_views(stats: &StreamStats) -> Vec<TrackView> {
     let Some(info) = &stats.info else {
         return Vec::new();
     };
     let mut out = Vec::new();
     if let Some(v) = &info.video {
-        out.push(match v {
-            VideoCodec::H264(c) => TrackView {
-                kind: "video",
-                codec: "h264".into(),
-                profile: Some(c.profile_name().into()),
-                level: Some(format!("{}.{}", c.level_idc / 10, c.level_idc % 10)),
-                width: Some(c.width),
-                height: Some(c.height),
-                fps: c.fps.or(info.framerate),
-                sample_rate: None,
-                channels: None,
-            },
-            other => TrackView {
-                kind: "video",
-                codec: other.name(),
-                profile: None,
-                level: None,
-                width: None,
-                height: None,
-                fps: info.framerate,
-                sample_rate: None,
-                channels: None,
-            },
-        });
+        let mut t = track_view("video", v.name());
+        if let Some((w, h)) = info.video_size() {
+            t.width = Some(w);
+            t.height = Some(h);
+        }
+        t.fps = info.fps();
+        match v {
+            VideoCodec::H264(c) => {
+                t.profile = Some(c.profile_name().into());
+                t.level = Some(format!("{}.{}", c.level_idc / 10, c.level_idc % 10));
+            }
+            VideoCodec::H265(c) => {
+                t.profile = Some(c.profile_name().into());
+                // general_level_idc is 30 times the level: 93 is 3.1.
+                t.level = Some(format!("{}.{}", c.level_idc / 30, c.level_idc % 30 / 3));
+            }
+            VideoCodec::Av1(c) => {
+                t.profile = Some(
+                    match c.profile {
+                        0 => "Main",
+                        1 => "High",
+                        2 => "Professional",
+                        _ => "other",
+                    }
+                    .into(),
+                );
+                // AV1 Annex A.3: seq_level_idx = (X - 2) * 4 + Y for level X.Y.
+                t.level = Some(format!("{}.{}", 2 + c.level_idx / 4, c.level_idx % 4));
+            }
+            VideoCodec::Opaque { .. } => {}
+        }
+        out.push(t);
     }
     if let Some(a) = &info.audio {
-        out.push(match a {
-            AudioCodec::Aac(c) => TrackView {
-                kind: "audio",
-                codec: "aac".into(),
-                profile: Some(
+        let mut t = track_view("audio", a.name());
+        match a {
+            AudioCodec::Aac(c) => {
+                t.profile = Some(
                     match c.object_type {
                         2 => "LC",
                         5 => "HE-AAC",
@@ -742,26 +798,17 @@ fn track_views(stats: &StreamStats) -> Vec<TrackView> {
                         _ => "other",
                     }
                     .into(),
-                ),
-                level: None,
-                width: None,
-                height: None,
-                fps: None,
-                sample_rate: Some(c.sample_rate),
-                channels: Some(c.channel_config),
-            },
-            other => TrackView {
-                kind: "audio",
-                codec: other.name(),
-                profile: None,
-                level: None,
-                width: None,
-                height: None,
-                fps: None,
-                sample_rate: None,
-                channels: None,
-            },
-        });
+                );
+                t.sample_rate = Some(c.sample_rate);
+                t.channels = Some(c.channel_config);
+            }
+            AudioCodec::Opus(c) => {
+                t.sample_rate = Some(48_000);
+                t.channels = Some(c.channels);
+            }
+            AudioCodec::Opaque { .. } => {}
+        }
+        out.push(t);
     }
     out
 }

@@ -9,7 +9,7 @@
 use bytes::Bytes;
 use fmp4::{Sample, TrackCodec, TrackInfo};
 use hub::Event;
-use media::{MediaInfo, TrackKind};
+use media::{AudioCodec, MediaInfo, TrackKind, VideoCodec};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -190,6 +190,9 @@ pub struct Segmenter {
     encode_errors: u64,
 }
 
+/// An AV1 temporal delimiter OBU with its size field (type 2, `obu_has_size_field`, size 0).
+const AV1_TEMPORAL_DELIMITER: [u8; 2] = [0x12, 0x00];
+
 fn track_index(t: TrackKind) -> usize {
     match t {
         TrackKind::Video => 0,
@@ -288,43 +291,67 @@ impl Segmenter {
         self.close_all(out);
         self.last_dts = [None; 2];
         self.rebase |= new_session;
-        let video = info.avc().and_then(|avc| {
+        let video = info.video.as_ref().and_then(|v| {
+            let (codec, codecs) = match v {
+                VideoCodec::H264(c) => (TrackCodec::Avc(c.clone()), c.codec_string()),
+                VideoCodec::H265(c) => (TrackCodec::Hevc(c.clone()), c.codec_string()),
+                VideoCodec::Av1(c) => (TrackCodec::Av1(c.clone()), c.codec_string()),
+                VideoCodec::Opaque { .. } => return None,
+            };
+            let (width, height) = info.video_size()?;
             let track = TrackInfo {
                 track_id: VIDEO_TRACK_ID,
                 timescale: VIDEO_TIMESCALE,
-                codec: TrackCodec::Avc(avc.clone()),
+                codec,
             };
             let init = fmp4::init_segment(&track).ok()?;
             Some(TrackDesc {
                 init,
-                codecs: avc.codec_string(),
+                codecs,
                 timescale: VIDEO_TIMESCALE,
-                width: avc.width,
-                height: avc.height,
-                frame_rate: info.framerate.or(avc.fps).filter(|f| *f > 0.0),
+                width,
+                height,
+                frame_rate: info.fps().filter(|f| *f > 0.0),
                 sample_rate: 0,
                 channels: 0,
             })
         });
-        let audio = info.aac().and_then(|aac| {
-            let track = TrackInfo {
-                track_id: AUDIO_TRACK_ID,
-                timescale: aac.sample_rate,
-                codec: TrackCodec::Aac(aac.clone()),
+        let audio = info.audio.as_ref().and_then(|a| {
+            let (codec, codecs, sample_rate, channels) = match a {
+                AudioCodec::Aac(c) => (
+                    TrackCodec::Aac(c.clone()),
+                    c.codec_string(),
+                    c.sample_rate,
+                    c.channel_config,
+                ),
+                // RFC 6381 / Opus in ISOBMFF: the codecs parameter is just `opus`; Opus
+                // always runs at 48 kHz.
+                AudioCodec::Opus(c) => (
+                    TrackCodec::Opus(c.clone()),
+                    "opus".into(),
+                    48_000,
+                    c.channels,
+                ),
+                AudioCodec::Opaque { .. } => return None,
             };
-            if aac.sample_rate == 0 {
+            if sample_rate == 0 {
                 return None;
             }
+            let track = TrackInfo {
+                track_id: AUDIO_TRACK_ID,
+                timescale: sample_rate,
+                codec,
+            };
             let init = fmp4::init_segment(&track).ok()?;
             Some(TrackDesc {
                 init,
-                codecs: aac.codec_string(),
-                timescale: aac.sample_rate,
+                codecs,
+                timescale: sample_rate,
                 width: 0,
                 height: 0,
                 frame_rate: None,
-                sample_rate: aac.sample_rate,
-                channels: aac.channel_config,
+                sample_rate,
+                channels,
             })
         });
         let same = self
@@ -421,17 +448,34 @@ impl Segmenter {
                 {
                     self.cut_part(TrackKind::Video, dts, out);
                 }
-                self.video.bytes += frame.payload.len();
+                let data = match self.info.as_deref().and_then(|i| i.video.as_ref()) {
+                    // AV1-ISOBMFF 2.4: samples carry no temporal delimiter; Enhanced RTMP
+                    // senders may leave one in front (a 2-byte OBU, no payload).
+                    Some(VideoCodec::Av1(_))
+                        if frame.payload.starts_with(&AV1_TEMPORAL_DELIMITER) =>
+                    {
+                        frame.payload.slice(AV1_TEMPORAL_DELIMITER.len()..)
+                    }
+                    _ => frame.payload.clone(),
+                };
+                self.video.bytes += data.len();
                 self.video.samples.push(Pending {
                     dts,
                     cts: i32::try_from(cts).unwrap_or(0),
                     sync: frame.keyframe,
-                    data: frame.payload.clone(),
+                    data,
                 });
             }
             TrackKind::Audio => {
                 let timescale = self.audio_timescale();
-                let spf = 1024;
+                // AAC frames are 1024 samples; an Opus packet says how long it is (2.5 to
+                // 120 ms at 48 kHz), 20 ms being what encoders send.
+                let spf = match self.info.as_deref().and_then(|i| i.audio.as_ref()) {
+                    Some(AudioCodec::Opus(_)) => {
+                        i64::from(media::opus::packet_samples(&frame.payload).unwrap_or(960))
+                    }
+                    _ => 1024,
+                };
                 let actual = rescale(dts, timescale);
                 // Right after a rebase (republish, clock jump) the new audio usually starts
                 // a few frames after the keyframe the timeline was rebased on (earlier

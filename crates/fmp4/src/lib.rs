@@ -1,19 +1,20 @@
 //! Sans-I/O fragmented MP4 (ISO/IEC 14496-12, CMAF-style) writer: one track per file.
 //!
 //! [`init_segment`] writes `ftyp` + `moov` (with `mvex`/`trex`, empty sample tables) for an
-//! H.264 or AAC track; [`media_segment`] writes `styp` + `moof` (`mfhd`, `traf` with `tfhd`,
+//! H.264, H.265, AV1, AAC or Opus track; [`media_segment`] writes `styp` + `moof` (`mfhd`, `traf` with `tfhd`,
 //! `tfdt`, `trun`) + `mdat`, and [`media_fragment`] one `moof` + `mdat` chunk of a segment
 //! that grows in parts (low-latency HLS and DASH), joined by [`segment_of`]. The box structures are encoded by `mp4-atom`; sample payloads are
 //! appended to the `mdat` unchanged (H.264 stays AVCC with the config's NAL length size, AAC
 //! stays raw access units). Nothing here does I/O or reads a clock.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use media::{AacConfig, AvcConfig};
+use media::{AacConfig, Av1Config, AvcConfig, HevcConfig, OpusConfig};
 use mp4_atom::esds::{DecoderConfig, DecoderSpecific, EsDescriptor, SLConfig};
 use mp4_atom::{
-    Atom, Audio, Avc1, Avcc, Codec, Dinf, Dref, DrefEntry, Encode, Esds, FixedPoint, Ftyp, Hdlr,
-    Mdhd, Mdia, Mfhd, Minf, Moof, Moov, Mp4a, Mvex, Mvhd, Smhd, Stbl, Stco, Stsc, Stsd, Stsz, Stts,
-    Styp, Tfdt, Tfhd, Tkhd, Traf, Trak, Trex, Trun, TrunEntry, Url, Visual, Vmhd,
+    Atom, Audio, Av01, Av1c, Avc1, Avcc, Codec, Dinf, Dops, Dref, DrefEntry, Encode, Esds,
+    FixedPoint, Ftyp, Hdlr, Hvc1, Hvcc, Mdhd, Mdia, Mfhd, Minf, Moof, Moov, Mp4a, Mvex, Mvhd, Opus,
+    Smhd, Stbl, Stco, Stsc, Stsd, Stsz, Stts, Styp, Tfdt, Tfhd, Tkhd, Traf, Trak, Trex, Trun,
+    TrunEntry, Url, Visual, Vmhd,
 };
 
 /// `sample_flags` of a sync sample: depends on no other sample (ISO/IEC 14496-12 8.8.3.1).
@@ -43,8 +44,37 @@ pub enum Fmp4Error {
 pub enum TrackCodec {
     /// H.264, written as `avc1` + `avcC`.
     Avc(AvcConfig),
+    /// H.265, written as `hvc1` + `hvcC` (parameter sets out of band, as CMAF and Apple want).
+    Hevc(HevcConfig),
+    /// AV1, written as `av01` + `av1C`.
+    Av1(Av1Config),
     /// AAC, written as `mp4a` + `esds`.
     Aac(AacConfig),
+    /// Opus, written as `Opus` + `dOps`.
+    Opus(OpusConfig),
+}
+
+impl TrackCodec {
+    /// Whether this is a video codec.
+    pub fn is_video(&self) -> bool {
+        matches!(
+            self,
+            TrackCodec::Avc(_) | TrackCodec::Hevc(_) | TrackCodec::Av1(_)
+        )
+    }
+}
+
+/// The `Visual` sample entry fields of a `width` x `height` picture.
+fn visual(width: u32, height: u32) -> Result<(Visual, u16, u16), Fmp4Error> {
+    let width = u16::try_from(width).map_err(|_| Fmp4Error::Invalid("width"))?;
+    let height = u16::try_from(height).map_err(|_| Fmp4Error::Invalid("height"))?;
+    let v = Visual {
+        data_reference_index: 1,
+        width,
+        height,
+        ..Visual::default()
+    };
+    Ok((v, width, height))
 }
 
 /// One track of an init segment.
@@ -88,30 +118,50 @@ pub fn init_segment(track: &TrackInfo) -> Result<Bytes, Fmp4Error> {
             b"mp41".into(),
         ],
     };
+    let video = |codec: Codec, width: u16, height: u16| {
+        let vmhd = Some(Vmhd::default());
+        (
+            b"vide",
+            "ferrocast video",
+            codec,
+            width,
+            height,
+            0,
+            vmhd,
+            None,
+        )
+    };
     let (handler, name, codec, width, height, volume, vmhd, smhd) = match &track.codec {
         TrackCodec::Avc(avc) => {
-            let width = u16::try_from(avc.width).map_err(|_| Fmp4Error::Invalid("width"))?;
-            let height = u16::try_from(avc.height).map_err(|_| Fmp4Error::Invalid("height"))?;
+            let (visual, width, height) = visual(avc.width, avc.height)?;
             let codec = Codec::Avc1(Avc1 {
-                visual: Visual {
-                    data_reference_index: 1,
-                    width,
-                    height,
-                    ..Visual::default()
-                },
+                visual,
                 avcc: avcc(avc)?,
                 ..Avc1::default()
             });
-            (
-                b"vide",
-                "ferrocast video",
-                codec,
-                width,
-                height,
-                0,
-                Some(Vmhd::default()),
-                None,
-            )
+            video(codec, width, height)
+        }
+        TrackCodec::Hevc(hevc) => {
+            let (visual, width, height) = visual(hevc.width, hevc.height)?;
+            let hvcc = Hvcc::decode_body(&mut &hevc.record[..])
+                .map_err(|_| Fmp4Error::Invalid("HEVCDecoderConfigurationRecord"))?;
+            let codec = Codec::Hvc1(Hvc1 {
+                visual,
+                hvcc,
+                ..Hvc1::default()
+            });
+            video(codec, width, height)
+        }
+        TrackCodec::Av1(av1) => {
+            let (visual, width, height) = visual(av1.width, av1.height)?;
+            let av1c = Av1c::decode_body(&mut &av1.record[..])
+                .map_err(|_| Fmp4Error::Invalid("AV1CodecConfigurationRecord"))?;
+            let codec = Codec::Av01(Av01 {
+                visual,
+                av1c,
+                ..Av01::default()
+            });
+            video(codec, width, height)
         }
         TrackCodec::Aac(aac) => {
             let codec = Codec::Mp4a(Mp4a {
@@ -126,6 +176,31 @@ pub fn init_segment(track: &TrackInfo) -> Result<Bytes, Fmp4Error> {
                 esds: esds(track.track_id, aac),
                 btrt: None,
                 taic: None,
+            });
+            (
+                b"soun",
+                "ferrocast audio",
+                codec,
+                0,
+                0,
+                1,
+                None,
+                Some(Smhd::default()),
+            )
+        }
+        TrackCodec::Opus(opus) => {
+            let dops = Dops::decode_body(&mut &opus.dops()[..])
+                .map_err(|_| Fmp4Error::Invalid("Opus channel mapping"))?;
+            let codec = Codec::Opus(Opus {
+                // Opus in ISOBMFF 4.3.1: 48 kHz, 16-bit, the output channel count.
+                audio: Audio {
+                    data_reference_index: 1,
+                    channel_count: u16::from(opus.channels.max(1)),
+                    sample_size: 16,
+                    sample_rate: FixedPoint::new(48_000, 0),
+                },
+                dops,
+                btrt: None,
             });
             (
                 b"soun",

@@ -4,15 +4,21 @@
 //! at its edge (RTMP milliseconds, MPEG-TS 90 kHz, MP4 track timescales). No I/O lives here.
 
 pub mod aac;
+pub mod av1;
 pub mod avc;
 pub mod bits;
 pub mod crc;
+pub mod hevc;
+pub mod opus;
 
 use bytes::Bytes;
 use std::fmt;
 
 pub use aac::AacConfig;
+pub use av1::Av1Config;
 pub use avc::AvcConfig;
+pub use hevc::HevcConfig;
+pub use opus::OpusConfig;
 
 /// Ticks per second of every hub timestamp.
 pub const TIMEBASE: i64 = 90_000;
@@ -39,7 +45,9 @@ pub enum TrackKind {
 /// One access unit, stored once and shared by every output.
 ///
 /// Payload layout depends on the track's codec: H.264 is AVCC (NAL units prefixed by
-/// [`AvcConfig::nal_length_size`]-byte lengths), AAC is one raw access unit without ADTS, and an
+/// [`AvcConfig::nal_length_size`]-byte lengths), H.265 the same with
+/// [`HevcConfig::nal_length_size`], AV1 is the temporal unit's OBUs in the low-overhead format
+/// (as in ISOBMFF samples), AAC is one raw access unit without ADTS, Opus one packet, and an
 /// [`VideoCodec::Opaque`]/[`AudioCodec::Opaque`] track carries the whole FLV tag body untouched.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Frame {
@@ -72,6 +80,10 @@ impl fmt::Debug for Frame {
 pub enum VideoCodec {
     /// H.264 / AVC.
     H264(AvcConfig),
+    /// H.265 / HEVC.
+    H265(HevcConfig),
+    /// AV1.
+    Av1(Av1Config),
     /// A codec the gateway does not parse: frames are whole FLV video tag bodies, passed through
     /// to RTMP players untouched and skipped by outputs that need to understand them.
     Opaque {
@@ -87,6 +99,8 @@ pub enum VideoCodec {
 pub enum AudioCodec {
     /// AAC (MPEG-4 audio).
     Aac(AacConfig),
+    /// Opus.
+    Opus(OpusConfig),
     /// A codec the gateway does not parse; see [`VideoCodec::Opaque`].
     Opaque {
         /// FLV sound format id.
@@ -119,6 +133,8 @@ impl VideoCodec {
     pub fn name(&self) -> String {
         match self {
             VideoCodec::H264(_) => "h264".into(),
+            VideoCodec::H265(_) => "h265".into(),
+            VideoCodec::Av1(_) => "av1".into(),
             VideoCodec::Opaque { codec, .. } => codec.to_string(),
         }
     }
@@ -129,6 +145,7 @@ impl AudioCodec {
     pub fn name(&self) -> String {
         match self {
             AudioCodec::Aac(_) => "aac".into(),
+            AudioCodec::Opus(_) => "opus".into(),
             AudioCodec::Opaque { codec, .. } => codec.to_string(),
         }
     }
@@ -152,6 +169,33 @@ impl MediaInfo {
             Some(VideoCodec::H264(c)) => Some(c),
             _ => None,
         }
+    }
+
+    /// The H.265 configuration if the video track is H.265.
+    pub fn hevc(&self) -> Option<&HevcConfig> {
+        match &self.video {
+            Some(VideoCodec::H265(c)) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The displayed picture size, for codecs whose configuration tells it.
+    pub fn video_size(&self) -> Option<(u32, u32)> {
+        match &self.video {
+            Some(VideoCodec::H264(c)) => Some((c.width, c.height)),
+            Some(VideoCodec::H265(c)) => Some((c.width, c.height)),
+            Some(VideoCodec::Av1(c)) if c.width > 0 => Some((c.width, c.height)),
+            _ => None,
+        }
+    }
+
+    /// The frame rate: the publisher's announcement, else the codec's timing info.
+    pub fn fps(&self) -> Option<f64> {
+        self.framerate.or(match &self.video {
+            Some(VideoCodec::H264(c)) => c.fps,
+            Some(VideoCodec::H265(c)) => c.fps,
+            _ => None,
+        })
     }
 
     /// The AAC configuration if the audio track is AAC.

@@ -1,8 +1,9 @@
 //! MPEG-TS muxer (ISO/IEC 13818-1): hub [`Frame`]s in, 188-byte transport packets out.
 //!
 //! Sans-I/O: [`TsMuxer`] appends packets to a caller's [`BytesMut`]; HLS segments, MPEG-TS over
-//! HTTP and SRT play drive it. One program (number 1) with H.264 on PID 0x100 and AAC (ADTS) on
-//! PID 0x101; PAT/PMT precede every video keyframe so any keyframe is a valid join point.
+//! HTTP and SRT play drive it. One program (number 1) with H.264 or H.265 on PID 0x100 and AAC
+//! (ADTS) on PID 0x101; PAT/PMT precede every video keyframe so any keyframe is a valid join
+//! point. AV1 and Opus have no TS mapping in the players people use, so those tracks are skipped.
 
 mod crc;
 pub mod demux;
@@ -15,9 +16,9 @@ pub use crc::crc32_mpeg2;
 pub use demux::{DemuxEvent, DemuxStats, TsDemuxer};
 
 use bytes::BytesMut;
-use media::avc::{self, NAL_AUD, NAL_IDR, NAL_PPS, NAL_SPS};
 use media::{
-    AacConfig, AudioCodec, AvcConfig, Frame, MediaError, MediaInfo, TrackKind, VideoCodec,
+    AacConfig, AudioCodec, AvcConfig, Frame, HevcConfig, MediaError, MediaInfo, TrackKind,
+    VideoCodec, avc, hevc,
 };
 use packet::{Adaptation, write_pes_packets, write_section};
 
@@ -33,6 +34,8 @@ pub const AUDIO_PID: u16 = 0x101;
 pub const PROGRAM_NUMBER: u16 = 1;
 /// `stream_type` of H.264 video (ISO/IEC 13818-1 Table 2-34).
 pub const STREAM_TYPE_H264: u8 = 0x1b;
+/// `stream_type` of H.265 video.
+pub const STREAM_TYPE_H265: u8 = 0x24;
 /// `stream_type` of AAC audio in ADTS framing.
 pub const STREAM_TYPE_AAC_ADTS: u8 = 0x0f;
 /// Added to every timestamp so streams starting at 0 (or with negative composition offsets)
@@ -52,7 +55,10 @@ const PCR_JUMP_LIMIT: i64 = 10 * 90_000;
 /// Scratch buffers above this size are released after use so one huge frame does not pin
 /// memory for the stream's lifetime.
 const SCRATCH_KEEP: usize = 1 << 20;
-const AUD: [u8; 6] = [0, 0, 0, 1, NAL_AUD, 0xf0];
+/// H.264 access unit delimiter, primary_pic_type 7 (any slice type).
+const AUD_H264: [u8; 6] = [0, 0, 0, 1, avc::NAL_AUD, 0xf0];
+/// H.265 access unit delimiter: NAL header type 35 (layer 0, TemporalId 1), pic_type 2 (any).
+const AUD_H265: [u8; 7] = [0, 0, 0, 1, hevc::NAL_AUD << 1, 0x01, 0x50];
 
 /// Why a frame could not be muxed; nothing was written for it.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -72,14 +78,74 @@ pub enum MuxError {
 /// The elementary streams the PMT announces; compared to decide on a PMT version bump.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Programs {
-    video: bool,
+    /// The video `stream_type`, if there is a video stream.
+    video: Option<u8>,
     audio: bool,
+}
+
+/// The video codec being muxed.
+#[derive(Clone, Debug)]
+enum Video {
+    H264(AvcConfig),
+    H265(HevcConfig),
+}
+
+/// What the muxer needs to know of one video codec's NAL units.
+struct NalRules {
+    nal_length_size: u8,
+    nal_type: fn(&[u8]) -> u8,
+    is_random_access: fn(u8) -> bool,
+    /// Parameter set types; the SPS type is the one whose presence means "in-band config".
+    sps: u8,
+    param_sets: [u8; 3],
+    aud_type: u8,
+    aud: &'static [u8],
+}
+
+impl Video {
+    fn stream_type(&self) -> u8 {
+        match self {
+            Video::H264(_) => STREAM_TYPE_H264,
+            Video::H265(_) => STREAM_TYPE_H265,
+        }
+    }
+
+    fn rules(&self) -> NalRules {
+        match self {
+            Video::H264(c) => NalRules {
+                nal_length_size: c.nal_length_size,
+                nal_type: avc::nal_unit_type,
+                is_random_access: |t| t == avc::NAL_IDR,
+                sps: avc::NAL_SPS,
+                // H.264 has no VPS; the SPS doubles up so the array stays fixed-size.
+                param_sets: [avc::NAL_SPS, avc::NAL_SPS, avc::NAL_PPS],
+                aud_type: avc::NAL_AUD,
+                aud: &AUD_H264,
+            },
+            Video::H265(c) => NalRules {
+                nal_length_size: c.nal_length_size,
+                nal_type: hevc::nal_unit_type,
+                is_random_access: hevc::is_irap,
+                sps: hevc::NAL_SPS,
+                param_sets: [hevc::NAL_VPS, hevc::NAL_SPS, hevc::NAL_PPS],
+                aud_type: hevc::NAL_AUD,
+                aud: &AUD_H265,
+            },
+        }
+    }
+
+    fn write_parameter_sets_annexb(&self, out: &mut Vec<u8>) {
+        match self {
+            Video::H264(c) => c.write_parameter_sets_annexb(out),
+            Video::H265(c) => c.write_parameter_sets_annexb(out),
+        }
+    }
 }
 
 /// Frames-to-transport-stream muxer for one program.
 #[derive(Debug)]
 pub struct TsMuxer {
-    avc: Option<AvcConfig>,
+    video: Option<Video>,
     aac: Option<AacConfig>,
     programs: Programs,
     /// `None` until the first `set_tracks`, so the first PMT is version 0.
@@ -103,7 +169,7 @@ impl TsMuxer {
     /// Creates a muxer with no tracks; call [`TsMuxer::set_tracks`] before writing frames.
     pub fn new() -> Self {
         TsMuxer {
-            avc: None,
+            video: None,
             aac: None,
             programs: Programs::default(),
             pmt_version: None,
@@ -121,8 +187,9 @@ impl TsMuxer {
     /// is preceded by fresh tables.
     pub fn set_tracks(&mut self, info: &MediaInfo) -> Vec<String> {
         let mut skipped = Vec::new();
-        self.avc = match &info.video {
-            Some(VideoCodec::H264(c)) => Some(c.clone()),
+        self.video = match &info.video {
+            Some(VideoCodec::H264(c)) => Some(Video::H264(c.clone())),
+            Some(VideoCodec::H265(c)) => Some(Video::H265(c.clone())),
             Some(other) => {
                 skipped.push(other.name());
                 None
@@ -138,7 +205,7 @@ impl TsMuxer {
             None => None,
         };
         let programs = Programs {
-            video: self.avc.is_some(),
+            video: self.video.as_ref().map(Video::stream_type),
             audio: self.aac.is_some(),
         };
         match self.pmt_version {
@@ -154,7 +221,7 @@ impl TsMuxer {
     /// Whether a frame of `track` would be muxed (its codec is supported and announced).
     pub fn carries(&self, track: TrackKind) -> bool {
         match track {
-            TrackKind::Video => self.avc.is_some(),
+            TrackKind::Video => self.video.is_some(),
             TrackKind::Audio => self.aac.is_some(),
         }
     }
@@ -167,7 +234,7 @@ impl TsMuxer {
         // transport_stream_id 1, as ffmpeg writes; PAT content never changes, so version 0.
         write_section(out, PAT_PID, &mut self.cc[0], 0x00, 1, 0, &pat);
 
-        let pcr_pid = if self.programs.video {
+        let pcr_pid = if self.programs.video.is_some() {
             VIDEO_PID
         } else if self.programs.audio {
             AUDIO_PID
@@ -178,11 +245,14 @@ impl TsMuxer {
         let mut pmt = Vec::with_capacity(16);
         pmt.extend_from_slice(&(0xe000 | pcr_pid).to_be_bytes());
         pmt.extend_from_slice(&0xf000u16.to_be_bytes()); // program_info_length 0
-        for (present, stream_type, pid) in [
-            (self.programs.video, STREAM_TYPE_H264, VIDEO_PID),
-            (self.programs.audio, STREAM_TYPE_AAC_ADTS, AUDIO_PID),
+        for (stream_type, pid) in [
+            (self.programs.video, VIDEO_PID),
+            (
+                self.programs.audio.then_some(STREAM_TYPE_AAC_ADTS),
+                AUDIO_PID,
+            ),
         ] {
-            if present {
+            if let Some(stream_type) = stream_type {
                 pmt.push(stream_type);
                 pmt.extend_from_slice(&(0xe000 | pid).to_be_bytes());
                 pmt.extend_from_slice(&0xf000u16.to_be_bytes()); // ES_info_length 0
@@ -220,36 +290,37 @@ impl TsMuxer {
     }
 
     fn write_video(&mut self, frame: &Frame, out: &mut BytesMut) -> Result<(), MediaError> {
-        let Some(config) = &self.avc else {
+        let Some(video) = &self.video else {
             return Ok(());
         };
-        let nls = config.nal_length_size;
+        let rules = video.rules();
+        let nls = rules.nal_length_size;
         // One pass to validate and learn what the access unit already carries.
-        let (mut has_idr, mut has_sps) = (false, false);
+        let (mut random_access, mut has_sps) = (false, false);
         for nal in avc::avcc_nal_units(&frame.payload, nls) {
-            match avc::nal_unit_type(nal?) {
-                NAL_IDR => has_idr = true,
-                NAL_SPS => has_sps = true,
-                _ => {}
-            }
+            let kind = (rules.nal_type)(nal?);
+            random_access |= (rules.is_random_access)(kind);
+            has_sps |= kind == rules.sps;
         }
-        let insert_config = (has_idr || frame.keyframe) && !has_sps;
+        let insert_config = (random_access || frame.keyframe) && !has_sps;
 
         let es = &mut self.scratch;
         es.clear();
         es.reserve(frame.payload.len() + 64);
         write_pes_header(es, 0xe0, None, frame.pts, Some(frame.dts));
-        // H.222.0 2.14.1: every H.264 access unit in TS starts with an access unit delimiter.
-        es.extend_from_slice(&AUD);
+        // H.222.0 2.14.1 (H.264) and 2.17.1 (H.265): every access unit in TS starts with an
+        // access unit delimiter.
+        es.extend_from_slice(rules.aud);
         if insert_config {
-            config.write_parameter_sets_annexb(es);
+            video.write_parameter_sets_annexb(es);
         }
         // Validated above, so errors cannot occur here; map_while keeps it panic-free anyway.
         for nal in avc::avcc_nal_units(&frame.payload, nls).map_while(Result::ok) {
-            let kind = avc::nal_unit_type(nal);
-            // In-band AUDs would duplicate ours; in-band SPS/PPS are kept only when the frame
-            // brings its own SPS (then they, not the possibly stale config, are authoritative).
-            if kind == NAL_AUD || (insert_config && (kind == NAL_SPS || kind == NAL_PPS)) {
+            let kind = (rules.nal_type)(nal);
+            // In-band AUDs would duplicate ours; in-band parameter sets are kept only when the
+            // frame brings its own SPS (then they, not the possibly stale config, are
+            // authoritative).
+            if kind == rules.aud_type || (insert_config && rules.param_sets.contains(&kind)) {
                 continue;
             }
             es.extend_from_slice(&[0, 0, 0, 1]);
@@ -282,7 +353,7 @@ impl TsMuxer {
         es.extend_from_slice(&adts);
         es.extend_from_slice(&frame.payload);
 
-        let audio_only = !self.programs.video;
+        let audio_only = self.programs.video.is_none();
         let tables_due = self
             .last_tables_dts
             // abs_diff: hub timestamps are arbitrary i64, and `dts - last` can overflow.

@@ -1,5 +1,6 @@
 use super::*;
 use bytes::Bytes;
+use media::avc::{NAL_AUD, NAL_IDR, NAL_PPS, NAL_SPS};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Command;
@@ -215,7 +216,7 @@ fn timestamps_decode_back_and_pcr_is_monotonic_below_dts() {
                 assert_eq!(p.random_access, f.keyframe);
                 let pcr = p.pcr.expect("PCR on every video PES");
                 assert!(pcr <= dts);
-                assert_eq!(&p.data[..6], &AUD);
+                assert_eq!(&p.data[..6], &AUD_H264);
             } else {
                 assert_eq!(&p.data[..2], &[0xff, 0xf1]);
                 assert_eq!(&p.data[7..], &f.payload[..]);
@@ -487,4 +488,77 @@ fn fuzz_video_dts_far_apart_does_not_overflow() {
         mux.write_frame(&f, &mut out).unwrap();
     }
     assert_eq!(parse_ts(&out).pes.len(), 2);
+}
+
+/// H.265 (from Enhanced RTMP): stream type 0x24, an H.265 AUD first, the VPS/SPS/PPS from
+/// the hvcC before the IRAP picture, and ffmpeg decodes the picture at its size.
+#[test]
+fn h265_is_carried_with_its_aud_and_parameter_sets() {
+    let record = Bytes::from_static(include_bytes!("../../../testdata/hevc-1280x720-main.hvcc"));
+    let hevc = media::HevcConfig::parse(record).unwrap();
+    let idr = Bytes::from_static(include_bytes!(
+        "../../../testdata/hevc-1280x720-idr.hvcc-frame"
+    ));
+    let info = MediaInfo {
+        video: Some(VideoCodec::H265(hevc)),
+        ..MediaInfo::default()
+    };
+    let mut mux = TsMuxer::new();
+    assert!(mux.set_tracks(&info).is_empty());
+    assert!(mux.carries(TrackKind::Video));
+    let mut out = BytesMut::new();
+    let frame = Frame {
+        track: TrackKind::Video,
+        dts: 0,
+        pts: 6000,
+        keyframe: true,
+        payload: idr,
+    };
+    mux.write_frame(&frame, &mut out).unwrap();
+    let parsed = parse_ts(&out);
+    let pes = parsed.pes.iter().find(|p| p.pid == VIDEO_PID).unwrap();
+    assert_eq!(&pes.data[..7], &AUD_H265);
+    let types: Vec<u8> = avc::annexb_nal_units(&pes.data)
+        .map(hevc::nal_unit_type)
+        .collect();
+    assert_eq!(
+        &types[..4],
+        &[hevc::NAL_AUD, hevc::NAL_VPS, hevc::NAL_SPS, hevc::NAL_PPS]
+    );
+    assert!(types.iter().any(|&t| hevc::is_irap(t)));
+    // The PMT names stream type 0x24 for the video PID.
+    assert!(
+        out.windows(3).any(|w| w == [STREAM_TYPE_H265, 0xe1, 0x00]),
+        "no H.265 entry in the PMT"
+    );
+    if !tool("ffprobe") {
+        return;
+    }
+    let path = temp_file("hevc.ts", &out);
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-show_streams", "-of", "compact"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&probe.stdout);
+    let video = stdout
+        .lines()
+        .find(|l| l.contains("codec_name=hevc"))
+        .unwrap_or_else(|| panic!("no hevc stream: {stdout}"));
+    assert!(
+        video.contains("width=1280") && video.contains("height=720"),
+        "{video}"
+    );
+    let decode = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&path)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        decode.status.success() && decode.stderr.is_empty(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&decode.stderr)
+    );
+    let _ = std::fs::remove_file(path);
 }

@@ -4,7 +4,7 @@ use crate::status::{PushState, Status};
 use crate::url::{self, Target};
 use bytes::BytesMut;
 use hub::{Event, Hub, Subscription};
-use media::{AudioCodec, Frame, MediaInfo, TrackKind, VideoCodec, ticks_to_ms};
+use media::{Frame, MediaInfo, TrackKind, ticks_to_ms};
 use rtmp::chunk::OutQueue;
 use rtmp::client::{ClientConfig, ClientEvent, ClientRole, ClientSession};
 use std::io::IoSlice;
@@ -331,28 +331,19 @@ impl Mapper {
     fn tracks(&mut self, s: &mut ClientSession, info: Arc<MediaInfo>) {
         s.send_metadata(rtmp::play::metadata(&info));
         let ts = self.last[0].max(self.last[1]);
-        match &info.video {
-            Some(VideoCodec::H264(c)) => s.send_media(
-                true,
-                ts,
-                &rtmp::flv::avc_video_header(true, 0, 0),
-                &c.record,
-            ),
-            Some(VideoCodec::Opaque {
-                sequence_header: Some(b),
-                ..
-            }) => s.send_raw_media(true, ts, b),
-            _ => {}
+        if let Some((h, body)) = info
+            .video
+            .as_ref()
+            .and_then(rtmp::flv::video_sequence_header)
+        {
+            s.send_media(true, ts, h.as_slice(), &body);
         }
-        match &info.audio {
-            Some(AudioCodec::Aac(c)) => {
-                s.send_media(false, ts, &rtmp::flv::aac_audio_header(c, 0), &c.asc)
-            }
-            Some(AudioCodec::Opaque {
-                sequence_header: Some(b),
-                ..
-            }) => s.send_raw_media(false, ts, b),
-            _ => {}
+        if let Some((h, body)) = info
+            .audio
+            .as_ref()
+            .and_then(rtmp::flv::audio_sequence_header)
+        {
+            s.send_media(false, ts, h.as_slice(), &body);
         }
         self.info = Some(info);
     }
@@ -368,22 +359,16 @@ impl Mapper {
             .unwrap_or(u32::MAX)
             .max(self.last[idx]);
         self.last[idx] = ts;
-        match (f.track, &info.video, &info.audio) {
-            (TrackKind::Video, Some(VideoCodec::H264(_)), _) => {
-                let cts = ticks_to_ms(f.pts - f.dts).clamp(-(1 << 23), (1 << 23) - 1) as i32;
-                let h = rtmp::flv::avc_video_header(f.keyframe, 1, cts);
-                s.send_media(true, ts, &h, &f.payload);
-            }
-            (TrackKind::Video, Some(VideoCodec::Opaque { .. }), _) => {
-                s.send_raw_media(true, ts, &f.payload)
-            }
-            (TrackKind::Audio, _, Some(AudioCodec::Aac(c))) => {
-                s.send_media(false, ts, &rtmp::flv::aac_audio_header(c, 1), &f.payload)
-            }
-            (TrackKind::Audio, _, Some(AudioCodec::Opaque { .. })) => {
-                s.send_raw_media(false, ts, &f.payload)
-            }
-            _ => {}
-        }
+        let prefix = match (f.track, &info.video, &info.audio) {
+            (TrackKind::Video, Some(v), _) => rtmp::flv::video_frame_prefix(v, f),
+            (TrackKind::Audio, _, Some(a)) => rtmp::flv::audio_frame_prefix(a),
+            _ => return,
+        };
+        s.send_media(
+            f.track == TrackKind::Video,
+            ts,
+            prefix.as_slice(),
+            &f.payload,
+        );
     }
 }

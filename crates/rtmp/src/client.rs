@@ -372,6 +372,7 @@ impl ClientSession {
             ("type", "nonprivate".into()),
             ("flashVer", c.flash_ver.as_str().into()),
             ("tcUrl", c.tc_url.as_str().into()),
+            ("fourCcList", crate::flv::client_fourcc_list()),
         ];
         if matches!(self.role, ClientRole::Play { .. }) {
             // What ffmpeg sends when playing; some servers look at the codec masks.

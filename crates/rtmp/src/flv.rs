@@ -5,7 +5,7 @@
 //! payload is a view into the RTMP message buffer.
 
 use bytes::Bytes;
-use media::{AacConfig, Frame, OpaqueCodec, TrackKind, ms_to_ticks};
+use media::{AacConfig, AudioCodec, Frame, OpaqueCodec, TrackKind, VideoCodec, ms_to_ticks};
 
 /// FLV video codec id of H.264/AVC.
 pub const VIDEO_CODEC_AVC: u8 = 7;
@@ -31,8 +31,88 @@ const FRAME_TYPE_COMMAND: u8 = 5;
 /// Legacy codec id of the HEVC extension (Chinese CDNs, SRS, ffmpeg forks) that predates
 /// Enhanced RTMP; it keeps the AVC packet layout, so byte 1 tells sequence headers apart.
 const VIDEO_CODEC_HEVC_LEGACY: u8 = 12;
-const EX_PACKET_SEQUENCE_START: u8 = 0;
+/// Enhanced RTMP packet type: the decoder configuration record.
+pub const EX_PACKET_SEQUENCE_START: u8 = 0;
+/// Enhanced RTMP packet type: coded frames (with a composition time for AVC and HEVC).
+pub const EX_PACKET_CODED_FRAMES: u8 = 1;
+/// Enhanced RTMP packet type: end of sequence.
+pub const EX_PACKET_SEQUENCE_END: u8 = 2;
+/// Enhanced RTMP video packet type: coded frames without a composition time (it is 0).
+pub const EX_PACKET_CODED_FRAMES_X: u8 = 3;
+/// Enhanced RTMP video packet type: AMF metadata (e.g. `colorInfo`); audio: multichannel config.
 const EX_PACKET_METADATA: u8 = 4;
+/// Enhanced RTMP v2 video packet type: several tracks in one message.
+const EX_PACKET_MULTITRACK_VIDEO: u8 = 6;
+/// Enhanced RTMP v2 audio packet type: several tracks in one message.
+const EX_PACKET_MULTITRACK_AUDIO: u8 = 5;
+/// Enhanced RTMP v2 packet type: a modifier extension (e.g. a nanosecond timestamp offset)
+/// before the real packet type.
+const EX_PACKET_MOD_EX: u8 = 7;
+
+/// A video codec the gateway models, as Enhanced RTMP names it by FourCC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExVideoCodec {
+    /// `avc1`: H.264 sent with the extended header.
+    Avc,
+    /// `hvc1`: H.265/HEVC.
+    Hevc,
+    /// `av01`: AV1.
+    Av1,
+}
+
+impl ExVideoCodec {
+    /// The codec of a FourCC, if the gateway models it.
+    pub fn from_fourcc(cc: [u8; 4]) -> Option<ExVideoCodec> {
+        match &cc {
+            b"avc1" => Some(ExVideoCodec::Avc),
+            b"hvc1" => Some(ExVideoCodec::Hevc),
+            b"av01" => Some(ExVideoCodec::Av1),
+            _ => None,
+        }
+    }
+
+    /// The FourCC on the wire.
+    pub fn fourcc(self) -> [u8; 4] {
+        match self {
+            ExVideoCodec::Avc => *b"avc1",
+            ExVideoCodec::Hevc => *b"hvc1",
+            ExVideoCodec::Av1 => *b"av01",
+        }
+    }
+
+    /// Whether CodedFrames carry a composition time (AVC and HEVC reorder pictures).
+    fn has_cts(self) -> bool {
+        self != ExVideoCodec::Av1
+    }
+}
+
+/// An audio codec the gateway models, as Enhanced RTMP v2 names it by FourCC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExAudioCodec {
+    /// `Opus`.
+    Opus,
+    /// `mp4a`: AAC sent with the extended header.
+    Aac,
+}
+
+impl ExAudioCodec {
+    /// The codec of a FourCC, if the gateway models it.
+    pub fn from_fourcc(cc: [u8; 4]) -> Option<ExAudioCodec> {
+        match &cc {
+            b"Opus" => Some(ExAudioCodec::Opus),
+            b"mp4a" => Some(ExAudioCodec::Aac),
+            _ => None,
+        }
+    }
+
+    /// The FourCC on the wire.
+    pub fn fourcc(self) -> [u8; 4] {
+        match self {
+            ExAudioCodec::Opus => *b"Opus",
+            ExAudioCodec::Aac => *b"mp4a",
+        }
+    }
+}
 
 /// A parsed FLV video tag body.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,6 +130,27 @@ pub enum VideoTag {
     },
     /// H.264 end of sequence.
     AvcEndOfSequence,
+    /// Enhanced RTMP decoder configuration of a modelled codec (hvcC, av1C, avcC).
+    ExSequenceStart {
+        /// Which codec.
+        codec: ExVideoCodec,
+        /// The configuration record, a slice of the message payload.
+        record: Bytes,
+    },
+    /// Enhanced RTMP coded frame of a modelled codec.
+    ExCodedFrame {
+        /// Which codec.
+        codec: ExVideoCodec,
+        /// A random access frame (frame type 1).
+        keyframe: bool,
+        /// Composition time offset in milliseconds (0 for CodedFramesX and AV1).
+        cts_ms: i32,
+        /// The frame (length-prefixed NAL units, or AV1 OBUs), a slice of the payload.
+        data: Bytes,
+    },
+    /// A packet that carries no picture for the hub: end of sequence, HDR metadata of a
+    /// modelled codec, or an Enhanced RTMP v2 multitrack message.
+    Ignored(&'static str),
     /// A codec we pass through without parsing (legacy ids other than 7, Enhanced RTMP FourCCs).
     Opaque {
         /// Which codec.
@@ -72,6 +173,22 @@ pub enum AudioTag {
     AacSequenceHeader(Bytes),
     /// One raw AAC access unit, a slice of the message payload.
     AacRaw(Bytes),
+    /// Enhanced RTMP v2 audio decoder configuration of a modelled codec (OpusHead, ASC).
+    ExSequenceStart {
+        /// Which codec.
+        codec: ExAudioCodec,
+        /// The configuration, a slice of the message payload.
+        config: Bytes,
+    },
+    /// Enhanced RTMP v2 coded audio frame of a modelled codec.
+    ExCodedFrame {
+        /// Which codec.
+        codec: ExAudioCodec,
+        /// One packet, a slice of the message payload.
+        data: Bytes,
+    },
+    /// A packet that carries no audio for the hub (end of sequence, channel layout, multitrack).
+    Ignored(&'static str),
     /// A sound format we pass through without parsing.
     Opaque {
         /// Which codec.
@@ -158,23 +275,83 @@ pub fn parse_video_tag(body: &Bytes) -> Result<VideoTag, FlvError> {
     }
 }
 
-/// Enhanced RTMP v1 ExVideoTagHeader: `1 | FrameType(3) | PacketType(4)`, then a FourCC.
+/// Skips Enhanced RTMP v2 ModEx prefixes: returns the real packet type and the offset of the
+/// FourCC. A ModEx carries a size-prefixed blob (a nanosecond timestamp offset today) that the
+/// hub's 90 kHz clock cannot use, then `modExType(4) | packetType(4)`.
+fn skip_mod_ex(body: &Bytes, what: &'static str) -> Result<(u8, usize), FlvError> {
+    let mut packet_type = body[0] & 0x0f;
+    let mut pos = 1;
+    // Each round consumes at least two bytes, so a hostile body ends the loop by length.
+    while packet_type == EX_PACKET_MOD_EX {
+        need(what, body, pos + 1)?;
+        let mut size = usize::from(body[pos]) + 1;
+        pos += 1;
+        if size == 256 {
+            need(what, body, pos + 2)?;
+            size = usize::from(u16::from_be_bytes([body[pos], body[pos + 1]])) + 1;
+            pos += 2;
+        }
+        pos += size;
+        need(what, body, pos + 1)?;
+        packet_type = body[pos] & 0x0f;
+        pos += 1;
+    }
+    need(what, body, pos + 4)?;
+    Ok((packet_type, pos))
+}
+
+/// Enhanced RTMP ExVideoTagHeader: `1 | FrameType(3) | PacketType(4)`, ModEx, then a FourCC.
 fn parse_ex_video_tag(body: &Bytes) -> Result<VideoTag, FlvError> {
     need("enhanced video tag", body, 5)?;
     let frame_type = (body[0] >> 4) & 0x07;
-    let packet_type = body[0] & 0x0f;
+    let (packet_type, at) = skip_mod_ex(body, "enhanced video tag")?;
     // A command frame carries a VideoCommand instead of a picture, unless it is metadata
     // (e.g. HDR colour info) that players need, which travels on frame type 5 too.
     if frame_type == FRAME_TYPE_COMMAND && packet_type != EX_PACKET_METADATA {
         return Ok(VideoTag::Command);
     }
-    let fourcc = [body[1], body[2], body[3], body[4]];
-    Ok(VideoTag::Opaque {
-        codec: OpaqueCodec::FourCc(fourcc),
-        keyframe: frame_type == FRAME_TYPE_KEY,
-        sequence_header: packet_type == EX_PACKET_SEQUENCE_START,
-        body: body.clone(),
-    })
+    if packet_type == EX_PACKET_MULTITRACK_VIDEO {
+        return Ok(VideoTag::Ignored("multitrack video"));
+    }
+    let fourcc = [body[at], body[at + 1], body[at + 2], body[at + 3]];
+    let keyframe = frame_type == FRAME_TYPE_KEY;
+    let Some(codec) = ExVideoCodec::from_fourcc(fourcc) else {
+        return Ok(VideoTag::Opaque {
+            codec: OpaqueCodec::FourCc(fourcc),
+            keyframe,
+            sequence_header: packet_type == EX_PACKET_SEQUENCE_START,
+            body: body.clone(),
+        });
+    };
+    let data = at + 4;
+    match packet_type {
+        EX_PACKET_SEQUENCE_START => Ok(VideoTag::ExSequenceStart {
+            codec,
+            record: body.slice(data..),
+        }),
+        EX_PACKET_CODED_FRAMES if codec.has_cts() => {
+            need("enhanced video tag", body, data + 3)?;
+            let cts_ms = i32::from_be_bytes([body[data], body[data + 1], body[data + 2], 0]) >> 8;
+            Ok(VideoTag::ExCodedFrame {
+                codec,
+                keyframe,
+                cts_ms,
+                data: body.slice(data + 3..),
+            })
+        }
+        EX_PACKET_CODED_FRAMES | EX_PACKET_CODED_FRAMES_X => Ok(VideoTag::ExCodedFrame {
+            codec,
+            keyframe,
+            cts_ms: 0,
+            data: body.slice(data..),
+        }),
+        EX_PACKET_SEQUENCE_END => Ok(VideoTag::Ignored("end of sequence")),
+        EX_PACKET_METADATA => Ok(VideoTag::Ignored("video metadata")),
+        packet_type => Err(FlvError::InvalidPacketType {
+            what: "enhanced video",
+            packet_type,
+        }),
+    }
 }
 
 /// Parses one FLV audio tag body (an RTMP audio message payload).
@@ -197,11 +374,33 @@ pub fn parse_audio_tag(body: &Bytes) -> Result<AudioTag, FlvError> {
         // (Opus, FLAC, AC-3 from OBS 30+ and ffmpeg 7+); pass it through like v1 video.
         SOUND_FORMAT_EX_HEADER => {
             need("enhanced audio tag", body, 5)?;
-            Ok(AudioTag::Opaque {
-                codec: OpaqueCodec::FourCc([body[1], body[2], body[3], body[4]]),
-                sequence_header: body[0] & 0x0f == EX_PACKET_SEQUENCE_START,
-                body: body.clone(),
-            })
+            let (packet_type, at) = skip_mod_ex(body, "enhanced audio tag")?;
+            if packet_type == EX_PACKET_MULTITRACK_AUDIO {
+                return Ok(AudioTag::Ignored("multitrack audio"));
+            }
+            let fourcc = [body[at], body[at + 1], body[at + 2], body[at + 3]];
+            let Some(codec) = ExAudioCodec::from_fourcc(fourcc) else {
+                return Ok(AudioTag::Opaque {
+                    codec: OpaqueCodec::FourCc(fourcc),
+                    sequence_header: packet_type == EX_PACKET_SEQUENCE_START,
+                    body: body.clone(),
+                });
+            };
+            let data = body.slice(at + 4..);
+            match packet_type {
+                EX_PACKET_SEQUENCE_START => Ok(AudioTag::ExSequenceStart {
+                    codec,
+                    config: data,
+                }),
+                EX_PACKET_CODED_FRAMES => Ok(AudioTag::ExCodedFrame { codec, data }),
+                EX_PACKET_SEQUENCE_END => Ok(AudioTag::Ignored("end of sequence")),
+                // MultichannelConfig: the layout is in the OpusHead / ASC already.
+                EX_PACKET_METADATA => Ok(AudioTag::Ignored("multichannel config")),
+                packet_type => Err(FlvError::InvalidPacketType {
+                    what: "enhanced audio",
+                    packet_type,
+                }),
+            }
         }
         _ => Ok(AudioTag::Opaque {
             codec: OpaqueCodec::FlvId(sound_format),
@@ -248,6 +447,225 @@ pub fn avc_frame_header(frame: &Frame) -> [u8; 5] {
     avc_video_header(frame.keyframe, AVC_NALU, cts)
 }
 
+/// The Enhanced RTMP header of a video tag: `1 | FrameType | PacketType`, the FourCC, and for
+/// AVC/HEVC CodedFrames the SI24 composition time. Returns the bytes and how many are used.
+pub fn ex_video_header(
+    codec: ExVideoCodec,
+    keyframe: bool,
+    packet_type: u8,
+    cts_ms: i32,
+) -> ([u8; 8], usize) {
+    let frame_type = if keyframe {
+        FRAME_TYPE_KEY
+    } else {
+        FRAME_TYPE_INTER
+    };
+    let cc = codec.fourcc();
+    let mut h = [
+        0x80 | (frame_type << 4) | packet_type,
+        cc[0],
+        cc[1],
+        cc[2],
+        cc[3],
+        0,
+        0,
+        0,
+    ];
+    if packet_type == EX_PACKET_CODED_FRAMES && codec.has_cts() {
+        let cts = cts_ms.clamp(-(1 << 23), (1 << 23) - 1).to_be_bytes();
+        h[5..].copy_from_slice(&cts[1..]);
+        return (h, 8);
+    }
+    (h, 5)
+}
+
+/// The Enhanced RTMP v2 header of an audio tag: `9 | PacketType`, then the FourCC.
+pub fn ex_audio_header(codec: ExAudioCodec, packet_type: u8) -> [u8; 5] {
+    let cc = codec.fourcc();
+    [
+        (SOUND_FORMAT_EX_HEADER << 4) | packet_type,
+        cc[0],
+        cc[1],
+        cc[2],
+        cc[3],
+    ]
+}
+
+/// The Enhanced RTMP header of a coded video frame of `codec`.
+pub fn ex_frame_header(codec: ExVideoCodec, frame: &Frame) -> ([u8; 8], usize) {
+    let cts = media::ticks_to_ms(frame.pts - frame.dts);
+    let cts = i32::try_from(cts).unwrap_or(if cts < 0 { i32::MIN } else { i32::MAX });
+    ex_video_header(codec, frame.keyframe, EX_PACKET_CODED_FRAMES, cts)
+}
+
+/// The codec header that precedes a payload in a tag body: at most 8 bytes (an Enhanced RTMP
+/// FourCC header with a composition time), kept on the stack so each frame costs no allocation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TagPrefix {
+    bytes: [u8; 8],
+    len: u8,
+}
+
+impl TagPrefix {
+    /// A prefix of the first `len` bytes of `bytes`.
+    fn new(bytes: [u8; 8], len: usize) -> Self {
+        TagPrefix {
+            bytes,
+            len: len.min(8) as u8,
+        }
+    }
+
+    fn from_slice(h: &[u8]) -> Self {
+        let mut bytes = [0; 8];
+        let n = h.len().min(8);
+        bytes[..n].copy_from_slice(&h[..n]);
+        TagPrefix::new(bytes, n)
+    }
+
+    /// The header bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+/// The video sequence header tag of `codec` as (codec header, configuration record); `None`
+/// when the codec has none yet. H.264 keeps the legacy layout every player reads; HEVC and AV1
+/// use Enhanced RTMP's SequenceStart.
+pub fn video_sequence_header(codec: &VideoCodec) -> Option<(TagPrefix, Bytes)> {
+    let ex = |c: ExVideoCodec, record: &Bytes| {
+        let (h, n) = ex_video_header(c, true, EX_PACKET_SEQUENCE_START, 0);
+        Some((TagPrefix::new(h, n), record.clone()))
+    };
+    match codec {
+        VideoCodec::H264(cfg) => Some((
+            TagPrefix::from_slice(&avc_video_header(true, AVC_SEQUENCE_HEADER, 0)),
+            cfg.record.clone(),
+        )),
+        VideoCodec::H265(cfg) => ex(ExVideoCodec::Hevc, &cfg.record),
+        VideoCodec::Av1(cfg) => ex(ExVideoCodec::Av1, &cfg.record),
+        VideoCodec::Opaque {
+            sequence_header, ..
+        } => sequence_header
+            .as_ref()
+            .map(|b| (TagPrefix::default(), b.clone())),
+    }
+}
+
+/// The audio sequence header tag of `codec` as (codec header, configuration).
+pub fn audio_sequence_header(codec: &AudioCodec) -> Option<(TagPrefix, Bytes)> {
+    match codec {
+        AudioCodec::Aac(cfg) => Some((
+            TagPrefix::from_slice(&aac_audio_header(cfg, AAC_SEQUENCE_HEADER)),
+            cfg.asc.clone(),
+        )),
+        AudioCodec::Opus(cfg) if !cfg.head.is_empty() => Some((
+            TagPrefix::from_slice(&ex_audio_header(
+                ExAudioCodec::Opus,
+                EX_PACKET_SEQUENCE_START,
+            )),
+            cfg.head.clone(),
+        )),
+        AudioCodec::Opus(_) => None,
+        AudioCodec::Opaque {
+            sequence_header, ..
+        } => sequence_header
+            .as_ref()
+            .map(|b| (TagPrefix::default(), b.clone())),
+    }
+}
+
+/// The codec header of a video frame of `codec`; opaque frames are whole bodies already.
+pub fn video_frame_prefix(codec: &VideoCodec, frame: &Frame) -> TagPrefix {
+    match codec {
+        VideoCodec::H264(_) => TagPrefix::from_slice(&avc_frame_header(frame)),
+        VideoCodec::H265(_) => {
+            let (h, n) = ex_frame_header(ExVideoCodec::Hevc, frame);
+            TagPrefix::new(h, n)
+        }
+        VideoCodec::Av1(_) => {
+            let (h, n) = ex_frame_header(ExVideoCodec::Av1, frame);
+            TagPrefix::new(h, n)
+        }
+        VideoCodec::Opaque { .. } => TagPrefix::default(),
+    }
+}
+
+/// The codec header of an audio frame of `codec`; opaque frames are whole bodies already.
+pub fn audio_frame_prefix(codec: &AudioCodec) -> TagPrefix {
+    match codec {
+        AudioCodec::Aac(cfg) => TagPrefix::from_slice(&aac_audio_header(cfg, AAC_RAW)),
+        AudioCodec::Opus(_) => {
+            TagPrefix::from_slice(&ex_audio_header(ExAudioCodec::Opus, EX_PACKET_CODED_FRAMES))
+        }
+        AudioCodec::Opaque { .. } => TagPrefix::default(),
+    }
+}
+
+/// The `videocodecid` of `onMetaData`: the legacy id, or the FourCC as a big-endian number as
+/// ffmpeg writes for Enhanced RTMP.
+pub fn video_codec_id(codec: &VideoCodec) -> f64 {
+    match codec {
+        VideoCodec::H264(_) => f64::from(VIDEO_CODEC_AVC),
+        VideoCodec::H265(_) => f64::from(u32::from_be_bytes(ExVideoCodec::Hevc.fourcc())),
+        VideoCodec::Av1(_) => f64::from(u32::from_be_bytes(ExVideoCodec::Av1.fourcc())),
+        VideoCodec::Opaque {
+            codec: OpaqueCodec::FlvId(id),
+            ..
+        } => f64::from(*id),
+        VideoCodec::Opaque {
+            codec: OpaqueCodec::FourCc(cc),
+            ..
+        } => f64::from(u32::from_be_bytes(*cc)),
+    }
+}
+
+/// The `audiocodecid` of `onMetaData`, as [`video_codec_id`].
+pub fn audio_codec_id(codec: &AudioCodec) -> f64 {
+    match codec {
+        AudioCodec::Aac(_) => f64::from(SOUND_FORMAT_AAC),
+        AudioCodec::Opus(_) => f64::from(u32::from_be_bytes(ExAudioCodec::Opus.fourcc())),
+        AudioCodec::Opaque {
+            codec: OpaqueCodec::FlvId(id),
+            ..
+        } => f64::from(*id),
+        AudioCodec::Opaque {
+            codec: OpaqueCodec::FourCc(cc),
+            ..
+        } => f64::from(u32::from_be_bytes(*cc)),
+    }
+}
+
+/// Enhanced RTMP capabilities a server states in its `connect` `_result` properties: every
+/// FourCC it forwards (`fourCcList`, v1), the v2 per-codec maps (`*`: can forward anything),
+/// and `capsEx` ModEx, which the parser skips.
+pub fn server_connect_capabilities() -> [(&'static str, crate::amf0::Amf0Value); 4] {
+    use crate::amf0::Amf0Value;
+    let list = [
+        "av01", "vp09", "hvc1", "avc1", "Opus", "mp4a", "fLaC", "ac-3", "ec-3",
+    ];
+    let forward = || Amf0Value::object([("*", Amf0Value::Number(f64::from(FOURCC_CAN_FORWARD)))]);
+    [
+        (
+            "fourCcList",
+            Amf0Value::StrictArray(list.iter().map(|s| (*s).into()).collect()),
+        ),
+        ("videoFourCcInfoMap", forward()),
+        ("audioFourCcInfoMap", forward()),
+        ("capsEx", Amf0Value::Number(f64::from(CAPS_EX_MOD_EX))),
+    ]
+}
+
+/// The `fourCcList` a client sends in `connect`, the one OBS 30+ sends: servers that speak
+/// Enhanced RTMP (YouTube, SRS, MediaMTX) then accept and send HEVC, AV1 and VP9.
+pub fn client_fourcc_list() -> crate::amf0::Amf0Value {
+    crate::amf0::Amf0Value::StrictArray(vec!["av01".into(), "vp09".into(), "hvc1".into()])
+}
+
+/// `FourCcInfoMask.CanForward` of Enhanced RTMP v2.
+const FOURCC_CAN_FORWARD: u8 = 4;
+/// `CapsExMask.ModEx` of Enhanced RTMP v2.
+const CAPS_EX_MOD_EX: u8 = 4;
+
 impl VideoTag {
     /// The hub frame for a picture tag at decode time `dts_ms` (the extended RTMP timestamp);
     /// `None` for sequence headers, end of sequence and command frames, which are not frames.
@@ -257,6 +675,12 @@ impl VideoTag {
                 keyframe,
                 cts_ms,
                 data,
+            }
+            | VideoTag::ExCodedFrame {
+                keyframe,
+                cts_ms,
+                data,
+                ..
             } => Some(Frame {
                 track: TrackKind::Video,
                 dts: ms_to_ticks(dts_ms),
@@ -285,7 +709,7 @@ impl AudioTag {
     /// The hub frame for an audio tag at `dts_ms`; `None` for sequence headers.
     pub fn into_frame(self, dts_ms: i64) -> Option<Frame> {
         let payload = match self {
-            AudioTag::AacRaw(data) => data,
+            AudioTag::AacRaw(data) | AudioTag::ExCodedFrame { data, .. } => data,
             AudioTag::Opaque {
                 sequence_header: false,
                 body,
@@ -499,33 +923,123 @@ mod tests {
         let tag = parse_video_tag(&seq).unwrap();
         assert_eq!(
             tag,
-            VideoTag::Opaque {
-                codec: OpaqueCodec::FourCc(*b"hvc1"),
-                keyframe: true,
-                sequence_header: true,
-                body: seq.clone()
+            VideoTag::ExSequenceStart {
+                codec: ExVideoCodec::Hevc,
+                record: seq.slice(5..)
             }
         );
         assert_eq!(tag.into_frame(0), None);
-        let inter = Bytes::from_static(&[0xA3, b'a', b'v', b'0', b'1', 9]);
+        // AV1 CodedFrames carry no composition time; the data starts after the FourCC.
+        let inter = Bytes::from_static(&[0xA1, b'a', b'v', b'0', b'1', 9]);
         let tag = parse_video_tag(&inter).unwrap();
-        assert!(matches!(
-            &tag,
-            VideoTag::Opaque { codec: OpaqueCodec::FourCc(c), keyframe: false, sequence_header: false, body }
-                if c == b"av01" && body == &inter
-        ));
+        assert_eq!(
+            tag,
+            VideoTag::ExCodedFrame {
+                codec: ExVideoCodec::Av1,
+                keyframe: false,
+                cts_ms: 0,
+                data: inter.slice(5..)
+            }
+        );
         let f = tag.into_frame(40).unwrap();
-        assert_eq!(f.payload, inter);
-        // Command frame (not metadata) is ignored; metadata on frame type 5 passes through.
+        assert_eq!(f.payload, inter.slice(5..));
+        // HEVC CodedFrames: SI24 composition time, here -40 ms.
+        let b = Bytes::from_static(&[0x91, b'h', b'v', b'c', b'1', 0xff, 0xff, 0xd8, 7]);
+        let f = parse_video_tag(&b).unwrap().into_frame(100).unwrap();
+        assert_eq!((f.dts, f.pts, f.keyframe), (9000, 5400, true));
+        assert_eq!(f.payload, b.slice(8..));
+        assert_eq!(
+            ex_frame_header(ExVideoCodec::Hevc, &f),
+            ([0x91, b'h', b'v', b'c', b'1', 0xff, 0xff, 0xd8], 8)
+        );
+        // A FourCC the gateway does not model (VP9) passes through whole.
+        let vp9 = Bytes::from_static(&[0x91, b'v', b'p', b'0', b'9', 1]);
+        assert!(matches!(
+            parse_video_tag(&vp9).unwrap(),
+            VideoTag::Opaque { codec: OpaqueCodec::FourCc(c), keyframe: true, sequence_header: false, .. } if &c == b"vp09"
+        ));
+        // Command frames are ignored; metadata (frame type 5) and sequence end carry no
+        // picture for the hub.
         assert_eq!(
             parse_video_tag(&Bytes::from_static(&[0xD1, b'h', b'v', b'c', b'1', 0])).unwrap(),
             VideoTag::Command
         );
         assert!(matches!(
             parse_video_tag(&Bytes::from_static(&[0xD4, b'h', b'v', b'c', b'1'])).unwrap(),
-            VideoTag::Opaque { .. }
+            VideoTag::Ignored(_)
+        ));
+        assert!(matches!(
+            parse_video_tag(&Bytes::from_static(&[0x92, b'h', b'v', b'c', b'1'])).unwrap(),
+            VideoTag::Ignored(_)
+        ));
+        // v2 ModEx (a 3-byte nanosecond offset, then CodedFramesX) is skipped to the FourCC.
+        let modex = Bytes::from_static(&[0x97, 2, 0, 0, 9, 0x03, b'h', b'v', b'c', b'1', 5]);
+        assert_eq!(
+            parse_video_tag(&modex).unwrap(),
+            VideoTag::ExCodedFrame {
+                codec: ExVideoCodec::Hevc,
+                keyframe: true,
+                cts_ms: 0,
+                data: modex.slice(10..)
+            }
+        );
+        assert!(matches!(
+            parse_video_tag(&Bytes::from_static(&[0x96, b'h', b'v', b'c', b'1'])).unwrap(),
+            VideoTag::Ignored(_)
         ));
         assert!(parse_video_tag(&Bytes::from_static(&[0x90, b'h', b'v', b'c'])).is_err());
+        assert!(parse_video_tag(&Bytes::from_static(&[0x91, b'h', b'v', b'c', b'1', 0])).is_err());
+        assert!(parse_video_tag(&Bytes::from_static(&[0x97, 0xff, 0xff])).is_err());
+    }
+
+    #[test]
+    fn enhanced_rtmp_audio() {
+        let head = Bytes::from_static(&[0x90, b'O', b'p', b'u', b's', 1]);
+        assert_eq!(
+            parse_audio_tag(&head).unwrap(),
+            AudioTag::ExSequenceStart {
+                codec: ExAudioCodec::Opus,
+                config: head.slice(5..)
+            }
+        );
+        let pkt = Bytes::from_static(&[0x91, b'O', b'p', b'u', b's', 0xfc, 1]);
+        let tag = parse_audio_tag(&pkt).unwrap();
+        assert_eq!(
+            tag,
+            AudioTag::ExCodedFrame {
+                codec: ExAudioCodec::Opus,
+                data: pkt.slice(5..)
+            }
+        );
+        assert_eq!(tag.into_frame(20).unwrap().payload, pkt.slice(5..));
+        assert_eq!(ex_audio_header(ExAudioCodec::Opus, 1), pkt[..5]);
+        // AAC by FourCC maps to the modelled AAC; FLAC and AC-3 pass through whole.
+        assert!(matches!(
+            parse_audio_tag(&Bytes::from_static(&[
+                0x90, b'm', b'p', b'4', b'a', 0x11, 0x90
+            ]))
+            .unwrap(),
+            AudioTag::ExSequenceStart {
+                codec: ExAudioCodec::Aac,
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse_audio_tag(&Bytes::from_static(&[0x90, b'f', b'L', b'a', b'C', 1])).unwrap(),
+            AudioTag::Opaque { codec: OpaqueCodec::FourCc(c), sequence_header: true, .. } if &c == b"fLaC"
+        ));
+        // MultichannelConfig and multitrack carry nothing for the hub.
+        assert!(matches!(
+            parse_audio_tag(&Bytes::from_static(&[
+                0x94, b'O', b'p', b'u', b's', 1, 2, 0, 0, 0, 3
+            ]))
+            .unwrap(),
+            AudioTag::Ignored(_)
+        ));
+        assert!(matches!(
+            parse_audio_tag(&Bytes::from_static(&[0x95, b'O', b'p', b'u', b's'])).unwrap(),
+            AudioTag::Ignored(_)
+        ));
     }
 
     #[test]
@@ -554,7 +1068,7 @@ mod tests {
             parse_video_tag(&Bytes::from_static(&[0x57, 0])).unwrap(),
             VideoTag::Command
         );
-        // MP3 (2) and Opus via Enhanced RTMP v2 audio.
+        // MP3 (2).
         let mp3 = Bytes::from_static(&[0x2f, 0xff, 0xfb]);
         assert_eq!(
             parse_audio_tag(&mp3).unwrap(),
@@ -564,10 +1078,6 @@ mod tests {
                 body: mp3.clone()
             }
         );
-        assert!(matches!(
-            parse_audio_tag(&Bytes::from_static(&[0x90, b'O', b'p', b'u', b's', 1])).unwrap(),
-            AudioTag::Opaque { codec: OpaqueCodec::FourCc(c), sequence_header: true, .. } if &c == b"Opus"
-        ));
     }
 
     #[test]

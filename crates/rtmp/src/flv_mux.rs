@@ -19,7 +19,7 @@ use crate::flv_stream::{TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO};
 use crate::message;
 use crate::play::metadata;
 use bytes::{BufMut, Bytes, BytesMut};
-use media::{AudioCodec, Frame, MediaInfo, TrackKind, VideoCodec, ticks_to_ms};
+use media::{Frame, MediaInfo, TrackKind, ticks_to_ms};
 use std::sync::Arc;
 
 /// Largest tag body FLV can describe (DataSize is UI24).
@@ -32,26 +32,11 @@ const HAS_VIDEO: u8 = 0x01;
 /// Room reserved at a time for headers, so small pieces share one allocation.
 const SMALL_CHUNK: usize = 4096;
 
-/// How the frames of one track become tag bodies.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Carry {
-    /// Not carried (no such track, or a codec FLV cannot describe).
-    Skip,
-    /// H.264: a 5-byte AVC header before the AVCC access unit.
-    Avc,
-    /// AAC: a 2-byte header before the raw access unit.
-    Aac,
-    /// The frame payload is a whole FLV tag body already (legacy ids, Enhanced RTMP FourCCs).
-    Whole,
-}
-
 /// One viewer's FLV stream.
 #[derive(Debug)]
 pub struct FlvMuxer {
     info: Option<Arc<MediaInfo>>,
     session: Option<u64>,
-    video: Carry,
-    audio: Carry,
     header_written: bool,
     /// The next frame sets `offset_ms`: at the start, and after a new session.
     rebase: bool,
@@ -82,8 +67,6 @@ impl FlvMuxer {
         FlvMuxer {
             info: None,
             session: None,
-            video: Carry::Skip,
-            audio: Carry::Skip,
             header_written: false,
             rebase: true,
             offset_ms: 0,
@@ -123,23 +106,13 @@ impl FlvMuxer {
     /// New or changed tracks: the FLV header (first time), `onMetaData`, the sequence headers.
     /// A new `session` (republish, input switch) makes the next frame continue the timeline.
     pub fn tracks(&mut self, info: Arc<MediaInfo>, session: u64) {
-        self.video = match &info.video {
-            Some(VideoCodec::H264(_)) => Carry::Avc,
-            Some(VideoCodec::Opaque { .. }) => Carry::Whole,
-            _ => Carry::Skip,
-        };
-        self.audio = match &info.audio {
-            Some(AudioCodec::Aac(_)) => Carry::Aac,
-            Some(AudioCodec::Opaque { .. }) => Carry::Whole,
-            _ => Carry::Skip,
-        };
         if !self.header_written {
             self.header_written = true;
             let mut flags = 0;
-            if self.video != Carry::Skip {
+            if info.video.is_some() {
                 flags |= HAS_VIDEO;
             }
-            if self.audio != Carry::Skip {
+            if info.audio.is_some() {
                 flags |= HAS_AUDIO;
             }
             self.reserve(13);
@@ -157,31 +130,11 @@ impl FlvMuxer {
         let ts = self.last_ms.map_or(0, wrap);
         let script = message::data(&["onMetaData".into(), metadata(&info)]);
         self.tag(TAG_SCRIPT, ts, &script, &Bytes::new());
-        match &info.video {
-            Some(VideoCodec::H264(cfg)) => {
-                let h = flv::avc_video_header(true, flv::AVC_SEQUENCE_HEADER, 0);
-                self.tag(TAG_VIDEO, ts, &h, &cfg.record);
-            }
-            Some(VideoCodec::Opaque {
-                sequence_header: Some(body),
-                ..
-            }) => {
-                self.tag(TAG_VIDEO, ts, &[], body);
-            }
-            _ => {}
+        if let Some((h, body)) = info.video.as_ref().and_then(flv::video_sequence_header) {
+            self.tag(TAG_VIDEO, ts, h.as_slice(), &body);
         }
-        match &info.audio {
-            Some(AudioCodec::Aac(cfg)) => {
-                let h = flv::aac_audio_header(cfg, flv::AAC_SEQUENCE_HEADER);
-                self.tag(TAG_AUDIO, ts, &h, &cfg.asc);
-            }
-            Some(AudioCodec::Opaque {
-                sequence_header: Some(body),
-                ..
-            }) => {
-                self.tag(TAG_AUDIO, ts, &[], body);
-            }
-            _ => {}
+        if let Some((h, body)) = info.audio.as_ref().and_then(flv::audio_sequence_header) {
+            self.tag(TAG_AUDIO, ts, h.as_slice(), &body);
         }
         self.info = Some(info);
     }
@@ -189,30 +142,26 @@ impl FlvMuxer {
     /// One frame; returns the payload bytes written (0 when the track is not carried).
     pub fn frame(&mut self, frame: &Frame) -> usize {
         let Some(info) = &self.info else { return 0 };
-        let (carry, tag_type) = match frame.track {
-            TrackKind::Video => (self.video, TAG_VIDEO),
-            TrackKind::Audio => (self.audio, TAG_AUDIO),
-        };
-        // The codec header, on the stack: 5 bytes for AVC, 2 for AAC, none for whole bodies.
-        let (header, len) = match carry {
-            Carry::Skip => return 0,
-            Carry::Avc => (flv::avc_frame_header(frame), 5),
-            Carry::Aac => match info.aac() {
-                Some(cfg) => {
-                    let [a, b] = flv::aac_audio_header(cfg, flv::AAC_RAW);
-                    ([a, b, 0, 0, 0], 2)
-                }
+        // The codec header, on the stack: 5 bytes for AVC, 2 for AAC, 5 or 8 for Enhanced
+        // RTMP FourCC headers, none for whole bodies.
+        let (header, tag_type) = match frame.track {
+            TrackKind::Video => match &info.video {
+                Some(v) => (flv::video_frame_prefix(v, frame), TAG_VIDEO),
                 None => return 0,
             },
-            Carry::Whole => ([0; 5], 0),
+            TrackKind::Audio => match &info.audio {
+                Some(a) => (flv::audio_frame_prefix(a), TAG_AUDIO),
+                None => return 0,
+            },
         };
-        if len + frame.payload.len() > MAX_TAG_BODY {
+        let header = header.as_slice();
+        if header.len() + frame.payload.len() > MAX_TAG_BODY {
             // Only a frame over 16 MiB gets here; players skip it, as over RTMP.
             self.skipped_large += 1;
             return 0;
         }
         let ts = self.stamp(frame);
-        self.tag(tag_type, ts, &header[..len], &frame.payload);
+        self.tag(tag_type, ts, header, &frame.payload);
         frame.payload.len()
     }
 
@@ -300,7 +249,7 @@ mod tests {
     use crate::amf0::{self, Amf0Value};
     use crate::flv::{AudioTag, VideoTag, parse_audio_tag, parse_video_tag};
     use crate::flv_stream::{FlvReader, FlvTag};
-    use media::{AacConfig, AvcConfig, OpaqueCodec, ms_to_ticks};
+    use media::{AacConfig, AudioCodec, AvcConfig, OpaqueCodec, VideoCodec, ms_to_ticks};
 
     const FLV: &[u8] = include_bytes!("../../../testdata/h264-aac-320x240.flv");
 

@@ -6,10 +6,11 @@
 //! that are held in a bounded queue and released after the announcement.
 
 use crate::amf0::Amf0Value;
-use crate::flv::{self, AudioTag, VideoTag};
+use crate::flv::{self, AudioTag, ExAudioCodec, ExVideoCodec, VideoTag};
 use bytes::Bytes;
 use media::{
-    AacConfig, AudioCodec, AvcConfig, Frame, MediaInfo, TrackKind, VideoCodec, ms_to_ticks,
+    AacConfig, AudioCodec, Av1Config, AvcConfig, Frame, HevcConfig, MediaInfo, OpusConfig,
+    TrackKind, VideoCodec, ms_to_ticks,
 };
 use std::collections::VecDeque;
 
@@ -126,27 +127,39 @@ impl Ingest {
                 let cfg = AvcConfig::parse(record)?;
                 self.set_video(VideoCodec::H264(cfg), out);
             }
+            VideoTag::ExSequenceStart { record, .. } if record.is_empty() => {
+                tracing::debug!("empty Enhanced RTMP sequence start ignored");
+            }
+            VideoTag::ExSequenceStart { codec, record } => {
+                let cfg = match codec {
+                    ExVideoCodec::Avc => VideoCodec::H264(AvcConfig::parse(record)?),
+                    ExVideoCodec::Hevc => VideoCodec::H265(HevcConfig::parse(record)?),
+                    ExVideoCodec::Av1 => VideoCodec::Av1(Av1Config::parse(record)?),
+                };
+                self.set_video(cfg, out);
+            }
+            VideoTag::ExCodedFrame {
+                codec,
+                keyframe,
+                cts_ms,
+                data,
+            } => {
+                let known = matches!(
+                    (codec, &self.video),
+                    (ExVideoCodec::Avc, Some(VideoCodec::H264(_)))
+                        | (ExVideoCodec::Hevc, Some(VideoCodec::H265(_)))
+                        | (ExVideoCodec::Av1, Some(VideoCodec::Av1(_)))
+                );
+                self.video_frame(known, keyframe, cts_ms, data, ms, out);
+            }
+            VideoTag::Ignored(what) => tracing::trace!(what, "video packet not carried"),
             VideoTag::AvcNalu {
                 keyframe,
                 cts_ms,
                 data,
             } => {
-                if self.video.is_none() {
-                    self.warn_no_config("video");
-                    return Ok(());
-                }
-                let dts = ms_to_ticks(ms);
-                self.frame(
-                    Frame {
-                        track: TrackKind::Video,
-                        dts,
-                        pts: dts + ms_to_ticks(i64::from(cts_ms)),
-                        keyframe,
-                        payload: data,
-                    },
-                    ms,
-                    out,
-                );
+                let known = matches!(self.video, Some(VideoCodec::H264(_)));
+                self.video_frame(known, keyframe, cts_ms, data, ms, out);
             }
             VideoTag::AvcEndOfSequence | VideoTag::Command => {}
             VideoTag::Opaque {
@@ -174,18 +187,7 @@ impl Ingest {
                             out,
                         );
                     }
-                    let dts = ms_to_ticks(ms);
-                    self.frame(
-                        Frame {
-                            track: TrackKind::Video,
-                            dts,
-                            pts: dts,
-                            keyframe,
-                            payload: body,
-                        },
-                        ms,
-                        out,
-                    );
+                    self.video_frame(true, keyframe, 0, body, ms, out);
                 }
             }
         }
@@ -212,23 +214,28 @@ impl Ingest {
                 let cfg = AacConfig::parse(asc)?;
                 self.set_audio(AudioCodec::Aac(cfg), out);
             }
+            AudioTag::ExSequenceStart { config, .. } if config.is_empty() => {
+                tracing::debug!("empty Enhanced RTMP audio sequence start ignored");
+            }
+            AudioTag::ExSequenceStart { codec, config } => {
+                let cfg = match codec {
+                    ExAudioCodec::Aac => AudioCodec::Aac(AacConfig::parse(config)?),
+                    ExAudioCodec::Opus => AudioCodec::Opus(OpusConfig::parse(config)?),
+                };
+                self.set_audio(cfg, out);
+            }
+            AudioTag::Ignored(what) => tracing::trace!(what, "audio packet not carried"),
             AudioTag::AacRaw(data) => {
-                if self.audio.is_none() {
-                    self.warn_no_config("audio");
-                    return Ok(());
-                }
-                let dts = ms_to_ticks(ms);
-                self.frame(
-                    Frame {
-                        track: TrackKind::Audio,
-                        dts,
-                        pts: dts,
-                        keyframe: true,
-                        payload: data,
-                    },
-                    ms,
-                    out,
+                let known = matches!(self.audio, Some(AudioCodec::Aac(_)));
+                self.audio_frame(known, data, ms, out);
+            }
+            AudioTag::ExCodedFrame { codec, data } => {
+                let known = matches!(
+                    (codec, &self.audio),
+                    (ExAudioCodec::Aac, Some(AudioCodec::Aac(_)))
+                        | (ExAudioCodec::Opus, Some(AudioCodec::Opus(_)))
                 );
+                self.audio_frame(known, data, ms, out);
             }
             AudioTag::Opaque {
                 codec,
@@ -254,22 +261,59 @@ impl Ingest {
                             out,
                         );
                     }
-                    let dts = ms_to_ticks(ms);
-                    self.frame(
-                        Frame {
-                            track: TrackKind::Audio,
-                            dts,
-                            pts: dts,
-                            keyframe: true,
-                            payload: body,
-                        },
-                        ms,
-                        out,
-                    );
+                    self.audio_frame(true, body, ms, out);
                 }
             }
         }
         Ok(())
+    }
+
+    /// A video frame of the configured codec (`known`), else dropped until its header comes.
+    fn video_frame(
+        &mut self,
+        known: bool,
+        keyframe: bool,
+        cts_ms: i32,
+        data: Bytes,
+        ms: i64,
+        out: &mut Vec<IngestOutput>,
+    ) {
+        if !known {
+            self.warn_no_config("video");
+            return;
+        }
+        let dts = ms_to_ticks(ms);
+        self.frame(
+            Frame {
+                track: TrackKind::Video,
+                dts,
+                pts: dts + ms_to_ticks(i64::from(cts_ms)),
+                keyframe,
+                payload: data,
+            },
+            ms,
+            out,
+        );
+    }
+
+    /// An audio frame of the configured codec (`known`), else dropped until its header comes.
+    fn audio_frame(&mut self, known: bool, data: Bytes, ms: i64, out: &mut Vec<IngestOutput>) {
+        if !known {
+            self.warn_no_config("audio");
+            return;
+        }
+        let dts = ms_to_ticks(ms);
+        self.frame(
+            Frame {
+                track: TrackKind::Audio,
+                dts,
+                pts: dts,
+                keyframe: true,
+                payload: data,
+            },
+            ms,
+            out,
+        );
     }
 
     fn warn_no_config(&mut self, what: &str) {
@@ -371,5 +415,140 @@ mod tests {
             .audio(0, &Bytes::from_static(&[0xAF, 0x00, 0x11, 0x90]), &mut out)
             .expect("real AAC header");
         assert!(ingest.audio.is_some());
+    }
+}
+
+#[cfg(test)]
+mod enhanced_tests {
+    use super::*;
+    use crate::flv::ExVideoCodec;
+    use crate::flv_mux::FlvMuxer;
+    use crate::flv_stream::{FlvReader, FlvTag, TAG_AUDIO, TAG_VIDEO};
+    use std::sync::Arc;
+
+    /// ffmpeg 9's Enhanced FLV (see testdata/README.md): HEVC with B-frames + Opus, and AV1.
+    const HEVC_OPUS: &[u8] = include_bytes!("../../../testdata/hevc-opus-160x90.flv");
+    const AV1: &[u8] = include_bytes!("../../../testdata/av1-160x90.flv");
+
+    fn tags(file: &[u8]) -> Vec<FlvTag> {
+        let mut r = FlvReader::default();
+        r.push(file);
+        let mut tags = Vec::new();
+        while let Some(t) = r.next_tag().expect("valid FLV") {
+            tags.push(t);
+        }
+        tags
+    }
+
+    /// Feeds every tag of `file` to an `Ingest`; returns the last announcement and the frames.
+    fn ingest(file: &[u8]) -> (MediaInfo, Vec<Frame>) {
+        let mut ingest = Ingest::new();
+        let mut out = Vec::new();
+        for t in tags(file) {
+            match t.tag_type {
+                TAG_VIDEO => ingest.video(t.timestamp, &t.body, &mut out).unwrap(),
+                TAG_AUDIO => ingest.audio(t.timestamp, &t.body, &mut out).unwrap(),
+                _ => {}
+            }
+        }
+        let mut info = None;
+        let mut frames = Vec::new();
+        for o in out {
+            match o {
+                IngestOutput::Announce(i) => info = Some(i),
+                IngestOutput::Frame(f) => frames.push(f),
+            }
+        }
+        (info.expect("tracks announced"), frames)
+    }
+
+    #[test]
+    fn hevc_and_opus_from_ffmpeg_are_modelled() {
+        let (info, frames) = ingest(HEVC_OPUS);
+        let hevc = info.hevc().expect("H.265 track");
+        assert_eq!((hevc.width, hevc.height), (160, 90));
+        let Some(AudioCodec::Opus(opus)) = &info.audio else {
+            panic!("{:?}", info.audio)
+        };
+        assert_eq!(opus.channels, 2);
+        let video: Vec<&Frame> = frames
+            .iter()
+            .filter(|f| f.track == TrackKind::Video)
+            .collect();
+        // 1 s at 10 fps, GOP 5: IRAP pictures exactly where ffmpeg flagged keyframes.
+        assert_eq!(video.len(), 10);
+        for f in &video {
+            assert_eq!(
+                f.keyframe,
+                media::hevc::contains_irap(&f.payload, hevc.nal_length_size),
+                "{f:?}"
+            );
+        }
+        assert_eq!(video.iter().filter(|f| f.keyframe).count(), 2);
+        // B-frames: some composition offsets are positive (CodedFrames), some frames come as
+        // CodedFramesX (offset 0).
+        assert!(video.iter().any(|f| f.pts > f.dts));
+        assert!(video.iter().any(|f| f.pts == f.dts));
+        let audio = frames
+            .iter()
+            .filter(|f| f.track == TrackKind::Audio)
+            .count();
+        assert!(audio >= 45, "{audio} Opus packets");
+        for f in frames.iter().filter(|f| f.track == TrackKind::Audio) {
+            assert_eq!(media::opus::packet_samples(&f.payload), Some(960));
+        }
+    }
+
+    #[test]
+    fn av1_from_ffmpeg_is_modelled() {
+        let (info, frames) = ingest(AV1);
+        let Some(VideoCodec::Av1(av1)) = &info.video else {
+            panic!("{:?}", info.video)
+        };
+        assert_eq!((av1.width, av1.height), (160, 90));
+        assert_eq!(info.video_size(), Some((160, 90)));
+        assert_eq!(frames.len(), 10);
+        assert_eq!(frames.iter().filter(|f| f.keyframe).count(), 2);
+    }
+
+    /// What an Enhanced RTMP player gets back (through the same tag headers as RTMP play):
+    /// every frame's tag parses to the codec, keyframe flag, composition time and payload the
+    /// publisher sent.
+    #[test]
+    fn enhanced_tags_round_trip_through_the_flv_muxer() {
+        for file in [HEVC_OPUS, AV1] {
+            let (info, frames) = ingest(file);
+            let mut m = FlvMuxer::new();
+            m.tracks(Arc::new(info.clone()), 1);
+            for f in &frames {
+                assert_eq!(m.frame(f), f.payload.len());
+            }
+            let mut all = Vec::new();
+            for piece in m.take() {
+                all.extend_from_slice(&piece);
+            }
+            let (again, frames_again) = ingest(&all);
+            assert_eq!(again.video, info.video);
+            assert_eq!(again.audio, info.audio);
+            assert_eq!(frames_again.len(), frames.len());
+            for (a, b) in frames.iter().zip(&frames_again) {
+                assert_eq!(
+                    (a.track, a.keyframe, &a.payload),
+                    (b.track, b.keyframe, &b.payload)
+                );
+                assert_eq!(a.pts - a.dts, b.pts - b.dts);
+            }
+            let first = tags(&all)
+                .into_iter()
+                .find(|t| t.tag_type == TAG_VIDEO)
+                .unwrap();
+            let cc = match info.video {
+                Some(VideoCodec::H265(_)) => ExVideoCodec::Hevc.fourcc(),
+                _ => ExVideoCodec::Av1.fourcc(),
+            };
+            // An Enhanced SequenceStart keyframe with the FourCC.
+            assert_eq!(first.body[0], 0x90);
+            assert_eq!(first.body[1..5], cc);
+        }
     }
 }

@@ -3,12 +3,8 @@
 use crate::amf0::Amf0Value;
 use crate::flv;
 use crate::session::MessageWriter;
-use media::{AudioCodec, Frame, MediaInfo, TrackKind, VideoCodec, ticks_to_ms};
+use media::{AudioCodec, Frame, MediaInfo, TrackKind, ticks_to_ms};
 use std::sync::Arc;
-
-/// FLV packet types of the AVC/AAC tag headers.
-const SEQUENCE_HEADER: u8 = 0;
-const CODED_FRAME: u8 = 1;
 
 /// Per-player mapping state.
 #[derive(Debug)]
@@ -66,27 +62,11 @@ impl Play {
         self.session = Some(session);
         s.send_metadata(self.stream_id, metadata(&info));
         let ts = self.last_ms.map_or(0, |m| m as u32);
-        match &info.video {
-            Some(VideoCodec::H264(cfg)) => {
-                let h = flv::avc_video_header(true, SEQUENCE_HEADER, 0);
-                s.send_media(self.stream_id, true, ts, &h, &cfg.record);
-            }
-            Some(VideoCodec::Opaque {
-                sequence_header: Some(body),
-                ..
-            }) => s.send_media(self.stream_id, true, ts, &[], body),
-            _ => {}
+        if let Some((h, body)) = info.video.as_ref().and_then(flv::video_sequence_header) {
+            s.send_media(self.stream_id, true, ts, h.as_slice(), &body);
         }
-        match &info.audio {
-            Some(AudioCodec::Aac(cfg)) => {
-                let h = flv::aac_audio_header(cfg, SEQUENCE_HEADER);
-                s.send_media(self.stream_id, false, ts, &h, &cfg.asc);
-            }
-            Some(AudioCodec::Opaque {
-                sequence_header: Some(body),
-                ..
-            }) => s.send_media(self.stream_id, false, ts, &[], body),
-            _ => {}
+        if let Some((h, body)) = info.audio.as_ref().and_then(flv::audio_sequence_header) {
+            s.send_media(self.stream_id, false, ts, h.as_slice(), &body);
         }
         self.info = Some(info);
     }
@@ -108,23 +88,9 @@ impl Play {
     /// `None` if the frame's track is not being played.
     pub fn map(&mut self, frame: &Frame) -> Option<Mapped> {
         let info = self.info.as_ref()?;
-        let (video, prefix, len) = match frame.track {
-            TrackKind::Video => match info.video.as_ref()? {
-                VideoCodec::H264(_) => {
-                    let cts = ticks_to_ms(frame.pts - frame.dts);
-                    let cts = cts.clamp(-(1 << 23), (1 << 23) - 1) as i32;
-                    let h = flv::avc_video_header(frame.keyframe, CODED_FRAME, cts);
-                    (true, pad(&h), h.len())
-                }
-                VideoCodec::Opaque { .. } => (true, [0; 5], 0),
-            },
-            TrackKind::Audio => match info.audio.as_ref()? {
-                AudioCodec::Aac(cfg) => {
-                    let h = flv::aac_audio_header(cfg, CODED_FRAME);
-                    (false, pad(&h), h.len())
-                }
-                AudioCodec::Opaque { .. } => (false, [0; 5], 0),
-            },
+        let (video, prefix) = match frame.track {
+            TrackKind::Video => (true, flv::video_frame_prefix(info.video.as_ref()?, frame)),
+            TrackKind::Audio => (false, flv::audio_frame_prefix(info.audio.as_ref()?)),
         };
         let ms = ticks_to_ms(frame.dts);
         if self.rebase {
@@ -141,7 +107,6 @@ impl Play {
             // RTMP timestamps are 32-bit and wrap by definition.
             timestamp: out_ms as u32,
             prefix,
-            prefix_len: len as u8,
         })
     }
 
@@ -169,54 +134,45 @@ pub struct Mapped {
     pub video: bool,
     /// RTMP timestamp in ms.
     pub timestamp: u32,
-    prefix: [u8; 5],
-    prefix_len: u8,
+    prefix: flv::TagPrefix,
 }
 
 impl Mapped {
     /// The FLV tag header that precedes the payload.
     pub fn prefix(&self) -> &[u8] {
-        &self.prefix[..self.prefix_len as usize]
+        self.prefix.as_slice()
     }
-}
-
-fn pad(h: &[u8]) -> [u8; 5] {
-    let mut p = [0; 5];
-    let n = h.len().min(5);
-    p[..n].copy_from_slice(&h[..n]);
-    p
 }
 
 /// `onMetaData` for players, built from the hub's view of the tracks.
 pub fn metadata(info: &MediaInfo) -> Amf0Value {
     let mut fields: Vec<(String, Amf0Value)> = vec![("duration".into(), 0.0.into())];
-    match &info.video {
-        Some(VideoCodec::H264(cfg)) => {
-            fields.push(("width".into(), f64::from(cfg.width).into()));
-            fields.push(("height".into(), f64::from(cfg.height).into()));
-            fields.push(("videocodecid".into(), 7.0.into()));
+    if let Some(video) = &info.video {
+        if let Some((w, h)) = info.video_size() {
+            fields.push(("width".into(), f64::from(w).into()));
+            fields.push(("height".into(), f64::from(h).into()));
         }
-        Some(VideoCodec::Opaque {
-            codec: media::OpaqueCodec::FlvId(id),
-            ..
-        }) => fields.push(("videocodecid".into(), f64::from(*id).into())),
-        _ => {}
+        fields.push(("videocodecid".into(), flv::video_codec_id(video).into()));
     }
-    if let Some(fps) = info.framerate.or_else(|| info.avc().and_then(|c| c.fps)) {
+    if let Some(fps) = info.fps() {
         fields.push(("framerate".into(), fps.into()));
     }
-    match &info.audio {
-        Some(AudioCodec::Aac(cfg)) => {
-            fields.push(("audiocodecid".into(), 10.0.into()));
-            fields.push(("audiosamplerate".into(), f64::from(cfg.sample_rate).into()));
-            fields.push(("audiosamplesize".into(), 16.0.into()));
-            fields.push(("stereo".into(), (cfg.channel_config >= 2).into()));
+    if let Some(audio) = &info.audio {
+        fields.push(("audiocodecid".into(), flv::audio_codec_id(audio).into()));
+        match audio {
+            AudioCodec::Aac(cfg) => {
+                fields.push(("audiosamplerate".into(), f64::from(cfg.sample_rate).into()));
+                fields.push(("audiosamplesize".into(), 16.0.into()));
+                fields.push(("stereo".into(), (cfg.channel_config >= 2).into()));
+            }
+            AudioCodec::Opus(cfg) => {
+                // Opus always decodes at 48 kHz whatever the input rate was.
+                fields.push(("audiosamplerate".into(), 48_000.0.into()));
+                fields.push(("audiosamplesize".into(), 16.0.into()));
+                fields.push(("stereo".into(), (cfg.channels >= 2).into()));
+            }
+            AudioCodec::Opaque { .. } => {}
         }
-        Some(AudioCodec::Opaque {
-            codec: media::OpaqueCodec::FlvId(id),
-            ..
-        }) => fields.push(("audiocodecid".into(), f64::from(*id).into())),
-        _ => {}
     }
     fields.push(("encoder".into(), "ferrocast".into()));
     Amf0Value::EcmaArray(fields)

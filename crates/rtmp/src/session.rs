@@ -510,10 +510,12 @@ impl ServerSession {
         let size = self.config.out_chunk_size;
         self.send_control(message::TYPE_SET_CHUNK_SIZE, message::set_chunk_size(size));
         self.w.encoder.set_chunk_size(size);
-        let props = Amf0Value::object([
+        let mut props: Vec<(&str, Amf0Value)> = vec![
             ("fmsVer", "FMS/3,0,1,123".into()),
             ("capabilities", 31.0.into()),
-        ]);
+        ];
+        props.extend(crate::flv::server_connect_capabilities());
+        let props = Amf0Value::object(props);
         let info = Amf0Value::object([
             ("level", "status".into()),
             ("code", "NetConnection.Connect.Success".into()),
