@@ -18,7 +18,7 @@ use crate::pace::Pacer;
 use crate::request::{self, TransportRequest};
 use crate::rtcp::{MediaClock, SenderReport};
 use crate::rtp::{FRAMING_LEN, MAX_HEAD_LEN, RtpFrame, RtpSender, rtp_timestamp};
-use crate::sdp;
+use crate::sdp::{self, RtpFormat};
 use crate::share::{SharedPacketizers, StreamPacketizer};
 use bytes::{Bytes, BytesMut};
 use hub::{AccessRequest, Action, Event, Hub, ReaderMeta, Subscription};
@@ -58,8 +58,6 @@ const RTPTIME_LEAD: i64 = 90_000 / 2;
 const OUT_FLUSH: usize = 64 << 10;
 /// Slices handed to one `writev` (Linux takes up to 1024).
 const MAX_IOV: usize = 512;
-/// RTP clock rate of H.264 (RFC 6184 8.2.1).
-const VIDEO_CLOCK_RATE: u32 = 90_000;
 /// Readers of a stream from which a TCP reader's audio waits for the next video frame instead
 /// of being written on its own (see [`Conn::flush_media`]).
 const COALESCE_READERS: usize = 8;
@@ -114,8 +112,8 @@ struct Track {
     transport: Transport,
     /// This reader's sequence numbers, SSRC, timestamp offset and RTCP counts.
     sender: RtpSender,
-    /// RTP clock rate announced in the SDP.
-    clock_rate: u32,
+    /// Payload format (and RTP clock rate) announced in the SDP.
+    format: RtpFormat,
     /// Whether a sender report went out for this track yet.
     reported: bool,
     /// RTP packets handed to the socket.
@@ -131,7 +129,8 @@ impl Track {
 
     /// This reader's RTP timestamp of the 90 kHz media time `pts`.
     fn rtp_timestamp(&self, pts: i64) -> u32 {
-        self.sender.timestamp(rtp_timestamp(pts, self.clock_rate))
+        self.sender
+            .timestamp(rtp_timestamp(pts, self.format.clock_rate()))
     }
 
     /// The sender report for media time `pts` at wall time `ntp_time`.
@@ -616,8 +615,9 @@ impl Conn {
             Ok(Some(Event::Tracks { info, .. })) => info,
             _ => return Err(StatusCode::NotFound),
         };
-        if info.avc().is_none() && info.aac().is_none() {
-            // Only H.264 and AAC can be described; other codecs have no RTP mapping here.
+        if RtpFormat::video(&info).is_none() && RtpFormat::audio(&info).is_none() {
+            // Only H.264, H.265, AAC and Opus can be described; other codecs (AV1, opaque
+            // ones) have no RTP mapping here, and an SDP without media is of no use.
             return Err(StatusCode::UnsupportedMediaType);
         }
         if let Some(k) = sub.kill_token() {
@@ -673,16 +673,7 @@ impl Conn {
                 )
             }
         };
-        let clock_rate = match index {
-            0 => info
-                .avc()
-                .map(|_| VIDEO_CLOCK_RATE)
-                .ok_or(StatusCode::NotFound)?,
-            _ => info
-                .aac()
-                .map(|a| a.sample_rate)
-                .ok_or(StatusCode::NotFound)?,
-        };
+        let format = RtpFormat::of_track(&info, index).ok_or(StatusCode::NotFound)?;
         let ssrc = u32::from_str_radix(&self.session_id[8..], 16).unwrap_or(1) ^ index as u32;
         // RFC 3550 5.1: random first sequence number and timestamp, per reader and track.
         let r = random_u64();
@@ -690,7 +681,7 @@ impl Conn {
         self.tracks[index] = Some(Track {
             transport,
             sender,
-            clock_rate,
+            format,
             reported: false,
             sent: 0,
             send_errors: 0,
@@ -725,17 +716,20 @@ impl Conn {
     async fn event(&mut self, ev: Event) -> Result<(), ConnError> {
         match ev {
             Event::Tracks { info, .. } => {
-                // RTSP 1.0 cannot announce a new clock rate mid-session; closing makes the
-                // player DESCRIBE again and learn it.
-                if let (Some(track), Some(aac)) = (&self.tracks[1], info.aac())
-                    && aac.sample_rate != track.clock_rate
-                {
-                    debug!(
-                        from = track.clock_rate,
-                        to = aac.sample_rate,
-                        "rtsp audio clock rate changed; closing the session"
-                    );
-                    return Err(ConnError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+                // RTSP 1.0 cannot announce a new payload format or clock rate mid-session;
+                // closing makes the player DESCRIBE again and learn it. A track that lost its
+                // mapping just stops, as its frames are no longer packetized.
+                for (index, track) in self.tracks.iter().enumerate() {
+                    if let (Some(track), Some(format)) = (track, RtpFormat::of_track(&info, index))
+                        && format != track.format
+                    {
+                        debug!(
+                            from = ?track.format,
+                            to = ?format,
+                            "rtsp payload format changed; closing the session"
+                        );
+                        return Err(ConnError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+                    }
                 }
                 self.info = Some(info);
                 // Packets of the new track set come from its own shared packetizer.
@@ -912,7 +906,10 @@ impl Conn {
             .is_some_and(|p| Arc::strong_count(p) >= COALESCE_READERS);
         // Video must come through this queue too, or nothing would carry the audio.
         let video = self.tracks[0].as_ref().is_some_and(|t| !t.is_udp())
-            && self.info.as_ref().is_some_and(|i| i.avc().is_some());
+            && self
+                .info
+                .as_ref()
+                .is_some_and(|i| RtpFormat::video(i).is_some());
         if self.audio_queued && large && video && self.out.len() < OUT_FLUSH {
             if self.flush_at.is_none() {
                 self.flush_at = Some(Instant::now() + AUDIO_HOLD);

@@ -15,10 +15,10 @@ pub mod share;
 
 pub use rtcp::SenderReport;
 pub use rtp::{
-    AacPacketizer, DEFAULT_MTU, H264Packetizer, RtpError, RtpFrame, RtpHeader, RtpSender,
-    packetize_aac, packetize_h264,
+    AacPacketizer, DEFAULT_MTU, H264Packetizer, H265Packetizer, OpusPacketizer, RtpError, RtpFrame,
+    RtpHeader, RtpSender, packetize_aac, packetize_h264, packetize_h265, packetize_opus,
 };
-pub use sdp::describe;
+pub use sdp::{RtpFormat, describe};
 pub use share::{SharedPacketizers, StreamPacketizer};
 
 #[cfg(feature = "server")]

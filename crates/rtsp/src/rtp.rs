@@ -1,22 +1,26 @@
-//! RTP (RFC 3550) header writer and packetizers for H.264 (RFC 6184) and AAC (RFC 3640).
+//! RTP (RFC 3550) header writer and packetizers for H.264 (RFC 6184), H.265 (RFC 7798), AAC
+//! (RFC 3640) and Opus (RFC 7587).
 //!
 //! Packetizing is split in two so a stream is packetized once however many readers it has:
-//! [`packetize_h264`] and [`packetize_aac`] turn one access unit into an [`RtpFrame`], packet
-//! heads as templates and payloads as slices of the frame itself (nothing of the media is
-//! copied), and each reader's [`RtpSender`] writes its own sequence number, SSRC and timestamp
-//! offset into a copy of a head, which goes on the wire in front of the shared payload.
+//! [`packetize_h264`], [`packetize_h265`], [`packetize_aac`] and [`packetize_opus`] turn one
+//! access unit into an [`RtpFrame`], packet heads as templates and payloads as slices of the
+//! frame itself (nothing of the media is copied), and each reader's [`RtpSender`] writes its
+//! own sequence number, SSRC and timestamp offset into a copy of a head, which goes on the wire
+//! in front of the shared payload.
 //!
-//! [`H264Packetizer`] and [`AacPacketizer`] wrap both halves for one receiver with a push/pull
-//! contract, the inverse of retina's depacketizers: [`push`] one access unit, then [`pull`]
-//! until `None`, one contiguous RTP packet (header included) per call. Packets of one access
-//! unit share a single allocation, so the per-frame cost is one `BytesMut`.
+//! [`H264Packetizer`], [`H265Packetizer`], [`AacPacketizer`] and [`OpusPacketizer`] wrap both
+//! halves for one receiver with a push/pull contract, the inverse of retina's depacketizers:
+//! [`push`] one access unit, then [`pull`] until `None`, one contiguous RTP packet (header
+//! included) per call. Packets of one access unit share a single allocation, so the per-frame
+//! cost is one `BytesMut`.
 //!
 //! [`push`]: H264Packetizer::push
 //! [`pull`]: H264Packetizer::pull
 
 use bytes::{BufMut, Bytes, BytesMut};
 use media::avc::{self, NAL_AUD, NAL_IDR, NAL_PPS, NAL_SPS};
-use media::{AacConfig, AvcConfig, Frame, MediaError, TIMEBASE};
+use media::hevc;
+use media::{AacConfig, AvcConfig, Frame, HevcConfig, MediaError, TIMEBASE};
 use std::collections::VecDeque;
 
 /// Default maximum RTP payload in bytes: fits a 1500-byte Ethernet MTU with IP/UDP/RTP headers
@@ -29,6 +33,16 @@ const MIN_MTU: usize = 64;
 
 /// RFC 6184 5.4: NAL unit type 28 is a fragmentation unit A.
 const NAL_FU_A: u8 = 28;
+/// RFC 7798 4.4.2: NAL unit type 48 is an aggregation packet (never sent here; a NAL unit of
+/// this type, or of the two below, in a frame would be misread as that structure).
+const HEVC_NAL_AP: u8 = 48;
+/// RFC 7798 4.4.3: NAL unit type 49 is a fragmentation unit.
+const HEVC_NAL_FU: u8 = 49;
+/// RFC 7798 4.4.4: NAL unit type 50 is a PACI packet.
+const HEVC_NAL_PACI: u8 = 50;
+
+/// RFC 7587 4.1: the Opus RTP clock is 48 kHz whatever the encoder's input rate.
+pub const OPUS_CLOCK_RATE: u32 = 48_000;
 
 /// AU-size is a 13-bit field (RFC 3640 AAC-hbr `sizeLength=13`), so an AU can be at most this big.
 const AAC_MAX_AU: usize = (1 << 13) - 1;
@@ -60,6 +74,30 @@ pub enum RtpError {
         /// Presentation timestamp of the dropped frame, 90 kHz ticks.
         pts: i64,
     },
+    /// The length-prefixed H.265 payload has a bad NAL length; nothing of the frame was sent.
+    #[error("H.265 frame at pts {pts}: {source}")]
+    Hvcc {
+        /// Presentation timestamp of the dropped frame, 90 kHz ticks.
+        pts: i64,
+        /// What was wrong with the payload.
+        source: MediaError,
+    },
+    /// The Opus packet does not fit one RTP packet; RFC 7587 has no fragmentation.
+    #[error("Opus frame at pts {pts}: packet of {size} bytes exceeds the MTU of {mtu}")]
+    OpusTooLarge {
+        /// Presentation timestamp of the dropped frame, 90 kHz ticks.
+        pts: i64,
+        /// Size of the Opus packet in bytes.
+        size: usize,
+        /// Largest payload a packet may carry.
+        mtu: usize,
+    },
+    /// The Opus packet is empty (RFC 6716 3.1: a packet has at least its TOC byte).
+    #[error("Opus frame at pts {pts}: empty packet")]
+    OpusEmpty {
+        /// Presentation timestamp of the dropped frame, 90 kHz ticks.
+        pts: i64,
+    },
 }
 
 /// The fixed 12-byte RTP header (RFC 3550 5.1) without CSRCs, extension or padding.
@@ -67,7 +105,7 @@ pub enum RtpError {
 pub struct RtpHeader {
     /// Payload type (7 bits; higher bits are masked off).
     pub payload_type: u8,
-    /// Marker bit: last packet of an access unit for H.264 and AAC.
+    /// Marker bit: last packet of an access unit for H.264, H.265 and AAC; clear for Opus.
     pub marker: bool,
     /// Sequence number.
     pub sequence: u16,
@@ -101,7 +139,7 @@ const MAX_MTU: usize = u16::MAX as usize - RtpHeader::LEN;
 pub const FRAMING_LEN: usize = 4;
 
 /// Longest packet head of an [`RtpFrame`]: framing, RTP header and the longest payload header
-/// (AAC's AU-headers-length and one AU-header).
+/// (AAC's AU-headers-length and one AU-header; an H.265 FU's 3 bytes are fewer).
 pub const MAX_HEAD_LEN: usize = FRAMING_LEN + RtpHeader::LEN + AAC_HEADER_LEN;
 
 fn clamp_mtu(mtu: usize) -> usize {
@@ -129,9 +167,9 @@ pub fn rtp_timestamp(pts: i64, clock_rate: u32) -> u32 {
 ///
 /// Every packet is a head and a body. The head is a template: interleaved framing (channel 0),
 /// the RTP header (sequence number and SSRC 0, the timestamp in the track's clock without any
-/// receiver's offset) and the FU-A or AAC payload header. The body is a slice of the frame's
-/// payload or of the configuration's parameter sets, so building an `RtpFrame` copies no media
-/// and every receiver sends the same bytes. Receivers rewrite a copy of each head with
+/// receiver's offset) and the FU-A, H.265 FU or AAC payload header. The body is a slice of the
+/// frame's payload or of the configuration's parameter sets, so building an `RtpFrame` copies
+/// no media and every receiver sends the same bytes. Receivers rewrite a copy of each head with
 /// [`RtpSender::head`].
 #[derive(Clone, Debug, Default)]
 pub struct RtpFrame {
@@ -284,46 +322,142 @@ pub fn packetize_h264(
         .filter(|b| idr && !b.is_empty())
         .cloned();
     let all: Vec<Bytes> = params.chain(nals).collect();
-    let packets = all
+    // RFC 6184 5.8: FU-A. The indicator keeps F and NRI, the FU header carries the original
+    // type; the original NAL header byte itself is not repeated.
+    let fu = |h: &[u8], first: bool, last: bool| {
+        [
+            (h[0] & 0xe0) | NAL_FU_A,
+            (u8::from(first) << 7) | (u8::from(last) << 6) | (h[0] & 0x1f),
+            0,
+        ]
+    };
+    Ok(packetize_nal_units(
+        wrap_u32(i128::from(frame.pts)),
+        all,
+        payload_type,
+        mtu,
+        1,
+        fu,
+    ))
+}
+
+/// RFC 7798 packetization of one length-prefixed H.265 access unit: single NAL unit packets
+/// and fragmentation units, at most `mtu` payload bytes each (clamped to 64..=65523).
+///
+/// Parameter sets are handled as [`packetize_h264`] does: before an IRAP picture (IDR, CRA or
+/// BLA) the VPS, SPS and PPS of `config` are sent, in-band copies of them are skipped and
+/// in-band sets that differ are forwarded; access unit delimiters are dropped. Like the H.264
+/// path this sends no aggregation packets. A malformed payload is an error and nothing of it
+/// is packetized.
+pub fn packetize_h265(
+    frame: &Frame,
+    config: &HevcConfig,
+    payload_type: u8,
+    mtu: usize,
+) -> Result<RtpFrame, RtpError> {
+    let mtu = clamp_mtu(mtu);
+    let mut nals: Vec<Bytes> = Vec::new();
+    let mut irap = false;
+    for nal in avc::avcc_nal_units(&frame.payload, config.nal_length_size) {
+        let nal = nal.map_err(|source| RtpError::Hvcc {
+            pts: frame.pts,
+            source,
+        })?;
+        let known = |sets: &[Bytes]| sets.iter().any(|s| s.as_ref() == nal);
+        match hevc::nal_unit_type(nal) {
+            // Shorter than the 2-byte NAL header: no decoder can use it, and a receiver would
+            // read the next bytes as one.
+            _ if nal.len() < 2 => {}
+            hevc::NAL_AUD | HEVC_NAL_AP | HEVC_NAL_FU | HEVC_NAL_PACI => {}
+            hevc::NAL_VPS if known(&config.vps) => {}
+            hevc::NAL_SPS if known(&config.sps) => {}
+            hevc::NAL_PPS if known(&config.pps) => {}
+            t => {
+                irap |= hevc::is_irap(t);
+                // `nal` was cut from this very payload, which is all `slice_ref` asks.
+                nals.push(frame.payload.slice_ref(nal));
+            }
+        }
+    }
+    let params = config
+        .vps
+        .iter()
+        .chain(&config.sps)
+        .chain(&config.pps)
+        .filter(|b| irap && b.len() >= 2)
+        .cloned();
+    let all: Vec<Bytes> = params.chain(nals).collect();
+    // RFC 7798 4.4.3: the PayloadHdr copies F, LayerId and TID from the NAL header with type
+    // 49; the FU header carries S, E and the original type. The NAL header is not repeated.
+    let fu = |h: &[u8], first: bool, last: bool| {
+        [
+            (h[0] & 0x81) | (HEVC_NAL_FU << 1),
+            h[1],
+            (u8::from(first) << 7) | (u8::from(last) << 6) | ((h[0] >> 1) & 0x3f),
+        ]
+    };
+    Ok(packetize_nal_units(
+        wrap_u32(i128::from(frame.pts)),
+        all,
+        payload_type,
+        mtu,
+        2,
+        fu,
+    ))
+}
+
+/// Single NAL unit packets, or fragmentation units for NAL units longer than `mtu`, with the
+/// marker bit on the last packet of the access unit.
+///
+/// `header_len` is the codec's NAL header size. `fu_header(nal_header, first, last)` gives a
+/// fragment's payload header, of which the first `header_len + 1` bytes are sent; fragments
+/// carry the NAL unit without its header, which the receiver rebuilds from theirs.
+fn packetize_nal_units(
+    timestamp: u32,
+    nals: Vec<Bytes>,
+    payload_type: u8,
+    mtu: usize,
+    header_len: usize,
+    fu_header: impl Fn(&[u8], bool, bool) -> [u8; 3],
+) -> RtpFrame {
+    // The MTU clamp keeps this at 61 bytes or more.
+    let per_fragment = mtu - header_len - 1;
+    let packets = nals
         .iter()
         .map(|nal| {
             if nal.len() <= mtu {
                 1
             } else {
-                (nal.len() - 1).div_ceil(mtu - 2)
+                (nal.len() - header_len).div_ceil(per_fragment)
             }
         })
         .sum();
-    let mut out = RtpFrame::new(wrap_u32(i128::from(frame.pts)), packets);
-    let count = all.len();
-    for (i, nal) in all.into_iter().enumerate() {
+    let mut out = RtpFrame::new(timestamp, packets);
+    let count = nals.len();
+    for (i, nal) in nals.into_iter().enumerate() {
         let last_nal = i + 1 == count;
         if nal.len() <= mtu {
-            // RFC 6184 5.6: single NAL unit packet, the NAL unit is the payload.
+            // Single NAL unit packet (RFC 6184 5.6, RFC 7798 4.4.1): the NAL unit is the
+            // payload.
             out.push(payload_type, last_nal, &[], nal);
             continue;
         }
-        // RFC 6184 5.8: FU-A. The indicator keeps F and NRI, the FU header carries the
-        // original type; the original NAL header byte itself is not repeated. The NAL is
-        // longer than the MTU here, so it has a header byte.
-        let nal_header = nal[0];
-        let indicator = (nal_header & 0xe0) | NAL_FU_A;
-        let mut start = 1;
+        // Longer than the MTU, so longer than its header.
+        let mut start = header_len;
         while start < nal.len() {
-            let end = (start + mtu - 2).min(nal.len());
+            let end = (start + per_fragment).min(nal.len());
             let last = end == nal.len();
-            let fu_header =
-                (u8::from(start == 1) << 7) | (u8::from(last) << 6) | (nal_header & 0x1f);
+            let header = fu_header(&nal[..header_len], start == header_len, last);
             out.push(
                 payload_type,
                 last_nal && last,
-                &[indicator, fu_header],
+                &header[..=header_len],
                 nal.slice(start..end),
             );
             start = end;
         }
     }
-    Ok(out)
+    out
 }
 
 /// RFC 3640 AAC-hbr packetization (`sizeLength=13; indexLength=3; indexDeltaLength=3`) of one
@@ -369,6 +503,32 @@ pub fn packetize_aac(
         );
         start = end;
     }
+    Ok(out)
+}
+
+/// RFC 7587 packetization of one Opus packet: the whole packet is the RTP payload, in the
+/// 48 kHz RTP clock.
+///
+/// RFC 7587 has no fragmentation, so a packet larger than the MTU is refused with
+/// [`RtpError::OpusTooLarge`]. A frame is at most 1275 bytes (RFC 6716 3.4), so only a
+/// multi-frame packet near the top bitrate (60 ms at 510 kb/s is 3.8 kB) can be; streaming
+/// encoders stay far below. The marker bit stays clear: it marks the start of a talkspurt
+/// after silence (RFC 3551 4.1), and this stream is sent without gaps.
+pub fn packetize_opus(frame: &Frame, payload_type: u8, mtu: usize) -> Result<RtpFrame, RtpError> {
+    let packet = &frame.payload;
+    if packet.is_empty() {
+        return Err(RtpError::OpusEmpty { pts: frame.pts });
+    }
+    let mtu = clamp_mtu(mtu);
+    if packet.len() > mtu {
+        return Err(RtpError::OpusTooLarge {
+            pts: frame.pts,
+            size: packet.len(),
+            mtu,
+        });
+    }
+    let mut out = RtpFrame::new(rtp_timestamp(frame.pts, OPUS_CLOCK_RATE), 1);
+    out.push(payload_type, false, &[], packet.clone());
     Ok(out)
 }
 
@@ -590,6 +750,33 @@ impl H264Packetizer {
     }
 }
 
+/// RFC 7798 H.265 packetizer for one receiver (see [`packetize_h265`]).
+#[derive(Debug)]
+pub struct H265Packetizer {
+    stream: Stream,
+}
+
+impl H265Packetizer {
+    /// A packetizer for `payload_type`/`ssrc` whose packets carry at most `mtu` payload bytes.
+    ///
+    /// The sequence starts at 0 unless [`with_sequence`](Self::with_sequence) says otherwise.
+    pub fn new(payload_type: u8, ssrc: u32, mtu: usize) -> Self {
+        H265Packetizer {
+            stream: Stream::new(payload_type, ssrc, mtu),
+        }
+    }
+
+    stream_accessors!();
+
+    /// Packetizes one length-prefixed access unit as [`packetize_h265`] does; its packets are
+    /// then available from [`pull`](Self::pull). On a malformed payload nothing of the frame
+    /// is queued.
+    pub fn push(&mut self, frame: &Frame, config: &HevcConfig) -> Result<(), RtpError> {
+        let s = &mut self.stream;
+        s.enqueue(packetize_h265(frame, config, s.payload_type, s.mtu))
+    }
+}
+
 /// RFC 3640 AAC-hbr packetizer for one receiver (see [`packetize_aac`]).
 ///
 /// Refused access units are counted in [`dropped`](Self::dropped).
@@ -625,6 +812,32 @@ impl AacPacketizer {
             s.payload_type,
             s.mtu,
         ))
+    }
+}
+
+/// RFC 7587 Opus packetizer for one receiver (see [`packetize_opus`]).
+///
+/// Refused packets are counted in [`dropped`](Self::dropped).
+#[derive(Debug)]
+pub struct OpusPacketizer {
+    stream: Stream,
+}
+
+impl OpusPacketizer {
+    /// A packetizer for `payload_type`/`ssrc` whose packets carry at most `mtu` payload bytes.
+    pub fn new(payload_type: u8, ssrc: u32, mtu: usize) -> Self {
+        OpusPacketizer {
+            stream: Stream::new(payload_type, ssrc, mtu),
+        }
+    }
+
+    stream_accessors!();
+
+    /// Packetizes one Opus packet; its RTP packet is then available from
+    /// [`pull`](Self::pull).
+    pub fn push(&mut self, frame: &Frame) -> Result<(), RtpError> {
+        let s = &mut self.stream;
+        s.enqueue(packetize_opus(frame, s.payload_type, s.mtu))
     }
 }
 

@@ -1,5 +1,5 @@
 use super::*;
-use media::TrackKind;
+use media::{HevcConfig, OpusConfig, TrackKind, hevc};
 
 const AVCC: &[u8] = include_bytes!("../../../testdata/h264-320x240-baseline.avcc");
 const IDR_FRAME: &[u8] = include_bytes!("../../../testdata/h264-320x240-baseline-idr.avcc-frame");
@@ -506,4 +506,418 @@ fn packetizers_and_shared_frames_make_the_same_packets() {
     assert_eq!(pulled, shared);
     assert_eq!(rtp_timestamp(1920, 48_000), 1024);
     assert_eq!(rtp_timestamp(-1, 90_000), u32::MAX);
+}
+
+const HVCC: &[u8] = include_bytes!("../../../testdata/hevc-1280x720-main.hvcc");
+/// x265's IDR access unit: one 22 kB IDR_N_LP NAL unit, 4-byte length, no parameter sets.
+const HEVC_IDR_FRAME: &[u8] = include_bytes!("../../../testdata/hevc-1280x720-idr.hvcc-frame");
+const OPUS_HEAD: &[u8] = include_bytes!("../../../testdata/opus-48k-stereo.opushead");
+/// One 20 ms CELT stereo packet (TOC 0xfc).
+const OPUS_PACKET: &[u8] = include_bytes!("../../../testdata/opus-48k-stereo.packet");
+
+fn hevc_config() -> HevcConfig {
+    HevcConfig::parse(Bytes::from_static(HVCC)).unwrap()
+}
+
+/// Minimal RFC 7798 depacketizer: single NAL unit packets and FUs, strict about S/E order and
+/// about the PayloadHdr of every fragment matching the NAL header it rebuilds. Aggregation
+/// and PACI packets are refused: the packetizer never sends them.
+fn depacketize_h265(packets: &[Packet]) -> Vec<Vec<u8>> {
+    let mut nals = Vec::new();
+    let mut fu: Option<Vec<u8>> = None;
+    for p in packets {
+        assert!(p.payload.len() >= 2, "payload shorter than the PayloadHdr");
+        let (h0, h1) = (p.payload[0], p.payload[1]);
+        assert_eq!(h0 & 0x80, 0, "F bit");
+        assert_ne!(h1 & 0x07, 0, "TID 0 is forbidden");
+        match (h0 >> 1) & 0x3f {
+            0..=47 => {
+                assert!(fu.is_none(), "single NAL inside an FU");
+                nals.push(p.payload.clone());
+            }
+            49 => {
+                assert!(p.payload.len() > 3, "FU without data");
+                let hdr = p.payload[2];
+                let (s, e, kind) = (hdr & 0x80 != 0, hdr & 0x40 != 0, hdr & 0x3f);
+                if s {
+                    assert!(fu.is_none(), "S while an FU is open");
+                    assert!(!e, "S and E in one fragment");
+                    // F and LayerId from the PayloadHdr, the type from the FU header.
+                    fu = Some(vec![(h0 & 0x81) | (kind << 1), h1]);
+                }
+                let nal = fu.as_mut().expect("FU continuation without start");
+                assert_eq!(
+                    [nal[0], nal[1]],
+                    [(h0 & 0x81) | (kind << 1), h1],
+                    "NAL header changed mid FU"
+                );
+                nal.extend_from_slice(&p.payload[3..]);
+                if e {
+                    nals.push(fu.take().unwrap());
+                }
+            }
+            other => panic!("unexpected payload NAL type {other}"),
+        }
+    }
+    assert!(fu.is_none(), "FU never ended");
+    nals
+}
+
+/// A length-prefixed H.265 frame (4-byte lengths).
+fn hvcc_frame(nals: &[&[u8]], pts: i64) -> Frame {
+    let mut payload = Vec::new();
+    for nal in nals {
+        payload.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+        payload.extend_from_slice(nal);
+    }
+    Frame {
+        track: TrackKind::Video,
+        dts: pts,
+        pts,
+        keyframe: nals.iter().any(|n| hevc::is_irap(hevc::nal_unit_type(n))),
+        payload: Bytes::from(payload),
+    }
+}
+
+/// Checks the per-access-unit invariants of an H.265 access unit and returns its NALs.
+fn check_h265_au(packets: &[Packet], pts: i64, ssrc: u32, mtu: usize) -> Vec<Vec<u8>> {
+    assert!(!packets.is_empty());
+    for (i, p) in packets.iter().enumerate() {
+        assert_eq!(p.pt, 96);
+        assert_eq!(p.ssrc, ssrc);
+        assert_eq!(p.ts, pts as u32, "timestamp = pts in 90 kHz");
+        assert_eq!(
+            p.marker,
+            i + 1 == packets.len(),
+            "marker only on the last packet"
+        );
+        assert!(p.payload.len() <= mtu, "{} > {mtu}", p.payload.len());
+    }
+    depacketize_h265(packets)
+}
+
+#[test]
+fn h265_real_idr_round_trip_with_parameter_sets_first() {
+    let cfg = hevc_config();
+    let frame = Frame {
+        track: TrackKind::Video,
+        dts: 3000,
+        pts: 6000,
+        keyframe: true,
+        payload: Bytes::from_static(HEVC_IDR_FRAME),
+    };
+    let mut p = H265Packetizer::new(96, 0x0bad_cafe, DEFAULT_MTU).with_sequence(100);
+    p.push(&frame, &cfg).unwrap();
+    let packets = drain(|| p.pull());
+    check_seq(&packets, 100);
+    let nals = check_h265_au(&packets, 6000, 0x0bad_cafe, DEFAULT_MTU);
+
+    let in_band = in_band_nals(HEVC_IDR_FRAME);
+    assert_eq!(in_band.len(), 1, "the capture is one IDR NAL unit");
+    let idr = &in_band[0];
+    assert_eq!(hevc::nal_unit_type(idr), 20, "IDR_N_LP");
+    let mut expected = vec![
+        cfg.vps[0].to_vec(),
+        cfg.sps[0].to_vec(),
+        cfg.pps[0].to_vec(),
+    ];
+    expected.push(idr.clone());
+    assert_eq!(nals, expected, "VPS, SPS, PPS, then the IDR byte-identical");
+
+    // Parameter sets go as single NAL unit packets, the 22 kB IDR as FUs.
+    assert_eq!(
+        packets[..3]
+            .iter()
+            .map(|p| (p.payload[0] >> 1) & 0x3f)
+            .collect::<Vec<_>>(),
+        [32, 33, 34]
+    );
+    let fus = &packets[3..];
+    assert_eq!(fus.len(), (idr.len() - 2).div_ceil(DEFAULT_MTU - 3));
+    for (i, f) in fus.iter().enumerate() {
+        // PayloadHdr: type 49 with F, LayerId and TID of the IDR's header.
+        assert_eq!(f.payload[0], (idr[0] & 0x81) | (49 << 1));
+        assert_eq!(f.payload[1], idr[1]);
+        let (s, e) = (f.payload[2] & 0x80 != 0, f.payload[2] & 0x40 != 0);
+        assert_eq!((s, e), (i == 0, i + 1 == fus.len()));
+        assert_eq!(f.payload[2] & 0x3f, 20, "FuType");
+    }
+    assert!(
+        fus[..fus.len() - 1]
+            .iter()
+            .all(|f| f.payload.len() == DEFAULT_MTU),
+        "full fragments"
+    );
+    assert_eq!(p.packet_count(), packets.len() as u32);
+    let octets: usize = packets.iter().map(|p| p.payload.len()).sum();
+    assert_eq!(p.octet_count(), octets as u32);
+    assert_eq!(p.last_timestamp(), Some(6000));
+}
+
+#[test]
+fn h265_every_mtu_round_trips() {
+    let cfg = hevc_config();
+    let frame = Frame {
+        track: TrackKind::Video,
+        dts: 0,
+        pts: 90_000,
+        keyframe: true,
+        payload: Bytes::from_static(HEVC_IDR_FRAME),
+    };
+    let idr = in_band_nals(HEVC_IDR_FRAME).remove(0);
+    // From the 64-byte floor (the 43-byte SPS still fits whole) to one fragment short of
+    // the whole NAL unit, and a size where it fits one packet.
+    for mtu in [64, 65, 100, 576, 1200, 1500, 9000, idr.len() - 1, idr.len()] {
+        let rtp = packetize_h265(&frame, &cfg, 96, mtu).unwrap();
+        let mut s = RtpSender::new(9, 0, 0);
+        let mut head = [0u8; MAX_HEAD_LEN];
+        let packets: Vec<Packet> = rtp
+            .packets()
+            .map(|pk| {
+                let len = s.head(pk, &mut head);
+                parse(&[&head[FRAMING_LEN..len], pk.body()].concat())
+            })
+            .collect();
+        let nals = check_h265_au(&packets, 90_000, 9, mtu);
+        assert_eq!(nals.len(), 4, "mtu {mtu}");
+        assert_eq!(nals[3], idr, "mtu {mtu}");
+        let single = idr.len() <= mtu;
+        assert_eq!(
+            packets.len() == 4,
+            single,
+            "mtu {mtu}: {} packets",
+            packets.len()
+        );
+    }
+}
+
+#[test]
+fn h265_parameter_sets_only_before_irap_and_in_band_handling() {
+    let cfg = hevc_config();
+    let aud: &[u8] = &[0x46, 0x01, 0x50];
+    // TRAIL_R (type 1), CRA (type 21) and a changed PPS (type 34, another pps_id).
+    let trail: &[u8] = &[0x02, 0x01, 0xd0, 0x11, 0x22];
+    let cra: &[u8] = &[0x2a, 0x01, 0xaf, 0x33];
+    let new_pps: &[u8] = &[0x44, 0x01, 0xc1, 0x73, 0xc1, 0x89];
+    let mut p = H265Packetizer::new(96, 1, DEFAULT_MTU);
+
+    p.push(&hvcc_frame(&[aud, trail], 3600), &cfg).unwrap();
+    let nals = check_h265_au(&drain(|| p.pull()), 3600, 1, DEFAULT_MTU);
+    assert_eq!(
+        nals,
+        vec![trail.to_vec()],
+        "AUD dropped, no parameter sets before a non-IRAP"
+    );
+
+    let frame = hvcc_frame(
+        &[aud, &cfg.vps[0], &cfg.sps[0], &cfg.pps[0], new_pps, cra],
+        7200,
+    );
+    p.push(&frame, &cfg).unwrap();
+    let nals = check_h265_au(&drain(|| p.pull()), 7200, 1, DEFAULT_MTU);
+    assert_eq!(
+        nals,
+        vec![
+            cfg.vps[0].to_vec(),
+            cfg.sps[0].to_vec(),
+            cfg.pps[0].to_vec(),
+            new_pps.to_vec(),
+            cra.to_vec()
+        ],
+        "a CRA is a random access point too; in-band copies dropped, a changed PPS forwarded"
+    );
+
+    // NAL units that would read as RTP payload structures, and ones shorter than a NAL
+    // header, are not sent.
+    let ap: &[u8] = &[48 << 1, 0x01, 0x00, 0x02, 0xaa, 0xbb];
+    let fu: &[u8] = &[49 << 1, 0x01, 0x81, 0xaa];
+    let paci: &[u8] = &[50 << 1, 0x01, 0x00];
+    let short: &[u8] = &[0x02];
+    p.push(&hvcc_frame(&[ap, short, fu, paci, trail], 10_800), &cfg)
+        .unwrap();
+    let nals = check_h265_au(&drain(|| p.pull()), 10_800, 1, DEFAULT_MTU);
+    assert_eq!(nals, vec![trail.to_vec()]);
+}
+
+#[test]
+fn h265_fu_keeps_layer_and_temporal_id() {
+    let cfg = hevc_config();
+    // TSA_N (type 2) in layer 37, whose top bit is in the first header byte, TemporalId 3
+    // (TID 4): 3000 bytes, 3 FUs at MTU 1400.
+    let (kind, layer, tid) = (2u8, 37u8, 4u8);
+    let mut nal = vec![(kind << 1) | (layer >> 5), ((layer & 0x1f) << 3) | tid];
+    nal.extend((0..2998u32).map(|i| (i * 13 % 251) as u8));
+    assert_eq!(hevc::nuh_layer_id(&nal), 37);
+    assert_eq!(nal[..2], [0x05, 0x2c]);
+    let mut p = H265Packetizer::new(96, 2, 1400).with_sequence(u16::MAX);
+    p.push(&hvcc_frame(&[nal.as_slice(), &[0x02, 0x01, 0x99]], 0), &cfg)
+        .unwrap();
+    let packets = drain(|| p.pull());
+    check_seq(&packets, u16::MAX);
+    assert_eq!(packets.len(), 4);
+    let nals = check_h265_au(&packets, 0, 2, 1400);
+    assert_eq!(nals, vec![nal.clone(), vec![0x02, 0x01, 0x99]]);
+    assert!(
+        packets[..3]
+            .iter()
+            .all(|f| f.payload[..2] == [(49 << 1) | 1, 0x2c])
+    );
+    assert!(
+        !packets[2].marker,
+        "the FU's end is not the access unit's end"
+    );
+}
+
+#[test]
+fn h265_two_byte_lengths_and_shared_bodies_are_slices() {
+    let mut cfg = hevc_config();
+    cfg.nal_length_size = 2;
+    let idr = in_band_nals(HEVC_IDR_FRAME).remove(0);
+    let mut payload = (idr.len() as u16).to_be_bytes().to_vec();
+    payload.extend_from_slice(&idr);
+    let frame = Frame {
+        track: TrackKind::Video,
+        dts: 0,
+        pts: 0,
+        keyframe: true,
+        payload: Bytes::from(payload),
+    };
+    let rtp = packetize_h265(&frame, &cfg, 96, DEFAULT_MTU).unwrap();
+    let range = frame.payload.as_ptr_range();
+    let params: Vec<_> = rtp
+        .packets()
+        .take_while(|p| !range.contains(&p.body().as_ptr()))
+        .collect();
+    assert_eq!(
+        params.len(),
+        3,
+        "the configuration's VPS, SPS and PPS first"
+    );
+    for (p, set) in params.iter().zip([&cfg.vps[0], &cfg.sps[0], &cfg.pps[0]]) {
+        assert_eq!(p.body(), set);
+        assert_eq!(p.head().len(), FRAMING_LEN + 12, "single NAL unit packet");
+    }
+    for p in rtp.packets().skip(3) {
+        assert!(range.contains(&p.body().as_ptr()), "no copy of the media");
+        assert!(p.body().as_ptr_range().end <= range.end);
+        assert_eq!(p.head().len(), FRAMING_LEN + 12 + 3, "FU payload header");
+    }
+}
+
+#[test]
+fn h265_malformed_frame_queues_nothing_and_no_panic() {
+    let cfg = hevc_config();
+    let mut p = H265Packetizer::new(96, 1, DEFAULT_MTU);
+    let frame = Frame {
+        track: TrackKind::Video,
+        dts: 0,
+        pts: 5,
+        keyframe: false,
+        payload: Bytes::from_static(&[0, 0, 0, 3, 0x02, 0x01, 0xaa, 0, 0, 0, 9, 0x02]),
+    };
+    assert!(matches!(
+        p.push(&frame, &cfg),
+        Err(RtpError::Hvcc { pts: 5, .. })
+    ));
+    assert!(p.pull().is_none());
+    assert_eq!(p.dropped(), 1);
+    assert_eq!(p.next_sequence(), 0, "no sequence numbers consumed");
+
+    // Deterministic mutations of the real frame: Ok or Err, never a panic, always within
+    // the (clamped) MTU.
+    let mut p = H265Packetizer::new(96, 1, 0);
+    assert_eq!(p.mtu(), 64);
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..300 {
+        let mut data = HEVC_IDR_FRAME.to_vec();
+        for _ in 0..4 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let i = (rng % data.len() as u64) as usize;
+            data[i] = (rng >> 32) as u8;
+        }
+        let frame = Frame {
+            track: TrackKind::Video,
+            dts: 0,
+            pts: rng as i64,
+            keyframe: true,
+            payload: Bytes::from(data),
+        };
+        let _ = p.push(&frame, &cfg);
+        while let Some(pkt) = p.pull() {
+            assert!(pkt.len() <= 12 + 64);
+        }
+    }
+}
+
+fn opus_frame(packet: Bytes, pts: i64) -> Frame {
+    Frame {
+        track: TrackKind::Audio,
+        dts: pts,
+        pts,
+        keyframe: true,
+        payload: packet,
+    }
+}
+
+#[test]
+fn opus_one_packet_per_frame_at_48k() {
+    let head = OpusConfig::parse(Bytes::from_static(OPUS_HEAD)).unwrap();
+    assert_eq!(head.channels, 2);
+    let samples = media::opus::packet_samples(OPUS_PACKET).unwrap();
+    assert_eq!(samples, 960, "20 ms");
+    let mut p = OpusPacketizer::new(97, 0x0909, DEFAULT_MTU).with_sequence(7);
+    // 90 kHz pts of consecutive 20 ms packets, from a negative start (pre-skip) on.
+    let ticks = i64::from(samples) * 90_000 / 48_000;
+    for n in -1..4i64 {
+        let frame = opus_frame(Bytes::from_static(OPUS_PACKET), n * ticks);
+        p.push(&frame).unwrap();
+        let packets = drain(|| p.pull());
+        assert_eq!(packets.len(), 1);
+        let pk = &packets[0];
+        assert_eq!((pk.pt, pk.ssrc, pk.seq), (97, 0x0909, (8 + n) as u16));
+        assert_eq!(pk.ts, (n * i64::from(samples)) as u32, "48 kHz timestamps");
+        assert!(!pk.marker, "continuous audio has no talkspurt marker");
+        assert_eq!(
+            pk.payload, OPUS_PACKET,
+            "the Opus packet is the whole payload"
+        );
+    }
+    assert_eq!(p.last_timestamp(), Some(3 * samples));
+    assert_eq!(p.packet_count(), 5);
+    assert_eq!(p.octet_count(), 5 * OPUS_PACKET.len() as u32);
+
+    // Shared: the body is the frame's payload itself.
+    let frame = opus_frame(Bytes::from_static(OPUS_PACKET), 1800);
+    let rtp = packetize_opus(&frame, 97, DEFAULT_MTU).unwrap();
+    assert_eq!(rtp.timestamp(), 960);
+    let pk = rtp.packets().next().unwrap();
+    assert_eq!(pk.body().as_ptr(), frame.payload.as_ptr());
+    assert_eq!(pk.head().len(), FRAMING_LEN + 12);
+}
+
+#[test]
+fn opus_oversize_and_empty_packets_are_dropped() {
+    let mut p = OpusPacketizer::new(97, 1, 400);
+    // The real 451-byte packet does not fit a 400-byte payload and cannot be fragmented.
+    assert_eq!(
+        p.push(&opus_frame(Bytes::from_static(OPUS_PACKET), 9)),
+        Err(RtpError::OpusTooLarge {
+            pts: 9,
+            size: OPUS_PACKET.len(),
+            mtu: 400
+        })
+    );
+    assert_eq!(
+        p.push(&opus_frame(Bytes::new(), 10)),
+        Err(RtpError::OpusEmpty { pts: 10 })
+    );
+    assert!(p.pull().is_none());
+    assert_eq!(p.dropped(), 2);
+    assert_eq!(p.next_sequence(), 0);
+    // Exactly the MTU fits.
+    let exact = Bytes::from(vec![0xfc; 400]);
+    p.push(&opus_frame(exact.clone(), 0)).unwrap();
+    assert_eq!(parse(&p.pull().unwrap()).payload, exact);
 }

@@ -18,9 +18,9 @@
 //! as well; what the cache adds is about 50 bytes a packet.
 
 use crate::rtp::{self, RtpError, RtpFrame};
-use crate::sdp::{AUDIO_PAYLOAD_TYPE, VIDEO_PAYLOAD_TYPE};
+use crate::sdp::{AUDIO_PAYLOAD_TYPE, RtpFormat, VIDEO_PAYLOAD_TYPE};
 use bytes::Bytes;
-use media::{Frame, MediaInfo, TrackKind};
+use media::{Frame, MediaInfo, TrackKind, VideoCodec};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -188,14 +188,25 @@ impl StreamPacketizer {
 
     /// `None` when the frame's track has no RTP mapping in this track set.
     fn packetize(&self, frame: &Frame) -> Option<Result<RtpFrame, RtpError>> {
+        let info = &*self.info;
         Some(match frame.track {
-            TrackKind::Video => {
-                rtp::packetize_h264(frame, self.info.avc()?, VIDEO_PAYLOAD_TYPE, self.mtu)
-            }
-            TrackKind::Audio => {
-                let rate = self.info.aac()?.sample_rate;
-                rtp::packetize_aac(frame, rate, AUDIO_PAYLOAD_TYPE, self.mtu)
-            }
+            TrackKind::Video => match &info.video {
+                Some(VideoCodec::H264(avc)) => {
+                    rtp::packetize_h264(frame, avc, VIDEO_PAYLOAD_TYPE, self.mtu)
+                }
+                Some(VideoCodec::H265(hevc)) => {
+                    rtp::packetize_h265(frame, hevc, VIDEO_PAYLOAD_TYPE, self.mtu)
+                }
+                _ => return None,
+            },
+            // The SDP decides which tracks have a mapping (multistream Opus has none).
+            TrackKind::Audio => match RtpFormat::audio(info)? {
+                RtpFormat::Aac { sample_rate } => {
+                    rtp::packetize_aac(frame, sample_rate, AUDIO_PAYLOAD_TYPE, self.mtu)
+                }
+                RtpFormat::Opus => rtp::packetize_opus(frame, AUDIO_PAYLOAD_TYPE, self.mtu),
+                RtpFormat::H264 | RtpFormat::H265 => return None,
+            },
         })
     }
 }

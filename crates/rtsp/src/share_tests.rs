@@ -107,6 +107,91 @@ fn tracks_without_an_rtp_mapping_and_malformed_frames_give_nothing() {
     assert_eq!(share.len(), 2, "a track set each");
 }
 
+const HVCC: &[u8] = include_bytes!("../../../testdata/hevc-1280x720-main.hvcc");
+const HEVC_IDR_FRAME: &[u8] = include_bytes!("../../../testdata/hevc-1280x720-idr.hvcc-frame");
+const OPUS_HEAD: &[u8] = include_bytes!("../../../testdata/opus-48k-stereo.opushead");
+const OPUS_HEAD_51: &[u8] = include_bytes!("../../../testdata/opus-48k-5.1.opushead");
+const OPUS_PACKET: &[u8] = include_bytes!("../../../testdata/opus-48k-stereo.packet");
+const AV1C: &[u8] = include_bytes!("../../../testdata/av1-640x360-main.av1c");
+
+fn hevc_opus_info() -> MediaInfo {
+    MediaInfo {
+        video: Some(VideoCodec::H265(
+            media::HevcConfig::parse(Bytes::from_static(HVCC)).unwrap(),
+        )),
+        audio: Some(AudioCodec::Opus(
+            media::OpusConfig::parse(Bytes::from_static(OPUS_HEAD)).unwrap(),
+        )),
+        framerate: None,
+    }
+}
+
+fn payload_type(packet: &crate::rtp::SharedPacket<'_>) -> u8 {
+    packet.head()[crate::rtp::FRAMING_LEN + 1] & 0x7f
+}
+
+#[test]
+fn h265_and_opus_streams_are_packetized_and_shared() {
+    let share = SharedPacketizers::new(16, 1400);
+    let info = Arc::new(hevc_opus_info());
+    let a = share.get("hevc", &info);
+    let b = share.get("hevc", &info);
+    let idr = Frame {
+        track: TrackKind::Video,
+        dts: 0,
+        pts: 3600,
+        keyframe: true,
+        payload: Bytes::from_static(HEVC_IDR_FRAME),
+    };
+    let video = a.packets(&idr).expect("H.265 packets");
+    assert!(Arc::ptr_eq(&video, &b.packets(&idr.clone()).unwrap()));
+    assert_eq!(video.timestamp(), 3600);
+    // VPS, SPS and PPS, then the 22 kB IDR as 16 FUs of at most 1400 bytes.
+    assert_eq!(
+        video.len(),
+        3 + (HEVC_IDR_FRAME.len() - 4 - 2).div_ceil(1397)
+    );
+    assert!(
+        video
+            .packets()
+            .all(|p| payload_type(&p) == 96 && p.payload_len() <= 1400)
+    );
+    assert_eq!(video.packets().filter(|p| p.marker()).count(), 1);
+    assert!(video.packets().last().unwrap().marker());
+
+    let opus = Frame {
+        track: TrackKind::Audio,
+        dts: 1800,
+        pts: 1800,
+        keyframe: true,
+        payload: Bytes::from_static(OPUS_PACKET),
+    };
+    let audio = b.packets(&opus).expect("Opus packet");
+    assert_eq!(audio.timestamp(), 960, "48 kHz clock");
+    assert_eq!(audio.len(), 1);
+    let packet = audio.packets().next().unwrap();
+    assert_eq!(payload_type(&packet), 97);
+    assert_eq!(packet.body().as_ref(), OPUS_PACKET);
+    assert_eq!(a.packetized(), 2);
+}
+
+#[test]
+fn av1_and_multistream_opus_have_no_rtp_mapping() {
+    let share = SharedPacketizers::new(16, 1400);
+    let info = MediaInfo {
+        video: Some(VideoCodec::Av1(
+            media::Av1Config::parse(Bytes::from_static(AV1C)).unwrap(),
+        )),
+        audio: Some(AudioCodec::Opus(
+            media::OpusConfig::parse(Bytes::from_static(OPUS_HEAD_51)).unwrap(),
+        )),
+        framerate: None,
+    };
+    let p = share.get("av1", &Arc::new(info));
+    assert!(p.packets(&video(0)).is_none());
+    assert!(p.packets(&audio(0)).is_none());
+}
+
 #[cfg(feature = "server")]
 mod with_hub {
     use super::*;
