@@ -19,6 +19,7 @@ mod chaos;
 mod config;
 mod dash;
 mod dashboard;
+mod enhanced_rtmp;
 mod flv;
 mod gstreamer;
 mod hls;

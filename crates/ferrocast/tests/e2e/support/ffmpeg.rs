@@ -33,6 +33,45 @@ pub fn require_tools() {
     }
 }
 
+/// ffmpeg 6.1 or newer, which speaks Enhanced RTMP (HEVC, AV1, Opus over RTMP/FLV): the
+/// `FERROCAST_FFMPEG_ENHANCED` path, else the static build of PyPI's `imageio-ffmpeg` when
+/// Python finds it. `None` skips the test with a note, unless `FERROCAST_REQUIRE_ENHANCED`
+/// is set (`scripts/test` installs it and sets both), when a missing one fails it.
+pub fn enhanced_ffmpeg() -> Option<PathBuf> {
+    static FOUND: OnceLock<Option<PathBuf>> = OnceLock::new();
+    let found = FOUND.get_or_init(|| {
+        let path = std::env::var_os("FERROCAST_FFMPEG_ENHANCED")
+            .map(PathBuf::from)
+            .or_else(|| {
+                let out = Command::new("python3")
+                    .args([
+                        "-c",
+                        "import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())",
+                    ])
+                    .output()
+                    .ok()?;
+                let p = String::from_utf8(out.stdout).ok()?;
+                (out.status.success() && !p.trim().is_empty()).then(|| PathBuf::from(p.trim()))
+            })?;
+        Command::new(&path)
+            .arg("-version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+            .then_some(path)
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("FERROCAST_REQUIRE_ENHANCED").is_none(),
+            "FERROCAST_REQUIRE_ENHANCED is set but no Enhanced RTMP ffmpeg was found: set \
+             FERROCAST_FFMPEG_ENHANCED or `pip install imageio-ffmpeg` (scripts/test does)"
+        );
+        eprintln!(
+            "note: skipping an Enhanced RTMP test: no ffmpeg >= 6.1 (pip install imageio-ffmpeg)"
+        );
+    }
+    found.clone()
+}
+
 /// Media files published by the tests, generated on first use and cached under the cargo
 /// target dir (written to a temporary name and renamed, so a cached file is always complete).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
