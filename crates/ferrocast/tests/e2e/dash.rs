@@ -304,14 +304,26 @@ pub(crate) fn browser_ready() -> Option<HeavySlot> {
 }
 
 fn play(server: &Server, code: &str, player: &str, secs: u32) -> String {
+    play_sized(server, code, player, secs, (1280, 720))
+}
+
+/// Plays `code`'s MPD in `player` (`dashjs`, `shaka`) for `secs`, expecting `size` pictures;
+/// returns the script's report.
+pub(crate) fn play_sized(
+    server: &Server,
+    code: &str,
+    player: &str,
+    secs: u32,
+    size: (u32, u32),
+) -> String {
     let url = format!("http://{}/live/{code}/index.mpd", server.http);
     let out = run(
         Command::new("node").arg(browser_script()).args([
             &url,
             player,
             &secs.to_string(),
-            "1280",
-            "720",
+            &size.0.to_string(),
+            &size.1.to_string(),
         ]),
         Duration::from_secs(u64::from(secs) + 90),
     );

@@ -222,13 +222,16 @@ fn hevc_from_enhanced_rtmp_plays_over_every_output() {
 }
 
 /// AV1 + Opus from an Enhanced RTMP publisher: DASH and CMAF HLS carry both (ffmpeg 5.1 reads
-/// and decodes them), RTMP plays them back to an Enhanced RTMP client, and the TS outputs,
-/// which have no AV1 or Opus mapping, leave them out as the runtime API says.
+/// and decodes them, dash.js and Shaka play them in Chromium), RTMP plays them back to an
+/// Enhanced RTMP client, and the TS outputs, which have no AV1 or Opus mapping, leave them out
+/// as the runtime API says.
 #[test]
 fn av1_and_opus_from_enhanced_rtmp_play_over_dash_and_rtmp() {
     let Some(ffmpeg9) = enhanced_ffmpeg() else {
         return;
     };
+    // Taken before the server starts, so waiting for it never counts against the stream.
+    let browser = crate::dash::browser_ready();
     static CELL: OnceLock<PathBuf> = OnceLock::new();
     let file = fixture(&ffmpeg9, AV1_OPUS, &CELL);
     let server = Server::start();
@@ -293,4 +296,11 @@ fn av1_and_opus_from_enhanced_rtmp_play_over_dash_and_rtmp() {
     let streams = streams_via_ffmpeg9(&ffmpeg9, &server.rtmp_url("av1"), server.dir(), "rtmp");
     assert_video("rtmp", &streams, "av1", None, size);
     assert_audio("rtmp", &streams, "opus");
+
+    if browser.is_some() {
+        for player in ["dashjs", "shaka"] {
+            let report = crate::dash::play_sized(&server, "av1", player, 8, (640, 360));
+            eprintln!("{player} (AV1 + Opus): {report}");
+        }
+    }
 }
