@@ -10,9 +10,11 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 use media::avc::{self, NAL_AUD, NAL_IDR, NAL_PPS, NAL_SPS};
-use media::{AacConfig, AudioCodec, AvcConfig, Frame, MediaInfo, TrackKind, VideoCodec};
+use media::{
+    AacConfig, AudioCodec, AvcConfig, Frame, HevcConfig, MediaInfo, TrackKind, VideoCodec, hevc,
+};
 
-use crate::{PACKET_SIZE, STREAM_TYPE_AAC_ADTS, STREAM_TYPE_H264, crc32_mpeg2};
+use crate::{PACKET_SIZE, STREAM_TYPE_AAC_ADTS, STREAM_TYPE_H264, STREAM_TYPE_H265, crc32_mpeg2};
 
 /// A PES larger than this is dropped: a 4K intra frame at high bitrate stays well below it, and
 /// an unbounded video PES whose next start never arrives must not grow without limit.
@@ -289,8 +291,11 @@ pub struct TsDemuxer {
     pmt: SectionBuf,
     pmt_version: Option<u8>,
     video: Option<Stream>,
+    /// Whether the video stream is H.265 (stream type 0x24) rather than H.264.
+    video_is_hevc: bool,
     audio: Option<Stream>,
-    avc: Option<AvcConfig>,
+    /// The video configuration, H.264 or H.265, from in-band parameter sets.
+    video_config: Option<VideoCodec>,
     aac: Option<AacConfig>,
     /// Last tracks announced; `None` until the first [`DemuxEvent::Tracks`].
     announced: Option<MediaInfo>,
@@ -320,8 +325,9 @@ impl TsDemuxer {
             pmt: SectionBuf::default(),
             pmt_version: None,
             video: None,
+            video_is_hevc: false,
             audio: None,
-            avc: None,
+            video_config: None,
             aac: None,
             announced: None,
             pending: VecDeque::new(),
@@ -583,6 +589,7 @@ impl TsDemuxer {
         let program_info_len = usize::from(u16::from_be_bytes([s[10] & 0x0f, s[11]]));
         let mut pos = 12 + program_info_len;
         let (mut video, mut audio) = (None, None);
+        let mut video_is_hevc = false;
         let mut skipped = Vec::new();
         while pos + 5 <= end {
             let stream_type = s[pos];
@@ -591,6 +598,10 @@ impl TsDemuxer {
             pos += 5 + info_len;
             match stream_type {
                 STREAM_TYPE_H264 if video.is_none() => video = Some(pid),
+                STREAM_TYPE_H265 if video.is_none() => {
+                    video = Some(pid);
+                    video_is_hevc = true;
+                }
                 STREAM_TYPE_AAC_ADTS if audio.is_none() => audio = Some(pid),
                 _ => skipped.push(SkippedStream {
                     pid,
@@ -613,8 +624,12 @@ impl TsDemuxer {
             }
         }
         // A stream keeps its state (open PES, CC) when the new version keeps its PID.
-        if self.video.as_ref().map(|s| s.pid) != video {
+        if self.video.as_ref().map(|s| s.pid) != video || self.video_is_hevc != video_is_hevc {
             self.video = video.map(Stream::new);
+            if self.video_is_hevc != video_is_hevc {
+                self.video_config = None;
+            }
+            self.video_is_hevc = video_is_hevc;
         }
         if self.audio.as_ref().map(|s| s.pid) != audio {
             self.audio = audio.map(Stream::new);
@@ -682,26 +697,46 @@ impl TsDemuxer {
 
     fn video_au(&mut self, data: &[u8], dts: i64, pts: i64) {
         let mut payload = Vec::with_capacity(data.len() + 16);
-        let (mut sps, mut pps): (Vec<&[u8]>, Vec<&[u8]>) = (Vec::new(), Vec::new());
+        // VPS (H.265 only), SPS, PPS found in the access unit.
+        let mut sets: [Vec<&[u8]>; 3] = Default::default();
         let mut keyframe = false;
+        let hevc = self.video_is_hevc;
         for nal in avc::annexb_nal_units(data) {
-            match avc::nal_unit_type(nal) {
-                NAL_AUD => continue,
-                NAL_SPS => sps.push(nal),
-                NAL_PPS => pps.push(nal),
-                kind => {
-                    keyframe |= kind == NAL_IDR;
-                    // annexb_to_avcc would re-scan; the length is bounded by MAX_PES_SIZE.
-                    let Ok(len) = u32::try_from(nal.len()) else {
-                        continue;
-                    };
-                    payload.extend_from_slice(&len.to_be_bytes());
-                    payload.extend_from_slice(nal);
+            let set = if hevc {
+                match hevc::nal_unit_type(nal) {
+                    hevc::NAL_AUD => continue,
+                    hevc::NAL_VPS => Some(0),
+                    hevc::NAL_SPS => Some(1),
+                    hevc::NAL_PPS => Some(2),
+                    kind => {
+                        keyframe |= hevc::is_irap(kind);
+                        None
+                    }
                 }
+            } else {
+                match avc::nal_unit_type(nal) {
+                    NAL_AUD => continue,
+                    NAL_SPS => Some(1),
+                    NAL_PPS => Some(2),
+                    kind => {
+                        keyframe |= kind == NAL_IDR;
+                        None
+                    }
+                }
+            };
+            if let Some(i) = set {
+                sets[i].push(nal);
+                continue;
             }
+            // annexb_to_avcc would re-scan; the length is bounded by MAX_PES_SIZE.
+            let Ok(len) = u32::try_from(nal.len()) else {
+                continue;
+            };
+            payload.extend_from_slice(&len.to_be_bytes());
+            payload.extend_from_slice(nal);
         }
-        if !sps.is_empty() || !pps.is_empty() {
-            self.parameter_sets(&sps, &pps);
+        if sets.iter().any(|s| !s.is_empty()) {
+            self.parameter_sets(&sets);
         }
         if payload.is_empty() {
             return; // parameter sets only: they live in the config
@@ -715,36 +750,48 @@ impl TsDemuxer {
         });
     }
 
-    /// Rebuilds the H.264 config when an access unit brings parameter sets that differ from it.
-    fn parameter_sets(&mut self, sps: &[&[u8]], pps: &[&[u8]]) {
+    /// Rebuilds the video config when an access unit brings parameter sets (VPS, SPS, PPS)
+    /// that differ from it.
+    fn parameter_sets(&mut self, sets: &[Vec<&[u8]>; 3]) {
         let same = |have: &[Bytes], new: &[&[u8]]| {
             new.is_empty()
                 || (have.len() == new.len() && have.iter().zip(new).all(|(a, b)| a[..] == **b))
         };
-        let (old_sps, old_pps) = match &self.avc {
-            Some(c) => (&c.sps[..], &c.pps[..]),
-            None => (&[][..], &[][..]),
+        let none: &[Bytes] = &[];
+        let old: [&[Bytes]; 3] = match &self.video_config {
+            Some(VideoCodec::H264(c)) => [none, &c.sps, &c.pps],
+            Some(VideoCodec::H265(c)) => [&c.vps, &c.sps, &c.pps],
+            _ => [none; 3],
         };
-        if self.avc.is_some() && same(old_sps, sps) && same(old_pps, pps) {
+        if self.video_config.is_some() && (0..3).all(|i| same(old[i], &sets[i])) {
             return;
         }
         // A set missing from this access unit is taken from the current config.
-        let to_bytes = |new: &[&[u8]], old: &[Bytes]| -> Vec<Bytes> {
-            if new.is_empty() {
-                old.to_vec()
-            } else {
-                new.iter().map(|s| Bytes::copy_from_slice(s)).collect()
-            }
+        let merged: Vec<Vec<Bytes>> = (0..3)
+            .map(|i| {
+                if sets[i].is_empty() {
+                    old[i].to_vec()
+                } else {
+                    sets[i].iter().map(|s| Bytes::copy_from_slice(s)).collect()
+                }
+            })
+            .collect();
+        let [vps, sps, pps]: [Vec<Bytes>; 3] = match merged.try_into() {
+            Ok(a) => a,
+            Err(_) => return,
         };
-        let new_sps = to_bytes(sps, old_sps);
-        let new_pps = to_bytes(pps, old_pps);
-        if new_sps.is_empty() || new_pps.is_empty() {
-            // Half a pair is not kept: encoders repeat both before every IDR.
+        // Half a set is not kept: encoders repeat them all before every random access point.
+        if sps.is_empty() || pps.is_empty() || (self.video_is_hevc && vps.is_empty()) {
             return;
         }
-        match AvcConfig::from_parameter_sets(new_sps, new_pps) {
+        let config = if self.video_is_hevc {
+            HevcConfig::from_parameter_sets(vps, sps, pps).map(VideoCodec::H265)
+        } else {
+            AvcConfig::from_parameter_sets(sps, pps).map(VideoCodec::H264)
+        };
+        match config {
             Ok(config) => {
-                self.avc = Some(config);
+                self.video_config = Some(config);
                 self.update_tracks();
             }
             Err(_) => self.stats.pes_errors += 1,
@@ -795,10 +842,15 @@ impl TsDemuxer {
     // --- tracks and output ---------------------------------------------------------------------
 
     fn media_info(&self) -> MediaInfo {
-        let avc = self.video.as_ref().and(self.avc.clone());
+        let video = self.video.as_ref().and(self.video_config.clone());
+        let framerate = match &video {
+            Some(VideoCodec::H264(c)) => c.fps,
+            Some(VideoCodec::H265(c)) => c.fps,
+            _ => None,
+        };
         MediaInfo {
-            framerate: avc.as_ref().and_then(|c| c.fps),
-            video: avc.map(VideoCodec::H264),
+            framerate,
+            video,
             audio: self
                 .audio
                 .as_ref()
@@ -811,7 +863,7 @@ impl TsDemuxer {
     /// from the last announcement.
     fn update_tracks(&mut self) {
         let ready = (self.video.is_some() || self.audio.is_some())
-            && (self.video.is_none() || self.avc.is_some())
+            && (self.video.is_none() || self.video_config.is_some())
             && (self.audio.is_none() || self.aac.is_some());
         if !ready {
             return;
@@ -1271,12 +1323,12 @@ mod tests {
 
     #[test]
     fn skipped_streams_are_named_and_counted() {
-        // A PMT with H.264, HEVC (skipped) and ADTS AAC, then one AAC frame.
+        // A PMT with AC-3 (skipped) and ADTS AAC.
         let mut ts = BytesMut::new();
         let (mut cc_pat, mut cc_pmt) = (0, 0);
         crate::packet::write_section(&mut ts, 0, &mut cc_pat, 0, 1, 0, &[0, 1, 0xf0, 0x00]);
         let mut pmt = vec![0xe1, 0x01, 0xf0, 0x00];
-        for (ty, pid) in [(0x24u8, 0x200u16), (0x0f, 0x101)] {
+        for (ty, pid) in [(0x81u8, 0x200u16), (0x0f, 0x101)] {
             pmt.push(ty);
             pmt.extend_from_slice(&(0xe000 | pid).to_be_bytes());
             pmt.extend_from_slice(&[0xf0, 0x00]);
@@ -1291,11 +1343,60 @@ mod tests {
             stats.skipped_streams,
             [SkippedStream {
                 pid: 0x200,
-                stream_type: 0x24,
-                name: "hevc"
+                stream_type: 0x81,
+                name: "ac3"
             }]
         );
         assert_eq!(stats.section_errors, 0);
+    }
+
+    /// H.265 over TS (SRT and UDP publishers, SRS's HEVC): the parameter sets before the IRAP
+    /// picture become the config, and the frame comes out length-prefixed without them.
+    #[test]
+    fn h265_round_trips_through_our_muxer() {
+        let record =
+            Bytes::from_static(include_bytes!("../../../testdata/hevc-1280x720-main.hvcc"));
+        let hevc_config = HevcConfig::parse(record).unwrap();
+        let idr = Bytes::from_static(include_bytes!(
+            "../../../testdata/hevc-1280x720-idr.hvcc-frame"
+        ));
+        let info = MediaInfo {
+            video: Some(VideoCodec::H265(hevc_config.clone())),
+            ..MediaInfo::default()
+        };
+        let frames: Vec<Frame> = (0..3)
+            .map(|i| Frame {
+                track: TrackKind::Video,
+                dts: i * 3000,
+                pts: i * 3000 + 3000,
+                keyframe: true,
+                payload: idr.clone(),
+            })
+            .collect();
+        let ts = mux_all(&info, &frames);
+        let got = demux(&ts, 7, 1000);
+        let got_info = got.tracks.last().expect("tracks announced");
+        let h = got_info.hevc().expect("H.265 config");
+        assert_eq!((h.width, h.height), (1280, 720));
+        assert_eq!(
+            (&h.vps, &h.sps, &h.pps),
+            (&hevc_config.vps, &hevc_config.sps, &hevc_config.pps)
+        );
+        assert_eq!(h.codec_string(), hevc_config.codec_string());
+        let mut want = Vec::new();
+        for nal in avc::avcc_nal_units(&idr, 4).map(Result::unwrap) {
+            if !(hevc::NAL_VPS..=hevc::NAL_AUD).contains(&hevc::nal_unit_type(nal)) {
+                want.extend_from_slice(&u32::try_from(nal.len()).unwrap().to_be_bytes());
+                want.extend_from_slice(nal);
+            }
+        }
+        // The last PES is only complete at the end of the stream (video PES are unbounded).
+        assert!(got.video.len() >= 2, "{} frames", got.video.len());
+        for (f, w) in got.video.iter().zip(&frames) {
+            assert!(f.keyframe);
+            assert_eq!(f.pts - f.dts, w.pts - w.dts);
+            assert_eq!(&f.payload[..], &want[..]);
+        }
     }
 
     #[test]

@@ -199,6 +199,32 @@ fn hevc_from_enhanced_rtmp_plays_over_every_output() {
         assert_video(what, &streams, "hevc", Some("Main"), size);
         assert_audio(what, &streams, "aac");
     }
+    // The same HEVC published over SRT (MPEG-TS, stream type 0x24), as SRS users do: the
+    // parameter sets in the stream become the config, and DASH (fMP4 hvc1) carries it.
+    let mut cmd = Command::new(&ffmpeg9);
+    cmd.args(["-hide_banner", "-nostdin", "-v", "error"])
+        .args(["-re", "-stream_loop", "-1", "-i"])
+        .arg(&file)
+        .args(["-c", "copy", "-f", "mpegts"])
+        .arg(format!("srt://{srt}?streamid=publish:live/hevc-srt"));
+    let log = server.dir().join("publisher-hevc-srt.log");
+    let _srt_publisher = ChildGuard::spawn("ffmpeg 9 SRT publisher", &mut cmd, &log);
+    let dash = format!("http://{}/live/hevc-srt/index.mpd", server.http);
+    wait_until(
+        "the SRT-published HEVC in DASH",
+        Duration::from_secs(20),
+        || (server.get("/live/hevc-srt/index.mpd").status == 200).then_some(()),
+    );
+    let streams = ffmpeg::streams(&dash);
+    assert_video(
+        "dash of srt ingest",
+        &streams,
+        "hevc",
+        Some("Main"),
+        (1280, 720),
+    );
+    assert_audio("dash of srt ingest", &streams, "aac");
+
     for (what, url) in [
         ("hls", server.hls_url("hevc")),
         (
