@@ -523,6 +523,7 @@ async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
     }
     let mut life = Lifecycle::new(inner.has_publisher(code), config.end_grace, config.linger);
     let mut finished = false;
+    let mut warned_skipped = false;
     tracing::debug!(stream = code, "dash: stream task started");
     loop {
         tokio::select! {
@@ -568,6 +569,21 @@ async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
                     // continue so cached URLs never change meaning.
                     lock(&inner.store).insert(code.to_owned(), inner.new_entry());
                     segmenter.restart_period();
+                }
+                if let hub::Event::Tracks { info, .. } = &ev
+                    && !warned_skipped
+                {
+                    let left_out: Vec<String> = [
+                        info.video.as_ref().filter(|v| matches!(v, media::VideoCodec::Opaque { .. })).map(|v| v.name()),
+                        info.audio.as_ref().filter(|a| matches!(a, media::AudioCodec::Opaque { .. })).map(|a| a.name()),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                    if !left_out.is_empty() {
+                        warned_skipped = true;
+                        tracing::warn!(stream = code, ?left_out, "dash: tracks with codecs fMP4 does not carry here are left out");
+                    }
                 }
                 let outputs = segmenter.push(ev);
                 // A stop() may have removed the entry meanwhile; do not bring it back.

@@ -615,6 +615,22 @@ impl Conn {
             Ok(Some(Event::Tracks { info, .. })) => info,
             _ => return Err(StatusCode::NotFound),
         };
+        let left_out: Vec<String> = [
+            info.video
+                .as_ref()
+                .filter(|_| RtpFormat::video(&info).is_none())
+                .map(|v| v.name()),
+            info.audio
+                .as_ref()
+                .filter(|_| RtpFormat::audio(&info).is_none())
+                .map(|a| a.name()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !left_out.is_empty() {
+            tracing::warn!(stream = %code, ?left_out, "rtsp: tracks without an RTP mapping are left out");
+        }
         if RtpFormat::video(&info).is_none() && RtpFormat::audio(&info).is_none() {
             // Only H.264, H.265, AAC and Opus can be described; other codecs (AV1, opaque
             // ones) have no RTP mapping here, and an SDP without media is of no use.
