@@ -11,6 +11,7 @@ mod flv;
 mod inputs;
 mod live;
 mod metrics;
+mod recordings;
 pub mod server;
 mod sessions;
 mod streams;
@@ -71,6 +72,8 @@ pub struct AppState {
     pub config: EffectiveConfig,
     /// The event sinks of `/api/v1/hooks` (and the bus they read).
     pub webhooks: ::events::Webhooks,
+    /// Recordings on disk, DVR.
+    pub recorder: record::Recorder,
     /// Work a request hands off and outlives it (upgraded WebSocket viewers); the binary
     /// waits for it, within the shutdown grace.
     pub tasks: tokio_util::task::TaskTracker,
@@ -219,6 +222,12 @@ fn api_v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             webhooks::delete_hook
         ))
         .routes(routes!(webhooks::test_hook))
+        .routes(routes!(recordings::list_recordings))
+        .routes(routes!(recordings::set_recording))
+        .routes(routes!(
+            recordings::download_recording,
+            recordings::delete_recording
+        ))
         .split_for_parts()
 }
 

@@ -85,9 +85,12 @@ async fn serve(
         return not_found();
     }
     // LL-HLS delivery directives change with every reload: kept out of the admission, whose
-    // decisions are cached per query.
+    // decisions are cached per query. So are the DVR window's (`ago` changes every request).
     let (directives, args): (Vec<_>, Vec<_>) =
         args.into_iter().partition(|(k, _)| k.starts_with("_HLS_"));
+    let (dvr_args, args): (Vec<_>, Vec<_>) = args
+        .into_iter()
+        .partition(|(k, _)| matches!(k.as_str(), "from" | "ago" | "dur" | "delay"));
     let code = match admit(&state, code, protocol, peer, args).await {
         Ok(code) => code,
         Err(refused) => return refused,
@@ -110,6 +113,21 @@ async fn serve(
     }
     if !state.control.output_enabled(&code, Output::Hls) {
         return not_found();
+    }
+    if file == "index.m3u8"
+        && let Some(window) = crate::recordings::dvr_window(&dvr_args, media::unix_ms_now())
+    {
+        return match window {
+            Ok(window) => crate::recordings::dvr_playlist(&state, &code, window).await,
+            Err(message) => (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response(),
+        };
+    }
+    if let Some(id) = file
+        .strip_prefix("rec-")
+        .and_then(|f| f.strip_suffix(".ts"))
+        .and_then(|id| id.parse::<u64>().ok())
+    {
+        return crate::recordings::serve_recorded(&state, &code, id, request.headers()).await;
     }
     if file == "index.m3u8" {
         // Looked up once: the rendered playlist is shared `Bytes`, so this is a reference

@@ -108,7 +108,7 @@ pub async fn serve(
 /// router's one-segment `{code}` cannot see it; `None` for every other request.
 ///
 /// Open-Streamer's clients put such codes in paths unescaped: the API's
-/// `/api/v1/streams/<code>[/restart|/switch|/kill|/close|/push/<n>/retry]` gets the code's
+/// `/api/v1/streams/<code>[/restart|/switch|/kill|/close|/recording|/recordings[/<id>]|/push/<n>/retry]` gets the code's
 /// slashes escaped (so those words are reserved as a code's last name, as `restart` and
 /// `switch` are there), and MPEG-TS's
 /// `/<code>/mpegts` becomes `/live/<code>/mpegts`.
@@ -131,7 +131,14 @@ pub fn canonical_path(path: &str) -> Option<String> {
 }
 
 /// The one-name routes under `/api/v1/streams/{code}/` (a test checks them against the API).
-const STREAM_ACTIONS: [&str; 4] = ["/restart", "/switch", "/kill", "/close"];
+const STREAM_ACTIONS: [&str; 6] = [
+    "/restart",
+    "/switch",
+    "/kill",
+    "/close",
+    "/recording",
+    "/recordings",
+];
 
 /// `(code, "/action...")` of a stream API path after `/streams/`.
 fn split_action(rest: &str) -> (&str, &str) {
@@ -139,6 +146,13 @@ fn split_action(rest: &str) -> (&str, &str) {
         if let Some(code) = rest.strip_suffix(action) {
             return (code, &rest[code.len()..]);
         }
+    }
+    // `/recordings/<id>`
+    if let Some((code, id)) = rest.rsplit_once("/recordings/")
+        && !id.is_empty()
+        && id.bytes().all(|b| b.is_ascii_digit())
+    {
+        return (code, &rest[code.len()..]);
     }
     // `/push/<n>/retry`
     if let Some(head) = rest.strip_suffix("/retry")
@@ -371,6 +385,10 @@ mod tests {
             c("/api/v1/streams/a/b/push/2/retry").as_deref(),
             Some("/api/v1/streams/a%2Fb/push/2/retry")
         );
+        assert_eq!(
+            c("/api/v1/streams/a/b/recordings/17").as_deref(),
+            Some("/api/v1/streams/a%2Fb/recordings/17")
+        );
         assert_eq!(c("/a/b/c/mpegts").as_deref(), Some("/live/a/b/c/mpegts"));
         // Single names and everything else route as they are.
         for p in [
@@ -390,7 +408,9 @@ mod tests {
             let Some(tail) = path.strip_prefix("/api/v1/streams/{code}") else {
                 continue;
             };
-            let tail = tail.replace("{index}", "3");
+            let tail = tail
+                .replace("{index}", "3")
+                .replace("{id}", "1796475929690");
             let want = format!("/api/v1/streams/a%2Fb{tail}");
             assert_eq!(
                 c(&format!("/api/v1/streams/a/b{tail}")).as_deref(),

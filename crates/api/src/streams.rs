@@ -14,7 +14,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use store::{
-    Failover, InputSpec, Protocols, PushDestination, RetryPolicy, RtspTransport, StreamRecord,
+    Failover, InputSpec, Protocols, PushDestination, RecordingFormat, RecordingSpec, RetryPolicy,
+    RtspTransport, StreamRecord,
 };
 use utoipa::{IntoParams, ToSchema};
 
@@ -225,6 +226,41 @@ impl FailoverInput {
     }
 }
 
+/// Recording to disk; omitted fields take their defaults (POST, PUT) or are kept (PATCH).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingSpecInput {
+    /// Record every publish of the stream (default false).
+    enabled: Option<bool>,
+    /// File format: `ts` (MPEG-TS, the default and for now the only one).
+    #[schema(value_type = Option<String>)]
+    format: Option<RecordingFormat>,
+    /// Start a new file at the first keyframe after this many seconds (default 600, at
+    /// least 1).
+    rotate_s: Option<f64>,
+    /// Also start a new file once the current one reaches this many bytes (default 0: no
+    /// limit; else at least 1048576).
+    rotate_bytes: Option<u64>,
+    /// Delete files older than this many seconds (default 0: keep forever).
+    max_age_s: Option<f64>,
+    /// Delete the oldest files while the stream's recordings exceed this many bytes (default
+    /// 0: no limit; else at least 1048576).
+    max_bytes: Option<u64>,
+}
+
+impl RecordingSpecInput {
+    pub(crate) fn apply(self, base: RecordingSpec) -> RecordingSpec {
+        RecordingSpec {
+            enabled: self.enabled.unwrap_or(base.enabled),
+            format: self.format.unwrap_or(base.format),
+            rotate_s: self.rotate_s.unwrap_or(base.rotate_s),
+            rotate_bytes: self.rotate_bytes.unwrap_or(base.rotate_bytes),
+            max_age_s: self.max_age_s.unwrap_or(base.max_age_s),
+            max_bytes: self.max_bytes.unwrap_or(base.max_bytes),
+        }
+    }
+}
+
 /// A whole stream configuration (PUT replaces everything; omitted fields take defaults).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -250,6 +286,8 @@ pub struct StreamInput {
     inputs: Vec<InputInput>,
     #[serde(default)]
     failover: FailoverInput,
+    #[serde(default)]
+    recording: RecordingSpecInput,
 }
 
 impl StreamInput {
@@ -265,6 +303,7 @@ impl StreamInput {
             push: self.push.into_iter().map(PushInput::into_record).collect(),
             inputs: input_records(self.inputs),
             failover: self.failover.apply(Failover::default()),
+            recording: self.recording.apply(RecordingSpec::default()),
             created_at_ms: 0,
             updated_at_ms: 0,
         }
@@ -299,6 +338,8 @@ pub struct StreamPatch {
     inputs: Option<Vec<InputInput>>,
     /// Changes only the fields given.
     failover: Option<FailoverInput>,
+    /// Changes only the fields given.
+    recording: Option<RecordingSpecInput>,
 }
 
 impl StreamPatch {
@@ -330,6 +371,9 @@ impl StreamPatch {
         if let Some(f) = self.failover {
             r.failover = f.apply(r.failover);
         }
+        if let Some(v) = self.recording {
+            r.recording = v.apply(std::mem::take(&mut r.recording));
+        }
     }
 }
 
@@ -344,7 +388,7 @@ pub struct StreamCreate {
     /// path.
     code: Option<String>,
     /// A template (`/api/v1/templates`) whose settings (tags, stream_key when set, protocols,
-    /// push, inputs, failover) fill the fields this body omits. The stream copies them: later
+    /// push, inputs, failover, recording) fill the fields this body omits. The stream copies them: later
     /// changes to the template do not reach it.
     template: Option<String>,
     name: Option<String>,
@@ -363,6 +407,8 @@ pub struct StreamCreate {
     inputs: Option<Vec<InputInput>>,
     /// Changes only the fields given.
     failover: Option<FailoverInput>,
+    /// Changes only the fields given.
+    recording: Option<RecordingSpecInput>,
 }
 
 impl StreamCreate {
@@ -378,6 +424,7 @@ impl StreamCreate {
             push: self.push,
             inputs: self.inputs,
             failover: self.failover,
+            recording: self.recording,
         };
         (self.code, self.template, patch)
     }
@@ -396,6 +443,7 @@ fn default_record(code: &str) -> StreamRecord {
         push: Vec::new(),
         inputs: Vec::new(),
         failover: Failover::default(),
+        recording: RecordingSpec::default(),
         created_at_ms: 0,
         updated_at_ms: 0,
     }
@@ -423,6 +471,7 @@ fn overlay_template(r: &mut StreamRecord, t: &store::TemplateRecord) {
     r.push = from.push;
     r.inputs = from.inputs;
     r.failover = from.failover;
+    r.recording = from.recording;
 }
 
 /// Fills in masked URLs of `patch` from `old` (see [`restore_masked_urls`]).
@@ -507,6 +556,35 @@ pub struct FailoverView {
     on_demand: bool,
     close_after_s: f64,
     retry: RetryView,
+}
+
+/// Recording to disk.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecordingSpecView {
+    enabled: bool,
+    /// `ts`.
+    #[schema(value_type = String)]
+    format: RecordingFormat,
+    rotate_s: f64,
+    /// 0: no limit.
+    rotate_bytes: u64,
+    /// 0: keep forever.
+    max_age_s: f64,
+    /// 0: no limit.
+    max_bytes: u64,
+}
+
+impl From<&RecordingSpec> for RecordingSpecView {
+    fn from(r: &RecordingSpec) -> Self {
+        RecordingSpecView {
+            enabled: r.enabled,
+            format: r.format,
+            rotate_s: r.rotate_s,
+            rotate_bytes: r.rotate_bytes,
+            max_age_s: r.max_age_s,
+            max_bytes: r.max_bytes,
+        }
+    }
 }
 
 pub(crate) fn input_views(inputs: &[InputSpec]) -> Vec<InputView> {
@@ -685,6 +763,7 @@ pub struct StreamView {
     push: Vec<PushView>,
     inputs: Vec<InputView>,
     failover: FailoverView,
+    recording: RecordingSpecView,
     /// False for a runtime stream created by publishing to an unknown code (not stored).
     persistent: bool,
     /// For a runtime stream made from a template by a publish: the template's name. Absent
@@ -927,6 +1006,7 @@ fn view(
             push: push_views(&r.push),
             inputs: input_views(&r.inputs),
             failover: (&r.failover).into(),
+            recording: (&r.recording).into(),
             persistent: template.is_none(),
             template,
             created_at: Some(rfc3339(r.created_at_ms)),
@@ -944,6 +1024,7 @@ fn view(
             push: Vec::new(),
             inputs: Vec::new(),
             failover: (&Failover::default()).into(),
+            recording: (&RecordingSpec::default()).into(),
             persistent: false,
             template: None,
             created_at: None,
@@ -1137,11 +1218,11 @@ pub async fn create_stream(
 
 /// Creates (201) or merges into (200) the stream `code`, as Open-Streamer's clients expect.
 ///
-/// A field the body gives replaces the stream's as PATCH does (lists whole, `protocols` and
-/// `failover` field by field); an omitted one is kept. A new stream starts from `template`
-/// when one is named, else from the runtime stream of that code a template made (which this
-/// stores), else from the defaults. On an existing stream, `template` applies the template's
-/// settings first, then the body's.
+/// A field the body gives replaces the stream's as PATCH does (lists whole, `protocols`,
+/// `failover` and `recording` field by field); an omitted one is kept. A new stream starts
+/// from `template` when one is named, else from the runtime stream of that code a template made
+/// (which this stores), else from the defaults. On an existing stream, `template` applies the
+/// template's settings first, then the body's.
 #[utoipa::path(
     post,
     path = "/streams/{code}",

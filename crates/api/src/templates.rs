@@ -1,16 +1,13 @@
 //! `/api/v1/templates`: stream templates. A stream created with `"template": NAME` starts from
 //! one; a publish to an unknown code starting with a template's `prefix` gets a runtime stream
 //! with its settings (see `control::templates`).
-//!
-//! Recording settings are not part of templates yet: streams have none (issue 15); they join
-//! both together.
 
 use crate::AppState;
 use crate::error::{ApiError, ApiJson, ErrorBody, ErrorCode};
 use crate::streams::{
     FailoverInput, FailoverView, InputInput, InputView, ProtocolsInput, ProtocolsView, PushInput,
-    PushView, input_records, input_views, nullable, push_views, restore_masked_inputs,
-    restore_masked_urls,
+    PushView, RecordingSpecInput, RecordingSpecView, input_records, input_views, nullable,
+    push_views, restore_masked_inputs, restore_masked_urls,
 };
 use crate::time::rfc3339;
 use axum::Json;
@@ -19,7 +16,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use control::TemplateError;
 use serde::{Deserialize, Serialize};
-use store::{Failover, Protocols, PutOutcome, StreamRecord, TemplateRecord};
+use store::{Failover, Protocols, PutOutcome, RecordingSpec, StreamRecord, TemplateRecord};
 use utoipa::ToSchema;
 
 impl From<TemplateError> for ApiError {
@@ -84,6 +81,9 @@ pub struct TemplateInput {
     inputs: Vec<InputInput>,
     #[serde(default)]
     failover: FailoverInput,
+    /// Copied to streams.
+    #[serde(default)]
+    recording: RecordingSpecInput,
 }
 
 impl TemplateInput {
@@ -98,6 +98,7 @@ impl TemplateInput {
             push: self.push.into_iter().map(PushInput::into_record).collect(),
             inputs: input_records(self.inputs),
             failover: self.failover.apply(Failover::default()),
+            recording: self.recording.apply(RecordingSpec::default()),
             created_at_ms: 0,
             updated_at_ms: 0,
         }
@@ -125,6 +126,8 @@ pub struct TemplatePatch {
     inputs: Option<Vec<InputInput>>,
     /// Changes only the fields given.
     failover: Option<FailoverInput>,
+    /// Changes only the fields given.
+    recording: Option<RecordingSpecInput>,
 }
 
 impl TemplatePatch {
@@ -152,6 +155,9 @@ impl TemplatePatch {
         }
         if let Some(f) = self.failover {
             t.failover = f.apply(t.failover);
+        }
+        if let Some(v) = self.recording {
+            t.recording = v.apply(std::mem::take(&mut t.recording));
         }
     }
 }
@@ -191,6 +197,7 @@ pub struct TemplateView {
     push: Vec<PushView>,
     inputs: Vec<InputView>,
     failover: FailoverView,
+    recording: RecordingSpecView,
     /// Runtime streams it made for publishers that exist now, by code.
     runtime_streams: Vec<String>,
     created_at: String,
@@ -215,6 +222,7 @@ fn template_view(state: &AppState, t: &TemplateRecord) -> TemplateView {
         push: push_views(&t.push),
         inputs: input_views(&t.inputs),
         failover: (&t.failover).into(),
+        recording: (&t.recording).into(),
         runtime_streams,
         created_at: rfc3339(t.created_at_ms),
         updated_at: rfc3339(t.updated_at_ms),

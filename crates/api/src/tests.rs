@@ -29,8 +29,16 @@ pub(crate) async fn state(admin: AdminAccess) -> AppState {
     let control = Control::load(store, hub.clone(), hls.clone(), Default::default())
         .await
         .expect("control");
+    let recorder = record::Recorder::new(
+        hub.clone(),
+        record::RecordConfig {
+            dir: std::env::temp_dir()
+                .join(format!("ferrocast-api-recordings-{}", std::process::id())),
+        },
+    );
     AppState {
         tasks: tokio_util::task::TaskTracker::new(),
+        recorder,
         hub,
         hls,
         dash,
@@ -555,6 +563,141 @@ async fn open_streamer_error_codes_in_the_body() {
     let got = send(Method::POST, "/api/v1/streams/cam/restart", None).await;
     assert_eq!(error(got), (409, s("STREAM_DISABLED"), None));
     shutdown.cancel();
+}
+
+/// `recording` goes in on create, comes back on every read, changes field by field on PATCH
+/// and breaks its rules with the field named, as `failover` does.
+#[tokio::test]
+async fn recording_settings_round_trip_and_are_validated() {
+    use serde_json::json;
+    let st = state(AdminAccess::local_only()).await;
+    let mut app = router(st.clone());
+    let mut send = async |method: Method, path: &str, body: Option<serde_json::Value>| {
+        let mut req = Request::builder().method(method).uri(path);
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        let mut req = req
+            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+            .unwrap();
+        req.extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
+        let res = app.call(req).await.unwrap();
+        let status = res.status().as_u16();
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        (status, v)
+    };
+    let (status, created) = send(
+        Method::POST,
+        "/api/v1/streams",
+        Some(json!({"code": "rec", "recording":
+            {"enabled": true, "rotate_s": 30, "max_bytes": 10_485_760}})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let want = json!({"enabled": true, "format": "ts", "rotate_s": 30.0, "rotate_bytes": 0,
+                      "max_age_s": 0.0, "max_bytes": 10_485_760});
+    assert_eq!(
+        created["recording"], want,
+        "omitted fields take their defaults"
+    );
+    let (status, got) = send(Method::GET, "/api/v1/streams/rec", None).await;
+    assert_eq!((status, &got["recording"]), (200, &want));
+    let (_, list) = send(Method::GET, "/api/v1/streams", None).await;
+    assert_eq!(list["data"][0]["recording"], want);
+    assert_eq!(
+        st.control.recording("rec").map(|r| (r.enabled, r.rotate_s)),
+        Some((true, 30.0))
+    );
+
+    let (status, patched) = send(
+        Method::PATCH,
+        "/api/v1/streams/rec",
+        Some(json!({"recording": {"rotate_s": 120}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{patched}");
+    let mut want = want;
+    want["rotate_s"] = json!(120.0);
+    assert_eq!(
+        patched["recording"], want,
+        "PATCH keeps the fields it omits"
+    );
+
+    // A stream without recording settings has the defaults, off.
+    let (status, plain) = send(Method::PUT, "/api/v1/streams/plain", Some(json!({}))).await;
+    assert_eq!(status, 201, "{plain}");
+    assert_eq!(
+        plain["recording"],
+        json!({"enabled": false, "format": "ts", "rotate_s": 600.0, "rotate_bytes": 0,
+               "max_age_s": 0.0, "max_bytes": 0})
+    );
+
+    // Broken rules: 422 naming the field, like failover's; an unknown format does not decode
+    // (400, like an unknown rtsp_transport) and the message names the one there is.
+    for (body, want_status, want_code, want_field) in [
+        (
+            json!({"recording": {"rotate_s": 0}}),
+            422,
+            "VALIDATION_FAILED",
+            "recording.rotate_s",
+        ),
+        (
+            json!({"recording": {"max_bytes": 1000}}),
+            422,
+            "VALIDATION_FAILED",
+            "recording.max_bytes",
+        ),
+        (
+            json!({"recording": {"format": "mkv"}}),
+            400,
+            "INVALID_BODY",
+            "recording.format",
+        ),
+        (
+            json!({"recording": {"retention": 5}}),
+            400,
+            "INVALID_BODY",
+            "recording.retention",
+        ),
+    ] {
+        let (status, err) = send(Method::PATCH, "/api/v1/streams/rec", Some(body.clone())).await;
+        assert_eq!(
+            (
+                status,
+                err["error"]["code"].as_str(),
+                err["error"]["field"].as_str()
+            ),
+            (want_status, Some(want_code), Some(want_field)),
+            "{body}: {err}"
+        );
+        if want_field == "recording.format" {
+            let message = err["error"]["message"].as_str().unwrap_or_default();
+            assert!(message.contains("`ts`"), "{message}");
+        }
+    }
+    let (_, unchanged) = send(Method::GET, "/api/v1/streams/rec", None).await;
+    assert_eq!(
+        unchanged["recording"], want,
+        "refused changes changed nothing"
+    );
+
+    // The document describes both shapes.
+    let doc = serde_json::to_value(openapi()).expect("document");
+    let schemas = &doc["components"]["schemas"];
+    for name in ["RecordingSpecInput", "RecordingSpecView"] {
+        assert!(
+            schemas[name]["properties"]["rotate_s"].is_object(),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        schemas["StreamView"]["properties"]["recording"]["$ref"],
+        "#/components/schemas/RecordingSpecView"
+    );
 }
 
 /// Every code the API can answer is listed where the OpenAPI document describes `code`.

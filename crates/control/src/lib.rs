@@ -130,7 +130,12 @@ struct Inner {
     inputs: RwLock<Option<inputs::InputManager>>,
     /// Templates and the runtime streams made from them.
     templates: templates::Templates,
+    /// Told the code of every stream whose configuration changed or went (the recorder).
+    changed: RwLock<Option<ChangeFn>>,
 }
+
+/// Hears the code of a stream whose configuration changed, was created or was deleted.
+pub type ChangeFn = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// The control plane; cheap to clone.
 #[derive(Clone)]
@@ -178,6 +183,7 @@ impl Control {
                 streams: RwLock::new(streams),
                 writes: tokio::sync::Mutex::new(()),
                 dash: RwLock::new(None),
+                changed: RwLock::new(None),
                 push: RwLock::new(None),
                 inputs: RwLock::new(None),
                 templates: templates::Templates::new(templates),
@@ -237,6 +243,28 @@ impl Control {
         *self.inner.dash.write().unwrap_or_else(|e| e.into_inner()) = Some(dash);
     }
 
+    /// Sets who hears of every changed, created or deleted stream, after the change applied
+    /// (the recorder starts or stops recording it).
+    pub fn set_change_observer(&self, f: ChangeFn) {
+        *self
+            .inner
+            .changed
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(f);
+    }
+
+    fn notify_changed(&self, code: &str) {
+        let f = self
+            .inner
+            .changed
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(f) = f {
+            f(code);
+        }
+    }
+
     /// The DASH service, if wired in.
     fn dash(&self) -> Option<dash::DashService> {
         self.inner
@@ -279,6 +307,14 @@ impl Control {
             .get(code)
             .cloned()
             .or_else(|| self.runtime_record(code))
+    }
+
+    /// The recording settings of the stream `code`, from memory: configured, or a runtime
+    /// stream made from a template. `None` for a code with neither, such as a stream
+    /// auto-created by a publish, which is not recorded. Each call reads the current
+    /// configuration, so a change made over the API shows in the next call.
+    pub fn recording(&self, code: &str) -> Option<store::RecordingSpec> {
+        self.get(code).map(|r| r.recording.clone())
     }
 
     /// Every configured stream, by code, from memory.
@@ -378,6 +414,7 @@ impl Control {
         if let Some(inputs) = self.inputs() {
             inputs.reconcile(code, None);
         }
+        self.notify_changed(code);
     }
 
     /// Stores `new` in memory and applies what changed since `old` to the running stream.
@@ -436,6 +473,7 @@ impl Control {
                 _ => {}
             }
         }
+        self.notify_changed(&code);
     }
 
     /// The configured rules alone (stream known or auto-created, not disabled, stream key,

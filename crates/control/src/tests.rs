@@ -83,6 +83,7 @@ fn record(code: &str) -> StreamRecord {
         push: vec![],
         inputs: vec![],
         failover: store::Failover::default(),
+        recording: store::RecordingSpec::default(),
         created_at_ms: 0,
         updated_at_ms: 0,
     }
@@ -413,6 +414,82 @@ fn validation_names_fields_and_classifies() {
     );
     r.push = vec![push("rtmp://h/a/c"), push("rtmp://h/a/c")];
     assert_eq!(ok(&r).unwrap_err().0, "push[1].url");
+}
+
+#[test]
+fn recording_validation_names_fields() {
+    let check = |edit: fn(&mut store::RecordingSpec)| {
+        let mut r = record("a");
+        edit(&mut r.recording);
+        validate(&r).map_err(|e| (e.field, e.kind))
+    };
+    let semantic = |field: &str| Err((field.to_owned(), InvalidKind::Semantic));
+    assert_eq!(check(|_| {}), Ok(()), "the defaults");
+    assert_eq!(
+        check(|s| {
+            s.enabled = true;
+            s.rotate_s = 1.0;
+            s.rotate_bytes = 1 << 20;
+            s.max_age_s = 0.5;
+            s.max_bytes = 1 << 40;
+        }),
+        Ok(()),
+        "every limit at or past its bound"
+    );
+    assert_eq!(check(|s| s.rotate_s = 0.0), semantic("recording.rotate_s"));
+    assert_eq!(
+        check(|s| s.rotate_s = 0.999),
+        semantic("recording.rotate_s")
+    );
+    assert_eq!(
+        check(|s| s.rotate_s = f64::INFINITY),
+        semantic("recording.rotate_s")
+    );
+    assert_eq!(
+        check(|s| s.rotate_s = f64::NAN),
+        semantic("recording.rotate_s")
+    );
+    assert_eq!(
+        check(|s| s.max_age_s = -1.0),
+        semantic("recording.max_age_s")
+    );
+    assert_eq!(
+        check(|s| s.max_age_s = f64::NAN),
+        semantic("recording.max_age_s")
+    );
+    assert_eq!(
+        check(|s| s.rotate_bytes = (1 << 20) - 1),
+        semantic("recording.rotate_bytes")
+    );
+    assert_eq!(check(|s| s.max_bytes = 1), semantic("recording.max_bytes"));
+}
+
+#[tokio::test]
+async fn recording_settings_are_read_from_memory() {
+    let e = env(true).await;
+    assert_eq!(e.control.recording("cam"), None, "unknown stream");
+    e.control.create(record("cam")).await.unwrap();
+    assert_eq!(
+        e.control.recording("cam"),
+        Some(store::RecordingSpec::default())
+    );
+    e.control
+        .update("cam", |r| {
+            r.recording.enabled = true;
+            r.recording.rotate_s = 30.0;
+        })
+        .await
+        .unwrap();
+    let got = e.control.recording("cam").unwrap();
+    assert!(got.enabled);
+    assert_eq!(got.rotate_s, 30.0);
+    assert_eq!(e.store.rows.lock().unwrap()["cam"].recording, got);
+    // A broken rule changes nothing.
+    assert!(matches!(
+        e.control.update("cam", |r| r.recording.rotate_s = 0.0).await,
+        Err(ControlError::Invalid(inv)) if inv.field == "recording.rotate_s"
+    ));
+    assert_eq!(e.control.recording("cam"), Some(got));
 }
 
 #[test]

@@ -112,7 +112,8 @@ pub fn validate(r: &StreamRecord) -> Result<(), Invalid> {
         }
         max_chars(&f("comment"), &p.comment, 1024)?;
     }
-    validate_inputs(r)
+    validate_inputs(r)?;
+    validate_recording(&r.recording)
 }
 
 fn validate_inputs(r: &StreamRecord) -> Result<(), Invalid> {
@@ -158,6 +159,39 @@ fn validate_inputs(r: &StreamRecord) -> Result<(), Invalid> {
             "failover.retry.max_s",
             "must be at least retry.initial_s and at most 3600",
         ));
+    }
+    Ok(())
+}
+
+/// The smallest size limit a recording takes (1 MiB), so a typo cannot make the recorder
+/// start a file per keyframe or delete everything it writes.
+const MIN_RECORDING_BYTES: u64 = 1 << 20;
+
+fn validate_recording(rec: &store::RecordingSpec) -> Result<(), Invalid> {
+    // The format is an enum: a name other than `ts` never gets this far (the API and the
+    // store refuse it while decoding).
+    if !(rec.rotate_s.is_finite() && rec.rotate_s >= 1.0) {
+        return Err(semantic(
+            "recording.rotate_s",
+            "must be a number of seconds, at least 1",
+        ));
+    }
+    if !(rec.max_age_s.is_finite() && rec.max_age_s >= 0.0) {
+        return Err(semantic(
+            "recording.max_age_s",
+            "must be a number of seconds, at least 0 (0 keeps files forever)",
+        ));
+    }
+    for (field, v) in [
+        ("rotate_bytes", rec.rotate_bytes),
+        ("max_bytes", rec.max_bytes),
+    ] {
+        if v != 0 && v < MIN_RECORDING_BYTES {
+            return Err(semantic(
+                format!("recording.{field}"),
+                format!("must be 0 (no limit) or at least {MIN_RECORDING_BYTES} bytes (1 MiB)"),
+            ));
+        }
     }
     Ok(())
 }

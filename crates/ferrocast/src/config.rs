@@ -68,6 +68,25 @@ pub struct Config {
     pub redis: RedisSection,
     /// Browser ingest: api.video's socket.io protocol and the native WebSocket path.
     pub browser: BrowserSection,
+    /// Where recordings go (which streams are recorded is each stream's `recording`).
+    pub recording: RecordingSection,
+}
+
+/// `recording.*`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordingSection {
+    /// Root of the recordings; empty: `<data_dir>/recordings`.
+    pub dir: Option<PathBuf>,
+}
+
+impl RecordingSection {
+    /// The recordings' root directory.
+    pub fn dir(&self, data_dir: &std::path::Path) -> PathBuf {
+        self.dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("recordings"))
+    }
 }
 
 /// How log lines are written.
@@ -237,6 +256,9 @@ pub struct HooksConfig {
     /// Every `update_interval` for each session.
     #[serde(serialize_with = "ser_url_opt")]
     pub on_update: Option<String>,
+    /// After a recorded file was closed.
+    #[serde(serialize_with = "ser_url_opt")]
+    pub on_record_done: Option<String>,
     /// `post` (form body) or `get` (query string).
     pub method: HookMethod,
     /// Longest a hook may take; a timeout refuses.
@@ -267,6 +289,7 @@ impl Default for HooksConfig {
             on_done: None,
             on_disconnect: None,
             on_update: None,
+            on_record_done: None,
             method: HookMethod::Post,
             timeout: n.timeout,
             update_interval: n.update_interval,
@@ -289,6 +312,7 @@ impl HooksConfig {
             on_done: self.on_done.clone(),
             on_disconnect: self.on_disconnect.clone(),
             on_update: self.on_update.clone(),
+            on_record_done: self.on_record_done.clone(),
             method: match self.method {
                 HookMethod::Post => hooks::NotifyMethod::Post,
                 HookMethod::Get => hooks::NotifyMethod::Get,
@@ -707,6 +731,7 @@ impl Default for Config {
             limits: access::LimitsConfig::default(),
             redis: RedisSection::default(),
             browser: BrowserSection::default(),
+            recording: RecordingSection::default(),
         }
     }
 }

@@ -223,6 +223,12 @@ async fn run(config: Config) -> Result<()> {
         addr: http_listener.local_addr()?,
         app: String::new(),
     });
+    let recorder = record::Recorder::new(
+        hub.clone(),
+        record::RecordConfig {
+            dir: config.recording.dir(&config.data_dir),
+        },
+    );
     let hls = hls::HlsService::new(
         hub.clone(),
         hls::HlsConfig {
@@ -332,6 +338,17 @@ async fn run(config: Config) -> Result<()> {
         },
     );
     inputs.set_notifier(events::sources::inputs_notifier(bus.clone()));
+    recorder.set_settings({
+        let control = control.clone();
+        Arc::new(move |code: &str| {
+            let r = control.get(code)?;
+            (r.recording.enabled && !r.disabled).then(|| record_settings(&r.recording))
+        })
+    });
+    control.set_change_observer({
+        let recorder = recorder.clone();
+        Arc::new(move |code: &str| recorder.refresh(code))
+    });
     control.set_inputs(inputs.clone());
     info!(
         store = control.store_kind(),
@@ -367,6 +384,33 @@ async fn run(config: Config) -> Result<()> {
         inputs: inputs.clone(),
         push: push.clone(),
     }));
+    // `recording.done` for the event sinks, nginx-rtmp's `on_record_done` for hooks.
+    recorder.set_done_observer({
+        let bus = bus.clone();
+        let gate = gate.clone();
+        Arc::new(move |d: record::RecordingDone| {
+            gate.record_done(
+                &d.code,
+                &d.file.path.display().to_string(),
+                d.file.start_ms,
+                d.file.end_ms,
+                d.file.bytes,
+            );
+            bus.emit(
+                events::EventKind::RecordingDone,
+                Some(&d.code),
+                serde_json::json!({
+                    "id": d.file.id,
+                    "path": d.file.path.display().to_string(),
+                    "start": events::rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(d.file.start_ms).unwrap_or(0))),
+                    "end": events::rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(d.file.end_ms).unwrap_or(0))),
+                    "duration_s": d.file.duration_ms() as f64 / 1000.0,
+                    "bytes": d.file.bytes,
+                    "format": "ts",
+                }),
+            );
+        })
+    });
     // The gate wraps the control plane's rules with IP rules, hooks and the callback.
     // The wrapper turns the sessions the gate hears of into session.opened/closed events.
     hub.set_admission(events::sources::observe_sessions(
@@ -483,6 +527,8 @@ async fn run(config: Config) -> Result<()> {
     if config.dash.enabled {
         tasks.spawn(dash.clone().run(shutdown.clone()));
     }
+    // Until `shutdown`, after `sessions`: the publishers ending in the drain close their files.
+    tasks.spawn(recorder.clone().run(shutdown.clone()));
     let hls_service = hls.clone();
     let dash_service = dash.clone();
     let readiness = api::Readiness::default();
@@ -496,6 +542,7 @@ async fn run(config: Config) -> Result<()> {
         readiness: readiness.clone(),
         config: api::EffectiveConfig::new(config.masked_json()),
         webhooks: webhooks.clone(),
+        recorder,
         tasks: tasks.clone(),
     };
     let http_config = api::server::HttpServerConfig {
@@ -621,6 +668,16 @@ impl gate::Relays for Relays {
 
     fn push(&self, code: &str, url: &str) -> Result<(), String> {
         self.push.relay_push(code, url)
+    }
+}
+
+/// A stream's `recording` settings as the recorder takes them.
+fn record_settings(r: &store::RecordingSpec) -> record::Settings {
+    record::Settings {
+        rotate: std::time::Duration::from_secs_f64(r.rotate_s.max(1.0)),
+        rotate_bytes: r.rotate_bytes,
+        max_age: (r.max_age_s > 0.0).then(|| std::time::Duration::from_secs_f64(r.max_age_s)),
+        max_bytes: r.max_bytes,
     }
 }
 

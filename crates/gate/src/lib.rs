@@ -96,6 +96,14 @@ struct Inner {
 }
 
 impl Gate {
+    /// Sends `on_record_done` for a closed recording of `code` (nothing without the hook).
+    pub fn record_done(&self, code: &str, path: &str, start_ms: i64, end_ms: i64, bytes: u64) {
+        if let Some(n) = &self.inner.notifier {
+            let args = HookArgs::record_done(&self.inner.app, code, path, start_ms, end_ms, bytes);
+            n.notify(HookEvent::RecordDone, args);
+        }
+    }
+
     /// A gate over `control`'s rules; fails on an unusable hook or callback configuration.
     pub fn new(hub: Hub, control: Control, config: GateConfig) -> Result<Gate, hooks::Error> {
         let any_hook = HookEvent::ALL

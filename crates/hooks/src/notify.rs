@@ -53,11 +53,13 @@ pub enum HookEvent {
     Disconnect,
     /// `on_update`: periodic, while publishing or playing.
     Update,
+    /// `on_record_done`: a recorded file was closed.
+    RecordDone,
 }
 
 impl HookEvent {
     /// Every event, in declaration order.
-    pub const ALL: [HookEvent; 8] = [
+    pub const ALL: [HookEvent; 9] = [
         HookEvent::Connect,
         HookEvent::Publish,
         HookEvent::Play,
@@ -66,6 +68,7 @@ impl HookEvent {
         HookEvent::Done,
         HookEvent::Disconnect,
         HookEvent::Update,
+        HookEvent::RecordDone,
     ];
 
     /// The `call=` value; for [`HookEvent::Update`] the generic `update` (what nginx-rtmp sends
@@ -80,6 +83,7 @@ impl HookEvent {
             HookEvent::Done => "done",
             HookEvent::Disconnect => "disconnect",
             HookEvent::Update => "update",
+            HookEvent::RecordDone => "record_done",
         }
     }
 
@@ -94,6 +98,7 @@ impl HookEvent {
             HookEvent::Done => "on_done",
             HookEvent::Disconnect => "on_disconnect",
             HookEvent::Update => "on_update",
+            HookEvent::RecordDone => "on_record_done",
         }
     }
 }
@@ -128,6 +133,8 @@ pub struct NotifyConfig {
     pub on_disconnect: Option<String>,
     /// `on_update` URL.
     pub on_update: Option<String>,
+    /// `on_record_done` URL.
+    pub on_record_done: Option<String>,
     /// `notify_method`.
     pub method: NotifyMethod,
     /// Total time allowed per call (nginx-rtmp `netcall_timeout`, 10 s).
@@ -154,6 +161,7 @@ impl Default for NotifyConfig {
             on_done: None,
             on_disconnect: None,
             on_update: None,
+            on_record_done: None,
             method: NotifyMethod::Post,
             timeout: Duration::from_secs(10),
             update_interval: Duration::from_secs(30),
@@ -176,6 +184,7 @@ impl NotifyConfig {
             HookEvent::Done => &self.on_done,
             HookEvent::Disconnect => &self.on_disconnect,
             HookEvent::Update => &self.on_update,
+            HookEvent::RecordDone => &self.on_record_done,
         };
         url.as_deref()
     }
@@ -186,8 +195,8 @@ impl NotifyConfig {
         self.parsed_urls().map(|_| ())
     }
 
-    fn parsed_urls(&self) -> Result<[Option<Url>; 8], Error> {
-        let mut urls: [Option<Url>; 8] = Default::default();
+    fn parsed_urls(&self) -> Result<[Option<Url>; 9], Error> {
+        let mut urls: [Option<Url>; 9] = Default::default();
         for event in HookEvent::ALL {
             if let Some(raw) = self.url(event) {
                 urls[event as usize] = Some(http::parse_url(event.directive(), raw)?);
@@ -234,7 +243,7 @@ pub struct Notifier {
 #[derive(Debug)]
 struct Inner {
     config: NotifyConfig,
-    urls: [Option<Url>; 8],
+    urls: [Option<Url>; 9],
     http: reqwest::Client,
     outbox: Outbox,
 }

@@ -9,7 +9,7 @@ use crate::{StoreError, StreamRecord};
 // spelled the same in both. Macros rather than consts so PostgreSQL can `concat!` a RETURNING.
 macro_rules! columns {
     () => {
-        "code, name, description, tags, stream_key, disabled, protocols, push, created_at, updated_at, inputs, failover"
+        "code, name, description, tags, stream_key, disabled, protocols, push, created_at, updated_at, inputs, failover, recording"
     };
 }
 macro_rules! upsert {
@@ -17,12 +17,12 @@ macro_rules! upsert {
         concat!(
             "INSERT INTO streams (",
             $crate::codec::columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (code) DO UPDATE SET ",
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (code) DO UPDATE SET ",
             // created_at is deliberately absent: a replace keeps the original.
             "name = excluded.name, description = excluded.description, tags = excluded.tags, ",
             "stream_key = excluded.stream_key, disabled = excluded.disabled, ",
             "protocols = excluded.protocols, push = excluded.push, updated_at = excluded.updated_at, ",
-            "inputs = excluded.inputs, failover = excluded.failover"
+            "inputs = excluded.inputs, failover = excluded.failover, recording = excluded.recording"
         )
     };
 }
@@ -33,7 +33,7 @@ pub(crate) const SELECT_ONE: &str = concat!("SELECT ", columns!(), " FROM stream
 pub(crate) const INSERT: &str = concat!(
     "INSERT INTO streams (",
     columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
 );
 pub(crate) const DELETE: &str = "DELETE FROM streams WHERE code = $1";
 
@@ -45,6 +45,7 @@ pub(crate) struct Encoded<'a> {
     push: String,
     inputs: String,
     failover: String,
+    recording: String,
 }
 
 impl<'a> Encoded<'a> {
@@ -64,10 +65,11 @@ impl<'a> Encoded<'a> {
             push: json(serde_json::to_string(&record.push), "push")?,
             inputs: json(serde_json::to_string(&record.inputs), "inputs")?,
             failover: json(serde_json::to_string(&record.failover), "failover")?,
+            recording: json(serde_json::to_string(&record.recording), "recording")?,
         })
     }
 
-    /// Binds `$1..$12` in `columns!()` order.
+    /// Binds `$1..$13` in `columns!()` order.
     pub(crate) fn bind<'q, DB>(
         &self,
         query: Query<'q, DB, DB::Arguments>,
@@ -93,6 +95,7 @@ impl<'a> Encoded<'a> {
             .bind(r.updated_at_ms)
             .bind(self.inputs.as_str())
             .bind(self.failover.as_str())
+            .bind(self.recording.as_str())
     }
 }
 
@@ -123,6 +126,7 @@ where
     let push: String = row.try_get("push").map_err(sql)?;
     let inputs: String = row.try_get("inputs").map_err(sql)?;
     let failover: String = row.try_get("failover").map_err(sql)?;
+    let recording: String = row.try_get("recording").map_err(sql)?;
     Ok(StreamRecord {
         name: row.try_get("name").map_err(sql)?,
         description: row.try_get("description").map_err(sql)?,
@@ -133,6 +137,7 @@ where
         push: serde_json::from_str(&push).map_err(|e| json("push", e))?,
         inputs: serde_json::from_str(&inputs).map_err(|e| json("inputs", e))?,
         failover: serde_json::from_str(&failover).map_err(|e| json("failover", e))?,
+        recording: serde_json::from_str(&recording).map_err(|e| json("recording", e))?,
         created_at_ms: row.try_get("created_at").map_err(sql)?,
         updated_at_ms: row.try_get("updated_at").map_err(sql)?,
         code,

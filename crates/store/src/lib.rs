@@ -16,7 +16,8 @@ mod tests;
 mod webhooks;
 
 pub use model::{
-    Failover, InputSpec, Protocols, PushDestination, RetryPolicy, RtspTransport, StreamRecord,
+    Failover, InputSpec, Protocols, PushDestination, RecordingFormat, RecordingSpec, RetryPolicy,
+    RtspTransport, StreamRecord,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;

@@ -27,6 +27,9 @@ pub struct StreamRecord {
     /// How the stream chooses among its inputs.
     #[serde(default)]
     pub failover: Failover,
+    /// Whether and how the stream is recorded to disk.
+    #[serde(default)]
+    pub recording: RecordingSpec,
     /// Creation time, Unix ms.
     pub created_at_ms: i64,
     /// Last change, Unix ms.
@@ -167,6 +170,57 @@ impl Default for Failover {
                 initial_s: 1.0,
                 max_s: 10.0,
             },
+        }
+    }
+}
+
+/// Recording of a stream to disk (issue 15): what the recorder writes and how long it keeps it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RecordingSpec {
+    /// Record every publish of this stream.
+    pub enabled: bool,
+    /// File format of the recordings.
+    pub format: RecordingFormat,
+    /// Start a new file at the first keyframe after this many seconds (>= 1).
+    pub rotate_s: f64,
+    /// Also start a new file once the current one reaches this many bytes (0: no limit; else
+    /// >= 1 MiB).
+    pub rotate_bytes: u64,
+    /// Delete files older than this many seconds (0: keep forever).
+    pub max_age_s: f64,
+    /// Delete the oldest files while this stream's recordings exceed this many bytes (0: no
+    /// limit; else >= 1 MiB).
+    pub max_bytes: u64,
+}
+
+impl Default for RecordingSpec {
+    fn default() -> Self {
+        RecordingSpec {
+            enabled: false,
+            format: RecordingFormat::Ts,
+            rotate_s: 600.0,
+            rotate_bytes: 0,
+            max_age_s: 0.0,
+            max_bytes: 0,
+        }
+    }
+}
+
+/// File format of a stream's recordings.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordingFormat {
+    /// MPEG-TS files (`.ts`): playable while being written and after a crash.
+    #[default]
+    Ts,
+}
+
+impl RecordingFormat {
+    /// The name in JSON and in the API (`ts`), also the files' extension.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordingFormat::Ts => "ts",
         }
     }
 }

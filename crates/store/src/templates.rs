@@ -8,11 +8,11 @@
 use serde::{Deserialize, Serialize};
 use sqlx::{ColumnIndex, Database, Decode, Encode, Row, Type, query::Query};
 
-use crate::{Failover, InputSpec, Protocols, PushDestination, PutOutcome, StoreError};
+use crate::{
+    Failover, InputSpec, Protocols, PushDestination, PutOutcome, RecordingSpec, StoreError,
+};
 
 /// One stored template. Timestamps are Unix milliseconds.
-///
-/// Recording settings join here when streams get them (issue 15).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TemplateRecord {
     /// `[A-Za-z0-9_-]{1,128}`, the primary key.
@@ -33,6 +33,8 @@ pub struct TemplateRecord {
     pub inputs: Vec<InputSpec>,
     /// Copied to streams.
     pub failover: Failover,
+    /// Copied to streams.
+    pub recording: RecordingSpec,
     /// Creation time, Unix ms.
     pub created_at_ms: i64,
     /// Last change, Unix ms.
@@ -41,7 +43,7 @@ pub struct TemplateRecord {
 
 macro_rules! columns {
     () => {
-        "name, prefix, description, tags, stream_key, protocols, push, inputs, failover, created_at, updated_at"
+        "name, prefix, description, tags, stream_key, protocols, push, inputs, failover, created_at, updated_at, recording"
     };
 }
 
@@ -49,7 +51,7 @@ pub(crate) const SELECT_ALL: &str = concat!("SELECT ", columns!(), " FROM templa
 pub(crate) const INSERT: &str = concat!(
     "INSERT INTO templates (",
     columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
 );
 /// `created_at` is absent from the update: a replace keeps the original. A macro so
 /// PostgreSQL can `concat!` a RETURNING.
@@ -58,10 +60,11 @@ macro_rules! upsert {
         concat!(
             "INSERT INTO templates (",
             columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (name) DO UPDATE SET ",
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (name) DO UPDATE SET ",
             "prefix = excluded.prefix, description = excluded.description, tags = excluded.tags, ",
             "stream_key = excluded.stream_key, protocols = excluded.protocols, push = excluded.push, ",
-            "inputs = excluded.inputs, failover = excluded.failover, updated_at = excluded.updated_at"
+            "inputs = excluded.inputs, failover = excluded.failover, updated_at = excluded.updated_at, ",
+            "recording = excluded.recording"
         )
     };
 }
@@ -76,6 +79,7 @@ pub(crate) struct Encoded<'a> {
     push: String,
     inputs: String,
     failover: String,
+    recording: String,
 }
 
 impl<'a> Encoded<'a> {
@@ -94,10 +98,11 @@ impl<'a> Encoded<'a> {
             push: json(serde_json::to_string(&record.push), "push")?,
             inputs: json(serde_json::to_string(&record.inputs), "inputs")?,
             failover: json(serde_json::to_string(&record.failover), "failover")?,
+            recording: json(serde_json::to_string(&record.recording), "recording")?,
         })
     }
 
-    /// Binds `$1..$11` in `columns!()` order.
+    /// Binds `$1..$12` in `columns!()` order.
     pub(crate) fn bind<'q, DB>(
         &self,
         query: Query<'q, DB, DB::Arguments>,
@@ -121,6 +126,7 @@ impl<'a> Encoded<'a> {
             .bind(self.failover.as_str())
             .bind(r.created_at_ms)
             .bind(r.updated_at_ms)
+            .bind(self.recording.as_str())
     }
 }
 
@@ -149,6 +155,7 @@ where
     let push: String = row.try_get("push").map_err(sql)?;
     let inputs: String = row.try_get("inputs").map_err(sql)?;
     let failover: String = row.try_get("failover").map_err(sql)?;
+    let recording: String = row.try_get("recording").map_err(sql)?;
     Ok(TemplateRecord {
         prefix: row.try_get("prefix").map_err(sql)?,
         description: row.try_get("description").map_err(sql)?,
@@ -158,6 +165,7 @@ where
         push: serde_json::from_str(&push).map_err(|e| json("push", e))?,
         inputs: serde_json::from_str(&inputs).map_err(|e| json("inputs", e))?,
         failover: serde_json::from_str(&failover).map_err(|e| json("failover", e))?,
+        recording: serde_json::from_str(&recording).map_err(|e| json("recording", e))?,
         created_at_ms: row.try_get("created_at").map_err(sql)?,
         updated_at_ms: row.try_get("updated_at").map_err(sql)?,
         name,
@@ -314,6 +322,7 @@ pub mod testing {
             push: s.push,
             inputs: s.inputs,
             failover: s.failover,
+            recording: s.recording,
             created_at_ms: 1_763_700_000_000,
             updated_at_ms: 1_763_700_000_500,
         }
@@ -331,6 +340,7 @@ pub mod testing {
             push: Vec::new(),
             inputs: Vec::new(),
             failover: crate::Failover::default(),
+            recording: crate::RecordingSpec::default(),
             created_at_ms: 0,
             updated_at_ms: 0,
         }

@@ -4,8 +4,8 @@
 use futures_util::future::join_all;
 
 use crate::{
-    Failover, InputSpec, Protocols, PushDestination, PutOutcome, RetryPolicy, RtspTransport, Store,
-    StoreError, StreamRecord,
+    Failover, InputSpec, Protocols, PushDestination, PutOutcome, RecordingFormat, RecordingSpec,
+    RetryPolicy, RtspTransport, Store, StoreError, StreamRecord,
 };
 
 /// A record with every field set to something non-default.
@@ -72,6 +72,14 @@ pub fn sample(code: &str) -> StreamRecord {
                 max_s: 5.0,
             },
         },
+        recording: RecordingSpec {
+            enabled: true,
+            format: RecordingFormat::Ts,
+            rotate_s: 30.5,
+            rotate_bytes: 64 << 20,
+            max_age_s: 7.0 * 86_400.0,
+            max_bytes: 10 << 30,
+        },
         created_at_ms: 1_763_700_000_000,
         updated_at_ms: 1_763_700_000_500,
     }
@@ -90,6 +98,7 @@ pub fn minimal(code: &str) -> StreamRecord {
         push: Vec::new(),
         inputs: Vec::new(),
         failover: Failover::default(),
+        recording: RecordingSpec::default(),
         created_at_ms: 0,
         updated_at_ms: 0,
     }

@@ -92,6 +92,7 @@ fn cams() -> Value {
         "push": [{"url": PUSH, "comment": "backup"}],
         "inputs": [{"url": "publish://"}],
         "failover": {"packet_timeout_s": 4},
+        "recording": {"enabled": true, "max_age_s": 86400},
     })
 }
 
@@ -108,6 +109,12 @@ async fn templates_crud_with_masked_secrets_and_named_errors() {
     assert_eq!(t["push"][0]["url"], "rtmp://a.example/live/****");
     assert_eq!(t["inputs"][0]["kind"], "publish");
     assert_eq!(t["failover"]["packet_timeout_s"], 4.0);
+    assert_eq!(
+        t["recording"],
+        json!({"enabled": true, "format": "ts", "rotate_s": 600.0, "rotate_bytes": 0,
+               "max_age_s": 86400.0, "max_bytes": 0}),
+        "omitted recording fields take their defaults"
+    );
     assert_eq!(t["runtime_streams"], json!([]));
     assert!(!t.to_string().contains("s3cret"), "{t}");
 
@@ -133,6 +140,11 @@ async fn templates_crud_with_masked_secrets_and_named_errors() {
     assert_eq!(stored.push[0].url, PUSH);
     assert_eq!(stored.description, "edited");
     assert_eq!(
+        (stored.recording.enabled, stored.recording.max_age_s),
+        (true, 86400.0),
+        "the view's recording goes back unchanged"
+    );
+    assert_eq!(
         stored.stream_key, None,
         "PUT replaces: an omitted key is gone"
     );
@@ -148,6 +160,18 @@ async fn templates_crud_with_masked_secrets_and_named_errors() {
     assert_eq!(
         (&p["prefix"], &p["tags"], &p["description"]),
         (&Value::Null, &json!(["x"]), &json!("edited"))
+    );
+    let (status, p) = c
+        .patch(
+            "/api/v1/templates/cams",
+            json!({"recording": {"rotate_s": 60}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{p}");
+    assert_eq!(
+        (&p["recording"]["rotate_s"], &p["recording"]["enabled"]),
+        (&json!(60.0), &json!(true)),
+        "PATCH changes only the recording fields given"
     );
     let (status, _) = c
         .put("/api/v1/templates/new", json!({"prefix": "cam-"}))
@@ -208,9 +232,16 @@ async fn templates_crud_with_masked_secrets_and_named_errors() {
         (
             Method::POST,
             "/api/v1/templates",
-            json!({"name": "x", "recording": {}}),
+            json!({"name": "x", "recording": {"rotate_bytes": 5}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("recording.rotate_bytes"),
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/templates/cams",
+            json!({"recording": {"format": "mp4"}}),
             StatusCode::BAD_REQUEST,
-            Some("recording"),
+            Some("recording.format"),
         ),
         (
             Method::PUT,
@@ -287,6 +318,8 @@ async fn streams_start_from_a_template_and_post_to_a_code_creates_or_merges() {
     );
     assert_eq!(s["push"][0]["url"], "rtmp://a.example/live/****");
     assert_eq!(s["failover"]["packet_timeout_s"], 4.0);
+    assert_eq!(s["recording"]["enabled"], true);
+    assert_eq!(s["recording"]["max_age_s"], 86400.0);
     assert_eq!(s["persistent"], true);
     let stored = c.state.control.get("s1").unwrap();
     assert_eq!(stored.push[0].url, PUSH);

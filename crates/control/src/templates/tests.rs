@@ -6,7 +6,7 @@ use crate::{ControlConfig, ControlError, Output};
 use futures_util::future::BoxFuture;
 use hub::{Action, HubConfig, PublisherMeta, ReaderMeta};
 use std::sync::atomic::{AtomicBool, Ordering};
-use store::{Failover, InputSpec, Protocols, PushDestination, RetryPolicy, Store};
+use store::{Failover, InputSpec, Protocols, PushDestination, RecordingSpec, RetryPolicy, Store};
 
 /// Streams and templates in memory, with an outage switch.
 #[derive(Default)]
@@ -201,6 +201,12 @@ fn template(name: &str, prefix: Option<&str>) -> TemplateRecord {
             packet_timeout_s: 5.0,
             ..Failover::default()
         },
+        recording: RecordingSpec {
+            enabled: true,
+            rotate_s: 60.0,
+            max_bytes: 1 << 30,
+            ..RecordingSpec::default()
+        },
         created_at_ms: 0,
         updated_at_ms: 0,
     }
@@ -260,6 +266,12 @@ async fn templates_are_validated_stored_and_reloaded() {
     bad.push[0].url = "http://not-rtmp".into();
     match e.control.create_template(bad).await {
         Err(TemplateError::Invalid(inv)) => assert_eq!(inv.field, "push[0].url"),
+        other => panic!("{other:?}"),
+    }
+    let mut bad = template("bad-recording", None);
+    bad.recording.max_bytes = 1000;
+    match e.control.create_template(bad).await {
+        Err(TemplateError::Invalid(inv)) => assert_eq!(inv.field, "recording.max_bytes"),
         other => panic!("{other:?}"),
     }
     // A prefix makes streams for encoders: pull-only inputs cannot take them.
@@ -395,6 +407,8 @@ async fn a_publish_to_a_matching_code_gets_a_runtime_stream_with_the_template() 
         (&r.protocols, &r.push, &r.inputs, &r.failover, &r.tags),
         (&t.protocols, &t.push, &t.inputs, &t.failover, &t.tags)
     );
+    assert_eq!(r.recording, t.recording);
+    assert_eq!(e.control.recording("cam-1"), Some(t.recording.clone()));
     assert_eq!(e.control.runtime_template("cam-1").as_deref(), Some("cams"));
     assert_eq!(e.control.runtime_streams().len(), 1);
     assert!(e.control.list().is_empty(), "not configured, not stored");

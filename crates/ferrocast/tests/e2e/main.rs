@@ -30,6 +30,7 @@ mod metrics;
 mod mpegts;
 mod publish;
 mod push;
+mod recording;
 mod rtmp_play;
 mod rtsp;
 mod shutdown;

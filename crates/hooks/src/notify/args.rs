@@ -153,6 +153,29 @@ impl HookArgs {
         HookArgs::done_like(HookEvent::PlayDone, s, name, query)
     }
 
+    /// `on_record_done`, as nginx-rtmp sends it (`app`, `name`, `path`, `recorder`), plus the
+    /// file's times and size.
+    pub fn record_done(
+        app: &str,
+        name: &str,
+        path: &str,
+        start_ms: i64,
+        end_ms: i64,
+        bytes: u64,
+    ) -> HookArgs {
+        let mut a = HookArgs::default();
+        a.set("call", HookEvent::RecordDone.call());
+        a.set("app", app);
+        a.set("name", name);
+        // nginx-rtmp names the `record` block here; there is one recorder per stream.
+        a.set("recorder", "");
+        a.set("path", path);
+        a.set("start", &start_ms.to_string());
+        a.set("end", &end_ms.to_string());
+        a.set("size", &bytes.to_string());
+        a
+    }
+
     /// `on_done` (sent after either of the above).
     pub fn done(s: &Session, name: &str, query: &str) -> HookArgs {
         HookArgs::done_like(HookEvent::Done, s, name, query)

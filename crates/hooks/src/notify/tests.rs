@@ -422,7 +422,8 @@ fn url_and_names_per_event() {
             "play_done",
             "done",
             "disconnect",
-            "update"
+            "update",
+            "record_done"
         ]
     );
     for e in HookEvent::ALL {

@@ -1,0 +1,271 @@
+//! Recording to disk: rotated MPEG-TS files that decode, survive `kill -9`, are listed,
+//! downloaded (with ranges) and deleted over the API, kept within a byte limit, started and
+//! stopped on request, and replayed as a DVR window (`index.m3u8?ago=..&dur=..`).
+
+use crate::support::api::Api;
+use crate::support::ffmpeg::{self, Fixture};
+use crate::support::hook_server::{HookServer, Reply};
+use crate::support::http;
+use crate::support::server::{Server, Stop};
+use crate::support::wait_until;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+fn files(api: &Api, code: &str) -> Vec<Value> {
+    api.get(&format!("streams/{code}/recordings")).ok(200)["files"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn decode_clean(server: &Server, what: &str, url: &str) -> f64 {
+    let out = crate::support::proc::run(
+        ffmpeg::ffmpeg().args([
+            "-i",
+            url,
+            "-f",
+            "null",
+            "-",
+            "-progress",
+            "pipe:1",
+            "-nostats",
+        ]),
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.success() && out.stderr.trim().is_empty(),
+        "{what}: ffmpeg decoding {url}:\n{}\n{}",
+        out.stderr,
+        server.log()
+    );
+    ffmpeg::parse_progress(&out.stdout).1.as_secs_f64()
+}
+
+#[test]
+fn recordings_rotate_decode_survive_kill_9_and_replay_as_dvr() {
+    let hooks = HookServer::start();
+    hooks.reply("/record_done", Reply::ok());
+    hooks.reply("/events", Reply::status(204));
+    let mut server = Server::builder()
+        .set("hooks.on_record_done", hooks.url("/record_done"))
+        .start();
+    let api = Api::new(server.http);
+    api.post("hooks", &json!({"id": "rec", "url": hooks.url("/events")}))
+        .ok(201);
+    api.put(
+        "streams/rec",
+        &json!({"name": "rec", "recording": {"enabled": true, "rotate_s": 4}}),
+    )
+    .ok(201);
+    // A byte limit of 1 MiB against 2.5 Mbit/s in 2 s files: retention must delete.
+    api.put(
+        "streams/ret",
+        &json!({"name": "ret", "recording": {"enabled": true, "rotate_s": 2, "max_bytes": 1_048_576}}),
+    )
+    .ok(201);
+    api.put("streams/manual", &json!({"name": "manual"}))
+        .ok(201);
+    let mut rec = server.publish("rec", Fixture::Small);
+    let mut ret = server.publish("ret", Fixture::Hd720);
+    let mut manual = server.publish("manual", Fixture::Small);
+    server.wait_live("manual");
+    let started = api
+        .post("streams/manual/recording", &json!({"action": "start"}))
+        .ok(200);
+    assert_eq!(started["enabled"], true, "{started:#}");
+
+    // 4 s files: three closed after ~13 s.
+    let list = wait_until("three closed recordings", Duration::from_secs(30), || {
+        let f = files(&api, "rec");
+        (f.iter().filter(|f| f["recording"] == false).count() >= 3).then_some(f)
+    });
+    for f in list.iter().filter(|f| f["recording"] == false) {
+        let secs = f["duration_s"].as_f64().unwrap();
+        assert!(
+            (3.5..=5.5).contains(&secs),
+            "a 4 s file lasts {secs} s: {f:#}"
+        );
+        let url = format!("http://{}{}", server.http, f["url"].as_str().unwrap());
+        let decoded = decode_clean(&server, "a closed recording", &url);
+        assert!(decoded >= 3.0, "{decoded} s decoded from {f:#}");
+    }
+    assert_eq!(list.last().unwrap()["recording"], true, "{list:#?}");
+    // nginx-rtmp's on_record_done and the recording.done event, for each closed file.
+    let closed = &list[0];
+    let call = hooks.wait_call(
+        "/record_done",
+        |c| c.arg("name") == Some("rec"),
+        Duration::from_secs(10),
+    );
+    assert_eq!(call.arg("call"), Some("record_done"));
+    assert_eq!(call.arg("app"), Some("live"));
+    let path = call.must("path");
+    assert!(path.ends_with(".ts") && path.contains("/rec/"), "{path}");
+    assert!(std::path::Path::new(path).exists(), "{path}");
+    hooks.wait_call(
+        "/events",
+        |c| {
+            let body = String::from_utf8_lossy(&c.body);
+            body.contains("\"recording.done\"") && body.contains(&closed["id"].to_string())
+        },
+        Duration::from_secs(10),
+    );
+
+    // A DVR window 8 s back, 4 s long: keyframe-aligned byte ranges of the files, dated.
+    let text = server.get("/live/rec/index.m3u8?ago=8&dur=4").text();
+    let now = std::time::SystemTime::now();
+    assert!(text.contains("#EXT-X-PLAYLIST-TYPE:VOD"), "{text}");
+    assert!(text.contains("#EXT-X-BYTERANGE:"), "{text}");
+    assert!(text.contains("#EXT-X-ENDLIST"), "{text}");
+    let listed: f64 = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .filter_map(|l| l.trim_end_matches(',').parse::<f64>().ok())
+        .sum();
+    // Whole GOPs (1 s) around the window: 4 s, plus at most one GOP at each end.
+    assert!((3.5..=6.5).contains(&listed), "{listed} s listed:\n{text}");
+    let pdt = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:"))
+        .unwrap_or_else(|| panic!("no date:\n{text}"));
+    let first_ms = parse_iso8601(pdt);
+    let now_ms = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let ago = (now_ms - first_ms) as f64 / 1000.0;
+    assert!(
+        (7.5..=10.5).contains(&ago),
+        "the window starts {ago} s ago:\n{text}"
+    );
+    let dvr_url = format!("http://{}/live/rec/index.m3u8?ago=8&dur=4", server.http);
+    let decoded = decode_clean(&server, "the DVR window", &dvr_url);
+    assert!(
+        (3.5..=6.5).contains(&decoded),
+        "{decoded} s decoded from the DVR window"
+    );
+    server
+        .get("/live/rec/index.m3u8?ago=x")
+        .text()
+        .contains("not a number")
+        .then_some(())
+        .expect("a bad DVR query is refused with a reason");
+
+    // A range of a recording, as DVR players ask for it.
+    let first = &list[0];
+    let path = first["url"].as_str().unwrap();
+    let r = http::request(
+        server.http,
+        "GET",
+        path,
+        &[("Range", "bytes=188-375")],
+        None,
+    )
+    .unwrap();
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body.len(), 188);
+    assert_eq!(
+        r.body[0], 0x47,
+        "a range on a packet boundary starts with a sync byte"
+    );
+
+    // The byte limit held while the files rotated.
+    let kept: u64 = files(&api, "ret")
+        .iter()
+        .map(|f| f["bytes"].as_u64().unwrap())
+        .sum();
+    let current = files(&api, "ret")
+        .iter()
+        .filter(|f| f["recording"] == true)
+        .map(|f| f["bytes"].as_u64().unwrap())
+        .sum::<u64>();
+    assert!(
+        kept - current <= 1_048_576,
+        "{kept} bytes kept ({current} being written) over a 1 MiB limit"
+    );
+
+    // The manual recording stops on request and its file is closed.
+    let stopped = api
+        .post("streams/manual/recording", &json!({"action": "stop"}))
+        .ok(200);
+    assert_eq!(stopped["enabled"], false, "{stopped:#}");
+    let manual_files = wait_until(
+        "the manual recording closed",
+        Duration::from_secs(10),
+        || {
+            let f = files(&api, "manual");
+            (!f.is_empty() && f.iter().all(|f| f["recording"] == false)).then_some(f)
+        },
+    );
+    let url = format!(
+        "http://{}{}",
+        server.http,
+        manual_files[0]["url"].as_str().unwrap()
+    );
+    decode_clean(&server, "the manual recording", &url);
+    api.post("streams/manual/recording", &json!({"action": "pause"}))
+        .error(400, "VALIDATION_FAILED", &["action"]);
+
+    // kill -9 mid-file: after the restart the cut file is closed and plays, the earlier ones
+    // are untouched, and the next publish records a new file.
+    let before = files(&api, "rec");
+    ret.stop();
+    manual.stop();
+    server.restart(Stop::Kill);
+    rec.stop();
+    let after = files(&api, "rec");
+    assert_eq!(after.len(), before.len(), "{after:#?}");
+    for (a, b) in before.iter().zip(&after) {
+        assert_eq!(a["id"], b["id"]);
+        if b != after.last().unwrap() {
+            assert_eq!(a["bytes"], b["bytes"], "a closed file changed");
+        }
+    }
+    let cut = after.last().unwrap();
+    assert_eq!(cut["recording"], false);
+    let url = format!("http://{}{}", server.http, cut["url"].as_str().unwrap());
+    decode_clean(&server, "the file cut by kill -9", &url);
+    let _again = server.publish("rec", Fixture::Small);
+    wait_until(
+        "a new recording after the restart",
+        Duration::from_secs(20),
+        || (files(&api, "rec").len() > after.len()).then_some(()),
+    );
+
+    // Delete: a closed file goes, the one being written is refused.
+    let id = after[0]["id"].as_u64().unwrap();
+    assert_eq!(
+        api.delete(&format!("streams/rec/recordings/{id}")).status,
+        204
+    );
+    assert!(
+        files(&api, "rec")
+            .iter()
+            .all(|f| f["id"].as_u64() != Some(id))
+    );
+    api.delete(&format!("streams/rec/recordings/{id}"))
+        .error(404, "NOT_FOUND", &[]);
+    let live = files(&api, "rec");
+    let writing = live
+        .iter()
+        .find(|f| f["recording"] == true)
+        .expect("a file being written");
+    api.delete(&format!("streams/rec/recordings/{}", writing["id"]))
+        .error(409, "CONFLICT", &[]);
+}
+
+/// `2026-12-05T13:31:00.123Z` as Unix ms.
+fn parse_iso8601(s: &str) -> i64 {
+    let n = |a: usize, b: usize| s[a..b].parse::<i64>().unwrap();
+    let (y, m, d) = (n(0, 4), n(5, 7), n(8, 10));
+    let (hh, mm, ss, ms) = (n(11, 13), n(14, 16), n(17, 19), n(20, 23));
+    // Howard Hinnant's days_from_civil.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    ((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1000) + ms
+}

@@ -1,0 +1,479 @@
+//! Recordings on disk: where files go, their keyframe index, repair after a crash, retention,
+//! and DVR playlists over them.
+//!
+//! Layout: `<root>/<code>/<YYYY-MM-DD>/<start-unix-ms>.ts`, each beside `<start-unix-ms>.idx`,
+//! a text index appended while the file grows. `k <unix-ms> <offset>` marks a keyframe (with
+//! its PAT/PMT) at that byte offset; `e <end-unix-ms> <bytes>` closes the file. A file whose
+//! index has no `e` line was being written when the process died; [`repair`] finishes it.
+//! Index lines are written only after the bytes they point at are flushed, so an index never
+//! names data that is not on disk.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// Extension of recorded media files.
+pub const TS_EXT: &str = "ts";
+/// Extension of the keyframe index beside each file.
+pub const INDEX_EXT: &str = "idx";
+/// MPEG-TS packet size: a repaired file is cut to a whole number of packets.
+const PACKET: u64 = 188;
+/// DVR segments shorter than this are merged with the next keyframe interval.
+const MIN_SEGMENT_MS: i64 = 1900;
+/// Most index lines read from one file: 10 hours of 1 s GOPs. A longer (or hostile) index is
+/// read up to here.
+const MAX_INDEX_LINES: usize = 40_000;
+
+/// A keyframe of a recorded file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keyframe {
+    /// Wall-clock time of the frame, Unix ms (the stream's clock anchored at its first frame).
+    pub unix_ms: i64,
+    /// Byte offset of the tables before the keyframe.
+    pub offset: u64,
+}
+
+/// One recorded file, as its index describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordingFile {
+    /// Start time in Unix ms; unique per stream, the file's id in URLs.
+    pub id: u64,
+    /// The media file.
+    pub path: PathBuf,
+    /// Its index.
+    pub index_path: PathBuf,
+    /// Unix ms of the first frame.
+    pub start_ms: i64,
+    /// Unix ms after the last frame; the latest keyframe while the file is being written.
+    pub end_ms: i64,
+    /// Bytes on disk.
+    pub bytes: u64,
+    /// The file was closed (its index has an end line).
+    pub complete: bool,
+    /// The keyframes, in order.
+    pub keyframes: Vec<Keyframe>,
+}
+
+impl RecordingFile {
+    /// Length in milliseconds.
+    pub fn duration_ms(&self) -> i64 {
+        (self.end_ms - self.start_ms).max(0)
+    }
+}
+
+/// Where the recordings of `code` live.
+pub fn code_dir(root: &Path, code: &str) -> PathBuf {
+    // Codes are `[A-Za-z0-9_/-]` (validated before any stream exists), so no component is `..`.
+    root.join(code)
+}
+
+/// The media and index paths of the file of `code` starting at `start_ms`.
+pub fn file_paths(root: &Path, code: &str, start_ms: u64) -> (PathBuf, PathBuf) {
+    let day = media::iso8601(i64::try_from(start_ms).unwrap_or(i64::MAX));
+    let dir = code_dir(root, code).join(&day[..10]);
+    (
+        dir.join(format!("{start_ms}.{TS_EXT}")),
+        dir.join(format!("{start_ms}.{INDEX_EXT}")),
+    )
+}
+
+fn is_day(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+}
+
+/// Parses an index: its keyframes and, if the file was closed, `(end_ms, bytes)`.
+pub fn read_index(text: &str) -> (Vec<Keyframe>, Option<(i64, u64)>) {
+    let mut keys = Vec::new();
+    let mut end = None;
+    for line in text.lines().take(MAX_INDEX_LINES) {
+        let mut f = line.split_ascii_whitespace();
+        match (f.next(), f.next(), f.next()) {
+            (Some("k"), Some(ms), Some(off)) => {
+                if let (Ok(unix_ms), Ok(offset)) = (ms.parse(), off.parse()) {
+                    keys.push(Keyframe { unix_ms, offset });
+                }
+            }
+            (Some("e"), Some(ms), Some(bytes)) => {
+                if let (Ok(ms), Ok(bytes)) = (ms.parse(), bytes.parse()) {
+                    end = Some((ms, bytes));
+                }
+            }
+            // A line cut by a crash, or one from a later version: skipped.
+            _ => {}
+        }
+    }
+    (keys, end)
+}
+
+fn load(ts: PathBuf, idx: PathBuf, id: u64) -> Option<RecordingFile> {
+    let text = fs::read_to_string(&idx).ok()?;
+    let bytes = fs::metadata(&ts).ok()?.len();
+    let (keyframes, end) = read_index(&text);
+    let start_ms = keyframes
+        .first()
+        .map_or(i64::try_from(id).unwrap_or(i64::MAX), |k| k.unix_ms);
+    let (end_ms, complete) = match end {
+        Some((ms, _)) => (ms, true),
+        None => (keyframes.last().map_or(start_ms, |k| k.unix_ms), false),
+    };
+    Some(RecordingFile {
+        id,
+        path: ts,
+        index_path: idx,
+        start_ms,
+        end_ms,
+        bytes,
+        complete,
+        keyframes,
+    })
+}
+
+/// Every recorded file of `code`, oldest first.
+pub fn list(root: &Path, code: &str) -> Vec<RecordingFile> {
+    let mut out = Vec::new();
+    let Ok(days) = fs::read_dir(code_dir(root, code)) else {
+        return out;
+    };
+    for day in days.flatten() {
+        let name = day.file_name();
+        if !name.to_str().is_some_and(is_day) {
+            continue;
+        }
+        let Ok(files) = fs::read_dir(day.path()) else {
+            continue;
+        };
+        for f in files.flatten() {
+            let path = f.path();
+            if path.extension().and_then(|e| e.to_str()) != Some(INDEX_EXT) {
+                continue;
+            }
+            let Some(id) = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if let Some(file) = load(path.with_extension(TS_EXT), path, id) {
+                out.push(file);
+            }
+        }
+    }
+    out.sort_by_key(|f| f.id);
+    out
+}
+
+/// The file `id` of `code`, if it exists.
+pub fn find(root: &Path, code: &str, id: u64) -> Option<RecordingFile> {
+    let (ts, idx) = file_paths(root, code, id);
+    load(ts, idx, id)
+}
+
+/// Every code under `root` that has recordings (a directory holding `YYYY-MM-DD` directories).
+pub fn codes(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![(root.to_path_buf(), String::new())];
+    // Codes nest at most a few levels (`region/north/news`); the bound keeps a symlink loop or
+    // a hostile tree from running away.
+    while let Some((dir, code)) = stack.pop() {
+        if out.len() > 100_000 || code.matches('/').count() > 16 {
+            continue;
+        }
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut has_day = false;
+        for e in entries.flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let Some(name) = e.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if is_day(&name) {
+                has_day = true;
+            } else {
+                let child = if code.is_empty() {
+                    name
+                } else {
+                    format!("{code}/{name}")
+                };
+                stack.push((e.path(), child));
+            }
+        }
+        if has_day && !code.is_empty() {
+            out.push(code);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Finishes a file the process was writing when it died: cuts it to whole TS packets and
+/// closes its index at the file's last write time (at least its last keyframe).
+pub fn repair(file: &RecordingFile) -> io::Result<()> {
+    let ts = fs::OpenOptions::new().write(true).open(&file.path)?;
+    let len = ts.metadata()?.len();
+    let whole = len - len % PACKET;
+    if whole != len {
+        ts.set_len(whole)?;
+    }
+    ts.sync_all()?;
+    let modified = fs::metadata(&file.path)?
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .and_then(|d| i64::try_from(d.as_millis()).ok())
+        .unwrap_or(file.end_ms);
+    let end = modified.max(file.end_ms);
+    let mut idx = fs::OpenOptions::new().append(true).open(&file.index_path)?;
+    // A crash may have cut the last line: start on a fresh one.
+    writeln!(idx)?;
+    writeln!(idx, "e {end} {whole}")?;
+    idx.sync_all()
+}
+
+/// Deletes one recorded file and its index.
+pub fn delete(file: &RecordingFile) -> io::Result<()> {
+    fs::remove_file(&file.path)?;
+    match fs::remove_file(&file.index_path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Deletes the oldest complete files of `code` that are older than `max_age_ms` (ended before
+/// `now_ms - max_age_ms`) or make the total exceed `max_bytes` (0: no limit for either).
+/// Files being written are never deleted. Returns what was deleted.
+pub fn enforce_retention(
+    root: &Path,
+    code: &str,
+    max_age_ms: i64,
+    max_bytes: u64,
+    now_ms: i64,
+) -> Vec<RecordingFile> {
+    let files = list(root, code);
+    let mut total: u64 = files.iter().map(|f| f.bytes).sum();
+    let mut deleted = Vec::new();
+    for f in files.into_iter().filter(|f| f.complete) {
+        let too_old = max_age_ms > 0 && f.end_ms < now_ms - max_age_ms;
+        let too_big = max_bytes > 0 && total > max_bytes;
+        if !(too_old || too_big) {
+            // Oldest first: once one file is kept for both reasons, newer ones are too.
+            break;
+        }
+        match delete(&f) {
+            Ok(()) => {
+                total = total.saturating_sub(f.bytes);
+                deleted.push(f);
+            }
+            Err(e) => {
+                tracing::warn!(path = %f.path.display(), error = %e, "recording not deleted");
+                break;
+            }
+        }
+    }
+    deleted
+}
+
+/// One DVR segment: a byte range of a recorded file from one keyframe to a later one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DvrSegment {
+    /// The file's id.
+    pub file: u64,
+    /// First byte.
+    pub offset: u64,
+    /// Bytes.
+    pub len: u64,
+    /// Unix ms of its first frame.
+    pub start_ms: i64,
+    /// Length in ms.
+    pub duration_ms: i64,
+    /// The first segment of a file: timestamps may jump here.
+    pub discontinuity: bool,
+}
+
+/// The keyframe-aligned segments of `files` covering `[from_ms, to_ms)`, each at least about
+/// two seconds unless a file ends sooner.
+pub fn dvr_segments(files: &[RecordingFile], from_ms: i64, to_ms: i64) -> Vec<DvrSegment> {
+    let mut out = Vec::new();
+    for f in files {
+        if f.end_ms <= from_ms || f.start_ms >= to_ms || f.keyframes.is_empty() {
+            continue;
+        }
+        // Cut points: keyframes, then the end of the file.
+        let mut cuts: Vec<(i64, u64)> = f.keyframes.iter().map(|k| (k.unix_ms, k.offset)).collect();
+        cuts.push((f.end_ms, f.bytes));
+        let mut first_in_file = true;
+        let mut i = 0;
+        while i + 1 < cuts.len() {
+            let (start, offset) = cuts[i];
+            // Merge short keyframe intervals so players do not fetch many tiny ranges.
+            let mut j = i + 1;
+            while j + 1 < cuts.len() && cuts[j].0 - start < MIN_SEGMENT_MS {
+                j += 1;
+            }
+            let (end, end_offset) = cuts[j];
+            if end > from_ms && start < to_ms && end_offset > offset {
+                out.push(DvrSegment {
+                    file: f.id,
+                    offset,
+                    len: end_offset - offset,
+                    start_ms: start,
+                    duration_ms: (end - start).max(1),
+                    discontinuity: first_in_file && !out.is_empty(),
+                });
+                first_in_file = false;
+            }
+            i = j;
+        }
+    }
+    out
+}
+
+/// A VOD media playlist of `segments`, each at `<uri_prefix><file id>.ts` with a byte range
+/// (RFC 8216 4.3.2.2), dated with `EXT-X-PROGRAM-DATE-TIME`. `None` when there is nothing.
+pub fn dvr_playlist(segments: &[DvrSegment], uri_prefix: &str) -> Option<String> {
+    if segments.is_empty() {
+        return None;
+    }
+    let target = segments
+        .iter()
+        .map(|s| (s.duration_ms + 999) / 1000)
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let mut out = String::with_capacity(128 + segments.len() * 160);
+    // Writing to a String cannot fail.
+    let _ = write!(
+        out,
+        "#EXTM3U\n#EXT-X-VERSION:4\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:0\n"
+    );
+    let mut last: Option<(u64, u64)> = None;
+    for s in segments {
+        if s.discontinuity {
+            out.push_str("#EXT-X-DISCONTINUITY\n");
+        }
+        if s.discontinuity || last.is_none() {
+            out.push_str("#EXT-X-PROGRAM-DATE-TIME:");
+            media::write_iso8601(&mut out, s.start_ms);
+            out.push('\n');
+        }
+        let _ = writeln!(out, "#EXTINF:{:.3},", s.duration_ms as f64 / 1000.0);
+        // The offset may be left out when the range follows the previous one in the same file.
+        if last == Some((s.file, s.offset)) {
+            let _ = writeln!(out, "#EXT-X-BYTERANGE:{}", s.len);
+        } else {
+            let _ = writeln!(out, "#EXT-X-BYTERANGE:{}@{}", s.len, s.offset);
+        }
+        let _ = writeln!(out, "{uri_prefix}{}.{TS_EXT}", s.file);
+        last = Some((s.file, s.offset + s.len));
+    }
+    out.push_str("#EXT-X-ENDLIST\n");
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(id: u64, keys: &[(i64, u64)], end: i64, bytes: u64) -> RecordingFile {
+        RecordingFile {
+            id,
+            path: PathBuf::new(),
+            index_path: PathBuf::new(),
+            start_ms: keys[0].0,
+            end_ms: end,
+            bytes,
+            complete: true,
+            keyframes: keys
+                .iter()
+                .map(|&(unix_ms, offset)| Keyframe { unix_ms, offset })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn index_lines_parse_and_a_cut_line_is_skipped() {
+        let (keys, end) = read_index("k 1000 0\nk 3000 18800\ne 5000 37600\n");
+        assert_eq!(keys.len(), 2);
+        assert_eq!(
+            keys[1],
+            Keyframe {
+                unix_ms: 3000,
+                offset: 18800
+            }
+        );
+        assert_eq!(end, Some((5000, 37600)));
+        let (keys, end) = read_index("k 1000 0\nk 30");
+        assert_eq!((keys.len(), end), (1, None));
+        assert_eq!(read_index("garbage\n\u{0}\nk x y\n").0, []);
+    }
+
+    #[test]
+    fn day_directories() {
+        assert!(is_day("2026-12-05"));
+        assert!(!is_day("2026-12-5"));
+        assert!(!is_day("news"));
+        let (ts, idx) = file_paths(Path::new("/r"), "a/b", 1_796_475_929_690);
+        assert_eq!(ts, Path::new("/r/a/b/2026-12-05/1796475929690.ts"));
+        assert_eq!(idx.extension().unwrap(), "idx");
+    }
+
+    #[test]
+    fn dvr_segments_cover_the_range_on_keyframes_and_merge_short_gops() {
+        // Two files: 1 s GOPs (merged to 2 s), then a republish with 2 s GOPs.
+        let a = file(
+            1000,
+            &[
+                (1000, 0),
+                (2000, 100),
+                (3000, 200),
+                (4000, 300),
+                (5000, 400),
+            ],
+            6000,
+            500,
+        );
+        let b = file(10_000, &[(10_000, 0), (12_000, 1000)], 14_000, 2000);
+        let all = dvr_segments(&[a.clone(), b.clone()], 0, i64::MAX);
+        let spans: Vec<(u64, i64, i64, u64, u64)> = all
+            .iter()
+            .map(|s| (s.file, s.start_ms, s.duration_ms, s.offset, s.len))
+            .collect();
+        assert_eq!(
+            spans,
+            [
+                (1000, 1000, 2000, 0, 200),
+                (1000, 3000, 2000, 200, 200),
+                (1000, 5000, 1000, 400, 100),
+                (10_000, 10_000, 2000, 0, 1000),
+                (10_000, 12_000, 2000, 1000, 1000),
+            ]
+        );
+        assert!(all[3].discontinuity && !all[0].discontinuity);
+        // A window inside the first file starts and ends on the covering keyframes.
+        let w = dvr_segments(&[a, b], 3500, 4500);
+        assert_eq!(w.len(), 1);
+        assert_eq!((w[0].start_ms, w[0].duration_ms), (3000, 2000));
+
+        let text = dvr_playlist(&all, "rec/").unwrap();
+        assert!(
+            text.contains("#EXT-X-BYTERANGE:200@0\nrec/1000.ts"),
+            "{text}"
+        );
+        // Contiguous ranges leave the offset out.
+        assert!(text.contains("#EXT-X-BYTERANGE:200\nrec/1000.ts"), "{text}");
+        assert!(text.contains("#EXT-X-DISCONTINUITY\n#EXT-X-PROGRAM-DATE-TIME:"));
+        assert!(text.ends_with("#EXT-X-ENDLIST\n"));
+        assert!(text.contains("#EXT-X-TARGETDURATION:2\n"));
+        assert_eq!(dvr_playlist(&[], ""), None);
+    }
+}

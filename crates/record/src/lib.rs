@@ -1,0 +1,346 @@
+//! Recording streams to disk, as nginx-rtmp's `record` and SRS's DVR do: one task per
+//! recorded live stream writes rotated MPEG-TS files with a keyframe index ([`catalog`]),
+//! retention runs continuously, and the files serve DVR/timeshift playlists.
+//!
+//! MPEG-TS is the format because it is crash-safe by construction: a file cut anywhere plays up
+//! to the cut, so a `kill -9` loses at most what was not yet flushed (under one GOP), and every
+//! closed file plays in ffmpeg and VLC. The keyframe index makes any time range of the
+//! recording addressable as HLS byte ranges without rewriting anything.
+
+pub mod catalog;
+pub mod writer;
+
+pub use catalog::{DvrSegment, RecordingFile};
+pub use writer::{RecordingDone, Settings};
+
+use hub::Hub;
+use hub::outputs::{StreamTasks, TaskFn, TaskHandle};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Events queued between a stream's task and its writer thread: about 10 s of 30 fps video
+/// with its audio. A disk slower than that makes the task wait, and the hub then skips the
+/// recording ahead like any slow reader, rather than memory growing.
+const WRITER_QUEUE: usize = 1024;
+/// How long a stream's task waits for a republish before it ends.
+const REPUBLISH_WAIT: Duration = Duration::from_secs(30);
+/// How often retention runs over every stream with limits, live or not.
+const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The recording settings of a code, `None` when it is not recorded.
+pub type SettingsFn = Arc<dyn Fn(&str) -> Option<Settings> + Send + Sync>;
+/// Hears of every closed file.
+pub type DoneFn = Arc<dyn Fn(RecordingDone) + Send + Sync>;
+
+/// Where recordings go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordConfig {
+    /// Root directory (`<data_dir>/recordings` by default).
+    pub dir: PathBuf,
+}
+
+struct Inner {
+    hub: Hub,
+    config: RecordConfig,
+    tasks: StreamTasks,
+    settings: RwLock<SettingsFn>,
+    /// `POST /streams/{code}/recording` overrides: `true` records, `false` does not.
+    manual: Mutex<HashMap<String, bool>>,
+    /// The file each recording stream is writing.
+    current: Mutex<HashMap<String, u64>>,
+    done: RwLock<Option<DoneFn>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Single inserts and removes: a poisoned map is consistent.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The recorder of every stream of a hub; cheap to clone.
+#[derive(Clone)]
+pub struct Recorder {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Recorder {
+    /// A recorder writing under `config.dir`; nothing is recorded until settings say so.
+    pub fn new(hub: Hub, config: RecordConfig) -> Self {
+        let recorder = Recorder {
+            inner: Arc::new(Inner {
+                tasks: StreamTasks::new(hub.clone(), "record"),
+                hub,
+                config,
+                settings: RwLock::new(Arc::new(|_: &str| None)),
+                manual: Mutex::new(HashMap::new()),
+                current: Mutex::new(HashMap::new()),
+                done: RwLock::new(None),
+            }),
+        };
+        let weak = Arc::downgrade(&recorder.inner);
+        recorder
+            .inner
+            .tasks
+            .set_enabled(Arc::new(move |code: &str| {
+                weak.upgrade()
+                    .is_some_and(|i| i.settings_for(code).is_some())
+            }));
+        recorder
+    }
+
+    /// The root directory.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.inner.config.dir
+    }
+
+    /// Replaces the per-code settings (the stream configuration's `recording`).
+    pub fn set_settings(&self, settings: SettingsFn) {
+        *self
+            .inner
+            .settings
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = settings;
+    }
+
+    /// Sets who hears of closed files (`on_record_done`, the `recording.done` event).
+    pub fn set_done_observer(&self, done: DoneFn) {
+        *self.inner.done.write().unwrap_or_else(|e| e.into_inner()) = Some(done);
+    }
+
+    /// Starts (`true`) or stops (`false`) recording `code` whatever its settings say, until
+    /// [`Recorder::clear_override`] or a restart of the process.
+    pub fn set_override(&self, code: &str, record: bool) {
+        lock(&self.inner.manual).insert(code.to_owned(), record);
+        self.refresh(code);
+    }
+
+    /// Drops the start/stop override of `code`: its settings decide again.
+    pub fn clear_override(&self, code: &str) {
+        lock(&self.inner.manual).remove(code);
+        self.refresh(code);
+    }
+
+    /// Applies changed settings of `code`: starts or stops its recording as they now say.
+    pub fn refresh(&self, code: &str) {
+        if self.inner.settings_for(code).is_some() {
+            self.inner.tasks.refresh(&self.task(), code);
+        } else {
+            self.inner.tasks.stop(code);
+        }
+    }
+
+    /// Whether `code` is being recorded now, and the id of the file being written.
+    pub fn current(&self, code: &str) -> Option<u64> {
+        lock(&self.inner.current).get(code).copied()
+    }
+
+    /// Whether `code` would be recorded when live (settings or override).
+    pub fn wanted(&self, code: &str) -> bool {
+        self.inner.settings_for(code).is_some()
+    }
+
+    /// Every recorded file of `code`, oldest first.
+    pub async fn list(&self, code: &str) -> Vec<RecordingFile> {
+        let root = self.inner.config.dir.clone();
+        let code = code.to_owned();
+        tokio::task::spawn_blocking(move || catalog::list(&root, &code))
+            .await
+            .unwrap_or_default()
+    }
+
+    /// The file `id` of `code`.
+    pub async fn find(&self, code: &str, id: u64) -> Option<RecordingFile> {
+        let root = self.inner.config.dir.clone();
+        let code = code.to_owned();
+        tokio::task::spawn_blocking(move || catalog::find(&root, &code, id))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Deletes the file `id` of `code`; `Ok(false)` if it does not exist, an error if it is
+    /// the file being written.
+    pub async fn delete(&self, code: &str, id: u64) -> std::io::Result<bool> {
+        if self.current(code) == Some(id) {
+            return Err(std::io::Error::other("the file is being recorded"));
+        }
+        let Some(file) = self.find(code, id).await else {
+            return Ok(false);
+        };
+        tokio::task::spawn_blocking(move || catalog::delete(&file).map(|()| true))
+            .await
+            .map_err(std::io::Error::other)?
+    }
+
+    /// The DVR segments of `code` covering `[from_ms, to_ms)`.
+    pub async fn dvr(&self, code: &str, from_ms: i64, to_ms: i64) -> Vec<DvrSegment> {
+        let files = self.list(code).await;
+        catalog::dvr_segments(&files, from_ms, to_ms)
+    }
+
+    fn task(&self) -> TaskFn {
+        let inner = self.inner.clone();
+        Arc::new(move |code, handle| Box::pin(stream_task(inner.clone(), code, handle)))
+    }
+
+    /// Repairs files cut by an earlier crash, then records until `shutdown`, running
+    /// retention every minute.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let root = self.inner.config.dir.clone();
+        let repaired = tokio::task::spawn_blocking(move || repair_all(&root))
+            .await
+            .unwrap_or(0);
+        if repaired > 0 {
+            tracing::info!(files = repaired, "recordings cut by a crash were closed");
+        }
+        let sweeper = {
+            let inner = self.inner.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(RETENTION_INTERVAL);
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tick.tick() => inner.sweep().await,
+                    }
+                }
+            })
+        };
+        self.inner.tasks.run(self.task(), shutdown).await;
+        let _ = sweeper.await;
+    }
+}
+
+impl Inner {
+    fn settings_for(&self, code: &str) -> Option<Settings> {
+        let configured = (self.settings.read().unwrap_or_else(|e| e.into_inner()))(code);
+        match lock(&self.manual).get(code) {
+            Some(true) => Some(configured.unwrap_or_default()),
+            Some(false) => None,
+            None => configured,
+        }
+    }
+
+    fn notify(&self, done: RecordingDone) {
+        let observer = self.done.read().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(f) = observer {
+            f(done);
+        }
+    }
+
+    /// Retention over every stream on disk that has limits, recorded now or not.
+    async fn sweep(self: &Arc<Self>) {
+        let inner = self.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let now = media::unix_ms_now();
+            for code in catalog::codes(&inner.config.dir) {
+                let configured = (inner.settings.read().unwrap_or_else(|e| e.into_inner()))(&code);
+                let Some(s) = configured else { continue };
+                let max_age = s
+                    .max_age
+                    .map_or(0, |a| i64::try_from(a.as_millis()).unwrap_or(i64::MAX));
+                for f in catalog::enforce_retention(&inner.config.dir, &code, max_age, s.max_bytes, now) {
+                    tracing::info!(stream = %code, path = %f.path.display(), "recording deleted by retention");
+                }
+            }
+        })
+        .await;
+    }
+}
+
+/// Closes every file whose index has no end line (the process died while writing it).
+fn repair_all(root: &std::path::Path) -> usize {
+    let mut n = 0;
+    for code in catalog::codes(root) {
+        for f in catalog::list(root, &code)
+            .into_iter()
+            .filter(|f| !f.complete)
+        {
+            match catalog::repair(&f) {
+                Ok(()) => n += 1,
+                Err(e) => {
+                    tracing::warn!(path = %f.path.display(), error = %e, "recording not repaired")
+                }
+            }
+        }
+    }
+    n
+}
+
+async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
+    let Some(settings) = inner.settings_for(&code) else {
+        return;
+    };
+    let mut sub = inner.hub.subscribe(&code, "record");
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<hub::Event>(WRITER_QUEUE);
+    let writer = {
+        let inner = inner.clone();
+        let code = code.clone();
+        let root = inner.config.dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut w = writer::Writer::new(root, &code, settings);
+            let mut failed = false;
+            while let Some(ev) = rx.blocking_recv() {
+                if !failed && let Err(e) = w.event(&ev, media::unix_ms_now()) {
+                    // A full or read-only disk: the stream goes on, unrecorded, and says so once.
+                    tracing::error!(stream = %code, error = %e, "recording failed; stopped for this publish");
+                    failed = true;
+                }
+                if failed && matches!(ev, hub::Event::Tracks { .. }) {
+                    failed = false;
+                }
+                match w.current() {
+                    Some(id) => lock(&inner.current).insert(code.clone(), id),
+                    None => lock(&inner.current).remove(&code),
+                };
+                for done in w.take_done() {
+                    inner.notify(done);
+                }
+            }
+            if let Err(e) = w.close(media::unix_ms_now()) {
+                tracing::error!(stream = %code, error = %e, "recording not closed cleanly");
+            }
+            lock(&inner.current).remove(&code);
+            for done in w.take_done() {
+                inner.notify(done);
+            }
+        })
+    };
+    let mut idle_since: Option<tokio::time::Instant> = None;
+    loop {
+        let deadline = idle_since.map(|t| t + REPUBLISH_WAIT);
+        tokio::select! {
+            _ = handle.stop.cancelled() => break,
+            _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)).await }, if deadline.is_some() => {
+                let has_publisher = || inner.hub.stats(&code).is_some_and(|s| s.publisher.is_some());
+                if handle.retire_unless(has_publisher, || {}) {
+                    break;
+                }
+                idle_since = None;
+            }
+            ev = sub.recv() => {
+                let Some(ev) = ev else { break };
+                match &ev {
+                    hub::Event::End => idle_since = Some(tokio::time::Instant::now()),
+                    hub::Event::Tracks { .. } => idle_since = None,
+                    hub::Event::Frame(_) => {}
+                }
+                if tx.send(ev).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
+}

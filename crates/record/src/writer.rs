@@ -1,0 +1,489 @@
+//! One stream's recording, blocking I/O: hub events in, rotated MPEG-TS files and their
+//! keyframe index out. Runs on a blocking thread fed by the stream's task.
+
+use crate::catalog::{self, RecordingFile};
+use bytes::BytesMut;
+use hub::Event;
+use media::{Frame, MediaInfo, TrackKind, ticks_to_ms};
+use mpegts::TsMuxer;
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How one stream is recorded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    /// A new file starts at the first keyframe after this long.
+    pub rotate: Duration,
+    /// ... or once the file reaches this many bytes (0: no limit).
+    pub rotate_bytes: u64,
+    /// Files that ended longer ago than this are deleted (`None`: kept).
+    pub max_age: Option<Duration>,
+    /// The oldest files are deleted while the stream's recordings exceed this (0: no limit).
+    pub max_bytes: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            rotate: Duration::from_secs(600),
+            rotate_bytes: 0,
+            max_age: None,
+            max_bytes: 0,
+        }
+    }
+}
+
+/// A closed recording, for `on_record_done` and the `recording.done` event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordingDone {
+    /// Stream code.
+    pub code: String,
+    /// The file, complete.
+    pub file: RecordingFile,
+}
+
+/// Audio-only streams get an index point this often (every audio frame is a random access
+/// point, but one per frame would make the index as long as the file is in frames).
+const AUDIO_INDEX_INTERVAL_MS: i64 = 2000;
+
+struct Open {
+    id: u64,
+    ts_path: PathBuf,
+    ts: BufWriter<File>,
+    idx: File,
+    bytes: u64,
+    /// Unix ms of the first frame, and of the latest frame's end.
+    start_ms: i64,
+    end_ms: i64,
+    last_index_ms: Option<i64>,
+}
+
+/// Writes one stream's recording.
+pub struct Writer {
+    root: PathBuf,
+    code: String,
+    settings: Settings,
+    mux: TsMuxer,
+    info: Option<Arc<MediaInfo>>,
+    session: Option<u64>,
+    /// `(hub dts, unix ms)` of the session's first frame: the recording's clock.
+    anchor: Option<(i64, i64)>,
+    file: Option<Open>,
+    buf: BytesMut,
+    last_id: u64,
+    done: Vec<RecordingDone>,
+}
+
+impl Writer {
+    /// A writer for `code` under `root`; nothing is written before the first frame.
+    pub fn new(root: PathBuf, code: &str, settings: Settings) -> Self {
+        Writer {
+            root,
+            code: code.to_owned(),
+            settings,
+            mux: TsMuxer::new(),
+            info: None,
+            session: None,
+            anchor: None,
+            file: None,
+            buf: BytesMut::new(),
+            last_id: 0,
+            done: Vec::new(),
+        }
+    }
+
+    /// The id of the file being written, if any.
+    pub fn current(&self) -> Option<u64> {
+        self.file.as_ref().map(|f| f.id)
+    }
+
+    /// Files closed since the last call.
+    pub fn take_done(&mut self) -> Vec<RecordingDone> {
+        std::mem::take(&mut self.done)
+    }
+
+    /// Takes one hub event.
+    pub fn event(&mut self, ev: &Event, now_ms: i64) -> io::Result<()> {
+        match ev {
+            Event::Tracks { info, session } => {
+                let republish = self.session.is_some_and(|s| s != *session);
+                let changed = self.info.as_deref().is_some_and(|i| i != info.as_ref());
+                if republish || changed {
+                    // nginx-rtmp records a file per publish; a new codec config gets its own
+                    // file too, so every file has one PMT and one set of parameter sets.
+                    self.close(now_ms)?;
+                }
+                if republish {
+                    self.anchor = None;
+                }
+                self.session = Some(*session);
+                let skipped = self.mux.set_tracks(info);
+                if !skipped.is_empty() {
+                    tracing::warn!(stream = %self.code, ?skipped, "recording: tracks MPEG-TS cannot carry are left out");
+                }
+                self.info = Some(info.clone());
+                Ok(())
+            }
+            Event::Frame(f) => self.frame(f, now_ms),
+            Event::End => self.close(now_ms),
+        }
+    }
+
+    fn frame(&mut self, f: &Frame, now_ms: i64) -> io::Result<()> {
+        if !self.mux.carries(f.track) {
+            return Ok(());
+        }
+        let has_video = self.mux.carries(TrackKind::Video);
+        let random_access = if has_video {
+            f.track == TrackKind::Video && f.keyframe
+        } else {
+            true
+        };
+        if self.anchor.is_none() && (self.file.is_some() || !random_access) {
+            // Not a frame a file can start on: nothing is recorded before one.
+            return Ok(());
+        }
+        let (base_dts, base_ms) = *self.anchor.get_or_insert((f.dts, now_ms));
+        let unix_ms = base_ms + ticks_to_ms(f.dts - base_dts);
+        if let Some(open) = &self.file {
+            let due = random_access
+                && (unix_ms - open.start_ms
+                    >= i64::try_from(self.settings.rotate.as_millis()).unwrap_or(i64::MAX)
+                    || (self.settings.rotate_bytes > 0
+                        && open.bytes >= self.settings.rotate_bytes));
+            if due {
+                self.close(now_ms)?;
+            }
+        }
+        if self.file.is_none() {
+            if !random_access {
+                // A file starts on a keyframe so every file plays from its first byte.
+                return Ok(());
+            }
+            self.open(unix_ms)?;
+        }
+        let Some(open) = self.file.as_mut() else {
+            return Ok(());
+        };
+        let index_due = random_access
+            && (has_video
+                || open
+                    .last_index_ms
+                    .is_none_or(|last| unix_ms - last >= AUDIO_INDEX_INTERVAL_MS));
+        if index_due {
+            // The bytes before this point are on disk before the index names it.
+            open.ts.flush()?;
+            writeln!(open.idx, "k {unix_ms} {}", open.bytes)?;
+            open.last_index_ms = Some(unix_ms);
+            if open.bytes == 0 {
+                // The muxer writes PAT/PMT before a keyframe; audio-only files need them too.
+                self.mux.write_tables(&mut self.buf);
+            }
+        }
+        if let Err(e) = self.mux.write_frame(f, &mut self.buf) {
+            tracing::debug!(stream = %self.code, error = %e, "recording: frame not muxed");
+        }
+        open.ts.write_all(&self.buf)?;
+        open.bytes += self.buf.len() as u64;
+        self.buf.clear();
+        // Audio frames last ~21 ms and video ones ~33: one frame past the last start.
+        open.end_ms = open
+            .end_ms
+            .max(unix_ms + if f.track == TrackKind::Video { 33 } else { 21 });
+        Ok(())
+    }
+
+    fn open(&mut self, unix_ms: i64) -> io::Result<()> {
+        // Ids are start times; two files of one stream never share one.
+        let id = u64::try_from(unix_ms).unwrap_or(0).max(self.last_id + 1);
+        self.last_id = id;
+        let (ts_path, idx_path) = catalog::file_paths(&self.root, &self.code, id);
+        if let Some(dir) = ts_path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        let ts = BufWriter::with_capacity(256 * 1024, File::create(&ts_path)?);
+        let idx = File::create(&idx_path)?;
+        // Fresh tables and parameter sets at the head of every file.
+        if let Some(info) = self.info.clone() {
+            self.mux.set_tracks(&info);
+        }
+        tracing::info!(stream = %self.code, path = %ts_path.display(), "recording started");
+        self.file = Some(Open {
+            id,
+            ts_path,
+            ts,
+            idx,
+            bytes: 0,
+            start_ms: unix_ms,
+            end_ms: unix_ms,
+            last_index_ms: None,
+        });
+        Ok(())
+    }
+
+    /// Closes the file being written, if any: data flushed and synced, then the end line.
+    pub fn close(&mut self, now_ms: i64) -> io::Result<()> {
+        let Some(mut open) = self.file.take() else {
+            return Ok(());
+        };
+        open.ts.flush()?;
+        open.ts.get_ref().sync_data()?;
+        writeln!(open.idx, "e {} {}", open.end_ms, open.bytes)?;
+        open.idx.sync_data()?;
+        tracing::info!(stream = %self.code, path = %open.ts_path.display(), bytes = open.bytes, "recording closed");
+        if let Some(file) = catalog::find(&self.root, &self.code, open.id) {
+            self.done.push(RecordingDone {
+                code: self.code.clone(),
+                file,
+            });
+        }
+        self.retention(now_ms);
+        Ok(())
+    }
+
+    /// Applies the retention limits now (the file being written is never deleted).
+    pub fn retention(&mut self, now_ms: i64) {
+        let max_age_ms = self
+            .settings
+            .max_age
+            .map_or(0, |a| i64::try_from(a.as_millis()).unwrap_or(i64::MAX));
+        for f in catalog::enforce_retention(
+            &self.root,
+            &self.code,
+            max_age_ms,
+            self.settings.max_bytes,
+            now_ms,
+        ) {
+            tracing::info!(stream = %self.code, path = %f.path.display(), "recording deleted by retention");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use media::{AacConfig, AudioCodec, AvcConfig, VideoCodec, ms_to_ticks};
+
+    fn info() -> Arc<MediaInfo> {
+        let avc = AvcConfig::parse(Bytes::from_static(include_bytes!(
+            "../../../testdata/h264-320x240-baseline.avcc"
+        )))
+        .unwrap();
+        let aac = AacConfig::parse(Bytes::from_static(include_bytes!(
+            "../../../testdata/aac-48k-stereo.asc"
+        )))
+        .unwrap();
+        Arc::new(MediaInfo {
+            video: Some(VideoCodec::H264(avc)),
+            audio: Some(AudioCodec::Aac(aac)),
+            framerate: Some(25.0),
+        })
+    }
+
+    fn idr() -> Bytes {
+        Bytes::from_static(include_bytes!(
+            "../../../testdata/h264-320x240-baseline-idr.avcc-frame"
+        ))
+    }
+
+    fn video(ms: i64, key: bool) -> Event {
+        // Inter frames reuse the IDR's bytes: the writer does not decode, it cuts and indexes.
+        Event::Frame(Frame {
+            track: TrackKind::Video,
+            dts: ms_to_ticks(ms),
+            pts: ms_to_ticks(ms),
+            keyframe: key,
+            payload: idr(),
+        })
+    }
+
+    fn audio(ms: i64) -> Event {
+        Event::Frame(Frame {
+            track: TrackKind::Audio,
+            dts: ms_to_ticks(ms),
+            pts: ms_to_ticks(ms),
+            keyframe: true,
+            payload: Bytes::from_static(&[0x21, 0x10, 0x04, 0x60, 0x8c, 0x1c]),
+        })
+    }
+
+    fn temp_root(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("ferrocast-record-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    /// 25 fps video with a keyframe every second and audio between, from `start_ms` for `secs`.
+    fn feed(w: &mut Writer, start_ms: i64, secs: i64, wall0: i64) {
+        for i in 0..secs * 25 {
+            let ms = start_ms + i * 40;
+            w.event(&video(ms, i % 25 == 0), wall0 + ms).unwrap();
+            w.event(&audio(ms + 5), wall0 + ms).unwrap();
+        }
+    }
+
+    #[test]
+    fn rotates_on_keyframes_indexes_every_keyframe_and_closes_cleanly() {
+        let root = temp_root("rotate");
+        let settings = Settings {
+            rotate: Duration::from_secs(3),
+            ..Settings::default()
+        };
+        let mut w = Writer::new(root.clone(), "live/a", settings);
+        w.event(
+            &Event::Tracks {
+                info: info(),
+                session: 1,
+            },
+            0,
+        )
+        .unwrap();
+        // Frames before the first keyframe are not recorded.
+        w.event(&video(-40, false), 1_000_000).unwrap();
+        assert_eq!(w.current(), None);
+        feed(&mut w, 0, 10, 1_000_000);
+        w.event(&Event::End, 1_010_000).unwrap();
+        let done = w.take_done();
+        let files = catalog::list(&root, "live/a");
+        // 10 s in 3 s files, each opening on a keyframe: 3 + 3 + 3 + 1.
+        assert_eq!(files.len(), 4, "{files:#?}");
+        assert_eq!(done.len(), 4);
+        for f in &files {
+            assert!(f.complete);
+            let len = fs::metadata(&f.path).unwrap().len();
+            assert_eq!(len, f.bytes);
+            assert_eq!(len % 188, 0);
+            let data = fs::read(&f.path).unwrap();
+            // Each file starts with a PAT, and each keyframe offset with one too.
+            for k in &f.keyframes {
+                let at = usize::try_from(k.offset).unwrap();
+                assert_eq!(data[at], 0x47);
+                assert_eq!(
+                    u16::from_be_bytes([data[at + 1], data[at + 2]]) & 0x1fff,
+                    0,
+                    "PAT at {at}"
+                );
+            }
+            assert_eq!(f.keyframes[0].offset, 0);
+        }
+        assert_eq!(files[0].keyframes.len(), 3);
+        assert_eq!(files[0].start_ms, 1_000_000);
+        assert_eq!(files[1].start_ms, 1_003_000);
+        assert!(
+            (files[3].end_ms - 1_010_000).abs() < 100,
+            "{}",
+            files[3].end_ms
+        );
+        let _ = fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn a_republish_starts_a_new_file_and_byte_rotation_applies() {
+        let root = temp_root("republish");
+        let settings = Settings {
+            rotate: Duration::from_secs(600),
+            rotate_bytes: 20_000,
+            ..Settings::default()
+        };
+        let mut w = Writer::new(root.clone(), "b", settings);
+        w.event(
+            &Event::Tracks {
+                info: info(),
+                session: 1,
+            },
+            0,
+        )
+        .unwrap();
+        feed(&mut w, 0, 2, 0);
+        w.event(
+            &Event::Tracks {
+                info: info(),
+                session: 2,
+            },
+            5000,
+        )
+        .unwrap();
+        feed(&mut w, 0, 2, 5000);
+        w.close(9000).unwrap();
+        let files = catalog::list(&root, "b");
+        // The keyframe is ~7 KB here: 20 KB makes a file every few keyframes, and the new
+        // session never continues an old file.
+        assert!(files.len() >= 3, "{}", files.len());
+        assert!(files.iter().any(|f| f.start_ms == 5000));
+        let _ = fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn retention_deletes_the_oldest_files_over_the_byte_limit() {
+        let root = temp_root("retention");
+        let settings = Settings {
+            rotate: Duration::from_secs(1),
+            max_bytes: 400_000,
+            ..Settings::default()
+        };
+        let mut w = Writer::new(root.clone(), "c", settings);
+        w.event(
+            &Event::Tracks {
+                info: info(),
+                session: 1,
+            },
+            0,
+        )
+        .unwrap();
+        feed(&mut w, 0, 12, 0);
+        w.close(12_000).unwrap();
+        let files = catalog::list(&root, "c");
+        let total: u64 = files.iter().map(|f| f.bytes).sum();
+        assert!(total <= 400_000, "{total} bytes kept");
+        assert!(files.len() >= 2, "{files:#?}");
+        // The newest are the ones kept.
+        assert_eq!(files.last().unwrap().start_ms, 11_000);
+        assert!(files.first().unwrap().start_ms > 0);
+        let _ = fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn a_file_cut_by_a_crash_is_repaired() {
+        let root = temp_root("crash");
+        let mut w = Writer::new(root.clone(), "d", Settings::default());
+        w.event(
+            &Event::Tracks {
+                info: info(),
+                session: 1,
+            },
+            0,
+        )
+        .unwrap();
+        feed(&mut w, 0, 3, 0);
+        let id = w.current().unwrap();
+        // The process dies: buffers lost, no end line; half a packet and half a line on disk.
+        let open = w.file.take().unwrap();
+        drop(open.ts.into_parts());
+        let (ts, idx) = catalog::file_paths(&root, "d", id);
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&ts)
+            .unwrap()
+            .write_all(&[0x47, 1, 2])
+            .unwrap();
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&idx)
+            .unwrap()
+            .write_all(b"k 29")
+            .unwrap();
+        let f = catalog::find(&root, "d", id).unwrap();
+        assert!(!f.complete);
+        catalog::repair(&f).unwrap();
+        let f = catalog::find(&root, "d", id).unwrap();
+        assert!(f.complete);
+        assert_eq!(f.bytes % 188, 0);
+        assert_eq!(f.keyframes.len(), 3);
+        let _ = fs::remove_dir_all(root);
+    }
+}
