@@ -187,6 +187,8 @@ pub struct Segmenter {
     audio_clock: Option<i64>,
     /// The timeline was rebased and no audio frame came since.
     audio_rebased: bool,
+    /// Samples in the latest audio frame, audio timescale.
+    audio_spf: i64,
     encode_errors: u64,
 }
 
@@ -233,6 +235,7 @@ impl Segmenter {
             audio_cut: None,
             audio_clock: None,
             audio_rebased: false,
+            audio_spf: 1024,
             encode_errors: 0,
         }
     }
@@ -497,6 +500,7 @@ impl Segmenter {
                     None => actual,
                 };
                 self.audio_clock = Some(adts + spf);
+                self.audio_spf = spf;
                 if has_video {
                     if self.audio_cut.is_some_and(|cut| dts >= cut) {
                         self.close_audio(out);
@@ -570,7 +574,13 @@ impl Segmenter {
 
     fn close_audio(&mut self, out: &mut Vec<Output>) {
         self.audio_start = None;
-        let end = self.audio.samples.last().map_or(0, |s| s.dts + 1024);
+        // The last frame lasts what the ones before it did (1024 samples for AAC, the TOC's
+        // duration for Opus).
+        let end = self
+            .audio
+            .samples
+            .last()
+            .map_or(0, |s| s.dts + self.audio_spf);
         self.finish_segment(TrackKind::Audio, end, out);
     }
 

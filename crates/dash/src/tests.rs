@@ -1111,3 +1111,57 @@ async fn the_segment_being_written_is_served_part_by_part_and_ends_whole() {
     shutdown.cancel();
     run.await.unwrap();
 }
+
+/// Opus from Enhanced RTMP (audio only here): 48 kHz timescale, every sample lasting its
+/// packet's 960 samples (the TOC says 20 ms, not AAC's 1024), and segments that tile the
+/// timeline exactly, the last one included.
+#[test]
+fn opus_segments_use_the_packet_durations_and_tile_the_timeline() {
+    let head = Bytes::from_static(include_bytes!("../../../testdata/opus-48k-stereo.opushead"));
+    let packet = Bytes::from_static(include_bytes!("../../../testdata/opus-48k-stereo.packet"));
+    let info = MediaInfo {
+        audio: Some(media::AudioCodec::Opus(
+            media::OpusConfig::parse(head).unwrap(),
+        )),
+        ..MediaInfo::default()
+    };
+    let mut seg = Segmenter::new(Duration::from_secs(1), 1 << 20, 1);
+    let mut out = seg.push(Event::Tracks {
+        info: Arc::new(info),
+        session: 1,
+    });
+    let period = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Period(p) => Some(p.clone()),
+            _ => None,
+        })
+        .or_else(|| seg.period().cloned())
+        .expect("a period");
+    let audio = period.audio.as_ref().expect("an Opus track");
+    assert_eq!((audio.codecs.as_str(), audio.timescale), ("opus", 48_000));
+    // 20 ms packets with the millisecond jitter of RTMP timestamps.
+    for n in 0..250i64 {
+        let ms = n * 20 + if n % 3 == 0 { 1 } else { 0 };
+        out.extend(seg.push(Event::Frame(Frame {
+            track: TrackKind::Audio,
+            dts: ms * 90,
+            pts: ms * 90,
+            keyframe: true,
+            payload: packet.clone(),
+        })));
+    }
+    out.extend(seg.flush());
+    let segs = segments(&out, TrackKind::Audio);
+    assert!(segs.len() >= 4, "{} segments", segs.len());
+    for pair in segs.windows(2) {
+        assert_eq!(pair[0].time + pair[0].duration, pair[1].time);
+    }
+    for s in &segs {
+        let (_, durations, _) = read_back(s);
+        assert!(durations.iter().all(|&d| d == 960), "{durations:?}");
+        assert_eq!(s.duration, 960 * s.samples as u64);
+    }
+    let total: u64 = segs.iter().map(|s| s.duration).sum();
+    assert_eq!(total, 250 * 960);
+}
