@@ -334,6 +334,20 @@ async function mainRun() {
   if (samples.length < 5 || !samples.some((s) => s.in_kbps > 0)) throw new Error('bitrate history: ' + JSON.stringify(samples.slice(-3)));
   step('bitrate history served', { samples: samples.length });
 
+  // Recording: started from the page, listed while it is written, stopped, downloadable.
+  await page.click('button[data-action=record-start]');
+  await until('a recording being written', () => page.evaluate(() =>
+    document.querySelector('.recordings tbody tr .chip') !== null), 20000);
+  await page.click('button[data-action=record-stop]');
+  const recorded = await until('the recording closed', () => page.evaluate(() => {
+    const tr = document.querySelector('.recordings tbody tr');
+    return tr && !tr.querySelector('.chip') ? tr.querySelector('a[download]').getAttribute('href') : null;
+  }), 20000);
+  const got = await fetch(recorded, { headers: { Range: 'bytes=0-187' } });
+  const head = new Uint8Array(await got.arrayBuffer());
+  if (got.status !== 206 || head.length !== 188 || head[0] !== 0x47) throw new Error(`recording download: ${got.status}, ${head.length} bytes`);
+  step('recorded from the page: started, listed, stopped, downloadable', { href: recorded });
+
   // Idle and back: the page follows without a reload.
   await stop(publisher);
   await until('the stream idle on its page', () => page.evaluate(() =>

@@ -184,6 +184,22 @@ export function mountForm(view, { code }, ctx) {
   }
   syncFailover();
 
+  // Recording to disk: the API's seconds and bytes, shown in minutes, days and GiB.
+  const recEnabled = h('input', { type: 'checkbox', name: 'recording_enabled' });
+  const recInputs = {
+    rotate_min: numInput('rotate_min', { min: 1 / 60, max: 1440, placeholder: '10' }),
+    max_age_days: numInput('max_age_days', { min: 0, max: 3650, placeholder: 'keep' }),
+    max_gib: numInput('max_gib', { min: 0, max: 1048576, placeholder: 'no limit' }),
+  };
+  const recBlock = h('section', { dataset: { field: 'recording' } },
+    h('h2', { text: 'Recording' }),
+    h('label', { class: 'check', dataset: { field: 'recording.enabled' } }, recEnabled, ' Record every publish to disk (MPEG-TS files, replayable with ?ago= and dur=)'),
+    h('div', { class: 'row4' },
+      field('recording.rotate_s', 'New file every (min)', recInputs.rotate_min),
+      field('recording.max_age_s', 'Delete after (days)', recInputs.max_age_days),
+      field('recording.max_bytes', 'Keep at most (GiB)', recInputs.max_gib)),
+    h('span', { class: 'field-error', hidden: true, dataset: { errorFor: 'recording' } }));
+
   const formError = h('div', { class: 'form-error', role: 'alert', hidden: true });
   const saveButton = h('button', { type: 'submit', class: 'button primary', text: editing ? 'Save changes' : 'Create stream' });
   const form = h('form', { class: 'card form', novalidate: true },
@@ -215,6 +231,7 @@ export function mountForm(view, { code }, ctx) {
       pushList,
       h('span', { class: 'field-error', hidden: true, dataset: { errorFor: 'push' } }),
       h('button', { type: 'button', class: 'button', text: 'Add destination', on: { click: () => addPush().inputs.url.focus() } })),
+    recBlock,
     formError,
     h('div', { class: 'actions end' },
       h('a', { class: 'button', href: editing ? streamHref(code) : '#/', text: 'Cancel' }),
@@ -244,6 +261,12 @@ export function mountForm(view, { code }, ctx) {
           input.value = v ?? '';
         }
         onDemandInput.checked = s.failover.on_demand;
+      }
+      if (s.recording) {
+        recEnabled.checked = s.recording.enabled;
+        recInputs.rotate_min.value = s.recording.rotate_s / 60;
+        recInputs.max_age_days.value = s.recording.max_age_s ? s.recording.max_age_s / 86400 : '';
+        recInputs.max_gib.value = s.recording.max_bytes ? s.recording.max_bytes / 2 ** 30 : '';
       }
       setKeyModes(s.has_stream_key);
       form.hidden = false;
@@ -364,6 +387,14 @@ export function mountForm(view, { code }, ctx) {
       }
       b.failover = f;
     }
+    const rec = { enabled: recEnabled.checked };
+    const rotate = num(recInputs.rotate_min);
+    const days = num(recInputs.max_age_days);
+    const gib = num(recInputs.max_gib);
+    if (rotate !== undefined) rec.rotate_s = rotate * 60;
+    rec.max_age_s = days === undefined ? 0 : days * 86400;
+    rec.max_bytes = gib === undefined ? 0 : Math.round(gib * 2 ** 30);
+    b.recording = rec;
     if (keyMode === 'set') b.stream_key = keyInput.value.trim();
     else if (keyMode === 'remove') b.stream_key = null;
     if (!editing) b.code = codeInput.value.trim();

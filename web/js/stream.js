@@ -96,6 +96,21 @@ export function mountStream(view, { code }, ctx) {
     historyWrap,
     historyEmpty);
 
+  // Recordings: files on disk, start/stop, download and replay links.
+  const recBody = h('tbody');
+  const recNote = h('p', { class: 'muted' });
+  const recButtons = {
+    start: h('button', { type: 'button', class: 'button small', text: 'Start recording', dataset: { action: 'record-start' }, on: { click: () => setRecording('start') } }),
+    stop: h('button', { type: 'button', class: 'button small', text: 'Stop recording', dataset: { action: 'record-stop' }, on: { click: () => setRecording('stop') } }),
+  };
+  const recCard = h('section', { class: 'card wide recordings-card', 'aria-labelledby': 'rec-title' },
+    h('div', { class: 'card-head' }, h('h2', { id: 'rec-title', text: 'Recordings' }),
+      h('div', { class: 'actions' }, recButtons.start, recButtons.stop)),
+    h('div', { class: 'table-wrap' }, h('table', { class: 'table recordings' },
+      h('thead', {}, h('tr', {}, ['Started', 'Length', 'Size', '', ''].map((t) => h('th', { scope: 'col', text: t })))),
+      recBody)),
+    recNote);
+
   const page = h('div', { class: 'stream-page', hidden: true },
     h('div', { class: 'page-head' },
       h('div', { class: 'title-line' }, title, codeChip, stateBadge),
@@ -123,6 +138,7 @@ export function mountStream(view, { code }, ctx) {
           h('thead', {}, h('tr', {}, ['Destination', 'Status', 'Attempt', 'Connected', 'Next retry', 'Last error', 'Bitrate', ''].map((t) => h('th', { text: t })))),
           pushBody)),
         pushEmpty),
+      recCard,
       h('section', { class: 'card wide' },
         h('div', { class: 'card-head' }, h('h2', { text: 'Sessions' })),
         h('div', { class: 'table-wrap' }, h('table', { class: 'table sessions' },
@@ -559,6 +575,58 @@ export function mountStream(view, { code }, ctx) {
     }
   }
 
+  let recFetched = 0;
+  async function renderRecordings(force) {
+    // The stream view updates every second; the file list is read from disk every 5 s.
+    if (!force && Date.now() - recFetched < 5000) return;
+    recFetched = Date.now();
+    let r;
+    try {
+      r = await api('GET', `streams/${enc}/recordings`);
+    } catch (e) {
+      return;
+    }
+    if (closed) return;
+    recButtons.start.hidden = r.enabled;
+    recButtons.stop.hidden = !r.enabled;
+    setText(recNote, r.files.length
+      ? `${r.files.length} file${r.files.length === 1 ? '' : 's'}, ${fmtBytes(r.total_bytes)}.`
+      : (r.enabled ? 'Recorded while live; no file yet.' : 'Not recorded. Turn it on in Edit, or start it now.'));
+    const base = mediaBase() + `/live/${enc}/`;
+    fill(recBody, r.files.slice().reverse().map((f) => h('tr', { dataset: { id: String(f.id) } },
+      h('td', { text: fmtTime(f.start) }),
+      h('td', {}, fmtDuration(f.duration_s), f.recording ? h('span', { class: 'chip', text: ' recording' }) : null),
+      h('td', { text: fmtBytes(f.bytes) }),
+      h('td', { class: 'cell-actions' },
+        h('a', { class: 'button small', href: base + `rec-${f.id}.ts`, download: `${code.replaceAll('/', '_')}-${f.id}.ts`, text: 'Download' }),
+        ' ',
+        h('a', { class: 'button small', href: base + `index.m3u8?from=${Math.floor(f.id / 1000)}&dur=${Math.ceil(f.duration_s) + 1}`, target: '_blank', text: 'Replay (HLS)' })),
+      h('td', { class: 'cell-actions' }, f.recording ? null : h('button', {
+        type: 'button', class: 'button small danger', text: 'Delete',
+        on: { click: (e) => deleteRecording(f.id, e.target) },
+      })))));
+  }
+
+  async function setRecording(action) {
+    try {
+      await api('POST', `streams/${enc}/recording`, { action });
+    } catch (e) {
+      ctx.showError(e);
+    }
+    renderRecordings(true);
+  }
+
+  async function deleteRecording(id, button) {
+    if (!confirm('Delete this recording?')) return;
+    button.disabled = true;
+    try {
+      await api('DELETE', `streams/${enc}/recordings/${id}`);
+    } catch (e) {
+      ctx.showError(e);
+    }
+    renderRecordings(true);
+  }
+
   async function remove() {
     if (!confirm(`Delete stream ${code}? Its publisher and readers are disconnected.`)) return;
     try {
@@ -582,6 +650,7 @@ export function mountStream(view, { code }, ctx) {
     renderUrls();
     renderInputs();
     renderPushes();
+    renderRecordings(false);
     refreshPreview();
   }
 
