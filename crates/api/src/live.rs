@@ -115,10 +115,14 @@ async fn serve(
         return not_found();
     }
     if file == "index.m3u8"
-        && let Some(window) = crate::recordings::dvr_window(&dvr_args, media::unix_ms_now())
+        && let Some(dvr) = crate::recordings::dvr_request(&dvr_args, media::unix_ms_now())
     {
-        return match window {
-            Ok(window) => crate::recordings::dvr_playlist(&state, &code, window).await,
+        use crate::recordings::Dvr;
+        return match dvr {
+            Ok(Dvr::Window(from, to)) => {
+                crate::recordings::dvr_playlist(&state, &code, (from, to)).await
+            }
+            Ok(Dvr::Delay(ms)) => crate::recordings::delayed_playlist(&state, &code, ms).await,
             Err(message) => (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response(),
         };
     }

@@ -313,40 +313,81 @@ pub(crate) async fn serve_file(
     r
 }
 
-/// The DVR request of an `index.m3u8` query, Open-Streamer's parameters: `from=<unix s>` and
-/// `dur=<s>`, or `ago=<s>` (start that long ago) and `dur`. `None` when the query has none.
-pub(crate) fn dvr_window(
-    args: &[(String, String)],
-    now_ms: i64,
-) -> Option<Result<(i64, i64), String>> {
+/// What an `index.m3u8` query asks of the recording (Open-Streamer's parameters).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dvr {
+    /// `from=<unix s>&dur=<s>` or `ago=<s>&dur=<s>`: a VOD window, Unix ms.
+    Window(i64, i64),
+    /// `delay=<s>`: the live stream that many ms behind.
+    Delay(i64),
+}
+
+/// Seconds from a query value as ms, refusing what is not a finite, non-negative number or is
+/// beyond a century (so no arithmetic on it can overflow).
+fn seconds_ms(k: &str, v: &str) -> Result<i64, String> {
+    v.parse::<f64>()
+        .ok()
+        .filter(|x| x.is_finite() && (0.0..=3.2e9).contains(x))
+        .map(|x| (x * 1000.0) as i64)
+        .ok_or_else(|| format!("{k}={v:?} is not a number of seconds"))
+}
+
+/// The DVR request of an `index.m3u8` query; `None` when the query has none.
+pub(crate) fn dvr_request(args: &[(String, String)], now_ms: i64) -> Option<Result<Dvr, String>> {
     let get = |k: &str| args.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-    let num = |k: &str| -> Option<Result<f64, String>> {
-        get(k).map(|v| {
-            v.parse::<f64>()
-                .ok()
-                .filter(|x| x.is_finite() && *x >= 0.0)
-                .ok_or_else(|| format!("{k}={v:?} is not a number of seconds"))
-        })
-    };
-    if get("delay").is_some() {
-        return Some(Err("delay= is not supported; use ago= and dur=".into()));
+    let num = |k: &str| get(k).map(|v| seconds_ms(k, v));
+    if let Some(delay) = num("delay") {
+        if get("from").is_some() || get("ago").is_some() {
+            return Some(Err("give delay= alone, or from=/ago= with dur=".into()));
+        }
+        return Some(delay.map(Dvr::Delay));
     }
     let from = match (num("from"), num("ago")) {
         (None, None) => return None,
         (Some(_), Some(_)) => return Some(Err("give from= or ago=, not both".into())),
         (Some(Err(e)), _) | (_, Some(Err(e))) => return Some(Err(e)),
-        (Some(Ok(from)), None) => (from * 1000.0) as i64,
-        (None, Some(Ok(ago))) => now_ms - (ago * 1000.0) as i64,
+        (Some(Ok(from)), None) => from,
+        (None, Some(Ok(ago))) => now_ms.saturating_sub(ago),
     };
     let to = match num("dur") {
         None => now_ms,
         Some(Err(e)) => return Some(Err(e)),
-        Some(Ok(d)) => from + (d * 1000.0) as i64,
+        Some(Ok(d)) => from.saturating_add(d),
     };
     if to <= from {
         return Some(Err("the window is empty".into()));
     }
-    Some(Ok((from, to)))
+    Some(Ok(Dvr::Window(from, to)))
+}
+
+/// Segments a delayed live playlist lists, as the live HLS window does by default.
+const DELAY_WINDOW: usize = 6;
+
+/// `index.m3u8?delay=<s>`: the stream as it was `delay` ago, a live playlist of the recording.
+pub(crate) async fn delayed_playlist(state: &AppState, code: &str, delay_ms: i64) -> Response {
+    match state
+        .recorder
+        .delayed(code, delay_ms, DELAY_WINDOW, "rec-")
+        .await
+    {
+        Some(text) => playlist_response(text),
+        None => (
+            StatusCode::NOT_FOUND,
+            "nothing recorded that long ago (is the stream recorded?)\n",
+        )
+            .into_response(),
+    }
+}
+
+fn playlist_response(text: String) -> Response {
+    let mut r = (StatusCode::OK, text).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/vnd.apple.mpegurl"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
 }
 
 /// `index.m3u8?from=..&dur=..` / `?ago=..&dur=..`: a VOD playlist of the recording over that
@@ -354,16 +395,7 @@ pub(crate) fn dvr_window(
 pub(crate) async fn dvr_playlist(state: &AppState, code: &str, window: (i64, i64)) -> Response {
     let segments = state.recorder.dvr(code, window.0, window.1).await;
     match record::catalog::dvr_playlist(&segments, "rec-") {
-        Some(text) => {
-            let mut r = (StatusCode::OK, text).into_response();
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/vnd.apple.mpegurl"),
-            );
-            r.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            r
-        }
+        Some(text) => playlist_response(text),
         None => (
             StatusCode::NOT_FOUND,
             "nothing was recorded in that window\n",
@@ -403,39 +435,44 @@ mod tests {
     }
 
     #[test]
-    fn dvr_windows() {
+    fn dvr_requests() {
         let q = |s: &[(&str, &str)]| -> Vec<(String, String)> {
             s.iter().map(|(a, b)| ((*a).into(), (*b).into())).collect()
         };
         let now = 1_000_000;
-        assert_eq!(dvr_window(&q(&[("key", "x")]), now), None);
+        let w = |from, to| Some(Ok(Dvr::Window(from, to)));
+        assert_eq!(dvr_request(&q(&[("key", "x")]), now), None);
         assert_eq!(
-            dvr_window(&q(&[("ago", "60"), ("dur", "30")]), now),
-            Some(Ok((940_000, 970_000)))
+            dvr_request(&q(&[("ago", "60"), ("dur", "30")]), now),
+            w(940_000, 970_000)
         );
         assert_eq!(
-            dvr_window(&q(&[("from", "900"), ("dur", "10")]), now),
-            Some(Ok((900_000, 910_000)))
+            dvr_request(&q(&[("from", "900"), ("dur", "10")]), now),
+            w(900_000, 910_000)
         );
         assert_eq!(
-            dvr_window(&q(&[("ago", "10")]), now),
-            Some(Ok((990_000, 1_000_000)))
+            dvr_request(&q(&[("ago", "10")]), now),
+            w(990_000, 1_000_000)
         );
+        assert_eq!(
+            dvr_request(&q(&[("delay", "30")]), now),
+            Some(Ok(Dvr::Delay(30_000)))
+        );
+        for bad in [
+            &[("ago", "-1")][..],
+            &[("ago", "1"), ("from", "1")],
+            &[("delay", "5"), ("ago", "1")],
+            &[("from", "900"), ("dur", "0")],
+            &[("dur", "1e300"), ("from", "1")],
+            &[("ago", "NaN")],
+            &[("delay", "inf")],
+        ] {
+            assert!(matches!(dvr_request(&q(bad), now), Some(Err(_))), "{bad:?}");
+        }
+        // Huge but allowed values saturate instead of overflowing.
         assert!(matches!(
-            dvr_window(&q(&[("ago", "-1")]), now),
-            Some(Err(_))
-        ));
-        assert!(matches!(
-            dvr_window(&q(&[("ago", "1"), ("from", "1")]), now),
-            Some(Err(_))
-        ));
-        assert!(matches!(
-            dvr_window(&q(&[("delay", "5")]), now),
-            Some(Err(_))
-        ));
-        assert!(matches!(
-            dvr_window(&q(&[("from", "900"), ("dur", "0")]), now),
-            Some(Err(_))
+            dvr_request(&q(&[("ago", "3e9")]), now),
+            Some(Ok(Dvr::Window(_, _)))
         ));
     }
 }

@@ -2,8 +2,10 @@
 //! and DVR playlists over them.
 //!
 //! Layout: `<root>/<code>/<YYYY-MM-DD>/<start-unix-ms>.ts`, each beside `<start-unix-ms>.idx`,
-//! a text index appended while the file grows. `k <unix-ms> <offset>` marks a keyframe (with
-//! its PAT/PMT) at that byte offset; `e <end-unix-ms> <bytes>` closes the file. A file whose
+//! a text index appended while the file grows. `k <unix-ms> <offset> <seq> <disc>` marks a
+//! keyframe (with its PAT/PMT) at that byte offset: `seq` counts the stream's keyframes across
+//! files and restarts, `disc` its publish sessions, so a delayed live playlist numbers its
+//! segments the same on every reload. `e <end-unix-ms> <bytes>` closes the file. A file whose
 //! index has no `e` line was being written when the process died; [`repair`] finishes it.
 //! Index lines are written only after the bytes they point at are flushed, so an index never
 //! names data that is not on disk.
@@ -32,6 +34,10 @@ pub struct Keyframe {
     pub unix_ms: i64,
     /// Byte offset of the tables before the keyframe.
     pub offset: u64,
+    /// The stream's keyframe count at this one (the media sequence number of its segment).
+    pub seq: Option<u64>,
+    /// The stream's publish-session count (the discontinuity sequence number).
+    pub disc: Option<u64>,
 }
 
 /// One recorded file, as its index describes it.
@@ -97,7 +103,14 @@ pub fn read_index(text: &str) -> (Vec<Keyframe>, Option<(i64, u64)>) {
         match (f.next(), f.next(), f.next()) {
             (Some("k"), Some(ms), Some(off)) => {
                 if let (Ok(unix_ms), Ok(offset)) = (ms.parse(), off.parse()) {
-                    keys.push(Keyframe { unix_ms, offset });
+                    let seq = f.next().and_then(|v| v.parse().ok());
+                    let disc = f.next().and_then(|v| v.parse().ok());
+                    keys.push(Keyframe {
+                        unix_ms,
+                        offset,
+                        seq,
+                        disc,
+                    });
                 }
             }
             (Some("e"), Some(ms), Some(bytes)) => {
@@ -298,11 +311,21 @@ pub struct DvrSegment {
     pub duration_ms: i64,
     /// The first segment of a file: timestamps may jump here.
     pub discontinuity: bool,
+    /// Media sequence number (the first keyframe's `seq`), when the index has one.
+    pub seq: Option<u64>,
+    /// Discontinuity sequence number (the publish session), when the index has one.
+    pub disc: Option<u64>,
 }
 
-/// The keyframe-aligned segments of `files` covering `[from_ms, to_ms)`, each at least about
-/// two seconds unless a file ends sooner.
-pub fn dvr_segments(files: &[RecordingFile], from_ms: i64, to_ms: i64) -> Vec<DvrSegment> {
+/// The keyframe-aligned segments of `files` covering `[from_ms, to_ms)`; with `merge`, short
+/// GOPs are joined so each lasts at least about two seconds unless a file ends sooner,
+/// without, a segment is one GOP (its `seq` then numbers it).
+pub fn dvr_segments(
+    files: &[RecordingFile],
+    from_ms: i64,
+    to_ms: i64,
+    merge: bool,
+) -> Vec<DvrSegment> {
     let mut out = Vec::new();
     for f in files {
         if f.end_ms <= from_ms || f.start_ms >= to_ms || f.keyframes.is_empty() {
@@ -311,13 +334,14 @@ pub fn dvr_segments(files: &[RecordingFile], from_ms: i64, to_ms: i64) -> Vec<Dv
         // Cut points: keyframes, then the end of the file.
         let mut cuts: Vec<(i64, u64)> = f.keyframes.iter().map(|k| (k.unix_ms, k.offset)).collect();
         cuts.push((f.end_ms, f.bytes));
+        let min_ms = if merge { MIN_SEGMENT_MS } else { 0 };
         let mut first_in_file = true;
         let mut i = 0;
         while i + 1 < cuts.len() {
             let (start, offset) = cuts[i];
             // Merge short keyframe intervals so players do not fetch many tiny ranges.
             let mut j = i + 1;
-            while j + 1 < cuts.len() && cuts[j].0 - start < MIN_SEGMENT_MS {
+            while j + 1 < cuts.len() && cuts[j].0 - start < min_ms {
                 j += 1;
             }
             let (end, end_offset) = cuts[j];
@@ -329,6 +353,8 @@ pub fn dvr_segments(files: &[RecordingFile], from_ms: i64, to_ms: i64) -> Vec<Dv
                     start_ms: start,
                     duration_ms: (end - start).max(1),
                     discontinuity: first_in_file && !out.is_empty(),
+                    seq: f.keyframes[i].seq,
+                    disc: f.keyframes[i].disc,
                 });
                 first_in_file = false;
             }
@@ -380,6 +406,67 @@ pub fn dvr_playlist(segments: &[DvrSegment], uri_prefix: &str) -> Option<String>
     Some(out)
 }
 
+/// A live media playlist of the `window` latest GOPs that ended by `until_ms` (now minus the
+/// delay), numbered by the index's keyframe and session counters so every reload agrees:
+/// timeshift as Open-Streamer's `?delay=`. `None` when nothing numbered ended by then.
+pub fn delayed_playlist(
+    segments: &[DvrSegment],
+    until_ms: i64,
+    window: usize,
+    uri_prefix: &str,
+) -> Option<String> {
+    let done: Vec<&DvrSegment> = segments
+        .iter()
+        .filter(|s| s.seq.is_some() && s.start_ms + s.duration_ms <= until_ms)
+        .collect();
+    let listed = &done[done.len().saturating_sub(window.max(1))..];
+    let first = listed.first()?;
+    let target = listed
+        .iter()
+        .map(|s| (s.duration_ms + 999) / 1000)
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let mut out = String::with_capacity(160 + listed.len() * 160);
+    let _ = write!(
+        out,
+        "#EXTM3U\n#EXT-X-VERSION:4\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:{}\n#EXT-X-DISCONTINUITY-SEQUENCE:{}\n",
+        first.seq.unwrap_or(0),
+        first.disc.unwrap_or(0)
+    );
+    let mut prev: Option<&DvrSegment> = None;
+    for s in listed {
+        if let Some(p) = prev
+            && (p.disc != s.disc || p.seq.map(|q| q + 1) != s.seq)
+        {
+            // A new publish session, or keyframes missing in between (a file deleted).
+            out.push_str("#EXT-X-DISCONTINUITY\n");
+        }
+        out.push_str("#EXT-X-PROGRAM-DATE-TIME:");
+        media::write_iso8601(&mut out, s.start_ms);
+        out.push('\n');
+        let _ = writeln!(out, "#EXTINF:{:.3},", s.duration_ms as f64 / 1000.0);
+        let _ = writeln!(out, "#EXT-X-BYTERANGE:{}@{}", s.len, s.offset);
+        let _ = writeln!(out, "{uri_prefix}{}.{TS_EXT}", s.file);
+        prev = Some(s);
+    }
+    Some(out)
+}
+
+/// The next keyframe and session counters of `code` from its newest index, so a restarted
+/// recorder continues the numbering delayed playlists rely on.
+pub fn next_counters(root: &Path, code: &str) -> (u64, u64) {
+    let files = list(root, code);
+    let last = files
+        .iter()
+        .rev()
+        .find_map(|f| f.keyframes.iter().rev().find(|k| k.seq.is_some()));
+    match last {
+        Some(k) => (k.seq.unwrap_or(0) + 1, k.disc.unwrap_or(0) + 1),
+        None => (0, 0),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,22 +482,31 @@ mod tests {
             complete: true,
             keyframes: keys
                 .iter()
-                .map(|&(unix_ms, offset)| Keyframe { unix_ms, offset })
+                .enumerate()
+                .map(|(i, &(unix_ms, offset))| Keyframe {
+                    unix_ms,
+                    offset,
+                    seq: Some(id / 1000 + i as u64),
+                    disc: Some(id / 10_000),
+                })
                 .collect(),
         }
     }
 
     #[test]
     fn index_lines_parse_and_a_cut_line_is_skipped() {
-        let (keys, end) = read_index("k 1000 0\nk 3000 18800\ne 5000 37600\n");
+        let (keys, end) = read_index("k 1000 0\nk 3000 18800 7 2\ne 5000 37600\n");
         assert_eq!(keys.len(), 2);
         assert_eq!(
             keys[1],
             Keyframe {
                 unix_ms: 3000,
-                offset: 18800
+                offset: 18800,
+                seq: Some(7),
+                disc: Some(2)
             }
         );
+        assert_eq!((keys[0].seq, keys[0].disc), (None, None));
         assert_eq!(end, Some((5000, 37600)));
         let (keys, end) = read_index("k 1000 0\nk 30");
         assert_eq!((keys.len(), end), (1, None));
@@ -443,7 +539,7 @@ mod tests {
             500,
         );
         let b = file(10_000, &[(10_000, 0), (12_000, 1000)], 14_000, 2000);
-        let all = dvr_segments(&[a.clone(), b.clone()], 0, i64::MAX);
+        let all = dvr_segments(&[a.clone(), b.clone()], 0, i64::MAX, true);
         let spans: Vec<(u64, i64, i64, u64, u64)> = all
             .iter()
             .map(|s| (s.file, s.start_ms, s.duration_ms, s.offset, s.len))
@@ -460,7 +556,7 @@ mod tests {
         );
         assert!(all[3].discontinuity && !all[0].discontinuity);
         // A window inside the first file starts and ends on the covering keyframes.
-        let w = dvr_segments(&[a, b], 3500, 4500);
+        let w = dvr_segments(&[a.clone(), b.clone()], 3500, 4500, true);
         assert_eq!(w.len(), 1);
         assert_eq!((w[0].start_ms, w[0].duration_ms), (3000, 2000));
 
@@ -475,5 +571,24 @@ mod tests {
         assert!(text.ends_with("#EXT-X-ENDLIST\n"));
         assert!(text.contains("#EXT-X-TARGETDURATION:2\n"));
         assert_eq!(dvr_playlist(&[], ""), None);
+
+        // Delayed live: one GOP per segment, numbered by the index, the newest that ended.
+        let gops = dvr_segments(&[a, b], 0, i64::MAX, false);
+        assert_eq!(gops.len(), 7);
+        let live = delayed_playlist(&gops, 12_500, 3, "rec-").unwrap();
+        // Ended by 12.5 s: the first file's 5 GOPs and the second's first; the last 3 listed.
+        assert!(live.contains("#EXT-X-MEDIA-SEQUENCE:4\n"), "{live}");
+        assert!(live.contains("#EXT-X-DISCONTINUITY-SEQUENCE:0\n"), "{live}");
+        assert_eq!(live.matches("#EXTINF:").count(), 3, "{live}");
+        assert_eq!(live.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{live}");
+        assert!(!live.contains("ENDLIST"));
+        // A later reload slides by whole segments and keeps the numbers.
+        let later = delayed_playlist(&gops, 14_000, 3, "rec-").unwrap();
+        assert!(later.contains("#EXT-X-MEDIA-SEQUENCE:5\n"), "{later}");
+        assert!(
+            later.contains("#EXT-X-DISCONTINUITY-SEQUENCE:0\n"),
+            "{later}"
+        );
+        assert_eq!(delayed_playlist(&gops, 1500, 3, ""), None);
     }
 }

@@ -185,7 +185,29 @@ impl Recorder {
     /// The DVR segments of `code` covering `[from_ms, to_ms)`.
     pub async fn dvr(&self, code: &str, from_ms: i64, to_ms: i64) -> Vec<DvrSegment> {
         let files = self.list(code).await;
-        catalog::dvr_segments(&files, from_ms, to_ms)
+        catalog::dvr_segments(&files, from_ms, to_ms, true)
+    }
+
+    /// A live playlist of `code` delayed by `delay_ms`: the `window` latest GOPs that ended by
+    /// then, from the recording.
+    pub async fn delayed(
+        &self,
+        code: &str,
+        delay_ms: i64,
+        window: usize,
+        uri_prefix: &str,
+    ) -> Option<String> {
+        let now = media::unix_ms_now();
+        let until = now.saturating_sub(delay_ms);
+        // Only the files that can hold the window are read: it ends `delay` ago.
+        let files: Vec<RecordingFile> = self
+            .list(code)
+            .await
+            .into_iter()
+            .filter(|f| f.end_ms >= until.saturating_sub(600_000) && f.start_ms <= until)
+            .collect();
+        let segments = catalog::dvr_segments(&files, i64::MIN, until, false);
+        catalog::delayed_playlist(&segments, until, window, uri_prefix)
     }
 
     fn task(&self) -> TaskFn {

@@ -74,6 +74,9 @@ pub struct Writer {
     file: Option<Open>,
     buf: BytesMut,
     last_id: u64,
+    /// The next keyframe's sequence number and this session's number, continued from the
+    /// newest index when the writer starts (delayed playlists number segments with them).
+    counters: Option<(u64, u64)>,
     done: Vec<RecordingDone>,
 }
 
@@ -91,6 +94,7 @@ impl Writer {
             file: None,
             buf: BytesMut::new(),
             last_id: 0,
+            counters: None,
             done: Vec::new(),
         }
     }
@@ -118,6 +122,9 @@ impl Writer {
                 }
                 if republish {
                     self.anchor = None;
+                    if let Some((_, disc)) = self.counters.as_mut() {
+                        *disc += 1;
+                    }
                 }
                 self.session = Some(*session);
                 let skipped = self.mux.set_tracks(info);
@@ -176,7 +183,11 @@ impl Writer {
         if index_due {
             // The bytes before this point are on disk before the index names it.
             open.ts.flush()?;
-            writeln!(open.idx, "k {unix_ms} {}", open.bytes)?;
+            let (seq, disc) = self
+                .counters
+                .get_or_insert_with(|| catalog::next_counters(&self.root, &self.code));
+            writeln!(open.idx, "k {unix_ms} {} {seq} {disc}", open.bytes)?;
+            *seq += 1;
             open.last_index_ms = Some(unix_ms);
             if open.bytes == 0 {
                 // The muxer writes PAT/PMT before a keyframe; audio-only files need them too.
@@ -415,6 +426,28 @@ mod tests {
         // session never continues an old file.
         assert!(files.len() >= 3, "{}", files.len());
         assert!(files.iter().any(|f| f.start_ms == 5000));
+        // Keyframes are numbered across files; the session number steps at the republish.
+        let keys: Vec<_> = files.iter().flat_map(|f| f.keyframes.clone()).collect();
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(k.seq, Some(i as u64));
+            assert_eq!(k.disc, Some(u64::from(k.unix_ms >= 5000)));
+        }
+        // A writer started later (a restart) continues both counters.
+        let mut again = Writer::new(root.clone(), "b", Settings::default());
+        again
+            .event(
+                &Event::Tracks {
+                    info: info(),
+                    session: 9,
+                },
+                20_000,
+            )
+            .unwrap();
+        feed(&mut again, 0, 1, 20_000);
+        again.close(21_000).unwrap();
+        let last = catalog::list(&root, "b").pop().unwrap();
+        assert_eq!(last.keyframes[0].seq, Some(keys.len() as u64));
+        assert_eq!(last.keyframes[0].disc, Some(2));
         let _ = fs::remove_dir_all(root);
     }
 

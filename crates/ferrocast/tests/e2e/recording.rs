@@ -129,11 +129,11 @@ fn recordings_rotate_decode_survive_kill_9_and_replay_as_dvr() {
         .find_map(|l| l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:"))
         .unwrap_or_else(|| panic!("no date:\n{text}"));
     let first_ms = parse_iso8601(pdt);
-    let now_ms = now
+    let fetched_ms = now
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
-    let ago = (now_ms - first_ms) as f64 / 1000.0;
+    let ago = (fetched_ms - first_ms) as f64 / 1000.0;
     assert!(
         (7.5..=10.5).contains(&ago),
         "the window starts {ago} s ago:\n{text}"
@@ -150,6 +150,56 @@ fn recordings_rotate_decode_survive_kill_9_and_replay_as_dvr() {
         .contains("not a number")
         .then_some(())
         .expect("a bad DVR query is refused with a reason");
+
+    // Timeshift: the stream 6 s behind, a live playlist over the recording whose segments keep
+    // their numbers from one reload to the next.
+    let delayed = |what: &str| {
+        let text = server.get("/live/rec/index.m3u8?delay=6").text();
+        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:"), "{what}:\n{text}");
+        assert!(!text.contains("#EXT-X-ENDLIST"), "{what}:\n{text}");
+        numbered(&text)
+    };
+    let first = delayed("delay=6");
+    std::thread::sleep(Duration::from_millis(2500));
+    let second = delayed("delay=6, 2.5 s later");
+    let common: Vec<_> = first
+        .iter()
+        .filter_map(|(msn, seg)| {
+            second
+                .iter()
+                .find(|(_, s)| s == seg)
+                .map(|(m, _)| (*msn, *m))
+        })
+        .collect();
+    assert!(!common.is_empty(), "{first:?}\n{second:?}");
+    assert!(
+        common.iter().all(|(a, b)| a == b),
+        "a segment changed its number: {common:?}"
+    );
+    assert!(
+        second[0].0 > first[0].0,
+        "the window slides: {first:?} -> {second:?}"
+    );
+    let newest_ms = second
+        .iter()
+        .map(|(_, (_, _, start))| *start)
+        .max()
+        .unwrap();
+    let behind = (now_ms() - newest_ms) as f64 / 1000.0;
+    assert!(
+        behind >= 6.0,
+        "the newest listed segment started {behind} s ago"
+    );
+    let delayed_url = format!("http://{}/live/rec/index.m3u8?delay=6", server.http);
+    let out = crate::support::proc::run(
+        ffmpeg::ffmpeg().args(["-i", &delayed_url, "-t", "2", "-f", "null", "-"]),
+        Duration::from_secs(30),
+    );
+    assert!(
+        out.success() && out.stderr.trim().is_empty(),
+        "ffmpeg on the delayed playlist:\n{}",
+        out.stderr
+    );
 
     // A range of a recording, as DVR players ask for it.
     let first = &list[0];
@@ -252,6 +302,35 @@ fn recordings_rotate_decode_survive_kill_9_and_replay_as_dvr() {
         .expect("a file being written");
     api.delete(&format!("streams/rec/recordings/{}", writing["id"]))
         .error(409, "CONFLICT", &[]);
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// (media sequence number, (URI, byte range, start Unix ms)) of each segment of a playlist.
+fn numbered(text: &str) -> Vec<(u64, (String, String, i64))> {
+    let mut msn: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no media sequence:\n{text}"));
+    let (mut range, mut start) = (String::new(), 0);
+    let mut out = Vec::new();
+    for l in text.lines() {
+        if let Some(r) = l.strip_prefix("#EXT-X-BYTERANGE:") {
+            range = r.to_owned();
+        } else if let Some(d) = l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:") {
+            start = parse_iso8601(d);
+        } else if !l.starts_with('#') && !l.is_empty() {
+            out.push((msn, (l.to_owned(), range.clone(), start)));
+            msn += 1;
+        }
+    }
+    out
 }
 
 /// `2026-12-05T13:31:00.123Z` as Unix ms.
