@@ -191,6 +191,7 @@ export function mountForm(view, { code }, ctx) {
     max_age_days: numInput('max_age_days', { min: 0, max: 3650, placeholder: 'keep' }),
     max_gib: numInput('max_gib', { min: 0, max: 1048576, placeholder: 'no limit' }),
   };
+  const recSchedule = h('input', { name: 'recording_schedule', placeholder: 'always, or e.g. 08:00-18:00, 22:00-02:00' });
   const recBlock = h('section', { dataset: { field: 'recording' } },
     h('h2', { text: 'Recording' }),
     h('label', { class: 'check', dataset: { field: 'recording.enabled' } }, recEnabled, ' Record every publish to disk (MPEG-TS files, replayable with ?ago= and dur=)'),
@@ -198,6 +199,7 @@ export function mountForm(view, { code }, ctx) {
       field('recording.rotate_s', 'New file every (min)', recInputs.rotate_min),
       field('recording.max_age_s', 'Delete after (days)', recInputs.max_age_days),
       field('recording.max_bytes', 'Keep at most (GiB)', recInputs.max_gib)),
+    field('recording.schedule', 'Only between (UTC)', recSchedule, 'Daily windows, comma-separated; empty records whenever the stream is live.'),
     h('span', { class: 'field-error', hidden: true, dataset: { errorFor: 'recording' } }));
 
   const formError = h('div', { class: 'form-error', role: 'alert', hidden: true });
@@ -267,6 +269,7 @@ export function mountForm(view, { code }, ctx) {
         recInputs.rotate_min.value = s.recording.rotate_s / 60;
         recInputs.max_age_days.value = s.recording.max_age_s ? s.recording.max_age_s / 86400 : '';
         recInputs.max_gib.value = s.recording.max_bytes ? s.recording.max_bytes / 2 ** 30 : '';
+        recSchedule.value = (s.recording.schedule || []).join(', ');
       }
       setKeyModes(s.has_stream_key);
       form.hidden = false;
@@ -394,6 +397,7 @@ export function mountForm(view, { code }, ctx) {
     if (rotate !== undefined) rec.rotate_s = rotate * 60;
     rec.max_age_s = days === undefined ? 0 : days * 86400;
     rec.max_bytes = gib === undefined ? 0 : Math.round(gib * 2 ** 30);
+    rec.schedule = recSchedule.value.split(',').map((w) => w.trim()).filter(Boolean);
     b.recording = rec;
     if (keyMode === 'set') b.stream_key = keyInput.value.trim();
     else if (keyMode === 'remove') b.stream_key = null;

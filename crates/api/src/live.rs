@@ -114,9 +114,15 @@ async fn serve(
     if !state.control.output_enabled(&code, Output::Hls) {
         return not_found();
     }
+    // Recordings are served for streams that exist (configured or live), not for a deleted
+    // one whose files are still on disk.
+    let known = || state.control.get(&code).is_some() || state.hub.is_live(&code);
     if file == "index.m3u8"
         && let Some(dvr) = crate::recordings::dvr_request(&dvr_args, media::unix_ms_now())
     {
+        if !known() {
+            return not_found();
+        }
         use crate::recordings::Dvr;
         return match dvr {
             Ok(Dvr::Window(from, to)) => {
@@ -131,6 +137,9 @@ async fn serve(
         .and_then(|f| f.strip_suffix(".ts"))
         .and_then(|id| id.parse::<u64>().ok())
     {
+        if !known() {
+            return not_found();
+        }
         return crate::recordings::serve_recorded(&state, &code, id, request.headers()).await;
     }
     if file == "index.m3u8" {

@@ -174,10 +174,12 @@ pub async fn download_recording(
             "no recording {id} of {code:?}"
         )));
     };
+    // Behind the API's token: no shared cache may keep it.
     Ok(serve_file(
         &file.path,
         &headers,
         Some(&format!("{}-{id}.ts", code.replace('/', "_"))),
+        "private, no-cache",
     )
     .await)
 }
@@ -258,6 +260,7 @@ pub(crate) async fn serve_file(
     path: &std::path::Path,
     headers: &HeaderMap,
     download: Option<&str>,
+    cache: &'static str,
 ) -> Response {
     let Ok(mut f) = tokio::fs::File::open(path).await else {
         return StatusCode::NOT_FOUND.into_response();
@@ -292,11 +295,7 @@ pub(crate) async fn serve_file(
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp2t"));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    // A closed recording never changes; one being written grows, but its ranges do not.
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=3600"),
-    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     if let Ok(v) = HeaderValue::from_str(&count.to_string()) {
         h.insert(header::CONTENT_LENGTH, v);
     }
@@ -357,8 +356,19 @@ pub(crate) fn dvr_request(args: &[(String, String)], now_ms: i64) -> Option<Resu
     if to <= from {
         return Some(Err("the window is empty".into()));
     }
+    // A playlist is built per request on the public port: its size (and the indexes read)
+    // are bounded by the window.
+    if to - from > MAX_DVR_WINDOW_MS {
+        return Some(Err(format!(
+            "a window is at most {} hours; ask for several",
+            MAX_DVR_WINDOW_MS / 3_600_000
+        )));
+    }
     Some(Ok(Dvr::Window(from, to)))
 }
+
+/// The longest DVR window one playlist covers: 4 hours, at most ~7,200 two-second segments.
+const MAX_DVR_WINDOW_MS: i64 = 4 * 3_600_000;
 
 /// Segments a delayed live playlist lists, as the live HLS window does by default.
 const DELAY_WINDOW: usize = 6;
@@ -412,7 +422,15 @@ pub(crate) async fn serve_recorded(
     headers: &HeaderMap,
 ) -> Response {
     match state.recorder.find(code, id).await {
-        Some(f) => serve_file(&f.path, headers, None).await,
+        // A closed file never changes; the one being written grows.
+        Some(f) => {
+            let cache = if f.complete {
+                "public, max-age=3600"
+            } else {
+                "no-cache"
+            };
+            serve_file(&f.path, headers, None, cache).await
+        }
         None => StatusCode::NOT_FOUND.into_response(),
     }
 }
@@ -469,10 +487,18 @@ mod tests {
         ] {
             assert!(matches!(dvr_request(&q(bad), now), Some(Err(_))), "{bad:?}");
         }
-        // Huge but allowed values saturate instead of overflowing.
+        // Huge but allowed values saturate instead of overflowing; windows are bounded.
+        assert!(matches!(
+            dvr_request(&q(&[("ago", "3e9"), ("dur", "60")]), now),
+            Some(Ok(Dvr::Window(_, _)))
+        ));
         assert!(matches!(
             dvr_request(&q(&[("ago", "3e9")]), now),
-            Some(Ok(Dvr::Window(_, _)))
+            Some(Err(_))
+        ));
+        assert!(matches!(
+            dvr_request(&q(&[("from", "0"), ("dur", "20000")]), now),
+            Some(Err(_))
         ));
     }
 }

@@ -246,6 +246,8 @@ pub struct RecordingSpecInput {
     /// Delete the oldest files while the stream's recordings exceed this many bytes (default
     /// 0: no limit; else at least 1048576).
     max_bytes: Option<u64>,
+    /// Daily windows `HH:MM-HH:MM` (UTC, may cross midnight) to record in; empty: always.
+    schedule: Option<Vec<String>>,
 }
 
 impl RecordingSpecInput {
@@ -257,6 +259,7 @@ impl RecordingSpecInput {
             rotate_bytes: self.rotate_bytes.unwrap_or(base.rotate_bytes),
             max_age_s: self.max_age_s.unwrap_or(base.max_age_s),
             max_bytes: self.max_bytes.unwrap_or(base.max_bytes),
+            schedule: self.schedule.unwrap_or(base.schedule),
         }
     }
 }
@@ -572,6 +575,8 @@ pub struct RecordingSpecView {
     max_age_s: f64,
     /// 0: no limit.
     max_bytes: u64,
+    /// Daily UTC windows to record in; empty: always.
+    schedule: Vec<String>,
 }
 
 impl From<&RecordingSpec> for RecordingSpecView {
@@ -583,6 +588,7 @@ impl From<&RecordingSpec> for RecordingSpecView {
             rotate_bytes: r.rotate_bytes,
             max_age_s: r.max_age_s,
             max_bytes: r.max_bytes,
+            schedule: r.schedule.clone(),
         }
     }
 }

@@ -599,7 +599,7 @@ async fn recording_settings_round_trip_and_are_validated() {
     .await;
     assert_eq!(status, 201, "{created}");
     let want = json!({"enabled": true, "format": "ts", "rotate_s": 30.0, "rotate_bytes": 0,
-                      "max_age_s": 0.0, "max_bytes": 10_485_760});
+                      "max_age_s": 0.0, "max_bytes": 10_485_760, "schedule": []});
     assert_eq!(
         created["recording"], want,
         "omitted fields take their defaults"
@@ -627,13 +627,23 @@ async fn recording_settings_round_trip_and_are_validated() {
         "PATCH keeps the fields it omits"
     );
 
+    // A schedule window must be HH:MM-HH:MM.
+    let (status, bad) = send(
+        Method::PATCH,
+        "/api/v1/streams/rec",
+        Some(json!({"recording": {"schedule": ["08:00-09:00", "25:00-01:00"]}})),
+    )
+    .await;
+    assert_eq!(status, 422, "{bad}");
+    assert_eq!(bad["error"]["field"], "recording.schedule[1]", "{bad}");
+
     // A stream without recording settings has the defaults, off.
     let (status, plain) = send(Method::PUT, "/api/v1/streams/plain", Some(json!({}))).await;
     assert_eq!(status, 201, "{plain}");
     assert_eq!(
         plain["recording"],
         json!({"enabled": false, "format": "ts", "rotate_s": 600.0, "rotate_bytes": 0,
-               "max_age_s": 0.0, "max_bytes": 0})
+               "max_age_s": 0.0, "max_bytes": 0, "schedule": []})
     );
 
     // Broken rules: 422 naming the field, like failover's; an unknown format does not decode

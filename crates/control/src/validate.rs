@@ -166,21 +166,35 @@ fn validate_inputs(r: &StreamRecord) -> Result<(), Invalid> {
 /// The smallest size limit a recording takes (1 MiB), so a typo cannot make the recorder
 /// start a file per keyframe or delete everything it writes.
 const MIN_RECORDING_BYTES: u64 = 1 << 20;
+/// 100 years: the longest rotation or age a recording takes.
+const MAX_RECORDING_SECS: f64 = 100.0 * 365.25 * 86_400.0;
 
 fn validate_recording(rec: &store::RecordingSpec) -> Result<(), Invalid> {
     // The format is an enum: a name other than `ts` never gets this far (the API and the
     // store refuse it while decoding).
-    if !(rec.rotate_s.is_finite() && rec.rotate_s >= 1.0) {
+    // Upper bounds keep every duration the recorder builds from these representable.
+    if !(rec.rotate_s.is_finite() && (1.0..=MAX_RECORDING_SECS).contains(&rec.rotate_s)) {
         return Err(semantic(
             "recording.rotate_s",
-            "must be a number of seconds, at least 1",
+            "must be a number of seconds, at least 1 and at most 100 years",
         ));
     }
-    if !(rec.max_age_s.is_finite() && rec.max_age_s >= 0.0) {
+    if !(rec.max_age_s.is_finite() && (0.0..=MAX_RECORDING_SECS).contains(&rec.max_age_s)) {
         return Err(semantic(
             "recording.max_age_s",
-            "must be a number of seconds, at least 0 (0 keeps files forever)",
+            "must be a number of seconds, 0 (keep files forever) to 100 years",
         ));
+    }
+    if rec.schedule.len() > 24 {
+        return Err(semantic("recording.schedule", "at most 24 windows"));
+    }
+    for (i, w) in rec.schedule.iter().enumerate() {
+        if store::parse_window(w).is_none() {
+            return Err(semantic(
+                format!("recording.schedule[{i}]"),
+                "must be HH:MM-HH:MM (UTC), two different times of day",
+            ));
+        }
     }
     for (field, v) in [
         ("rotate_bytes", rec.rotate_bytes),

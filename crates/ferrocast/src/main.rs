@@ -674,10 +674,15 @@ impl gate::Relays for Relays {
 /// A stream's `recording` settings as the recorder takes them.
 fn record_settings(r: &store::RecordingSpec) -> record::Settings {
     record::Settings {
-        rotate: std::time::Duration::from_secs_f64(r.rotate_s.max(1.0)),
+        // Validated to 1 s..100 years; a value that is not (an old row) falls back, never panics.
+        rotate: std::time::Duration::try_from_secs_f64(r.rotate_s.max(1.0))
+            .unwrap_or(std::time::Duration::from_secs(600)),
         rotate_bytes: r.rotate_bytes,
-        max_age: (r.max_age_s > 0.0).then(|| std::time::Duration::from_secs_f64(r.max_age_s)),
+        max_age: (r.max_age_s > 0.0)
+            .then(|| std::time::Duration::try_from_secs_f64(r.max_age_s).ok())
+            .flatten(),
         max_bytes: r.max_bytes,
+        schedule: r.windows(),
     }
 }
 

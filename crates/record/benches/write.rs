@@ -64,6 +64,7 @@ fn main() {
         max_age: None,
         // About 30 minutes of files kept: the disk use stays bounded over two hours.
         max_bytes: 600 << 20,
+        schedule: Vec::new(),
     };
     let mut w = record::writer::Writer::new(root.clone(), "bench", settings);
     w.event(&Event::Tracks { info, session: 1 }, 0)

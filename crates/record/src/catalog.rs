@@ -150,6 +150,34 @@ fn load(ts: PathBuf, idx: PathBuf, id: u64) -> Option<RecordingFile> {
 
 /// Every recorded file of `code`, oldest first.
 pub fn list(root: &Path, code: &str) -> Vec<RecordingFile> {
+    list_range(root, code, i64::MIN, i64::MAX)
+}
+
+/// The recorded files of `code` that can hold media of `[from_ms, to_ms]`, oldest first.
+/// Only their indexes are read: a file's start is its name, and it ends before the next
+/// file starts, so a window of a long archive costs the files it touches, not the archive.
+pub fn list_range(root: &Path, code: &str, from_ms: i64, to_ms: i64) -> Vec<RecordingFile> {
+    let mut ids = file_ids(root, code);
+    ids.sort_unstable();
+    let mut out = Vec::new();
+    for (i, &id) in ids.iter().enumerate() {
+        let start = i64::try_from(id).unwrap_or(i64::MAX);
+        let next = ids
+            .get(i + 1)
+            .map_or(i64::MAX, |&n| i64::try_from(n).unwrap_or(i64::MAX));
+        if start > to_ms || next < from_ms {
+            continue;
+        }
+        let (ts, idx) = file_paths(root, code, id);
+        if let Some(file) = load(ts, idx, id) {
+            out.push(file);
+        }
+    }
+    out
+}
+
+/// The ids (start times) of `code`'s files, from directory names only.
+fn file_ids(root: &Path, code: &str) -> Vec<u64> {
     let mut out = Vec::new();
     let Ok(days) = fs::read_dir(code_dir(root, code)) else {
         return out;
@@ -167,19 +195,15 @@ pub fn list(root: &Path, code: &str) -> Vec<RecordingFile> {
             if path.extension().and_then(|e| e.to_str()) != Some(INDEX_EXT) {
                 continue;
             }
-            let Some(id) = path
+            if let Some(id) = path
                 .file_stem()
                 .and_then(|s| s.to_str())
                 .and_then(|s| s.parse::<u64>().ok())
-            else {
-                continue;
-            };
-            if let Some(file) = load(path.with_extension(TS_EXT), path, id) {
-                out.push(file);
+            {
+                out.push(id);
             }
         }
     }
-    out.sort_by_key(|f| f.id);
     out
 }
 
@@ -229,12 +253,16 @@ pub fn codes(root: &Path) -> Vec<String> {
     out
 }
 
-/// Finishes a file the process was writing when it died: cuts it to whole TS packets and
-/// closes its index at the file's last write time (at least its last keyframe).
+/// Finishes a file the process was writing when it died: cuts off the last frame, which the
+/// crash may have cut (each frame's packets are written together, so every frame before it
+/// is whole), and closes its index at the file's last write time (at least its last keyframe).
 pub fn repair(file: &RecordingFile) -> io::Result<()> {
-    let ts = fs::OpenOptions::new().write(true).open(&file.path)?;
+    let ts = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&file.path)?;
     let len = ts.metadata()?.len();
-    let whole = len - len % PACKET;
+    let whole = last_frame_start(&ts, file, len)?.unwrap_or(len - len % PACKET);
     if whole != len {
         ts.set_len(whole)?;
     }
@@ -251,6 +279,25 @@ pub fn repair(file: &RecordingFile) -> io::Result<()> {
     writeln!(idx)?;
     writeln!(idx, "e {end} {whole}")?;
     idx.sync_all()
+}
+
+/// Where the last PES (or table) of the file starts: the offset of the last packet with
+/// `payload_unit_start_indicator`, searched from the last indexed keyframe (one GOP).
+fn last_frame_start(ts: &fs::File, file: &RecordingFile, len: u64) -> io::Result<Option<u64>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let from = file.keyframes.last().map_or(0, |k| k.offset).min(len);
+    let mut tail = Vec::new();
+    let mut r = ts;
+    r.seek(SeekFrom::Start(from))?;
+    // A GOP of a 50 Mbit/s stream is a few tens of MB; anything beyond is not read.
+    r.take(256 << 20).read_to_end(&mut tail)?;
+    let packet = usize::try_from(PACKET).unwrap_or(188);
+    let last = tail
+        .chunks_exact(packet)
+        .enumerate()
+        .rfind(|(_, p)| p[0] == 0x47 && p[1] & 0x40 != 0)
+        .map(|(i, _)| from + (i * packet) as u64);
+    Ok(last)
 }
 
 /// Deletes one recorded file and its index.
@@ -333,7 +380,11 @@ pub fn dvr_segments(
         }
         // Cut points: keyframes, then the end of the file.
         let mut cuts: Vec<(i64, u64)> = f.keyframes.iter().map(|k| (k.unix_ms, k.offset)).collect();
-        cuts.push((f.end_ms, f.bytes));
+        // A file being written ends, for playlists, at its last keyframe: what follows is an
+        // unfinished GOP whose length is not known yet.
+        if f.complete {
+            cuts.push((f.end_ms, f.bytes));
+        }
         let min_ms = if merge { MIN_SEGMENT_MS } else { 0 };
         let mut first_in_file = true;
         let mut i = 0;

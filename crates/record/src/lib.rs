@@ -29,6 +29,8 @@ const WRITER_QUEUE: usize = 1024;
 const REPUBLISH_WAIT: Duration = Duration::from_secs(30);
 /// How often retention runs over every stream with limits, live or not.
 const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
+/// How often schedule windows are checked: a window opens or closes within this.
+const SCHEDULE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The recording settings of a code, `None` when it is not recorded.
 pub type SettingsFn = Arc<dyn Fn(&str) -> Option<Settings> + Send + Sync>;
@@ -184,8 +186,16 @@ impl Recorder {
 
     /// The DVR segments of `code` covering `[from_ms, to_ms)`.
     pub async fn dvr(&self, code: &str, from_ms: i64, to_ms: i64) -> Vec<DvrSegment> {
-        let files = self.list(code).await;
+        let files = self.list_range(code, from_ms, to_ms).await;
         catalog::dvr_segments(&files, from_ms, to_ms, true)
+    }
+
+    async fn list_range(&self, code: &str, from_ms: i64, to_ms: i64) -> Vec<RecordingFile> {
+        let root = self.inner.config.dir.clone();
+        let code = code.to_owned();
+        tokio::task::spawn_blocking(move || catalog::list_range(&root, &code, from_ms, to_ms))
+            .await
+            .unwrap_or_default()
     }
 
     /// A live playlist of `code` delayed by `delay_ms`: the `window` latest GOPs that ended by
@@ -200,12 +210,10 @@ impl Recorder {
         let now = media::unix_ms_now();
         let until = now.saturating_sub(delay_ms);
         // Only the files that can hold the window are read: it ends `delay` ago.
-        let files: Vec<RecordingFile> = self
-            .list(code)
-            .await
-            .into_iter()
-            .filter(|f| f.end_ms >= until.saturating_sub(600_000) && f.start_ms <= until)
-            .collect();
+        // The window ends `delay` ago and holds a few GOPs: the files of the minute before.
+        let files = self
+            .list_range(code, until.saturating_sub(60_000), until)
+            .await;
         let segments = catalog::dvr_segments(&files, i64::MIN, until, false);
         catalog::delayed_playlist(&segments, until, window, uri_prefix)
     }
@@ -228,12 +236,15 @@ impl Recorder {
         let sweeper = {
             let inner = self.inner.clone();
             let shutdown = shutdown.clone();
+            let task = self.task();
             tokio::spawn(async move {
-                let mut tick = tokio::time::interval(RETENTION_INTERVAL);
+                let mut retention = tokio::time::interval(RETENTION_INTERVAL);
+                let mut schedules = tokio::time::interval(SCHEDULE_INTERVAL);
                 loop {
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
-                        _ = tick.tick() => inner.sweep().await,
+                        _ = retention.tick() => inner.sweep().await,
+                        _ = schedules.tick() => inner.apply_schedules(&task),
                     }
                 }
             })
@@ -247,9 +258,22 @@ impl Inner {
     fn settings_for(&self, code: &str) -> Option<Settings> {
         let configured = (self.settings.read().unwrap_or_else(|e| e.into_inner()))(code);
         match lock(&self.manual).get(code) {
+            // A manual start records now, whatever the schedule says.
             Some(true) => Some(configured.unwrap_or_default()),
             Some(false) => None,
-            None => configured,
+            None => configured.filter(|s| s.in_schedule(media::unix_ms_now())),
+        }
+    }
+
+    /// Starts or stops the recording of every live stream whose schedule window opened or
+    /// closed.
+    fn apply_schedules(self: &Arc<Self>, task: &TaskFn) {
+        for code in self.hub.live_codes() {
+            if self.settings_for(&code).is_some() {
+                self.tasks.refresh(task, &code);
+            } else {
+                self.tasks.stop(&code);
+            }
         }
     }
 
@@ -313,13 +337,16 @@ async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
             let mut w = writer::Writer::new(root, &code, settings);
             let mut failed = false;
             while let Some(ev) = rx.blocking_recv() {
+                if failed && matches!(ev, hub::Event::Tracks { .. }) {
+                    // A new publish (or codec) after a failure: the stale file is closed as
+                    // far as it goes, and the new one starts from this event.
+                    let _ = w.close(media::unix_ms_now());
+                    failed = false;
+                }
                 if !failed && let Err(e) = w.event(&ev, media::unix_ms_now()) {
                     // A full or read-only disk: the stream goes on, unrecorded, and says so once.
                     tracing::error!(stream = %code, error = %e, "recording failed; stopped for this publish");
                     failed = true;
-                }
-                if failed && matches!(ev, hub::Event::Tracks { .. }) {
-                    failed = false;
                 }
                 match w.current() {
                     Some(id) => lock(&inner.current).insert(code.clone(), id),
@@ -339,10 +366,22 @@ async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
         })
     };
     let mut idle_since: Option<tokio::time::Instant> = None;
+    // An `End` can be lost when the hub skips a slow reader ahead: the publisher is also
+    // checked now and then, as the DASH task does.
+    let mut check = tokio::time::interval(REPUBLISH_WAIT / 3);
     loop {
         let deadline = idle_since.map(|t| t + REPUBLISH_WAIT);
         tokio::select! {
             _ = handle.stop.cancelled() => break,
+            _ = check.tick(), if idle_since.is_none() => {
+                if inner.hub.stats(&code).is_none_or(|s| s.publisher.is_none()) {
+                    idle_since = Some(tokio::time::Instant::now());
+                    // Closes the file now rather than when the task ends.
+                    if tx.send(hub::Event::End).await.is_err() {
+                        break;
+                    }
+                }
+            }
             _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)).await }, if deadline.is_some() => {
                 let has_publisher = || inner.hub.stats(&code).is_some_and(|s| s.publisher.is_some());
                 if handle.retire_unless(has_publisher, || {}) {

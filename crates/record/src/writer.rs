@@ -23,6 +23,26 @@ pub struct Settings {
     pub max_age: Option<Duration>,
     /// The oldest files are deleted while the stream's recordings exceed this (0: no limit).
     pub max_bytes: u64,
+    /// Daily (start, stop) minutes of the UTC day to record in; empty: always.
+    pub schedule: Vec<(u32, u32)>,
+}
+
+impl Settings {
+    /// Whether the schedule allows recording at `unix_ms`.
+    pub fn in_schedule(&self, unix_ms: i64) -> bool {
+        if self.schedule.is_empty() {
+            return true;
+        }
+        let minute = u32::try_from(unix_ms.rem_euclid(86_400_000) / 60_000).unwrap_or(0);
+        self.schedule.iter().any(|&(start, stop)| {
+            if start < stop {
+                (start..stop).contains(&minute)
+            } else {
+                // Across midnight: 22:00-06:00.
+                minute >= start || minute < stop
+            }
+        })
+    }
 }
 
 impl Default for Settings {
@@ -32,6 +52,7 @@ impl Default for Settings {
             rotate_bytes: 0,
             max_age: None,
             max_bytes: 0,
+            schedule: Vec::new(),
         }
     }
 }
@@ -481,6 +502,22 @@ mod tests {
     }
 
     #[test]
+    fn schedule_windows_include_their_start_and_cross_midnight() {
+        let at = |h: i64, m: i64| 1_796_428_800_000 + (h * 60 + m) * 60_000; // a UTC midnight
+        let s = Settings {
+            schedule: vec![(8 * 60, 9 * 60), (22 * 60, 6 * 60 + 30)],
+            ..Settings::default()
+        };
+        assert!(s.in_schedule(at(8, 0)));
+        assert!(!s.in_schedule(at(9, 0)));
+        assert!(s.in_schedule(at(23, 59)));
+        assert!(s.in_schedule(at(0, 10)));
+        assert!(!s.in_schedule(at(6, 30)));
+        assert!(!s.in_schedule(at(12, 0)));
+        assert!(Settings::default().in_schedule(at(12, 0)));
+    }
+
+    #[test]
     fn a_file_cut_by_a_crash_is_repaired() {
         let root = temp_root("crash");
         let mut w = Writer::new(root.clone(), "d", Settings::default());
@@ -517,6 +554,14 @@ mod tests {
         assert!(f.complete);
         assert_eq!(f.bytes % 188, 0);
         assert_eq!(f.keyframes.len(), 3);
+        // The file now ends where its last frame began: every PES in it is whole.
+        let data = fs::read(&ts).unwrap();
+        let mut starts = 0;
+        for p in data.chunks_exact(188) {
+            assert_eq!(p[0], 0x47);
+            starts += usize::from(p[1] & 0x40 != 0);
+        }
+        assert!(starts > 100, "{starts} PES starts");
         let _ = fs::remove_dir_all(root);
     }
 }

@@ -347,10 +347,9 @@ fn parse_ex_video_tag(body: &Bytes) -> Result<VideoTag, FlvError> {
         }),
         EX_PACKET_SEQUENCE_END => Ok(VideoTag::Ignored("end of sequence")),
         EX_PACKET_METADATA => Ok(VideoTag::Ignored("video metadata")),
-        packet_type => Err(FlvError::InvalidPacketType {
-            what: "enhanced video",
-            packet_type,
-        }),
+        // MPEG2TSSequenceStart and packet types of later revisions: nothing the hub carries,
+        // and no reason to drop the publisher.
+        _ => Ok(VideoTag::Ignored("video packet type not modelled")),
     }
 }
 
@@ -396,10 +395,7 @@ pub fn parse_audio_tag(body: &Bytes) -> Result<AudioTag, FlvError> {
                 EX_PACKET_SEQUENCE_END => Ok(AudioTag::Ignored("end of sequence")),
                 // MultichannelConfig: the layout is in the OpusHead / ASC already.
                 EX_PACKET_METADATA => Ok(AudioTag::Ignored("multichannel config")),
-                packet_type => Err(FlvError::InvalidPacketType {
-                    what: "enhanced audio",
-                    packet_type,
-                }),
+                _ => Ok(AudioTag::Ignored("audio packet type not modelled")),
             }
         }
         _ => Ok(AudioTag::Opaque {

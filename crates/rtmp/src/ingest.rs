@@ -9,8 +9,8 @@ use crate::amf0::Amf0Value;
 use crate::flv::{self, AudioTag, ExAudioCodec, ExVideoCodec, VideoTag};
 use bytes::Bytes;
 use media::{
-    AacConfig, AudioCodec, Av1Config, AvcConfig, Frame, HevcConfig, MediaInfo, OpusConfig,
-    TrackKind, VideoCodec, ms_to_ticks,
+    AacConfig, AudioCodec, Av1Config, AvcConfig, Frame, HevcConfig, MediaInfo, OpaqueCodec,
+    OpusConfig, TrackKind, VideoCodec, ms_to_ticks,
 };
 use std::collections::VecDeque;
 
@@ -131,11 +131,20 @@ impl Ingest {
                 tracing::debug!("empty Enhanced RTMP sequence start ignored");
             }
             VideoTag::ExSequenceStart { codec, record } => {
-                let cfg = match codec {
-                    ExVideoCodec::Avc => VideoCodec::H264(AvcConfig::parse(record)?),
-                    ExVideoCodec::Hevc => VideoCodec::H265(HevcConfig::parse(record)?),
-                    ExVideoCodec::Av1 => VideoCodec::Av1(Av1Config::parse(record)?),
+                let parsed = match codec {
+                    ExVideoCodec::Avc => AvcConfig::parse(record).map(VideoCodec::H264),
+                    ExVideoCodec::Hevc => HevcConfig::parse(record).map(VideoCodec::H265),
+                    ExVideoCodec::Av1 => Av1Config::parse(record).map(VideoCodec::Av1),
                 };
+                let cfg = parsed.unwrap_or_else(|e| {
+                    // A record we cannot read still plays over RTMP and FLV, passed through
+                    // as before these codecs were modelled; the packaged outputs skip it.
+                    tracing::warn!(error = %e, "Enhanced RTMP video config not understood; passed through");
+                    VideoCodec::Opaque {
+                        codec: OpaqueCodec::FourCc(codec.fourcc()),
+                        sequence_header: Some(body.clone()),
+                    }
+                });
                 self.set_video(cfg, out);
             }
             VideoTag::ExCodedFrame {
@@ -150,7 +159,13 @@ impl Ingest {
                         | (ExVideoCodec::Hevc, Some(VideoCodec::H265(_)))
                         | (ExVideoCodec::Av1, Some(VideoCodec::Av1(_)))
                 );
-                self.video_frame(known, keyframe, cts_ms, data, ms, out);
+                let passed_through = matches!(&self.video,
+                    Some(VideoCodec::Opaque { codec: OpaqueCodec::FourCc(cc), .. }) if *cc == codec.fourcc());
+                if passed_through {
+                    self.video_frame(true, keyframe, 0, body.clone(), ms, out);
+                } else {
+                    self.video_frame(known, keyframe, cts_ms, data, ms, out);
+                }
             }
             VideoTag::Ignored(what) => tracing::trace!(what, "video packet not carried"),
             VideoTag::AvcNalu {
@@ -218,10 +233,17 @@ impl Ingest {
                 tracing::debug!("empty Enhanced RTMP audio sequence start ignored");
             }
             AudioTag::ExSequenceStart { codec, config } => {
-                let cfg = match codec {
-                    ExAudioCodec::Aac => AudioCodec::Aac(AacConfig::parse(config)?),
-                    ExAudioCodec::Opus => AudioCodec::Opus(OpusConfig::parse(config)?),
+                let parsed = match codec {
+                    ExAudioCodec::Aac => AacConfig::parse(config).map(AudioCodec::Aac),
+                    ExAudioCodec::Opus => OpusConfig::parse(config).map(AudioCodec::Opus),
                 };
+                let cfg = parsed.unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "Enhanced RTMP audio config not understood; passed through");
+                    AudioCodec::Opaque {
+                        codec: OpaqueCodec::FourCc(codec.fourcc()),
+                        sequence_header: Some(body.clone()),
+                    }
+                });
                 self.set_audio(cfg, out);
             }
             AudioTag::Ignored(what) => tracing::trace!(what, "audio packet not carried"),
@@ -235,7 +257,13 @@ impl Ingest {
                     (ExAudioCodec::Aac, Some(AudioCodec::Aac(_)))
                         | (ExAudioCodec::Opus, Some(AudioCodec::Opus(_)))
                 );
-                self.audio_frame(known, data, ms, out);
+                let passed_through = matches!(&self.audio,
+                    Some(AudioCodec::Opaque { codec: OpaqueCodec::FourCc(cc), .. }) if *cc == codec.fourcc());
+                if passed_through {
+                    self.audio_frame(true, body.clone(), ms, out);
+                } else {
+                    self.audio_frame(known, data, ms, out);
+                }
             }
             AudioTag::Opaque {
                 codec,
@@ -497,6 +525,40 @@ mod enhanced_tests {
         for f in frames.iter().filter(|f| f.track == TrackKind::Audio) {
             assert_eq!(media::opus::packet_samples(&f.payload), Some(960));
         }
+    }
+
+    /// An hvcC we cannot read (no arrays) and an unknown packet type do not drop the
+    /// publisher: the track is passed through whole, as before HEVC was modelled.
+    #[test]
+    fn an_unreadable_enhanced_config_is_passed_through() {
+        let mut ingest = Ingest::new();
+        let mut out = Vec::new();
+        let seq = Bytes::from_static(&[0x90, b'h', b'v', b'c', b'1', 1, 2, 3]);
+        ingest.video(0, &seq, &mut out).unwrap();
+        let frame = Bytes::from_static(&[0x91, b'h', b'v', b'c', b'1', 0, 0, 0, 0, 0, 0, 1, 0x26]);
+        ingest.video(40, &frame, &mut out).unwrap();
+        ingest
+            .video(
+                80,
+                &Bytes::from_static(&[0x95, b'h', b'v', b'c', b'1', 9]),
+                &mut out,
+            )
+            .unwrap();
+        let Some(IngestOutput::Announce(info)) = out.first() else {
+            panic!("{out:?}")
+        };
+        assert!(matches!(
+            &info.video,
+            Some(VideoCodec::Opaque { codec: OpaqueCodec::FourCc(cc), sequence_header: Some(b) }) if cc == b"hvc1" && *b == seq
+        ));
+        let frames: Vec<_> = out
+            .iter()
+            .filter_map(|o| match o {
+                IngestOutput::Frame(f) => Some(f.payload.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(frames, [frame]);
     }
 
     #[test]

@@ -17,7 +17,7 @@ mod webhooks;
 
 pub use model::{
     Failover, InputSpec, Protocols, PushDestination, RecordingFormat, RecordingSpec, RetryPolicy,
-    RtspTransport, StreamRecord,
+    RtspTransport, StreamRecord, parse_window,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;

@@ -192,6 +192,36 @@ pub struct RecordingSpec {
     /// Delete the oldest files while this stream's recordings exceed this many bytes (0: no
     /// limit; else >= 1 MiB).
     pub max_bytes: u64,
+    /// Daily windows (`HH:MM-HH:MM`, UTC; one may cross midnight) outside which the stream is
+    /// not recorded; empty: always.
+    pub schedule: Vec<String>,
+}
+
+impl RecordingSpec {
+    /// The schedule as (start, stop) minutes of the UTC day; entries that do not parse are
+    /// left out (validation refuses them before they are stored).
+    pub fn windows(&self) -> Vec<(u32, u32)> {
+        self.schedule
+            .iter()
+            .filter_map(|w| parse_window(w))
+            .collect()
+    }
+}
+
+/// `HH:MM-HH:MM` as (start, stop) minutes of the day; `None` unless both are valid times and
+/// differ.
+pub fn parse_window(w: &str) -> Option<(u32, u32)> {
+    let minutes = |t: &str| -> Option<u32> {
+        let (h, m) = t.trim().split_once(':')?;
+        if h.len() != 2 || m.len() != 2 {
+            return None;
+        }
+        let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+        (h < 24 && m < 60).then_some(h * 60 + m)
+    };
+    let (a, b) = w.split_once('-')?;
+    let (a, b) = (minutes(a)?, minutes(b)?);
+    (a != b).then_some((a, b))
 }
 
 impl Default for RecordingSpec {
@@ -203,6 +233,7 @@ impl Default for RecordingSpec {
             rotate_bytes: 0,
             max_age_s: 0.0,
             max_bytes: 0,
+            schedule: Vec::new(),
         }
     }
 }

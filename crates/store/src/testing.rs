@@ -79,6 +79,7 @@ pub fn sample(code: &str) -> StreamRecord {
             rotate_bytes: 64 << 20,
             max_age_s: 7.0 * 86_400.0,
             max_bytes: 10 << 30,
+            schedule: vec!["22:00-06:30".into()],
         },
         created_at_ms: 1_763_700_000_000,
         updated_at_ms: 1_763_700_000_500,

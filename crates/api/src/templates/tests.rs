@@ -112,7 +112,7 @@ async fn templates_crud_with_masked_secrets_and_named_errors() {
     assert_eq!(
         t["recording"],
         json!({"enabled": true, "format": "ts", "rotate_s": 600.0, "rotate_bytes": 0,
-               "max_age_s": 86400.0, "max_bytes": 0}),
+               "max_age_s": 86400.0, "max_bytes": 0, "schedule": []}),
         "omitted recording fields take their defaults"
     );
     assert_eq!(t["runtime_streams"], json!([]));
