@@ -345,6 +345,11 @@ async fn run(config: Config) -> Result<()> {
             (r.recording.enabled && !r.disabled).then(|| record_settings(&r.recording))
         })
     });
+    // Retention keeps applying to a stream whose recording was turned off.
+    recorder.set_limits({
+        let control = control.clone();
+        Arc::new(move |code: &str| Some(record_settings(&control.get(code)?.recording)))
+    });
     control.set_change_observer({
         let recorder = recorder.clone();
         Arc::new(move |code: &str| recorder.refresh(code))

@@ -234,7 +234,14 @@ pub fn codes(root: &Path) -> Vec<String> {
             let Some(name) = e.file_name().to_str().map(str::to_owned) else {
                 continue;
             };
-            if is_day(&name) {
+            // A day directory holds files; one holding directories is a code's name that
+            // looks like a date (`concert/2026-06-01`), walked like any other.
+            let holds_dirs = || {
+                fs::read_dir(e.path()).is_ok_and(|mut d| {
+                    d.any(|c| c.is_ok_and(|c| c.file_type().is_ok_and(|t| t.is_dir())))
+                })
+            };
+            if is_day(&name) && !holds_dirs() {
                 has_day = true;
             } else {
                 let child = if code.is_empty() {
@@ -562,6 +569,22 @@ mod tests {
         let (keys, end) = read_index("k 1000 0\nk 30");
         assert_eq!((keys.len(), end), (1, None));
         assert_eq!(read_index("garbage\n\u{0}\nk x y\n").0, []);
+    }
+
+    #[test]
+    fn codes_are_found_even_when_named_like_dates() {
+        let root = std::env::temp_dir().join(format!("ferrocast-codes-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        for code in ["a", "concert/2026-06-01", "region/north/news"] {
+            let (ts, _) = file_paths(&root, code, 1_796_475_929_690);
+            fs::create_dir_all(ts.parent().unwrap()).unwrap();
+            fs::write(&ts, b"").unwrap();
+        }
+        assert_eq!(
+            codes(&root),
+            ["a", "concert/2026-06-01", "region/north/news"]
+        );
+        let _ = fs::remove_dir_all(root);
     }
 
     #[test]

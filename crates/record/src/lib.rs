@@ -49,6 +49,8 @@ struct Inner {
     config: RecordConfig,
     tasks: StreamTasks,
     settings: RwLock<SettingsFn>,
+    /// The retention limits of a code, recorded now or not (`None`: no limits).
+    limits: RwLock<Option<SettingsFn>>,
     /// `POST /streams/{code}/recording` overrides: `true` records, `false` does not.
     manual: Mutex<HashMap<String, bool>>,
     /// The file each recording stream is writing.
@@ -84,6 +86,7 @@ impl Recorder {
                 hub,
                 config,
                 settings: RwLock::new(Arc::new(|_: &str| None)),
+                limits: RwLock::new(None),
                 manual: Mutex::new(HashMap::new()),
                 current: Mutex::new(HashMap::new()),
                 done: RwLock::new(None),
@@ -112,6 +115,13 @@ impl Recorder {
             .settings
             .write()
             .unwrap_or_else(|e| e.into_inner()) = settings;
+    }
+
+    /// Replaces the per-code retention limits used by the periodic sweep: a stream whose
+    /// recording was turned off keeps its age and size limits (without this, the recording
+    /// settings are used).
+    pub fn set_limits(&self, limits: SettingsFn) {
+        *self.inner.limits.write().unwrap_or_else(|e| e.into_inner()) = Some(limits);
     }
 
     /// Sets who hears of closed files (`on_record_done`, the `recording.done` event).
@@ -290,7 +300,11 @@ impl Inner {
         let _ = tokio::task::spawn_blocking(move || {
             let now = media::unix_ms_now();
             for code in catalog::codes(&inner.config.dir) {
-                let configured = (inner.settings.read().unwrap_or_else(|e| e.into_inner()))(&code);
+                let limits = inner.limits.read().unwrap_or_else(|e| e.into_inner()).clone();
+                let configured = match limits {
+                    Some(f) => f(&code),
+                    None => (inner.settings.read().unwrap_or_else(|e| e.into_inner()))(&code),
+                };
                 let Some(s) = configured else { continue };
                 let max_age = s
                     .max_age
