@@ -23,6 +23,7 @@ fn existing() -> StreamRecord {
             retry: RetryPolicy::default(),
             limit: 0,
             comment: String::new(),
+            rendition: String::new(),
         }],
         inputs: vec![
             InputSpec {
@@ -36,6 +37,8 @@ fn existing() -> StreamRecord {
             },
         ],
         failover: Failover::default(),
+        recording: Default::default(),
+        transcode: Default::default(),
         created_at_ms: 1,
         updated_at_ms: 2,
     }

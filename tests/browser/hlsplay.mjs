@@ -4,8 +4,11 @@
 // program date times: the wall clock minus the date of the frame shown (`hls.playingDate`),
 // once playback has run 4 s.
 //
-//   node tests/browser/hlsplay.mjs <m3u8-url> [seconds] [default|ll|classic|near]
+//   node tests/browser/hlsplay.mjs <m3u8-url> [seconds] [default|ll|classic|near|abr]
 //
+// `abr` plays a multivariant playlist and asks for levels in turn by setting
+// `hls.currentLevel` (the lowest 3 s after start, the middle at 9 s, the highest at 15 s),
+// reporting the levels switched to and the picture heights the video element showed.
 // `ll` runs hls.js in its low-latency mode (parts, blocking reloads, preload hints), catching
 // up to the target latency at up to 1.5x as low-latency deployments configure it; `classic`
 // turns that mode off; `default` keeps 3 segments behind the live edge, `near` 2 (below the
@@ -21,7 +24,7 @@ import { fileURLToPath } from 'node:url';
 
 const [url, secsArg = '15', mode = 'default'] = process.argv.slice(2);
 if (!url) {
-  console.error('usage: hlsplay.mjs <m3u8-url> [seconds] [default|ll|classic|near]');
+  console.error('usage: hlsplay.mjs <m3u8-url> [seconds] [default|ll|classic|near|abr]');
   process.exit(2);
 }
 const seconds = Number(secsArg);
@@ -30,6 +33,7 @@ const config = {
   ll: { lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5 },
   classic: { lowLatencyMode: false },
   near: { liveSyncDurationCount: 2 },
+  abr: { liveSyncDurationCount: 3 },
 }[mode];
 const here = dirname(fileURLToPath(import.meta.url));
 const hlsjs = readFileSync(join(here, 'node_modules/hls.js/dist/hls.min.js'));
@@ -39,7 +43,7 @@ const page = `<!doctype html><html><body>
 <script src="/hls.js"></script>
 <script>
 window.report = { fatal: [], nonFatal: 0, nonFatalDetails: [], discontinuities: 0, parts: 0,
-  fragments: 0, blockingReloads: 0 };
+  fragments: 0, blockingReloads: 0, levels: 0, switched: [], fragLevels: [] };
 const video = document.getElementById('v');
 const hls = new Hls(${JSON.stringify(config)});
 window.hls = hls;
@@ -50,6 +54,8 @@ hls.on(Hls.Events.ERROR, (_, d) => {
     if (window.report.nonFatalDetails.length < 5) window.report.nonFatalDetails.push(d.details);
   }
 });
+hls.on(Hls.Events.MANIFEST_PARSED, (_, d) => { window.report.levels = d.levels.length; });
+hls.on(Hls.Events.LEVEL_SWITCHED, (_, d) => { window.report.switched.push(d.level); });
 hls.on(Hls.Events.FRAG_LOADED, (_, d) => {
   if (d.part) window.report.parts += 1; else window.report.fragments += 1;
 });
@@ -57,6 +63,8 @@ hls.on(Hls.Events.LEVEL_LOADED, (_, d) => {
   if (d.details && /_HLS_msn=/.test(d.details.url)) window.report.blockingReloads += 1;
 });
 hls.on(Hls.Events.FRAG_CHANGED, (_, d) => {
+  const fl = window.report.fragLevels;
+  if (d.frag && fl[fl.length - 1] !== d.frag.level) fl.push(d.frag.level);
   if (d.frag && d.frag.cc !== window.lastCc) {
     if (window.lastCc !== undefined) window.report.discontinuities += 1;
     window.lastCc = d.frag.cc;
@@ -92,6 +100,9 @@ try {
   await tab.goto(origin + '/');
   const samples = [];
   const latencies = [];
+  const heights = new Set();
+  // `abr`: [seconds after start, level (-1: the lowest)], each asked for once.
+  const asks = mode === 'abr' ? [[3, -1], [9, 1], [15, 0]] : [];
   const t0 = Date.now();
   let started = null;
   while (Date.now() - t0 < (seconds + 30) * 1000) {
@@ -100,9 +111,16 @@ try {
       const q = v.getVideoPlaybackQuality ? v.getVideoPlaybackQuality() : {};
       const pd = window.hls.playingDate;
       return { t: v.currentTime, frames: q.totalVideoFrames || 0, fatal: window.report.fatal.length,
-        latency: pd ? (Date.now() - pd.getTime()) / 1000 : null };
+        latency: pd ? (Date.now() - pd.getTime()) / 1000 : null, height: v.videoHeight };
     });
     const now = Date.now();
+    if (s.height) heights.add(s.height);
+    while (started !== null && asks.length && now - started >= asks[0][0] * 1000) {
+      const level = asks.shift()[1];
+      await tab.evaluate((l) => {
+        window.hls.currentLevel = l < 0 ? window.hls.levels.length - 1 : l;
+      }, level);
+    }
     if (started === null && s.t > 0) started = now;
     if (started !== null) samples.push({ at: (now - started) / 1000, t: s.t, frames: s.frames });
     if (started !== null && now - started > 4000 && s.latency !== null) latencies.push(s.latency);
@@ -127,7 +145,8 @@ try {
     wall: last.at, frames: last.frames, longestStall, fatal: report.fatal,
     nonFatal: report.nonFatal, nonFatalDetails: report.nonFatalDetails,
     discontinuities: report.discontinuities, parts: report.parts, fragments: report.fragments,
-    blockingReloads: report.blockingReloads,
+    blockingReloads: report.blockingReloads, levels: report.levels, switched: report.switched,
+    fragLevels: report.fragLevels, heights: [...heights].sort((a, b) => a - b),
     latency: { samples: sorted.length, p50: pick(0.5), p90: pick(0.9), min: sorted[0] ?? null },
   };
   result.ok = started !== null && report.fatal.length === 0;

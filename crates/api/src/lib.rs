@@ -9,6 +9,7 @@ mod error;
 mod events;
 mod flv;
 mod inputs;
+mod ladder;
 mod live;
 mod metrics;
 mod recordings;
@@ -74,6 +75,8 @@ pub struct AppState {
     pub webhooks: ::events::Webhooks,
     /// Recordings on disk, DVR.
     pub recorder: record::Recorder,
+    /// Renditions (ABR ladders) and their state.
+    pub transcoder: transcode::Transcoder,
     /// Work a request hands off and outlives it (upgraded WebSocket viewers); the binary
     /// waits for it, within the shutdown grace.
     pub tasks: tokio_util::task::TaskTracker,

@@ -14,7 +14,7 @@ use mpegts::TsMuxer;
 use std::net::SocketAddr;
 use tokio_util::sync::CancellationToken;
 
-const M3U8: &str = "application/vnd.apple.mpegurl";
+pub(crate) const M3U8: &str = "application/vnd.apple.mpegurl";
 const MP2T: &str = "video/mp2t";
 
 /// The client address when the server was started with connect info (tests may not be).
@@ -142,7 +142,14 @@ async fn serve(
         }
         return crate::recordings::serve_recorded(&state, &code, id, request.headers()).await;
     }
-    if file == "index.m3u8" {
+    if file == "index.m3u8"
+        && let Some(spec) = state.control.transcode(&code).filter(|t| t.active())
+    {
+        return crate::ladder::master(&state, &code, &spec).await;
+    }
+    // `media.m3u8` is always the stream's own media playlist: with a ladder, `index.m3u8` is
+    // the multivariant playlist and lists this one as the source rung.
+    if file == "index.m3u8" || file == "media.m3u8" {
         // Looked up once: the rendered playlist is shared `Bytes`, so this is a reference
         // count, not a copy.
         let mut playlist = state.hls.playlist(&code);

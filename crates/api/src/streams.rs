@@ -14,8 +14,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use store::{
-    Failover, InputSpec, Protocols, PushDestination, RecordingFormat, RecordingSpec, RetryPolicy,
-    RtspTransport, StreamRecord,
+    AudioMode, Corner, Failover, HwAccel, InputSpec, Protocols, PushDestination, RecordingFormat,
+    RecordingSpec, RenditionSpec, RetryPolicy, RtspTransport, StreamRecord, TextOverlay,
+    TranscodeAudio, TranscodeSpec, Watermark,
 };
 use utoipa::{IntoParams, ToSchema};
 
@@ -76,6 +77,9 @@ pub struct PushInput {
     /// Consecutive failed attempts before giving up; 0 (default) retries forever.
     limit: Option<u32>,
     comment: Option<String>,
+    /// A rung of the stream's `transcode` ladder to push (`720p`) instead of the stream
+    /// itself (omitted or empty).
+    rendition: Option<String>,
 }
 
 /// Push URLs are write-only: reads show them masked. A client that sends back what it read
@@ -127,6 +131,7 @@ impl PushInput {
             },
             limit: self.limit.unwrap_or(0),
             comment: self.comment.unwrap_or_default(),
+            rendition: self.rendition.unwrap_or_default(),
         }
     }
 }
@@ -264,6 +269,166 @@ impl RecordingSpecInput {
     }
 }
 
+/// Renditions made from the stream by a transcoder (an ABR ladder); omitted fields take their
+/// defaults (POST, PUT) or are kept (PATCH).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TranscodeSpecInput {
+    /// Run the ladder whenever the stream is live (default false); needs a rung other than
+    /// `source`.
+    enabled: Option<bool>,
+    /// The ladder, best first, at most 8 rungs; replaces the whole list. Each rung is played
+    /// and pushed as the stream `<code>_<name>`.
+    profiles: Option<Vec<RenditionSpecInput>>,
+    /// Video encoder family: `auto` (default: the first hardware encoder that works, else
+    /// x264), `none` (x264), `nvenc`, `vaapi` or `qsv`.
+    #[schema(value_type = Option<String>)]
+    hwaccel: Option<HwAccel>,
+    /// Keyframe cadence in seconds when the ladder has no `source` rung (default 2, 0.5 to
+    /// 20).
+    keyframe_interval_s: Option<f64>,
+    /// Changes only the fields given.
+    audio: Option<TranscodeAudioInput>,
+    /// An image over every rendition; `null` removes it, an object changes only the fields
+    /// given.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<WatermarkInput>)]
+    watermark: Option<Option<WatermarkInput>>,
+    /// Text over every rendition; `null` removes it, an object changes only the fields given.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<TextOverlayInput>)]
+    text: Option<Option<TextOverlayInput>>,
+}
+
+impl TranscodeSpecInput {
+    pub(crate) fn apply(self, base: TranscodeSpec) -> TranscodeSpec {
+        let audio = self.audio.unwrap_or_default();
+        TranscodeSpec {
+            enabled: self.enabled.unwrap_or(base.enabled),
+            profiles: match self.profiles {
+                Some(p) => p.into_iter().map(RenditionSpecInput::into_spec).collect(),
+                None => base.profiles,
+            },
+            hwaccel: self.hwaccel.unwrap_or(base.hwaccel),
+            keyframe_interval_s: self.keyframe_interval_s.unwrap_or(base.keyframe_interval_s),
+            audio: TranscodeAudio {
+                mode: audio.mode.unwrap_or(base.audio.mode),
+                bitrate_kbps: audio.bitrate_kbps.unwrap_or(base.audio.bitrate_kbps),
+            },
+            watermark: match self.watermark {
+                Some(Some(w)) => Some(w.apply(base.watermark.unwrap_or_default())),
+                Some(None) => None,
+                None => base.watermark,
+            },
+            text: match self.text {
+                Some(Some(t)) => Some(t.apply(base.text.unwrap_or_default())),
+                Some(None) => None,
+                None => base.text,
+            },
+        }
+    }
+}
+
+/// One rung of a ladder. A preset name (`1080p`, `720p`, `480p`, `360p`, `240p`) fills every
+/// field omitted or 0/empty; `source` is the stream itself, untouched; any other name needs
+/// `height` and `video_bitrate_kbps`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenditionSpecInput {
+    /// `[a-z0-9-]{1,16}`, unique in the ladder.
+    name: String,
+    /// Even, 16 to 7680; 0 (default) keeps the source's aspect ratio.
+    width: Option<u32>,
+    /// Even, 16 to 4320; 0 (default) takes the preset's.
+    height: Option<u32>,
+    /// 50 to 100000 kbit/s; 0 (default) takes the preset's.
+    video_bitrate_kbps: Option<u32>,
+    /// 1 to 240; 0 (default) keeps the source's rate (under the preset's cap).
+    max_framerate: Option<f64>,
+    /// `baseline`, `main` or `high`; empty (default) takes the preset's.
+    profile: Option<String>,
+    /// `3.0` to `5.2`; empty (default) takes the preset's.
+    level: Option<String>,
+}
+
+impl RenditionSpecInput {
+    fn into_spec(self) -> RenditionSpec {
+        RenditionSpec {
+            name: self.name,
+            width: self.width.unwrap_or_default(),
+            height: self.height.unwrap_or_default(),
+            video_bitrate_kbps: self.video_bitrate_kbps.unwrap_or_default(),
+            max_framerate: self.max_framerate.unwrap_or_default(),
+            profile: self.profile.unwrap_or_default(),
+            level: self.level.unwrap_or_default(),
+        }
+    }
+}
+
+/// Audio of the renditions; omitted fields take their defaults or are kept.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TranscodeAudioInput {
+    /// `passthrough` (default: the source's audio) or `aac`.
+    #[schema(value_type = Option<String>)]
+    mode: Option<AudioMode>,
+    /// With `aac`: 32 to 512 kbit/s (default 128).
+    bitrate_kbps: Option<u32>,
+}
+
+/// An image over the picture; omitted fields take their defaults or are kept.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WatermarkInput {
+    /// An image file on the gateway's disk (PNG, or any image ffmpeg reads); required.
+    path: Option<String>,
+    /// `top-left`, `top-right` (default), `bottom-left` or `bottom-right`.
+    #[schema(value_type = Option<String>)]
+    position: Option<Corner>,
+    /// 0 (invisible) to 1 (opaque), default 0.8.
+    opacity: Option<f64>,
+    /// Pixels from the edges (default 16).
+    margin: Option<u32>,
+}
+
+impl WatermarkInput {
+    fn apply(self, base: Watermark) -> Watermark {
+        Watermark {
+            path: self.path.unwrap_or(base.path),
+            position: self.position.unwrap_or(base.position),
+            opacity: self.opacity.unwrap_or(base.opacity),
+            margin: self.margin.unwrap_or(base.margin),
+        }
+    }
+}
+
+/// Text burnt into the picture; omitted fields take their defaults or are kept.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TextOverlayInput {
+    /// Fixed text, at most 256 characters on one line; may be empty when `timestamp` is on.
+    text: Option<String>,
+    /// Also draw each frame's wall-clock time, UTC (default true).
+    timestamp: Option<bool>,
+    /// `top-left`, `top-right`, `bottom-left` (default) or `bottom-right`.
+    #[schema(value_type = Option<String>)]
+    position: Option<Corner>,
+    /// Glyph height in pixels of a 720p picture, 8 to 200 (default 28); scaled with each
+    /// rendition.
+    font_size: Option<u32>,
+}
+
+impl TextOverlayInput {
+    fn apply(self, base: TextOverlay) -> TextOverlay {
+        TextOverlay {
+            text: self.text.unwrap_or(base.text),
+            timestamp: self.timestamp.unwrap_or(base.timestamp),
+            position: self.position.unwrap_or(base.position),
+            font_size: self.font_size.unwrap_or(base.font_size),
+        }
+    }
+}
+
 /// A whole stream configuration (PUT replaces everything; omitted fields take defaults).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -291,6 +456,8 @@ pub struct StreamInput {
     failover: FailoverInput,
     #[serde(default)]
     recording: RecordingSpecInput,
+    #[serde(default)]
+    transcode: TranscodeSpecInput,
 }
 
 impl StreamInput {
@@ -307,6 +474,7 @@ impl StreamInput {
             inputs: input_records(self.inputs),
             failover: self.failover.apply(Failover::default()),
             recording: self.recording.apply(RecordingSpec::default()),
+            transcode: self.transcode.apply(TranscodeSpec::default()),
             created_at_ms: 0,
             updated_at_ms: 0,
         }
@@ -343,6 +511,8 @@ pub struct StreamPatch {
     failover: Option<FailoverInput>,
     /// Changes only the fields given.
     recording: Option<RecordingSpecInput>,
+    /// Changes only the fields given (`profiles` as a whole list).
+    transcode: Option<TranscodeSpecInput>,
 }
 
 impl StreamPatch {
@@ -377,6 +547,9 @@ impl StreamPatch {
         if let Some(v) = self.recording {
             r.recording = v.apply(std::mem::take(&mut r.recording));
         }
+        if let Some(v) = self.transcode {
+            r.transcode = v.apply(std::mem::take(&mut r.transcode));
+        }
     }
 }
 
@@ -391,8 +564,8 @@ pub struct StreamCreate {
     /// path.
     code: Option<String>,
     /// A template (`/api/v1/templates`) whose settings (tags, stream_key when set, protocols,
-    /// push, inputs, failover, recording) fill the fields this body omits. The stream copies them: later
-    /// changes to the template do not reach it.
+    /// push, inputs, failover, recording, transcode) fill the fields this body omits. The
+    /// stream copies them: later changes to the template do not reach it.
     template: Option<String>,
     name: Option<String>,
     description: Option<String>,
@@ -412,6 +585,8 @@ pub struct StreamCreate {
     failover: Option<FailoverInput>,
     /// Changes only the fields given.
     recording: Option<RecordingSpecInput>,
+    /// Changes only the fields given (`profiles` as a whole list).
+    transcode: Option<TranscodeSpecInput>,
 }
 
 impl StreamCreate {
@@ -428,6 +603,7 @@ impl StreamCreate {
             inputs: self.inputs,
             failover: self.failover,
             recording: self.recording,
+            transcode: self.transcode,
         };
         (self.code, self.template, patch)
     }
@@ -447,6 +623,7 @@ fn default_record(code: &str) -> StreamRecord {
         inputs: Vec::new(),
         failover: Failover::default(),
         recording: RecordingSpec::default(),
+        transcode: TranscodeSpec::default(),
         created_at_ms: 0,
         updated_at_ms: 0,
     }
@@ -475,6 +652,7 @@ fn overlay_template(r: &mut StreamRecord, t: &store::TemplateRecord) {
     r.inputs = from.inputs;
     r.failover = from.failover;
     r.recording = from.recording;
+    r.transcode = from.transcode;
 }
 
 /// Fills in masked URLs of `patch` from `old` (see [`restore_masked_urls`]).
@@ -533,6 +711,8 @@ pub struct PushView {
     retry: RetryView,
     limit: u32,
     comment: String,
+    /// The rung of the stream's ladder pushed; empty: the stream itself.
+    rendition: String,
 }
 
 /// A configured input.
@@ -589,6 +769,109 @@ impl From<&RecordingSpec> for RecordingSpecView {
             max_age_s: r.max_age_s,
             max_bytes: r.max_bytes,
             schedule: r.schedule.clone(),
+        }
+    }
+}
+
+/// Renditions made from the stream (an ABR ladder), as stored.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TranscodeSpecView {
+    enabled: bool,
+    /// The rungs as given: 0 and empty fields take the preset's when the ladder runs.
+    profiles: Vec<RenditionSpecView>,
+    /// `auto`, `none`, `nvenc`, `vaapi` or `qsv`.
+    #[schema(value_type = String)]
+    hwaccel: HwAccel,
+    keyframe_interval_s: f64,
+    audio: TranscodeAudioView,
+    watermark: Option<WatermarkView>,
+    text: Option<TextOverlayView>,
+}
+
+/// One rung of a ladder, as given.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RenditionSpecView {
+    name: String,
+    /// 0: from `height`, keeping the aspect ratio.
+    width: u32,
+    /// 0: the preset's.
+    height: u32,
+    /// 0: the preset's.
+    video_bitrate_kbps: u32,
+    /// 0: the source's (under the preset's cap).
+    max_framerate: f64,
+    /// Empty: the preset's.
+    profile: String,
+    /// Empty: the preset's.
+    level: String,
+}
+
+/// Audio of the renditions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TranscodeAudioView {
+    /// `passthrough` or `aac`.
+    #[schema(value_type = String)]
+    mode: AudioMode,
+    bitrate_kbps: u32,
+}
+
+/// An image over the picture.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WatermarkView {
+    path: String,
+    /// `top-left`, `top-right`, `bottom-left` or `bottom-right`.
+    #[schema(value_type = String)]
+    position: Corner,
+    opacity: f64,
+    margin: u32,
+}
+
+/// Text burnt into the picture.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TextOverlayView {
+    text: String,
+    timestamp: bool,
+    /// `top-left`, `top-right`, `bottom-left` or `bottom-right`.
+    #[schema(value_type = String)]
+    position: Corner,
+    font_size: u32,
+}
+
+impl From<&TranscodeSpec> for TranscodeSpecView {
+    fn from(t: &TranscodeSpec) -> Self {
+        TranscodeSpecView {
+            enabled: t.enabled,
+            profiles: t
+                .profiles
+                .iter()
+                .map(|p| RenditionSpecView {
+                    name: p.name.clone(),
+                    width: p.width,
+                    height: p.height,
+                    video_bitrate_kbps: p.video_bitrate_kbps,
+                    max_framerate: p.max_framerate,
+                    profile: p.profile.clone(),
+                    level: p.level.clone(),
+                })
+                .collect(),
+            hwaccel: t.hwaccel,
+            keyframe_interval_s: t.keyframe_interval_s,
+            audio: TranscodeAudioView {
+                mode: t.audio.mode,
+                bitrate_kbps: t.audio.bitrate_kbps,
+            },
+            watermark: t.watermark.as_ref().map(|w| WatermarkView {
+                path: w.path.clone(),
+                position: w.position,
+                opacity: w.opacity,
+                margin: w.margin,
+            }),
+            text: t.text.as_ref().map(|x| TextOverlayView {
+                text: x.text.clone(),
+                timestamp: x.timestamp,
+                position: x.position,
+                font_size: x.font_size,
+            }),
         }
     }
 }
@@ -680,6 +963,9 @@ pub struct RuntimeView {
     /// The inputs' state and switch history, for a stream with inputs.
     #[serde(skip_serializing_if = "Option::is_none")]
     inputs: Option<crate::inputs::InputsRuntimeView>,
+    /// The rendition ladder's ffmpeg child, for a stream with `transcode` on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transcode: Option<crate::ladder::TranscodeRuntimeView>,
     /// The last five minutes of bitrates, oldest first, one sample a second; only in the
     /// responses about one stream (`GET /streams/{code}` and the writes), not in lists or
     /// events, whose clients append the current figures themselves.
@@ -770,6 +1056,7 @@ pub struct StreamView {
     inputs: Vec<InputView>,
     failover: FailoverView,
     recording: RecordingSpecView,
+    transcode: TranscodeSpecView,
     /// False for a runtime stream created by publishing to an unknown code (not stored).
     persistent: bool,
     /// For a runtime stream made from a template by a publish: the template's name. Absent
@@ -933,6 +1220,7 @@ fn runtime(
             frames_dropped: 0,
             pushes,
             inputs: None,
+            transcode: None,
             bitrate_history: None,
         },
         Some(s) => RuntimeView {
@@ -955,6 +1243,7 @@ fn runtime(
             frames_dropped: s.frames_dropped,
             pushes,
             inputs: None,
+            transcode: None,
             bitrate_history: None,
         },
     }
@@ -972,6 +1261,7 @@ pub(crate) fn push_views(push: &[PushDestination]) -> Vec<PushView> {
             },
             limit: p.limit,
             comment: p.comment.clone(),
+            rendition: p.rendition.clone(),
         })
         .collect()
 }
@@ -998,6 +1288,7 @@ fn view(
         .collect();
     let mut runtime = runtime(stats, readers, pushes);
     runtime.inputs = crate::inputs::runtime(state, code);
+    runtime.transcode = crate::ladder::runtime(state, code);
     // A record is configured unless a template made it for a publish.
     let template = record.and_then(|_| state.control.runtime_template(code));
     match record {
@@ -1013,6 +1304,7 @@ fn view(
             inputs: input_views(&r.inputs),
             failover: (&r.failover).into(),
             recording: (&r.recording).into(),
+            transcode: (&r.transcode).into(),
             persistent: template.is_none(),
             template,
             created_at: Some(rfc3339(r.created_at_ms)),
@@ -1031,6 +1323,7 @@ fn view(
             inputs: Vec::new(),
             failover: (&Failover::default()).into(),
             recording: (&RecordingSpec::default()).into(),
+            transcode: (&TranscodeSpec::default()).into(),
             persistent: false,
             template: None,
             created_at: None,
@@ -1225,7 +1518,7 @@ pub async fn create_stream(
 /// Creates (201) or merges into (200) the stream `code`, as Open-Streamer's clients expect.
 ///
 /// A field the body gives replaces the stream's as PATCH does (lists whole, `protocols`,
-/// `failover` and `recording` field by field); an omitted one is kept. A new stream starts
+/// `failover`, `recording` and `transcode` field by field); an omitted one is kept. A new stream starts
 /// from `template` when one is named, else from the runtime stream of that code a template made
 /// (which this stores), else from the defaults. On an existing stream, `template` applies the
 /// template's settings first, then the body's.

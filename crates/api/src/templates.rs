@@ -6,8 +6,8 @@ use crate::AppState;
 use crate::error::{ApiError, ApiJson, ErrorBody, ErrorCode};
 use crate::streams::{
     FailoverInput, FailoverView, InputInput, InputView, ProtocolsInput, ProtocolsView, PushInput,
-    PushView, RecordingSpecInput, RecordingSpecView, input_records, input_views, nullable,
-    push_views, restore_masked_inputs, restore_masked_urls,
+    PushView, RecordingSpecInput, RecordingSpecView, TranscodeSpecInput, TranscodeSpecView,
+    input_records, input_views, nullable, push_views, restore_masked_inputs, restore_masked_urls,
 };
 use crate::time::rfc3339;
 use axum::Json;
@@ -16,7 +16,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use control::TemplateError;
 use serde::{Deserialize, Serialize};
-use store::{Failover, Protocols, PutOutcome, RecordingSpec, StreamRecord, TemplateRecord};
+use store::{
+    Failover, Protocols, PutOutcome, RecordingSpec, StreamRecord, TemplateRecord, TranscodeSpec,
+};
 use utoipa::ToSchema;
 
 impl From<TemplateError> for ApiError {
@@ -84,6 +86,9 @@ pub struct TemplateInput {
     /// Copied to streams.
     #[serde(default)]
     recording: RecordingSpecInput,
+    /// Copied to streams.
+    #[serde(default)]
+    transcode: TranscodeSpecInput,
 }
 
 impl TemplateInput {
@@ -99,6 +104,7 @@ impl TemplateInput {
             inputs: input_records(self.inputs),
             failover: self.failover.apply(Failover::default()),
             recording: self.recording.apply(RecordingSpec::default()),
+            transcode: self.transcode.apply(TranscodeSpec::default()),
             created_at_ms: 0,
             updated_at_ms: 0,
         }
@@ -128,6 +134,8 @@ pub struct TemplatePatch {
     failover: Option<FailoverInput>,
     /// Changes only the fields given.
     recording: Option<RecordingSpecInput>,
+    /// Changes only the fields given (`profiles` as a whole list).
+    transcode: Option<TranscodeSpecInput>,
 }
 
 impl TemplatePatch {
@@ -158,6 +166,9 @@ impl TemplatePatch {
         }
         if let Some(v) = self.recording {
             t.recording = v.apply(std::mem::take(&mut t.recording));
+        }
+        if let Some(v) = self.transcode {
+            t.transcode = v.apply(std::mem::take(&mut t.transcode));
         }
     }
 }
@@ -198,6 +209,7 @@ pub struct TemplateView {
     inputs: Vec<InputView>,
     failover: FailoverView,
     recording: RecordingSpecView,
+    transcode: TranscodeSpecView,
     /// Runtime streams it made for publishers that exist now, by code.
     runtime_streams: Vec<String>,
     created_at: String,
@@ -223,6 +235,7 @@ fn template_view(state: &AppState, t: &TemplateRecord) -> TemplateView {
         inputs: input_views(&t.inputs),
         failover: (&t.failover).into(),
         recording: (&t.recording).into(),
+        transcode: (&t.transcode).into(),
         runtime_streams,
         created_at: rfc3339(t.created_at_ms),
         updated_at: rfc3339(t.updated_at_ms),

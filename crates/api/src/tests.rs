@@ -38,6 +38,7 @@ pub(crate) async fn state(admin: AdminAccess) -> AppState {
     );
     AppState {
         tasks: tokio_util::task::TaskTracker::new(),
+        transcoder: transcode::Transcoder::new(hub.clone(), Default::default()),
         recorder,
         hub,
         hls,
@@ -707,6 +708,277 @@ async fn recording_settings_round_trip_and_are_validated() {
     assert_eq!(
         schemas["StreamView"]["properties"]["recording"]["$ref"],
         "#/components/schemas/RecordingSpecView"
+    );
+}
+
+/// `transcode` goes in on create, comes back on every read as given (presets unresolved),
+/// changes field by field on PATCH, goes back unchanged in a PUT, and breaks its rules with
+/// the field named; a push names a rung of the ladder or nothing.
+#[tokio::test]
+async fn transcode_settings_round_trip_and_are_validated() {
+    use serde_json::json;
+    let st = state(AdminAccess::local_only()).await;
+    let mut app = router(st.clone());
+    let mut send = async |method: Method, path: &str, body: Option<serde_json::Value>| {
+        let mut req = Request::builder().method(method).uri(path);
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        let mut req = req
+            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+            .unwrap();
+        req.extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
+        let res = app.call(req).await.unwrap();
+        let status = res.status().as_u16();
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        (status, v)
+    };
+    let (status, created) = send(
+        Method::POST,
+        "/api/v1/streams",
+        Some(json!({"code": "abr",
+            "transcode": {"enabled": true, "hwaccel": "none",
+                "profiles": [{"name": "source"}, {"name": "480p"},
+                             {"name": "270p", "height": 270, "video_bitrate_kbps": 500}],
+                "watermark": {"path": "/srv/logo.png"},
+                "text": {"text": "Käse", "timestamp": false}},
+            "push": [{"url": "rtmp://h.example/live/k1", "rendition": "480p"},
+                     {"url": "rtmp://b.example/live/k2"}]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let rung = |name: &str, height: u32, kbps: u32| {
+        json!({"name": name, "width": 0, "height": height, "video_bitrate_kbps": kbps,
+               "max_framerate": 0.0, "profile": "", "level": ""})
+    };
+    let want = json!({
+        "enabled": true,
+        "profiles": [rung("source", 0, 0), rung("480p", 0, 0), rung("270p", 270, 500)],
+        "hwaccel": "none",
+        "keyframe_interval_s": 2.0,
+        "audio": {"mode": "passthrough", "bitrate_kbps": 128},
+        "watermark": {"path": "/srv/logo.png", "position": "top-right", "opacity": 0.8,
+                      "margin": 16},
+        "text": {"text": "Käse", "timestamp": false, "position": "bottom-left",
+                 "font_size": 28},
+    });
+    assert_eq!(
+        created["transcode"], want,
+        "omitted fields take their defaults; rungs as given"
+    );
+    assert_eq!(
+        (
+            &created["push"][0]["rendition"],
+            &created["push"][1]["rendition"]
+        ),
+        (&json!("480p"), &json!(""))
+    );
+    let (status, got) = send(Method::GET, "/api/v1/streams/abr", None).await;
+    assert_eq!((status, &got["transcode"]), (200, &want));
+    let (_, list) = send(Method::GET, "/api/v1/streams", None).await;
+    assert_eq!(list["data"][0]["transcode"], want);
+    let stored = st.control.transcode("abr").expect("stored");
+    assert!(stored.active());
+    assert_eq!(stored.profiles[2].resolve().map(|r| r.height), Some(270));
+    assert_eq!(
+        st.control.rendition_of("abr_480p"),
+        Some(("abr".into(), "480p".into()))
+    );
+    assert_eq!(st.control.get("abr").unwrap().push[0].rendition, "480p");
+
+    // What was read goes back unchanged.
+    let (status, put) = send(
+        Method::PUT,
+        "/api/v1/streams/abr",
+        Some(json!({"transcode": got["transcode"], "push": got["push"]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{put}");
+    assert_eq!((&put["transcode"], &put["push"]), (&want, &got["push"]));
+
+    let (status, patched) = send(
+        Method::PATCH,
+        "/api/v1/streams/abr",
+        Some(
+            json!({"transcode": {"keyframe_interval_s": 4, "audio": {"mode": "aac"},
+                                  "watermark": null, "text": {"font_size": 40}}}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{patched}");
+    let mut want = want;
+    want["keyframe_interval_s"] = json!(4.0);
+    want["audio"]["mode"] = json!("aac");
+    want["watermark"] = json!(null);
+    want["text"]["font_size"] = json!(40);
+    assert_eq!(
+        patched["transcode"], want,
+        "PATCH keeps the fields it omits; null removes the watermark"
+    );
+
+    // Broken rules: 422 naming the field; unknown names and fields do not decode (400).
+    for (body, want_status, want_code, want_field) in [
+        (
+            json!({"transcode": {"profiles": [{"name": "480p"}, {"name": "hd"}]}}),
+            422,
+            "VALIDATION_FAILED",
+            "transcode.profiles[1]",
+        ),
+        (
+            json!({"transcode": {"profiles": [{"name": "480p", "height": 481}]}}),
+            422,
+            "VALIDATION_FAILED",
+            "transcode.profiles[0].height",
+        ),
+        (
+            json!({"push": [], "transcode": {"profiles": [{"name": "source"}]}}),
+            422,
+            "VALIDATION_FAILED",
+            "transcode.profiles",
+        ),
+        (
+            json!({"transcode": {"profiles": [{"name": "480p"}, {"name": "480p"}]}}),
+            422,
+            "VALIDATION_FAILED",
+            "transcode.profiles[1].name",
+        ),
+        (
+            json!({"transcode": {"profiles": [{"name": "480p"}, {"name": "Big"}]}}),
+            400,
+            "VALIDATION_FAILED",
+            "transcode.profiles[1].name",
+        ),
+        (
+            json!({"transcode": {"text": {"text": "a\nb"}}}),
+            422,
+            "VALIDATION_FAILED",
+            "transcode.text.text",
+        ),
+        (
+            json!({"transcode": {"audio": {"bitrate_kbps": 8}}}),
+            422,
+            "VALIDATION_FAILED",
+            "transcode.audio.bitrate_kbps",
+        ),
+        (
+            json!({"transcode": {"hwaccel": "amf"}}),
+            400,
+            "INVALID_BODY",
+            "transcode.hwaccel",
+        ),
+        (
+            json!({"transcode": {"profiles": [{"name": "480p", "crf": 23}]}}),
+            400,
+            "INVALID_BODY",
+            "transcode.profiles[0].crf",
+        ),
+        // A push names a rung of the ladder other than `source`.
+        (
+            json!({"push": [{"url": "rtmp://h.example/live/k1", "rendition": "720p"}]}),
+            422,
+            "VALIDATION_FAILED",
+            "push[0].rendition",
+        ),
+        (
+            json!({"push": [{"url": "rtmp://h.example/live/k1", "rendition": "source"}]}),
+            422,
+            "VALIDATION_FAILED",
+            "push[0].rendition",
+        ),
+    ] {
+        let (status, err) = send(Method::PATCH, "/api/v1/streams/abr", Some(body.clone())).await;
+        assert_eq!(
+            (
+                status,
+                err["error"]["code"].as_str(),
+                err["error"]["field"].as_str()
+            ),
+            (want_status, Some(want_code), Some(want_field)),
+            "{body}: {err}"
+        );
+        if want_field == "transcode.profiles[1]" {
+            assert_eq!(
+                err["error"]["message"],
+                "transcode.profiles[1]: rung 'hd' names no preset (1080p, 720p, 480p, 360p, 240p) and lacks height or video_bitrate_kbps",
+                "{err}"
+            );
+        }
+    }
+    let (_, unchanged) = send(Method::GET, "/api/v1/streams/abr", None).await;
+    assert_eq!(
+        unchanged["transcode"], want,
+        "refused changes changed nothing"
+    );
+    // Dropping the rung a push sends is refused as well: the push would send nothing.
+    let (status, err) = send(
+        Method::PATCH,
+        "/api/v1/streams/abr",
+        Some(
+            json!({"transcode": {"profiles": [{"name": "source"}, {"name": "270p",
+            "height": 270, "video_bitrate_kbps": 500}]}}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, &err["error"]["field"]),
+        (422, &json!("push[0].rendition"))
+    );
+    // A stream without a ladder has no renditions to push.
+    let (status, err) = send(
+        Method::POST,
+        "/api/v1/streams",
+        Some(json!({"code": "flat",
+            "push": [{"url": "rtmp://h.example/live/k3", "rendition": "480p"}]})),
+    )
+    .await;
+    assert_eq!(
+        (status, &err["error"]["field"]),
+        (422, &json!("push[0].rendition"))
+    );
+    let (status, plain) = send(Method::PUT, "/api/v1/streams/plain", Some(json!({}))).await;
+    assert_eq!(status, 201, "{plain}");
+    assert_eq!(
+        plain["transcode"],
+        json!({"enabled": false, "profiles": [], "hwaccel": "auto", "keyframe_interval_s": 2.0,
+               "audio": {"mode": "passthrough", "bitrate_kbps": 128}, "watermark": null,
+               "text": null}),
+        "the defaults: off"
+    );
+
+    // The document describes every shape.
+    let doc = serde_json::to_value(openapi()).expect("document");
+    let schemas = &doc["components"]["schemas"];
+    for (name, field) in [
+        ("TranscodeSpecInput", "profiles"),
+        ("TranscodeSpecView", "profiles"),
+        ("RenditionSpecInput", "video_bitrate_kbps"),
+        ("RenditionSpecView", "video_bitrate_kbps"),
+        ("TranscodeAudioInput", "bitrate_kbps"),
+        ("TranscodeAudioView", "bitrate_kbps"),
+        ("WatermarkInput", "opacity"),
+        ("WatermarkView", "opacity"),
+        ("TextOverlayInput", "font_size"),
+        ("TextOverlayView", "font_size"),
+        ("PushInput", "rendition"),
+        ("PushView", "rendition"),
+    ] {
+        assert!(
+            schemas[name]["properties"][field].is_object(),
+            "{name}.{field}: {}",
+            schemas[name]
+        );
+    }
+    assert_eq!(
+        schemas["StreamView"]["properties"]["transcode"]["$ref"],
+        "#/components/schemas/TranscodeSpecView"
+    );
+    assert_eq!(
+        schemas["TemplateView"]["properties"]["transcode"]["$ref"],
+        "#/components/schemas/TranscodeSpecView"
     );
 }
 

@@ -317,6 +317,24 @@ impl Control {
         self.get(code).map(|r| r.recording.clone())
     }
 
+    /// The transcode settings (ABR ladder) of the stream `code`, from memory: configured, or a
+    /// runtime stream made from a template; `None` for a code with neither. Like
+    /// [`Control::recording`], each call reads the current configuration.
+    pub fn transcode(&self, code: &str) -> Option<store::TranscodeSpec> {
+        self.get(code).map(|r| r.transcode.clone())
+    }
+
+    /// `(parent, rung)` when `code` is `<parent>_<rung>` (split at the last `_`) and the
+    /// stream `parent` runs a ladder ([`store::TranscodeSpec::active`]) with a rung of that
+    /// name other than `source`: the hub stream its transcoder writes.
+    pub fn rendition_of(&self, code: &str) -> Option<(String, String)> {
+        let (parent, name) = code.rsplit_once('_')?;
+        let record = self.get(parent)?;
+        let t = &record.transcode;
+        (t.active() && t.profiles.iter().any(|p| !p.is_source() && p.name == name))
+            .then(|| (parent.to_owned(), name.to_owned()))
+    }
+
     /// Every configured stream, by code, from memory.
     pub fn list(&self) -> Vec<Arc<StreamRecord>> {
         let mut v: Vec<_> = self.streams().values().cloned().collect();
@@ -325,9 +343,10 @@ impl Control {
     }
 
     /// Whether `output` may serve `code` (runtime streams without a template have every
-    /// output on).
+    /// output on). A rendition answers as its parent stream: it has no settings of its own.
     pub fn output_enabled(&self, code: &str, output: Output) -> bool {
-        self.get(code)
+        let parent = self.rendition_of(code).map(|(parent, _)| parent);
+        self.get(parent.as_deref().unwrap_or(code))
             .is_none_or(|r| !r.disabled && output.enabled_in(&r.protocols))
     }
 
@@ -479,7 +498,21 @@ impl Control {
     /// The configured rules alone (stream known or auto-created, not disabled, stream key,
     /// output enabled), so an admission that adds hooks can apply them first.
     pub fn decide(&self, req: &AccessRequest) -> Result<(), Denied> {
-        let record = self.get(&req.code);
+        // A rendition is written by its parent's transcoder, straight into the hub, and is
+        // played under the parent's rules.
+        let rendition = self.rendition_of(&req.code);
+        if let Some((parent, name)) = &rendition
+            && req.action == Action::Publish
+        {
+            return Err(Denied::new(format!(
+                "{} is the {name} rendition of {parent}; only its transcoder writes it",
+                req.code
+            )));
+        }
+        let record = match &rendition {
+            Some((parent, _)) => self.get(parent),
+            None => self.get(&req.code),
+        };
         match (req.action, record) {
             (Action::Publish, None) => self.admit_unknown(req),
             (Action::Publish, Some(r)) => {

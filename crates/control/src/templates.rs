@@ -1,7 +1,7 @@
 //! Templates, and the runtime streams a publish to an unknown code makes from them.
 //!
-//! A template carries stream settings (protocols, pushes, inputs, failover, recording, tags, a
-//! stream key) and an optional code `prefix`. A stream created over the API with
+//! A template carries stream settings (protocols, pushes, inputs, failover, recording, transcode,
+//! tags, a stream key) and an optional code `prefix`. A stream created over the API with
 //! `"template": NAME` starts from its settings; an encoder publishing to an unknown code that
 //! starts with a prefix gets a runtime stream with them (Open-Streamer's auto-publish), kept in
 //! memory only and reaped after [`RUNTIME_IDLE_TIMEOUT`] without publisher or readers. Streams copy the settings when they
@@ -130,6 +130,7 @@ pub fn stream_from_template(t: &TemplateRecord, code: &str) -> StreamRecord {
         inputs: t.inputs.clone(),
         failover: t.failover,
         recording: t.recording.clone(),
+        transcode: t.transcode.clone(),
         created_at_ms: 0,
         updated_at_ms: 0,
     }

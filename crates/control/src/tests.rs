@@ -84,6 +84,7 @@ fn record(code: &str) -> StreamRecord {
         inputs: vec![],
         failover: store::Failover::default(),
         recording: store::RecordingSpec::default(),
+        transcode: store::TranscodeSpec::default(),
         created_at_ms: 0,
         updated_at_ms: 0,
     }
@@ -375,6 +376,7 @@ fn validation_names_fields_and_classifies() {
         retry: RetryPolicy::default(),
         limit: 0,
         comment: String::new(),
+        rendition: String::new(),
     };
     for good in [
         "rtmp://a.rtmp.youtube.com/live2/abcd",
@@ -490,6 +492,421 @@ async fn recording_settings_are_read_from_memory() {
         Err(ControlError::Invalid(inv)) if inv.field == "recording.rotate_s"
     ));
     assert_eq!(e.control.recording("cam"), Some(got));
+}
+
+/// `source`, a preset and a custom rung, on.
+fn ladder() -> store::TranscodeSpec {
+    let rung = |name: &str| store::RenditionSpec {
+        name: name.into(),
+        ..store::RenditionSpec::default()
+    };
+    store::TranscodeSpec {
+        enabled: true,
+        profiles: vec![
+            rung("source"),
+            rung("480p"),
+            store::RenditionSpec {
+                height: 270,
+                video_bitrate_kbps: 500,
+                ..rung("270p")
+            },
+        ],
+        ..store::TranscodeSpec::default()
+    }
+}
+
+#[test]
+fn transcode_validation_names_fields() {
+    let check = |edit: &dyn Fn(&mut StreamRecord)| {
+        let mut r = record("a");
+        r.transcode = ladder();
+        edit(&mut r);
+        validate(&r).map_err(|e| (e.field, e.kind))
+    };
+    let semantic = |field: &str| Err((field.to_owned(), InvalidKind::Semantic));
+    let t =
+        |edit: fn(&mut store::TranscodeSpec)| move |r: &mut StreamRecord| edit(&mut r.transcode);
+    assert_eq!(check(&|_| {}), Ok(()), "the ladder");
+    // `<code>_<name>` must itself be a code: 128 characters at most.
+    let mut long = record(&"c".repeat(120));
+    long.transcode = ladder();
+    long.transcode.profiles[1].name = "a-long-name".into();
+    long.transcode.profiles[1].height = 480;
+    long.transcode.profiles[1].video_bitrate_kbps = 900;
+    assert_eq!(
+        validate(&long).map_err(|e| (e.field, e.kind)),
+        semantic("transcode.profiles[1].name")
+    );
+    assert_eq!(
+        validate(&record("a")),
+        Ok(()),
+        "the defaults: off, no rungs"
+    );
+    assert_eq!(
+        check(&t(|s| {
+            s.profiles[2].width = 7680;
+            s.profiles[2].height = 4320;
+            s.profiles[2].video_bitrate_kbps = 100_000;
+            s.profiles[2].max_framerate = 240.0;
+            s.profiles[2].profile = "baseline".into();
+            s.profiles[2].level = "5.2".into();
+            s.profiles[1].width = 16;
+            s.profiles[1].height = 16;
+            s.profiles[1].video_bitrate_kbps = 50;
+            s.profiles[1].max_framerate = 1.0;
+            s.keyframe_interval_s = 20.0;
+            s.audio.bitrate_kbps = 512;
+            s.watermark = Some(store::Watermark {
+                path: "/logo.png".into(),
+                opacity: 1.0,
+                ..store::Watermark::default()
+            });
+            s.text = Some(store::TextOverlay {
+                text: "x".repeat(256),
+                timestamp: false,
+                font_size: 200,
+                ..store::TextOverlay::default()
+            });
+        })),
+        Ok(()),
+        "every limit at its bound"
+    );
+    assert_eq!(
+        check(&t(|s| {
+            s.keyframe_interval_s = 0.5;
+            s.audio.bitrate_kbps = 32;
+            s.text = Some(store::TextOverlay::default());
+        })),
+        Ok(()),
+        "the low bounds; text may be empty with the timestamp on"
+    );
+    // A ladder may be kept while off, even without a rung to run.
+    assert_eq!(
+        check(&t(|s| {
+            s.enabled = false;
+            s.profiles.truncate(1);
+        })),
+        Ok(())
+    );
+
+    // The rungs.
+    assert_eq!(
+        check(&t(|s| {
+            let extra = s.profiles[1].clone();
+            for i in 0..6 {
+                s.profiles.push(store::RenditionSpec {
+                    name: format!("r{i}"),
+                    ..extra.clone()
+                });
+            }
+        })),
+        semantic("transcode.profiles"),
+        "nine rungs"
+    );
+    for bad in ["", "HD", "a_b", "a b", "x".repeat(17).as_str(), "é"] {
+        let mut r = record("a");
+        r.transcode = ladder();
+        r.transcode.profiles[2].name = bad.into();
+        assert_eq!(
+            validate(&r).map_err(|e| (e.field, e.kind)),
+            Err((
+                "transcode.profiles[2].name".to_owned(),
+                InvalidKind::Malformed
+            )),
+            "{bad:?}"
+        );
+    }
+    assert_eq!(
+        check(&t(|s| s.profiles[2].name = "480p".into())),
+        semantic("transcode.profiles[2].name"),
+        "duplicate"
+    );
+    let mut r = record("a");
+    r.transcode = ladder();
+    r.transcode.profiles[2].height = 0;
+    let e = validate(&r).unwrap_err();
+    assert_eq!(e.field, "transcode.profiles[2]");
+    assert_eq!(
+        e.reason,
+        "rung '270p' names no preset (1080p, 720p, 480p, 360p, 240p) and lacks height or video_bitrate_kbps"
+    );
+    assert_eq!(
+        check(&t(|s| s.profiles[2].video_bitrate_kbps = 0)),
+        semantic("transcode.profiles[2]")
+    );
+    for (field, edit) in [
+        ("height", t(|s| s.profiles[1].height = 14)),
+        ("height", t(|s| s.profiles[1].height = 481)),
+        ("height", t(|s| s.profiles[1].height = 4322)),
+        ("width", t(|s| s.profiles[1].width = 8)),
+        ("width", t(|s| s.profiles[1].width = 853)),
+        ("width", t(|s| s.profiles[1].width = 7682)),
+        (
+            "video_bitrate_kbps",
+            t(|s| s.profiles[1].video_bitrate_kbps = 49),
+        ),
+        (
+            "video_bitrate_kbps",
+            t(|s| s.profiles[1].video_bitrate_kbps = 100_001),
+        ),
+        ("max_framerate", t(|s| s.profiles[1].max_framerate = 0.5)),
+        ("max_framerate", t(|s| s.profiles[1].max_framerate = 241.0)),
+        ("max_framerate", t(|s| s.profiles[1].max_framerate = -1.0)),
+        (
+            "max_framerate",
+            t(|s| s.profiles[1].max_framerate = f64::NAN),
+        ),
+        (
+            "max_framerate",
+            t(|s| s.profiles[1].max_framerate = f64::INFINITY),
+        ),
+        ("profile", t(|s| s.profiles[1].profile = "high10".into())),
+        ("profile", t(|s| s.profiles[1].profile = "Main".into())),
+        ("level", t(|s| s.profiles[1].level = "4".into())),
+        ("level", t(|s| s.profiles[1].level = "6.2".into())),
+    ] {
+        assert_eq!(
+            check(&edit),
+            semantic(&format!("transcode.profiles[1].{field}")),
+            "{field}"
+        );
+    }
+    assert_eq!(
+        check(&t(|s| s.profiles.truncate(1))),
+        semantic("transcode.profiles"),
+        "on with only the source"
+    );
+    assert_eq!(
+        check(&t(|s| s.profiles.clear())),
+        semantic("transcode.profiles"),
+        "on with no rungs"
+    );
+
+    // The rest of the ladder.
+    for (field, edit) in [
+        ("keyframe_interval_s", t(|s| s.keyframe_interval_s = 0.4)),
+        ("keyframe_interval_s", t(|s| s.keyframe_interval_s = 20.5)),
+        (
+            "keyframe_interval_s",
+            t(|s| s.keyframe_interval_s = f64::NAN),
+        ),
+        ("audio.bitrate_kbps", t(|s| s.audio.bitrate_kbps = 31)),
+        ("audio.bitrate_kbps", t(|s| s.audio.bitrate_kbps = 513)),
+        (
+            "watermark.path",
+            t(|s| s.watermark = Some(store::Watermark::default())),
+        ),
+        (
+            "watermark.path",
+            t(|s| {
+                s.watermark = Some(store::Watermark {
+                    path: "/a\u{0}b.png".into(),
+                    ..store::Watermark::default()
+                })
+            }),
+        ),
+        (
+            "watermark.opacity",
+            t(|s| {
+                s.watermark = Some(store::Watermark {
+                    path: "/logo.png".into(),
+                    opacity: 1.5,
+                    ..store::Watermark::default()
+                })
+            }),
+        ),
+        (
+            "watermark.opacity",
+            t(|s| {
+                s.watermark = Some(store::Watermark {
+                    path: "/logo.png".into(),
+                    opacity: f64::NAN,
+                    ..store::Watermark::default()
+                })
+            }),
+        ),
+        (
+            "text.text",
+            t(|s| {
+                s.text = Some(store::TextOverlay {
+                    text: "x".repeat(257),
+                    ..store::TextOverlay::default()
+                })
+            }),
+        ),
+        (
+            "text.text",
+            t(|s| {
+                s.text = Some(store::TextOverlay {
+                    text: "two\nlines".into(),
+                    ..store::TextOverlay::default()
+                })
+            }),
+        ),
+        (
+            "text.text",
+            t(|s| {
+                s.text = Some(store::TextOverlay {
+                    timestamp: false,
+                    ..store::TextOverlay::default()
+                })
+            }),
+        ),
+        (
+            "text.font_size",
+            t(|s| {
+                s.text = Some(store::TextOverlay {
+                    font_size: 7,
+                    ..store::TextOverlay::default()
+                })
+            }),
+        ),
+        (
+            "text.font_size",
+            t(|s| {
+                s.text = Some(store::TextOverlay {
+                    font_size: 201,
+                    ..store::TextOverlay::default()
+                })
+            }),
+        ),
+    ] {
+        assert_eq!(
+            check(&edit),
+            semantic(&format!("transcode.{field}")),
+            "{field}"
+        );
+    }
+
+    // Pushes of a rendition name a rung of this ladder, never `source`.
+    let push = |rendition: &str| PushDestination {
+        url: format!("rtmp://h/live/key-{rendition}"),
+        enabled: true,
+        timeout_s: 10,
+        retry: RetryPolicy::default(),
+        limit: 0,
+        comment: String::new(),
+        rendition: rendition.into(),
+    };
+    assert_eq!(
+        check(&|r| r.push = vec![push(""), push("480p"), push("270p")]),
+        Ok(())
+    );
+    for bad in ["source", "720p", "480P"] {
+        assert_eq!(
+            check(&|r| r.push = vec![push("480p"), push(bad)]),
+            semantic("push[1].rendition"),
+            "{bad}"
+        );
+    }
+    let mut r = record("a");
+    r.push = vec![push("480p")];
+    assert_eq!(
+        validate(&r).map_err(|e| e.field),
+        Err("push[0].rendition".to_owned()),
+        "no ladder"
+    );
+}
+
+#[tokio::test]
+async fn renditions_follow_their_parent() {
+    let e = env(true).await;
+    let mut r = record("cam");
+    r.transcode = ladder();
+    r.protocols.rtmp = false;
+    e.control.create(r).await.unwrap();
+    assert_eq!(e.control.transcode("cam"), Some(ladder()));
+    assert_eq!(e.control.transcode("nope"), None);
+
+    let some = |p: &str, n: &str| Some((p.to_owned(), n.to_owned()));
+    assert_eq!(e.control.rendition_of("cam_480p"), some("cam", "480p"));
+    assert_eq!(e.control.rendition_of("cam_270p"), some("cam", "270p"));
+    for not in [
+        "cam",
+        "cam_source",
+        "cam_720p",
+        "cam_",
+        "_480p",
+        "other_480p",
+        "cam_480p_480p",
+    ] {
+        assert_eq!(e.control.rendition_of(not), None, "{not}");
+    }
+    // Split at the last `_`: a parent code may hold one itself.
+    let mut r = record("east_cam");
+    r.transcode = ladder();
+    e.control.create(r).await.unwrap();
+    assert_eq!(
+        e.control.rendition_of("east_cam_480p"),
+        some("east_cam", "480p")
+    );
+
+    // Only the transcoder writes a rendition; players get the parent's rules.
+    assert_eq!(
+        e.control
+            .decide(&req(Action::Publish, "cam_480p", "rtmp", None)),
+        Err(Denied::new(
+            "cam_480p is the 480p rendition of cam; only its transcoder writes it"
+        ))
+    );
+    assert!(
+        e.hub
+            .authorize(req(Action::Publish, "cam_480p", "srt", None))
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        e.control
+            .decide(&req(Action::Play, "cam_480p", "hls", None)),
+        Ok(())
+    );
+    assert_eq!(
+        e.control
+            .decide(&req(Action::Play, "cam_480p", "rtmp", None)),
+        Err(Denied::new("rtmp output disabled for this stream"))
+    );
+    assert!(e.control.output_enabled("cam_480p", Output::Hls));
+    assert!(!e.control.output_enabled("cam_480p", Output::Rtmp));
+    // A code that is no rendition is an unknown stream, as before.
+    assert_eq!(
+        e.control
+            .decide(&req(Action::Publish, "cam_720p", "rtmp", None)),
+        Ok(())
+    );
+
+    e.control
+        .update("cam", |r| {
+            r.disabled = true;
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        e.control
+            .decide(&req(Action::Play, "cam_480p", "hls", None)),
+        Err(Denied::new("stream disabled"))
+    );
+    assert!(!e.control.output_enabled("cam_480p", Output::Hls));
+    assert!(
+        e.control
+            .decide(&req(Action::Publish, "cam_480p", "rtmp", None))
+            .is_err()
+    );
+
+    // With the ladder off the codes are nobody's renditions.
+    e.control
+        .update("cam", |r| {
+            r.disabled = false;
+            r.transcode.enabled = false;
+        })
+        .await
+        .unwrap();
+    assert_eq!(e.control.rendition_of("cam_480p"), None);
+    assert_eq!(
+        e.control
+            .decide(&req(Action::Publish, "cam_480p", "rtmp", None)),
+        Ok(())
+    );
+    assert!(e.control.output_enabled("cam_480p", Output::Rtmp));
 }
 
 #[test]

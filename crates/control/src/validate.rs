@@ -111,9 +111,40 @@ pub fn validate(r: &StreamRecord) -> Result<(), Invalid> {
             ));
         }
         max_chars(&f("comment"), &p.comment, 1024)?;
+        // The push reads the rendition's hub stream: a name outside the ladder would push
+        // nothing, forever, with no error to show.
+        if !p.rendition.is_empty()
+            && !r
+                .transcode
+                .profiles
+                .iter()
+                .any(|q| !q.is_source() && q.name == p.rendition)
+        {
+            return Err(semantic(
+                f("rendition"),
+                format!(
+                    "{:?} is not a rung of transcode.profiles (empty pushes the stream itself)",
+                    p.rendition
+                ),
+            ));
+        }
     }
     validate_inputs(r)?;
-    validate_recording(&r.recording)
+    validate_recording(&r.recording)?;
+    validate_transcode(&r.transcode)?;
+    // Each rung is published as `<code>_<name>`, which must be a code too.
+    for (i, p) in r.transcode.profiles.iter().enumerate() {
+        if !p.is_source() && !hub::valid_code(&format!("{}_{}", r.code, p.name)) {
+            return Err(semantic(
+                format!("transcode.profiles[{i}].name"),
+                format!(
+                    "the rendition's code {}_{} is longer than 128 characters",
+                    r.code, p.name
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn validate_inputs(r: &StreamRecord) -> Result<(), Invalid> {
@@ -204,6 +235,141 @@ fn validate_recording(rec: &store::RecordingSpec) -> Result<(), Invalid> {
             return Err(semantic(
                 format!("recording.{field}"),
                 format!("must be 0 (no limit) or at least {MIN_RECORDING_BYTES} bytes (1 MiB)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The most rungs a ladder takes: each is a full encode, and eight is past any ladder that
+/// players use.
+const MAX_RUNGS: usize = 8;
+/// H.264 levels a rung may ask for (those x264 and the hardware encoders all take).
+const LEVELS: &[&str] = &[
+    "3.0", "3.1", "3.2", "4.0", "4.1", "4.2", "5.0", "5.1", "5.2",
+];
+
+/// Checks an ABR ladder. Every value ends up in an ffmpeg command line, so ranges are tight
+/// and text is kept free of control characters.
+fn validate_transcode(t: &store::TranscodeSpec) -> Result<(), Invalid> {
+    if t.profiles.len() > MAX_RUNGS {
+        return Err(semantic(
+            "transcode.profiles",
+            format!("at most {MAX_RUNGS} rungs"),
+        ));
+    }
+    for (i, p) in t.profiles.iter().enumerate() {
+        let f = |name: &str| format!("transcode.profiles[{i}].{name}");
+        // The name becomes part of a stream code (`<code>_<name>`), so it keeps to characters
+        // every protocol carries and never contains the `_` that separates it.
+        if !(1..=16).contains(&p.name.len())
+            || !p
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(malformed(f("name"), "must match [a-z0-9-]{1,16}"));
+        }
+        if t.profiles[..i].iter().any(|q| q.name == p.name) {
+            return Err(semantic(f("name"), "duplicate rung name"));
+        }
+        if !p.is_source() && p.resolve().is_none() {
+            let presets: Vec<&str> = store::PRESETS.iter().map(|p| p.0).collect();
+            return Err(semantic(
+                format!("transcode.profiles[{i}]"),
+                format!(
+                    "rung '{}' names no preset ({}) and lacks height or video_bitrate_kbps",
+                    p.name,
+                    presets.join(", ")
+                ),
+            ));
+        }
+        // Even sizes: 4:2:0 chroma halves both, and the encoders refuse odd ones.
+        let size = |field: &str, v: u32, max: u32| {
+            if v == 0 || ((16..=max).contains(&v) && v.is_multiple_of(2)) {
+                Ok(())
+            } else {
+                Err(semantic(
+                    f(field),
+                    format!("must be 0 or an even number from 16 to {max}"),
+                ))
+            }
+        };
+        size("height", p.height, 4320)?;
+        size("width", p.width, 7680)?;
+        if p.video_bitrate_kbps != 0 && !(50..=100_000).contains(&p.video_bitrate_kbps) {
+            return Err(semantic(
+                f("video_bitrate_kbps"),
+                "must be 0 or 50 to 100000 kbit/s",
+            ));
+        }
+        if !(p.max_framerate == 0.0
+            || (p.max_framerate.is_finite() && (1.0..=240.0).contains(&p.max_framerate)))
+        {
+            return Err(semantic(
+                f("max_framerate"),
+                "must be 0 (the source's) or 1 to 240 frames per second",
+            ));
+        }
+        if !(p.profile.is_empty() || ["baseline", "main", "high"].contains(&p.profile.as_str())) {
+            return Err(semantic(
+                f("profile"),
+                "must be empty, baseline, main or high",
+            ));
+        }
+        if !(p.level.is_empty() || LEVELS.contains(&p.level.as_str())) {
+            return Err(semantic(
+                f("level"),
+                format!("must be empty or one of {}", LEVELS.join(" ")),
+            ));
+        }
+    }
+    if t.enabled && !t.active() {
+        return Err(semantic(
+            "transcode.profiles",
+            "an enabled ladder needs a rung other than source",
+        ));
+    }
+    if !(t.keyframe_interval_s.is_finite() && (0.5..=20.0).contains(&t.keyframe_interval_s)) {
+        return Err(semantic(
+            "transcode.keyframe_interval_s",
+            "must be 0.5 to 20 seconds",
+        ));
+    }
+    if !(32..=512).contains(&t.audio.bitrate_kbps) {
+        return Err(semantic(
+            "transcode.audio.bitrate_kbps",
+            "must be 32 to 512 kbit/s",
+        ));
+    }
+    if let Some(w) = &t.watermark {
+        if w.path.is_empty() {
+            return Err(semantic("transcode.watermark.path", "must not be empty"));
+        }
+        max_chars("transcode.watermark.path", &w.path, 4096)?;
+        if !(w.opacity.is_finite() && (0.0..=1.0).contains(&w.opacity)) {
+            return Err(semantic(
+                "transcode.watermark.opacity",
+                "must be 0 (invisible) to 1 (opaque)",
+            ));
+        }
+    }
+    if let Some(text) = &t.text {
+        let field = "transcode.text.text";
+        if text.text.chars().count() > 256 {
+            return Err(semantic(field, "longer than 256 characters"));
+        }
+        // Stricter than max_chars: a newline or tab has no place in a one-line overlay.
+        if text.text.chars().any(char::is_control) {
+            return Err(semantic(field, "contains control characters"));
+        }
+        if text.text.is_empty() && !text.timestamp {
+            return Err(semantic(field, "must not be empty unless timestamp is on"));
+        }
+        if !(8..=200).contains(&text.font_size) {
+            return Err(semantic(
+                "transcode.text.font_size",
+                "must be 8 to 200 pixels",
             ));
         }
     }

@@ -70,6 +70,28 @@ pub struct Config {
     pub browser: BrowserSection,
     /// Where recordings go (which streams are recorded is each stream's `recording`).
     pub recording: RecordingSection,
+    /// The ffmpeg that makes renditions (which streams have a ladder is each stream's
+    /// `transcode`).
+    pub transcode: TranscodeSection,
+}
+
+/// `transcode.*`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TranscodeSection {
+    /// The ffmpeg program.
+    pub ffmpeg: PathBuf,
+    /// Most ladders running at once (each is one ffmpeg child).
+    pub max_children: usize,
+}
+
+impl Default for TranscodeSection {
+    fn default() -> Self {
+        TranscodeSection {
+            ffmpeg: PathBuf::from("ffmpeg"),
+            max_children: 8,
+        }
+    }
 }
 
 /// `recording.*`.
@@ -732,6 +754,7 @@ impl Default for Config {
             redis: RedisSection::default(),
             browser: BrowserSection::default(),
             recording: RecordingSection::default(),
+            transcode: TranscodeSection::default(),
         }
     }
 }

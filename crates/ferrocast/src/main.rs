@@ -229,6 +229,14 @@ async fn run(config: Config) -> Result<()> {
             dir: config.recording.dir(&config.data_dir),
         },
     );
+    let transcoder = transcode::Transcoder::new(
+        hub.clone(),
+        transcode::TranscodeConfig {
+            ffmpeg: config.transcode.ffmpeg.clone(),
+            max_children: config.transcode.max_children,
+            ..transcode::TranscodeConfig::default()
+        },
+    );
     let hls = hls::HlsService::new(
         hub.clone(),
         hls::HlsConfig {
@@ -350,9 +358,25 @@ async fn run(config: Config) -> Result<()> {
         let control = control.clone();
         Arc::new(move |code: &str| Some(record_settings(&control.get(code)?.recording)))
     });
+    transcoder.set_settings({
+        let control = control.clone();
+        Arc::new(move |code: &str| {
+            let r = control.get(code)?;
+            (!r.disabled).then(|| r.transcode.clone())
+        })
+    });
+    // A rendition's segments are numbered as its source's, so players switch between them.
+    hls.set_parent({
+        let control = control.clone();
+        Arc::new(move |code: &str| control.rendition_of(code).map(|(parent, _)| parent))
+    });
     control.set_change_observer({
         let recorder = recorder.clone();
-        Arc::new(move |code: &str| recorder.refresh(code))
+        let transcoder = transcoder.clone();
+        Arc::new(move |code: &str| {
+            recorder.refresh(code);
+            transcoder.refresh(code);
+        })
     });
     control.set_inputs(inputs.clone());
     info!(
@@ -534,6 +558,7 @@ async fn run(config: Config) -> Result<()> {
     }
     // Until `shutdown`, after `sessions`: the publishers ending in the drain close their files.
     tasks.spawn(recorder.clone().run(shutdown.clone()));
+    tasks.spawn(transcoder.clone().run(shutdown.clone()));
     let hls_service = hls.clone();
     let dash_service = dash.clone();
     let readiness = api::Readiness::default();
@@ -548,6 +573,7 @@ async fn run(config: Config) -> Result<()> {
         config: api::EffectiveConfig::new(config.masked_json()),
         webhooks: webhooks.clone(),
         recorder,
+        transcoder,
         tasks: tasks.clone(),
     };
     let http_config = api::server::HttpServerConfig {

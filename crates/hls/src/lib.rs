@@ -13,7 +13,7 @@ mod tests;
 
 pub use playlist::MediaPlaylist;
 pub use segmenter::{Segment, Segmenter};
-pub use service::{EnabledFn, HlsService, HlsStreamStats};
+pub use service::{EnabledFn, HlsService, HlsStreamStats, ParentFn, VariantStats};
 
 use std::time::Duration;
 

@@ -104,6 +104,39 @@ impl MediaPlaylist {
         self.segments.iter().map(|s| s.data.len()).sum()
     }
 
+    /// The held segment that starts at hub PTS `start_pts` (within `tolerance` ticks): its
+    /// sequence number and program date.
+    pub fn find_start(&self, start_pts: i64, tolerance: i64) -> Option<(u64, Option<i64>)> {
+        self.segments
+            .iter()
+            .rev()
+            .find(|s| (s.start_pts - start_pts).abs() <= tolerance)
+            .map(|s| (s.seq, s.program_ms))
+    }
+
+    /// Peak and average bits per second of the held segments (`BANDWIDTH` and
+    /// `AVERAGE-BANDWIDTH` of a multivariant playlist); `None` while empty.
+    pub fn bandwidth(&self) -> Option<(u64, u64)> {
+        let mut bits = 0u64;
+        let mut micros = 0u64;
+        let mut peak = 0u64;
+        for s in &self.segments {
+            let us = u64::try_from(s.duration.as_micros()).unwrap_or(u64::MAX);
+            let b = (s.data.len() as u64).saturating_mul(8);
+            bits = bits.saturating_add(b);
+            micros = micros.saturating_add(us);
+            // A short segment (a flush at the end) says little about the peak.
+            if us >= 500_000 {
+                peak = peak.max(b.saturating_mul(1_000_000) / us);
+            }
+        }
+        if micros == 0 {
+            return None;
+        }
+        let avg = bits.saturating_mul(1_000_000) / micros;
+        Some((peak.max(avg), avg))
+    }
+
     /// A listed or recently expired segment by sequence number.
     pub fn segment(&self, seq: u64) -> Option<Bytes> {
         let first = self.segments.front()?.seq;
@@ -131,20 +164,17 @@ impl MediaPlaylist {
                 self.discontinuity_sequence
             );
         }
-        let mut dated = None;
         for s in self.listed() {
             if s.discontinuity {
                 out.push_str("#EXT-X-DISCONTINUITY\n");
             }
-            // After the first and every discontinuity; between them the dates follow from the
-            // durations (RFC 8216 4.3.2.6). Players use them to measure their latency.
-            if let Some(ms) = s.program_ms
-                && (dated.is_none() || s.discontinuity)
-            {
+            // Every segment carries its own date (RFC 8216 4.3.2.6 allows it): players measure
+            // their latency by it, and a rendition's segments carry the same dates as their
+            // source's, which only holds if no date is left to be inferred from durations.
+            if let Some(ms) = s.program_ms {
                 out.push_str("#EXT-X-PROGRAM-DATE-TIME:");
                 media::write_iso8601(&mut out, ms);
                 out.push('\n');
-                dated = Some(ms);
             }
             let ms = extinf_ms(s);
             let _ = write!(

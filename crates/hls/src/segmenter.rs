@@ -28,11 +28,16 @@ pub struct Segment {
     /// Wall clock (Unix ms) of its first frame, `EXT-X-PROGRAM-DATE-TIME`: set by whoever
     /// has a clock (the segmenter has none).
     pub program_ms: Option<i64>,
+    /// Hub PTS of its first frame (the keyframe that opens it): the renditions of a stream
+    /// match their segments to the source's by it. Not the DTS: a source with B-frames decodes
+    /// its keyframes ahead of their presentation, a rendition without them does not.
+    pub start_pts: i64,
 }
 
 #[derive(Debug)]
 struct OpenSegment {
     first_dts: i64,
+    first_pts: i64,
     /// Estimated end: the latest frame's DTS plus its duration.
     end_dts: i64,
     buf: BytesMut,
@@ -124,6 +129,12 @@ impl Segmenter {
         self.next_seq
     }
 
+    /// Numbers the segments after the one just returned from `seq + 1` on (a rendition
+    /// taking its source's numbering).
+    pub fn continue_after(&mut self, seq: u64) {
+        self.next_seq = seq + 1;
+    }
+
     /// Feeds one hub event; returns the segment it completed, if any.
     pub fn push(&mut self, event: Event) -> Option<Segment> {
         match event {
@@ -203,6 +214,7 @@ impl Segmenter {
             }
             self.open = Some(OpenSegment {
                 first_dts: frame.dts,
+                first_pts: frame.pts,
                 end_dts: frame.dts,
                 buf,
                 discontinuity: std::mem::take(&mut self.discontinuity_pending),
@@ -250,6 +262,7 @@ impl Segmenter {
             discontinuity: open.discontinuity,
             data: open.buf.freeze(),
             program_ms: None,
+            start_pts: open.first_pts,
         })
     }
 }

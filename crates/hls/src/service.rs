@@ -13,6 +13,25 @@ use tokio_util::sync::CancellationToken;
 
 pub use hub::outputs::EnabledFn;
 
+/// The source stream a code is a rendition of, if it is one.
+pub type ParentFn = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// How far apart a rendition's segment start and its source's may be and still be the same
+/// instant: the rendition's timestamps went through milliseconds.
+const ALIGN_TOLERANCE: i64 = media::TIMEBASE / 100;
+/// Segments of a rendition dropped while waiting for one that starts where a source segment
+/// does, before it is numbered on its own.
+const ALIGN_TRIES: u32 = 3;
+
+/// What a multivariant playlist says of one variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VariantStats {
+    /// Peak segment bitrate, bit/s.
+    pub peak_bps: u64,
+    /// Average bitrate, bit/s.
+    pub average_bps: u64,
+}
+
 /// Cheap per-stream numbers for the API.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HlsStreamStats {
@@ -40,6 +59,7 @@ struct Inner {
     config: HlsConfig,
     store: Mutex<HashMap<String, Entry>>,
     tasks: StreamTasks,
+    parent: std::sync::RwLock<Option<ParentFn>>,
 }
 
 /// Lock that tolerates poisoning: every critical section below is a single map update, so a
@@ -71,8 +91,24 @@ impl HlsService {
                 hub,
                 config,
                 store: Mutex::new(HashMap::new()),
+                parent: std::sync::RwLock::new(None),
             }),
         }
+    }
+
+    /// Sets how to tell a rendition's source: a rendition numbers and dates its segments as
+    /// its source's, so players switch between them on the same boundaries.
+    pub fn set_parent(&self, parent: ParentFn) {
+        *self.inner.parent.write().unwrap_or_else(|e| e.into_inner()) = Some(parent);
+    }
+
+    /// Bitrates of the segments `code` holds, for a multivariant playlist.
+    pub fn variant_stats(&self, code: &str) -> Option<VariantStats> {
+        let (peak_bps, average_bps) = lock(&self.inner.store).get(code)?.playlist.bandwidth()?;
+        Some(VariantStats {
+            peak_bps,
+            average_bps,
+        })
     }
 
     /// Ends every playlist now (`EXT-X-ENDLIST`, open segment flushed) without waiting for
@@ -149,12 +185,31 @@ impl Inner {
         }
     }
 
+    fn parent_of(&self, code: &str) -> Option<String> {
+        let f = self
+            .parent
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        f(code)
+    }
+
+    /// The source's segment starting where `segment` does: its number and date.
+    fn source_match(&self, parent: &str, segment: &Segment) -> Option<(u64, Option<i64>)> {
+        lock(&self.store)
+            .get(parent)?
+            .playlist
+            .find_start(segment.start_pts, ALIGN_TOLERANCE)
+    }
+
     fn push_segment(&self, code: &str, mut segment: Segment) {
-        // The segment is complete when the frame after it arrives, live: it began its
-        // duration ago.
-        let now = media::unix_ms_now();
-        let took = i64::try_from(segment.duration.as_millis()).unwrap_or(0);
-        segment.program_ms = Some(now - took);
+        if segment.program_ms.is_none() {
+            // The segment is complete when the frame after it arrives, live: it began its
+            // duration ago.
+            let now = media::unix_ms_now();
+            let took = i64::try_from(segment.duration.as_millis()).unwrap_or(0);
+            segment.program_ms = Some(now - took);
+        }
         let mut store = lock(&self.store);
         let entry = store
             .entry(code.to_owned())
@@ -203,6 +258,7 @@ async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
     let mut life = Lifecycle::new(inner.has_publisher(code), config.end_grace, config.linger);
     let mut warned_skipped = false;
     let mut finished = false;
+    let mut align = inner.parent_of(code).map(Align::new);
     tracing::debug!(stream = code, "hls: stream task started");
     loop {
         tokio::select! {
@@ -254,9 +310,13 @@ async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
                     lock(&inner.store).insert(code.to_owned(), inner.new_entry());
                 }
                 let is_tracks = matches!(ev, Event::Tracks { .. });
-                if let Some(segment) = segmenter.push(ev) {
+                if let Some(mut segment) = segmenter.push(ev) {
+                    let keep = match align.as_mut() {
+                        Some(a) => a.place(inner, &mut segment, &mut segmenter),
+                        None => true,
+                    };
                     // A stop() may have removed the entry meanwhile; do not bring it back.
-                    if !shutdown.is_cancelled() {
+                    if keep && !shutdown.is_cancelled() {
                         inner.push_segment(code, segment);
                     }
                 }
@@ -272,6 +332,59 @@ async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
         }
     }
     tracing::debug!(stream = code, "hls: stream task stopped");
+}
+
+/// A rendition's segments numbered and dated as its source's.
+struct Align {
+    parent: String,
+    /// The hub DTS and date of the segment that matched: later dates follow from media time,
+    /// not from when the (later) rendition segment was finished.
+    anchor: Option<(i64, i64)>,
+    tries: u32,
+}
+
+impl Align {
+    fn new(parent: String) -> Self {
+        Align {
+            parent,
+            anchor: None,
+            tries: 0,
+        }
+    }
+
+    /// Numbers and dates `segment`; false if it is dropped while the first match is sought.
+    fn place(&mut self, inner: &Inner, segment: &mut Segment, segmenter: &mut Segmenter) -> bool {
+        let twin = inner.source_match(&self.parent, segment);
+        if let Some((dts, ms)) = self.anchor {
+            // The source's own date when its twin is held, else the same date from media time.
+            segment.program_ms = twin
+                .and_then(|(_, ms)| ms)
+                .or(Some(ms + media::ticks_to_ms(segment.start_pts - dts)));
+            return true;
+        }
+        if self.tries >= ALIGN_TRIES {
+            return true;
+        }
+        match twin {
+            Some((seq, program_ms)) => {
+                segment.seq = seq;
+                segmenter.continue_after(seq);
+                if let Some(ms) = program_ms {
+                    segment.program_ms = Some(ms);
+                    self.anchor = Some((segment.start_pts, ms));
+                }
+                true
+            }
+            None => {
+                self.tries += 1;
+                if self.tries >= ALIGN_TRIES {
+                    tracing::info!(parent = %self.parent, "hls: rendition segments do not line up with the source's; numbered on their own");
+                }
+                // Numbered on its own from here on if this was the last try.
+                self.tries >= ALIGN_TRIES
+            }
+        }
+    }
 }
 
 #[cfg(test)]

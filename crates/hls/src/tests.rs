@@ -173,6 +173,7 @@ fn segmenter_bounds_segments_without_keyframes() {
 fn segment(seq: u64, ms: u64, discontinuity: bool) -> Segment {
     Segment {
         program_ms: None,
+        start_pts: 0,
         seq,
         duration: Duration::from_millis(ms),
         discontinuity,
@@ -659,7 +660,7 @@ fn consecutive_segments_concatenated_have_continuous_cc_on_every_pid() {
 }
 
 #[test]
-fn playlist_dates_its_first_segment_and_every_discontinuity() {
+fn playlist_dates_every_segment() {
     let mut p = MediaPlaylist::new(6, 0);
     for (seq, disc) in [(0, false), (1, false), (2, true), (3, false)] {
         let mut s = segment(seq, 2000, disc);
@@ -673,11 +674,85 @@ fn playlist_dates_its_first_segment_and_every_discontinuity() {
         .collect();
     assert_eq!(
         dates,
-        ["2026-12-04T16:00:00.000Z", "2026-12-04T16:00:04.000Z"],
+        [
+            "2026-12-04T16:00:00.000Z",
+            "2026-12-04T16:00:02.000Z",
+            "2026-12-04T16:00:04.000Z",
+            "2026-12-04T16:00:06.000Z"
+        ],
         "{text}"
     );
     // m3u8-rs reads the dates onto the segments they precede.
     let parsed = parse(&text);
-    assert!(parsed.segments[0].program_date_time.is_some());
-    assert!(parsed.segments[2].program_date_time.is_some());
+    assert!(
+        parsed
+            .segments
+            .iter()
+            .all(|s| s.program_date_time.is_some())
+    );
+}
+
+/// A rendition starts later than its source (its encoder needs a moment) and at a keyframe
+/// in the middle of the source's timeline: its segments take the source's numbers and
+/// program dates, so the same number is the same media in both playlists. A segment that
+/// starts where no source segment does is left out while the match is sought.
+#[tokio::test(start_paused = true)]
+async fn a_rendition_numbers_and_dates_its_segments_as_its_source() {
+    let hub = Hub::new(HubConfig::default());
+    let hls = HlsService::new(hub.clone(), config());
+    hls.set_parent(Arc::new(|code: &str| {
+        code.strip_suffix("_low").map(str::to_owned)
+    }));
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(hls.clone().run(shutdown.clone()));
+    tokio::task::yield_now().await;
+
+    let source = hub.publish("cam", meta()).unwrap();
+    source.announce(info());
+    write_frames(&source, 0..75, 25, 0).await;
+    // The rendition's first keyframe is the source's frame 50, but arrives with frame 80.
+    let rendition = hub.publish("cam_low", meta()).unwrap();
+    rendition.announce(info());
+    for i in 75..200 {
+        source.write(video(i, 25, 0));
+        if i >= 80 {
+            rendition.write(video(i - 30, 25, 0));
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    let src = parse(hls.playlist("cam").unwrap());
+    let text = String::from_utf8(hls.playlist("cam_low").unwrap().to_vec()).unwrap();
+    let low = parse(&text);
+    // Source segments start at frames 0, 25, ... 150 (7 closed, the last 3 listed); the
+    // rendition's at 50 ... 125 (4 closed): its first is the source's third.
+    assert_eq!(low.media_sequence + 1, src.media_sequence, "{text}");
+    assert_eq!(low.segments.len(), 3, "{text}");
+    for (i, s) in low.segments.iter().enumerate().skip(1) {
+        assert_eq!(s.duration, src.segments[i - 1].duration, "{text}");
+    }
+    assert!(
+        hls.segment("cam_low", src.media_sequence - 2).is_some(),
+        "the first rendition segment has the source's number"
+    );
+    assert!(hls.segment("cam_low", src.media_sequence - 3).is_none());
+    shutdown.cancel();
+    run.await.unwrap();
+}
+
+#[test]
+fn bandwidth_is_the_peak_and_average_of_held_segments() {
+    let mut p = MediaPlaylist::new(3, 2);
+    assert_eq!(p.bandwidth(), None);
+    // 188 bytes in 1 s and in 0.5 s: 1504 and 3008 bit/s; a 0.1 s flush is not a peak.
+    p.push(segment(1, 1000, false));
+    p.push(segment(2, 500, false));
+    p.push(segment(3, 100, false));
+    let (peak, avg) = p.bandwidth().unwrap();
+    assert_eq!(peak, 3008);
+    assert_eq!(avg, 188 * 8 * 3 * 1000 / 1600);
+    let mut with_start = segment(4, 1000, false);
+    with_start.start_pts = 90_000;
+    p.push(with_start);
+    assert_eq!(p.find_start(90_400, 900).map(|f| f.0), Some(4));
+    assert_eq!(p.find_start(95_000, 900), None);
 }

@@ -157,6 +157,7 @@ impl PushManager {
             retry: store::RetryPolicy::default(),
             limit: 0,
             comment: "relay push (hook redirect)".into(),
+            rendition: String::new(),
         };
         tracing::info!(stream = code, url = %url::masked(url), "relay push requested");
         lock(&self.inner.relays).insert(

@@ -48,6 +48,7 @@ fn dest(url: &str, limit: u32) -> PushDestination {
         },
         limit,
         comment: String::new(),
+        rendition: String::new(),
     }
 }
 

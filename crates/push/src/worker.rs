@@ -246,7 +246,14 @@ impl Worker {
                             ClientEvent::Publishing => {
                                 self.status.set_active();
                                 tracing::info!(stream = %self.code, url = %url::masked(&self.dest.url), "push active");
-                                sub = Some(self.hub.subscribe(&self.code, "push"));
+                                // A push may send one rung of the stream's ladder; the rung
+                                // is an ordinary hub stream, published a moment after its source.
+                                let code = if self.dest.rendition.is_empty() {
+                                    self.code.clone()
+                                } else {
+                                    format!("{}_{}", self.code, self.dest.rendition)
+                                };
+                                sub = Some(self.hub.subscribe(&code, "push"));
                             }
                             ClientEvent::Status { level, code, description } if level == "error" => {
                                 return Err(SessionError::Refused(format!("{code}: {description}")));

@@ -42,6 +42,8 @@ pub struct FlvMuxer {
     rebase: bool,
     /// Added to hub milliseconds.
     offset_ms: i64,
+    /// Timestamp of the first frame.
+    origin_ms: i64,
     /// Largest timestamp written, any track.
     last_ms: Option<i64>,
     /// Largest presentation time written (timestamp + composition offset), any track.
@@ -70,6 +72,7 @@ impl FlvMuxer {
             header_written: false,
             rebase: true,
             offset_ms: 0,
+            origin_ms: 0,
             last_ms: None,
             last_pts_ms: None,
             last_video: None,
@@ -79,6 +82,21 @@ impl FlvMuxer {
             pending: 0,
             skipped_large: 0,
         }
+    }
+
+    /// A muxer whose first frame is stamped `ms` instead of 0: a transcoder's input, so that
+    /// an encoder's priming (AAC's starts ~21 ms early) never needs a negative timestamp.
+    pub fn starting_at(ms: u32) -> Self {
+        FlvMuxer {
+            origin_ms: i64::from(ms),
+            ..Self::new()
+        }
+    }
+
+    /// What is added to hub milliseconds to get this stream's timestamps (set by the first
+    /// frame, and again after a new session).
+    pub fn offset_ms(&self) -> i64 {
+        self.offset_ms
     }
 
     /// Whether the FLV header went out (the first tracks arrived).
@@ -182,7 +200,7 @@ impl FlvMuxer {
         if self.rebase {
             self.rebase = false;
             let resume = match (self.last_ms, self.last_pts_ms) {
-                (None, None) => 0,
+                (None, None) => self.origin_ms,
                 (a, b) => a.max(b).unwrap_or(0) + 1,
             };
             self.offset_ms = resume - ms;

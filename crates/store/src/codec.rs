@@ -9,7 +9,7 @@ use crate::{StoreError, StreamRecord};
 // spelled the same in both. Macros rather than consts so PostgreSQL can `concat!` a RETURNING.
 macro_rules! columns {
     () => {
-        "code, name, description, tags, stream_key, disabled, protocols, push, created_at, updated_at, inputs, failover, recording"
+        "code, name, description, tags, stream_key, disabled, protocols, push, created_at, updated_at, inputs, failover, recording, transcode"
     };
 }
 macro_rules! upsert {
@@ -17,12 +17,13 @@ macro_rules! upsert {
         concat!(
             "INSERT INTO streams (",
             $crate::codec::columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (code) DO UPDATE SET ",
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT (code) DO UPDATE SET ",
             // created_at is deliberately absent: a replace keeps the original.
             "name = excluded.name, description = excluded.description, tags = excluded.tags, ",
             "stream_key = excluded.stream_key, disabled = excluded.disabled, ",
             "protocols = excluded.protocols, push = excluded.push, updated_at = excluded.updated_at, ",
-            "inputs = excluded.inputs, failover = excluded.failover, recording = excluded.recording"
+            "inputs = excluded.inputs, failover = excluded.failover, recording = excluded.recording, ",
+            "transcode = excluded.transcode"
         )
     };
 }
@@ -33,7 +34,7 @@ pub(crate) const SELECT_ONE: &str = concat!("SELECT ", columns!(), " FROM stream
 pub(crate) const INSERT: &str = concat!(
     "INSERT INTO streams (",
     columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
 );
 pub(crate) const DELETE: &str = "DELETE FROM streams WHERE code = $1";
 
@@ -46,6 +47,7 @@ pub(crate) struct Encoded<'a> {
     inputs: String,
     failover: String,
     recording: String,
+    transcode: String,
 }
 
 impl<'a> Encoded<'a> {
@@ -66,10 +68,11 @@ impl<'a> Encoded<'a> {
             inputs: json(serde_json::to_string(&record.inputs), "inputs")?,
             failover: json(serde_json::to_string(&record.failover), "failover")?,
             recording: json(serde_json::to_string(&record.recording), "recording")?,
+            transcode: json(serde_json::to_string(&record.transcode), "transcode")?,
         })
     }
 
-    /// Binds `$1..$13` in `columns!()` order.
+    /// Binds `$1..$14` in `columns!()` order.
     pub(crate) fn bind<'q, DB>(
         &self,
         query: Query<'q, DB, DB::Arguments>,
@@ -96,6 +99,7 @@ impl<'a> Encoded<'a> {
             .bind(self.inputs.as_str())
             .bind(self.failover.as_str())
             .bind(self.recording.as_str())
+            .bind(self.transcode.as_str())
     }
 }
 
@@ -127,6 +131,7 @@ where
     let inputs: String = row.try_get("inputs").map_err(sql)?;
     let failover: String = row.try_get("failover").map_err(sql)?;
     let recording: String = row.try_get("recording").map_err(sql)?;
+    let transcode: String = row.try_get("transcode").map_err(sql)?;
     Ok(StreamRecord {
         name: row.try_get("name").map_err(sql)?,
         description: row.try_get("description").map_err(sql)?,
@@ -138,6 +143,7 @@ where
         inputs: serde_json::from_str(&inputs).map_err(|e| json("inputs", e))?,
         failover: serde_json::from_str(&failover).map_err(|e| json("failover", e))?,
         recording: serde_json::from_str(&recording).map_err(|e| json("recording", e))?,
+        transcode: serde_json::from_str(&transcode).map_err(|e| json("transcode", e))?,
         created_at_ms: row.try_get("created_at").map_err(sql)?,
         updated_at_ms: row.try_get("updated_at").map_err(sql)?,
         code,

@@ -16,8 +16,9 @@ mod tests;
 mod webhooks;
 
 pub use model::{
-    Failover, InputSpec, Protocols, PushDestination, RecordingFormat, RecordingSpec, RetryPolicy,
-    RtspTransport, StreamRecord, parse_window,
+    AudioMode, Corner, Failover, HwAccel, InputSpec, PRESETS, Protocols, PushDestination,
+    RecordingFormat, RecordingSpec, Rendition, RenditionSpec, RetryPolicy, RtspTransport,
+    StreamRecord, TextOverlay, TranscodeAudio, TranscodeSpec, Watermark, parse_window,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;

@@ -30,6 +30,9 @@ pub struct StreamRecord {
     /// Whether and how the stream is recorded to disk.
     #[serde(default)]
     pub recording: RecordingSpec,
+    /// Renditions made from the stream by an ffmpeg child (an ABR ladder).
+    #[serde(default)]
+    pub transcode: TranscodeSpec,
     /// Creation time, Unix ms.
     pub created_at_ms: i64,
     /// Last change, Unix ms.
@@ -82,6 +85,9 @@ pub struct PushDestination {
     pub limit: u32,
     /// Free text.
     pub comment: String,
+    /// Which rendition of the stream's ladder is pushed (`720p`); empty: the stream itself.
+    #[serde(default)]
+    pub rendition: String,
 }
 
 /// Exponential backoff with jitter.
@@ -252,6 +258,268 @@ impl RecordingFormat {
     pub fn as_str(self) -> &'static str {
         match self {
             RecordingFormat::Ts => "ts",
+        }
+    }
+}
+
+/// Renditions of a stream (issue 15): an ffmpeg child per live stream reads it from the hub
+/// and writes each rung of the ladder back as the hub stream `<code>_<name>`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TranscodeSpec {
+    /// Run the ladder whenever the stream is live.
+    pub enabled: bool,
+    /// The ladder, best first; `source` is the stream itself, untouched.
+    pub profiles: Vec<RenditionSpec>,
+    /// Which video encoder family to use; `auto` probes once and falls back to software.
+    pub hwaccel: HwAccel,
+    /// Keyframe cadence of the renditions, seconds, when the ladder has no `source` rung (with
+    /// one, keyframes follow the source's so segments align with it).
+    pub keyframe_interval_s: f64,
+    /// What the renditions carry as audio.
+    pub audio: TranscodeAudio,
+    /// An image drawn over every rendition.
+    pub watermark: Option<Watermark>,
+    /// Text (and optionally the wall-clock time) burnt into every rendition.
+    pub text: Option<TextOverlay>,
+}
+
+impl Default for TranscodeSpec {
+    fn default() -> Self {
+        TranscodeSpec {
+            enabled: false,
+            profiles: Vec::new(),
+            hwaccel: HwAccel::Auto,
+            keyframe_interval_s: 2.0,
+            audio: TranscodeAudio::default(),
+            watermark: None,
+            text: None,
+        }
+    }
+}
+
+impl TranscodeSpec {
+    /// Whether a ladder runs: enabled, with at least one rung that is not `source`.
+    pub fn active(&self) -> bool {
+        self.enabled && self.profiles.iter().any(|p| !p.is_source())
+    }
+
+    /// Whether the ladder lists the source itself.
+    pub fn has_source(&self) -> bool {
+        self.profiles.iter().any(RenditionSpec::is_source)
+    }
+}
+
+/// One rung of a ladder. A preset name (`1080p`, `720p`, `480p`, `360p`, `240p`) fills every
+/// field left at 0 or empty; `source` passes the original through.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RenditionSpec {
+    /// `[a-z0-9-]{1,16}`: the suffix of the rendition's code (`<code>_<name>`).
+    pub name: String,
+    /// Output width; 0 keeps the source's aspect ratio from `height`.
+    pub width: u32,
+    /// Output height; 0 takes the preset's.
+    pub height: u32,
+    /// Video bitrate, kbit/s; 0 takes the preset's.
+    pub video_bitrate_kbps: u32,
+    /// Frame rate cap; 0 keeps the source's.
+    pub max_framerate: f64,
+    /// H.264 profile (`baseline`, `main`, `high`); empty takes the preset's.
+    pub profile: String,
+    /// H.264 level (`3.1`, `4.1`, ...); empty takes the preset's.
+    pub level: String,
+}
+
+/// A rung with its blanks filled from the preset of its name.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rendition {
+    /// The rung's name.
+    pub name: String,
+    /// 0: from `height` keeping the aspect ratio.
+    pub width: u32,
+    /// Output height.
+    pub height: u32,
+    /// Video bitrate, kbit/s.
+    pub video_bitrate_kbps: u32,
+    /// 0: the source's rate.
+    pub max_framerate: f64,
+    /// H.264 profile.
+    pub profile: String,
+    /// H.264 level.
+    pub level: String,
+}
+
+/// Preset rungs: name, height, kbit/s, fps cap, profile, level (Apple's HLS authoring
+/// guidance and what SRS/OvenMediaEngine sample ladders use).
+pub const PRESETS: &[(&str, u32, u32, f64, &str, &str)] = &[
+    ("1080p", 1080, 5000, 60.0, "high", "4.2"),
+    ("720p", 720, 2800, 60.0, "high", "3.2"),
+    ("480p", 480, 1400, 30.0, "main", "3.1"),
+    ("360p", 360, 800, 30.0, "main", "3.0"),
+    ("240p", 240, 400, 30.0, "baseline", "3.0"),
+];
+
+impl RenditionSpec {
+    /// The rung that passes the original through.
+    pub fn is_source(&self) -> bool {
+        self.name == "source"
+    }
+
+    /// The rung with its preset applied; `None` for `source` and for a rung that names no
+    /// preset and lacks a height or a bitrate.
+    pub fn resolve(&self) -> Option<Rendition> {
+        if self.is_source() {
+            return None;
+        }
+        let preset = PRESETS.iter().find(|p| p.0 == self.name);
+        let pick = |v: u32, p: Option<u32>| if v > 0 { Some(v) } else { p };
+        let height = pick(self.height, preset.map(|p| p.1))?;
+        let video_bitrate_kbps = pick(self.video_bitrate_kbps, preset.map(|p| p.2))?;
+        let text = |v: &str, p: Option<&str>, d: &str| {
+            if v.is_empty() {
+                p.unwrap_or(d).to_owned()
+            } else {
+                v.to_owned()
+            }
+        };
+        Some(Rendition {
+            name: self.name.clone(),
+            width: self.width,
+            height,
+            video_bitrate_kbps,
+            max_framerate: if self.max_framerate > 0.0 {
+                self.max_framerate
+            } else {
+                preset.map_or(0.0, |p| p.3)
+            },
+            profile: text(&self.profile, preset.map(|p| p.4), "main"),
+            level: text(&self.level, preset.map(|p| p.5), "4.0"),
+        })
+    }
+}
+
+/// The video encoder family of a ladder.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HwAccel {
+    /// The first hardware encoder that works (NVENC, then VA-API, then Quick Sync), else x264.
+    #[default]
+    Auto,
+    /// x264 in software.
+    None,
+    /// NVIDIA NVENC (`h264_nvenc`).
+    Nvenc,
+    /// VA-API (`h264_vaapi`, `/dev/dri/renderD128`).
+    Vaapi,
+    /// Intel Quick Sync (`h264_qsv`).
+    Qsv,
+}
+
+impl HwAccel {
+    /// The name in JSON and in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HwAccel::Auto => "auto",
+            HwAccel::None => "none",
+            HwAccel::Nvenc => "nvenc",
+            HwAccel::Vaapi => "vaapi",
+            HwAccel::Qsv => "qsv",
+        }
+    }
+}
+
+/// Audio of the renditions.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TranscodeAudio {
+    /// `passthrough` copies the source's audio; `aac` encodes it.
+    pub mode: AudioMode,
+    /// With `aac`: kbit/s.
+    pub bitrate_kbps: u32,
+}
+
+impl Default for TranscodeAudio {
+    fn default() -> Self {
+        TranscodeAudio {
+            mode: AudioMode::Passthrough,
+            bitrate_kbps: 128,
+        }
+    }
+}
+
+/// How the renditions get their audio.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AudioMode {
+    /// The source's audio, untouched.
+    #[default]
+    Passthrough,
+    /// Encoded to AAC-LC.
+    Aac,
+}
+
+/// A corner of the picture.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Corner {
+    /// Top left.
+    TopLeft,
+    /// Top right.
+    #[default]
+    TopRight,
+    /// Bottom left.
+    BottomLeft,
+    /// Bottom right.
+    BottomRight,
+}
+
+/// An image over the picture.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Watermark {
+    /// A PNG (or any image ffmpeg reads) on the gateway's disk.
+    pub path: String,
+    /// Where it goes.
+    pub position: Corner,
+    /// 0 (invisible) to 1 (opaque).
+    pub opacity: f64,
+    /// Pixels from the edges.
+    pub margin: u32,
+}
+
+impl Default for Watermark {
+    fn default() -> Self {
+        Watermark {
+            path: String::new(),
+            position: Corner::TopRight,
+            opacity: 0.8,
+            margin: 16,
+        }
+    }
+}
+
+/// Text burnt into the picture.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TextOverlay {
+    /// Fixed text; may be empty when `timestamp` is on.
+    pub text: String,
+    /// Also draw the wall-clock time (UTC, to the millisecond) of each frame.
+    pub timestamp: bool,
+    /// Where it goes.
+    pub position: Corner,
+    /// Glyph height in pixels of the 720p picture; scaled with each rendition.
+    pub font_size: u32,
+}
+
+impl Default for TextOverlay {
+    fn default() -> Self {
+        TextOverlay {
+            text: String::new(),
+            timestamp: true,
+            position: Corner::BottomLeft,
+            font_size: 28,
         }
     }
 }

@@ -10,6 +10,7 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Row, Type, query::Query};
 
 use crate::{
     Failover, InputSpec, Protocols, PushDestination, PutOutcome, RecordingSpec, StoreError,
+    TranscodeSpec,
 };
 
 /// One stored template. Timestamps are Unix milliseconds.
@@ -35,6 +36,8 @@ pub struct TemplateRecord {
     pub failover: Failover,
     /// Copied to streams.
     pub recording: RecordingSpec,
+    /// Copied to streams.
+    pub transcode: TranscodeSpec,
     /// Creation time, Unix ms.
     pub created_at_ms: i64,
     /// Last change, Unix ms.
@@ -43,7 +46,7 @@ pub struct TemplateRecord {
 
 macro_rules! columns {
     () => {
-        "name, prefix, description, tags, stream_key, protocols, push, inputs, failover, created_at, updated_at, recording"
+        "name, prefix, description, tags, stream_key, protocols, push, inputs, failover, created_at, updated_at, recording, transcode"
     };
 }
 
@@ -51,7 +54,7 @@ pub(crate) const SELECT_ALL: &str = concat!("SELECT ", columns!(), " FROM templa
 pub(crate) const INSERT: &str = concat!(
     "INSERT INTO templates (",
     columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
 );
 /// `created_at` is absent from the update: a replace keeps the original. A macro so
 /// PostgreSQL can `concat!` a RETURNING.
@@ -60,11 +63,11 @@ macro_rules! upsert {
         concat!(
             "INSERT INTO templates (",
             columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (name) DO UPDATE SET ",
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (name) DO UPDATE SET ",
             "prefix = excluded.prefix, description = excluded.description, tags = excluded.tags, ",
             "stream_key = excluded.stream_key, protocols = excluded.protocols, push = excluded.push, ",
             "inputs = excluded.inputs, failover = excluded.failover, updated_at = excluded.updated_at, ",
-            "recording = excluded.recording"
+            "recording = excluded.recording, transcode = excluded.transcode"
         )
     };
 }
@@ -80,6 +83,7 @@ pub(crate) struct Encoded<'a> {
     inputs: String,
     failover: String,
     recording: String,
+    transcode: String,
 }
 
 impl<'a> Encoded<'a> {
@@ -99,10 +103,11 @@ impl<'a> Encoded<'a> {
             inputs: json(serde_json::to_string(&record.inputs), "inputs")?,
             failover: json(serde_json::to_string(&record.failover), "failover")?,
             recording: json(serde_json::to_string(&record.recording), "recording")?,
+            transcode: json(serde_json::to_string(&record.transcode), "transcode")?,
         })
     }
 
-    /// Binds `$1..$12` in `columns!()` order.
+    /// Binds `$1..$13` in `columns!()` order.
     pub(crate) fn bind<'q, DB>(
         &self,
         query: Query<'q, DB, DB::Arguments>,
@@ -127,6 +132,7 @@ impl<'a> Encoded<'a> {
             .bind(r.created_at_ms)
             .bind(r.updated_at_ms)
             .bind(self.recording.as_str())
+            .bind(self.transcode.as_str())
     }
 }
 
@@ -156,6 +162,7 @@ where
     let inputs: String = row.try_get("inputs").map_err(sql)?;
     let failover: String = row.try_get("failover").map_err(sql)?;
     let recording: String = row.try_get("recording").map_err(sql)?;
+    let transcode: String = row.try_get("transcode").map_err(sql)?;
     Ok(TemplateRecord {
         prefix: row.try_get("prefix").map_err(sql)?,
         description: row.try_get("description").map_err(sql)?,
@@ -166,6 +173,7 @@ where
         inputs: serde_json::from_str(&inputs).map_err(|e| json("inputs", e))?,
         failover: serde_json::from_str(&failover).map_err(|e| json("failover", e))?,
         recording: serde_json::from_str(&recording).map_err(|e| json("recording", e))?,
+        transcode: serde_json::from_str(&transcode).map_err(|e| json("transcode", e))?,
         created_at_ms: row.try_get("created_at").map_err(sql)?,
         updated_at_ms: row.try_get("updated_at").map_err(sql)?,
         name,
@@ -323,6 +331,7 @@ pub mod testing {
             inputs: s.inputs,
             failover: s.failover,
             recording: s.recording,
+            transcode: s.transcode,
             created_at_ms: 1_763_700_000_000,
             updated_at_ms: 1_763_700_000_500,
         }
@@ -341,6 +350,7 @@ pub mod testing {
             inputs: Vec::new(),
             failover: crate::Failover::default(),
             recording: crate::RecordingSpec::default(),
+            transcode: crate::TranscodeSpec::default(),
             created_at_ms: 0,
             updated_at_ms: 0,
         }

@@ -4,8 +4,9 @@
 use futures_util::future::join_all;
 
 use crate::{
-    Failover, InputSpec, Protocols, PushDestination, PutOutcome, RecordingFormat, RecordingSpec,
-    RetryPolicy, RtspTransport, Store, StoreError, StreamRecord,
+    AudioMode, Corner, Failover, HwAccel, InputSpec, Protocols, PushDestination, PutOutcome,
+    RecordingFormat, RecordingSpec, RenditionSpec, RetryPolicy, RtspTransport, Store, StoreError,
+    StreamRecord, TextOverlay, TranscodeAudio, TranscodeSpec, Watermark,
 };
 
 /// A record with every field set to something non-default.
@@ -33,6 +34,7 @@ pub fn sample(code: &str) -> StreamRecord {
                 retry: RetryPolicy::default(),
                 limit: 0,
                 comment: "primary".to_owned(),
+                rendition: "480p".to_owned(),
             },
             PushDestination {
                 url: "rtmps://b.example:443/app/key2?x=1&y=2".to_owned(),
@@ -44,6 +46,7 @@ pub fn sample(code: &str) -> StreamRecord {
                 },
                 limit: 7,
                 comment: String::new(),
+                rendition: String::new(),
             },
         ],
         inputs: vec![
@@ -81,8 +84,51 @@ pub fn sample(code: &str) -> StreamRecord {
             max_bytes: 10 << 30,
             schedule: vec!["22:00-06:30".into()],
         },
+        transcode: sample_transcode(),
         created_at_ms: 1_763_700_000_000,
         updated_at_ms: 1_763_700_000_500,
+    }
+}
+
+/// A three-rung ladder (the source, a preset, a custom rung) with every other setting
+/// non-default, a watermark and text.
+pub fn sample_transcode() -> TranscodeSpec {
+    TranscodeSpec {
+        enabled: true,
+        profiles: vec![
+            RenditionSpec {
+                name: "source".to_owned(),
+                ..RenditionSpec::default()
+            },
+            RenditionSpec {
+                name: "480p".to_owned(),
+                ..RenditionSpec::default()
+            },
+            RenditionSpec {
+                name: "270p".to_owned(),
+                height: 270,
+                video_bitrate_kbps: 500,
+                ..RenditionSpec::default()
+            },
+        ],
+        hwaccel: HwAccel::Nvenc,
+        keyframe_interval_s: 1.5,
+        audio: TranscodeAudio {
+            mode: AudioMode::Aac,
+            bitrate_kbps: 96,
+        },
+        watermark: Some(Watermark {
+            path: "/srv/logo's.png".to_owned(),
+            position: Corner::BottomRight,
+            opacity: 0.25,
+            margin: 8,
+        }),
+        text: Some(TextOverlay {
+            text: "Käse \"live\" 🧀".to_owned(),
+            timestamp: false,
+            position: Corner::TopLeft,
+            font_size: 40,
+        }),
     }
 }
 
@@ -100,6 +146,7 @@ pub fn minimal(code: &str) -> StreamRecord {
         inputs: Vec::new(),
         failover: Failover::default(),
         recording: RecordingSpec::default(),
+        transcode: TranscodeSpec::default(),
         created_at_ms: 0,
         updated_at_ms: 0,
     }

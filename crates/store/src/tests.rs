@@ -123,7 +123,7 @@ const OLD_TEMPLATE: &str =
     "INSERT INTO templates (name, created_at, updated_at) VALUES ('old', 1, 2)";
 
 /// The rows of [`OLD_STREAM`] and [`OLD_TEMPLATE`] read with every later JSON column (inputs,
-/// failover, recording) at its default.
+/// failover, recording, transcode) at its default.
 async fn assert_old_rows_read_as_defaults(store: &dyn Store) {
     let kind = store.kind();
     let mut stream = testing::minimal("old");
@@ -171,6 +171,84 @@ async fn sqlite_old_rows_read_as_defaults() {
         .await
         .unwrap();
     assert_corrupt(&store, "old", "recording").await;
+}
+
+/// A stream and a template with [`testing::sample_transcode`] (and a push on a rendition) read
+/// back as written, also after a replace that changes the ladder.
+async fn assert_transcode_round_trips(store: &dyn Store) {
+    let kind = store.kind();
+    let mut stream = testing::minimal("ladder");
+    stream.transcode = testing::sample_transcode();
+    stream.push = testing::sample("x").push;
+    store.insert(&stream).await.unwrap();
+    let got = store.get("ladder").await.unwrap().unwrap();
+    assert_eq!(got.transcode, stream.transcode, "{kind}: stream ladder");
+    assert_eq!(got.push[0].rendition, "480p", "{kind}: push rendition");
+    assert_eq!(got, stream, "{kind}: stream");
+    stream.transcode.profiles.truncate(1);
+    stream.transcode.watermark = None;
+    store.put(&stream).await.unwrap();
+    assert_eq!(
+        store.get("ladder").await.unwrap().unwrap().transcode,
+        stream.transcode,
+        "{kind}: replaced ladder"
+    );
+    assert!(store.delete("ladder").await.unwrap());
+
+    let mut template = crate::templates_testing::minimal_template("ladder");
+    template.transcode = testing::sample_transcode();
+    store.insert_template(&template).await.unwrap();
+    assert_eq!(
+        store.list_templates().await.unwrap(),
+        vec![template],
+        "{kind}: template"
+    );
+    assert!(store.delete_template("ladder").await.unwrap());
+}
+
+#[tokio::test]
+async fn sqlite_transcode_round_trips() {
+    let dir = TempDir::new("transcode");
+    let store = SqliteStore::open(&dir.sqlite_url()).await.unwrap();
+    assert_transcode_round_trips(&store).await;
+    // A partial object keeps the other defaults; a rung's blanks stay blank (the preset fills
+    // them when the ladder runs, not when it is stored).
+    store.insert(&testing::minimal("old")).await.unwrap();
+    sqlx::query(
+        "UPDATE streams SET transcode = '{\"enabled\": true, \"profiles\": [{\"name\": \"720p\"}]}'",
+    )
+    .execute(&store.pool)
+    .await
+    .unwrap();
+    let got = store.get("old").await.unwrap().unwrap().transcode;
+    assert_eq!(
+        got,
+        crate::TranscodeSpec {
+            enabled: true,
+            profiles: vec![crate::RenditionSpec {
+                name: "720p".to_owned(),
+                ..crate::RenditionSpec::default()
+            }],
+            ..crate::TranscodeSpec::default()
+        }
+    );
+    // An unknown encoder family is corrupt, named by its column.
+    sqlx::query("UPDATE streams SET transcode = '{\"hwaccel\": \"amf\"}'")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    assert_corrupt(&store, "old", "transcode").await;
+}
+
+#[tokio::test]
+async fn postgres_transcode_round_trips() {
+    let Some((schema, url)) = PgSchema::create("transcode").await else {
+        return;
+    };
+    let store = PgStore::open(&url).await.unwrap();
+    assert_transcode_round_trips(&store).await;
+    store.close().await;
+    schema.drop().await;
 }
 
 #[tokio::test]

@@ -93,6 +93,7 @@ fn cams() -> Value {
         "inputs": [{"url": "publish://"}],
         "failover": {"packet_timeout_s": 4},
         "recording": {"enabled": true, "max_age_s": 86400},
+        "transcode": {"enabled": true, "profiles": [{"name": "720p"}, {"name": "360p", "max_framerate": 25}]},
     })
 }
 
@@ -114,6 +115,23 @@ async fn templates_crud_with_masked_secrets_and_named_errors() {
         json!({"enabled": true, "format": "ts", "rotate_s": 600.0, "rotate_bytes": 0,
                "max_age_s": 86400.0, "max_bytes": 0, "schedule": []}),
         "omitted recording fields take their defaults"
+    );
+    assert_eq!(
+        (
+            &t["transcode"]["enabled"],
+            &t["transcode"]["hwaccel"],
+            &t["transcode"]["profiles"][1]["name"],
+            &t["transcode"]["profiles"][1]["max_framerate"],
+            &t["transcode"]["watermark"],
+        ),
+        (
+            &json!(true),
+            &json!("auto"),
+            &json!("360p"),
+            &json!(25.0),
+            &Value::Null
+        ),
+        "omitted transcode fields take their defaults"
     );
     assert_eq!(t["runtime_streams"], json!([]));
     assert!(!t.to_string().contains("s3cret"), "{t}");
@@ -145,6 +163,11 @@ async fn templates_crud_with_masked_secrets_and_named_errors() {
         "the view's recording goes back unchanged"
     );
     assert_eq!(
+        stored.transcode.profiles.len(),
+        2,
+        "the view's transcode goes back unchanged"
+    );
+    assert_eq!(
         stored.stream_key, None,
         "PUT replaces: an omitted key is gone"
     );
@@ -172,6 +195,21 @@ async fn templates_crud_with_masked_secrets_and_named_errors() {
         (&p["recording"]["rotate_s"], &p["recording"]["enabled"]),
         (&json!(60.0), &json!(true)),
         "PATCH changes only the recording fields given"
+    );
+    let (status, p) = c
+        .patch(
+            "/api/v1/templates/cams",
+            json!({"transcode": {"hwaccel": "qsv"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{p}");
+    assert_eq!(
+        (
+            &p["transcode"]["hwaccel"],
+            &p["transcode"]["profiles"][0]["name"]
+        ),
+        (&json!("qsv"), &json!("720p")),
+        "PATCH changes only the transcode fields given"
     );
     let (status, _) = c
         .put("/api/v1/templates/new", json!({"prefix": "cam-"}))
@@ -235,6 +273,20 @@ async fn templates_crud_with_masked_secrets_and_named_errors() {
             json!({"name": "x", "recording": {"rotate_bytes": 5}}),
             StatusCode::UNPROCESSABLE_ENTITY,
             Some("recording.rotate_bytes"),
+        ),
+        (
+            Method::POST,
+            "/api/v1/templates",
+            json!({"name": "x", "transcode": {"profiles": [{"name": "hd"}]}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("transcode.profiles[0]"),
+        ),
+        (
+            Method::POST,
+            "/api/v1/templates",
+            json!({"name": "x", "push": [{"url": "rtmp://h/a/b", "rendition": "720p"}]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("push[0].rendition"),
         ),
         (
             Method::PATCH,
@@ -320,6 +372,13 @@ async fn streams_start_from_a_template_and_post_to_a_code_creates_or_merges() {
     assert_eq!(s["failover"]["packet_timeout_s"], 4.0);
     assert_eq!(s["recording"]["enabled"], true);
     assert_eq!(s["recording"]["max_age_s"], 86400.0);
+    assert_eq!(
+        (
+            &s["transcode"]["hwaccel"],
+            &s["transcode"]["profiles"][1]["name"]
+        ),
+        (&json!("auto"), &json!("360p"))
+    );
     assert_eq!(s["persistent"], true);
     let stored = c.state.control.get("s1").unwrap();
     assert_eq!(stored.push[0].url, PUSH);

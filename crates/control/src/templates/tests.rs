@@ -6,7 +6,10 @@ use crate::{ControlConfig, ControlError, Output};
 use futures_util::future::BoxFuture;
 use hub::{Action, HubConfig, PublisherMeta, ReaderMeta};
 use std::sync::atomic::{AtomicBool, Ordering};
-use store::{Failover, InputSpec, Protocols, PushDestination, RecordingSpec, RetryPolicy, Store};
+use store::{
+    Failover, InputSpec, Protocols, PushDestination, RecordingSpec, RenditionSpec, RetryPolicy,
+    Store, TranscodeSpec,
+};
 
 /// Streams and templates in memory, with an outage switch.
 #[derive(Default)]
@@ -192,6 +195,7 @@ fn template(name: &str, prefix: Option<&str>) -> TemplateRecord {
             retry: RetryPolicy::default(),
             limit: 0,
             comment: "backup".into(),
+            rendition: "360p".into(),
         }],
         inputs: vec![InputSpec {
             url: "publish://".into(),
@@ -206,6 +210,20 @@ fn template(name: &str, prefix: Option<&str>) -> TemplateRecord {
             rotate_s: 60.0,
             max_bytes: 1 << 30,
             ..RecordingSpec::default()
+        },
+        transcode: TranscodeSpec {
+            enabled: true,
+            profiles: vec![
+                RenditionSpec {
+                    name: "source".into(),
+                    ..RenditionSpec::default()
+                },
+                RenditionSpec {
+                    name: "360p".into(),
+                    ..RenditionSpec::default()
+                },
+            ],
+            ..TranscodeSpec::default()
         },
         created_at_ms: 0,
         updated_at_ms: 0,
@@ -272,6 +290,23 @@ async fn templates_are_validated_stored_and_reloaded() {
     bad.recording.max_bytes = 1000;
     match e.control.create_template(bad).await {
         Err(TemplateError::Invalid(inv)) => assert_eq!(inv.field, "recording.max_bytes"),
+        other => panic!("{other:?}"),
+    }
+    let mut bad = template("bad-transcode", None);
+    bad.transcode.profiles[1].name = "hd".into();
+    match e.control.create_template(bad).await {
+        // The push names the rung that went, and is checked first.
+        Err(TemplateError::Invalid(inv)) => assert_eq!(inv.field, "push[0].rendition"),
+        other => panic!("{other:?}"),
+    }
+    let mut bad = template("bad-transcode", None);
+    bad.push[0].rendition.clear();
+    bad.transcode.profiles[1].name = "hd".into();
+    match e.control.create_template(bad).await {
+        Err(TemplateError::Invalid(inv)) => {
+            assert_eq!(inv.field, "transcode.profiles[1]");
+            assert!(inv.reason.contains("rung 'hd' names no preset"), "{inv}");
+        }
         other => panic!("{other:?}"),
     }
     // A prefix makes streams for encoders: pull-only inputs cannot take them.
@@ -409,6 +444,14 @@ async fn a_publish_to_a_matching_code_gets_a_runtime_stream_with_the_template() 
     );
     assert_eq!(r.recording, t.recording);
     assert_eq!(e.control.recording("cam-1"), Some(t.recording.clone()));
+    assert_eq!(r.transcode, t.transcode);
+    assert_eq!(e.control.transcode("cam-1"), Some(t.transcode.clone()));
+    // A runtime stream's ladder makes renditions like a configured stream's.
+    assert_eq!(
+        e.control.rendition_of("cam-1_360p"),
+        Some(("cam-1".into(), "360p".into()))
+    );
+    assert!(!e.control.output_enabled("cam-1_360p", Output::Hls));
     assert_eq!(e.control.runtime_template("cam-1").as_deref(), Some("cams"));
     assert_eq!(e.control.runtime_streams().len(), 1);
     assert!(e.control.list().is_empty(), "not configured, not stored");

@@ -36,4 +36,5 @@ mod rtsp;
 mod shutdown;
 mod srt;
 mod templates;
+mod transcode;
 mod webhooks;

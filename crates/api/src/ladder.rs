@@ -1,0 +1,204 @@
+//! The HLS multivariant playlist of a stream with a rendition ladder: `index.m3u8` lists the
+//! source (`media.m3u8`) when the ladder has a `source` rung, and each rendition's own
+//! playlist at its stable URL (`../<code>_<name>/index.m3u8`), best first.
+
+use crate::AppState;
+use crate::live::{M3U8, media_response, not_found};
+use axum::body::Body;
+use axum::response::Response;
+use media::{AudioCodec, MediaInfo, VideoCodec};
+use std::fmt::Write;
+use std::time::Duration;
+use store::TranscodeSpec;
+
+/// How long a multivariant request waits for rungs that are starting to have a segment.
+const RUNG_WAIT: Duration = Duration::from_secs(8);
+const POLL: Duration = Duration::from_millis(200);
+
+/// One line pair of the playlist.
+struct Variant {
+    uri: String,
+    code: String,
+}
+
+/// `CODECS` of a variant, when every track's codec string is known.
+fn codecs(info: &MediaInfo) -> Option<String> {
+    let mut v = Vec::new();
+    match &info.video {
+        Some(VideoCodec::H264(c)) => v.push(c.codec_string()),
+        Some(VideoCodec::H265(c)) => v.push(c.codec_string()),
+        Some(_) => return None,
+        None => {}
+    }
+    match &info.audio {
+        Some(AudioCodec::Aac(c)) => v.push(c.codec_string()),
+        Some(_) => return None,
+        None => {}
+    }
+    (!v.is_empty()).then(|| v.join(","))
+}
+
+/// The `EXT-X-STREAM-INF` line of `code`, if it has segments to describe.
+fn stream_inf(state: &AppState, code: &str) -> Option<String> {
+    let stats = state.hls.variant_stats(code)?;
+    let mut line = format!(
+        "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={}",
+        stats.peak_bps, stats.average_bps
+    );
+    if let Some(info) = state.hub.stats(code).and_then(|s| s.info) {
+        if let Some((w, h)) = info.video_size() {
+            let _ = write!(line, ",RESOLUTION={w}x{h}");
+        }
+        if let Some(c) = codecs(&info) {
+            let _ = write!(line, ",CODECS=\"{c}\"");
+        }
+        if let Some(fps) = info.fps().filter(|f| f.is_finite() && *f > 0.0) {
+            let _ = write!(line, ",FRAME-RATE={fps:.3}");
+        }
+    }
+    Some(line)
+}
+
+/// Serves the multivariant playlist of `code`.
+pub(crate) async fn master(state: &AppState, code: &str, spec: &TranscodeSpec) -> Response {
+    // Relative to /live/<code>/index.m3u8, whose last path segment the rungs share.
+    let leaf = code.rsplit('/').next().unwrap_or(code);
+    let variants: Vec<Variant> = spec
+        .profiles
+        .iter()
+        .map(|p| {
+            if p.is_source() {
+                Variant {
+                    uri: "media.m3u8".to_owned(),
+                    code: code.to_owned(),
+                }
+            } else {
+                Variant {
+                    uri: format!("../{leaf}_{}/index.m3u8", p.name),
+                    code: transcode::rendition_code(code, &p.name),
+                }
+            }
+        })
+        .collect();
+    // A ladder that is starting gets a few seconds to have every rung listed; one that failed
+    // (no ffmpeg, say) is not waited for, and the playlist lists what exists.
+    let starting = || {
+        state.transcoder.status(code).is_some_and(|s| {
+            matches!(
+                s.state,
+                transcode::State::Starting | transcode::State::Running
+            )
+        })
+    };
+    let deadline = tokio::time::Instant::now() + RUNG_WAIT;
+    while state.hub.is_live(code)
+        && starting()
+        && variants
+            .iter()
+            .any(|v| state.hls.variant_stats(&v.code).is_none())
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(POLL).await;
+    }
+    let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    let mut listed = 0;
+    for v in &variants {
+        if let Some(inf) = stream_inf(state, &v.code) {
+            let _ = write!(out, "{inf}\n{}\n", v.uri);
+            listed += 1;
+        }
+    }
+    if listed == 0 {
+        return not_found();
+    }
+    media_response(M3U8, "no-cache", Body::from(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use media::{AacConfig, AvcConfig};
+
+    #[test]
+    fn codecs_name_every_track_or_nothing() {
+        let avc = AvcConfig::parse(bytes::Bytes::from_static(include_bytes!(
+            "../../../testdata/h264-1280x720-high.avcc"
+        )))
+        .expect("avcc");
+        let aac = AacConfig::parse(bytes::Bytes::from_static(include_bytes!(
+            "../../../testdata/aac-48k-stereo.asc"
+        )))
+        .expect("asc");
+        let info = MediaInfo {
+            video: Some(VideoCodec::H264(avc)),
+            audio: Some(AudioCodec::Aac(aac)),
+            framerate: Some(30.0),
+        };
+        assert_eq!(codecs(&info).as_deref(), Some("avc1.64001f,mp4a.40.2"));
+        let video_only = MediaInfo {
+            audio: None,
+            ..info
+        };
+        assert_eq!(codecs(&video_only).as_deref(), Some("avc1.64001f"));
+        assert_eq!(codecs(&MediaInfo::default()), None);
+    }
+}
+
+/// One rung of a running ladder.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct RenditionRuntimeView {
+    name: String,
+    /// The code every output serves it under (`<code>_<name>`).
+    code: String,
+    width: u32,
+    height: u32,
+    video_bitrate_kbps: u32,
+    /// Whether the rung is being published now.
+    live: bool,
+}
+
+/// The ladder's ffmpeg child, for a stream with `transcode` on.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct TranscodeRuntimeView {
+    /// `waiting` (source not live), `starting`, `running` or `restarting`.
+    state: &'static str,
+    /// ffmpeg's H.264 encoder (`libx264`, `h264_nvenc`, `h264_vaapi`, `h264_qsv`).
+    encoder: Option<String>,
+    /// Why no hardware encoder is used although `hwaccel` asked for one.
+    hwaccel_note: Option<String>,
+    fps: f64,
+    /// 1.0 keeps up with real time.
+    speed: f64,
+    frames: u64,
+    /// Runs that failed and were restarted.
+    restarts: u64,
+    last_error: Option<String>,
+    renditions: Vec<RenditionRuntimeView>,
+}
+
+/// The ladder of `code`, if it has one running or waiting.
+pub(crate) fn runtime(state: &AppState, code: &str) -> Option<TranscodeRuntimeView> {
+    let s = state.transcoder.status(code)?;
+    Some(TranscodeRuntimeView {
+        state: s.state.as_str(),
+        encoder: s.encoder,
+        hwaccel_note: s.hwaccel_note,
+        fps: s.fps,
+        speed: s.speed,
+        frames: s.frames,
+        restarts: s.restarts,
+        last_error: s.last_error,
+        renditions: s
+            .renditions
+            .into_iter()
+            .map(|r| RenditionRuntimeView {
+                live: state.hub.is_live(&r.code),
+                name: r.name,
+                code: r.code,
+                width: r.width,
+                height: r.height,
+                video_bitrate_kbps: r.video_bitrate_kbps,
+            })
+            .collect(),
+    })
+}
