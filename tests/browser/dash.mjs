@@ -1,8 +1,11 @@
 // Plays a DASH stream in headless Chromium with dash.js or Shaka Player and checks that
 // playback advances without an error event and at the expected video size.
 //
-//   node tests/browser/dash.mjs <mpd-url> <dashjs|shaka> [seconds] [width] [height]
+//   node tests/browser/dash.mjs <mpd-url> <dashjs|shaka> [seconds] [width] [height] [lowest]
 //
+// With `lowest`, halfway through the window the player is told to stop adapting and play its
+// lowest video Representation; the report lists the video Representations the player saw
+// and the picture heights the video element showed.
 // Prints one JSON line with what the player reported; exits 0 only when playback passed.
 // The report includes the live latency the player measured each second of the window
 // (dash.js `getCurrentLiveLatency`, Shaka `getStats().liveLatency`), its stalls (`waiting`
@@ -15,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const [url, player = 'dashjs', secsArg = '10', wArg, hArg] = process.argv.slice(2);
+const [url, player = 'dashjs', secsArg = '10', wArg, hArg, switchArg] = process.argv.slice(2);
 if (!url || !['dashjs', 'shaka'].includes(player)) {
   console.error('usage: dash.mjs <mpd-url> <dashjs|shaka> [seconds] [width] [height]');
   process.exit(2);
@@ -102,9 +105,27 @@ try {
   }
   const startT = t0;
   const latencies = [];
+  const heights = new Set();
   if (startT !== null) {
     for (let i = 0; i < seconds; i++) {
       await tab.waitForTimeout(1000);
+      heights.add(await tab.evaluate(() => document.getElementById('v').videoHeight));
+      if (switchArg === 'lowest' && i === Math.floor(seconds / 2)) {
+        await tab.evaluate(() => {
+          const p = window.player;
+          if (p.setRepresentationForTypeByIndex) {
+            p.updateSettings({ streaming: { abr: { autoSwitchBitrate: { video: false } } } });
+            const reps = p.getRepresentationsByType('video');
+            const low = reps.reduce((a, r, i) => (r.height < reps[a].height ? i : a), 0);
+            p.setRepresentationForTypeByIndex('video', low, true);
+          } else {
+            p.configure({ abr: { enabled: false } });
+            const tracks = p.getVariantTracks();
+            const low = tracks.reduce((a, t) => (t.height < a.height ? t : a), tracks[0]);
+            p.selectVariantTrack(low, true);
+          }
+        });
+      }
       const l = await tab.evaluate(() => {
         const p = window.player;
         const v = p.getCurrentLiveLatency ? p.getCurrentLiveLatency() : p.getStats().liveLatency;
@@ -127,9 +148,16 @@ try {
     aac: MediaSource.isTypeSupported('audio/mp4; codecs="mp4a.40.2"'),
   }));
   const advanced = startT === null ? 0 : end.t - startT;
+  const videoHeights = await tab.evaluate(() => {
+    const p = window.player;
+    const list = p.getRepresentationsByType ? p.getRepresentationsByType('video')
+      : p.getVariantTracks();
+    return [...new Set(list.map((r) => r.height))].sort((a, b) => a - b);
+  });
   result = {
     player, url, mse, startTime: startT, endTime: end.t, advanced,
     width: end.width, height: end.height, paused: end.paused, buffered: end.buffered,
+    videoRepresentations: videoHeights, heightsShown: [...heights].filter((h) => h).sort((a, b) => a - b),
     latencies, latencyP50: sorted.length ? sorted[Math.floor(sorted.length / 2)] : null,
     lowLatencyMode, stalls: await tab.evaluate(() => window.report.waiting),
     errors: end.errors, consoleErrors: console_.slice(0, 5),

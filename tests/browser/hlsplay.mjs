@@ -7,7 +7,7 @@
 //   node tests/browser/hlsplay.mjs <m3u8-url> [seconds] [default|ll|classic|near|abr]
 //
 // `abr` plays a multivariant playlist and asks for levels in turn by setting
-// `hls.currentLevel` (the lowest 3 s after start, the middle at 9 s, the highest at 15 s),
+// `hls.currentLevel` (the lowest 2 s after start, the middle at 6 s, the highest at 10 s),
 // reporting the levels switched to and the picture heights the video element showed.
 // `ll` runs hls.js in its low-latency mode (parts, blocking reloads, preload hints), catching
 // up to the target latency at up to 1.5x as low-latency deployments configure it; `classic`
@@ -102,7 +102,7 @@ try {
   const latencies = [];
   const heights = new Set();
   // `abr`: [seconds after start, level (-1: the lowest)], each asked for once.
-  const asks = mode === 'abr' ? [[3, -1], [9, 1], [15, 0]] : [];
+  const asks = mode === 'abr' ? [[2, -1], [6, 1], [10, 0]] : [];
   const t0 = Date.now();
   let started = null;
   while (Date.now() - t0 < (seconds + 30) * 1000) {

@@ -113,7 +113,33 @@ pub(crate) async fn serve(
             time_url: &time_url,
             now_ms: crate::time::system_ms(SystemTime::now()),
         };
-        return match state.dash.mpd(code, client, &clock) {
+        // With a ladder, `index.mpd` lists every rung in one video AdaptationSet (the
+        // low-latency MPD stays the source's alone).
+        let ladder = state
+            .control
+            .transcode(code)
+            .filter(|t| t.active() && file == "index.mpd" && client != MpdClient::LowLatency);
+        let text = match ladder {
+            Some(spec) => {
+                let leaf = code.rsplit('/').next().unwrap_or(code);
+                let rungs: Vec<(String, String)> = spec
+                    .profiles
+                    .iter()
+                    .filter(|p| !p.is_source())
+                    .map(|p| {
+                        (
+                            transcode::rendition_code(code, &p.name),
+                            format!("../{leaf}_{}/", p.name),
+                        )
+                    })
+                    .collect();
+                state
+                    .dash
+                    .ladder_mpd(code, &rungs, spec.has_source(), client, &clock)
+            }
+            None => state.dash.mpd(code, client, &clock),
+        };
+        return match text {
             Some(text) => media_response(MPD, "no-cache", Body::from(text)),
             None => not_found(),
         };

@@ -30,7 +30,8 @@ pub use segmenter::{
     VIDEO_TIMESCALE, VIDEO_TRACK_ID,
 };
 pub use service::{
-    DashService, DashStreamStats, EnabledFn, GrowingSegment, HlsAnswer, SegmentBody, SegmentCut,
+    DashService, DashStreamStats, EnabledFn, GrowingSegment, HlsAnswer, ParentFn, SegmentBody,
+    SegmentCut,
 };
 
 use std::time::Duration;

@@ -209,6 +209,41 @@ pub(crate) fn ticks_us(ticks: u64, timescale: u32) -> u64 {
     u64::try_from(us).unwrap_or(u64::MAX)
 }
 
+/// The `S` elements of `segments` (in order): runs of equal durations share one element, and
+/// `t` is written where the timeline does not continue from `next_t`.
+fn write_timeline<'a>(
+    segments: impl Iterator<Item = &'a Stored>,
+    mut next_t: Option<u64>,
+    out: &mut String,
+) {
+    let mut run: Option<(u64, u64, u64, bool)> = None; // (t, d, r, explicit t)
+    let flush = |run: Option<(u64, u64, u64, bool)>, out: &mut String| {
+        if let Some((t, d, r, explicit_t)) = run {
+            out.push_str("          <S");
+            if explicit_t {
+                let _ = write!(out, " t=\"{t}\"");
+            }
+            let _ = write!(out, " d=\"{d}\"");
+            if r > 0 {
+                let _ = write!(out, " r=\"{r}\"");
+            }
+            out.push_str("/>\n");
+        }
+    };
+    for s in segments {
+        let contiguous = next_t == Some(s.time);
+        match run {
+            Some((_, d, ref mut r, _)) if contiguous && d == s.duration => *r += 1,
+            _ => {
+                flush(run, out);
+                run = Some((s.time, s.duration, 0, !contiguous));
+            }
+        }
+        next_t = Some(s.time + s.duration);
+    }
+    flush(run, out);
+}
+
 /// `frameRate` as DASH wants it: an integer or `N/1001`.
 pub(crate) fn frame_rate(fps: f64) -> String {
     let ntsc = fps * 1001.0;
@@ -419,6 +454,54 @@ impl Manifest {
         ))
     }
 
+    /// The video of this stream's current period as one `Representation` of another
+    /// stream's MPD (a rendition in its source's): its own `SegmentTemplate` under
+    /// `prefix` (the rendition's directory relative to the source's), on the source's
+    /// timeline, so the source's `presentationTimeOffset` applies. `None` without segments.
+    pub fn video_representation(&self, id: &str, prefix: &str, pto: u64) -> Option<String> {
+        let p = self.periods.back()?;
+        let desc = p.info.video.as_ref()?;
+        let listed = self.listed(0).filter(|s| s.period == p.info.id);
+        let mut out = String::with_capacity(512 + self.window * 40);
+        let _ = write!(
+            out,
+            "      <Representation id=\"{id}\" codecs=\"{}\" width=\"{}\" height=\"{}\" \
+             sar=\"1:1\" bandwidth=\"{}\"",
+            desc.codecs,
+            desc.width,
+            desc.height,
+            p.bandwidth[0].max(1)
+        );
+        if let Some(fps) = desc.frame_rate {
+            let _ = write!(out, " frameRate=\"{}\"", frame_rate(fps));
+        }
+        let _ = write!(
+            out,
+            ">\n        <SegmentTemplate timescale=\"{}\" presentationTimeOffset=\"{pto}\" \
+             initialization=\"{prefix}init-v-{pid}.mp4\" media=\"{prefix}v-{pid}-$Time$.m4s\">\n\
+             \x20         <SegmentTimeline>\n",
+            desc.timescale,
+            pid = p.info.id,
+        );
+        let before = out.len();
+        write_timeline(listed, None, &mut out);
+        if out.len() == before {
+            return None;
+        }
+        out.push_str(
+            "          </SegmentTimeline>\n        </SegmentTemplate>\n      </Representation>\n",
+        );
+        Some(out)
+    }
+
+    /// `presentationTimeOffset` of the current period's video, in its timescale.
+    pub fn video_pto(&self) -> Option<u64> {
+        let p = self.periods.back()?;
+        let desc = p.info.video.as_ref()?;
+        let start = u128::from(u64::try_from(p.info.start).unwrap_or(0));
+        u64::try_from(start * u128::from(desc.timescale) / 90_000).ok()
+    }
+
     /// The whole MPD for `client` with `clock`; `None` until the first segment exists.
     pub fn render(
         &self,
@@ -605,22 +688,7 @@ impl Manifest {
                 );
             }
             out.push_str(">\n        <SegmentTimeline>\n");
-            let mut run: Option<(u64, u64, u64)> = None; // (t, d, r)
             let mut next_t: Option<u64> = None;
-            let flush = |run: Option<(u64, u64, u64)>, explicit_t: bool, out: &mut String| {
-                if let Some((t, d, r)) = run {
-                    out.push_str("          <S");
-                    if explicit_t {
-                        let _ = write!(out, " t=\"{t}\"");
-                    }
-                    let _ = write!(out, " d=\"{d}\"");
-                    if r > 0 {
-                        let _ = write!(out, " r=\"{r}\"");
-                    }
-                    out.push_str("/>\n");
-                }
-            };
-            let mut run_explicit = true;
             let mut listed = self.listed(ti).filter(|s| s.period == info.id).peekable();
             if client == MpdClient::GStreamer
                 && let Some(first) = listed.peek()
@@ -631,21 +699,8 @@ impl Manifest {
                 // MpdClient::GStreamer); it ends where the first listed segment starts.
                 let _ = writeln!(out, "          <S t=\"{pto}\" d=\"{}\"/>", first.time - pto);
                 next_t = Some(first.time);
-                run_explicit = false;
             }
-            for s in listed {
-                let contiguous = next_t == Some(s.time);
-                match run {
-                    Some((_, d, ref mut r)) if contiguous && d == s.duration => *r += 1,
-                    _ => {
-                        flush(run, run_explicit, out);
-                        run_explicit = !contiguous;
-                        run = Some((s.time, s.duration, 0));
-                    }
-                }
-                next_t = Some(s.time + s.duration);
-            }
-            flush(run, run_explicit, out);
+            write_timeline(listed, next_t, out);
             if let Some((start, expected, _)) = open {
                 let _ = writeln!(out, "          <S t=\"{start}\" d=\"{expected}\"/>");
             }

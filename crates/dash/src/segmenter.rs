@@ -167,6 +167,9 @@ pub struct Segmenter {
     period_pending: bool,
     /// Added to every timestamp (90 kHz) so the output timeline stays continuous.
     offset: i64,
+    /// The offset to take at the next rebase instead of continuing the timeline: a rendition
+    /// takes its source's, so both have one timeline.
+    follow: Option<i64>,
     rebase: bool,
     started: bool,
     /// End of the last frame written, output timeline 90 kHz.
@@ -223,6 +226,7 @@ impl Segmenter {
             period: None,
             period_pending: false,
             offset: 0,
+            follow: None,
             rebase: false,
             started: false,
             out_end: None,
@@ -255,6 +259,17 @@ impl Segmenter {
     /// The current period, once the tracks are known.
     pub fn period(&self) -> Option<&Arc<PeriodInfo>> {
         self.period.as_ref()
+    }
+
+    /// What is added to hub timestamps to get output times, once the first frame came.
+    pub fn offset(&self) -> Option<i64> {
+        self.out_end.map(|_| self.offset)
+    }
+
+    /// Puts the next frames on the timeline whose output time is hub time plus `offset` (a
+    /// rendition following its source), from the next rebase (first frame, republish) on.
+    pub fn follow(&mut self, offset: i64) {
+        self.follow = Some(offset);
     }
 
     /// Makes the next `Tracks` event start a new period even with unchanged tracks (the
@@ -412,7 +427,18 @@ impl Segmenter {
             self.rebase = false;
             // The audio clock is kept: the rebased audio lands within a frame of it and snaps
             // to it, so audio stays gapless across a republish too.
-            self.offset = self.out_end.unwrap_or(0) - frame.dts;
+            // A follower keeps to its source's timeline unless that would take its own back
+            // (a restarted rendition replays the GOP it already sent): then it continues.
+            self.offset = match self.follow {
+                Some(o)
+                    if self
+                        .out_end
+                        .is_none_or(|e| frame.dts.saturating_add(o) >= e) =>
+                {
+                    o
+                }
+                _ => self.out_end.unwrap_or(0) - frame.dts,
+            };
             self.audio_rebased = true;
         }
         let dts = frame.dts.saturating_add(self.offset);

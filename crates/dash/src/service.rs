@@ -151,7 +151,14 @@ struct Inner {
     config: DashConfig,
     store: Mutex<HashMap<String, Entry>>,
     tasks: StreamTasks,
+    /// Tells a rendition's source (see [`DashService::set_parent`]).
+    parent: std::sync::RwLock<Option<ParentFn>>,
+    /// Each stream's output offset (hub time to output time), for its renditions to follow.
+    offsets: Mutex<HashMap<String, i64>>,
 }
+
+/// The source stream a code is a rendition of, if it is one.
+pub type ParentFn = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 /// Lock that tolerates poisoning: every critical section below is a single map update, so a
 /// panic elsewhere cannot leave the data half-changed.
@@ -182,8 +189,16 @@ impl DashService {
                 hub,
                 config,
                 store: Mutex::new(HashMap::new()),
+                parent: std::sync::RwLock::new(None),
+                offsets: Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// Sets how to tell a rendition's source: a rendition's segments are timed on its
+    /// source's timeline, so the source's MPD can list them as Representations of its own.
+    pub fn set_parent(&self, parent: ParentFn) {
+        *self.inner.parent.write().unwrap_or_else(|e| e.into_inner()) = Some(parent);
     }
 
     /// Ends every presentation now (open segments flushed, MPD static with its duration)
@@ -226,6 +241,52 @@ impl DashService {
         let store = lock(&self.inner.store);
         let body = store.get(code)?.rendered[rendered_index(client)].as_ref()?;
         Some(finish_mpd(body, clock))
+    }
+
+    /// The MPD of `code` with a rendition ladder: its video `AdaptationSet` in the current
+    /// period holds a `Representation` per rung (`rungs`: each rendition's code and its
+    /// directory relative to `code`'s), after the source's own when `with_source`. Rungs
+    /// without segments yet are left out. `None` when `code` has no MPD.
+    pub fn ladder_mpd(
+        &self,
+        code: &str,
+        rungs: &[(String, String)],
+        with_source: bool,
+        client: MpdClient,
+        clock: &MpdClock<'_>,
+    ) -> Option<String> {
+        let store = lock(&self.inner.store);
+        let entry = store.get(code)?;
+        let mut body = entry.rendered[rendered_index(client)].clone()?;
+        let pto = entry.manifest.video_pto()?;
+        let reps: String = rungs
+            .iter()
+            .filter_map(|(rcode, prefix)| {
+                let id = format!("v-{}", rcode.rsplit('_').next().unwrap_or(rcode));
+                store
+                    .get(rcode)?
+                    .manifest
+                    .video_representation(&id, prefix, pto)
+            })
+            .collect();
+        drop(store);
+        let period = body.rfind("<Period ")?;
+        let video = period + body[period..].find("contentType=\"video\"")?;
+        let end = video + body[video..].find("    </AdaptationSet>")?;
+        if reps.is_empty() && !with_source {
+            return None;
+        }
+        body.insert_str(end, &reps);
+        if !with_source && !reps.is_empty() {
+            // The source's own Representation (the set's SegmentTemplate stays, unused).
+            if let Some(start) = body[video..end].find("      <Representation id=\"v") {
+                let start = video + start;
+                if let Some(len) = body[start..].find("/>\n") {
+                    body.replace_range(start..start + len + 3, "");
+                }
+            }
+        }
+        Some(finish_mpd(&body, clock))
     }
 
     fn timing(&self) -> HlsTiming {
@@ -524,6 +585,13 @@ async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
     let mut life = Lifecycle::new(inner.has_publisher(code), config.end_grace, config.linger);
     let mut finished = false;
     let mut warned_skipped = false;
+    let parent = inner
+        .parent
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .and_then(|f| f(code));
+    let mut offset = None;
     tracing::debug!(stream = code, "dash: stream task started");
     loop {
         tokio::select! {
@@ -585,7 +653,19 @@ async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
                         tracing::warn!(stream = code, ?left_out, "dash: tracks with codecs fMP4 does not carry here are left out");
                     }
                 }
+                if matches!(ev, hub::Event::Tracks { .. })
+                    && let Some(parent) = &parent
+                    && let Some(o) = lock(&inner.offsets).get(parent).copied()
+                {
+                    segmenter.follow(o);
+                }
                 let outputs = segmenter.push(ev);
+                if segmenter.offset() != offset {
+                    offset = segmenter.offset();
+                    if let Some(o) = offset {
+                        lock(&inner.offsets).insert(code.to_owned(), o);
+                    }
+                }
                 // A stop() may have removed the entry meanwhile; do not bring it back.
                 if !shutdown.is_cancelled() {
                     inner.push_outputs(code, outputs);
@@ -593,5 +673,6 @@ async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
             }
         }
     }
+    lock(&inner.offsets).remove(code);
     tracing::debug!(stream = code, "dash: stream task stopped");
 }

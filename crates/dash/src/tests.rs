@@ -1165,3 +1165,48 @@ fn opus_segments_use_the_packet_durations_and_tile_the_timeline() {
     let total: u64 = segs.iter().map(|s| s.duration).sum();
     assert_eq!(total, 250 * 960);
 }
+
+/// A rendition that starts 2 s after its source follows the source's timeline: its first
+/// segment is timed where the source's third is, and its Representation, with its own
+/// template under the rendition's directory, takes the source's presentationTimeOffset.
+#[test]
+fn a_follower_shares_its_source_timeline_and_renders_as_a_representation() {
+    let base = 50 * 90_000;
+    let mut source = Segmenter::new(Duration::from_secs(1), 1 << 20, 1);
+    let mut out = source.push(tracks(1));
+    run((0..100).map(|i| video(i, 25, base)), &mut source, &mut out);
+    let offset = source.offset().expect("offset after the first frame");
+    assert_eq!(offset, -base);
+
+    let mut rendition = Segmenter::new(Duration::from_secs(1), 1 << 20, 7);
+    rendition.follow(offset);
+    let mut r_out = rendition.push(tracks(1));
+    run(
+        (50..100).map(|i| video(i, 25, base)),
+        &mut rendition,
+        &mut r_out,
+    );
+    let v = segments(&r_out, TrackKind::Video);
+    assert_eq!(v[0].time, 2 * 90_000, "on the source's timeline");
+    assert_eq!(segments(&out, TrackKind::Video)[2].time, v[0].time);
+
+    let mut m = Manifest::new(5, 2);
+    feed(&mut m, r_out, 1_000);
+    let rep = m
+        .video_representation("v-low", "../cam_low/", 0)
+        .expect("a Representation");
+    assert!(
+        rep.contains("<Representation id=\"v-low\" codecs=\"avc1."),
+        "{rep}"
+    );
+    assert!(
+        rep.contains("presentationTimeOffset=\"0\" initialization=\"../cam_low/init-v-7.mp4\" media=\"../cam_low/v-7-$Time$.m4s\""),
+        "{rep}"
+    );
+    assert!(rep.contains("<S t=\"180000\" d=\"90000\""), "{rep}");
+    assert!(
+        Manifest::new(5, 2)
+            .video_representation("x", "", 0)
+            .is_none()
+    );
+}

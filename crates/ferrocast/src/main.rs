@@ -365,11 +365,14 @@ async fn run(config: Config) -> Result<()> {
             (!r.disabled).then(|| r.transcode.clone())
         })
     });
-    // A rendition's segments are numbered as its source's, so players switch between them.
-    hls.set_parent({
+    // A rendition's segments are numbered (HLS) and timed (DASH) as its source's, so players
+    // switch between them on the same boundaries.
+    let parent_of: hls::ParentFn = {
         let control = control.clone();
         Arc::new(move |code: &str| control.rendition_of(code).map(|(parent, _)| parent))
-    });
+    };
+    hls.set_parent(parent_of.clone());
+    dash.set_parent(parent_of);
     control.set_change_observer({
         let recorder = recorder.clone();
         let transcoder = transcoder.clone();

@@ -262,7 +262,7 @@ fn dash_republish_continues_the_timeline() {
     d.assert_duration("DASH decode after the republish", 3.0, Fixture::FPS);
 }
 
-fn browser_script() -> PathBuf {
+pub(crate) fn browser_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser/dash.mjs")
 }
 

@@ -1,7 +1,8 @@
 //! Renditions: a 3-rung ladder (source, 480p, 360p) from a 720p publisher, as a multivariant
-//! playlist, as streams of their own over HLS and RTMP, with segments aligned across the
-//! ladder; the ffmpeg child killed and brought back without disturbing the source; and a
-//! gateway without ffmpeg saying so while the source plays on.
+//! playlist and one DASH AdaptationSet (hls.js, dash.js and Shaka in Chromium), as streams of
+//! their own over HLS and RTMP and pushed by rung, with segments aligned across the ladder;
+//! the ffmpeg child killed and brought back without disturbing the source; and a gateway
+//! without ffmpeg saying so while the source plays on.
 
 use crate::support::api::Api;
 use crate::support::ffmpeg::{self, Fixture};
@@ -58,9 +59,11 @@ fn a_ladder_is_a_master_playlist_of_aligned_renditions_that_survives_its_ffmpeg(
     let browser = crate::dash::browser_ready();
     let mut server = Server::start();
     let api = Api::new(server.http);
+    // The 360p rung is also pushed, back to this gateway under another code.
+    let push = json!([{"url": server.rtmp_url("copy360"), "rendition": "360p"}]);
     api.put(
         "streams/abr",
-        &json!({"name": "abr", "transcode": ladder()}),
+        &json!({"name": "abr", "transcode": ladder(), "push": push}),
     )
     .ok(201);
     let _publisher = server.publish("abr", Fixture::Hd720);
@@ -129,6 +132,14 @@ fn a_ladder_is_a_master_playlist_of_aligned_renditions_that_survives_its_ffmpeg(
         }
     }
 
+    let pushed = ffmpeg::streams(&server.rtmp_url("copy360"));
+    let v = ffmpeg::stream_of(&pushed, "video");
+    assert_eq!(
+        (v["width"].as_u64(), v["height"].as_u64()),
+        (Some(640), Some(360)),
+        "the pushed rung"
+    );
+
     // Segments line up: the same sequence number is the same instant, the same length, in
     // every rung.
     let (source, source_dates) = dated(&server, "/live/abr/media.m3u8");
@@ -168,7 +179,7 @@ fn a_ladder_is_a_master_playlist_of_aligned_renditions_that_survives_its_ffmpeg(
             std::process::Command::new("node")
                 .arg(script)
                 .arg(format!("http://{}/live/abr/index.m3u8", server.http))
-                .arg("21")
+                .arg("14")
                 .arg("abr"),
             Duration::from_secs(120),
         );
@@ -201,7 +212,45 @@ fn a_ladder_is_a_master_playlist_of_aligned_renditions_that_survives_its_ffmpeg(
             report["longestStall"].as_f64().unwrap_or(99.0) < 4.0,
             "{report:#}"
         );
+
+        // dash.js and Shaka see the three rungs as Representations of one video
+        // AdaptationSet, and play the lowest when told to.
+        for player in ["dashjs", "shaka"] {
+            let run = proc::run(
+                std::process::Command::new("node")
+                    .arg(crate::dash::browser_script())
+                    .arg(format!("http://{}/live/abr/index.mpd", server.http))
+                    .args([player, "8", "", "", "lowest"]),
+                Duration::from_secs(120),
+            );
+            let report = run.json_report(player);
+            assert_eq!(report["ok"], true, "{player}: {report:#}");
+            assert_eq!(
+                report["videoRepresentations"],
+                json!([360, 480, 720]),
+                "{player}: {report:#}"
+            );
+            let shown = report["heightsShown"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            assert!(shown.contains(&json!(360)), "{player}: {report:#}");
+        }
     }
+    // ffmpeg's DASH reader sees them too.
+    let mpd = format!("http://{}/live/abr/index.mpd", server.http);
+    let streams = ffmpeg::streams(&mpd);
+    let sizes: Vec<_> = streams
+        .iter()
+        .filter(|s| s["codec_type"] == "video")
+        .map(|s| {
+            (
+                s["width"].as_u64().unwrap_or(0),
+                s["height"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(sizes, [(1280, 720), (854, 480), (640, 360)], "{streams:#?}");
 
     let rt = runtime(&api, "abr");
     assert_eq!(rt["state"], "running", "{rt:#}");
