@@ -158,8 +158,9 @@ struct Inner {
     config: TranscodeConfig,
     tasks: StreamTasks,
     settings: RwLock<SettingsFn>,
-    /// The settings each running task started with, so an unrelated edit restarts nothing.
-    running: Mutex<HashMap<String, TranscodeSpec>>,
+    /// The settings each running task started with, so an unrelated edit restarts nothing,
+    /// and the task's id: a task that ends clears only its own entries, not a successor's.
+    running: Mutex<HashMap<String, (u64, TranscodeSpec)>>,
     status: Mutex<HashMap<String, TranscodeStatus>>,
     probes: tokio::sync::Mutex<HashMap<HwAccel, Probed>>,
     children: Arc<Semaphore>,
@@ -222,7 +223,7 @@ impl Transcoder {
     /// equal to the running ladder's change nothing.
     pub fn refresh(&self, code: &str) {
         let want = self.inner.settings_for(code);
-        let running = lock(&self.inner.running).get(code).cloned();
+        let running = lock(&self.inner.running).get(code).map(|(_, s)| s.clone());
         match want {
             None => {
                 self.inner.tasks.stop(code);
@@ -329,7 +330,8 @@ async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
         .iter()
         .filter_map(RenditionSpec::resolve)
         .collect();
-    lock(&inner.running).insert(code.clone(), spec.clone());
+    let me = inner.next_run.fetch_add(1, Ordering::Relaxed);
+    lock(&inner.running).insert(code.clone(), (me, spec.clone()));
     lock(&inner.status).insert(
         code.clone(),
         TranscodeStatus {
@@ -355,7 +357,7 @@ async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
     );
     let probed = tokio::select! {
         p = inner.encoder(spec.hwaccel) => p,
-        _ = handle.stop.cancelled() => return forget(&inner, &code, &handle),
+        _ = handle.stop.cancelled() => return forget(&inner, &code, me),
     };
     inner.update(&code, |s| {
         s.encoder = Some(probed.encoder.codec().to_owned());
@@ -369,7 +371,7 @@ async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
     loop {
         let (info, session) = match pending.take() {
             Some(t) => t,
-            None => match wait_tracks(&inner, &code, &mut sub, &handle).await {
+            None => match wait_tracks(&inner, &code, &mut sub, &handle, me).await {
                 Some(t) => t,
                 None => break,
             },
@@ -443,19 +445,18 @@ async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
         }
     }
     drop(outs);
-    forget(&inner, &code, &handle);
+    forget(&inner, &code, me);
     tracing::info!(stream = %code, "transcode: ladder stopped");
 }
 
-fn forget(inner: &Inner, code: &str, handle: &TaskHandle) {
-    // Only if no newer task of this code took over (a restart after a settings change).
-    handle.retire_unless(
-        || false,
-        || {
-            lock(&inner.running).remove(code);
-            lock(&inner.status).remove(code);
-        },
-    );
+/// Clears the entries of task `me` of `code`, unless a newer task (a restart after a settings
+/// change) owns them already.
+fn forget(inner: &Inner, code: &str, me: u64) {
+    let mut running = lock(&inner.running);
+    if running.get(code).is_some_and(|(id, _)| *id == me) {
+        running.remove(code);
+        lock(&inner.status).remove(code);
+    }
 }
 
 /// Sleeps `d`; true if the task was stopped meanwhile.
@@ -493,6 +494,7 @@ async fn wait_tracks(
     code: &str,
     sub: &mut hub::Subscription,
     handle: &TaskHandle,
+    me: u64,
 ) -> Option<(Arc<MediaInfo>, u64)> {
     let has_publisher = || inner.hub.stats(code).is_some_and(|s| s.publisher.is_some());
     let mut deadline = Instant::now() + REPUBLISH_WAIT;
@@ -500,10 +502,7 @@ async fn wait_tracks(
         tokio::select! {
             _ = handle.stop.cancelled() => return None,
             _ = tokio::time::sleep_until(deadline) => {
-                if handle.retire_unless(has_publisher, || {
-                    lock(&inner.running).remove(code);
-                    lock(&inner.status).remove(code);
-                }) {
+                if handle.retire_unless(has_publisher, || forget(inner, code, me)) {
                     return None;
                 }
                 deadline = Instant::now() + REPUBLISH_WAIT;

@@ -247,7 +247,7 @@ fn patch_keeps_omitted_fields_and_null_clears_the_key() {
     assert_eq!(
         after["push"],
         json!([{"url": "rtmp://d.example/app/****", "enabled": true, "timeout_s": 10,
-                "retry": {"initial_s": 1.0, "max_s": 30.0}, "limit": 0, "comment": ""}]),
+                "retry": {"initial_s": 1.0, "max_s": 30.0}, "limit": 0, "comment": "", "rendition": ""}]),
         "push defaults"
     );
 

@@ -304,6 +304,33 @@ fn a_ladder_is_a_master_playlist_of_aligned_renditions_that_survives_its_ffmpeg(
         "a publisher took a rendition's code:\n{}",
         out.stderr
     );
+
+    // A new ladder while live: the child restarts with it, the old rungs end, the master
+    // playlist follows.
+    api.patch(
+        "streams/abr",
+        &json!({"push": [], "transcode": {"profiles": [{"name": "source"}, {"name": "240p"}]}}),
+    )
+    .ok(200);
+    let rt = wait_until("the new ladder", Duration::from_secs(30), || {
+        let rt = runtime(&api, "abr");
+        (rt["state"] == "running"
+            && rt["renditions"].as_array().map(Vec::len) == Some(1)
+            && rt["renditions"][0]["live"] == true)
+            .then_some(rt)
+    });
+    assert_eq!(rt["renditions"][0]["code"], "abr_240p", "{rt:#}");
+    assert_eq!(rt["restarts"], 0, "a new task: {rt:#}");
+    wait_until("480p gone", Duration::from_secs(10), || {
+        let r = api.get("streams/abr_480p");
+        (r.status == 404 || !r.text.contains("\"status\":\"live\"")).then_some(())
+    });
+    let master = wait_until("two variants", Duration::from_secs(20), || {
+        let text = server.get("/live/abr/index.m3u8").text();
+        (text.matches("#EXT-X-STREAM-INF").count() == 2 && text.contains("RESOLUTION=426x240"))
+            .then_some(text)
+    });
+    assert!(master.contains("../abr_240p/index.m3u8"), "{master}");
 }
 
 #[test]
