@@ -17,8 +17,10 @@ pub use hub::outputs::EnabledFn;
 pub type ParentFn = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 /// How far apart a rendition's segment start and its source's may be and still be the same
-/// instant: the rendition's timestamps went through milliseconds.
-const ALIGN_TOLERANCE: i64 = media::TIMEBASE / 100;
+/// keyframe: the rendition's timestamps went through milliseconds, and ffmpeg's `overlay`
+/// (a watermark) rounds them to the frame grid, up to half a frame. Keyframes are at least
+/// half a second apart, so this cannot match the wrong one.
+const ALIGN_TOLERANCE: i64 = media::TIMEBASE / 10;
 /// Segments of a rendition dropped while waiting for one that starts where a source segment
 /// does, before it is numbered on its own.
 const ALIGN_TRIES: u32 = 3;
@@ -52,7 +54,13 @@ struct Entry {
     /// Rendered once per change and shared by every request (a reference count, no copy):
     /// requests outnumber segment updates by far.
     rendered: Option<Bytes>,
+    /// Start PTS and date of the segment the dates are counted from (see `push_segment`).
+    date_anchor: Option<(i64, i64)>,
 }
+
+/// How far media time may drift from the wall clock before dates are taken from the clock
+/// again.
+const DATE_DRIFT_MS: i64 = 1_000;
 
 struct Inner {
     hub: Hub,
@@ -182,6 +190,7 @@ impl Inner {
             playlist: MediaPlaylist::new(self.config.window, EXPIRED_SEGMENTS_KEPT)
                 .with_target(self.config.segment_duration),
             rendered: None,
+            date_anchor: None,
         }
     }
 
@@ -203,17 +212,34 @@ impl Inner {
     }
 
     fn push_segment(&self, code: &str, mut segment: Segment) {
-        if segment.program_ms.is_none() {
-            // The segment is complete when the frame after it arrives, live: it began its
-            // duration ago.
-            let now = media::unix_ms_now();
-            let took = i64::try_from(segment.duration.as_millis()).unwrap_or(0);
-            segment.program_ms = Some(now - took);
-        }
+        // The segment is complete when the frame after it arrives, live: by the clock it
+        // began its duration ago.
+        let now = media::unix_ms_now();
+        let took = i64::try_from(segment.duration.as_millis()).unwrap_or(0);
+        let clock = now - took;
         let mut store = lock(&self.store);
         let entry = store
             .entry(code.to_owned())
             .or_insert_with(|| self.new_entry());
+        match segment.program_ms {
+            // A rendition's, given by its source's.
+            Some(ms) => entry.date_anchor = Some((segment.start_pts, ms)),
+            None => {
+                // Dates follow media time from an anchor, so they do not jitter with the
+                // moment each segment happened to be finished and a rendition finished later
+                // gets the same ones; the clock is taken again after a discontinuity or if
+                // media time drifted from it.
+                let by_media = entry
+                    .date_anchor
+                    .filter(|_| !segment.discontinuity)
+                    .map(|(pts, ms)| ms + media::ticks_to_ms(segment.start_pts - pts))
+                    .filter(|ms| (ms - clock).abs() <= DATE_DRIFT_MS);
+                segment.program_ms = Some(by_media.unwrap_or(clock));
+                if by_media.is_none() {
+                    entry.date_anchor = Some((segment.start_pts, clock));
+                }
+            }
+        }
         entry.playlist.push(segment);
         entry.rendered = entry.playlist.render().map(Bytes::from);
     }
@@ -337,9 +363,8 @@ async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
 /// A rendition's segments numbered and dated as its source's.
 struct Align {
     parent: String,
-    /// The hub DTS and date of the segment that matched: later dates follow from media time,
-    /// not from when the (later) rendition segment was finished.
-    anchor: Option<(i64, i64)>,
+    /// A segment matched its source's: numbering continues from there.
+    matched: bool,
     tries: u32,
 }
 
@@ -347,7 +372,7 @@ impl Align {
     fn new(parent: String) -> Self {
         Align {
             parent,
-            anchor: None,
+            matched: false,
             tries: 0,
         }
     }
@@ -355,24 +380,17 @@ impl Align {
     /// Numbers and dates `segment`; false if it is dropped while the first match is sought.
     fn place(&mut self, inner: &Inner, segment: &mut Segment, segmenter: &mut Segmenter) -> bool {
         let twin = inner.source_match(&self.parent, segment);
-        if let Some((dts, ms)) = self.anchor {
-            // The source's own date when its twin is held, else the same date from media time.
-            segment.program_ms = twin
-                .and_then(|(_, ms)| ms)
-                .or(Some(ms + media::ticks_to_ms(segment.start_pts - dts)));
-            return true;
-        }
-        if self.tries >= ALIGN_TRIES {
+        // The source's own date when its twin is held; otherwise `push_segment` counts from
+        // the last one on media time, as it does for the source.
+        segment.program_ms = twin.and_then(|(_, ms)| ms);
+        if self.matched || self.tries >= ALIGN_TRIES {
             return true;
         }
         match twin {
-            Some((seq, program_ms)) => {
+            Some((seq, _)) => {
                 segment.seq = seq;
                 segmenter.continue_after(seq);
-                if let Some(ms) = program_ms {
-                    segment.program_ms = Some(ms);
-                    self.anchor = Some((segment.start_pts, ms));
-                }
+                self.matched = true;
                 true
             }
             None => {

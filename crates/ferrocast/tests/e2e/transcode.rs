@@ -6,7 +6,7 @@
 
 use crate::support::api::Api;
 use crate::support::ffmpeg::{self, Fixture};
-use crate::support::server::{Playlist, Server};
+use crate::support::server::{Playlist, Server, free_addrs, free_udp_addr};
 use crate::support::{proc, wait_until};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -57,13 +57,38 @@ fn ladder_children(server_pid: u32) -> Vec<u32> {
 fn a_ladder_is_a_master_playlist_of_aligned_renditions_that_survives_its_ffmpeg() {
     // Taken first: the ladder's two x264 encodes are as heavy as a browser.
     let browser = crate::dash::browser_ready();
-    let mut server = Server::start();
+    let srt = free_udp_addr();
+    let (rtsp, _) = free_addrs();
+    let mut server = Server::builder()
+        .set("srt.listen", srt)
+        .set("rtsp.listen", rtsp)
+        .start();
     let api = Api::new(server.http);
+    // An opaque red square drawn at the top right of every rung.
+    let logo = server.dir().join("logo.png");
+    let made = proc::run(
+        ffmpeg::ffmpeg()
+            .args([
+                "-f",
+                "lavfi",
+                "-i",
+                "color=c=red:s=64x64",
+                "-frames:v",
+                "1",
+                "-y",
+            ])
+            .arg(&logo),
+        Duration::from_secs(20),
+    );
+    assert!(made.success(), "{}", made.stderr);
+    let mut transcode = ladder();
+    transcode["watermark"] =
+        json!({"path": logo, "position": "top-right", "opacity": 1.0, "margin": 16});
     // The 360p rung is also pushed, back to this gateway under another code.
     let push = json!([{"url": server.rtmp_url("copy360"), "rendition": "360p"}]);
     api.put(
         "streams/abr",
-        &json!({"name": "abr", "transcode": ladder(), "push": push}),
+        &json!({"name": "abr", "transcode": transcode, "push": push}),
     )
     .ok(201);
     let _publisher = server.publish("abr", Fixture::Hd720);
@@ -131,6 +156,47 @@ fn a_ladder_is_a_master_playlist_of_aligned_renditions_that_survives_its_ffmpeg(
             );
         }
     }
+
+    // ... and over SRT, RTSP and MPEG-TS over HTTP.
+    for url in [
+        format!("srt://{srt}?streamid=live/abr_360p"),
+        format!("rtsp://{rtsp}/live/abr_360p"),
+        format!("http://{}/live/abr_360p/mpegts", server.http),
+    ] {
+        let streams = ffmpeg::streams(&url);
+        let v = ffmpeg::stream_of(&streams, "video");
+        assert_eq!(
+            (v["width"].as_u64(), v["height"].as_u64()),
+            (Some(640), Some(360)),
+            "{url}"
+        );
+    }
+
+    // The watermark, in decoded pixels of the 480p rung: the red square's centre (1232, 48)
+    // at 1280x720 is (821, 32) at 854x480.
+    let pixel = server.dir().join("pixel.rgb");
+    let out = proc::run(
+        ffmpeg::ffmpeg()
+            .args(["-v", "error", "-i"])
+            .arg(server.rtmp_url("abr_480p"))
+            .args([
+                "-frames:v",
+                "1",
+                "-vf",
+                "crop=8:8:817:28,scale=1:1",
+                "-f",
+                "rawvideo",
+            ])
+            .args(["-pix_fmt", "rgb24", "-y"])
+            .arg(&pixel),
+        Duration::from_secs(20),
+    );
+    let rgb = std::fs::read(&pixel).unwrap_or_default();
+    assert!(
+        rgb.len() == 3 && rgb[0] > 200 && rgb[1] < 60 && rgb[2] < 60,
+        "not the red watermark: {rgb:?} ({})",
+        out.stderr
+    );
 
     let pushed = ffmpeg::streams(&server.rtmp_url("copy360"));
     let v = ffmpeg::stream_of(&pushed, "video");
