@@ -700,6 +700,15 @@ fn transcode_validation_names_fields() {
             "watermark.path",
             t(|s| {
                 s.watermark = Some(store::Watermark {
+                    path: "http://example.com/logo.png".into(),
+                    ..store::Watermark::default()
+                })
+            }),
+        ),
+        (
+            "watermark.path",
+            t(|s| {
+                s.watermark = Some(store::Watermark {
                     path: "/a\u{0}b.png".into(),
                     ..store::Watermark::default()
                 })

@@ -343,8 +343,12 @@ fn validate_transcode(t: &store::TranscodeSpec) -> Result<(), Invalid> {
         ));
     }
     if let Some(w) = &t.watermark {
-        if w.path.is_empty() {
-            return Err(semantic("transcode.watermark.path", "must not be empty"));
+        // An absolute path: ffmpeg would also open URLs (http://, pipe:, ...) given here.
+        if !w.path.starts_with('/') {
+            return Err(semantic(
+                "transcode.watermark.path",
+                "must be an absolute path to an image on the gateway's disk",
+            ));
         }
         max_chars("transcode.watermark.path", &w.path, 4096)?;
         if !(w.opacity.is_finite() && (0.0..=1.0).contains(&w.opacity)) {
