@@ -364,6 +364,9 @@ async function mainRun() {
   if (masked !== `${args.rtmp}/live/other` && !masked.includes('****')) throw new Error('push URL in the form: ' + masked);
   const keyNote = await page.textContent('[data-field=stream_key] .help');
   await page.fill('input[name=name]', 'Main studio');
+  // A ladder written in the form (left off, so no ffmpeg runs here).
+  await page.fill('input[name=transcode_profiles]', 'source, 360p');
+  await page.selectOption('select[name=transcode_hwaccel]', 'none');
   await shot('edit', { fullPage: true });
   await page.click('button[type=submit]');
   await until('back on the stream page', () => page.evaluate(() => location.hash === '#/streams/studio'), 10000);
@@ -371,7 +374,11 @@ async function mainRun() {
   if (edited.json.name !== 'Main studio' || !edited.json.has_stream_key || edited.json.push.length !== 2) {
     throw new Error('after edit: ' + JSON.stringify(edited.json));
   }
-  step('edited; key and push kept', { masked, keyNote });
+  const tc = edited.json.transcode;
+  if (tc.enabled || tc.hwaccel !== 'none' || tc.profiles.map((r) => r.name).join() !== 'source,360p') {
+    throw new Error('ladder after edit: ' + JSON.stringify(tc));
+  }
+  step('edited; key and push kept; ladder stored', { masked, keyNote });
   await stop(publisher);
 }
 

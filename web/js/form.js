@@ -202,6 +202,22 @@ export function mountForm(view, { code }, ctx) {
     field('recording.schedule', 'Only between (UTC)', recSchedule, 'Daily windows, comma-separated; empty records whenever the stream is live.'),
     h('span', { class: 'field-error', hidden: true, dataset: { errorFor: 'recording' } }));
 
+  // Renditions: the ladder's rung names, best first; a rung given fields through the API
+  // (size, bitrate) keeps them when its name stays in the list.
+  const tcEnabled = h('input', { type: 'checkbox', name: 'transcode_enabled' });
+  const tcRungs = h('input', { name: 'transcode_profiles', placeholder: 'source, 720p, 480p, 360p' });
+  const tcHw = h('select', { name: 'transcode_hwaccel' },
+    ...['auto', 'none', 'nvenc', 'vaapi', 'qsv'].map((v) => h('option', { value: v, text: v === 'none' ? 'none (x264)' : v })));
+  let tcKept = [];
+  let tcRest = {};
+  const tcBlock = h('section', { dataset: { field: 'transcode' } },
+    h('h2', { text: 'Renditions' }),
+    h('label', { class: 'check', dataset: { field: 'transcode.enabled' } }, tcEnabled, ' Make an ABR ladder while live (ffmpeg; each rung also plays as <code>_<name>)'),
+    h('div', { class: 'row4' },
+      field('transcode.profiles', 'Rungs', tcRungs, 'Presets 1080p, 720p, 480p, 360p, 240p, and source for the stream itself; comma-separated, best first.'),
+      field('transcode.hwaccel', 'Encoder', tcHw)),
+    h('span', { class: 'field-error', hidden: true, dataset: { errorFor: 'transcode' } }));
+
   const formError = h('div', { class: 'form-error', role: 'alert', hidden: true });
   const saveButton = h('button', { type: 'submit', class: 'button primary', text: editing ? 'Save changes' : 'Create stream' });
   const form = h('form', { class: 'card form', novalidate: true },
@@ -234,6 +250,7 @@ export function mountForm(view, { code }, ctx) {
       h('span', { class: 'field-error', hidden: true, dataset: { errorFor: 'push' } }),
       h('button', { type: 'button', class: 'button', text: 'Add destination', on: { click: () => addPush().inputs.url.focus() } })),
     recBlock,
+    tcBlock,
     formError,
     h('div', { class: 'actions end' },
       h('a', { class: 'button', href: editing ? streamHref(code) : '#/', text: 'Cancel' }),
@@ -270,6 +287,14 @@ export function mountForm(view, { code }, ctx) {
         recInputs.max_age_days.value = s.recording.max_age_s ? s.recording.max_age_s / 86400 : '';
         recInputs.max_gib.value = s.recording.max_bytes ? s.recording.max_bytes / 2 ** 30 : '';
         recSchedule.value = (s.recording.schedule || []).join(', ');
+      }
+      if (s.transcode) {
+        const { enabled, profiles, hwaccel, ...rest } = s.transcode;
+        tcEnabled.checked = enabled;
+        tcKept = profiles;
+        tcRest = rest;
+        tcRungs.value = profiles.map((p) => p.name).join(', ');
+        tcHw.value = hwaccel;
       }
       setKeyModes(s.has_stream_key);
       form.hidden = false;
@@ -399,6 +424,14 @@ export function mountForm(view, { code }, ctx) {
     rec.max_bytes = gib === undefined ? 0 : Math.round(gib * 2 ** 30);
     rec.schedule = recSchedule.value.split(',').map((w) => w.trim()).filter(Boolean);
     b.recording = rec;
+    const rungs = tcRungs.value.split(',').map((w) => w.trim()).filter(Boolean);
+    // Audio, overlays and cadence set through the API go back unchanged.
+    b.transcode = {
+      ...tcRest,
+      enabled: tcEnabled.checked,
+      hwaccel: tcHw.value,
+      profiles: rungs.map((n) => tcKept.find((p) => p.name === n) || { name: n }),
+    };
     if (keyMode === 'set') b.stream_key = keyInput.value.trim();
     else if (keyMode === 'remove') b.stream_key = null;
     if (!editing) b.code = codeInput.value.trim();

@@ -49,7 +49,7 @@ export function mountStream(view, { code }, ctx) {
   for (const [k, label] of [
     ['state', 'State'], ['uptime', 'Uptime'], ['publisher', 'Publisher'], ['in', 'Bitrate in'],
     ['out', 'Bitrate out'], ['video', 'Video'], ['audio', 'Audio'], ['readers', 'Readers'],
-    ['dropped', 'Dropped frames'], ['bytes', 'Received / sent'],
+    ['dropped', 'Dropped frames'], ['bytes', 'Received / sent'], ['ladder', 'Renditions'],
   ]) {
     statCells[k] = h('dd', { dataset: { stat: k } });
     stats.append(h('div', {}, h('dt', { text: label }), statCells[k]));
@@ -218,6 +218,13 @@ export function mountStream(view, { code }, ctx) {
     add('Play', 'HLS', base + 'index.m3u8', stream.protocols.hls);
     add('Play', 'DASH', base + 'index.mpd', stream.protocols.dash);
     add('Play', 'MPEG-TS', base + 'mpegts', stream.protocols.mpegts);
+    // Each rung of a ladder is a stream of its own; index.m3u8 above lists them all.
+    for (const r of (stream.runtime.transcode || {}).renditions || []) {
+      const rbase = mediaBase() + `/live/${encodeURIComponent(r.code)}/`;
+      add('Play', `HLS ${r.name}`, rbase + 'index.m3u8', stream.protocols.hls);
+      const l = L('rtmp');
+      if (l) add('Play', `RTMP ${r.name}`, `rtmp://${host}:${l.port}/${l.app}/${r.code}`, stream.protocols.rtmp);
+    }
     const k = JSON.stringify(rows);
     if (urlBody.dataset.key === k) return;
     urlBody.dataset.key = k;
@@ -259,6 +266,13 @@ export function mountStream(view, { code }, ctx) {
         h('span', { class: 'hint', text: ' (HLS and DASH are not counted)' }));
     }
     setText(statCells.dropped, String(rt.frames_dropped));
+    // The ladder's ffmpeg: its state, speed and last error.
+    const tc = rt.transcode;
+    setText(statCells.ladder, !tc ? '—'
+      : `${tc.state}${tc.encoder ? ', ' + tc.encoder : ''}`
+        + (tc.state === 'running' ? `, ${tc.fps.toFixed(0)} fps at ${tc.speed.toFixed(2)}x` : '')
+        + (tc.restarts ? `, ${tc.restarts} restart(s)` : '')
+        + (tc.last_error && tc.state !== 'running' ? ` (${tc.last_error})` : ''));
     setText(statCells.bytes, `${fmtBytes(rt.bytes_in)} / ${fmtBytes(rt.bytes_out)}`);
   }
 

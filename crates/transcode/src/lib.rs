@@ -630,7 +630,7 @@ async fn run_child(
             let mut lines = BufReader::new(out).lines();
             let mut p = Progress::default();
             while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(update) = p.line(&line) {
+                if let Some(update) = p.line(&line, std::time::Instant::now()) {
                     inner.update(&code, |s| {
                         s.fps = update.fps;
                         s.speed = update.speed;

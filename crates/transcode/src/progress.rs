@@ -19,15 +19,20 @@ pub struct Update {
     pub speed: f64,
 }
 
-/// Accumulates lines until a block's `progress=` line ends it.
+/// Accumulates lines until a block's `progress=` line ends it. ffmpeg's own `fps` and `speed`
+/// are averages since it started (a slow start shows for minutes), so the rates reported are
+/// over the last block instead, once there is one before it.
 #[derive(Debug, Default)]
 pub struct Progress {
     current: Update,
+    out_time_us: u64,
+    /// Frames, output time and arrival of the previous block.
+    last: Option<(u64, u64, Instant)>,
 }
 
 impl Progress {
-    /// Takes one line; returns the block it completed, if any.
-    pub fn line(&mut self, line: &str) -> Option<Update> {
+    /// Takes one line received at `now`; returns the block it completed, if any.
+    pub fn line(&mut self, line: &str, now: Instant) -> Option<Update> {
         let (k, v) = line.trim().split_once('=')?;
         let v = v.trim();
         match k {
@@ -35,7 +40,19 @@ impl Progress {
             "fps" => self.current.fps = v.parse().unwrap_or(0.0),
             // `speed=1.01x`, or `N/A` before the first frame.
             "speed" => self.current.speed = v.trim_end_matches('x').parse().unwrap_or(0.0),
-            "progress" => return Some(self.current),
+            "out_time_us" => self.out_time_us = v.parse().unwrap_or(self.out_time_us),
+            "progress" => {
+                let mut u = self.current;
+                if let Some((frames, out_us, at)) = self.last {
+                    let wall = now.duration_since(at).as_secs_f64();
+                    if wall > 0.2 {
+                        u.fps = self.current.frames.saturating_sub(frames) as f64 / wall;
+                        u.speed = self.out_time_us.saturating_sub(out_us) as f64 / 1e6 / wall;
+                    }
+                }
+                self.last = Some((self.current.frames, self.out_time_us, now));
+                return Some(u);
+            }
             _ => {}
         }
         None
@@ -88,28 +105,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_block_reports_frames_fps_and_speed() {
+    fn a_block_reports_frames_and_rates_over_the_last_second() {
+        let t0 = Instant::now();
         let mut p = Progress::default();
-        let block = "frame=0\nfps=0.00\nbitrate=N/A\nspeed=N/A\nprogress=continue\nframe=61\nfps=30.1\nout_time_ms=2000000\nspeed=1.01x\nprogress=continue";
-        let updates: Vec<_> = block.lines().filter_map(|l| p.line(l)).collect();
-        assert_eq!(updates.len(), 2);
+        let first = "frame=0\nfps=0.00\nout_time_us=0\nspeed=N/A\nprogress=continue";
+        let u: Vec<_> = first.lines().filter_map(|l| p.line(l, t0)).collect();
         assert_eq!(
-            updates[0],
-            Update {
+            u,
+            [Update {
                 frames: 0,
                 fps: 0.0,
                 speed: 0.0
-            }
+            }]
         );
+        // ffmpeg's averages since its start say 20 fps at 0.7x; the last second was real time.
+        let t1 = t0 + Duration::from_secs(1);
+        let second = "frame=30\nfps=20.0\nout_time_us=1000000\nspeed=0.7x\nprogress=continue";
+        let u: Vec<_> = second.lines().filter_map(|l| p.line(l, t1)).collect();
         assert_eq!(
-            updates[1],
-            Update {
-                frames: 61,
-                fps: 30.1,
-                speed: 1.01
-            }
+            u,
+            [Update {
+                frames: 30,
+                fps: 30.0,
+                speed: 1.0
+            }]
         );
-        assert_eq!(p.line("garbage without equals"), None);
+        assert_eq!(p.line("garbage without equals", t1), None);
     }
 
     #[test]
