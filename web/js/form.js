@@ -94,6 +94,7 @@ export function mountForm(view, { code }, ctx) {
     const initial = inp('retry.initial_s', { type: 'number', min: 0.1, step: 0.1, value: retry.initial_s ?? '', placeholder: '1' });
     const max = inp('retry.max_s', { type: 'number', min: 0.1, step: 0.1, value: retry.max_s ?? '', placeholder: '30' });
     const limit = inp('limit', { type: 'number', min: 0, step: 1, value: d.limit ?? '', placeholder: '0 = forever' });
+    const rendition = inp('rendition', { value: d.rendition || '', placeholder: 'the stream itself', autocomplete: 'off' });
     const err = (k) => h('span', { class: 'field-error', hidden: true, dataset: { errorFor: k } });
     const sub = (k, label, control) => h('label', { class: 'field', dataset: { sub: k } },
       h('span', { class: 'label', text: label }), control, err(k));
@@ -106,12 +107,13 @@ export function mountForm(view, { code }, ctx) {
           pushRows.splice(i(), 1);
           row.el.remove();
         } } })),
-      h('details', { class: 'advanced' }, h('summary', { text: 'Timeout and retries' }),
+      h('details', { class: 'advanced' }, h('summary', { text: 'Timeout, retries and rendition' }),
         h('div', { class: 'row4' },
           sub('timeout_s', 'Connect timeout (s)', timeout),
           sub('retry.initial_s', 'First retry after (s)', initial),
           sub('retry.max_s', 'Longest wait (s)', max),
-          sub('limit', 'Give up after attempts', limit))));
+          sub('limit', 'Give up after attempts', limit)),
+        sub('rendition', 'Rendition (a rung of the ladder, e.g. 720p)', rendition)));
     pushRows.push(row);
     pushList.append(row.el);
     return row;
@@ -377,6 +379,7 @@ export function mountForm(view, { code }, ctx) {
           url: r.inputs.url.value.trim(),
           enabled: r.inputs.enabled.checked,
           comment: r.inputs.comment.value,
+          rendition: r.inputs.rendition.value.trim(),
         };
         const timeout = num(r.inputs.timeout_s);
         const initial = num(r.inputs['retry.initial_s']);

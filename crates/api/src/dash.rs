@@ -114,11 +114,11 @@ pub(crate) async fn serve(
             now_ms: crate::time::system_ms(SystemTime::now()),
         };
         // With a ladder, `index.mpd` lists every rung in one video AdaptationSet (the
-        // low-latency MPD stays the source's alone).
+        // low-latency MPD, and GStreamer's variant of the timeline, stay the source's alone).
         let ladder = state
             .control
             .transcode(code)
-            .filter(|t| t.active() && file == "index.mpd" && client != MpdClient::LowLatency);
+            .filter(|t| t.active() && file == "index.mpd" && client == MpdClient::Generic);
         let text = match ladder {
             Some(spec) => {
                 let leaf = code.rsplit('/').next().unwrap_or(code);

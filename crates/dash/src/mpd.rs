@@ -502,6 +502,17 @@ impl Manifest {
         u64::try_from(start * u128::from(desc.timescale) / 90_000).ok()
     }
 
+    /// Whether the current period has a video segment, audio, and no audio segment yet: an
+    /// MPD then would list no audio segment, and a player that reads it (ffmpeg) asks for
+    /// audio at time 0 and retries that 404 for ever.
+    pub fn awaits_first_audio(&self) -> bool {
+        self.periods
+            .back()
+            .is_some_and(|p| p.info.audio.is_some() && p.info.video.is_some())
+            && !self.segments[0].is_empty()
+            && self.segments[1].is_empty()
+    }
+
     /// The whole MPD for `client` with `clock`; `None` until the first segment exists.
     pub fn render(
         &self,

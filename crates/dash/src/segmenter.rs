@@ -261,6 +261,12 @@ impl Segmenter {
         self.period.as_ref()
     }
 
+    /// Whether audio frames wait in the open audio segment (it closes at the first audio frame
+    /// past the video cut, which over MPEG-TS ingest can trail the video by half a second).
+    pub fn audio_buffered(&self) -> bool {
+        !self.audio.samples.is_empty()
+    }
+
     /// What is added to hub timestamps to get output times, once the first frame came.
     pub fn offset(&self) -> Option<i64> {
         self.out_end.map(|_| self.offset)
@@ -424,20 +430,20 @@ impl Segmenter {
             self.started = true;
         }
         if self.rebase || self.out_end.is_none() {
+            // A follower keeps to its source's timeline. A restarted rendition replays a GOP
+            // older than what it already sent: its frames are dropped until a keyframe past
+            // its own end, rather than taking the timeline back or leaving the source's.
+            if let (Some(o), Some(end)) = (self.follow, self.out_end)
+                && (frame.dts.saturating_add(o) < end || (has_video && !is_key))
+            {
+                return;
+            }
             self.rebase = false;
             // The audio clock is kept: the rebased audio lands within a frame of it and snaps
             // to it, so audio stays gapless across a republish too.
-            // A follower keeps to its source's timeline unless that would take its own back
-            // (a restarted rendition replays the GOP it already sent): then it continues.
             self.offset = match self.follow {
-                Some(o)
-                    if self
-                        .out_end
-                        .is_none_or(|e| frame.dts.saturating_add(o) >= e) =>
-                {
-                    o
-                }
-                _ => self.out_end.unwrap_or(0) - frame.dts,
+                Some(o) => o,
+                None => self.out_end.unwrap_or(0) - frame.dts,
             };
             self.audio_rebased = true;
         }
@@ -450,7 +456,8 @@ impl Segmenter {
         match frame.track {
             TrackKind::Video => {
                 let due = self.video_start.is_some_and(|start| {
-                    (is_key && dts.saturating_sub(start) >= self.target)
+                    (is_key
+                        && dts.saturating_sub(start) >= self.target - media::cut_slack(self.target))
                         || self.video.bytes >= self.max_bytes
                 });
                 if due {

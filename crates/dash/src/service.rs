@@ -160,6 +160,14 @@ struct Inner {
 /// The source stream a code is a rendition of, if it is one.
 pub type ParentFn = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
+/// Where a ladder's Representations go in an MPD body: before the end of the video
+/// AdaptationSet of the last period; `None` when that period has no video.
+fn ladder_insertion(body: &str) -> Option<usize> {
+    let period = body.rfind("<Period ")?;
+    let video = period + body[period..].find("contentType=\"video\"")?;
+    Some(video + body[video..].find("    </AdaptationSet>")?)
+}
+
 /// Lock that tolerates poisoning: every critical section below is a single map update, so a
 /// panic elsewhere cannot leave the data half-changed.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -258,31 +266,31 @@ impl DashService {
         let store = lock(&self.inner.store);
         let entry = store.get(code)?;
         let mut body = entry.rendered[rendered_index(client)].clone()?;
-        let pto = entry.manifest.video_pto()?;
-        let reps: String = rungs
-            .iter()
-            .filter_map(|(rcode, prefix)| {
-                let id = format!("v-{}", rcode.rsplit('_').next().unwrap_or(rcode));
-                store
-                    .get(rcode)?
-                    .manifest
-                    .video_representation(&id, prefix, pto)
-            })
-            .collect();
+        let reps: String = match entry.manifest.video_pto() {
+            Some(pto) => rungs
+                .iter()
+                .filter_map(|(rcode, prefix)| {
+                    let id = format!("v-{}", rcode.rsplit('_').next().unwrap_or(rcode));
+                    store
+                        .get(rcode)?
+                        .manifest
+                        .video_representation(&id, prefix, pto)
+                })
+                .collect(),
+            // No video in the current period: the source's own MPD.
+            None => String::new(),
+        };
         drop(store);
-        let period = body.rfind("<Period ")?;
-        let video = period + body[period..].find("contentType=\"video\"")?;
-        let end = video + body[video..].find("    </AdaptationSet>")?;
-        if reps.is_empty() && !with_source {
-            return None;
-        }
-        body.insert_str(end, &reps);
-        if !with_source && !reps.is_empty() {
-            // The source's own Representation (the set's SegmentTemplate stays, unused).
-            if let Some(start) = body[video..end].find("      <Representation id=\"v") {
-                let start = video + start;
-                if let Some(len) = body[start..].find("/>\n") {
-                    body.replace_range(start..start + len + 3, "");
+        if let Some(end) = ladder_insertion(&body) {
+            body.insert_str(end, &reps);
+            if !with_source && !reps.is_empty() {
+                // The source's own Representation (the set's SegmentTemplate stays, unused).
+                let video = body[..end].rfind("contentType=\"video\"").unwrap_or(end);
+                if let Some(start) = body[video..end].find("      <Representation id=\"v") {
+                    let start = video + start;
+                    if let Some(len) = body[start..].find("/>\n") {
+                        body.replace_range(start..start + len + 3, "");
+                    }
                 }
             }
         }
@@ -507,7 +515,9 @@ impl Inner {
         }
     }
 
-    fn push_outputs(&self, code: &str, outputs: Vec<Output>) {
+    /// Lists `outputs`; `audio_buffered` (see [`Segmenter::audio_buffered`]) holds the first
+    /// MPD back until its audio segment is listed too.
+    fn push_outputs(&self, code: &str, outputs: Vec<Output>, audio_buffered: bool) {
         if outputs.is_empty() {
             return;
         }
@@ -536,7 +546,7 @@ impl Inner {
                 }
             }
         }
-        if mpd_changed {
+        if mpd_changed && !(audio_buffered && entry.manifest.awaits_first_audio()) {
             entry.rendered = self.render(&entry.manifest);
         }
         entry.changed.send_replace(());
@@ -600,7 +610,7 @@ async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
             // Ended for shutdown, the MPD is static: only the shutdown is awaited after this.
             _ = handle.finish.cancelled(), if !finished => {
                 finished = true;
-                inner.push_outputs(code, segmenter.flush());
+                inner.push_outputs(code, segmenter.flush(), false);
                 inner.end(code);
                 tracing::debug!(stream = code, "dash: presentation ended for shutdown");
             }
@@ -608,7 +618,7 @@ async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
                 let now = Instant::now();
                 match life.on_deadline(now, inner.has_publisher(code)) {
                     Due::Nothing => {}
-                    Due::Flush => inner.push_outputs(code, segmenter.flush()),
+                    Due::Flush => inner.push_outputs(code, segmenter.flush(), false),
                     Due::End => {
                         inner.end(code);
                         tracing::debug!(stream = code, "dash: publisher gone; presentation ended");
@@ -668,7 +678,7 @@ async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
                 }
                 // A stop() may have removed the entry meanwhile; do not bring it back.
                 if !shutdown.is_cancelled() {
-                    inner.push_outputs(code, outputs);
+                    inner.push_outputs(code, outputs, segmenter.audio_buffered());
                 }
             }
         }

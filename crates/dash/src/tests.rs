@@ -1190,6 +1190,22 @@ fn a_follower_shares_its_source_timeline_and_renders_as_a_representation() {
     assert_eq!(v[0].time, 2 * 90_000, "on the source's timeline");
     assert_eq!(segments(&out, TrackKind::Video)[2].time, v[0].time);
 
+    // A restarted rendition replays the GOP it last sent: those frames are dropped until a
+    // keyframe past what it sent, which starts on the source's timeline again.
+    let mut again = rendition.push(tracks(2));
+    run(
+        (75..150).map(|i| video(i, 25, base)),
+        &mut rendition,
+        &mut again,
+    );
+    // The old session's open segment (frames 75-99) closes at the switch; the new one
+    // starts at frame 100, not at 75 again nor shifted after it.
+    let times: Vec<u64> = segments(&again, TrackKind::Video)
+        .iter()
+        .map(|s| s.time)
+        .collect();
+    assert_eq!(times, [75 * FRAME as u64, 100 * FRAME as u64]);
+
     let mut m = Manifest::new(5, 2);
     feed(&mut m, r_out, 1_000);
     let rep = m
@@ -1209,4 +1225,22 @@ fn a_follower_shares_its_source_timeline_and_renders_as_a_representation() {
             .video_representation("x", "", 0)
             .is_none()
     );
+}
+
+/// The first MPD waits for the first audio segment when audio frames are on their way: an MPD
+/// listing video but no audio makes ffmpeg ask for audio at time 0 and retry that 404.
+#[test]
+fn the_first_mpd_waits_for_its_audio_segment() {
+    let mut seg = Segmenter::new(Duration::from_secs(1), 1 << 20, 1);
+    let mut out = seg.push(tracks(1));
+    run(interleaved(3, 25, 0), &mut seg, &mut out);
+    let (audio, rest): (Vec<Output>, Vec<Output>) = out
+        .into_iter()
+        .partition(|o| matches!(o, Output::Segment(s) if s.track == TrackKind::Audio));
+    let mut m = Manifest::new(5, 2);
+    feed(&mut m, rest, 0);
+    assert!(m.awaits_first_audio());
+    feed(&mut m, audio, 0);
+    assert!(!m.awaits_first_audio());
+    assert!(render(&m).is_some());
 }

@@ -110,7 +110,7 @@ impl MediaPlaylist {
         self.segments
             .iter()
             .rev()
-            .find(|s| (s.start_pts - start_pts).abs() <= tolerance)
+            .find(|s| s.start_pts.abs_diff(start_pts) <= tolerance.unsigned_abs())
             .map(|s| (s.seq, s.program_ms))
     }
 

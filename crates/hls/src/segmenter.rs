@@ -191,8 +191,15 @@ impl Segmenter {
 
         let has_video = self.mux.carries(TrackKind::Video);
         let random_access = !has_video || (frame.track == TrackKind::Video && frame.keyframe);
+        // Keyframes may come a little early (see `media::cut_slack`); audio-only streams cut
+        // at any frame, exactly at the target.
+        let slack = if has_video {
+            media::cut_slack(self.target)
+        } else {
+            0
+        };
         let due = self.open.as_ref().is_some_and(|open| {
-            (random_access && frame.dts.saturating_sub(open.first_dts) >= self.target)
+            (random_access && frame.dts.saturating_sub(open.first_dts) >= self.target - slack)
                 || open.buf.len() >= self.max_bytes
         });
         if due {

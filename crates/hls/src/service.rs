@@ -232,8 +232,10 @@ impl Inner {
                 let by_media = entry
                     .date_anchor
                     .filter(|_| !segment.discontinuity)
-                    .map(|(pts, ms)| ms + media::ticks_to_ms(segment.start_pts - pts))
-                    .filter(|ms| (ms - clock).abs() <= DATE_DRIFT_MS);
+                    .map(|(pts, ms)| {
+                        ms.saturating_add(media::ticks_to_ms(segment.start_pts.saturating_sub(pts)))
+                    })
+                    .filter(|ms| ms.abs_diff(clock) <= DATE_DRIFT_MS.unsigned_abs());
                 segment.program_ms = Some(by_media.unwrap_or(clock));
                 if by_media.is_none() {
                     entry.date_anchor = Some((segment.start_pts, clock));

@@ -151,6 +151,14 @@ impl AudioCodec {
     }
 }
 
+/// How much shorter than its target a segment may be and still be cut at a keyframe (5 %, at
+/// most 100 ms), in [`TIMEBASE`] ticks. Keyframes every `target` seconds do not always land a
+/// whole target apart in decode time: B-frames move a keyframe's DTS by a frame or two, and a
+/// rendition (no B-frames, millisecond timestamps) must cut where its source cuts.
+pub fn cut_slack(target: i64) -> i64 {
+    (target / 20).clamp(0, TIMEBASE / 10)
+}
+
 /// The tracks of one publish session as announced to outputs.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct MediaInfo {

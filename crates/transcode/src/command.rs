@@ -285,7 +285,21 @@ impl Plan<'_> {
             .map(String::from),
         );
         if let Some(w) = &self.spec.watermark {
-            a.extend(["-i".into(), w.path.clone()]);
+            // One image from one local file: no pattern expansion, no demuxer that could
+            // follow a playlist inside the file to a URL.
+            a.extend(
+                [
+                    "-f",
+                    "image2",
+                    "-pattern_type",
+                    "none",
+                    "-protocol_whitelist",
+                    "file",
+                    "-i",
+                ]
+                .map(String::from),
+            );
+            a.push(w.path.clone());
         }
         a.extend(["-filter_complex".into(), self.filtergraph()]);
         for (i, (r, out)) in self.rungs.iter().zip(self.outputs).enumerate() {
@@ -483,7 +497,10 @@ mod tests {
         let a = plan.args().join(" ");
         assert!(
             a.contains("-vaapi_device /dev/dri/renderD128")
-                && a.contains("-i pipe:0 -i /srv/logo.png")
+                && a.contains(
+                    "-i pipe:0 -f image2 -pattern_type none -protocol_whitelist file -i /srv/logo.png"
+                ),
+            "{a}"
         );
         assert_eq!(
             overlay_text(&s).unwrap(),

@@ -259,12 +259,25 @@ impl Transcoder {
     }
 }
 
+/// Creates `dir` for this process alone (0700), or takes it if it is already a directory of
+/// this user's (a previous process with the same id); refuses anything else, such as a
+/// directory or link another user placed at the predictable name.
 fn make_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) => {
+            let me = std::fs::metadata("/proc/self")?.uid();
+            if !m.is_dir() || m.uid() != me {
+                return Err(std::io::Error::other(
+                    "exists and is not a directory of this user's",
+                ));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::DirBuilder::new().mode(0o700).create(dir)?;
+        }
+        Err(e) => return Err(e),
+    }
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
@@ -376,6 +389,14 @@ async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
                 None => break,
             },
         };
+        if info.video.is_none() {
+            // Nothing to scale: wait for a session with video (a codec change or republish).
+            inner.update(&code, |s| {
+                s.state = State::Waiting;
+                s.last_error = Some("the source has no video".into());
+            });
+            continue;
+        }
         let outputs = match &outs {
             Some(o) => o.clone(),
             None => match publish_rungs(&inner.hub, &code, &rungs) {
@@ -387,6 +408,11 @@ async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
                         s.last_error = Some(e.clone());
                     });
                     tracing::warn!(stream = %code, error = %e, retry_in = ?backoff, "transcode: rungs not published");
+                    // A publisher that took a rung's code while the ladder was off is dropped;
+                    // control refuses publishers on rung codes while it is on.
+                    for r in &rungs {
+                        inner.hub.kick_publisher(&rendition_code(&code, &r.name));
+                    }
                     if sleep_or_stop(backoff, &handle.stop).await {
                         break;
                     }
@@ -744,6 +770,11 @@ async fn run_child(
                     // Closing stdin lets ffmpeg flush the last GOP to the rungs.
                     drop(stdin.take());
                     let _ = tokio::time::timeout(FLUSH_GRACE, child.wait()).await;
+                    // ... and the rungs read what is left in their sockets.
+                    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                        while tasks.join_next().await.is_some() {}
+                    })
+                    .await;
                     break Exit::SourceEnded;
                 }
             },
