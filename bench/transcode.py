@@ -177,7 +177,7 @@ def main():
             d = r["delays"]
             q = (lambda p: d[min(len(d) - 1, int(p * len(d)))]) if d else (lambda p: float("nan"))
             print(f"| {r['rungs']} | {r['child_pct']:.1f} % | {r['child_pct'] / r['rungs']:.1f} % "
-                  f"| {r['server_pct']:.1f} % | {r['speed']} | "
+                  f"| {r['server_pct']:.1f} % | {r['speed'] or 0:.2f} | "
                   f"{q(0.5) * 1000:.0f} / {q(0.95) * 1000:.0f} / {max(d, default=float('nan')) * 1000:.0f} ms ({len(d)}) |")
     finally:
         for p in (publisher, server):
