@@ -350,8 +350,8 @@ pub struct Rendition {
     pub level: String,
 }
 
-/// Preset rungs: name, height, kbit/s, fps cap, profile, level (Apple's HLS authoring
-/// guidance and what SRS/OvenMediaEngine sample ladders use).
+/// Preset rungs: name, height, kbit/s, fps cap, profile, level (round figures near common
+/// published ladders, not any one vendor's table).
 pub const PRESETS: &[(&str, u32, u32, f64, &str, &str)] = &[
     ("1080p", 1080, 5000, 60.0, "high", "4.2"),
     ("720p", 720, 2800, 60.0, "high", "3.2"),
