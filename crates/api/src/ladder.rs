@@ -23,19 +23,10 @@ struct Variant {
 
 /// `CODECS` of a variant, when every track's codec string is known.
 fn codecs(info: &MediaInfo) -> Option<String> {
-    let mut v = Vec::new();
-    match &info.video {
-        Some(VideoCodec::H264(c)) => v.push(c.codec_string()),
-        Some(VideoCodec::H265(c)) => v.push(c.codec_string()),
-        Some(_) => return None,
-        None => {}
-    }
-    match &info.audio {
-        Some(AudioCodec::Aac(c)) => v.push(c.codec_string()),
-        Some(_) => return None,
-        None => {}
-    }
-    (!v.is_empty()).then(|| v.join(","))
+    let video = info.video.as_ref().map(VideoCodec::codec_string);
+    let audio = info.audio.as_ref().map(AudioCodec::codec_string);
+    let all: Option<Vec<String>> = video.into_iter().chain(audio).collect();
+    all.filter(|v| !v.is_empty()).map(|v| v.join(","))
 }
 
 /// The `EXT-X-STREAM-INF` line of `code`, if it has segments to describe.

@@ -134,7 +134,7 @@ pub fn validate(r: &StreamRecord) -> Result<(), Invalid> {
     validate_transcode(&r.transcode)?;
     // Each rung is published as `<code>_<name>`, which must be a code too.
     for (i, p) in r.transcode.profiles.iter().enumerate() {
-        if !p.is_source() && !hub::valid_code(&format!("{}_{}", r.code, p.name)) {
+        if !p.is_source() && !hub::valid_code(&store::rendition_code(&r.code, &p.name)) {
             return Err(semantic(
                 format!("transcode.profiles[{i}].name"),
                 format!(

@@ -316,12 +316,13 @@ impl Segmenter {
         self.last_dts = [None; 2];
         self.rebase |= new_session;
         let video = info.video.as_ref().and_then(|v| {
-            let (codec, codecs) = match v {
-                VideoCodec::H264(c) => (TrackCodec::Avc(c.clone()), c.codec_string()),
-                VideoCodec::H265(c) => (TrackCodec::Hevc(c.clone()), c.codec_string()),
-                VideoCodec::Av1(c) => (TrackCodec::Av1(c.clone()), c.codec_string()),
+            let codec = match v {
+                VideoCodec::H264(c) => TrackCodec::Avc(c.clone()),
+                VideoCodec::H265(c) => TrackCodec::Hevc(c.clone()),
+                VideoCodec::Av1(c) => TrackCodec::Av1(c.clone()),
                 VideoCodec::Opaque { .. } => return None,
             };
+            let codecs = v.codec_string()?;
             let (width, height) = info.video_size()?;
             let track = TrackInfo {
                 track_id: VIDEO_TRACK_ID,
@@ -341,23 +342,13 @@ impl Segmenter {
             })
         });
         let audio = info.audio.as_ref().and_then(|a| {
-            let (codec, codecs, sample_rate, channels) = match a {
-                AudioCodec::Aac(c) => (
-                    TrackCodec::Aac(c.clone()),
-                    c.codec_string(),
-                    c.sample_rate,
-                    c.channel_config,
-                ),
-                // RFC 6381 / Opus in ISOBMFF: the codecs parameter is just `opus`; Opus
-                // always runs at 48 kHz.
-                AudioCodec::Opus(c) => (
-                    TrackCodec::Opus(c.clone()),
-                    "opus".into(),
-                    48_000,
-                    c.channels,
-                ),
+            let (codec, sample_rate, channels) = match a {
+                AudioCodec::Aac(c) => (TrackCodec::Aac(c.clone()), c.sample_rate, c.channel_config),
+                // Opus always runs at 48 kHz.
+                AudioCodec::Opus(c) => (TrackCodec::Opus(c.clone()), 48_000, c.channels),
                 AudioCodec::Opaque { .. } => return None,
             };
+            let codecs = a.codec_string()?;
             if sample_rate == 0 {
                 return None;
             }

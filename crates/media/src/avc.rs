@@ -309,17 +309,26 @@ impl AvcConfig {
 }
 
 fn push_parameter_set(out: &mut Vec<u8>, set: &[u8], nal_type: u8) -> Result<(), MediaError> {
-    if nal_unit_type(set) != nal_type {
+    push_length_prefixed(out, set, nal_unit_type(set), nal_type, WHAT_RECORD)
+}
+
+/// Appends `[u16 length][set]` to a decoder configuration record (`what`) after checking that
+/// the set's NAL unit type, `found` (read the codec's way), is `want`. Shared by AVC and HEVC.
+pub(crate) fn push_length_prefixed(
+    out: &mut Vec<u8>,
+    set: &[u8],
+    found: u8,
+    want: u8,
+    what: &'static str,
+) -> Result<(), MediaError> {
+    if found != want {
         return Err(MediaError::Invalid {
-            what: WHAT_RECORD,
-            reason: format!(
-                "parameter set has NAL unit type {}, expected {nal_type}",
-                nal_unit_type(set)
-            ),
+            what,
+            reason: format!("parameter set has NAL unit type {found}, expected {want}"),
         });
     }
     let len = u16::try_from(set.len()).map_err(|_| MediaError::Invalid {
-        what: WHAT_RECORD,
+        what,
         reason: format!("parameter set of {} bytes exceeds 65535", set.len()),
     })?;
     out.extend_from_slice(&len.to_be_bytes());

@@ -855,22 +855,7 @@ impl HevcConfig {
 
 /// Appends `[u16 length][set]` after checking the set's NAL unit type.
 fn push_parameter_set(out: &mut Vec<u8>, set: &[u8], nal_type: u8) -> Result<(), MediaError> {
-    if nal_unit_type(set) != nal_type {
-        return Err(MediaError::Invalid {
-            what: WHAT_RECORD,
-            reason: format!(
-                "parameter set has NAL unit type {}, expected {nal_type}",
-                nal_unit_type(set)
-            ),
-        });
-    }
-    let len = u16::try_from(set.len()).map_err(|_| MediaError::Invalid {
-        what: WHAT_RECORD,
-        reason: format!("parameter set of {} bytes exceeds 65535", set.len()),
-    })?;
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(set);
-    Ok(())
+    crate::avc::push_length_prefixed(out, set, nal_unit_type(set), nal_type, WHAT_RECORD)
 }
 
 /// Whether a length-prefixed HEVC access unit holds an IRAP picture.

@@ -138,6 +138,17 @@ impl VideoCodec {
             VideoCodec::Opaque { codec, .. } => codec.to_string(),
         }
     }
+
+    /// RFC 6381 codec string (`avc1.64001f`, `hvc1.1.6.L93.90`, `av01.0.08M.08`), for the
+    /// codecs whose configuration says it.
+    pub fn codec_string(&self) -> Option<String> {
+        match self {
+            VideoCodec::H264(c) => Some(c.codec_string()),
+            VideoCodec::H265(c) => Some(c.codec_string()),
+            VideoCodec::Av1(c) => Some(c.codec_string()),
+            VideoCodec::Opaque { .. } => None,
+        }
+    }
 }
 
 impl AudioCodec {
@@ -147,6 +158,15 @@ impl AudioCodec {
             AudioCodec::Aac(_) => "aac".into(),
             AudioCodec::Opus(_) => "opus".into(),
             AudioCodec::Opaque { codec, .. } => codec.to_string(),
+        }
+    }
+
+    /// RFC 6381 codec string (`mp4a.40.2`; Opus in ISOBMFF is just `opus`).
+    pub fn codec_string(&self) -> Option<String> {
+        match self {
+            AudioCodec::Aac(c) => Some(c.codec_string()),
+            AudioCodec::Opus(_) => Some("opus".into()),
+            AudioCodec::Opaque { .. } => None,
         }
     }
 }

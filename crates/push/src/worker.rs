@@ -251,7 +251,7 @@ impl Worker {
                                 let code = if self.dest.rendition.is_empty() {
                                     self.code.clone()
                                 } else {
-                                    format!("{}_{}", self.code, self.dest.rendition)
+                                    store::rendition_code(&self.code, &self.dest.rendition)
                                 };
                                 sub = Some(self.hub.subscribe(&code, "push"));
                             }

@@ -19,6 +19,7 @@ pub use model::{
     AudioMode, Corner, Failover, HwAccel, InputSpec, PRESETS, Protocols, PushDestination,
     RecordingFormat, RecordingSpec, Rendition, RenditionSpec, RetryPolicy, RtspTransport,
     StreamRecord, TextOverlay, TranscodeAudio, TranscodeSpec, Watermark, parse_window,
+    rendition_code,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;

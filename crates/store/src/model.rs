@@ -298,6 +298,11 @@ impl Default for TranscodeSpec {
     }
 }
 
+/// The code a rung of `code`'s ladder is published under (`<code>_<name>`).
+pub fn rendition_code(code: &str, name: &str) -> String {
+    format!("{code}_{name}")
+}
+
 impl TranscodeSpec {
     /// Whether a ladder runs: enabled, with at least one rung that is not `source`.
     pub fn active(&self) -> bool {

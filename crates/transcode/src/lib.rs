@@ -63,10 +63,7 @@ const READ_CHUNK: usize = 64 * 1024;
 /// The transcode settings of a code, `None` when it has none.
 pub type SettingsFn = Arc<dyn Fn(&str) -> Option<TranscodeSpec> + Send + Sync>;
 
-/// The code a rung of `code` is published under.
-pub fn rendition_code(code: &str, name: &str) -> String {
-    format!("{code}_{name}")
-}
+pub use store::rendition_code;
 
 /// Process-wide settings (`transcode:` in the configuration file).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -158,13 +155,20 @@ struct Inner {
     config: TranscodeConfig,
     tasks: StreamTasks,
     settings: RwLock<SettingsFn>,
-    /// The settings each running task started with, so an unrelated edit restarts nothing,
-    /// and the task's id: a task that ends clears only its own entries, not a successor's.
-    running: Mutex<HashMap<String, (u64, TranscodeSpec)>>,
-    status: Mutex<HashMap<String, TranscodeStatus>>,
+    /// Each stream task's ladder, by code.
+    ladders: Mutex<HashMap<String, Ladder>>,
     probes: tokio::sync::Mutex<HashMap<HwAccel, Probed>>,
     children: Arc<Semaphore>,
     next_run: AtomicU64,
+}
+
+/// A stream task's ladder: the task's id (a task that ends clears only its own entry, not a
+/// successor's), the settings it started with (so an unrelated edit restarts nothing), and what
+/// it reports.
+struct Ladder {
+    id: u64,
+    spec: TranscodeSpec,
+    status: TranscodeStatus,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -196,8 +200,7 @@ impl Transcoder {
                 children: Arc::new(Semaphore::new(config.max_children.max(1))),
                 config,
                 settings: RwLock::new(Arc::new(|_: &str| None)),
-                running: Mutex::new(HashMap::new()),
-                status: Mutex::new(HashMap::new()),
+                ladders: Mutex::new(HashMap::new()),
                 probes: tokio::sync::Mutex::new(HashMap::new()),
                 next_run: AtomicU64::new(1),
             }),
@@ -223,7 +226,7 @@ impl Transcoder {
     /// equal to the running ladder's change nothing.
     pub fn refresh(&self, code: &str) {
         let want = self.inner.settings_for(code);
-        let running = lock(&self.inner.running).get(code).map(|(_, s)| s.clone());
+        let running = lock(&self.inner.ladders).get(code).map(|l| l.spec.clone());
         match want {
             None => {
                 self.inner.tasks.stop(code);
@@ -240,7 +243,9 @@ impl Transcoder {
 
     /// The ladder of `code` now, if it has a task.
     pub fn status(&self, code: &str) -> Option<TranscodeStatus> {
-        lock(&self.inner.status).get(code).cloned()
+        lock(&self.inner.ladders)
+            .get(code)
+            .map(|l| l.status.clone())
     }
 
     fn task(&self) -> TaskFn {
@@ -286,9 +291,10 @@ impl Inner {
         (self.settings.read().unwrap_or_else(|e| e.into_inner()))(code).filter(|s| s.active())
     }
 
-    fn update(&self, code: &str, f: impl FnOnce(&mut TranscodeStatus)) {
-        if let Some(s) = lock(&self.status).get_mut(code) {
-            f(s);
+    /// Changes what task `me` of `code` reports; nothing if a newer task took the code over.
+    fn update(&self, code: &str, me: u64, f: impl FnOnce(&mut TranscodeStatus)) {
+        if let Some(l) = lock(&self.ladders).get_mut(code).filter(|l| l.id == me) {
+            f(&mut l.status);
         }
     }
 
@@ -344,35 +350,39 @@ async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
         .filter_map(RenditionSpec::resolve)
         .collect();
     let me = inner.next_run.fetch_add(1, Ordering::Relaxed);
-    lock(&inner.running).insert(code.clone(), (me, spec.clone()));
-    lock(&inner.status).insert(
+    let status = TranscodeStatus {
+        state: State::Waiting,
+        encoder: None,
+        hwaccel_note: None,
+        fps: 0.0,
+        speed: 0.0,
+        frames: 0,
+        restarts: 0,
+        last_error: None,
+        renditions: rungs
+            .iter()
+            .map(|r| RenditionStatus {
+                name: r.name.clone(),
+                code: rendition_code(&code, &r.name),
+                width: 0,
+                height: 0,
+                video_bitrate_kbps: r.video_bitrate_kbps,
+            })
+            .collect(),
+    };
+    lock(&inner.ladders).insert(
         code.clone(),
-        TranscodeStatus {
-            state: State::Waiting,
-            encoder: None,
-            hwaccel_note: None,
-            fps: 0.0,
-            speed: 0.0,
-            frames: 0,
-            restarts: 0,
-            last_error: None,
-            renditions: rungs
-                .iter()
-                .map(|r| RenditionStatus {
-                    name: r.name.clone(),
-                    code: rendition_code(&code, &r.name),
-                    width: 0,
-                    height: 0,
-                    video_bitrate_kbps: r.video_bitrate_kbps,
-                })
-                .collect(),
+        Ladder {
+            id: me,
+            spec: spec.clone(),
+            status,
         },
     );
     let probed = tokio::select! {
         p = inner.encoder(spec.hwaccel) => p,
         _ = handle.stop.cancelled() => return forget(&inner, &code, me),
     };
-    inner.update(&code, |s| {
+    inner.update(&code, me, |s| {
         s.encoder = Some(probed.encoder.codec().to_owned());
         s.hwaccel_note = probed.note.clone();
     });
@@ -391,7 +401,7 @@ async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
         };
         if info.video.is_none() {
             // Nothing to scale: wait for a session with video (a codec change or republish).
-            inner.update(&code, |s| {
+            inner.update(&code, me, |s| {
                 s.state = State::Waiting;
                 s.last_error = Some("the source has no video".into());
             });
@@ -403,7 +413,7 @@ async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
                 Ok(o) => outs.insert(Arc::new(o)).clone(),
                 Err(e) => {
                     // A previous task of this code may still be letting go of the rungs.
-                    inner.update(&code, |s| {
+                    inner.update(&code, me, |s| {
                         s.state = State::Restarting;
                         s.last_error = Some(e.clone());
                     });
@@ -426,6 +436,7 @@ async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
         let exit = run_child(
             &inner,
             &code,
+            me,
             &spec,
             &rungs,
             &probed.encoder,
@@ -441,7 +452,7 @@ async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
             Exit::SourceEnded => {
                 // The rungs end with their source; a republish publishes them again.
                 outs = None;
-                inner.update(&code, |s| {
+                inner.update(&code, me, |s| {
                     s.state = State::Waiting;
                     s.fps = 0.0;
                     s.speed = 0.0;
@@ -453,7 +464,7 @@ async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
                     backoff = BACKOFF_FIRST;
                 }
                 tracing::warn!(stream = %code, error = %error, retry_in = ?backoff, "transcode: ffmpeg failed; restarting");
-                inner.update(&code, |s| {
+                inner.update(&code, me, |s| {
                     s.state = State::Restarting;
                     s.restarts += 1;
                     s.fps = 0.0;
@@ -478,10 +489,9 @@ async fn stream_task(inner: Arc<Inner>, code: String, handle: TaskHandle) {
 /// Clears the entries of task `me` of `code`, unless a newer task (a restart after a settings
 /// change) owns them already.
 fn forget(inner: &Inner, code: &str, me: u64) {
-    let mut running = lock(&inner.running);
-    if running.get(code).is_some_and(|(id, _)| *id == me) {
-        running.remove(code);
-        lock(&inner.status).remove(code);
+    let mut ladders = lock(&inner.ladders);
+    if ladders.get(code).is_some_and(|l| l.id == me) {
+        ladders.remove(code);
     }
 }
 
@@ -565,6 +575,7 @@ async fn kill(child: &mut Child) {
 async fn run_child(
     inner: &Arc<Inner>,
     code: &str,
+    me: u64,
     spec: &TranscodeSpec,
     rungs: &[Rendition],
     encoder: &Encoder,
@@ -618,7 +629,7 @@ async fn run_child(
         outputs: &urls,
         text_file: text_file.as_deref(),
     };
-    inner.update(code, |s| {
+    inner.update(code, me, |s| {
         for (st, r) in s.renditions.iter_mut().zip(rungs) {
             let (w, h) = command::output_size(r, source.size);
             (st.width, st.height) = (w, h);
@@ -657,7 +668,7 @@ async fn run_child(
             let mut p = Progress::default();
             while let Ok(Some(line)) = lines.next_line().await {
                 if let Some(update) = p.line(&line, std::time::Instant::now()) {
-                    inner.update(&code, |s| {
+                    inner.update(&code, me, |s| {
                         s.fps = update.fps;
                         s.speed = update.speed;
                         s.frames = update.frames;
