@@ -11,7 +11,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use media::{AacConfig, Av1Config, AvcConfig, HevcConfig, OpusConfig};
 use mp4_atom::esds::{DecoderConfig, DecoderSpecific, EsDescriptor, SLConfig};
 use mp4_atom::{
-    Atom, Audio, Av01, Av1c, Avc1, Avcc, Codec, Dinf, Dops, Dref, DrefEntry, Encode, Esds,
+    Atom, Audio, Av01, Av1c, Avc1, Avcc, Codec, Decode, Dinf, Dops, Dref, DrefEntry, Encode, Esds,
     FixedPoint, Ftyp, Hdlr, Hvc1, Hvcc, Mdhd, Mdia, Mfhd, Minf, Moof, Moov, Mp4a, Mvex, Mvhd, Opus,
     Smhd, Stbl, Stco, Stsc, Stsd, Stsz, Stts, Styp, Tfdt, Tfhd, Tkhd, Traf, Trak, Trex, Trun,
     TrunEntry, Url, Visual, Vmhd,
@@ -108,6 +108,15 @@ fn encode_into(atom: &impl Encode, out: &mut Vec<u8>) -> Result<(), Fmp4Error> {
 
 /// The `ftyp`+`moov` initialization segment of `track`.
 pub fn init_segment(track: &TrackInfo) -> Result<Bytes, Fmp4Error> {
+    movie_header(std::slice::from_ref(track))
+}
+
+/// The `ftyp`+`moov` of a fragmented movie holding every one of `tracks` (a recorded file with
+/// its video and audio); the movie's timescale is the first track's.
+pub fn movie_header(tracks: &[TrackInfo]) -> Result<Bytes, Fmp4Error> {
+    let first = tracks
+        .first()
+        .ok_or(Fmp4Error::Invalid("a movie without tracks"))?;
     let ftyp = Ftyp {
         major_brand: b"iso6".into(),
         minor_version: 0,
@@ -118,6 +127,41 @@ pub fn init_segment(track: &TrackInfo) -> Result<Bytes, Fmp4Error> {
             b"mp41".into(),
         ],
     };
+    let moov = Moov {
+        mvhd: Mvhd {
+            timescale: first.timescale,
+            rate: FixedPoint::new(1, 0),
+            volume: FixedPoint::new(1, 0),
+            next_track_id: tracks
+                .iter()
+                .map(|t| t.track_id)
+                .max()
+                .unwrap_or(0)
+                .saturating_add(1),
+            ..Mvhd::default()
+        },
+        mvex: Some(Mvex {
+            mehd: None,
+            trex: tracks
+                .iter()
+                .map(|t| Trex {
+                    track_id: t.track_id,
+                    default_sample_description_index: 1,
+                    ..Trex::default()
+                })
+                .collect(),
+        }),
+        trak: tracks.iter().map(trak).collect::<Result<_, _>>()?,
+        ..Moov::default()
+    };
+    let mut out = Vec::with_capacity(1024 * tracks.len());
+    encode_into(&ftyp, &mut out)?;
+    encode_into(&moov, &mut out)?;
+    Ok(Bytes::from(out))
+}
+
+/// The `trak` of one track: its sample entry and empty sample tables (samples are in fragments).
+fn trak(track: &TrackInfo) -> Result<Trak, Fmp4Error> {
     let video = |codec: Codec, width: u16, height: u16| {
         let vmhd = Some(Vmhd::default());
         (
@@ -257,29 +301,7 @@ pub fn init_segment(track: &TrackInfo) -> Result<Bytes, Fmp4Error> {
         },
         ..Trak::default()
     };
-    let moov = Moov {
-        mvhd: Mvhd {
-            timescale: track.timescale,
-            rate: FixedPoint::new(1, 0),
-            volume: FixedPoint::new(1, 0),
-            next_track_id: track.track_id.saturating_add(1),
-            ..Mvhd::default()
-        },
-        mvex: Some(Mvex {
-            mehd: None,
-            trex: vec![Trex {
-                track_id: track.track_id,
-                default_sample_description_index: 1,
-                ..Trex::default()
-            }],
-        }),
-        trak: vec![trak],
-        ..Moov::default()
-    };
-    let mut out = Vec::with_capacity(1024);
-    encode_into(&ftyp, &mut out)?;
-    encode_into(&moov, &mut out)?;
-    Ok(Bytes::from(out))
+    Ok(trak)
 }
 
 /// The `avcC` of `avc`: the publisher's record as it is when `mp4-atom` can read it (keeps the
@@ -376,64 +398,207 @@ pub fn media_fragment(
     base_decode_time: u64,
     samples: &[Sample],
 ) -> Result<Bytes, Fmp4Error> {
-    if samples.is_empty() {
+    movie_fragment(
+        sequence_number,
+        &[TrackRun {
+            track_id,
+            base_decode_time,
+            samples,
+        }],
+    )
+}
+
+/// The samples of one track in a [`movie_fragment`].
+#[derive(Clone, Copy, Debug)]
+pub struct TrackRun<'a> {
+    /// The track's `track_ID`.
+    pub track_id: u32,
+    /// Decode time of the first sample, track ticks.
+    pub base_decode_time: u64,
+    /// The samples, in decode order.
+    pub samples: &'a [Sample],
+}
+
+/// A `moof` with a `traf` per run and one `mdat` holding the runs' samples one run after the
+/// other, as a muxed fragmented MP4 file (or ffmpeg's `frag_keyframe`) has them. Runs without
+/// samples are left out; at least one must have some.
+pub fn movie_fragment(sequence_number: u32, runs: &[TrackRun<'_>]) -> Result<Bytes, Fmp4Error> {
+    let runs: Vec<&TrackRun<'_>> = runs.iter().filter(|r| !r.samples.is_empty()).collect();
+    if runs.is_empty() {
         return Err(Fmp4Error::Empty);
     }
-    let payload: usize = samples.iter().map(|s| s.data.len()).sum();
-    let entries = samples
-        .iter()
-        .map(|s| {
-            Ok(TrunEntry {
-                duration: Some(s.duration),
-                size: Some(
-                    u32::try_from(s.data.len()).map_err(|_| Fmp4Error::TooLarge(s.data.len()))?,
-                ),
-                flags: Some(if s.sync {
-                    SYNC_SAMPLE_FLAGS
-                } else {
-                    NON_SYNC_SAMPLE_FLAGS
-                }),
-                cts: Some(i64::from(s.cts_offset)),
+    let mut trafs = Vec::with_capacity(runs.len());
+    let mut payloads = Vec::with_capacity(runs.len());
+    for run in &runs {
+        let entries = run
+            .samples
+            .iter()
+            .map(|s| {
+                Ok(TrunEntry {
+                    duration: Some(s.duration),
+                    size: Some(
+                        u32::try_from(s.data.len())
+                            .map_err(|_| Fmp4Error::TooLarge(s.data.len()))?,
+                    ),
+                    flags: Some(if s.sync {
+                        SYNC_SAMPLE_FLAGS
+                    } else {
+                        NON_SYNC_SAMPLE_FLAGS
+                    }),
+                    cts: Some(i64::from(s.cts_offset)),
+                })
             })
-        })
-        .collect::<Result<Vec<_>, Fmp4Error>>()?;
-    let mut moof = Moof {
-        mfhd: Mfhd { sequence_number },
-        traf: vec![Traf {
+            .collect::<Result<Vec<_>, Fmp4Error>>()?;
+        payloads.push(run.samples.iter().map(|s| s.data.len()).sum::<usize>());
+        trafs.push(Traf {
             tfhd: Tfhd {
-                track_id,
+                track_id: run.track_id,
                 default_base_is_moof: true,
                 ..Tfhd::default()
             },
             tfdt: Some(Tfdt {
-                base_media_decode_time: base_decode_time,
+                base_media_decode_time: run.base_decode_time,
             }),
             trun: vec![Trun {
                 data_offset: Some(0),
                 samples: entries.into(),
             }],
             ..Traf::default()
-        }],
+        });
+    }
+    let mut moof = Moof {
+        mfhd: Mfhd { sequence_number },
+        traf: trafs,
     };
-    // The data offset (moof start to the first mdat payload byte) depends on the moof's own
-    // size, which does not depend on the offset's value: encode once to measure.
-    let mut probe = Vec::with_capacity(32 + samples.len() * 16);
+    // Each data offset (moof start to the run's first byte in mdat) depends on the moof's own
+    // size, which does not depend on the offsets' values: encode once to measure.
+    let sample_count: usize = runs.iter().map(|r| r.samples.len()).sum();
+    let mut probe = Vec::with_capacity(32 + runs.len() * 64 + sample_count * 16);
     encode_into(&moof, &mut probe)?;
-    let offset = probe.len() + 8;
-    if let Some(trun) = moof.traf.get_mut(0).and_then(|t| t.trun.get_mut(0)) {
-        trun.data_offset = Some(i32::try_from(offset).map_err(|_| Fmp4Error::TooLarge(offset))?);
+    let mut offset = probe.len() + 8;
+    for (traf, payload) in moof.traf.iter_mut().zip(&payloads) {
+        if let Some(trun) = traf.trun.get_mut(0) {
+            trun.data_offset =
+                Some(i32::try_from(offset).map_err(|_| Fmp4Error::TooLarge(offset))?);
+        }
+        offset += payload;
     }
     let mut head = Vec::with_capacity(probe.len());
     encode_into(&moof, &mut head)?;
     debug_assert_eq!(head.len(), probe.len());
+    let payload: usize = payloads.iter().sum();
     let mdat_size = payload + 8;
     let mdat_size32 = u32::try_from(mdat_size).map_err(|_| Fmp4Error::TooLarge(mdat_size))?;
     let mut out = BytesMut::with_capacity(head.len() + mdat_size);
     out.extend_from_slice(&head);
     out.put_u32(mdat_size32);
     out.extend_from_slice(b"mdat");
-    for s in samples {
-        out.extend_from_slice(&s.data);
+    for run in &runs {
+        for s in run.samples {
+            out.extend_from_slice(&s.data);
+        }
+    }
+    Ok(out.freeze())
+}
+
+/// The type and size of the box at the head of `data`, when its header is whole and the box
+/// fits in `data`.
+fn box_at(data: &[u8]) -> Result<([u8; 4], usize), Fmp4Error> {
+    let head = data
+        .get(..8)
+        .ok_or(Fmp4Error::Invalid("a box header cut short"))?;
+    let size = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    let kind = [head[4], head[5], head[6], head[7]];
+    if size < 8 || size > data.len() {
+        // 0 (to the end) and 1 (64-bit) sizes are not written here, and never in a GOP.
+        return Err(Fmp4Error::Invalid("a box size outside the data"));
+    }
+    Ok((kind, size))
+}
+
+/// The initialization segment of one track of a movie's `ftyp`+`moov` (a muxed recording's
+/// header), for a player that wants each track on its own (DASH).
+pub fn track_header(header: &[u8], track_id: u32) -> Result<Bytes, Fmp4Error> {
+    let mut ftyp = None;
+    let mut moov = None;
+    let mut at = 0;
+    while at < header.len() {
+        let (kind, size) = box_at(&header[at..])?;
+        let mut body = &header[at..at + size];
+        match &kind {
+            b"ftyp" => ftyp = Some(Ftyp::decode(&mut body)?),
+            b"moov" => moov = Some(Moov::decode(&mut body)?),
+            _ => {}
+        }
+        at += size;
+    }
+    let (Some(ftyp), Some(mut moov)) = (ftyp, moov) else {
+        return Err(Fmp4Error::Invalid("a header without ftyp and moov"));
+    };
+    moov.trak.retain(|t| t.tkhd.track_id == track_id);
+    if moov.trak.is_empty() {
+        return Err(Fmp4Error::Invalid("no such track"));
+    }
+    if let Some(mvex) = moov.mvex.as_mut() {
+        mvex.trex.retain(|t| t.track_id == track_id);
+    }
+    let mut out = Vec::with_capacity(header.len());
+    encode_into(&ftyp, &mut out)?;
+    encode_into(&moov, &mut out)?;
+    Ok(Bytes::from(out))
+}
+
+/// One track's share of `moof`+`mdat` fragments that carry several (a GOP of a muxed
+/// recording), as fragments of that track alone; the sample bytes are slices of `data`, not
+/// copies. Boxes other than `moof` and `mdat` are skipped.
+pub fn track_fragments(data: &Bytes, track_id: u32) -> Result<Bytes, Fmp4Error> {
+    let mut out = BytesMut::new();
+    let mut at = 0;
+    while at < data.len() {
+        let (kind, size) = box_at(&data[at..])?;
+        if &kind == b"moof" {
+            let moof = Moof::decode(&mut &data[at..at + size])?;
+            for traf in moof.traf.iter().filter(|t| t.tfhd.track_id == track_id) {
+                let mut samples = Vec::new();
+                for trun in &traf.trun {
+                    // Offsets count from the moof (`default-base-is-moof`, as written here).
+                    let mut pos = at
+                        + usize::try_from(trun.data_offset.unwrap_or(0))
+                            .map_err(|_| Fmp4Error::Invalid("a negative data offset"))?;
+                    for e in trun.samples.iter() {
+                        let len = e
+                            .size
+                            .ok_or(Fmp4Error::Invalid("a sample without a size"))?
+                            as usize;
+                        if pos + len > data.len() {
+                            return Err(Fmp4Error::Invalid("a sample past the data"));
+                        }
+                        let flags = e.flags.unwrap_or(NON_SYNC_SAMPLE_FLAGS);
+                        samples.push(Sample {
+                            duration: e.duration.unwrap_or(0),
+                            cts_offset: i32::try_from(e.cts.unwrap_or(0)).unwrap_or(0),
+                            sync: flags & 0x0001_0000 == 0,
+                            data: data.slice(pos..pos + len),
+                        });
+                        pos += len;
+                    }
+                }
+                if samples.is_empty() {
+                    continue;
+                }
+                let decode_time = traf.tfdt.as_ref().map_or(0, |t| t.base_media_decode_time);
+                out.extend_from_slice(&media_fragment(
+                    track_id,
+                    moof.mfhd.sequence_number,
+                    decode_time,
+                    &samples,
+                )?);
+            }
+        }
+        at += size;
+    }
+    if out.is_empty() {
+        return Err(Fmp4Error::Empty);
     }
     Ok(out.freeze())
 }

@@ -205,3 +205,140 @@ fn ffprobe_reads_init_plus_segment() {
     assert!(stdout.contains("codec_name=aac"), "{stdout}");
     assert!(stdout.contains("nb_read_packets=10"), "{stdout}");
 }
+
+#[test]
+fn a_movie_of_two_tracks_has_both_traks_and_each_run_points_at_its_own_samples() {
+    let header = movie_header(&[video_track(AVCC_240P), audio_track()]).unwrap();
+    let b = boxes(&header);
+    let Any::Moov(moov) = &b[1] else {
+        panic!("moov second")
+    };
+    assert_eq!(moov.trak.len(), 2);
+    let trex: Vec<u32> = moov
+        .mvex
+        .as_ref()
+        .unwrap()
+        .trex
+        .iter()
+        .map(|t| t.track_id)
+        .collect();
+    assert_eq!(trex, [1, 2]);
+    assert_eq!(moov.mvhd.next_track_id, 3);
+    assert!(matches!(movie_header(&[]), Err(Fmp4Error::Invalid(_))));
+
+    let video = [sample(1, true, 3000, 0), sample(2, false, 3000, 0)];
+    let audio = [sample(7, true, 1920, 0)];
+    let runs = [
+        TrackRun {
+            track_id: 1,
+            base_decode_time: 0,
+            samples: &video,
+        },
+        TrackRun {
+            track_id: 2,
+            base_decode_time: 5,
+            samples: &[],
+        },
+        TrackRun {
+            track_id: 2,
+            base_decode_time: 900,
+            samples: &audio,
+        },
+    ];
+    let frag = movie_fragment(3, &runs).unwrap();
+    let b = boxes(&frag);
+    let Any::Moof(moof) = &b[0] else {
+        panic!("moof first")
+    };
+    // The empty run is left out.
+    assert_eq!(moof.traf.len(), 2);
+    for (traf, expected) in moof.traf.iter().zip([&video[..], &audio[..]]) {
+        let offset = traf.trun[0].data_offset.unwrap() as usize;
+        let len: usize = expected.iter().map(|s| s.data.len()).sum();
+        let want: Vec<u8> = expected.iter().flat_map(|s| s.data.to_vec()).collect();
+        assert_eq!(&frag[offset..offset + len], want.as_slice());
+    }
+    assert_eq!(
+        moof.traf[1].tfdt.as_ref().unwrap().base_media_decode_time,
+        900
+    );
+    assert!(matches!(
+        movie_fragment(1, &runs[1..2]),
+        Err(Fmp4Error::Empty)
+    ));
+}
+
+#[test]
+fn one_track_comes_out_of_a_muxed_movie_whole() {
+    let header = movie_header(&[video_track(AVCC_240P), audio_track()]).unwrap();
+    let video_init = track_header(&header, 1).unwrap();
+    let b = boxes(&video_init);
+    let Any::Moov(moov) = &b[1] else {
+        panic!("moov second")
+    };
+    assert_eq!(moov.trak.len(), 1);
+    assert_eq!(moov.trak[0].tkhd.track_id, 1);
+    assert_eq!(moov.mvex.as_ref().unwrap().trex.len(), 1);
+    assert!(track_header(&header, 9).is_err());
+    assert!(track_header(&header[..20], 1).is_err());
+
+    let video = [sample(1, true, 3000, 3000), sample(2, false, 3000, -3000)];
+    let audio = [sample(7, true, 1920, 0), sample(8, true, 1920, 0)];
+    let muxed = |seq, t| {
+        movie_fragment(
+            seq,
+            &[
+                TrackRun {
+                    track_id: 1,
+                    base_decode_time: t,
+                    samples: &video,
+                },
+                TrackRun {
+                    track_id: 2,
+                    base_decode_time: t + 10,
+                    samples: &audio,
+                },
+            ],
+        )
+        .unwrap()
+    };
+    // Two GOP fragments back to back, as a byte range of a recording holds them.
+    let mut gop = BytesMut::new();
+    gop.extend_from_slice(&muxed(1, 0));
+    gop.extend_from_slice(&muxed(2, 6000));
+    let gop = gop.freeze();
+    for (id, expected, t) in [(1, &video[..], 0), (2, &audio[..], 10)] {
+        let only = track_fragments(&gop, id).unwrap();
+        let b = boxes(&only);
+        assert_eq!(b.len(), 4, "two moof+mdat pairs of track {id}");
+        let (Any::Moof(moof), Any::Mdat(Mdat { data })) = (&b[0], &b[1]) else {
+            panic!("moof, mdat")
+        };
+        assert_eq!(moof.traf.len(), 1);
+        assert_eq!(moof.traf[0].tfhd.track_id, id);
+        assert_eq!(
+            moof.traf[0].tfdt.as_ref().unwrap().base_media_decode_time,
+            t
+        );
+        let want: Vec<u8> = expected.iter().flat_map(|s| s.data.to_vec()).collect();
+        assert_eq!(data, &want);
+        let TrunSamples::Explicit(entries) = &moof.traf[0].trun[0].samples else {
+            panic!("explicit entries")
+        };
+        let flags: Vec<u32> = entries.iter().map(|e| e.flags.unwrap()).collect();
+        let sync: Vec<u32> = expected
+            .iter()
+            .map(|s| {
+                if s.sync {
+                    SYNC_SAMPLE_FLAGS
+                } else {
+                    NON_SYNC_SAMPLE_FLAGS
+                }
+            })
+            .collect();
+        assert_eq!(flags, sync);
+    }
+    assert!(matches!(track_fragments(&gop, 3), Err(Fmp4Error::Empty)));
+    // A range cut mid-box is refused, not read past.
+    assert!(track_fragments(&gop.slice(..gop.len() - 3), 1).is_err());
+}
