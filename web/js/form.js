@@ -194,10 +194,14 @@ export function mountForm(view, { code }, ctx) {
     max_gib: numInput('max_gib', { min: 0, max: 1048576, placeholder: 'no limit' }),
   };
   const recSchedule = h('input', { name: 'recording_schedule', placeholder: 'always, or e.g. 08:00-18:00, 22:00-02:00' });
+  const recFormat = h('select', { name: 'recording_format' },
+    h('option', { value: 'ts', text: 'MPEG-TS (.ts)' }),
+    h('option', { value: 'fmp4', text: 'fragmented MP4 (.mp4)' }));
   const recBlock = h('section', { dataset: { field: 'recording' } },
     h('h2', { text: 'Recording' }),
-    h('label', { class: 'check', dataset: { field: 'recording.enabled' } }, recEnabled, ' Record every publish to disk (MPEG-TS files, replayable with ?ago= and dur=)'),
+    h('label', { class: 'check', dataset: { field: 'recording.enabled' } }, recEnabled, ' Record every publish to disk (replayable with ?ago= and dur=)'),
     h('div', { class: 'row4' },
+      field('recording.format', 'Files', recFormat),
       field('recording.rotate_s', 'New file every (min)', recInputs.rotate_min),
       field('recording.max_age_s', 'Delete after (days)', recInputs.max_age_days),
       field('recording.max_bytes', 'Keep at most (GiB)', recInputs.max_gib)),
@@ -285,6 +289,7 @@ export function mountForm(view, { code }, ctx) {
       }
       if (s.recording) {
         recEnabled.checked = s.recording.enabled;
+        recFormat.value = s.recording.format || 'ts';
         recInputs.rotate_min.value = s.recording.rotate_s / 60;
         recInputs.max_age_days.value = s.recording.max_age_s ? s.recording.max_age_s / 86400 : '';
         recInputs.max_gib.value = s.recording.max_bytes ? s.recording.max_bytes / 2 ** 30 : '';
@@ -418,7 +423,7 @@ export function mountForm(view, { code }, ctx) {
       }
       b.failover = f;
     }
-    const rec = { enabled: recEnabled.checked };
+    const rec = { enabled: recEnabled.checked, format: recFormat.value };
     const rotate = num(recInputs.rotate_min);
     const days = num(recInputs.max_age_days);
     const gib = num(recInputs.max_gib);

@@ -237,7 +237,7 @@ impl FailoverInput {
 pub struct RecordingSpecInput {
     /// Record every publish of the stream (default false).
     enabled: Option<bool>,
-    /// File format: `ts` (MPEG-TS, the default and for now the only one).
+    /// File format: `ts` (MPEG-TS, the default) or `fmp4` (fragmented MP4 files, `.mp4`).
     #[schema(value_type = Option<String>)]
     format: Option<RecordingFormat>,
     /// Start a new file at the first keyframe after this many seconds (default 600, at
@@ -745,7 +745,7 @@ pub struct FailoverView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RecordingSpecView {
     enabled: bool,
-    /// `ts`.
+    /// `ts` or `fmp4`.
     #[schema(value_type = String)]
     format: RecordingFormat,
     rotate_s: f64,

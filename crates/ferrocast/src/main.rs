@@ -717,6 +717,10 @@ fn record_settings(r: &store::RecordingSpec) -> record::Settings {
             .flatten(),
         max_bytes: r.max_bytes,
         schedule: r.windows(),
+        format: match r.format {
+            store::RecordingFormat::Ts => record::Format::Ts,
+            store::RecordingFormat::Fmp4 => record::Format::Mp4,
+        },
     }
 }
 

@@ -1,7 +1,8 @@
-//! Recording write throughput and memory: 2.5 Mbit/s 720p30 + 128 kbit/s AAC muxed to MPEG-TS
-//! and written to rotated files with their index, as fast as the disk takes it; resident
-//! memory after 10 minutes and after 2 hours of media must be the same (nothing grows with a
-//! recording's length but its files), with retention keeping the disk use bounded.
+//! Recording write throughput and memory: 2.5 Mbit/s 720p30 + 128 kbit/s AAC muxed to MPEG-TS,
+//! then to fragmented MP4, and written to rotated files with their index, as fast as the disk
+//! takes it; resident memory after 10 minutes and after 2 hours of media must be the same
+//! (nothing grows with a recording's length but its files), with retention keeping the disk
+//! use bounded.
 //!
 //! `cargo bench -p ferrocast-record --bench write` (std only, release build). Payloads are
 //! synthetic but sized like x264 output; muxing and writing cost depends on sizes and counts.
@@ -33,6 +34,12 @@ fn rss_kib() -> u64 {
 }
 
 fn main() {
+    for format in [record::Format::Ts, record::Format::Mp4] {
+        run(format);
+    }
+}
+
+fn run(format: record::Format) {
     let info = Arc::new(MediaInfo {
         video: Some(VideoCodec::H264(
             AvcConfig::parse(Bytes::from_static(AVCC)).expect("testdata parses"),
@@ -65,6 +72,7 @@ fn main() {
         // About 30 minutes of files kept: the disk use stays bounded over two hours.
         max_bytes: 600 << 20,
         schedule: Vec::new(),
+        format,
     };
     let mut w = record::writer::Writer::new(root.clone(), "bench", settings);
     w.event(&Event::Tracks { info, session: 1 }, 0)
@@ -117,7 +125,8 @@ fn main() {
     let files = record::catalog::list(&root, "bench");
     let on_disk: u64 = files.iter().map(|f| f.bytes).sum();
     println!(
-        "recorded {} s of 2.5 Mbit/s 720p30 + AAC ({:.0} MiB of payload) in {:.2} s: {:.0}x real time, {:.0} MiB/s of payload",
+        "{}: recorded {} s of 2.5 Mbit/s 720p30 + AAC ({:.0} MiB of payload) in {:.2} s: {:.0}x real time, {:.0} MiB/s of payload",
+        format.name(),
         total_secs,
         written as f64 / (1 << 20) as f64,
         took.as_secs_f64(),

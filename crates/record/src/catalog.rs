@@ -1,22 +1,61 @@
 //! Recordings on disk: where files go, their keyframe index, repair after a crash, retention,
 //! and DVR playlists over them.
 //!
-//! Layout: `<root>/<code>/<YYYY-MM-DD>/<start-unix-ms>.ts`, each beside `<start-unix-ms>.idx`,
-//! a text index appended while the file grows. `k <unix-ms> <offset> <seq> <disc>` marks a
-//! keyframe (with its PAT/PMT) at that byte offset: `seq` counts the stream's keyframes across
-//! files and restarts, `disc` its publish sessions, so a delayed live playlist numbers its
-//! segments the same on every reload. `e <end-unix-ms> <bytes>` closes the file. A file whose
-//! index has no `e` line was being written when the process died; [`repair`] finishes it.
-//! Index lines are written only after the bytes they point at are flushed, so an index never
-//! names data that is not on disk.
+//! Layout: `<root>/<code>/<YYYY-MM-DD>/<start-unix-ms>.ts` (or `.mp4`), each beside
+//! `<start-unix-ms>.idx`, a text index appended while the file grows. `f mp4 <header-bytes>`
+//! opens the index of a fragmented MP4 file (`ftyp`+`moov` of that length first); an index
+//! without it is MPEG-TS. `k <unix-ms> <offset> <seq> <disc>` marks a keyframe (with its
+//! PAT/PMT, or the `moof` of its fragment) at that byte offset: `seq` counts the stream's
+//! keyframes across files and restarts, `disc` its publish sessions, so a delayed live playlist
+//! numbers its segments the same on every reload. In an MP4 index the line is written once
+//! the GOP's fragments are on disk and ends with `<end-unix-ms> <end-offset> <decode-time>`
+//! (the GOP's start on the file's 90 kHz timeline), and `t video <codecs> <width> <height>` /
+//! `t audio <codecs> <sample-rate> <channels>` lines after the `f` line describe the tracks
+//! (what a DASH manifest of the file needs). `e <end-unix-ms>
+//! <bytes>` closes the file. A file whose index has no `e` line was being written when the
+//! process died; [`repair`] finishes it. Index lines are written only after the bytes before
+//! the offsets they name are flushed, so an index never names data that is not on disk.
 
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-/// Extension of recorded media files.
-pub const TS_EXT: &str = "ts";
+/// The container of a recorded file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Format {
+    /// MPEG-TS, `.ts`.
+    #[default]
+    Ts,
+    /// Fragmented MP4 (ISO BMFF), `.mp4`: `ftyp`+`moov`, then a `moof`+`mdat` per GOP.
+    Mp4,
+}
+
+impl Format {
+    /// The media file's extension.
+    pub fn ext(self) -> &'static str {
+        match self {
+            Format::Ts => "ts",
+            Format::Mp4 => "mp4",
+        }
+    }
+
+    /// The media type files of this format are served as.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Ts => "video/mp2t",
+            Format::Mp4 => "video/mp4",
+        }
+    }
+
+    /// The name the API uses (`ts`, `fmp4`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Ts => "ts",
+            Format::Mp4 => "fmp4",
+        }
+    }
+}
 /// Extension of the keyframe index beside each file.
 pub const INDEX_EXT: &str = "idx";
 /// MPEG-TS packet size: a repaired file is cut to a whole number of packets.
@@ -38,6 +77,27 @@ pub struct Keyframe {
     pub seq: Option<u64>,
     /// The stream's publish-session count (the discontinuity sequence number).
     pub disc: Option<u64>,
+    /// Where the GOP starting here ends, `(unix ms, byte offset)`, when the index says (MP4).
+    pub end: Option<(i64, u64)>,
+    /// The GOP's decode time on the file's 90 kHz timeline (MP4).
+    pub ticks: Option<u64>,
+}
+
+/// A track of a recorded MP4 file, from its index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecordedTrack {
+    /// Video: RFC 6381 codecs, picture size.
+    Video {
+        codecs: String,
+        width: u32,
+        height: u32,
+    },
+    /// Audio: RFC 6381 codecs, sample rate, channels.
+    Audio {
+        codecs: String,
+        sample_rate: u32,
+        channels: u32,
+    },
 }
 
 /// One recorded file, as its index describes it.
@@ -45,6 +105,12 @@ pub struct Keyframe {
 pub struct RecordingFile {
     /// Start time in Unix ms; unique per stream, the file's id in URLs.
     pub id: u64,
+    /// The container.
+    pub format: Format,
+    /// Bytes of the MP4 `ftyp`+`moov` at the head of the file (0 for MPEG-TS).
+    pub header_len: u64,
+    /// The MP4 file's tracks (empty for MPEG-TS).
+    pub tracks: Vec<RecordedTrack>,
     /// The media file.
     pub path: PathBuf,
     /// Its index.
@@ -74,12 +140,12 @@ pub fn code_dir(root: &Path, code: &str) -> PathBuf {
     root.join(code)
 }
 
-/// The media and index paths of the file of `code` starting at `start_ms`.
-pub fn file_paths(root: &Path, code: &str, start_ms: u64) -> (PathBuf, PathBuf) {
+/// The media and index paths of the `format` file of `code` starting at `start_ms`.
+pub fn file_paths(root: &Path, code: &str, start_ms: u64, format: Format) -> (PathBuf, PathBuf) {
     let day = media::iso8601(i64::try_from(start_ms).unwrap_or(i64::MAX));
     let dir = code_dir(root, code).join(&day[..10]);
     (
-        dir.join(format!("{start_ms}.{TS_EXT}")),
+        dir.join(format!("{start_ms}.{}", format.ext())),
         dir.join(format!("{start_ms}.{INDEX_EXT}")),
     )
 }
@@ -94,51 +160,118 @@ fn is_day(name: &str) -> bool {
             .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
 }
 
-/// Parses an index: its keyframes and, if the file was closed, `(end_ms, bytes)`.
-pub fn read_index(text: &str) -> (Vec<Keyframe>, Option<(i64, u64)>) {
-    let mut keys = Vec::new();
-    let mut end = None;
+/// A parsed index.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Index {
+    /// The container, from the `f` line.
+    pub format: Format,
+    /// Bytes of the MP4 header.
+    pub header_len: u64,
+    /// The MP4 tracks.
+    pub tracks: Vec<RecordedTrack>,
+    /// The keyframes, in order.
+    pub keyframes: Vec<Keyframe>,
+    /// `(end_ms, bytes)` if the file was closed.
+    pub end: Option<(i64, u64)>,
+}
+
+/// Parses an index.
+pub fn read_index(text: &str) -> Index {
+    let mut index = Index::default();
     for line in text.lines().take(MAX_INDEX_LINES) {
         let mut f = line.split_ascii_whitespace();
         match (f.next(), f.next(), f.next()) {
+            (Some("f"), Some("mp4"), Some(len)) => {
+                if let Ok(len) = len.parse() {
+                    index.format = Format::Mp4;
+                    index.header_len = len;
+                }
+            }
+            (Some("t"), Some(kind), Some(codecs)) => {
+                let mut num = || f.next().and_then(|v| v.parse::<u32>().ok());
+                let (a, b) = (num(), num());
+                let codecs = codecs.to_owned();
+                match (kind, a, b) {
+                    ("video", Some(width), Some(height)) => {
+                        index.tracks.push(RecordedTrack::Video {
+                            codecs,
+                            width,
+                            height,
+                        })
+                    }
+                    ("audio", Some(sample_rate), Some(channels)) => {
+                        index.tracks.push(RecordedTrack::Audio {
+                            codecs,
+                            sample_rate,
+                            channels,
+                        })
+                    }
+                    _ => {}
+                }
+            }
             (Some("k"), Some(ms), Some(off)) => {
                 if let (Ok(unix_ms), Ok(offset)) = (ms.parse(), off.parse()) {
-                    let seq = f.next().and_then(|v| v.parse().ok());
-                    let disc = f.next().and_then(|v| v.parse().ok());
-                    keys.push(Keyframe {
+                    let mut num = || f.next().and_then(|v| v.parse::<u64>().ok());
+                    let seq = num();
+                    let disc = num();
+                    let end = match (num(), num()) {
+                        (Some(ms), Some(at)) if at > offset => {
+                            Some((i64::try_from(ms).unwrap_or(i64::MAX), at))
+                        }
+                        _ => None,
+                    };
+                    let ticks = num();
+                    index.keyframes.push(Keyframe {
                         unix_ms,
                         offset,
                         seq,
                         disc,
+                        end,
+                        ticks,
                     });
                 }
             }
             (Some("e"), Some(ms), Some(bytes)) => {
                 if let (Ok(ms), Ok(bytes)) = (ms.parse(), bytes.parse()) {
-                    end = Some((ms, bytes));
+                    index.end = Some((ms, bytes));
                 }
             }
             // A line cut by a crash, or one from a later version: skipped.
             _ => {}
         }
     }
-    (keys, end)
+    index
 }
 
-fn load(ts: PathBuf, idx: PathBuf, id: u64) -> Option<RecordingFile> {
+fn load(idx: PathBuf, id: u64) -> Option<RecordingFile> {
     let text = fs::read_to_string(&idx).ok()?;
-    let bytes = fs::metadata(&ts).ok()?.len();
-    let (keyframes, end) = read_index(&text);
+    let Index {
+        format,
+        header_len,
+        tracks,
+        keyframes,
+        end,
+    } = read_index(&text);
+    let path = idx.with_extension(format.ext());
+    let bytes = fs::metadata(&path).ok()?.len();
     let start_ms = keyframes
         .first()
         .map_or(i64::try_from(id).unwrap_or(i64::MAX), |k| k.unix_ms);
     let (end_ms, complete) = match end {
         Some((ms, _)) => (ms, true),
-        None => (keyframes.last().map_or(start_ms, |k| k.unix_ms), false),
+        None => (
+            keyframes
+                .last()
+                .map_or(start_ms, |k| k.end.map_or(k.unix_ms, |e| e.0)),
+            false,
+        ),
     };
     Some(RecordingFile {
         id,
-        path: ts,
+        format,
+        header_len,
+        tracks,
+        path,
         index_path: idx,
         start_ms,
         end_ms,
@@ -168,8 +301,8 @@ pub fn list_range(root: &Path, code: &str, from_ms: i64, to_ms: i64) -> Vec<Reco
         if start > to_ms || next < from_ms {
             continue;
         }
-        let (ts, idx) = file_paths(root, code, id);
-        if let Some(file) = load(ts, idx, id) {
+        let (_, idx) = file_paths(root, code, id, Format::Ts);
+        if let Some(file) = load(idx, id) {
             out.push(file);
         }
     }
@@ -209,8 +342,8 @@ fn file_ids(root: &Path, code: &str) -> Vec<u64> {
 
 /// The file `id` of `code`, if it exists.
 pub fn find(root: &Path, code: &str, id: u64) -> Option<RecordingFile> {
-    let (ts, idx) = file_paths(root, code, id);
-    load(ts, idx, id)
+    let (_, idx) = file_paths(root, code, id, Format::Ts);
+    load(idx, id)
 }
 
 /// Every code under `root` that has recordings (a directory holding `YYYY-MM-DD` directories).
@@ -263,24 +396,39 @@ pub fn codes(root: &Path) -> Vec<String> {
 /// Finishes a file the process was writing when it died: cuts off the last frame, which the
 /// crash may have cut (each frame's packets are written together, so every frame before it
 /// is whole), and closes its index at the file's last write time (at least its last keyframe).
+///
+/// An MP4 file is cut after the last GOP its index names: the index line of a GOP is written
+/// only once its fragments are on disk, so that is the end of the last whole fragment.
 pub fn repair(file: &RecordingFile) -> io::Result<()> {
-    let ts = fs::OpenOptions::new()
+    let media = fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open(&file.path)?;
-    let len = ts.metadata()?.len();
-    let whole = last_frame_start(&ts, file, len)?.unwrap_or(len - len % PACKET);
+    let len = media.metadata()?.len();
+    let whole = match file.format {
+        Format::Ts => last_frame_start(&media, file, len)?.unwrap_or(len - len % PACKET),
+        Format::Mp4 => file
+            .keyframes
+            .last()
+            .and_then(|k| k.end)
+            .map_or(file.header_len, |(_, at)| at)
+            .min(len),
+    };
     if whole != len {
-        ts.set_len(whole)?;
+        media.set_len(whole)?;
     }
-    ts.sync_all()?;
-    let modified = fs::metadata(&file.path)?
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .and_then(|d| i64::try_from(d.as_millis()).ok())
-        .unwrap_or(file.end_ms);
-    let end = modified.max(file.end_ms);
+    media.sync_all()?;
+    let end = match file.format {
+        // The index knows where the last whole GOP ends.
+        Format::Mp4 => file.end_ms,
+        Format::Ts => fs::metadata(&file.path)?
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .and_then(|d| i64::try_from(d.as_millis()).ok())
+            .unwrap_or(file.end_ms)
+            .max(file.end_ms),
+    };
     let mut idx = fs::OpenOptions::new().append(true).open(&file.index_path)?;
     // A crash may have cut the last line: start on a fresh one.
     writeln!(idx)?;
@@ -355,6 +503,10 @@ pub fn enforce_retention(
 pub struct DvrSegment {
     /// The file's id.
     pub file: u64,
+    /// Its container.
+    pub format: Format,
+    /// Bytes of its MP4 header (the `EXT-X-MAP` range), 0 for MPEG-TS.
+    pub header_len: u64,
     /// First byte.
     pub offset: u64,
     /// Bytes.
@@ -389,8 +541,11 @@ pub fn dvr_segments(
         let mut cuts: Vec<(i64, u64)> = f.keyframes.iter().map(|k| (k.unix_ms, k.offset)).collect();
         // A file being written ends, for playlists, at its last keyframe: what follows is an
         // unfinished GOP whose length is not known yet.
+        // An MP4 index says where its last GOP ends.
         if f.complete {
             cuts.push((f.end_ms, f.bytes));
+        } else if let Some(end) = f.keyframes.last().and_then(|k| k.end) {
+            cuts.push(end);
         }
         let min_ms = if merge { MIN_SEGMENT_MS } else { 0 };
         let mut first_in_file = true;
@@ -406,6 +561,8 @@ pub fn dvr_segments(
             if end > from_ms && start < to_ms && end_offset > offset {
                 out.push(DvrSegment {
                     file: f.id,
+                    format: f.format,
+                    header_len: f.header_len,
                     offset,
                     len: end_offset - offset,
                     start_ms: start,
@@ -438,7 +595,8 @@ pub fn dvr_playlist(segments: &[DvrSegment], uri_prefix: &str) -> Option<String>
     // Writing to a String cannot fail.
     let _ = write!(
         out,
-        "#EXTM3U\n#EXT-X-VERSION:4\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:0\n"
+        "#EXTM3U\n#EXT-X-VERSION:{}\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:0\n",
+        version(segments)
     );
     let mut last: Option<(u64, u64)> = None;
     for s in segments {
@@ -450,6 +608,7 @@ pub fn dvr_playlist(segments: &[DvrSegment], uri_prefix: &str) -> Option<String>
             media::write_iso8601(&mut out, s.start_ms);
             out.push('\n');
         }
+        map(&mut out, s, last.map(|l| l.0), uri_prefix);
         let _ = writeln!(out, "#EXTINF:{:.3},", s.duration_ms as f64 / 1000.0);
         // The offset may be left out when the range follows the previous one in the same file.
         if last == Some((s.file, s.offset)) {
@@ -457,11 +616,33 @@ pub fn dvr_playlist(segments: &[DvrSegment], uri_prefix: &str) -> Option<String>
         } else {
             let _ = writeln!(out, "#EXT-X-BYTERANGE:{}@{}", s.len, s.offset);
         }
-        let _ = writeln!(out, "{uri_prefix}{}.{TS_EXT}", s.file);
+        let _ = writeln!(out, "{uri_prefix}{}.{}", s.file, s.format.ext());
         last = Some((s.file, s.offset + s.len));
     }
     out.push_str("#EXT-X-ENDLIST\n");
     Some(out)
+}
+
+/// The playlist version the segments need: 7 for `EXT-X-MAP` with a byte range (fragmented
+/// MP4), else 4 (byte ranges).
+fn version(segments: &[DvrSegment]) -> u8 {
+    if segments.iter().any(|s| s.format == Format::Mp4) {
+        7
+    } else {
+        4
+    }
+}
+
+/// The `EXT-X-MAP` before the first segment of an MP4 file (`previous`: the file of the
+/// segment before): its header's byte range.
+fn map(out: &mut String, s: &DvrSegment, previous: Option<u64>, uri_prefix: &str) {
+    if s.format == Format::Mp4 && previous != Some(s.file) {
+        let _ = writeln!(
+            out,
+            "#EXT-X-MAP:URI=\"{uri_prefix}{}.mp4\",BYTERANGE=\"{}@0\"",
+            s.file, s.header_len
+        );
+    }
 }
 
 /// A live media playlist of the `window` latest GOPs that ended by `until_ms` (now minus the
@@ -488,7 +669,12 @@ pub fn delayed_playlist(
     let mut out = String::with_capacity(160 + listed.len() * 160);
     let _ = write!(
         out,
-        "#EXTM3U\n#EXT-X-VERSION:4\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:{}\n#EXT-X-DISCONTINUITY-SEQUENCE:{}\n",
+        "#EXTM3U\n#EXT-X-VERSION:{}\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:{}\n#EXT-X-DISCONTINUITY-SEQUENCE:{}\n",
+        if listed.iter().any(|s| s.format == Format::Mp4) {
+            7
+        } else {
+            4
+        },
         first.seq.unwrap_or(0),
         first.disc.unwrap_or(0)
     );
@@ -503,9 +689,10 @@ pub fn delayed_playlist(
         out.push_str("#EXT-X-PROGRAM-DATE-TIME:");
         media::write_iso8601(&mut out, s.start_ms);
         out.push('\n');
+        map(&mut out, s, prev.map(|p| p.file), uri_prefix);
         let _ = writeln!(out, "#EXTINF:{:.3},", s.duration_ms as f64 / 1000.0);
         let _ = writeln!(out, "#EXT-X-BYTERANGE:{}@{}", s.len, s.offset);
-        let _ = writeln!(out, "{uri_prefix}{}.{TS_EXT}", s.file);
+        let _ = writeln!(out, "{uri_prefix}{}.{}", s.file, s.format.ext());
         prev = Some(s);
     }
     Some(out)
@@ -532,6 +719,9 @@ mod tests {
     fn file(id: u64, keys: &[(i64, u64)], end: i64, bytes: u64) -> RecordingFile {
         RecordingFile {
             id,
+            format: Format::Ts,
+            header_len: 0,
+            tracks: Vec::new(),
             path: PathBuf::new(),
             index_path: PathBuf::new(),
             start_ms: keys[0].0,
@@ -546,6 +736,8 @@ mod tests {
                     offset,
                     seq: Some(id / 1000 + i as u64),
                     disc: Some(id / 10_000),
+                    end: None,
+                    ticks: None,
                 })
                 .collect(),
         }
@@ -553,22 +745,49 @@ mod tests {
 
     #[test]
     fn index_lines_parse_and_a_cut_line_is_skipped() {
-        let (keys, end) = read_index("k 1000 0\nk 3000 18800 7 2\ne 5000 37600\n");
-        assert_eq!(keys.len(), 2);
+        let i = read_index("k 1000 0\nk 3000 18800 7 2\ne 5000 37600\n");
+        assert_eq!(i.format, Format::Ts);
+        assert_eq!(i.keyframes.len(), 2);
         assert_eq!(
-            keys[1],
+            i.keyframes[1],
             Keyframe {
                 unix_ms: 3000,
                 offset: 18800,
                 seq: Some(7),
-                disc: Some(2)
+                disc: Some(2),
+                end: None,
+                ticks: None,
             }
         );
-        assert_eq!((keys[0].seq, keys[0].disc), (None, None));
-        assert_eq!(end, Some((5000, 37600)));
-        let (keys, end) = read_index("k 1000 0\nk 30");
-        assert_eq!((keys.len(), end), (1, None));
-        assert_eq!(read_index("garbage\n\u{0}\nk x y\n").0, []);
+        assert_eq!((i.keyframes[0].seq, i.keyframes[0].disc), (None, None));
+        assert_eq!(i.end, Some((5000, 37600)));
+        let i = read_index("k 1000 0\nk 30");
+        assert_eq!((i.keyframes.len(), i.end), (1, None));
+        assert_eq!(read_index("garbage\n\u{0}\nk x y\n").keyframes, []);
+        // An MP4 index: its header, and where each GOP ends (an end before the start is no end).
+        let i = read_index(
+            "f mp4 712\nt video avc1.64001f 1280 720\nt audio mp4a.40.2 48000 2\nt x y\n\
+             k 1000 712 0 0 3000 90712 0\nk 3000 90712 1 0 2000 5\n",
+        );
+        assert_eq!((i.format, i.header_len), (Format::Mp4, 712));
+        assert_eq!(
+            i.tracks,
+            [
+                RecordedTrack::Video {
+                    codecs: "avc1.64001f".into(),
+                    width: 1280,
+                    height: 720
+                },
+                RecordedTrack::Audio {
+                    codecs: "mp4a.40.2".into(),
+                    sample_rate: 48_000,
+                    channels: 2
+                }
+            ]
+        );
+        assert_eq!(i.keyframes[0].end, Some((3000, 90712)));
+        assert_eq!(i.keyframes[0].ticks, Some(0));
+        assert_eq!(i.keyframes[1].end, None);
     }
 
     #[test]
@@ -576,7 +795,7 @@ mod tests {
         let root = std::env::temp_dir().join(format!("ferrocast-codes-{}", std::process::id()));
         let _ = fs::remove_dir_all(&root);
         for code in ["a", "concert/2026-06-01", "region/north/news"] {
-            let (ts, _) = file_paths(&root, code, 1_796_475_929_690);
+            let (ts, _) = file_paths(&root, code, 1_796_475_929_690, Format::Ts);
             fs::create_dir_all(ts.parent().unwrap()).unwrap();
             fs::write(&ts, b"").unwrap();
         }
@@ -592,7 +811,7 @@ mod tests {
         assert!(is_day("2026-12-05"));
         assert!(!is_day("2026-12-5"));
         assert!(!is_day("news"));
-        let (ts, idx) = file_paths(Path::new("/r"), "a/b", 1_796_475_929_690);
+        let (ts, idx) = file_paths(Path::new("/r"), "a/b", 1_796_475_929_690, Format::Ts);
         assert_eq!(ts, Path::new("/r/a/b/2026-12-05/1796475929690.ts"));
         assert_eq!(idx.extension().unwrap(), "idx");
     }

@@ -1,16 +1,21 @@
 //! Recording streams to disk, as nginx-rtmp's `record` and SRS's DVR do: one task per
-//! recorded live stream writes rotated MPEG-TS files with a keyframe index ([`catalog`]),
-//! retention runs continuously, and the files serve DVR/timeshift playlists.
+//! recorded live stream writes rotated MPEG-TS or fragmented MP4 files with a keyframe index
+//! ([`catalog`]), retention runs continuously, and the files serve DVR/timeshift playlists
+//! (HLS byte ranges of either format) and DASH manifests ([`dash`], MP4 only).
 //!
-//! MPEG-TS is the format because it is crash-safe by construction: a file cut anywhere plays up
-//! to the cut, so a `kill -9` loses at most what was not yet flushed (under one GOP), and every
-//! closed file plays in ffmpeg and VLC. The keyframe index makes any time range of the
-//! recording addressable as HLS byte ranges without rewriting anything.
+//! Both formats are crash-safe by construction. An MPEG-TS file cut anywhere plays up to the
+//! cut; an MP4 file is written a whole GOP fragment at a time after its `moov`, and its index
+//! names only fragments already on disk, so a repair cuts it back to the last one. Either way a
+//! `kill -9` loses at most the GOP in progress, and every closed file plays in ffmpeg and VLC.
+//! The keyframe index makes any time range of the recording addressable as byte ranges without
+//! rewriting anything.
 
 pub mod catalog;
+pub mod dash;
+mod mp4;
 pub mod writer;
 
-pub use catalog::{DvrSegment, RecordingFile};
+pub use catalog::{DvrSegment, Format, RecordedTrack, RecordingFile};
 pub use writer::{RecordingDone, Settings};
 
 use hub::Hub;
@@ -228,6 +233,62 @@ impl Recorder {
         catalog::delayed_playlist(&segments, until, window, uri_prefix)
     }
 
+    /// The DASH MPD of `code`'s MP4 recordings over `[from_ms, to_ms)`, up to its
+    /// `UTCTiming` (see [`dash::mpd`]).
+    pub async fn dash_mpd(
+        &self,
+        code: &str,
+        from_ms: i64,
+        to_ms: i64,
+        timeline: dash::Timeline,
+    ) -> Option<String> {
+        let files = self.list_range(code, from_ms, to_ms).await;
+        dash::mpd(&files, from_ms, to_ms, timeline)
+    }
+
+    /// A DASH segment (or initialization) of one track of a recorded MP4 file, cut out of the
+    /// muxed file on request.
+    pub async fn dash_segment(&self, code: &str, name: dash::SegmentName) -> Option<bytes::Bytes> {
+        let file = self.find(code, name.file).await?;
+        if file.format != Format::Mp4 {
+            return None;
+        }
+        let (from, to) = match name.seq {
+            None => (0, file.header_len),
+            Some(seq) => dash::gop_range(&file, seq)?,
+        };
+        if to - from > MAX_DASH_SEGMENT {
+            tracing::warn!(stream = %code, file = name.file, bytes = to - from, "DVR segment too large to cut");
+            return None;
+        }
+        let path = file.path.clone();
+        let data = tokio::task::spawn_blocking(move || read_range(&path, from, to))
+            .await
+            .ok()?
+            .ok()?;
+        let cut = match name.seq {
+            None => fmp4::track_header(&data, name.track_id()),
+            Some(_) => fmp4::track_fragments(&data, name.track_id()),
+        };
+        match cut {
+            Ok(b) => Some(b),
+            Err(e) => {
+                tracing::debug!(stream = %code, file = name.file, error = %e, "DVR segment not cut");
+                None
+            }
+        }
+    }
+
+    /// A live playlist of everything recorded of `code` in the last `depth_ms`, one GOP per
+    /// segment numbered by the index, so the playlist slides without renumbering.
+    pub async fn live_dvr(&self, code: &str, depth_ms: i64, uri_prefix: &str) -> Option<String> {
+        let now = media::unix_ms_now();
+        let from = now.saturating_sub(depth_ms);
+        let files = self.list_range(code, from, now).await;
+        let segments = catalog::dvr_segments(&files, from, now, false);
+        catalog::delayed_playlist(&segments, now, usize::MAX, uri_prefix)
+    }
+
     fn task(&self) -> TaskFn {
         let inner = self.inner.clone();
         Arc::new(move |code, handle| Box::pin(stream_task(inner.clone(), code, handle)))
@@ -316,6 +377,26 @@ impl Inner {
         })
         .await;
     }
+}
+
+/// The largest GOP a DASH DVR request reads into memory to cut one track out of it: a 10 s
+/// GOP at 50 Mbit/s.
+const MAX_DASH_SEGMENT: u64 = 64 << 20;
+
+/// Bytes `[from, to)` of the file at `path`.
+fn read_range(path: &std::path::Path, from: u64, to: u64) -> std::io::Result<bytes::Bytes> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    f.seek(SeekFrom::Start(from))?;
+    let mut buf = Vec::with_capacity(usize::try_from(to - from).unwrap_or(0));
+    f.take(to - from).read_to_end(&mut buf)?;
+    if (buf.len() as u64) < to - from {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the recording is shorter than its index says",
+        ));
+    }
+    Ok(bytes::Bytes::from(buf))
 }
 
 /// Closes every file whose index has no end line (the process died while writing it).

@@ -1,7 +1,8 @@
-//! One stream's recording, blocking I/O: hub events in, rotated MPEG-TS files and their
-//! keyframe index out. Runs on a blocking thread fed by the stream's task.
+//! One stream's recording, blocking I/O: hub events in, rotated MPEG-TS or fragmented MP4
+//! files and their keyframe index out. Runs on a blocking thread fed by the stream's task.
 
-use crate::catalog::{self, RecordingFile};
+use crate::catalog::{self, Format, RecordingFile};
+use crate::mp4::Mp4Mux;
 use bytes::BytesMut;
 use hub::Event;
 use media::{Frame, MediaInfo, TrackKind, ticks_to_ms};
@@ -25,6 +26,8 @@ pub struct Settings {
     pub max_bytes: u64,
     /// Daily (start, stop) minutes of the UTC day to record in; empty: always.
     pub schedule: Vec<(u32, u32)>,
+    /// The container of new files.
+    pub format: Format,
 }
 
 impl Settings {
@@ -53,6 +56,7 @@ impl Default for Settings {
             max_age: None,
             max_bytes: 0,
             schedule: Vec::new(),
+            format: Format::Ts,
         }
     }
 }
@@ -66,20 +70,61 @@ pub struct RecordingDone {
     pub file: RecordingFile,
 }
 
+/// The `t` lines of an MP4 index: each recorded track's codecs and size or rate.
+fn write_tracks(idx: &mut File, info: &MediaInfo, mp4: &Mp4Mux) -> io::Result<()> {
+    if mp4.carries(TrackKind::Video)
+        && let Some(codecs) = info.video.as_ref().and_then(|v| v.codec_string())
+    {
+        let (w, h) = info.video_size().unwrap_or((0, 0));
+        writeln!(idx, "t video {codecs} {w} {h}")?;
+    }
+    if mp4.carries(TrackKind::Audio)
+        && let Some(a) = &info.audio
+        && let Some(codecs) = a.codec_string()
+    {
+        let (rate, channels) = match a {
+            media::AudioCodec::Aac(c) => (c.sample_rate, u32::from(c.channel_config)),
+            media::AudioCodec::Opus(c) => (48_000, u32::from(c.channels)),
+            media::AudioCodec::Opaque { .. } => (0, 0),
+        };
+        writeln!(idx, "t audio {codecs} {rate} {channels}")?;
+    }
+    Ok(())
+}
+
+/// How long a frame of `kind` lasts, roughly (audio ~21 ms, video ~33): a file ends one frame
+/// past its last frame's start.
+fn frame_ms(kind: TrackKind) -> i64 {
+    if kind == TrackKind::Video { 33 } else { 21 }
+}
+
 /// Audio-only streams get an index point this often (every audio frame is a random access
 /// point, but one per frame would make the index as long as the file is in frames).
 const AUDIO_INDEX_INTERVAL_MS: i64 = 2000;
 
 struct Open {
     id: u64,
-    ts_path: PathBuf,
-    ts: BufWriter<File>,
+    format: Format,
+    path: PathBuf,
+    out: BufWriter<File>,
     idx: File,
     bytes: u64,
     /// Unix ms of the first frame, and of the latest frame's end.
     start_ms: i64,
     end_ms: i64,
     last_index_ms: Option<i64>,
+    /// MP4: the GOP being fragmented, indexed once it is on disk.
+    gop: Option<Gop>,
+}
+
+/// Where an MP4 GOP starts, for its index line.
+struct Gop {
+    unix_ms: i64,
+    /// Decode time on the file's timeline.
+    ticks: i64,
+    offset: u64,
+    seq: u64,
+    disc: u64,
 }
 
 /// Writes one stream's recording.
@@ -88,6 +133,7 @@ pub struct Writer {
     code: String,
     settings: Settings,
     mux: TsMuxer,
+    mp4: Mp4Mux,
     info: Option<Arc<MediaInfo>>,
     session: Option<u64>,
     /// `(hub dts, unix ms)` of the session's first frame: the recording's clock.
@@ -98,6 +144,8 @@ pub struct Writer {
     /// The next keyframe's sequence number and this session's number, continued from the
     /// newest index when the writer starts (delayed playlists number segments with them).
     counters: Option<(u64, u64)>,
+    /// The discontinuity number of the last MP4 file opened.
+    last_file_disc: Option<u64>,
     done: Vec<RecordingDone>,
 }
 
@@ -109,6 +157,7 @@ impl Writer {
             code: code.to_owned(),
             settings,
             mux: TsMuxer::new(),
+            mp4: Mp4Mux::new(),
             info: None,
             session: None,
             anchor: None,
@@ -116,6 +165,7 @@ impl Writer {
             buf: BytesMut::new(),
             last_id: 0,
             counters: None,
+            last_file_disc: None,
             done: Vec::new(),
         }
     }
@@ -148,9 +198,12 @@ impl Writer {
                     }
                 }
                 self.session = Some(*session);
-                let skipped = self.mux.set_tracks(info);
+                let skipped = match self.settings.format {
+                    Format::Ts => self.mux.set_tracks(info),
+                    Format::Mp4 => self.mp4.set_tracks(info),
+                };
                 if !skipped.is_empty() {
-                    tracing::warn!(stream = %self.code, ?skipped, "recording: tracks MPEG-TS cannot carry are left out");
+                    tracing::warn!(stream = %self.code, ?skipped, format = self.settings.format.name(), "recording: tracks the format cannot carry are left out");
                 }
                 self.info = Some(info.clone());
                 Ok(())
@@ -160,11 +213,18 @@ impl Writer {
         }
     }
 
+    fn carries(&self, kind: TrackKind) -> bool {
+        match self.settings.format {
+            Format::Ts => self.mux.carries(kind),
+            Format::Mp4 => self.mp4.carries(kind),
+        }
+    }
+
     fn frame(&mut self, f: &Frame, now_ms: i64) -> io::Result<()> {
-        if !self.mux.carries(f.track) {
+        if !self.carries(f.track) {
             return Ok(());
         }
-        let has_video = self.mux.carries(TrackKind::Video);
+        let has_video = self.carries(TrackKind::Video);
         let random_access = if has_video {
             f.track == TrackKind::Video && f.keyframe
         } else {
@@ -183,7 +243,7 @@ impl Writer {
                     || (self.settings.rotate_bytes > 0
                         && open.bytes >= self.settings.rotate_bytes));
             if due {
-                self.close(now_ms)?;
+                self.close_at(now_ms, Some(f))?;
             }
         }
         if self.file.is_none() {
@@ -191,7 +251,10 @@ impl Writer {
                 // A file starts on a keyframe so every file plays from its first byte.
                 return Ok(());
             }
-            self.open(unix_ms)?;
+            self.open(unix_ms, f.dts)?;
+        }
+        if self.settings.format == Format::Mp4 {
+            return self.mp4_frame(f, unix_ms, random_access, has_video);
         }
         let Some(open) = self.file.as_mut() else {
             return Ok(());
@@ -203,7 +266,7 @@ impl Writer {
                     .is_none_or(|last| unix_ms - last >= AUDIO_INDEX_INTERVAL_MS));
         if index_due {
             // The bytes before this point are on disk before the index names it.
-            open.ts.flush()?;
+            open.out.flush()?;
             let (seq, disc) = self
                 .counters
                 .get_or_insert_with(|| catalog::next_counters(&self.root, &self.code));
@@ -218,54 +281,190 @@ impl Writer {
         if let Err(e) = self.mux.write_frame(f, &mut self.buf) {
             tracing::debug!(stream = %self.code, error = %e, "recording: frame not muxed");
         }
-        open.ts.write_all(&self.buf)?;
+        open.out.write_all(&self.buf)?;
         open.bytes += self.buf.len() as u64;
         self.buf.clear();
-        // Audio frames last ~21 ms and video ones ~33: one frame past the last start.
-        open.end_ms = open
-            .end_ms
-            .max(unix_ms + if f.track == TrackKind::Video { 33 } else { 21 });
+        open.end_ms = open.end_ms.max(unix_ms + frame_ms(f.track));
         Ok(())
     }
 
-    fn open(&mut self, unix_ms: i64) -> io::Result<()> {
+    /// An MP4 frame: a random access point that starts a GOP writes the one before as
+    /// fragments, then indexes it.
+    fn mp4_frame(
+        &mut self,
+        f: &Frame,
+        unix_ms: i64,
+        random_access: bool,
+        has_video: bool,
+    ) -> io::Result<()> {
+        let Some(open) = self.file.as_ref() else {
+            return Ok(());
+        };
+        let gop_starts = random_access
+            && open
+                .gop
+                .as_ref()
+                .is_none_or(|g| has_video || unix_ms - g.unix_ms >= AUDIO_INDEX_INTERVAL_MS);
+        self.mp4.push(f);
+        if gop_starts {
+            self.end_gop(unix_ms, None)?;
+            let (seq, disc) = self
+                .counters
+                .get_or_insert_with(|| catalog::next_counters(&self.root, &self.code));
+            let gop = Gop {
+                unix_ms,
+                ticks: self.mp4.file_time(f.dts),
+                offset: self.file.as_ref().map_or(0, |o| o.bytes),
+                seq: *seq,
+                disc: *disc,
+            };
+            *seq += 1;
+            if let Some(open) = self.file.as_mut() {
+                open.gop = Some(gop);
+            }
+        } else if self.mp4.overfull() {
+            self.mp4.write_fragments(&mut self.buf);
+            self.write_buf()?;
+        }
+        if let Some(open) = self.file.as_mut() {
+            open.end_ms = open.end_ms.max(unix_ms + frame_ms(f.track));
+        }
+        Ok(())
+    }
+
+    /// Writes the fragments of the GOP in progress (all of it when the file ends: `finish`
+    /// holds the next file's first video DTS, if known), flushes them, and indexes the GOP as
+    /// ending at `end_ms` and the bytes written.
+    fn end_gop(&mut self, end_ms: i64, finish: Option<Option<i64>>) -> io::Result<()> {
+        match finish {
+            Some(next) => self.mp4.finish(next, &mut self.buf),
+            None => self.mp4.write_fragments(&mut self.buf),
+        }
+        self.write_buf()?;
+        let Some(open) = self.file.as_mut() else {
+            return Ok(());
+        };
+        if let Some(g) = open.gop.take()
+            && open.bytes > g.offset
+        {
+            // The fragments are on disk before the line that names them.
+            open.out.flush()?;
+            writeln!(
+                open.idx,
+                "k {} {} {} {} {} {} {}",
+                g.unix_ms,
+                g.offset,
+                g.seq,
+                g.disc,
+                end_ms,
+                open.bytes,
+                g.ticks.max(0)
+            )?;
+            open.last_index_ms = Some(g.unix_ms);
+        }
+        Ok(())
+    }
+
+    fn write_buf(&mut self) -> io::Result<()> {
+        if let Some(open) = self.file.as_mut()
+            && !self.buf.is_empty()
+        {
+            open.out.write_all(&self.buf)?;
+            open.bytes += self.buf.len() as u64;
+        }
+        self.buf.clear();
+        Ok(())
+    }
+
+    fn open(&mut self, unix_ms: i64, dts: i64) -> io::Result<()> {
         // Ids are start times; two files of one stream never share one.
         let id = u64::try_from(unix_ms).unwrap_or(0).max(self.last_id + 1);
         self.last_id = id;
-        let (ts_path, idx_path) = catalog::file_paths(&self.root, &self.code, id);
-        if let Some(dir) = ts_path.parent() {
+        let format = self.settings.format;
+        let (path, idx_path) = catalog::file_paths(&self.root, &self.code, id, format);
+        if let Some(dir) = path.parent() {
             fs::create_dir_all(dir)?;
         }
-        let ts = BufWriter::with_capacity(256 * 1024, File::create(&ts_path)?);
-        let idx = File::create(&idx_path)?;
-        // Fresh tables and parameter sets at the head of every file.
-        if let Some(info) = self.info.clone() {
-            self.mux.set_tracks(&info);
+        let out = BufWriter::with_capacity(256 * 1024, File::create(&path)?);
+        let mut idx = File::create(&idx_path)?;
+        let mut bytes = 0;
+        match format {
+            Format::Ts => {
+                // Fresh tables and parameter sets at the head of every file.
+                if let Some(info) = self.info.clone() {
+                    self.mux.set_tracks(&info);
+                }
+            }
+            Format::Mp4 => {
+                // Each file has its own timeline from 0, so it plays and probes on its own
+                // like any MP4 (ffprobe takes a fragmented file's last time as its
+                // duration). A playlist crossing files therefore crosses a discontinuity:
+                // each MP4 file after the first of a writer counts one more.
+                self.mp4.start_file(dts, &mut self.buf);
+                let (_, disc) = self
+                    .counters
+                    .get_or_insert_with(|| catalog::next_counters(&self.root, &self.code));
+                if self.last_file_disc == Some(*disc) {
+                    *disc += 1;
+                }
+                self.last_file_disc = Some(*disc);
+                bytes = self.buf.len() as u64;
+                writeln!(idx, "f mp4 {bytes}")?;
+                if let Some(info) = &self.info {
+                    write_tracks(&mut idx, info, &self.mp4)?;
+                }
+            }
         }
-        tracing::info!(stream = %self.code, path = %ts_path.display(), "recording started");
+        tracing::info!(stream = %self.code, path = %path.display(), "recording started");
         self.file = Some(Open {
             id,
-            ts_path,
-            ts,
+            format,
+            path,
+            out,
             idx,
             bytes: 0,
             start_ms: unix_ms,
             end_ms: unix_ms,
             last_index_ms: None,
+            gop: None,
         });
+        self.write_buf()?;
+        debug_assert_eq!(self.file.as_ref().map(|o| o.bytes), Some(bytes));
         Ok(())
     }
 
     /// Closes the file being written, if any: data flushed and synced, then the end line.
     pub fn close(&mut self, now_ms: i64) -> io::Result<()> {
+        self.close_at(now_ms, None)
+    }
+
+    /// Closes the file; `next` is the frame that starts the next file (a rotation), which
+    /// gives the last frames of this one their exact duration.
+    fn close_at(&mut self, now_ms: i64, next: Option<&Frame>) -> io::Result<()> {
+        let Some(format) = self.file.as_ref().map(|o| o.format) else {
+            return Ok(());
+        };
+        if format == Format::Mp4 {
+            // The next file's first frame, or the last frame's end, on the recording's clock.
+            let end_dts = next.map(|f| f.dts).or_else(|| self.mp4.end_dts());
+            let end_ms = match (end_dts, self.anchor) {
+                (Some(dts), Some((base_dts, base_ms))) => base_ms + ticks_to_ms(dts - base_dts),
+                _ => self.file.as_ref().map_or(0, |o| o.end_ms),
+            };
+            let next_video = next.filter(|f| f.track == TrackKind::Video).map(|f| f.dts);
+            self.end_gop(end_ms, Some(next_video))?;
+            if let Some(open) = self.file.as_mut() {
+                open.end_ms = end_ms;
+            }
+        }
         let Some(mut open) = self.file.take() else {
             return Ok(());
         };
-        open.ts.flush()?;
-        open.ts.get_ref().sync_data()?;
+        open.out.flush()?;
+        open.out.get_ref().sync_data()?;
         writeln!(open.idx, "e {} {}", open.end_ms, open.bytes)?;
         open.idx.sync_data()?;
-        tracing::info!(stream = %self.code, path = %open.ts_path.display(), bytes = open.bytes, "recording closed");
+        tracing::info!(stream = %self.code, path = %open.path.display(), bytes = open.bytes, "recording closed");
         if let Some(file) = catalog::find(&self.root, &self.code, open.id) {
             self.done.push(RecordingDone {
                 code: self.code.clone(),
@@ -517,6 +716,188 @@ mod tests {
         assert!(Settings::default().in_schedule(at(12, 0)));
     }
 
+    /// The top-level boxes of an MP4 file: (type, offset, size).
+    fn boxes(data: &[u8]) -> Vec<(String, usize, usize)> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at + 8 <= data.len() {
+            let size = u32::from_be_bytes(data[at..at + 4].try_into().unwrap()) as usize;
+            let kind = String::from_utf8_lossy(&data[at + 4..at + 8]).into_owned();
+            assert!(size >= 8 && at + size <= data.len(), "{kind} at {at}");
+            out.push((kind, at, size));
+            at += size;
+        }
+        assert_eq!(at, data.len(), "the file ends on a box boundary");
+        out
+    }
+
+    fn mp4_settings(rotate_s: u64) -> Settings {
+        Settings {
+            rotate: Duration::from_secs(rotate_s),
+            format: Format::Mp4,
+            ..Settings::default()
+        }
+    }
+
+    #[test]
+    fn mp4_files_hold_a_header_then_a_fragment_per_track_per_gop() {
+        let root = temp_root("mp4");
+        let mut w = Writer::new(root.clone(), "m", mp4_settings(3));
+        w.event(
+            &Event::Tracks {
+                info: info(),
+                session: 1,
+            },
+            0,
+        )
+        .unwrap();
+        feed(&mut w, 0, 8, 1_000_000);
+        // The file in progress already names every GOP but the one being fragmented.
+        let live = catalog::list(&root, "m").pop().unwrap();
+        assert!(!live.complete);
+        let last = live.keyframes.last().unwrap();
+        assert_eq!(last.end.map(|e| e.1), Some(live.bytes), "{live:#?}");
+        assert_eq!(live.keyframes.len(), 1);
+        w.close(1_008_000).unwrap();
+        let files = catalog::list(&root, "m");
+        // 8 s in 3 s files: 3 + 3 + 2.
+        assert_eq!(files.len(), 3, "{files:#?}");
+        for f in &files {
+            assert!(f.complete);
+            assert_eq!(f.format, Format::Mp4);
+            assert_eq!(f.path.extension().unwrap(), "mp4");
+            let data = fs::read(&f.path).unwrap();
+            assert_eq!(data.len() as u64, f.bytes);
+            let b = boxes(&data);
+            assert_eq!(b[0].0, "ftyp");
+            assert_eq!(b[1].0, "moov");
+            assert_eq!(f.header_len as usize, b[1].1 + b[1].2);
+            // Every GOP: one moof (a traf per track) and its mdat; its index line spans them.
+            for (i, k) in f.keyframes.iter().enumerate() {
+                let (end_ms, end) = k.end.unwrap();
+                let inside: Vec<&str> = b
+                    .iter()
+                    .filter(|x| x.1 as u64 >= k.offset && (x.1 as u64) < end)
+                    .map(|x| x.0.as_str())
+                    .collect();
+                assert_eq!(inside, ["moof", "mdat"], "GOP {i}");
+                // The stream's last GOP ends with its last audio frame, 5 ms after the video.
+                assert!((1000..=1005).contains(&(end_ms - k.unix_ms)), "GOP {i}");
+                if let Some(next) = f.keyframes.get(i + 1) {
+                    assert_eq!(next.offset, end);
+                }
+            }
+            assert_eq!(f.keyframes.last().unwrap().end.unwrap().1, f.bytes);
+        }
+        assert_eq!(files[0].keyframes.len(), 3);
+        let ticks: Vec<u64> = files[0]
+            .keyframes
+            .iter()
+            .map(|k| k.ticks.unwrap())
+            .collect();
+        assert_eq!(ticks, [0, 90_000, 180_000]);
+        assert!(
+            matches!(
+                &files[0].tracks[..],
+                [
+                    catalog::RecordedTrack::Video {
+                        width: 320,
+                        height: 240,
+                        ..
+                    },
+                    catalog::RecordedTrack::Audio {
+                        sample_rate: 48_000,
+                        channels: 2,
+                        ..
+                    }
+                ]
+            ),
+            "{:?}",
+            files[0].tracks
+        );
+        assert_eq!(files[1].start_ms, 1_003_000);
+        assert_eq!(files[1].end_ms, 1_006_000);
+        assert_eq!(files[2].end_ms, 1_008_005);
+        // Each file's timeline starts at 0: the second file's first video tfdt is 0 (a v1
+        // tfdt: box header, version and flags, then 8 bytes).
+        let data = fs::read(&files[1].path).unwrap();
+        let moof = usize::try_from(files[1].keyframes[0].offset).unwrap();
+        let tfdt = moof + data[moof..].windows(4).position(|w| w == b"tfdt").unwrap();
+        let t = u64::from_be_bytes(data[tfdt + 8..tfdt + 16].try_into().unwrap());
+        assert_eq!(t, 0);
+        // The audio fragment of the second GOP starts with the frame at 0.965 s: the last one
+        // before the keyframe waits for its duration and goes out with the next GOP.
+        let moof2 = usize::try_from(files[1].keyframes[1].offset).unwrap();
+        let audio_tfdt = moof2
+            + data[moof2..]
+                .windows(4)
+                .enumerate()
+                .filter(|(_, w)| *w == b"tfdt")
+                .nth(1)
+                .unwrap()
+                .0;
+        let t = u64::from_be_bytes(data[audio_tfdt + 8..audio_tfdt + 16].try_into().unwrap());
+        assert_eq!(t, 86_850, "audio decode time of the second GOP");
+        // Every file is a discontinuity of its own: the delayed playlist marks it.
+        let discs: Vec<u64> = files.iter().map(|f| f.keyframes[0].disc.unwrap()).collect();
+        assert_eq!(discs, [0, 1, 2]);
+
+        // DVR over MP4 files: a map per file, version 7.
+        let segments = catalog::dvr_segments(&files, 0, i64::MAX, true);
+        let text = catalog::dvr_playlist(&segments, "rec-").unwrap();
+        assert!(text.contains("#EXT-X-VERSION:7\n"), "{text}");
+        assert_eq!(text.matches("#EXT-X-MAP:").count(), 3, "{text}");
+        assert!(
+            text.contains(&format!(
+                "#EXT-X-MAP:URI=\"rec-{}.mp4\",BYTERANGE=\"{}@0\"",
+                files[0].id, files[0].header_len
+            )),
+            "{text}"
+        );
+        let _ = fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn an_mp4_file_cut_by_a_crash_is_repaired_to_its_last_whole_gop() {
+        let root = temp_root("mp4crash");
+        let mut w = Writer::new(root.clone(), "n", mp4_settings(600));
+        w.event(
+            &Event::Tracks {
+                info: info(),
+                session: 1,
+            },
+            0,
+        )
+        .unwrap();
+        feed(&mut w, 0, 3, 0);
+        // Half a GOP more, then the process dies mid-write.
+        for i in 0..10 {
+            w.event(&video(3000 + i * 40, i == 0), 3000 + i * 40)
+                .unwrap();
+        }
+        let id = w.current().unwrap();
+        let open = w.file.take().unwrap();
+        drop(open.out.into_parts());
+        let (path, _) = catalog::file_paths(&root, "n", id, Format::Mp4);
+        let whole = fs::metadata(&path).unwrap().len();
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"\0\0\x10\0moof\x01\x02")
+            .unwrap();
+        let f = catalog::find(&root, "n", id).unwrap();
+        assert!(!f.complete);
+        catalog::repair(&f).unwrap();
+        let f = catalog::find(&root, "n", id).unwrap();
+        assert!(f.complete);
+        assert_eq!(f.bytes, whole);
+        assert_eq!(f.keyframes.len(), 3);
+        assert_eq!(f.end_ms, 3000);
+        boxes(&fs::read(&path).unwrap());
+        let _ = fs::remove_dir_all(root);
+    }
+
     #[test]
     fn a_file_cut_by_a_crash_is_repaired() {
         let root = temp_root("crash");
@@ -533,8 +914,8 @@ mod tests {
         let id = w.current().unwrap();
         // The process dies: buffers lost, no end line; half a packet and half a line on disk.
         let open = w.file.take().unwrap();
-        drop(open.ts.into_parts());
-        let (ts, idx) = catalog::file_paths(&root, "d", id);
+        drop(open.out.into_parts());
+        let (ts, idx) = catalog::file_paths(&root, "d", id, Format::Ts);
         fs::OpenOptions::new()
             .append(true)
             .open(&ts)

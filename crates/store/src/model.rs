@@ -251,13 +251,17 @@ pub enum RecordingFormat {
     /// MPEG-TS files (`.ts`): playable while being written and after a crash.
     #[default]
     Ts,
+    /// Fragmented MP4 files (`.mp4`, ISO BMFF with a fragment per GOP): what editors and
+    /// browsers take, also playable while being written and after a crash.
+    Fmp4,
 }
 
 impl RecordingFormat {
-    /// The name in JSON and in the API (`ts`), also the files' extension.
+    /// The name in JSON and in the API (`ts`, `fmp4`).
     pub fn as_str(self) -> &'static str {
         match self {
             RecordingFormat::Ts => "ts",
+            RecordingFormat::Fmp4 => "fmp4",
         }
     }
 }
