@@ -5,7 +5,9 @@
 //
 // With `lowest`, halfway through the window the player is told to stop adapting and play its
 // lowest video Representation; the report lists the video Representations the player saw
-// and the picture heights the video element showed.
+// and the picture heights the video element showed. With `rewind<N>` (e.g. `rewind60`), 2 s
+// in the video element seeks N seconds back (into a DVR MPD's time-shift buffer); the report
+// says how far it went back and how far it played on from there.
 // Prints one JSON line with what the player reported; exits 0 only when playback passed.
 // The report includes the live latency the player measured each second of the window
 // (dash.js `getCurrentLiveLatency`, Shaka `getStats().liveLatency`), its stalls (`waiting`
@@ -106,9 +108,20 @@ try {
   const startT = t0;
   const latencies = [];
   const heights = new Set();
+  const rewindBy = switchArg && switchArg.startsWith('rewind') ? Number(switchArg.slice(6)) : 0;
+  let rewind = null;
   if (startT !== null) {
     for (let i = 0; i < seconds; i++) {
       await tab.waitForTimeout(1000);
+      if (rewindBy > 0 && i === 1) {
+        const before = await tab.evaluate(() => document.getElementById('v').currentTime);
+        await tab.evaluate((by) => { const v = document.getElementById('v'); v.currentTime = v.currentTime - by; }, rewindBy);
+        const waitStart = Date.now();
+        while (Date.now() - waitStart < 15000 &&
+          await tab.evaluate(() => document.getElementById('v').seeking)) await tab.waitForTimeout(100);
+        const after = await tab.evaluate(() => document.getElementById('v').currentTime);
+        rewind = { before, after, by: before - after };
+      }
       heights.add(await tab.evaluate(() => document.getElementById('v').videoHeight));
       if (switchArg === 'lowest' && i === Math.floor(seconds / 2)) {
         await tab.evaluate(() => {
@@ -147,7 +160,9 @@ try {
     avc: MediaSource.isTypeSupported('video/mp4; codecs="avc1.64001f"'),
     aac: MediaSource.isTypeSupported('audio/mp4; codecs="mp4a.40.2"'),
   }));
-  const advanced = startT === null ? 0 : end.t - startT;
+  // After a rewind, playback is measured from where the seek landed.
+  const from = rewind ? rewind.after : startT;
+  const advanced = startT === null ? 0 : end.t - from;
   const videoHeights = await tab.evaluate(() => {
     const p = window.player;
     const list = p.getRepresentationsByType ? p.getRepresentationsByType('video')
@@ -161,13 +176,16 @@ try {
     latencies, latencyP50: sorted.length ? sorted[Math.floor(sorted.length / 2)] : null,
     lowLatencyMode, stalls: await tab.evaluate(() => window.report.waiting),
     errors: end.errors, consoleErrors: console_.slice(0, 5),
-    requests: requests.slice(0, 8), requestCount: requests.length,
+    requests: requests.slice(0, 8), requestCount: requests.length, rewind,
   };
   const sizeOk = !wArg || (end.width === Number(wArg) && end.height === Number(hArg));
   // The check is that playback advances, not how fast: a live player starts behind the edge
   // and may rebuffer briefly when a 2-core CI machine is busy, so 60 % of the window (6 s of
   // 10) is required rather than nearly all of it.
-  result.ok = startT !== null && end.errors.length === 0 && advanced >= seconds * 0.6 && sizeOk;
+  const rewound = !rewindBy || (rewind && rewind.by >= rewindBy * 0.9);
+  const window_ = rewindBy ? seconds - 2 : seconds;
+  result.ok = startT !== null && end.errors.length === 0 && advanced >= window_ * 0.6 && sizeOk &&
+    rewound;
 } catch (e) {
   result.exception = String(e && e.stack || e);
 } finally {

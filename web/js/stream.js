@@ -607,14 +607,19 @@ export function mountStream(view, { code }, ctx) {
       ? `${r.files.length} file${r.files.length === 1 ? '' : 's'}, ${fmtBytes(r.total_bytes)}.`
       : (r.enabled ? 'Recorded while live; no file yet.' : 'Not recorded. Turn it on in Edit, or start it now.'));
     const base = mediaBase() + `/live/${enc}/`;
+    const ext = (f) => (f.format === 'fmp4' ? 'mp4' : 'ts');
+    const window_ = (f) => `?from=${Math.floor(f.id / 1000)}&dur=${Math.ceil(f.duration_s) + 1}`;
     fill(recBody, r.files.slice().reverse().map((f) => h('tr', { dataset: { id: String(f.id) } },
       h('td', { text: fmtTime(f.start) }),
       h('td', {}, fmtDuration(f.duration_s), f.recording ? h('span', { class: 'chip', text: ' recording' }) : null),
       h('td', { text: fmtBytes(f.bytes) }),
       h('td', { class: 'cell-actions' },
-        h('a', { class: 'button small', href: base + `rec-${f.id}.ts`, download: `${code.replaceAll('/', '_')}-${f.id}.ts`, text: 'Download' }),
+        h('a', { class: 'button small', href: base + `rec-${f.id}.${ext(f)}`, download: `${code.replaceAll('/', '_')}-${f.id}.${ext(f)}`, text: 'Download' }),
         ' ',
-        h('a', { class: 'button small', href: base + `index.m3u8?from=${Math.floor(f.id / 1000)}&dur=${Math.ceil(f.duration_s) + 1}`, target: '_blank', text: 'Replay (HLS)' })),
+        h('a', { class: 'button small', href: base + 'index.m3u8' + window_(f), target: '_blank', text: 'Replay (HLS)' }),
+        // DASH DVR reads MP4 recordings only.
+        f.format === 'fmp4' ? ' ' : null,
+        f.format === 'fmp4' ? h('a', { class: 'button small', href: base + 'index.mpd' + window_(f), target: '_blank', text: 'DASH' }) : null),
       h('td', { class: 'cell-actions' }, f.recording ? null : h('button', {
         type: 'button', class: 'button small danger', text: 'Delete',
         on: { click: (e) => deleteRecording(f.id, e.target) },

@@ -14,7 +14,7 @@ use futures_util::TryStreamExt;
 use media::TrackKind;
 use std::time::SystemTime;
 
-const MPD: &str = "application/dash+xml";
+pub(crate) const MPD: &str = "application/dash+xml";
 
 /// The low-latency MPD (OvenMediaEngine serves its own as `manifest_ll.mpd`).
 const LOW_LATENCY_MPD: &str = "index-ll.mpd";
@@ -27,6 +27,8 @@ pub(crate) fn is_dash_file(file: &str) -> bool {
     matches!(file, "index.mpd" | LOW_LATENCY_MPD)
         || file.ends_with(".m4s")
         || file.starts_with("init-")
+        // A DVR MPD's initialization segments (`rec-<id>-<v|a>-init.mp4`).
+        || file.starts_with("rec-") && file.ends_with("-init.mp4")
 }
 
 /// Whether `file` is a playlist of HLS over the DASH packager's CMAF segments.
@@ -242,7 +244,7 @@ fn growing_response(
 /// page (another origin for an embedded player) and GStreamer's dashdemux fetches it as given,
 /// failing on a protocol-relative `//host/time`. A header value that is not a plain scheme or
 /// host name falls back to the next source; with no usable host the path stays relative.
-fn clock_url(headers: &HeaderMap) -> String {
+pub(crate) fn clock_url(headers: &HeaderMap) -> String {
     let forwarded = headers
         .get(header::FORWARDED)
         .and_then(|v| v.to_str().ok())

@@ -90,12 +90,32 @@ async fn serve(
         args.into_iter().partition(|(k, _)| k.starts_with("_HLS_"));
     let (dvr_args, args): (Vec<_>, Vec<_>) = args
         .into_iter()
-        .partition(|(k, _)| matches!(k.as_str(), "from" | "ago" | "dur" | "delay"));
+        .partition(|(k, _)| matches!(k.as_str(), "from" | "ago" | "dur" | "delay" | "dvr"));
     let code = match admit(&state, code, protocol, peer, args).await {
         Ok(code) => code,
         Err(refused) => return refused,
     };
     state.hub.touch(&code);
+    // Recordings are served for streams that exist (configured or live), not for a deleted
+    // one whose files are still on disk.
+    let known = || state.control.get(&code).is_some() || state.hub.is_live(&code);
+    if dash && file.starts_with("rec-") {
+        if !known() {
+            return not_found();
+        }
+        return crate::recordings::serve_dash_recorded(&state, &code, &file).await;
+    }
+    if file == "index.mpd"
+        && let Some(dvr) = crate::recordings::dvr_request(&dvr_args, media::unix_ms_now())
+    {
+        if !known() {
+            return not_found();
+        }
+        return match dvr {
+            Ok(dvr) => crate::recordings::dash_dvr(&state, &code, dvr, request.headers()).await,
+            Err(message) => (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response(),
+        };
+    }
     if dash {
         if file.ends_with(".mpd") {
             wait_on_demand(&state, &code, || state.hub.is_live(&code)).await;
@@ -114,9 +134,6 @@ async fn serve(
     if !state.control.output_enabled(&code, Output::Hls) {
         return not_found();
     }
-    // Recordings are served for streams that exist (configured or live), not for a deleted
-    // one whose files are still on disk.
-    let known = || state.control.get(&code).is_some() || state.hub.is_live(&code);
     if file == "index.m3u8"
         && let Some(dvr) = crate::recordings::dvr_request(&dvr_args, media::unix_ms_now())
     {
@@ -129,18 +146,19 @@ async fn serve(
                 crate::recordings::dvr_playlist(&state, &code, (from, to)).await
             }
             Ok(Dvr::Delay(ms)) => crate::recordings::delayed_playlist(&state, &code, ms).await,
+            Ok(Dvr::Live(ms)) => crate::recordings::live_dvr_playlist(&state, &code, ms).await,
             Err(message) => (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response(),
         };
     }
-    if let Some(id) = file
+    if let Some((id, ext)) = file
         .strip_prefix("rec-")
-        .and_then(|f| f.strip_suffix(".ts"))
-        .and_then(|id| id.parse::<u64>().ok())
+        .and_then(|f| f.split_once('.'))
+        .and_then(|(id, ext)| Some((id.parse::<u64>().ok()?, ext)))
     {
         if !known() {
             return not_found();
         }
-        return crate::recordings::serve_recorded(&state, &code, id, request.headers()).await;
+        return crate::recordings::serve_recorded(&state, &code, id, ext, request.headers()).await;
     }
     if file == "index.m3u8"
         && let Some(spec) = state.control.transcode(&code).filter(|t| t.active())

@@ -28,7 +28,7 @@ pub struct RecordingView {
     bytes: u64,
     /// Being written now.
     recording: bool,
-    /// MPEG-TS, `video/mp2t`.
+    /// `ts` (MPEG-TS, `video/mp2t`) or `fmp4` (fragmented MP4, `video/mp4`).
     format: &'static str,
     /// Where to download it (the API path).
     url: String,
@@ -54,7 +54,7 @@ fn view(code: &str, f: &record::RecordingFile, current: Option<u64>) -> Recordin
         duration_s: f.duration_ms() as f64 / 1000.0,
         bytes: f.bytes,
         recording: current == Some(f.id),
-        format: "ts",
+        format: f.format.name(),
         url: format!("/api/v1/streams/{code}/recordings/{}", f.id),
     }
 }
@@ -144,7 +144,7 @@ fn parse_id(id: &str) -> Result<u64, ApiError> {
         .map_err(|_| ApiError::bad_field(ErrorCode::InvalidId, "id", "must be a recording id"))
 }
 
-/// Downloads one recorded file (MPEG-TS); `Range` requests are answered with 206.
+/// Downloads one recorded file (MPEG-TS or MP4); `Range` requests are answered with 206.
 #[utoipa::path(
     get,
     path = "/streams/{code}/recordings/{id}",
@@ -154,7 +154,7 @@ fn parse_id(id: &str) -> Result<u64, ApiError> {
         ("id" = u64, Path, description = "Recording id"),
     ),
     responses(
-        (status = 200, description = "The file", content_type = "video/mp2t"),
+        (status = 200, description = "The file (`video/mp2t` or `video/mp4` by its format)", content_type = "video/mp2t"),
         (status = 206, description = "The requested range", content_type = "video/mp2t"),
         (status = 400, description = "Invalid code or id", body = ErrorBody),
         (status = 401, description = "Missing or wrong API token", body = ErrorBody),
@@ -177,8 +177,13 @@ pub async fn download_recording(
     // Behind the API's token: no shared cache may keep it.
     Ok(serve_file(
         &file.path,
+        file.format.content_type(),
         &headers,
-        Some(&format!("{}-{id}.ts", code.replace('/', "_"))),
+        Some(&format!(
+            "{}-{id}.{}",
+            code.replace('/', "_"),
+            file.format.ext()
+        )),
         "private, no-cache",
     )
     .await)
@@ -258,6 +263,7 @@ fn parse_range(value: &str, len: u64) -> Option<Result<(u64, u64), ()>> {
 /// memory (a 10-hour file costs what a 10-second one does).
 pub(crate) async fn serve_file(
     path: &std::path::Path,
+    content_type: &'static str,
     headers: &HeaderMap,
     download: Option<&str>,
     cache: &'static str,
@@ -293,7 +299,7 @@ pub(crate) async fn serve_file(
     ));
     let mut r = (status, body).into_response();
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp2t"));
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     if let Ok(v) = HeaderValue::from_str(&count.to_string()) {
@@ -319,6 +325,9 @@ pub(crate) enum Dvr {
     Window(i64, i64),
     /// `delay=<s>`: the live stream that many ms behind.
     Delay(i64),
+    /// `dvr=<s>`: the live stream with that many ms of the recording behind it to rewind into
+    /// (a live HLS playlist of them, or a DASH `timeShiftBufferDepth`).
+    Live(i64),
 }
 
 /// Seconds from a query value as ms, refusing what is not a finite, non-negative number or is
@@ -335,6 +344,21 @@ fn seconds_ms(k: &str, v: &str) -> Result<i64, String> {
 pub(crate) fn dvr_request(args: &[(String, String)], now_ms: i64) -> Option<Result<Dvr, String>> {
     let get = |k: &str| args.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let num = |k: &str| get(k).map(|v| seconds_ms(k, v));
+    if let Some(depth) = num("dvr") {
+        if get("from").is_some() || get("ago").is_some() || get("delay").is_some() {
+            return Some(Err("give dvr= alone".into()));
+        }
+        return Some(depth.and_then(|d| {
+            if d == 0 || d > MAX_DVR_WINDOW_MS {
+                Err(format!(
+                    "dvr= is between 1 s and {} hours",
+                    MAX_DVR_WINDOW_MS / 3_600_000
+                ))
+            } else {
+                Ok(Dvr::Live(d))
+            }
+        }));
+    }
     if let Some(delay) = num("delay") {
         if get("from").is_some() || get("ago").is_some() {
             return Some(Err("give delay= alone, or from=/ago= with dur=".into()));
@@ -390,14 +414,85 @@ pub(crate) async fn delayed_playlist(state: &AppState, code: &str, delay_ms: i64
 }
 
 fn playlist_response(text: String) -> Response {
-    let mut r = (StatusCode::OK, text).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/vnd.apple.mpegurl"),
+    crate::live::media_response(
+        "application/vnd.apple.mpegurl",
+        "no-cache",
+        Body::from(text),
+    )
+}
+
+/// `index.m3u8?dvr=<s>`: a live playlist of the last `depth_ms` of the recording, whose
+/// segments keep their numbers as it slides, so a player can seek back through all of it.
+pub(crate) async fn live_dvr_playlist(state: &AppState, code: &str, depth_ms: i64) -> Response {
+    match state.recorder.live_dvr(code, depth_ms, "rec-").await {
+        Some(text) => playlist_response(text),
+        None => (
+            StatusCode::NOT_FOUND,
+            "nothing recorded yet (is the stream recorded?)\n",
+        )
+            .into_response(),
+    }
+}
+
+/// `index.mpd?from=..&dur=..` / `?ago=..&dur=..` (a static MPD of that window) or `?dvr=<s>`
+/// (the live stream with a `timeShiftBufferDepth` of that much recording), over the stream's
+/// fragmented MP4 recordings.
+pub(crate) async fn dash_dvr(
+    state: &AppState,
+    code: &str,
+    dvr: Dvr,
+    headers: &HeaderMap,
+) -> Response {
+    let now = media::unix_ms_now();
+    let (from, to, timeline) = match dvr {
+        Dvr::Window(from, to) => (from, to, record::dash::Timeline::Window),
+        Dvr::Live(depth) => (
+            now.saturating_sub(depth),
+            i64::MAX,
+            record::dash::Timeline::Live {
+                now_ms: now,
+                depth_ms: depth,
+            },
+        ),
+        Dvr::Delay(_) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                "delay= is for HLS; a DASH player rewinds a dvr= MPD itself\n",
+            )
+                .into_response();
+        }
+    };
+    let Some(body) = state.recorder.dash_mpd(code, from, to, timeline).await else {
+        return (
+            StatusCode::NOT_FOUND,
+            "nothing recorded as fragmented MP4 in that window (DASH needs recording.format \
+             fmp4)\n",
+        )
+            .into_response();
+    };
+    let time_url = crate::dash::clock_url(headers);
+    let text = ::dash::finish_mpd(
+        &body,
+        &::dash::MpdClock {
+            time_url: &time_url,
+            now_ms: now,
+        },
     );
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    r
+    crate::live::media_response(crate::dash::MPD, "no-cache", Body::from(text))
+}
+
+/// `/live/<code>/rec-<id>-<v|a>-<seq>.m4s` (or `-init.mp4`): one track of a recorded MP4
+/// GOP, as DVR MPDs name it.
+pub(crate) async fn serve_dash_recorded(state: &AppState, code: &str, file: &str) -> Response {
+    let Some(name) = record::dash::SegmentName::parse(file) else {
+        return crate::live::not_found();
+    };
+    let Some(data) = state.recorder.dash_segment(code, name).await else {
+        return crate::live::not_found();
+    };
+    let content_type = if name.video { "video/mp4" } else { "audio/mp4" };
+    // A GOP on disk never changes once indexed.
+    crate::live::media_response(content_type, "public, max-age=3600", Body::from(data))
 }
 
 /// `index.m3u8?from=..&dur=..` / `?ago=..&dur=..`: a VOD playlist of the recording over that
@@ -414,24 +509,32 @@ pub(crate) async fn dvr_playlist(state: &AppState, code: &str, window: (i64, i64
     }
 }
 
-/// `/live/<code>/rec-<id>.ts`: a recorded file, as DVR playlists name it, with ranges.
+/// `/live/<code>/rec-<id>.ts` (or `.mp4`): a recorded file, as DVR playlists name it, with
+/// ranges.
 pub(crate) async fn serve_recorded(
     state: &AppState,
     code: &str,
     id: u64,
+    ext: &str,
     headers: &HeaderMap,
 ) -> Response {
     match state.recorder.find(code, id).await {
         // A closed file never changes; the one being written grows.
-        Some(f) => {
+        Some(f) if f.format.ext() == ext => {
             let cache = if f.complete {
                 "public, max-age=3600"
             } else {
                 "no-cache"
             };
-            serve_file(&f.path, headers, None, cache).await
+            let mut r = serve_file(&f.path, f.format.content_type(), headers, None, cache).await;
+            // Browser players (hls.js) read it from another origin, as live segments.
+            r.headers_mut().insert(
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                HeaderValue::from_static("*"),
+            );
+            r
         }
-        None => StatusCode::NOT_FOUND.into_response(),
+        _ => StatusCode::NOT_FOUND.into_response(),
     }
 }
 
@@ -476,6 +579,17 @@ mod tests {
             dvr_request(&q(&[("delay", "30")]), now),
             Some(Ok(Dvr::Delay(30_000)))
         );
+        assert_eq!(
+            dvr_request(&q(&[("dvr", "3600")]), now),
+            Some(Ok(Dvr::Live(3_600_000)))
+        );
+        for bad in [
+            &[("dvr", "0")][..],
+            &[("dvr", "20000")],
+            &[("dvr", "60"), ("ago", "10")],
+        ] {
+            assert!(matches!(dvr_request(&q(bad), now), Some(Err(_))), "{bad:?}");
+        }
         for bad in [
             &[("ago", "-1")][..],
             &[("ago", "1"), ("from", "1")],

@@ -8,7 +8,7 @@ use crate::support::ffmpeg;
 use crate::support::http;
 use crate::support::proc::run;
 use crate::support::{Fixture, HeavySlot, Server, heavy_slot, wait_until};
-use serde_json::json;
+use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -334,6 +334,19 @@ pub(crate) fn play_sized(
         out.stderr
     );
     out.stdout
+}
+
+/// Runs `tests/browser/dash.mjs` on `url` in `player` for `secs` with its further arguments
+/// (width, height, mode) and returns its JSON report, passing or not.
+pub(crate) fn play_in_browser(url: &str, player: &str, secs: u32, rest: &[&str]) -> Value {
+    let out = run(
+        Command::new("node")
+            .arg(browser_script())
+            .args([url, player, &secs.to_string()])
+            .args(rest),
+        Duration::from_secs(u64::from(secs) + 90),
+    );
+    out.json_report(&format!("{player} on {url}"))
 }
 
 #[test]

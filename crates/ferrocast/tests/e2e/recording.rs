@@ -1,6 +1,7 @@
-//! Recording to disk: rotated MPEG-TS files that decode, survive `kill -9`, are listed,
-//! downloaded (with ranges) and deleted over the API, kept within a byte limit, started and
-//! stopped on request, and replayed as a DVR window (`index.m3u8?ago=..&dur=..`).
+//! Recording to disk: rotated MPEG-TS and fragmented MP4 files that decode (in ffmpeg and VLC),
+//! survive `kill -9`, are listed, downloaded (with ranges) and deleted over the API, kept within
+//! a byte limit, started and stopped on request, and replayed as a DVR window
+//! (`index.m3u8?ago=..&dur=..`) or a delayed live stream (`?delay=..`).
 
 use crate::support::api::Api;
 use crate::support::ffmpeg::{self, Fixture};
@@ -117,11 +118,7 @@ fn recordings_rotate_decode_survive_kill_9_and_replay_as_dvr() {
     assert!(text.contains("#EXT-X-PLAYLIST-TYPE:VOD"), "{text}");
     assert!(text.contains("#EXT-X-BYTERANGE:"), "{text}");
     assert!(text.contains("#EXT-X-ENDLIST"), "{text}");
-    let listed: f64 = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("#EXTINF:"))
-        .filter_map(|l| l.trim_end_matches(',').parse::<f64>().ok())
-        .sum();
+    let listed = listed_secs(&text);
     // Whole GOPs (1 s) around the window: 4 s, plus at most one GOP at each end.
     assert!((3.5..=6.5).contains(&listed), "{listed} s listed:\n{text}");
     let pdt = text
@@ -307,6 +304,252 @@ fn recordings_rotate_decode_survive_kill_9_and_replay_as_dvr() {
         .expect("a file being written");
     api.delete(&format!("streams/rec/recordings/{}", writing["id"]))
         .error(409, "CONFLICT", &[]);
+}
+
+/// What VLC makes of `url`: it remuxes it to an MPEG-TS file (as fast as it reads, not in
+/// real time), whose duration and streams ffprobe then reads. VLC refuses to run as root, so
+/// it runs as `nobody` then.
+fn vlc_remux(url: &str, what: &str) -> (f64, Vec<Value>) {
+    assert!(
+        std::path::Path::new("/usr/bin/cvlc").exists(),
+        "VLC (`cvlc`) is not installed: run `scripts/test`, which installs vlc-bin and \
+         vlc-plugin-base"
+    );
+    let out_dir = crate::support::ScratchDir::new();
+    let dir = out_dir.path().join("vlc");
+    std::fs::create_dir_all(&dir).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let dst = dir.join("out.ts");
+    let sout = format!("#std{{access=file,mux=ts,dst={}}}", dst.display());
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    let mut cmd = if root {
+        let mut c = std::process::Command::new("runuser");
+        c.args(["-u", "nobody", "--", "cvlc"]);
+        c
+    } else {
+        std::process::Command::new("cvlc")
+    };
+    cmd.args([
+        "-I",
+        "dummy",
+        "--play-and-exit",
+        "--aout",
+        "dummy",
+        url,
+        "--sout",
+        &sout,
+    ]);
+    let run = crate::support::proc::run(&mut cmd, Duration::from_secs(120));
+    assert!(
+        run.success() && dst.exists(),
+        "{what}: VLC could not read {url} ({:?}):\n{}",
+        run.status,
+        run.stderr
+    );
+    let probe = crate::support::proc::run(
+        ffmpeg::ffprobe()
+            .args(["-show_format", "-show_streams"])
+            .arg(&dst),
+        Duration::from_secs(30),
+    );
+    let v: Value = serde_json::from_str(&probe.stdout)
+        .unwrap_or_else(|e| panic!("{what}: ffprobe on VLC's output ({e}): {}", probe.stderr));
+    let secs = v["format"]["duration"]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0.0);
+    (secs, v["streams"].as_array().cloned().unwrap_or_default())
+}
+
+/// Three minutes of fragmented MP4 in 30 s files: each closed file decodes cleanly in ffmpeg
+/// and plays through VLC, `?ago=60&dur=30` replays the 30 s that began a minute ago (in ffmpeg
+/// and hls.js, and as DASH in dash.js and Shaka), a DASH player rewinds a minute into the
+/// recording from the live end, and a `kill -9` leaves every earlier file intact and the cut
+/// one playable.
+#[test]
+fn fmp4_recordings_of_three_minutes_in_30_s_files_play_in_ffmpeg_vlc_hlsjs_and_dash() {
+    let mut server = Server::builder().start();
+    let api = Api::new(server.http);
+    api.put(
+        "streams/mp4rec",
+        &json!({"name": "mp4rec", "recording": {"enabled": true, "format": "fmp4", "rotate_s": 30}}),
+    )
+    .ok(201);
+    let mut publisher = server.publish("mp4rec", Fixture::Small);
+    let list = wait_until("six closed 30 s files", Duration::from_secs(260), || {
+        let f = files(&api, "mp4rec");
+        (f.iter().filter(|f| f["recording"] == false).count() >= 6).then_some(f)
+    });
+    let closed: Vec<&Value> = list.iter().filter(|f| f["recording"] == false).collect();
+    for f in &closed {
+        assert_eq!(f["format"], "fmp4", "{f:#}");
+        let secs = f["duration_s"].as_f64().unwrap();
+        assert!(
+            (29.5..=31.5).contains(&secs),
+            "a 30 s file lasts {secs} s: {f:#}"
+        );
+        let url = format!("http://{}{}", server.http, f["url"].as_str().unwrap());
+        let decoded = ffmpeg::decode(&url, 40.0, Duration::from_secs(60));
+        decoded.assert_clean(&format!("recorded file {}", f["id"]));
+        decoded.assert_duration(&format!("recorded file {}", f["id"]), 29.0, Fixture::FPS);
+        let streams = ffmpeg::streams(&url);
+        let video = ffmpeg::stream_of(&streams, "video");
+        assert_eq!(
+            (&video["codec_name"], &video["width"], &video["height"]),
+            (&json!("h264"), &json!(320), &json!(240)),
+            "{video:#}"
+        );
+        assert_eq!(ffmpeg::stream_of(&streams, "audio")["codec_name"], "aac");
+    }
+    // VLC, over HTTP as a player would fetch it (the public DVR URL of the file).
+    let id = closed[1]["id"].as_u64().unwrap();
+    let (secs, streams) = vlc_remux(
+        &format!("http://{}/live/mp4rec/rec-{id}.mp4", server.http),
+        "a closed MP4 recording",
+    );
+    assert!(
+        (29.0..=31.5).contains(&secs),
+        "VLC read {secs} s: {streams:#?}"
+    );
+    ffmpeg::stream_of(&streams, "video");
+    ffmpeg::stream_of(&streams, "audio");
+
+    // Timeshift: the 30 s that began a minute ago, from the recording's index (each file is
+    // a discontinuity with its own EXT-X-MAP).
+    let asked_ms = now_ms() - 60_000;
+    let text = server.get("/live/mp4rec/index.m3u8?ago=60&dur=30").text();
+    assert!(text.contains("#EXT-X-VERSION:7"), "{text}");
+    assert!(text.contains("#EXT-X-MAP:URI=\"rec-"), "{text}");
+    let first_ms = parse_iso8601(
+        text.lines()
+            .find_map(|l| l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:"))
+            .unwrap_or_else(|| panic!("no date:\n{text}")),
+    );
+    // The window opens on the keyframe at or before the instant asked (1 s GOPs).
+    let early = (asked_ms - first_ms) as f64 / 1000.0;
+    assert!(
+        (-0.2..=1.5).contains(&early),
+        "starts {early} s before the instant asked:\n{text}"
+    );
+    let listed = listed_secs(&text);
+    assert!(
+        (29.5..=32.5).contains(&listed),
+        "{listed} s listed:\n{text}"
+    );
+    let dvr_url = format!(
+        "http://{}/live/mp4rec/index.m3u8?ago=60&dur=30",
+        server.http
+    );
+    let decoded = ffmpeg::decode(&dvr_url, 40.0, Duration::from_secs(60));
+    decoded.assert_clean("the MP4 DVR window");
+    decoded.assert_duration("the MP4 DVR window", 29.0, Fixture::FPS);
+    // The live stream with two minutes of recording behind it, as HLS: a sliding playlist of
+    // every GOP recorded since, numbered by the index.
+    let live = server.get("/live/mp4rec/index.m3u8?dvr=120").text();
+    assert!(!live.contains("#EXT-X-ENDLIST"), "{live}");
+    let listed = listed_secs(&live);
+    assert!(
+        (115.0..=121.0).contains(&listed),
+        "{listed} s listed:\n{live}"
+    );
+    // DASH over the same files: a static MPD of the window (a Period per file), and a
+    // dynamic one whose time-shift buffer reaches back into the recording.
+    let mpd = server.get("/live/mp4rec/index.mpd?ago=60&dur=30").text();
+    assert!(mpd.contains("type=\"static\""), "{mpd}");
+    assert!(
+        mpd.matches("<Period ").count() >= 2,
+        "the window crosses a file:\n{mpd}"
+    );
+    let dvr_mpd = server.get("/live/mp4rec/index.mpd?dvr=3600").text();
+    assert!(
+        dvr_mpd.contains("timeShiftBufferDepth=\"PT3600.000S\""),
+        "{dvr_mpd}"
+    );
+    assert!(dvr_mpd.matches("<Period ").count() >= 6, "{dvr_mpd}");
+    if let Some(_slot) = crate::dash::browser_ready() {
+        for player in ["dashjs", "shaka"] {
+            let report = crate::dash::play_in_browser(
+                &format!("http://{}/live/mp4rec/index.mpd?ago=60&dur=30", server.http),
+                player,
+                10,
+                &["320", "240"],
+            );
+            assert_eq!(
+                report["ok"], true,
+                "{player} on the DASH DVR window: {report:#}"
+            );
+            // Rewind a minute into the recording from the live end, across files.
+            let report = crate::dash::play_in_browser(
+                &format!("http://{}/live/mp4rec/index.mpd?dvr=3600", server.http),
+                player,
+                10,
+                &["320", "240", "rewind60"],
+            );
+            assert_eq!(
+                report["ok"], true,
+                "{player} rewinding the DVR MPD: {report:#}"
+            );
+            let by = report["rewind"]["by"].as_f64().unwrap_or(0.0);
+            assert!(by >= 54.0, "{player} rewound {by} s: {report:#}");
+        }
+        let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/browser/hlsplay.mjs");
+        let from = (asked_ms / 1000).to_string();
+        let run = crate::support::proc::run(
+            std::process::Command::new("node")
+                .arg(script)
+                .arg(format!(
+                    "http://{}/live/mp4rec/index.m3u8?from={from}&dur=30",
+                    server.http
+                ))
+                .arg("10"),
+            Duration::from_secs(90),
+        );
+        let report = run.json_report("hls.js on the MP4 DVR window");
+        assert_eq!(report["ok"], true, "{report:#}");
+        assert!(
+            report["played"].as_f64().unwrap_or(0.0) >= 7.0,
+            "{report:#}"
+        );
+    }
+
+    // kill -9 mid-file: the earlier files are untouched, the cut one is closed and plays,
+    // and the next publish records anew.
+    let before = files(&api, "mp4rec");
+    server.restart(Stop::Kill);
+    publisher.stop();
+    let after = files(&api, "mp4rec");
+    for a in before.iter().filter(|a| a["recording"] == false) {
+        let b = after
+            .iter()
+            .find(|b| b["id"] == a["id"])
+            .unwrap_or_else(|| panic!("{a:#} is gone after the restart: {after:#?}"));
+        assert_eq!(a["bytes"], b["bytes"], "a closed file changed");
+    }
+    let cut = after.last().unwrap();
+    assert_eq!(cut["recording"], false, "{after:#?}");
+    let url = format!("http://{}{}", server.http, cut["url"].as_str().unwrap());
+    decode_clean(&server, "the MP4 file cut by kill -9", &url);
+    let _again = server.publish("mp4rec", Fixture::Small);
+    wait_until(
+        "a new recording after the restart",
+        Duration::from_secs(20),
+        || (files(&api, "mp4rec").len() > after.len()).then_some(()),
+    );
+}
+
+/// The seconds a media playlist lists (the sum of its `EXTINF`s).
+fn listed_secs(playlist: &str) -> f64 {
+    playlist
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .filter_map(|l| l.trim_end_matches(',').parse::<f64>().ok())
+        .sum()
 }
 
 fn now_ms() -> i64 {
