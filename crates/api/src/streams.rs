@@ -1081,17 +1081,17 @@ const OUTPUTS: [&str; 9] = [
 ];
 
 /// The outputs that carry a track of codec `codec` (a [`VideoCodec::name`] or
-/// [`AudioCodec::name`]). MPEG-TS (HLS, SRT, TS over HTTP) has H.264, H.265 and AAC; fMP4
-/// (DASH, CMAF HLS) adds AV1 and Opus; RTSP has H.264, H.265, AAC and Opus; FLV carries
-/// everything, codecs the gateway does not model included.
+/// [`AudioCodec::name`]). MPEG-TS (HLS, SRT, TS over HTTP) has H.264, H.265, AAC and mono or
+/// stereo Opus; fMP4 (DASH, CMAF HLS) adds AV1 and surround Opus; RTSP has H.264, H.265, AAC
+/// and Opus; FLV carries everything, codecs the gateway does not model included.
 fn carried_by(codec: &str) -> Vec<&'static str> {
     let fmp4 = ["hls-fmp4", "ll-hls", "dash"];
     OUTPUTS
         .into_iter()
         .filter(|o| match codec {
-            "h264" | "h265" | "aac" => true,
+            "h264" | "h265" | "aac" | "opus" => true,
+            "opus-surround" => fmp4.contains(o) || matches!(*o, "rtmp" | "flv" | "rtsp"),
             "av1" => fmp4.contains(o) || matches!(*o, "rtmp" | "flv"),
-            "opus" => fmp4.contains(o) || matches!(*o, "rtmp" | "flv" | "rtsp"),
             _ => matches!(*o, "rtmp" | "flv"),
         })
         .collect()
@@ -1177,6 +1177,15 @@ fn track_views(stats: &StreamStats) -> Vec<TrackView> {
             AudioCodec::Opus(c) => {
                 t.sample_rate = Some(48_000);
                 t.channels = Some(c.channels);
+                if c.mapping_family != 0 {
+                    // TS carries mono and stereo Opus only (see `mpegts`).
+                    let outputs = carried_by("opus-surround");
+                    t.skipped_by = OUTPUTS
+                        .into_iter()
+                        .filter(|o| !outputs.contains(o))
+                        .collect();
+                    t.outputs = outputs;
+                }
             }
             AudioCodec::Opaque { .. } => {}
         }

@@ -2,8 +2,11 @@
 //!
 //! Sans-I/O: [`TsMuxer`] appends packets to a caller's [`BytesMut`]; HLS segments, MPEG-TS over
 //! HTTP and SRT play drive it. One program (number 1) with H.264 or H.265 on PID 0x100 and AAC
-//! (ADTS) on PID 0x101; PAT/PMT precede every video keyframe so any keyframe is a valid join
-//! point. AV1 and Opus have no TS mapping in the players people use, so those tracks are skipped.
+//! (ADTS) or Opus on PID 0x101; PAT/PMT precede every video keyframe so any keyframe is a valid
+//! join point. Opus follows Xiph's Opus-in-TS mapping (the ETSI transport specification ffmpeg
+//! and GStreamer read): a private PES whose PMT entry has an `Opus` registration descriptor and
+//! a channel configuration, each packet behind an `opus_control_header`. AV1 has no TS mapping
+//! players read, so AV1 tracks are skipped.
 
 mod crc;
 pub mod demux;
@@ -38,6 +41,10 @@ pub const STREAM_TYPE_H264: u8 = 0x1b;
 pub const STREAM_TYPE_H265: u8 = 0x24;
 /// `stream_type` of AAC audio in ADTS framing.
 pub const STREAM_TYPE_AAC_ADTS: u8 = 0x0f;
+/// `stream_type` of PES packets with private data: Opus, told apart by its registration.
+pub const STREAM_TYPE_PRIVATE_PES: u8 = 0x06;
+/// `private_stream_1`, the PES `stream_id` of Opus.
+const STREAM_ID_PRIVATE_1: u8 = 0xbd;
 /// Added to every timestamp so streams starting at 0 (or with negative composition offsets)
 /// stay positive and DTS keeps a margin over PCR; ffmpeg's muxdelay + muxpreload is the same 1.4 s.
 pub const TIMESTAMP_OFFSET: i64 = 126_000;
@@ -80,7 +87,31 @@ pub enum MuxError {
 struct Programs {
     /// The video `stream_type`, if there is a video stream.
     video: Option<u8>,
-    audio: bool,
+    /// The audio stream's `stream_type` and descriptors, if there is one.
+    audio: Option<(u8, Vec<u8>)>,
+}
+
+/// The audio codec being muxed.
+#[derive(Clone, Debug)]
+enum Audio {
+    Aac(AacConfig),
+    /// Opus with its `channel_config_code` (mono or stereo: the channel count).
+    Opus(u8),
+}
+
+impl Audio {
+    /// The PMT entry: `stream_type` and ES descriptors.
+    fn pmt_entry(&self) -> (u8, Vec<u8>) {
+        match self {
+            Audio::Aac(_) => (STREAM_TYPE_AAC_ADTS, Vec::new()),
+            Audio::Opus(code) => (
+                STREAM_TYPE_PRIVATE_PES,
+                // registration_descriptor "Opus", then the DVB extension descriptor with the
+                // Opus audio descriptor (extension tag 0x80) and its channel configuration.
+                vec![0x05, 4, b'O', b'p', b'u', b's', 0x7f, 2, 0x80, *code],
+            ),
+        }
+    }
 }
 
 /// The video codec being muxed.
@@ -146,7 +177,7 @@ impl Video {
 #[derive(Debug)]
 pub struct TsMuxer {
     video: Option<Video>,
-    aac: Option<AacConfig>,
+    audio: Option<Audio>,
     programs: Programs,
     /// `None` until the first `set_tracks`, so the first PMT is version 0.
     pmt_version: Option<u8>,
@@ -170,7 +201,7 @@ impl TsMuxer {
     pub fn new() -> Self {
         TsMuxer {
             video: None,
-            aac: None,
+            audio: None,
             programs: Programs::default(),
             pmt_version: None,
             cc: [0; 4],
@@ -196,8 +227,13 @@ impl TsMuxer {
             }
             None => None,
         };
-        self.aac = match &info.audio {
-            Some(AudioCodec::Aac(c)) => Some(c.clone()),
+        self.audio = match &info.audio {
+            Some(AudioCodec::Aac(c)) => Some(Audio::Aac(c.clone())),
+            // Mapping family 0 (mono, stereo) is what encoders send live; the surround
+            // families need the extended channel configuration, which is not written here.
+            Some(AudioCodec::Opus(c)) if c.mapping_family == 0 && (1..=2).contains(&c.channels) => {
+                Some(Audio::Opus(c.channels))
+            }
             Some(other) => {
                 skipped.push(other.name());
                 None
@@ -206,7 +242,7 @@ impl TsMuxer {
         };
         let programs = Programs {
             video: self.video.as_ref().map(Video::stream_type),
-            audio: self.aac.is_some(),
+            audio: self.audio.as_ref().map(Audio::pmt_entry),
         };
         match self.pmt_version {
             None => self.pmt_version = Some(0),
@@ -222,7 +258,7 @@ impl TsMuxer {
     pub fn carries(&self, track: TrackKind) -> bool {
         match track {
             TrackKind::Video => self.video.is_some(),
-            TrackKind::Audio => self.aac.is_some(),
+            TrackKind::Audio => self.audio.is_some(),
         }
     }
 
@@ -236,7 +272,7 @@ impl TsMuxer {
 
         let pcr_pid = if self.programs.video.is_some() {
             VIDEO_PID
-        } else if self.programs.audio {
+        } else if self.programs.audio.is_some() {
             AUDIO_PID
         } else {
             // 13818-1 2.4.4.9: 0x1FFF means no PCR for this program.
@@ -245,17 +281,16 @@ impl TsMuxer {
         let mut pmt = Vec::with_capacity(16);
         pmt.extend_from_slice(&(0xe000 | pcr_pid).to_be_bytes());
         pmt.extend_from_slice(&0xf000u16.to_be_bytes()); // program_info_length 0
-        for (stream_type, pid) in [
-            (self.programs.video, VIDEO_PID),
-            (
-                self.programs.audio.then_some(STREAM_TYPE_AAC_ADTS),
-                AUDIO_PID,
-            ),
-        ] {
-            if let Some(stream_type) = stream_type {
+        let video = self.programs.video.map(|t| (t, &[][..]));
+        let audio = self.programs.audio.as_ref().map(|(t, d)| (*t, &d[..]));
+        for (entry, pid) in [(video, VIDEO_PID), (audio, AUDIO_PID)] {
+            if let Some((stream_type, descriptors)) = entry {
                 pmt.push(stream_type);
                 pmt.extend_from_slice(&(0xe000 | pid).to_be_bytes());
-                pmt.extend_from_slice(&0xf000u16.to_be_bytes()); // ES_info_length 0
+                // Descriptors here are a few bytes: the length fits its 10 bits.
+                let len = u16::try_from(descriptors.len()).unwrap_or(0) & 0x03ff;
+                pmt.extend_from_slice(&(0xf000 | len).to_be_bytes());
+                pmt.extend_from_slice(descriptors);
             }
         }
         let version = self.pmt_version.unwrap_or(0);
@@ -341,17 +376,32 @@ impl TsMuxer {
     }
 
     fn write_audio(&mut self, frame: &Frame, out: &mut BytesMut) -> Result<(), MediaError> {
-        let Some(config) = &self.aac else {
+        let Some(audio) = &self.audio else {
             return Ok(());
         };
-        let adts = config.adts_header(frame.payload.len())?;
         let es = &mut self.scratch;
         es.clear();
-        // adts_header bounds the ADTS frame to 8191 bytes, so PES_packet_length fits 16 bits.
-        let pes_len = 3 + 5 + adts.len() + frame.payload.len();
-        write_pes_header(es, 0xc0, u16::try_from(pes_len).ok(), frame.pts, None);
-        es.extend_from_slice(&adts);
-        es.extend_from_slice(&frame.payload);
+        match audio {
+            Audio::Aac(config) => {
+                let adts = config.adts_header(frame.payload.len())?;
+                // adts_header bounds the ADTS frame to 8191 bytes, so PES_packet_length fits.
+                let pes_len = 3 + 5 + adts.len() + frame.payload.len();
+                write_pes_header(es, 0xc0, u16::try_from(pes_len).ok(), frame.pts, None);
+                es.extend_from_slice(&adts);
+                es.extend_from_slice(&frame.payload);
+            }
+            Audio::Opus(_) => {
+                let header = opus_control_header(frame.payload.len());
+                let pes_len = 3 + 5 + header.len() + frame.payload.len();
+                let pes_len = u16::try_from(pes_len).map_err(|_| MediaError::Invalid {
+                    what: "Opus packet",
+                    reason: format!("{} bytes do not fit one PES", frame.payload.len()),
+                })?;
+                write_pes_header(es, STREAM_ID_PRIVATE_1, Some(pes_len), frame.pts, None);
+                es.extend_from_slice(&header);
+                es.extend_from_slice(&frame.payload);
+            }
+        }
 
         let audio_only = self.programs.video.is_none();
         let tables_due = self
@@ -387,6 +437,17 @@ impl TsMuxer {
         self.last_pcr_dts = Some(dts);
         (ts33(dts.saturating_sub(PCR_DELAY)), jumped)
     }
+}
+
+/// The `opus_control_header` before each Opus packet in TS: the 11-bit prefix 0x3ff, no trim
+/// or extension flags, then the packet size as a run of 255s and a remainder.
+fn opus_control_header(size: usize) -> Vec<u8> {
+    let mut h = Vec::with_capacity(3 + size / 255);
+    h.extend_from_slice(&[0x7f, 0xe0]);
+    h.extend(std::iter::repeat_n(0xff, size / 255));
+    // The remainder is below 255 by construction.
+    h.push((size % 255) as u8);
+    h
 }
 
 /// Hub timestamp to a 33-bit TS timestamp, offset by [`TIMESTAMP_OFFSET`].

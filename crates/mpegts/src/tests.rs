@@ -531,24 +531,32 @@ fn h265_is_carried_with_its_aud_and_parameter_sets() {
         out.windows(3).any(|w| w == [STREAM_TYPE_H265, 0xe1, 0x00]),
         "no H.265 entry in the PMT"
     );
-    if !tool("ffprobe") {
-        return;
+    if let Some(video) = probe_and_decode("hevc.ts", &out, "hevc") {
+        assert!(
+            video.contains("width=1280") && video.contains("height=720"),
+            "{video}"
+        );
     }
-    let path = temp_file("hevc.ts", &out);
+}
+
+/// ffprobe's line for the `codec` stream of `ts` (written to a temp file `name`), after ffmpeg
+/// decoded all of it without a word; `None` when the tools are not installed.
+fn probe_and_decode(name: &str, ts: &[u8], codec: &str) -> Option<String> {
+    if !tool("ffprobe") || !tool("ffmpeg") {
+        return None;
+    }
+    let path = temp_file(name, ts);
     let probe = Command::new("ffprobe")
         .args(["-v", "error", "-show_streams", "-of", "compact"])
         .arg(&path)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&probe.stdout);
-    let video = stdout
+    let line = stdout
         .lines()
-        .find(|l| l.contains("codec_name=hevc"))
-        .unwrap_or_else(|| panic!("no hevc stream: {stdout}"));
-    assert!(
-        video.contains("width=1280") && video.contains("height=720"),
-        "{video}"
-    );
+        .find(|l| l.contains(&format!("codec_name={codec}")))
+        .unwrap_or_else(|| panic!("no {codec} stream: {stdout}"))
+        .to_owned();
     let decode = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
         .arg(&path)
@@ -561,4 +569,95 @@ fn h265_is_carried_with_its_aud_and_parameter_sets() {
         String::from_utf8_lossy(&decode.stderr)
     );
     let _ = std::fs::remove_file(path);
+    Some(line)
+}
+
+/// Real libopus packets (stereo, 48 kHz, each after a big-endian u16 length).
+fn opus_frames() -> (MediaInfo, Vec<Frame>) {
+    let head = Bytes::from_static(include_bytes!("../../../testdata/opus-48k-stereo.opushead"));
+    let mut rest: &[u8] = include_bytes!("../../../testdata/opus-48k-mixed.packets");
+    let mut frames = Vec::new();
+    let mut t = 0;
+    while let [hi, lo, tail @ ..] = rest {
+        let len = usize::from(u16::from_be_bytes([*hi, *lo]));
+        let packet = &tail[..len];
+        frames.push(Frame {
+            track: TrackKind::Audio,
+            dts: t,
+            pts: t,
+            keyframe: true,
+            payload: Bytes::copy_from_slice(packet),
+        });
+        t += i64::from(media::opus::packet_samples(packet).unwrap()) * 90_000 / 48_000;
+        rest = &tail[len..];
+    }
+    let info = MediaInfo {
+        audio: Some(AudioCodec::Opus(media::OpusConfig::parse(head).unwrap())),
+        ..MediaInfo::default()
+    };
+    (info, frames)
+}
+
+#[test]
+fn opus_is_a_private_pes_with_its_registration_and_control_headers() {
+    let (info, frames) = opus_frames();
+    let out = mux_all(&info, &frames);
+    // The PMT's audio entry: private PES on the audio PID, "Opus" registered, stereo.
+    let entry = [
+        STREAM_TYPE_PRIVATE_PES,
+        0xe1,
+        0x01,
+        0xf0,
+        10,
+        0x05,
+        4,
+        b'O',
+        b'p',
+        b'u',
+        b's',
+        0x7f,
+        2,
+        0x80,
+        2,
+    ];
+    assert!(
+        out.windows(entry.len()).any(|w| w == entry),
+        "no Opus entry in the PMT"
+    );
+    let parsed = parse_ts(&out);
+    let pes: Vec<&Pes> = parsed.pes.iter().filter(|p| p.pid == AUDIO_PID).collect();
+    assert_eq!(pes.len(), frames.len());
+    for (p, f) in pes.iter().zip(&frames) {
+        // 0x3ff prefix, no flags, then the size as 255s and a remainder.
+        assert_eq!(&p.data[..2], &[0x7f, 0xe0]);
+        let n = f.payload.len();
+        let size_bytes = n / 255 + 1;
+        assert!(p.data[2..2 + n / 255].iter().all(|&b| b == 0xff));
+        assert_eq!(usize::from(p.data[1 + size_bytes]), n % 255);
+        assert_eq!(&p.data[2 + size_bytes..], &f.payload[..]);
+    }
+    // A control header for a packet of 600 bytes: two 255s and 90.
+    assert_eq!(opus_control_header(600), [0x7f, 0xe0, 0xff, 0xff, 90]);
+    assert_eq!(opus_control_header(254), [0x7f, 0xe0, 254]);
+    assert_eq!(opus_control_header(255), [0x7f, 0xe0, 0xff, 0]);
+
+    // Surround Opus (mapping family 1) is skipped, not written unreadable.
+    let surround = media::OpusConfig::parse(Bytes::from_static(include_bytes!(
+        "../../../testdata/opus-48k-5.1.opushead"
+    )))
+    .unwrap();
+    let mut mux = TsMuxer::new();
+    let skipped = mux.set_tracks(&MediaInfo {
+        audio: Some(AudioCodec::Opus(surround)),
+        ..MediaInfo::default()
+    });
+    assert_eq!(skipped, ["opus"]);
+    assert!(!mux.carries(TrackKind::Audio));
+
+    if let Some(audio) = probe_and_decode("opus.ts", &out, "opus") {
+        assert!(
+            audio.contains("channels=2") && audio.contains("sample_rate=48000"),
+            "{audio}"
+        );
+    }
 }

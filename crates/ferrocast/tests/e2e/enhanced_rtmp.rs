@@ -299,6 +299,19 @@ fn av1_and_opus_from_enhanced_rtmp_play_over_dash_and_rtmp() {
         (audio["codec"].as_str(), audio["channels"].as_u64()),
         (Some("opus"), Some(2))
     );
+    // Stereo Opus rides in MPEG-TS too (private PES, "Opus" registration): every output has it.
+    assert_eq!(audio["skipped_by"], serde_json::json!([]), "{audio:#}");
+    let ts_url = format!("http://{}/live/av1/mpegts", server.http);
+    assert_audio("mpegts", &ffmpeg::streams(&ts_url), "opus");
+    let out = crate::support::proc::run(
+        ffmpeg::ffmpeg().args(["-i", &ts_url, "-t", "2", "-f", "null", "-"]),
+        Duration::from_secs(30),
+    );
+    assert!(
+        out.success() && out.stderr.trim().is_empty(),
+        "ffmpeg decoding Opus from MPEG-TS over HTTP:\n{}",
+        out.stderr
+    );
 
     let size = (640, 360);
     for (what, url) in [
