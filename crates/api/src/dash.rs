@@ -48,6 +48,9 @@ pub(crate) async fn serve_hls(
         "cmaf-v.m3u8" => TrackKind::Video,
         "cmaf-a.m3u8" => TrackKind::Audio,
         _ => {
+            if let Some(ladder) = crate::ladder::cmaf_master(state, code).await {
+                return ladder;
+            }
             return match state.dash.hls_multivariant(code) {
                 Some(text) => media_response(M3U8, "no-cache", Body::from(text)),
                 None => not_found(),
@@ -59,7 +62,16 @@ pub(crate) async fn serve_hls(
         Err(why) => return plain(StatusCode::BAD_REQUEST, why),
     };
     match state.dash.hls_media(code, track, request).await {
-        ::dash::HlsAnswer::Playlist(text) => media_response(M3U8, "no-cache", Body::from(text)),
+        ::dash::HlsAnswer::Playlist(mut text) => {
+            // A live Low-Latency video playlist of a ladder says where its siblings are.
+            if track == TrackKind::Video
+                && text.contains("#EXT-X-PART-INF")
+                && !text.contains("#EXT-X-ENDLIST")
+            {
+                text.push_str(&crate::ladder::rendition_reports(state, code));
+            }
+            media_response(M3U8, "no-cache", Body::from(text))
+        }
         ::dash::HlsAnswer::NotFound => not_found(),
         ::dash::HlsAnswer::BadRequest(why) => plain(StatusCode::BAD_REQUEST, why),
         ::dash::HlsAnswer::Timeout => plain(

@@ -1,6 +1,8 @@
-//! The HLS multivariant playlist of a stream with a rendition ladder: `index.m3u8` lists the
+//! The HLS multivariant playlists of a stream with a rendition ladder: `index.m3u8` lists the
 //! source (`media.m3u8`) when the ladder has a `source` rung, and each rendition's own
-//! playlist at its stable URL (`../<code>_<name>/index.m3u8`), best first.
+//! playlist at its stable URL (`../<code>_<name>/index.m3u8`), best first; `cmaf.m3u8` does the
+//! same over the CMAF playlists (`../<code>_<name>/cmaf-v.m3u8`), whose Low-Latency video
+//! playlists then report where every other rung ends (`EXT-X-RENDITION-REPORT`).
 
 use crate::AppState;
 use crate::live::{M3U8, media_response, not_found};
@@ -50,6 +52,118 @@ fn stream_inf(state: &AppState, code: &str) -> Option<String> {
     Some(line)
 }
 
+/// Waits (at most [`RUNG_WAIT`]) while the ladder of `code` is starting and some of `codes`
+/// are not `ready` yet; a ladder that failed (no ffmpeg, say) is not waited for.
+async fn wait_for_rungs(
+    state: &AppState,
+    code: &str,
+    codes: &[String],
+    ready: impl Fn(&str) -> bool,
+) {
+    let starting = || {
+        state.transcoder.status(code).is_some_and(|s| {
+            matches!(
+                s.state,
+                transcode::State::Starting | transcode::State::Running
+            )
+        })
+    };
+    let deadline = tokio::time::Instant::now() + RUNG_WAIT;
+    while state.hub.is_live(code)
+        && starting()
+        && codes.iter().any(|c| !ready(c))
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The ladder `code` belongs to, as its source or one of its rungs: the codes its
+/// multivariant playlists list, in the ladder's order (the source only when it is a rung).
+pub(crate) fn ladder_members(state: &AppState, code: &str) -> Option<(String, Vec<String>)> {
+    let parent = match state.control.rendition_of(code) {
+        Some((parent, _)) => parent,
+        None => code.to_owned(),
+    };
+    let spec = state.control.transcode(&parent).filter(|t| t.active())?;
+    let members = spec
+        .profiles
+        .iter()
+        .map(|p| {
+            if p.is_source() {
+                parent.clone()
+            } else {
+                transcode::rendition_code(&parent, &p.name)
+            }
+        })
+        .collect();
+    Some((parent, members))
+}
+
+/// The last path segment of a code: a sibling's playlist is at `../<leaf>/`.
+fn leaf(code: &str) -> &str {
+    code.rsplit('/').next().unwrap_or(code)
+}
+
+/// The CMAF multivariant playlist (`cmaf.m3u8`) of a stream with a ladder: every rung's CMAF
+/// video playlist, best first, sharing the source's audio rendition.
+pub(crate) async fn cmaf_master(state: &AppState, code: &str) -> Option<Response> {
+    let (parent, members) = ladder_members(state, code)?;
+    if parent != code {
+        return None;
+    }
+    wait_for_rungs(state, code, &members, |c| {
+        state.dash.hls_variant(c).is_some()
+    })
+    .await;
+    let audio = state
+        .dash
+        .hls_variant(code)
+        .and_then(|v| v.audio_group("cmaf-a.m3u8"));
+    let variants: Vec<(::dash::HlsVariant, String)> = members
+        .iter()
+        .filter_map(|m| {
+            let v = state.dash.hls_variant(m)?;
+            v.video_codecs.as_ref()?;
+            let uri = if m == code {
+                "cmaf-v.m3u8".to_owned()
+            } else {
+                format!("../{}/cmaf-v.m3u8", leaf(m))
+            };
+            Some((v, uri))
+        })
+        .collect();
+    if variants.is_empty() {
+        return Some(not_found());
+    }
+    let text = ::dash::multivariant(&variants, audio.as_ref());
+    Some(media_response(M3U8, "no-cache", Body::from(text)))
+}
+
+/// `EXT-X-RENDITION-REPORT`s for the video playlist of `code` in a ladder: where each other
+/// rung's Low-Latency playlist ends, so a player switching to it asks for the right part at
+/// once (RFC 8216bis 4.4.5.4).
+pub(crate) fn rendition_reports(state: &AppState, code: &str) -> String {
+    let Some((_, members)) = ladder_members(state, code) else {
+        return String::new();
+    };
+    let mut out = String::new();
+    for m in members.iter().filter(|m| *m != code) {
+        if let Some((msn, part)) = state.dash.hls_report(m, media::TrackKind::Video) {
+            let _ = write!(
+                out,
+                "#EXT-X-RENDITION-REPORT:URI=\"../{}/cmaf-v.m3u8\",LAST-MSN={msn}",
+                leaf(m)
+            );
+            if let Some(p) = part {
+                let _ = write!(out, ",LAST-PART={p}");
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
 /// Serves the multivariant playlist of `code`.
 pub(crate) async fn master(state: &AppState, code: &str, spec: &TranscodeSpec) -> Response {
     // Relative to /live/<code>/index.m3u8, whose last path segment the rungs share.
@@ -73,24 +187,11 @@ pub(crate) async fn master(state: &AppState, code: &str, spec: &TranscodeSpec) -
         .collect();
     // A ladder that is starting gets a few seconds to have every rung listed; one that failed
     // (no ffmpeg, say) is not waited for, and the playlist lists what exists.
-    let starting = || {
-        state.transcoder.status(code).is_some_and(|s| {
-            matches!(
-                s.state,
-                transcode::State::Starting | transcode::State::Running
-            )
-        })
-    };
-    let deadline = tokio::time::Instant::now() + RUNG_WAIT;
-    while state.hub.is_live(code)
-        && starting()
-        && variants
-            .iter()
-            .any(|v| state.hls.variant_stats(&v.code).is_none())
-        && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(POLL).await;
-    }
+    let codes: Vec<String> = variants.iter().map(|v| v.code.clone()).collect();
+    wait_for_rungs(state, code, &codes, |c| {
+        state.hls.variant_stats(c).is_some()
+    })
+    .await;
     let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n");
     let mut listed = 0;
     for v in &variants {

@@ -149,49 +149,51 @@ impl Manifest {
         (longest.max(floor) + 500_000).div_euclid(1_000_000).max(1)
     }
 
-    /// The multivariant playlist: video as the variant, audio as its alternate rendition;
-    /// `None` until the first segment exists.
-    pub fn hls_multivariant(&self) -> Option<String> {
+    /// What a multivariant playlist says of this stream; `None` until the first segment.
+    pub fn hls_variant(&self) -> Option<HlsVariant> {
         let period = self.periods.back()?;
         if self.segments.iter().all(|s| s.is_empty()) {
             return None;
         }
         let info = &period.info;
-        let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n");
-        let bandwidth = period.bandwidth[0] + period.bandwidth[1];
-        let codecs: Vec<&str> = [info.video.as_ref(), info.audio.as_ref()]
-            .into_iter()
-            .flatten()
-            .map(|t| t.codecs.as_str())
-            .collect();
-        if let Some(audio) = &info.audio {
-            let _ = writeln!(
-                out,
-                "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",DEFAULT=YES,\
-                 AUTOSELECT=YES,CHANNELS=\"{}\",URI=\"cmaf-a.m3u8\"",
-                audio.channels.max(1)
-            );
+        Some(HlsVariant {
+            bandwidth: (period.bandwidth[0] + period.bandwidth[1]).max(1),
+            video_codecs: info.video.as_ref().map(|v| v.codecs.clone()),
+            audio_codecs: info.audio.as_ref().map(|a| a.codecs.clone()),
+            resolution: info.video.as_ref().map(|v| (v.width, v.height)),
+            frame_rate: info.video.as_ref().and_then(|v| v.frame_rate),
+            channels: info.audio.as_ref().map(|a| a.channels.max(1)),
+        })
+    }
+
+    /// The multivariant playlist: video as the variant, audio as its alternate rendition;
+    /// `None` until the first segment exists.
+    pub fn hls_multivariant(&self) -> Option<String> {
+        let v = self.hls_variant()?;
+        let audio = v.audio_group("cmaf-a.m3u8");
+        let uri = if v.video_codecs.is_some() {
+            "cmaf-v.m3u8"
+        } else {
+            "cmaf-a.m3u8"
+        };
+        Some(multivariant(&[(v, uri.to_owned())], audio.as_ref()))
+    }
+
+    /// Where the media playlist of `track` ends, for another rendition's
+    /// `EXT-X-RENDITION-REPORT`: the media sequence number of its last segment or part, and
+    /// the index of that part (RFC 8216bis 4.4.5.4). `None` before the first segment.
+    pub fn hls_report(&self, track: TrackKind) -> Option<(u64, Option<u32>)> {
+        let ti = index(track);
+        if let Some(p) = self.open_parts(ti).last() {
+            return Some((self.next_msn(ti), Some(p.index)));
         }
-        let _ = write!(
-            out,
-            "#EXT-X-STREAM-INF:BANDWIDTH={},CODECS=\"{}\"",
-            bandwidth.max(1),
-            codecs.join(",")
-        );
-        match &info.video {
-            Some(video) => {
-                let _ = write!(out, ",RESOLUTION={}x{}", video.width, video.height);
-                if let Some(fps) = video.frame_rate {
-                    let _ = write!(out, ",FRAME-RATE={fps:.3}");
-                }
-                if info.audio.is_some() {
-                    out.push_str(",AUDIO=\"audio\"");
-                }
-                out.push_str("\ncmaf-v.m3u8\n");
-            }
-            None => out.push_str("\ncmaf-a.m3u8\n"),
-        }
-        Some(out)
+        let last = self.segments[ti].back()?;
+        let part = self.parts[ti]
+            .iter()
+            .filter(|p| p.period == last.period && p.segment == last.time)
+            .map(|p| p.index)
+            .max();
+        Some((self.next_msn(ti).checked_sub(1)?, part))
     }
 
     /// The media playlist of `track`; `None` until it has a segment. A delta update skips
@@ -332,6 +334,88 @@ impl Manifest {
         }
         Some(out)
     }
+}
+
+/// What a multivariant playlist says of one stream's CMAF playlists.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HlsVariant {
+    /// Peak bits per second of video and audio together.
+    pub bandwidth: u64,
+    /// RFC 6381 codecs of the video track, if any.
+    pub video_codecs: Option<String>,
+    /// RFC 6381 codecs of the audio track, if any.
+    pub audio_codecs: Option<String>,
+    /// Picture size.
+    pub resolution: Option<(u32, u32)>,
+    /// Frames per second.
+    pub frame_rate: Option<f64>,
+    /// Audio channels.
+    pub channels: Option<u8>,
+}
+
+/// The audio rendition a multivariant playlist's variants share.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AudioGroup {
+    /// The audio media playlist, relative to the multivariant one.
+    pub uri: String,
+    /// Its RFC 6381 codecs.
+    pub codecs: String,
+    /// Its channels.
+    pub channels: u8,
+}
+
+impl HlsVariant {
+    /// This stream's audio as the shared rendition at `uri`, if it has audio.
+    pub fn audio_group(&self, uri: &str) -> Option<AudioGroup> {
+        Some(AudioGroup {
+            uri: uri.to_owned(),
+            codecs: self.audio_codecs.clone()?,
+            channels: self.channels.unwrap_or(2),
+        })
+    }
+}
+
+/// A multivariant playlist of `variants` (best first, each with its media playlist's URI),
+/// which share the `audio` rendition when given: the audio of the variants with video is that
+/// rendition, an audio-only variant is its own playlist.
+pub fn multivariant(variants: &[(HlsVariant, String)], audio: Option<&AudioGroup>) -> String {
+    let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    if let Some(a) = audio {
+        let _ = writeln!(
+            out,
+            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",DEFAULT=YES,\
+             AUTOSELECT=YES,CHANNELS=\"{}\",URI=\"{}\"",
+            a.channels, a.uri
+        );
+    }
+    for (v, uri) in variants {
+        let codecs: Vec<&str> = [
+            v.video_codecs.as_deref(),
+            audio.map_or(v.audio_codecs.as_deref(), |a| Some(a.codecs.as_str())),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let _ = write!(
+            out,
+            "#EXT-X-STREAM-INF:BANDWIDTH={},CODECS=\"{}\"",
+            v.bandwidth,
+            codecs.join(",")
+        );
+        if v.video_codecs.is_some() {
+            if let Some((w, h)) = v.resolution {
+                let _ = write!(out, ",RESOLUTION={w}x{h}");
+            }
+            if let Some(fps) = v.frame_rate {
+                let _ = write!(out, ",FRAME-RATE={fps:.3}");
+            }
+            if audio.is_some() {
+                out.push_str(",AUDIO=\"audio\"");
+            }
+        }
+        let _ = writeln!(out, "\n{uri}");
+    }
+    out
 }
 
 fn write_part(out: &mut String, l: char, p: &StoredPart, timescale: u32) {

@@ -20,7 +20,7 @@ mod service;
 #[cfg(test)]
 mod tests;
 
-pub use hls::{HlsRequest, HlsTiming, MULTIVARIANT};
+pub use hls::{AudioGroup, HlsRequest, HlsTiming, HlsVariant, MULTIVARIANT, multivariant};
 pub use mpd::{
     Manifest, MpdClient, MpdClock, MpdTiming, UTC_TIMING_PATH, finish_mpd, iso8601,
     low_latency_target,

@@ -338,6 +338,20 @@ impl DashService {
             .hls_multivariant()
     }
 
+    /// What the CMAF HLS multivariant playlist of `code` says of it, for a ladder's.
+    pub fn hls_variant(&self, code: &str) -> Option<crate::HlsVariant> {
+        lock(&self.inner.store).get(code)?.manifest.hls_variant()
+    }
+
+    /// Where `code`'s CMAF media playlist of `track` ends: (last media sequence number, last
+    /// part index), for `EXT-X-RENDITION-REPORT`s in its siblings' playlists.
+    pub fn hls_report(&self, code: &str, track: TrackKind) -> Option<(u64, Option<u32>)> {
+        lock(&self.inner.store)
+            .get(code)?
+            .manifest
+            .hls_report(track)
+    }
+
     /// The CMAF HLS media playlist of `track`, once it satisfies `request`'s blocking
     /// directives (held for at most three target durations, RFC 8216bis 6.2.5.2).
     pub async fn hls_media(&self, code: &str, track: TrackKind, request: HlsRequest) -> HlsAnswer {

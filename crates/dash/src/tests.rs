@@ -891,6 +891,41 @@ fn ll_hls_playlists_list_parts_hint_the_next_and_answer_blocking_reloads() {
         "{v}"
     );
 
+    // What another rendition's report says of this one: the open segment (msn 3), part 1.
+    assert_eq!(m.hls_report(TrackKind::Video), Some((3, Some(1))));
+
+    // A ladder's multivariant playlist: two variants sharing this stream's audio.
+    let source = m.hls_variant().unwrap();
+    let audio = source.audio_group("cmaf-a.m3u8");
+    let rung = crate::HlsVariant {
+        bandwidth: 400_000,
+        video_codecs: Some("avc1.4d401e".into()),
+        audio_codecs: Some("mp4a.40.2".into()),
+        resolution: Some((160, 120)),
+        frame_rate: Some(30.0),
+        channels: Some(2),
+    };
+    let ladder = crate::multivariant(
+        &[
+            (source, "cmaf-v.m3u8".into()),
+            (rung, "../x_120p/cmaf-v.m3u8".into()),
+        ],
+        audio.as_ref(),
+    );
+    assert_eq!(
+        ladder.matches("#EXT-X-MEDIA:TYPE=AUDIO").count(),
+        1,
+        "{ladder}"
+    );
+    assert_eq!(ladder.matches("AUDIO=\"audio\"").count(), 2, "{ladder}");
+    assert!(
+        ladder.contains(
+            "BANDWIDTH=400000,CODECS=\"avc1.4d401e,mp4a.40.2\",RESOLUTION=160x120,\
+             FRAME-RATE=30.000,AUDIO=\"audio\"\n../x_120p/cmaf-v.m3u8\n"
+        ),
+        "{ladder}"
+    );
+
     // Blocking reload: msn 3 is the open segment, with parts 0 and 1 so far.
     let ask = |msn, part| HlsRequest {
         msn: Some(msn),

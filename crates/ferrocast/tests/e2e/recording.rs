@@ -406,6 +406,11 @@ fn fmp4_recordings_of_three_minutes_in_30_s_files_play_in_ffmpeg_vlc_hlsjs_and_d
         );
         assert_eq!(ffmpeg::stream_of(&streams, "audio")["codec_name"], "aac");
     }
+    // The file being written reads cleanly as far as it goes: it grows a whole GOP at a time.
+    let growing = list.last().unwrap();
+    assert_eq!(growing["recording"], true, "{list:#?}");
+    let url = format!("http://{}{}", server.http, growing["url"].as_str().unwrap());
+    decode_clean(&server, "the MP4 file being written", &url);
     // VLC, over HTTP as a player would fetch it (the public DVR URL of the file).
     let id = closed[1]["id"].as_u64().unwrap();
     let (secs, streams) = vlc_remux(

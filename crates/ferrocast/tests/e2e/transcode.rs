@@ -318,6 +318,68 @@ fn a_ladder_is_a_master_playlist_of_aligned_renditions_that_survives_its_ffmpeg(
         .collect();
     assert_eq!(sizes, [(1280, 720), (854, 480), (640, 360)], "{streams:#?}");
 
+    // HLS over CMAF has the ladder too: cmaf.m3u8 lists every rung's Low-Latency video
+    // playlist with the source's audio, and each of those reports where the others end.
+    let cmaf = server.get("/live/abr/cmaf.m3u8").text();
+    let parsed = match m3u8_rs::parse_playlist_res(cmaf.as_bytes()) {
+        Ok(m3u8_rs::Playlist::MasterPlaylist(m)) => m,
+        other => panic!("not a multivariant playlist: {other:?}\n{cmaf}"),
+    };
+    let uris: Vec<&str> = parsed.variants.iter().map(|v| v.uri.as_str()).collect();
+    assert_eq!(
+        uris,
+        [
+            "cmaf-v.m3u8",
+            "../abr_480p/cmaf-v.m3u8",
+            "../abr_360p/cmaf-v.m3u8"
+        ],
+        "{cmaf}"
+    );
+    assert!(
+        parsed
+            .variants
+            .iter()
+            .all(|v| v.audio.as_deref() == Some("audio")),
+        "{cmaf}"
+    );
+    assert!(cmaf.contains("URI=\"cmaf-a.m3u8\""), "{cmaf}");
+    for (path, others) in [
+        ("/live/abr/cmaf-v.m3u8", ["abr_480p", "abr_360p"]),
+        ("/live/abr_480p/cmaf-v.m3u8", ["abr", "abr_360p"]),
+    ] {
+        let text = server.get(path).text();
+        for other in others {
+            let report = text
+                .lines()
+                .find(|l| {
+                    l.starts_with(&format!(
+                        "#EXT-X-RENDITION-REPORT:URI=\"../{other}/cmaf-v.m3u8\",LAST-MSN="
+                    ))
+                })
+                .unwrap_or_else(|| panic!("{path} does not report {other}:\n{text}"));
+            assert!(report.contains(",LAST-PART="), "{report}");
+        }
+    }
+    let out = proc::run(
+        ffmpeg::ffmpeg().args([
+            "-i",
+            &format!("http://{}/live/abr/cmaf.m3u8", server.http),
+            "-map",
+            "0:v:2",
+            "-t",
+            "2",
+            "-f",
+            "null",
+            "-",
+        ]),
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.success(),
+        "ffmpeg on the CMAF ladder's third rung: {}",
+        out.stderr
+    );
+
     let rt = runtime(&api, "abr");
     assert_eq!(rt["state"], "running", "{rt:#}");
     assert_eq!(rt["encoder"], "libx264", "{rt:#}");
