@@ -90,7 +90,7 @@ impl Segmenter {
         Segmenter {
             target,
             max_bytes: max_segment_bytes.max(mpegts::PACKET_SIZE),
-            mux: TsMuxer::new(),
+            mux: TsMuxer::new().without_opus(),
             info: None,
             session: None,
             skipped: Vec::new(),

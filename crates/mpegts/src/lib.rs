@@ -178,6 +178,8 @@ impl Video {
 pub struct TsMuxer {
     video: Option<Video>,
     audio: Option<Audio>,
+    /// Whether Opus is written (see [`TsMuxer::without_opus`]).
+    opus: bool,
     programs: Programs,
     /// `None` until the first `set_tracks`, so the first PMT is version 0.
     pmt_version: Option<u8>,
@@ -202,6 +204,7 @@ impl TsMuxer {
         TsMuxer {
             video: None,
             audio: None,
+            opus: true,
             programs: Programs::default(),
             pmt_version: None,
             cc: [0; 4],
@@ -210,6 +213,14 @@ impl TsMuxer {
             tables_written: false,
             scratch: Vec::new(),
         }
+    }
+
+    /// A muxer that skips Opus, for HLS: Apple's HLS has no Opus in TS, and hls.js plays only
+    /// what its transmuxer knows, so an HLS player is better served video alone (Opus goes to
+    /// browsers over CMAF HLS and DASH).
+    pub fn without_opus(mut self) -> Self {
+        self.opus = false;
+        self
     }
 
     /// Sets the tracks to mux; returns the names of tracks it cannot carry (they are skipped).
@@ -231,7 +242,9 @@ impl TsMuxer {
             Some(AudioCodec::Aac(c)) => Some(Audio::Aac(c.clone())),
             // Mapping family 0 (mono, stereo) is what encoders send live; the surround
             // families need the extended channel configuration, which is not written here.
-            Some(AudioCodec::Opus(c)) if c.mapping_family == 0 && (1..=2).contains(&c.channels) => {
+            Some(AudioCodec::Opus(c))
+                if self.opus && c.mapping_family == 0 && (1..=2).contains(&c.channels) =>
+            {
                 Some(Audio::Opus(c.channels))
             }
             Some(other) => {

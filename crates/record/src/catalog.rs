@@ -62,9 +62,10 @@ pub const INDEX_EXT: &str = "idx";
 const PACKET: u64 = 188;
 /// DVR segments shorter than this are merged with the next keyframe interval.
 const MIN_SEGMENT_MS: i64 = 1900;
-/// Most index lines read from one file: 10 hours of 1 s GOPs. A longer (or hostile) index is
-/// read up to here.
-const MAX_INDEX_LINES: usize = 40_000;
+/// Most keyframes kept from one index: 2.3 days of 1 s GOPs. A longer (or hostile) index keeps
+/// its first ones, and is still read to its end for its end line, so a long file is never
+/// taken for one cut by a crash.
+const MAX_INDEX_KEYFRAMES: usize = 200_000;
 
 /// A keyframe of a recorded file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,10 +176,15 @@ pub struct Index {
     pub end: Option<(i64, u64)>,
 }
 
-/// Parses an index.
+/// Parses an index. A last line without its newline was cut by a crash and is left out: each
+/// line is written with one `write` and ends with its newline, so only a cut one lacks it.
 pub fn read_index(text: &str) -> Index {
     let mut index = Index::default();
-    for line in text.lines().take(MAX_INDEX_LINES) {
+    let whole = match text.rfind('\n') {
+        Some(at) => &text[..at],
+        None => "",
+    };
+    for line in whole.lines() {
         let mut f = line.split_ascii_whitespace();
         match (f.next(), f.next(), f.next()) {
             (Some("f"), Some("mp4"), Some(len)) => {
@@ -209,7 +215,7 @@ pub fn read_index(text: &str) -> Index {
                     _ => {}
                 }
             }
-            (Some("k"), Some(ms), Some(off)) => {
+            (Some("k"), Some(ms), Some(off)) if index.keyframes.len() < MAX_INDEX_KEYFRAMES => {
                 if let (Ok(unix_ms), Ok(offset)) = (ms.parse(), off.parse()) {
                     let mut num = || f.next().and_then(|v| v.parse::<u64>().ok());
                     let seq = num();
@@ -221,6 +227,10 @@ pub fn read_index(text: &str) -> Index {
                         _ => None,
                     };
                     let ticks = num();
+                    if index.format == Format::Mp4 && (end.is_none() || ticks.is_none()) {
+                        // An MP4 GOP's line says where it ends; one that does not is not ours.
+                        continue;
+                    }
                     index.keyframes.push(Keyframe {
                         unix_ms,
                         offset,
@@ -252,7 +262,16 @@ fn load(idx: PathBuf, id: u64) -> Option<RecordingFile> {
         keyframes,
         end,
     } = read_index(&text);
-    let path = idx.with_extension(format.ext());
+    let mut path = idx.with_extension(format.ext());
+    let mut format = format;
+    if format == Format::Ts && !path.exists() {
+        // An MP4 file whose index lost its first line: listed (and so repaired and deleted by
+        // retention) as an MP4 file without a whole GOP.
+        let mp4 = idx.with_extension(Format::Mp4.ext());
+        if mp4.exists() {
+            (path, format) = (mp4, Format::Mp4);
+        }
+    }
     let bytes = fs::metadata(&path).ok()?.len();
     let start_ms = keyframes
         .first()
@@ -399,7 +418,10 @@ pub fn codes(root: &Path) -> Vec<String> {
 ///
 /// An MP4 file is cut after the last GOP its index names: the index line of a GOP is written
 /// only once its fragments are on disk, so that is the end of the last whole fragment.
-pub fn repair(file: &RecordingFile) -> io::Result<()> {
+///
+/// A file with nothing whole in it (the process died before its first GOP reached the disk)
+/// is deleted with its index: it would play nothing. Returns whether the file was kept.
+pub fn repair(file: &RecordingFile) -> io::Result<bool> {
     let media = fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -407,20 +429,32 @@ pub fn repair(file: &RecordingFile) -> io::Result<()> {
     let len = media.metadata()?.len();
     let whole = match file.format {
         Format::Ts => last_frame_start(&media, file, len)?.unwrap_or(len - len % PACKET),
+        // The last GOP whose end is on disk: after a power loss the index may name bytes
+        // the file never got.
         Format::Mp4 => file
             .keyframes
-            .last()
-            .and_then(|k| k.end)
-            .map_or(file.header_len, |(_, at)| at)
-            .min(len),
+            .iter()
+            .rev()
+            .find_map(|k| k.end.map(|e| e.1).filter(|&at| at <= len))
+            .unwrap_or(0),
     };
+    if whole == 0 {
+        drop(media);
+        delete(file)?;
+        return Ok(false);
+    }
     if whole != len {
         media.set_len(whole)?;
     }
     media.sync_all()?;
     let end = match file.format {
         // The index knows where the last whole GOP ends.
-        Format::Mp4 => file.end_ms,
+        Format::Mp4 => file
+            .keyframes
+            .iter()
+            .rev()
+            .find_map(|k| k.end.filter(|e| e.1 <= whole).map(|e| e.0))
+            .unwrap_or(file.start_ms),
         Format::Ts => fs::metadata(&file.path)?
             .modified()
             .ok()
@@ -430,10 +464,10 @@ pub fn repair(file: &RecordingFile) -> io::Result<()> {
             .max(file.end_ms),
     };
     let mut idx = fs::OpenOptions::new().append(true).open(&file.index_path)?;
-    // A crash may have cut the last line: start on a fresh one.
-    writeln!(idx)?;
-    writeln!(idx, "e {end} {whole}")?;
-    idx.sync_all()
+    // A crash may have cut the last line: the end line starts on a fresh one.
+    idx.write_all(format!("\ne {end} {whole}\n").as_bytes())?;
+    idx.sync_all()?;
+    Ok(true)
 }
 
 /// Where the last PES (or table) of the file starts: the offset of the last packet with
@@ -582,6 +616,8 @@ pub fn dvr_segments(
 /// A VOD media playlist of `segments`, each at `<uri_prefix><file id>.ts` with a byte range
 /// (RFC 8216 4.3.2.2), dated with `EXT-X-PROGRAM-DATE-TIME`. `None` when there is nothing.
 pub fn dvr_playlist(segments: &[DvrSegment], uri_prefix: &str) -> Option<String> {
+    let segments = one_format(segments);
+    let segments = &segments[..];
     if segments.is_empty() {
         return None;
     }
@@ -623,10 +659,23 @@ pub fn dvr_playlist(segments: &[DvrSegment], uri_prefix: &str) -> Option<String>
     Some(out)
 }
 
+/// The segments of the newest one's format: an `EXT-X-MAP` applies to every segment after it,
+/// so a playlist cannot go from MP4 back to TS (a stream whose `recording.format` changed).
+fn one_format(segments: &[DvrSegment]) -> Vec<DvrSegment> {
+    let Some(last) = segments.last() else {
+        return Vec::new();
+    };
+    segments
+        .iter()
+        .filter(|s| s.format == last.format)
+        .cloned()
+        .collect()
+}
+
 /// The playlist version the segments need: 7 for `EXT-X-MAP` with a byte range (fragmented
 /// MP4), else 4 (byte ranges).
-fn version(segments: &[DvrSegment]) -> u8 {
-    if segments.iter().any(|s| s.format == Format::Mp4) {
+fn version<'a>(segments: impl IntoIterator<Item = &'a DvrSegment>) -> u8 {
+    if segments.into_iter().any(|s| s.format == Format::Mp4) {
         7
     } else {
         4
@@ -654,6 +703,7 @@ pub fn delayed_playlist(
     window: usize,
     uri_prefix: &str,
 ) -> Option<String> {
+    let segments = one_format(segments);
     let done: Vec<&DvrSegment> = segments
         .iter()
         .filter(|s| s.seq.is_some() && s.start_ms + s.duration_ms <= until_ms)
@@ -670,11 +720,7 @@ pub fn delayed_playlist(
     let _ = write!(
         out,
         "#EXTM3U\n#EXT-X-VERSION:{}\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:{}\n#EXT-X-DISCONTINUITY-SEQUENCE:{}\n",
-        if listed.iter().any(|s| s.format == Format::Mp4) {
-            7
-        } else {
-            4
-        },
+        version(listed.iter().copied()),
         first.seq.unwrap_or(0),
         first.disc.unwrap_or(0)
     );
@@ -787,7 +833,8 @@ mod tests {
         );
         assert_eq!(i.keyframes[0].end, Some((3000, 90712)));
         assert_eq!(i.keyframes[0].ticks, Some(0));
-        assert_eq!(i.keyframes[1].end, None);
+        // An MP4 GOP line without a sane end is left out.
+        assert_eq!(i.keyframes.len(), 1);
     }
 
     #[test]

@@ -40,7 +40,9 @@ fn gops(f: &RecordingFile, from_ms: i64, to_ms: i64) -> Vec<Gop> {
         }
         let d = match f.keyframes.get(i + 1).and_then(|n| n.ticks) {
             Some(next_t) if next_t > t => next_t - t,
-            _ => u64::try_from(end_ms - k.unix_ms).unwrap_or(0) * (TIMESCALE / 1000),
+            _ => u64::try_from(end_ms - k.unix_ms)
+                .unwrap_or(0)
+                .saturating_mul(TIMESCALE / 1000),
         };
         out.push(Gop {
             seq,
@@ -49,10 +51,13 @@ fn gops(f: &RecordingFile, from_ms: i64, to_ms: i64) -> Vec<Gop> {
             d,
         });
     }
-    // `$Number$` addressing needs consecutive numbers: a gap (an index line lost to a crash)
-    // ends the file's listing there.
-    if let Some(cut) = out.windows(2).position(|w| w[1].seq != w[0].seq + 1) {
-        out.truncate(cut + 1);
+    // `$Number$` addressing needs consecutive numbers: after a gap (an index line lost) only
+    // the newest run is listed, so a live MPD keeps growing.
+    if let Some(gap) = out
+        .windows(2)
+        .rposition(|w| w[0].seq.checked_add(1) != Some(w[1].seq))
+    {
+        out.drain(..=gap);
     }
     out
 }
@@ -88,7 +93,10 @@ pub fn mpd(
         .collect();
     let first = periods.first()?.1.first()?.unix_ms;
     let last = periods.last()?;
-    let end = last.1.last().map(|g| g.unix_ms + (g.d / 90) as i64)?;
+    let end = last.1.last().map(|g| {
+        g.unix_ms
+            .saturating_add(i64::try_from(g.d / 90).unwrap_or(0))
+    })?;
     let origin = match timeline {
         Timeline::Window => first,
         Timeline::Live { .. } => 0,
@@ -209,7 +217,7 @@ fn period(out: &mut String, f: &RecordingFile, gops: &[Gop], start_ms: i64, pto:
             let mut r = 0;
             while i + r + 1 < gops.len()
                 && gops[i + r + 1].d == gops[i].d
-                && gops[i + r + 1].t == gops[i + r].t + gops[i + r].d
+                && Some(gops[i + r + 1].t) == gops[i + r].t.checked_add(gops[i + r].d)
             {
                 r += 1;
             }
@@ -424,5 +432,12 @@ mod tests {
         let f = file(1_000_000, 10, 3, false);
         assert_eq!(gop_range(&f, 11), Some((6000, 11_000)));
         assert_eq!(gop_range(&f, 9), None);
+        // A numbering gap (an index line lost): the newest run is listed, so a live MPD grows.
+        let mut g = file(1_000_000, 10, 5, false);
+        g.keyframes[2].seq = Some(40);
+        g.keyframes[3].seq = Some(41);
+        g.keyframes[4].seq = Some(42);
+        let listed: Vec<u64> = gops(&g, 0, i64::MAX).iter().map(|x| x.seq).collect();
+        assert_eq!(listed, [40, 41, 42]);
     }
 }

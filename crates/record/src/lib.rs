@@ -61,6 +61,8 @@ struct Inner {
     /// The file each recording stream is writing.
     current: Mutex<HashMap<String, u64>>,
     done: RwLock<Option<DoneFn>>,
+    /// DASH DVR segments being cut at once (each holds a GOP in memory).
+    dash_cuts: tokio::sync::Semaphore,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -95,6 +97,7 @@ impl Recorder {
                 manual: Mutex::new(HashMap::new()),
                 current: Mutex::new(HashMap::new()),
                 done: RwLock::new(None),
+                dash_cuts: tokio::sync::Semaphore::new(DASH_CUTS),
             }),
         };
         let weak = Arc::downgrade(&recorder.inner);
@@ -261,6 +264,9 @@ impl Recorder {
             tracing::warn!(stream = %code, file = name.file, bytes = to - from, "DVR segment too large to cut");
             return None;
         }
+        // A GOP is read whole to cut one track out of it: a few at a time, so many requests
+        // cannot hold many GOPs in memory at once.
+        let _permit = self.inner.dash_cuts.acquire().await.ok()?;
         let path = file.path.clone();
         let data = tokio::task::spawn_blocking(move || read_range(&path, from, to))
             .await
@@ -379,6 +385,9 @@ impl Inner {
     }
 }
 
+/// DASH DVR segments cut at once; more requests wait.
+const DASH_CUTS: usize = 4;
+
 /// The largest GOP a DASH DVR request reads into memory to cut one track out of it: a 10 s
 /// GOP at 50 Mbit/s.
 const MAX_DASH_SEGMENT: u64 = 64 << 20;
@@ -408,7 +417,10 @@ fn repair_all(root: &std::path::Path) -> usize {
             .filter(|f| !f.complete)
         {
             match catalog::repair(&f) {
-                Ok(()) => n += 1,
+                Ok(true) => n += 1,
+                Ok(false) => {
+                    tracing::info!(path = %f.path.display(), "recording cut by a crash before its first GOP was on disk: deleted")
+                }
                 Err(e) => {
                     tracing::warn!(path = %f.path.display(), error = %e, "recording not repaired")
                 }

@@ -141,8 +141,9 @@ impl Mp4Mux {
     pub(crate) fn push(&mut self, f: &Frame) {
         let Some(base) = self.base_dts else { return };
         if f.dts < base {
-            // Audio decoded just before the keyframe the file opens on: it belongs to the
-            // previous file, and an MP4 track cannot start before 0.
+            // Audio decoded just before the keyframe the file opens on, arriving after it: an
+            // MP4 track cannot start before 0 and the previous file is closed, so it is lost
+            // (one audio frame at a rotation, at most).
             return;
         }
         let track = match f.track {

@@ -70,13 +70,19 @@ pub struct RecordingDone {
     pub file: RecordingFile,
 }
 
+/// Appends one index line with a single `write`, newline included: a crash leaves either the
+/// whole line or a last line without its newline, which readers leave out.
+fn index_line(idx: &mut File, line: std::fmt::Arguments<'_>) -> io::Result<()> {
+    idx.write_all(format!("{line}\n").as_bytes())
+}
+
 /// The `t` lines of an MP4 index: each recorded track's codecs and size or rate.
 fn write_tracks(idx: &mut File, info: &MediaInfo, mp4: &Mp4Mux) -> io::Result<()> {
     if mp4.carries(TrackKind::Video)
         && let Some(codecs) = info.video.as_ref().and_then(|v| v.codec_string())
     {
         let (w, h) = info.video_size().unwrap_or((0, 0));
-        writeln!(idx, "t video {codecs} {w} {h}")?;
+        index_line(idx, format_args!("t video {codecs} {w} {h}"))?;
     }
     if mp4.carries(TrackKind::Audio)
         && let Some(a) = &info.audio
@@ -87,7 +93,7 @@ fn write_tracks(idx: &mut File, info: &MediaInfo, mp4: &Mp4Mux) -> io::Result<()
             media::AudioCodec::Opus(c) => (48_000, u32::from(c.channels)),
             media::AudioCodec::Opaque { .. } => (0, 0),
         };
-        writeln!(idx, "t audio {codecs} {rate} {channels}")?;
+        index_line(idx, format_args!("t audio {codecs} {rate} {channels}"))?;
     }
     Ok(())
 }
@@ -186,6 +192,11 @@ impl Writer {
             Event::Tracks { info, session } => {
                 let republish = self.session.is_some_and(|s| s != *session);
                 let changed = self.info.as_deref().is_some_and(|i| i != info.as_ref());
+                if self.info.is_some() && !republish && !changed {
+                    // The same tracks announced again: the file goes on as it is (resetting
+                    // the MP4 muxer would lose the GOP it holds).
+                    return Ok(());
+                }
                 if republish || changed {
                     // nginx-rtmp records a file per publish; a new codec config gets its own
                     // file too, so every file has one PMT and one set of parameter sets.
@@ -270,7 +281,10 @@ impl Writer {
             let (seq, disc) = self
                 .counters
                 .get_or_insert_with(|| catalog::next_counters(&self.root, &self.code));
-            writeln!(open.idx, "k {unix_ms} {} {seq} {disc}", open.bytes)?;
+            index_line(
+                &mut open.idx,
+                format_args!("k {unix_ms} {} {seq} {disc}", open.bytes),
+            )?;
             *seq += 1;
             open.last_index_ms = Some(unix_ms);
             if open.bytes == 0 {
@@ -349,16 +363,18 @@ impl Writer {
         {
             // The fragments are on disk before the line that names them.
             open.out.flush()?;
-            writeln!(
-                open.idx,
-                "k {} {} {} {} {} {} {}",
-                g.unix_ms,
-                g.offset,
-                g.seq,
-                g.disc,
-                end_ms,
-                open.bytes,
-                g.ticks.max(0)
+            index_line(
+                &mut open.idx,
+                format_args!(
+                    "k {} {} {} {} {} {} {}",
+                    g.unix_ms,
+                    g.offset,
+                    g.seq,
+                    g.disc,
+                    end_ms,
+                    open.bytes,
+                    g.ticks.max(0)
+                ),
             )?;
             open.last_index_ms = Some(g.unix_ms);
         }
@@ -366,14 +382,19 @@ impl Writer {
     }
 
     fn write_buf(&mut self) -> io::Result<()> {
+        let mut result = Ok(());
         if let Some(open) = self.file.as_mut()
             && !self.buf.is_empty()
         {
-            open.out.write_all(&self.buf)?;
-            open.bytes += self.buf.len() as u64;
+            result = open.out.write_all(&self.buf);
+            if result.is_ok() {
+                open.bytes += self.buf.len() as u64;
+            }
         }
+        // Written or not, these bytes are never written again: after a failed write the
+        // stream task stops recording this publish, and a later file must not start with them.
         self.buf.clear();
-        Ok(())
+        result
     }
 
     fn open(&mut self, unix_ms: i64, dts: i64) -> io::Result<()> {
@@ -386,8 +407,9 @@ impl Writer {
             fs::create_dir_all(dir)?;
         }
         let out = BufWriter::with_capacity(256 * 1024, File::create(&path)?);
-        let mut idx = File::create(&idx_path)?;
-        let mut bytes = 0;
+        let idx = File::create(&idx_path)?;
+        // Whatever a failed write left behind is not this file's.
+        self.buf.clear();
         match format {
             Format::Ts => {
                 // Fresh tables and parameter sets at the head of every file.
@@ -408,11 +430,6 @@ impl Writer {
                     *disc += 1;
                 }
                 self.last_file_disc = Some(*disc);
-                bytes = self.buf.len() as u64;
-                writeln!(idx, "f mp4 {bytes}")?;
-                if let Some(info) = &self.info {
-                    write_tracks(&mut idx, info, &self.mp4)?;
-                }
             }
         }
         tracing::info!(stream = %self.code, path = %path.display(), "recording started");
@@ -429,7 +446,16 @@ impl Writer {
             gop: None,
         });
         self.write_buf()?;
-        debug_assert_eq!(self.file.as_ref().map(|o| o.bytes), Some(bytes));
+        if format == Format::Mp4
+            && let Some(open) = self.file.as_mut()
+        {
+            // The header is on disk before the index says how long it is.
+            open.out.flush()?;
+            index_line(&mut open.idx, format_args!("f mp4 {}", open.bytes))?;
+            if let Some(info) = &self.info {
+                write_tracks(&mut open.idx, info, &self.mp4)?;
+            }
+        }
         Ok(())
     }
 
@@ -462,7 +488,10 @@ impl Writer {
         };
         open.out.flush()?;
         open.out.get_ref().sync_data()?;
-        writeln!(open.idx, "e {} {}", open.end_ms, open.bytes)?;
+        index_line(
+            &mut open.idx,
+            format_args!("e {} {}", open.end_ms, open.bytes),
+        )?;
         open.idx.sync_data()?;
         tracing::info!(stream = %self.code, path = %open.path.display(), bytes = open.bytes, "recording closed");
         if let Some(file) = catalog::find(&self.root, &self.code, open.id) {
@@ -888,13 +917,40 @@ mod tests {
             .unwrap();
         let f = catalog::find(&root, "n", id).unwrap();
         assert!(!f.complete);
-        catalog::repair(&f).unwrap();
+        assert!(catalog::repair(&f).unwrap());
         let f = catalog::find(&root, "n", id).unwrap();
         assert!(f.complete);
         assert_eq!(f.bytes, whole);
         assert_eq!(f.keyframes.len(), 3);
         assert_eq!(f.end_ms, 3000);
         boxes(&fs::read(&path).unwrap());
+        let _ = fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn a_file_cut_before_its_first_gop_reached_the_disk_is_deleted() {
+        let root = temp_root("mp4empty");
+        let mut w = Writer::new(root.clone(), "e", mp4_settings(600));
+        w.event(
+            &Event::Tracks {
+                info: info(),
+                session: 1,
+            },
+            0,
+        )
+        .unwrap();
+        // Half a GOP, then the process dies: only the header (and the index's first lines)
+        // are on disk.
+        for i in 0..10 {
+            w.event(&video(i * 40, i == 0), i * 40).unwrap();
+        }
+        let id = w.current().unwrap();
+        drop(w.file.take().unwrap().out.into_parts());
+        let f = catalog::find(&root, "e", id).unwrap();
+        assert!(!f.complete && f.keyframes.is_empty());
+        assert!(!catalog::repair(&f).unwrap());
+        assert!(catalog::find(&root, "e", id).is_none());
+        assert!(!f.path.exists() && !f.index_path.exists());
         let _ = fs::remove_dir_all(root);
     }
 
@@ -930,7 +986,7 @@ mod tests {
             .unwrap();
         let f = catalog::find(&root, "d", id).unwrap();
         assert!(!f.complete);
-        catalog::repair(&f).unwrap();
+        assert!(catalog::repair(&f).unwrap());
         let f = catalog::find(&root, "d", id).unwrap();
         assert!(f.complete);
         assert_eq!(f.bytes % 188, 0);
