@@ -1083,8 +1083,8 @@ const OUTPUTS: [&str; 9] = [
 /// The outputs that carry a track of codec `codec` (a [`VideoCodec::name`] or
 /// [`AudioCodec::name`]). MPEG-TS (HLS, SRT, TS over HTTP) has H.264, H.265 and AAC, and SRT
 /// and TS over HTTP mono or stereo Opus; fMP4 (DASH, CMAF HLS) adds AV1 and surround Opus;
-/// RTSP has H.264, H.265, AAC and Opus; FLV carries everything, codecs the gateway does not
-/// model included.
+/// RTSP has H.264, H.265, AV1, AAC and Opus; FLV carries everything, codecs the gateway does
+/// not model included.
 fn carried_by(codec: &str) -> Vec<&'static str> {
     let fmp4 = ["hls-fmp4", "ll-hls", "dash"];
     OUTPUTS
@@ -1094,7 +1094,7 @@ fn carried_by(codec: &str) -> Vec<&'static str> {
             // Not in HLS's TS segments: Apple's HLS has no Opus in TS (see `mpegts`).
             "opus" => *o != "hls",
             "opus-surround" => fmp4.contains(o) || matches!(*o, "rtmp" | "flv" | "rtsp"),
-            "av1" => fmp4.contains(o) || matches!(*o, "rtmp" | "flv"),
+            "av1" => fmp4.contains(o) || matches!(*o, "rtmp" | "flv" | "rtsp"),
             _ => matches!(*o, "rtmp" | "flv"),
         })
         .collect()

@@ -632,7 +632,7 @@ impl Conn {
             tracing::warn!(stream = %code, ?left_out, "rtsp: tracks without an RTP mapping are left out");
         }
         if RtpFormat::video(&info).is_none() && RtpFormat::audio(&info).is_none() {
-            // Only H.264, H.265, AAC and Opus can be described; other codecs (AV1, opaque
+            // Only H.264, H.265, AV1, AAC and Opus can be described; other codecs (opaque
             // ones) have no RTP mapping here, and an SDP without media is of no use.
             return Err(StatusCode::UnsupportedMediaType);
         }

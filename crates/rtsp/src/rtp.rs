@@ -98,6 +98,14 @@ pub enum RtpError {
         /// Presentation timestamp of the dropped frame, 90 kHz ticks.
         pts: i64,
     },
+    /// The AV1 temporal unit has a malformed OBU; nothing of the frame was sent.
+    #[error("AV1 frame at pts {pts}: {source}")]
+    Obu {
+        /// Presentation timestamp of the dropped frame, 90 kHz ticks.
+        pts: i64,
+        /// What was wrong with the payload.
+        source: MediaError,
+    },
 }
 
 /// The fixed 12-byte RTP header (RFC 3550 5.1) without CSRCs, extension or padding.
@@ -502,6 +510,112 @@ pub fn packetize_aac(
             au.slice(start..end),
         );
         start = end;
+    }
+    Ok(out)
+}
+
+/// The aggregation header's `W` field for one OBU element without a length field, which runs to
+/// the end of the packet (AV1 RTP payload format 4.4).
+const AV1_ONE_ELEMENT: u8 = 1 << 4;
+
+/// Packetization of one AV1 temporal unit (the AOM "RTP Payload Format For AV1", v1.0, which
+/// ffmpeg and GStreamer read): one OBU element per packet (`W` = 1), an OBU larger than a packet
+/// split across several (`Y` on all but its last fragment, `Z` on all but its first), the
+/// marker bit on the temporal unit's last packet, and `N` on the first packet of a key temporal
+/// unit (a new coded video sequence).
+///
+/// As the format asks, temporal delimiters, tile lists and padding are not sent, and each OBU
+/// goes without its `obu_size` (its element's length says it): the rewritten one- or two-byte
+/// OBU header is the packet's payload header, and the body a slice of the frame. A key temporal
+/// unit without a sequence header gets the configuration's in front, since RTP has no other
+/// way to carry it.
+pub fn packetize_av1(
+    frame: &Frame,
+    config: &media::Av1Config,
+    payload_type: u8,
+    mtu: usize,
+) -> Result<RtpFrame, RtpError> {
+    use media::av1;
+    let mtu = clamp_mtu(mtu);
+    let err = |source| RtpError::Obu {
+        pts: frame.pts,
+        source,
+    };
+    // (header bytes without the size flag, payload) of each OBU to send, in order.
+    let mut elements: Vec<([u8; 2], usize, Bytes)> = Vec::new();
+    let mut push = |data: &Bytes, obu: &av1::Obu| {
+        if matches!(
+            obu.obu_type,
+            av1::OBU_TEMPORAL_DELIMITER | av1::OBU_TILE_LIST | av1::OBU_PADDING
+        ) {
+            return;
+        }
+        let mut header = [data[obu.range.start] & !0x02, 0];
+        let header_len = if obu.extension.is_some() {
+            header[1] = data[obu.range.start + 1];
+            2
+        } else {
+            1
+        };
+        elements.push((header, header_len, data.slice(obu.payload.clone())));
+    };
+    let mut has_sequence_header = false;
+    let mut found = Vec::new();
+    for obu in av1::obus(&frame.payload) {
+        let obu = obu.map_err(err)?;
+        has_sequence_header |= obu.obu_type == av1::OBU_SEQUENCE_HEADER;
+        found.push(obu);
+    }
+    let key = frame.keyframe;
+    if key
+        && !has_sequence_header
+        && let Some(seq) = &config.sequence_header
+        && let Some(Ok(obu)) = av1::obus(seq).next()
+    {
+        push(seq, &obu);
+    }
+    for obu in &found {
+        push(&frame.payload, obu);
+    }
+    let mut out = RtpFrame::new(
+        rtp_timestamp(frame.pts, 90_000),
+        elements.len() + frame.payload.len() / mtu,
+    );
+    let count = elements.len();
+    let mut first_packet = true;
+    for (i, (header, header_len, payload)) in elements.into_iter().enumerate() {
+        let last_element = i + 1 == count;
+        let mut start = 0;
+        loop {
+            let continuation = start > 0;
+            let room = mtu - 1 - if continuation { 0 } else { header_len };
+            let end = (start + room).min(payload.len());
+            let more = end < payload.len();
+            let mut agg = AV1_ONE_ELEMENT;
+            if continuation {
+                agg |= 0x80;
+            }
+            if more {
+                agg |= 0x40;
+            }
+            if key && first_packet {
+                agg |= 0x08;
+            }
+            first_packet = false;
+            let mut payload_header = [agg, header[0], header[1]];
+            let head_len = if continuation { 1 } else { 1 + header_len };
+            payload_header[1..].copy_from_slice(&header);
+            out.push(
+                payload_type,
+                last_element && !more,
+                &payload_header[..head_len],
+                payload.slice(start..end),
+            );
+            start = end;
+            if !more {
+                break;
+            }
+        }
     }
     Ok(out)
 }

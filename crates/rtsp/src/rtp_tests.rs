@@ -921,3 +921,120 @@ fn opus_oversize_and_empty_packets_are_dropped() {
     p.push(&opus_frame(exact.clone(), 0)).unwrap();
     assert_eq!(parse(&p.pull().unwrap()).payload, exact);
 }
+
+/// Reassembles the OBUs of one AV1 temporal unit from its RTP packets (one element per packet,
+/// as our packetizer sends them), checking the aggregation headers on the way: (OBU headers
+/// and payloads, whether the first packet had N).
+/// OBUs as (header, payload) byte strings.
+type ObuList = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn depacketize_av1(packets: &[Packet]) -> (ObuList, bool) {
+    let mut obus: ObuList = Vec::new();
+    let mut open = false;
+    for (i, p) in packets.iter().enumerate() {
+        let agg = p.payload[0];
+        let (z, y, w) = (agg & 0x80 != 0, agg & 0x40 != 0, (agg >> 4) & 0x03);
+        assert_eq!(w, 1, "one element per packet");
+        assert_eq!(
+            z, open,
+            "Z says whether this continues the previous packet's OBU"
+        );
+        assert_eq!(
+            p.marker,
+            i + 1 == packets.len(),
+            "marker on the last packet only"
+        );
+        let element = &p.payload[1..];
+        if z {
+            obus.last_mut().unwrap().1.extend_from_slice(element);
+        } else {
+            let header_len = if element[0] & 0x04 != 0 { 2 } else { 1 };
+            assert_eq!(element[0] & 0x02, 0, "no obu_size in RTP");
+            obus.push((
+                element[..header_len].to_vec(),
+                element[header_len..].to_vec(),
+            ));
+        }
+        open = y;
+    }
+    assert!(!open, "the last OBU is whole");
+    (obus, packets[0].payload[0] & 0x08 != 0)
+}
+
+#[test]
+fn av1_temporal_units_go_one_obu_per_packet_without_size_fields_or_delimiters() {
+    use media::av1;
+    let config = media::Av1Config::parse(Bytes::from_static(include_bytes!(
+        "../../../testdata/av1-640x360-main.av1c"
+    )))
+    .unwrap();
+    let key = Bytes::from_static(include_bytes!("../../../testdata/av1-640x360-key.obus"));
+    let expected: Vec<(u8, Vec<u8>)> = av1::obus(&key)
+        .map(Result::unwrap)
+        .filter(|o| o.obu_type != av1::OBU_TEMPORAL_DELIMITER)
+        .map(|o| (o.obu_type, key[o.payload.clone()].to_vec()))
+        .collect();
+    let has_seq = expected.iter().any(|(t, _)| *t == av1::OBU_SEQUENCE_HEADER);
+    let frame = |payload: Bytes, keyframe: bool| Frame {
+        track: TrackKind::Video,
+        dts: 0,
+        pts: 180_000,
+        keyframe,
+        payload,
+    };
+    for mtu in [64, 200, 1200, 100_000] {
+        let rtp = packetize_av1(&frame(key.clone(), true), &config, 96, mtu).unwrap();
+        let mut s = RtpSender::new(7, 0, 0);
+        let mut head = [0u8; MAX_HEAD_LEN];
+        let packets: Vec<Packet> = rtp
+            .packets()
+            .map(|pk| {
+                let len = s.head(pk, &mut head);
+                parse(&[&head[FRAMING_LEN..len], pk.body()].concat())
+            })
+            .collect();
+        assert!(packets.iter().all(|p| p.ts == 180_000 && p.pt == 96));
+        assert!(
+            packets.iter().all(|p| p.payload.len() <= mtu.max(64)),
+            "mtu {mtu}"
+        );
+        let (obus, n) = depacketize_av1(&packets);
+        assert!(n, "a key temporal unit starts a coded video sequence");
+        let got: Vec<(u8, Vec<u8>)> = obus
+            .iter()
+            .map(|(h, p)| ((h[0] >> 3) & 0x0f, p.clone()))
+            .collect();
+        let mut want = expected.clone();
+        if !has_seq {
+            // The configuration's sequence header goes first.
+            let seq = config.sequence_header.clone().unwrap();
+            let o = av1::obus(&seq).next().unwrap().unwrap();
+            want.insert(0, (av1::OBU_SEQUENCE_HEADER, seq[o.payload].to_vec()));
+        }
+        assert_eq!(got, want, "mtu {mtu}");
+    }
+    // An inter temporal unit: no N, no sequence header added.
+    let inter = packetize_av1(&frame(key.clone(), false), &config, 96, 1200).unwrap();
+    let first = inter.packets().next().unwrap();
+    assert_eq!(
+        first.body().len() + first.head().len(),
+        first.rtp_len() + FRAMING_LEN
+    );
+    let mut s = RtpSender::new(7, 0, 0);
+    let mut head = [0u8; MAX_HEAD_LEN];
+    let len = s.head(first, &mut head);
+    assert_eq!(
+        head[FRAMING_LEN + RtpHeader::LEN] & 0x08,
+        0,
+        "no N on an inter unit"
+    );
+    let _ = len;
+    // A malformed OBU drops the frame with an error, not a panic.
+    let bad = packetize_av1(
+        &frame(Bytes::from_static(&[0x32, 0x7f]), false),
+        &config,
+        96,
+        1200,
+    );
+    assert!(matches!(bad, Err(RtpError::Obu { .. })), "{bad:?}");
+}

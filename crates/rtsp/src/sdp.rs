@@ -4,7 +4,7 @@ use crate::rtp::OPUS_CLOCK_RATE;
 use media::{AacConfig, AudioCodec, AvcConfig, HevcConfig, MediaInfo, OpusConfig, VideoCodec};
 use std::fmt::Write;
 
-/// RTP payload type of the video track (H.264 or H.265).
+/// RTP payload type of the video track (H.264, H.265 or AV1).
 pub const VIDEO_PAYLOAD_TYPE: u8 = 96;
 /// RTP payload type of the audio track (AAC or Opus).
 pub const AUDIO_PAYLOAD_TYPE: u8 = 97;
@@ -26,6 +26,8 @@ pub enum RtpFormat {
     H264,
     /// H.265, RFC 7798.
     H265,
+    /// AV1, the AOM RTP payload format.
+    Av1,
     /// AAC, RFC 3640 AAC-hbr, clocked at the sample rate.
     Aac {
         /// The RTP clock rate: the AAC sample rate.
@@ -41,6 +43,7 @@ impl RtpFormat {
         match &info.video {
             Some(VideoCodec::H264(_)) => Some(RtpFormat::H264),
             Some(VideoCodec::H265(_)) => Some(RtpFormat::H265),
+            Some(VideoCodec::Av1(_)) => Some(RtpFormat::Av1),
             _ => None,
         }
     }
@@ -68,7 +71,7 @@ impl RtpFormat {
     /// RTP clock rate announced in the SDP `rtpmap`.
     pub fn clock_rate(self) -> u32 {
         match self {
-            RtpFormat::H264 | RtpFormat::H265 => VIDEO_CLOCK_RATE,
+            RtpFormat::H264 | RtpFormat::H265 | RtpFormat::Av1 => VIDEO_CLOCK_RATE,
             RtpFormat::Aac { sample_rate } => sample_rate,
             RtpFormat::Opus => OPUS_CLOCK_RATE,
         }
@@ -104,6 +107,7 @@ pub fn describe(info: &MediaInfo, session_name: &str, origin_addr: &str) -> Stri
     match &info.video {
         Some(VideoCodec::H264(avc)) => write_h264(&mut media, avc),
         Some(VideoCodec::H265(hevc)) => write_h265(&mut media, hevc),
+        Some(VideoCodec::Av1(av1)) => write_av1(&mut media, av1),
         _ => {}
     }
     match &info.audio {
@@ -169,6 +173,22 @@ fn write_h264(out: &mut String, avc: &AvcConfig) {
         let _ = write!(out, ";sprop-parameter-sets={}", sets.join(","));
     }
     let _ = write!(out, "\r\na=control:{VIDEO_CONTROL}\r\n");
+}
+
+fn write_av1(out: &mut String, av1: &media::Av1Config) {
+    let pt = VIDEO_PAYLOAD_TYPE;
+    // AV1 RTP 7.2: profile, level-idx and tier (optional, defaults 0; stated so a receiver
+    // knows before the first sequence header).
+    let _ = write!(
+        out,
+        "m=video 0 RTP/AVP {pt}\r\n\
+         a=rtpmap:{pt} AV1/90000\r\n\
+         a=fmtp:{pt} profile={};level-idx={};tier={}\r\n\
+         a=control:{VIDEO_CONTROL}\r\n",
+        av1.profile,
+        av1.level_idx,
+        u8::from(av1.high_tier)
+    );
 }
 
 fn write_h265(out: &mut String, hevc: &HevcConfig) {

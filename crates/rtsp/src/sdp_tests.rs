@@ -231,8 +231,8 @@ fn formats_and_codecs_without_a_mapping() {
     );
     assert_eq!(RtpFormat::H264.clock_rate(), 90_000);
 
-    // AV1 is left out like any codec without a mapping; with opaque audio nothing remains,
-    // which DESCRIBE refuses (both formats None).
+    // AV1 is described (AOM RTP payload format), with profile, level and tier; opaque audio
+    // is left out like any codec without a mapping.
     let av1 = MediaInfo {
         video: Some(VideoCodec::Av1(
             media::Av1Config::parse(Bytes::from_static(AV1C)).unwrap(),
@@ -243,15 +243,22 @@ fn formats_and_codecs_without_a_mapping() {
         }),
         framerate: None,
     };
-    assert_eq!(RtpFormat::video(&av1), None);
+    assert_eq!(RtpFormat::video(&av1), Some(RtpFormat::Av1));
+    assert_eq!(RtpFormat::Av1.clock_rate(), 90_000);
     assert_eq!(RtpFormat::audio(&av1), None);
-    assert!(!describe(&av1, "x", "127.0.0.1").contains("m="));
-    // AV1 with Opus: only the Opus track.
+    let sdp = describe(&av1, "x", "127.0.0.1");
+    assert_eq!(sdp.matches("\r\nm=").count(), 1, "{sdp}");
+    assert!(
+        sdp.contains("m=video 0 RTP/AVP 96\r\na=rtpmap:96 AV1/90000\r\na=fmtp:96 profile=0;"),
+        "{sdp}"
+    );
+    assert!(sdp.contains(";tier=0\r\na=control:trackID=0\r\n"), "{sdp}");
+    // AV1 with Opus: both tracks.
     let av1_opus = MediaInfo {
         audio: hevc_opus_info().audio,
         ..av1
     };
     let sdp = describe(&av1_opus, "x", "127.0.0.1");
-    assert_eq!(sdp.matches("\r\nm=").count(), 1, "{sdp}");
+    assert_eq!(sdp.matches("\r\nm=").count(), 2, "{sdp}");
     assert!(sdp.contains("m=audio 0 RTP/AVP 97\r\n"));
 }

@@ -197,6 +197,9 @@ impl StreamPacketizer {
                 Some(VideoCodec::H265(hevc)) => {
                     rtp::packetize_h265(frame, hevc, VIDEO_PAYLOAD_TYPE, self.mtu)
                 }
+                Some(VideoCodec::Av1(av1)) => {
+                    rtp::packetize_av1(frame, av1, VIDEO_PAYLOAD_TYPE, self.mtu)
+                }
                 _ => return None,
             },
             // The SDP decides which tracks have a mapping (multistream Opus has none).
@@ -205,7 +208,7 @@ impl StreamPacketizer {
                     rtp::packetize_aac(frame, sample_rate, AUDIO_PAYLOAD_TYPE, self.mtu)
                 }
                 RtpFormat::Opus => rtp::packetize_opus(frame, AUDIO_PAYLOAD_TYPE, self.mtu),
-                RtpFormat::H264 | RtpFormat::H265 => return None,
+                RtpFormat::H264 | RtpFormat::H265 | RtpFormat::Av1 => return None,
             },
         })
     }

@@ -176,7 +176,7 @@ fn h265_and_opus_streams_are_packetized_and_shared() {
 }
 
 #[test]
-fn av1_and_multistream_opus_have_no_rtp_mapping() {
+fn multistream_opus_has_no_rtp_mapping_and_av1_is_packetized() {
     let share = SharedPacketizers::new(16, 1400);
     let info = MediaInfo {
         video: Some(VideoCodec::Av1(
@@ -188,8 +188,15 @@ fn av1_and_multistream_opus_have_no_rtp_mapping() {
         framerate: None,
     };
     let p = share.get("av1", &Arc::new(info));
-    assert!(p.packets(&video(0)).is_none());
     assert!(p.packets(&audio(0)).is_none());
+    let key = Frame {
+        track: TrackKind::Video,
+        dts: 0,
+        pts: 0,
+        keyframe: true,
+        payload: Bytes::from_static(include_bytes!("../../../testdata/av1-640x360-key.obus")),
+    };
+    assert!(p.packets(&key).is_some_and(|f| !f.is_empty()));
 }
 
 #[cfg(feature = "server")]

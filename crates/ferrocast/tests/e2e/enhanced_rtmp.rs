@@ -249,8 +249,8 @@ fn hevc_from_enhanced_rtmp_plays_over_every_output() {
 
 /// AV1 + Opus from an Enhanced RTMP publisher: DASH and CMAF HLS carry both (ffmpeg 5.1 reads
 /// and decodes them, dash.js and Shaka play them in Chromium), RTMP plays them back to an
-/// Enhanced RTMP client, and the TS outputs, which have no AV1 or Opus mapping, leave them out
-/// as the runtime API says.
+/// Enhanced RTMP client, RTSP sends both to ffmpeg 9, MPEG-TS over HTTP carries the Opus, and
+/// the TS outputs leave AV1 out as the runtime API says.
 #[test]
 fn av1_and_opus_from_enhanced_rtmp_play_over_dash_and_rtmp() {
     let Some(ffmpeg9) = enhanced_ffmpeg() else {
@@ -260,7 +260,8 @@ fn av1_and_opus_from_enhanced_rtmp_play_over_dash_and_rtmp() {
     let browser = crate::dash::browser_ready();
     static CELL: OnceLock<PathBuf> = OnceLock::new();
     let file = fixture(&ffmpeg9, AV1_OPUS, &CELL);
-    let server = Server::start();
+    let (rtsp, _) = free_addrs();
+    let server = Server::builder().set("rtsp.listen", rtsp).start();
     let _publisher = publish(&server, &ffmpeg9, &file, "av1");
     let mpd = format!("http://{}/live/av1/index.mpd", server.http);
     wait_until("the AV1 MPD", Duration::from_secs(20), || {
@@ -287,7 +288,7 @@ fn av1_and_opus_from_enhanced_rtmp_play_over_dash_and_rtmp() {
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    assert_eq!(skipped, ["hls", "srt", "ts", "rtsp"], "{video:#}");
+    assert_eq!(skipped, ["hls", "srt", "ts"], "{video:#}");
     let audio = tracks
         .as_array()
         .unwrap()
@@ -336,6 +337,16 @@ fn av1_and_opus_from_enhanced_rtmp_play_over_dash_and_rtmp() {
     let streams = streams_via_ffmpeg9(&ffmpeg9, &server.rtmp_url("av1"), server.dir(), "rtmp");
     assert_video("rtmp", &streams, "av1", None, size);
     assert_audio("rtmp", &streams, "opus");
+
+    // RTSP: AV1 in the AOM RTP payload format (ffmpeg 9 depacketizes it) with RFC 7587 Opus.
+    let streams = streams_via_ffmpeg9(
+        &ffmpeg9,
+        &format!("rtsp://{rtsp}/live/av1"),
+        server.dir(),
+        "rtsp",
+    );
+    assert_video("rtsp", &streams, "av1", None, size);
+    assert_audio("rtsp", &streams, "opus");
 
     if browser.is_some() {
         for player in ["dashjs", "shaka"] {
