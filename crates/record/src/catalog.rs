@@ -309,6 +309,17 @@ pub fn list(root: &Path, code: &str) -> Vec<RecordingFile> {
 /// Only their indexes are read: a file's start is its name, and it ends before the next
 /// file starts, so a window of a long archive costs the files it touches, not the archive.
 pub fn list_range(root: &Path, code: &str, from_ms: i64, to_ms: i64) -> Vec<RecordingFile> {
+    list_range_with(root, code, from_ms, to_ms, |id| find(root, code, id))
+}
+
+/// [`list_range`] with each file loaded by `load` (an [`IndexCache`]'s, say).
+pub fn list_range_with(
+    root: &Path,
+    code: &str,
+    from_ms: i64,
+    to_ms: i64,
+    mut load: impl FnMut(u64) -> Option<RecordingFile>,
+) -> Vec<RecordingFile> {
     let mut ids = file_ids(root, code);
     ids.sort_unstable();
     let mut out = Vec::new();
@@ -320,12 +331,72 @@ pub fn list_range(root: &Path, code: &str, from_ms: i64, to_ms: i64) -> Vec<Reco
         if start > to_ms || next < from_ms {
             continue;
         }
-        let (_, idx) = file_paths(root, code, id, Format::Ts);
-        if let Some(file) = load(idx, id) {
+        if let Some(file) = load(id) {
             out.push(file);
         }
     }
     out
+}
+
+/// Parsed indexes of closed files, which never change again: DVR playlists and MPDs, which
+/// players reload every few seconds over windows of up to hours, read them from memory rather
+/// than parsing every index of the window on each reload. Files being written are always read
+/// from disk. Bounded: past `capacity` entries, the oldest file's is dropped.
+#[derive(Debug)]
+pub struct IndexCache {
+    files: std::sync::Mutex<std::collections::HashMap<(String, u64), RecordingFile>>,
+    capacity: usize,
+}
+
+impl IndexCache {
+    /// A cache of at most `capacity` closed files.
+    pub fn new(capacity: usize) -> Self {
+        IndexCache {
+            files: std::sync::Mutex::new(std::collections::HashMap::new()),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<(String, u64), RecordingFile>> {
+        // Single inserts and removes: a poisoned map is consistent.
+        self.files.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The file `id` of `code`, from the cache when it was closed when first read.
+    pub fn find(&self, root: &Path, code: &str, id: u64) -> Option<RecordingFile> {
+        let key = (code.to_owned(), id);
+        if let Some(f) = self.lock().get(&key) {
+            return Some(f.clone());
+        }
+        let file = find(root, code, id)?;
+        if file.complete {
+            let mut files = self.lock();
+            if files.len() >= self.capacity
+                && let Some(oldest) = files.keys().min_by_key(|k| k.1).cloned()
+            {
+                files.remove(&oldest);
+            }
+            files.insert(key, file.clone());
+        }
+        Some(file)
+    }
+
+    /// Drops what is cached of file `id` of `code` (it was deleted).
+    pub fn forget(&self, code: &str, id: u64) {
+        self.lock().remove(&(code.to_owned(), id));
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// The ids (start times) of `code`'s files, from directory names only.

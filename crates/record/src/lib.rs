@@ -63,6 +63,8 @@ struct Inner {
     done: RwLock<Option<DoneFn>>,
     /// DASH DVR segments being cut at once (each holds a GOP in memory).
     dash_cuts: tokio::sync::Semaphore,
+    /// Parsed indexes of closed files.
+    indexes: catalog::IndexCache,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -98,6 +100,7 @@ impl Recorder {
                 current: Mutex::new(HashMap::new()),
                 done: RwLock::new(None),
                 dash_cuts: tokio::sync::Semaphore::new(DASH_CUTS),
+                indexes: catalog::IndexCache::new(INDEX_CACHE_FILES),
             }),
         };
         let weak = Arc::downgrade(&recorder.inner);
@@ -180,9 +183,9 @@ impl Recorder {
 
     /// The file `id` of `code`.
     pub async fn find(&self, code: &str, id: u64) -> Option<RecordingFile> {
-        let root = self.inner.config.dir.clone();
+        let inner = self.inner.clone();
         let code = code.to_owned();
-        tokio::task::spawn_blocking(move || catalog::find(&root, &code, id))
+        tokio::task::spawn_blocking(move || inner.indexes.find(&inner.config.dir, &code, id))
             .await
             .ok()
             .flatten()
@@ -194,12 +197,15 @@ impl Recorder {
         if self.current(code) == Some(id) {
             return Err(std::io::Error::other("the file is being recorded"));
         }
-        let Some(file) = self.find(code, id).await else {
-            return Ok(false);
-        };
-        tokio::task::spawn_blocking(move || catalog::delete(&file).map(|()| true))
-            .await
-            .map_err(std::io::Error::other)?
+        self.inner.indexes.forget(code, id);
+        let root = self.inner.config.dir.clone();
+        let code = code.to_owned();
+        tokio::task::spawn_blocking(move || match catalog::find(&root, &code, id) {
+            Some(file) => catalog::delete(&file).map(|()| true),
+            None => Ok(false),
+        })
+        .await
+        .map_err(std::io::Error::other)?
     }
 
     /// The DVR segments of `code` covering `[from_ms, to_ms)`.
@@ -209,11 +215,16 @@ impl Recorder {
     }
 
     async fn list_range(&self, code: &str, from_ms: i64, to_ms: i64) -> Vec<RecordingFile> {
-        let root = self.inner.config.dir.clone();
+        let inner = self.inner.clone();
         let code = code.to_owned();
-        tokio::task::spawn_blocking(move || catalog::list_range(&root, &code, from_ms, to_ms))
-            .await
-            .unwrap_or_default()
+        tokio::task::spawn_blocking(move || {
+            let root = &inner.config.dir;
+            catalog::list_range_with(root, &code, from_ms, to_ms, |id| {
+                inner.indexes.find(root, &code, id)
+            })
+        })
+        .await
+        .unwrap_or_default()
     }
 
     /// A live playlist of `code` delayed by `delay_ms`: the `window` latest GOPs that ended by
@@ -384,6 +395,10 @@ impl Inner {
         .await;
     }
 }
+
+/// Closed files whose parsed index is kept: 4 hours of 1-minute files, or days of the default
+/// 10-minute ones, at ~15 KB each for 10 minutes of 2 s GOPs.
+const INDEX_CACHE_FILES: usize = 512;
 
 /// DASH DVR segments cut at once; more requests wait.
 const DASH_CUTS: usize = 4;

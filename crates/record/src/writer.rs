@@ -928,6 +928,49 @@ mod tests {
     }
 
     #[test]
+    fn the_index_cache_keeps_closed_files_only_and_drops_the_oldest_past_its_capacity() {
+        let root = temp_root("cache");
+        let mut w = Writer::new(
+            root.clone(),
+            "c",
+            Settings {
+                rotate: Duration::from_secs(1),
+                ..Settings::default()
+            },
+        );
+        w.event(
+            &Event::Tracks {
+                info: info(),
+                session: 1,
+            },
+            0,
+        )
+        .unwrap();
+        feed(&mut w, 0, 4, 0);
+        let files = catalog::list(&root, "c");
+        assert_eq!(files.len(), 4);
+        let cache = catalog::IndexCache::new(2);
+        let open = files.last().unwrap();
+        assert!(!open.complete);
+        // The file being written is read afresh every time.
+        assert_eq!(cache.find(&root, "c", open.id).as_ref(), Some(open));
+        assert!(cache.is_empty());
+        for f in &files[..3] {
+            assert_eq!(cache.find(&root, "c", f.id).as_ref(), Some(f));
+        }
+        assert_eq!(cache.len(), 2, "the oldest was dropped");
+        // A cached file answers even once its index is gone from disk; forget drops it.
+        fs::remove_file(&files[2].index_path).unwrap();
+        assert_eq!(
+            cache.find(&root, "c", files[2].id).as_ref(),
+            Some(&files[2])
+        );
+        cache.forget("c", files[2].id);
+        assert_eq!(cache.find(&root, "c", files[2].id), None);
+        let _ = fs::remove_dir_all(root);
+    }
+
+    #[test]
     fn a_file_cut_before_its_first_gop_reached_the_disk_is_deleted() {
         let root = temp_root("mp4empty");
         let mut w = Writer::new(root.clone(), "e", mp4_settings(600));
