@@ -1,8 +1,8 @@
 //! Recording write throughput and memory: 2.5 Mbit/s 720p30 + 128 kbit/s AAC muxed to MPEG-TS,
 //! then to fragmented MP4, and written to rotated files with their index, as fast as the disk
-//! takes it; resident memory after 10 minutes and after 2 hours of media must be the same
-//! (nothing grows with a recording's length but its files), with retention keeping the disk
-//! use bounded.
+//! takes it; resident memory after 10 minutes and after 2 (or `FERROCAST_BENCH_HOURS`) hours
+//! of media must be the same (nothing grows with a recording's length but its files), with
+//! retention keeping the disk use bounded.
 //!
 //! `cargo bench -p ferrocast-record --bench write` (std only, release build). Payloads are
 //! synthetic but sized like x264 output; muxing and writing cost depends on sizes and counts.
@@ -85,7 +85,13 @@ fn run(format: record::Format) {
     let mut rss_10min = 0;
     let mut rss_1h = 0;
     let mut rss_after_warmup = 0;
-    let total_secs = 2 * 3600;
+    // `FERROCAST_BENCH_HOURS=10` records ten hours instead of two (about 10 s a format).
+    let hours: i64 = std::env::var("FERROCAST_BENCH_HOURS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|h| (1..=100).contains(h))
+        .unwrap_or(2);
+    let total_secs = hours * 3600;
     for i in 0..total_secs * 30 {
         let ms = i * 1000 / 30;
         let dts = ms * 90;
@@ -127,7 +133,7 @@ fn run(format: record::Format) {
     }
     // Before the close: the close's retention pass reads every index, which the allocator
     // may keep, and says nothing of what recording for two hours cost.
-    let rss_2h = rss_kib();
+    let rss_end = rss_kib();
     w.close(wall0 + total_secs * 1000).expect("close");
     let took = started.elapsed();
     let files = record::catalog::list(&root, "bench");
@@ -142,7 +148,7 @@ fn run(format: record::Format) {
         written as f64 / (1 << 20) as f64 / took.as_secs_f64(),
     );
     println!(
-        "RSS: {rss_after_warmup} KiB after 1 min, {rss_10min} KiB after 10 min, {rss_1h} KiB after 1 h, {rss_2h} KiB after 2 h of media"
+        "RSS: {rss_after_warmup} KiB after 1 min, {rss_10min} KiB after 10 min, {rss_1h} KiB after 1 h, {rss_end} KiB after {hours} h of media"
     );
     println!(
         "{} files kept ({:.0} MiB) under a 600 MiB limit",
