@@ -97,7 +97,7 @@ fn track(letter: &str) -> Option<TrackKind> {
     }
 }
 
-fn content_type(track: TrackKind) -> &'static str {
+pub(crate) fn content_type(track: TrackKind) -> &'static str {
     match track {
         TrackKind::Video => "video/mp4",
         TrackKind::Audio => "audio/mp4",
@@ -135,16 +135,14 @@ pub(crate) async fn serve(
             .filter(|t| t.active() && file == "index.mpd" && client == MpdClient::Generic);
         let text = match ladder {
             Some(spec) => {
-                let leaf = code.rsplit('/').next().unwrap_or(code);
-                let rungs: Vec<(String, String)> = spec
-                    .profiles
-                    .iter()
-                    .filter(|p| !p.is_source())
-                    .map(|p| {
-                        (
-                            transcode::rendition_code(code, &p.name),
-                            format!("../{leaf}_{}/", p.name),
-                        )
+                let rungs: Vec<(String, String)> = crate::ladder::ladder_members(state, code)
+                    .map(|(_, members)| members)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|m| m != code)
+                    .map(|m| {
+                        let prefix = format!("../{}/", crate::ladder::leaf(&m));
+                        (m, prefix)
                     })
                     .collect();
                 state

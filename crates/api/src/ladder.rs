@@ -11,17 +11,10 @@ use axum::response::Response;
 use media::{AudioCodec, MediaInfo, VideoCodec};
 use std::fmt::Write;
 use std::time::Duration;
-use store::TranscodeSpec;
 
 /// How long a multivariant request waits for rungs that are starting to have a segment.
 const RUNG_WAIT: Duration = Duration::from_secs(8);
 const POLL: Duration = Duration::from_millis(200);
-
-/// One line pair of the playlist.
-struct Variant {
-    uri: String,
-    code: String,
-}
 
 /// `CODECS` of a variant, when every track's codec string is known.
 fn codecs(info: &MediaInfo) -> Option<String> {
@@ -101,7 +94,7 @@ pub(crate) fn ladder_members(state: &AppState, code: &str) -> Option<(String, Ve
 }
 
 /// The last path segment of a code: a sibling's playlist is at `../<leaf>/`.
-fn leaf(code: &str) -> &str {
+pub(crate) fn leaf(code: &str) -> &str {
     code.rsplit('/').next().unwrap_or(code)
 }
 
@@ -164,46 +157,35 @@ pub(crate) fn rendition_reports(state: &AppState, code: &str) -> String {
     out
 }
 
-/// Serves the multivariant playlist of `code`.
-pub(crate) async fn master(state: &AppState, code: &str, spec: &TranscodeSpec) -> Response {
-    // Relative to /live/<code>/index.m3u8, whose last path segment the rungs share.
-    let leaf = code.rsplit('/').next().unwrap_or(code);
-    let variants: Vec<Variant> = spec
-        .profiles
-        .iter()
-        .map(|p| {
-            if p.is_source() {
-                Variant {
-                    uri: "media.m3u8".to_owned(),
-                    code: code.to_owned(),
-                }
-            } else {
-                Variant {
-                    uri: format!("../{leaf}_{}/index.m3u8", p.name),
-                    code: transcode::rendition_code(code, &p.name),
-                }
-            }
-        })
-        .collect();
+/// Serves the multivariant playlist of `code` when it has a ladder (`None` otherwise).
+pub(crate) async fn master(state: &AppState, code: &str) -> Option<Response> {
+    let (parent, members) = ladder_members(state, code)?;
+    if parent != code {
+        return None;
+    }
     // A ladder that is starting gets a few seconds to have every rung listed; one that failed
     // (no ffmpeg, say) is not waited for, and the playlist lists what exists.
-    let codes: Vec<String> = variants.iter().map(|v| v.code.clone()).collect();
-    wait_for_rungs(state, code, &codes, |c| {
+    wait_for_rungs(state, code, &members, |c| {
         state.hls.variant_stats(c).is_some()
     })
     .await;
     let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n");
     let mut listed = 0;
-    for v in &variants {
-        if let Some(inf) = stream_inf(state, &v.code) {
-            let _ = write!(out, "{inf}\n{}\n", v.uri);
+    for m in &members {
+        if let Some(inf) = stream_inf(state, m) {
+            // The source is listed as its own media playlist, beside index.m3u8.
+            if m == code {
+                let _ = write!(out, "{inf}\nmedia.m3u8\n");
+            } else {
+                let _ = write!(out, "{inf}\n../{}/index.m3u8\n", leaf(m));
+            }
             listed += 1;
         }
     }
     if listed == 0 {
-        return not_found();
+        return Some(not_found());
     }
-    media_response(M3U8, "no-cache", Body::from(out))
+    Some(media_response(M3U8, "no-cache", Body::from(out)))
 }
 
 #[cfg(test)]

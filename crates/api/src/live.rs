@@ -161,9 +161,9 @@ async fn serve(
         return crate::recordings::serve_recorded(&state, &code, id, ext, request.headers()).await;
     }
     if file == "index.m3u8"
-        && let Some(spec) = state.control.transcode(&code).filter(|t| t.active())
+        && let Some(master) = crate::ladder::master(&state, &code).await
     {
-        return crate::ladder::master(&state, &code, &spec).await;
+        return master;
     }
     // `media.m3u8` is always the stream's own media playlist: with a ladder, `index.m3u8` is
     // the multivariant playlist and lists this one as the source rung.

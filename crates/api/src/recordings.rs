@@ -414,11 +414,7 @@ pub(crate) async fn delayed_playlist(state: &AppState, code: &str, delay_ms: i64
 }
 
 fn playlist_response(text: String) -> Response {
-    crate::live::media_response(
-        "application/vnd.apple.mpegurl",
-        "no-cache",
-        Body::from(text),
-    )
+    crate::live::media_response(crate::live::M3U8, "no-cache", Body::from(text))
 }
 
 /// `index.m3u8?dvr=<s>`: a live playlist of the last `depth_ms` of the recording, whose
@@ -490,7 +486,11 @@ pub(crate) async fn serve_dash_recorded(state: &AppState, code: &str, file: &str
     let Some(data) = state.recorder.dash_segment(code, name).await else {
         return crate::live::not_found();
     };
-    let content_type = if name.video { "video/mp4" } else { "audio/mp4" };
+    let content_type = crate::dash::content_type(if name.video {
+        media::TrackKind::Video
+    } else {
+        media::TrackKind::Audio
+    });
     // A GOP on disk never changes once indexed.
     crate::live::media_response(content_type, "public, max-age=3600", Body::from(data))
 }

@@ -331,8 +331,7 @@ impl Control {
         let (parent, name) = code.rsplit_once('_')?;
         let record = self.get(parent)?;
         let t = &record.transcode;
-        (t.active() && t.profiles.iter().any(|p| !p.is_source() && p.name == name))
-            .then(|| (parent.to_owned(), name.to_owned()))
+        (t.active() && t.rung(name).is_some()).then(|| (parent.to_owned(), name.to_owned()))
     }
 
     /// Every configured stream, by code, from memory.

@@ -113,13 +113,7 @@ pub fn validate(r: &StreamRecord) -> Result<(), Invalid> {
         max_chars(&f("comment"), &p.comment, 1024)?;
         // The push reads the rendition's hub stream: a name outside the ladder would push
         // nothing, forever, with no error to show.
-        if !p.rendition.is_empty()
-            && !r
-                .transcode
-                .profiles
-                .iter()
-                .any(|q| !q.is_source() && q.name == p.rendition)
-        {
+        if !p.rendition.is_empty() && r.transcode.rung(&p.rendition).is_none() {
             return Err(semantic(
                 f("rendition"),
                 format!(

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-pub use hub::outputs::EnabledFn;
+pub use hub::outputs::{EnabledFn, ParentFn};
 
 /// Cheap per-stream numbers for the API.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -156,9 +156,6 @@ struct Inner {
     /// Each stream's output offset (hub time to output time), for its renditions to follow.
     offsets: Mutex<HashMap<String, i64>>,
 }
-
-/// The source stream a code is a rendition of, if it is one.
-pub type ParentFn = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 /// Where a ladder's Representations go in an MPD body: before the end of the video
 /// AdaptationSet of the last period; `None` when that period has no video.

@@ -423,6 +423,18 @@ pub struct TrackRun<'a> {
 /// other, as a muxed fragmented MP4 file (or ffmpeg's `frag_keyframe`) has them. Runs without
 /// samples are left out; at least one must have some.
 pub fn movie_fragment(sequence_number: u32, runs: &[TrackRun<'_>]) -> Result<Bytes, Fmp4Error> {
+    let mut out = BytesMut::new();
+    movie_fragment_into(sequence_number, runs, &mut out)?;
+    Ok(out.freeze())
+}
+
+/// [`movie_fragment`] appended to `out`, which a caller writing many fragments (a recording)
+/// keeps, so each sample is copied once. Nothing is appended on error.
+pub fn movie_fragment_into(
+    sequence_number: u32,
+    runs: &[TrackRun<'_>],
+    out: &mut BytesMut,
+) -> Result<(), Fmp4Error> {
     let runs: Vec<&TrackRun<'_>> = runs.iter().filter(|r| !r.samples.is_empty()).collect();
     if runs.is_empty() {
         return Err(Fmp4Error::Empty);
@@ -489,7 +501,7 @@ pub fn movie_fragment(sequence_number: u32, runs: &[TrackRun<'_>]) -> Result<Byt
     let payload: usize = payloads.iter().sum();
     let mdat_size = payload + 8;
     let mdat_size32 = u32::try_from(mdat_size).map_err(|_| Fmp4Error::TooLarge(mdat_size))?;
-    let mut out = BytesMut::with_capacity(head.len() + mdat_size);
+    out.reserve(head.len() + mdat_size);
     out.extend_from_slice(&head);
     out.put_u32(mdat_size32);
     out.extend_from_slice(b"mdat");
@@ -498,7 +510,7 @@ pub fn movie_fragment(sequence_number: u32, runs: &[TrackRun<'_>]) -> Result<Byt
             out.extend_from_slice(&s.data);
         }
     }
-    Ok(out.freeze())
+    Ok(())
 }
 
 /// The type and size of the box at the head of `data`, when its header is whole and the box
@@ -549,8 +561,8 @@ pub fn track_header(header: &[u8], track_id: u32) -> Result<Bytes, Fmp4Error> {
 }
 
 /// One track's share of `moof`+`mdat` fragments that carry several (a GOP of a muxed
-/// recording), as fragments of that track alone; the sample bytes are slices of `data`, not
-/// copies. Boxes other than `moof` and `mdat` are skipped.
+/// recording), as fragments of that track alone; each sample's bytes are copied once, from
+/// `data` into the result. Boxes other than `moof` and `mdat` are skipped.
 pub fn track_fragments(data: &Bytes, track_id: u32) -> Result<Bytes, Fmp4Error> {
     let mut out = BytesMut::new();
     let mut at = 0;
@@ -586,13 +598,12 @@ pub fn track_fragments(data: &Bytes, track_id: u32) -> Result<Bytes, Fmp4Error> 
                 if samples.is_empty() {
                     continue;
                 }
-                let decode_time = traf.tfdt.as_ref().map_or(0, |t| t.base_media_decode_time);
-                out.extend_from_slice(&media_fragment(
+                let run = TrackRun {
                     track_id,
-                    moof.mfhd.sequence_number,
-                    decode_time,
-                    &samples,
-                )?);
+                    base_decode_time: traf.tfdt.as_ref().map_or(0, |t| t.base_media_decode_time),
+                    samples: &samples,
+                };
+                movie_fragment_into(moof.mfhd.sequence_number, &[run], &mut out)?;
             }
         }
         at += size;

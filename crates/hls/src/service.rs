@@ -11,10 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-pub use hub::outputs::EnabledFn;
-
-/// The source stream a code is a rendition of, if it is one.
-pub type ParentFn = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+pub use hub::outputs::{EnabledFn, ParentFn};
 
 /// How far apart a rendition's segment start and its source's may be and still be the same
 /// keyframe: the rendition's timestamps went through milliseconds, and ffmpeg's `overlay`

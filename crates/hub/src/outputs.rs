@@ -17,6 +17,10 @@ use tokio_util::task::TaskTracker;
 /// Decides whether the output runs for a stream code.
 pub type EnabledFn = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
+/// The source stream a code is a rendition of, if it is one (outputs that line a rendition
+/// up with its source ask it).
+pub type ParentFn = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// The body of one stream's task; it must return soon after `handle.stop` is cancelled.
 pub type TaskFn =
     Arc<dyn Fn(String, TaskHandle) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;

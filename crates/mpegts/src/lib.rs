@@ -404,14 +404,14 @@ impl TsMuxer {
                 es.extend_from_slice(&frame.payload);
             }
             Audio::Opus(_) => {
-                let header = opus_control_header(frame.payload.len());
-                let pes_len = 3 + 5 + header.len() + frame.payload.len();
+                let size = frame.payload.len();
+                let pes_len = 3 + 5 + opus_control_header_len(size) + size;
                 let pes_len = u16::try_from(pes_len).map_err(|_| MediaError::Invalid {
                     what: "Opus packet",
                     reason: format!("{} bytes do not fit one PES", frame.payload.len()),
                 })?;
                 write_pes_header(es, STREAM_ID_PRIVATE_1, Some(pes_len), frame.pts, None);
-                es.extend_from_slice(&header);
+                write_opus_control_header(es, size);
                 es.extend_from_slice(&frame.payload);
             }
         }
@@ -452,15 +452,18 @@ impl TsMuxer {
     }
 }
 
-/// The `opus_control_header` before each Opus packet in TS: the 11-bit prefix 0x3ff, no trim
-/// or extension flags, then the packet size as a run of 255s and a remainder.
-fn opus_control_header(size: usize) -> Vec<u8> {
-    let mut h = Vec::with_capacity(3 + size / 255);
-    h.extend_from_slice(&[0x7f, 0xe0]);
-    h.extend(std::iter::repeat_n(0xff, size / 255));
+/// Bytes of the `opus_control_header` of a packet of `size` bytes.
+fn opus_control_header_len(size: usize) -> usize {
+    3 + size / 255
+}
+
+/// Appends the `opus_control_header` before each Opus packet in TS: the 11-bit prefix 0x3ff,
+/// no trim or extension flags, then the packet size as a run of 255s and a remainder.
+fn write_opus_control_header(out: &mut Vec<u8>, size: usize) {
+    out.extend_from_slice(&[0x7f, 0xe0]);
+    out.extend(std::iter::repeat_n(0xff, size / 255));
     // The remainder is below 255 by construction.
-    h.push((size % 255) as u8);
-    h
+    out.push((size % 255) as u8);
 }
 
 /// Hub timestamp to a 33-bit TS timestamp, offset by [`TIMESTAMP_OFFSET`].

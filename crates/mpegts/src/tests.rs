@@ -637,6 +637,12 @@ fn opus_is_a_private_pes_with_its_registration_and_control_headers() {
         assert_eq!(&p.data[2 + size_bytes..], &f.payload[..]);
     }
     // A control header for a packet of 600 bytes: two 255s and 90.
+    let opus_control_header = |size| {
+        let mut h = Vec::new();
+        write_opus_control_header(&mut h, size);
+        assert_eq!(h.len(), opus_control_header_len(size));
+        h
+    };
     assert_eq!(opus_control_header(600), [0x7f, 0xe0, 0xff, 0xff, 90]);
     assert_eq!(opus_control_header(254), [0x7f, 0xe0, 254]);
     assert_eq!(opus_control_header(255), [0x7f, 0xe0, 0xff, 0]);

@@ -498,16 +498,19 @@ pub fn repair(file: &RecordingFile) -> io::Result<bool> {
         .write(true)
         .open(&file.path)?;
     let len = media.metadata()?.len();
-    let whole = match file.format {
-        Format::Ts => last_frame_start(&media, file, len)?.unwrap_or(len - len % PACKET),
-        // The last GOP whose end is on disk: after a power loss the index may name bytes
-        // the file never got.
+    // MP4: (end ms, end offset) of the last GOP whose end is on disk (after a power loss the
+    // index may name bytes the file never got).
+    let last_gop = match file.format {
+        Format::Ts => None,
         Format::Mp4 => file
             .keyframes
             .iter()
             .rev()
-            .find_map(|k| k.end.map(|e| e.1).filter(|&at| at <= len))
-            .unwrap_or(0),
+            .find_map(|k| k.end.filter(|&(_, at)| at <= len)),
+    };
+    let whole = match file.format {
+        Format::Ts => last_frame_start(&media, file, len)?.unwrap_or(len - len % PACKET),
+        Format::Mp4 => last_gop.map_or(0, |(_, at)| at),
     };
     if whole == 0 {
         drop(media);
@@ -520,12 +523,7 @@ pub fn repair(file: &RecordingFile) -> io::Result<bool> {
     media.sync_all()?;
     let end = match file.format {
         // The index knows where the last whole GOP ends.
-        Format::Mp4 => file
-            .keyframes
-            .iter()
-            .rev()
-            .find_map(|k| k.end.filter(|e| e.1 <= whole).map(|e| e.0))
-            .unwrap_or(file.start_ms),
+        Format::Mp4 => last_gop.map_or(file.start_ms, |(ms, _)| ms),
         Format::Ts => fs::metadata(&file.path)?
             .modified()
             .ok()

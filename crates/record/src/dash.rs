@@ -27,13 +27,9 @@ struct Gop {
 fn gops(f: &RecordingFile, from_ms: i64, to_ms: i64) -> Vec<Gop> {
     let mut out = Vec::new();
     for (i, k) in f.keyframes.iter().enumerate() {
-        let (Some(seq), Some(t)) = (k.seq, k.ticks) else {
+        // Every GOP line of an MP4 index says where the GOP ends (read_index drops others).
+        let (Some(seq), Some(t), Some((end_ms, _))) = (k.seq, k.ticks, k.end) else {
             continue;
-        };
-        let end_ms = match (f.keyframes.get(i + 1), k.end) {
-            (Some(next), _) => next.unix_ms,
-            (None, Some((end_ms, _))) => end_ms,
-            (None, None) => continue,
         };
         if end_ms <= from_ms || k.unix_ms >= to_ms || end_ms <= k.unix_ms {
             continue;
@@ -279,13 +275,8 @@ impl SegmentName {
 
 /// The byte range of GOP `seq` of `f`, whole on disk.
 pub fn gop_range(f: &RecordingFile, seq: u64) -> Option<(u64, u64)> {
-    let i = f.keyframes.iter().position(|k| k.seq == Some(seq))?;
-    let k = &f.keyframes[i];
-    let end = match (f.keyframes.get(i + 1), k.end) {
-        (_, Some((_, end))) => end,
-        (Some(next), None) => next.offset,
-        (None, None) => return None,
-    };
+    let k = f.keyframes.iter().find(|k| k.seq == Some(seq))?;
+    let (_, end) = k.end?;
     (end > k.offset).then_some((k.offset, end))
 }
 

@@ -279,14 +279,17 @@ impl Recorder {
         // cannot hold many GOPs in memory at once.
         let _permit = self.inner.dash_cuts.acquire().await.ok()?;
         let path = file.path.clone();
-        let data = tokio::task::spawn_blocking(move || read_range(&path, from, to))
-            .await
-            .ok()?
-            .ok()?;
-        let cut = match name.seq {
-            None => fmp4::track_header(&data, name.track_id()),
-            Some(_) => fmp4::track_fragments(&data, name.track_id()),
-        };
+        // Read and cut off the runtime: decoding and re-encoding boxes is blocking work too.
+        let cut = tokio::task::spawn_blocking(move || {
+            let data = read_range(&path, from, to).map_err(|e| e.to_string())?;
+            match name.seq {
+                None => fmp4::track_header(&data, name.track_id()),
+                Some(_) => fmp4::track_fragments(&data, name.track_id()),
+            }
+            .map_err(|e| e.to_string())
+        })
+        .await
+        .ok()?;
         match cut {
             Ok(b) => Some(b),
             Err(e) => {

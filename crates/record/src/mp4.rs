@@ -2,7 +2,7 @@
 //! `moof`+`mdat` per GOP (a `traf` per track) out, each file on its own timeline (its first
 //! keyframe at 0). Sans-I/O: the writer does the files.
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use fmp4::{Sample, TrackCodec, TrackInfo};
 use media::{AudioCodec, Frame, MediaInfo, TrackKind, VideoCodec};
 
@@ -214,9 +214,9 @@ impl Mp4Mux {
         // One moof for both tracks, as ffmpeg's `frag_keyframe` writes: a player reading the
         // file in order (VLC) gets the GOP's audio with its video, not a GOP later.
         self.sequence = self.sequence.wrapping_add(1);
-        match fmp4::movie_fragment(self.sequence, &[run(&self.video), run(&self.audio)]) {
-            Ok(fragment) => out.put_slice(&fragment),
-            Err(e) => tracing::debug!(error = %e, "recording: fragment not written"),
+        let runs = [run(&self.video), run(&self.audio)];
+        if let Err(e) = fmp4::movie_fragment_into(self.sequence, &runs, out) {
+            tracing::debug!(error = %e, "recording: fragment not written");
         }
         for t in [&mut self.video, &mut self.audio] {
             t.queued.clear();

@@ -376,7 +376,6 @@ impl Writer {
                     g.ticks.max(0)
                 ),
             )?;
-            open.last_index_ms = Some(g.unix_ms);
         }
         Ok(())
     }

@@ -602,9 +602,8 @@ pub fn packetize_av1(
                 agg |= 0x08;
             }
             first_packet = false;
-            let mut payload_header = [agg, header[0], header[1]];
+            let payload_header = [agg, header[0], header[1]];
             let head_len = if continuation { 1 } else { 1 + header_len };
-            payload_header[1..].copy_from_slice(&header);
             out.push(
                 payload_type,
                 last_element && !more,

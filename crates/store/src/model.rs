@@ -308,6 +308,13 @@ pub fn rendition_code(code: &str, name: &str) -> String {
 }
 
 impl TranscodeSpec {
+    /// The rung named `name`, other than `source` (which is the stream itself).
+    pub fn rung(&self, name: &str) -> Option<&RenditionSpec> {
+        self.profiles
+            .iter()
+            .find(|p| !p.is_source() && p.name == name)
+    }
+
     /// Whether a ladder runs: enabled, with at least one rung that is not `source`.
     pub fn active(&self) -> bool {
         self.enabled && self.profiles.iter().any(|p| !p.is_source())
