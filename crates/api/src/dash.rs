@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use bytes::Bytes;
 use control::Output;
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use media::TrackKind;
 use std::time::SystemTime;
 
@@ -180,11 +180,14 @@ pub(crate) async fn serve(
             part.parse::<u32>(),
         )
     {
-        return match state.dash.part(code, track, period, segment, part).await {
-            Some(data) => {
-                state.hub.record_sent(code, data.len());
-                media_response(content_type(track), "public, max-age=60", data.into())
-            }
+        return match state.dash.part_body(code, track, period, segment, part) {
+            Some(SegmentBody::Complete(chunks)) => complete_response(state, code, track, chunks),
+            Some(SegmentBody::Growing(mut growing)) => match growing.next().await {
+                // Headers go out with the part's first chunk: a hinted part that never begins
+                // (its segment closed first) is a 404, not a cut body.
+                Ok(Some(first)) => growing_response(state, code, track, first, growing),
+                Ok(None) | Err(SegmentCut) => not_found(),
+            },
             None => not_found(),
         };
     }
@@ -195,37 +198,49 @@ pub(crate) async fn serve(
             (track(letter), period.parse::<u64>(), time.parse::<u64>())
     {
         return match state.dash.segment_body(code, track, period, time) {
-            Some(SegmentBody::Complete(pieces)) => {
-                // The segment's buffers as they are (its parts'), one after the other.
-                let len: usize = pieces.iter().map(Bytes::len).sum();
-                state.hub.record_sent(code, len);
-                let body = Body::from_stream(futures_util::stream::iter(
-                    pieces.into_iter().map(Ok::<_, std::convert::Infallible>),
-                ));
-                let mut resp = media_response(content_type(track), "public, max-age=60", body);
-                resp.headers_mut()
-                    .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-                resp
+            Some(SegmentBody::Complete(pieces)) => complete_response(state, code, track, pieces),
+            Some(SegmentBody::Growing(growing)) => {
+                growing_response(state, code, track, Vec::new(), growing)
             }
-            Some(SegmentBody::Growing(growing)) => growing_response(state, code, track, growing),
             None => not_found(),
         };
     }
     not_found()
 }
 
-/// The segment being written, sent part by part as they are cut (chunked transfer: no
-/// length). It ends with the segment; a segment that cannot complete cuts the connection, so
-/// neither the player nor a cache takes the short body for the whole segment. Caches may keep
-/// the finished response like any segment's: its bytes are the same.
+/// A finished segment or part: its buffers as they are (its chunks'), one after the other.
+fn complete_response(
+    state: &AppState,
+    code: &str,
+    track: TrackKind,
+    pieces: Vec<Bytes>,
+) -> Response {
+    let len: usize = pieces.iter().map(Bytes::len).sum();
+    state.hub.record_sent(code, len);
+    let body = Body::from_stream(futures_util::stream::iter(
+        pieces.into_iter().map(Ok::<_, std::convert::Infallible>),
+    ));
+    let mut resp = media_response(content_type(track), "public, max-age=60", body);
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    resp
+}
+
+/// The segment or part being written, sent chunk by chunk as they are cut (chunked transfer:
+/// no length), `first` first. It ends with the segment or part; one that cannot complete cuts
+/// the connection, so neither the player nor a cache takes the short body for the whole.
+/// Caches may keep the finished response like any segment's: its bytes are the same.
 fn growing_response(
     state: &AppState,
     code: &str,
     track: TrackKind,
+    first: Vec<Bytes>,
     growing: GrowingSegment,
 ) -> Response {
     let hub = state.hub.clone();
     let code = code.to_owned();
+    hub.record_sent(&code, first.iter().map(Bytes::len).sum());
+    let first = futures_util::stream::iter(first.into_iter().map(Ok::<_, SegmentCut>));
     let pieces = futures_util::stream::try_unfold(growing, move |mut growing| {
         let hub = hub.clone();
         let code = code.clone();
@@ -244,7 +259,7 @@ fn growing_response(
     media_response(
         content_type(track),
         "public, max-age=60",
-        Body::from_stream(pieces),
+        Body::from_stream(first.chain(pieces)),
     )
 }
 

@@ -26,6 +26,7 @@ const ASC: &[u8] = include_bytes!("../../../testdata/aac-48k-stereo.asc");
 fn main() {
     let secs = 600i64; // ten minutes of media
     let info = Arc::new(MediaInfo {
+        video_metadata: None,
         video: Some(VideoCodec::H264(
             AvcConfig::parse(Bytes::from_static(AVCC)).expect("testdata parses"),
         )),
@@ -91,6 +92,7 @@ fn main() {
             for o in out {
                 match o {
                     Output::Period(p) => manifest.start_period(p, 0),
+                    Output::Chunk(c) => manifest.push_chunk(c),
                     Output::Part(p) => manifest.push_part(p, 1_000),
                     Output::Segment(s) => {
                         bytes += s.data.iter().map(|b| b.len()).sum::<usize>();

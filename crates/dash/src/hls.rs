@@ -124,6 +124,9 @@ impl Manifest {
         if self.ended {
             return false;
         }
+        if self.open_chunks(track, period, segment, part).is_some() {
+            return true;
+        }
         let ti = index(track);
         match self.open_parts(ti).last() {
             Some(p) => p.period == period && p.segment == segment && part <= p.index + 1,

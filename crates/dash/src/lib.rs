@@ -26,7 +26,7 @@ pub use mpd::{
     low_latency_target,
 };
 pub use segmenter::{
-    AUDIO_TRACK_ID, MediaPart, MediaSegment, Output, PeriodInfo, Segmenter, TrackDesc,
+    AUDIO_TRACK_ID, MediaChunk, MediaPart, MediaSegment, Output, PeriodInfo, Segmenter, TrackDesc,
     VIDEO_TIMESCALE, VIDEO_TRACK_ID,
 };
 pub use service::{

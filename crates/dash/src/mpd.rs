@@ -141,7 +141,18 @@ pub(crate) struct StoredPart {
     pub(crate) index: u32,
     pub(crate) duration: u64,
     pub(crate) independent: bool,
-    pub(crate) data: Bytes,
+    /// Its chunks.
+    pub(crate) data: Vec<Bytes>,
+}
+
+/// The chunks so far of the part being written on a track.
+#[derive(Debug)]
+pub(crate) struct OpenPart {
+    pub(crate) period: u64,
+    /// `time` of its segment.
+    pub(crate) segment: u64,
+    pub(crate) index: u32,
+    pub(crate) chunks: Vec<Bytes>,
 }
 
 /// Finished segments per track whose parts stay listed and fetchable (RFC 8216bis 4.4.4.9:
@@ -169,6 +180,8 @@ pub struct Manifest {
     pub(crate) first_disc: [u64; 2],
     /// Parts of the open segment and of the last few finished ones, per track, in order.
     pub(crate) parts: [VecDeque<StoredPart>; 2],
+    /// The part being written, per track, from its first chunk until it is a part.
+    pub(crate) open: [Option<OpenPart>; 2],
     /// Wall clock (Unix ms) of media time 0; fixed by the first segment.
     pub(crate) availability_start_ms: Option<i64>,
     /// Wall clock of the last change.
@@ -268,6 +281,7 @@ impl Manifest {
             first_seq: [0; 2],
             first_disc: [0; 2],
             parts: [VecDeque::new(), VecDeque::new()],
+            open: [None, None],
             availability_start_ms: None,
             publish_ms: 0,
             ended: false,
@@ -287,6 +301,13 @@ impl Manifest {
     /// Adds a finished segment at wall-clock `now_ms` and slides the window.
     pub fn push(&mut self, seg: MediaSegment, now_ms: i64) {
         let ti = index(seg.track);
+        // Chunks of a last part that failed to encode whole are in the segment already.
+        if self.open[ti]
+            .as_ref()
+            .is_some_and(|o| (o.period, o.segment) == (seg.period, seg.time))
+        {
+            self.open[ti] = None;
+        }
         let Some(period) = self.periods.iter_mut().find(|p| p.info.id == seg.period) else {
             return;
         };
@@ -347,9 +368,65 @@ impl Manifest {
         }
     }
 
+    /// Adds a chunk of the part being written.
+    pub fn push_chunk(&mut self, chunk: crate::MediaChunk) {
+        let open = &mut self.open[index(chunk.track)];
+        match open {
+            Some(o)
+                if (o.period, o.segment, o.index) == (chunk.period, chunk.segment, chunk.part) =>
+            {
+                o.chunks.push(chunk.data);
+            }
+            _ => {
+                *open = Some(OpenPart {
+                    period: chunk.period,
+                    segment: chunk.segment,
+                    index: chunk.part,
+                    chunks: vec![chunk.data],
+                });
+            }
+        }
+    }
+
+    /// The chunks so far of part `part` of `track` while it is being written.
+    pub(crate) fn open_chunks(
+        &self,
+        track: TrackKind,
+        period: u64,
+        segment: u64,
+        part: u32,
+    ) -> Option<&[Bytes]> {
+        self.open[index(track)]
+            .as_ref()
+            .filter(|o| (o.period, o.segment, o.index) == (period, segment, part))
+            .map(|o| o.chunks.as_slice())
+    }
+
+    /// Every chunk so far of the open segment of `track` starting at `time` in `period`:
+    /// its finished parts', then the part being written's.
+    pub(crate) fn segment_chunks(
+        &self,
+        track: TrackKind,
+        period: u64,
+        time: u64,
+    ) -> impl Iterator<Item = &Bytes> {
+        let open = self.open[index(track)]
+            .as_ref()
+            .filter(move |o| (o.period, o.segment) == (period, time));
+        self.parts_of(track, period, time)
+            .flat_map(|p| p.data.iter())
+            .chain(open.into_iter().flat_map(|o| o.chunks.iter()))
+    }
+
     /// Adds a part of a segment still being written.
     pub fn push_part(&mut self, part: crate::MediaPart, now_ms: i64) {
         self.publish_ms = now_ms;
+        let open = &mut self.open[index(part.track)];
+        if open.as_ref().is_some_and(|o| {
+            (o.period, o.segment, o.index) == (part.period, part.segment, part.index)
+        }) {
+            *open = None;
+        }
         self.parts[index(part.track)].push_back(StoredPart {
             period: part.period,
             segment: part.segment,
@@ -360,8 +437,14 @@ impl Manifest {
         });
     }
 
-    /// A part of a recent or open segment.
-    pub fn part(&self, track: TrackKind, period: u64, segment: u64, part: u32) -> Option<Bytes> {
+    /// A finished part of a recent or open segment, as its chunks.
+    pub fn part(
+        &self,
+        track: TrackKind,
+        period: u64,
+        segment: u64,
+        part: u32,
+    ) -> Option<Vec<Bytes>> {
         self.parts[index(track)]
             .iter()
             .find(|p| p.period == period && p.segment == segment && p.index == part)
@@ -396,8 +479,14 @@ impl Manifest {
         // A finished segment's parts are its own buffers: only the open ones add.
         let open: usize = (0..2)
             .flat_map(|ti| self.open_parts(ti))
-            .map(|p| p.data.len())
-            .sum();
+            .map(|p| pieces_len(&p.data))
+            .sum::<usize>()
+            + self
+                .open
+                .iter()
+                .flatten()
+                .map(|o| pieces_len(&o.chunks))
+                .sum::<usize>();
         self.segments
             .iter()
             .flatten()

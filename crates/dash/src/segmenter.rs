@@ -19,6 +19,8 @@ const MAX_BACKWARD_JUMP: i64 = media::TIMEBASE;
 const MAX_FORWARD_JUMP: i64 = 10 * media::TIMEBASE;
 /// A frame gap above this is not used to estimate frame duration.
 const MAX_FRAME_DURATION: i64 = media::TIMEBASE;
+/// Longest audio chunk (90 kHz): 100 ms, or half a part when parts are shorter.
+const AUDIO_CHUNK: i64 = media::TIMEBASE / 10;
 /// Timescale of the video track: the hub's own, so no rounding happens.
 pub const VIDEO_TIMESCALE: u32 = 90_000;
 /// `track_ID` of the video track (one track per file).
@@ -95,6 +97,22 @@ pub struct MediaPart {
     pub duration: u64,
     /// Starts with a sync sample (a video keyframe; every audio part).
     pub independent: bool,
+    /// Its chunks' `moof`+`mdat`s: the very buffers published as [`Output::Chunk`]s.
+    pub data: Vec<Bytes>,
+}
+
+/// A CMAF chunk of the part being written: one `moof`+`mdat` of the frames ready so far, so
+/// a part can be sent while it grows (a video frame each; audio about every 100 ms).
+#[derive(Clone, Debug)]
+pub struct MediaChunk {
+    /// Which adaptation set.
+    pub track: TrackKind,
+    /// [`PeriodInfo::id`] of its period.
+    pub period: u64,
+    /// `time` of the segment it belongs to.
+    pub segment: u64,
+    /// Index of the part it belongs to.
+    pub part: u32,
     /// `moof`+`mdat`.
     pub data: Bytes,
 }
@@ -104,19 +122,14 @@ pub struct MediaPart {
 pub enum Output {
     /// A new period starts; its segments follow.
     Period(Arc<PeriodInfo>),
+    /// A chunk of the part being written (only with [`Segmenter::with_parts`]); the part,
+    /// made of its chunks, follows as an [`Output::Part`].
+    Chunk(MediaChunk),
     /// A part of the open segment of a track (only with [`Segmenter::with_parts`]); the
     /// finished segment, made of its parts, follows as a [`Output::Segment`].
     Part(MediaPart),
     /// A finished segment.
     Segment(MediaSegment),
-}
-
-/// One encoded `moof`+`mdat`.
-struct Fragment {
-    data: Bytes,
-    time: u64,
-    duration: u64,
-    independent: bool,
 }
 
 #[derive(Debug)]
@@ -134,8 +147,14 @@ struct TrackBuf {
     bytes: usize,
     /// mfhd sequence number of the last fragment.
     seq: u32,
-    /// `samples[part_from..]` are in no fragment yet.
+    /// `samples[fragment_from..]` are in no fragment yet.
+    fragment_from: usize,
+    /// `samples[part_from..]` are in no finished part yet.
     part_from: usize,
+    /// `fragments[part_fragments..]` are the chunks of the part being written.
+    part_fragments: usize,
+    /// Index of the part being written.
+    part_index: u32,
     /// The open segment's fragments so far.
     fragments: Vec<Bytes>,
     fragments_duration: u64,
@@ -146,7 +165,10 @@ impl TrackBuf {
     fn clear(&mut self) {
         self.samples.clear();
         self.bytes = 0;
+        self.fragment_from = 0;
         self.part_from = 0;
+        self.part_fragments = 0;
+        self.part_index = 0;
         self.fragments.clear();
         self.fragments_duration = 0;
     }
@@ -474,6 +496,9 @@ impl Segmenter {
                         })
                 {
                     self.cut_part(TrackKind::Video, dts, out);
+                } else if self.part_target > 0 {
+                    // Every frame is a chunk as soon as its duration is known.
+                    self.cut_chunk(TrackKind::Video, dts, out);
                 }
                 let data = match self.info.as_deref().and_then(|i| i.video.as_ref()) {
                     // AV1-ISOBMFF 2.4: samples carry no temporal delimiter; Enhanced RTMP
@@ -545,13 +570,13 @@ impl Segmenter {
                 }
                 if self.part_target > 0 {
                     let part = rescale(self.part_target, timescale);
-                    if self
-                        .audio
-                        .samples
-                        .get(self.audio.part_from)
-                        .is_some_and(|first| adts - first.dts + spf > part)
-                    {
+                    let chunk = rescale((self.part_target / 2).min(AUDIO_CHUNK), timescale);
+                    let since = |from: usize| self.audio.samples.get(from).map(|s| adts - s.dts);
+                    if since(self.audio.part_from).is_some_and(|d| d + spf > part) {
                         self.cut_part(TrackKind::Audio, adts, out);
+                    } else if since(self.audio.fragment_from).is_some_and(|d| d >= chunk) {
+                        // Audio frames are small: a chunk each would double their bytes.
+                        self.cut_chunk(TrackKind::Audio, adts, out);
                     }
                 }
                 self.audio.bytes += frame.payload.len();
@@ -628,9 +653,9 @@ impl Segmenter {
 
     /// Encodes the samples of `track`'s open segment not in a fragment yet as one `moof` +
     /// `mdat`, its last sample ending at `end` (track timescale).
-    fn fragment(&mut self, track: TrackKind, end: i64) -> Option<Fragment> {
+    fn fragment(&mut self, track: TrackKind, end: i64) -> Option<Bytes> {
         let (buf, track_id) = self.buf(track);
-        let pending = &buf.samples[buf.part_from.min(buf.samples.len())..];
+        let pending = &buf.samples[buf.fragment_from.min(buf.samples.len())..];
         let first = pending.first()?;
         let ends = pending.iter().skip(1).map(|s| s.dts).chain([end]);
         let samples: Vec<Sample> = pending
@@ -645,19 +670,13 @@ impl Segmenter {
             .collect();
         let duration: u64 = samples.iter().map(|s| u64::from(s.duration)).sum();
         let time = u64::try_from(first.dts).unwrap_or(0);
-        let independent = first.sync;
-        buf.part_from = buf.samples.len();
+        buf.fragment_from = buf.samples.len();
         buf.seq = buf.seq.wrapping_add(1);
         match fmp4::media_fragment(track_id, buf.seq, time, &samples) {
             Ok(data) => {
                 buf.fragments.push(data.clone());
                 buf.fragments_duration += duration;
-                Some(Fragment {
-                    data,
-                    time,
-                    duration,
-                    independent,
-                })
+                Some(data)
             }
             Err(e) => {
                 // Counted and visible; one bad fragment must not end the stream.
@@ -668,34 +687,64 @@ impl Segmenter {
         }
     }
 
-    /// Publishes what `track` gathered since its last part as a part (LL-HLS `EXT-X-PART`,
-    /// a CMAF chunk), the last sample ending at `end` (track timescale).
-    fn cut_part(&mut self, track: TrackKind, end: i64, out: &mut Vec<Output>) {
-        let Some(period) = self.period.as_ref().map(|p| p.id) else {
-            return;
-        };
+    /// The period and segment `track`'s open segment belongs to, once it has a sample.
+    fn open_segment(&mut self, track: TrackKind) -> Option<(u64, u64)> {
+        let period = self.period.as_ref()?.id;
         let (buf, _) = self.buf(track);
-        let Some(segment) = buf
-            .samples
-            .first()
-            .map(|s| u64::try_from(s.dts).unwrap_or(0))
-        else {
+        let first = buf.samples.first()?;
+        Some((period, u64::try_from(first.dts).unwrap_or(0)))
+    }
+
+    /// Publishes what `track` gathered since its last chunk as a chunk of the part being
+    /// written, the last sample ending at `end` (track timescale).
+    fn cut_chunk(&mut self, track: TrackKind, end: i64, out: &mut Vec<Output>) {
+        let Some((period, segment)) = self.open_segment(track) else {
             return;
         };
-        let index = u32::try_from(buf.fragments.len()).unwrap_or(u32::MAX);
-        if let Some(f) = self.fragment(track, end) {
+        if let Some(data) = self.fragment(track, end) {
             self.announce_period(out);
-            out.push(Output::Part(MediaPart {
+            let (buf, _) = self.buf(track);
+            out.push(Output::Chunk(MediaChunk {
                 track,
                 period,
                 segment,
-                index,
-                time: f.time,
-                duration: f.duration,
-                independent: f.independent,
-                data: f.data,
+                part: buf.part_index,
+                data,
             }));
         }
+    }
+
+    /// Publishes what `track` gathered since its last part as a part (LL-HLS `EXT-X-PART`),
+    /// its last chunk ending at `end` (track timescale).
+    fn cut_part(&mut self, track: TrackKind, end: i64, out: &mut Vec<Output>) {
+        let Some((period, segment)) = self.open_segment(track) else {
+            return;
+        };
+        self.cut_chunk(track, end, out);
+        let (buf, _) = self.buf(track);
+        let Some(first) = buf.samples.get(buf.part_from) else {
+            return;
+        };
+        let time = first.dts;
+        let independent = first.sync;
+        let data = buf.fragments[buf.part_fragments.min(buf.fragments.len())..].to_vec();
+        let index = buf.part_index;
+        buf.part_from = buf.samples.len();
+        buf.part_fragments = buf.fragments.len();
+        buf.part_index += 1;
+        if data.is_empty() {
+            return;
+        }
+        out.push(Output::Part(MediaPart {
+            track,
+            period,
+            segment,
+            index,
+            time: u64::try_from(time).unwrap_or(0),
+            duration: u64::try_from(end.saturating_sub(time)).unwrap_or(0),
+            independent,
+            data,
+        }));
     }
 
     /// Closes `track`'s open segment, its last sample ending at `end` (track timescale): the

@@ -36,18 +36,19 @@ struct Entry {
     changed: tokio::sync::watch::Sender<()>,
 }
 
-/// A media segment as it is served.
+/// A media segment or part as it is served.
 #[derive(Debug)]
 pub enum SegmentBody {
-    /// A finished segment: its pieces, refcounted, not copied.
+    /// Finished: its pieces, refcounted, not copied.
     Complete(Vec<Bytes>),
-    /// The segment being written (the low-latency MPD lists it from its first part on): its
-    /// pieces come from [`GrowingSegment::next`] as its parts are cut.
+    /// Being written (the low-latency MPD lists a segment from its first part on, an LL-HLS
+    /// playlist hints the next part): its pieces come from [`GrowingSegment::next`] chunk by
+    /// chunk as they are cut.
     Growing(GrowingSegment),
 }
 
-/// The growing segment could not be completed (the stream went away, or no part came in
-/// time): the response must be cut rather than ended, so no cache keeps a short copy.
+/// The growing segment or part could not be completed (the stream went away, or no chunk
+/// came in time): the response must be cut rather than ended, so no cache keeps a short copy.
 #[derive(Debug)]
 pub struct SegmentCut;
 
@@ -59,28 +60,82 @@ impl std::fmt::Display for SegmentCut {
 
 impl std::error::Error for SegmentCut {}
 
-/// The open segment of a track, read while it is written.
+/// What a [`GrowingSegment`] reads.
+#[derive(Clone, Copy, Debug)]
+enum Scope {
+    /// The open segment starting at this time.
+    Segment(u64),
+    /// Part `part` of the open segment starting at `segment`.
+    Part { segment: u64, part: u32 },
+}
+
+/// The open segment of a track, or its part being written, read while it is written.
 #[derive(Debug)]
 pub struct GrowingSegment {
     service: DashService,
     code: String,
     track: TrackKind,
     period: u64,
-    time: u64,
-    /// Parts sent so far; the `styp` goes out first, with the first batch.
+    scope: Scope,
+    /// Chunks sent so far; a segment's `styp` goes out first, with the first batch.
     sent: usize,
     started: bool,
     done: bool,
 }
 
 impl GrowingSegment {
-    /// The next pieces, waiting for the next part when none is new: `Ok(None)` once the
-    /// whole segment was given.
+    fn new(service: &DashService, code: &str, track: TrackKind, period: u64, scope: Scope) -> Self {
+        GrowingSegment {
+            service: service.clone(),
+            code: code.to_owned(),
+            track,
+            period,
+            scope,
+            sent: 0,
+            started: false,
+            done: false,
+        }
+    }
+
+    /// The whole thing once finished: a segment's `styp` and chunks, a part's chunks.
+    fn finished(&self, m: &Manifest) -> Option<Vec<Bytes>> {
+        match self.scope {
+            Scope::Segment(time) => m.segment(self.track, self.period, time),
+            Scope::Part { segment, part } => m.part(self.track, self.period, segment, part),
+        }
+    }
+
+    /// The chunks written so far, while not finished.
+    fn chunks<'m>(&self, m: &'m Manifest) -> Vec<&'m Bytes> {
+        match self.scope {
+            Scope::Segment(time) => m.segment_chunks(self.track, self.period, time).collect(),
+            Scope::Part { segment, part } => m
+                .open_chunks(self.track, self.period, segment, part)
+                .map(|c| c.iter().collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Whether more may still come: the stream goes on and, for a part, it is the one being
+    /// written or the next.
+    fn alive(&self, m: &Manifest) -> bool {
+        !m.is_ended()
+            && match self.scope {
+                Scope::Segment(_) => true,
+                Scope::Part { segment, part } => {
+                    m.hls_part_pending(self.track, self.period, segment, part)
+                }
+            }
+    }
+
+    /// The next pieces, waiting for the next chunk when none is new: `Ok(None)` once the
+    /// whole segment or part was given.
     pub async fn next(&mut self) -> Result<Option<Vec<Bytes>>, SegmentCut> {
         if self.done {
             return Ok(None);
         }
-        // Parts come every part duration while media flows; much longer means it stopped.
+        // Chunks come every frame while media flows, parts every part duration; much longer
+        // means it stopped.
         let patience = self
             .service
             .inner
@@ -89,42 +144,37 @@ impl GrowingSegment {
             .unwrap_or_default()
             .saturating_mul(8)
             .max(std::time::Duration::from_secs(3));
-        let (track, period, time) = (self.track, self.period, self.time);
         loop {
             let sent = {
                 let store = lock(&self.service.inner.store);
                 let m = &store.get(&self.code).ok_or(SegmentCut)?.manifest;
                 let mut out = Vec::new();
-                if !self.started {
+                let segment = matches!(self.scope, Scope::Segment(_));
+                if segment && !self.started {
                     out.push(fmp4::styp());
                     self.started = true;
                 }
-                if let Some(pieces) = m.segment(track, period, time) {
-                    // Finished: whatever its parts did not give yet (its own `styp` went first).
-                    out.extend(pieces.into_iter().skip(1 + self.sent));
+                if let Some(pieces) = self.finished(m) {
+                    // Finished: whatever its chunks did not give yet (a segment's own `styp`
+                    // went first).
+                    out.extend(pieces.into_iter().skip(usize::from(segment) + self.sent));
                     self.done = true;
                     return Ok(Some(out));
                 }
                 let before = out.len();
-                out.extend(
-                    m.parts_of(track, period, time)
-                        .skip(self.sent)
-                        .map(|p| p.data.clone()),
-                );
+                out.extend(self.chunks(m).into_iter().skip(self.sent).cloned());
                 self.sent += out.len() - before;
                 if !out.is_empty() {
                     return Ok(Some(out));
                 }
-                if m.is_ended() {
+                if !self.alive(m) {
                     return Err(SegmentCut);
                 }
                 self.sent
             };
             let deadline = Instant::now() + patience;
             let news = |m: &Manifest| {
-                m.is_ended()
-                    || m.segment(track, period, time).is_some()
-                    || m.parts_of(track, period, time).nth(sent).is_some()
+                !self.alive(m) || self.finished(m).is_some() || self.chunks(m).len() > sent
             };
             if self.service.wait_for(&self.code, deadline, news).await != Some(true) {
                 return Err(SegmentCut);
@@ -385,47 +435,31 @@ impl DashService {
         }
     }
 
-    /// A part of a recent or open segment; a request for the part being written (the one a
-    /// playlist's `EXT-X-PRELOAD-HINT` names) is held until it is complete.
-    pub async fn part(
+    /// A part of a recent or open segment: whole when finished, growing when it is the part
+    /// being written or the next one (the playlist's `EXT-X-PRELOAD-HINT`); `None` if unknown
+    /// or expired.
+    pub fn part_body(
         &self,
         code: &str,
         track: TrackKind,
         period: u64,
         segment: u64,
         part: u32,
-    ) -> Option<Bytes> {
-        let hold = self
-            .inner
-            .config
-            .part_duration
-            .unwrap_or_default()
-            .max(std::time::Duration::from_millis(500))
-            * 6;
-        let deadline = tokio::time::Instant::now() + hold;
-        let found = |m: &Manifest| m.part(track, period, segment, part).is_some();
-        let pending = |m: &Manifest| m.hls_part_pending(track, period, segment, part);
-        let wait = {
-            let store = lock(&self.inner.store);
-            let m = &store.get(code)?.manifest;
-            if let Some(data) = m.part(track, period, segment, part) {
-                return Some(data);
-            }
-            pending(m)
-        };
-        if !wait {
-            return None;
+    ) -> Option<SegmentBody> {
+        let store = lock(&self.inner.store);
+        let m = &store.get(code)?.manifest;
+        if let Some(chunks) = m.part(track, period, segment, part) {
+            return Some(SegmentBody::Complete(chunks));
         }
-        if self
-            .wait_for(code, deadline, |m| found(m) || !pending(m))
-            .await?
-        {
-            return lock(&self.inner.store)
-                .get(code)?
-                .manifest
-                .part(track, period, segment, part);
-        }
-        None
+        m.hls_part_pending(track, period, segment, part).then(|| {
+            SegmentBody::Growing(GrowingSegment::new(
+                self,
+                code,
+                track,
+                period,
+                Scope::Part { segment, part },
+            ))
+        })
     }
 
     /// The init segment of `track` in period `period` of `code`.
@@ -466,18 +500,18 @@ impl DashService {
         if let Some(pieces) = m.segment(track, period, time) {
             return Some(SegmentBody::Complete(pieces));
         }
-        m.parts_of(track, period, time).next().is_some().then(|| {
-            SegmentBody::Growing(GrowingSegment {
-                service: self.clone(),
-                code: code.to_owned(),
-                track,
-                period,
-                time,
-                sent: 0,
-                started: false,
-                done: false,
+        m.segment_chunks(track, period, time)
+            .next()
+            .is_some()
+            .then(|| {
+                SegmentBody::Growing(GrowingSegment::new(
+                    self,
+                    code,
+                    track,
+                    period,
+                    Scope::Segment(time),
+                ))
             })
-        })
     }
 
     /// Stats of `code`, if it has a DASH entry.
@@ -541,9 +575,14 @@ impl Inner {
         // first of a segment, which lists it in the low-latency MPD.
         let mut mpd_changed = false;
         for output in outputs {
-            mpd_changed |= !matches!(&output, Output::Part(p) if p.index > 0);
+            mpd_changed |= match &output {
+                Output::Chunk(_) => false,
+                Output::Part(p) => p.index == 0,
+                Output::Period(_) | Output::Segment(_) => true,
+            };
             match output {
                 Output::Period(info) => entry.manifest.start_period(info, now),
+                Output::Chunk(chunk) => entry.manifest.push_chunk(chunk),
                 Output::Part(part) => entry.manifest.push_part(part, now),
                 Output::Segment(seg) => {
                     tracing::debug!(

@@ -18,6 +18,7 @@ const MS: i64 = 90;
 
 fn info_with(avcc: &'static [u8]) -> MediaInfo {
     MediaInfo {
+        video_metadata: None,
         video: Some(VideoCodec::H264(
             AvcConfig::parse(Bytes::from_static(avcc)).unwrap(),
         )),
@@ -293,6 +294,7 @@ fn feed(m: &mut Manifest, out: Vec<Output>, now_ms: i64) {
     for o in out {
         match o {
             Output::Period(p) => m.start_period(p, now_ms),
+            Output::Chunk(c) => m.push_chunk(c),
             Output::Part(p) => m.push_part(p, now_ms),
             Output::Segment(s) => m.push(s, now_ms),
         }
@@ -817,9 +819,43 @@ fn parts_make_up_their_segment_and_stay_within_the_part_target() {
             let styp = fmp4::styp();
             let whole = joined(s);
             assert_eq!(&whole[..styp.len()], &styp[..]);
-            let parts: Vec<u8> = mine.iter().flat_map(|p| p.data.to_vec()).collect();
+            let parts: Vec<u8> = mine.iter().flat_map(|p| p.data.concat()).collect();
             assert_eq!(&whole[styp.len()..], &parts[..]);
         }
+    }
+    // Each part is the chunks published before it, in order and the very same buffers; a
+    // video chunk is one frame, an audio chunk at most 100 ms.
+    for (track, frames_per_chunk) in [(TrackKind::Video, 1..=1), (TrackKind::Audio, 1..=5)] {
+        let mut chunks = Vec::new();
+        for o in &out {
+            match o {
+                Output::Chunk(c) if c.track == track => chunks.push(c.clone()),
+                Output::Part(p) if p.track == track => {
+                    assert_eq!(p.data.len(), chunks.len(), "{track:?} part {}", p.index);
+                    for (c, d) in chunks.drain(..).zip(&p.data) {
+                        assert_eq!(
+                            (c.period, c.segment, c.part),
+                            (p.period, p.segment, p.index)
+                        );
+                        assert_eq!(c.data.as_ptr(), d.as_ptr(), "a chunk is not copied");
+                        let Any::Moof(moof) = Any::decode(&mut &c.data[..]).expect("moof") else {
+                            panic!("a chunk starts with its moof")
+                        };
+                        let samples: usize = moof.traf[0]
+                            .trun
+                            .iter()
+                            .map(|t| match &t.samples {
+                                TrunSamples::Explicit(e) => e.len(),
+                                _ => 0,
+                            })
+                            .sum();
+                        assert!(frames_per_chunk.contains(&samples), "{track:?}: {samples}");
+                    }
+                }
+                _ => {}
+            }
+        }
+        assert!(chunks.is_empty(), "{track:?}: chunks of no part");
     }
     // A part never precedes the period it belongs to.
     let first_period = out.iter().position(|o| matches!(o, Output::Period(_)));
@@ -1072,6 +1108,86 @@ fn low_latency_mpd_lists_the_open_segment_available_one_part_in() {
         ..timing()
     };
     assert!(m.render(&whole, MpdClient::LowLatency, &CLOCK).is_none());
+}
+
+/// (period, segment, part) of the part the LL-HLS video playlist of `cam` hints.
+async fn hinted_part(dash: &DashService) -> (u64, u64, u32) {
+    let HlsAnswer::Playlist(playlist) = dash
+        .hls_media("cam", TrackKind::Video, HlsRequest::default())
+        .await
+    else {
+        panic!("no playlist")
+    };
+    let hint = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"v-"))
+        .and_then(|l| l.strip_suffix(".m4s\""))
+        .expect("a preload hint");
+    let (period, rest) = hint.split_once('-').unwrap();
+    let (segment, part) = rest.split_once("-p").unwrap();
+    (
+        period.parse().unwrap(),
+        segment.parse().unwrap(),
+        part.parse().unwrap(),
+    )
+}
+
+/// The part an LL-HLS playlist hints is served while it is written, chunk by chunk, and what
+/// was sent is exactly the finished part.
+#[tokio::test(start_paused = true)]
+async fn the_hinted_part_is_served_chunk_by_chunk_while_it_grows() {
+    let Running {
+        hub,
+        dash,
+        shutdown,
+        run,
+    } = Running::start().await;
+    let publisher = hub.publish("cam", meta()).unwrap();
+    publisher.announce(info());
+    write_frames(&publisher, 0..33, 25).await;
+    let (period, segment, part) = hinted_part(&dash).await;
+    let Some(SegmentBody::Growing(mut growing)) =
+        dash.part_body("cam", TrackKind::Video, period, segment, part)
+    else {
+        panic!("the hinted part is not growing");
+    };
+    let read = async {
+        let mut pieces = Vec::new();
+        let mut batches = 0;
+        while let Some(more) = growing.next().await.unwrap() {
+            pieces.extend(more);
+            batches += 1;
+        }
+        (pieces, batches)
+    };
+    let ((pieces, batches), ()) = tokio::join!(read, write_frames(&publisher, 33..45, 25));
+    assert!(batches >= 3, "chunks came one after the other: {batches}");
+    let Some(SegmentBody::Complete(whole)) =
+        dash.part_body("cam", TrackKind::Video, period, segment, part)
+    else {
+        panic!("the part did not finish");
+    };
+    assert_eq!(pieces.len(), whole.len(), "a chunk per frame");
+    assert_eq!(
+        pieces.concat(),
+        whole.concat(),
+        "the chunks make up the part"
+    );
+    // A part far ahead is not waited for; a stream that stops cuts the part being read.
+    assert!(
+        dash.part_body("cam", TrackKind::Video, period, segment, part + 9)
+            .is_none()
+    );
+    let (period, segment, part) = hinted_part(&dash).await;
+    let Some(SegmentBody::Growing(mut growing)) =
+        dash.part_body("cam", TrackKind::Video, period, segment, part)
+    else {
+        panic!("the hinted part is not growing");
+    };
+    dash.stop("cam");
+    assert!(growing.next().await.is_err());
+    shutdown.cancel();
+    run.await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]

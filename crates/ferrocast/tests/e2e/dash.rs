@@ -479,13 +479,7 @@ fn low_latency_dash_sends_the_open_segment_part_by_part_and_dash_js_plays_it() {
             .is_some_and(|v| v.contains("chunked")),
         "{path}"
     );
-    let mut pieces = Vec::new();
-    let mut first = None;
-    while let Some(piece) = stream.next_piece().expect("chunked body") {
-        first.get_or_insert(t0.elapsed());
-        pieces.push(piece);
-    }
-    let (first, last) = (first.expect("a first piece"), t0.elapsed());
+    let (pieces, first, last) = stream.pieces_timed(t0);
     // 250 ms parts of a 1 s segment: the later ones arrive as they are cut.
     assert!(
         pieces.len() >= 3 && last - first >= Duration::from_millis(400),

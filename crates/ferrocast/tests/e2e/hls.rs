@@ -2,9 +2,10 @@
 
 use crate::gstreamer;
 use crate::support::ffmpeg;
+use crate::support::http;
 use crate::support::proc::run;
 use crate::support::{Fixture, Playlist, Server, wait_until};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const SEGMENT_SECS: f64 = 1.0;
 
@@ -333,13 +334,32 @@ fn ll_hls_over_cmaf_plays_in_ffmpeg_and_hls_js_low_latency_mode() {
         .and_then(|l| l.strip_suffix('"'))
         .unwrap_or_else(|| panic!("no preload hint:\n{media}"))
         .to_owned();
-    // The hinted part does not exist yet: its request is held until it does.
-    let part = server.get(&format!("/live/ll/{hint}"));
-    assert_eq!(part.status, 200, "{hint}");
+    // The hinted part does not exist yet: its request is answered from its first chunk on,
+    // each frame's chunk as it is written, and the pieces make up exactly the finished part.
+    let path = format!("/live/ll/{hint}");
+    let t0 = Instant::now();
+    let mut stream = http::open(server.http, &path, Duration::from_secs(10)).expect(&path);
+    assert_eq!(stream.status, 200, "{path}");
     assert!(
-        part.body.windows(4).any(|w| w == b"moof"),
-        "a part is a moof + mdat"
+        stream
+            .header("transfer-encoding")
+            .is_some_and(|v| v.contains("chunked")),
+        "{path}"
     );
+    let (pieces, first, last) = stream.pieces_timed(t0);
+    assert!(
+        pieces.len() >= 3 && last - first >= Duration::from_millis(100),
+        "{} pieces, the first after {first:?}, the last after {last:?}",
+        pieces.len()
+    );
+    let part = server.get(&path);
+    assert_eq!(part.status, 200, "{hint}");
+    assert_eq!(
+        part.header("content-length"),
+        Some(part.body.len().to_string().as_str())
+    );
+    assert_eq!(pieces.concat(), part.body, "the chunks make up the part");
+    assert_eq!(&part.body[4..8], b"moof", "a part is moof + mdat chunks");
 
     // Blocking reload of the part after the hinted one.
     let seq: u64 = media

@@ -163,6 +163,21 @@ impl Stream {
         header(&self.headers, name)
     }
 
+    /// Every piece of a chunked body as it came, with when the first and the last arrived
+    /// (since `t0`): how a test sees a body sent while it grows.
+    pub fn pieces_timed(
+        &mut self,
+        t0: std::time::Instant,
+    ) -> (Vec<Vec<u8>>, std::time::Duration, std::time::Duration) {
+        let mut pieces = Vec::new();
+        let mut first = None;
+        while let Some(piece) = self.next_piece().expect("chunked body") {
+            first.get_or_insert(t0.elapsed());
+            pieces.push(piece);
+        }
+        (pieces, first.expect("a first piece"), t0.elapsed())
+    }
+
     /// The next piece of body (one chunk of a chunked body); `None` at a clean end: the
     /// terminating zero-length chunk, the end of a Content-Length body, or EOF when neither
     /// applies. An EOF inside a chunked body is an error.
