@@ -285,6 +285,7 @@ mod tests {
             )
             .unwrap();
         publisher.announce(media::MediaInfo {
+            video_metadata: None,
             video: None,
             audio: None,
             framerate: None,

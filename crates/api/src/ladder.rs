@@ -204,6 +204,7 @@ mod tests {
         )))
         .expect("asc");
         let info = MediaInfo {
+            video_metadata: None,
             video: Some(VideoCodec::H264(avc)),
             audio: Some(AudioCodec::Aac(aac)),
             framerate: Some(30.0),

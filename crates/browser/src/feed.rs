@@ -117,7 +117,7 @@ impl Feed {
     fn flush(&mut self) {
         for o in self.out.drain(..) {
             match o {
-                IngestOutput::Announce(info) => self.publisher.announce(info),
+                IngestOutput::Announce(info) => self.publisher.announce(*info),
                 IngestOutput::Frame(f) => {
                     self.frames += 1;
                     self.publisher.write(f);

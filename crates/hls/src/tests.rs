@@ -16,6 +16,7 @@ const FRAME: i64 = 3600;
 
 fn info() -> MediaInfo {
     MediaInfo {
+        video_metadata: None,
         video: Some(VideoCodec::H264(
             AvcConfig::parse(Bytes::from_static(AVCC)).unwrap(),
         )),

@@ -19,6 +19,7 @@ fn reader(protocol: &'static str) -> ReaderMeta {
 
 fn video_info() -> MediaInfo {
     MediaInfo {
+        video_metadata: None,
         video: Some(VideoCodec::Opaque {
             codec: OpaqueCodec::FlvId(7),
             sequence_header: None,

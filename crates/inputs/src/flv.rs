@@ -86,7 +86,7 @@ impl FlvFeed {
     async fn flush(&mut self, out: &Emitter) -> Result<(), InputError> {
         for o in self.out.drain(..) {
             match o {
-                IngestOutput::Announce(info) => out.tracks(info).await?,
+                IngestOutput::Announce(info) => out.tracks(*info).await?,
                 IngestOutput::Frame(f) => out.frame(f).await?,
             }
         }

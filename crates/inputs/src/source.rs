@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 #[derive(Debug)]
 pub enum SourceEvent {
     /// The input's tracks (first, and again when a codec configuration changes).
-    Tracks(MediaInfo),
+    Tracks(Box<MediaInfo>),
     /// One access unit, in the input's own timeline.
     Frame(Frame),
     /// The input stopped delivering: connection lost, publisher left, end of data.
@@ -53,7 +53,7 @@ impl Emitter {
 
     /// Announces tracks.
     pub async fn tracks(&self, info: MediaInfo) -> Result<(), Closed> {
-        self.send(SourceEvent::Tracks(info)).await
+        self.send(SourceEvent::Tracks(Box::new(info))).await
     }
 
     /// Forwards one frame.

@@ -401,6 +401,7 @@ impl Supervisor {
         let now = Instant::now();
         match t.event {
             SourceEvent::Tracks(info) => {
+                let info = *info;
                 let lane = &mut self.lanes[i];
                 lane.down = None;
                 lane.last_packet = Some(now);
@@ -813,6 +814,7 @@ mod tests {
 
     fn info(tag: u8) -> MediaInfo {
         MediaInfo {
+            video_metadata: None,
             video: Some(VideoCodec::Opaque {
                 codec: OpaqueCodec::FlvId(7),
                 sequence_header: Some(Bytes::from(vec![tag])),
@@ -911,8 +913,8 @@ mod tests {
     async fn fails_over_on_silence_and_back_once_the_primary_is_stable() {
         let mut e = env(failover());
         let mut reader = e.hub.subscribe("s", "test");
-        e.send(0, SourceEvent::Tracks(info(0)));
-        e.send(1, SourceEvent::Tracks(info(1)));
+        e.send(0, SourceEvent::Tracks(Box::new(info(0))));
+        e.send(1, SourceEvent::Tracks(Box::new(info(1))));
         e.feed(0, 0, 1000);
         e.feed(1, 50_000, 51_000);
         assert_eq!(e.sup.active, Some(0), "the primary starts");
@@ -969,7 +971,7 @@ mod tests {
         );
 
         // The primary comes back; the stream returns to it only after failback_after.
-        e.send(0, SourceEvent::Tracks(info(0)));
+        e.send(0, SourceEvent::Tracks(Box::new(info(0))));
         for step in 0..40 {
             tokio::time::advance(Duration::from_millis(100)).await;
             e.feed(0, 10_000 + step * 100, 10_100 + step * 100);
@@ -996,9 +998,9 @@ mod tests {
     async fn a_down_event_switches_at_once_and_all_down_ends_then_republishes() {
         let mut e = env(failover());
         let mut reader = e.hub.subscribe("s", "test");
-        e.send(0, SourceEvent::Tracks(info(0)));
+        e.send(0, SourceEvent::Tracks(Box::new(info(0))));
         e.feed(0, 0, 500);
-        e.send(1, SourceEvent::Tracks(info(1)));
+        e.send(1, SourceEvent::Tracks(Box::new(info(1))));
         e.feed(1, 0, 500);
         assert_eq!(e.sup.active, Some(0));
         e.send(0, SourceEvent::Down("connection reset".into()));
@@ -1008,7 +1010,7 @@ mod tests {
         assert_eq!(e.sup.active, None);
         assert!(!e.hub.is_live("s"));
         assert!(drain(&mut reader).iter().any(|ev| matches!(ev, Event::End)));
-        e.send(1, SourceEvent::Tracks(info(1)));
+        e.send(1, SourceEvent::Tracks(Box::new(info(1))));
         e.feed(1, 1000, 1500);
         assert_eq!(e.sup.active, Some(1));
         assert_eq!(e.reasons().last().map(String::as_str), Some("input up"));
@@ -1018,8 +1020,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_manual_switch_holds_until_its_input_dies() {
         let mut e = env(failover());
-        e.send(0, SourceEvent::Tracks(info(0)));
-        e.send(1, SourceEvent::Tracks(info(1)));
+        e.send(0, SourceEvent::Tracks(Box::new(info(0))));
+        e.send(1, SourceEvent::Tracks(Box::new(info(1))));
         e.feed(0, 0, 1000);
         e.feed(1, 0, 1000);
         let (reply, mut rx) = oneshot::channel();
@@ -1043,9 +1045,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_switch_starts_from_the_standby_keyframe() {
         let mut e = env(failover());
-        e.send(0, SourceEvent::Tracks(info(0)));
+        e.send(0, SourceEvent::Tracks(Box::new(info(0))));
         e.feed(0, 0, 1000);
-        e.send(1, SourceEvent::Tracks(info(1)));
+        e.send(1, SourceEvent::Tracks(Box::new(info(1))));
         // The standby is mid-GOP: its last keyframe was at 2000 ms.
         e.feed(1, 2000, 2500);
         let mut reader = e.hub.subscribe("s", "test");
@@ -1066,7 +1068,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_restart_ends_the_session_and_starts_over() {
         let mut e = env(failover());
-        e.send(0, SourceEvent::Tracks(info(0)));
+        e.send(0, SourceEvent::Tracks(Box::new(info(0))));
         e.feed(0, 0, 500);
         assert!(e.hub.is_live("s"));
         let old = e.sup.lanes[0].id;
@@ -1078,7 +1080,7 @@ mod tests {
         assert_ne!(e.sup.lanes[0].id, old, "events of the old run are ignored");
         e.sup.on_event(Tagged {
             lane: old,
-            event: SourceEvent::Tracks(info(0)),
+            event: SourceEvent::Tracks(Box::new(info(0))),
         });
         assert!(e.sup.lanes[0].info.is_none(), "a stale event");
         assert_eq!(e.reasons().last().map(String::as_str), Some("restart"));

@@ -188,6 +188,9 @@ pub struct MediaInfo {
     pub audio: Option<AudioCodec>,
     /// Frame rate announced by the publisher (e.g. RTMP `onMetaData.framerate`), if any.
     pub framerate: Option<f64>,
+    /// The publisher's Enhanced RTMP video metadata (the AMF `colorInfo` of HDR video) as it
+    /// came after the FourCC, passed on to RTMP and FLV players with the sequence start.
+    pub video_metadata: Option<Bytes>,
 }
 
 impl MediaInfo {

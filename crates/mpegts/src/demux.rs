@@ -40,7 +40,7 @@ const WRAP: i64 = 1 << 33;
 pub enum DemuxEvent {
     /// The tracks, the first time every elementary stream's configuration is known, and again
     /// whenever one changes (new SPS/PPS, other AAC parameters, PMT adds or removes a stream).
-    Tracks(MediaInfo),
+    Tracks(Box<MediaInfo>),
     /// One access unit: H.264 as AVCC with 4-byte lengths (no AUD/SPS/PPS), AAC as a raw AU.
     Frame(Frame),
     /// Data was lost on `pid` (continuity gap, oversized PES); a partial PES was dropped.
@@ -849,6 +849,7 @@ impl TsDemuxer {
             _ => None,
         };
         MediaInfo {
+            video_metadata: None,
             framerate,
             video,
             audio: self
@@ -876,7 +877,7 @@ impl TsDemuxer {
 
     fn announce(&mut self, info: MediaInfo) {
         self.announced = Some(info.clone());
-        self.events.push_back(DemuxEvent::Tracks(info));
+        self.events.push_back(DemuxEvent::Tracks(Box::new(info)));
         self.pending_bytes = 0;
         let pending = std::mem::take(&mut self.pending);
         self.events
@@ -1000,7 +1001,7 @@ mod tests {
         let drain = |d: &mut TsDemuxer, out: &mut Out| {
             while let Some(e) = d.poll_event() {
                 match e {
-                    DemuxEvent::Tracks(i) => out.tracks.push(i),
+                    DemuxEvent::Tracks(i) => out.tracks.push(*i),
                     DemuxEvent::Frame(f) if f.track == TrackKind::Video => {
                         assert!(!out.tracks.is_empty(), "frame before tracks");
                         out.video.push(f)

@@ -10,6 +10,7 @@ const AVCC: &[u8] = include_bytes!("../../../testdata/h264-320x240-baseline.avcc
 
 fn info() -> MediaInfo {
     MediaInfo {
+        video_metadata: None,
         video: Some(VideoCodec::H264(
             AvcConfig::parse(Bytes::from_static(AVCC)).unwrap(),
         )),

@@ -345,6 +345,9 @@ impl Mapper {
         {
             s.send_media(true, ts, h.as_slice(), &body);
         }
+        if let Some((h, body)) = rtmp::flv::video_metadata_tag(&info) {
+            s.send_media(true, ts, h.as_slice(), &body);
+        }
         if let Some((h, body)) = info
             .audio
             .as_ref()

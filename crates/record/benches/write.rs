@@ -41,6 +41,7 @@ fn main() {
 
 fn run(format: record::Format) {
     let info = Arc::new(MediaInfo {
+        video_metadata: None,
         video: Some(VideoCodec::H264(
             AvcConfig::parse(Bytes::from_static(AVCC)).expect("testdata parses"),
         )),

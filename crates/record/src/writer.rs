@@ -537,6 +537,7 @@ mod tests {
         )))
         .unwrap();
         Arc::new(MediaInfo {
+            video_metadata: None,
             video: Some(VideoCodec::H264(avc)),
             audio: Some(AudioCodec::Aac(aac)),
             framerate: Some(25.0),

@@ -40,7 +40,7 @@ impl ClientHandler for Recorder {
     fn data_available(&mut self, data: IngestOutput) {
         match data {
             // One session for the whole recording: timestamps continue across re-announces.
-            IngestOutput::Announce(info) => self.mux.tracks(Arc::new(info), 1),
+            IngestOutput::Announce(info) => self.mux.tracks(Arc::from(info), 1),
             IngestOutput::Frame(frame) => {
                 self.mux.frame(&frame);
             }

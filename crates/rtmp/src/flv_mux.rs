@@ -151,6 +151,9 @@ impl FlvMuxer {
         if let Some((h, body)) = info.video.as_ref().and_then(flv::video_sequence_header) {
             self.tag(TAG_VIDEO, ts, h.as_slice(), &body);
         }
+        if let Some((h, body)) = flv::video_metadata_tag(&info) {
+            self.tag(TAG_VIDEO, ts, h.as_slice(), &body);
+        }
         if let Some((h, body)) = info.audio.as_ref().and_then(flv::audio_sequence_header) {
             self.tag(TAG_AUDIO, ts, h.as_slice(), &body);
         }
@@ -302,6 +305,7 @@ mod tests {
             }
         }
         let info = MediaInfo {
+            video_metadata: None,
             video,
             audio,
             framerate: Some(25.0),
@@ -520,6 +524,7 @@ mod tests {
     #[test]
     fn timestamps_never_go_back_within_a_track() {
         let info = Arc::new(MediaInfo {
+            video_metadata: None,
             video: Some(VideoCodec::Opaque {
                 codec: OpaqueCodec::FourCc(*b"hvc1"),
                 sequence_header: Some(Bytes::from_static(&[0x90, b'h', b'v', b'c', b'1', 9])),
@@ -555,6 +560,7 @@ mod tests {
     #[test]
     fn extended_timestamps_and_oversized_frames() {
         let info = Arc::new(MediaInfo {
+            video_metadata: None,
             video: None,
             audio: Some(AudioCodec::Opaque {
                 codec: OpaqueCodec::FlvId(2),

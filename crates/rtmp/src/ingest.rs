@@ -23,7 +23,7 @@ const MAX_WAIT_MS: i64 = 3000;
 #[derive(Clone, Debug, PartialEq)]
 pub enum IngestOutput {
     /// Announce (or re-announce after a configuration change) these tracks.
-    Announce(MediaInfo),
+    Announce(Box<MediaInfo>),
     /// Write this frame.
     Frame(Frame),
 }
@@ -45,6 +45,8 @@ pub struct Ingest {
     video: Option<VideoCodec>,
     audio: Option<AudioCodec>,
     framerate: Option<f64>,
+    /// The latest Enhanced RTMP video metadata (`colorInfo`), passed on with the tracks.
+    video_metadata: Option<Bytes>,
     expect_video: bool,
     expect_audio: bool,
     announced: bool,
@@ -89,6 +91,7 @@ impl Ingest {
             video: self.video.clone(),
             audio: self.audio.clone(),
             framerate: self.framerate,
+            video_metadata: self.video_metadata.clone(),
         }
     }
 
@@ -165,6 +168,13 @@ impl Ingest {
                     self.video_frame(true, keyframe, 0, body.clone(), ms, out);
                 } else {
                     self.video_frame(known, keyframe, cts_ms, data, ms, out);
+                }
+            }
+            VideoTag::ExMetadata { data, .. } => {
+                if self.video_metadata.as_ref() != Some(&data) {
+                    tracing::debug!(bytes = data.len(), "Enhanced RTMP video metadata");
+                    self.video_metadata = Some(data);
+                    self.maybe_announce(true, out);
                 }
             }
             VideoTag::Ignored(what) => tracing::trace!(what, "video packet not carried"),
@@ -379,7 +389,7 @@ impl Ingest {
     fn maybe_announce(&mut self, changed: bool, out: &mut Vec<IngestOutput>) {
         if self.announced {
             if changed {
-                out.push(IngestOutput::Announce(self.current_info()));
+                out.push(IngestOutput::Announce(Box::new(self.current_info())));
             }
             return;
         }
@@ -390,7 +400,7 @@ impl Ingest {
 
     fn announce(&mut self, out: &mut Vec<IngestOutput>) {
         self.announced = true;
-        out.push(IngestOutput::Announce(self.current_info()));
+        out.push(IngestOutput::Announce(Box::new(self.current_info())));
         out.extend(self.pending.drain(..).map(IngestOutput::Frame));
         self.first_pending_ms = None;
     }
@@ -483,7 +493,7 @@ mod enhanced_tests {
         let mut frames = Vec::new();
         for o in out {
             match o {
-                IngestOutput::Announce(i) => info = Some(i),
+                IngestOutput::Announce(i) => info = Some(*i),
                 IngestOutput::Frame(f) => frames.push(f),
             }
         }

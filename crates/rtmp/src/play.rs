@@ -65,6 +65,9 @@ impl Play {
         if let Some((h, body)) = info.video.as_ref().and_then(flv::video_sequence_header) {
             s.send_media(self.stream_id, true, ts, h.as_slice(), &body);
         }
+        if let Some((h, body)) = flv::video_metadata_tag(&info) {
+            s.send_media(self.stream_id, true, ts, h.as_slice(), &body);
+        }
         if let Some((h, body)) = info.audio.as_ref().and_then(flv::audio_sequence_header) {
             s.send_media(self.stream_id, false, ts, h.as_slice(), &body);
         }

@@ -1345,6 +1345,7 @@ mod tests {
             "../../../testdata/h264-320x240-baseline.avcc"
         ));
         Arc::new(MediaInfo {
+            video_metadata: None,
             video: Some(VideoCodec::H264(media::AvcConfig::parse(record).unwrap())),
             audio: None,
             framerate: Some(25.0),

@@ -7,6 +7,7 @@ const ASC: &[u8] = include_bytes!("../../../testdata/aac-48k-stereo.asc");
 
 fn info() -> MediaInfo {
     MediaInfo {
+        video_metadata: None,
         video: Some(VideoCodec::H264(
             AvcConfig::parse(Bytes::from_static(AVCC)).unwrap(),
         )),
@@ -103,6 +104,7 @@ const AV1C: &[u8] = include_bytes!("../../../testdata/av1-640x360-main.av1c");
 
 fn hevc_opus_info() -> MediaInfo {
     MediaInfo {
+        video_metadata: None,
         video: Some(VideoCodec::H265(
             HevcConfig::parse(Bytes::from_static(HVCC)).unwrap(),
         )),
@@ -234,6 +236,7 @@ fn formats_and_codecs_without_a_mapping() {
     // AV1 is described (AOM RTP payload format), with profile, level and tier; opaque audio
     // is left out like any codec without a mapping.
     let av1 = MediaInfo {
+        video_metadata: None,
         video: Some(VideoCodec::Av1(
             media::Av1Config::parse(Bytes::from_static(AV1C)).unwrap(),
         )),

@@ -6,6 +6,7 @@ const ASC: &[u8] = include_bytes!("../../../testdata/aac-48k-stereo.asc");
 
 fn info() -> MediaInfo {
     MediaInfo {
+        video_metadata: None,
         video: Some(VideoCodec::H264(
             AvcConfig::parse(Bytes::from_static(AVCC)).unwrap(),
         )),
@@ -116,6 +117,7 @@ const AV1C: &[u8] = include_bytes!("../../../testdata/av1-640x360-main.av1c");
 
 fn hevc_opus_info() -> MediaInfo {
     MediaInfo {
+        video_metadata: None,
         video: Some(VideoCodec::H265(
             media::HevcConfig::parse(Bytes::from_static(HVCC)).unwrap(),
         )),
@@ -179,6 +181,7 @@ fn h265_and_opus_streams_are_packetized_and_shared() {
 fn multistream_opus_has_no_rtp_mapping_and_av1_is_packetized() {
     let share = SharedPacketizers::new(16, 1400);
     let info = MediaInfo {
+        video_metadata: None,
         video: Some(VideoCodec::Av1(
             media::Av1Config::parse(Bytes::from_static(AV1C)).unwrap(),
         )),

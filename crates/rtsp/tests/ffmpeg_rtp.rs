@@ -145,6 +145,7 @@ fn ffmpeg_decodes_sdp_and_rtp() {
     let avc = AvcConfig::parse(Bytes::from_static(AVCC)).unwrap();
     let (aac, aus) = aac_input();
     let info = MediaInfo {
+        video_metadata: None,
         video: Some(VideoCodec::H264(avc.clone())),
         audio: Some(AudioCodec::Aac(aac.clone())),
         framerate: None,
@@ -210,6 +211,7 @@ fn ffmpeg_decodes_h265_and_opus() {
     let hevc = HevcConfig::parse(Bytes::from_static(HVCC)).unwrap();
     let opus = OpusConfig::parse(Bytes::from_static(OPUS_HEAD)).unwrap();
     let info = MediaInfo {
+        video_metadata: None,
         video: Some(VideoCodec::H265(hevc.clone())),
         audio: Some(AudioCodec::Opus(opus)),
         framerate: None,

@@ -65,7 +65,7 @@ pub async fn run<S: MediaSocket>(
 fn drain(demux: &mut TsDemuxer, publisher: &Publisher) {
     while let Some(ev) = demux.poll_event() {
         match ev {
-            DemuxEvent::Tracks(info) => publisher.announce(info),
+            DemuxEvent::Tracks(info) => publisher.announce(*info),
             DemuxEvent::Frame(frame) => publisher.write(frame),
             DemuxEvent::Discontinuity { pid, reason } => debug!(pid, reason, "ts discontinuity"),
         }

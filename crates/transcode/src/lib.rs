@@ -849,9 +849,9 @@ async fn read_rung(listener: UnixListener, out: &RungOut, shift: &AtomicI64) -> 
                 match o {
                     IngestOutput::Announce(info) => {
                         if first && out.announced.swap(true, Ordering::AcqRel) {
-                            p.switch_session(info);
+                            p.switch_session(*info);
                         } else {
-                            p.announce(info);
+                            p.announce(*info);
                         }
                         first = false;
                     }

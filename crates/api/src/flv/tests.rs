@@ -24,6 +24,7 @@ const WAIT: Duration = Duration::from_secs(5);
 
 fn info() -> MediaInfo {
     MediaInfo {
+        video_metadata: None,
         video: Some(media::VideoCodec::H264(
             AvcConfig::parse(Bytes::from_static(AVCC)).unwrap(),
         )),

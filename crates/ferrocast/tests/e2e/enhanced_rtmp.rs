@@ -355,3 +355,119 @@ fn av1_and_opus_from_enhanced_rtmp_play_over_dash_and_rtmp() {
         }
     }
 }
+
+/// An Enhanced RTMP v2 multitrack publish, as ffmpeg 9 sends two video and two audio streams
+/// (the second of each as track 1 of multitrack messages), plays as its default tracks on
+/// every output: HEVC 320x240 and 48 kHz stereo AAC, with nothing of the 160x120 H.264 or
+/// the 44.1 kHz mono track. The publisher's `colorInfo` metadata reaches RTMP and HTTP-FLV
+/// players: the HEVC's own VUI says nothing of colour, so ffmpeg 9 can only learn its matrix
+/// (BT.2020 non-constant) from the metadata the gateway passed on.
+#[test]
+fn multitrack_publish_plays_its_default_tracks_and_color_info_reaches_players() {
+    let Some(ffmpeg9) = enhanced_ffmpeg() else {
+        return;
+    };
+    let file = crate::support::scratch_root()
+        .join("fixtures")
+        .join(format!("multitrack-{}.flv", std::process::id()));
+    std::fs::create_dir_all(file.parent().unwrap()).expect("fixtures dir");
+    let mut make = Command::new(&ffmpeg9);
+    make.args(["-hide_banner", "-nostdin", "-v", "error", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=880:sample_rate=44100"])
+        .args([
+            "-t", "6", "-map", "0:v", "-map", "0:v", "-map", "1:a", "-map", "2:a",
+        ])
+        .args(["-pix_fmt", "yuv420p", "-g", "60"])
+        .args(["-c:v:0", "libx265", "-preset", "ultrafast"])
+        .args(["-x265-params", "log-level=error"])
+        .args(["-color_primaries", "bt2020", "-color_trc", "smpte2084"])
+        .args(["-colorspace", "bt2020nc"])
+        // The SPS says "unspecified": the colour is only in the FLV colorInfo.
+        .args([
+            "-bsf:v:0",
+            "hevc_metadata=colour_primaries=2:transfer_characteristics=2:matrix_coefficients=2",
+        ])
+        .args(["-c:v:1", "libx264", "-s:v:1", "160x120"])
+        .args(["-c:a", "aac", "-ac:a:0", "2", "-ac:a:1", "1", "-f", "flv"])
+        .arg(&file);
+    let out = run(&mut make, Duration::from_secs(120));
+    assert!(
+        out.success(),
+        "generating the multitrack FLV:\n{}",
+        out.stderr
+    );
+
+    let server = Server::builder().start();
+    let mut cmd = Command::new(&ffmpeg9);
+    cmd.args(["-hide_banner", "-nostdin", "-v", "error"])
+        .args(["-re", "-stream_loop", "-1", "-i"])
+        .arg(&file)
+        .args([
+            "-map",
+            "0",
+            "-c",
+            "copy",
+            "-f",
+            "flv",
+            &server.rtmp_url("mt"),
+        ]);
+    let log = server.dir().join("publisher-mt.log");
+    let _publisher = ChildGuard::spawn("ffmpeg 9 multitrack publisher", &mut cmd, &log);
+    server.wait_live("mt");
+
+    for (what, url) in [
+        ("rtmp", server.rtmp_url("mt")),
+        ("http-flv", format!("http://{}/live/mt.flv", server.http)),
+    ] {
+        let out = run(
+            Command::new(&ffmpeg9)
+                .args(["-hide_banner", "-nostdin", "-i", &url])
+                .args(["-t", "2", "-f", "null", "-"]),
+            Duration::from_secs(30),
+        );
+        assert!(out.success(), "ffmpeg 9 reading {what}:\n{}", out.stderr);
+        let listed = |kind: &str| -> Vec<&str> {
+            // The input's streams, listed before the mapping and the output's.
+            out.stderr
+                .split("Stream mapping:")
+                .next()
+                .unwrap_or("")
+                .lines()
+                .filter(|l| l.contains("Stream #0:") && l.contains(kind))
+                .collect()
+        };
+        let (video, audio) = (listed(": Video: "), listed(": Audio: "));
+        assert_eq!(video.len(), 1, "{what}: one video track\n{}", out.stderr);
+        assert_eq!(audio.len(), 1, "{what}: one audio track\n{}", out.stderr);
+        assert!(
+            video[0].contains("hevc") && video[0].contains("320x240"),
+            "{what}: {}",
+            video[0]
+        );
+        assert!(
+            video[0].contains("bt2020nc"),
+            "{what}: colorInfo lost: {}",
+            video[0]
+        );
+        assert!(
+            audio[0].contains("48000 Hz") && audio[0].contains("stereo"),
+            "{what}: {}",
+            audio[0]
+        );
+    }
+    for (what, url) in [
+        ("hls", server.hls_url("mt")),
+        ("dash", format!("http://{}/live/mt/index.mpd", server.http)),
+    ] {
+        let streams = ffmpeg::streams(&url);
+        assert_eq!(streams.len(), 2, "{what}: {streams:#?}");
+        assert_video(what, &streams, "hevc", Some("Main"), (320, 240));
+        assert_audio(what, &streams, "aac");
+        assert_eq!(ffmpeg::stream_of(&streams, "audio")["channels"], 2);
+        let decoded = ffmpeg::decode(&url, 2.0, Duration::from_secs(30));
+        decoded.assert_clean(what);
+    }
+    let _ = std::fs::remove_file(&file);
+}

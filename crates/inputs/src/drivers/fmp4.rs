@@ -189,7 +189,7 @@ impl Fmp4Feed {
         }
         let mut out = Vec::with_capacity(run.video.len() + run.audio.len() + 1);
         if !self.announced {
-            out.push(SourceEvent::Tracks(self.info.clone()));
+            out.push(SourceEvent::Tracks(Box::new(self.info.clone())));
             self.announced = true;
         }
         // Each list is in decode order; merge by dts (video first on a tie).

@@ -136,6 +136,7 @@ impl Tracks {
     /// Announces the tracks when they differ from the last announcement.
     async fn announce(&mut self, out: &Emitter) -> Result<(), InputError> {
         let info = MediaInfo {
+            video_metadata: None,
             video: self.video.clone(),
             audio: self.audio.clone(),
             framerate: None,

@@ -331,7 +331,7 @@ impl ClientHandler for HubClient {
                     audio = ?info.audio.as_ref().map(|a| a.name()),
                     "tracks announced"
                 );
-                self.publisher.announce(info)
+                self.publisher.announce(*info)
             }
             IngestOutput::Frame(f) => self.publisher.write(f),
         }

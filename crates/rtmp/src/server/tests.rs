@@ -448,6 +448,7 @@ async fn shutdown_tells_players_the_stream_ended_before_closing() {
         )
         .unwrap();
     publisher.announce(media::MediaInfo {
+        video_metadata: None,
         video: Some(media::VideoCodec::Opaque {
             codec: media::OpaqueCodec::FlvId(7),
             sequence_header: None,
@@ -488,6 +489,7 @@ async fn shutdown_tells_players_the_stream_ended_before_closing() {
 
 fn opaque_video() -> media::MediaInfo {
     media::MediaInfo {
+        video_metadata: None,
         video: Some(media::VideoCodec::Opaque {
             codec: media::OpaqueCodec::FlvId(7),
             sequence_header: None,
