@@ -416,6 +416,43 @@ impl Control {
         Ok(())
     }
 
+    /// Applies what another node (or a hand edit) changed in stream `code`: the stored record
+    /// is read again and the difference to the running stream applied, as after a local write.
+    /// A change this node made itself reads back equal and does nothing.
+    pub async fn reload(&self, code: &str) -> Result<(), StoreError> {
+        let fresh = self.inner.store.get(code).await?;
+        let _w = self.inner.writes.lock().await;
+        let old = self.streams().get(code).cloned();
+        match (old, fresh) {
+            (Some(old), Some(new)) if *old == new => {}
+            (old, Some(new)) => {
+                tracing::info!(stream = code, "stream changed on another node; applied");
+                self.commit(old, new);
+            }
+            (Some(_), None) => {
+                tracing::info!(stream = code, "stream deleted on another node");
+                self.mirror(code, None);
+                self.forget_runtime(code);
+                self.shut_down(code);
+            }
+            (None, None) => {}
+        }
+        Ok(())
+    }
+
+    /// Reads every stream and template again and applies the differences: after the change
+    /// feed was down, when changes may have been missed.
+    pub async fn resync(&self) -> Result<(), StoreError> {
+        let stored = self.inner.store.list().await?;
+        let mut codes: std::collections::BTreeSet<String> =
+            stored.iter().map(|r| r.code.clone()).collect();
+        codes.extend(self.streams().keys().cloned());
+        for code in codes {
+            self.reload(&code).await?;
+        }
+        self.resync_templates().await
+    }
+
     /// Stops everything `code` runs (publisher, readers, outputs, pushes, inputs): after a
     /// delete, or when an idle runtime stream is reaped.
     fn shut_down(&self, code: &str) {

@@ -308,6 +308,45 @@ impl Control {
         Ok(())
     }
 
+    /// Applies what another node changed in template `name`, read from the store again.
+    pub async fn reload_template(&self, name: &str) -> Result<(), StoreError> {
+        let fresh = self
+            .inner
+            .store
+            .list_templates()
+            .await?
+            .into_iter()
+            .find(|t| t.name == name);
+        let _w = self.inner.writes.lock().await;
+        if self.template(name).as_deref() != fresh.as_ref() {
+            tracing::info!(template = name, "template changed on another node; applied");
+            self.templates_state().mirror(name, fresh.map(Arc::new));
+        }
+        Ok(())
+    }
+
+    /// Reads every template again (see [`Control::resync`]).
+    pub(crate) async fn resync_templates(&self) -> Result<(), StoreError> {
+        let stored = self.inner.store.list_templates().await?;
+        let _w = self.inner.writes.lock().await;
+        let state = self.templates_state();
+        let gone: Vec<String> = state
+            .by_name()
+            .keys()
+            .filter(|n| !stored.iter().any(|t| &t.name == *n))
+            .cloned()
+            .collect();
+        for name in gone {
+            state.mirror(&name, None);
+        }
+        for t in stored {
+            if self.template(&t.name).as_deref() != Some(&t) {
+                state.mirror(&t.name.clone(), Some(Arc::new(t)));
+            }
+        }
+        Ok(())
+    }
+
     /// The runtime stream `code` made from a template. A configured stream of the same code
     /// wins over it: [`Control::get`] looks there first.
     pub(crate) fn runtime_record(&self, code: &str) -> Option<Arc<StreamRecord>> {

@@ -5,7 +5,7 @@ use crate::filter::Filter;
 use crate::sign::Signer;
 use crate::sink::{Delivery, FileTransport, HttpTransport, Sink, SinkConfig, SinkStats, Transport};
 use crate::{Event, EventBus, EventKind, Subscriber};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -406,21 +406,47 @@ impl Webhooks {
     pub async fn delete(&self, id: &str) -> Result<(), HookError> {
         let _w = self.inner.writes.lock().await;
         let deleted = self.inner.store.delete_hook(id).await?;
-        let entry = {
-            let mut entries = self.entries();
-            let entry = entries.remove(id);
-            self.resubscribe(&entries);
-            entry
-        };
-        if let Some(mut e) = entry {
-            stop_task(&mut e).await;
-            e.sink.queue.clear();
-        }
+        self.uninstall(id).await;
         if deleted {
             Ok(())
         } else {
             Err(HookError::NotFound(id.to_owned()))
         }
+    }
+
+    /// Applies what another node changed in sink `id`: read from the store again, then
+    /// installed, reconfigured or removed as a local write would.
+    pub async fn reload(&self, id: &str) -> Result<(), StoreError> {
+        let fresh = self.inner.store.get_hook(id).await?;
+        let _w = self.inner.writes.lock().await;
+        let current = self.entries().get(id).map(|e| e.record.clone());
+        match fresh {
+            Some(r) if current.as_ref() == Some(&r) => {}
+            Some(r) => {
+                if let Err(e) = self.install(r).await {
+                    tracing::warn!(hook = id, error = %e, "hook changed on another node not started");
+                }
+            }
+            None => self.uninstall(id).await,
+        }
+        Ok(())
+    }
+
+    /// Reads every sink again: after the change feed was down.
+    pub async fn resync(&self) -> Result<(), StoreError> {
+        let mut ids: BTreeSet<String> = self
+            .inner
+            .store
+            .list_hooks()
+            .await?
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        ids.extend(self.entries().keys().cloned());
+        for id in ids {
+            self.reload(&id).await?;
+        }
+        Ok(())
     }
 
     /// Delivers one `hook.test` event to sink `id` only, now, bypassing its queue and filters,
@@ -482,6 +508,20 @@ impl Webhooks {
             timeout,
             transport,
         })
+    }
+
+    /// Stops and forgets sink `id`; what it had queued is dropped.
+    async fn uninstall(&self, id: &str) {
+        let entry = {
+            let mut entries = self.entries();
+            let entry = entries.remove(id);
+            self.resubscribe(&entries);
+            entry
+        };
+        if let Some(mut e) = entry {
+            stop_task(&mut e).await;
+            e.sink.queue.clear();
+        }
     }
 
     async fn install(&self, record: HookRecord) -> Result<(), HookError> {

@@ -544,6 +544,15 @@ async fn run(config: Config) -> Result<()> {
         bus.clone(),
         shutdown.clone(),
     ));
+    // Several nodes on one PostgreSQL: what the others write is applied here too.
+    if let Some(feed) = store.change_feed() {
+        tasks.spawn(cluster::follow_config(
+            feed,
+            control.clone(),
+            webhooks.clone(),
+            shutdown.clone(),
+        ));
+    }
     // Runtime streams made from templates go after `ingest.runtime_idle` without anyone.
     tasks.spawn(
         control

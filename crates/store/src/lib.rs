@@ -86,6 +86,26 @@ pub enum PutOutcome {
     Replaced,
 }
 
+/// A configuration change made by anyone sharing the store: another node, or a hand edit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigChange {
+    /// The stream with this code was created, changed or deleted.
+    Stream(String),
+    /// The template with this name was created, changed or deleted.
+    Template(String),
+    /// The webhook with this id was created, changed or deleted.
+    Hook(String),
+    /// Changes may have been missed (the feed was down): everything must be read again.
+    Resync,
+}
+
+/// The changes of a store several nodes share, as they happen.
+pub trait ChangeFeed: Send {
+    /// The next change; waits for it, reconnecting as long as it takes (a reconnect yields
+    /// [`ConfigChange::Resync`]).
+    fn next(&mut self) -> BoxFuture<'_, ConfigChange>;
+}
+
 /// Stream configuration storage.
 pub trait Store: Send + Sync + 'static {
     /// Every stream, ordered by code.
@@ -103,6 +123,11 @@ pub trait Store: Send + Sync + 'static {
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
     /// `sqlite` or `postgres`, for logs and health.
     fn kind(&self) -> &'static str;
+    /// What other nodes change, for a store several nodes share (PostgreSQL); `None` for one
+    /// only this node writes (SQLite).
+    fn change_feed(&self) -> Option<Box<dyn ChangeFeed>> {
+        None
+    }
 
     // Event sinks (`/api/v1/hooks`). Both backends implement these; the defaults keep no
     // sinks, so test fakes that only care about streams need not.

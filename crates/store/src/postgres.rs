@@ -9,7 +9,7 @@ use sqlx::{
 };
 
 use crate::{
-    PutOutcome, Store, StoreError, StreamRecord,
+    ChangeFeed, ConfigChange, PutOutcome, Store, StoreError, StreamRecord,
     codec::{
         DELETE, Encoded, INSERT, SELECT_ALL, SELECT_ONE, decode_row, map_err, map_migrate_err,
         map_open_err, upsert,
@@ -31,7 +31,15 @@ const UPSERT: &str = concat!(upsert!(), " RETURNING (xmax = 0) AS created");
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pub(crate) pool: PgPool,
+    /// The schema the tables live in (the first of the `search_path`): change notifications
+    /// of other schemas in the same database are not ours.
+    schema: std::sync::Arc<str>,
 }
+
+/// The channel every node LISTENs on (see `migrations/postgres/0007_change_feed.sql`).
+const CHANGE_CHANNEL: &str = "ferrocast_config";
+/// Wait before reconnecting the change feed after a failed attempt.
+const FEED_RETRY: Duration = Duration::from_secs(1);
 
 impl PgStore {
     /// Connects to `postgres://...` (or `postgresql://...`) and migrates. Fails with
@@ -61,19 +69,93 @@ impl PgStore {
             .run(&mut conn)
             .await
             .map_err(map_migrate_err);
+        let schema: Result<String, StoreError> = sqlx::query_scalar("SELECT current_schema()")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| map_err(e, None));
         // Best effort: the server drops the session anyway when the socket closes.
         let _ = conn.close().await;
         migrated?;
+        let schema = schema?;
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_lazy_with(options);
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            pool,
+            schema: schema.into(),
+        })
     }
 
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// The `LISTEN ferrocast_config` session of one node.
+struct PgChangeFeed {
+    pool: PgPool,
+    schema: std::sync::Arc<str>,
+    listener: Option<sqlx::postgres::PgListener>,
+}
+
+impl PgChangeFeed {
+    /// `schema|table|key` of this store's schema as a change; `None` for another schema's.
+    fn parse(&self, payload: &str) -> Option<ConfigChange> {
+        let mut parts = payload.splitn(3, '|');
+        if parts.next()? != &*self.schema {
+            return None;
+        }
+        let (table, key) = (parts.next()?, parts.next()?.to_owned());
+        match table {
+            "streams" => Some(ConfigChange::Stream(key)),
+            "templates" => Some(ConfigChange::Template(key)),
+            "webhooks" => Some(ConfigChange::Hook(key)),
+            _ => None,
+        }
+    }
+
+    async fn connect(&self) -> Result<sqlx::postgres::PgListener, sqlx::Error> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+        listener.listen(CHANGE_CHANNEL).await?;
+        Ok(listener)
+    }
+}
+
+impl ChangeFeed for PgChangeFeed {
+    fn next(&mut self) -> BoxFuture<'_, ConfigChange> {
+        Box::pin(async move {
+            loop {
+                let Some(listener) = self.listener.as_mut() else {
+                    match self.connect().await {
+                        Ok(l) => {
+                            self.listener = Some(l);
+                            tracing::info!("postgres: following configuration changes");
+                            // Whatever changed while no one listened is read again.
+                            return ConfigChange::Resync;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "postgres: change feed not connected; retrying");
+                            tokio::time::sleep(FEED_RETRY).await;
+                            continue;
+                        }
+                    }
+                };
+                match listener.try_recv().await {
+                    Ok(Some(n)) => {
+                        if let Some(change) = self.parse(n.payload()) {
+                            return change;
+                        }
+                    }
+                    // The connection was lost; notifications sent meanwhile are gone.
+                    Ok(None) | Err(_) => {
+                        tracing::warn!("postgres: change feed lost its connection");
+                        self.listener = None;
+                    }
+                }
+            }
+        })
     }
 }
 
@@ -155,6 +237,14 @@ impl Store for PgStore {
 
     fn kind(&self) -> &'static str {
         "postgres"
+    }
+
+    fn change_feed(&self) -> Option<Box<dyn ChangeFeed>> {
+        Some(Box::new(PgChangeFeed {
+            pool: self.pool.clone(),
+            schema: self.schema.clone(),
+            listener: None,
+        }))
     }
 
     // Event sinks: see crate::webhooks.

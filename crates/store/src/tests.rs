@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use crate::{PgStore, SqliteStore, Store, StoreError, open, testing};
+use crate::{ChangeFeed, ConfigChange, PgStore, SqliteStore, Store, StoreError, open, testing};
 
 /// A fresh directory under the system temp dir, removed on drop (also when a test panics).
 struct TempDir(PathBuf);
@@ -418,4 +418,63 @@ async fn postgres_template_conformance() {
     let store = open(&url).await.unwrap();
     crate::templates_testing::conformance(store.as_ref()).await;
     schema.drop().await;
+}
+
+async fn next(feed: &mut dyn ChangeFeed) -> ConfigChange {
+    tokio::time::timeout(Duration::from_secs(1), feed.next())
+        .await
+        .expect("a change within 1 s")
+}
+
+/// Two nodes on one schema: what one writes reaches the other's change feed at once; a
+/// cluster in another schema of the same database is not heard; SQLite has no feed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_change_feed_reports_what_other_nodes_write() {
+    let Some((schema, url)) = PgSchema::create("feed").await else {
+        return;
+    };
+    let Some((other, other_url)) = PgSchema::create("feed_other").await else {
+        return;
+    };
+    let a = open(&url).await.unwrap();
+    let b = open(&url).await.unwrap();
+    let elsewhere = open(&other_url).await.unwrap();
+    let mut feed = a.change_feed().expect("PostgreSQL has a change feed");
+    // Connecting reads everything again first.
+    assert_eq!(next(feed.as_mut()).await, ConfigChange::Resync);
+    elsewhere.insert(&testing::sample("cam")).await.unwrap();
+    b.insert(&testing::sample("cam")).await.unwrap();
+    assert_eq!(
+        next(feed.as_mut()).await,
+        ConfigChange::Stream("cam".into())
+    );
+    let mut changed = testing::sample("cam");
+    changed.disabled = false;
+    b.put(&changed).await.unwrap();
+    assert_eq!(
+        next(feed.as_mut()).await,
+        ConfigChange::Stream("cam".into())
+    );
+    b.delete("cam").await.unwrap();
+    assert_eq!(
+        next(feed.as_mut()).await,
+        ConfigChange::Stream("cam".into())
+    );
+    let t = crate::templates::testing::sample_template("tpl", Some("tpl/"));
+    b.insert_template(&t).await.unwrap();
+    assert_eq!(
+        next(feed.as_mut()).await,
+        ConfigChange::Template("tpl".into())
+    );
+    let dir = TempDir::new("feed");
+    assert!(
+        open(&dir.sqlite_url())
+            .await
+            .unwrap()
+            .change_feed()
+            .is_none()
+    );
+    drop((a, b, elsewhere));
+    schema.drop().await;
+    other.drop().await;
 }

@@ -16,6 +16,7 @@ mod api_persistence;
 mod bad_input;
 mod browser_ingest;
 mod chaos;
+mod cluster;
 mod config;
 mod dash;
 mod dashboard;

@@ -1,0 +1,50 @@
+//! Several gateway nodes on one PostgreSQL (and, for stream location, one Redis).
+//!
+//! Each node keeps the whole configuration in memory (see `control`). A stream, template or
+//! webhook written on one node reaches the others through the store's change feed
+//! (PostgreSQL `LISTEN`/`NOTIFY`, fired by triggers, so hand edits count too); each node
+//! reads the one record again and applies only the difference, as after a local write.
+//! PostgreSQL does the ordering and the durability: there is no consensus of our own.
+
+use std::time::Duration;
+use store::{ChangeFeed, ConfigChange};
+use tokio_util::sync::CancellationToken;
+
+/// Wait before applying a change again after the store failed to answer.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// Applies every change `feed` reports to `control` and `webhooks` until `shutdown`.
+///
+/// A change that cannot be read back (the database went away between the notification and
+/// the read) turns into a full resync, retried every second until the store answers.
+pub async fn follow_config(
+    mut feed: Box<dyn ChangeFeed>,
+    control: control::Control,
+    webhooks: events::Webhooks,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let mut change = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            change = feed.next() => change,
+        };
+        loop {
+            let applied = match &change {
+                ConfigChange::Stream(code) => control.reload(code).await,
+                ConfigChange::Template(name) => control.reload_template(name).await,
+                ConfigChange::Hook(id) => webhooks.reload(id).await,
+                ConfigChange::Resync => match control.resync().await {
+                    Ok(()) => webhooks.resync().await,
+                    Err(e) => Err(e),
+                },
+            };
+            let Err(e) = applied else { break };
+            tracing::warn!(?change, error = %e, "cluster: configuration change not applied; resyncing");
+            change = ConfigChange::Resync;
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(RETRY) => {}
+            }
+        }
+    }
+}
