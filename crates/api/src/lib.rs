@@ -80,6 +80,9 @@ pub struct AppState {
     /// Work a request hands off and outlives it (upgraded WebSocket viewers); the binary
     /// waits for it, within the shutdown grace.
     pub tasks: tokio_util::task::TaskTracker,
+    /// The other nodes, when this one is part of a cluster: control requests for a stream
+    /// live elsewhere go to its node.
+    pub cluster: Option<cluster::Registry>,
 }
 
 /// Starting, ready, or draining, as `/readyz` reports it to load balancers.

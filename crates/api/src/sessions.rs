@@ -121,7 +121,8 @@ pub struct CloseQuery {
     stream_id: String,
 }
 
-/// Disconnects the publisher of a stream (Redis `kill-session>CODE`).
+/// Disconnects the publisher of a stream (Redis `kill-session>CODE`), on whichever node of
+/// the cluster holds it.
 #[utoipa::path(
     post,
     path = "/streams/{code}/kill",
@@ -137,6 +138,24 @@ pub async fn kill_publisher(
     State(state): State<AppState>,
     Path(code): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    // Published on another node of the cluster: that node disconnects it. (A publisher
+    // here may be only this node's pull of it, which the kill is not about.)
+    if let Some(cluster) = &state.cluster
+        && cluster
+            .locate(&code)
+            .await
+            .is_some_and(|node| node != cluster.node_id())
+    {
+        return match cluster.kill_remote(&code).await {
+            Ok(node) => {
+                tracing::info!(stream = %code, node = %node, "publisher disconnected on another node");
+                Ok(StatusCode::NO_CONTENT)
+            }
+            Err(why) => Err(ApiError::not_found(format!(
+                "stream {code:?} has no live publisher: {why}"
+            ))),
+        };
+    }
     if state.hub.kick_publisher(&code) {
         Ok(StatusCode::NO_CONTENT)
     } else {

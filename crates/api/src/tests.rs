@@ -37,6 +37,7 @@ pub(crate) async fn state(admin: AdminAccess) -> AppState {
         },
     );
     AppState {
+        cluster: None,
         tasks: tokio_util::task::TaskTracker::new(),
         transcoder: transcode::Transcoder::new(hub.clone(), Default::default()),
         recorder,

@@ -5,6 +5,16 @@
 //! (PostgreSQL `LISTEN`/`NOTIFY`, fired by triggers, so hand edits count too); each node
 //! reads the one record again and applies only the difference, as after a local write.
 //! PostgreSQL does the ordering and the durability: there is no consensus of our own.
+//!
+//! Where each live stream is published is in Redis ([`Registry`]): a second publisher of a
+//! code on another node is refused, and a reader on a node without the stream makes that
+//! node pull it once from the origin over RTMP and fan it out locally ([`admission`]).
+
+mod admission;
+mod registry;
+
+pub use admission::{Pulls, admission};
+pub use registry::{Claim, Registry, RegistryConfig};
 
 use std::time::Duration;
 use store::{ChangeFeed, ConfigChange};

@@ -73,6 +73,72 @@ pub struct Config {
     /// The ffmpeg that makes renditions (which streams have a ladder is each stream's
     /// `transcode`).
     pub transcode: TranscodeSection,
+    /// Several nodes on one PostgreSQL and one Redis (off unless `cluster.redis_url` is set).
+    pub cluster: ClusterSection,
+}
+
+/// `cluster.*`
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSection {
+    /// `redis://...` where nodes register which streams they hold; unset: this node neither
+    /// registers its streams nor pulls from other nodes.
+    #[serde(serialize_with = "ser_url_opt")]
+    pub redis_url: Option<String>,
+    /// This node's id, unique in the cluster; empty: the host name.
+    pub node_id: String,
+    /// The RTMP base URL other nodes pull this node's streams from, app included (e.g.
+    /// `rtmp://10.0.0.5:1935/live`); empty: `rtmp://127.0.0.1:<rtmp port>/<rtmp app>`, which
+    /// only nodes on the same host reach.
+    pub rtmp_url: String,
+    /// Prefix of the Redis keys, so several clusters can share one Redis.
+    pub prefix: String,
+    /// How long a node's streams stay registered after its last heartbeat (a third of it
+    /// apart): how soon a republish on another node may take a dead node's stream.
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
+    pub ttl: Duration,
+    /// A publish of a code live on another node takes it over (that node disconnects its
+    /// publisher) instead of being refused.
+    pub takeover: bool,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        ClusterSection {
+            redis_url: None,
+            node_id: String::new(),
+            rtmp_url: String::new(),
+            prefix: "ferrocast:".into(),
+            ttl: Duration::from_secs(6),
+            takeover: false,
+        }
+    }
+}
+
+impl Config {
+    /// This node's id in a cluster: `cluster.node_id`, else the host name.
+    pub fn node_id(&self) -> String {
+        if !self.cluster.node_id.is_empty() {
+            return self.cluster.node_id.clone();
+        }
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| format!("node-{}", std::process::id()))
+    }
+
+    /// Where other nodes pull this node's streams from (see [`ClusterSection::rtmp_url`]).
+    pub fn cluster_rtmp_url(&self) -> String {
+        if !self.cluster.rtmp_url.is_empty() {
+            return self.cluster.rtmp_url.clone();
+        }
+        format!(
+            "rtmp://127.0.0.1:{}/{}",
+            self.rtmp.listen.port(),
+            self.rtmp.app
+        )
+    }
 }
 
 /// `transcode.*`.
@@ -755,6 +821,7 @@ impl Default for Config {
             browser: BrowserSection::default(),
             recording: RecordingSection::default(),
             transcode: TranscodeSection::default(),
+            cluster: ClusterSection::default(),
         }
     }
 }

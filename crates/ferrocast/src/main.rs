@@ -445,10 +445,30 @@ async fn run(config: Config) -> Result<()> {
     });
     // The gate wraps the control plane's rules with IP rules, hooks and the callback.
     // The wrapper turns the sessions the gate hears of into session.opened/closed events.
-    hub.set_admission(events::sources::observe_sessions(
-        Arc::new(gate.clone()),
-        bus.clone(),
-    ));
+    let mut admission: Arc<dyn hub::Admission> = Arc::new(gate.clone());
+    let registry = match &config.cluster.redis_url {
+        Some(url) => {
+            let registry = cluster::Registry::new(cluster::RegistryConfig {
+                redis_url: url.clone(),
+                node_id: config.node_id(),
+                rtmp_url: config.cluster_rtmp_url(),
+                prefix: config.cluster.prefix.clone(),
+                ttl: config.cluster.ttl,
+                takeover: config.cluster.takeover,
+            })
+            .context("invalid cluster.redis_url")?;
+            admission = cluster::admission(
+                admission,
+                registry.clone(),
+                hub.clone(),
+                Arc::new(EdgePulls(inputs.clone())),
+            );
+            info!(node = registry.node_id(), rtmp = %config.cluster_rtmp_url(), "cluster: registering streams in Redis");
+            Some(registry)
+        }
+        None => None,
+    };
+    hub.set_admission(events::sources::observe_sessions(admission, bus.clone()));
     let redis = match &config.redis.url {
         Some(url) => {
             let sink = Arc::new(commands::Commands::new(hub.clone()));
@@ -544,6 +564,27 @@ async fn run(config: Config) -> Result<()> {
         bus.clone(),
         shutdown.clone(),
     ));
+    // Another node asks this one to disconnect a publisher (an API kill sent there).
+    if let Some(registry) = registry.clone() {
+        let hub = hub.clone();
+        tasks.spawn(registry.listen(move |code: &str| hub.kick_publisher(code), shutdown.clone()));
+    }
+    // Another node took a code whose publisher runs here: that publisher goes.
+    if let Some(registry) = registry.clone() {
+        let hub = hub.clone();
+        tasks.spawn(registry.run(
+            move |code: &str, node: &str| {
+                if hub.kick_publisher(code) {
+                    tracing::warn!(
+                        stream = code,
+                        node,
+                        "cluster: another node took the stream; publisher disconnected"
+                    );
+                }
+            },
+            shutdown.clone(),
+        ));
+    }
     // Several nodes on one PostgreSQL: what the others write is applied here too.
     if let Some(feed) = store.change_feed() {
         tasks.spawn(cluster::follow_config(
@@ -575,6 +616,7 @@ async fn run(config: Config) -> Result<()> {
     let dash_service = dash.clone();
     let readiness = api::Readiness::default();
     let state = api::AppState {
+        cluster: registry.clone(),
         hub: hub.clone(),
         hls,
         dash,
@@ -711,6 +753,22 @@ impl gate::Relays for Relays {
 
     fn push(&self, code: &str, url: &str) -> Result<(), String> {
         self.push.relay_push(code, url)
+    }
+}
+
+/// A cluster's edge pulls, carried out as relay pulls.
+struct EdgePulls(inputs::InputManager);
+
+impl cluster::Pulls for EdgePulls {
+    fn pull(&self, code: &str, url: &str) -> Result<(), String> {
+        // As long as an on-demand input waits for readers (MediaMTX's default).
+        let close_after =
+            std::time::Duration::from_secs_f64(store::Failover::default().close_after_s);
+        self.0.relay_pull(code, url, close_after)
+    }
+
+    fn stop(&self, code: &str) -> bool {
+        self.0.stop_relay(code)
     }
 }
 

@@ -313,6 +313,9 @@ impl InputManager {
             return Ok(());
         }
         let intake = self.inner.hub.intake(code).map_err(|e| e.to_string())?;
+        // At once, not when the supervisor starts: the request that asked for the pull
+        // checks right after this whether to wait for the stream or answer 404.
+        intake.set_on_demand(true);
         let inputs = vec![InputSpec {
             url: url.to_owned(),
             comment: "relay pull (hook redirect)".into(),
@@ -327,6 +330,20 @@ impl InputManager {
         let handle = self.spawn(&root, code, intake, inputs, failover, Some(close_after));
         streams.insert(code.to_owned(), handle);
         Ok(())
+    }
+
+    /// Ends the relay pull of `code` (its origin moved or a publisher of its own arrived);
+    /// `false` if there was none. Configured inputs are left alone.
+    pub fn stop_relay(&self, code: &str) -> bool {
+        let mut streams = lock(&self.inner.streams);
+        if !streams.get(code).is_some_and(|h| h.relay) {
+            return false;
+        }
+        if let Some(h) = streams.remove(code) {
+            h.stop.cancel();
+            tracing::info!(stream = code, "relay pull stopped");
+        }
+        true
     }
 
     /// The state of `code`'s inputs, if it runs any.

@@ -2,13 +2,15 @@
 //! in psql, shows on every other within a second and is applied to its running streams.
 
 use crate::support::api::Api;
+use crate::support::ffmpeg;
 use crate::support::pg::PgSchema;
+use crate::support::proc::run;
 use crate::support::{Fixture, Server, wait_until};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-/// Polls `api` until `check` holds for its answer to `GET path` (status and body), and
-/// returns how long that took; fails after 1 s, the bound.
+/// Polls until `check` holds and returns how long that took; fails after 1 s, the issue's
+/// bound.
 fn within_a_second(what: &str, check: impl Fn() -> bool) -> Duration {
     let t0 = Instant::now();
     wait_until(what, Duration::from_secs(1), || check().then_some(()));
@@ -113,4 +115,126 @@ fn configuration_changed_on_any_node_reaches_the_others_within_a_second() {
         delays.last().unwrap(),
         delays[delays.len() / 2]
     );
+}
+
+/// Three nodes on one PostgreSQL and one Redis (`TEST_REDIS_URL`): a stream published on A
+/// plays over RTMP from B and over HLS from C (each pulls it once from A); a second publisher
+/// on B is refused; a kill through C's API ends the publisher on A; when A dies (SIGKILL) B's reader ends and, once A's registration
+/// expires, a publisher on C takes the code and B plays that one.
+#[test]
+fn a_stream_published_on_one_node_plays_from_the_others_and_has_one_publisher() {
+    let Some(pg) = PgSchema::create("cluster_location") else {
+        return;
+    };
+    let Ok(redis) = std::env::var("TEST_REDIS_URL") else {
+        eprintln!("cluster location: TEST_REDIS_URL not set, skipping");
+        return;
+    };
+    let prefix = format!(
+        "e2e-{}-{}-",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    );
+    let node = |id: &str| {
+        Server::builder()
+            .set("database.url", pg.url())
+            .set("cluster.redis_url", redis.as_str())
+            .set("cluster.node_id", id)
+            .set("cluster.prefix", prefix.as_str())
+            .set("cluster.ttl", 2)
+            .start()
+    };
+    let mut nodes = vec![node("a"), node("b"), node("c")];
+    let publisher = nodes[0].publish("main", Fixture::Hd720);
+    nodes[0].wait_live("main");
+
+    let t0 = Instant::now();
+    let rtmp = ffmpeg::streams(&nodes[1].rtmp_url("main"));
+    let rtmp_after = t0.elapsed();
+    let v = ffmpeg::stream_of(&rtmp, "video");
+    assert_eq!(
+        (
+            v["codec_name"].as_str(),
+            v["width"].as_u64(),
+            v["height"].as_u64()
+        ),
+        (Some("h264"), Some(1280), Some(720)),
+        "RTMP from node b: {v:#}"
+    );
+    assert_eq!(ffmpeg::stream_of(&rtmp, "audio")["codec_name"], "aac");
+    let t0 = Instant::now();
+    let hls = ffmpeg::streams(&nodes[2].hls_url("main"));
+    let hls_after = t0.elapsed();
+    let v = ffmpeg::stream_of(&hls, "video");
+    assert_eq!(
+        (v["codec_name"].as_str(), v["width"].as_u64()),
+        (Some("h264"), Some(1280)),
+        "HLS from node c: {v:#}"
+    );
+    assert_eq!(ffmpeg::stream_of(&hls, "audio")["codec_name"], "aac");
+    eprintln!("cluster: ffprobe read RTMP from b in {rtmp_after:?}, HLS from c in {hls_after:?}");
+
+    // One publisher per code in the cluster.
+    let second = run(
+        ffmpeg::ffmpeg()
+            .args(["-v", "error", "-re", "-t", "5", "-i"])
+            .arg(Fixture::Small.path())
+            .args(["-c", "copy", "-f", "flv", &nodes[1].rtmp_url("main")]),
+        Duration::from_secs(30),
+    );
+    assert!(
+        !second.success(),
+        "a second publisher on node b was accepted"
+    );
+    nodes[1].wait_log("stream is live on node a", Duration::from_secs(5));
+
+    // A kill sent to c's API ends the publisher on a.
+    let t0 = Instant::now();
+    let kill = Api::new(nodes[2].http).post("streams/main/kill", &json!({}));
+    assert_eq!(kill.status, 204, "kill through node c: {}", kill.text);
+    wait_until("a's publisher to end", Duration::from_secs(5), || {
+        (!nodes[0].is_live("main")).then_some(())
+    });
+    eprintln!(
+        "cluster: a kill through c ended a's publisher in {:?}",
+        t0.elapsed()
+    );
+    drop(publisher);
+    let publisher = nodes[0].publish("main", Fixture::Hd720);
+    nodes[0].wait_live("main");
+
+    // A reader on b; then a dies.
+    let reader = crate::support::proc::ChildGuard::spawn(
+        "reader on b",
+        ffmpeg::ffmpeg()
+            .args(["-v", "error", "-i", &nodes[1].rtmp_url("main")])
+            .args(["-f", "null", "-"]),
+        &nodes[1].dir().join("reader-b.log"),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    drop(publisher);
+    drop(nodes.remove(0));
+    let mut reader = reader;
+    wait_until("the reader on b to end", Duration::from_secs(20), || {
+        (!reader.is_running()).then_some(())
+    });
+    // c takes the code once a's registration expires (2 s); until then it refuses.
+    let c_publisher = wait_until(
+        "a publisher on c to take main",
+        Duration::from_secs(20),
+        || {
+            let p = nodes[1].publish("main", Fixture::Small);
+            std::thread::sleep(Duration::from_secs(2));
+            nodes[1].is_live("main").then_some(p)
+        },
+    );
+    let streams = ffmpeg::streams(&nodes[0].rtmp_url("main"));
+    assert_eq!(
+        ffmpeg::stream_of(&streams, "video")["width"].as_u64(),
+        Some(320),
+        "node b plays c's stream"
+    );
+    drop(c_publisher);
 }

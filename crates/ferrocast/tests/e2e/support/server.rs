@@ -273,6 +273,12 @@ impl Server {
         })
     }
 
+    /// Whether `code` is live now (its MPEG-TS endpoint answers 200, not 404).
+    pub fn is_live(&self, code: &str) -> bool {
+        let path = format!("/live/{code}/mpegts");
+        http::open(self.http, &path, Duration::from_secs(5)).is_ok_and(|s| s.status == 200)
+    }
+
     /// Waits until `code` is live (its MPEG-TS endpoint answers 200 instead of 404).
     pub fn wait_live(&self, code: &str) {
         let path = format!("/live/{code}/mpegts");

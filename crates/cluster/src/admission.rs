@@ -1,0 +1,167 @@
+//! The cluster's say on publish and play, wrapped around the node's own admission: a publish
+//! of a code another node holds is refused (or takes it over), and a play of a code live on
+//! another node starts an edge pull from that node's RTMP server.
+
+use crate::registry::{Claim, Registry};
+use hub::{
+    AccessRequest, Action, Admission, ClientInfo, ConnectFuture, DecisionFuture, Denied, Hub,
+    SessionInfo, SessionRole,
+};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+/// Edge pulls, carried out by the input manager's relay pulls.
+pub trait Pulls: Send + Sync + 'static {
+    /// Pulls `url` into the local stream `code` while it has readers; nothing new when that
+    /// pull runs already.
+    fn pull(&self, code: &str, url: &str) -> Result<(), String>;
+    /// Ends the pull into `code`; `false` if there was none.
+    fn stop(&self, code: &str) -> bool;
+}
+
+/// How long a publish or play waits for an ended pull to let go of its code.
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The protocol the input manager publishes pulled media under.
+const INPUT_PROTOCOL: &str = "input";
+
+/// `inner` with the cluster's rules added; install it with [`Hub::set_admission`].
+pub fn admission(
+    inner: Arc<dyn Admission>,
+    registry: Registry,
+    hub: Hub,
+    pulls: Arc<dyn Pulls>,
+) -> Arc<dyn Admission> {
+    Arc::new(ClusterAdmission {
+        inner,
+        registry,
+        hub,
+        pulls,
+        edges: Arc::new(Mutex::new(HashMap::new())),
+    })
+}
+
+struct ClusterAdmission {
+    inner: Arc<dyn Admission>,
+    registry: Registry,
+    hub: Hub,
+    pulls: Arc<dyn Pulls>,
+    /// Codes this node pulls from their origin, with the URL pulled: their publisher here
+    /// (the pull) must not register the code as held by this node.
+    edges: Arc<Mutex<HashMap<String, String>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Whole-value inserts and removes only: a poisoned set is still consistent.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl ClusterAdmission {
+    fn is_edge_pull(&self, s: &SessionInfo) -> bool {
+        s.protocol == INPUT_PROTOCOL && lock(&self.edges).contains_key(&s.stream)
+    }
+}
+
+/// Ends the edge pull of `code`, if any, and waits (briefly) until its intake let go of the
+/// code, so what comes next (a local publisher, a pull from the new origin) gets it.
+async fn end_pull(hub: &Hub, pulls: &dyn Pulls, code: &str) {
+    if !pulls.stop(code) {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + RELEASE_WAIT;
+    while hub.on_demand(code) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Makes sure `code`, live on another node, is pulled from that node: started once, and
+/// moved when the stream's origin changed (it died and a publisher on another node took over).
+async fn edge_pull(
+    registry: &Registry,
+    hub: &Hub,
+    pulls: &dyn Pulls,
+    edges: &Mutex<HashMap<String, String>>,
+    code: &str,
+) {
+    let Some(node) = registry.locate(code).await else {
+        return;
+    };
+    if node == registry.node_id() {
+        return;
+    }
+    let Some(base) = registry.rtmp_url(&node).await else {
+        return;
+    };
+    let url = format!("{}/{code}", base.trim_end_matches('/'));
+    let previous = lock(edges).insert(code.to_owned(), url.clone());
+    if previous.as_ref().is_some_and(|p| *p != url) {
+        tracing::info!(stream = code, origin = %node, "cluster: the stream moved; pulling from its new origin");
+        end_pull(hub, pulls, code).await;
+    }
+    match pulls.pull(code, &url) {
+        Ok(()) => tracing::debug!(stream = code, origin = %node, "cluster: edge pull"),
+        Err(e) => {
+            tracing::warn!(stream = code, origin = %node, error = %e, "cluster: edge pull not started");
+        }
+    }
+}
+
+impl Admission for ClusterAdmission {
+    fn check(&self, request: AccessRequest) -> DecisionFuture {
+        let action = request.action;
+        let decided = self.inner.check(request);
+        let registry = self.registry.clone();
+        let hub = self.hub.clone();
+        let pulls = self.pulls.clone();
+        let edges = self.edges.clone();
+        Box::pin(async move {
+            let admit = decided.await?;
+            let code = admit.code.as_str();
+            match action {
+                Action::Publish => match registry.claim(code).await {
+                    Claim::Taken(node) => {
+                        tracing::info!(stream = code, node = %node, "cluster: publish refused, the stream is live on another node");
+                        Err(Denied::new(format!("stream is live on node {node}")))
+                    }
+                    Claim::Ours | Claim::Unavailable => {
+                        // The origin this node pulled from is gone: its own publisher now.
+                        let pulled = lock(&edges).remove(code).is_some();
+                        if pulled {
+                            end_pull(&hub, pulls.as_ref(), code).await;
+                        }
+                        Ok(admit)
+                    }
+                },
+                Action::Play => {
+                    if !hub.is_live(code) {
+                        edge_pull(&registry, &hub, pulls.as_ref(), &edges, code).await;
+                    }
+                    Ok(admit)
+                }
+            }
+        })
+    }
+
+    fn connect(&self, client: Arc<ClientInfo>, remote_addr: SocketAddr) -> ConnectFuture {
+        self.inner.connect(client, remote_addr)
+    }
+
+    fn disconnect(&self, client: Arc<ClientInfo>, remote_addr: SocketAddr) {
+        self.inner.disconnect(client, remote_addr);
+    }
+
+    fn session_opened(&self, s: &SessionInfo) {
+        self.inner.session_opened(s);
+        if s.role == SessionRole::Publisher && !self.is_edge_pull(s) {
+            self.registry.hold(&s.stream);
+        }
+    }
+
+    fn session_closed(&self, s: &SessionInfo) {
+        self.inner.session_closed(s);
+        if s.role == SessionRole::Publisher && !self.is_edge_pull(s) {
+            self.registry.release(&s.stream);
+        }
+    }
+}

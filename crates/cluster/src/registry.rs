@@ -1,0 +1,346 @@
+//! Which node holds each live stream, in Redis: `<prefix>stream:<code>` is the holding node's
+//! id and `<prefix>node:<id>` the RTMP base URL (with the app) other nodes pull from, both with a TTL that
+//! the holder's heartbeat keeps renewing. A node that dies stops renewing, and its streams
+//! are free again one TTL later: Redis does the expiry, there is no election of our own.
+
+use redis::aio::MultiplexedConnection;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Bound on one Redis round trip: a publish or play never waits longer on the registry.
+const CALL_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Sets the key to this node when it is free or already ours (or always, with takeover) and
+/// returns the holder.
+const CLAIM: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v == false or v == ARGV[1] or ARGV[3] == '1' then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return ARGV[1]
+end
+return v";
+/// Renews the key if this node holds it; returns the holder (nil when it expired).
+const RENEW: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return v";
+/// Deletes the key if this node holds it.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0";
+
+/// Settings of the registry.
+#[derive(Clone, Debug)]
+pub struct RegistryConfig {
+    /// `redis://` or `rediss://` URL.
+    pub redis_url: String,
+    /// This node's id, unique in the cluster.
+    pub node_id: String,
+    /// Where other nodes reach this node's RTMP server, app included, e.g.
+    /// `rtmp://10.0.0.5:1935/live`.
+    pub rtmp_url: String,
+    /// Prefix of every key, so clusters can share one Redis.
+    pub prefix: String,
+    /// How long a registration outlives its last renewal.
+    pub ttl: Duration,
+    /// A publish on this node takes a code held by another node (whose publisher is then
+    /// disconnected), instead of being refused.
+    pub takeover: bool,
+}
+
+/// The outcome of claiming a code for a publisher on this node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// This node holds it now.
+    Ours,
+    /// Another node holds it.
+    Taken(String),
+    /// Redis did not answer: the publish goes ahead on this node alone.
+    Unavailable,
+}
+
+/// The stream location registry of one node.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: RegistryConfig,
+    client: redis::Client,
+    conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    /// Codes whose publisher runs here, renewed by the heartbeat.
+    held: Mutex<HashSet<String>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("node_id", &self.inner.config.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Whole-value inserts and removes only: a poisoned set is still consistent.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Registry {
+    /// A registry on `config.redis_url`; connects on first use.
+    pub fn new(config: RegistryConfig) -> Result<Registry, redis::RedisError> {
+        let client = redis::Client::open(config.redis_url.as_str())?;
+        Ok(Registry {
+            inner: Arc::new(Inner {
+                config,
+                client,
+                conn: tokio::sync::Mutex::new(None),
+                held: Mutex::new(HashSet::new()),
+            }),
+        })
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.inner.config.node_id
+    }
+
+    fn stream_key(&self, code: &str) -> String {
+        format!("{}stream:{code}", self.inner.config.prefix)
+    }
+
+    fn node_key(&self, node: &str) -> String {
+        format!("{}node:{node}", self.inner.config.prefix)
+    }
+
+    fn ttl_ms(&self) -> u64 {
+        u64::try_from(self.inner.config.ttl.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Runs `cmd` on the shared connection, opening it when needed; a failed call drops it so
+    /// the next one reconnects.
+    async fn call<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Option<T> {
+        let mut slot = self.inner.conn.lock().await;
+        if slot.is_none() {
+            let opened = tokio::time::timeout(
+                CALL_TIMEOUT,
+                self.inner.client.get_multiplexed_async_connection(),
+            )
+            .await;
+            match opened {
+                Ok(Ok(c)) => *slot = Some(c),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cluster: Redis not reachable");
+                    return None;
+                }
+                Err(_) => {
+                    tracing::warn!("cluster: Redis did not answer");
+                    return None;
+                }
+            }
+        }
+        let conn = slot.as_mut()?;
+        match tokio::time::timeout(CALL_TIMEOUT, cmd.query_async::<T>(conn)).await {
+            Ok(Ok(v)) => Some(v),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cluster: Redis call failed");
+                *slot = None;
+                None
+            }
+            Err(_) => {
+                tracing::warn!("cluster: Redis call timed out");
+                *slot = None;
+                None
+            }
+        }
+    }
+
+    fn eval(script: &str, key: &str) -> redis::Cmd {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(script).arg(1).arg(key);
+        cmd
+    }
+
+    /// Claims `code` for a publisher on this node.
+    pub async fn claim(&self, code: &str) -> Claim {
+        let mut cmd = Self::eval(CLAIM, &self.stream_key(code));
+        cmd.arg(self.node_id())
+            .arg(self.ttl_ms())
+            .arg(if self.inner.config.takeover { "1" } else { "0" });
+        match self.call::<String>(&cmd).await {
+            Some(holder) if holder == self.node_id() => Claim::Ours,
+            Some(holder) => Claim::Taken(holder),
+            None => Claim::Unavailable,
+        }
+    }
+
+    /// The node holding `code`, if any and Redis answers.
+    pub async fn locate(&self, code: &str) -> Option<String> {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.stream_key(code));
+        self.call::<Option<String>>(&cmd).await.flatten()
+    }
+
+    /// Where `node` takes RTMP players, as it registered it.
+    pub async fn rtmp_url(&self, node: &str) -> Option<String> {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.node_key(node));
+        self.call::<Option<String>>(&cmd).await.flatten()
+    }
+
+    fn control_channel(&self) -> String {
+        format!("{}control", self.inner.config.prefix)
+    }
+
+    /// Disconnects the publisher of `code` on whichever node holds it: `Ok(node)` once that
+    /// node let go of the code (within 3 s), `Err` when no node holds it or Redis is away.
+    pub async fn kill_remote(&self, code: &str) -> Result<String, String> {
+        let Some(node) = self.locate(code).await else {
+            return Err(format!("stream {code:?} is live on no node"));
+        };
+        let mut cmd = redis::cmd("PUBLISH");
+        cmd.arg(self.control_channel())
+            .arg(format!("kill|{node}|{code}"));
+        if self.call::<i64>(&cmd).await.unwrap_or(0) == 0 {
+            return Err("no node heard the request".into());
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if self.locate(code).await.as_deref() != Some(node.as_str()) {
+                return Ok(node);
+            }
+        }
+        Err(format!("node {node} did not let go of {code:?}"))
+    }
+
+    /// Carries out what other nodes ask of this one over `<prefix>control` (`kill|node|code`:
+    /// disconnect the publisher of `code`) until `shutdown`, resubscribing after Redis drops.
+    pub async fn listen(
+        self,
+        kill: impl Fn(&str) -> bool + Send + 'static,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        use futures_util::StreamExt;
+        let channel = self.control_channel();
+        loop {
+            let subscribed = async {
+                let mut pubsub = self.inner.client.get_async_pubsub().await?;
+                pubsub.subscribe(&channel).await?;
+                Ok::<_, redis::RedisError>(pubsub)
+            };
+            let pubsub = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = subscribed => r,
+            };
+            match pubsub {
+                Ok(mut pubsub) => {
+                    let mut messages = pubsub.on_message();
+                    loop {
+                        let msg = tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            m = messages.next() => m,
+                        };
+                        let Some(msg) = msg else { break };
+                        let Ok(text) = msg.get_payload::<String>() else {
+                            continue;
+                        };
+                        let mut parts = text.splitn(3, '|');
+                        if let (Some("kill"), Some(node), Some(code)) =
+                            (parts.next(), parts.next(), parts.next())
+                            && node == self.node_id()
+                        {
+                            let done = kill(code);
+                            tracing::info!(
+                                stream = code,
+                                done,
+                                "cluster: publisher kill asked by another node"
+                            );
+                        }
+                    }
+                    tracing::warn!("cluster: Redis control subscription lost; resubscribing");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cluster: Redis control channel not subscribed")
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    /// A publisher of `code` runs here: the heartbeat keeps its registration.
+    pub fn hold(&self, code: &str) {
+        lock(&self.inner.held).insert(code.to_owned());
+        let this = self.clone();
+        let code = code.to_owned();
+        // Claimed at admission already for RTMP, SRT and RTSP publishers; inputs and browser
+        // ingest publish without one, so claim here too (it is idempotent).
+        tokio::spawn(async move {
+            if let Claim::Taken(other) = this.claim(&code).await {
+                tracing::warn!(stream = %code, node = %other, "cluster: stream also held by another node");
+            }
+        });
+    }
+
+    /// The publisher of `code` here ended: its registration goes at once.
+    pub fn release(&self, code: &str) {
+        lock(&self.inner.held).remove(code);
+        let this = self.clone();
+        let key = self.stream_key(code);
+        tokio::spawn(async move {
+            let mut cmd = Self::eval(RELEASE, &key);
+            cmd.arg(this.node_id());
+            let _ = this.call::<i64>(&cmd).await;
+        });
+    }
+
+    /// Renews this node's registration and every held code's, each third of the TTL, until
+    /// `shutdown`; `lost(code, holder)` hears of a code another node took.
+    pub async fn run(
+        self,
+        lost: impl Fn(&str, &str) + Send + 'static,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        let period = (self.inner.config.ttl / 3).max(Duration::from_millis(100));
+        loop {
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(self.node_key(self.node_id()))
+                .arg(&self.inner.config.rtmp_url)
+                .arg("PX")
+                .arg(self.ttl_ms());
+            let _ = self.call::<()>(&cmd).await;
+            let held: Vec<String> = lock(&self.inner.held).iter().cloned().collect();
+            for code in held {
+                let mut cmd = Self::eval(RENEW, &self.stream_key(&code));
+                cmd.arg(self.node_id()).arg(self.ttl_ms());
+                match self.call::<Option<String>>(&cmd).await {
+                    // Ours and renewed, or Redis away (local streams go on regardless).
+                    Some(Some(h)) if h == self.node_id() => {}
+                    None => {}
+                    // Expired while Redis was away: take it back unless someone else did.
+                    Some(None) => {
+                        if let Claim::Taken(other) = self.claim(&code).await {
+                            lost(&code, &other);
+                        }
+                    }
+                    Some(Some(other)) => lost(&code, &other),
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(period) => {}
+            }
+        }
+        // A clean stop frees every code at once instead of one TTL later.
+        let held: Vec<String> = lock(&self.inner.held).drain().collect();
+        for code in held {
+            let mut cmd = Self::eval(RELEASE, &self.stream_key(&code));
+            cmd.arg(self.node_id());
+            let _ = self.call::<i64>(&cmd).await;
+        }
+    }
+}
