@@ -58,3 +58,6 @@ pub async fn follow_config(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -298,6 +298,12 @@ impl Registry {
         });
     }
 
+    /// `code` is `other`'s now: no longer renewed here, and `lost` hears it once.
+    fn lose(&self, code: &str, other: &str, lost: &impl Fn(&str, &str)) {
+        lock(&self.inner.held).remove(code);
+        lost(code, other);
+    }
+
     /// Renews this node's registration and every held code's, each third of the TTL, until
     /// `shutdown`; `lost(code, holder)` hears of a code another node took.
     pub async fn run(
@@ -324,10 +330,10 @@ impl Registry {
                     // Expired while Redis was away: take it back unless someone else did.
                     Some(None) => {
                         if let Claim::Taken(other) = self.claim(&code).await {
-                            lost(&code, &other);
+                            self.lose(&code, &other, &lost);
                         }
                     }
-                    Some(Some(other)) => lost(&code, &other),
+                    Some(Some(other)) => self.lose(&code, &other, &lost),
                 }
             }
             tokio::select! {

@@ -1,0 +1,114 @@
+//! The registry against a real Redis (`TEST_REDIS_URL`, skipped without it).
+
+use crate::{Claim, Registry, RegistryConfig};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[expect(clippy::print_stderr, reason = "the one-line skip note is the point")]
+fn nodes(test: &str, ttl: Duration, takeover: bool) -> Option<(Registry, Registry)> {
+    let Ok(url) = std::env::var("TEST_REDIS_URL") else {
+        eprintln!("{test}: TEST_REDIS_URL not set, skipping");
+        return None;
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let prefix = format!("test-{test}-{}-{nanos}:", std::process::id());
+    let node = |id: &str, takeover| {
+        Registry::new(RegistryConfig {
+            redis_url: url.clone(),
+            node_id: id.into(),
+            rtmp_url: format!("rtmp://{id}.example/live"),
+            prefix: prefix.clone(),
+            ttl,
+            takeover,
+        })
+        .unwrap()
+    };
+    Some((node("a", false), node("b", takeover)))
+}
+
+/// One holder per code; the holder's address is known; a release frees the code at once.
+#[tokio::test]
+async fn one_node_holds_a_code_until_it_releases_it() {
+    let Some((a, b)) = nodes("hold", Duration::from_secs(10), false) else {
+        return;
+    };
+    assert_eq!(a.claim("cam").await, Claim::Ours);
+    assert_eq!(
+        a.claim("cam").await,
+        Claim::Ours,
+        "claiming again is idempotent"
+    );
+    assert_eq!(b.claim("cam").await, Claim::Taken("a".into()));
+    assert_eq!(b.locate("cam").await.as_deref(), Some("a"));
+    assert_eq!(b.locate("other").await, None);
+    let stop = CancellationToken::new();
+    let heartbeat = tokio::spawn(a.clone().run(|_: &str, _: &str| {}, stop.clone()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        b.rtmp_url("a").await.as_deref(),
+        Some("rtmp://a.example/live")
+    );
+    a.hold("cam");
+    a.release("cam");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(b.locate("cam").await, None);
+    assert_eq!(b.claim("cam").await, Claim::Ours);
+    stop.cancel();
+    heartbeat.await.unwrap();
+}
+
+/// A holder's heartbeat keeps its code past the TTL; a holder that stops renewing loses it
+/// one TTL later; with takeover, a claim wins at once and the old holder hears it lost.
+#[tokio::test]
+async fn the_ttl_frees_a_dead_node_and_takeover_tells_the_loser() {
+    let ttl = Duration::from_millis(600);
+    let Some((a, b)) = nodes("ttl", ttl, true) else {
+        return;
+    };
+    let lost: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let stop = CancellationToken::new();
+    let heard = lost.clone();
+    let heartbeat = tokio::spawn(a.clone().run(
+        move |code: &str, node: &str| heard.lock().unwrap().push((code.into(), node.into())),
+        stop.clone(),
+    ));
+    a.hold("kept");
+    tokio::time::sleep(ttl * 3).await;
+    assert_eq!(b.locate("kept").await.as_deref(), Some("a"), "renewed");
+    // Takeover: b claims it; a's next heartbeat hears it lost.
+    assert_eq!(b.claim("kept").await, Claim::Ours);
+    tokio::time::sleep(ttl).await;
+    assert_eq!(
+        lost.lock().unwrap().as_slice(),
+        [("kept".to_owned(), "b".to_owned())]
+    );
+    // A node that stops renewing (a crash) loses its codes one TTL later.
+    stop.cancel();
+    heartbeat.await.unwrap();
+    assert_eq!(a.claim("gone").await, Claim::Ours);
+    tokio::time::sleep(ttl + Duration::from_millis(200)).await;
+    assert_eq!(b.locate("gone").await, None);
+}
+
+/// Redis unreachable: claims say so (the publish goes ahead), lookups find nothing, and no
+/// call waits longer than its bound.
+#[tokio::test]
+async fn without_redis_a_node_works_alone() {
+    let r = Registry::new(RegistryConfig {
+        redis_url: "redis://127.0.0.1:1".into(),
+        node_id: "a".into(),
+        rtmp_url: String::new(),
+        prefix: "x:".into(),
+        ttl: Duration::from_secs(5),
+        takeover: false,
+    })
+    .unwrap();
+    let t0 = std::time::Instant::now();
+    assert_eq!(r.claim("cam").await, Claim::Unavailable);
+    assert_eq!(r.locate("cam").await, None);
+    assert!(r.kill_remote("cam").await.is_err());
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+}
