@@ -2,7 +2,7 @@
 
 use crate::support::ScratchDir;
 use crate::support::proc::{Finished, run};
-use crate::support::server::{base_command, free_addrs};
+use crate::support::server::{base_command, free_addrs, free_udp_addr};
 use std::net::TcpListener;
 use std::time::Duration;
 
@@ -51,6 +51,10 @@ fn port_in_use_is_a_one_line_error_naming_the_address() {
     let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
     let taken_addr = taken.local_addr().expect("addr");
     let (free_a, free_b) = free_addrs();
+    // RTSP and SRT on free ports too: their defaults may be taken on this machine, and the
+    // error must be about the port the test took.
+    let (rtsp, _) = free_addrs();
+    let srt = free_udp_addr();
     for (what, rtmp, http) in [
         ("RTMP port in use", taken_addr, free_a),
         ("HTTP port in use", free_b, taken_addr),
@@ -59,7 +63,9 @@ fn port_in_use_is_a_one_line_error_naming_the_address() {
             base_command(dir.path())
                 .env("RUST_BACKTRACE", "1")
                 .env("FERROCAST_RTMP__LISTEN", rtmp.to_string())
-                .env("FERROCAST_HTTP__LISTEN", http.to_string()),
+                .env("FERROCAST_HTTP__LISTEN", http.to_string())
+                .env("FERROCAST_RTSP__LISTEN", rtsp.to_string())
+                .env("FERROCAST_SRT__LISTEN", srt.to_string()),
             Duration::from_secs(15),
         );
         assert_clean_failure(&out, what);
