@@ -97,15 +97,17 @@ pub(crate) async fn serve(
         .map(|s| s.0.clone())
         .unwrap_or_default();
     // A switched-off output or a stream that is not there: absent (404), as for MPEG-TS.
-    if !state.control.output_enabled(code, Output::Rtmp)
-        || !(state.hub.is_live(code) || state.hub.on_demand(code))
-    {
+    if !state.control.output_enabled(code, Output::Rtmp) {
         return not_found();
     }
     let code = match admit(&state, code.to_owned(), "flv", peer, args.clone()).await {
         Ok(code) => code,
         Err(refused) => return refused,
     };
+    // Asked after admission, which may have started the source (a cluster's edge pull).
+    if !(state.hub.is_live(&code) || state.hub.on_demand(&code)) {
+        return not_found();
+    }
     state.hub.touch(&code);
     wait_on_demand(&state, &code, || state.hub.is_live(&code)).await;
     let meta = ReaderMeta {

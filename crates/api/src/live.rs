@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use control::Output;
-use hub::{AccessRequest, Action, Event, ReaderMeta, Subscription};
+use hub::{AccessRequest, Action, Event, ON_DEMAND_WAIT, ReaderMeta, Subscription};
 use mpegts::TsMuxer;
 use std::net::SocketAddr;
 use tokio_util::sync::CancellationToken;
@@ -118,7 +118,11 @@ async fn serve(
     }
     if dash {
         if file.ends_with(".mpd") {
-            wait_on_demand(&state, &code, || state.hub.is_live(&code)).await;
+            // Live is not enough: the MPD exists once the first segment does.
+            wait_on_demand(&state, &code, || {
+                state.dash.stats(&code).is_some_and(|s| s.segments > 0)
+            })
+            .await;
         }
         return crate::dash::serve(&state, &code, &file, request.headers()).await;
     }
@@ -194,10 +198,6 @@ async fn serve(
     }
 }
 
-/// How long a request for an on-demand stream waits for its source (MediaMTX's
-/// `sourceOnDemandStartTimeout` default).
-const ON_DEMAND_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// Holds a request for a stream whose source starts on demand until `ready` (the request
 /// itself started the source), rather than answering 404 to the first viewer.
 pub(crate) async fn wait_on_demand(state: &AppState, code: &str, ready: impl Fn() -> bool) {
@@ -248,15 +248,17 @@ async fn mpegts(
     remote_addr: Option<SocketAddr>,
     args: Vec<(String, String)>,
 ) -> Response {
-    if !state.control.output_enabled(&code, Output::Mpegts)
-        || !(state.hub.is_live(&code) || state.hub.on_demand(&code))
-    {
+    if !state.control.output_enabled(&code, Output::Mpegts) {
         return not_found();
     }
     let code = match admit(state, code, "mpegts", remote_addr, args.clone()).await {
         Ok(code) => code,
         Err(refused) => return refused,
     };
+    // Asked after admission, which may have started the source (a cluster's edge pull).
+    if !(state.hub.is_live(&code) || state.hub.on_demand(&code)) {
+        return not_found();
+    }
     state.hub.touch(&code);
     wait_on_demand(state, &code, || state.hub.is_live(&code)).await;
     let meta = ReaderMeta {

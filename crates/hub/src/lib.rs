@@ -58,6 +58,10 @@ pub fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// How long a reader of a stream whose source starts on demand waits for it to go live
+/// (MediaMTX's `sourceOnDemandStartTimeout` default).
+pub const ON_DEMAND_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Memory bounds of every stream.
 #[derive(Clone, Debug)]
 pub struct HubConfig {
@@ -340,6 +344,26 @@ impl Hub {
     /// Whether `code`'s source starts when a reader asks, so a request may wait for it.
     pub fn on_demand(&self, code: &str) -> bool {
         self.inner.demand().contains_key(code)
+    }
+
+    /// Whether `code` is live, waiting first (at most [`ON_DEMAND_WAIT`]) when its source
+    /// starts on demand: the request asking for it has just started it. For protocols that
+    /// must answer a play request with tracks (RTSP `DESCRIBE`, an SRT handshake).
+    pub async fn live_on_demand(&self, code: &str) -> bool {
+        if self.is_live(code) {
+            return true;
+        }
+        if !self.on_demand(code) {
+            return false;
+        }
+        let deadline = tokio::time::Instant::now() + ON_DEMAND_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            if self.is_live(code) {
+                return true;
+            }
+        }
+        false
     }
 
     /// When a reader last asked for an on-demand `code`.

@@ -607,6 +607,10 @@ impl Conn {
             client: None,
             args: t.args.clone(),
         };
+        // An on-demand source (a pull this request started) is given time to go live.
+        if !self.hub.live_on_demand(&code).await {
+            return Err(StatusCode::NotFound);
+        }
         let mut sub = self
             .hub
             .subscribe_live(&code, meta)

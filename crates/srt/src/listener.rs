@@ -303,8 +303,9 @@ impl Server {
             client: None,
             args,
         };
-        // Checked before the handshake so a caller of an idle code gets a reject reason.
-        if !self.hub.is_live(&code) {
+        // Checked before the handshake so a caller of an idle code gets a reject reason; an
+        // on-demand source (a pull this request started) is given time to go live.
+        if !self.hub.live_on_demand(&code).await {
             warn!("srt play refused: stream not live");
             reject(request, ServerRejectReason::Notfound.into()).await;
             return;

@@ -5,6 +5,7 @@ use crate::support::api::Api;
 use crate::support::ffmpeg;
 use crate::support::pg::PgSchema;
 use crate::support::proc::run;
+use crate::support::server::{free_addrs, free_udp_addr};
 use crate::support::{Fixture, Server, wait_until};
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -237,4 +238,61 @@ fn a_stream_published_on_one_node_plays_from_the_others_and_has_one_publisher() 
         "node b plays c's stream"
     );
     drop(c_publisher);
+}
+
+/// Every output of an edge starts the pull from the origin on its first reader: SRT, RTSP,
+/// DASH, MPEG-TS over HTTP and HTTP-FLV each read a different stream of node A from node B,
+/// which had none of them.
+#[test]
+fn every_output_of_an_edge_pulls_from_the_origin() {
+    let Some(pg) = PgSchema::create("cluster_outputs") else {
+        return;
+    };
+    let Ok(redis) = std::env::var("TEST_REDIS_URL") else {
+        eprintln!("cluster outputs: TEST_REDIS_URL not set, skipping");
+        return;
+    };
+    let prefix = format!(
+        "e2e-{}-{}-",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    );
+    let srt = free_udp_addr();
+    let (rtsp, _) = free_addrs();
+    let node = |id: &str, edge: bool| {
+        let mut b = Server::builder()
+            .set("database.url", pg.url())
+            .set("cluster.redis_url", redis.as_str())
+            .set("cluster.node_id", id)
+            .set("cluster.prefix", prefix.as_str());
+        if edge {
+            b = b.set("srt.listen", srt).set("rtsp.listen", rtsp);
+        }
+        b.start()
+    };
+    let (a, b) = (node("a", false), node("b", true));
+    let codes = ["s-srt", "s-rtsp", "s-dash", "s-ts", "s-flv"];
+    let _publishers: Vec<_> = codes.iter().map(|c| a.publish(c, Fixture::Small)).collect();
+    for c in codes {
+        a.wait_live(c);
+    }
+    for (code, url) in [
+        ("s-srt", format!("srt://{srt}?streamid=live/s-srt")),
+        ("s-rtsp", format!("rtsp://{rtsp}/live/s-rtsp")),
+        ("s-dash", format!("http://{}/live/s-dash/index.mpd", b.http)),
+        ("s-ts", format!("http://{}/live/s-ts/mpegts", b.http)),
+        ("s-flv", format!("http://{}/live/s-flv.flv", b.http)),
+    ] {
+        let t0 = Instant::now();
+        let streams = ffmpeg::streams(&url);
+        let v = ffmpeg::stream_of(&streams, "video");
+        assert_eq!(
+            (v["codec_name"].as_str(), v["width"].as_u64()),
+            (Some("h264"), Some(320)),
+            "{code} from the edge: {v:#}"
+        );
+        eprintln!("cluster: {code} read from the edge in {:?}", t0.elapsed());
+    }
 }
