@@ -97,7 +97,10 @@ pub(crate) async fn serve(
         .map(|s| s.0.clone())
         .unwrap_or_default();
     // A switched-off output or a stream that is not there: absent (404), as for MPEG-TS.
-    if !state.control.output_enabled(code, Output::Rtmp) {
+    // Absent is 404 before any admission work, unless another node of a cluster may have it.
+    if !state.control.output_enabled(code, Output::Rtmp)
+        || (state.cluster.is_none() && !(state.hub.is_live(code) || state.hub.on_demand(code)))
+    {
         return not_found();
     }
     let code = match admit(&state, code.to_owned(), "flv", peer, args.clone()).await {

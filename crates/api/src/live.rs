@@ -248,7 +248,10 @@ async fn mpegts(
     remote_addr: Option<SocketAddr>,
     args: Vec<(String, String)>,
 ) -> Response {
-    if !state.control.output_enabled(&code, Output::Mpegts) {
+    // Absent is 404 before any admission work, unless another node of a cluster may have it.
+    if !state.control.output_enabled(&code, Output::Mpegts)
+        || (state.cluster.is_none() && !(state.hub.is_live(&code) || state.hub.on_demand(&code)))
+    {
         return not_found();
     }
     let code = match admit(state, code, "mpegts", remote_addr, args.clone()).await {

@@ -132,6 +132,7 @@ pub struct CloseQuery {
         (status = 204, description = "Publisher disconnected"),
         (status = 401, description = "Missing or wrong API token", body = ErrorBody),
         (status = 404, description = "No live publisher", body = ErrorBody),
+        (status = 503, description = "The node holding it did not answer", body = ErrorBody),
     )
 )]
 pub async fn kill_publisher(
@@ -151,8 +152,11 @@ pub async fn kill_publisher(
                 tracing::info!(stream = %code, node = %node, "publisher disconnected on another node");
                 Ok(StatusCode::NO_CONTENT)
             }
-            Err(why) => Err(ApiError::not_found(format!(
-                "stream {code:?} has no live publisher: {why}"
+            Err(cluster::KillError::NotLive) => Err(ApiError::not_found(format!(
+                "stream {code:?} has no live publisher"
+            ))),
+            Err(cluster::KillError::Unavailable(why)) => Err(ApiError::unavailable(format!(
+                "stream {code:?} is published on another node, which could not be reached: {why}"
             ))),
         };
     }

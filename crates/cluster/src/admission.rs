@@ -7,9 +7,8 @@ use hub::{
     AccessRequest, Action, Admission, ClientInfo, ConnectFuture, DecisionFuture, Denied, Hub,
     SessionInfo, SessionRole,
 };
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Edge pulls, carried out by the input manager's relay pulls.
 pub trait Pulls: Send + Sync + 'static {
@@ -18,6 +17,8 @@ pub trait Pulls: Send + Sync + 'static {
     fn pull(&self, code: &str, url: &str) -> Result<(), String>;
     /// Ends the pull into `code`; `false` if there was none.
     fn stop(&self, code: &str) -> bool;
+    /// The URL pulled into `code`, while a pull runs.
+    fn pulling(&self, code: &str) -> Option<String>;
 }
 
 /// How long a publish or play waits for an ended pull to let go of its code.
@@ -38,7 +39,6 @@ pub fn admission(
         registry,
         hub,
         pulls,
-        edges: Arc::new(Mutex::new(HashMap::new())),
     })
 }
 
@@ -46,20 +46,15 @@ struct ClusterAdmission {
     inner: Arc<dyn Admission>,
     registry: Registry,
     hub: Hub,
+    /// The input manager knows which codes it pulls from another node, so no map of
+    /// our own is kept (nor left behind when a pull ends by itself).
     pulls: Arc<dyn Pulls>,
-    /// Codes this node pulls from their origin, with the URL pulled: their publisher here
-    /// (the pull) must not register the code as held by this node.
-    edges: Arc<Mutex<HashMap<String, String>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Whole-value inserts and removes only: a poisoned set is still consistent.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl ClusterAdmission {
+    /// The publisher of an edge pull: the origin holds the code, not this node.
     fn is_edge_pull(&self, s: &SessionInfo) -> bool {
-        s.protocol == INPUT_PROTOCOL && lock(&self.edges).contains_key(&s.stream)
+        s.protocol == INPUT_PROTOCOL && self.pulls.pulling(&s.stream).is_some()
     }
 }
 
@@ -77,13 +72,7 @@ async fn end_pull(hub: &Hub, pulls: &dyn Pulls, code: &str) {
 
 /// Makes sure `code`, live on another node, is pulled from that node: started once, and
 /// moved when the stream's origin changed (it died and a publisher on another node took over).
-async fn edge_pull(
-    registry: &Registry,
-    hub: &Hub,
-    pulls: &dyn Pulls,
-    edges: &Mutex<HashMap<String, String>>,
-    code: &str,
-) {
+async fn edge_pull(registry: &Registry, hub: &Hub, pulls: &dyn Pulls, code: &str) {
     let Some(node) = registry.locate(code).await else {
         return;
     };
@@ -94,8 +83,7 @@ async fn edge_pull(
         return;
     };
     let url = format!("{}/{code}", base.trim_end_matches('/'));
-    let previous = lock(edges).insert(code.to_owned(), url.clone());
-    if previous.as_ref().is_some_and(|p| *p != url) {
+    if pulls.pulling(code).is_some_and(|p| p != url) {
         tracing::info!(stream = code, origin = %node, "cluster: the stream moved; pulling from its new origin");
         end_pull(hub, pulls, code).await;
     }
@@ -114,7 +102,6 @@ impl Admission for ClusterAdmission {
         let registry = self.registry.clone();
         let hub = self.hub.clone();
         let pulls = self.pulls.clone();
-        let edges = self.edges.clone();
         Box::pin(async move {
             let admit = decided.await?;
             let code = admit.code.as_str();
@@ -126,16 +113,13 @@ impl Admission for ClusterAdmission {
                     }
                     Claim::Ours | Claim::Unavailable => {
                         // The origin this node pulled from is gone: its own publisher now.
-                        let pulled = lock(&edges).remove(code).is_some();
-                        if pulled {
-                            end_pull(&hub, pulls.as_ref(), code).await;
-                        }
+                        end_pull(&hub, pulls.as_ref(), code).await;
                         Ok(admit)
                     }
                 },
                 Action::Play => {
                     if !hub.is_live(code) {
-                        edge_pull(&registry, &hub, pulls.as_ref(), &edges, code).await;
+                        edge_pull(&registry, &hub, pulls.as_ref(), code).await;
                     }
                     Ok(admit)
                 }
@@ -154,14 +138,15 @@ impl Admission for ClusterAdmission {
     fn session_opened(&self, s: &SessionInfo) {
         self.inner.session_opened(s);
         if s.role == SessionRole::Publisher && !self.is_edge_pull(s) {
-            self.registry.hold(&s.stream);
+            self.registry.hold(&s.stream, s.id);
         }
     }
 
     fn session_closed(&self, s: &SessionInfo) {
         self.inner.session_closed(s);
-        if s.role == SessionRole::Publisher && !self.is_edge_pull(s) {
-            self.registry.release(&s.stream);
+        // A session that never held the code (an edge pull) releases nothing.
+        if s.role == SessionRole::Publisher {
+            self.registry.release(&s.stream, s.id);
         }
     }
 }

@@ -4,12 +4,15 @@
 //! are free again one TTL later: Redis does the expiry, there is no election of our own.
 
 use redis::aio::MultiplexedConnection;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Bound on one Redis round trip: a publish or play never waits longer on the registry.
 const CALL_TIMEOUT: Duration = Duration::from_millis(500);
+/// After Redis failed to answer, calls fail at once for this long instead of each waiting
+/// out its timeout.
+const DOWN_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Sets the key to this node when it is free or already ours (or always, with takeover) and
 /// returns the holder.
@@ -69,9 +72,35 @@ pub struct Registry {
 struct Inner {
     config: RegistryConfig,
     client: redis::Client,
-    conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
-    /// Codes whose publisher runs here, renewed by the heartbeat.
-    held: Mutex<HashSet<String>>,
+    conn: Mutex<Link>,
+    /// Codes whose publisher runs here, with that publisher's session id; the heartbeat
+    /// renews them.
+    held: Mutex<HashMap<String, u64>>,
+}
+
+/// The shared connection, and since when Redis is known to be away.
+#[derive(Default)]
+struct Link {
+    conn: Option<MultiplexedConnection>,
+    down_until: Option<Instant>,
+}
+
+/// Why a kill through another node did not happen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KillError {
+    /// No node holds the code.
+    NotLive,
+    /// Redis is away, no node heard the request, or the holder did not let go in time.
+    Unavailable(String),
+}
+
+impl std::fmt::Display for KillError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KillError::NotLive => f.write_str("live on no node"),
+            KillError::Unavailable(why) => f.write_str(why),
+        }
+    }
 }
 
 impl std::fmt::Debug for Registry {
@@ -95,8 +124,8 @@ impl Registry {
             inner: Arc::new(Inner {
                 config,
                 client,
-                conn: tokio::sync::Mutex::new(None),
-                held: Mutex::new(HashSet::new()),
+                conn: Mutex::new(Link::default()),
+                held: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -118,42 +147,58 @@ impl Registry {
         u64::try_from(self.inner.config.ttl.as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Runs `cmd` on the shared connection, opening it when needed; a failed call drops it so
-    /// the next one reconnects.
+    /// Runs `cmd` on the shared connection, opening it when needed. No lock is held while
+    /// waiting on Redis (the multiplexed connection is a cheap handle), so calls overlap; a
+    /// failed call drops the connection and, for a second, makes calls fail at once.
     async fn call<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Option<T> {
-        let mut slot = self.inner.conn.lock().await;
-        if slot.is_none() {
-            let opened = tokio::time::timeout(
-                CALL_TIMEOUT,
-                self.inner.client.get_multiplexed_async_connection(),
-            )
-            .await;
-            match opened {
-                Ok(Ok(c)) => *slot = Some(c),
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "cluster: Redis not reachable");
-                    return None;
+        let cached = {
+            let link = lock(&self.inner.conn);
+            if link.down_until.is_some_and(|t| Instant::now() < t) {
+                return None;
+            }
+            link.conn.clone()
+        };
+        let mut conn = match cached {
+            Some(c) => c,
+            None => {
+                let opened = tokio::time::timeout(
+                    CALL_TIMEOUT,
+                    self.inner.client.get_multiplexed_async_connection(),
+                )
+                .await;
+                match opened {
+                    Ok(Ok(c)) => {
+                        lock(&self.inner.conn).conn = Some(c.clone());
+                        c
+                    }
+                    Ok(Err(e)) => return self.down(&format!("not reachable: {e}")),
+                    Err(_) => return self.down("no answer"),
                 }
-                Err(_) => {
-                    tracing::warn!("cluster: Redis did not answer");
-                    return None;
-                }
             }
+        };
+        match tokio::time::timeout(CALL_TIMEOUT, cmd.query_async::<T>(&mut conn)).await {
+            Ok(Ok(v)) => {
+                lock(&self.inner.conn).down_until = None;
+                Some(v)
+            }
+            Ok(Err(e)) => self.down(&format!("call failed: {e}")),
+            Err(_) => self.down("call timed out"),
         }
-        let conn = slot.as_mut()?;
-        match tokio::time::timeout(CALL_TIMEOUT, cmd.query_async::<T>(conn)).await {
-            Ok(Ok(v)) => Some(v),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "cluster: Redis call failed");
-                *slot = None;
-                None
-            }
-            Err(_) => {
-                tracing::warn!("cluster: Redis call timed out");
-                *slot = None;
-                None
-            }
+    }
+
+    /// Notes Redis as away: the connection is dropped and calls fail at once for a while.
+    fn down<T>(&self, why: &str) -> Option<T> {
+        let mut link = lock(&self.inner.conn);
+        // Said once per outage, not once per call.
+        if link.down_until.is_none() {
+            tracing::warn!(
+                why,
+                "cluster: Redis away; this node works alone until it answers"
+            );
         }
+        link.conn = None;
+        link.down_until = Some(Instant::now() + DOWN_BACKOFF);
+        None
     }
 
     fn eval(script: &str, key: &str) -> redis::Cmd {
@@ -194,16 +239,20 @@ impl Registry {
     }
 
     /// Disconnects the publisher of `code` on whichever node holds it: `Ok(node)` once that
-    /// node let go of the code (within 3 s), `Err` when no node holds it or Redis is away.
-    pub async fn kill_remote(&self, code: &str) -> Result<String, String> {
-        let Some(node) = self.locate(code).await else {
-            return Err(format!("stream {code:?} is live on no node"));
+    /// node let go of the code (within 3 s).
+    pub async fn kill_remote(&self, code: &str) -> Result<String, KillError> {
+        let mut get = redis::cmd("GET");
+        get.arg(self.stream_key(code));
+        let node = match self.call::<Option<String>>(&get).await {
+            None => return Err(KillError::Unavailable("Redis is away".into())),
+            Some(None) => return Err(KillError::NotLive),
+            Some(Some(node)) => node,
         };
         let mut cmd = redis::cmd("PUBLISH");
         cmd.arg(self.control_channel())
             .arg(format!("kill|{node}|{code}"));
         if self.call::<i64>(&cmd).await.unwrap_or(0) == 0 {
-            return Err("no node heard the request".into());
+            return Err(KillError::Unavailable("no node heard the request".into()));
         }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
         while tokio::time::Instant::now() < deadline {
@@ -212,7 +261,9 @@ impl Registry {
                 return Ok(node);
             }
         }
-        Err(format!("node {node} did not let go of {code:?}"))
+        Err(KillError::Unavailable(format!(
+            "node {node} did not let go of the stream within 3 s"
+        )))
     }
 
     /// Carries out what other nodes ask of this one over `<prefix>control` (`kill|node|code`:
@@ -272,30 +323,59 @@ impl Registry {
         }
     }
 
-    /// A publisher of `code` runs here: the heartbeat keeps its registration.
-    pub fn hold(&self, code: &str) {
-        lock(&self.inner.held).insert(code.to_owned());
+    /// Publisher session `session` of `code` runs here: the heartbeat keeps its registration.
+    pub fn hold(&self, code: &str, session: u64) {
+        lock(&self.inner.held).insert(code.to_owned(), session);
         let this = self.clone();
         let code = code.to_owned();
         // Claimed at admission already for RTMP, SRT and RTSP publishers; inputs and browser
         // ingest publish without one, so claim here too (it is idempotent).
         tokio::spawn(async move {
-            if let Claim::Taken(other) = this.claim(&code).await {
-                tracing::warn!(stream = %code, node = %other, "cluster: stream also held by another node");
+            match this.claim(&code).await {
+                Claim::Taken(other) => {
+                    tracing::warn!(stream = %code, node = %other, "cluster: stream also held by another node");
+                }
+                // The session may have ended while the claim was on its way: undo it.
+                Claim::Ours if !this.holds(&code, session) && !this.holds_any(&code) => {
+                    this.delete_if_ours(&code).await;
+                }
+                _ => {}
             }
         });
     }
 
-    /// The publisher of `code` here ended: its registration goes at once.
-    pub fn release(&self, code: &str) {
-        lock(&self.inner.held).remove(code);
+    /// Publisher session `session` of `code` ended: the registration goes at once, unless a
+    /// newer publisher of the code holds it here by now (or `session` never held it, as an
+    /// edge pull does not).
+    pub fn release(&self, code: &str, session: u64) {
+        {
+            let mut held = lock(&self.inner.held);
+            if held.get(code) != Some(&session) {
+                return;
+            }
+            held.remove(code);
+        }
         let this = self.clone();
-        let key = self.stream_key(code);
+        let code = code.to_owned();
         tokio::spawn(async move {
-            let mut cmd = Self::eval(RELEASE, &key);
-            cmd.arg(this.node_id());
-            let _ = this.call::<i64>(&cmd).await;
+            if !this.holds_any(&code) {
+                this.delete_if_ours(&code).await;
+            }
         });
+    }
+
+    fn holds(&self, code: &str, session: u64) -> bool {
+        lock(&self.inner.held).get(code) == Some(&session)
+    }
+
+    fn holds_any(&self, code: &str) -> bool {
+        lock(&self.inner.held).contains_key(code)
+    }
+
+    async fn delete_if_ours(&self, code: &str) {
+        let mut cmd = Self::eval(RELEASE, &self.stream_key(code));
+        cmd.arg(self.node_id());
+        let _ = self.call::<i64>(&cmd).await;
     }
 
     /// `code` is `other`'s now: no longer renewed here, and `lost` hears it once.
@@ -319,14 +399,14 @@ impl Registry {
                 .arg("PX")
                 .arg(self.ttl_ms());
             let _ = self.call::<()>(&cmd).await;
-            let held: Vec<String> = lock(&self.inner.held).iter().cloned().collect();
+            let held: Vec<String> = lock(&self.inner.held).keys().cloned().collect();
             for code in held {
                 let mut cmd = Self::eval(RENEW, &self.stream_key(&code));
                 cmd.arg(self.node_id()).arg(self.ttl_ms());
                 match self.call::<Option<String>>(&cmd).await {
-                    // Ours and renewed, or Redis away (local streams go on regardless).
                     Some(Some(h)) if h == self.node_id() => {}
-                    None => {}
+                    // Redis away: local streams go on; the rest of the round would fail too.
+                    None => break,
                     // Expired while Redis was away: take it back unless someone else did.
                     Some(None) => {
                         if let Claim::Taken(other) = self.claim(&code).await {
@@ -342,11 +422,9 @@ impl Registry {
             }
         }
         // A clean stop frees every code at once instead of one TTL later.
-        let held: Vec<String> = lock(&self.inner.held).drain().collect();
+        let held: Vec<String> = lock(&self.inner.held).drain().map(|(c, _)| c).collect();
         for code in held {
-            let mut cmd = Self::eval(RELEASE, &self.stream_key(&code));
-            cmd.arg(self.node_id());
-            let _ = self.call::<i64>(&cmd).await;
+            self.delete_if_ours(&code).await;
         }
     }
 }

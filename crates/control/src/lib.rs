@@ -420,8 +420,10 @@ impl Control {
     /// is read again and the difference to the running stream applied, as after a local write.
     /// A change this node made itself reads back equal and does nothing.
     pub async fn reload(&self, code: &str) -> Result<(), StoreError> {
-        let fresh = self.inner.store.get(code).await?;
+        // Read under the write lock: a local write that lands between a read and the lock
+        // would otherwise be overwritten in memory by the older row.
         let _w = self.inner.writes.lock().await;
+        let fresh = self.inner.store.get(code).await?;
         let old = self.streams().get(code).cloned();
         match (old, fresh) {
             (Some(old), Some(new)) if *old == new => {}

@@ -310,6 +310,8 @@ impl Control {
 
     /// Applies what another node changed in template `name`, read from the store again.
     pub async fn reload_template(&self, name: &str) -> Result<(), StoreError> {
+        // Read under the write lock, as `Control::reload` does.
+        let _w = self.inner.writes.lock().await;
         let fresh = self
             .inner
             .store
@@ -317,7 +319,6 @@ impl Control {
             .await?
             .into_iter()
             .find(|t| t.name == name);
-        let _w = self.inner.writes.lock().await;
         if self.template(name).as_deref() != fresh.as_ref() {
             tracing::info!(template = name, "template changed on another node; applied");
             self.templates_state().mirror(name, fresh.map(Arc::new));
@@ -327,8 +328,8 @@ impl Control {
 
     /// Reads every template again (see [`Control::resync`]).
     pub(crate) async fn resync_templates(&self) -> Result<(), StoreError> {
-        let stored = self.inner.store.list_templates().await?;
         let _w = self.inner.writes.lock().await;
+        let stored = self.inner.store.list_templates().await?;
         let state = self.templates_state();
         let gone: Vec<String> = state
             .by_name()

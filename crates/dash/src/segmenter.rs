@@ -19,7 +19,8 @@ const MAX_BACKWARD_JUMP: i64 = media::TIMEBASE;
 const MAX_FORWARD_JUMP: i64 = 10 * media::TIMEBASE;
 /// A frame gap above this is not used to estimate frame duration.
 const MAX_FRAME_DURATION: i64 = media::TIMEBASE;
-/// Longest audio chunk (90 kHz): 100 ms, or half a part when parts are shorter.
+/// An audio chunk is cut once it holds this much (90 kHz): 100 ms, or half a part when parts
+/// are shorter.
 const AUDIO_CHUNK: i64 = media::TIMEBASE / 10;
 /// Timescale of the video track: the hub's own, so no rounding happens.
 pub const VIDEO_TIMESCALE: u32 = 90_000;

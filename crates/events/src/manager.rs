@@ -417,8 +417,9 @@ impl Webhooks {
     /// Applies what another node changed in sink `id`: read from the store again, then
     /// installed, reconfigured or removed as a local write would.
     pub async fn reload(&self, id: &str) -> Result<(), StoreError> {
-        let fresh = self.inner.store.get_hook(id).await?;
+        // Read under the write lock: a local write in between must not be undone.
         let _w = self.inner.writes.lock().await;
+        let fresh = self.inner.store.get_hook(id).await?;
         let current = self.entries().get(id).map(|e| e.record.clone());
         match fresh {
             Some(r) if current.as_ref() == Some(&r) => {}

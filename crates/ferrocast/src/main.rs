@@ -463,7 +463,7 @@ async fn run(config: Config) -> Result<()> {
                 hub.clone(),
                 Arc::new(EdgePulls(inputs.clone())),
             );
-            info!(node = registry.node_id(), rtmp = %config.cluster_rtmp_url(), "cluster: registering streams in Redis");
+            info!(node = registry.node_id(), rtmp = %config::mask_url(&config.cluster_rtmp_url()), "cluster: registering streams in Redis");
             Some(registry)
         }
         None => None,
@@ -769,6 +769,10 @@ impl cluster::Pulls for EdgePulls {
 
     fn stop(&self, code: &str) -> bool {
         self.0.stop_relay(code)
+    }
+
+    fn pulling(&self, code: &str) -> Option<String> {
+        self.0.relay_url(code)
     }
 }
 

@@ -346,17 +346,18 @@ impl Hub {
         self.inner.demand().contains_key(code)
     }
 
-    /// Whether `code` is live, waiting first (at most [`ON_DEMAND_WAIT`]) when its source
-    /// starts on demand: the request asking for it has just started it. For protocols that
-    /// must answer a play request with tracks (RTSP `DESCRIBE`, an SRT handshake).
-    pub async fn live_on_demand(&self, code: &str) -> bool {
+    /// Whether `code` is live, waiting first (at most `limit`) when its source starts on
+    /// demand: this request asks for it, which starts it. For protocols that must answer a
+    /// play request with tracks (RTSP `DESCRIBE`, an SRT handshake).
+    pub async fn live_on_demand(&self, code: &str, limit: std::time::Duration) -> bool {
+        self.touch(code);
         if self.is_live(code) {
             return true;
         }
         if !self.on_demand(code) {
             return false;
         }
-        let deadline = tokio::time::Instant::now() + ON_DEMAND_WAIT;
+        let deadline = tokio::time::Instant::now() + limit;
         while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             if self.is_live(code) {

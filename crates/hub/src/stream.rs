@@ -290,6 +290,22 @@ impl Publisher {
 
     /// Announces (or changes) the tracks; readers see it before any later frame.
     pub fn announce(&self, info: MediaInfo) {
+        {
+            let mut st = self.stream.state();
+            if let Some(old) = st.info.as_ref().filter(|old| old.same_tracks(&info)) {
+                // Only the video metadata changed: readers that join get it with the
+                // tracks; those playing keep their GOP, segments and periods.
+                if old.video_metadata != info.video_metadata {
+                    st.info = Some(Arc::new(info));
+                }
+                return;
+            }
+        }
+        self.send_tracks(info);
+    }
+
+    /// Announces `info` to every reader, whatever the tracks were before.
+    fn send_tracks(&self, info: MediaInfo) {
         let info = Arc::new(info);
         let mut st = self.stream.state();
         st.info = Some(info.clone());
@@ -313,7 +329,8 @@ impl Publisher {
             }
         }
         self.session = session;
-        self.announce(info);
+        // A new session is news to readers even with the same tracks.
+        self.send_tracks(info);
         if !self.intake {
             self.hub.emit(HubEvent::Published {
                 code: self.stream.code.clone(),

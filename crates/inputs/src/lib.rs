@@ -346,6 +346,15 @@ impl InputManager {
         true
     }
 
+    /// The URL a relay pull into `code` pulls, while one runs.
+    pub fn relay_url(&self, code: &str) -> Option<String> {
+        lock(&self.inner.streams)
+            .get(code)
+            .filter(|h| h.relay)
+            .and_then(|h| h.inputs.first())
+            .map(|i| i.url.clone())
+    }
+
     /// The state of `code`'s inputs, if it runs any.
     pub fn status(&self, code: &str) -> Option<StreamInputs> {
         let streams = lock(&self.inner.streams);

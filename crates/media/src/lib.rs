@@ -194,6 +194,12 @@ pub struct MediaInfo {
 }
 
 impl MediaInfo {
+    /// Whether `other` has the same tracks, whatever its video metadata: a change of
+    /// `colorInfo` alone is no new configuration for a decoder.
+    pub fn same_tracks(&self, other: &MediaInfo) -> bool {
+        self.video == other.video && self.audio == other.audio && self.framerate == other.framerate
+    }
+
     /// The H.264 configuration if the video track is H.264.
     pub fn avc(&self) -> Option<&AvcConfig> {
         match &self.video {

@@ -368,6 +368,8 @@ impl Ingest {
         if self.video.as_ref() == Some(&codec) {
             return;
         }
+        // Colour metadata describes the sequence it follows: a new one brings its own.
+        self.video_metadata = None;
         self.video = Some(codec);
         self.maybe_announce(true, out);
     }

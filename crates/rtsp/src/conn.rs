@@ -608,7 +608,7 @@ impl Conn {
             args: t.args.clone(),
         };
         // An on-demand source (a pull this request started) is given time to go live.
-        if !self.hub.live_on_demand(&code).await {
+        if !self.hub.live_on_demand(&code, hub::ON_DEMAND_WAIT).await {
             return Err(StatusCode::NotFound);
         }
         let mut sub = self

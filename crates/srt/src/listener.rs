@@ -305,7 +305,12 @@ impl Server {
         };
         // Checked before the handshake so a caller of an idle code gets a reject reason; an
         // on-demand source (a pull this request started) is given time to go live.
-        if !self.hub.live_on_demand(&code).await {
+        // Within libsrt's default 3 s connect timeout, so the caller still hears the answer.
+        if !self
+            .hub
+            .live_on_demand(&code, std::time::Duration::from_millis(2500))
+            .await
+        {
             warn!("srt play refused: stream not live");
             reject(request, ServerRejectReason::Notfound.into()).await;
             return;

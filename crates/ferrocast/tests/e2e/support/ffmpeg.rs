@@ -208,20 +208,24 @@ pub fn publish_command(fixture: &Path, url: &str) -> Command {
 
 /// `ffprobe -show_streams` of `url`; panics with ffprobe's stderr if it fails.
 pub fn streams(url: &str) -> Vec<Value> {
+    try_streams(url).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `ffprobe -show_streams` of `url`, or why it failed.
+pub fn try_streams(url: &str) -> Result<Vec<Value>, String> {
     let out = run(
         ffprobe().args(["-show_streams", url]),
         Duration::from_secs(20),
     );
-    assert!(
-        out.success(),
-        "ffprobe -show_streams {url} failed ({:?}, after {:?}):\n{}",
-        out.status,
-        out.elapsed,
-        out.stderr
-    );
+    if !out.success() {
+        return Err(format!(
+            "ffprobe -show_streams {url} failed ({:?}, after {:?}):\n{}",
+            out.status, out.elapsed, out.stderr
+        ));
+    }
     let v: Value = serde_json::from_str(&out.stdout)
-        .unwrap_or_else(|e| panic!("ffprobe output is not JSON ({e}):\n{}", out.stdout));
-    v["streams"].as_array().cloned().unwrap_or_default()
+        .map_err(|e| format!("ffprobe output is not JSON ({e}):\n{}", out.stdout))?;
+    Ok(v["streams"].as_array().cloned().unwrap_or_default())
 }
 
 /// The first stream of `codec_type` ("video"/"audio") in ffprobe's `streams`.
