@@ -971,6 +971,24 @@ pub struct RuntimeView {
     /// events, whose clients append the current figures themselves.
     #[serde(skip_serializing_if = "Option::is_none")]
     bitrate_history: Option<Vec<RateSampleView>>,
+    /// Where the stream is in the cluster, on a node that is part of one (only in the
+    /// responses about one stream).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<ClusterRuntimeView>,
+}
+
+/// A stream's place in the cluster.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClusterRuntimeView {
+    /// The node that answered.
+    node: String,
+    /// The node its publisher is on (`null`: none).
+    origin: Option<String>,
+    /// Connected readers per node, as each reported them within the last third of
+    /// `cluster.ttl` (HLS and DASH players are stateless HTTP and not counted).
+    readers_by_node: BTreeMap<String, u32>,
+    /// Their sum.
+    readers_total: u32,
 }
 
 /// One point of a stream's bitrate history.
@@ -1234,6 +1252,7 @@ fn runtime(
             inputs: None,
             transcode: None,
             bitrate_history: None,
+            cluster: None,
         },
         Some(s) => RuntimeView {
             status: if s.live { "live" } else { "idle" },
@@ -1257,6 +1276,7 @@ fn runtime(
             inputs: None,
             transcode: None,
             bitrate_history: None,
+            cluster: None,
         },
     }
 }
@@ -1483,10 +1503,26 @@ pub async fn get_stream(
 ) -> Result<Json<StreamView>, ApiError> {
     check_code(&code)?;
     let record = state.control.get(&code);
-    if record.is_none() && !state.hub.is_live(&code) {
+    let places = match &state.cluster {
+        Some(c) => c.places(&code).await.map(|p| (c.node_id().to_owned(), p)),
+        None => None,
+    };
+    // A runtime stream (auto-created by its publisher) published on another node is known
+    // here through the cluster.
+    let elsewhere = places.as_ref().is_some_and(|(_, p)| p.origin.is_some());
+    if record.is_none() && !state.hub.is_live(&code) && !elsewhere {
         return Err(ApiError::not_found(format!("stream {code:?} not found")));
     }
-    Ok(Json(single_view(&state, &code, record.as_deref())))
+    let mut view = single_view(&state, &code, record.as_deref());
+    if let Some((node, places)) = places {
+        view.runtime.cluster = Some(ClusterRuntimeView {
+            node,
+            origin: places.origin,
+            readers_total: places.readers.values().sum(),
+            readers_by_node: places.readers,
+        });
+    }
+    Ok(Json(view))
 }
 
 /// Creates a stream; the code goes in the body. With `template`, the fields the body omits

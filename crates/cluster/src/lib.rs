@@ -14,7 +14,7 @@ mod admission;
 mod registry;
 
 pub use admission::{Pulls, admission};
-pub use registry::{Claim, KillError, Registry, RegistryConfig};
+pub use registry::{Claim, KillError, Registry, RegistryConfig, StreamPlaces};
 
 use std::time::Duration;
 use store::{ChangeFeed, ConfigChange};

@@ -85,6 +85,15 @@ struct Link {
     down_until: Option<Instant>,
 }
 
+/// What the cluster knows of one stream.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StreamPlaces {
+    /// The node its publisher is on, if any.
+    pub origin: Option<String>,
+    /// Connected readers per node, as each node last reported them (every third of the TTL).
+    pub readers: std::collections::BTreeMap<String, u32>,
+}
+
 /// Why a kill through another node did not happen.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KillError {
@@ -139,6 +148,28 @@ impl Registry {
         format!("{}stream:{code}", self.inner.config.prefix)
     }
 
+    fn readers_key(&self, code: &str) -> String {
+        format!("{}readers:{code}", self.inner.config.prefix)
+    }
+
+    /// Where `code` is published and read in the cluster; `None` when Redis is away.
+    pub async fn places(&self, code: &str) -> Option<StreamPlaces> {
+        let origin = self.locate_checked(code).await?;
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(self.readers_key(code));
+        let readers = self
+            .call::<std::collections::BTreeMap<String, u32>>(&cmd)
+            .await?;
+        Some(StreamPlaces { origin, readers })
+    }
+
+    /// The holder of `code`: `None` when Redis is away, `Some(None)` when no node holds it.
+    async fn locate_checked(&self, code: &str) -> Option<Option<String>> {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.stream_key(code));
+        self.call::<Option<String>>(&cmd).await
+    }
+
     fn node_key(&self, node: &str) -> String {
         format!("{}node:{node}", self.inner.config.prefix)
     }
@@ -147,10 +178,24 @@ impl Registry {
         u64::try_from(self.inner.config.ttl.as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Runs `cmd` on the shared connection, opening it when needed. No lock is held while
-    /// waiting on Redis (the multiplexed connection is a cheap handle), so calls overlap; a
-    /// failed call drops the connection and, for a second, makes calls fail at once.
+    /// Runs `cmd` on the shared connection (see [`Registry::conn`]).
     async fn call<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Option<T> {
+        let mut conn = self.conn().await?;
+        let answer = tokio::time::timeout(CALL_TIMEOUT, cmd.query_async::<T>(&mut conn)).await;
+        self.outcome(answer)
+    }
+
+    /// Runs `pipe` on the shared connection, in one round trip.
+    async fn call_pipe(&self, pipe: &redis::Pipeline) -> Option<()> {
+        let mut conn = self.conn().await?;
+        let answer = tokio::time::timeout(CALL_TIMEOUT, pipe.query_async::<()>(&mut conn)).await;
+        self.outcome(answer)
+    }
+
+    /// The shared connection, opened when needed. No lock is held while waiting on Redis
+    /// (the multiplexed connection is a cheap handle), so calls overlap; while Redis is
+    /// known to be away, `None` at once.
+    async fn conn(&self) -> Option<MultiplexedConnection> {
         let cached = {
             let link = lock(&self.inner.conn);
             if link.down_until.is_some_and(|t| Instant::now() < t) {
@@ -158,25 +203,30 @@ impl Registry {
             }
             link.conn.clone()
         };
-        let mut conn = match cached {
-            Some(c) => c,
-            None => {
-                let opened = tokio::time::timeout(
-                    CALL_TIMEOUT,
-                    self.inner.client.get_multiplexed_async_connection(),
-                )
-                .await;
-                match opened {
-                    Ok(Ok(c)) => {
-                        lock(&self.inner.conn).conn = Some(c.clone());
-                        c
-                    }
-                    Ok(Err(e)) => return self.down(&format!("not reachable: {e}")),
-                    Err(_) => return self.down("no answer"),
-                }
+        if let Some(c) = cached {
+            return Some(c);
+        }
+        let opened = tokio::time::timeout(
+            CALL_TIMEOUT,
+            self.inner.client.get_multiplexed_async_connection(),
+        )
+        .await;
+        match opened {
+            Ok(Ok(c)) => {
+                lock(&self.inner.conn).conn = Some(c.clone());
+                Some(c)
             }
-        };
-        match tokio::time::timeout(CALL_TIMEOUT, cmd.query_async::<T>(&mut conn)).await {
+            Ok(Err(e)) => self.down(&format!("not reachable: {e}")),
+            Err(_) => self.down("no answer"),
+        }
+    }
+
+    /// What a call's answer means: the value, or Redis noted as away.
+    fn outcome<T>(
+        &self,
+        answer: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>,
+    ) -> Option<T> {
+        match answer {
             Ok(Ok(v)) => {
                 lock(&self.inner.conn).down_until = None;
                 Some(v)
@@ -378,6 +428,58 @@ impl Registry {
         let _ = self.call::<i64>(&cmd).await;
     }
 
+    /// Publishes this node's reader count of each stream (`<prefix>readers:<code>`, a hash
+    /// of node -> count that expires three TTLs after the last report). A count is sent when
+    /// it changed, and otherwise once a TTL to keep it from expiring: Redis hears a stream's
+    /// readers at most once per heartbeat per node, and a steady audience once per TTL.
+    async fn report_readers(
+        &self,
+        counts: Vec<(String, u32)>,
+        reported: &mut HashMap<String, (u32, u32)>,
+    ) {
+        let now: HashMap<String, u32> = counts.into_iter().collect();
+        let gone: Vec<String> = reported
+            .keys()
+            .filter(|c| !now.contains_key(*c))
+            .cloned()
+            .collect();
+        for code in gone {
+            let mut cmd = redis::cmd("HDEL");
+            cmd.arg(self.readers_key(&code)).arg(self.node_id());
+            if self.call::<i64>(&cmd).await.is_none() {
+                return;
+            }
+            reported.remove(&code);
+        }
+        for (code, n) in now {
+            let due = match reported.get_mut(&code) {
+                Some((last, rounds)) if *last == n && *rounds < 2 => {
+                    *rounds += 1;
+                    false
+                }
+                _ => true,
+            };
+            if !due {
+                continue;
+            }
+            let key = self.readers_key(&code);
+            let mut pipe = redis::pipe();
+            pipe.cmd("HSET")
+                .arg(&key)
+                .arg(self.node_id())
+                .arg(n)
+                .ignore()
+                .cmd("PEXPIRE")
+                .arg(&key)
+                .arg(self.ttl_ms().saturating_mul(3))
+                .ignore();
+            if self.call_pipe(&pipe).await.is_none() {
+                return;
+            }
+            reported.insert(code, (n, 0));
+        }
+    }
+
     /// `code` is `other`'s now: no longer renewed here, and `lost` hears it once.
     fn lose(&self, code: &str, other: &str, lost: &impl Fn(&str, &str)) {
         lock(&self.inner.held).remove(code);
@@ -389,10 +491,15 @@ impl Registry {
     pub async fn run(
         self,
         lost: impl Fn(&str, &str) + Send + 'static,
+        readers: impl Fn() -> Vec<(String, u32)> + Send + 'static,
         shutdown: tokio_util::sync::CancellationToken,
     ) {
         let period = (self.inner.config.ttl / 3).max(Duration::from_millis(100));
+        // What this node last reported per code (count, heartbeats since), so unchanged
+        // counts are sent once a TTL and a count that fell to zero is taken back.
+        let mut reported: HashMap<String, (u32, u32)> = HashMap::new();
         loop {
+            self.report_readers(readers(), &mut reported).await;
             let mut cmd = redis::cmd("SET");
             cmd.arg(self.node_key(self.node_id()))
                 .arg(&self.inner.config.rtmp_url)

@@ -45,12 +45,20 @@ async fn one_node_holds_a_code_until_it_releases_it() {
     assert_eq!(b.locate("cam").await.as_deref(), Some("a"));
     assert_eq!(b.locate("other").await, None);
     let stop = CancellationToken::new();
-    let heartbeat = tokio::spawn(a.clone().run(|_: &str, _: &str| {}, stop.clone()));
+    let heartbeat = tokio::spawn(a.clone().run(
+        |_: &str, _: &str| {},
+        || vec![("cam".to_owned(), 3)],
+        stop.clone(),
+    ));
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
         b.rtmp_url("a").await.as_deref(),
         Some("rtmp://a.example/live")
     );
+    // The cluster's view: where it is published, and readers per node.
+    let places = b.places("cam").await.expect("Redis answers");
+    assert_eq!(places.origin.as_deref(), Some("a"));
+    assert_eq!(places.readers.get("a"), Some(&3));
     a.hold("cam", 7);
     // A session that never held the code releases nothing.
     a.release("cam", 8);
@@ -82,6 +90,7 @@ async fn the_ttl_frees_a_dead_node_and_takeover_tells_the_loser() {
     let heard = lost.clone();
     let heartbeat = tokio::spawn(a.clone().run(
         move |code: &str, node: &str| heard.lock().unwrap().push((code.into(), node.into())),
+        Vec::new,
         stop.clone(),
     ));
     a.hold("kept", 1);

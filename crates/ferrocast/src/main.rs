@@ -569,18 +569,29 @@ async fn run(config: Config) -> Result<()> {
         let hub = hub.clone();
         tasks.spawn(registry.listen(move |code: &str| hub.kick_publisher(code), shutdown.clone()));
     }
-    // Another node took a code whose publisher runs here: that publisher goes.
+    // The heartbeat: another node took a code whose publisher runs here (that publisher
+    // goes); this node's readers per stream, for the cluster's view.
     if let Some(registry) = registry.clone() {
-        let hub = hub.clone();
+        let kicks = hub.clone();
+        let counts = hub.clone();
         tasks.spawn(registry.run(
             move |code: &str, node: &str| {
-                if hub.kick_publisher(code) {
+                if kicks.kick_publisher(code) {
                     tracing::warn!(
                         stream = code,
                         node,
                         "cluster: another node took the stream; publisher disconnected"
                     );
                 }
+            },
+            move || {
+                let mut readers: std::collections::BTreeMap<String, u32> = Default::default();
+                for s in counts.sessions() {
+                    if s.role == hub::SessionRole::Reader {
+                        *readers.entry(s.stream).or_default() += 1;
+                    }
+                }
+                readers.into_iter().collect()
             },
             shutdown.clone(),
         ));

@@ -214,7 +214,20 @@ fn a_stream_published_on_one_node_plays_from_the_others_and_has_one_publisher() 
             .args(["-f", "null", "-"]),
         &nodes[1].dir().join("reader-b.log"),
     );
-    std::thread::sleep(Duration::from_secs(2));
+    // Any node answers for the cluster: the origin, and readers per node (b's reader; on a,
+    // the edges' pulls).
+    let count =
+        |view: &serde_json::Value, node: &str| view["readers_by_node"][node].as_u64().unwrap_or(0);
+    let view = wait_until(
+        "c's API to count b's reader and the edges' pulls on a",
+        Duration::from_secs(10),
+        || {
+            let c = Api::new(nodes[2].http).stream("main")["runtime"]["cluster"].clone();
+            (count(&c, "b") >= 1 && count(&c, "a") >= 1).then_some(c)
+        },
+    );
+    assert_eq!(view["node"], "c", "{view:#}");
+    assert_eq!(view["origin"], "a", "{view:#}");
     drop(publisher);
     drop(nodes.remove(0));
     let mut reader = reader;
