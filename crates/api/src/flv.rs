@@ -35,7 +35,7 @@ pub fn fuzz_ws_client_frames(data: &[u8], split: usize) {
 }
 
 use crate::AppState;
-use crate::live::{admit, media_response, not_found, wait_on_demand};
+use crate::live::{admit_reader, media_response, not_found};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -97,22 +97,19 @@ pub(crate) async fn serve(
         .map(|s| s.0.clone())
         .unwrap_or_default();
     // A switched-off output or a stream that is not there: absent (404), as for MPEG-TS.
-    // Absent is 404 before any admission work, unless another node of a cluster may have it.
-    if !state.control.output_enabled(code, Output::Rtmp)
-        || (state.cluster.is_none() && !(state.hub.is_live(code) || state.hub.on_demand(code)))
+    let code = match admit_reader(
+        &state,
+        code.to_owned(),
+        Output::Rtmp,
+        "flv",
+        peer,
+        args.clone(),
+    )
+    .await
     {
-        return not_found();
-    }
-    let code = match admit(&state, code.to_owned(), "flv", peer, args.clone()).await {
         Ok(code) => code,
-        Err(refused) => return refused,
+        Err(answer) => return answer,
     };
-    // Asked after admission, which may have started the source (a cluster's edge pull).
-    if !(state.hub.is_live(&code) || state.hub.on_demand(&code)) {
-        return not_found();
-    }
-    state.hub.touch(&code);
-    wait_on_demand(&state, &code, || state.hub.is_live(&code)).await;
     let meta = ReaderMeta {
         protocol: "flv",
         remote_addr: peer,

@@ -45,14 +45,19 @@ fn stream_inf(state: &AppState, code: &str) -> Option<String> {
     Some(line)
 }
 
-/// Waits (at most [`RUNG_WAIT`]) while the ladder of `code` is starting and some of `codes`
-/// are not `ready` yet; a ladder that failed (no ffmpeg, say) is not waited for.
-async fn wait_for_rungs(
+/// The members of the ladder whose source is `code` (`None` for a stream that is no ladder's
+/// source), once every one is `ready`: a ladder that is starting gets at most [`RUNG_WAIT`]
+/// to have every rung listed; one that failed (no ffmpeg, say) is not waited for, and the
+/// playlist lists what exists.
+async fn source_ladder(
     state: &AppState,
     code: &str,
-    codes: &[String],
     ready: impl Fn(&str) -> bool,
-) {
+) -> Option<Vec<String>> {
+    let (parent, members) = ladder_members(state, code)?;
+    if parent != code {
+        return None;
+    }
     let starting = || {
         state.transcoder.status(code).is_some_and(|s| {
             matches!(
@@ -64,11 +69,12 @@ async fn wait_for_rungs(
     let deadline = tokio::time::Instant::now() + RUNG_WAIT;
     while state.hub.is_live(code)
         && starting()
-        && codes.iter().any(|c| !ready(c))
+        && members.iter().any(|c| !ready(c))
         && tokio::time::Instant::now() < deadline
     {
         tokio::time::sleep(POLL).await;
     }
+    Some(members)
 }
 
 /// The ladder `code` belongs to, as its source or one of its rungs: the codes its
@@ -101,14 +107,7 @@ pub(crate) fn leaf(code: &str) -> &str {
 /// The CMAF multivariant playlist (`cmaf.m3u8`) of a stream with a ladder: every rung's CMAF
 /// video playlist, best first, sharing the source's audio rendition.
 pub(crate) async fn cmaf_master(state: &AppState, code: &str) -> Option<Response> {
-    let (parent, members) = ladder_members(state, code)?;
-    if parent != code {
-        return None;
-    }
-    wait_for_rungs(state, code, &members, |c| {
-        state.dash.hls_variant(c).is_some()
-    })
-    .await;
+    let members = source_ladder(state, code, |c| state.dash.hls_variant(c).is_some()).await?;
     let audio = state
         .dash
         .hls_variant(code)
@@ -159,16 +158,7 @@ pub(crate) fn rendition_reports(state: &AppState, code: &str) -> String {
 
 /// Serves the multivariant playlist of `code` when it has a ladder (`None` otherwise).
 pub(crate) async fn master(state: &AppState, code: &str) -> Option<Response> {
-    let (parent, members) = ladder_members(state, code)?;
-    if parent != code {
-        return None;
-    }
-    // A ladder that is starting gets a few seconds to have every rung listed; one that failed
-    // (no ffmpeg, say) is not waited for, and the playlist lists what exists.
-    wait_for_rungs(state, code, &members, |c| {
-        state.hls.variant_stats(c).is_some()
-    })
-    .await;
+    let members = source_ladder(state, code, |c| state.hls.variant_stats(c).is_some()).await?;
     let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n");
     let mut listed = 0;
     for m in &members {

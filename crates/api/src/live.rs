@@ -201,16 +201,32 @@ async fn serve(
 /// Holds a request for a stream whose source starts on demand until `ready` (the request
 /// itself started the source), rather than answering 404 to the first viewer.
 pub(crate) async fn wait_on_demand(state: &AppState, code: &str, ready: impl Fn() -> bool) {
-    if ready() || !state.hub.on_demand(code) {
-        return;
+    state.hub.wait_on_demand(code, ON_DEMAND_WAIT, ready).await;
+}
+
+/// Lets a long-lived HTTP reader (MPEG-TS, HTTP-FLV) of `code` in, through `output`'s switch
+/// and admission, then waits for an on-demand source: the code to read, or the answer to
+/// send (404 for a stream that is not there, 403 when refused).
+pub(crate) async fn admit_reader(
+    state: &AppState,
+    code: String,
+    output: Output,
+    protocol: &'static str,
+    remote_addr: Option<SocketAddr>,
+    args: Vec<(String, String)>,
+) -> Result<String, Response> {
+    let there = |code: &str| state.hub.is_live(code) || state.hub.on_demand(code);
+    // Absent is 404 before any admission work, unless another node of a cluster may have it.
+    if !state.control.output_enabled(&code, output) || (state.cluster.is_none() && !there(&code)) {
+        return Err(not_found());
     }
-    let deadline = tokio::time::Instant::now() + ON_DEMAND_WAIT;
-    while tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        if ready() {
-            return;
-        }
+    let code = admit(state, code, protocol, remote_addr, args).await?;
+    // Asked again after admission, which may have started the source (a cluster's edge pull).
+    if !there(&code) {
+        return Err(not_found());
     }
+    wait_on_demand(state, &code, || state.hub.is_live(&code)).await;
+    Ok(code)
 }
 
 /// Asks the installed admission whether this HTTP player may read `code`: the code to serve
@@ -248,22 +264,19 @@ async fn mpegts(
     remote_addr: Option<SocketAddr>,
     args: Vec<(String, String)>,
 ) -> Response {
-    // Absent is 404 before any admission work, unless another node of a cluster may have it.
-    if !state.control.output_enabled(&code, Output::Mpegts)
-        || (state.cluster.is_none() && !(state.hub.is_live(&code) || state.hub.on_demand(&code)))
+    let code = match admit_reader(
+        state,
+        code,
+        Output::Mpegts,
+        "mpegts",
+        remote_addr,
+        args.clone(),
+    )
+    .await
     {
-        return not_found();
-    }
-    let code = match admit(state, code, "mpegts", remote_addr, args.clone()).await {
         Ok(code) => code,
-        Err(refused) => return refused,
+        Err(answer) => return answer,
     };
-    // Asked after admission, which may have started the source (a cluster's edge pull).
-    if !(state.hub.is_live(&code) || state.hub.on_demand(&code)) {
-        return not_found();
-    }
-    state.hub.touch(&code);
-    wait_on_demand(state, &code, || state.hub.is_live(&code)).await;
     let meta = ReaderMeta {
         protocol: "mpegts",
         remote_addr,

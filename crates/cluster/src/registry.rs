@@ -272,9 +272,7 @@ impl Registry {
 
     /// The node holding `code`, if any and Redis answers.
     pub async fn locate(&self, code: &str) -> Option<String> {
-        let mut cmd = redis::cmd("GET");
-        cmd.arg(self.stream_key(code));
-        self.call::<Option<String>>(&cmd).await.flatten()
+        self.locate_checked(code).await.flatten()
     }
 
     /// Where `node` takes RTMP players, as it registered it.
@@ -291,9 +289,7 @@ impl Registry {
     /// Disconnects the publisher of `code` on whichever node holds it: `Ok(node)` once that
     /// node let go of the code (within 3 s).
     pub async fn kill_remote(&self, code: &str) -> Result<String, KillError> {
-        let mut get = redis::cmd("GET");
-        get.arg(self.stream_key(code));
-        let node = match self.call::<Option<String>>(&get).await {
+        let node = match self.locate_checked(code).await {
             None => return Err(KillError::Unavailable("Redis is away".into())),
             Some(None) => return Err(KillError::NotLive),
             Some(Some(node)) => node,

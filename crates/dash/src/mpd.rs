@@ -437,6 +437,34 @@ impl Manifest {
         });
     }
 
+    fn stored(&self, track: TrackKind, period: u64, time: u64) -> Option<&Stored> {
+        self.segments[index(track)]
+            .iter()
+            .find(|s| s.period == period && s.time == time)
+    }
+
+    fn stored_part(
+        &self,
+        track: TrackKind,
+        period: u64,
+        segment: u64,
+        part: u32,
+    ) -> Option<&StoredPart> {
+        self.parts[index(track)]
+            .iter()
+            .find(|p| p.period == period && p.segment == segment && p.index == part)
+    }
+
+    /// Whether the segment of `track` starting at `time` in `period` is finished and held.
+    pub(crate) fn has_segment(&self, track: TrackKind, period: u64, time: u64) -> bool {
+        self.stored(track, period, time).is_some()
+    }
+
+    /// Whether that part is finished and held.
+    pub(crate) fn has_part(&self, track: TrackKind, period: u64, segment: u64, part: u32) -> bool {
+        self.stored_part(track, period, segment, part).is_some()
+    }
+
     /// A finished part of a recent or open segment, as its chunks.
     pub fn part(
         &self,
@@ -445,9 +473,7 @@ impl Manifest {
         segment: u64,
         part: u32,
     ) -> Option<Vec<Bytes>> {
-        self.parts[index(track)]
-            .iter()
-            .find(|p| p.period == period && p.segment == segment && p.index == part)
+        self.stored_part(track, period, segment, part)
             .map(|p| p.data.clone())
     }
 
@@ -507,10 +533,7 @@ impl Manifest {
 
     /// A listed or recently expired segment, as its pieces (refcounted, not copied).
     pub fn segment(&self, track: TrackKind, period: u64, time: u64) -> Option<Vec<Bytes>> {
-        self.segments[index(track)]
-            .iter()
-            .find(|s| s.period == period && s.time == time)
-            .map(|s| s.data.clone())
+        self.stored(track, period, time).map(|s| s.data.clone())
     }
 
     pub(crate) fn listed(&self, ti: usize) -> impl Iterator<Item = &Stored> {

@@ -105,15 +105,30 @@ impl GrowingSegment {
         }
     }
 
-    /// The chunks written so far, while not finished.
-    fn chunks<'m>(&self, m: &'m Manifest) -> Vec<&'m Bytes> {
+    /// Whether it is finished (its whole is in the manifest), without cloning it.
+    fn is_finished(&self, m: &Manifest) -> bool {
         match self.scope {
-            Scope::Segment(time) => m.segment_chunks(self.track, self.period, time).collect(),
-            Scope::Part { segment, part } => m
-                .open_chunks(self.track, self.period, segment, part)
-                .map(|c| c.iter().collect())
-                .unwrap_or_default(),
+            Scope::Segment(time) => m.has_segment(self.track, self.period, time),
+            Scope::Part { segment, part } => m.has_part(self.track, self.period, segment, part),
         }
+    }
+
+    /// The chunks written so far, while not finished: walked in place, so a wake-up per
+    /// chunk allocates nothing.
+    fn chunks<'m>(&self, m: &'m Manifest) -> impl Iterator<Item = &'m Bytes> + 'm {
+        let (track, period) = (self.track, self.period);
+        let (segment, part) = match self.scope {
+            Scope::Segment(time) => (Some(time), None),
+            Scope::Part { segment, part } => (None, Some((segment, part))),
+        };
+        let whole = segment
+            .into_iter()
+            .flat_map(move |time| m.segment_chunks(track, period, time));
+        let one = part
+            .and_then(|(segment, part)| m.open_chunks(track, period, segment, part))
+            .into_iter()
+            .flatten();
+        whole.chain(one)
     }
 
     /// Whether more may still come: the stream goes on and, for a part, it is the one being
@@ -162,7 +177,7 @@ impl GrowingSegment {
                     return Ok(Some(out));
                 }
                 let before = out.len();
-                out.extend(self.chunks(m).into_iter().skip(self.sent).cloned());
+                out.extend(self.chunks(m).skip(self.sent).cloned());
                 self.sent += out.len() - before;
                 if !out.is_empty() {
                     return Ok(Some(out));
@@ -174,7 +189,7 @@ impl GrowingSegment {
             };
             let deadline = Instant::now() + patience;
             let news = |m: &Manifest| {
-                !self.alive(m) || self.finished(m).is_some() || self.chunks(m).len() > sent
+                !self.alive(m) || self.is_finished(m) || self.chunks(m).nth(sent).is_some()
             };
             if self.service.wait_for(&self.code, deadline, news).await != Some(true) {
                 return Err(SegmentCut);

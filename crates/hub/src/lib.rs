@@ -350,17 +350,27 @@ impl Hub {
     /// demand: this request asks for it, which starts it. For protocols that must answer a
     /// play request with tracks (RTSP `DESCRIBE`, an SRT handshake).
     pub async fn live_on_demand(&self, code: &str, limit: std::time::Duration) -> bool {
+        self.wait_on_demand(code, limit, || self.is_live(code))
+            .await
+    }
+
+    /// Holds a request for `code` until `ready` (at most `limit`) when its source starts on
+    /// demand, rather than answering "not found" to the viewer whose request starts it;
+    /// returns `ready()`. The request counts as demand.
+    pub async fn wait_on_demand(
+        &self,
+        code: &str,
+        limit: std::time::Duration,
+        ready: impl Fn() -> bool,
+    ) -> bool {
         self.touch(code);
-        if self.is_live(code) {
-            return true;
-        }
-        if !self.on_demand(code) {
-            return false;
+        if ready() || !self.on_demand(code) {
+            return ready();
         }
         let deadline = tokio::time::Instant::now() + limit;
         while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            if self.is_live(code) {
+            if ready() {
                 return true;
             }
         }

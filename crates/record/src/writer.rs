@@ -526,6 +526,7 @@ mod tests {
     use super::*;
     use bytes::Bytes;
     use media::{AacConfig, AudioCodec, AvcConfig, VideoCodec, ms_to_ticks};
+    use std::path::Path;
 
     fn info() -> Arc<MediaInfo> {
         let avc = AvcConfig::parse(Bytes::from_static(include_bytes!(
@@ -579,6 +580,20 @@ mod tests {
     }
 
     /// 25 fps video with a keyframe every second and audio between, from `start_ms` for `secs`.
+    /// A writer of `code` under `root` that has seen the tracks of session 1.
+    fn started(root: &Path, code: &str, settings: Settings) -> Writer {
+        let mut w = Writer::new(root.to_path_buf(), code, settings);
+        w.event(
+            &Event::Tracks {
+                info: info(),
+                session: 1,
+            },
+            0,
+        )
+        .unwrap();
+        w
+    }
+
     fn feed(w: &mut Writer, start_ms: i64, secs: i64, wall0: i64) {
         for i in 0..secs * 25 {
             let ms = start_ms + i * 40;
@@ -594,15 +609,7 @@ mod tests {
             rotate: Duration::from_secs(3),
             ..Settings::default()
         };
-        let mut w = Writer::new(root.clone(), "live/a", settings);
-        w.event(
-            &Event::Tracks {
-                info: info(),
-                session: 1,
-            },
-            0,
-        )
-        .unwrap();
+        let mut w = started(&root, "live/a", settings);
         // Frames before the first keyframe are not recorded.
         w.event(&video(-40, false), 1_000_000).unwrap();
         assert_eq!(w.current(), None);
@@ -650,15 +657,7 @@ mod tests {
             rotate_bytes: 20_000,
             ..Settings::default()
         };
-        let mut w = Writer::new(root.clone(), "b", settings);
-        w.event(
-            &Event::Tracks {
-                info: info(),
-                session: 1,
-            },
-            0,
-        )
-        .unwrap();
+        let mut w = started(&root, "b", settings);
         feed(&mut w, 0, 2, 0);
         w.event(
             &Event::Tracks {
@@ -708,15 +707,7 @@ mod tests {
             max_bytes: 400_000,
             ..Settings::default()
         };
-        let mut w = Writer::new(root.clone(), "c", settings);
-        w.event(
-            &Event::Tracks {
-                info: info(),
-                session: 1,
-            },
-            0,
-        )
-        .unwrap();
+        let mut w = started(&root, "c", settings);
         feed(&mut w, 0, 12, 0);
         w.close(12_000).unwrap();
         let files = catalog::list(&root, "c");
@@ -771,15 +762,7 @@ mod tests {
     #[test]
     fn mp4_files_hold_a_header_then_a_fragment_per_track_per_gop() {
         let root = temp_root("mp4");
-        let mut w = Writer::new(root.clone(), "m", mp4_settings(3));
-        w.event(
-            &Event::Tracks {
-                info: info(),
-                session: 1,
-            },
-            0,
-        )
-        .unwrap();
+        let mut w = started(&root, "m", mp4_settings(3));
         feed(&mut w, 0, 8, 1_000_000);
         // The file in progress already names every GOP but the one being fragmented.
         let live = catalog::list(&root, "m").pop().unwrap();
@@ -889,15 +872,7 @@ mod tests {
     #[test]
     fn an_mp4_file_cut_by_a_crash_is_repaired_to_its_last_whole_gop() {
         let root = temp_root("mp4crash");
-        let mut w = Writer::new(root.clone(), "n", mp4_settings(600));
-        w.event(
-            &Event::Tracks {
-                info: info(),
-                session: 1,
-            },
-            0,
-        )
-        .unwrap();
+        let mut w = started(&root, "n", mp4_settings(600));
         feed(&mut w, 0, 3, 0);
         // Half a GOP more, then the process dies mid-write.
         for i in 0..10 {
@@ -973,15 +948,7 @@ mod tests {
     #[test]
     fn a_file_cut_before_its_first_gop_reached_the_disk_is_deleted() {
         let root = temp_root("mp4empty");
-        let mut w = Writer::new(root.clone(), "e", mp4_settings(600));
-        w.event(
-            &Event::Tracks {
-                info: info(),
-                session: 1,
-            },
-            0,
-        )
-        .unwrap();
+        let mut w = started(&root, "e", mp4_settings(600));
         // Half a GOP, then the process dies: only the header (and the index's first lines)
         // are on disk.
         for i in 0..10 {
@@ -1000,15 +967,7 @@ mod tests {
     #[test]
     fn a_file_cut_by_a_crash_is_repaired() {
         let root = temp_root("crash");
-        let mut w = Writer::new(root.clone(), "d", Settings::default());
-        w.event(
-            &Event::Tracks {
-                info: info(),
-                session: 1,
-            },
-            0,
-        )
-        .unwrap();
+        let mut w = started(&root, "d", Settings::default());
         feed(&mut w, 0, 3, 0);
         let id = w.current().unwrap();
         // The process dies: buffers lost, no end line; half a packet and half a line on disk.

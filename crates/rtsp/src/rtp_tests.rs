@@ -16,6 +16,18 @@ struct Packet {
     payload: Vec<u8>,
 }
 
+/// The RTP packets of `rtp` as `sender` puts them on the wire (its header, then the shared
+/// body), without the interleaved framing.
+fn on_wire(rtp: &RtpFrame, sender: &mut RtpSender) -> Vec<Vec<u8>> {
+    let mut head = [0u8; MAX_HEAD_LEN];
+    rtp.packets()
+        .map(|pk| {
+            let len = sender.head(pk, &mut head);
+            [&head[FRAMING_LEN..len], pk.body()].concat()
+        })
+        .collect()
+}
+
 fn parse(p: &[u8]) -> Packet {
     assert!(p.len() > 12, "packet too short: {}", p.len());
     assert_eq!(p[0], 0x80, "V=2, no padding/extension/CSRC");
@@ -494,15 +506,7 @@ fn packetizers_and_shared_frames_make_the_same_packets() {
     p.push(&frame).unwrap();
     let pulled: Vec<Bytes> = std::iter::from_fn(|| p.pull()).collect();
     let rtp = packetize_aac(&frame, aac.sample_rate, 97, 1000).unwrap();
-    let mut s = RtpSender::new(5, 9, 0);
-    let mut head = [0u8; MAX_HEAD_LEN];
-    let shared: Vec<Vec<u8>> = rtp
-        .packets()
-        .map(|pk| {
-            let len = s.head(pk, &mut head);
-            [&head[FRAMING_LEN..len], pk.body()].concat()
-        })
-        .collect();
+    let shared = on_wire(&rtp, &mut RtpSender::new(5, 9, 0));
     assert_eq!(pulled, shared);
     assert_eq!(rtp_timestamp(1920, 48_000), 1024);
     assert_eq!(rtp_timestamp(-1, 90_000), u32::MAX);
@@ -669,14 +673,9 @@ fn h265_every_mtu_round_trips() {
     // the whole NAL unit, and a size where it fits one packet.
     for mtu in [64, 65, 100, 576, 1200, 1500, 9000, idr.len() - 1, idr.len()] {
         let rtp = packetize_h265(&frame, &cfg, 96, mtu).unwrap();
-        let mut s = RtpSender::new(9, 0, 0);
-        let mut head = [0u8; MAX_HEAD_LEN];
-        let packets: Vec<Packet> = rtp
-            .packets()
-            .map(|pk| {
-                let len = s.head(pk, &mut head);
-                parse(&[&head[FRAMING_LEN..len], pk.body()].concat())
-            })
+        let packets: Vec<Packet> = on_wire(&rtp, &mut RtpSender::new(9, 0, 0))
+            .iter()
+            .map(|p| parse(p))
             .collect();
         let nals = check_h265_au(&packets, 90_000, 9, mtu);
         assert_eq!(nals.len(), 4, "mtu {mtu}");
@@ -984,14 +983,9 @@ fn av1_temporal_units_go_one_obu_per_packet_without_size_fields_or_delimiters() 
     };
     for mtu in [64, 200, 1200, 100_000] {
         let rtp = packetize_av1(&frame(key.clone(), true), &config, 96, mtu).unwrap();
-        let mut s = RtpSender::new(7, 0, 0);
-        let mut head = [0u8; MAX_HEAD_LEN];
-        let packets: Vec<Packet> = rtp
-            .packets()
-            .map(|pk| {
-                let len = s.head(pk, &mut head);
-                parse(&[&head[FRAMING_LEN..len], pk.body()].concat())
-            })
+        let packets: Vec<Packet> = on_wire(&rtp, &mut RtpSender::new(7, 0, 0))
+            .iter()
+            .map(|p| parse(p))
             .collect();
         assert!(packets.iter().all(|p| p.ts == 180_000 && p.pt == 96));
         assert!(

@@ -5,10 +5,46 @@ use crate::support::api::Api;
 use crate::support::ffmpeg;
 use crate::support::pg::PgSchema;
 use crate::support::proc::run;
-use crate::support::server::{free_addrs, free_udp_addr};
+use crate::support::server::{ServerBuilder, free_addrs, free_udp_addr};
 use crate::support::{Fixture, Server, wait_until};
 use serde_json::json;
 use std::time::{Duration, Instant};
+
+/// One PostgreSQL schema and a Redis key prefix private to a test: the shared ground of its
+/// nodes.
+struct Cluster {
+    pg: PgSchema,
+    redis: String,
+    prefix: String,
+}
+
+impl Cluster {
+    /// `None`, after saying so, without `TEST_DATABASE_URL` or `TEST_REDIS_URL`.
+    fn new(test: &str) -> Option<Cluster> {
+        let pg = PgSchema::create(test)?;
+        let Ok(redis) = std::env::var("TEST_REDIS_URL") else {
+            eprintln!("{test}: TEST_REDIS_URL not set, skipping");
+            return None;
+        };
+        let prefix = format!(
+            "e2e-{}-{}-",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        );
+        Some(Cluster { pg, redis, prefix })
+    }
+
+    /// The settings of node `id` of this cluster.
+    fn node(&self, id: &str) -> ServerBuilder {
+        Server::builder()
+            .set("database.url", self.pg.url())
+            .set("cluster.redis_url", self.redis.as_str())
+            .set("cluster.node_id", id)
+            .set("cluster.prefix", self.prefix.as_str())
+    }
+}
 
 /// Polls until `check` holds and returns how long that took; fails after 1 s, the issue's
 /// bound.
@@ -124,29 +160,10 @@ fn configuration_changed_on_any_node_reaches_the_others_within_a_second() {
 /// expires, a publisher on C takes the code and B plays that one.
 #[test]
 fn a_stream_published_on_one_node_plays_from_the_others_and_has_one_publisher() {
-    let Some(pg) = PgSchema::create("cluster_location") else {
+    let Some(cluster) = Cluster::new("cluster_location") else {
         return;
     };
-    let Ok(redis) = std::env::var("TEST_REDIS_URL") else {
-        eprintln!("cluster location: TEST_REDIS_URL not set, skipping");
-        return;
-    };
-    let prefix = format!(
-        "e2e-{}-{}-",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-    );
-    let node = |id: &str| {
-        Server::builder()
-            .set("database.url", pg.url())
-            .set("cluster.redis_url", redis.as_str())
-            .set("cluster.node_id", id)
-            .set("cluster.prefix", prefix.as_str())
-            .set("cluster.ttl", 2)
-            .start()
-    };
+    let node = |id: &str| cluster.node(id).set("cluster.ttl", 2).start();
     let mut nodes = vec![node("a"), node("b"), node("c")];
     let publisher = nodes[0].publish("main", Fixture::Hd720);
     nodes[0].wait_live("main");
@@ -258,34 +275,17 @@ fn a_stream_published_on_one_node_plays_from_the_others_and_has_one_publisher() 
 /// which had none of them.
 #[test]
 fn every_output_of_an_edge_pulls_from_the_origin() {
-    let Some(pg) = PgSchema::create("cluster_outputs") else {
+    let Some(cluster) = Cluster::new("cluster_outputs") else {
         return;
     };
-    let Ok(redis) = std::env::var("TEST_REDIS_URL") else {
-        eprintln!("cluster outputs: TEST_REDIS_URL not set, skipping");
-        return;
-    };
-    let prefix = format!(
-        "e2e-{}-{}-",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-    );
     let srt = free_udp_addr();
     let (rtsp, _) = free_addrs();
-    let node = |id: &str, edge: bool| {
-        let mut b = Server::builder()
-            .set("database.url", pg.url())
-            .set("cluster.redis_url", redis.as_str())
-            .set("cluster.node_id", id)
-            .set("cluster.prefix", prefix.as_str());
-        if edge {
-            b = b.set("srt.listen", srt).set("rtsp.listen", rtsp);
-        }
-        b.start()
-    };
-    let (a, b) = (node("a", false), node("b", true));
+    let a = cluster.node("a").start();
+    let b = cluster
+        .node("b")
+        .set("srt.listen", srt)
+        .set("rtsp.listen", rtsp)
+        .start();
     let codes = ["s-srt", "s-rtsp", "s-dash", "s-ts", "s-flv"];
     let _publishers: Vec<_> = codes.iter().map(|c| a.publish(c, Fixture::Small)).collect();
     for c in codes {

@@ -264,13 +264,7 @@ fn recordings_rotate_decode_survive_kill_9_and_replay_as_dvr() {
     // A rotation may have happened between the listing and the kill: every file closed
     // before is still there, byte for byte. (The one being written is kept too, unless the
     // kill came before its first GOP reached the disk: then it held nothing and is deleted.)
-    for a in before.iter().filter(|a| a["recording"] == false) {
-        let b = after
-            .iter()
-            .find(|b| b["id"] == a["id"])
-            .unwrap_or_else(|| panic!("{a:#} is gone after the restart: {after:#?}"));
-        assert_eq!(a["bytes"], b["bytes"], "a closed file changed");
-    }
+    assert_closed_files_kept(&before, &after);
     assert!(after.iter().all(|f| f["recording"] == false), "{after:#?}");
     let cut = after.last().unwrap();
     assert_eq!(cut["recording"], false);
@@ -528,13 +522,7 @@ fn fmp4_recordings_of_three_minutes_in_30_s_files_play_in_ffmpeg_vlc_hlsjs_and_d
     server.restart(Stop::Kill);
     publisher.stop();
     let after = files(&api, "mp4rec");
-    for a in before.iter().filter(|a| a["recording"] == false) {
-        let b = after
-            .iter()
-            .find(|b| b["id"] == a["id"])
-            .unwrap_or_else(|| panic!("{a:#} is gone after the restart: {after:#?}"));
-        assert_eq!(a["bytes"], b["bytes"], "a closed file changed");
-    }
+    assert_closed_files_kept(&before, &after);
     let cut = after.last().unwrap();
     assert_eq!(cut["recording"], false, "{after:#?}");
     let url = format!("http://{}{}", server.http, cut["url"].as_str().unwrap());
@@ -599,4 +587,16 @@ fn parse_iso8601(s: &str) -> i64 {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
     ((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1000) + ms
+}
+
+/// Every file listed closed in `before` is in `after`, with the same size: a kill never
+/// touches what was already closed.
+fn assert_closed_files_kept(before: &[Value], after: &[Value]) {
+    for a in before.iter().filter(|a| a["recording"] == false) {
+        let b = after
+            .iter()
+            .find(|b| b["id"] == a["id"])
+            .unwrap_or_else(|| panic!("{a:#} is gone after the restart: {after:#?}"));
+        assert_eq!(a["bytes"], b["bytes"], "a closed file changed");
+    }
 }

@@ -163,21 +163,6 @@ impl Stream {
         header(&self.headers, name)
     }
 
-    /// Every piece of a chunked body as it came, with when the first and the last arrived
-    /// (since `t0`): how a test sees a body sent while it grows.
-    pub fn pieces_timed(
-        &mut self,
-        t0: std::time::Instant,
-    ) -> (Vec<Vec<u8>>, std::time::Duration, std::time::Duration) {
-        let mut pieces = Vec::new();
-        let mut first = None;
-        while let Some(piece) = self.next_piece().expect("chunked body") {
-            first.get_or_insert(t0.elapsed());
-            pieces.push(piece);
-        }
-        (pieces, first.expect("a first piece"), t0.elapsed())
-    }
-
     /// The next piece of body (one chunk of a chunked body); `None` at a clean end: the
     /// terminating zero-length chunk, the end of a Content-Length body, or EOF when neither
     /// applies. An EOF inside a chunked body is an error.
@@ -243,4 +228,30 @@ impl Stream {
 
 fn bad(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+/// GETs `path`, a body sent while it grows: asserts 200 with chunked transfer and no length,
+/// and returns every piece as it came, with when the first and the last arrived (from the
+/// request).
+pub fn read_growing(
+    addr: std::net::SocketAddr,
+    path: &str,
+) -> (Vec<Vec<u8>>, std::time::Duration, std::time::Duration) {
+    let t0 = std::time::Instant::now();
+    let mut stream = open(addr, path, std::time::Duration::from_secs(10)).expect(path);
+    assert_eq!(stream.status, 200, "{path}");
+    assert!(stream.header("content-length").is_none(), "{path}");
+    assert!(
+        stream
+            .header("transfer-encoding")
+            .is_some_and(|v| v.contains("chunked")),
+        "{path}"
+    );
+    let mut pieces = Vec::new();
+    let mut first = None;
+    while let Some(piece) = stream.next_piece().expect("chunked body") {
+        first.get_or_insert(t0.elapsed());
+        pieces.push(piece);
+    }
+    (pieces, first.expect("a first piece"), t0.elapsed())
 }
