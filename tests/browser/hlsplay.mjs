@@ -4,7 +4,11 @@
 // program date times: the wall clock minus the date of the frame shown (`hls.playingDate`),
 // once playback has run 4 s.
 //
-//   node tests/browser/hlsplay.mjs <m3u8-url> [seconds] [default|ll|classic|near|abr]
+//   node tests/browser/hlsplay.mjs <m3u8-url> [seconds] [default|ll|classic|near|abr] [bases]
+//
+// `bases`, a comma-separated list of `http://host:port`, sends each request hls.js makes
+// (playlists and segments alike) to the next of them in turn, as a load balancer spraying one
+// player over several servers would; the report counts the requests each base got.
 //
 // `abr` plays a multivariant playlist and asks for levels in turn by setting
 // `hls.currentLevel` (the lowest 2 s after start, the middle at 6 s, the highest at 10 s),
@@ -22,7 +26,8 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const [url, secsArg = '15', mode = 'default'] = process.argv.slice(2);
+const [url, secsArg = '15', mode = 'default', basesArg = ''] = process.argv.slice(2);
+const bases = basesArg ? basesArg.split(',') : [];
 if (!url) {
   console.error('usage: hlsplay.mjs <m3u8-url> [seconds] [default|ll|classic|near|abr]');
   process.exit(2);
@@ -45,7 +50,19 @@ const page = `<!doctype html><html><body>
 window.report = { fatal: [], nonFatal: 0, nonFatalDetails: [], discontinuities: 0, parts: 0,
   fragments: 0, blockingReloads: 0, levels: 0, switched: [], fragLevels: [] };
 const video = document.getElementById('v');
-const hls = new Hls(${JSON.stringify(config)});
+const config = ${JSON.stringify(config)};
+const bases = ${JSON.stringify(bases)};
+if (bases.length) {
+  window.report.bases = {};
+  let turn = 0;
+  config.xhrSetup = (xhr, u) => {
+    const base = bases[turn++ % bases.length];
+    const target = new URL(u);
+    window.report.bases[base] = (window.report.bases[base] || 0) + 1;
+    xhr.open('GET', base + target.pathname + target.search, true);
+  };
+}
+const hls = new Hls(config);
 window.hls = hls;
 hls.on(Hls.Events.ERROR, (_, d) => {
   if (d.fatal) window.report.fatal.push(d.type + ': ' + d.details);
@@ -146,7 +163,7 @@ try {
     nonFatal: report.nonFatal, nonFatalDetails: report.nonFatalDetails,
     discontinuities: report.discontinuities, parts: report.parts, fragments: report.fragments,
     blockingReloads: report.blockingReloads, levels: report.levels, switched: report.switched,
-    fragLevels: report.fragLevels, heights: [...heights].sort((a, b) => a - b),
+    fragLevels: report.fragLevels, bases: report.bases, heights: [...heights].sort((a, b) => a - b),
     latency: { samples: sorted.length, p50: pick(0.5), p90: pick(0.9), min: sorted[0] ?? null },
   };
   result.ok = started !== null && report.fatal.length === 0;

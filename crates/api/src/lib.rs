@@ -5,6 +5,7 @@ mod about;
 mod config;
 mod dash;
 mod docs;
+mod edge;
 mod error;
 mod events;
 mod flv;
@@ -83,6 +84,8 @@ pub struct AppState {
     /// The other nodes, when this one is part of a cluster: control requests for a stream
     /// live elsewhere go to its node.
     pub cluster: Option<cluster::Registry>,
+    /// HLS and DASH of streams published on another node, passed on from it.
+    pub edge: Option<cluster::EdgeHttp>,
 }
 
 /// Starting, ready, or draining, as `/readyz` reports it to load balancers.

@@ -95,6 +95,20 @@ async fn serve(
         Ok(code) => code,
         Err(refused) => return refused,
     };
+    // Published on another node: that node's own files, so every node names and numbers
+    // them alike. Recordings and DVR windows stay with the node whose disk holds them.
+    if let Some(edge) = &state.edge
+        && !file.starts_with("rec-")
+        && dvr_args.is_empty()
+        && let Some(base) = edge.origin(&code).await
+    {
+        let path = match request.uri().query() {
+            Some(q) => format!("/live/{code}/{file}?{q}"),
+            None => format!("/live/{code}/{file}"),
+        };
+        let mpd = dash && file.ends_with(".mpd");
+        return crate::edge::pass_on(edge, &base, &path, mpd, request.headers()).await;
+    }
     state.hub.touch(&code);
     // Recordings are served for streams that exist (configured or live), not for a deleted
     // one whose files are still on disk.
@@ -119,7 +133,7 @@ async fn serve(
     if dash {
         if file.ends_with(".mpd") {
             // Live is not enough: the MPD exists once the first segment does.
-            wait_on_demand(&state, &code, || {
+            wait_first_segment(&state, &code, || {
                 state.dash.stats(&code).is_some_and(|s| s.segments > 0)
             })
             .await;
@@ -128,7 +142,7 @@ async fn serve(
     }
     if cmaf_hls {
         if file == ::dash::MULTIVARIANT {
-            wait_on_demand(&state, &code, || {
+            wait_first_segment(&state, &code, || {
                 state.dash.hls_multivariant(&code).is_some()
             })
             .await;
@@ -175,8 +189,8 @@ async fn serve(
         // Looked up once: the rendered playlist is shared `Bytes`, so this is a reference
         // count, not a copy.
         let mut playlist = state.hls.playlist(&code);
-        if playlist.is_none() && state.hub.on_demand(&code) {
-            wait_on_demand(&state, &code, || state.hls.playlist(&code).is_some()).await;
+        if playlist.is_none() {
+            wait_first_segment(&state, &code, || state.hls.playlist(&code).is_some()).await;
             playlist = state.hls.playlist(&code);
         }
         return match playlist {
@@ -195,6 +209,19 @@ async fn serve(
             media_response(MP2T, "public, max-age=60", Body::from(data))
         }
         None => not_found(),
+    }
+}
+
+/// Holds a playlist or manifest request for a stream that is live (or starts on demand) but
+/// has no segment yet until `ready`, so a player that comes right after the publisher (or an
+/// edge node asking on a player's behalf) gets it a moment later instead of a 404.
+async fn wait_first_segment(state: &AppState, code: &str, ready: impl Fn() -> bool) {
+    if ready() || !state.hub.is_live(code) {
+        return wait_on_demand(state, code, ready).await;
+    }
+    let deadline = tokio::time::Instant::now() + ON_DEMAND_WAIT;
+    while !ready() && state.hub.is_live(code) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 

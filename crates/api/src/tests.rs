@@ -38,6 +38,7 @@ pub(crate) async fn state(admin: AdminAccess) -> AppState {
     );
     AppState {
         cluster: None,
+        edge: None,
         tasks: tokio_util::task::TaskTracker::new(),
         transcoder: transcode::Transcoder::new(hub.clone(), Default::default()),
         recorder,

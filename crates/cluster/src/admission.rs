@@ -1,6 +1,7 @@
 //! The cluster's say on publish and play, wrapped around the node's own admission: a publish
 //! of a code another node holds is refused (or takes it over), and a play of a code live on
-//! another node starts an edge pull from that node's RTMP server.
+//! another node starts an edge pull from that node's RTMP server (HLS and DASH excepted: the
+//! origin's files are passed on instead, see `EdgeHttp`).
 
 use crate::registry::{Claim, Registry};
 use hub::{
@@ -98,6 +99,9 @@ async fn edge_pull(registry: &Registry, hub: &Hub, pulls: &dyn Pulls, code: &str
 impl Admission for ClusterAdmission {
     fn check(&self, request: AccessRequest) -> DecisionFuture {
         let action = request.action;
+        // HLS and DASH of a stream published elsewhere are the origin's own files, passed
+        // on (`EdgeHttp`): no pull for them.
+        let passed_on = matches!(request.protocol, "hls" | "dash");
         let decided = self.inner.check(request);
         let registry = self.registry.clone();
         let hub = self.hub.clone();
@@ -118,7 +122,7 @@ impl Admission for ClusterAdmission {
                     }
                 },
                 Action::Play => {
-                    if !hub.is_live(code) {
+                    if !passed_on && !hub.is_live(code) {
                         edge_pull(&registry, &hub, pulls.as_ref(), code).await;
                     }
                     Ok(admit)

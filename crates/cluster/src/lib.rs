@@ -8,13 +8,19 @@
 //!
 //! Where each live stream is published is in Redis ([`Registry`]): a second publisher of a
 //! code on another node is refused, and a reader on a node without the stream makes that
-//! node pull it once from the origin over RTMP and fan it out locally ([`admission`]).
+//! node pull it once from the origin over RTMP and fan it out locally ([`admission`]). HLS
+//! and DASH are the exception: an edge passes on the origin's own files ([`EdgeHttp`]), so
+//! their names and bytes are the same on every node.
 
 mod admission;
+mod edge_http;
 mod registry;
 
 pub use admission::{Pulls, admission};
+pub use edge_http::{Cut, EdgeHttp, Fetch, FetchReader, Head};
 pub use registry::{Claim, KillError, Registry, RegistryConfig, StreamPlaces};
+/// The method of an API call to another node ([`EdgeHttp::ask`]).
+pub use reqwest::Method;
 
 use std::time::Duration;
 use store::{ChangeFeed, ConfigChange};

@@ -1,6 +1,8 @@
 //! Which node holds each live stream, in Redis: `<prefix>stream:<code>` is the holding node's
-//! id and `<prefix>node:<id>` the RTMP base URL (with the app) other nodes pull from, both with a TTL that
-//! the holder's heartbeat keeps renewing. A node that dies stops renewing, and its streams
+//! id and `<prefix>node:<id>` the node's RTMP base URL (with the app) and HTTP base URL, which
+//! other nodes pull from, both with a TTL that the holder's heartbeat keeps renewing;
+//! `<prefix>nodes` is the set of node ids that ever registered (a dead one is dropped from it
+//! when its node key is found expired). A node that dies stops renewing, and its streams
 //! are free again one TTL later: Redis does the expiry, there is no election of our own.
 
 use redis::aio::MultiplexedConnection;
@@ -43,6 +45,8 @@ pub struct RegistryConfig {
     /// Where other nodes reach this node's RTMP server, app included, e.g.
     /// `rtmp://10.0.0.5:1935/live`.
     pub rtmp_url: String,
+    /// Where other nodes reach this node's HTTP server, e.g. `http://10.0.0.5:8080`.
+    pub http_url: String,
     /// Prefix of every key, so clusters can share one Redis.
     pub prefix: String,
     /// How long a registration outlives its last renewal.
@@ -118,6 +122,12 @@ impl std::fmt::Debug for Registry {
             .field("node_id", &self.inner.config.node_id)
             .finish_non_exhaustive()
     }
+}
+
+/// The two URLs of a node key's value.
+fn split_urls(value: &str) -> Option<(String, String)> {
+    let (rtmp, http) = value.split_once(' ')?;
+    Some((rtmp.to_owned(), http.to_owned()))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -277,9 +287,53 @@ impl Registry {
 
     /// Where `node` takes RTMP players, as it registered it.
     pub async fn rtmp_url(&self, node: &str) -> Option<String> {
+        Some(self.node_urls(node).await?.0)
+    }
+
+    /// Where `node` takes HTTP requests, as it registered it.
+    pub async fn http_url(&self, node: &str) -> Option<String> {
+        Some(self.node_urls(node).await?.1)
+    }
+
+    /// `node`'s RTMP and HTTP base URLs: one value, `<rtmp> <http>` (neither holds a space).
+    async fn node_urls(&self, node: &str) -> Option<(String, String)> {
         let mut cmd = redis::cmd("GET");
         cmd.arg(self.node_key(node));
-        self.call::<Option<String>>(&cmd).await.flatten()
+        split_urls(&self.call::<Option<String>>(&cmd).await.flatten()?)
+    }
+
+    /// Every node alive now (its registration renewed within the TTL), with its HTTP base URL,
+    /// sorted by id; `None` when Redis is away.
+    pub async fn nodes(&self) -> Option<Vec<(String, String)>> {
+        let mut cmd = redis::cmd("SMEMBERS");
+        cmd.arg(self.nodes_key());
+        let mut ids: Vec<String> = self.call(&cmd).await?;
+        ids.sort();
+        if ids.is_empty() {
+            return Some(Vec::new());
+        }
+        let mut cmd = redis::cmd("MGET");
+        for id in &ids {
+            cmd.arg(self.node_key(id));
+        }
+        let values: Vec<Option<String>> = self.call(&cmd).await?;
+        let mut alive = Vec::with_capacity(ids.len());
+        for (id, value) in ids.into_iter().zip(values) {
+            match value.as_deref().and_then(split_urls) {
+                Some((_, http)) => alive.push((id, http)),
+                None => {
+                    // Expired: the node stopped (or died). Its id goes until it comes back.
+                    let mut cmd = redis::cmd("SREM");
+                    cmd.arg(self.nodes_key()).arg(&id);
+                    let _ = self.call::<i64>(&cmd).await;
+                }
+            }
+        }
+        Some(alive)
+    }
+
+    fn nodes_key(&self) -> String {
+        format!("{}nodes", self.inner.config.prefix)
     }
 
     fn control_channel(&self) -> String {
@@ -496,12 +550,21 @@ impl Registry {
         let mut reported: HashMap<String, (u32, u32)> = HashMap::new();
         loop {
             self.report_readers(readers(), &mut reported).await;
-            let mut cmd = redis::cmd("SET");
-            cmd.arg(self.node_key(self.node_id()))
-                .arg(&self.inner.config.rtmp_url)
+            let mut pipe = redis::pipe();
+            pipe.cmd("SET")
+                .arg(self.node_key(self.node_id()))
+                .arg(format!(
+                    "{} {}",
+                    self.inner.config.rtmp_url, self.inner.config.http_url
+                ))
                 .arg("PX")
-                .arg(self.ttl_ms());
-            let _ = self.call::<()>(&cmd).await;
+                .arg(self.ttl_ms())
+                .ignore()
+                .cmd("SADD")
+                .arg(self.nodes_key())
+                .arg(self.node_id())
+                .ignore();
+            let _ = self.call_pipe(&pipe).await;
             let held: Vec<String> = lock(&self.inner.held).keys().cloned().collect();
             for code in held {
                 let mut cmd = Self::eval(RENEW, &self.stream_key(&code));

@@ -20,6 +20,7 @@ fn nodes(test: &str, ttl: Duration, takeover: bool) -> Option<(Registry, Registr
             redis_url: url.clone(),
             node_id: id.into(),
             rtmp_url: format!("rtmp://{id}.example/live"),
+            http_url: format!("http://{id}.example:8080"),
             prefix: prefix.clone(),
             ttl,
             takeover,
@@ -54,6 +55,15 @@ async fn one_node_holds_a_code_until_it_releases_it() {
     assert_eq!(
         b.rtmp_url("a").await.as_deref(),
         Some("rtmp://a.example/live")
+    );
+    assert_eq!(
+        b.http_url("a").await.as_deref(),
+        Some("http://a.example:8080")
+    );
+    // Only a node that renews its registration is listed.
+    assert_eq!(
+        b.nodes().await,
+        Some(vec![("a".to_owned(), "http://a.example:8080".to_owned())])
     );
     // The cluster's view: where it is published, and readers per node.
     let places = b.places("cam").await.expect("Redis answers");
@@ -109,6 +119,8 @@ async fn the_ttl_frees_a_dead_node_and_takeover_tells_the_loser() {
     assert_eq!(a.claim("gone").await, Claim::Ours);
     tokio::time::sleep(ttl + Duration::from_millis(200)).await;
     assert_eq!(b.locate("gone").await, None);
+    // ...and leaves the list of nodes.
+    assert_eq!(b.nodes().await, Some(Vec::new()));
 }
 
 /// Redis unreachable: claims say so (the publish goes ahead), lookups find nothing, and no
@@ -119,6 +131,7 @@ async fn without_redis_a_node_works_alone() {
         redis_url: "redis://127.0.0.1:1".into(),
         node_id: "a".into(),
         rtmp_url: String::new(),
+        http_url: String::new(),
         prefix: "x:".into(),
         ttl: Duration::from_secs(5),
         takeover: false,
@@ -127,6 +140,7 @@ async fn without_redis_a_node_works_alone() {
     let t0 = std::time::Instant::now();
     assert_eq!(r.claim("cam").await, Claim::Unavailable);
     assert_eq!(r.locate("cam").await, None);
+    assert_eq!(r.nodes().await, None);
     assert!(matches!(
         r.kill_remote("cam").await,
         Err(crate::KillError::Unavailable(_))

@@ -91,6 +91,10 @@ pub struct ClusterSection {
     /// `rtmp://10.0.0.5:1935/live`); empty: `rtmp://127.0.0.1:<rtmp port>/<rtmp app>`, which
     /// only nodes on the same host reach.
     pub rtmp_url: String,
+    /// The HTTP base URL other nodes fetch this node's HLS and DASH from (e.g.
+    /// `http://10.0.0.5:8080`); empty: `http://127.0.0.1:<http port>`, which only nodes on
+    /// the same host reach.
+    pub http_url: String,
     /// Prefix of the Redis keys, so several clusters can share one Redis.
     pub prefix: String,
     /// How long a node's streams stay registered after its last heartbeat (a third of it
@@ -108,6 +112,7 @@ impl Default for ClusterSection {
             redis_url: None,
             node_id: String::new(),
             rtmp_url: String::new(),
+            http_url: String::new(),
             prefix: "ferrocast:".into(),
             ttl: Duration::from_secs(6),
             takeover: false,
@@ -126,6 +131,14 @@ impl Config {
             .map(|h| h.trim().to_owned())
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| format!("node-{}", std::process::id()))
+    }
+
+    /// Where other nodes fetch this node's HLS and DASH (see [`ClusterSection::http_url`]).
+    pub fn cluster_http_url(&self) -> String {
+        if !self.cluster.http_url.is_empty() {
+            return self.cluster.http_url.trim_end_matches('/').to_owned();
+        }
+        format!("http://127.0.0.1:{}", self.http.listen.port())
     }
 
     /// Where other nodes pull this node's streams from (see [`ClusterSection::rtmp_url`]).

@@ -452,6 +452,7 @@ async fn run(config: Config) -> Result<()> {
                 redis_url: url.clone(),
                 node_id: config.node_id(),
                 rtmp_url: config.cluster_rtmp_url(),
+                http_url: config.cluster_http_url(),
                 prefix: config.cluster.prefix.clone(),
                 ttl: config.cluster.ttl,
                 takeover: config.cluster.takeover,
@@ -463,7 +464,7 @@ async fn run(config: Config) -> Result<()> {
                 hub.clone(),
                 Arc::new(EdgePulls(inputs.clone())),
             );
-            info!(node = registry.node_id(), rtmp = %config::mask_url(&config.cluster_rtmp_url()), "cluster: registering streams in Redis");
+            info!(node = registry.node_id(), rtmp = %config::mask_url(&config.cluster_rtmp_url()), http = %config.cluster_http_url(), "cluster: registering streams in Redis");
             Some(registry)
         }
         None => None,
@@ -628,6 +629,10 @@ async fn run(config: Config) -> Result<()> {
     let readiness = api::Readiness::default();
     let state = api::AppState {
         cluster: registry.clone(),
+        edge: match &registry {
+            Some(r) => Some(cluster::EdgeHttp::new(r.clone()).context("cluster HTTP client")?),
+            None => None,
+        },
         hub: hub.clone(),
         hls,
         dash,

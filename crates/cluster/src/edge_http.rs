@@ -1,0 +1,577 @@
+//! HLS and DASH of a stream published on another node: fetched from that node (its origin)
+//! and kept briefly, so every node answers with the origin's own playlists, manifests,
+//! segments and parts, byte for byte. A load balancer or CDN may then send each request of a
+//! player to any node: the names, numbers, timelines and bytes are the same everywhere.
+//!
+//! Packaging again on each edge (from the RTMP pull) cannot promise that: segment numbers,
+//! cut points, DASH periods and TS continuity counters depend on where each packager joined
+//! the stream. SRS's HLS edge (an HTTP cache in front of the origin) makes the same choice.
+//!
+//! Each distinct request is fetched once: requests that arrive while it is under way read the
+//! same body as it arrives (an LL-HLS part that is still growing reaches every waiting player
+//! chunk by chunk), and a finished answer is kept as long as the origin's `Cache-Control`
+//! allows (at most [`MAX_TTL`]), or [`SHORT_TTL`] for `no-cache` playlists.
+
+use crate::registry::Registry;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// How long a playlist or manifest the origin marks `no-cache` is reused: a thousand players
+/// polling one edge cost the origin a few requests a second, at most this much staleness.
+pub const SHORT_TTL: Duration = Duration::from_millis(250);
+/// The longest an answer is kept, whatever the origin allows.
+pub const MAX_TTL: Duration = Duration::from_secs(30);
+/// How long where a stream is published is remembered (a Redis round trip otherwise).
+const ORIGIN_TTL: Duration = Duration::from_secs(1);
+/// Most bytes kept in finished answers; the ones closest to expiry go first.
+const MAX_CACHED_BYTES: usize = 128 << 20;
+/// The largest answer fetched: a live segment is far smaller (the segmenters cut at 32 MiB).
+const MAX_BODY: usize = 48 << 20;
+/// Most streams whose origin is remembered.
+const MAX_ORIGINS: usize = 10_000;
+/// A whole API call to another node.
+pub const API_TIMEOUT: Duration = Duration::from_secs(3);
+/// Connecting to the origin.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Between two pieces of an answer: longer than an LL-HLS blocking reload may wait
+/// (three target durations).
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The origin's answer line and the headers passed on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Head {
+    /// HTTP status.
+    pub status: u16,
+    /// `Content-Type`.
+    pub content_type: Option<String>,
+    /// `Cache-Control`.
+    pub cache_control: Option<String>,
+    /// `Content-Length`, when the origin sent it.
+    pub content_length: Option<u64>,
+}
+
+/// One request to the origin, shared by every player asking for the same thing.
+#[derive(Debug)]
+pub struct Fetch {
+    state: Mutex<FetchState>,
+    /// Bumped at each change of `state`.
+    changed: watch::Sender<u64>,
+}
+
+#[derive(Debug, Default)]
+struct FetchState {
+    /// `None` while the origin has not answered; `Some(None)` when it never will.
+    head: Option<Option<Head>>,
+    chunks: Vec<Bytes>,
+    bytes: usize,
+    /// `Some(true)`: the body is complete; `Some(false)`: it was cut.
+    end: Option<bool>,
+}
+
+/// Where a reader of a [`Fetch`] stands.
+#[derive(Debug)]
+pub struct FetchReader {
+    fetch: Arc<Fetch>,
+    next: usize,
+    rx: watch::Receiver<u64>,
+}
+
+/// Why a body read stopped short.
+#[derive(Debug, thiserror::Error)]
+#[error("the origin's answer was cut")]
+pub struct Cut;
+
+impl Fetch {
+    fn new() -> Arc<Fetch> {
+        Arc::new(Fetch {
+            state: Mutex::new(FetchState::default()),
+            changed: watch::channel(0).0,
+        })
+    }
+
+    fn update(&self, f: impl FnOnce(&mut FetchState)) {
+        f(&mut lock(&self.state));
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    /// The origin's answer line; `None` when the origin could not be reached.
+    pub async fn head(&self) -> Option<Head> {
+        let mut rx = self.changed.subscribe();
+        loop {
+            if let Some(head) = &lock(&self.state).head {
+                return head.clone();
+            }
+            if rx.changed().await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    /// The whole body when it is complete now (so it can go out with its length).
+    pub fn complete_len(&self) -> Option<u64> {
+        let s = lock(&self.state);
+        (s.end == Some(true)).then_some(s.bytes as u64)
+    }
+
+    /// Reads the body from its start, as it arrives.
+    pub fn reader(self: &Arc<Self>) -> FetchReader {
+        FetchReader {
+            rx: self.changed.subscribe(),
+            fetch: self.clone(),
+            next: 0,
+        }
+    }
+}
+
+impl FetchReader {
+    /// The next piece of the body; `Ok(None)` at its end.
+    pub async fn next(&mut self) -> Result<Option<Bytes>, Cut> {
+        loop {
+            {
+                let s = lock(&self.fetch.state);
+                if let Some(chunk) = s.chunks.get(self.next) {
+                    self.next += 1;
+                    return Ok(Some(chunk.clone()));
+                }
+                match s.end {
+                    Some(true) => return Ok(None),
+                    Some(false) => return Err(Cut),
+                    None => {}
+                }
+            }
+            if self.rx.changed().await.is_err() {
+                return Err(Cut);
+            }
+        }
+    }
+}
+
+struct Kept {
+    fetch: Arc<Fetch>,
+    /// `None` while under way.
+    expires: Option<Instant>,
+    bytes: usize,
+}
+
+#[derive(Default)]
+struct Cache {
+    entries: HashMap<String, Kept>,
+    bytes: usize,
+    swept: Option<Instant>,
+}
+
+impl Cache {
+    /// Drops what expired, at most once a second.
+    fn sweep(&mut self, now: Instant) {
+        if self
+            .swept
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.swept = Some(now);
+        let mut freed = 0;
+        self.entries.retain(|_, k| {
+            let keep = k.expires.is_none_or(|e| e > now);
+            if !keep {
+                freed += k.bytes;
+            }
+            keep
+        });
+        self.bytes -= freed;
+    }
+
+    /// Keeps `fetch` (done, `bytes` long) under `key` until `ttl` from now, evicting the
+    /// answers closest to expiry while over the byte bound; a zero `ttl` forgets it.
+    fn finish(&mut self, key: &str, fetch: &Arc<Fetch>, ttl: Duration, bytes: usize) {
+        let ours = self
+            .entries
+            .get(key)
+            .is_some_and(|k| Arc::ptr_eq(&k.fetch, fetch));
+        if !ours {
+            return;
+        }
+        if ttl.is_zero() || bytes > MAX_CACHED_BYTES {
+            self.entries.remove(key);
+            return;
+        }
+        if let Some(k) = self.entries.get_mut(key) {
+            k.expires = Some(Instant::now() + ttl);
+            k.bytes = bytes;
+        }
+        self.bytes += bytes;
+        while self.bytes > MAX_CACHED_BYTES {
+            let Some(victim) = self
+                .entries
+                .iter()
+                .filter_map(|(k, v)| Some((v.expires?, k)))
+                .min()
+                .map(|(_, k)| k.clone())
+            else {
+                break;
+            };
+            if let Some(k) = self.entries.remove(&victim) {
+                self.bytes -= k.bytes;
+            }
+        }
+    }
+}
+
+/// The HTTP side of an edge: origin lookup and the shared, short-lived cache of its answers.
+#[derive(Clone)]
+pub struct EdgeHttp {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    client: reqwest::Client,
+    cache: Mutex<Cache>,
+    /// Code -> the origin's HTTP base (`None`: published here, or nowhere), and when asked.
+    origins: Mutex<HashMap<String, (Option<String>, Instant)>>,
+}
+
+impl std::fmt::Debug for EdgeHttp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EdgeHttp").finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Whole-value updates only: a poisoned map is still consistent.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How long an answer with this `Cache-Control` may be reused.
+pub fn ttl_of(cache_control: Option<&str>) -> Duration {
+    let Some(cc) = cache_control else {
+        return SHORT_TTL;
+    };
+    let mut ttl = None;
+    for directive in cc.split(',').map(str::trim) {
+        let lower = directive.to_ascii_lowercase();
+        if lower == "no-store" || lower == "private" {
+            return Duration::ZERO;
+        }
+        if let Some(secs) = lower
+            .strip_prefix("max-age=")
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            ttl = Some(Duration::from_secs(secs).min(MAX_TTL));
+        }
+    }
+    ttl.filter(|t| !t.is_zero()).unwrap_or(SHORT_TTL)
+}
+
+impl EdgeHttp {
+    /// The edge side of `registry`'s node.
+    pub fn new(registry: Registry) -> Result<EdgeHttp, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            // Origins are found through the registry, never through redirects.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(EdgeHttp {
+            inner: Arc::new(Inner {
+                registry,
+                client,
+                cache: Mutex::default(),
+                origins: Mutex::default(),
+            }),
+        })
+    }
+
+    /// The HTTP base URL of the node that publishes `code`, when that is another node; `None`
+    /// when it is published here, nowhere, or Redis is away (then this node answers alone).
+    pub async fn origin(&self, code: &str) -> Option<String> {
+        let now = Instant::now();
+        if let Some((base, at)) = lock(&self.inner.origins).get(code)
+            && now.duration_since(*at) < ORIGIN_TTL
+        {
+            return base.clone();
+        }
+        let registry = &self.inner.registry;
+        let base = match registry.locate(code).await {
+            Some(node) if node != registry.node_id() => registry.http_url(&node).await,
+            _ => None,
+        };
+        let mut origins = lock(&self.inner.origins);
+        if origins.len() >= MAX_ORIGINS {
+            origins.retain(|_, (_, at)| now.duration_since(*at) < ORIGIN_TTL);
+            if origins.len() >= MAX_ORIGINS {
+                origins.clear();
+            }
+        }
+        origins.insert(code.to_owned(), (base.clone(), now));
+        base
+    }
+
+    /// `path` (path and query) of `base`, fetched once: an answer under way or still fresh
+    /// is shared. `variant` separates answers that differ by request header (an MPD for one
+    /// player family); `headers` go to the origin with the request.
+    pub fn get(
+        &self,
+        base: &str,
+        path: &str,
+        variant: &str,
+        headers: &[(&'static str, String)],
+    ) -> Arc<Fetch> {
+        let url = format!("{}{path}", base.trim_end_matches('/'));
+        let key = format!("{url}\n{variant}");
+        let now = Instant::now();
+        let fetch = {
+            let mut cache = lock(&self.inner.cache);
+            cache.sweep(now);
+            if let Some(k) = cache.entries.get(&key)
+                && k.expires.is_none_or(|e| e > now)
+            {
+                return k.fetch.clone();
+            }
+            let fetch = Fetch::new();
+            if let Some(old) = cache.entries.insert(
+                key.clone(),
+                Kept {
+                    fetch: fetch.clone(),
+                    expires: None,
+                    bytes: 0,
+                },
+            ) {
+                cache.bytes -= old.bytes;
+            }
+            fetch
+        };
+        let mut request = self.inner.client.get(&url);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        tokio::spawn(run_fetch(self.inner.clone(), key, request, fetch.clone()));
+        fetch
+    }
+
+    /// Asks another node's API: `method` `path` with `query`, passing the caller's
+    /// `Authorization` on (the nodes share their `api.token`); the status and body, or why
+    /// the node did not answer (within [`API_TIMEOUT`]).
+    pub async fn ask(
+        &self,
+        method: reqwest::Method,
+        base: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        authorization: Option<&str>,
+    ) -> Result<(u16, Bytes), String> {
+        let mut url = format!("{}{path}", base.trim_end_matches('/'));
+        if !query.is_empty() {
+            url.push('?');
+            url.push_str(
+                &form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(query)
+                    .finish(),
+            );
+        }
+        let mut request = self.inner.client.request(method, &url).timeout(API_TIMEOUT);
+        if let Some(auth) = authorization {
+            request = request.header(reqwest::header::AUTHORIZATION, auth);
+        }
+        let response = request.send().await.map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.map_err(|e| e.to_string())?;
+        Ok((status, body))
+    }
+
+    /// Finished answers kept now, and their bytes.
+    pub fn cached(&self) -> (usize, usize) {
+        let cache = lock(&self.inner.cache);
+        let done = cache
+            .entries
+            .values()
+            .filter(|k| k.expires.is_some())
+            .count();
+        (done, cache.bytes)
+    }
+}
+
+/// Carries one request to the origin out, whoever reads it.
+async fn run_fetch(
+    inner: Arc<Inner>,
+    key: String,
+    request: reqwest::RequestBuilder,
+    f: Arc<Fetch>,
+) {
+    let ttl = fetch_body(request, &f).await;
+    let bytes = lock(&f.state).bytes;
+    lock(&inner.cache).finish(&key, &f, ttl.unwrap_or(Duration::ZERO), bytes);
+}
+
+/// Fills `f` from the origin: the TTL of a complete answer, `None` for a failed one.
+async fn fetch_body(request: reqwest::RequestBuilder, f: &Fetch) -> Option<Duration> {
+    let mut response = match request.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "cluster: origin not reached over HTTP");
+            f.update(|s| {
+                s.head = Some(None);
+                s.end = Some(false);
+            });
+            return None;
+        }
+    };
+    let header = |name| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let head = Head {
+        status: response.status().as_u16(),
+        content_type: header(reqwest::header::CONTENT_TYPE),
+        cache_control: header(reqwest::header::CACHE_CONTROL),
+        content_length: response.content_length(),
+    };
+    // Only a success is reused; a 404 (a part not there yet) is asked again next time.
+    let ttl = if head.status == 200 {
+        ttl_of(head.cache_control.as_deref())
+    } else {
+        Duration::ZERO
+    };
+    f.update(|s| s.head = Some(Some(head)));
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let mut too_big = false;
+                f.update(|s| {
+                    s.bytes += chunk.len();
+                    too_big = s.bytes > MAX_BODY;
+                    if too_big {
+                        s.end = Some(false);
+                    } else {
+                        s.chunks.push(chunk);
+                    }
+                });
+                if too_big {
+                    tracing::warn!(max = MAX_BODY, "cluster: origin answer too large; cut");
+                    return None;
+                }
+            }
+            Ok(None) => {
+                f.update(|s| s.end = Some(true));
+                return Some(ttl);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "cluster: origin answer cut");
+                f.update(|s| s.end = Some(false));
+                return None;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_control_sets_how_long_an_answer_is_reused() {
+        assert_eq!(ttl_of(Some("public, max-age=60")), MAX_TTL);
+        assert_eq!(ttl_of(Some("max-age=2")), Duration::from_secs(2));
+        assert_eq!(ttl_of(Some("no-cache")), SHORT_TTL);
+        assert_eq!(ttl_of(Some("max-age=0")), SHORT_TTL);
+        assert_eq!(ttl_of(None), SHORT_TTL);
+        assert_eq!(ttl_of(Some("no-store")), Duration::ZERO);
+        assert_eq!(ttl_of(Some("Private, max-age=9")), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn every_reader_gets_the_whole_body_as_it_arrives_and_a_cut_shows() {
+        let f = Fetch::new();
+        let mut early = f.reader();
+        f.update(|s| {
+            s.head = Some(Some(Head {
+                status: 200,
+                content_type: None,
+                cache_control: None,
+                content_length: None,
+            }))
+        });
+        assert_eq!(f.head().await.map(|h| h.status), Some(200));
+        f.update(|s| s.chunks.push(Bytes::from_static(b"ab")));
+        assert_eq!(early.next().await.unwrap().as_deref(), Some(&b"ab"[..]));
+        let waiting = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(c) = early.next().await.unwrap() {
+                got.extend_from_slice(&c);
+            }
+            got
+        });
+        tokio::task::yield_now().await;
+        f.update(|s| s.chunks.push(Bytes::from_static(b"cd")));
+        // A reader that joins late starts from the first byte.
+        let mut late = f.reader();
+        assert_eq!(late.next().await.unwrap().as_deref(), Some(&b"ab"[..]));
+        assert_eq!(f.complete_len(), None);
+        f.update(|s| {
+            s.bytes = 4;
+            s.end = Some(true)
+        });
+        assert_eq!(waiting.await.unwrap(), b"cd");
+        assert_eq!(late.next().await.unwrap().as_deref(), Some(&b"cd"[..]));
+        assert_eq!(late.next().await.unwrap(), None);
+        assert_eq!(f.complete_len(), Some(4));
+
+        let cut = Fetch::new();
+        let mut r = cut.reader();
+        cut.update(|s| {
+            s.head = Some(None);
+            s.end = Some(false)
+        });
+        assert_eq!(cut.head().await, None);
+        assert!(r.next().await.is_err());
+    }
+
+    #[test]
+    fn the_cache_keeps_fresh_answers_within_its_byte_bound() {
+        let mut cache = Cache::default();
+        let now = Instant::now();
+        let add = |cache: &mut Cache, key: &str, ttl: Duration, bytes: usize| {
+            let f = Fetch::new();
+            cache.entries.insert(
+                key.to_owned(),
+                Kept {
+                    fetch: f.clone(),
+                    expires: None,
+                    bytes: 0,
+                },
+            );
+            cache.finish(key, &f, ttl, bytes);
+            f
+        };
+        add(&mut cache, "a", Duration::from_secs(5), 100);
+        add(&mut cache, "b", Duration::from_secs(9), 200);
+        assert_eq!(cache.bytes, 300);
+        // A zero TTL (an error, `no-store`) is forgotten at once.
+        add(&mut cache, "c", Duration::ZERO, 50);
+        assert!(!cache.entries.contains_key("c"));
+        // Over the bound, the answer closest to expiry goes first.
+        add(
+            &mut cache,
+            "big",
+            Duration::from_secs(20),
+            MAX_CACHED_BYTES - 250,
+        );
+        assert!(!cache.entries.contains_key("a"));
+        assert!(cache.entries.contains_key("b") && cache.entries.contains_key("big"));
+        assert_eq!(cache.bytes, MAX_CACHED_BYTES - 50);
+        // A fetch replaced under its key (expired, asked again) does not finish the new one.
+        let stale = Fetch::new();
+        cache.finish("b", &stale, Duration::from_secs(1), 10);
+        assert_eq!(cache.bytes, MAX_CACHED_BYTES - 50);
+        // Expired answers are swept.
+        cache.sweep(now + Duration::from_secs(10));
+        assert!(!cache.entries.contains_key("b"));
+        assert_eq!(cache.bytes, MAX_CACHED_BYTES - 250);
+    }
+}
