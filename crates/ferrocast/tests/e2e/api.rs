@@ -739,9 +739,13 @@ fn openapi_document_lists_every_route_and_error() {
         (
             "/api/v1/sessions",
             "get",
-            &[("stream", "query"), ("protocol", "query")],
+            &[("stream", "query"), ("protocol", "query"), ("scope", "query")],
         ),
-        ("/api/v1/sessions/{id}", "delete", &[("id", "path")]),
+        (
+            "/api/v1/sessions/{id}",
+            "delete",
+            &[("id", "path"), ("node", "query")],
+        ),
     ];
     for (path, m, want) in expected_params {
         let params = paths[path][m]["parameters"]
