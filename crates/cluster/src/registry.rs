@@ -386,12 +386,27 @@ impl Registry {
                 r = subscribed => r,
             };
             match pubsub {
-                Ok(mut pubsub) => {
-                    let mut messages = pubsub.on_message();
+                Ok(pubsub) => {
+                    let (mut sink, mut messages) = pubsub.split();
+                    // A connection dropped silently (a NAT's idle timeout) ends no stream:
+                    // a ping each TTL finds it, and the loop subscribes again.
+                    let mut keepalive = tokio::time::interval(self.inner.config.ttl);
+                    keepalive.tick().await;
                     loop {
                         let msg = tokio::select! {
                             _ = shutdown.cancelled() => return,
                             m = messages.next() => m,
+                            _ = keepalive.tick() => {
+                                let pong = tokio::time::timeout(
+                                    CALL_TIMEOUT * 4,
+                                    sink.ping::<redis::Value>(),
+                                )
+                                .await;
+                                if matches!(pong, Ok(Ok(_))) {
+                                    continue;
+                                }
+                                break;
+                            }
                         };
                         let Some(msg) = msg else { break };
                         let Ok(text) = msg.get_payload::<String>() else {

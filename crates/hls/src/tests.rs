@@ -378,17 +378,22 @@ async fn service_comes_back_after_endlist_and_respects_the_predicate() {
     let hub = Hub::new(HubConfig::default());
     let hls = HlsService::new(hub.clone(), config());
     hls.set_enabled(Arc::new(|code: &str| code != "off"));
+    // A stream only relayed here (a cluster edge's pull) is its origin's to package.
+    hub.set_relay(Arc::new(|code: &str| code == "relayed"));
     let shutdown = CancellationToken::new();
     // Published before run: found by the startup resync.
     let publisher = hub.publish("cam", meta()).unwrap();
     let off = hub.publish("off", meta()).unwrap();
     off.announce(info());
+    let relayed = hub.publish("relayed", meta()).unwrap();
+    relayed.announce(info());
     let run = tokio::spawn(hls.clone().run(shutdown.clone()));
     tokio::task::yield_now().await;
     publisher.announce(info());
     write_frames(&publisher, 0..51, 25, 0).await;
     for i in 0..51 {
         off.write(video(i, 25, 0));
+        relayed.write(video(i, 25, 0));
     }
     assert_eq!(hls.codes(), ["cam"]);
     let base = parse(hls.playlist("cam").unwrap()).media_sequence;

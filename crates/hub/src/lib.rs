@@ -134,6 +134,9 @@ pub enum PublishError {
     InvalidCode(String),
 }
 
+/// Tells whether a code is only relayed through this node.
+pub type RelayFn = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
 /// Registry of streams by code; cheap to clone and share.
 #[derive(Clone)]
 pub struct Hub {
@@ -159,6 +162,8 @@ pub(crate) struct HubInner {
     events: broadcast::Sender<HubEvent>,
     pub(crate) sessions: sessions::Sessions,
     admission: RwLock<Arc<dyn Admission>>,
+    /// Which codes are only relayed here (a cluster edge's pull of another node's stream).
+    relay: RwLock<Option<RelayFn>>,
     /// Counters of streams already removed from the registry, so totals never go down.
     retired: Mutex<Totals>,
     listeners: Arc<listeners::Listeners>,
@@ -248,6 +253,7 @@ impl Hub {
                 events,
                 sessions: sessions::Sessions::default(),
                 admission: RwLock::new(Arc::new(AllowAll)),
+                relay: RwLock::new(None),
                 retired: Mutex::new(Totals::default()),
                 listeners: Arc::default(),
             }),
@@ -575,6 +581,24 @@ impl Hub {
         self.inner.sessions.kick_where(|stream, proto, role| {
             role == SessionRole::Reader && stream == code && protocol.is_none_or(|p| p == proto)
         })
+    }
+
+    /// Installs the test of which codes are only relayed through this node: their origin
+    /// packages, records, transcodes and pushes them, so this node's outputs that would do it
+    /// again ([`StreamTasks`], pushes) leave them alone and only fan them out to players.
+    pub fn set_relay(&self, relay: RelayFn) {
+        *self.inner.relay.write().unwrap_or_else(|e| e.into_inner()) = Some(relay);
+    }
+
+    /// Whether `code` is only relayed through this node (see [`Hub::set_relay`]).
+    pub fn is_relay(&self, code: &str) -> bool {
+        let relay = self
+            .inner
+            .relay
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        relay.is_some_and(|f| f(code))
     }
 
     /// Installs the control plane's admission decisions.

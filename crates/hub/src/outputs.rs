@@ -171,7 +171,8 @@ impl StreamTasks {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        if !enabled(code) {
+        // A relayed stream is packaged, recorded and transcoded by its origin.
+        if !enabled(code) || self.inner.hub.is_relay(code) {
             return;
         }
         let stop = shutdown.child_token();

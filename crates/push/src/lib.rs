@@ -128,6 +128,10 @@ impl PushManager {
     }
 
     fn destinations(&self, code: &str) -> Vec<PushDestination> {
+        // A relayed stream is pushed by its origin (each edge pulling it would push it again).
+        if self.inner.hub.is_relay(code) {
+            return Vec::new();
+        }
         let source = self
             .inner
             .source

@@ -2,6 +2,7 @@ use super::*;
 use bytes::Bytes;
 use hub::{AccessRequest, Admission, DecisionFuture, Denied, Event, HubConfig, PublisherMeta};
 use media::{AvcConfig, Frame, MediaInfo, TrackKind, VideoCodec};
+use std::sync::Arc;
 use std::time::Duration;
 use store::RetryPolicy;
 use tokio::net::TcpListener;
@@ -145,6 +146,13 @@ async fn pushes_a_live_stream_with_timestamps_from_zero() {
         manager.status("src").is_empty()
     })
     .await;
+    // A stream only relayed here (a cluster edge's pull) is pushed by its origin, not again.
+    hub.set_relay(Arc::new(|code: &str| code == "src"));
+    let p = hub.publish("src", meta()).unwrap();
+    p.announce(info());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(manager.status("src").is_empty(), "a relayed stream pushed");
+    drop(p);
     stop.cancel();
     remote_stop.cancel();
 }

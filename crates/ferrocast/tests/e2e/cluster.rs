@@ -399,6 +399,13 @@ fn hls_and_dash_are_the_same_files_on_every_node_and_a_round_robin_player_plays(
     };
     let node = |id: &str| cluster.node(id).set("dash.part_duration", 0.25).start();
     let nodes = vec![node("a"), node("b"), node("c")];
+    // Recorded: by its origin alone, not again by each edge that pulls it.
+    Api::new(nodes[0].http)
+        .put(
+            "streams/rr",
+            &json!({"name": "rr", "recording": {"enabled": true, "rotate_s": 2}}),
+        )
+        .ok(201);
     let _publisher = nodes[0].publish("rr", Fixture::Small);
     nodes[0].wait_live("rr");
     wait_until("two segments on a", Duration::from_secs(20), || {
@@ -491,6 +498,20 @@ fn hls_and_dash_are_the_same_files_on_every_node_and_a_round_robin_player_plays(
         let runtime = Api::new(node.http).stream("rr")["runtime"].clone();
         assert_eq!(runtime["status"], "idle", "{runtime:#}");
     }
+    // An RTMP player on b makes b pull the stream; b fans it out and records nothing.
+    let streams = ffmpeg::streams(&nodes[1].rtmp_url("rr"));
+    let v = ffmpeg::stream_of(&streams, "video");
+    assert_eq!(v["width"].as_u64(), Some(320), "{v:#}");
+    let recordings = |node: &Server| {
+        Api::new(node.http).get("streams/rr/recordings").ok(200)["files"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    wait_until("a's recording", Duration::from_secs(10), || {
+        (recordings(&nodes[0]) > 0).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(recordings(&nodes[1]), 0, "the edge recorded the stream it pulls");
 
     let Some(_browser) = crate::dash::browser_ready() else {
         return;
