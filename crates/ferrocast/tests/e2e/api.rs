@@ -739,7 +739,11 @@ fn openapi_document_lists_every_route_and_error() {
         (
             "/api/v1/sessions",
             "get",
-            &[("stream", "query"), ("protocol", "query"), ("scope", "query")],
+            &[
+                ("stream", "query"),
+                ("protocol", "query"),
+                ("scope", "query"),
+            ],
         ),
         (
             "/api/v1/sessions/{id}",

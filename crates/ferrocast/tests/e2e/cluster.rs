@@ -511,7 +511,11 @@ fn hls_and_dash_are_the_same_files_on_every_node_and_a_round_robin_player_plays(
         (recordings(&nodes[0]) > 0).then_some(())
     });
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(recordings(&nodes[1]), 0, "the edge recorded the stream it pulls");
+    assert_eq!(
+        recordings(&nodes[1]),
+        0,
+        "the edge recorded the stream it pulls"
+    );
 
     let Some(_browser) = crate::dash::browser_ready() else {
         return;
