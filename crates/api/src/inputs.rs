@@ -78,7 +78,8 @@ impl From<inputs::StreamInputs> for InputsRuntimeView {
                 .into_iter()
                 .map(|i| InputStatusView {
                     index: i.index,
-                    url: i.url,
+                    // An edge's pull of another node carries the cluster key.
+                    url: cluster::masked(&i.url),
                     kind: i.kind,
                     priority: i.priority,
                     enabled: i.enabled,

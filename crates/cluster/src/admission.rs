@@ -3,7 +3,7 @@
 //! another node starts an edge pull from that node's RTMP server (HLS and DASH excepted: the
 //! origin's files are passed on instead, see `EdgeHttp`).
 
-use crate::registry::{Claim, Registry};
+use crate::registry::{CLUSTER_ARG, Claim, Registry};
 use hub::{
     AccessRequest, Action, Admission, ClientInfo, ConnectFuture, DecisionFuture, Denied, Hub,
     SessionInfo, SessionRole,
@@ -80,10 +80,11 @@ async fn edge_pull(registry: &Registry, hub: &Hub, pulls: &dyn Pulls, code: &str
     if node == registry.node_id() {
         return;
     }
-    let Some(base) = registry.rtmp_url(&node).await else {
+    let (Some(base), Some(key)) = (registry.rtmp_url(&node).await, registry.cluster_key().await)
+    else {
         return;
     };
-    let url = format!("{}/{code}", base.trim_end_matches('/'));
+    let url = format!("{}/{code}?{CLUSTER_ARG}={key}", base.trim_end_matches('/'));
     if pulls.pulling(code).is_some_and(|p| p != url) {
         tracing::info!(stream = code, origin = %node, "cluster: the stream moved; pulling from its new origin");
         end_pull(hub, pulls, code).await;
@@ -99,6 +100,26 @@ async fn edge_pull(registry: &Registry, hub: &Hub, pulls: &dyn Pulls, code: &str
 impl Admission for ClusterAdmission {
     fn check(&self, request: AccessRequest) -> DecisionFuture {
         let action = request.action;
+        // Another node of the cluster, pulling or fetching for a player it admitted itself.
+        let given_key = request
+            .args
+            .iter()
+            .find(|(k, _)| k == CLUSTER_ARG)
+            .map(|(_, v)| v.clone());
+        if action == Action::Play
+            && let Some(given) = given_key
+        {
+            let registry = self.registry.clone();
+            let inner = self.inner.clone();
+            return Box::pin(async move {
+                let ours = registry.cluster_key().await;
+                if ours.is_some_and(|k| hub::constant_time_eq(k.as_bytes(), given.as_bytes())) {
+                    return Ok(hub::Admit::new(request.code));
+                }
+                tracing::warn!(stream = %request.code, "cluster: a play with a wrong cluster key");
+                inner.check(request).await
+            });
+        }
         // HLS and DASH of a stream published elsewhere are the origin's own files, passed
         // on (`EdgeHttp`): no pull for them.
         let passed_on = matches!(request.protocol, "hls" | "dash");

@@ -12,7 +12,7 @@
 //! chunk by chunk), and a finished answer is kept as long as the origin's `Cache-Control`
 //! allows (at most [`MAX_TTL`]), or [`SHORT_TTL`] for `no-cache` playlists.
 
-use crate::registry::Registry;
+use crate::registry::{CLUSTER_ARG, Registry};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -296,7 +296,10 @@ impl EdgeHttp {
         }
         let registry = &self.inner.registry;
         let base = match registry.locate(code).await {
-            Some(node) if node != registry.node_id() => registry.http_url(&node).await,
+            // The key, read once, lets the origin admit the fetches (see `get`).
+            Some(node) if node != registry.node_id() && registry.cluster_key().await.is_some() => {
+                registry.http_url(&node).await
+            }
             _ => None,
         };
         let mut origins = lock(&self.inner.origins);
@@ -320,8 +323,13 @@ impl EdgeHttp {
         variant: &str,
         headers: &[(&'static str, String)],
     ) -> Arc<Fetch> {
-        let url = format!("{}{path}", base.trim_end_matches('/'));
-        let key = format!("{url}\n{variant}");
+        let key = format!("{}{path}\n{variant}", base.trim_end_matches('/'));
+        // The player was admitted here; the origin admits this node by the cluster key.
+        let mut url = format!("{}{path}", base.trim_end_matches('/'));
+        if let Some(cluster_key) = self.inner.registry.known_cluster_key() {
+            let sep = if path.contains('?') { '&' } else { '?' };
+            url = format!("{url}{sep}{CLUSTER_ARG}={cluster_key}");
+        }
         let now = Instant::now();
         let fetch = {
             let mut cache = lock(&self.inner.cache);

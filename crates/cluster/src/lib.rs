@@ -18,7 +18,7 @@ mod registry;
 
 pub use admission::{Pulls, admission};
 pub use edge_http::{Cut, EdgeHttp, Fetch, FetchReader, Head};
-pub use registry::{Claim, KillError, Registry, RegistryConfig, StreamPlaces};
+pub use registry::{CLUSTER_ARG, Claim, KillError, Registry, RegistryConfig, StreamPlaces, masked};
 /// The method of an API call to another node ([`EdgeHttp::ask`]).
 pub use reqwest::Method;
 

@@ -80,6 +80,8 @@ struct Inner {
     /// Codes whose publisher runs here, with that publisher's session id; the heartbeat
     /// renews them.
     held: Mutex<HashMap<String, u64>>,
+    /// The cluster key, once read from Redis.
+    key: Mutex<Option<String>>,
 }
 
 /// The shared connection, and since when Redis is known to be away.
@@ -124,6 +126,29 @@ impl std::fmt::Debug for Registry {
     }
 }
 
+/// The query argument carrying the cluster key (see [`Registry::cluster_key`]).
+pub const CLUSTER_ARG: &str = "ferrocast_cluster";
+
+/// 128 random bits in hex, from the kernel.
+fn random_hex() -> Option<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .ok()?;
+    Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// `url` with the cluster key's value hidden, as logs and the API show it.
+pub fn masked(url: &str) -> String {
+    let needle = format!("{CLUSTER_ARG}=");
+    let Some(at) = url.find(&needle).map(|i| i + needle.len()) else {
+        return url.to_owned();
+    };
+    let end = url[at..].find('&').map_or(url.len(), |i| at + i);
+    format!("{}****{}", &url[..at], &url[end..])
+}
+
 /// The two URLs of a node key's value.
 fn split_urls(value: &str) -> Option<(String, String)> {
     let (rtmp, http) = value.split_once(' ')?;
@@ -145,6 +170,7 @@ impl Registry {
                 client,
                 conn: Mutex::new(Link::default()),
                 held: Mutex::new(HashMap::new()),
+                key: Mutex::new(None),
             }),
         })
     }
@@ -330,6 +356,31 @@ impl Registry {
             }
         }
         Some(alive)
+    }
+
+    /// The cluster key: a random value the first node to ask stored in `<prefix>key`, which
+    /// every node reads. A node's pulls and fetches from another node carry it
+    /// ([`CLUSTER_ARG`]), and the other node admits them without its play rules (stream
+    /// keys, hooks, IP rules are for players, and the player was admitted by the edge).
+    /// `None` when Redis is away.
+    pub async fn cluster_key(&self) -> Option<String> {
+        if let Some(key) = lock(&self.inner.key).clone() {
+            return Some(key);
+        }
+        let key_name = format!("{}key", self.inner.config.prefix);
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(&key_name).arg(random_hex()?).arg("NX");
+        self.call::<Option<String>>(&cmd).await?;
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(&key_name);
+        let key = self.call::<Option<String>>(&cmd).await.flatten()?;
+        *lock(&self.inner.key) = Some(key.clone());
+        Some(key)
+    }
+
+    /// The cluster key if [`Registry::cluster_key`] read it already.
+    pub fn known_cluster_key(&self) -> Option<String> {
+        lock(&self.inner.key).clone()
     }
 
     fn nodes_key(&self) -> String {

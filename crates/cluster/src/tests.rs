@@ -60,6 +60,19 @@ async fn one_node_holds_a_code_until_it_releases_it() {
         b.http_url("a").await.as_deref(),
         Some("http://a.example:8080")
     );
+    // One cluster key, created by whichever node asks first, read by every node.
+    let key = b.cluster_key().await.expect("a key");
+    assert_eq!(key.len(), 32);
+    assert_eq!(a.cluster_key().await, Some(key.clone()));
+    assert_eq!(a.known_cluster_key(), Some(key.clone()));
+    assert_eq!(
+        crate::masked(&format!(
+            "rtmp://o/live/cam?{}={key}&x=1",
+            crate::CLUSTER_ARG
+        )),
+        "rtmp://o/live/cam?ferrocast_cluster=****&x=1"
+    );
+    assert_eq!(crate::masked("rtmp://o/live/cam"), "rtmp://o/live/cam");
     // Only a node that renews its registration is listed.
     assert_eq!(
         b.nodes().await,

@@ -167,6 +167,8 @@ const SECRET_KEYS: &[&str] = &[
     "sig",
     "signature",
     "streamid",
+    // A cluster edge's pull of another node (cluster::CLUSTER_ARG).
+    "ferrocast_cluster",
 ];
 
 /// The URL with its secrets hidden, for the API, logs and events: `user:password@`, secret

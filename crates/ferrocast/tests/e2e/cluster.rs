@@ -317,7 +317,8 @@ fn a_stream_published_on_one_node_plays_from_the_others_and_has_one_publisher() 
 
 /// Every output of an edge starts the pull from the origin on its first reader: SRT, RTSP,
 /// DASH, MPEG-TS over HTTP and HTTP-FLV each read a different stream of node A from node B,
-/// which had none of them.
+/// which had none of them. A's play rules refuse every player of its own, not B's pulls and
+/// fetches, which carry the cluster key; B's API shows its pulls with the key masked.
 #[test]
 fn every_output_of_an_edge_pulls_from_the_origin() {
     let Some(cluster) = Cluster::new("cluster_outputs") else {
@@ -325,7 +326,12 @@ fn every_output_of_an_edge_pulls_from_the_origin() {
     };
     let srt = free_udp_addr();
     let (rtsp, _) = free_addrs();
-    let a = cluster.node("a").start();
+    // The origin admits no player of its own here: the edge's pulls and fetches get in by
+    // the cluster key alone.
+    let a = cluster
+        .node("a")
+        .set("access.play_allow", "[10.0.0.0/8]")
+        .start();
     let b = cluster
         .node("b")
         .set("srt.listen", srt)
@@ -334,8 +340,13 @@ fn every_output_of_an_edge_pulls_from_the_origin() {
     let codes = ["s-srt", "s-rtsp", "s-dash", "s-ts", "s-flv"];
     let _publishers: Vec<_> = codes.iter().map(|c| a.publish(c, Fixture::Small)).collect();
     for c in codes {
-        a.wait_live(c);
+        wait_until(&format!("{c} live on a"), Duration::from_secs(20), || {
+            let r = Api::new(a.http).get(&format!("streams/{c}"));
+            (r.status == 200 && r.json["runtime"]["status"] == "live").then_some(())
+        });
     }
+    let refused = a.get("/live/s-ts/mpegts");
+    assert_eq!(refused.status, 403, "a player on the origin itself");
     for (code, url) in [
         ("s-srt", format!("srt://{srt}?streamid=live/s-srt")),
         ("s-rtsp", format!("rtsp://{rtsp}/live/s-rtsp")),
@@ -364,6 +375,26 @@ fn every_output_of_an_edge_pulls_from_the_origin() {
         eprintln!(
             "cluster: {code} read from the edge in {:?} ({tries} tries)",
             t0.elapsed()
+        );
+    }
+    let pulled = Api::new(b.http).stream("s-flv")["runtime"]["inputs"]["inputs"][0]["url"].clone();
+    let url = pulled.as_str().unwrap_or_default();
+    assert!(
+        url.contains("ferrocast_cluster=****"),
+        "the key is masked: {pulled}"
+    );
+    let key = run(
+        std::process::Command::new("redis-cli")
+            .args(["-u", &cluster.redis, "GET"])
+            .arg(format!("{}key", cluster.prefix)),
+        Duration::from_secs(10),
+    );
+    let key = key.stdout.trim();
+    assert_eq!(key.len(), 32, "the cluster key in Redis: {key:?}");
+    for (node, log) in [("a", a.log()), ("b", b.log())] {
+        assert!(
+            !log.contains(key),
+            "node {node}'s log shows the cluster key"
         );
     }
 }
