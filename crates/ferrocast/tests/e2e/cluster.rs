@@ -192,7 +192,14 @@ fn a_stream_published_on_one_node_plays_from_the_others_and_has_one_publisher() 
         "HLS from node c: {v:#}"
     );
     assert_eq!(ffmpeg::stream_of(&hls, "audio")["codec_name"], "aac");
-    eprintln!("cluster: ffprobe read RTMP from b in {rtmp_after:?}, HLS from c in {hls_after:?}");
+    // For scale: ffprobe's own probing, on the origin itself.
+    let t0 = Instant::now();
+    ffmpeg::streams(&nodes[0].rtmp_url("main"));
+    let origin_after = t0.elapsed();
+    eprintln!(
+        "cluster: ffprobe read RTMP from b in {rtmp_after:?}, HLS from c in {hls_after:?} \
+         (RTMP from the origin itself: {origin_after:?})"
+    );
 
     // One publisher per code in the cluster.
     let second = run(
@@ -290,12 +297,31 @@ fn a_stream_published_on_one_node_plays_from_the_others_and_has_one_publisher() 
             .any(|s| s["role"] == "reader")
             .then_some(())
     });
+    // And one on c, over HTTP-FLV.
+    let mut flv_reader = crate::support::proc::ChildGuard::spawn(
+        "reader on c",
+        ffmpeg::ffmpeg()
+            .args(["-v", "error", "-i"])
+            .arg(format!("http://{}/live/main.flv", nodes[2].http))
+            .args(["-f", "null", "-"]),
+        &nodes[2].dir().join("reader-c.log"),
+    );
+    wait_until("the reader on c", Duration::from_secs(10), || {
+        Api::new(nodes[2].http)
+            .sessions("?stream=main&scope=node")
+            .iter()
+            .any(|s| s["role"] == "reader")
+            .then_some(())
+    });
+    // a dies (SIGKILL): the readers on b and c end, the edges' pulls having lost their origin.
     drop(publisher);
     drop(nodes.remove(0));
     let mut reader = reader;
-    wait_until("the reader on b to end", Duration::from_secs(20), || {
-        (!reader.is_running()).then_some(())
-    });
+    wait_until(
+        "the readers on b and c to end",
+        Duration::from_secs(20),
+        || (!reader.is_running() && !flv_reader.is_running()).then_some(()),
+    );
     // c takes the code once a's registration expires (2 s); until then it refuses.
     let c_publisher = wait_until(
         "a publisher on c to take main",
