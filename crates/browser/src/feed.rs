@@ -3,9 +3,9 @@
 
 use bytes::Bytes;
 use hub::Publisher;
-use rtmp::amf0::{self, Amf0Value};
-use rtmp::flv_stream::{FlvReader, FlvStreamError, TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO};
-use rtmp::ingest::{Ingest, IngestError, IngestOutput};
+use rtmp::amf0::Amf0Value;
+use rtmp::flv_stream::{FlvIngest, FlvIngestError, FlvStreamError, TAG_AUDIO};
+use rtmp::ingest::{IngestError, IngestOutput};
 
 /// Why a feed stopped.
 #[derive(Debug, thiserror::Error)]
@@ -21,8 +21,7 @@ pub enum FeedError {
 /// One publisher's media path into the hub.
 #[derive(Debug)]
 pub struct Feed {
-    reader: FlvReader,
-    ingest: Ingest,
+    flv: FlvIngest,
     out: Vec<IngestOutput>,
     publisher: Publisher,
     /// Video comes from the browser, so only ffmpeg's audio is taken from its FLV.
@@ -47,15 +46,14 @@ impl Feed {
             ("hasVideo", Amf0Value::Boolean(true)),
             ("hasAudio", Amf0Value::Boolean(audio)),
         ]);
-        feed.ingest.metadata(&meta, &mut feed.out);
+        feed.flv.ingest().metadata(&meta, &mut feed.out);
         feed.flush();
         feed
     }
 
     fn new(publisher: Publisher, audio_only: bool) -> Self {
         Feed {
-            reader: FlvReader::default(),
-            ingest: Ingest::new(),
+            flv: FlvIngest::default(),
             out: Vec::new(),
             publisher,
             audio_only,
@@ -81,35 +79,27 @@ impl Feed {
 
     /// Bytes that ffmpeg wrote to stdout.
     pub fn ffmpeg_output(&mut self, data: &[u8]) -> Result<(), FeedError> {
-        self.reader.push(data);
-        while let Some(tag) = self.reader.next_tag()? {
-            let r = match tag.tag_type {
-                TAG_AUDIO => {
-                    let ts = tag.timestamp.wrapping_add(self.audio_offset_ms);
-                    self.ingest.audio(ts, &tag.body, &mut self.out)
-                }
-                TAG_VIDEO if !self.audio_only => {
-                    self.ingest.video(tag.timestamp, &tag.body, &mut self.out)
-                }
-                TAG_SCRIPT if !self.audio_only => {
-                    if let Ok(values) = amf0::decode_all(&tag.body)
-                        && let Some(meta) = values.get(1)
-                    {
-                        self.ingest.metadata(meta, &mut self.out);
-                    }
-                    Ok(())
-                }
-                _ => Ok(()),
-            };
+        self.flv.push(data);
+        let (audio_only, offset) = (self.audio_only, self.audio_offset_ms);
+        loop {
+            // Native path: video (and its metadata) come from the browser, not from ffmpeg.
+            let r = self.flv.next(&mut self.out, |tag, ms| match tag {
+                TAG_AUDIO => Some(ms.wrapping_add(offset)),
+                _ => (!audio_only).then_some(ms),
+            });
             self.flush();
-            r?;
+            match r {
+                Ok(true) => {}
+                Ok(false) => return Ok(()),
+                Err(FlvIngestError::Flv(e)) => return Err(FeedError::Flv(e)),
+                Err(FlvIngestError::Ingest(e)) => return Err(FeedError::Ingest(e)),
+            }
         }
-        Ok(())
     }
 
     /// One FLV video tag body from the browser (native path), at `ms` browser time.
     pub fn video(&mut self, ms: u32, body: &Bytes) -> Result<(), FeedError> {
-        let r = self.ingest.video(ms, body, &mut self.out);
+        let r = self.flv.ingest().video(ms, body, &mut self.out);
         self.flush();
         Ok(r?)
     }
@@ -131,6 +121,7 @@ impl Feed {
 mod tests {
     use super::*;
     use hub::{Event, Hub, HubConfig, PublisherMeta};
+    use rtmp::flv_stream::{FlvReader, TAG_VIDEO};
 
     const FLV: &[u8] = include_bytes!("../../../testdata/h264-aac-320x240.flv");
 

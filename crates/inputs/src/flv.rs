@@ -4,15 +4,14 @@
 use crate::drivers::InputError;
 use crate::source::Emitter;
 use bytes::Bytes;
-use rtmp::amf0::{self, Amf0Value};
-use rtmp::flv_stream::{FlvReader, TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO};
-use rtmp::ingest::{Ingest, IngestOutput};
+use rtmp::amf0::Amf0Value;
+use rtmp::flv_stream::FlvIngest;
+use rtmp::ingest::IngestOutput;
 
 /// One source's FLV mapping.
 #[derive(Debug, Default)]
 pub(crate) struct FlvFeed {
-    reader: FlvReader,
-    ingest: Ingest,
+    flv: FlvIngest,
     out: Vec<IngestOutput>,
 }
 
@@ -23,7 +22,7 @@ impl FlvFeed {
         meta: &Amf0Value,
         out: &Emitter,
     ) -> Result<(), InputError> {
-        self.ingest.metadata(meta, &mut self.out);
+        self.flv.ingest().metadata(meta, &mut self.out);
         self.flush(out).await
     }
 
@@ -39,7 +38,7 @@ impl FlvFeed {
             // nothing (not even a codec id) and are not tags an encoder would write.
             return Ok(());
         }
-        let r = self.ingest.video(ms, body, &mut self.out);
+        let r = self.flv.ingest().video(ms, body, &mut self.out);
         self.flush(out).await?;
         r.map_err(|e| InputError::Source(e.to_string()))
     }
@@ -54,33 +53,23 @@ impl FlvFeed {
         if body.is_empty() {
             return Ok(());
         }
-        let r = self.ingest.audio(ms, body, &mut self.out);
+        let r = self.flv.ingest().audio(ms, body, &mut self.out);
         self.flush(out).await?;
         r.map_err(|e| InputError::Source(e.to_string()))
     }
 
     /// Bytes of an FLV file or stream, in any split.
     pub(crate) async fn bytes(&mut self, data: &[u8], out: &Emitter) -> Result<(), InputError> {
-        self.reader.push(data);
-        while let Some(tag) = self
-            .reader
-            .next_tag()
-            .map_err(|e| InputError::Source(format!("FLV: {e}")))?
-        {
-            match tag.tag_type {
-                TAG_AUDIO => self.audio(tag.timestamp, &tag.body, out).await?,
-                TAG_VIDEO => self.video(tag.timestamp, &tag.body, out).await?,
-                TAG_SCRIPT => {
-                    if let Ok(values) = amf0::decode_all(&tag.body)
-                        && let Some(meta) = values.get(1)
-                    {
-                        self.metadata(meta, out).await?;
-                    }
-                }
-                _ => {}
+        self.flv.push(data);
+        loop {
+            let r = self.flv.next(&mut self.out, |_, ms| Some(ms));
+            self.flush(out).await?;
+            match r {
+                Ok(true) => {}
+                Ok(false) => return Ok(()),
+                Err(e) => return Err(InputError::Source(format!("FLV: {e}"))),
             }
         }
-        Ok(())
     }
 
     async fn flush(&mut self, out: &Emitter) -> Result<(), InputError> {

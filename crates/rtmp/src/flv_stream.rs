@@ -181,6 +181,69 @@ impl FlvReader {
     }
 }
 
+/// Why [`FlvIngest`] stopped: the bytes are not FLV, or a tag could not be mapped.
+#[derive(Debug, thiserror::Error)]
+pub enum FlvIngestError {
+    /// Not an FLV stream, or a tag beyond the bounds.
+    #[error(transparent)]
+    Flv(#[from] FlvStreamError),
+    /// A tag could not be mapped (a bad codec configuration, a malformed tag).
+    #[error(transparent)]
+    Ingest(#[from] crate::ingest::IngestError),
+}
+
+/// FLV bytes (ffmpeg's `-f flv` output, an RTMP play's tags) to announced tracks and frames,
+/// tag by tag through the RTMP ingest mapper, so every such source announces its tracks
+/// exactly as an RTMP publisher would.
+#[derive(Debug, Default)]
+pub struct FlvIngest {
+    reader: FlvReader,
+    ingest: crate::ingest::Ingest,
+}
+
+impl FlvIngest {
+    /// Adds bytes, in any split.
+    pub fn push(&mut self, data: &[u8]) {
+        self.reader.push(data);
+    }
+
+    /// The mapper, for tags that come from elsewhere than the byte stream.
+    pub fn ingest(&mut self) -> &mut crate::ingest::Ingest {
+        &mut self.ingest
+    }
+
+    /// Maps the next complete tag into `out`: `Ok(false)` when no tag is complete yet.
+    /// `timestamp(tag_type, ms)` keeps a tag (at the timestamp it returns) or drops it
+    /// (`None`). Empty audio and video tags (nginx-rtmp sends them when a player starts)
+    /// carry nothing and are dropped. On an error, what the tag produced before it is in
+    /// `out` all the same.
+    pub fn next(
+        &mut self,
+        out: &mut Vec<crate::ingest::IngestOutput>,
+        mut timestamp: impl FnMut(u8, u32) -> Option<u32>,
+    ) -> Result<bool, FlvIngestError> {
+        let Some(tag) = self.reader.next_tag()? else {
+            return Ok(false);
+        };
+        let Some(ms) = timestamp(tag.tag_type, tag.timestamp) else {
+            return Ok(true);
+        };
+        match tag.tag_type {
+            TAG_AUDIO if !tag.body.is_empty() => self.ingest.audio(ms, &tag.body, out)?,
+            TAG_VIDEO if !tag.body.is_empty() => self.ingest.video(ms, &tag.body, out)?,
+            TAG_SCRIPT => {
+                if let Ok(values) = crate::amf0::decode_all(&tag.body)
+                    && let Some(meta) = values.get(1)
+                {
+                    self.ingest.metadata(meta, out);
+                }
+            }
+            _ => {}
+        }
+        Ok(true)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,5 +310,44 @@ mod tests {
         let mut r = FlvReader::default();
         r.push(b"FLV\x01\x05\x00\x00\x00\x03");
         assert_eq!(r.next_tag(), Err(FlvStreamError::BadHeaderSize(3)));
+    }
+
+    #[test]
+    fn flv_ingest_maps_every_tag_and_lets_the_caller_shift_or_drop_them() {
+        use crate::ingest::IngestOutput;
+        let mut whole = FlvIngest::default();
+        whole.push(FLV);
+        let mut out = Vec::new();
+        while whole.next(&mut out, |_, ms| Some(ms)).unwrap() {}
+        let frames = out
+            .iter()
+            .filter(|o| matches!(o, IngestOutput::Frame(_)))
+            .count();
+        assert!(matches!(out[0], IngestOutput::Announce(_)), "tracks first");
+        assert!(frames > 50, "{frames} frames");
+        // Audio only, one second later: the other tags dropped, audio shifted.
+        let mut audio = FlvIngest::default();
+        let mut shifted = Vec::new();
+        for piece in FLV.chunks(333) {
+            audio.push(piece);
+            while audio
+                .next(&mut shifted, |t, ms| (t == TAG_AUDIO).then_some(ms + 1000))
+                .unwrap()
+            {}
+        }
+        let dts: Vec<i64> = shifted
+            .iter()
+            .filter_map(|o| match o {
+                IngestOutput::Frame(f) => Some(f.dts),
+                IngestOutput::Announce(_) => None,
+            })
+            .collect();
+        assert!(!dts.is_empty() && dts[0] >= 1000 * 90, "{:?}", &dts[..1]);
+        let mut bad = FlvIngest::default();
+        bad.push(b"not flv at all");
+        assert!(matches!(
+            bad.next(&mut Vec::new(), |_, ms| Some(ms)),
+            Err(FlvIngestError::Flv(_))
+        ));
     }
 }

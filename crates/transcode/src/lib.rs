@@ -20,10 +20,9 @@ use hub::{Event, Hub, Publisher, PublisherMeta};
 use media::{MediaInfo, ms_to_ticks};
 use probe::Probed;
 use progress::{LogLimiter, Progress};
-use rtmp::amf0;
 use rtmp::flv_mux::FlvMuxer;
-use rtmp::flv_stream::{FlvReader, TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO};
-use rtmp::ingest::{Ingest, IngestOutput};
+use rtmp::flv_stream::{FlvIngest, FlvIngestError};
+use rtmp::ingest::IngestOutput;
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -812,8 +811,7 @@ async fn read_rung(listener: UnixListener, out: &RungOut, shift: &AtomicI64) -> 
         .map_err(|_| "ffmpeg did not open its outputs within 20 s".to_owned())?
         .map_err(|e| format!("accept: {e}"))?;
     drop(listener);
-    let mut reader = FlvReader::default();
-    let mut ingest = Ingest::new();
+    let mut flv = FlvIngest::default();
     let mut emitted = Vec::new();
     let mut buf = vec![0u8; READ_CHUNK];
     let mut first = true;
@@ -825,24 +823,9 @@ async fn read_rung(listener: UnixListener, out: &RungOut, shift: &AtomicI64) -> 
         if n == 0 {
             return Ok(());
         }
-        reader.push(&buf[..n]);
-        while let Some(tag) = reader
-            .next_tag()
-            .map_err(|e| format!("rendition output is not FLV: {e}"))?
-        {
-            let r = match tag.tag_type {
-                TAG_AUDIO => ingest.audio(tag.timestamp, &tag.body, &mut emitted),
-                TAG_VIDEO => ingest.video(tag.timestamp, &tag.body, &mut emitted),
-                TAG_SCRIPT => {
-                    if let Ok(values) = amf0::decode_all(&tag.body)
-                        && let Some(meta) = values.get(1)
-                    {
-                        ingest.metadata(meta, &mut emitted);
-                    }
-                    Ok(())
-                }
-                _ => Ok(()),
-            };
+        flv.push(&buf[..n]);
+        loop {
+            let r = flv.next(&mut emitted, |_, ms| Some(ms));
             let s = shift.load(Ordering::Acquire);
             for o in emitted.drain(..) {
                 let mut p = lock(&out.publisher);
@@ -862,7 +845,14 @@ async fn read_rung(listener: UnixListener, out: &RungOut, shift: &AtomicI64) -> 
                     }
                 }
             }
-            r.map_err(|e| format!("rendition output: {e}"))?;
+            match r {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(FlvIngestError::Flv(e)) => {
+                    return Err(format!("rendition output is not FLV: {e}"));
+                }
+                Err(e) => return Err(format!("rendition output: {e}")),
+            }
         }
     }
 }
