@@ -7,13 +7,16 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cluster::{EdgeHttp, FetchReader};
 
-/// Answers `path` (`/live/<code>/<file>?<query>`) from the origin at `base`. An MPD differs
-/// by player family and by the host the player reached (its clock URL), so those travel with
-/// the request and keep the cached answers apart.
+/// Answers `path` (`/live/<code>/<file>`) from the origin at `base`, with `query`: the LL-HLS
+/// delivery directives only, since the origin admits this node by the cluster key and a
+/// player's own arguments (tokens, cache busters) would only split the shared fetches. An MPD
+/// differs by player family and by the host the player reached (its clock URL), so those
+/// travel with the request and keep the cached answers apart.
 pub(crate) async fn pass_on(
     edge: &EdgeHttp,
     base: &str,
     path: &str,
+    query: &[(String, String)],
     mpd: bool,
     headers: &HeaderMap,
 ) -> Response {
@@ -35,7 +38,17 @@ pub(crate) async fn pass_on(
         }
         variant = format!("{client:?} {clock}");
     }
-    let fetch = edge.get(base, path, &variant, &sent);
+    let Some(fetch) = edge.get(base, path, query, &variant, &sent) else {
+        tracing::warn!(
+            max = cluster::MAX_IN_FLIGHT,
+            "cluster: too many fetches from origins under way; request refused"
+        );
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many requests to other nodes under way\n",
+        )
+            .into_response();
+    };
     let Some(head) = fetch.head().await else {
         return (
             StatusCode::BAD_GATEWAY,

@@ -84,6 +84,9 @@ async fn serve(
     {
         return not_found();
     }
+    // Another node fetching for its player: answered here, never passed on again (two nodes
+    // with stale views of where the stream is would bounce it between them).
+    let from_a_node = args.iter().any(|(k, _)| k == cluster::CLUSTER_ARG);
     // LL-HLS delivery directives change with every reload: kept out of the admission, whose
     // decisions are cached per query. So are the DVR window's (`ago` changes every request).
     let (directives, args): (Vec<_>, Vec<_>) =
@@ -98,16 +101,14 @@ async fn serve(
     // Published on another node: that node's own files, so every node names and numbers
     // them alike. Recordings and DVR windows stay with the node whose disk holds them.
     if let Some(edge) = &state.edge
+        && !from_a_node
         && !file.starts_with("rec-")
         && dvr_args.is_empty()
         && let Some(base) = edge.origin(&code).await
     {
-        let path = match request.uri().query() {
-            Some(q) => format!("/live/{code}/{file}?{q}"),
-            None => format!("/live/{code}/{file}"),
-        };
+        let path = format!("/live/{code}/{file}");
         let mpd = dash && file.ends_with(".mpd");
-        return crate::edge::pass_on(edge, &base, &path, mpd, request.headers()).await;
+        return crate::edge::pass_on(edge, &base, &path, &directives, mpd, request.headers()).await;
     }
     state.hub.touch(&code);
     // Recordings are served for streams that exist (configured or live), not for a deleted
@@ -216,6 +217,10 @@ async fn serve(
 /// has no segment yet until `ready`, so a player that comes right after the publisher (or an
 /// edge node asking on a player's behalf) gets it a moment later instead of a 404.
 async fn wait_first_segment(state: &AppState, code: &str, ready: impl Fn() -> bool) {
+    // A stream an edge only relays is never packaged here.
+    if state.hub.is_relay(code) {
+        return;
+    }
     if ready() || !state.hub.is_live(code) {
         return wait_on_demand(state, code, ready).await;
     }

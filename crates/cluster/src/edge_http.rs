@@ -28,8 +28,10 @@ pub const MAX_TTL: Duration = Duration::from_secs(30);
 const ORIGIN_TTL: Duration = Duration::from_secs(1);
 /// Most bytes kept in finished answers; the ones closest to expiry go first.
 const MAX_CACHED_BYTES: usize = 128 << 20;
-/// The largest answer fetched: a live segment is far smaller (the segmenters cut at 32 MiB).
-const MAX_BODY: usize = 48 << 20;
+/// The largest answer fetched: the segmenters cut at 32 MiB.
+const MAX_BODY: usize = 33 << 20;
+/// Most fetches under way at once; beyond, requests are refused (503) rather than buffered.
+pub const MAX_IN_FLIGHT: usize = 512;
 /// Most streams whose origin is remembered.
 const MAX_ORIGINS: usize = 10_000;
 /// A whole API call to another node.
@@ -159,7 +161,10 @@ struct Kept {
 #[derive(Default)]
 struct Cache {
     entries: HashMap<String, Kept>,
+    /// Bytes of finished answers.
     bytes: usize,
+    /// Fetches under way (entries without an expiry).
+    in_flight: usize,
     swept: Option<Instant>,
 }
 
@@ -187,6 +192,8 @@ impl Cache {
     /// Keeps `fetch` (done, `bytes` long) under `key` until `ttl` from now, evicting the
     /// answers closest to expiry while over the byte bound; a zero `ttl` forgets it.
     fn finish(&mut self, key: &str, fetch: &Arc<Fetch>, ttl: Duration, bytes: usize) {
+        // An entry under way is never replaced (only an expired one is), so this is ours.
+        self.in_flight = self.in_flight.saturating_sub(1);
         let ours = self
             .entries
             .get(key)
@@ -313,21 +320,30 @@ impl EdgeHttp {
         base
     }
 
-    /// `path` (path and query) of `base`, fetched once: an answer under way or still fresh
-    /// is shared. `variant` separates answers that differ by request header (an MPD for one
-    /// player family); `headers` go to the origin with the request.
+    /// `path` with `query` of `base`, fetched once: an answer under way or still fresh is
+    /// shared. `variant` separates answers that differ by request header (an MPD for one
+    /// player family); `headers` go to the origin with the request. `None` when
+    /// [`MAX_IN_FLIGHT`] fetches are under way already.
     pub fn get(
         &self,
         base: &str,
         path: &str,
+        query: &[(String, String)],
         variant: &str,
         headers: &[(&'static str, String)],
-    ) -> Arc<Fetch> {
-        let key = format!("{}{path}\n{variant}", base.trim_end_matches('/'));
-        // The player was admitted here; the origin admits this node by the cluster key.
+    ) -> Option<Arc<Fetch>> {
         let mut url = format!("{}{path}", base.trim_end_matches('/'));
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        q.extend_pairs(query.iter().filter(|(k, _)| k != CLUSTER_ARG));
+        let q = q.finish();
+        if !q.is_empty() {
+            url.push('?');
+            url.push_str(&q);
+        }
+        let key = format!("{url}\n{variant}");
+        // The player was admitted here; the origin admits this node by the cluster key.
         if let Some(cluster_key) = self.inner.registry.known_cluster_key() {
-            let sep = if path.contains('?') { '&' } else { '?' };
+            let sep = if q.is_empty() { '?' } else { '&' };
             url = format!("{url}{sep}{CLUSTER_ARG}={cluster_key}");
         }
         let now = Instant::now();
@@ -337,7 +353,10 @@ impl EdgeHttp {
             if let Some(k) = cache.entries.get(&key)
                 && k.expires.is_none_or(|e| e > now)
             {
-                return k.fetch.clone();
+                return Some(k.fetch.clone());
+            }
+            if cache.in_flight >= MAX_IN_FLIGHT {
+                return None;
             }
             let fetch = Fetch::new();
             if let Some(old) = cache.entries.insert(
@@ -350,6 +369,7 @@ impl EdgeHttp {
             ) {
                 cache.bytes -= old.bytes;
             }
+            cache.in_flight += 1;
             fetch
         };
         let mut request = self.inner.client.get(&url);
@@ -357,7 +377,7 @@ impl EdgeHttp {
             request = request.header(*name, value);
         }
         tokio::spawn(run_fetch(self.inner.clone(), key, request, fetch.clone()));
-        fetch
+        Some(fetch)
     }
 
     /// Asks another node's API: `method` `path` with `query`, passing the caller's
@@ -384,21 +404,17 @@ impl EdgeHttp {
         if let Some(auth) = authorization {
             request = request.header(reqwest::header::AUTHORIZATION, auth);
         }
-        let response = request.send().await.map_err(|e| e.to_string())?;
+        // Without the URL: the caller's answer names the node, not its address.
+        let response = request
+            .send()
+            .await
+            .map_err(|e| e.without_url().to_string())?;
         let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(|e| e.to_string())?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| e.without_url().to_string())?;
         Ok((status, body))
-    }
-
-    /// Finished answers kept now, and their bytes.
-    pub fn cached(&self) -> (usize, usize) {
-        let cache = lock(&self.inner.cache);
-        let done = cache
-            .entries
-            .values()
-            .filter(|k| k.expires.is_some())
-            .count();
-        (done, cache.bytes)
     }
 }
 
@@ -409,9 +425,40 @@ async fn run_fetch(
     request: reqwest::RequestBuilder,
     f: Arc<Fetch>,
 ) {
-    let ttl = fetch_body(request, &f).await;
-    let bytes = lock(&f.state).bytes;
-    lock(&inner.cache).finish(&key, &f, ttl.unwrap_or(Duration::ZERO), bytes);
+    let mut done = Done {
+        inner,
+        key,
+        f,
+        ttl: None,
+    };
+    done.ttl = fetch_body(request, &done.f).await;
+}
+
+/// Ends a fetch however its task ends (a panic, the runtime shutting down), so no reader
+/// waits for an answer that will never come, and the cache keeps only a complete answer.
+struct Done {
+    inner: Arc<Inner>,
+    key: String,
+    f: Arc<Fetch>,
+    /// Set once the body is complete.
+    ttl: Option<Duration>,
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        let (ended, bytes) = {
+            let s = lock(&self.f.state);
+            (s.end.is_some(), s.bytes)
+        };
+        if !ended {
+            self.f.update(|s| {
+                s.head.get_or_insert(None);
+                s.end = Some(false);
+            });
+        }
+        let ttl = self.ttl.filter(|_| ended).unwrap_or(Duration::ZERO);
+        lock(&self.inner.cache).finish(&self.key, &self.f, ttl, bytes);
+    }
 }
 
 /// Fills `f` from the origin: the TTL of a complete answer, `None` for a failed one.
@@ -419,7 +466,8 @@ async fn fetch_body(request: reqwest::RequestBuilder, f: &Fetch) -> Option<Durat
     let mut response = match request.send().await {
         Ok(r) => r,
         Err(e) => {
-            tracing::warn!(error = %e, "cluster: origin not reached over HTTP");
+            // Without the URL, which carries the cluster key.
+            tracing::warn!(error = %e.without_url(), "cluster: origin not reached over HTTP");
             f.update(|s| {
                 s.head = Some(None);
                 s.end = Some(false);
@@ -470,7 +518,7 @@ async fn fetch_body(request: reqwest::RequestBuilder, f: &Fetch) -> Option<Durat
                 return Some(ttl);
             }
             Err(e) => {
-                tracing::debug!(error = %e, "cluster: origin answer cut");
+                tracing::debug!(error = %e.without_url(), "cluster: origin answer cut");
                 f.update(|s| s.end = Some(false));
                 return None;
             }

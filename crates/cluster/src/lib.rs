@@ -17,7 +17,7 @@ mod edge_http;
 mod registry;
 
 pub use admission::{Pulls, admission};
-pub use edge_http::{Cut, EdgeHttp, Fetch, FetchReader, Head};
+pub use edge_http::{Cut, EdgeHttp, Fetch, FetchReader, Head, MAX_IN_FLIGHT};
 pub use registry::{CLUSTER_ARG, Claim, KillError, Registry, RegistryConfig, StreamPlaces, masked};
 /// The method of an API call to another node ([`EdgeHttp::ask`]).
 pub use reqwest::Method;

@@ -80,8 +80,9 @@ struct Inner {
     /// Codes whose publisher runs here, with that publisher's session id; the heartbeat
     /// renews them.
     held: Mutex<HashMap<String, u64>>,
-    /// The cluster key, once read from Redis.
+    /// The cluster key, once read from Redis, and when it was last read again.
     key: Mutex<Option<String>>,
+    key_reread: Mutex<Option<Instant>>,
 }
 
 /// The shared connection, and since when Redis is known to be away.
@@ -126,8 +127,9 @@ impl std::fmt::Debug for Registry {
     }
 }
 
-/// The query argument carrying the cluster key (see [`Registry::cluster_key`]).
-pub const CLUSTER_ARG: &str = "ferrocast_cluster";
+/// The query argument carrying the cluster key (see [`Registry::cluster_key`]); the hub keeps
+/// it out of session arguments.
+pub const CLUSTER_ARG: &str = hub::INTERNAL_ARG;
 
 /// 128 random bits in hex, from the kernel.
 fn random_hex() -> Option<String> {
@@ -171,6 +173,7 @@ impl Registry {
                 conn: Mutex::new(Link::default()),
                 held: Mutex::new(HashMap::new()),
                 key: Mutex::new(None),
+                key_reread: Mutex::new(None),
             }),
         })
     }
@@ -373,6 +376,23 @@ impl Registry {
         self.call::<Option<String>>(&cmd).await?;
         let mut cmd = redis::cmd("GET");
         cmd.arg(&key_name);
+        let key = self.call::<Option<String>>(&cmd).await.flatten()?;
+        *lock(&self.inner.key) = Some(key.clone());
+        Some(key)
+    }
+
+    /// The cluster key read from Redis again, at most once a second (`None` otherwise): a
+    /// key that does not match ours may be a new one, stored after Redis lost the old one.
+    pub async fn reread_cluster_key(&self) -> Option<String> {
+        {
+            let mut at = lock(&self.inner.key_reread);
+            if at.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+                return None;
+            }
+            *at = Some(Instant::now());
+        }
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(format!("{}key", self.inner.config.prefix));
         let key = self.call::<Option<String>>(&cmd).await.flatten()?;
         *lock(&self.inner.key) = Some(key.clone());
         Some(key)
@@ -630,6 +650,15 @@ impl Registry {
                 .arg(self.nodes_key())
                 .arg(self.node_id())
                 .ignore();
+            // Stored again if Redis lost it (a restart without persistence, a failover), so
+            // nodes started since agree with the running ones.
+            if let Some(key) = self.known_cluster_key() {
+                pipe.cmd("SET")
+                    .arg(format!("{}key", self.inner.config.prefix))
+                    .arg(key)
+                    .arg("NX")
+                    .ignore();
+            }
             let _ = self.call_pipe(&pipe).await;
             let held: Vec<String> = lock(&self.inner.held).keys().cloned().collect();
             for code in held {

@@ -209,6 +209,10 @@ impl Gate {
     }
 
     async fn update(&self, notifier: &Notifier, s: hub::SessionInfo) {
+        // Another node's pull: that node's hooks heard of its players.
+        if s.internal {
+            return;
+        }
         let role = match s.role {
             SessionRole::Publisher => Role::Publish,
             SessionRole::Reader => Role::Play,
@@ -471,7 +475,9 @@ impl Admission for Gate {
     }
 
     fn session_closed(&self, s: &SessionInfo) {
-        if let Some(n) = &self.inner.notifier {
+        if let Some(n) = &self.inner.notifier
+            && !s.internal
+        {
             let session = self.session(s.protocol, s.client.as_deref(), s.remote_addr, s.id);
             let q = query(&s.args);
             let (event, args) = match s.role {

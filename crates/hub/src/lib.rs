@@ -17,7 +17,7 @@ pub use admission::{
     Decision, DecisionFuture, Denied,
 };
 pub use listeners::{ListenerGuard, ListenerInfo};
-pub use sessions::{ReaderMeta, SessionGuard, SessionInfo, SessionRole};
+pub use sessions::{INTERNAL_ARG, ReaderMeta, SessionGuard, SessionInfo, SessionRole};
 pub use stats::{HISTORY_LEN, PublisherSnapshot, RateSample, StreamStats};
 
 pub use stream::{Event, Publisher, Seat, SentMeter, Subscription};

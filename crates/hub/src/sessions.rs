@@ -64,7 +64,14 @@ pub struct SessionInfo {
     pub args: Vec<(String, String)>,
     /// Id an external system gave a publish session at admission.
     pub external_id: Option<String>,
+    /// Another node of the cluster (its pull or fetch carried [`INTERNAL_ARG`], which is not
+    /// kept in `args`): no player of this node's, so no hook hears of it.
+    pub internal: bool,
 }
+
+/// The query argument another node of a cluster adds to its pulls and fetches (the cluster
+/// key): dropped from session arguments, so it reaches no hook, event or API answer.
+pub const INTERNAL_ARG: &str = "ferrocast_cluster";
 
 /// What a new registration knows about its session besides the stream and role.
 pub(crate) struct Who {
@@ -234,6 +241,9 @@ impl SessionGuard {
         let bytes = Arc::new(AtomicU64::new(0));
         let kill = CancellationToken::new();
         hub.sessions.opened.fetch_add(1, Ordering::Relaxed);
+        let mut args = who.args;
+        let before = args.len();
+        args.retain(|(k, _)| k != INTERNAL_ARG);
         let info = SessionInfo {
             id,
             stream: stream.to_owned(),
@@ -243,7 +253,8 @@ impl SessionGuard {
             started_at: SystemTime::now(),
             bytes: 0,
             client: who.client,
-            args: who.args,
+            internal: args.len() != before,
+            args,
             external_id: who.external_id,
         };
         hub.sessions.map().insert(

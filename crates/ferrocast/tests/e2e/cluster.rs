@@ -352,11 +352,25 @@ fn every_output_of_an_edge_pulls_from_the_origin() {
     };
     let srt = free_udp_addr();
     let (rtsp, _) = free_addrs();
-    // The origin admits no player of its own here: the edge's pulls and fetches get in by
-    // the cluster key alone.
+    // The origin admits no player of its own here, and its hooks refuse every play and drop
+    // every player at each update: the edge's pulls and fetches get in by the cluster key
+    // alone, and no hook hears of them.
+    let hooks = crate::support::hook_server::HookServer::start();
+    hooks.reply("/play", crate::support::hook_server::Reply::status(403));
+    hooks.reply_with("/update", |call| {
+        if call.call() == "update_play" {
+            crate::support::hook_server::Reply::status(403)
+        } else {
+            crate::support::hook_server::Reply::ok()
+        }
+    });
     let a = cluster
         .node("a")
         .set("access.play_allow", "[10.0.0.0/8]")
+        .set("hooks.on_play", hooks.url("/play"))
+        .set("hooks.on_update", hooks.url("/update"))
+        .set("hooks.on_play_done", hooks.url("/play_done"))
+        .set("hooks.update_interval", 1)
         .start();
     let b = cluster
         .node("b")
@@ -373,6 +387,8 @@ fn every_output_of_an_edge_pulls_from_the_origin() {
     }
     let refused = a.get("/live/s-ts/mpegts");
     assert_eq!(refused.status, 403, "a player on the origin itself");
+    let guessed = a.get("/live/s-ts/mpegts?ferrocast_cluster=0123456789abcdef0123456789abcdef");
+    assert_eq!(guessed.status, 403, "a player with a made-up cluster key");
     for (code, url) in [
         ("s-srt", format!("srt://{srt}?streamid=live/s-srt")),
         ("s-rtsp", format!("rtsp://{rtsp}/live/s-rtsp")),
@@ -417,6 +433,18 @@ fn every_output_of_an_edge_pulls_from_the_origin() {
     );
     let key = key.stdout.trim();
     assert_eq!(key.len(), 32, "the cluster key in Redis: {key:?}");
+    for path in ["/play", "/update", "/play_done"] {
+        for call in hooks.calls(path) {
+            assert!(
+                call.call() != "update_play" && call.call() != "play_done",
+                "a hook heard of an edge's pull: {call:#?}"
+            );
+            assert!(
+                !call.query.contains(key) && !String::from_utf8_lossy(&call.body).contains(key),
+                "a hook got the cluster key: {call:#?}"
+            );
+        }
+    }
     for (node, log) in [("a", a.log()), ("b", b.log())] {
         assert!(
             !log.contains(key),
