@@ -630,4 +630,112 @@ mod tests {
         assert!(!cache.entries.contains_key("b"));
         assert_eq!(cache.bytes, MAX_CACHED_BYTES - 250);
     }
+
+    /// A tiny origin: counts requests per path and answers each after 150 ms, in two pieces,
+    /// with the `Cache-Control` the path names (`/keep` 5 s, `/once` no-store, else 404).
+    async fn origin() -> (String, Arc<Mutex<HashMap<String, usize>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let counts: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+        let seen = counts.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut req = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => req.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let line = String::from_utf8_lossy(&req)
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .to_owned();
+                    let path = line.split(' ').nth(1).unwrap_or("").to_owned();
+                    let path = path.split('?').next().unwrap_or("").to_owned();
+                    *lock(&seen).entry(path.clone()).or_default() += 1;
+                    tokio::time::sleep(Duration::from_millis(150)).await;
+                    let (status, cc) = match path.as_str() {
+                        "/keep" => ("200 OK", "max-age=5"),
+                        "/once" => ("200 OK", "no-store"),
+                        _ => ("404 Not Found", "no-cache"),
+                    };
+                    let head = format!(
+                        "HTTP/1.1 {status}\r\ncache-control: {cc}\r\ncontent-type: video/mp2t\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+                    );
+                    let _ = sock.write_all(head.as_bytes()).await;
+                    let _ = sock.write_all(b"3\r\nabc\r\n").await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let _ = sock.write_all(b"3\r\ndef\r\n0\r\n\r\n").await;
+                });
+            }
+        });
+        (base, counts)
+    }
+
+    async fn body(f: Arc<Fetch>) -> (u16, Vec<u8>) {
+        let status = f.head().await.map_or(0, |h| h.status);
+        let mut r = f.reader();
+        let mut out = Vec::new();
+        while let Some(c) = r.next().await.unwrap() {
+            out.extend_from_slice(&c);
+        }
+        (status, out)
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_share_one_fetch_and_only_cacheable_answers_are_kept() {
+        let (base, counts) = origin().await;
+        let registry = Registry::new(crate::RegistryConfig {
+            redis_url: "redis://127.0.0.1:1".into(),
+            node_id: "edge".into(),
+            rtmp_url: String::new(),
+            http_url: String::new(),
+            prefix: "x:".into(),
+            ttl: Duration::from_secs(5),
+            takeover: false,
+        })
+        .unwrap();
+        let edge = EdgeHttp::new(registry).unwrap();
+        let count = |path: &str| lock(&counts).get(path).copied().unwrap_or(0);
+        let get = |path: &str| edge.get(&base, path, &[], "", &[]).unwrap();
+
+        // Ten players at once: one request to the origin, the same bytes for each.
+        let readers: Vec<_> = (0..10).map(|_| tokio::spawn(body(get("/keep")))).collect();
+        for r in readers {
+            assert_eq!(r.await.unwrap(), (200, b"abcdef".to_vec()));
+        }
+        assert_eq!(count("/keep"), 1);
+        // Finished and fresh: kept, with its length known.
+        let again = get("/keep");
+        assert_eq!(again.complete_len(), Some(6));
+        assert_eq!(body(again).await, (200, b"abcdef".to_vec()));
+        assert_eq!(count("/keep"), 1);
+        // Directives are part of what is asked.
+        let q = [("_HLS_msn".to_owned(), "7".to_owned())];
+        body(edge.get(&base, "/keep", &q, "", &[]).unwrap()).await;
+        assert_eq!(count("/keep"), 2);
+
+        // no-store, and a 404: shared while under way, asked again afterwards.
+        let (a, b) = (get("/once"), get("/once"));
+        assert!(Arc::ptr_eq(&a, &b));
+        body(a).await;
+        body(get("/once")).await;
+        assert_eq!(count("/once"), 2);
+        assert_eq!(body(get("/missing")).await.0, 404);
+        assert_eq!(body(get("/missing")).await.0, 404);
+        assert_eq!(count("/missing"), 2);
+
+        // An origin that does not answer: the readers hear it at once.
+        let gone = edge
+            .get("http://127.0.0.1:1", "/keep", &[], "", &[])
+            .unwrap();
+        assert_eq!(gone.head().await, None);
+        assert!(gone.reader().next().await.is_err());
+    }
 }
