@@ -25,6 +25,10 @@ pub trait Pulls: Send + Sync + 'static {
 /// How long a publish or play waits for an ended pull to let go of its code.
 const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// How long a publish admitted here may take to open its session before its claim goes
+/// (RTMP and SRT open at once; an RTSP client sends its SETUPs and RECORD within this).
+const UNOPENED_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// The protocol the input manager publishes pulled media under.
 const INPUT_PROTOCOL: &str = "input";
 
@@ -144,6 +148,7 @@ impl Admission for ClusterAdmission {
                     Claim::Ours | Claim::Unavailable => {
                         // The origin this node pulled from is gone: its own publisher now.
                         end_pull(&hub, pulls.as_ref(), code).await;
+                        registry.forget_unopened(code, UNOPENED_WAIT);
                         Ok(admit)
                     }
                 },

@@ -550,6 +550,20 @@ impl Registry {
         });
     }
 
+    /// Releases a claim made at admission whose session has not opened `wait` later (the
+    /// client went away in between), instead of leaving it registered for a whole TTL. A
+    /// session that opens later still claims the code again (see [`Registry::hold`]).
+    pub fn forget_unopened(&self, code: &str, wait: Duration) {
+        let this = self.clone();
+        let code = code.to_owned();
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            if !this.holds_any(&code) {
+                this.delete_if_ours(&code).await;
+            }
+        });
+    }
+
     fn holds(&self, code: &str, session: u64) -> bool {
         lock(&self.inner.held).get(code) == Some(&session)
     }

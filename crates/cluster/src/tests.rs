@@ -90,6 +90,16 @@ async fn one_node_holds_a_code_until_it_releases_it() {
     a.release("cam", 7);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(b.locate("cam").await, None);
+    // A claim whose session never opens goes soon, not a TTL later; one that opened stays.
+    assert_eq!(b.claim("unopened").await, Claim::Ours);
+    b.forget_unopened("unopened", Duration::from_millis(100));
+    assert_eq!(b.claim("opened").await, Claim::Ours);
+    b.hold("opened", 11);
+    b.forget_unopened("opened", Duration::from_millis(100));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(a.locate("unopened").await, None);
+    assert_eq!(a.locate("opened").await.as_deref(), Some("b"));
+    b.release("opened", 11);
     // A session that ends before its claim lands leaves nothing behind.
     a.hold("brief", 9);
     a.release("brief", 9);
