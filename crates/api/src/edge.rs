@@ -14,6 +14,7 @@ use cluster::{EdgeHttp, FetchReader};
 /// travel with the request and keep the cached answers apart.
 pub(crate) async fn pass_on(
     edge: &EdgeHttp,
+    code: &str,
     base: &str,
     path: &str,
     query: &[(String, String)],
@@ -49,7 +50,14 @@ pub(crate) async fn pass_on(
         )
             .into_response();
     };
-    let Some(head) = fetch.head().await else {
+    let head = fetch.head().await;
+    // The origin is gone, or no longer has the stream's playlist (it moved): asked again
+    // next time rather than trusted for the rest of its lookup's lifetime.
+    let playlist = path.ends_with(".m3u8") || path.ends_with(".mpd");
+    if head.as_ref().is_none_or(|h| playlist && h.status >= 400) {
+        edge.forget_origin(code);
+    }
+    let Some(head) = head else {
         return (
             StatusCode::BAD_GATEWAY,
             "the node that publishes this stream did not answer\n",

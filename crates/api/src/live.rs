@@ -108,7 +108,16 @@ async fn serve(
     {
         let path = format!("/live/{code}/{file}");
         let mpd = dash && file.ends_with(".mpd");
-        return crate::edge::pass_on(edge, &base, &path, &directives, mpd, request.headers()).await;
+        return crate::edge::pass_on(
+            edge,
+            &code,
+            &base,
+            &path,
+            &directives,
+            mpd,
+            request.headers(),
+        )
+        .await;
     }
     state.hub.touch(&code);
     // Recordings are served for streams that exist (configured or live), not for a deleted

@@ -78,14 +78,13 @@ async fn end_pull(hub: &Hub, pulls: &dyn Pulls, code: &str) {
 /// Makes sure `code`, live on another node, is pulled from that node: started once, and
 /// moved when the stream's origin changed (it died and a publisher on another node took over).
 async fn edge_pull(registry: &Registry, hub: &Hub, pulls: &dyn Pulls, code: &str) {
-    let Some(node) = registry.locate(code).await else {
+    let Some((node, base, _)) = registry.origin(code).await else {
         return;
     };
     if node == registry.node_id() {
         return;
     }
-    let (Some(base), Some(key)) = (registry.rtmp_url(&node).await, registry.cluster_key().await)
-    else {
+    let Some(key) = registry.cluster_key().await else {
         return;
     };
     let url = format!("{}/{code}?{CLUSTER_ARG}={key}", base.trim_end_matches('/'));

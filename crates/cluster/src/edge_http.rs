@@ -24,8 +24,9 @@ use tokio::sync::watch;
 pub const SHORT_TTL: Duration = Duration::from_millis(250);
 /// The longest an answer is kept, whatever the origin allows.
 pub const MAX_TTL: Duration = Duration::from_secs(30);
-/// How long where a stream is published is remembered (a Redis round trip otherwise).
-const ORIGIN_TTL: Duration = Duration::from_secs(1);
+/// How long where a stream is published is remembered (a Redis round trip otherwise), unless
+/// the origin fails to answer first (see [`EdgeHttp::forget_origin`]).
+const ORIGIN_TTL: Duration = Duration::from_secs(5);
 /// Most bytes kept in finished answers; the ones closest to expiry go first.
 const MAX_CACHED_BYTES: usize = 128 << 20;
 /// The largest answer fetched: the segmenters cut at 32 MiB.
@@ -302,10 +303,12 @@ impl EdgeHttp {
             return base.clone();
         }
         let registry = &self.inner.registry;
-        let base = match registry.locate(code).await {
+        let base = match registry.origin(code).await {
             // The key, read once, lets the origin admit the fetches (see `get`).
-            Some(node) if node != registry.node_id() && registry.cluster_key().await.is_some() => {
-                registry.http_url(&node).await
+            Some((node, _, http))
+                if node != registry.node_id() && registry.cluster_key().await.is_some() =>
+            {
+                Some(http)
             }
             _ => None,
         };
@@ -318,6 +321,12 @@ impl EdgeHttp {
         }
         origins.insert(code.to_owned(), (base.clone(), now));
         base
+    }
+
+    /// Forgets where `code` is published: its origin did not answer, or no longer has it
+    /// (the stream moved), so the next request looks it up again.
+    pub fn forget_origin(&self, code: &str) {
+        lock(&self.inner.origins).remove(code);
     }
 
     /// `path` with `query` of `base`, fetched once: an answer under way or still fresh is

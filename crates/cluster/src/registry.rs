@@ -30,6 +30,12 @@ const RENEW: &str = r"
 local v = redis.call('GET', KEYS[1])
 if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return v";
+/// The holder of a code and that node's URLs, in one round trip: `{node, urls}`, `{node}`
+/// when the node's key expired, or nil.
+const ORIGIN: &str = r"
+local node = redis.call('GET', KEYS[1])
+if not node then return nil end
+return {node, redis.call('GET', ARGV[1] .. node)}";
 /// Deletes the key if this node holds it.
 const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -312,6 +318,19 @@ impl Registry {
     /// The node holding `code`, if any and Redis answers.
     pub async fn locate(&self, code: &str) -> Option<String> {
         self.locate_checked(code).await.flatten()
+    }
+
+    /// The node holding `code` and its RTMP and HTTP base URLs, in one round trip; `None`
+    /// when no live node holds it or Redis is away.
+    pub async fn origin(&self, code: &str) -> Option<(String, String, String)> {
+        let mut cmd = Self::eval(ORIGIN, &self.stream_key(code));
+        cmd.arg(format!("{}node:", self.inner.config.prefix));
+        let (node, urls): (String, Option<String>) = self
+            .call::<Option<(String, Option<String>)>>(&cmd)
+            .await
+            .flatten()?;
+        let (rtmp, http) = split_urls(&urls?)?;
+        Some((node, rtmp, http))
     }
 
     /// Where `node` takes RTMP players, as it registered it.

@@ -73,6 +73,16 @@ async fn one_node_holds_a_code_until_it_releases_it() {
         "rtmp://o/live/cam?ferrocast_cluster=****&x=1"
     );
     assert_eq!(crate::masked("rtmp://o/live/cam"), "rtmp://o/live/cam");
+    // The holder and its URLs in one call; none for a code nobody holds.
+    assert_eq!(
+        b.origin("cam").await,
+        Some((
+            "a".to_owned(),
+            "rtmp://a.example/live".to_owned(),
+            "http://a.example:8080".to_owned()
+        ))
+    );
+    assert_eq!(b.origin("other").await, None);
     // Only a node that renews its registration is listed.
     assert_eq!(
         b.nodes().await,
