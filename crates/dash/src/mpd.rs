@@ -222,39 +222,19 @@ pub(crate) fn ticks_us(ticks: u64, timescale: u32) -> u64 {
     u64::try_from(us).unwrap_or(u64::MAX)
 }
 
-/// The `S` elements of `segments` (in order): runs of equal durations share one element, and
-/// `t` is written where the timeline does not continue from `next_t`.
+/// The `<S>` entries of `segments`, continuing from `next_t` (see
+/// [`fmp4::write_segment_timeline`]).
 fn write_timeline<'a>(
     segments: impl Iterator<Item = &'a Stored>,
-    mut next_t: Option<u64>,
+    next_t: Option<u64>,
     out: &mut String,
 ) {
-    let mut run: Option<(u64, u64, u64, bool)> = None; // (t, d, r, explicit t)
-    let flush = |run: Option<(u64, u64, u64, bool)>, out: &mut String| {
-        if let Some((t, d, r, explicit_t)) = run {
-            out.push_str("          <S");
-            if explicit_t {
-                let _ = write!(out, " t=\"{t}\"");
-            }
-            let _ = write!(out, " d=\"{d}\"");
-            if r > 0 {
-                let _ = write!(out, " r=\"{r}\"");
-            }
-            out.push_str("/>\n");
-        }
-    };
-    for s in segments {
-        let contiguous = next_t == Some(s.time);
-        match run {
-            Some((_, d, ref mut r, _)) if contiguous && d == s.duration => *r += 1,
-            _ => {
-                flush(run, out);
-                run = Some((s.time, s.duration, 0, !contiguous));
-            }
-        }
-        next_t = Some(s.time + s.duration);
-    }
-    flush(run, out);
+    fmp4::write_segment_timeline(
+        out,
+        "          ",
+        segments.map(|s| (s.time, s.duration)),
+        next_t,
+    );
 }
 
 /// `frameRate` as DASH wants it: an integer or `N/1001`.

@@ -7,6 +7,10 @@
 //! appended to the `mdat` unchanged (H.264 stays AVCC with the config's NAL length size, AAC
 //! stays raw access units). Nothing here does I/O or reads a clock.
 
+mod timeline;
+
+pub use timeline::write_segment_timeline;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use media::{AacConfig, Av1Config, AvcConfig, HevcConfig, OpusConfig};
 use mp4_atom::esds::{DecoderConfig, DecoderSpecific, EsDescriptor, SLConfig};

@@ -207,27 +207,7 @@ fn period(out: &mut String, f: &RecordingFile, gops: &[Gop], start_ms: i64, pto:
             first.seq, f.id, f.id
         );
         out.push_str("          <SegmentTimeline>\n");
-        let mut i = 0;
-        while i < gops.len() {
-            // Runs of equal durations, each continuing the one before, share an `S`.
-            let mut r = 0;
-            while i + r + 1 < gops.len()
-                && gops[i + r + 1].d == gops[i].d
-                && Some(gops[i + r + 1].t) == gops[i + r].t.checked_add(gops[i + r].d)
-            {
-                r += 1;
-            }
-            let _ = write!(
-                out,
-                "            <S t=\"{}\" d=\"{}\"",
-                gops[i].t, gops[i].d
-            );
-            if r > 0 {
-                let _ = write!(out, " r=\"{r}\"");
-            }
-            out.push_str("/>\n");
-            i += r + 1;
-        }
+        fmp4::write_segment_timeline(out, "            ", gops.iter().map(|g| (g.t, g.d)), None);
         out.push_str("          </SegmentTimeline>\n        </SegmentTemplate>\n      </Representation>\n    </AdaptationSet>\n");
     }
     out.push_str("  </Period>\n");
