@@ -10,8 +10,8 @@ use cluster::{EdgeHttp, FetchReader};
 /// Answers `path` (`/live/<code>/<file>`) from the origin at `base`, with `query`: the LL-HLS
 /// delivery directives only, since the origin admits this node by the cluster key and a
 /// player's own arguments (tokens, cache busters) would only split the shared fetches. An MPD
-/// differs by player family and by the host the player reached (its clock URL), so those
-/// travel with the request and keep the cached answers apart.
+/// differs by player family, which travels with the request and keeps the cached answers
+/// apart; its clock is this node's (see [`own_clock`]).
 pub(crate) async fn pass_on(
     edge: &EdgeHttp,
     code: &str,
@@ -26,18 +26,12 @@ pub(crate) async fn pass_on(
     if mpd {
         let user_agent = headers
             .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        let client = ::dash::MpdClient::from_user_agent(Some(user_agent));
-        let clock = crate::dash::clock_url(headers);
-        if let Some((proto, rest)) = clock.split_once("://") {
-            let host = rest.split('/').next().unwrap_or_default();
-            sent.push(("forwarded", format!("proto={proto};host=\"{host}\"")));
+            .and_then(|v| v.to_str().ok());
+        let client = ::dash::MpdClient::from_user_agent(user_agent);
+        if let Some(ua) = user_agent.filter(|_| client != ::dash::MpdClient::Generic) {
+            sent.push(("user-agent", ua.to_owned()));
         }
-        if client != ::dash::MpdClient::Generic {
-            sent.push(("user-agent", user_agent.to_owned()));
-        }
-        variant = format!("{client:?} {clock}");
+        variant = format!("{client:?}");
     }
     let Some(fetch) = edge.get(base, path, query, &variant, &sent) else {
         tracing::warn!(
@@ -66,25 +60,14 @@ pub(crate) async fn pass_on(
     };
     let status = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
     if mpd && status == StatusCode::OK {
-        // Small, and its inline clock must be this answer's time, not the cached one's.
-        let mut reader = fetch.reader();
-        let mut text = Vec::new();
-        loop {
-            match reader.next().await {
-                Ok(Some(chunk)) => text.extend_from_slice(&chunk),
-                Ok(None) => break,
-                Err(_) => {
-                    return (
-                        StatusCode::BAD_GATEWAY,
-                        "the node that publishes this stream cut its answer\n",
-                    )
-                        .into_response();
-                }
-            }
-        }
-        let text = String::from_utf8_lossy(&text);
-        let body = restamp_direct_clock(&text, media::unix_ms_now());
-        return headed(status, head, Some(body.len() as u64), Body::from(body));
+        return match own_clock(&fetch, headers).await {
+            Some(text) => headed(status, head, Some(text.len() as u64), Body::from(text)),
+            None => (
+                StatusCode::BAD_GATEWAY,
+                "the node that publishes this stream cut its answer\n",
+            )
+                .into_response(),
+        };
     }
     let length = fetch.complete_len().or(head.content_length);
     let reader = fetch.reader();
@@ -124,32 +107,25 @@ fn headed(status: StatusCode, head: cluster::Head, length: Option<u64>, body: Bo
     resp
 }
 
-/// The MPD with its `urn:mpeg:dash:utc:direct:2014` time set to `now_ms`.
-fn restamp_direct_clock(mpd: &str, now_ms: i64) -> String {
-    const SCHEME: &str = "urn:mpeg:dash:utc:direct:2014\" value=\"";
-    let Some(start) = mpd.find(SCHEME).map(|i| i + SCHEME.len()) else {
-        return mpd.to_owned();
-    };
-    let Some(len) = mpd[start..].find('"') else {
-        return mpd.to_owned();
-    };
-    let mut out = String::with_capacity(mpd.len());
-    out.push_str(&mpd[..start]);
-    media::write_iso8601(&mut out, now_ms);
-    out.push_str(&mpd[start + len..]);
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_passed_on_mpd_tells_the_time_of_its_own_answer() {
-        let mpd = "<MPD>\n  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:direct:2014\" value=\"2026-01-01T00:00:00.000Z\"/>\n</MPD>\n";
-        let out = super::restamp_direct_clock(mpd, 1_000);
-        assert_eq!(
-            out,
-            "<MPD>\n  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:direct:2014\" value=\"1970-01-01T00:00:01.000Z\"/>\n</MPD>\n"
-        );
-        assert_eq!(super::restamp_direct_clock("<MPD/>", 1), "<MPD/>");
+/// The origin's MPD finished with this node's clock, as its own MPDs are: the `UTCTiming`
+/// URL of the host the player reached, and the time of this answer rather than the cached
+/// one's. `None` when the origin cut it.
+async fn own_clock(fetch: &std::sync::Arc<cluster::Fetch>, headers: &HeaderMap) -> Option<String> {
+    let mut reader = fetch.reader();
+    let mut text = Vec::new();
+    while let Some(chunk) = reader.next().await.ok()? {
+        text.extend_from_slice(&chunk);
     }
+    let text = String::from_utf8_lossy(&text);
+    let Some(body) = ::dash::mpd_body(&text) else {
+        return Some(text.into_owned());
+    };
+    let time_url = crate::dash::clock_url(headers);
+    Some(::dash::finish_mpd(
+        body,
+        &::dash::MpdClock {
+            time_url: &time_url,
+            now_ms: crate::time::system_ms(std::time::SystemTime::now()),
+        },
+    ))
 }

@@ -341,8 +341,8 @@ pub async fn close_publisher(
         query.map_err(|_| ApiError::bad_field(ErrorCode::InvalidQuery, "stream_id", "required"))?;
     // Published on another node: that node closes it.
     if let Some(cluster) = &state.cluster
-        && let Some(node) = cluster.locate(&code).await
-        && let Some(base) = other_node(&state, Some(&node)).await?
+        && let Some((node, _, base)) = cluster.origin(&code).await
+        && node != cluster.node_id()
     {
         let path = format!("/api/v1/streams/{code}/close");
         let query = [("stream_id", q.stream_id.as_str())];

@@ -32,13 +32,23 @@ const UNOPENED_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 /// The protocol the input manager publishes pulled media under.
 const INPUT_PROTOCOL: &str = "input";
 
-/// `inner` with the cluster's rules added; install it with [`Hub::set_admission`].
+/// `inner` with the cluster's rules added; install it with [`Hub::set_admission`]. Marks the
+/// codes this node pulls from another as relays ([`Hub::set_relay`]).
 pub fn admission(
     inner: Arc<dyn Admission>,
     registry: Registry,
     hub: Hub,
     pulls: Arc<dyn Pulls>,
 ) -> Arc<dyn Admission> {
+    // What this node pulls from another is that node's to package, record, transcode and
+    // push; here it is only fanned out. (A hook's relay pull of an outside server is this
+    // node's own stream, and carries no cluster key.)
+    let relayed = pulls.clone();
+    hub.set_relay(Arc::new(move |code: &str| {
+        relayed
+            .pulling(code)
+            .is_some_and(|url| url.contains(CLUSTER_ARG))
+    }));
     Arc::new(ClusterAdmission {
         inner,
         registry,
@@ -59,7 +69,7 @@ struct ClusterAdmission {
 impl ClusterAdmission {
     /// The publisher of an edge pull: the origin holds the code, not this node.
     fn is_edge_pull(&self, s: &SessionInfo) -> bool {
-        s.protocol == INPUT_PROTOCOL && self.pulls.pulling(&s.stream).is_some()
+        s.protocol == INPUT_PROTOCOL && self.hub.is_relay(&s.stream)
     }
 }
 

@@ -12,6 +12,7 @@
 //! chunk by chunk), and a finished answer is kept as long as the origin's `Cache-Control`
 //! allows (at most [`MAX_TTL`]), or [`SHORT_TTL`] for `no-cache` playlists.
 
+use crate::lock;
 use crate::registry::{CLUSTER_ARG, Registry};
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -248,11 +249,6 @@ impl std::fmt::Debug for EdgeHttp {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Whole-value updates only: a poisoned map is still consistent.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// How long an answer with this `Cache-Control` may be reused.
 pub fn ttl_of(cache_control: Option<&str>) -> Duration {
     let Some(cc) = cache_control else {
@@ -341,20 +337,16 @@ impl EdgeHttp {
         variant: &str,
         headers: &[(&'static str, String)],
     ) -> Option<Arc<Fetch>> {
-        let mut url = format!("{}{path}", base.trim_end_matches('/'));
-        let mut q = form_urlencoded::Serializer::new(String::new());
-        q.extend_pairs(query.iter().filter(|(k, _)| k != CLUSTER_ARG));
-        let q = q.finish();
-        if !q.is_empty() {
-            url.push('?');
-            url.push_str(&q);
-        }
-        let key = format!("{url}\n{variant}");
+        let mut query: Vec<(&str, &str)> = query
+            .iter()
+            .filter(|(k, _)| k != CLUSTER_ARG)
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let key = format!("{}\n{variant}", url(base, path, &query));
         // The player was admitted here; the origin admits this node by the cluster key.
-        if let Some(cluster_key) = self.inner.registry.known_cluster_key() {
-            let sep = if q.is_empty() { '?' } else { '&' };
-            url = format!("{url}{sep}{CLUSTER_ARG}={cluster_key}");
-        }
+        let cluster_key = self.inner.registry.known_cluster_key();
+        query.extend(cluster_key.as_deref().map(|k| (CLUSTER_ARG, k)));
+        let url = url(base, path, &query);
         let now = Instant::now();
         let fetch = {
             let mut cache = lock(&self.inner.cache);
@@ -400,16 +392,11 @@ impl EdgeHttp {
         query: &[(&str, &str)],
         authorization: Option<&str>,
     ) -> Result<(u16, Bytes), String> {
-        let mut url = format!("{}{path}", base.trim_end_matches('/'));
-        if !query.is_empty() {
-            url.push('?');
-            url.push_str(
-                &form_urlencoded::Serializer::new(String::new())
-                    .extend_pairs(query)
-                    .finish(),
-            );
-        }
-        let mut request = self.inner.client.request(method, &url).timeout(API_TIMEOUT);
+        let mut request = self
+            .inner
+            .client
+            .request(method, url(base, path, query))
+            .timeout(API_TIMEOUT);
         if let Some(auth) = authorization {
             request = request.header(reqwest::header::AUTHORIZATION, auth);
         }
@@ -425,6 +412,20 @@ impl EdgeHttp {
             .map_err(|e| e.without_url().to_string())?;
         Ok((status, body))
     }
+}
+
+/// `base` + `path`, with `query` encoded.
+fn url(base: &str, path: &str, query: &[(&str, &str)]) -> String {
+    let mut url = format!("{}{path}", base.trim_end_matches('/'));
+    if !query.is_empty() {
+        url.push('?');
+        url.push_str(
+            &form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(query)
+                .finish(),
+        );
+    }
+    url
 }
 
 /// Carries one request to the origin out, whoever reads it.
@@ -700,16 +701,7 @@ mod tests {
     #[tokio::test]
     async fn concurrent_requests_share_one_fetch_and_only_cacheable_answers_are_kept() {
         let (base, counts) = origin().await;
-        let registry = Registry::new(crate::RegistryConfig {
-            redis_url: "redis://127.0.0.1:1".into(),
-            node_id: "edge".into(),
-            rtmp_url: String::new(),
-            http_url: String::new(),
-            prefix: "x:".into(),
-            ttl: Duration::from_secs(5),
-            takeover: false,
-        })
-        .unwrap();
+        let registry = crate::tests::offline_registry("edge");
         let edge = EdgeHttp::new(registry).unwrap();
         let count = |path: &str| lock(&counts).get(path).copied().unwrap_or(0);
         let get = |path: &str| edge.get(&base, path, &[], "", &[]).unwrap();

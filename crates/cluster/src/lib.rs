@@ -26,6 +26,12 @@ use std::time::Duration;
 use store::{ChangeFeed, ConfigChange};
 use tokio_util::sync::CancellationToken;
 
+/// Locks `m`. Its holders make whole-value inserts, removes and updates only, so a map a
+/// panicking holder poisoned is still consistent.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Wait before applying a change again after the store failed to answer.
 const RETRY: Duration = Duration::from_secs(1);
 

@@ -5,6 +5,7 @@
 //! when its node key is found expired). A node that dies stops renewing, and its streams
 //! are free again one TTL later: Redis does the expiry, there is no election of our own.
 
+use crate::lock;
 use redis::aio::MultiplexedConnection;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -161,11 +162,6 @@ pub fn masked(url: &str) -> String {
 fn split_urls(value: &str) -> Option<(String, String)> {
     let (rtmp, http) = value.split_once(' ')?;
     Some((rtmp.to_owned(), http.to_owned()))
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Whole-value inserts and removes only: a poisoned set is still consistent.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Registry {
@@ -331,11 +327,6 @@ impl Registry {
             .flatten()?;
         let (rtmp, http) = split_urls(&urls?)?;
         Some((node, rtmp, http))
-    }
-
-    /// Where `node` takes RTMP players, as it registered it.
-    pub async fn rtmp_url(&self, node: &str) -> Option<String> {
-        Some(self.node_urls(node).await?.0)
     }
 
     /// Where `node` takes HTTP requests, as it registered it.

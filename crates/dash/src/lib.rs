@@ -23,7 +23,7 @@ mod tests;
 pub use hls::{AudioGroup, HlsRequest, HlsTiming, HlsVariant, MULTIVARIANT, multivariant};
 pub use mpd::{
     Manifest, MpdClient, MpdClock, MpdTiming, UTC_TIMING_PATH, finish_mpd, iso8601,
-    low_latency_target,
+    low_latency_target, mpd_body,
 };
 pub use segmenter::{
     AUDIO_TRACK_ID, MediaChunk, MediaPart, MediaSegment, Output, PeriodInfo, Segmenter, TrackDesc,

@@ -74,12 +74,22 @@ pub fn finish_mpd(body: &str, clock: &MpdClock<'_>) -> String {
     // One allocation per request: the body is shared, only this tail differs.
     let mut out = String::with_capacity(body.len() + 192 + clock.time_url.len() * 2);
     out.push_str(body);
-    out.push_str("  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"");
+    out.push_str(CLOCK_TAIL);
+    out.push_str("\" value=\"");
     push_xml_escaped(&mut out, clock.time_url);
     out.push_str("\"/>\n  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:direct:2014\" value=\"");
     media::write_iso8601(&mut out, clock.now_ms);
     out.push_str("\"/>\n</MPD>\n");
     out
+}
+
+/// Where the per-request tail [`finish_mpd`] appends begins.
+const CLOCK_TAIL: &str = "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014";
+
+/// The body of an MPD [`finish_mpd`] wrote, without its per-request clock tail: another
+/// node's MPD, to finish again for this node's player. `None` if `mpd` has no such tail.
+pub fn mpd_body(mpd: &str) -> Option<&str> {
+    mpd.rfind(CLOCK_TAIL).map(|at| &mpd[..at])
 }
 
 /// Appends `s` with the XML attribute metacharacters escaped (the URL is built from validated

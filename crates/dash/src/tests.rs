@@ -1395,3 +1395,13 @@ fn the_first_mpd_waits_for_its_audio_segment() {
     assert!(!m.awaits_first_audio());
     assert!(render(&m).is_some());
 }
+
+/// An MPD finished for one player gives back its body, to be finished again for another
+/// (an edge node passing the origin's MPD on with its own clock).
+#[test]
+fn a_finished_mpd_gives_back_its_body() {
+    let body = "<?xml version=\"1.0\"?>\n<MPD>\n  <Period/>\n";
+    let finished = finish_mpd(body, &CLOCK);
+    assert_eq!(mpd_body(&finished), Some(body));
+    assert_eq!(mpd_body(body), None);
+}

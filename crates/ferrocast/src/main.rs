@@ -464,15 +464,6 @@ async fn run(config: Config) -> Result<()> {
                 hub.clone(),
                 Arc::new(EdgePulls(inputs.clone())),
             );
-            // What an edge pulls from another node is that node's to package, record,
-            // transcode and push; here it is only fanned out. (A hook's relay pull of an
-            // outside server is this node's own stream, and carries no cluster key.)
-            let pulls = inputs.clone();
-            hub.set_relay(Arc::new(move |code: &str| {
-                pulls
-                    .relay_url(code)
-                    .is_some_and(|url| url.contains(cluster::CLUSTER_ARG))
-            }));
             info!(node = registry.node_id(), rtmp = %config::mask_url(&config.cluster_rtmp_url()), http = %config.cluster_http_url(), "cluster: registering streams in Redis");
             Some(registry)
         }
