@@ -227,22 +227,19 @@ async fn serve(
 /// edge node asking on a player's behalf) gets it a moment later instead of a 404.
 async fn wait_first_segment(state: &AppState, code: &str, ready: impl Fn() -> bool) {
     // A stream an edge only relays is never packaged here.
-    if state.hub.is_relay(code) {
-        return;
-    }
-    if ready() || !state.hub.is_live(code) {
-        return wait_on_demand(state, code, ready).await;
-    }
-    let deadline = tokio::time::Instant::now() + ON_DEMAND_WAIT;
-    while !ready() && state.hub.is_live(code) && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    if !state.hub.is_relay(code) {
+        wait_on_demand(state, code, ready).await;
     }
 }
 
-/// Holds a request for a stream whose source starts on demand until `ready` (the request
-/// itself started the source), rather than answering 404 to the first viewer.
+/// Holds a request for a stream whose source starts on demand, or whose output is being
+/// made, until `ready` (the request itself may have started the source), rather than
+/// answering 404 to the first viewer.
 pub(crate) async fn wait_on_demand(state: &AppState, code: &str, ready: impl Fn() -> bool) {
-    state.hub.wait_on_demand(code, ON_DEMAND_WAIT, ready).await;
+    state
+        .hub
+        .wait_until_ready(code, ON_DEMAND_WAIT, ready)
+        .await;
 }
 
 /// Lets a long-lived HTTP reader (MPEG-TS, HTTP-FLV) of `code` in, through `output`'s switch

@@ -356,21 +356,23 @@ impl Hub {
     /// demand: this request asks for it, which starts it. For protocols that must answer a
     /// play request with tracks (RTSP `DESCRIBE`, an SRT handshake).
     pub async fn live_on_demand(&self, code: &str, limit: std::time::Duration) -> bool {
-        self.wait_on_demand(code, limit, || self.is_live(code))
+        self.wait_until_ready(code, limit, || self.is_live(code))
             .await
     }
 
-    /// Holds a request for `code` until `ready` (at most `limit`) when its source starts on
-    /// demand, rather than answering "not found" to the viewer whose request starts it;
-    /// returns `ready()`. The request counts as demand.
-    pub async fn wait_on_demand(
+    /// Holds a request for `code` until `ready` (at most `limit`) while what it waits for is
+    /// on its way: the source starts on demand (this request asks for it, which starts it),
+    /// or the stream is live and the output asked for is not made yet (a playlist before the
+    /// first segment). Returns `ready()`. The request counts as demand.
+    pub async fn wait_until_ready(
         &self,
         code: &str,
         limit: std::time::Duration,
         ready: impl Fn() -> bool,
     ) -> bool {
         self.touch(code);
-        if ready() || !self.on_demand(code) {
+        let coming = || self.on_demand(code) || self.is_live(code);
+        if ready() || !coming() {
             return ready();
         }
         let deadline = tokio::time::Instant::now() + limit;
@@ -378,6 +380,9 @@ impl Hub {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             if ready() {
                 return true;
+            }
+            if !coming() {
+                return false;
             }
         }
         false
