@@ -579,7 +579,6 @@ mod tests {
         dir
     }
 
-    /// 25 fps video with a keyframe every second and audio between, from `start_ms` for `secs`.
     /// A writer of `code` under `root` that has seen the tracks of session 1.
     fn started(root: &Path, code: &str, settings: Settings) -> Writer {
         let mut w = Writer::new(root.to_path_buf(), code, settings);
@@ -594,6 +593,7 @@ mod tests {
         w
     }
 
+    /// 25 fps video with a keyframe every second and audio between, from `start_ms` for `secs`.
     fn feed(w: &mut Writer, start_ms: i64, secs: i64, wall0: i64) {
         for i in 0..secs * 25 {
             let ms = start_ms + i * 40;

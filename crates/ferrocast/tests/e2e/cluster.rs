@@ -4,7 +4,7 @@
 use crate::support::api::Api;
 use crate::support::ffmpeg;
 use crate::support::pg::PgSchema;
-use crate::support::proc::run;
+use crate::support::proc::{ChildGuard, run};
 use crate::support::server::{ServerBuilder, free_addrs, free_udp_addr};
 use crate::support::{Fixture, Server, wait_until};
 use serde_json::json;
@@ -44,6 +44,18 @@ impl Cluster {
             .set("cluster.node_id", id)
             .set("cluster.prefix", self.prefix.as_str())
     }
+}
+
+/// An ffmpeg player of `url` that decodes nothing and runs until the stream ends, logging
+/// into `node`'s directory as `<log>.log`.
+fn player(node: &Server, name: &str, url: &str, log: &str) -> ChildGuard {
+    ChildGuard::spawn(
+        name,
+        ffmpeg::ffmpeg()
+            .args(["-v", "error", "-i", url])
+            .args(["-f", "null", "-"]),
+        &node.dir().join(format!("{log}.log")),
+    )
 }
 
 /// Polls until `check` holds and returns how long that took; fails after 1 s, the issue's
@@ -231,12 +243,11 @@ fn a_stream_published_on_one_node_plays_from_the_others_and_has_one_publisher() 
     nodes[0].wait_live("main");
 
     // A reader on b; then a dies.
-    let reader = crate::support::proc::ChildGuard::spawn(
+    let reader = player(
+        &nodes[1],
         "reader on b",
-        ffmpeg::ffmpeg()
-            .args(["-v", "error", "-i", &nodes[1].rtmp_url("main")])
-            .args(["-f", "null", "-"]),
-        &nodes[1].dir().join("reader-b.log"),
+        &nodes[1].rtmp_url("main"),
+        "reader-b",
     );
     // Any node answers for the cluster: the origin, and readers per node (b's reader; on a,
     // the edges' pulls).
@@ -283,12 +294,11 @@ fn a_stream_published_on_one_node_plays_from_the_others_and_has_one_publisher() 
     Api::new(nodes[2].http)
         .delete(&format!("sessions/{id}?node=nowhere"))
         .error(404, "NOT_FOUND", &["nowhere"]);
-    let reader = crate::support::proc::ChildGuard::spawn(
+    let reader = player(
+        &nodes[1],
         "reader on b",
-        ffmpeg::ffmpeg()
-            .args(["-v", "error", "-i", &nodes[1].rtmp_url("main")])
-            .args(["-f", "null", "-"]),
-        &nodes[1].dir().join("reader-b2.log"),
+        &nodes[1].rtmp_url("main"),
+        "reader-b2",
     );
     wait_until("the new reader on b", Duration::from_secs(10), || {
         Api::new(nodes[1].http)
@@ -298,14 +308,8 @@ fn a_stream_published_on_one_node_plays_from_the_others_and_has_one_publisher() 
             .then_some(())
     });
     // And one on c, over HTTP-FLV.
-    let mut flv_reader = crate::support::proc::ChildGuard::spawn(
-        "reader on c",
-        ffmpeg::ffmpeg()
-            .args(["-v", "error", "-i"])
-            .arg(format!("http://{}/live/main.flv", nodes[2].http))
-            .args(["-f", "null", "-"]),
-        &nodes[2].dir().join("reader-c.log"),
-    );
+    let flv = format!("http://{}/live/main.flv", nodes[2].http);
+    let mut flv_reader = player(&nodes[2], "reader on c", &flv, "reader-c");
     wait_until("the reader on c", Duration::from_secs(10), || {
         Api::new(nodes[2].http)
             .sessions("?stream=main&scope=node")
@@ -606,18 +610,14 @@ fn hls_and_dash_are_the_same_files_on_every_node_and_a_round_robin_player_plays(
         return;
     };
     let bases: Vec<String> = nodes.iter().map(|n| format!("http://{}", n.http)).collect();
-    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/browser/hlsplay.mjs");
-    let played = run(
-        std::process::Command::new("node")
-            .arg(script)
-            .arg(nodes[0].hls_url("rr"))
-            .arg("30")
-            .arg("default")
-            .arg(bases.join(",")),
+    let report = crate::dash::hls_js(
+        "hls.js",
+        &nodes[0].hls_url("rr"),
+        30,
+        "default",
+        &bases,
         Duration::from_secs(120),
     );
-    let report = played.json_report("hls.js");
     assert_eq!(report["ok"], true, "{report:#}");
     for base in &bases {
         assert!(
@@ -641,18 +641,14 @@ fn hls_and_dash_are_the_same_files_on_every_node_and_a_round_robin_player_plays(
 
     // The same in hls.js's low-latency mode: parts, blocking reloads and preload hints, each
     // request to the next node.
-    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/browser/hlsplay.mjs");
-    let played = run(
-        std::process::Command::new("node")
-            .arg(script)
-            .arg(format!("http://{}/live/rr/cmaf.m3u8", nodes[0].http))
-            .arg("20")
-            .arg("ll")
-            .arg(bases.join(",")),
+    let report = crate::dash::hls_js(
+        "hls.js",
+        &format!("http://{}/live/rr/cmaf.m3u8", nodes[0].http),
+        20,
+        "ll",
+        &bases,
         Duration::from_secs(120),
     );
-    let report = played.json_report("hls.js");
     assert_eq!(report["ok"], true, "{report:#}");
     assert!(
         report["parts"].as_u64().unwrap_or(0) > 10

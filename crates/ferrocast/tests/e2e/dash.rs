@@ -266,6 +266,26 @@ pub(crate) fn browser_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser/dash.mjs")
 }
 
+/// hls.js in Chromium on `url` for `seconds` (`tests/browser/hlsplay.mjs`: `mode` is one of
+/// its modes, `bases` the servers its requests go to in turn, none for `url`'s own), within
+/// `limit`: its report, named `what` in a failure.
+pub(crate) fn hls_js(
+    what: &str,
+    url: &str,
+    seconds: u32,
+    mode: &str,
+    bases: &[String],
+    limit: Duration,
+) -> Value {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser/hlsplay.mjs");
+    let mut node = Command::new("node");
+    node.arg(script).arg(url).arg(seconds.to_string()).arg(mode);
+    if !bases.is_empty() {
+        node.arg(bases.join(","));
+    }
+    run(&mut node, limit).json_report(what)
+}
+
 /// The heavy-client slot when the browser tests can run, `None` when they cannot: without
 /// `FERROCAST_REQUIRE_BROWSER` a missing piece skips them with a note, with it the test fails.
 /// Hold the slot for the whole test and take it before the server starts.

@@ -409,17 +409,14 @@ fn ll_hls_over_cmaf_plays_in_ffmpeg_and_hls_js_low_latency_mode() {
     if browser.is_none() {
         return;
     }
-    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/browser/hlsplay.mjs");
-    let run = run(
-        std::process::Command::new("node")
-            .arg(script)
-            .arg(format!("http://{}/live/ll/cmaf.m3u8", server.http))
-            .arg("20")
-            .arg("ll"),
+    let report = crate::dash::hls_js(
+        "hls.js",
+        &format!("http://{}/live/ll/cmaf.m3u8", server.http),
+        20,
+        "ll",
+        &[],
         Duration::from_secs(120),
     );
-    let report = run.json_report("hls.js");
     assert_eq!(report["ok"], true, "{report:#}");
     assert!(
         report["parts"].as_u64().unwrap_or(0) > 10,

@@ -495,20 +495,18 @@ fn fmp4_recordings_of_three_minutes_in_30_s_files_play_in_ffmpeg_vlc_hlsjs_and_d
             let by = report["rewind"]["by"].as_f64().unwrap_or(0.0);
             assert!(by >= 54.0, "{player} rewound {by} s: {report:#}");
         }
-        let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/browser/hlsplay.mjs");
-        let from = (asked_ms / 1000).to_string();
-        let run = crate::support::proc::run(
-            std::process::Command::new("node")
-                .arg(script)
-                .arg(format!(
-                    "http://{}/live/mp4rec/index.m3u8?from={from}&dur=30",
-                    server.http
-                ))
-                .arg("10"),
+        let from = asked_ms / 1000;
+        let report = crate::dash::hls_js(
+            "hls.js on the MP4 DVR window",
+            &format!(
+                "http://{}/live/mp4rec/index.m3u8?from={from}&dur=30",
+                server.http
+            ),
+            10,
+            "default",
+            &[],
             Duration::from_secs(90),
         );
-        let report = run.json_report("hls.js on the MP4 DVR window");
         assert_eq!(report["ok"], true, "{report:#}");
         assert!(
             report["played"].as_f64().unwrap_or(0.0) >= 7.0,

@@ -239,17 +239,14 @@ fn a_ladder_is_a_master_playlist_of_aligned_renditions_that_survives_its_ffmpeg(
 
     // hls.js plays the ladder and switches level on request: lowest, middle, highest.
     if browser.is_some() {
-        let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/browser/hlsplay.mjs");
-        let run = proc::run(
-            std::process::Command::new("node")
-                .arg(script)
-                .arg(format!("http://{}/live/abr/index.m3u8", server.http))
-                .arg("14")
-                .arg("abr"),
+        let report = crate::dash::hls_js(
+            "hls.js",
+            &format!("http://{}/live/abr/index.m3u8", server.http),
+            14,
+            "abr",
+            &[],
             Duration::from_secs(120),
         );
-        let report = run.json_report("hls.js");
         assert_eq!(report["ok"], true, "{report:#}");
         assert_eq!(report["levels"], 3, "{report:#}");
         let switched: Vec<u64> = report["switched"]
