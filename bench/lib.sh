@@ -4,11 +4,12 @@
 # calls bench_cleanup from its EXIT trap. Knobs read here:
 #   BUILD=0          use the binaries in target/release as they are (no cargo build)
 #   FERROCAST=PATH   the server binary to measure (default target/release/ferrocast)
+#   BENCH=PATH       the load tool binary (default target/release/ferrocast-bench)
 #   FIXTURE=PATH     an FLV to publish instead of the generated 20 s 720p30 fixture
 
 SERVER_PID=""
 FERROCAST="${FERROCAST:-$ROOT/target/release/ferrocast}"
-BENCH="$ROOT/target/release/ferrocast-bench"
+BENCH="${BENCH:-$ROOT/target/release/ferrocast-bench}"
 
 stop_pid() { # pid
     if [[ -n "$1" ]] && kill -0 "$1" 2>/dev/null; then
