@@ -797,6 +797,15 @@ impl OutQueue {
         }
     }
 
+    /// Frees the rest of the scratch block once everything is written. For queues that
+    /// carry a few control messages and then sit idle (a fan-out player's), where thousands
+    /// of players would each keep a block for nothing.
+    pub fn release_idle(&mut self) {
+        if self.pieces.is_empty() && self.scratch.capacity() > 0 {
+            self.scratch = BytesMut::new();
+        }
+    }
+
     /// Moves everything queued in `other` behind what is queued here.
     pub fn append(&mut self, other: &mut OutQueue) {
         self.len += other.len;
@@ -1467,6 +1476,22 @@ mod tests {
         q.advance(100);
         assert!(q.is_empty());
         assert_eq!(q.pieces(), 0);
+    }
+
+    #[test]
+    fn an_idle_queue_gives_its_scratch_block_back() {
+        let mut q = OutQueue::new();
+        q.push_small(b"status");
+        assert!(q.scratch.capacity() > 0);
+        // Still queued: the block stays.
+        q.release_idle();
+        assert!(q.scratch.capacity() > 0);
+        q.advance(6);
+        q.release_idle();
+        assert_eq!(q.scratch.capacity(), 0);
+        // And it is allocated again when needed.
+        q.push_small(b"again");
+        assert_eq!(q.len_bytes(), 5);
     }
 
     #[test]

@@ -282,13 +282,13 @@ impl Server {
                 debug!(%peer, error = %e, "set_nodelay failed");
             }
             let id = self.hub.next_connection_id();
-            let conn = Conn::new(socket, peer, id, &self);
+            let mut conn = Conn::new(socket, peer, id, &self);
             let shutdown = shutdown.clone();
             let span = info_span!("rtmp", %peer, conn = id, code = tracing::field::Empty);
             tracker.spawn(
                 async move {
                     conn.serve(shutdown).await;
-                    drop((permit, limit));
+                    drop((conn, permit, limit));
                 }
                 .instrument(span),
             );
@@ -360,8 +360,10 @@ impl Server {
                         }
                     };
                     let pump = tokio::spawn(pump_tls(tls, outer));
-                    Conn::new(inner, peer, id, &server).serve(shutdown).await;
-                    // The RTMP side closed; the pump sees EOF, sends close_notify and ends.
+                    let mut conn = Conn::new(inner, peer, id, &server);
+                    conn.serve(shutdown).await;
+                    // Closing the RTMP side: the pump sees EOF, sends close_notify and ends.
+                    drop(conn);
                     let _ = pump.await;
                     drop((permit, limit));
                 }
@@ -757,7 +759,10 @@ impl<S: Socket> Conn<S> {
         }
     }
 
-    async fn serve(self, shutdown: CancellationToken) {
+    /// Serves the connection to its end. By reference, not by value: an async fn keeps its
+    /// by-value arguments besides its body's copy, and thousands of connection tasks would
+    /// each carry the connection twice more.
+    async fn serve(&mut self, shutdown: CancellationToken) {
         match self.run(shutdown).await {
             Ok(()) => debug!("connection closed"),
             Err(ConnError::Io(e)) => debug!(error = %e, "connection ended"),
@@ -766,7 +771,7 @@ impl<S: Socket> Conn<S> {
         }
     }
 
-    async fn run(mut self, shutdown: CancellationToken) -> Result<(), ConnError> {
+    async fn run(&mut self, shutdown: CancellationToken) -> Result<(), ConnError> {
         let handshake_deadline = Instant::now() + self.config.handshake_timeout;
         // A child token per connection: polling a token locks its tree node, and the root is
         // shared by every connection. Pinned once: re-creating the future would register and
@@ -783,7 +788,7 @@ impl<S: Socket> Conn<S> {
             match self.wait(cancelled.as_mut(), handshake_deadline).await {
                 Wake::Shutdown => {
                     debug!("server shutting down");
-                    self.say_goodbye().await;
+                    Box::pin(self.say_goodbye()).await;
                     return Ok(());
                 }
                 Wake::Deadline => {
@@ -821,7 +826,7 @@ impl<S: Socket> Conn<S> {
                         } if *at <= now => {
                             let id = *stream_id;
                             info!("no publisher within the play wait timeout");
-                            self.stop_playing().await;
+                            Box::pin(self.stop_playing()).await;
                             self.session.reject_play(id, "stream not found");
                             self.closing = true;
                         }
@@ -1040,8 +1045,10 @@ impl<S: Socket> Conn<S> {
     async fn events(&mut self) -> Result<(), ConnError> {
         let mut outputs = Vec::new();
         while let Some(ev) = self.session.poll_event() {
+            // The rare steps (admission and its hooks, leaving, pause) run boxed: inline, their
+            // futures would size every connection's task, thousands of players, for its life.
             match ev {
-                SessionEvent::ConnectRequest(info) => self.on_connect(info).await?,
+                SessionEvent::ConnectRequest(info) => Box::pin(self.on_connect(info)).await?,
                 SessionEvent::PublishRequest {
                     stream_id,
                     name,
@@ -1061,7 +1068,7 @@ impl<S: Socket> Conn<S> {
                         publish_type: kind,
                         ..CommandArgs::default()
                     };
-                    self.on_publish(stream_id, name, args, command).await?
+                    Box::pin(self.on_publish(stream_id, name, args, command)).await?
                 }
                 SessionEvent::PlayRequest {
                     stream_id,
@@ -1086,7 +1093,7 @@ impl<S: Socket> Conn<S> {
                         reset,
                         ..CommandArgs::default()
                     };
-                    self.on_play(stream_id, name, args, command).await?
+                    Box::pin(self.on_play(stream_id, name, args, command)).await?
                 }
                 SessionEvent::Metadata(meta) => {
                     if let Role::Publishing {
@@ -1107,7 +1114,9 @@ impl<S: Socket> Conn<S> {
                         ingest.video(timestamp, &payload, &mut outputs)?;
                     }
                 }
-                SessionEvent::StreamClosed { stream_id } => self.on_stream_closed(stream_id).await,
+                SessionEvent::StreamClosed { stream_id } => {
+                    Box::pin(self.on_stream_closed(stream_id)).await
+                }
                 SessionEvent::Pause { stream_id, paused } => {
                     if self.playing_on(stream_id) {
                         debug!(paused, "player paused or unpaused");
@@ -1117,7 +1126,7 @@ impl<S: Socket> Conn<S> {
                         } else {
                             Change::Resume
                         };
-                        self.forward(Some(change)).await?;
+                        Box::pin(self.forward(Some(change))).await?;
                     }
                 }
                 SessionEvent::Receive {
@@ -1127,7 +1136,7 @@ impl<S: Socket> Conn<S> {
                 } => {
                     if self.playing_on(stream_id) {
                         debug!(video, on, "player chose its tracks");
-                        self.forward(Some(Change::Receive { video, on })).await?;
+                        Box::pin(self.forward(Some(Change::Receive { video, on }))).await?;
                     }
                 }
             }

@@ -699,6 +699,7 @@ fn pump(ring: &mut Ring, m: &mut Member) -> bool {
     loop {
         fill(ring, m);
         if m.w.out().is_empty() {
+            m.w.out().release_idle();
             break;
         }
         let out = m.w.out();
