@@ -682,7 +682,8 @@ pub struct RtmpConfig {
     pub publisher_timeout: Duration,
     /// Most RTMP connections at once.
     pub max_connections: usize,
-    /// Longest time a player's frames may wait to be merged into one write.
+    /// Longest time a player's frames may wait to be merged into one write; 0 (the default)
+    /// writes each frame at once.
     #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub play_coalesce: Duration,
     /// Readers of one stream at which the merge window reaches `play_coalesce`.
@@ -875,7 +876,7 @@ impl Default for RtmpConfig {
             idle_timeout: Duration::from_secs(5),
             publisher_timeout: Duration::from_secs(10),
             max_connections: 10_000,
-            play_coalesce: Duration::from_millis(10),
+            play_coalesce: Duration::ZERO,
             play_coalesce_readers: 200,
             play_group_size: 512,
         }
