@@ -78,8 +78,8 @@ impl From<inputs::StreamInputs> for InputsRuntimeView {
                 .into_iter()
                 .map(|i| InputStatusView {
                     index: i.index,
-                    // An edge's pull of another node carries the cluster key.
-                    url: cluster::masked(&i.url),
+                    // Masked by the input manager, an edge pull's cluster key included.
+                    url: i.url,
                     kind: i.kind,
                     priority: i.priority,
                     enabled: i.enabled,

@@ -18,7 +18,7 @@ mod registry;
 
 pub use admission::{Pulls, admission};
 pub use edge_http::{Cut, EdgeHttp, Fetch, FetchReader, Head, MAX_IN_FLIGHT};
-pub use registry::{CLUSTER_ARG, Claim, KillError, Registry, RegistryConfig, StreamPlaces, masked};
+pub use registry::{CLUSTER_ARG, Claim, KillError, Registry, RegistryConfig, StreamPlaces};
 /// The method of an API call to another node ([`EdgeHttp::ask`]).
 pub use reqwest::Method;
 

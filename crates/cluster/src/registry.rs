@@ -148,16 +148,6 @@ fn random_hex() -> Option<String> {
     Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// `url` with the cluster key's value hidden, as logs and the API show it.
-pub fn masked(url: &str) -> String {
-    let needle = format!("{CLUSTER_ARG}=");
-    let Some(at) = url.find(&needle).map(|i| i + needle.len()) else {
-        return url.to_owned();
-    };
-    let end = url[at..].find('&').map_or(url.len(), |i| at + i);
-    format!("{}****{}", &url[..at], &url[end..])
-}
-
 /// The two URLs of a node key's value.
 fn split_urls(value: &str) -> Option<(String, String)> {
     let (rtmp, http) = value.split_once(' ')?;
@@ -380,15 +370,10 @@ impl Registry {
         if let Some(key) = lock(&self.inner.key).clone() {
             return Some(key);
         }
-        let key_name = format!("{}key", self.inner.config.prefix);
         let mut cmd = redis::cmd("SET");
-        cmd.arg(&key_name).arg(random_hex()?).arg("NX");
+        cmd.arg(self.key_name()).arg(random_hex()?).arg("NX");
         self.call::<Option<String>>(&cmd).await?;
-        let mut cmd = redis::cmd("GET");
-        cmd.arg(&key_name);
-        let key = self.call::<Option<String>>(&cmd).await.flatten()?;
-        *lock(&self.inner.key) = Some(key.clone());
-        Some(key)
+        self.read_cluster_key().await
     }
 
     /// The cluster key read from Redis again, at most once a second (`None` otherwise): a
@@ -401,8 +386,13 @@ impl Registry {
             }
             *at = Some(Instant::now());
         }
+        self.read_cluster_key().await
+    }
+
+    /// Reads the cluster key from Redis and keeps it.
+    async fn read_cluster_key(&self) -> Option<String> {
         let mut cmd = redis::cmd("GET");
-        cmd.arg(format!("{}key", self.inner.config.prefix));
+        cmd.arg(self.key_name());
         let key = self.call::<Option<String>>(&cmd).await.flatten()?;
         *lock(&self.inner.key) = Some(key.clone());
         Some(key)
@@ -411,6 +401,10 @@ impl Registry {
     /// The cluster key if [`Registry::cluster_key`] read it already.
     pub fn known_cluster_key(&self) -> Option<String> {
         lock(&self.inner.key).clone()
+    }
+
+    fn key_name(&self) -> String {
+        format!("{}key", self.inner.config.prefix)
     }
 
     fn nodes_key(&self) -> String {
@@ -678,7 +672,7 @@ impl Registry {
             // nodes started since agree with the running ones.
             if let Some(key) = self.known_cluster_key() {
                 pipe.cmd("SET")
-                    .arg(format!("{}key", self.inner.config.prefix))
+                    .arg(self.key_name())
                     .arg(key)
                     .arg("NX")
                     .ignore();

@@ -167,8 +167,8 @@ const SECRET_KEYS: &[&str] = &[
     "sig",
     "signature",
     "streamid",
-    // A cluster edge's pull of another node (cluster::CLUSTER_ARG).
-    "ferrocast_cluster",
+    // A cluster edge's pull of another node carries the cluster key.
+    hub::INTERNAL_ARG,
 ];
 
 /// The URL with its secrets hidden, for the API, logs and events: `user:password@`, secret
@@ -296,6 +296,11 @@ mod tests {
         );
         assert_eq!(masked("publish://"), "publish://");
         assert_eq!(masked("file:///srv/a.mp4"), "file:///srv/a.mp4");
+        // A cluster edge's pull: the cluster key is hidden like any secret.
+        assert_eq!(
+            masked("rtmp://o/live/cam?ferrocast_cluster=0123abcd&x=1"),
+            "rtmp://o/live/****?ferrocast_cluster=****&x=1"
+        );
     }
 
     #[test]

@@ -294,29 +294,31 @@ fn a_stream_published_on_one_node_plays_from_the_others_and_has_one_publisher() 
     Api::new(nodes[2].http)
         .delete(&format!("sessions/{id}?node=nowhere"))
         .error(404, "NOT_FOUND", &["nowhere"]);
+    // Waits until the node's own sessions (`query` narrowing them) list a reader.
+    let reader_listed = |what: &str, http, query: &str| {
+        wait_until(what, Duration::from_secs(10), || {
+            Api::new(http)
+                .sessions(query)
+                .iter()
+                .any(|s| s["role"] == "reader")
+                .then_some(())
+        })
+    };
     let reader = player(
         &nodes[1],
         "reader on b",
         &nodes[1].rtmp_url("main"),
         "reader-b2",
     );
-    wait_until("the new reader on b", Duration::from_secs(10), || {
-        Api::new(nodes[1].http)
-            .sessions("?stream=main&protocol=rtmp&scope=node")
-            .iter()
-            .any(|s| s["role"] == "reader")
-            .then_some(())
-    });
+    reader_listed(
+        "the new reader on b",
+        nodes[1].http,
+        "?stream=main&protocol=rtmp&scope=node",
+    );
     // And one on c, over HTTP-FLV.
     let flv = format!("http://{}/live/main.flv", nodes[2].http);
     let mut flv_reader = player(&nodes[2], "reader on c", &flv, "reader-c");
-    wait_until("the reader on c", Duration::from_secs(10), || {
-        Api::new(nodes[2].http)
-            .sessions("?stream=main&scope=node")
-            .iter()
-            .any(|s| s["role"] == "reader")
-            .then_some(())
-    });
+    reader_listed("the reader on c", nodes[2].http, "?stream=main&scope=node");
     // a dies (SIGKILL): the readers on b and c end, the edges' pulls having lost their origin.
     drop(publisher);
     drop(nodes.remove(0));
