@@ -1,10 +1,11 @@
 //! SRT for ferrocast: one UDP listener whose stream id routes each caller to ingest
 //! (SRT → MPEG-TS demux → hub) or play (hub → MPEG-TS mux → SRT).
 //!
-//! The SRT implementation (`srt-tokio`, dormant since 2024) sits behind [`MediaSocket`], so
-//! ingest and play are tested without it and it can be replaced without touching them. Players
-//! of one stream share one TS mux ([`feed`]).
+//! The SRT protocol is srt-protocol's sans-I/O state machines, driven by our own socket layer
+//! ([`endpoint`]); ingest and play see it through [`MediaSocket`], so they are tested without
+//! a network. Players of one stream share one TS mux ([`feed`]).
 
+pub mod endpoint;
 pub mod feed;
 pub mod ingest;
 pub mod listener;
@@ -24,8 +25,6 @@ use std::time::Duration;
 pub const TS_PER_PAYLOAD: usize = 7;
 /// Bytes in one SRT payload.
 pub const PAYLOAD_SIZE: usize = TS_PER_PAYLOAD * 188;
-/// Longest a batch may wait on the SRT sender queue; a peer that stalls longer is dropped.
-const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest a graceful close may take before the socket is simply dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -38,9 +37,6 @@ pub enum Error {
     /// The configured passphrase is not 10..=79 bytes (SRT's `SRTO_PASSPHRASE` rule).
     #[error("srt passphrase must be 10..=79 bytes, got {0}")]
     Passphrase(usize),
-    /// The peer stopped taking data for longer than the send timeout.
-    #[error("srt peer stalled for {0:?}")]
-    SendTimeout(Duration),
 }
 
 /// The connected-socket operations ingest and play need: whole SRT payloads in and out.
@@ -53,37 +49,25 @@ pub trait MediaSocket: Send {
     fn close(&mut self) -> impl Future<Output = ()> + Send;
 }
 
-impl MediaSocket for srt_tokio::SrtSocket {
+impl MediaSocket for endpoint::Conn {
     async fn recv(&mut self) -> Option<io::Result<Bytes>> {
-        use futures_util::StreamExt;
-        self.next().await.map(|r| r.map(|(_, b)| b))
+        endpoint::Conn::recv(self).await.map(Ok)
     }
 
     async fn send_batch(&mut self, payloads: &[Bytes]) -> io::Result<()> {
-        use futures_util::SinkExt;
-        // One source time per batch: the payloads of a burst were muxed together, and
-        // srt-tokio stamps each packet from it (TSBPD) anyway.
-        let now = std::time::Instant::now();
-        // `feed` queues without flushing, so the connection task is woken once per batch
-        // instead of once per payload; the queue (128 items) still bounds what is in flight.
-        let queue = async {
-            for p in payloads {
-                SinkExt::feed(self, (now, p.clone())).await?;
-            }
-            SinkExt::flush(self).await
-        };
-        match tokio::time::timeout(SEND_TIMEOUT, queue).await {
-            Ok(r) => r,
-            Err(_) => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                Error::SendTimeout(SEND_TIMEOUT),
-            )),
+        if !self.is_open() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "srt connection closed",
+            ));
         }
+        // Never waits: the SRT send buffer is bounded, and a peer too slow for it loses what
+        // is older than its latency (too-late drop) or times out.
+        self.send(payloads);
+        Ok(())
     }
 
     async fn close(&mut self) {
-        use futures_util::SinkExt;
-        // Data in flight at close can be lost (a known srt-tokio limit); bounded either way.
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, SinkExt::close(self)).await;
+        endpoint::Conn::close(self, CLOSE_TIMEOUT).await
     }
 }

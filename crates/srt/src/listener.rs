@@ -2,15 +2,14 @@
 //! against the hub *before* the handshake completes, so a refused caller gets an SRT reject
 //! reason instead of a connection that is accepted and then dropped.
 
+use crate::endpoint::{ConnectionRequest, Endpoint};
 use crate::feed::Feeds;
 use crate::route::{self, Route, RouteError};
 use crate::{Error, ingest, play};
-use futures_util::StreamExt;
 use hub::{AccessRequest, Action, Admit, Hub, PublishError, PublisherMeta, ReaderMeta};
-use srt_protocol::options::{ByteCount, KeySize, Passphrase};
+use srt_protocol::options::{ByteCount, KeySize, Passphrase, SocketOptions};
 use srt_protocol::packet::{CoreRejectReason, RejectReason, ServerRejectReason};
-use srt_protocol::settings::KeySettings;
-use srt_tokio::{ConnectionRequest, SrtIncoming, SrtListener};
+use srt_protocol::settings::{ConnInitSettings, KeySettings};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,25 +47,15 @@ impl Default for ServerConfig {
 }
 
 /// A bound SRT listener, ready for [`Server::run`].
+#[derive(Debug)]
 pub struct Listener {
-    // Dropping the listener stops its packet loop, so it is kept beside the incoming stream.
-    _listener: SrtListener,
-    incoming: SrtIncoming,
-    local_addr: SocketAddr,
-}
-
-impl std::fmt::Debug for Listener {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Listener")
-            .field("local_addr", &self.local_addr)
-            .finish()
-    }
+    endpoint: Endpoint,
 }
 
 impl Listener {
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.endpoint.local_addr()
     }
 }
 
@@ -82,14 +71,12 @@ const SEND_BUFFER_BYTES: u64 = 8192 * 1456;
 /// Binds the SRT listener on `addr` (separate from [`Server::run`] so that a port in use is
 /// reported at start-up).
 pub async fn bind(addr: SocketAddr, latency: Duration) -> io::Result<Listener> {
-    let builder = SrtListener::builder()
-        .latency(latency)
-        .set(|o| o.sender.buffer_size = ByteCount(SEND_BUFFER_BYTES));
-    let (listener, incoming) = builder.bind(addr).await?;
+    let mut options = SocketOptions::default();
+    options.sender.peer_latency = latency;
+    options.receiver.latency = latency;
+    options.sender.buffer_size = ByteCount(SEND_BUFFER_BYTES);
     Ok(Listener {
-        _listener: listener,
-        incoming,
-        local_addr: addr,
+        endpoint: Endpoint::bind(addr, ConnInitSettings::from(options))?,
     })
 }
 
@@ -124,11 +111,7 @@ impl Server {
     }
 
     /// Serves callers until `shutdown`, then waits for every connection to close.
-    pub async fn run(
-        self,
-        mut listener: Listener,
-        shutdown: CancellationToken,
-    ) -> Result<(), Error> {
+    pub async fn run(self, listener: Listener, shutdown: CancellationToken) -> Result<(), Error> {
         // Where clients find this server, for the API's URL list, while it runs.
         let _announced = self.hub.announce_listener(hub::ListenerInfo {
             protocol: "srt",
@@ -137,10 +120,19 @@ impl Server {
         });
         let tracker = self.tracker.clone();
         let permits = Arc::new(Semaphore::new(self.config.max_connections));
+        // The socket outlives the connections: they close through it after `shutdown`.
+        let (requests, mut incoming) = tokio::sync::mpsc::channel(64);
+        let stop_endpoint = CancellationToken::new();
+        let endpoint = tokio::spawn(
+            listener
+                .endpoint
+                .run(requests, stop_endpoint.clone())
+                .instrument(info_span!("srt endpoint")),
+        );
         loop {
             let request = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                r = listener.incoming.incoming().next() => match r {
+                r = incoming.recv() => match r {
                     Some(r) => r,
                     None => break,
                 },
@@ -164,11 +156,11 @@ impl Server {
                 .instrument(span),
             );
         }
+        drop(incoming);
         tracker.close();
         tracker.wait().await;
-        // `SrtListener::close` unwraps its task's result and panics if that task died;
-        // dropping the listener stops it without that risk.
-        drop(listener);
+        stop_endpoint.cancel();
+        let _ = endpoint.await;
         Ok(())
     }
 
@@ -178,7 +170,7 @@ impl Server {
         peer: SocketAddr,
         shutdown: CancellationToken,
     ) {
-        let stream_id = request.stream_id().map(|s| s.to_string());
+        let stream_id = request.stream_id().map(str::to_owned);
         let route = match route::parse(stream_id.as_deref(), &self.config.app) {
             Ok(r) => r,
             Err(e) => {

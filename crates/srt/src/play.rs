@@ -9,10 +9,6 @@ use tracing::debug;
 
 /// Feed items sent per wake-up, so one burst (the GOP cache) is paced by the socket.
 const MAX_BATCH: usize = 64;
-/// Pause before the first payload. srt-tokio sends the handshake response from its listener
-/// task and our data from the connection's task, so data can overtake the response; libsrt
-/// then drops it and logs "received DATA while HANDSHAKE expected" (ffmpeg prints that).
-const HANDSHAKE_HEAD_START: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Why a play ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,7 +46,6 @@ pub async fn run<S: MediaSocket>(
     let kill = seat.kill_token();
     let meter = seat.meter();
     let mut batch: Vec<Bytes> = Vec::with_capacity(MAX_BATCH);
-    tokio::time::sleep(HANDSHAKE_HEAD_START).await;
     let end = loop {
         let first = tokio::select! {
             _ = shutdown.cancelled() => break PlayEnd::Shutdown,
