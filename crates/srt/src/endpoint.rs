@@ -4,9 +4,10 @@
 //! srt-tokio ran a listener task and a task per connection, and a payload crossed two channels
 //! and two tasks on its way out: the player's task, then its connection's. Here one endpoint
 //! task reads the socket, answers handshakes through srt-protocol's [`MultiplexListener`] and
-//! passes each open connection's packets to that connection's queue; a [`Conn`] is driven
-//! inline by the task that uses it (ingest, or a stream's players), which writes its packets
-//! straight to the shared socket.
+//! passes each open connection's packets to a queue: a publisher's own ([`Conn`], driven by its
+//! ingest task), or the one its stream's players share ([`Link`]s driven together by the
+//! stream's feed task, see [`crate::play`]). Those tasks write their packets straight to the
+//! shared socket through an [`Outbox`].
 //!
 //! The handshake's last response is sent before the connection is handed over, so data can
 //! never overtake it (with srt-tokio, libsrt callers dropped the first data packets).
@@ -20,7 +21,7 @@ use srt_protocol::listener::{
 use srt_protocol::options::KeySize;
 use srt_protocol::packet::{Packet, ReceivePacketError, RejectReason, ServerRejectReason};
 use srt_protocol::settings::{ConnInitSettings, KeySettings};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Cursor};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,6 +46,9 @@ const PENDING_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_PENDING: usize = 4096;
 /// Largest datagram read: an SRT packet is at most 1500 bytes, and a longer one is garbage.
 const MAX_DATAGRAM: usize = 2048;
+/// Datagrams an [`Outbox`] keeps while the socket is full; beyond that they are dropped (SRT
+/// retransmits what the peer reports lost).
+const MAX_STALLED: usize = 8192;
 /// Kernel buffers asked for the socket (capped by `net.core.[rw]mem_max`): a GOP burst to a
 /// few dozen players must not overflow them.
 const UDP_BUFFER: usize = 4 << 20;
@@ -85,7 +89,9 @@ impl Endpoint {
     /// first half to `requests`.
     pub async fn run(self, requests: mpsc::Sender<ConnectionRequest>, stop: CancellationToken) {
         let (responses, mut response_rx) = mpsc::channel(REQUEST_QUEUE);
+        let (left, mut left_rx) = mpsc::unbounded_channel();
         let mut state = State {
+            left,
             listener: MultiplexListener::new(Instant::now(), self.local_addr, self.settings),
             socket: self.socket,
             ipv6: self.local_addr.is_ipv6(),
@@ -110,8 +116,16 @@ impl Endpoint {
                     }
                     state.read_batch(&mut buf);
                 }
-                Some((id, response)) = response_rx.recv() => {
+                Some((id, response, queue)) = response_rx.recv() => {
+                    if let (Some(q), Some(a)) = (queue, state.awaiting.get_mut(&id)) {
+                        a.1 = Some(q);
+                    }
                     state.step(Instant::now(), Input::AccessResponse(Some((id, response))));
+                }
+                Some(addr) = left_rx.recv() => {
+                    if state.open.remove(&addr).is_some() {
+                        state.forget(Instant::now(), SessionId(addr));
+                    }
                 }
                 _ = sweep.tick() => state.sweep(Instant::now()),
             }
@@ -121,12 +135,26 @@ impl Endpoint {
     }
 }
 
-/// Where an accepted connection goes: its state machine and its queue of packets.
+/// Where the endpoint puts an open connection's packets.
+pub type PacketQueue = mpsc::Sender<(Packet, SocketAddr)>;
+
+/// A queue for the packets of connections driven together (accepted with
+/// [`ConnectionRequest::accept_into`]).
+pub fn packet_queue(capacity: usize) -> (PacketQueue, mpsc::Receiver<(Packet, SocketAddr)>) {
+    mpsc::channel(capacity)
+}
+
+/// Where an accepted connection goes: its state machine, and its own queue of packets unless
+/// it shares one.
 #[derive(Debug)]
 struct Opened {
     connection: Connection,
-    packets: mpsc::Receiver<(Packet, SocketAddr)>,
+    packets: Option<mpsc::Receiver<(Packet, SocketAddr)>>,
+    left: mpsc::UnboundedSender<SocketAddr>,
 }
+
+/// Answers to callers: the decision, and the queue an accepted connection's packets go to.
+type Response = (SessionId, AccessControlResponse, Option<PacketQueue>);
 
 /// The endpoint task's state.
 struct State {
@@ -134,11 +162,14 @@ struct State {
     socket: Arc<UdpSocket>,
     ipv6: bool,
     requests: mpsc::Sender<ConnectionRequest>,
-    responses: mpsc::Sender<(SessionId, AccessControlResponse)>,
-    /// Callers waiting for the server's answer, and where their connection goes.
-    awaiting: HashMap<SessionId, oneshot::Sender<Opened>>,
-    /// Open connections by peer address.
-    open: HashMap<SocketAddr, mpsc::Sender<(Packet, SocketAddr)>>,
+    responses: mpsc::Sender<Response>,
+    /// Where connections report that they ended.
+    left: mpsc::UnboundedSender<SocketAddr>,
+    /// Callers waiting for the server's answer: where their connection goes, and the queue
+    /// it shares if it shares one.
+    awaiting: HashMap<SessionId, (oneshot::Sender<Opened>, Option<PacketQueue>)>,
+    /// Open connections' queues by peer address.
+    open: HashMap<SocketAddr, PacketQueue>,
     /// Sessions the listener holds that are not open, and when each started.
     pending: HashMap<SessionId, Instant>,
     out: BytesMut,
@@ -278,7 +309,7 @@ impl State {
         };
         match self.requests.try_send(request) {
             Ok(()) => {
-                self.awaiting.insert(id, tx);
+                self.awaiting.insert(id, (tx, None));
                 Ok(())
             }
             Err(e) => {
@@ -289,11 +320,18 @@ impl State {
     }
 
     fn open(&mut self, id: SessionId, connection: Connection) -> Result<(), ()> {
-        let tx = self.awaiting.remove(&id).ok_or(())?;
-        let (queue, packets) = mpsc::channel(CONN_QUEUE);
+        let (tx, shared) = self.awaiting.remove(&id).ok_or(())?;
+        let (queue, packets) = match shared {
+            Some(q) => (q, None),
+            None => {
+                let (q, rx) = mpsc::channel(CONN_QUEUE);
+                (q, Some(rx))
+            }
+        };
         tx.send(Opened {
             connection,
             packets,
+            left: self.left.clone(),
         })
         .map_err(|_| ())?;
         self.open.insert(id.0, queue);
@@ -325,7 +363,7 @@ impl State {
             .iter()
             .filter(|(id, since)| {
                 now.duration_since(**since) > PENDING_TIMEOUT
-                    && self.awaiting.get(id).is_none_or(|tx| tx.is_closed())
+                    && self.awaiting.get(id).is_none_or(|(tx, _)| tx.is_closed())
             })
             .map(|(id, _)| *id)
             .collect();
@@ -346,7 +384,7 @@ impl State {
 pub struct ConnectionRequest {
     request: AccessControlRequest,
     id: SessionId,
-    responses: mpsc::Sender<(SessionId, AccessControlResponse)>,
+    responses: mpsc::Sender<Response>,
     opened: oneshot::Receiver<Opened>,
     socket: Arc<UdpSocket>,
 }
@@ -367,11 +405,37 @@ impl ConnectionRequest {
         self.request.key_size
     }
 
-    /// Completes the handshake (with `key` for an encrypted connection).
+    /// Completes the handshake (with `key` for an encrypted connection); the connection gets
+    /// its own packet queue, for a task that drives it alone.
     pub async fn accept(self, key: Option<KeySettings>) -> io::Result<Conn> {
+        let socket = self.socket.clone();
+        let (link, packets) = self.complete(key, None).await?;
+        let packets = packets.ok_or_else(|| io::Error::other("srt connection without a queue"))?;
+        Ok(Conn {
+            outbox: Outbox::new(socket),
+            link,
+            packets,
+        })
+    }
+
+    /// Completes the handshake; the connection's packets go to `queue`, which the task that
+    /// drives it and others reads.
+    pub async fn accept_into(
+        self,
+        key: Option<KeySettings>,
+        queue: PacketQueue,
+    ) -> io::Result<Link> {
+        Ok(self.complete(key, Some(queue)).await?.0)
+    }
+
+    async fn complete(
+        self,
+        key: Option<KeySettings>,
+        queue: Option<PacketQueue>,
+    ) -> io::Result<(Link, Option<mpsc::Receiver<(Packet, SocketAddr)>>)> {
         let gone = || io::Error::new(io::ErrorKind::NotConnected, "srt endpoint stopped");
         self.responses
-            .send((self.id, AccessControlResponse::Accepted(key)))
+            .send((self.id, AccessControlResponse::Accepted(key), queue))
             .await
             .map_err(|_| gone())?;
         // A wrong passphrase ends in a rejection, which drops the sender.
@@ -381,46 +445,48 @@ impl ConnectionRequest {
                 "srt handshake not completed",
             )
         })?;
-        Ok(Conn::new(opened, self.socket))
+        let link = Link {
+            conn: DuplexConnection::new(opened.connection),
+            socket: self.socket,
+            left: opened.left,
+        };
+        Ok((link, opened.packets))
     }
 
     /// Refuses the caller with `reason`.
     pub async fn reject(self, reason: RejectReason) -> io::Result<()> {
         self.responses
-            .send((self.id, AccessControlResponse::Rejected(reason)))
+            .send((self.id, AccessControlResponse::Rejected(reason), None))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::NotConnected, "srt endpoint stopped"))
     }
 }
 
-/// One open SRT connection, driven by the task that owns it.
+/// One open SRT connection's state machine: sans-I/O, apart from knowing its socket.
 ///
-/// Every method is cancel-safe: the state lives in `self`, and the only awaits are on timers,
-/// the packet queue and socket readiness.
+/// Dropping it tells the endpoint to forget the connection.
 #[derive(Debug)]
-pub struct Conn {
+pub struct Link {
     conn: DuplexConnection,
     socket: Arc<UdpSocket>,
-    packets: mpsc::Receiver<(Packet, SocketAddr)>,
-    out: BytesMut,
-    /// Where the serialized packet in `out` goes, when the socket had no room for it.
-    stalled: Option<SocketAddr>,
+    left: mpsc::UnboundedSender<SocketAddr>,
 }
 
-impl Conn {
-    fn new(opened: Opened, socket: Arc<UdpSocket>) -> Conn {
-        Conn {
-            conn: DuplexConnection::new(opened.connection),
-            socket,
-            packets: opened.packets,
-            out: BytesMut::with_capacity(MAX_DATAGRAM),
-            stalled: None,
-        }
+impl Drop for Link {
+    fn drop(&mut self) {
+        let _ = self.left.send(self.conn.settings().remote);
     }
+}
 
+impl Link {
     /// The peer's address.
     pub fn remote(&self) -> SocketAddr {
         self.conn.settings().remote
+    }
+
+    /// The shared socket, for an [`Outbox`].
+    pub fn socket(&self) -> &Arc<UdpSocket> {
+        &self.socket
     }
 
     /// Whether the connection is still open.
@@ -428,26 +494,158 @@ impl Conn {
         self.conn.is_open()
     }
 
-    /// Queues `payloads` (each at most one SRT payload) and sends what the sender allows.
-    pub fn send(&mut self, payloads: &[Bytes]) {
-        let now = Instant::now();
+    /// Queues `payloads` (each at most one SRT payload); [`Link::poll`] sends them.
+    pub fn push(&mut self, now: Instant, payloads: &[Bytes]) {
         for p in payloads {
             self.conn.handle_data_input(now, Some((now, p.clone())));
         }
-        self.conn.check_timers(now);
-        self.flush(now);
+    }
+
+    /// Starts a graceful close: what is queued is sent, then a shutdown.
+    pub fn close(&mut self, now: Instant) {
+        if self.conn.is_open() {
+            self.conn.handle_data_input(now, None);
+        }
+    }
+
+    /// Takes in a packet from the peer.
+    pub fn handle(&mut self, now: Instant, packet: (Packet, SocketAddr)) {
+        self.conn.handle_packet_input(now, Ok(packet));
+    }
+
+    /// The packet queue is gone (the endpoint stopped): the connection closes.
+    pub fn handle_gone(&mut self, now: Instant) {
+        let gone = io::Error::new(io::ErrorKind::NotConnected, "srt endpoint stopped");
+        self.conn
+            .handle_packet_input(now, Err(ReceivePacketError::Io(gone)));
+    }
+
+    /// Runs due timers and writes what the connection has to send to `out`; returns when it
+    /// next needs a call.
+    pub fn poll(&mut self, now: Instant, out: &mut Outbox) -> Instant {
+        let next = self.conn.check_timers(now);
+        while let Some((packet, to)) = self.conn.next_packet(now) {
+            out.send(&packet, to);
+        }
+        next
+    }
+
+    /// The peer's next payload, if one is due.
+    pub fn next_data(&mut self, now: Instant) -> Option<Bytes> {
+        self.conn.next_data(now).map(|(_, data)| data)
+    }
+}
+
+/// Writes datagrams to the shared socket at once, and keeps them in order while it is full.
+#[derive(Debug)]
+pub struct Outbox {
+    socket: Arc<UdpSocket>,
+    scratch: BytesMut,
+    stalled: VecDeque<(Bytes, SocketAddr)>,
+    /// Datagrams dropped because too many were stalled.
+    dropped: u64,
+}
+
+impl Outbox {
+    /// An outbox writing to `socket`.
+    pub fn new(socket: Arc<UdpSocket>) -> Outbox {
+        Outbox {
+            socket,
+            scratch: BytesMut::with_capacity(MAX_DATAGRAM),
+            stalled: VecDeque::new(),
+            dropped: 0,
+        }
+    }
+
+    /// Sends `packet` to `to`, or keeps it if the socket is full.
+    pub fn send(&mut self, packet: &Packet, to: SocketAddr) {
+        self.scratch.clear();
+        packet.serialize(&mut self.scratch);
+        if self.stalled.is_empty() {
+            match self.socket.try_send_to(&self.scratch, to) {
+                Ok(_) => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // A lost datagram, as far as SRT is concerned: it retransmits.
+                Err(e) => {
+                    debug!(%to, error = %e, "srt packet not sent");
+                    return;
+                }
+            }
+        }
+        if self.stalled.len() >= MAX_STALLED {
+            self.dropped += 1;
+            return;
+        }
+        self.stalled
+            .push_back((Bytes::copy_from_slice(&self.scratch), to));
+    }
+
+    /// Whether datagrams wait for room in the socket.
+    pub fn is_stalled(&self) -> bool {
+        !self.stalled.is_empty()
+    }
+
+    /// Waits until the socket may take datagrams again, then sends what waited.
+    pub async fn unstall(&mut self) {
+        if self.socket.writable().await.is_err() {
+            self.stalled.clear();
+            return;
+        }
+        while let Some((data, to)) = self.stalled.front() {
+            match self.socket.try_send_to(data, *to) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                _ => {
+                    self.stalled.pop_front();
+                }
+            }
+        }
+        if self.dropped > 0 {
+            debug!(
+                dropped = std::mem::take(&mut self.dropped),
+                "srt datagrams dropped: socket full"
+            );
+        }
+    }
+}
+
+/// One open SRT connection driven alone by the task that owns it (a publisher).
+///
+/// Every method is cancel-safe: the state lives in `self`, and the only awaits are on timers,
+/// the packet queue and socket readiness.
+#[derive(Debug)]
+pub struct Conn {
+    link: Link,
+    outbox: Outbox,
+    packets: mpsc::Receiver<(Packet, SocketAddr)>,
+}
+
+impl Conn {
+    /// The peer's address.
+    pub fn remote(&self) -> SocketAddr {
+        self.link.remote()
+    }
+
+    /// Whether the connection is still open.
+    pub fn is_open(&self) -> bool {
+        self.link.is_open()
+    }
+
+    /// Queues `payloads` (each at most one SRT payload) and sends what the sender allows.
+    pub fn send(&mut self, payloads: &[Bytes]) {
+        let now = Instant::now();
+        self.link.push(now, payloads);
+        self.link.poll(now, &mut self.outbox);
     }
 
     /// Runs the connection until the peer's next payload; `None` once it is closed.
     pub async fn recv(&mut self) -> Option<Bytes> {
         loop {
             let now = Instant::now();
-            let deadline = self.conn.check_timers(now);
-            self.flush(now);
-            if let Some((_, data)) = self.conn.next_data(now) {
+            let deadline = self.link.poll(now, &mut self.outbox);
+            if let Some(data) = self.link.next_data(now) {
                 return Some(data);
             }
-            if !self.conn.is_open() {
+            if !self.link.is_open() {
                 return None;
             }
             self.wait(deadline).await;
@@ -456,10 +654,7 @@ impl Conn {
 
     /// Flushes what is queued and says goodbye, within `timeout`.
     pub async fn close(&mut self, timeout: Duration) {
-        let now = Instant::now();
-        if self.conn.is_open() {
-            self.conn.handle_data_input(now, None);
-        }
+        self.link.close(Instant::now());
         let _ = tokio::time::timeout(timeout, async { while self.recv().await.is_some() {} }).await;
     }
 
@@ -471,46 +666,20 @@ impl Conn {
                 let now = Instant::now();
                 match p {
                     Some(p) => {
-                        self.conn.handle_packet_input(now, Ok(p));
+                        self.link.handle(now, p);
                         // Whatever else queued meanwhile, in the same wake-up.
                         for _ in 0..RECV_BATCH {
                             match self.packets.try_recv() {
-                                Ok(p) => self.conn.handle_packet_input(now, Ok(p)),
+                                Ok(p) => self.link.handle(now, p),
                                 Err(_) => break,
                             }
                         }
                     }
-                    None => {
-                        let gone = io::Error::new(io::ErrorKind::NotConnected, "srt endpoint stopped");
-                        self.conn.handle_packet_input(now, Err(ReceivePacketError::Io(gone)));
-                    }
+                    None => self.link.handle_gone(now),
                 }
             }
-            _ = self.socket.writable(), if self.stalled.is_some() => {}
+            _ = self.outbox.unstall(), if self.outbox.is_stalled() => {}
             _ = tokio::time::sleep_until(deadline.into()) => {}
-        }
-    }
-
-    /// Writes the connection's outgoing packets until none is left or the socket is full.
-    fn flush(&mut self, now: Instant) {
-        if let Some(to) = self.stalled {
-            match self.socket.try_send_to(&self.out, to) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                _ => self.stalled = None,
-            }
-        }
-        while let Some((packet, to)) = self.conn.next_packet(now) {
-            self.out.clear();
-            packet.serialize(&mut self.out);
-            match self.socket.try_send_to(&self.out, to) {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.stalled = Some(to);
-                    return;
-                }
-                // A lost datagram, as far as SRT is concerned: it retransmits.
-                Err(e) => debug!(%to, error = %e, "srt packet not sent"),
-            }
         }
     }
 }

@@ -1,26 +1,37 @@
 //! One MPEG-TS mux per stream, shared by every SRT player of it.
 //!
 //! The first player of a code starts a feed: a task that reads the hub once, muxes each event
-//! into 188-byte packets and hands the same [`Bytes`] to every player through a bounded
-//! broadcast ring, so fifty players cost one mux, not fifty. The feed keeps the TS since the
-//! last keyframe, so a player that joins later starts at a keyframe with PAT/PMT first, as a
-//! hub subscriber starts at the GOP cache. A player that falls behind the ring skips to the
-//! next keyframe; nobody waits for it. The feed stops when its last player leaves.
+//! into 188-byte packets and hands the same [`Bytes`] to every player, so fifty players cost
+//! one mux, not fifty. The same task drives the players' SRT connections ([`crate::play`]).
+//! The feed keeps the TS since the last keyframe, so a player that joins later starts at a
+//! keyframe with PAT/PMT first, as a hub subscriber starts at the GOP cache. A player whose
+//! peer falls behind loses, in its own SRT send buffer, what is older than its latency; nobody
+//! waits for it. The feed stops when its last player leaves.
 
 use crate::PAYLOAD_SIZE;
+use crate::endpoint::{self, Link, PacketQueue};
+use crate::play::{Join, PlayEnd, Players};
 use bytes::{Bytes, BytesMut};
-use hub::{Event, Hub, Subscription};
+use hub::{Event, Hub, Seat, Subscription};
 use media::TrackKind;
 use mpegts::{PACKET_SIZE, TsMuxer};
+use srt_protocol::packet::Packet;
 use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use tokio::sync::broadcast;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info_span, warn};
 
-/// Hub events muxed per wake-up of the feed task, so the ring is locked once per burst.
+/// Hub events muxed per wake-up of the feed task.
 const MAX_BATCH: usize = 64;
+/// Control packets (ACKs, NAKs) from all players queued to the feed; a burst beyond it is
+/// dropped like a full UDP buffer's, and SRT recovers.
+const PACKET_QUEUE: usize = 8192;
+/// Control packets taken in per wake-up before the feed looks at its other work.
+const PACKET_BATCH: usize = 256;
 /// Longest a frame's last partial payload waits for the next frame's TS to fill it; small
 /// next to the SRT latency (120 ms by default), and about the gap between audio and video
 /// frames, so most tails are filled.
@@ -185,10 +196,9 @@ impl Packer {
     }
 }
 
-/// The shared side of a feed: the broadcast ring and the TS since the last sync point.
+/// The TS since the last sync point, for players that join.
 #[derive(Debug)]
 pub(crate) struct Ring {
-    tx: broadcast::Sender<Item>,
     /// Items from the last sync point on; empty while there is none or it outgrew the cap.
     gop: VecDeque<Item>,
     gop_bytes: usize,
@@ -198,11 +208,9 @@ pub(crate) struct Ring {
 }
 
 impl Ring {
-    /// A ring of `capacity` items whose GOP cache holds at most `gop_cap` bytes of TS.
-    pub(crate) fn new(capacity: usize, gop_cap: usize) -> Ring {
-        let (tx, _) = broadcast::channel(capacity.max(16));
+    /// A cache of at most `gop_cap` bytes of TS.
+    pub(crate) fn new(gop_cap: usize) -> Ring {
         Ring {
-            tx,
             gop: VecDeque::new(),
             gop_bytes: 0,
             gop_cap,
@@ -210,10 +218,9 @@ impl Ring {
         }
     }
 
-    /// Hands `item` to every player and keeps it for later joiners when it belongs to the
-    /// current GOP.
-    pub(crate) fn publish(&mut self, item: Item) {
-        match &item {
+    /// Keeps `item` for later joiners when it belongs to the current GOP.
+    pub(crate) fn publish(&mut self, item: &Item) {
+        match item {
             Item::Ts { data, sync } => {
                 if *sync {
                     self.clear_gop();
@@ -231,8 +238,6 @@ impl Ring {
             }
             Item::End => self.clear_gop(),
         }
-        // Err means no player right now; the item is still cached above.
-        let _ = self.tx.send(item);
     }
 
     fn clear_gop(&mut self) {
@@ -241,108 +246,90 @@ impl Ring {
         self.overflow = false;
     }
 
-    /// A player's view: the cached GOP, then everything published from now on.
+    /// A player's view: the cached GOP, then what it admits of everything published later.
     pub(crate) fn join(&self) -> Cursor {
         Cursor {
             backlog: self.gop.iter().cloned().collect(),
             // Without a cached GOP, the next sync point is the first thing a decoder can use.
             skipping: self.gop.is_empty(),
-            rx: self.tx.subscribe(),
             dropped: 0,
         }
     }
 }
 
-/// One player's position in a feed.
-#[derive(Debug)]
-pub struct Cursor {
-    backlog: VecDeque<Item>,
-    rx: broadcast::Receiver<Item>,
-    /// Lost items (or joined without a GOP): drop everything until the next sync point.
+/// One player's position in a feed: what it still gets of the cached GOP, and whether it
+/// waits for a sync point.
+#[derive(Debug, Default)]
+pub(crate) struct Cursor {
+    backlog: Vec<Item>,
+    /// Joined without a GOP: drop everything until the next sync point.
     skipping: bool,
     dropped: u64,
 }
 
 impl Cursor {
-    /// Next item, waiting for one; `None` once the feed is gone.
-    pub async fn recv(&mut self) -> Option<Item> {
-        loop {
-            if let Some(item) = self.backlog.pop_front() {
-                return Some(item);
-            }
-            let item = match self.rx.recv().await {
-                Ok(item) => item,
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    self.lost(n);
-                    continue;
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
-            };
-            if let Some(item) = self.filter(item) {
-                return Some(item);
-            }
-        }
+    /// The cached GOP, handed over once.
+    pub(crate) fn take_backlog(&mut self) -> Vec<Item> {
+        std::mem::take(&mut self.backlog)
     }
 
-    /// Next item if one is ready now; lets the player batch without waiting.
-    pub fn try_recv(&mut self) -> Option<Item> {
-        loop {
-            if let Some(item) = self.backlog.pop_front() {
-                return Some(item);
-            }
-            let item = match self.rx.try_recv() {
-                Ok(item) => item,
-                Err(broadcast::error::TryRecvError::Lagged(n)) => {
-                    self.lost(n);
-                    continue;
-                }
-                Err(_) => return None,
-            };
-            if let Some(item) = self.filter(item) {
-                return Some(item);
-            }
-        }
-    }
-
-    /// Items this player lost by falling behind.
-    pub fn dropped(&self) -> u64 {
-        self.dropped
-    }
-
-    fn lost(&mut self, n: u64) {
-        self.dropped += n;
-        self.skipping = true;
-        debug!(
-            lost = n,
-            "slow srt player lost TS; skipping to the next keyframe"
-        );
-    }
-
-    fn filter(&mut self, item: Item) -> Option<Item> {
+    /// `item` if this player takes it.
+    pub(crate) fn admit(&mut self, item: &Item) -> Option<Item> {
         match item {
-            Item::Ts { sync: false, .. } if self.skipping => None,
+            Item::Ts { sync: false, .. } if self.skipping => {
+                self.dropped += 1;
+                None
+            }
             Item::Ts { .. } => {
                 self.skipping = false;
-                Some(item)
+                Some(item.clone())
             }
-            Item::End => Some(item),
+            Item::End => Some(Item::End),
         }
+    }
+
+    /// Items this player skipped waiting for a sync point.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped
     }
 }
 
-/// Stops the feed task when the last player's [`FeedReader`] is dropped.
+/// A running feed: where players join and where their packets go. The feed task stops when
+/// the last [`FeedHandle`] is dropped.
 #[derive(Debug)]
 struct Shared {
-    ring: Arc<Mutex<Ring>>,
+    joins: mpsc::Sender<Join>,
+    queue: PacketQueue,
     _stop: DropGuard,
 }
 
-/// A player's hold on its stream's feed: its cursor, and a share that keeps the feed running.
+/// A player's hold on its stream's feed, which keeps the feed running.
 #[derive(Debug)]
-pub struct FeedReader {
-    _feed: Arc<Shared>,
-    /// Where this player is in the feed.
-    pub cursor: Cursor,
+pub struct FeedHandle {
+    feed: Arc<Shared>,
+}
+
+impl FeedHandle {
+    /// Where the endpoint must queue this feed's players' packets.
+    pub fn queue(&self) -> PacketQueue {
+        self.feed.queue.clone()
+    }
+
+    /// Plays the stream to `link` (seated at `seat`) until the play ends.
+    pub async fn play(&self, link: Link, seat: Seat) -> PlayEnd {
+        let (done, ended) = oneshot::channel();
+        if self
+            .feed
+            .joins
+            .send(Join { link, seat, done })
+            .await
+            .is_err()
+        {
+            return PlayEnd::Unpublished;
+        }
+        // The feed ends every play it took before it stops.
+        ended.await.unwrap_or(PlayEnd::Unpublished)
+    }
 }
 
 /// The running feeds by stream code.
@@ -350,6 +337,8 @@ pub struct FeedReader {
 pub(crate) struct Feeds {
     hub: Hub,
     tracker: TaskTracker,
+    /// Cancelled when the server shuts down: every feed ends its plays.
+    shutdown: CancellationToken,
     feeds: Arc<Mutex<HashMap<String, Weak<Shared>>>>,
 }
 
@@ -359,97 +348,149 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Feeds {
-    /// Feeds reading `hub`; their tasks run on `tracker`.
-    pub(crate) fn new(hub: Hub, tracker: TaskTracker) -> Feeds {
+    /// Feeds reading `hub`; their tasks run on `tracker` and end their plays on `shutdown`.
+    pub(crate) fn new(hub: Hub, tracker: TaskTracker, shutdown: CancellationToken) -> Feeds {
         Feeds {
             hub,
             tracker,
+            shutdown,
             feeds: Arc::default(),
         }
     }
 
     /// Joins the feed of `code`, starting it if this is its first player.
-    pub(crate) fn join(&self, code: &str) -> FeedReader {
+    pub(crate) fn join(&self, code: &str) -> FeedHandle {
         let mut feeds = lock(&self.feeds);
-        if let Some(shared) = feeds.get(code).and_then(Weak::upgrade) {
-            let cursor = lock(&shared.ring).join();
-            return FeedReader {
-                _feed: shared,
-                cursor,
-            };
+        if let Some(feed) = feeds.get(code).and_then(Weak::upgrade) {
+            return FeedHandle { feed };
         }
         feeds.retain(|_, f| f.strong_count() > 0);
         let config = self.hub.config();
-        let capacity = config.reader_queue_frames;
         let gop_cap = config.gop_cache_max_bytes / 100 * (100 + TS_OVERHEAD_PERCENT);
-        let ring = Arc::new(Mutex::new(Ring::new(capacity, gop_cap)));
         let stop = CancellationToken::new();
-        let shared = Arc::new(Shared {
-            ring: ring.clone(),
+        let (joins, joins_rx) = mpsc::channel(64);
+        let (queue, packets) = endpoint::packet_queue(PACKET_QUEUE);
+        let feed = Arc::new(Shared {
+            joins,
+            queue,
             _stop: stop.clone().drop_guard(),
         });
-        feeds.insert(code.to_owned(), Arc::downgrade(&shared));
-        // Joined before the task starts, so this player sees the feed from its first item.
-        let cursor = lock(&ring).join();
+        feeds.insert(code.to_owned(), Arc::downgrade(&feed));
         let sub = self.hub.subscribe_fanout(code, "srt");
         let span = info_span!("srt feed", code);
-        self.tracker.spawn(run(sub, ring, stop).instrument(span));
-        FeedReader {
-            _feed: shared,
-            cursor,
-        }
+        let task = FeedTask {
+            sub,
+            joins: joins_rx,
+            packets,
+            stop,
+            shutdown: self.shutdown.clone(),
+            ring: Ring::new(gop_cap),
+        };
+        self.tracker.spawn(task.run().instrument(span));
+        FeedHandle { feed }
     }
 }
 
-/// Reads the hub once for every player of the stream until the last one leaves.
-async fn run(mut sub: Subscription, ring: Arc<Mutex<Ring>>, stop: CancellationToken) {
-    let mut mux = StreamMux::default();
-    let mut packer = Packer::default();
-    let mut items = Vec::with_capacity(MAX_BATCH);
-    let mut flush_at = tokio::time::Instant::now();
-    debug!("srt feed started");
-    loop {
-        let first = tokio::select! {
-            _ = stop.cancelled() => break,
-            ev = sub.recv() => match ev {
-                Some(ev) => Some(ev),
-                None => break,
-            },
-            _ = tokio::time::sleep_until(flush_at), if packer.is_pending() => None,
-        };
-        let waiting = packer.is_pending();
-        match first {
-            Some(ev) => {
-                if let Some(item) = mux.push(&ev) {
-                    packer.pack(item, &mut items);
+/// A feed's task: the hub subscription in, the players' connections out.
+struct FeedTask {
+    sub: Subscription,
+    joins: mpsc::Receiver<Join>,
+    packets: mpsc::Receiver<(Packet, SocketAddr)>,
+    stop: CancellationToken,
+    shutdown: CancellationToken,
+    ring: Ring,
+}
+
+impl FeedTask {
+    /// Reads the hub once for every player of the stream until the last one leaves.
+    async fn run(mut self) {
+        let mut mux = StreamMux::default();
+        let mut packer = Packer::default();
+        let mut players = Players::default();
+        let mut items = Vec::with_capacity(MAX_BATCH);
+        let mut flush_at = tokio::time::Instant::now();
+        // Shutting down, or the stream is gone for good: the plays close, then the task ends.
+        let mut ending: Option<PlayEnd> = None;
+        debug!("srt feed started");
+        loop {
+            let next = players.poll(Instant::now());
+            if ending.is_some() && players.is_empty() {
+                break;
+            }
+            let timer = next.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                biased;
+                _ = self.stop.cancelled() => break,
+                _ = self.shutdown.cancelled(), if ending.is_none() => {
+                    ending = Some(PlayEnd::Shutdown);
+                    players.close_all(Instant::now(), PlayEnd::Shutdown);
                 }
-                for _ in 1..MAX_BATCH {
-                    match sub.try_recv() {
-                        Some(ev) => {
-                            if let Some(item) = mux.push(&ev) {
-                                packer.pack(item, &mut items);
+                Some(join) = self.joins.recv() => match ending {
+                    Some(why) => {
+                        let _ = join.done.send(why);
+                    }
+                    None => players.add(Instant::now(), join, self.ring.join()),
+                },
+                p = self.packets.recv() => {
+                    let now = Instant::now();
+                    match p {
+                        Some(p) => {
+                            players.handle(now, p);
+                            for _ in 1..PACKET_BATCH {
+                                match self.packets.try_recv() {
+                                    Ok(p) => players.handle(now, p),
+                                    Err(_) => break,
+                                }
                             }
                         }
-                        None => break,
+                        None => players.handle_gone(now),
                     }
                 }
+                _ = players.unstall(), if players.is_stalled() => {}
+                ev = self.sub.recv(), if ending.is_none() => match ev {
+                    Some(ev) => {
+                        let waiting = packer.is_pending();
+                        if let Some(item) = mux.push(&ev) {
+                            packer.pack(item, &mut items);
+                        }
+                        for _ in 1..MAX_BATCH {
+                            match self.sub.try_recv() {
+                                Some(ev) => {
+                                    if let Some(item) = mux.push(&ev) {
+                                        packer.pack(item, &mut items);
+                                    }
+                                }
+                                None => break,
+                            }
+                        }
+                        if packer.is_pending() && !waiting {
+                            flush_at = tokio::time::Instant::now() + PACK_WAIT;
+                        }
+                    }
+                    // A hub stream closed for good ends its players like an unpublish.
+                    None => {
+                        items.extend(packer.flush());
+                        ending = Some(PlayEnd::Unpublished);
+                    }
+                },
+                _ = tokio::time::sleep_until(flush_at), if packer.is_pending() => {
+                    items.extend(packer.flush());
+                }
+                _ = tokio::time::sleep_until(timer.into()) => {}
             }
-            None => items.extend(packer.flush()),
-        }
-        if packer.is_pending() && !waiting {
-            flush_at = tokio::time::Instant::now() + PACK_WAIT;
-        }
-        if !items.is_empty() {
-            let mut ring = lock(&ring);
-            for item in items.drain(..) {
-                ring.publish(item);
+            if !items.is_empty() {
+                let now = Instant::now();
+                for item in items.drain(..) {
+                    self.ring.publish(&item);
+                    players.deliver(now, &item);
+                }
+            }
+            if let Some(why) = ending {
+                players.close_all(Instant::now(), why);
             }
         }
+        debug!("srt feed stopped");
     }
-    // Players hold the ring (and its sender) too, so they would not notice this task is gone:
-    // a hub stream closed for good must end them like an unpublish.
-    lock(&ring).publish(Item::End);
-    debug!("srt feed stopped");
 }
 
 #[cfg(test)]
@@ -520,22 +561,39 @@ mod tests {
             .collect()
     }
 
-    fn feed(mux: &mut StreamMux, ring: &mut Ring, events: impl IntoIterator<Item = Event>) {
-        for ev in events {
-            if let Some(item) = mux.push(&ev) {
-                ring.publish(item);
-            }
-        }
-    }
-
-    fn drain(c: &mut Cursor) -> Vec<Item> {
-        std::iter::from_fn(|| c.try_recv()).collect()
-    }
-
     fn data(item: &Item) -> &Bytes {
         match item {
             Item::Ts { data, .. } => data,
             Item::End => panic!("End where TS was expected"),
+        }
+    }
+
+    /// A player as the feed task sees it: its cursor, and what it was handed.
+    struct Viewer {
+        cursor: Cursor,
+        got: Vec<Item>,
+    }
+
+    fn viewer(ring: &Ring) -> Viewer {
+        let mut cursor = ring.join();
+        let got = cursor.take_backlog();
+        Viewer { cursor, got }
+    }
+
+    /// Muxes `events`, caches each item and hands it to `viewers`, as the feed task does.
+    fn feed(
+        mux: &mut StreamMux,
+        ring: &mut Ring,
+        viewers: &mut [&mut Viewer],
+        events: impl IntoIterator<Item = Event>,
+    ) {
+        for ev in events {
+            if let Some(item) = mux.push(&ev) {
+                ring.publish(&item);
+                for v in viewers.iter_mut() {
+                    v.got.extend(v.cursor.admit(&item));
+                }
+            }
         }
     }
 
@@ -559,12 +617,12 @@ mod tests {
     #[test]
     fn readers_get_identical_shared_packets() {
         let mut mux = StreamMux::default();
-        let mut ring = Ring::new(64, 1 << 20);
-        let mut a = ring.join();
-        let mut b = ring.join();
+        let mut ring = Ring::new(1 << 20);
+        let (mut a, mut b) = (viewer(&ring), viewer(&ring));
         feed(
             &mut mux,
             &mut ring,
+            &mut [&mut a, &mut b],
             [
                 info(true),
                 video(0, true, 5000),
@@ -572,10 +630,9 @@ mod tests {
                 video(3000, false, 900),
             ],
         );
-        let (ia, ib) = (drain(&mut a), drain(&mut b));
-        assert_eq!(ia.len(), 3);
-        assert_eq!(ia, ib);
-        for (x, y) in ia.iter().zip(&ib) {
+        assert_eq!(a.got.len(), 3);
+        assert_eq!(a.got, b.got);
+        for (x, y) in a.got.iter().zip(&b.got) {
             // The same allocation, not an equal copy.
             assert_eq!(data(x).as_ptr(), data(y).as_ptr());
         }
@@ -584,94 +641,89 @@ mod tests {
     #[test]
     fn late_joiner_starts_at_the_last_keyframe_with_tables_first() {
         let mut mux = StreamMux::default();
-        let mut ring = Ring::new(64, 1 << 20);
+        let mut ring = Ring::new(1 << 20);
+        let events = [
+            info(true),
+            video(0, true, 2000),
+            audio(0),
+            video(3000, false, 500),
+        ];
+        feed(&mut mux, &mut ring, &mut [], events);
         feed(
             &mut mux,
             &mut ring,
-            [
-                info(true),
-                video(0, true, 2000),
-                audio(0),
-                video(3000, false, 500),
-            ],
+            &mut [],
+            [video(6000, true, 2000), audio(6000)],
         );
-        feed(&mut mux, &mut ring, [video(6000, true, 2000), audio(6000)]);
-        let mut late = ring.join();
-        feed(&mut mux, &mut ring, [video(9000, false, 500)]);
-        let items = drain(&mut late);
-        assert_eq!(items.len(), 3, "GOP (keyframe, audio) then live");
-        let Item::Ts { data, sync: true } = &items[0] else {
+        let mut late = viewer(&ring);
+        feed(
+            &mut mux,
+            &mut ring,
+            &mut [&mut late],
+            [video(9000, false, 500)],
+        );
+        assert_eq!(late.got.len(), 3, "GOP (keyframe, audio) then live");
+        let Item::Ts { data, sync: true } = &late.got[0] else {
             panic!("joiner did not start at a sync item");
         };
         assert_eq!(&pids(data)[..2], &[0, mpegts::PMT_PID]);
-        assert!(matches!(items[1], Item::Ts { sync: false, .. }));
+        assert!(matches!(late.got[1], Item::Ts { sync: false, .. }));
     }
 
     #[test]
     fn joiner_without_a_cached_gop_waits_for_the_next_keyframe() {
         let mut mux = StreamMux::default();
         // A GOP cap smaller than one keyframe: nothing is ever cached.
-        let mut ring = Ring::new(64, 100);
-        feed(&mut mux, &mut ring, [info(true), video(0, true, 2000)]);
-        let mut c = ring.join();
-        feed(&mut mux, &mut ring, [audio(0), video(3000, false, 500)]);
-        assert!(
-            drain(&mut c).is_empty(),
-            "mid-GOP TS handed to a new player"
-        );
-        feed(&mut mux, &mut ring, [video(6000, true, 2000), audio(6000)]);
-        let items = drain(&mut c);
-        assert_eq!(items.len(), 2);
-        assert!(matches!(items[0], Item::Ts { sync: true, .. }));
-    }
-
-    #[test]
-    fn slow_reader_skips_to_the_next_keyframe_without_holding_others() {
-        let mut mux = StreamMux::default();
-        let mut ring = Ring::new(16, 1 << 20);
-        let mut slow = ring.join();
-        let mut fast = ring.join();
-        feed(&mut mux, &mut ring, [info(true), video(0, true, 1000)]);
-        let mut fast_got = drain(&mut fast);
-        // Far more than the ring holds, while `slow` reads nothing.
-        for i in 1..40 {
-            feed(&mut mux, &mut ring, [video(i * 3000, false, 300)]);
-            fast_got.extend(drain(&mut fast));
-        }
+        let mut ring = Ring::new(100);
         feed(
             &mut mux,
             &mut ring,
-            [video(40 * 3000, true, 1000), audio(0)],
+            &mut [],
+            [info(true), video(0, true, 2000)],
         );
-        fast_got.extend(drain(&mut fast));
-        assert_eq!(fast_got.len(), 42, "the fast reader lost nothing");
-        assert_eq!(fast.dropped(), 0);
-
-        let got = drain(&mut slow);
-        assert!(slow.dropped() > 0);
-        assert_eq!(got.len(), 2, "resumed at the keyframe: {got:?}");
-        assert!(matches!(got[0], Item::Ts { sync: true, .. }));
-        assert_eq!(got[0], fast_got[40]);
+        let mut c = viewer(&ring);
+        feed(
+            &mut mux,
+            &mut ring,
+            &mut [&mut c],
+            [audio(0), video(3000, false, 500)],
+        );
+        assert!(c.got.is_empty(), "mid-GOP TS handed to a new player");
+        assert_eq!(c.cursor.dropped(), 2);
+        feed(
+            &mut mux,
+            &mut ring,
+            &mut [&mut c],
+            [video(6000, true, 2000), audio(6000)],
+        );
+        assert_eq!(c.got.len(), 2);
+        assert!(matches!(c.got[0], Item::Ts { sync: true, .. }));
     }
 
     #[test]
     fn republish_ends_players_and_restarts_at_a_keyframe() {
         let mut mux = StreamMux::default();
-        let mut ring = Ring::new(64, 1 << 20);
-        feed(&mut mux, &mut ring, [info(true), video(0, true, 1000)]);
-        let mut c = ring.join();
-        feed(&mut mux, &mut ring, [Event::End]);
-        assert_eq!(drain(&mut c).last(), Some(&Item::End));
-        // Nothing of the old session is handed to a player that joins after it.
-        let mut next = ring.join();
+        let mut ring = Ring::new(1 << 20);
         feed(
             &mut mux,
             &mut ring,
+            &mut [],
+            [info(true), video(0, true, 1000)],
+        );
+        let mut c = viewer(&ring);
+        feed(&mut mux, &mut ring, &mut [&mut c], [Event::End]);
+        assert_eq!(c.got.last(), Some(&Item::End));
+        // Nothing of the old session is handed to a player that joins after it.
+        let mut next = viewer(&ring);
+        assert!(next.got.is_empty());
+        feed(
+            &mut mux,
+            &mut ring,
+            &mut [&mut next],
             [info(true), video(0, false, 100), video(3000, true, 1000)],
         );
-        let items = drain(&mut next);
-        assert_eq!(items.len(), 1);
-        assert!(matches!(items[0], Item::Ts { sync: true, .. }));
+        assert_eq!(next.got.len(), 1);
+        assert!(matches!(next.got[0], Item::Ts { sync: true, .. }));
     }
 
     #[test]
@@ -746,7 +798,7 @@ mod tests {
     async fn feed_stops_with_its_last_player() {
         let hub = Hub::new(hub::HubConfig::default());
         let tracker = TaskTracker::new();
-        let feeds = Feeds::new(hub, tracker.clone());
+        let feeds = Feeds::new(hub, tracker.clone(), CancellationToken::new());
         let a = feeds.join("x");
         let b = feeds.join("x");
         assert_eq!(tracker.len(), 1, "one feed for both players");

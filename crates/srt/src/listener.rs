@@ -5,7 +5,7 @@
 use crate::endpoint::{ConnectionRequest, Endpoint};
 use crate::feed::Feeds;
 use crate::route::{self, Route, RouteError};
-use crate::{Error, ingest, play};
+use crate::{Error, ingest};
 use hub::{AccessRequest, Action, Admit, Hub, PublishError, PublisherMeta, ReaderMeta};
 use srt_protocol::options::{ByteCount, KeySize, Passphrase, SocketOptions};
 use srt_protocol::packet::{CoreRejectReason, RejectReason, ServerRejectReason};
@@ -89,6 +89,8 @@ pub struct Server {
     /// Every connection and every stream's shared mux; `run` waits for all of them.
     tracker: TaskTracker,
     feeds: Feeds,
+    /// Cancelled by `run` at shutdown: the feeds end their plays.
+    closing: CancellationToken,
 }
 
 impl Server {
@@ -101,8 +103,10 @@ impl Server {
             }
         };
         let tracker = TaskTracker::new();
+        let closing = CancellationToken::new();
         Ok(Server {
-            feeds: Feeds::new(hub.clone(), tracker.clone()),
+            feeds: Feeds::new(hub.clone(), tracker.clone(), closing.clone()),
+            closing,
             hub,
             config: Arc::new(config),
             passphrase,
@@ -157,6 +161,7 @@ impl Server {
             );
         }
         drop(incoming);
+        self.closing.cancel();
         tracker.close();
         tracker.wait().await;
         stop_endpoint.cancel();
@@ -226,10 +231,7 @@ impl Server {
                 self.publish(request, peer, admit, args, key, shutdown)
                     .await
             }
-            Action::Play => {
-                self.play(request, peer, admit.code, args, key, shutdown)
-                    .await
-            }
+            Action::Play => self.play(request, peer, admit.code, args, key).await,
         }
     }
 
@@ -287,7 +289,6 @@ impl Server {
         code: String,
         args: Vec<(String, String)>,
         key: Option<KeySettings>,
-        shutdown: CancellationToken,
     ) {
         let meta = ReaderMeta {
             protocol: "srt",
@@ -307,22 +308,22 @@ impl Server {
             reject(request, ServerRejectReason::Notfound.into()).await;
             return;
         }
-        let socket = match request.accept(key).await {
-            Ok(s) => s,
+        // The feed muxes once for every player of the stream and drives their connections,
+        // so the connection's packets are queued to it from the handshake on.
+        let feed = self.feeds.join(&code);
+        let link = match request.accept_into(key, feed.queue()).await {
+            Ok(l) => l,
             Err(e) => {
                 warn!(error = %e, "srt handshake failed (wrong passphrase?)");
                 return;
             }
         };
         // Seated only after the handshake, so a caller with a wrong passphrase is never
-        // counted as a reader. The feed muxes once for every player of the stream.
+        // counted as a reader.
         let seat = self.hub.seat(&code, meta);
-        let feed = self.feeds.join(&code);
         info!("srt playing");
-        match play::run(socket, seat, feed, shutdown).await {
-            Ok(end) => info!(?end, "srt play ended"),
-            Err(e) => info!(error = %e, "srt play ended"),
-        }
+        let end = feed.play(link, seat).await;
+        info!(?end, "srt play ended");
     }
 }
 

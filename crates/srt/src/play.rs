@@ -1,26 +1,233 @@
-//! SRT player: its stream's shared [`crate::feed`] → 1316-byte SRT payloads.
+//! SRT players: every player of a stream is driven by that stream's feed task ([`crate::feed`]).
+//!
+//! A player's connection is a [`Link`] (srt-protocol's state machine). The feed task hands
+//! each muxed item to every link and writes their packets to the socket in the same wake-up,
+//! and the endpoint queues the players' ACKs and NAKs to it on one queue: a stream costs one
+//! task wake-up per item and per burst of control packets, not one per player. Timers of all
+//! links are served together on a coarse tick.
 
-use crate::feed::{FeedReader, Item};
-use crate::{Error, MediaSocket, PAYLOAD_SIZE};
+use crate::PAYLOAD_SIZE;
+use crate::endpoint::{Link, Outbox};
+use crate::feed::{Cursor, Item};
 use bytes::Bytes;
-use hub::Seat;
+use hub::{Seat, SentMeter};
+use srt_protocol::packet::Packet;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-/// Feed items sent per wake-up, so one burst (the GOP cache) is paced by the socket.
-const MAX_BATCH: usize = 64;
+/// Timers of the players are served at most this often (ACK, NAK and keep-alive periods are
+/// 10 ms and more); data and the peers' packets are handled as they come.
+const TICK: Duration = Duration::from_millis(5);
+/// Longest a graceful close may take before the connection is simply dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Why a play ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PlayEnd {
     /// The publisher left.
     Unpublished,
-    /// The peer closed the connection.
+    /// The peer closed the connection, or stopped answering.
     PeerClosed,
     /// Kicked through the API, or the SRT output was switched off.
     Kicked,
     /// The server is shutting down.
     Shutdown,
+}
+
+/// A player on its way into a feed.
+#[derive(Debug)]
+pub struct Join {
+    /// The player's connection, its packets already queued to the feed.
+    pub link: Link,
+    /// Its seat in the hub (reader accounting, kicks, bytes out).
+    pub seat: Seat,
+    /// Told why the play ended.
+    pub done: oneshot::Sender<PlayEnd>,
+}
+
+#[derive(Debug)]
+struct Player {
+    link: Link,
+    /// Held for the reader accounting; released when the play ends.
+    _seat: Seat,
+    meter: SentMeter,
+    kill: CancellationToken,
+    done: Option<oneshot::Sender<PlayEnd>>,
+    cursor: Cursor,
+    /// When its timers are next due.
+    due: Instant,
+    /// Closing: why, and the latest it may take.
+    closing: Option<(PlayEnd, Instant)>,
+}
+
+impl Player {
+    fn send(&mut self, now: Instant, payloads: &[Bytes], bytes: usize) {
+        self.link.push(now, payloads);
+        self.meter.record(bytes);
+        self.due = now;
+    }
+
+    fn close(&mut self, now: Instant, why: PlayEnd) {
+        if self.closing.is_none() {
+            self.closing = Some((why, now + CLOSE_TIMEOUT));
+            self.link.close(now);
+            self.due = now;
+        }
+    }
+}
+
+/// The players of one stream.
+#[derive(Debug, Default)]
+pub(crate) struct Players {
+    players: Vec<Player>,
+    by_addr: HashMap<SocketAddr, usize>,
+    outbox: Option<Outbox>,
+    /// Scratch: one item split into payloads, shared by every player.
+    payloads: Vec<Bytes>,
+}
+
+impl Players {
+    /// Whether no player is left.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.players.is_empty()
+    }
+
+    /// Seats a player; it starts with `cursor`'s backlog (the cached GOP).
+    pub(crate) fn add(&mut self, now: Instant, join: Join, mut cursor: Cursor) {
+        let Join { link, seat, done } = join;
+        if self.outbox.is_none() {
+            self.outbox = Some(Outbox::new(link.socket().clone()));
+        }
+        self.by_addr.insert(link.remote(), self.players.len());
+        let mut p = Player {
+            kill: seat.kill_token(),
+            meter: seat.meter(),
+            link,
+            _seat: seat,
+            done: Some(done),
+            cursor: Cursor::default(),
+            due: now,
+            closing: None,
+        };
+        for item in cursor.take_backlog() {
+            deliver(&mut p, now, &item, &mut self.payloads);
+        }
+        p.cursor = cursor;
+        self.players.push(p);
+    }
+
+    /// Hands `item` to every player.
+    pub(crate) fn deliver(&mut self, now: Instant, item: &Item) {
+        for p in &mut self.players {
+            deliver(p, now, item, &mut self.payloads);
+        }
+    }
+
+    /// Ends every play for `why` (gracefully, within the close timeout).
+    pub(crate) fn close_all(&mut self, now: Instant, why: PlayEnd) {
+        for p in &mut self.players {
+            p.close(now, why);
+        }
+    }
+
+    /// Takes in a packet from a player's peer.
+    pub(crate) fn handle(&mut self, now: Instant, packet: (Packet, SocketAddr)) {
+        if let Some(&i) = self.by_addr.get(&packet.1) {
+            let p = &mut self.players[i];
+            p.link.handle(now, packet);
+            p.due = now;
+        }
+    }
+
+    /// The players' packet queue is gone: the endpoint stopped.
+    pub(crate) fn handle_gone(&mut self, now: Instant) {
+        for p in &mut self.players {
+            p.link.handle_gone(now);
+            p.due = now;
+        }
+    }
+
+    /// Serves due timers, sends what is queued, ends finished plays; returns when the next
+    /// call is due (`None` without players).
+    pub(crate) fn poll(&mut self, now: Instant) -> Option<Instant> {
+        let out = self.outbox.as_mut()?;
+        let mut next: Option<Instant> = None;
+        let mut i = 0;
+        while i < self.players.len() {
+            let p = &mut self.players[i];
+            if p.closing.is_none() && p.kill.is_cancelled() {
+                p.close(now, PlayEnd::Kicked);
+            }
+            if p.due <= now {
+                p.due = p.link.poll(now, out).max(now + TICK);
+            }
+            let end = match p.closing {
+                _ if !p.link.is_open() => Some(p.closing.map_or(PlayEnd::PeerClosed, |c| c.0)),
+                Some((why, by)) if now >= by => Some(why),
+                _ => None,
+            };
+            if let Some(why) = end {
+                remove(&mut self.players, &mut self.by_addr, i, why);
+                continue;
+            }
+            let due = self.players[i].due;
+            next = Some(next.map_or(due, |n| n.min(due)));
+            i += 1;
+        }
+        next
+    }
+
+    /// Whether datagrams wait for room in the socket.
+    pub(crate) fn is_stalled(&self) -> bool {
+        self.outbox.as_ref().is_some_and(Outbox::is_stalled)
+    }
+
+    /// Waits for room in the socket and sends what waited.
+    pub(crate) async fn unstall(&mut self) {
+        if let Some(out) = self.outbox.as_mut() {
+            out.unstall().await;
+        }
+    }
+}
+
+/// Ends the play of `players[i]` for `why`.
+fn remove(
+    players: &mut Vec<Player>,
+    by_addr: &mut HashMap<SocketAddr, usize>,
+    i: usize,
+    why: PlayEnd,
+) {
+    let mut p = players.swap_remove(i);
+    by_addr.remove(&p.link.remote());
+    if let Some(moved) = players.get(i) {
+        by_addr.insert(moved.link.remote(), i);
+    }
+    if p.cursor.dropped() > 0 {
+        debug!(peer = %p.link.remote(), skipped = p.cursor.dropped(), "srt player skipped TS");
+    }
+    debug!(peer = %p.link.remote(), ?why, "srt play ended");
+    if let Some(done) = p.done.take() {
+        let _ = done.send(why);
+    }
+}
+
+fn deliver(p: &mut Player, now: Instant, item: &Item, payloads: &mut Vec<Bytes>) {
+    if p.closing.is_some() {
+        return;
+    }
+    match p.cursor.admit(item) {
+        Some(Item::Ts { data, .. }) => {
+            payloads.clear();
+            let bytes = split_into(&data, payloads);
+            p.send(now, payloads, bytes);
+        }
+        Some(Item::End) => p.close(now, PlayEnd::Unpublished),
+        None => {}
+    }
 }
 
 /// Appends `data` (whole TS packets) as payloads of at most [`PAYLOAD_SIZE`] bytes, each a
@@ -35,158 +242,17 @@ fn split_into(data: &Bytes, out: &mut Vec<Bytes>) -> usize {
     data.len()
 }
 
-/// Sends the stream `seat` is seated at, read through `feed`, to `socket` until the publisher
-/// leaves, the peer closes, or a kick.
-pub async fn run<S: MediaSocket>(
-    mut socket: S,
-    seat: Seat,
-    mut feed: FeedReader,
-    shutdown: CancellationToken,
-) -> Result<PlayEnd, Error> {
-    let kill = seat.kill_token();
-    let meter = seat.meter();
-    let mut batch: Vec<Bytes> = Vec::with_capacity(MAX_BATCH);
-    let end = loop {
-        let first = tokio::select! {
-            _ = shutdown.cancelled() => break PlayEnd::Shutdown,
-            _ = kill.cancelled() => break PlayEnd::Kicked,
-            item = feed.cursor.recv() => match item {
-                Some(Item::Ts { data, .. }) => data,
-                Some(Item::End) | None => break PlayEnd::Unpublished,
-            },
-            // Players send nothing but SRT control traffic; this only notices the close.
-            r = socket.recv() => match r {
-                None | Some(Err(_)) => break PlayEnd::PeerClosed,
-                Some(Ok(_)) => continue,
-            },
-        };
-        let mut bytes = split_into(&first, &mut batch);
-        let mut ended = false;
-        for _ in 1..MAX_BATCH {
-            match feed.cursor.try_recv() {
-                Some(Item::Ts { data, .. }) => bytes += split_into(&data, &mut batch),
-                Some(Item::End) => {
-                    ended = true;
-                    break;
-                }
-                None => break,
-            }
-        }
-        // One hand-over per batch: the connection task wakes once, not once per payload.
-        let sent = socket.send_batch(&batch).await;
-        batch.clear();
-        if let Err(e) = sent {
-            debug!(error = %e, "srt send failed");
-            break PlayEnd::PeerClosed;
-        }
-        meter.record(bytes);
-        if ended {
-            break PlayEnd::Unpublished;
-        }
-    };
-    if feed.cursor.dropped() > 0 {
-        debug!(dropped = feed.cursor.dropped(), "srt player fell behind");
-    }
-    debug!(?end, "srt play ended");
-    socket.close().await;
-    Ok(end)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::feed::Feeds;
-    use hub::{Hub, HubConfig, PublisherMeta, ReaderMeta};
-    use media::{Frame, MediaInfo, TrackKind};
-    use std::io;
-    use std::time::Duration;
-    use tokio::sync::mpsc;
-    use tokio_util::task::TaskTracker;
 
-    /// A socket whose sent payloads go to a channel; `recv` stays open until dropped.
-    struct FakeSocket {
-        sent: mpsc::UnboundedSender<Bytes>,
-        batches: usize,
-    }
-
-    impl MediaSocket for FakeSocket {
-        async fn recv(&mut self) -> Option<io::Result<Bytes>> {
-            std::future::pending().await
-        }
-        async fn send_batch(&mut self, payloads: &[Bytes]) -> io::Result<()> {
-            self.batches += 1;
-            for p in payloads {
-                let _ = self.sent.send(p.clone());
-            }
-            Ok(())
-        }
-        async fn close(&mut self) {}
-    }
-
-    fn reader() -> ReaderMeta {
-        ReaderMeta {
-            protocol: "srt",
-            remote_addr: None,
-            client: None,
-            args: Vec::new(),
-        }
-    }
-
-    #[tokio::test]
-    async fn players_get_whole_packets_in_payloads_and_end_with_the_publisher() {
-        let hub = Hub::new(HubConfig::default());
-        let tracker = TaskTracker::new();
-        let feeds = Feeds::new(hub.clone(), tracker.clone());
-        let publisher = hub.publish("p", PublisherMeta::default()).expect("publish");
-        publisher.announce(MediaInfo {
-            audio: Some(media::AudioCodec::Aac(
-                media::AacConfig::parse(Bytes::from_static(include_bytes!(
-                    "../../../testdata/aac-48k-stereo.asc"
-                )))
-                .expect("ASC"),
-            )),
-            ..Default::default()
-        });
-        let mut players = Vec::new();
-        for _ in 0..2 {
-            let (tx, rx) = mpsc::unbounded_channel();
-            let socket = FakeSocket {
-                sent: tx,
-                batches: 0,
-            };
-            let seat = hub.seat("p", reader());
-            let feed = feeds.join("p");
-            let task = tokio::spawn(run(socket, seat, feed, CancellationToken::new()));
-            players.push((task, rx));
-        }
-        assert_eq!(hub.reader_sessions("p"), 2);
-        for i in 0..20 {
-            publisher.write(Frame {
-                track: TrackKind::Audio,
-                dts: i * 1920,
-                pts: i * 1920,
-                keyframe: true,
-                payload: Bytes::from(vec![0x21; 1500]),
-            });
-        }
-        drop(publisher);
-        let mut streams = Vec::new();
-        for (task, mut rx) in players {
-            let end = tokio::time::timeout(Duration::from_secs(5), task)
-                .await
-                .expect("player did not end")
-                .expect("player panicked")
-                .expect("player failed");
-            assert_eq!(end, PlayEnd::Unpublished);
-            let mut ts = Vec::new();
-            while let Ok(p) = rx.try_recv() {
-                assert!(p.len() <= PAYLOAD_SIZE && p.len() % 188 == 0, "{}", p.len());
-                ts.extend_from_slice(&p);
-            }
-            streams.push(ts);
-        }
-        assert!(!streams[0].is_empty());
-        assert_eq!(streams[0], streams[1], "players got different TS");
-        assert_eq!(hub.reader_sessions("p"), 0);
+    #[test]
+    fn items_split_into_whole_payloads_sharing_one_buffer() {
+        let data = Bytes::from(vec![0x47u8; 188 * 17]);
+        let mut out = Vec::new();
+        assert_eq!(split_into(&data, &mut out), 188 * 17);
+        let lens: Vec<usize> = out.iter().map(Bytes::len).collect();
+        assert_eq!(lens, [PAYLOAD_SIZE, PAYLOAD_SIZE, 188 * 3]);
+        assert_eq!(out[0].as_ptr(), data.as_ptr(), "a slice, not a copy");
     }
 }

@@ -1,0 +1,192 @@
+//! The SRT server's players against srt-tokio callers: one feed drives every player of a
+//! stream, each gets the same TS from a keyframe on, and kicks, unpublish and shutdown end
+//! them.
+
+extern crate ferrocast_srt as srt;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use hub::{Hub, HubConfig, Publisher, PublisherMeta};
+use media::{Frame, MediaInfo, TrackKind};
+use srt_tokio::SrtSocket;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A running server on a free port, with its hub.
+async fn server() -> (
+    Hub,
+    SocketAddr,
+    CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
+    let hub = Hub::new(HubConfig::default());
+    let listener = srt::bind(
+        "127.0.0.1:0".parse().expect("addr"),
+        Duration::from_millis(60),
+    )
+    .await
+    .expect("bind");
+    let addr = listener.local_addr();
+    let server = srt::Server::new(hub.clone(), srt::ServerConfig::default()).expect("server");
+    let stop = CancellationToken::new();
+    let task = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            server.run(listener, stop).await.expect("run");
+        }
+    });
+    (hub, addr, stop, task)
+}
+
+/// A publisher of `code` with an audio track (AAC, 48 kHz stereo).
+fn publisher(hub: &Hub, code: &str) -> Publisher {
+    let p = hub
+        .publish(code, PublisherMeta::default())
+        .expect("publish");
+    p.announce(MediaInfo {
+        audio: Some(media::AudioCodec::Aac(
+            media::AacConfig::parse(Bytes::from_static(include_bytes!(
+                "../../../testdata/aac-48k-stereo.asc"
+            )))
+            .expect("ASC"),
+        )),
+        ..Default::default()
+    });
+    p
+}
+
+fn audio(i: i64) -> Frame {
+    Frame {
+        track: TrackKind::Audio,
+        dts: i * 1920,
+        pts: i * 1920,
+        keyframe: true,
+        payload: Bytes::from(vec![0x21; 400]),
+    }
+}
+
+/// Plays `code` until the server ends the play; returns the TS received.
+async fn play(addr: SocketAddr, code: &str) -> Vec<u8> {
+    let mut s = tokio::time::timeout(
+        WAIT,
+        SrtSocket::builder()
+            .latency(Duration::from_millis(60))
+            .call(addr, Some(&format!("live/{code}"))),
+    )
+    .await
+    .expect("call timed out")
+    .expect("call");
+    let mut ts = Vec::new();
+    while let Ok(Some(item)) = tokio::time::timeout(WAIT, s.next()).await {
+        match item {
+            Ok((_, payload)) => ts.extend_from_slice(&payload),
+            Err(_) => break,
+        }
+    }
+    ts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn players_of_a_stream_get_the_same_ts_and_end_with_the_publisher() {
+    let (hub, addr, stop, task) = server().await;
+    let publisher = publisher(&hub, "p");
+    publisher.write(audio(0));
+    let players: Vec<_> = (0..3).map(|_| tokio::spawn(play(addr, "p"))).collect();
+    let seated = tokio::time::timeout(WAIT, async {
+        while hub.reader_sessions("p") < 3 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(seated.is_ok(), "players not seated");
+    for i in 1..100 {
+        publisher.write(audio(i));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // srt-tokio's callers lose what is unacknowledged when the connection closes.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(publisher);
+    let mut got = Vec::new();
+    for p in players {
+        got.push(
+            tokio::time::timeout(WAIT, p)
+                .await
+                .expect("player did not end")
+                .expect("player"),
+        );
+    }
+    assert!(got[0].len() > 188 * 50, "only {} bytes", got[0].len());
+    assert_eq!(got[0].len() % 188, 0);
+    // Audio-only TS starts with the tables, from the cached GOP or the live edge alike.
+    assert_eq!(&got[0][..4], &[0x47, 0x40, 0x00, 0x10], "not a PAT first");
+    // Joined at different times, so each starts at its own sync point: compare the tails.
+    let tail = |ts: &Vec<u8>| ts[ts.len() - 188 * 20..].to_vec();
+    assert_eq!(tail(&got[0]), tail(&got[1]));
+    assert_eq!(tail(&got[0]), tail(&got[2]));
+    let gone = tokio::time::timeout(WAIT, async {
+        while hub.reader_sessions("p") > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(gone.is_ok(), "readers still seated");
+    stop.cancel();
+    tokio::time::timeout(WAIT, task)
+        .await
+        .expect("server did not stop")
+        .expect("server");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kick_ends_one_player_and_shutdown_the_others() {
+    let (hub, addr, stop, task) = server().await;
+    let publisher = publisher(&hub, "k");
+    publisher.write(audio(0));
+    let players: Vec<_> = (0..2).map(|_| tokio::spawn(play(addr, "k"))).collect();
+    let feeding = tokio::spawn({
+        let publisher = publisher;
+        async move {
+            for i in 1.. {
+                publisher.write(audio(i));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    });
+    tokio::time::timeout(WAIT, async {
+        while hub.reader_sessions("k") < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("players not seated");
+    let session = hub
+        .sessions()
+        .into_iter()
+        .find(|s| s.protocol == "srt")
+        .expect("an srt session")
+        .id;
+    assert!(hub.kick_session(session));
+    tokio::time::timeout(WAIT, async {
+        while hub.reader_sessions("k") > 1 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("kicked player still seated");
+    stop.cancel();
+    tokio::time::timeout(WAIT, task)
+        .await
+        .expect("server did not stop")
+        .expect("server");
+    for p in players {
+        tokio::time::timeout(WAIT, p)
+            .await
+            .expect("player did not end")
+            .expect("player");
+    }
+    assert_eq!(hub.reader_sessions("k"), 0);
+    feeding.abort();
+}
