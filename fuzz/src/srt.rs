@@ -1,5 +1,5 @@
 //! SRT: the vendored srt-protocol's packet, handshake and stream-id parsers, its sans-I/O
-//! listener and connection state machines as ferrocast drives them (through srt-tokio), and
+//! listener and connection state machines as ferrocast drives them (`srt::endpoint`), and
 //! ferrocast's stream-id routing (`srt::route`).
 
 use std::collections::HashMap;
@@ -18,7 +18,7 @@ use srt_protocol::packet::{
 };
 use srt_protocol::settings::{ConnInitSettings, KeySettings};
 
-/// Parses one datagram as srt-tokio does (`Packet::parse` on the whole UDP payload); checks the
+/// Parses one datagram as the endpoint does (`Packet::parse` on the whole UDP payload); checks the
 /// parsed packet re-serializes to exactly `wire_size() - 28` bytes that parse again, and that
 /// serializing is then a fixed point.
 fn packet_roundtrip(datagram: &[u8], ipv6: bool) -> Option<Packet> {
@@ -167,8 +167,8 @@ const PASSPHRASE: &str = "ferrocast-fuzz-passphrase";
 /// Most actions one input may cause before the state machines must wait for more input.
 const MAX_ACTIONS: usize = 100_000;
 
-/// Listener settings as `srt::bind` builds them: `SrtListener::builder().latency(..)` with
-/// the send buffer at libsrt's default.
+/// Listener settings as `srt::bind` builds them: the latency both ways, and the send buffer at
+/// libsrt's default.
 fn listener_settings(latency: Duration) -> ConnInitSettings {
     let mut o = SocketOptions::default();
     o.sender.peer_latency = latency;
@@ -211,7 +211,7 @@ fn decide(
 struct Peer {
     /// Cookie of the last induction response sent to this peer.
     cookie: Option<i32>,
-    /// The open connection the listener handed over, as srt-tokio's socket task runs it.
+    /// The open connection the listener handed over.
     conn: Option<DuplexConnection>,
 }
 
@@ -236,8 +236,8 @@ fn check_outgoing(p: &Packet) {
 }
 
 impl ListenerDriver {
-    /// Runs the listener from `input` until it waits, doing what srt-tokio's listener task does
-    /// with each action.
+    /// Runs the listener from `input` until it waits, doing what the endpoint task does with
+    /// each action.
     fn listener_input(&mut self, input: Input) {
         let mut input = input;
         for _ in 0..MAX_ACTIONS {
@@ -294,8 +294,9 @@ impl ListenerDriver {
         panic!("the listener did not settle within {MAX_ACTIONS} actions");
     }
 
-    /// Runs `peer`'s open connection from `input` until it waits, as srt-tokio's socket task
-    /// does; a closed connection is dropped.
+    /// Runs `peer`'s open connection from `input` until it waits (`handle_input` runs the same
+    /// packet handling, timers and output as the endpoint's `Link`); a closed connection is
+    /// dropped.
     fn connection_input(&mut self, peer: SocketAddr, input: connection::Input) {
         let now = self.now;
         let Some(conn) = self.peers.get_mut(&peer).and_then(|p| p.conn.as_mut()) else {

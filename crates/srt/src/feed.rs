@@ -418,8 +418,8 @@ impl FeedTask {
                 break;
             }
             let timer = next.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            // Unbiased: a flood of control packets must not starve the stream's media.
             tokio::select! {
-                biased;
                 _ = self.stop.cancelled() => break,
                 _ = self.shutdown.cancelled(), if ending.is_none() => {
                     ending = Some(PlayEnd::Shutdown);

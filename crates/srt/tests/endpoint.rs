@@ -225,3 +225,47 @@ async fn garbage_and_strangers_do_not_disturb_an_open_connection() {
     caller.await.expect("caller");
     stop.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_reconnecting_from_the_same_port_gets_a_fresh_handshake() {
+    let (addr, mut requests, stop) = endpoint();
+    // A port the caller keeps across both connections.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("free port")
+        .port();
+    let caller = |sid: &'static str| async move {
+        let mut s = tokio::time::timeout(
+            WAIT,
+            SrtSocket::builder()
+                .local("127.0.0.1:0")
+                .local_port(port)
+                .latency(Duration::from_millis(60))
+                .call(addr, Some(sid)),
+        )
+        .await
+        .expect("call timed out")
+        .expect("call");
+        s.send((Instant::now(), payload(1))).await.expect("send");
+        // Until the server ends the connection.
+        while let Ok(Some(Ok(_))) = tokio::time::timeout(WAIT, s.next()).await {}
+    };
+    for sid in ["publish:live/r1", "publish:live/r2"] {
+        let peer = tokio::spawn(caller(sid));
+        let request = tokio::time::timeout(WAIT, requests.recv())
+            .await
+            .expect("no request: the endpoint still routes this port to the old connection")
+            .expect("endpoint gone");
+        assert_eq!(request.stream_id(), Some(sid));
+        let mut conn = request.accept(None).await.expect("accept");
+        assert_eq!(conn.recv().await, Some(payload(1)));
+        // The server ends it; dropping the connection makes the endpoint forget it.
+        conn.close(Duration::from_secs(1)).await;
+        drop(conn);
+        tokio::time::timeout(WAIT, peer)
+            .await
+            .expect("caller did not see the close")
+            .expect("caller");
+    }
+    stop.cancel();
+}

@@ -190,3 +190,82 @@ async fn a_kick_ends_one_player_and_shutdown_the_others() {
     assert_eq!(hub.reader_sessions("k"), 0);
     feeding.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kicked_player_reconnects_from_the_same_port() {
+    let (hub, addr, stop, task) = server().await;
+    let publisher = publisher(&hub, "r");
+    let feeding = tokio::spawn(async move {
+        for i in 0.. {
+            publisher.write(audio(i));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    // A second player keeps the stream's feed (and its shared packet queue) alive throughout.
+    let steady = tokio::spawn(play(addr, "r"));
+    tokio::time::timeout(WAIT, async {
+        while hub.reader_sessions("r") < 1 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("steady player not seated");
+    let steady_session = hub
+        .sessions()
+        .into_iter()
+        .find(|s| s.protocol == "srt")
+        .expect("session")
+        .id;
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("free port")
+        .port();
+    for round in 0..2 {
+        let player = tokio::spawn(async move {
+            let mut s = tokio::time::timeout(
+                WAIT,
+                SrtSocket::builder()
+                    .local("127.0.0.1:0")
+                    .local_port(port)
+                    .latency(Duration::from_millis(60))
+                    .call(addr, Some("live/r")),
+            )
+            .await
+            .expect("call timed out")
+            .expect("call: the endpoint still routes this port to the kicked player");
+            while let Ok(Some(Ok(_))) = tokio::time::timeout(WAIT, s.next()).await {}
+        });
+        tokio::time::timeout(WAIT, async {
+            while hub.reader_sessions("r") < 2 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("round {round}: player not seated"));
+        let seen = hub
+            .sessions()
+            .into_iter()
+            .find(|s| s.protocol == "srt" && s.id != steady_session)
+            .expect("the reconnecting player's session");
+        assert_eq!(seen.remote_addr.map(|a| a.port()), Some(port));
+        assert!(hub.kick_session(seen.id));
+        tokio::time::timeout(WAIT, player)
+            .await
+            .expect("kicked player did not end")
+            .expect("player");
+        tokio::time::timeout(WAIT, async {
+            while hub.reader_sessions("r") > 1 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("kicked player still seated");
+    }
+    assert!(!steady.is_finished(), "the other player was disturbed");
+    feeding.abort();
+    stop.cancel();
+    tokio::time::timeout(WAIT, task)
+        .await
+        .expect("server did not stop")
+        .expect("server");
+}
