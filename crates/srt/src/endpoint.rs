@@ -530,6 +530,11 @@ impl Link {
         next
     }
 
+    /// The connection's counters (packets, ACKs, NAKs, retransmissions).
+    pub fn statistics(&self) -> &srt_protocol::statistics::SocketStatistics {
+        self.conn.statistics()
+    }
+
     /// The peer's next payload, if one is due.
     pub fn next_data(&mut self, now: Instant) -> Option<Bytes> {
         self.conn.next_data(now).map(|(_, data)| data)

@@ -377,7 +377,8 @@ impl Feeds {
         });
         feeds.insert(code.to_owned(), Arc::downgrade(&feed));
         let sub = self.hub.subscribe_fanout(code, "srt");
-        let span = info_span!("srt feed", code);
+        // Not a child of the first player's connection span: the feed outlives it.
+        let span = info_span!(parent: None, "srt feed", code);
         let task = FeedTask {
             sub,
             joins: joins_rx,

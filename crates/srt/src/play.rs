@@ -209,7 +209,18 @@ fn remove(
     if p.cursor.dropped() > 0 {
         debug!(peer = %p.link.remote(), skipped = p.cursor.dropped(), "srt player skipped TS");
     }
-    debug!(peer = %p.link.remote(), ?why, "srt play ended");
+    let st = p.link.statistics();
+    debug!(
+        peer = %p.link.remote(),
+        ?why,
+        sent = st.tx_data,
+        retransmitted = st.tx_retransmit_data,
+        dropped = st.tx_dropped_data,
+        acks = st.rx_ack,
+        light_acks = st.rx_light_ack,
+        naks = st.rx_nak,
+        "srt play ended"
+    );
     if let Some(done) = p.done.take() {
         let _ = done.send(why);
     }

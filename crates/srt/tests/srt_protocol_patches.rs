@@ -187,7 +187,8 @@ fn sending_connection(n: usize) -> DuplexConnection {
     let settings = ConnectionSettings {
         remote: caller(),
         remote_sockid: SocketId(1),
-        local_sockid: SocketId(2),
+        // The socket `control` addresses: a packet to another one is ignored unread.
+        local_sockid: SocketId(0),
         socket_start_time: now,
         rtt: Duration::from_millis(10),
         init_seq_num: SeqNumber::new_truncate(0x10),
@@ -246,4 +247,35 @@ fn nak_with_an_unterminated_or_inverted_range_is_harmless() {
         conn.handle_packet_input(Instant::now(), Ok((nak, caller())));
         assert!(start.elapsed() < Duration::from_secs(2));
     }
+}
+
+/// Data packets the connection sends when its timers run at `at`.
+fn data_sent_at(conn: &mut DuplexConnection, at: Instant) -> Vec<SeqNumber> {
+    let mut seqs = Vec::new();
+    while let connection::Action::SendPacket((p, _)) =
+        conn.handle_input(at, connection::Input::Timer)
+    {
+        if let Packet::Data(d) = p {
+            seqs.push(d.seq_number);
+        }
+    }
+    seqs
+}
+
+#[test]
+fn unacknowledged_packets_wait_for_a_nak_instead_of_a_timer() {
+    // A receiver that was late to acknowledge (ACKs 40-160 ms apart on a busy machine) got
+    // packets twice from the retransmission timer; libsrt's live sender resends only what a
+    // NAK reports while the receiver sends periodic NAK reports.
+    let start = Instant::now();
+    let mut conn = sending_connection(8);
+    let late = start + Duration::from_millis(600);
+    assert_eq!(data_sent_at(&mut conn, late), [], "resent without a NAK");
+    let nak = parse(&control(3, 0, 0, &0x12u32.to_be_bytes()));
+    conn.handle_packet_input(late, Ok((nak, caller())));
+    assert_eq!(
+        data_sent_at(&mut conn, late + Duration::from_millis(1)),
+        [SeqNumber::new_truncate(0x12)],
+        "a reported loss is resent at once"
+    );
 }

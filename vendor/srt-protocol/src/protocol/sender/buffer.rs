@@ -15,6 +15,10 @@ use crate::{
     protocol::time::{Rtt, Timers},
 };
 
+/// Whether unacknowledged packets are resent on a timer; see `SenderAlgorithmIterator::next`.
+/// (ferrocast)
+const BLIND_RETRANSMIT: bool = false;
+
 #[derive(Debug)]
 pub struct SendBuffer {
     latency_window: Duration,
@@ -570,7 +574,17 @@ impl<'a> Iterator for SenderAlgorithmIterator<'a> {
         // NOTE: the reference implementation doesn't jump to 5), so we don't either
         else if let Some(p) = self.buffer.send_next_lost_packet(self.ts_now) {
             self.retransmit_nak(p)
-        } else if let Some(p) = self.buffer.send_next_rto_packet(self.ts_now) {
+        }
+        // No blind (timer) retransmission. libsrt's live sender does none while the receiver
+        // sends periodic NAK reports (SRTO_NAKREPORT, on by default; srt-protocol's receiver
+        // sends them too): a loss is resent when reported, and a NAK that is lost is reported
+        // again. With the timer, a receiver that was merely late to acknowledge (a busy
+        // machine, ACKs 40-160 ms apart) got 1-4 % of its packets twice. (ferrocast)
+        else if let Some(p) = if BLIND_RETRANSMIT {
+            self.buffer.send_next_rto_packet(self.ts_now)
+        } else {
+            None
+        } {
             self.retransmit_rto(p)
         }
         //   4)
