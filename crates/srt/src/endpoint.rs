@@ -4,9 +4,9 @@
 //! srt-tokio ran a listener task and a task per connection, and a payload crossed two channels
 //! and two tasks on its way out: the player's task, then its connection's. Here one endpoint
 //! task reads the socket, answers handshakes through srt-protocol's [`MultiplexListener`] and
-//! passes each open connection's packets to a queue: a publisher's own ([`Conn`], driven by its
-//! ingest task), or the one its stream's players share ([`Link`]s driven together by the
-//! stream's feed task, see [`crate::play`]). Those tasks write their packets straight to the
+//! passes each open connection's packets on: to a publisher's own queue ([`Conn`], driven by
+//! its ingest task), or to the [`Inbox`] its stream's players share ([`Link`]s driven together
+//! by the stream's feed task, see [`crate::play`]). Those tasks write their packets straight to the
 //! shared socket through an [`Outbox`].
 //!
 //! The handshake's last response is sent before the connection is handed over, so data can
@@ -19,15 +19,17 @@ use srt_protocol::listener::{
     NextInputContext, ResultOf, SessionId,
 };
 use srt_protocol::options::KeySize;
-use srt_protocol::packet::{Packet, ReceivePacketError, RejectReason, ServerRejectReason};
+use srt_protocol::packet::{
+    ControlPacket, ControlTypes, Packet, ReceivePacketError, RejectReason, ServerRejectReason,
+};
 use srt_protocol::settings::{ConnInitSettings, KeySettings};
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Cursor};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -46,6 +48,8 @@ const PENDING_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_PENDING: usize = 4096;
 /// Largest datagram read: an SRT packet is at most 1500 bytes, and a longer one is garbage.
 const MAX_DATAGRAM: usize = 2048;
+/// Packets an [`Inbox`] holds; a burst beyond it is dropped, as a full UDP buffer would.
+const INBOX_CAP: usize = 8192;
 /// Datagrams an [`Outbox`] keeps while the socket is full; beyond that they are dropped (SRT
 /// retransmits what the peer reports lost).
 const MAX_STALLED: usize = 8192;
@@ -116,9 +120,9 @@ impl Endpoint {
                     }
                     state.read_batch(&mut buf);
                 }
-                Some((id, response, queue)) = response_rx.recv() => {
-                    if let (Some(q), Some(a)) = (queue, state.awaiting.get_mut(&id)) {
-                        a.1 = Some(q);
+                Some((id, response, inbox)) = response_rx.recv() => {
+                    if let (Some(i), Some(a)) = (inbox, state.awaiting.get_mut(&id)) {
+                        a.1 = Some(i);
                     }
                     state.step(Instant::now(), Input::AccessResponse(Some((id, response))));
                 }
@@ -135,13 +139,101 @@ impl Endpoint {
     }
 }
 
-/// Where the endpoint puts an open connection's packets.
-pub type PacketQueue = mpsc::Sender<(Packet, SocketAddr)>;
+/// The packets of connections driven together (accepted with
+/// [`ConnectionRequest::accept_into`]), gathered for their task.
+///
+/// Acknowledgements only free send buffer and time the round trip, so they wait for the
+/// task's next wake-up (its next media item or timer tick); anything else (a NAK, a
+/// shutdown, a handshake) wakes it. With fifty players, ACKs are most of what arrives.
+#[derive(Debug, Default)]
+pub struct Inbox {
+    queue: Mutex<Vec<(Packet, SocketAddr)>>,
+    notify: Notify,
+}
 
-/// A queue for the packets of connections driven together (accepted with
-/// [`ConnectionRequest::accept_into`]).
-pub fn packet_queue(capacity: usize) -> (PacketQueue, mpsc::Receiver<(Packet, SocketAddr)>) {
-    mpsc::channel(capacity)
+impl Inbox {
+    /// An empty inbox.
+    pub fn new() -> Arc<Inbox> {
+        Arc::default()
+    }
+
+    /// Queues a packet; `false` when the inbox is full.
+    fn push(&self, packet: Packet, from: SocketAddr) -> bool {
+        let urgent = !matches!(
+            packet,
+            Packet::Control(ControlPacket {
+                control_type: ControlTypes::Ack(_),
+                ..
+            })
+        );
+        {
+            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            if q.len() >= INBOX_CAP {
+                return false;
+            }
+            q.push((packet, from));
+        }
+        if urgent {
+            self.notify.notify_one();
+        }
+        true
+    }
+
+    /// Moves every queued packet to `into`.
+    pub fn take(&self, into: &mut Vec<(Packet, SocketAddr)>) {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        into.append(&mut q);
+    }
+
+    /// Resolves when a packet that cannot wait arrived (at once if one did since the last
+    /// call).
+    pub async fn urgent(&self) {
+        self.notify.notified().await
+    }
+}
+
+/// Where an open connection's packets go.
+#[derive(Debug)]
+enum Route {
+    /// Its own queue, read by the task that drives it alone.
+    Own(mpsc::Sender<(Packet, SocketAddr)>),
+    /// The inbox it shares; gone once their task ended.
+    Shared(Weak<Inbox>),
+}
+
+/// What became of a packet passed on.
+// Returned by value and matched at once; boxing the packet would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
+enum Delivery {
+    Delivered,
+    /// Dropped: the route is full.
+    Full,
+    /// The connection (or its task) is gone; the packet is handed back.
+    Gone(Packet),
+}
+
+impl Route {
+    fn deliver(&self, packet: Packet, from: SocketAddr) -> Delivery {
+        match self {
+            Route::Own(q) => match q.try_send((packet, from)) {
+                Ok(()) => Delivery::Delivered,
+                Err(mpsc::error::TrySendError::Full(_)) => Delivery::Full,
+                Err(mpsc::error::TrySendError::Closed((p, _))) => Delivery::Gone(p),
+            },
+            Route::Shared(inbox) => match inbox.upgrade() {
+                None => Delivery::Gone(packet),
+                Some(i) if i.push(packet, from) => Delivery::Delivered,
+                Some(_) => Delivery::Full,
+            },
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        match self {
+            Route::Own(q) => q.is_closed(),
+            Route::Shared(inbox) => inbox.strong_count() == 0,
+        }
+    }
 }
 
 /// Where an accepted connection goes: its state machine, and its own queue of packets unless
@@ -153,8 +245,8 @@ struct Opened {
     left: mpsc::UnboundedSender<SocketAddr>,
 }
 
-/// Answers to callers: the decision, and the queue an accepted connection's packets go to.
-type Response = (SessionId, AccessControlResponse, Option<PacketQueue>);
+/// Answers to callers: the decision, and the inbox an accepted connection's packets go to.
+type Response = (SessionId, AccessControlResponse, Option<Arc<Inbox>>);
 
 /// The endpoint task's state.
 struct State {
@@ -165,11 +257,11 @@ struct State {
     responses: mpsc::Sender<Response>,
     /// Where connections report that they ended.
     left: mpsc::UnboundedSender<SocketAddr>,
-    /// Callers waiting for the server's answer: where their connection goes, and the queue
+    /// Callers waiting for the server's answer: where their connection goes, and the inbox
     /// it shares if it shares one.
-    awaiting: HashMap<SessionId, (oneshot::Sender<Opened>, Option<PacketQueue>)>,
-    /// Open connections' queues by peer address.
-    open: HashMap<SocketAddr, PacketQueue>,
+    awaiting: HashMap<SessionId, (oneshot::Sender<Opened>, Option<Arc<Inbox>>)>,
+    /// Open connections' routes by peer address.
+    open: HashMap<SocketAddr, Route>,
     /// Sessions the listener holds that are not open, and when each started.
     pending: HashMap<SessionId, Instant>,
     out: BytesMut,
@@ -203,16 +295,16 @@ impl State {
                 return;
             }
         };
-        if let Some(queue) = self.open.get(&from) {
-            match queue.try_send((packet, from)) {
-                Ok(()) => return,
-                Err(mpsc::error::TrySendError::Full(_)) => {
+        if let Some(route) = self.open.get(&from) {
+            match route.deliver(packet, from) {
+                Delivery::Delivered => return,
+                Delivery::Full => {
                     self.queue_full += 1;
                     return;
                 }
                 // The connection ended: forget it, and let this packet start over (a caller
                 // reusing its port for a new handshake).
-                Err(mpsc::error::TrySendError::Closed((p, _))) => {
+                Delivery::Gone(p) => {
                     self.open.remove(&from);
                     self.forget(now, SessionId(from));
                     return self.handshake(now, p, from);
@@ -269,7 +361,10 @@ impl State {
                 }
                 Action::DelegatePacket(id, packet) => {
                     let r = match self.open.get(&id.0) {
-                        Some(queue) => queue.try_send(packet).map_err(|_| ()),
+                        Some(route) => match route.deliver(packet.0, packet.1) {
+                            Delivery::Delivered => Ok(()),
+                            Delivery::Full | Delivery::Gone(_) => Err(()),
+                        },
                         None => Err(()),
                     };
                     next.input_from(r)
@@ -321,11 +416,11 @@ impl State {
 
     fn open(&mut self, id: SessionId, connection: Connection) -> Result<(), ()> {
         let (tx, shared) = self.awaiting.remove(&id).ok_or(())?;
-        let (queue, packets) = match shared {
-            Some(q) => (q, None),
+        let (route, packets) = match shared {
+            Some(inbox) => (Route::Shared(Arc::downgrade(&inbox)), None),
             None => {
                 let (q, rx) = mpsc::channel(CONN_QUEUE);
-                (q, Some(rx))
+                (Route::Own(q), Some(rx))
             }
         };
         tx.send(Opened {
@@ -334,7 +429,7 @@ impl State {
             left: self.left.clone(),
         })
         .map_err(|_| ())?;
-        self.open.insert(id.0, queue);
+        self.open.insert(id.0, route);
         self.pending.remove(&id);
         Ok(())
     }
@@ -418,24 +513,24 @@ impl ConnectionRequest {
         })
     }
 
-    /// Completes the handshake; the connection's packets go to `queue`, which the task that
+    /// Completes the handshake; the connection's packets go to `inbox`, which the task that
     /// drives it and others reads.
     pub async fn accept_into(
         self,
         key: Option<KeySettings>,
-        queue: PacketQueue,
+        inbox: Arc<Inbox>,
     ) -> io::Result<Link> {
-        Ok(self.complete(key, Some(queue)).await?.0)
+        Ok(self.complete(key, Some(inbox)).await?.0)
     }
 
     async fn complete(
         self,
         key: Option<KeySettings>,
-        queue: Option<PacketQueue>,
+        inbox: Option<Arc<Inbox>>,
     ) -> io::Result<(Link, Option<mpsc::Receiver<(Packet, SocketAddr)>>)> {
         let gone = || io::Error::new(io::ErrorKind::NotConnected, "srt endpoint stopped");
         self.responses
-            .send((self.id, AccessControlResponse::Accepted(key), queue))
+            .send((self.id, AccessControlResponse::Accepted(key), inbox))
             .await
             .map_err(|_| gone())?;
         // A wrong passphrase ends in a rejection, which drops the sender.
@@ -686,5 +781,51 @@ impl Conn {
             _ = self.outbox.unstall(), if self.outbox.is_stalled() => {}
             _ = tokio::time::sleep_until(deadline.into()) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A control packet of type `ty` to socket 0 with `cif`.
+    fn control(ty: u16, cif: &[u8]) -> Packet {
+        let mut p = Vec::new();
+        p.extend_from_slice(&(0x8000 | ty).to_be_bytes());
+        p.extend_from_slice(&[0; 6]);
+        p.extend_from_slice(&1000u32.to_be_bytes()); // timestamp
+        p.extend_from_slice(&0u32.to_be_bytes()); // destination socket
+        p.extend_from_slice(cif);
+        Packet::parse(&mut Cursor::new(&p[..]), false).expect("packet")
+    }
+
+    #[tokio::test]
+    async fn acks_wait_in_the_inbox_and_anything_else_wakes_its_task() {
+        let inbox = Inbox::new();
+        let from: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+        // A light ACK (one word): no wake-up.
+        assert!(inbox.push(control(2, &0x10u32.to_be_bytes()), from));
+        let woke = tokio::time::timeout(Duration::from_millis(50), inbox.urgent()).await;
+        assert!(woke.is_err(), "an ACK woke the task");
+        // A NAK wakes it.
+        assert!(inbox.push(control(3, &0x11u32.to_be_bytes()), from));
+        tokio::time::timeout(Duration::from_secs(1), inbox.urgent())
+            .await
+            .expect("a NAK did not wake the task");
+        let mut got = Vec::new();
+        inbox.take(&mut got);
+        assert_eq!(got.len(), 2, "both wait to be taken, in order");
+        assert!(matches!(
+            got[0].0,
+            Packet::Control(ControlPacket {
+                control_type: ControlTypes::Ack(_),
+                ..
+            })
+        ));
+        // Bounded: a flood is dropped at the cap.
+        for _ in 0..INBOX_CAP {
+            assert!(inbox.push(control(2, &0x10u32.to_be_bytes()), from));
+        }
+        assert!(!inbox.push(control(2, &0x10u32.to_be_bytes()), from));
     }
 }

@@ -9,7 +9,7 @@
 //! waits for it. The feed stops when its last player leaves.
 
 use crate::PAYLOAD_SIZE;
-use crate::endpoint::{self, Link, PacketQueue};
+use crate::endpoint::{Inbox, Link};
 use crate::play::{Join, PlayEnd, Players};
 use bytes::{Bytes, BytesMut};
 use hub::{Event, Hub, Seat, Subscription};
@@ -27,11 +27,6 @@ use tracing::{Instrument, debug, info_span, warn};
 
 /// Hub events muxed per wake-up of the feed task.
 const MAX_BATCH: usize = 64;
-/// Control packets (ACKs, NAKs) from all players queued to the feed; a burst beyond it is
-/// dropped like a full UDP buffer's, and SRT recovers.
-const PACKET_QUEUE: usize = 8192;
-/// Control packets taken in per wake-up before the feed looks at its other work.
-const PACKET_BATCH: usize = 256;
 /// Longest a frame's last partial payload waits for the next frame's TS to fill it; small
 /// next to the SRT latency (120 ms by default), and about the gap between audio and video
 /// frames, so most tails are filled.
@@ -299,7 +294,7 @@ impl Cursor {
 #[derive(Debug)]
 struct Shared {
     joins: mpsc::Sender<Join>,
-    queue: PacketQueue,
+    inbox: Arc<Inbox>,
     _stop: DropGuard,
 }
 
@@ -310,9 +305,9 @@ pub struct FeedHandle {
 }
 
 impl FeedHandle {
-    /// Where the endpoint must queue this feed's players' packets.
-    pub fn queue(&self) -> PacketQueue {
-        self.feed.queue.clone()
+    /// Where the endpoint must put this feed's players' packets.
+    pub fn inbox(&self) -> Arc<Inbox> {
+        self.feed.inbox.clone()
     }
 
     /// Plays the stream to `link` (seated at `seat`) until the play ends.
@@ -369,10 +364,10 @@ impl Feeds {
         let gop_cap = config.gop_cache_max_bytes / 100 * (100 + TS_OVERHEAD_PERCENT);
         let stop = CancellationToken::new();
         let (joins, joins_rx) = mpsc::channel(64);
-        let (queue, packets) = endpoint::packet_queue(PACKET_QUEUE);
+        let inbox = Inbox::new();
         let feed = Arc::new(Shared {
             joins,
-            queue,
+            inbox: inbox.clone(),
             _stop: stop.clone().drop_guard(),
         });
         feeds.insert(code.to_owned(), Arc::downgrade(&feed));
@@ -382,7 +377,7 @@ impl Feeds {
         let task = FeedTask {
             sub,
             joins: joins_rx,
-            packets,
+            inbox,
             stop,
             shutdown: self.shutdown.clone(),
             ring: Ring::new(gop_cap),
@@ -396,7 +391,7 @@ impl Feeds {
 struct FeedTask {
     sub: Subscription,
     joins: mpsc::Receiver<Join>,
-    packets: mpsc::Receiver<(Packet, SocketAddr)>,
+    inbox: Arc<Inbox>,
     stop: CancellationToken,
     shutdown: CancellationToken,
     ring: Ring,
@@ -409,12 +404,19 @@ impl FeedTask {
         let mut packer = Packer::default();
         let mut players = Players::default();
         let mut items = Vec::with_capacity(MAX_BATCH);
+        let mut packets: Vec<(Packet, SocketAddr)> = Vec::new();
         let mut flush_at = tokio::time::Instant::now();
         // Shutting down, or the stream is gone for good: the plays close, then the task ends.
         let mut ending: Option<PlayEnd> = None;
         debug!("srt feed started");
         loop {
-            let next = players.poll(Instant::now());
+            // The players' ACKs wait here for whatever woke the task; see `Inbox`.
+            self.inbox.take(&mut packets);
+            let now = Instant::now();
+            for p in packets.drain(..) {
+                players.handle(now, p);
+            }
+            let next = players.poll(now);
             if ending.is_some() && players.is_empty() {
                 break;
             }
@@ -432,21 +434,7 @@ impl FeedTask {
                     }
                     None => players.add(Instant::now(), join, self.ring.join()),
                 },
-                p = self.packets.recv() => {
-                    let now = Instant::now();
-                    match p {
-                        Some(p) => {
-                            players.handle(now, p);
-                            for _ in 1..PACKET_BATCH {
-                                match self.packets.try_recv() {
-                                    Ok(p) => players.handle(now, p),
-                                    Err(_) => break,
-                                }
-                            }
-                        }
-                        None => players.handle_gone(now),
-                    }
-                }
+                _ = self.inbox.urgent() => {}
                 _ = players.unstall(), if players.is_stalled() => {}
                 ev = self.sub.recv(), if ending.is_none() => match ev {
                     Some(ev) => {

@@ -309,9 +309,9 @@ impl Server {
             return;
         }
         // The feed muxes once for every player of the stream and drives their connections,
-        // so the connection's packets are queued to it from the handshake on.
+        // so the connection's packets go to its inbox from the handshake on.
         let feed = self.feeds.join(&code);
-        let link = match request.accept_into(key, feed.queue()).await {
+        let link = match request.accept_into(key, feed.inbox()).await {
             Ok(l) => l,
             Err(e) => {
                 warn!(error = %e, "srt handshake failed (wrong passphrase?)");

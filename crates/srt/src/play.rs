@@ -2,8 +2,8 @@
 //!
 //! A player's connection is a [`Link`] (srt-protocol's state machine). The feed task hands
 //! each muxed item to every link and writes their packets to the socket in the same wake-up,
-//! and the endpoint queues the players' ACKs and NAKs to it on one queue: a stream costs one
-//! task wake-up per item and per burst of control packets, not one per player. Timers of all
+//! and the endpoint gathers the players' ACKs and NAKs in one inbox: a stream costs one task
+//! wake-up per item, per timer tick and per NAK, not one per player and packet. Timers of all
 //! links are served together on a coarse tick.
 
 use crate::PAYLOAD_SIZE;
@@ -21,7 +21,7 @@ use tracing::debug;
 
 /// Timers of the players are served at most this often (ACK, NAK and keep-alive periods are
 /// 10 ms and more); data and the peers' packets are handled as they come.
-const TICK: Duration = Duration::from_millis(5);
+const TICK: Duration = Duration::from_millis(10);
 /// Longest a graceful close may take before the connection is simply dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -139,14 +139,6 @@ impl Players {
         if let Some(&i) = self.by_addr.get(&packet.1) {
             let p = &mut self.players[i];
             p.link.handle(now, packet);
-            p.due = now;
-        }
-    }
-
-    /// The players' packet queue is gone: the endpoint stopped.
-    pub(crate) fn handle_gone(&mut self, now: Instant) {
-        for p in &mut self.players {
-            p.link.handle_gone(now);
             p.due = now;
         }
     }
