@@ -615,8 +615,8 @@ impl Link {
             .handle_packet_input(now, Err(ReceivePacketError::Io(gone)));
     }
 
-    /// Runs due timers and writes what the connection has to send to `out`; returns when it
-    /// next needs a call.
+    /// Runs due timers and hands what the connection has to send to `out` (which the caller
+    /// flushes); returns when it next needs a call.
     pub fn poll(&mut self, now: Instant, out: &mut Outbox) -> Instant {
         let next = self.conn.check_timers(now);
         while let Some((packet, to)) = self.conn.next_packet(now) {
@@ -636,11 +636,32 @@ impl Link {
     }
 }
 
-/// Writes datagrams to the shared socket at once, and keeps them in order while it is full.
+/// Most datagrams one GSO send carries (the kernel's `UDP_MAX_SEGMENTS`).
+const GSO_SEGMENTS: usize = 64;
+/// Most bytes one GSO send carries: an IP datagram's limit, less headers.
+const GSO_BYTES: usize = 65_000;
+
+/// Writes datagrams to the shared socket, and keeps them in order while it is full.
+///
+/// Consecutive datagrams to one peer (a player's share of a media item: up to dozens of
+/// 1,332-byte packets) form a train that goes out in one `sendmsg` with `UDP_SEGMENT`
+/// (generic segmentation offload): one system call and one pass through the IP stack instead
+/// of one per packet. Where the kernel refuses it, datagrams go one by one. Call
+/// [`Outbox::flush`] when a round of sending is done.
 #[derive(Debug)]
 pub struct Outbox {
     socket: Arc<UdpSocket>,
-    scratch: BytesMut,
+    /// The datagram being serialized.
+    one: BytesMut,
+    /// The train: datagrams of `seg` bytes to `to`, the last possibly shorter.
+    train: BytesMut,
+    to: Option<SocketAddr>,
+    seg: usize,
+    count: usize,
+    /// The last datagram of the train is shorter than `seg`: nothing may follow it.
+    short: bool,
+    /// The kernel takes `UDP_SEGMENT` (until a send says otherwise).
+    gso: bool,
     stalled: VecDeque<(Bytes, SocketAddr)>,
     /// Datagrams dropped because too many were stalled.
     dropped: u64,
@@ -651,33 +672,105 @@ impl Outbox {
     pub fn new(socket: Arc<UdpSocket>) -> Outbox {
         Outbox {
             socket,
-            scratch: BytesMut::with_capacity(MAX_DATAGRAM),
+            one: BytesMut::with_capacity(MAX_DATAGRAM),
+            train: BytesMut::with_capacity(GSO_BYTES),
+            to: None,
+            seg: 0,
+            count: 0,
+            short: false,
+            gso: true,
             stalled: VecDeque::new(),
             dropped: 0,
         }
     }
 
-    /// Sends `packet` to `to`, or keeps it if the socket is full.
+    /// Queues `packet` for `to`; it is sent by the time [`Outbox::flush`] returns, or kept
+    /// if the socket is full.
     pub fn send(&mut self, packet: &Packet, to: SocketAddr) {
-        self.scratch.clear();
-        packet.serialize(&mut self.scratch);
-        if self.stalled.is_empty() {
-            match self.socket.try_send_to(&self.scratch, to) {
-                Ok(_) => return,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                // A lost datagram, as far as SRT is concerned: it retransmits.
-                Err(e) => {
-                    debug!(%to, error = %e, "srt packet not sent");
-                    return;
+        self.one.clear();
+        packet.serialize(&mut self.one);
+        let len = self.one.len();
+        let joins = self.gso
+            && self.count > 0
+            && self.to == Some(to)
+            && !self.short
+            && len <= self.seg
+            && self.count < GSO_SEGMENTS
+            && self.train.len() + len <= GSO_BYTES;
+        if !joins {
+            self.flush();
+            self.to = Some(to);
+            self.seg = len;
+        }
+        self.train.extend_from_slice(&self.one);
+        self.count += 1;
+        self.short = len < self.seg;
+    }
+
+    /// Sends the train waiting in the outbox.
+    pub fn flush(&mut self) {
+        let Some(to) = self.to.take() else {
+            return;
+        };
+        let (seg, count) = (self.seg, std::mem::take(&mut self.count));
+        self.short = false;
+        let train = self.train.split().freeze();
+        if !self.stalled.is_empty() {
+            return self.stall(&train, seg, to);
+        }
+        let sent = if count == 1 {
+            self.socket.try_send_to(&train, to).map(drop)
+        } else {
+            self.send_gso(&train, seg, to)
+        };
+        match sent {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.stall(&train, seg, to),
+            Err(e) if count > 1 => {
+                // No segmentation offload here (an old kernel, an odd device): one by one
+                // from now on.
+                warn!(error = %e, "srt: UDP segmentation offload refused; sending packets one by one");
+                self.gso = false;
+                for d in train.chunks(seg) {
+                    if let Err(e) = self.socket.try_send_to(d, to) {
+                        debug!(%to, error = %e, "srt packet not sent");
+                    }
                 }
             }
+            // A lost datagram, as far as SRT is concerned: a NAK gets it resent.
+            Err(e) => debug!(%to, error = %e, "srt packet not sent"),
         }
-        if self.stalled.len() >= MAX_STALLED {
-            self.dropped += 1;
-            return;
+    }
+
+    fn send_gso(&self, train: &[u8], seg: usize, to: SocketAddr) -> io::Result<()> {
+        use nix::sys::socket::{ControlMessage, MsgFlags, SockaddrStorage, sendmsg};
+        use std::os::fd::AsRawFd;
+        let seg = u16::try_from(seg).map_err(io::Error::other)?;
+        let addr = SockaddrStorage::from(to);
+        let fd = self.socket.as_raw_fd();
+        self.socket.try_io(tokio::io::Interest::WRITABLE, || {
+            sendmsg(
+                fd,
+                &[io::IoSlice::new(train)],
+                &[ControlMessage::UdpGsoSegments(&seg)],
+                MsgFlags::empty(),
+                Some(&addr),
+            )
+            .map(drop)
+            .map_err(io::Error::from)
+        })
+    }
+
+    /// Keeps a train's datagrams until the socket has room.
+    fn stall(&mut self, train: &Bytes, seg: usize, to: SocketAddr) {
+        for at in (0..train.len()).step_by(seg.max(1)) {
+            if self.stalled.len() >= MAX_STALLED {
+                self.dropped += 1;
+                continue;
+            }
+            let end = (at + seg).min(train.len());
+            self.stalled.push_back((train.slice(at..end), to));
         }
-        self.stalled
-            .push_back((Bytes::copy_from_slice(&self.scratch), to));
     }
 
     /// Whether datagrams wait for room in the socket.
@@ -735,6 +828,7 @@ impl Conn {
         let now = Instant::now();
         self.link.push(now, payloads);
         self.link.poll(now, &mut self.outbox);
+        self.outbox.flush();
     }
 
     /// Runs the connection until the peer's next payload; `None` once it is closed.
@@ -742,6 +836,7 @@ impl Conn {
         loop {
             let now = Instant::now();
             let deadline = self.link.poll(now, &mut self.outbox);
+            self.outbox.flush();
             if let Some(data) = self.link.next_data(now) {
                 return Some(data);
             }
@@ -797,6 +892,95 @@ mod tests {
         p.extend_from_slice(&0u32.to_be_bytes()); // destination socket
         p.extend_from_slice(cif);
         Packet::parse(&mut Cursor::new(&p[..]), false).expect("packet")
+    }
+
+    /// A data packet of `len` payload bytes with sequence number `seq`.
+    fn data(seq: u32, len: usize) -> Packet {
+        let mut p = Vec::new();
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&(0xc000_0000u32 | seq).to_be_bytes()); // a whole message
+        p.extend_from_slice(&1000u32.to_be_bytes());
+        p.extend_from_slice(&0u32.to_be_bytes());
+        p.resize(16 + len, seq as u8);
+        Packet::parse(&mut Cursor::new(&p[..]), false).expect("packet")
+    }
+
+    #[tokio::test]
+    async fn trains_arrive_as_the_datagrams_they_were_built_from() {
+        let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind"));
+        let a = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let b = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let (to_a, to_b) = (a.local_addr().expect("a"), b.local_addr().expect("b"));
+        // Readiness known, as on a socket in use: tokio answers WouldBlock until then.
+        socket.writable().await.expect("writable");
+        let mut out = Outbox::new(socket);
+        // To a: a train of 70 full packets (more than one send takes), then a short one and
+        // a full one after it (which must start a new train); to b in between.
+        for seq in 0..70 {
+            out.send(&data(seq, 1316), to_a);
+        }
+        out.send(&data(70, 188), to_a);
+        out.send(&data(71, 1316), to_a);
+        out.send(&data(100, 1316), to_b);
+        out.send(&data(101, 1316), to_b);
+        out.send(&data(72, 376), to_a);
+        out.flush();
+        assert!(!out.is_stalled());
+        let recv = |s: &UdpSocket, n: usize| {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while got.len() < n {
+                let len = s
+                    .try_recv(&mut buf)
+                    .unwrap_or_else(|e| panic!("a datagram is missing after {got:?}: {e}"));
+                let p = Packet::parse(&mut Cursor::new(&buf[..len]), false).expect("parse");
+                let Packet::Data(d) = p else {
+                    panic!("not data")
+                };
+                got.push((d.seq_number.as_raw(), d.payload.len()));
+            }
+            got
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let got = recv(&a, 73);
+        let want: Vec<(u32, usize)> = (0..70)
+            .map(|s| (s, 1316))
+            .chain([(70, 188), (71, 1316), (72, 376)])
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(recv(&b, 2), [(100, 1316), (101, 1316)]);
+        assert!(out.gso, "this kernel refused segmentation offload");
+    }
+
+    #[tokio::test]
+    async fn datagrams_the_socket_refused_wait_in_order_until_it_has_room() {
+        let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind"));
+        let a = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        // Before its first readiness event tokio treats the socket as full: everything stalls.
+        let mut out = Outbox::new(socket);
+        for seq in 0..5 {
+            out.send(&data(seq, 1316), a.local_addr().expect("a"));
+        }
+        out.flush();
+        assert!(out.is_stalled());
+        tokio::time::timeout(Duration::from_secs(1), async {
+            while out.is_stalled() {
+                out.unstall().await;
+            }
+        })
+        .await
+        .expect("never unstalled");
+        let mut buf = [0u8; 2048];
+        for seq in 0..5u32 {
+            let len = tokio::time::timeout(Duration::from_secs(1), a.recv(&mut buf))
+                .await
+                .expect("datagram missing")
+                .expect("recv");
+            let Ok(Packet::Data(d)) = Packet::parse(&mut Cursor::new(&buf[..len]), false) else {
+                panic!("not a data packet");
+            };
+            assert_eq!(d.seq_number.as_raw(), seq);
+        }
     }
 
     #[tokio::test]

@@ -170,6 +170,7 @@ impl Players {
             next = Some(next.map_or(due, |n| n.min(due)));
             i += 1;
         }
+        out.flush();
         next
     }
 
