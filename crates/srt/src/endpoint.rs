@@ -638,6 +638,8 @@ impl Link {
 
 /// Most datagrams one GSO send carries (the kernel's `UDP_MAX_SEGMENTS`).
 const GSO_SEGMENTS: usize = 64;
+/// An SRT data packet's header, in bytes.
+const DATA_HEADER: usize = 16;
 /// Most bytes one GSO send carries: an IP datagram's limit, less headers.
 const GSO_BYTES: usize = 65_000;
 
@@ -687,9 +689,16 @@ impl Outbox {
     /// Queues `packet` for `to`; it is sent by the time [`Outbox::flush`] returns, or kept
     /// if the socket is full.
     pub fn send(&mut self, packet: &Packet, to: SocketAddr) {
-        self.one.clear();
-        packet.serialize(&mut self.one);
-        let len = self.one.len();
+        // A data packet is serialized straight into the train (its size is known); control
+        // packets are few and small.
+        let len = match packet {
+            Packet::Data(d) => DATA_HEADER + d.payload.len(),
+            Packet::Control(_) => {
+                self.one.clear();
+                packet.serialize(&mut self.one);
+                self.one.len()
+            }
+        };
         let joins = self.gso
             && self.count > 0
             && self.to == Some(to)
@@ -702,7 +711,14 @@ impl Outbox {
             self.to = Some(to);
             self.seg = len;
         }
-        self.train.extend_from_slice(&self.one);
+        match packet {
+            Packet::Data(_) => {
+                let start = self.train.len();
+                packet.serialize(&mut self.train);
+                debug_assert_eq!(self.train.len() - start, len);
+            }
+            Packet::Control(_) => self.train.extend_from_slice(&self.one),
+        }
         self.count += 1;
         self.short = len < self.seg;
     }

@@ -283,9 +283,12 @@ impl SendBuffer {
             // RTO = RexmitCount * (RTT + 4 * RTTVar + 2 * SYN) + SYN
             entry.transmit_count * rto_constant + Timers::SYN
         };
-        let _ = self
-            .rto_queue
-            .push(seq_number, Reverse((ts_now + rto, seq_number)));
+        // Without timer retransmission the queue would only be filled and emptied. (ferrocast)
+        if BLIND_RETRANSMIT {
+            let _ = self
+                .rto_queue
+                .push(seq_number, Reverse((ts_now + rto, seq_number)));
+        }
 
         // clone packet first, then update retransmitted flag
         // this way, only the first will have it as false
