@@ -829,16 +829,6 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// The peer's address.
-    pub fn remote(&self) -> SocketAddr {
-        self.link.remote()
-    }
-
-    /// Whether the connection is still open.
-    pub fn is_open(&self) -> bool {
-        self.link.is_open()
-    }
-
     /// Queues `payloads` (each at most one SRT payload) and sends what the sender allows.
     pub fn send(&mut self, payloads: &[Bytes]) {
         let now = Instant::now();

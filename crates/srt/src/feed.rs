@@ -193,7 +193,7 @@ impl Packer {
 
 /// The TS since the last sync point, for players that join.
 #[derive(Debug)]
-pub(crate) struct Ring {
+pub(crate) struct GopCache {
     /// Items from the last sync point on; empty while there is none or it outgrew the cap.
     gop: VecDeque<Item>,
     gop_bytes: usize,
@@ -202,10 +202,10 @@ pub(crate) struct Ring {
     overflow: bool,
 }
 
-impl Ring {
+impl GopCache {
     /// A cache of at most `gop_cap` bytes of TS.
-    pub(crate) fn new(gop_cap: usize) -> Ring {
-        Ring {
+    pub(crate) fn new(gop_cap: usize) -> GopCache {
+        GopCache {
             gop: VecDeque::new(),
             gop_bytes: 0,
             gop_cap,
@@ -241,10 +241,14 @@ impl Ring {
         self.overflow = false;
     }
 
-    /// A player's view: the cached GOP, then what it admits of everything published later.
-    pub(crate) fn join(&self) -> Cursor {
+    /// The cached GOP: what a joining player gets first.
+    pub(crate) fn items(&self) -> impl Iterator<Item = &Item> {
+        self.gop.iter()
+    }
+
+    /// A joining player's cursor, for what is published after [`GopCache::items`].
+    pub(crate) fn cursor(&self) -> Cursor {
         Cursor {
-            backlog: self.gop.iter().cloned().collect(),
             // Without a cached GOP, the next sync point is the first thing a decoder can use.
             skipping: self.gop.is_empty(),
             dropped: 0,
@@ -252,34 +256,27 @@ impl Ring {
     }
 }
 
-/// One player's position in a feed: what it still gets of the cached GOP, and whether it
-/// waits for a sync point.
+/// Whether a player waits for a sync point (it joined without a cached GOP).
 #[derive(Debug, Default)]
 pub(crate) struct Cursor {
-    backlog: Vec<Item>,
-    /// Joined without a GOP: drop everything until the next sync point.
+    /// Drop everything until the next sync point.
     skipping: bool,
     dropped: u64,
 }
 
 impl Cursor {
-    /// The cached GOP, handed over once.
-    pub(crate) fn take_backlog(&mut self) -> Vec<Item> {
-        std::mem::take(&mut self.backlog)
-    }
-
-    /// `item` if this player takes it.
-    pub(crate) fn admit(&mut self, item: &Item) -> Option<Item> {
+    /// Whether this player takes `item`.
+    pub(crate) fn admit(&mut self, item: &Item) -> bool {
         match item {
             Item::Ts { sync: false, .. } if self.skipping => {
                 self.dropped += 1;
-                None
+                false
             }
             Item::Ts { .. } => {
                 self.skipping = false;
-                Some(item.clone())
+                true
             }
-            Item::End => Some(Item::End),
+            Item::End => true,
         }
     }
 
@@ -380,7 +377,7 @@ impl Feeds {
             inbox,
             stop,
             shutdown: self.shutdown.clone(),
-            ring: Ring::new(gop_cap),
+            gop: GopCache::new(gop_cap),
         };
         self.tracker.spawn(task.run().instrument(span));
         FeedHandle { feed }
@@ -394,7 +391,7 @@ struct FeedTask {
     inbox: Arc<Inbox>,
     stop: CancellationToken,
     shutdown: CancellationToken,
-    ring: Ring,
+    gop: GopCache,
 }
 
 impl FeedTask {
@@ -432,7 +429,7 @@ impl FeedTask {
                     Some(why) => {
                         let _ = join.done.send(why);
                     }
-                    None => players.add(Instant::now(), join, self.ring.join()),
+                    None => players.add(Instant::now(), join, &self.gop),
                 },
                 _ = self.inbox.urgent() => {}
                 _ = players.unstall(), if players.is_stalled() => {}
@@ -470,7 +467,7 @@ impl FeedTask {
             if !items.is_empty() {
                 let now = Instant::now();
                 for item in items.drain(..) {
-                    self.ring.publish(&item);
+                    self.gop.publish(&item);
                     players.deliver(now, &item);
                 }
             }
@@ -563,24 +560,27 @@ mod tests {
         got: Vec<Item>,
     }
 
-    fn viewer(ring: &Ring) -> Viewer {
-        let mut cursor = ring.join();
-        let got = cursor.take_backlog();
-        Viewer { cursor, got }
+    fn viewer(gop: &GopCache) -> Viewer {
+        Viewer {
+            cursor: gop.cursor(),
+            got: gop.items().cloned().collect(),
+        }
     }
 
     /// Muxes `events`, caches each item and hands it to `viewers`, as the feed task does.
     fn feed(
         mux: &mut StreamMux,
-        ring: &mut Ring,
+        gop: &mut GopCache,
         viewers: &mut [&mut Viewer],
         events: impl IntoIterator<Item = Event>,
     ) {
         for ev in events {
             if let Some(item) = mux.push(&ev) {
-                ring.publish(&item);
+                gop.publish(&item);
                 for v in viewers.iter_mut() {
-                    v.got.extend(v.cursor.admit(&item));
+                    if v.cursor.admit(&item) {
+                        v.got.push(item.clone());
+                    }
                 }
             }
         }
@@ -606,11 +606,11 @@ mod tests {
     #[test]
     fn readers_get_identical_shared_packets() {
         let mut mux = StreamMux::default();
-        let mut ring = Ring::new(1 << 20);
-        let (mut a, mut b) = (viewer(&ring), viewer(&ring));
+        let mut gop = GopCache::new(1 << 20);
+        let (mut a, mut b) = (viewer(&gop), viewer(&gop));
         feed(
             &mut mux,
-            &mut ring,
+            &mut gop,
             &mut [&mut a, &mut b],
             [
                 info(true),
@@ -630,24 +630,24 @@ mod tests {
     #[test]
     fn late_joiner_starts_at_the_last_keyframe_with_tables_first() {
         let mut mux = StreamMux::default();
-        let mut ring = Ring::new(1 << 20);
+        let mut gop = GopCache::new(1 << 20);
         let events = [
             info(true),
             video(0, true, 2000),
             audio(0),
             video(3000, false, 500),
         ];
-        feed(&mut mux, &mut ring, &mut [], events);
+        feed(&mut mux, &mut gop, &mut [], events);
         feed(
             &mut mux,
-            &mut ring,
+            &mut gop,
             &mut [],
             [video(6000, true, 2000), audio(6000)],
         );
-        let mut late = viewer(&ring);
+        let mut late = viewer(&gop);
         feed(
             &mut mux,
-            &mut ring,
+            &mut gop,
             &mut [&mut late],
             [video(9000, false, 500)],
         );
@@ -663,17 +663,17 @@ mod tests {
     fn joiner_without_a_cached_gop_waits_for_the_next_keyframe() {
         let mut mux = StreamMux::default();
         // A GOP cap smaller than one keyframe: nothing is ever cached.
-        let mut ring = Ring::new(100);
+        let mut gop = GopCache::new(100);
         feed(
             &mut mux,
-            &mut ring,
+            &mut gop,
             &mut [],
             [info(true), video(0, true, 2000)],
         );
-        let mut c = viewer(&ring);
+        let mut c = viewer(&gop);
         feed(
             &mut mux,
-            &mut ring,
+            &mut gop,
             &mut [&mut c],
             [audio(0), video(3000, false, 500)],
         );
@@ -681,7 +681,7 @@ mod tests {
         assert_eq!(c.cursor.dropped(), 2);
         feed(
             &mut mux,
-            &mut ring,
+            &mut gop,
             &mut [&mut c],
             [video(6000, true, 2000), audio(6000)],
         );
@@ -692,22 +692,22 @@ mod tests {
     #[test]
     fn republish_ends_players_and_restarts_at_a_keyframe() {
         let mut mux = StreamMux::default();
-        let mut ring = Ring::new(1 << 20);
+        let mut gop = GopCache::new(1 << 20);
         feed(
             &mut mux,
-            &mut ring,
+            &mut gop,
             &mut [],
             [info(true), video(0, true, 1000)],
         );
-        let mut c = viewer(&ring);
-        feed(&mut mux, &mut ring, &mut [&mut c], [Event::End]);
+        let mut c = viewer(&gop);
+        feed(&mut mux, &mut gop, &mut [&mut c], [Event::End]);
         assert_eq!(c.got.last(), Some(&Item::End));
         // Nothing of the old session is handed to a player that joins after it.
-        let mut next = viewer(&ring);
+        let mut next = viewer(&gop);
         assert!(next.got.is_empty());
         feed(
             &mut mux,
-            &mut ring,
+            &mut gop,
             &mut [&mut next],
             [info(true), video(0, false, 100), video(3000, true, 1000)],
         );

@@ -2,8 +2,9 @@
 //! (SRT → MPEG-TS demux → hub) or play (hub → MPEG-TS mux → SRT).
 //!
 //! The SRT protocol is srt-protocol's sans-I/O state machines, driven by our own socket layer
-//! ([`endpoint`]); ingest and play see it through [`MediaSocket`], so they are tested without
-//! a network. Players of one stream share one TS mux ([`feed`]).
+//! ([`endpoint`]). A publisher's connection is driven by its ingest task, through
+//! [`MediaSocket`]; the players of one stream share one TS mux and one task ([`feed`],
+//! [`play`]).
 
 pub mod endpoint;
 pub mod feed;
@@ -25,7 +26,7 @@ use std::time::Duration;
 pub const TS_PER_PAYLOAD: usize = 7;
 /// Bytes in one SRT payload.
 pub const PAYLOAD_SIZE: usize = TS_PER_PAYLOAD * 188;
-/// Longest a graceful close may take before the socket is simply dropped.
+/// Longest a graceful close may take before the connection is simply dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Errors of the SRT server.
@@ -39,12 +40,10 @@ pub enum Error {
     Passphrase(usize),
 }
 
-/// The connected-socket operations ingest and play need: whole SRT payloads in and out.
+/// The connected-socket operations ingest needs: whole SRT payloads in.
 pub trait MediaSocket: Send {
     /// Next payload from the peer; `None` once the connection is closed.
     fn recv(&mut self) -> impl Future<Output = Option<io::Result<Bytes>>> + Send;
-    /// Queues payloads (each at most [`PAYLOAD_SIZE`] bytes) for sending, in order.
-    fn send_batch(&mut self, payloads: &[Bytes]) -> impl Future<Output = io::Result<()>> + Send;
     /// Closes the connection, flushing what is queued as far as the peer allows.
     fn close(&mut self) -> impl Future<Output = ()> + Send;
 }
@@ -52,19 +51,6 @@ pub trait MediaSocket: Send {
 impl MediaSocket for endpoint::Conn {
     async fn recv(&mut self) -> Option<io::Result<Bytes>> {
         endpoint::Conn::recv(self).await.map(Ok)
-    }
-
-    async fn send_batch(&mut self, payloads: &[Bytes]) -> io::Result<()> {
-        if !self.is_open() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotConnected,
-                "srt connection closed",
-            ));
-        }
-        // Never waits: the SRT send buffer is bounded, and a peer too slow for it loses what
-        // is older than its latency (too-late drop) or times out.
-        self.send(payloads);
-        Ok(())
     }
 
     async fn close(&mut self) {

@@ -6,9 +6,9 @@
 //! wake-up per item, per timer tick and per NAK, not one per player and packet. Timers of all
 //! links are served together on a coarse tick.
 
-use crate::PAYLOAD_SIZE;
 use crate::endpoint::{Link, Outbox};
-use crate::feed::{Cursor, Item};
+use crate::feed::{Cursor, GopCache, Item};
+use crate::{CLOSE_TIMEOUT, PAYLOAD_SIZE};
 use bytes::Bytes;
 use hub::{Seat, SentMeter};
 use srt_protocol::packet::Packet;
@@ -22,8 +22,6 @@ use tracing::debug;
 /// Timers of the players are served at most this often (ACK, NAK and keep-alive periods are
 /// 10 ms and more); data and the peers' packets are handled as they come.
 const TICK: Duration = Duration::from_millis(10);
-/// Longest a graceful close may take before the connection is simply dropped.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Why a play ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,8 +94,8 @@ impl Players {
         self.players.is_empty()
     }
 
-    /// Seats a player; it starts with `cursor`'s backlog (the cached GOP).
-    pub(crate) fn add(&mut self, now: Instant, join: Join, mut cursor: Cursor) {
+    /// Seats a player; it starts with the cached GOP.
+    pub(crate) fn add(&mut self, now: Instant, join: Join, gop: &GopCache) {
         let Join { link, seat, done } = join;
         if self.outbox.is_none() {
             self.outbox = Some(Outbox::new(link.socket().clone()));
@@ -109,21 +107,28 @@ impl Players {
             link,
             _seat: seat,
             done: Some(done),
-            cursor: Cursor::default(),
+            cursor: gop.cursor(),
             due: now,
             closing: None,
         };
-        for item in cursor.take_backlog() {
-            deliver(&mut p, now, &item, &mut self.payloads);
+        for item in gop.items() {
+            let bytes = split(item, &mut self.payloads);
+            p.send(now, &self.payloads, bytes);
         }
-        p.cursor = cursor;
         self.players.push(p);
     }
 
-    /// Hands `item` to every player.
+    /// Hands `item` to every player; it is cut into payloads once for all of them.
     pub(crate) fn deliver(&mut self, now: Instant, item: &Item) {
+        let bytes = split(item, &mut self.payloads);
         for p in &mut self.players {
-            deliver(p, now, item, &mut self.payloads);
+            if p.closing.is_some() || !p.cursor.admit(item) {
+                continue;
+            }
+            match item {
+                Item::Ts { .. } => p.send(now, &self.payloads, bytes),
+                Item::End => p.close(now, PlayEnd::Unpublished),
+            }
         }
     }
 
@@ -219,18 +224,12 @@ fn remove(
     }
 }
 
-fn deliver(p: &mut Player, now: Instant, item: &Item, payloads: &mut Vec<Bytes>) {
-    if p.closing.is_some() {
-        return;
-    }
-    match p.cursor.admit(item) {
-        Some(Item::Ts { data, .. }) => {
-            payloads.clear();
-            let bytes = split_into(&data, payloads);
-            p.send(now, payloads, bytes);
-        }
-        Some(Item::End) => p.close(now, PlayEnd::Unpublished),
-        None => {}
+/// Cuts `item`'s TS into `out` (emptied first); returns its bytes.
+fn split(item: &Item, out: &mut Vec<Bytes>) -> usize {
+    out.clear();
+    match item {
+        Item::Ts { data, .. } => split_into(data, out),
+        Item::End => 0,
     }
 }
 

@@ -3,7 +3,10 @@
 
 extern crate ferrocast_srt as srt;
 
+mod common;
+
 use bytes::Bytes;
+use common::{Caller, WAIT, free_udp_port};
 use futures_util::{SinkExt, StreamExt};
 use srt::endpoint::{ConnectionRequest, Endpoint};
 use srt_protocol::options::{KeySize, Passphrase, SocketOptions};
@@ -17,7 +20,6 @@ use tokio_util::sync::CancellationToken;
 
 /// Payloads a caller sends at once: srt-tokio's caller buffers 32 packets and evicts the rest.
 const N: u8 = 20;
-const WAIT: Duration = Duration::from_secs(10);
 
 /// An endpoint on a free loopback port, its requests, and the token that stops it.
 fn endpoint() -> (
@@ -41,17 +43,12 @@ fn endpoint() -> (
 }
 
 async fn call(addr: SocketAddr, sid: &str, passphrase: Option<&str>) -> std::io::Result<SrtSocket> {
-    let mut b = SrtSocket::builder().latency(Duration::from_millis(60));
-    if let Some(p) = passphrase {
-        let p = Passphrase::try_from(p.to_owned()).expect("passphrase");
-        b = b.set(move |o| {
-            o.encryption.key_size = KeySize::AES128;
-            o.encryption.passphrase = Some(p);
-        });
+    Caller {
+        passphrase,
+        ..Caller::default()
     }
-    tokio::time::timeout(WAIT, b.call(addr, Some(sid)))
-        .await
-        .expect("call timed out")
+    .call(addr, sid)
+    .await
 }
 
 fn payload(i: u8) -> Bytes {
@@ -230,21 +227,14 @@ async fn garbage_and_strangers_do_not_disturb_an_open_connection() {
 async fn a_caller_reconnecting_from_the_same_port_gets_a_fresh_handshake() {
     let (addr, mut requests, stop) = endpoint();
     // A port the caller keeps across both connections.
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("free port")
-        .port();
+    let port = free_udp_port();
     let caller = |sid: &'static str| async move {
-        let mut s = tokio::time::timeout(
-            WAIT,
-            SrtSocket::builder()
-                .local("127.0.0.1:0")
-                .local_port(port)
-                .latency(Duration::from_millis(60))
-                .call(addr, Some(sid)),
-        )
+        let mut s = Caller {
+            from_port: Some(port),
+            ..Caller::default()
+        }
+        .call(addr, sid)
         .await
-        .expect("call timed out")
         .expect("call");
         s.send((Instant::now(), payload(1))).await.expect("send");
         // Until the server ends the connection.

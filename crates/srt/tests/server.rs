@@ -4,16 +4,16 @@
 
 extern crate ferrocast_srt as srt;
 
+mod common;
+
 use bytes::Bytes;
+use common::{Caller, WAIT, free_udp_port};
 use futures_util::StreamExt;
 use hub::{Hub, HubConfig, Publisher, PublisherMeta};
 use media::{Frame, MediaInfo, TrackKind};
-use srt_tokio::SrtSocket;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-const WAIT: Duration = Duration::from_secs(10);
 
 /// A running server on a free port, with its hub.
 async fn server() -> (
@@ -68,17 +68,38 @@ fn audio(i: i64) -> Frame {
     }
 }
 
+/// Writes an audio frame every 20 ms, forever.
+fn feed_forever(publisher: Publisher) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        for i in 1.. {
+            publisher.write(audio(i));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+}
+
+/// Waits until `code`'s reader count satisfies `ok`; panics with `what` otherwise.
+async fn wait_readers(hub: &Hub, code: &str, ok: impl Fn(usize) -> bool, what: &str) {
+    let seated = tokio::time::timeout(WAIT, async {
+        while !ok(hub.reader_sessions(code)) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(seated.is_ok(), "{what}");
+}
+
 /// Plays `code` until the server ends the play; returns the TS received.
 async fn play(addr: SocketAddr, code: &str) -> Vec<u8> {
-    let mut s = tokio::time::timeout(
-        WAIT,
-        SrtSocket::builder()
-            .latency(Duration::from_millis(60))
-            .call(addr, Some(&format!("live/{code}"))),
-    )
-    .await
-    .expect("call timed out")
-    .expect("call");
+    play_as(Caller::default(), addr, code).await
+}
+
+/// [`play`] as `caller`.
+async fn play_as(caller: Caller<'_>, addr: SocketAddr, code: &str) -> Vec<u8> {
+    let mut s = caller
+        .call(addr, &format!("live/{code}"))
+        .await
+        .expect("call (refused, or the port still routed to an earlier connection?)");
     let mut ts = Vec::new();
     while let Ok(Some(item)) = tokio::time::timeout(WAIT, s.next()).await {
         match item {
@@ -95,13 +116,7 @@ async fn players_of_a_stream_get_the_same_ts_and_end_with_the_publisher() {
     let publisher = publisher(&hub, "p");
     publisher.write(audio(0));
     let players: Vec<_> = (0..3).map(|_| tokio::spawn(play(addr, "p"))).collect();
-    let seated = tokio::time::timeout(WAIT, async {
-        while hub.reader_sessions("p") < 3 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
-    assert!(seated.is_ok(), "players not seated");
+    wait_readers(&hub, "p", |n| n >= 3, "players not seated").await;
     for i in 1..100 {
         publisher.write(audio(i));
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -126,13 +141,7 @@ async fn players_of_a_stream_get_the_same_ts_and_end_with_the_publisher() {
     let tail = |ts: &Vec<u8>| ts[ts.len() - 188 * 20..].to_vec();
     assert_eq!(tail(&got[0]), tail(&got[1]));
     assert_eq!(tail(&got[0]), tail(&got[2]));
-    let gone = tokio::time::timeout(WAIT, async {
-        while hub.reader_sessions("p") > 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
-    assert!(gone.is_ok(), "readers still seated");
+    wait_readers(&hub, "p", |n| n == 0, "readers still seated").await;
     stop.cancel();
     tokio::time::timeout(WAIT, task)
         .await
@@ -146,22 +155,8 @@ async fn a_kick_ends_one_player_and_shutdown_the_others() {
     let publisher = publisher(&hub, "k");
     publisher.write(audio(0));
     let players: Vec<_> = (0..2).map(|_| tokio::spawn(play(addr, "k"))).collect();
-    let feeding = tokio::spawn({
-        let publisher = publisher;
-        async move {
-            for i in 1.. {
-                publisher.write(audio(i));
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    });
-    tokio::time::timeout(WAIT, async {
-        while hub.reader_sessions("k") < 2 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("players not seated");
+    let feeding = feed_forever(publisher);
+    wait_readers(&hub, "k", |n| n >= 2, "players not seated").await;
     let session = hub
         .sessions()
         .into_iter()
@@ -169,13 +164,7 @@ async fn a_kick_ends_one_player_and_shutdown_the_others() {
         .expect("an srt session")
         .id;
     assert!(hub.kick_session(session));
-    tokio::time::timeout(WAIT, async {
-        while hub.reader_sessions("k") > 1 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("kicked player still seated");
+    wait_readers(&hub, "k", |n| n <= 1, "kicked player still seated").await;
     stop.cancel();
     tokio::time::timeout(WAIT, task)
         .await
@@ -195,53 +184,26 @@ async fn a_kick_ends_one_player_and_shutdown_the_others() {
 async fn a_kicked_player_reconnects_from_the_same_port() {
     let (hub, addr, stop, task) = server().await;
     let publisher = publisher(&hub, "r");
-    let feeding = tokio::spawn(async move {
-        for i in 0.. {
-            publisher.write(audio(i));
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    });
+    publisher.write(audio(0));
+    let feeding = feed_forever(publisher);
     // A second player keeps the stream's feed (and its shared packet queue) alive throughout.
     let steady = tokio::spawn(play(addr, "r"));
-    tokio::time::timeout(WAIT, async {
-        while hub.reader_sessions("r") < 1 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("steady player not seated");
+    wait_readers(&hub, "r", |n| n >= 1, "steady player not seated").await;
     let steady_session = hub
         .sessions()
         .into_iter()
         .find(|s| s.protocol == "srt")
         .expect("session")
         .id;
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("free port")
-        .port();
+    let port = free_udp_port();
     for round in 0..2 {
-        let player = tokio::spawn(async move {
-            let mut s = tokio::time::timeout(
-                WAIT,
-                SrtSocket::builder()
-                    .local("127.0.0.1:0")
-                    .local_port(port)
-                    .latency(Duration::from_millis(60))
-                    .call(addr, Some("live/r")),
-            )
-            .await
-            .expect("call timed out")
-            .expect("call: the endpoint still routes this port to the kicked player");
-            while let Ok(Some(Ok(_))) = tokio::time::timeout(WAIT, s.next()).await {}
-        });
-        tokio::time::timeout(WAIT, async {
-            while hub.reader_sessions("r") < 2 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("round {round}: player not seated"));
+        let caller = Caller {
+            from_port: Some(port),
+            ..Caller::default()
+        };
+        let player = tokio::spawn(async move { play_as(caller, addr, "r").await });
+        let what = format!("round {round}: player not seated");
+        wait_readers(&hub, "r", |n| n >= 2, &what).await;
         let seen = hub
             .sessions()
             .into_iter()
@@ -253,13 +215,7 @@ async fn a_kicked_player_reconnects_from_the_same_port() {
             .await
             .expect("kicked player did not end")
             .expect("player");
-        tokio::time::timeout(WAIT, async {
-            while hub.reader_sessions("r") > 1 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await
-        .expect("kicked player still seated");
+        wait_readers(&hub, "r", |n| n <= 1, "kicked player still seated").await;
     }
     assert!(!steady.is_finished(), "the other player was disturbed");
     feeding.abort();
