@@ -652,7 +652,9 @@ pub fn dvr_segments(
         }
         let min_ms = if merge { MIN_SEGMENT_MS } else { 0 };
         let mut first_in_file = true;
-        let mut i = 0;
+        // Merging starts at the keyframe at or before `from_ms`, so a window opens at most one
+        // GOP early rather than on a merged pair's boundary, up to two GOPs early.
+        let mut i = cuts.windows(2).position(|w| w[1].0 > from_ms).unwrap_or(0);
         while i + 1 < cuts.len() {
             let (start, offset) = cuts[i];
             // Merge short keyframe intervals so players do not fetch many tiny ranges.
@@ -968,6 +970,13 @@ mod tests {
         let w = dvr_segments(&[a.clone(), b.clone()], 3500, 4500, true);
         assert_eq!(w.len(), 1);
         assert_eq!((w[0].start_ms, w[0].duration_ms), (3000, 2000));
+        // One that opens in the second GOP of a merged pair starts on that GOP's keyframe.
+        let w = dvr_segments(&[a.clone(), b.clone()], 2500, 3500, true);
+        let spans: Vec<(i64, i64, u64)> = w
+            .iter()
+            .map(|s| (s.start_ms, s.duration_ms, s.offset))
+            .collect();
+        assert_eq!(spans, [(2000, 2000, 100)]);
 
         let text = dvr_playlist(&all, "rec/").unwrap();
         assert!(
