@@ -617,11 +617,23 @@ impl Link {
 
     /// Runs due timers and hands what the connection has to send to `out` (which the caller
     /// flushes); returns when it next needs a call.
+    ///
+    /// Control packets (ACKACKs, mostly) go after the data: a short datagram may end a
+    /// segmentation-offload train but not start one, so this way they ride with the data in
+    /// one send and one wake-up of the peer instead of costing their own.
     pub fn poll(&mut self, now: Instant, out: &mut Outbox) -> Instant {
         let next = self.conn.check_timers(now);
         while let Some((packet, to)) = self.conn.next_packet(now) {
+            match packet {
+                Packet::Data(_) => out.send(&packet, to),
+                Packet::Control(_) => out.held.push((packet, to)),
+            }
+        }
+        let mut held = std::mem::take(&mut out.held);
+        for (packet, to) in held.drain(..) {
             out.send(&packet, to);
         }
+        out.held = held;
         next
     }
 
@@ -665,6 +677,8 @@ pub struct Outbox {
     /// The kernel takes `UDP_SEGMENT` (until a send says otherwise).
     gso: bool,
     stalled: VecDeque<(Bytes, SocketAddr)>,
+    /// A link's control packets, sent after its data (see [`Link::poll`]).
+    held: Vec<(Packet, SocketAddr)>,
     /// Datagrams dropped because too many were stalled.
     dropped: u64,
 }
@@ -682,6 +696,7 @@ impl Outbox {
             short: false,
             gso: true,
             stalled: VecDeque::new(),
+            held: Vec::new(),
             dropped: 0,
         }
     }

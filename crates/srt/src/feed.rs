@@ -31,6 +31,11 @@ const MAX_BATCH: usize = 64;
 /// next to the SRT latency (120 ms by default), and about the gap between audio and video
 /// frames, so most tails are filled.
 const PACK_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
+/// Longest the players' ACKs wait in the inbox for media to send. They are answered (each
+/// with an ACKACK) when the feed next sends media, so the ACKACK leaves in the same datagram
+/// train as the data: one send and one wake-up of the peer instead of two. The peer's
+/// round-trip estimate grows by the wait, a few milliseconds on average.
+const ACK_HOLD: Duration = Duration::from_millis(25);
 /// Muxed TS of a GOP is its frames plus PES/TS headers (about 2 %, more for small audio
 /// frames); the feed's cache gets this much room over the hub's GOP cap.
 const TS_OVERHEAD_PERCENT: usize = 25;
@@ -405,11 +410,19 @@ impl FeedTask {
         let mut flush_at = tokio::time::Instant::now();
         // Shutting down, or the stream is gone for good: the plays close, then the task ends.
         let mut ending: Option<PlayEnd> = None;
+        // Media was just handed to the players, or a packet that cannot wait arrived; and
+        // when the inbox was last read.
+        let mut take = true;
+        let mut taken = Instant::now();
         debug!("srt feed started");
         loop {
-            // The players' ACKs wait here for whatever woke the task; see `Inbox`.
-            self.inbox.take(&mut packets);
+            // The players' ACKs wait for media to go with; see `Inbox` and `ACK_HOLD`.
             let now = Instant::now();
+            if take || now >= taken + ACK_HOLD {
+                self.inbox.take(&mut packets);
+                taken = now;
+            }
+            take = false;
             for p in packets.drain(..) {
                 players.handle(now, p);
             }
@@ -431,7 +444,7 @@ impl FeedTask {
                     }
                     None => players.add(Instant::now(), join, &self.gop),
                 },
-                _ = self.inbox.urgent() => {}
+                _ = self.inbox.urgent() => take = true,
                 _ = players.unstall(), if players.is_stalled() => {}
                 ev = self.sub.recv(), if ending.is_none() => match ev {
                     Some(ev) => {
@@ -465,6 +478,7 @@ impl FeedTask {
                 _ = tokio::time::sleep_until(timer.into()) => {}
             }
             if !items.is_empty() {
+                take = true;
                 let now = Instant::now();
                 for item in items.drain(..) {
                     self.gop.publish(&item);

@@ -23,6 +23,21 @@ use tracing::debug;
 /// 10 ms and more); data and the peers' packets are handled as they come.
 const TICK: Duration = Duration::from_millis(10);
 
+/// The first multiple of [`TICK`] from `epoch` that is after `now` and not before `due`.
+///
+/// Each link's timers run on their own phase; fifty links due at fifty instants would wake
+/// the feed fifty times a period. On one grid they are served together.
+fn on_grid(epoch: Instant, now: Instant, due: Instant) -> Instant {
+    let tick = TICK.as_nanos();
+    let after_now = now.saturating_duration_since(epoch).as_nanos() / tick + 1;
+    let covering = due
+        .saturating_duration_since(epoch)
+        .as_nanos()
+        .div_ceil(tick);
+    let k = after_now.max(covering);
+    epoch + Duration::from_nanos(u64::try_from(k * tick).unwrap_or(u64::MAX))
+}
+
 /// Why a play ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PlayEnd {
@@ -79,13 +94,27 @@ impl Player {
 }
 
 /// The players of one stream.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Players {
+    /// Where the timer grid starts.
+    epoch: Instant,
     players: Vec<Player>,
     by_addr: HashMap<SocketAddr, usize>,
     outbox: Option<Outbox>,
     /// Scratch: one item split into payloads, shared by every player.
     payloads: Vec<Bytes>,
+}
+
+impl Default for Players {
+    fn default() -> Players {
+        Players {
+            epoch: Instant::now(),
+            players: Vec::new(),
+            by_addr: HashMap::new(),
+            outbox: None,
+            payloads: Vec::new(),
+        }
+    }
 }
 
 impl Players {
@@ -160,7 +189,7 @@ impl Players {
                 p.close(now, PlayEnd::Kicked);
             }
             if p.due <= now {
-                p.due = p.link.poll(now, out).max(now + TICK);
+                p.due = on_grid(self.epoch, now, p.link.poll(now, out));
             }
             let end = match p.closing {
                 _ if !p.link.is_open() => Some(p.closing.map_or(PlayEnd::PeerClosed, |c| c.0)),
@@ -248,6 +277,21 @@ fn split_into(data: &Bytes, out: &mut Vec<Bytes>) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timers_fall_on_one_grid_strictly_after_now() {
+        let epoch = Instant::now();
+        let ms = |n: u64| epoch + Duration::from_millis(n);
+        // Due at once or soon: the next grid point after now.
+        assert_eq!(on_grid(epoch, ms(3), ms(0)), ms(10));
+        assert_eq!(on_grid(epoch, ms(3), ms(7)), ms(10));
+        // Exactly on a grid point that is still ahead: kept.
+        assert_eq!(on_grid(epoch, ms(3), ms(20)), ms(20));
+        // Now on a grid point: the next one, so the feed never spins.
+        assert_eq!(on_grid(epoch, ms(10), ms(10)), ms(20));
+        // Later: rounded up.
+        assert_eq!(on_grid(epoch, ms(3), ms(1001)), ms(1010));
+    }
 
     #[test]
     fn items_split_into_whole_payloads_sharing_one_buffer() {
