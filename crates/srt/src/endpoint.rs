@@ -11,6 +11,13 @@
 //!
 //! The handshake's last response is sent before the connection is handed over, so data can
 //! never overtake it (with srt-tokio, libsrt callers dropped the first data packets).
+//!
+//! The socket is not registered with the runtime for writability, and for readability only
+//! while traffic is light. Registered, every datagram sent (its buffer released) and every
+//! one received woke a runtime thread parked in `epoll_wait`: at fifty players, about a
+//! thousand thread wake-ups a second that did nothing but note readiness. Busy, the endpoint
+//! reads on a fixed pace instead, a batch per `recvmmsg` (see [`Reader`]); a full socket, rare,
+//! is retried on a timer by the [`Outbox`].
 
 use bytes::{Bytes, BytesMut};
 use srt_protocol::connection::{Connection, DuplexConnection};
@@ -26,9 +33,10 @@ use srt_protocol::settings::{ConnInitSettings, KeySettings};
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Cursor};
 use std::net::SocketAddr;
+use std::net::UdpSocket;
+use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
-use tokio::net::UdpSocket;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -38,8 +46,19 @@ use tracing::{debug, warn};
 const CONN_QUEUE: usize = 512;
 /// Connection requests waiting for the server's accept loop.
 const REQUEST_QUEUE: usize = 128;
-/// Datagrams read per wake-up of the endpoint task before it yields.
+/// Datagrams read per `recvmmsg`, and per wake-up of a connection's task.
 const RECV_BATCH: usize = 64;
+/// While busy, the endpoint reads the socket this often: a NAK, a handshake or a publisher's
+/// packet waits at most this long, small next to SRT's latency (120 ms by default).
+const READ_PACE: Duration = Duration::from_millis(5);
+/// Datagrams a second above which the endpoint reads on its pace, and below which it goes
+/// back to waiting for readiness (apart, so it does not flap).
+const PACED_ABOVE: u64 = 400;
+const READY_BELOW: u64 = 100;
+/// How often the endpoint reconsiders how it reads.
+const RATE_WINDOW: Duration = Duration::from_millis(200);
+/// How soon an [`Outbox`] tries a full socket again.
+const STALL_RETRY: Duration = Duration::from_millis(1);
 /// A caller that starts a handshake and neither finishes nor is answered is forgotten after
 /// this long (libsrt gives up after 3 s).
 const PENDING_TIMEOUT: Duration = Duration::from_secs(10);
@@ -57,10 +76,174 @@ const MAX_STALLED: usize = 8192;
 /// few dozen players must not overflow them.
 const UDP_BUFFER: usize = 4 << 20;
 
+/// The endpoint's UDP socket (non-blocking), shared by its reader and every [`Outbox`].
+pub type SharedSocket = Arc<UdpSocket>;
+
+/// Reads the endpoint's socket: on readiness while datagrams are few, every [`READ_PACE`]
+/// once they are many, a batch of up to [`RECV_BATCH`] per system call either way.
+///
+/// At fifty players the players' ACKs alone are thousands of datagrams a second; read on
+/// readiness, each woke the runtime (a thread switch, two reads, a park). On the pace, a
+/// wake-up reads a dozen at once. For readiness, a duplicate of the socket is registered with
+/// the runtime only while the reader waits on it.
+struct Reader {
+    socket: SharedSocket,
+    /// The registered duplicate; `None` while reading on the pace.
+    ready: Option<tokio::net::UdpSocket>,
+    next_read: tokio::time::Instant,
+    /// The last batch filled the buffer: read again at once.
+    more: bool,
+    buf: Vec<u8>,
+    /// The last batch: where each datagram is in `buf`, its length and sender.
+    got: Vec<(usize, usize, SocketAddr)>,
+    window_start: Instant,
+    window_count: u64,
+}
+
+impl Reader {
+    fn new(socket: SharedSocket) -> io::Result<Reader> {
+        let ready = Some(tokio::net::UdpSocket::from_std(socket.try_clone()?)?);
+        Ok(Reader {
+            socket,
+            ready,
+            next_read: tokio::time::Instant::now(),
+            more: false,
+            buf: vec![0; RECV_BATCH * MAX_DATAGRAM],
+            got: Vec::with_capacity(RECV_BATCH),
+            window_start: Instant::now(),
+            window_count: 0,
+        })
+    }
+
+    /// Waits for datagrams (readiness or the pace) and reads a batch; cancel-safe.
+    async fn read(&mut self) -> io::Result<()> {
+        self.got.clear();
+        match &self.ready {
+            Some(dup) => {
+                dup.readable().await?;
+                let (buf, got) = (&mut self.buf, &mut self.got);
+                // A short batch emptied the socket: answering WouldBlock makes tokio wait
+                // for the next edge (a datagram that arrived meanwhile keeps the readiness,
+                // tokio checks its tick), without another read to learn it.
+                let r = dup.try_io(tokio::io::Interest::READABLE, || {
+                    match recv_batch(&self.socket, buf, got)? {
+                        n if n < RECV_BATCH => Err(io::ErrorKind::WouldBlock.into()),
+                        n => Ok(n),
+                    }
+                });
+                match r {
+                    Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
+                    _ => {}
+                }
+            }
+            None => {
+                if !self.more {
+                    tokio::time::sleep_until(self.next_read).await;
+                    self.next_read = tokio::time::Instant::now() + READ_PACE;
+                }
+                recv_batch(&self.socket, &mut self.buf, &mut self.got)?;
+            }
+        }
+        self.more = self.got.len() == RECV_BATCH;
+        self.adapt();
+        Ok(())
+    }
+
+    /// The last batch's datagrams.
+    fn datagrams(&self) -> impl Iterator<Item = (&[u8], SocketAddr)> + '_ {
+        self.got
+            .iter()
+            .map(|&(at, len, from)| (&self.buf[at..at + len], from))
+    }
+
+    /// Switches between readiness and the pace by the rate of datagrams.
+    fn adapt(&mut self) {
+        self.window_count += self.got.len() as u64;
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.window_start);
+        if elapsed < RATE_WINDOW {
+            return;
+        }
+        let rate = self.window_count * 1000 / elapsed.as_millis().max(1) as u64;
+        self.window_start = now;
+        self.window_count = 0;
+        match &self.ready {
+            Some(_) if rate > PACED_ABOVE => {
+                debug!(rate, "srt endpoint reads on its pace");
+                self.ready = None;
+                self.next_read = tokio::time::Instant::now() + READ_PACE;
+            }
+            None if rate < READY_BELOW => match self
+                .socket
+                .try_clone()
+                .and_then(tokio::net::UdpSocket::from_std)
+            {
+                Ok(dup) => {
+                    debug!(rate, "srt endpoint reads on readiness");
+                    self.ready = Some(dup);
+                }
+                Err(e) => debug!(error = %e, "srt endpoint stays on its pace"),
+            },
+            _ => {}
+        }
+    }
+}
+
+/// Reads up to [`RECV_BATCH`] datagrams with one `recvmmsg` into `buf`, noting each in `got`;
+/// none (not an error) when the socket is empty. Datagrams longer than [`MAX_DATAGRAM`] are
+/// not SRT and are skipped.
+fn recv_batch(
+    socket: &UdpSocket,
+    buf: &mut [u8],
+    got: &mut Vec<(usize, usize, SocketAddr)>,
+) -> io::Result<usize> {
+    use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
+    let mut slots: Vec<[io::IoSliceMut<'_>; 1]> = buf
+        .chunks_mut(MAX_DATAGRAM)
+        .take(RECV_BATCH)
+        .map(|c| [io::IoSliceMut::new(c)])
+        .collect();
+    let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(slots.len(), None);
+    let results = match recvmmsg(
+        socket.as_raw_fd(),
+        &mut headers,
+        slots.iter_mut(),
+        MsgFlags::MSG_DONTWAIT,
+        None,
+    ) {
+        Ok(r) => r,
+        Err(nix::errno::Errno::EAGAIN) => return Ok(0),
+        // Unconnected UDP reports little; whatever it is concerns one datagram.
+        Err(e) => {
+            debug!(error = %e, "srt receive failed");
+            return Ok(0);
+        }
+    };
+    let mut n = 0;
+    for (i, r) in results.enumerate() {
+        n += 1;
+        if r.flags.contains(MsgFlags::MSG_TRUNC) {
+            continue;
+        }
+        let from = r.address.and_then(|a| {
+            a.as_sockaddr_in()
+                .map(|v4| SocketAddr::from(std::net::SocketAddrV4::from(*v4)))
+                .or_else(|| {
+                    a.as_sockaddr_in6()
+                        .map(|v6| SocketAddr::from(std::net::SocketAddrV6::from(*v6)))
+                })
+        });
+        if let Some(from) = from {
+            got.push((i * MAX_DATAGRAM, r.bytes, from));
+        }
+    }
+    Ok(n)
+}
+
 /// A bound SRT socket, not yet serving.
 #[derive(Debug)]
 pub struct Endpoint {
-    socket: Arc<UdpSocket>,
+    socket: SharedSocket,
     settings: ConnInitSettings,
     local_addr: SocketAddr,
 }
@@ -75,7 +258,7 @@ impl Endpoint {
         let _ = socket.set_recv_buffer_size(UDP_BUFFER);
         let _ = socket.set_send_buffer_size(UDP_BUFFER);
         socket.bind(&addr.into())?;
-        let socket = UdpSocket::from_std(socket.into())?;
+        let socket = UdpSocket::from(socket);
         let local_addr = socket.local_addr()?;
         Ok(Endpoint {
             socket: Arc::new(socket),
@@ -107,18 +290,27 @@ impl Endpoint {
             out: BytesMut::with_capacity(MAX_DATAGRAM),
             queue_full: 0,
         };
-        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut reader = match Reader::new(state.socket.clone()) {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(error = %e, "srt socket failed");
+                return;
+            }
+        };
         let mut sweep = tokio::time::interval(Duration::from_secs(1));
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
-                r = state.socket.readable() => {
+                r = reader.read() => {
                     if let Err(e) = r {
                         warn!(error = %e, "srt socket failed");
                         break;
                     }
-                    state.read_batch(&mut buf);
+                    let now = Instant::now();
+                    for (data, from) in reader.datagrams() {
+                        state.datagram(now, data, from);
+                    }
                 }
                 Some((id, response, inbox)) = response_rx.recv() => {
                     if let (Some(i), Some(a)) = (inbox, state.awaiting.get_mut(&id)) {
@@ -251,7 +443,7 @@ type Response = (SessionId, AccessControlResponse, Option<Arc<Inbox>>);
 /// The endpoint task's state.
 struct State {
     listener: MultiplexListener,
-    socket: Arc<UdpSocket>,
+    socket: SharedSocket,
     ipv6: bool,
     requests: mpsc::Sender<ConnectionRequest>,
     responses: mpsc::Sender<Response>,
@@ -270,23 +462,6 @@ struct State {
 }
 
 impl State {
-    fn read_batch(&mut self, buf: &mut [u8]) {
-        for _ in 0..RECV_BATCH {
-            match self.socket.try_recv_from(buf) {
-                Ok((n, from)) => {
-                    let now = Instant::now();
-                    self.datagram(now, &buf[..n], from);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                // Unconnected UDP reports little; whatever it is concerns one datagram.
-                Err(e) => {
-                    debug!(error = %e, "srt receive failed");
-                    return;
-                }
-            }
-        }
-    }
-
     fn datagram(&mut self, now: Instant, data: &[u8], from: SocketAddr) {
         let packet = match Packet::parse(&mut Cursor::new(data), self.ipv6) {
             Ok(p) => p,
@@ -384,7 +559,7 @@ impl State {
     fn send(&mut self, packet: &Packet, to: SocketAddr) -> io::Result<usize> {
         self.out.clear();
         packet.serialize(&mut self.out);
-        self.socket.try_send_to(&self.out, to).inspect_err(|e| {
+        self.socket.send_to(&self.out, to).inspect_err(|e| {
             debug!(%to, error = %e, "srt handshake packet not sent");
         })
     }
@@ -481,7 +656,7 @@ pub struct ConnectionRequest {
     id: SessionId,
     responses: mpsc::Sender<Response>,
     opened: oneshot::Receiver<Opened>,
-    socket: Arc<UdpSocket>,
+    socket: SharedSocket,
 }
 
 impl ConnectionRequest {
@@ -563,7 +738,7 @@ impl ConnectionRequest {
 #[derive(Debug)]
 pub struct Link {
     conn: DuplexConnection,
-    socket: Arc<UdpSocket>,
+    socket: SharedSocket,
     left: mpsc::UnboundedSender<SocketAddr>,
 }
 
@@ -580,7 +755,7 @@ impl Link {
     }
 
     /// The shared socket, for an [`Outbox`].
-    pub fn socket(&self) -> &Arc<UdpSocket> {
+    pub fn socket(&self) -> &SharedSocket {
         &self.socket
     }
 
@@ -664,7 +839,7 @@ const GSO_BYTES: usize = 65_000;
 /// [`Outbox::flush`] when a round of sending is done.
 #[derive(Debug)]
 pub struct Outbox {
-    socket: Arc<UdpSocket>,
+    socket: SharedSocket,
     /// The datagram being serialized.
     one: BytesMut,
     /// The train: datagrams of `seg` bytes to `to`, the last possibly shorter.
@@ -685,7 +860,7 @@ pub struct Outbox {
 
 impl Outbox {
     /// An outbox writing to `socket`.
-    pub fn new(socket: Arc<UdpSocket>) -> Outbox {
+    pub fn new(socket: SharedSocket) -> Outbox {
         Outbox {
             socket,
             one: BytesMut::with_capacity(MAX_DATAGRAM),
@@ -750,7 +925,7 @@ impl Outbox {
             return self.stall(&train, seg, to);
         }
         let sent = if count == 1 {
-            self.socket.try_send_to(&train, to).map(drop)
+            self.socket.send_to(&train, to).map(drop)
         } else {
             self.send_gso(&train, seg, to)
         };
@@ -763,7 +938,7 @@ impl Outbox {
                 warn!(error = %e, "srt: UDP segmentation offload refused; sending packets one by one");
                 self.gso = false;
                 for d in train.chunks(seg) {
-                    if let Err(e) = self.socket.try_send_to(d, to) {
+                    if let Err(e) = self.socket.send_to(d, to) {
                         debug!(%to, error = %e, "srt packet not sent");
                     }
                 }
@@ -775,21 +950,17 @@ impl Outbox {
 
     fn send_gso(&self, train: &[u8], seg: usize, to: SocketAddr) -> io::Result<()> {
         use nix::sys::socket::{ControlMessage, MsgFlags, SockaddrStorage, sendmsg};
-        use std::os::fd::AsRawFd;
         let seg = u16::try_from(seg).map_err(io::Error::other)?;
         let addr = SockaddrStorage::from(to);
-        let fd = self.socket.as_raw_fd();
-        self.socket.try_io(tokio::io::Interest::WRITABLE, || {
-            sendmsg(
-                fd,
-                &[io::IoSlice::new(train)],
-                &[ControlMessage::UdpGsoSegments(&seg)],
-                MsgFlags::empty(),
-                Some(&addr),
-            )
-            .map(drop)
-            .map_err(io::Error::from)
-        })
+        sendmsg(
+            self.socket.as_raw_fd(),
+            &[io::IoSlice::new(train)],
+            &[ControlMessage::UdpGsoSegments(&seg)],
+            MsgFlags::MSG_DONTWAIT,
+            Some(&addr),
+        )
+        .map(drop)
+        .map_err(io::Error::from)
     }
 
     /// Keeps a train's datagrams until the socket has room.
@@ -809,14 +980,12 @@ impl Outbox {
         !self.stalled.is_empty()
     }
 
-    /// Waits until the socket may take datagrams again, then sends what waited.
+    /// Waits a moment, then sends what waited as far as the socket takes it. The socket is
+    /// not registered for writability (see the module's notes), so a full one is polled.
     pub async fn unstall(&mut self) {
-        if self.socket.writable().await.is_err() {
-            self.stalled.clear();
-            return;
-        }
+        tokio::time::sleep(STALL_RETRY).await;
         while let Some((data, to)) = self.stalled.front() {
-            match self.socket.try_send_to(data, *to) {
+            match self.socket.send_to(data, *to) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 _ => {
                     self.stalled.pop_front();
@@ -926,15 +1095,18 @@ mod tests {
         Packet::parse(&mut Cursor::new(&p[..]), false).expect("packet")
     }
 
+    /// A non-blocking socket on a free loopback port.
+    fn socket() -> UdpSocket {
+        let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        s.set_nonblocking(true).expect("non-blocking");
+        s
+    }
+
     #[tokio::test]
     async fn trains_arrive_as_the_datagrams_they_were_built_from() {
-        let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind"));
-        let a = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
-        let b = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let (a, b) = (socket(), socket());
         let (to_a, to_b) = (a.local_addr().expect("a"), b.local_addr().expect("b"));
-        // Readiness known, as on a socket in use: tokio answers WouldBlock until then.
-        socket.writable().await.expect("writable");
-        let mut out = Outbox::new(socket);
+        let mut out = Outbox::new(Arc::new(socket()));
         // To a: a train of 70 full packets (more than one send takes), then a short one and
         // a full one after it (which must start a new train); to b in between.
         for seq in 0..70 {
@@ -952,7 +1124,7 @@ mod tests {
             let mut buf = [0u8; 4096];
             while got.len() < n {
                 let len = s
-                    .try_recv(&mut buf)
+                    .recv(&mut buf)
                     .unwrap_or_else(|e| panic!("a datagram is missing after {got:?}: {e}"));
                 let p = Packet::parse(&mut Cursor::new(&buf[..len]), false).expect("parse");
                 let Packet::Data(d) = p else {
@@ -975,12 +1147,19 @@ mod tests {
 
     #[tokio::test]
     async fn datagrams_the_socket_refused_wait_in_order_until_it_has_room() {
-        let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind"));
-        let a = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
-        // Before its first readiness event tokio treats the socket as full: everything stalls.
-        let mut out = Outbox::new(socket);
-        for seq in 0..5 {
-            out.send(&data(seq, 1316), a.local_addr().expect("a"));
+        let a = socket();
+        let to = a.local_addr().expect("a");
+        let mut out = Outbox::new(Arc::new(socket()));
+        // A loopback UDP socket is hardly ever full: refuse a train as a full one would, then
+        // see that what follows queues behind it instead of overtaking.
+        let mut train = BytesMut::new();
+        for seq in 0..3 {
+            data(seq, 1316).serialize(&mut train);
+        }
+        out.stall(&train.freeze(), DATA_HEADER + 1316, to);
+        assert!(out.is_stalled());
+        for seq in 3..5 {
+            out.send(&data(seq, 1316), to);
         }
         out.flush();
         assert!(out.is_stalled());
@@ -991,6 +1170,7 @@ mod tests {
         })
         .await
         .expect("never unstalled");
+        let a = tokio::net::UdpSocket::from_std(a).expect("tokio socket");
         let mut buf = [0u8; 2048];
         for seq in 0..5u32 {
             let len = tokio::time::timeout(Duration::from_secs(1), a.recv(&mut buf))
@@ -1002,6 +1182,71 @@ mod tests {
             };
             assert_eq!(d.seq_number.as_raw(), seq);
         }
+    }
+
+    #[tokio::test]
+    async fn the_reader_paces_itself_under_load_and_waits_for_readiness_when_quiet() {
+        let socket = Arc::new(socket());
+        let to = socket.local_addr().expect("addr");
+        let mut reader = Reader::new(socket).expect("reader");
+        let peer = socket_on_tokio();
+        let from = peer.local_addr().expect("peer");
+        // A few datagrams: read on readiness, each as it comes, contents intact.
+        for i in 0..3u8 {
+            peer.send_to(&[i; 44], to).await.expect("send");
+            tokio::time::timeout(Duration::from_secs(1), reader.read())
+                .await
+                .expect("not read")
+                .expect("read");
+            let got: Vec<_> = reader.datagrams().map(|(d, f)| (d.to_vec(), f)).collect();
+            assert_eq!(got, [(vec![i; 44], from)]);
+        }
+        assert!(reader.ready.is_some());
+        // A flood (about 2,000 a second): every datagram read, in batches, on the pace.
+        let sender = tokio::spawn(async move {
+            for i in 0..800u32 {
+                peer.send_to(&i.to_be_bytes(), to).await.expect("send");
+                if i % 10 == 9 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+            peer
+        });
+        let mut seen = Vec::new();
+        let mut reads = 0;
+        while seen.len() < 800 {
+            tokio::time::timeout(Duration::from_secs(2), reader.read())
+                .await
+                .unwrap_or_else(|_| panic!("stalled after {} datagrams", seen.len()))
+                .expect("read");
+            reads += 1;
+            seen.extend(
+                reader
+                    .datagrams()
+                    .map(|(d, _)| u32::from_be_bytes(d.try_into().expect("four bytes"))),
+            );
+        }
+        assert_eq!(seen, (0..800).collect::<Vec<u32>>());
+        assert!(reader.ready.is_none(), "still reading on readiness");
+        assert!(reads < 400, "{reads} reads for 800 datagrams");
+        let peer = sender.await.expect("sender");
+        // Quiet again: after a rate window it waits for readiness, and still reads.
+        let quiet = tokio::time::Instant::now() + RATE_WINDOW * 2;
+        while tokio::time::Instant::now() < quiet && reader.ready.is_none() {
+            reader.read().await.expect("read");
+        }
+        assert!(reader.ready.is_some(), "still on the pace");
+        peer.send_to(b"late", to).await.expect("send");
+        tokio::time::timeout(Duration::from_secs(1), reader.read())
+            .await
+            .expect("not read")
+            .expect("read");
+        assert_eq!(reader.datagrams().count(), 1);
+    }
+
+    /// A tokio socket on a free loopback port.
+    fn socket_on_tokio() -> tokio::net::UdpSocket {
+        tokio::net::UdpSocket::from_std(socket()).expect("tokio socket")
     }
 
     #[tokio::test]
