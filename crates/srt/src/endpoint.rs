@@ -980,13 +980,22 @@ impl Outbox {
         !self.stalled.is_empty()
     }
 
-    /// Waits a moment, then sends what waited as far as the socket takes it. The socket is
-    /// not registered for writability (see the module's notes), so a full one is polled.
+    /// Sends what waited as far as the socket takes it; if it is still full, tries again a
+    /// moment later. The socket is not registered for writability (see the module's notes),
+    /// so a full one is polled: at once each time this is called (each wake-up of the task
+    /// that owns the outbox), and every [`STALL_RETRY`] while nothing else wakes it.
     pub async fn unstall(&mut self) {
-        tokio::time::sleep(STALL_RETRY).await;
+        if !self.send_stalled() {
+            tokio::time::sleep(STALL_RETRY).await;
+            self.send_stalled();
+        }
+    }
+
+    /// Sends stalled datagrams in order until the socket refuses one; `true` when none is left.
+    fn send_stalled(&mut self) -> bool {
         while let Some((data, to)) = self.stalled.front() {
             match self.socket.send_to(data, *to) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 _ => {
                     self.stalled.pop_front();
                 }
@@ -998,6 +1007,7 @@ impl Outbox {
                 "srt datagrams dropped: socket full"
             );
         }
+        true
     }
 }
 
