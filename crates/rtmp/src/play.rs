@@ -6,6 +6,10 @@ use crate::session::MessageWriter;
 use media::{AudioCodec, Frame, MediaInfo, TrackKind, ticks_to_ms};
 use std::sync::Arc;
 
+/// A new session whose timestamps land this far after the last one sent is taken as a
+/// restart (a publisher with its own clock) and rebased; closer, it continues the timeline.
+const MAX_CONTINUED_GAP_MS: i64 = 5_000;
+
 /// Per-player mapping state.
 #[derive(Debug)]
 pub struct Play {
@@ -98,9 +102,16 @@ impl Play {
         let ms = ticks_to_ms(frame.dts);
         if self.rebase {
             self.rebase = false;
-            // Continue one frame after the last timestamp sent before the republish.
+            // A republish restarts its clock: continue one frame after the last timestamp
+            // sent. A session that already continues the timeline (an input switch: the
+            // inputs keep each track's timestamps increasing across it) keeps its own, since
+            // rebasing on its first frame, a keyframe, would put the other track's frames
+            // from just before that keyframe behind what this player was already sent.
             if let Some(last) = self.last_ms {
-                self.offset_ms = last + 1 - ms;
+                let continued = ms + self.offset_ms;
+                if continued <= last || continued > last + MAX_CONTINUED_GAP_MS {
+                    self.offset_ms = last + 1 - ms;
+                }
             }
         }
         let out_ms = ms + self.offset_ms;
@@ -179,4 +190,107 @@ pub fn metadata(info: &MediaInfo) -> Amf0Value {
     }
     fields.push(("encoder".into(), "ferrocast".into()));
     Amf0Value::EcmaArray(fields)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use media::{AacConfig, AvcConfig, VideoCodec};
+
+    /// A real capture (x264 + AAC, 320x240); only its decoder configurations are used.
+    const FLV: &[u8] = include_bytes!("../../../testdata/h264-aac-320x240.flv");
+
+    fn info() -> Arc<MediaInfo> {
+        let u24 = |b: &[u8]| usize::from(b[0]) << 16 | usize::from(b[1]) << 8 | usize::from(b[2]);
+        let mut pos = 9 + 4;
+        let (mut avc, mut aac) = (None, None);
+        while pos + 11 <= FLV.len() && (avc.is_none() || aac.is_none()) {
+            let len = u24(&FLV[pos + 1..]);
+            let body = Bytes::from_static(&FLV[pos + 11..pos + 11 + len]);
+            match (FLV[pos], body[1]) {
+                (9, 0) => avc = Some(AvcConfig::parse(body.slice(5..)).expect("avcC")),
+                (8, 0) => aac = Some(AacConfig::parse(body.slice(2..)).expect("ASC")),
+                _ => {}
+            }
+            pos += 11 + len + 4;
+        }
+        Arc::new(MediaInfo {
+            video: Some(VideoCodec::H264(avc.expect("no avcC"))),
+            audio: Some(AudioCodec::Aac(aac.expect("no ASC"))),
+            ..Default::default()
+        })
+    }
+
+    fn frame(video: bool, ms: i64, keyframe: bool) -> Frame {
+        Frame {
+            track: if video {
+                TrackKind::Video
+            } else {
+                TrackKind::Audio
+            },
+            dts: ms * 90,
+            pts: ms * 90,
+            keyframe,
+            payload: Bytes::from_static(&[0, 0, 0, 1, 0x65]),
+        }
+    }
+
+    /// Plays `frames` of `session` and returns each one's (video, RTMP timestamp).
+    fn play(p: &mut Play, session: u64, frames: &[Frame]) -> Vec<(bool, u32)> {
+        let mut w = MessageWriter::new();
+        p.tracks(&mut w, info(), session);
+        frames
+            .iter()
+            .map(|f| {
+                let m = p.map(f).expect("mapped");
+                (m.video, m.timestamp)
+            })
+            .collect()
+    }
+
+    /// Each track's timestamps strictly increase over `sent`.
+    fn assert_increasing(sent: &[(bool, u32)]) {
+        for video in [true, false] {
+            let ts: Vec<u32> = sent.iter().filter(|s| s.0 == video).map(|s| s.1).collect();
+            assert!(ts.windows(2).all(|w| w[0] < w[1]), "video {video}: {ts:?}");
+        }
+    }
+
+    #[test]
+    fn a_switch_that_continues_the_timeline_keeps_it_and_a_republish_is_rebased() {
+        let mut p = Play::new(1, "live/a");
+        let mut sent = play(
+            &mut p,
+            1,
+            &[
+                frame(true, 10_000, true),
+                frame(false, 10_010, false),
+                frame(true, 10_033, false),
+                frame(false, 10_031, false),
+            ],
+        );
+        // An input switch: the keyframe comes first at 33 ms past the newest frame, and the
+        // new source's audio trails it by 20 ms (still after the last audio sent).
+        let switched = play(
+            &mut p,
+            2,
+            &[
+                frame(true, 10_066, true),
+                frame(false, 10_046, false),
+                frame(false, 10_067, false),
+                frame(true, 10_099, false),
+            ],
+        );
+        assert_eq!(switched[0], (true, 10_066), "the timeline is kept");
+        sent.extend(switched);
+        // A republish from zero: continues one millisecond after the last timestamp sent.
+        let republished = play(&mut p, 3, &[frame(true, 0, true), frame(false, 5, false)]);
+        assert_eq!(republished[0], (true, 10_100));
+        sent.extend(republished);
+        assert_increasing(&sent);
+        // One far ahead (a publisher with its own wall clock) is rebased too.
+        let ahead = play(&mut p, 4, &[frame(true, 900_000, true)]);
+        assert_eq!(ahead[0], (true, 10_106));
+    }
 }
