@@ -25,6 +25,26 @@ pub const AAC_SEQUENCE_HEADER: u8 = 0;
 /// AACPacketType: raw AAC frame.
 pub const AAC_RAW: u8 = 1;
 
+/// A new session whose first frame lands this far past where the viewer's timeline resumes
+/// is taken as a restart (a publisher with its own clock) and rebased.
+const MAX_CONTINUED_GAP_MS: i64 = 5_000;
+
+/// The offset (added to hub milliseconds) for a new session whose first frame is at `ms`, on
+/// a viewer whose timeline resumes at `resume` (the first millisecond after what it was sent).
+///
+/// A republish restarts its clock, so it is rebased to start at `resume`. A session that
+/// already continues the timeline (an input switch: the inputs keep each track's timestamps
+/// increasing across it) keeps `offset`: rebasing on its first frame, a keyframe, would put
+/// the other track's frames from just before that keyframe behind what the viewer was sent.
+pub(crate) fn session_offset(offset: i64, ms: i64, resume: i64) -> i64 {
+    let continued = ms + offset;
+    if continued < resume || continued > resume + MAX_CONTINUED_GAP_MS {
+        resume - ms
+    } else {
+        offset
+    }
+}
+
 const FRAME_TYPE_KEY: u8 = 1;
 const FRAME_TYPE_INTER: u8 = 2;
 const FRAME_TYPE_COMMAND: u8 = 5;

@@ -202,11 +202,10 @@ impl FlvMuxer {
         let ms = ticks_to_ms(frame.dts);
         if self.rebase {
             self.rebase = false;
-            let resume = match (self.last_ms, self.last_pts_ms) {
-                (None, None) => self.origin_ms,
-                (a, b) => a.max(b).unwrap_or(0) + 1,
+            self.offset_ms = match (self.last_ms, self.last_pts_ms) {
+                (None, None) => self.origin_ms - ms,
+                (a, b) => flv::session_offset(self.offset_ms, ms, a.max(b).unwrap_or(0) + 1),
             };
-            self.offset_ms = resume - ms;
         }
         let floor = match frame.track {
             TrackKind::Video => &mut self.last_video,
@@ -265,7 +264,7 @@ fn wrap(ms: i64) -> u32 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::amf0::{self, Amf0Value};
     use crate::flv::{AudioTag, VideoTag, parse_audio_tag, parse_video_tag};
@@ -275,7 +274,7 @@ mod tests {
     const FLV: &[u8] = include_bytes!("../../../testdata/h264-aac-320x240.flv");
 
     /// The tracks and frames ffmpeg wrote into the test file, as the hub would carry them.
-    fn from_file() -> (Arc<MediaInfo>, Vec<(FlvTag, Frame)>) {
+    pub(crate) fn from_file() -> (Arc<MediaInfo>, Vec<(FlvTag, Frame)>) {
         let mut r = FlvReader::default();
         r.push(FLV);
         let mut video = None;
@@ -511,6 +510,39 @@ mod tests {
         let ts: Vec<u32> = tags.iter().map(|t| t.timestamp).collect();
         assert_eq!(ts, [0, 0, 0, 0, 40, 80, 90, 90, 90, 90, 121]);
         assert_eq!(pts(&tags[10]), Some(161));
+    }
+
+    #[test]
+    fn a_switch_that_continues_the_timeline_keeps_each_tracks_timestamps() {
+        let (info, _) = from_file();
+        let video = |ms: i64, key: bool| frame(TrackKind::Video, ms, key, &[0, 0, 0, 1, 0x65]);
+        let audio = |ms: i64| frame(TrackKind::Audio, ms, true, &[1]);
+        let mut m = FlvMuxer::new();
+        m.tracks(info.clone(), 1);
+        m.frame(&video(0, true));
+        m.frame(&audio(10));
+        m.frame(&video(33, false));
+        // The inputs continue 33 ms after the newest frame, keyframe first, with the backup's
+        // audio 20 ms before its keyframe but after the last audio sent.
+        m.tracks(info, 2);
+        m.frame(&video(66, true));
+        m.frame(&audio(46));
+        let (_, tags) = read(&m.take());
+        let media: Vec<(u8, u32)> = tags
+            .iter()
+            .filter(|t| t.body.get(1) != Some(&0) && t.tag_type != TAG_SCRIPT)
+            .map(|t| (t.tag_type, t.timestamp))
+            .collect();
+        assert_eq!(
+            media,
+            [
+                (TAG_VIDEO, 0),
+                (TAG_AUDIO, 10),
+                (TAG_VIDEO, 33),
+                (TAG_VIDEO, 66),
+                (TAG_AUDIO, 46)
+            ]
+        );
     }
 
     /// Presentation time of an AVC picture tag: timestamp + composition time.

@@ -6,10 +6,6 @@ use crate::session::MessageWriter;
 use media::{AudioCodec, Frame, MediaInfo, TrackKind, ticks_to_ms};
 use std::sync::Arc;
 
-/// A new session whose timestamps land this far after the last one sent is taken as a
-/// restart (a publisher with its own clock) and rebased; closer, it continues the timeline.
-const MAX_CONTINUED_GAP_MS: i64 = 5_000;
-
 /// Per-player mapping state.
 #[derive(Debug)]
 pub struct Play {
@@ -102,16 +98,9 @@ impl Play {
         let ms = ticks_to_ms(frame.dts);
         if self.rebase {
             self.rebase = false;
-            // A republish restarts its clock: continue one frame after the last timestamp
-            // sent. A session that already continues the timeline (an input switch: the
-            // inputs keep each track's timestamps increasing across it) keeps its own, since
-            // rebasing on its first frame, a keyframe, would put the other track's frames
-            // from just before that keyframe behind what this player was already sent.
+            // Continue one frame after the last timestamp sent (see `flv::session_offset`).
             if let Some(last) = self.last_ms {
-                let continued = ms + self.offset_ms;
-                if continued <= last || continued > last + MAX_CONTINUED_GAP_MS {
-                    self.offset_ms = last + 1 - ms;
-                }
+                self.offset_ms = flv::session_offset(self.offset_ms, ms, last + 1);
             }
         }
         let out_ms = ms + self.offset_ms;
@@ -196,30 +185,10 @@ pub fn metadata(info: &MediaInfo) -> Amf0Value {
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use media::{AacConfig, AvcConfig, VideoCodec};
 
-    /// A real capture (x264 + AAC, 320x240); only its decoder configurations are used.
-    const FLV: &[u8] = include_bytes!("../../../testdata/h264-aac-320x240.flv");
-
+    /// The tracks of the test capture (x264 + AAC, 320x240).
     fn info() -> Arc<MediaInfo> {
-        let u24 = |b: &[u8]| usize::from(b[0]) << 16 | usize::from(b[1]) << 8 | usize::from(b[2]);
-        let mut pos = 9 + 4;
-        let (mut avc, mut aac) = (None, None);
-        while pos + 11 <= FLV.len() && (avc.is_none() || aac.is_none()) {
-            let len = u24(&FLV[pos + 1..]);
-            let body = Bytes::from_static(&FLV[pos + 11..pos + 11 + len]);
-            match (FLV[pos], body[1]) {
-                (9, 0) => avc = Some(AvcConfig::parse(body.slice(5..)).expect("avcC")),
-                (8, 0) => aac = Some(AacConfig::parse(body.slice(2..)).expect("ASC")),
-                _ => {}
-            }
-            pos += 11 + len + 4;
-        }
-        Arc::new(MediaInfo {
-            video: Some(VideoCodec::H264(avc.expect("no avcC"))),
-            audio: Some(AudioCodec::Aac(aac.expect("no ASC"))),
-            ..Default::default()
-        })
+        crate::flv_mux::tests::from_file().0
     }
 
     fn frame(video: bool, ms: i64, keyframe: bool) -> Frame {
