@@ -255,11 +255,46 @@ impl Transcoder {
     /// Runs the ladders until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
         let dir = self.inner.config.socket_dir.clone();
-        if let Err(e) = make_private_dir(&dir) {
-            tracing::error!(dir = %dir.display(), error = %e, "transcode: socket directory not usable; ladders will fail");
-        }
+        sweep_dead_dirs(&dir);
         self.inner.tasks.run(self.task(), shutdown).await;
         let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// Removes the socket directories (`ferrocast-transcode-<pid>` beside `dir`, this user's) of
+/// processes that are gone: a server that was killed could not remove its own.
+fn sweep_dead_dirs(dir: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let (Some(parent), Ok(me)) = (
+        dir.parent(),
+        std::fs::metadata("/proc/self").map(|m| m.uid()),
+    ) else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("ferrocast-transcode-"))
+            .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let ours = entry.metadata().is_ok_and(|m| m.is_dir() && m.uid() == me);
+        if ours && !Path::new("/proc").join(pid).exists() {
+            let path = entry.path();
+            match std::fs::remove_dir_all(&path) {
+                Ok(()) => {
+                    tracing::debug!(dir = %path.display(), "transcode: removed the socket directory of a process that is gone")
+                }
+                Err(e) => {
+                    tracing::debug!(dir = %path.display(), error = %e, "transcode: could not remove a stale socket directory")
+                }
+            }
+        }
     }
 }
 
@@ -592,6 +627,13 @@ async fn run_child(
     };
     let run = inner.next_run.fetch_add(1, Ordering::Relaxed);
     let dir = &inner.config.socket_dir;
+    // Made by the first ladder, so a server that never transcodes leaves nothing behind.
+    if let Err(e) = make_private_dir(dir) {
+        return Exit::Failed(format!(
+            "socket directory {}: {e} (transcode.socket_dir)",
+            dir.display()
+        ));
+    }
     let mut files = RunFiles(Vec::new());
     let mut listeners = Vec::new();
     let mut urls = Vec::new();
@@ -854,5 +896,31 @@ async fn read_rung(listener: UnixListener, out: &RungOut, shift: &AtomicI64) -> 
                 Err(e) => return Err(format!("rendition output: {e}")),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sweep_removes_only_directories_of_processes_that_are_gone() {
+        let parent =
+            std::env::temp_dir().join(format!("ferrocast-sweep-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&parent);
+        std::fs::create_dir_all(&parent).unwrap();
+        // Above the kernel's largest pid (2^22): no process has it.
+        let gone = parent.join("ferrocast-transcode-99999999");
+        let mine = parent.join(format!("ferrocast-transcode-{}", std::process::id()));
+        let other = parent.join("ferrocast-transcode-x1");
+        for d in [&gone, &mine, &other] {
+            std::fs::create_dir(d).unwrap();
+        }
+        std::fs::write(gone.join("0-0.sock"), b"").unwrap();
+        sweep_dead_dirs(&mine);
+        assert!(!gone.exists(), "a dead process's directory stays");
+        assert!(mine.exists(), "a live process's directory went");
+        assert!(other.exists(), "a name that is not ours went");
+        std::fs::remove_dir_all(&parent).unwrap();
     }
 }
