@@ -139,7 +139,26 @@ pub(crate) struct Stored {
 
 /// Bytes in a segment's pieces.
 pub(crate) fn pieces_len(pieces: &[Bytes]) -> usize {
-    pieces.iter().map(Bytes::len).sum()
+    pieces_len_iter(pieces)
+}
+
+/// [`pieces_len`] of pieces one by one.
+pub(crate) fn pieces_len_iter<'a>(pieces: impl IntoIterator<Item = &'a Bytes>) -> usize {
+    pieces.into_iter().map(Bytes::len).sum()
+}
+
+/// A segment's pieces as one buffer (copied once; a single piece is not copied).
+pub(crate) fn join(pieces: &[Bytes]) -> Bytes {
+    match pieces {
+        [one] => one.clone(),
+        _ => {
+            let mut whole = Vec::with_capacity(pieces_len(pieces));
+            for piece in pieces {
+                whole.extend_from_slice(piece);
+            }
+            Bytes::from(whole)
+        }
+    }
 }
 
 /// A part of a recent or open segment (LL-HLS).
@@ -290,7 +309,18 @@ impl Manifest {
 
     /// Adds a finished segment at wall-clock `now_ms` and slides the window.
     pub fn push(&mut self, seg: MediaSegment, now_ms: i64) {
+        let whole = join(&seg.data);
+        self.push_whole(seg, whole, now_ms);
+    }
+
+    /// [`Manifest::push`] with the segment's pieces already [`join`]ed into `whole` (by a
+    /// caller that copies them before it takes a lock). The segment is kept and served as that
+    /// one buffer: a video segment is a chunk per frame, and writing 60 pieces per request cost
+    /// DASH more than nginx's one file. Its parts still listed are re-pointed into `whole`, so
+    /// the chunks' memory is not held twice.
+    pub(crate) fn push_whole(&mut self, seg: MediaSegment, whole: Bytes, now_ms: i64) {
         let ti = index(seg.track);
+        self.share_parts(ti, &seg, &whole);
         // Chunks of a last part that failed to encode whole are in the segment already.
         if self.open[ti]
             .as_ref()
@@ -323,7 +353,7 @@ impl Manifest {
             period: seg.period,
             time: seg.time,
             duration: seg.duration,
-            data: seg.data,
+            data: vec![whole],
         });
         while list.len() > self.window + self.keep_expired {
             if let Some(gone) = list.pop_front() {
@@ -355,6 +385,35 @@ impl Manifest {
                 break;
             }
             self.periods.pop_front();
+        }
+    }
+
+    /// Makes each stored part of `seg` a slice of `whole`, where its chunks are a run of the
+    /// segment's pieces (they are: the segment is made of its parts' very buffers); a part
+    /// that is not keeps its own chunks.
+    fn share_parts(&mut self, ti: usize, seg: &MediaSegment, whole: &Bytes) {
+        let mut starts = Vec::with_capacity(seg.data.len());
+        let mut at = 0;
+        for piece in &seg.data {
+            starts.push(at);
+            at += piece.len();
+        }
+        let same = |a: &Bytes, b: &Bytes| a.as_ptr() == b.as_ptr() && a.len() == b.len();
+        for part in self.parts[ti]
+            .iter_mut()
+            .filter(|p| (p.period, p.segment) == (seg.period, seg.time))
+        {
+            let Some(first) = part.data.first() else {
+                continue;
+            };
+            let Some(i) = seg.data.iter().position(|piece| same(piece, first)) else {
+                continue;
+            };
+            let run = seg.data.get(i..i + part.data.len());
+            if run.is_some_and(|run| run.iter().zip(&part.data).all(|(a, b)| same(a, b))) {
+                let len = pieces_len(&part.data);
+                part.data = vec![whole.slice(starts[i]..starts[i] + len)];
+            }
         }
     }
 

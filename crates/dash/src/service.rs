@@ -61,6 +61,21 @@ impl std::fmt::Display for SegmentCut {
 impl std::error::Error for SegmentCut {}
 
 /// What a [`GrowingSegment`] reads.
+/// The bytes of `pieces` after the first `skip`, as the pieces' own buffers (the one `skip`
+/// ends inside is sliced).
+fn bytes_after<'a>(pieces: impl IntoIterator<Item = &'a Bytes>, mut skip: usize) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    for piece in pieces {
+        if skip >= piece.len() {
+            skip -= piece.len();
+        } else {
+            out.push(piece.slice(skip..));
+            skip = 0;
+        }
+    }
+    out
+}
+
 #[derive(Clone, Copy, Debug)]
 enum Scope {
     /// The open segment starting at this time.
@@ -77,7 +92,8 @@ pub struct GrowingSegment {
     track: TrackKind,
     period: u64,
     scope: Scope,
-    /// Chunks sent so far; a segment's `styp` goes out first, with the first batch.
+    /// Bytes of chunks sent so far (counted in bytes, not chunks: a finished segment is one
+    /// buffer); a segment's `styp` goes out first, with the first batch, and is not counted.
     sent: usize,
     started: bool,
     done: bool,
@@ -172,13 +188,14 @@ impl GrowingSegment {
                 if let Some(pieces) = self.finished(m) {
                     // Finished: whatever its chunks did not give yet (a segment's own `styp`
                     // went first).
-                    out.extend(pieces.into_iter().skip(usize::from(segment) + self.sent));
+                    let styp = if segment { fmp4::styp().len() } else { 0 };
+                    out.extend(bytes_after(&pieces, styp + self.sent));
                     self.done = true;
                     return Ok(Some(out));
                 }
                 let before = out.len();
-                out.extend(self.chunks(m).skip(self.sent).cloned());
-                self.sent += out.len() - before;
+                out.extend(bytes_after(self.chunks(m), self.sent));
+                self.sent += crate::mpd::pieces_len(&out[before..]);
                 if !out.is_empty() {
                     return Ok(Some(out));
                 }
@@ -189,7 +206,9 @@ impl GrowingSegment {
             };
             let deadline = Instant::now() + patience;
             let news = |m: &Manifest| {
-                !self.alive(m) || self.is_finished(m) || self.chunks(m).nth(sent).is_some()
+                !self.alive(m)
+                    || self.is_finished(m)
+                    || crate::mpd::pieces_len_iter(self.chunks(m)) > sent
             };
             if self.service.wait_for(&self.code, deadline, news).await != Some(true) {
                 return Err(SegmentCut);
@@ -581,6 +600,17 @@ impl Inner {
         if outputs.is_empty() {
             return;
         }
+        // Segments are joined into one buffer here, before the store is locked.
+        let outputs: Vec<(Output, Option<Bytes>)> = outputs
+            .into_iter()
+            .map(|o| {
+                let whole = match &o {
+                    Output::Segment(seg) => Some(crate::mpd::join(&seg.data)),
+                    _ => None,
+                };
+                (o, whole)
+            })
+            .collect();
         let now = media::unix_ms_now();
         let mut store = lock(&self.store);
         let entry = store
@@ -589,7 +619,7 @@ impl Inner {
         // Parts change the HLS playlists (rendered per request) but not the MPD, except the
         // first of a segment, which lists it in the low-latency MPD.
         let mut mpd_changed = false;
-        for output in outputs {
+        for (output, whole) in outputs {
             mpd_changed |= match &output {
                 Output::Chunk(_) => false,
                 Output::Part(p) => p.index == 0,
@@ -607,7 +637,8 @@ impl Inner {
                         samples = seg.samples,
                         "dash: segment listed"
                     );
-                    entry.manifest.push(seg, now);
+                    let whole = whole.unwrap_or_else(|| crate::mpd::join(&seg.data));
+                    entry.manifest.push_whole(seg, whole, now);
                 }
             }
         }

@@ -863,6 +863,39 @@ fn parts_make_up_their_segment_and_stay_within_the_part_target() {
     assert!(first_period < first_part);
 }
 
+#[test]
+fn a_finished_segment_is_one_buffer_and_its_parts_are_slices_of_it() {
+    let out = with_parts(7);
+    let m = manifest_of(out.clone(), 10);
+    for track in [TrackKind::Video, TrackKind::Audio] {
+        let segs = segments(&out, track);
+        // The parts of the last few segments are kept; those are the ones re-pointed.
+        for s in segs.iter().rev().take(2) {
+            let served = m.segment(track, s.period, s.time).expect("stored");
+            assert_eq!(served.len(), 1, "{track:?}: one buffer");
+            let whole = &served[0];
+            assert_eq!(whole[..], joined(s)[..], "{track:?}: the pieces, in order");
+            let range = whole.as_ptr() as usize..whole.as_ptr() as usize + whole.len();
+            let mut at = fmp4::styp().len();
+            for p in parts(&out, track)
+                .iter()
+                .filter(|p| p.period == s.period && p.segment == s.time)
+            {
+                let kept = m.part(track, s.period, s.time, p.index).expect("part kept");
+                assert_eq!(kept.len(), 1, "{track:?} part {}: one slice", p.index);
+                assert!(
+                    range.contains(&(kept[0].as_ptr() as usize)),
+                    "{track:?} part {} shares the segment's memory",
+                    p.index
+                );
+                assert_eq!(kept[0][..], whole[at..at + kept[0].len()]);
+                at += kept[0].len();
+            }
+            assert_eq!(at, whole.len(), "{track:?}: the parts make up the segment");
+        }
+    }
+}
+
 fn manifest_of(out: Vec<Output>, window: usize) -> Manifest {
     let mut m = Manifest::new(window, EXPIRED_SEGMENTS_KEPT);
     feed(&mut m, out, 1_000_000);
