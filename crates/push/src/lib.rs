@@ -59,8 +59,7 @@ const RELAY_CLAIM: std::time::Duration = std::time::Duration::from_secs(30);
 struct Inner {
     hub: Hub,
     relays: Mutex<HashMap<String, Relay>>,
-    tls: Option<Arc<rustls::ClientConfig>>,
-    tls_error: Option<String>,
+    tls: Arc<worker::ClientTls>,
     source: RwLock<SourceFn>,
     /// Hears every destination's state changes (the event bus).
     observer: RwLock<Option<StateObserver>>,
@@ -89,20 +88,20 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl PushManager {
     /// A manager for `hub`; rtmps:// trusts the platform's roots plus `extra_ca`.
     pub fn new(hub: Hub, extra_ca: Option<&Path>) -> Self {
-        // A broken CA file must not stop rtmp:// pushes: rtmps:// ones report it as their error.
-        let (tls, tls_error) = match rtmp::tls::client_config(extra_ca) {
-            Ok(c) => (Some(c), None),
-            Err(e) => {
-                tracing::warn!(error = %e, "TLS client configuration failed; rtmps:// pushes will fail");
-                (None, Some(e.to_string()))
-            }
-        };
+        // A broken CA file must not stop rtmp:// pushes: rtmps:// ones report it as their
+        // error. It is read now only to say so at start; the configuration (with the
+        // platform's roots) is made by the first rtmps:// push.
+        if let Some(path) = extra_ca
+            && let Err(e) = rtmp::tls::load_certs(path)
+        {
+            tracing::warn!(error = %e, "push.ca_file unusable; rtmps:// pushes will fail");
+        }
+        let tls = Arc::new(worker::ClientTls::new(extra_ca));
         PushManager {
             inner: Arc::new(Inner {
                 hub,
                 relays: Mutex::new(HashMap::new()),
                 tls,
-                tls_error,
                 source: RwLock::new(Arc::new(|_: &str| Vec::new())),
                 observer: RwLock::new(None),
                 workers: Mutex::new(HashMap::new()),
@@ -319,7 +318,6 @@ impl PushManager {
                 dest: dest.clone(),
                 hub: self.inner.hub.clone(),
                 tls: self.inner.tls.clone(),
-                tls_error: self.inner.tls_error.clone(),
                 status: status.clone(),
                 retry_now: retry.clone(),
             };

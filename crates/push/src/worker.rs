@@ -55,10 +55,38 @@ pub(crate) struct Worker {
     pub(crate) code: String,
     pub(crate) dest: PushDestination,
     pub(crate) hub: Hub,
-    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
-    pub(crate) tls_error: Option<String>,
+    pub(crate) tls: Arc<ClientTls>,
     pub(crate) status: Arc<Status>,
     pub(crate) retry_now: Arc<Notify>,
+}
+
+/// The rtmps:// client configuration, made by the first rtmps:// push: reading and parsing
+/// the platform's root certificates takes milliseconds and heap that a server pushing only
+/// rtmp://, or nothing, would hold for its whole life.
+pub(crate) struct ClientTls {
+    extra_ca: Option<std::path::PathBuf>,
+    config: std::sync::OnceLock<Result<Arc<rustls::ClientConfig>, String>>,
+}
+
+impl ClientTls {
+    pub(crate) fn new(extra_ca: Option<&std::path::Path>) -> Self {
+        ClientTls {
+            extra_ca: extra_ca.map(std::path::Path::to_path_buf),
+            config: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The configuration, or why there is none (the same answer for every push).
+    pub(crate) fn config(&self) -> Result<Arc<rustls::ClientConfig>, String> {
+        self.config
+            .get_or_init(|| {
+                rtmp::tls::client_config(self.extra_ca.as_deref()).map_err(|e| {
+                    tracing::warn!(error = %e, "TLS client configuration failed; rtmps:// pushes will fail");
+                    e.to_string()
+                })
+            })
+            .clone()
+    }
 }
 
 /// Exponential backoff with ±20 % jitter so many workers do not retry in lockstep.
@@ -148,13 +176,7 @@ impl Worker {
         if !target.tls {
             return self.session(tcp, target, deadline, budget, stop).await;
         }
-        let config = self.tls.clone().ok_or_else(|| {
-            SessionError::Tls(
-                self.tls_error
-                    .clone()
-                    .unwrap_or_else(|| "no TLS configuration".into()),
-            )
-        })?;
+        let config = self.tls.config().map_err(SessionError::Tls)?;
         let name = rustls::pki_types::ServerName::try_from(target.host.clone())
             .map_err(|e| SessionError::Tls(e.to_string()))?;
         let connector = tokio_rustls::TlsConnector::from(config);
