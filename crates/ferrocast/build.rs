@@ -1,0 +1,33 @@
+//! Release links of the server place the functions a running server executes together, in the
+//! order of `link-order.txt` (made by `bench/link-order.sh`), so that the code pages it keeps
+//! resident are about the size of that code rather than most of an 18 MB text (the kernel maps
+//! 64 KiB around every code page a process touches).
+//!
+//! Only where the linker is the toolchain's default lld (x86_64 Linux, glibc, since Rust
+//! 1.90) and no other linker was asked for; `FERROCAST_LINK_ORDER=0` turns it off.
+
+use std::env;
+use std::path::Path;
+
+fn main() {
+    println!("cargo:rerun-if-changed=link-order.txt");
+    println!("cargo:rerun-if-env-changed=FERROCAST_LINK_ORDER");
+    println!("cargo:rerun-if-env-changed=CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER");
+    let var = |name: &str| env::var(name).unwrap_or_default();
+    let release = var("PROFILE") == "release";
+    let default_lld = var("TARGET") == "x86_64-unknown-linux-gnu"
+        && var("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER").is_empty()
+        && !var("CARGO_ENCODED_RUSTFLAGS").contains("link");
+    if !release || !default_lld || var("FERROCAST_LINK_ORDER") == "0" {
+        return;
+    }
+    let order = Path::new(&var("CARGO_MANIFEST_DIR")).join("link-order.txt");
+    if order.is_file() {
+        println!(
+            "cargo:rustc-link-arg-bin=ferrocast=-Wl,--symbol-ordering-file={}",
+            order.display()
+        );
+        // Names the profile saw that this build lacks (or that are not ours, as libc's).
+        println!("cargo:rustc-link-arg-bin=ferrocast=-Wl,--no-warn-symbol-ordering");
+    }
+}
