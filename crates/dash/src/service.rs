@@ -60,7 +60,6 @@ impl std::fmt::Display for SegmentCut {
 
 impl std::error::Error for SegmentCut {}
 
-/// What a [`GrowingSegment`] reads.
 /// The bytes of `pieces` after the first `skip`, as the pieces' own buffers (the one `skip`
 /// ends inside is sliced).
 fn bytes_after<'a>(pieces: impl IntoIterator<Item = &'a Bytes>, mut skip: usize) -> Vec<Bytes> {
@@ -76,6 +75,7 @@ fn bytes_after<'a>(pieces: impl IntoIterator<Item = &'a Bytes>, mut skip: usize)
     out
 }
 
+/// What a [`GrowingSegment`] reads.
 #[derive(Clone, Copy, Debug)]
 enum Scope {
     /// The open segment starting at this time.
