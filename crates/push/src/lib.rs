@@ -94,7 +94,7 @@ impl PushManager {
         if let Some(path) = extra_ca
             && let Err(e) = rtmp::tls::load_certs(path)
         {
-            tracing::warn!(error = %e, "push.ca_file unusable; rtmps:// pushes will fail");
+            tracing::warn!(error = %e, "tls.extra_ca_file unusable; rtmps:// pushes will fail");
         }
         let tls = Arc::new(worker::ClientTls::new(extra_ca));
         PushManager {
