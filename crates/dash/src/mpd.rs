@@ -133,17 +133,12 @@ pub(crate) struct Stored {
     pub(crate) period: u64,
     pub(crate) time: u64,
     pub(crate) duration: u64,
-    /// The segment's pieces ([`crate::MediaSegment::data`]).
-    pub(crate) data: Vec<Bytes>,
+    /// The segment's pieces ([`crate::MediaSegment::data`]) as one buffer ([`join`]).
+    pub(crate) data: Bytes,
 }
 
 /// Bytes in a segment's pieces.
-pub(crate) fn pieces_len(pieces: &[Bytes]) -> usize {
-    pieces_len_iter(pieces)
-}
-
-/// [`pieces_len`] of pieces one by one.
-pub(crate) fn pieces_len_iter<'a>(pieces: impl IntoIterator<Item = &'a Bytes>) -> usize {
+pub(crate) fn pieces_len<'a>(pieces: impl IntoIterator<Item = &'a Bytes>) -> usize {
     pieces.into_iter().map(Bytes::len).sum()
 }
 
@@ -151,13 +146,7 @@ pub(crate) fn pieces_len_iter<'a>(pieces: impl IntoIterator<Item = &'a Bytes>) -
 pub(crate) fn join(pieces: &[Bytes]) -> Bytes {
     match pieces {
         [one] => one.clone(),
-        _ => {
-            let mut whole = Vec::with_capacity(pieces_len(pieces));
-            for piece in pieces {
-                whole.extend_from_slice(piece);
-            }
-            Bytes::from(whole)
-        }
+        _ => Bytes::from(pieces.concat()),
     }
 }
 
@@ -353,7 +342,7 @@ impl Manifest {
             period: seg.period,
             time: seg.time,
             duration: seg.duration,
-            data: vec![whole],
+            data: whole,
         });
         while list.len() > self.window + self.keep_expired {
             if let Some(gone) = list.pop_front() {
@@ -565,7 +554,7 @@ impl Manifest {
         self.segments
             .iter()
             .flatten()
-            .map(|s| pieces_len(&s.data))
+            .map(|s| s.data.len())
             .sum::<usize>()
             + open
     }
@@ -582,7 +571,8 @@ impl Manifest {
 
     /// A listed or recently expired segment, as its pieces (refcounted, not copied).
     pub fn segment(&self, track: TrackKind, period: u64, time: u64) -> Option<Vec<Bytes>> {
-        self.stored(track, period, time).map(|s| s.data.clone())
+        self.stored(track, period, time)
+            .map(|s| vec![s.data.clone()])
     }
 
     pub(crate) fn listed(&self, ti: usize) -> impl Iterator<Item = &Stored> {

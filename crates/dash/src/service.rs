@@ -208,7 +208,7 @@ impl GrowingSegment {
             let news = |m: &Manifest| {
                 !self.alive(m)
                     || self.is_finished(m)
-                    || crate::mpd::pieces_len_iter(self.chunks(m)) > sent
+                    || crate::mpd::pieces_len(self.chunks(m)) > sent
             };
             if self.service.wait_for(&self.code, deadline, news).await != Some(true) {
                 return Err(SegmentCut);

@@ -323,7 +323,7 @@ pub(crate) mod tests {
         (all, tags)
     }
 
-    fn frame(track: TrackKind, ms: i64, key: bool, payload: &'static [u8]) -> Frame {
+    pub(crate) fn frame(track: TrackKind, ms: i64, key: bool, payload: &'static [u8]) -> Frame {
         Frame {
             track,
             dts: ms_to_ticks(ms),

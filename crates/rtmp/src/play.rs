@@ -184,25 +184,14 @@ pub fn metadata(info: &MediaInfo) -> Amf0Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
 
     /// The tracks of the test capture (x264 + AAC, 320x240).
     fn info() -> Arc<MediaInfo> {
         crate::flv_mux::tests::from_file().0
     }
 
-    fn frame(video: bool, ms: i64, keyframe: bool) -> Frame {
-        Frame {
-            track: if video {
-                TrackKind::Video
-            } else {
-                TrackKind::Audio
-            },
-            dts: ms * 90,
-            pts: ms * 90,
-            keyframe,
-            payload: Bytes::from_static(&[0, 0, 0, 1, 0x65]),
-        }
+    fn frame(track: TrackKind, ms: i64, keyframe: bool) -> Frame {
+        crate::flv_mux::tests::frame(track, ms, keyframe, &[0, 0, 0, 1, 0x65])
     }
 
     /// Plays `frames` of `session` and returns each one's (video, RTMP timestamp).
@@ -233,10 +222,10 @@ mod tests {
             &mut p,
             1,
             &[
-                frame(true, 10_000, true),
-                frame(false, 10_010, false),
-                frame(true, 10_033, false),
-                frame(false, 10_031, false),
+                frame(TrackKind::Video, 10_000, true),
+                frame(TrackKind::Audio, 10_010, false),
+                frame(TrackKind::Video, 10_033, false),
+                frame(TrackKind::Audio, 10_031, false),
             ],
         );
         // An input switch: the keyframe comes first at 33 ms past the newest frame, and the
@@ -245,21 +234,28 @@ mod tests {
             &mut p,
             2,
             &[
-                frame(true, 10_066, true),
-                frame(false, 10_046, false),
-                frame(false, 10_067, false),
-                frame(true, 10_099, false),
+                frame(TrackKind::Video, 10_066, true),
+                frame(TrackKind::Audio, 10_046, false),
+                frame(TrackKind::Audio, 10_067, false),
+                frame(TrackKind::Video, 10_099, false),
             ],
         );
         assert_eq!(switched[0], (true, 10_066), "the timeline is kept");
         sent.extend(switched);
         // A republish from zero: continues one millisecond after the last timestamp sent.
-        let republished = play(&mut p, 3, &[frame(true, 0, true), frame(false, 5, false)]);
+        let republished = play(
+            &mut p,
+            3,
+            &[
+                frame(TrackKind::Video, 0, true),
+                frame(TrackKind::Audio, 5, false),
+            ],
+        );
         assert_eq!(republished[0], (true, 10_100));
         sent.extend(republished);
         assert_increasing(&sent);
         // One far ahead (a publisher with its own wall clock) is rebased too.
-        let ahead = play(&mut p, 4, &[frame(true, 900_000, true)]);
+        let ahead = play(&mut p, 4, &[frame(TrackKind::Video, 900_000, true)]);
         assert_eq!(ahead[0], (true, 10_106));
     }
 }
