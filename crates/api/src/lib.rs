@@ -191,58 +191,115 @@ fn loopback() -> access::IpList {
     access::IpList::parse(["127.0.0.0/8", "::1/128"]).unwrap_or_else(|_| access::IpList::empty())
 }
 
-/// The `/api/v1` routes and their OpenAPI document, built from the same registrations so the
-/// document cannot drift from the routes.
-fn api_v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(streams::list_streams, streams::create_stream))
-        .routes(routes!(
-            streams::get_stream,
-            streams::upsert_stream,
-            streams::put_stream,
-            streams::patch_stream,
-            streams::delete_stream
-        ))
-        .routes(routes!(streams::retry_push))
-        .routes(routes!(
-            templates::list_templates,
-            templates::create_template
-        ))
-        .routes(routes!(
-            templates::get_template,
-            templates::put_template,
-            templates::patch_template,
-            templates::delete_template
-        ))
-        .routes(routes!(config::get_config))
-        .routes(routes!(inputs::switch_input))
-        .routes(routes!(inputs::restart_inputs))
-        .routes(routes!(sessions::list_sessions))
-        .routes(routes!(sessions::kick_session))
-        .routes(routes!(sessions::kill_publisher))
-        .routes(routes!(sessions::close_publisher))
-        .routes(routes!(events::events))
-        .routes(routes!(about::server_info))
-        .routes(routes!(webhooks::list_hooks, webhooks::create_hook))
-        .routes(routes!(
-            webhooks::get_hook,
-            webhooks::put_hook,
-            webhooks::patch_hook,
-            webhooks::delete_hook
-        ))
-        .routes(routes!(webhooks::test_hook))
-        .routes(routes!(recordings::list_recordings))
-        .routes(routes!(recordings::set_recording))
-        .routes(routes!(
-            recordings::download_recording,
-            recordings::delete_recording
-        ))
-        .split_for_parts()
+/// Every `/api/v1` handler, one group per path: the one list that both the router and the
+/// OpenAPI document are built from, so the document cannot drift from the routes.
+macro_rules! api_v1_handlers {
+    ($then:ident) => {
+        $then! {
+            [streams::list_streams, streams::create_stream]
+            [
+                streams::get_stream,
+                streams::upsert_stream,
+                streams::put_stream,
+                streams::patch_stream,
+                streams::delete_stream
+            ]
+            [streams::retry_push]
+            [templates::list_templates, templates::create_template]
+            [
+                templates::get_template,
+                templates::put_template,
+                templates::patch_template,
+                templates::delete_template
+            ]
+            [config::get_config]
+            [inputs::switch_input]
+            [inputs::restart_inputs]
+            [sessions::list_sessions]
+            [sessions::kick_session]
+            [sessions::kill_publisher]
+            [sessions::close_publisher]
+            [events::events]
+            [about::server_info]
+            [webhooks::list_hooks, webhooks::create_hook]
+            [
+                webhooks::get_hook,
+                webhooks::put_hook,
+                webhooks::patch_hook,
+                webhooks::delete_hook
+            ]
+            [webhooks::test_hook]
+            [recordings::list_recordings]
+            [recordings::set_recording]
+            [recordings::download_recording, recordings::delete_recording]
+        }
+    };
+}
+
+/// The OpenAPI document of the handlers, paths relative to `/api/v1`.
+macro_rules! api_v1_document {
+    ($([$($module:ident :: $handler:ident),+ $(,)?])+) => {
+        OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
+            $(.routes(routes!($($module::$handler),+)))+
+            .into_openapi()
+    };
+}
+
+/// The router of the handlers, from each one's path and methods alone.
+macro_rules! api_v1_routes {
+    ($([$($module:ident :: $handler:ident),+ $(,)?])+) => {{
+        let mut routes = ApiRoutes::default();
+        $($(pastey::paste! {
+            routes.add::<$module::[<__path_ $handler>], _, _>($module::$handler);
+        })+)+
+        routes
+    }};
+}
+
+/// `/api/v1`'s routes, built without its OpenAPI document.
+///
+/// utoipa-axum's `routes!` builds each operation and the schemas of its types along with the
+/// route: about 4 MB of heap at start for a document most servers never serve, whose freed
+/// memory glibc then kept. Only a handler's path and methods are read here; the document is
+/// built from the same list when it is first asked for ([`openapi`]).
+#[derive(Default)]
+struct ApiRoutes {
+    by_path: std::collections::BTreeMap<String, axum::routing::MethodRouter<AppState>>,
+    /// What was registered, for the test that holds the router to the document.
+    #[cfg(test)]
+    listed: Vec<(String, utoipa::openapi::path::HttpMethod)>,
+}
+
+impl ApiRoutes {
+    fn add<P, H, T>(&mut self, handler: H)
+    where
+        P: utoipa::Path,
+        H: axum::handler::Handler<T, AppState>,
+        T: 'static,
+    {
+        use utoipa_axum::PathItemExt;
+        let path = P::path();
+        let mut methods = self.by_path.remove(&path).unwrap_or_default();
+        for method in P::methods() {
+            methods = methods.on(method.to_method_filter(), handler.clone());
+            #[cfg(test)]
+            self.listed.push((path.clone(), method));
+        }
+        self.by_path.insert(path, methods);
+    }
+
+    fn into_router(self) -> Router<AppState> {
+        self.by_path
+            .into_iter()
+            .fold(Router::new(), |router, (path, methods)| {
+                router.route(&path, methods)
+            })
+    }
 }
 
 /// The OpenAPI document of `/api/v1`, with paths relative to the server root.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let (_, mut doc) = api_v1();
+    let mut doc = api_v1_handlers!(api_v1_document);
     let paths = std::mem::take(&mut doc.paths.paths);
     doc.paths.paths = paths
         .into_iter()
@@ -306,10 +363,9 @@ pub fn admin_listener_router(state: AppState) -> Router {
 
 /// `/api/v1` and `/metrics`, behind [`AdminAccess`].
 pub fn admin_router(state: AppState) -> Router {
-    let (api, _) = api_v1();
-    // Serialized on first request, as `/api/docs/openapi.json`: the document as a value is
-    // about 1.7 MB of heap, which a server held for its whole life (and cloned per request).
-    let api = api
+    // The document is serialized on first request, as `/api/docs/openapi.json` is.
+    let api = api_v1_handlers!(api_v1_routes)
+        .into_router()
         .route("/openapi.json", get(docs::spec))
         .fallback(api_not_found)
         .method_not_allowed_fallback(api_method_not_allowed);
@@ -431,4 +487,43 @@ async fn healthz(State(state): State<AppState>) -> Response {
         "store": state.control.store_kind(),
     }))
     .into_response()
+}
+
+#[cfg(test)]
+mod route_list_tests {
+    use super::*;
+
+    /// The router is built from the handlers' paths and methods without the document; it must
+    /// route exactly what the document lists, method for method.
+    #[test]
+    fn the_router_registers_what_the_document_lists() {
+        let doc = serde_json::to_value(openapi()).expect("document");
+        let mut documented: Vec<(String, String)> = doc["paths"]
+            .as_object()
+            .expect("paths")
+            .iter()
+            .flat_map(|(path, item)| {
+                let path = path
+                    .strip_prefix("/api/v1")
+                    .expect("under /api/v1")
+                    .to_owned();
+                item.as_object()
+                    .expect("path item")
+                    .keys()
+                    .map(move |m| (path.clone(), m.to_uppercase()))
+            })
+            .collect();
+        let mut routed: Vec<(String, String)> = api_v1_handlers!(api_v1_routes)
+            .listed
+            .into_iter()
+            .map(|(path, m)| {
+                let m = serde_json::to_value(m).expect("method");
+                (path, m.as_str().expect("a name").to_uppercase())
+            })
+            .collect();
+        documented.sort();
+        routed.sort();
+        assert!(routed.len() >= 30, "routes: {routed:?}");
+        assert_eq!(routed, documented);
+    }
 }
