@@ -247,13 +247,16 @@ impl SendBuffer {
     }
 
     fn send_next_lost_packet(&mut self, ts_now: TimeStamp) -> Option<DataPacket> {
-        let seq = self.pop_lost_list()?;
-        match self
-            .send_packet(ts_now, seq)
-        {
-            Some(packet) => Some(packet),
-            None => panic!("Packet in loss list was not in buffer! seq={} front_packet={:?} buffer.len={} back_packet={:?}", seq, self.front_packet(), self.buffer.len(), self.buffer.back().map(|b| b.packet.seq_number)),
+        // ferrocast patch: a number in the loss list whose packet is no longer buffered (it
+        // left the buffer by a path that did not clear it from the list) panicked the
+        // connection's task here. There is nothing to resend for it: skip to the next one.
+        while let Some(seq) = self.pop_lost_list() {
+            if let Some(packet) = self.send_packet(ts_now, seq) {
+                return Some(packet);
+            }
+            log::debug!("lost packet {seq} is no longer buffered; not resent");
         }
+        None
     }
 
     fn send_next_rto_packet(&mut self, ts_now: TimeStamp) -> Option<DataPacket> {
