@@ -424,6 +424,38 @@ impl Control {
         // would otherwise be overwritten in memory by the older row.
         let _w = self.inner.writes.lock().await;
         let fresh = self.inner.store.get(code).await?;
+        self.apply_stored(code, fresh);
+        Ok(())
+    }
+
+    /// Reads every stream and template again and applies the differences: after the change
+    /// feed was down, when changes may have been missed.
+    pub async fn resync(&self) -> Result<(), StoreError> {
+        {
+            // One read of every row, under the write lock for the reason given in `reload`;
+            // it was a read per stream, each taking the lock again.
+            let _w = self.inner.writes.lock().await;
+            let mut stored: HashMap<String, StreamRecord> = self
+                .inner
+                .store
+                .list()
+                .await?
+                .into_iter()
+                .map(|r| (r.code.clone(), r))
+                .collect();
+            let mut codes: std::collections::BTreeSet<String> = stored.keys().cloned().collect();
+            codes.extend(self.streams().keys().cloned());
+            for code in codes {
+                let fresh = stored.remove(&code);
+                self.apply_stored(&code, fresh);
+            }
+        }
+        self.resync_templates().await
+    }
+
+    /// Applies the stored row of `code` (`None`: there is none) to memory and the running
+    /// stream, when it differs from what memory holds. Called under the write lock.
+    fn apply_stored(&self, code: &str, fresh: Option<StreamRecord>) {
         let old = self.streams().get(code).cloned();
         match (old, fresh) {
             (Some(old), Some(new)) if *old == new => {}
@@ -439,20 +471,6 @@ impl Control {
             }
             (None, None) => {}
         }
-        Ok(())
-    }
-
-    /// Reads every stream and template again and applies the differences: after the change
-    /// feed was down, when changes may have been missed.
-    pub async fn resync(&self) -> Result<(), StoreError> {
-        let stored = self.inner.store.list().await?;
-        let mut codes: std::collections::BTreeSet<String> =
-            stored.iter().map(|r| r.code.clone()).collect();
-        codes.extend(self.streams().keys().cloned());
-        for code in codes {
-            self.reload(&code).await?;
-        }
-        self.resync_templates().await
     }
 
     /// Stops everything `code` runs (publisher, readers, outputs, pushes, inputs): after a

@@ -2,7 +2,7 @@ use super::*;
 use futures_util::future::BoxFuture;
 use hub::{HubConfig, PublisherMeta, ReaderMeta};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use store::{Protocols, PushDestination, RetryPolicy};
 
 /// In-memory store with an outage switch.
@@ -10,6 +10,8 @@ use store::{Protocols, PushDestination, RetryPolicy};
 struct MemStore {
     rows: Mutex<HashMap<String, StreamRecord>>,
     down: AtomicBool,
+    /// Calls of `get`: a resync must not read stream by stream.
+    gets: AtomicUsize,
 }
 
 impl MemStore {
@@ -31,6 +33,7 @@ impl Store for MemStore {
     }
     fn get<'a>(&'a self, code: &'a str) -> BoxFuture<'a, Result<Option<StreamRecord>, StoreError>> {
         Box::pin(async move {
+            self.gets.fetch_add(1, Ordering::Relaxed);
             self.check()?;
             Ok(self.rows.lock().unwrap().get(code).cloned())
         })
@@ -265,6 +268,50 @@ async fn create_put_update_delete_keep_store_and_memory_in_step() {
         Err(ControlError::NotFound(_))
     ));
     assert_eq!(e.control.list().len(), 1);
+}
+
+/// What another node changed while the change feed was down (a row changed, one added, one
+/// deleted) is applied from one read of every row; an unchanged stream is left alone.
+#[tokio::test]
+async fn a_resync_applies_every_change_from_one_read() {
+    let e = env(false).await;
+    for code in ["kept", "changed", "deleted"] {
+        e.control.create(record(code)).await.unwrap();
+    }
+    let kept = e.control.get("kept").unwrap();
+    let publisher = e.hub.publish("deleted", meta()).unwrap();
+    {
+        let mut rows = e.store.rows.lock().unwrap();
+        rows.get_mut("changed").unwrap().tags = vec!["elsewhere".into()];
+        rows.remove("deleted");
+        rows.insert("new".into(), record("new"));
+    }
+    let gets = e.store.gets.load(Ordering::Relaxed);
+    e.control.resync().await.unwrap();
+    assert_eq!(
+        e.store.gets.load(Ordering::Relaxed),
+        gets,
+        "no read per stream"
+    );
+    assert_eq!(e.control.get("changed").unwrap().tags, ["elsewhere"]);
+    assert!(e.control.get("new").is_some());
+    assert!(e.control.get("deleted").is_none());
+    assert!(
+        publisher.kill_token().is_cancelled(),
+        "the deleted stream's publisher is disconnected"
+    );
+    assert!(
+        Arc::ptr_eq(&kept, &e.control.get("kept").unwrap()),
+        "unchanged: not replaced"
+    );
+    let mut codes: Vec<String> = e.control.list().iter().map(|r| r.code.clone()).collect();
+    codes.sort();
+    assert_eq!(codes, ["changed", "kept", "new"]);
+
+    // The store down: the resync fails and memory stays as it was.
+    e.store.down.store(true, Ordering::Relaxed);
+    assert!(e.control.resync().await.is_err());
+    assert!(e.control.get("new").is_some());
 }
 
 #[tokio::test]
