@@ -69,8 +69,9 @@ fn mask(v: &mut Value) {
     }
 }
 
-/// `scheme://user:***@host/path?***`: the password and the query (where tokens ride) hidden.
-fn mask_url(url: &str) -> String {
+/// `scheme://user:***@host/path?***`: the password and the query (where tokens ride) hidden;
+/// a user part alone (`https://TOKEN@host`) is hidden whole, as it may be a token.
+pub fn mask_url(url: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((b, "")) => (b, ""),
         Some((b, _)) => (b, "?***"),

@@ -25,7 +25,7 @@ mod web;
 mod webhooks;
 
 pub use self::events::MAX_EVENT_STREAMS;
-pub use config::EffectiveConfig;
+pub use config::{EffectiveConfig, mask_url};
 pub use error::{ApiError, ErrorCode};
 #[doc(hidden)]
 pub use flv::fuzz_ws_client_frames;

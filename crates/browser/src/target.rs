@@ -92,20 +92,9 @@ pub fn resolve(
     })
 }
 
-/// The URL with its stream name (the key, on most platforms) and query hidden.
-pub fn masked(url: &str) -> String {
-    let url = url.split('?').next().unwrap_or(url);
-    match url.rfind('/') {
-        Some(i)
-            if i + 1 < url.len()
-                && url[..i].contains("://")
-                && url[..i].matches('/').count() >= 3 =>
-        {
-            format!("{}/***", &url[..i])
-        }
-        _ => url.to_owned(),
-    }
-}
+/// The URL with its stream name (the key, on most platforms), query and credentials hidden:
+/// RTMP's rule, as for pushes.
+pub use rtmp::url::masked;
 
 /// The host of `host[:port]` or `[v6]:port`, lowercased; `None` when empty or with userinfo.
 pub(crate) fn host_of(authority: &str) -> Option<String> {
@@ -208,7 +197,7 @@ mod tests {
             r("rtmp://127.0.0.1:1936/live/x"),
             Ok(Target::Relay("rtmp://127.0.0.1:1936/live/x".into()))
         );
-        assert_eq!(masked("rtmp://h/app/key?x=1"), "rtmp://h/app/***");
+        assert_eq!(masked("rtmp://h/app/key?x=1"), "rtmp://h/app/****?****");
         assert_eq!(masked("rtmp://h/"), "rtmp://h/");
     }
 }

@@ -943,22 +943,8 @@ fn ser_url_opt<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, 
     }
 }
 
-/// `scheme://user:***@host/path?***`.
-pub fn mask_url(url: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, _)) => (b, "?***"),
-        None => (url, ""),
-    };
-    let masked = match (base.find("://"), base.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let creds = &base[scheme + 3..at];
-            let user = creds.split_once(':').map_or(creds, |(u, _)| u);
-            format!("{}{user}:***{}", &base[..scheme + 3], &base[at..])
-        }
-        _ => base.to_owned(),
-    };
-    masked + query
-}
+/// `scheme://user:***@host/path?***`: the API's `/config` masks URLs the same way.
+pub use api::mask_url;
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     #[derive(Deserialize)]
@@ -1484,6 +1470,8 @@ mod tests {
         c.redis.url = Some("rediss://:redis-pw-s3cret@cache.example:6380".into());
         c.hooks.on_publish = Some("https://hook-user:hook-pw-s3cret@auth.example/p".into());
         c.hooks.on_play = Some("https://auth.example/play?token=hook-q-s3cret".into());
+        // A token as the whole user part: it was shown as `hook-token-s3cret:***@`.
+        c.hooks.on_done = Some("https://hook-token-s3cret@auth.example/done".into());
         c.rtmps.key_file = Some("/etc/ferrocast/tls/key.pem".into());
         c.validate().unwrap();
         let shown = api::EffectiveConfig::new(c.masked_json());
@@ -1498,6 +1486,7 @@ mod tests {
             "redis-pw-s3cret",
             "hook-pw-s3cret",
             "hook-q-s3cret",
+            "hook-token-s3cret",
         ] {
             assert!(!text.contains(secret), "{secret} shown: {text}");
         }
