@@ -3,10 +3,11 @@
 //! resident are about the size of that code rather than most of an 18 MB text (the kernel maps
 //! 64 KiB around every code page a process touches).
 //!
-//! The same links pack relative relocations (`-z pack-relative-relocs`, DT_RELR) where the C
-//! library that will load the binary reads them (glibc 2.36 and later): the loader reads the
-//! whole relocation table at start and its pages stay resident, 600 KB as 24-byte entries
-//! against a few KB packed.
+//! The same links pack relative relocations (`-z pack-relative-relocs`, DT_RELR) when the
+//! building machine's glibc is 2.36 or later: the loader reads the whole relocation table at
+//! start and its pages stay resident, 600 KB as 24-byte entries against a few KB packed. Such a
+//! binary needs glibc 2.36 to start (it names `GLIBC_ABI_DT_RELR`): build one for an older host
+//! with `FERROCAST_PACK_RELOCS=0`.
 //!
 //! Only where the linker is the toolchain's default lld (x86_64 Linux, glibc, since Rust
 //! 1.90) and no other linker was asked for; `FERROCAST_LINK_ORDER=0` turns both off.
@@ -18,6 +19,7 @@ use std::process::Command;
 fn main() {
     println!("cargo:rerun-if-changed=link-order.txt");
     println!("cargo:rerun-if-env-changed=FERROCAST_LINK_ORDER");
+    println!("cargo:rerun-if-env-changed=FERROCAST_PACK_RELOCS");
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER");
     let var = |name: &str| env::var(name).unwrap_or_default();
     let release = var("PROFILE") == "release";
@@ -36,9 +38,11 @@ fn main() {
         // Names the profile saw that this build lacks (or that are not ours, as libc's).
         println!("cargo:rustc-link-arg-bin=ferrocast=-Wl,--no-warn-symbol-ordering");
     }
-    // Built for this machine: its glibc is the one that will load the binary. A binary for
-    // another machine keeps plain relocations, which every glibc reads.
-    if var("HOST") == var("TARGET") && glibc_at_least(2, 36) {
+    // The building machine's glibc stands for the one that will load the binary; a cross
+    // build, or FERROCAST_PACK_RELOCS=0 for an older host, keeps plain relocations, which
+    // every glibc reads.
+    if var("HOST") == var("TARGET") && var("FERROCAST_PACK_RELOCS") != "0" && glibc_at_least(2, 36)
+    {
         println!("cargo:rustc-link-arg-bin=ferrocast=-Wl,-z,pack-relative-relocs");
     }
 }
